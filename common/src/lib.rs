@@ -1,0 +1,194 @@
+//! Process plumbing shared by every Anode server process: the admin HTTP endpoint
+//! (`GET /metrics`, `GET /health`), tracing setup, and shutdown signals.
+//!
+//! Architecture invariant: nothing here knows about S3, raft or chunks.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Errors of the shared plumbing.
+#[derive(Debug, thiserror::Error)]
+pub enum CommonError {
+    /// Binding the admin listener failed.
+    #[error("admin listener on {addr}: {source}")]
+    Bind {
+        /// Address we tried to bind.
+        addr: SocketAddr,
+        /// Underlying IO error.
+        source: std::io::Error,
+    },
+}
+
+/// Health flag a process flips to `true` once it serves and back to `false` while draining.
+#[derive(Clone, Debug, Default)]
+pub struct Health(Arc<AtomicBool>);
+
+impl Health {
+    /// A new flag, initially not serving.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Set whether the process serves.
+    pub fn set(&self, serving: bool) {
+        self.0.store(serving, Ordering::SeqCst);
+    }
+    /// Whether the process serves.
+    pub fn is_serving(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Serve `GET /metrics` (Prometheus text from the default registry) and `GET /health`
+/// (200 when `health` is set, 503 otherwise) on `addr` until `shutdown` turns true.
+/// Returns the bound address (useful with port 0).
+pub async fn serve_admin(
+    addr: SocketAddr,
+    health: Health,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<SocketAddr, CommonError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| CommonError::Bind { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() { break; }
+                }
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let health = health.clone();
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(move |req| {
+                            let health = health.clone();
+                            async move { Ok::<_, Infallible>(admin_response(&req, &health)) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+            }
+        }
+    });
+    Ok(local)
+}
+
+fn admin_response(req: &Request<Incoming>, health: &Health) -> Response<Full<Bytes>> {
+    let (status, body, ctype) = match req.uri().path() {
+        "/metrics" => (StatusCode::OK, metrics_text(), "text/plain; version=0.0.4"),
+        "/health" if health.is_serving() => (StatusCode::OK, "ok\n".to_string(), "text/plain"),
+        "/health" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable\n".to_string(),
+            "text/plain",
+        ),
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_string(), "text/plain"),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = ctype.parse() {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+/// Render the default Prometheus registry as text.
+pub fn metrics_text() -> String {
+    let families = prometheus::gather();
+    prometheus::TextEncoder::new()
+        .encode_to_string(&families)
+        .unwrap_or_default()
+}
+
+/// Install a `tracing` subscriber writing to stderr, filtered by `RUST_LOG` (default `info`).
+/// Safe to call more than once (later calls are ignored).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A shutdown controller: the first SIGTERM/SIGINT flips the returned watch to `true`
+/// (graceful drain); a second signal exits the process at once with status 130.
+pub fn shutdown_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_signal().await;
+        tracing::info!("signal received: draining (a second signal exits at once)");
+        let _ = tx.send(true);
+        wait_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+    rx
+}
+
+async fn wait_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers we never drain gracefully; park forever.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Milliseconds since the Unix epoch from the system clock. Only drivers call this; state
+/// machines receive time inside commands.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn admin_serves_health_and_metrics() {
+        let health = Health::new();
+        let (_tx, rx) = watch::channel(false);
+        let addr = serve_admin("127.0.0.1:0".parse().unwrap(), health.clone(), rx)
+            .await
+            .unwrap();
+        let get = |path: &'static str| async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        assert!(get("/health").await.starts_with("HTTP/1.1 503"));
+        health.set(true);
+        assert!(get("/health").await.starts_with("HTTP/1.1 200"));
+        let c = prometheus::register_int_counter!("anode_test_counter", "test").unwrap();
+        c.inc();
+        assert!(get("/metrics").await.contains("anode_test_counter 1"));
+    }
+}

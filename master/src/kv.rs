@@ -1,0 +1,163 @@
+//! The narrow key-value interface the state machine reads through, and the mutations it emits.
+//!
+//! Architecture invariant: `state::apply` does no IO. It reads a [`KvRead`] view and returns a
+//! list of [`Mutation`]s; the driver writes them, together with the applied index, in one
+//! atomic RocksDB batch. [`MemKv`] is the in-memory implementation used by tests and models;
+//! `store::RocksKv` is the durable one. Both must pass the same conformance tests.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+/// One change to the state machine's key space.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// Set `key` to `value`.
+    Put(Vec<u8>, Vec<u8>),
+    /// Remove `key` (no-op if absent).
+    Delete(Vec<u8>),
+}
+
+/// Read-only ordered view of the state machine's key space.
+pub trait KvRead {
+    /// The value at `key`, if any.
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+    /// Up to `limit` entries with `start <= key < end` in ascending key order
+    /// (`end = None`: unbounded). Implementations must return keys in byte order.
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)>;
+}
+
+/// In-memory [`KvRead`] over a `BTreeMap`; deterministic, for tests and models.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemKv {
+    /// The entries.
+    pub map: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl MemKv {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Apply mutations in order.
+    pub fn apply(&mut self, muts: &[Mutation]) {
+        for m in muts {
+            match m {
+                Mutation::Put(k, v) => {
+                    self.map.insert(k.clone(), v.clone());
+                }
+                Mutation::Delete(k) => {
+                    self.map.remove(k);
+                }
+            }
+        }
+    }
+}
+
+impl KvRead for MemKv {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.map.get(key).cloned()
+    }
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let upper = match end {
+            Some(e) => Bound::Excluded(e.to_vec()),
+            None => Bound::Unbounded,
+        };
+        self.map
+            .range((Bound::Included(start.to_vec()), upper))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// A write overlay on top of a [`KvRead`]: reads see the pending mutations, so one command
+/// can read its own writes. `into_mutations` yields the batch to persist.
+pub struct Overlay<'a> {
+    base: &'a dyn KvRead,
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> Overlay<'a> {
+    /// A new overlay with no pending writes.
+    pub fn new(base: &'a dyn KvRead) -> Self {
+        Self {
+            base,
+            pending: BTreeMap::new(),
+        }
+    }
+    /// Stage a put.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.pending.insert(key, Some(value));
+    }
+    /// Stage a delete.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.pending.insert(key, None);
+    }
+    /// The staged writes, in key order (deterministic).
+    pub fn into_mutations(self) -> Vec<Mutation> {
+        self.pending
+            .into_iter()
+            .map(|(k, v)| match v {
+                Some(v) => Mutation::Put(k, v),
+                None => Mutation::Delete(k),
+            })
+            .collect()
+    }
+}
+
+impl KvRead for Overlay<'_> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.pending.get(key) {
+            Some(v) => v.clone(),
+            None => self.base.get(key),
+        }
+    }
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        // Merge the base scan with pending writes. Fetch enough base rows to cover deletions.
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let extra = self.pending.len();
+        for (k, v) in self.base.scan(start, end, limit.saturating_add(extra)) {
+            merged.insert(k, v);
+        }
+        let upper = match end {
+            Some(e) => Bound::Excluded(e.to_vec()),
+            None => Bound::Unbounded,
+        };
+        for (k, v) in self.pending.range((Bound::Included(start.to_vec()), upper)) {
+            match v {
+                Some(v) => {
+                    merged.insert(k.clone(), v.clone());
+                }
+                None => {
+                    merged.remove(k);
+                }
+            }
+        }
+        merged.into_iter().take(limit).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_reads_own_writes_and_hides_deletes() {
+        let mut base = MemKv::new();
+        base.apply(&[
+            Mutation::Put(b"a".to_vec(), b"1".to_vec()),
+            Mutation::Put(b"b".to_vec(), b"2".to_vec()),
+            Mutation::Put(b"c".to_vec(), b"3".to_vec()),
+        ]);
+        let mut o = Overlay::new(&base);
+        o.delete(b"b".to_vec());
+        o.put(b"bb".to_vec(), b"x".to_vec());
+        assert_eq!(o.get(b"b"), None);
+        assert_eq!(o.get(b"bb"), Some(b"x".to_vec()));
+        let keys: Vec<_> = o.scan(b"a", None, 10).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"bb".to_vec(), b"c".to_vec()]);
+        let keys: Vec<_> = o.scan(b"a", Some(b"c"), 2).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"bb".to_vec()]);
+        assert_eq!(o.into_mutations().len(), 2);
+    }
+}

@@ -1,0 +1,14 @@
+//! Anode master: one member of the raft group that replicates the namespace, bucket configs,
+//! access keys, the chunkserver registry and chunk locations.
+//!
+//! Code map:
+//! - [`kv`]: the narrow key-value view the state machine reads, and its mutations.
+//! - [`state`]: the deterministic state machine (`apply`) and its read queries. No IO.
+//! - `store`: RocksDB column families: raft log, hard state, state machine, applied index.
+//! - `node`: the raft-rs `RawNode` driver (ready loop), proposals and ReadIndex reads.
+//! - `transport`: raft messages between masters over tonic.
+//! - `service`: the `Master` gRPC API.
+//! - `ctl`: the operator CLI (`anode ctl`).
+
+pub mod kv;
+pub mod state;
