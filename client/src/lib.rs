@@ -1,1 +1,758 @@
-//! placeholder
+//! The Anode Rust client: metadata from the master group, chunk bytes directly to and from
+//! chunkservers. The S3 gateway is built on it; so can any Rust program.
+//!
+//! Entry point: [`Client`]. The master-calling machinery ([`MasterConn`]) is public because
+//! chunkservers use it too.
+//!
+//! Architecture invariants:
+//! - A put commits its manifest only after every chunk has R acknowledged durable copies
+//!   ([`mod@write`] module docs give the order).
+//! - Every byte handed to a reader was verified against its chunk's SHA-256, by the client for
+//!   whole chunks, by the chunkserver (`verify = true`) for partial ones.
+//! - Metadata reads (`get_object`, `head_object`, listings) always ask the leader; the manifest
+//!   cache is only a convenience for callers ([`Client::cached_manifest`]).
+//! - Every cross-node await is bounded by a timeout; memory per put and per read is bounded by
+//!   `put_parallelism` and `read_ahead_chunks` chunks.
+//! - The decisions are pure functions tested without a network: [`chunker`], [`range`],
+//!   [`retry`], and the error mapping in [`error`].
+
+#![warn(missing_docs)]
+
+pub mod chunker;
+pub mod config;
+pub mod error;
+pub mod master;
+mod pool;
+pub mod range;
+mod read;
+pub mod retry;
+pub mod write;
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anode_proto::{
+    AbortMultipartRequest, CompleteMultipartRequest, CreateBucketRequest, CreateMultipartRequest,
+    DeleteBucketRequest, DeleteObjectRequest, DeleteObjectsRequest, GetBucketRequest,
+    GetKeyRequest, GetObjectRequest, ListBucketsRequest, MultipartUpload, PutObjectRequest,
+    PutPartRequest,
+};
+use bytes::Bytes;
+use futures::{Stream, TryStreamExt};
+use lru::LruCache;
+use parking_lot::Mutex;
+
+pub use anode_proto::{
+    AccessKey, BucketConfig, ChunkRef, CompletePart, ListMultipartUploadsRequest,
+    ListMultipartUploadsResponse, ListObjectsRequest, ListObjectsResponse, ListPartsRequest,
+    ListPartsResponse, Manifest, ObjectEntry, PartRecord,
+};
+pub use config::ClientConfig;
+pub use error::ClientError;
+pub use master::{MasterConn, MasterConnOptions};
+
+/// A stream of object bytes, in order. Every item was verified before it was yielded.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ClientError>> + Send>>;
+
+/// Object metadata and conditions for a put.
+#[derive(Clone, Debug, Default)]
+pub struct PutOptions {
+    /// `Content-Type` to store.
+    pub content_type: String,
+    /// `x-amz-meta-*` pairs (names without the prefix, as the gateway chooses).
+    pub user_metadata: HashMap<String, String>,
+    /// Other headers stored verbatim (cache-control, content-disposition, ...).
+    pub system_metadata: HashMap<String, String>,
+    /// Only commit if the current object's etag equals this (`""` = must not exist).
+    pub if_match_etag: Option<String>,
+    /// Expected MD5 of the body; a mismatch fails with [`ClientError::BadDigest`] and nothing is
+    /// committed.
+    pub content_md5: Option<[u8; 16]>,
+}
+
+/// The Anode client. Cheap to clone; clones share connections and caches.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+pub(crate) struct ClientInner {
+    pub(crate) cfg: ClientConfig,
+    pub(crate) master: MasterConn,
+    pub(crate) pool: pool::ChunkPool,
+    manifests: Option<Mutex<LruCache<(String, String), Manifest>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("master", &self.inner.master)
+            .field("cfg", &self.inner.cfg)
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client for the masters at `masters` ("127.0.0.1:7001" style) with the default
+    /// [`ClientConfig`]. Connections are lazy: this dials nothing, so it succeeds while the
+    /// masters are still starting.
+    pub async fn connect(masters: Vec<String>) -> Result<Client, ClientError> {
+        Self::with_config(masters, ClientConfig::default()).await
+    }
+
+    /// Like [`Client::connect`] with explicit tuning.
+    pub async fn with_config(
+        masters: Vec<String>,
+        cfg: ClientConfig,
+    ) -> Result<Client, ClientError> {
+        cfg.validate()?;
+        let master = MasterConn::with_options(
+            masters,
+            MasterConnOptions {
+                rpc_timeout: cfg.rpc_timeout,
+                retry_budget: cfg.retry_budget,
+            },
+        );
+        if master.addrs().is_empty() {
+            return Err(ClientError::InvalidArgument("no master addresses".into()));
+        }
+        let manifests =
+            NonZeroUsize::new(cfg.manifest_cache_entries).map(|n| Mutex::new(LruCache::new(n)));
+        Ok(Client {
+            inner: Arc::new(ClientInner {
+                pool: pool::ChunkPool::new(cfg.rpc_timeout),
+                cfg,
+                master,
+                manifests,
+            }),
+        })
+    }
+
+    /// The master handle (for calls this API does not wrap).
+    pub fn master(&self) -> &MasterConn {
+        &self.inner.master
+    }
+
+    /// The tuning in force.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.cfg
+    }
+
+    // ---- buckets ------------------------------------------------------------------------------
+
+    /// Create bucket `name` with replication factor `replication` (0 = cluster default).
+    pub async fn create_bucket(
+        &self,
+        name: &str,
+        replication: u32,
+        owner_access_key: &str,
+    ) -> Result<BucketConfig, ClientError> {
+        let req = CreateBucketRequest {
+            name: name.to_string(),
+            replication,
+            owner_access_key: owner_access_key.to_string(),
+        };
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.create_bucket(req).await }
+            })
+            .await?;
+        required(resp.config, "CreateBucketResponse.config")
+    }
+
+    /// Delete bucket `name` (the master refuses a non-empty bucket).
+    pub async fn delete_bucket(&self, name: &str) -> Result<(), ClientError> {
+        let req = DeleteBucketRequest {
+            name: name.to_string(),
+        };
+        self.inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.delete_bucket(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Every bucket.
+    pub async fn list_buckets(&self) -> Result<Vec<BucketConfig>, ClientError> {
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| async move { c.list_buckets(ListBucketsRequest {}).await })
+            .await?;
+        Ok(resp.buckets)
+    }
+
+    /// The configuration of bucket `name` (`NoSuchBucket` if absent).
+    pub async fn head_bucket(&self, name: &str) -> Result<BucketConfig, ClientError> {
+        let req = GetBucketRequest {
+            name: name.to_string(),
+        };
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.get_bucket(req).await }
+            })
+            .await?;
+        required(resp.config, "GetBucketResponse.config")
+    }
+
+    // ---- objects ------------------------------------------------------------------------------
+
+    /// Store `body` as `bucket/key`: chunks first (R copies each), then the manifest through the
+    /// master. Bodies of at most `inline_max_bytes` go inline in the manifest. Returns the
+    /// committed manifest.
+    pub async fn put_object<S>(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: S,
+        opts: PutOptions,
+    ) -> Result<Manifest, ClientError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
+    {
+        let stored = self
+            .inner
+            .store_body(bucket, body, true, opts.content_md5)
+            .await?;
+        let manifest = Manifest {
+            version: anode_proto::MANIFEST_VERSION,
+            size: stored.size,
+            etag: chunker::etag_hex(&stored.md5),
+            content_type: opts.content_type,
+            user_metadata: opts.user_metadata,
+            chunks: stored.chunks,
+            inline_data: stored.inline.map(|b| b.to_vec()).unwrap_or_default(),
+            mtime_ms: 0,
+            object_version: 0,
+            part_sizes: Vec::new(),
+            system_metadata: opts.system_metadata,
+        };
+        self.commit(bucket, key, manifest, opts.if_match_etag).await
+    }
+
+    /// [`Client::put_object`] for a body already in memory.
+    pub async fn put_object_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: Bytes,
+        opts: PutOptions,
+    ) -> Result<Manifest, ClientError> {
+        let body = futures::stream::iter(std::iter::once(Ok::<_, std::io::Error>(data)));
+        self.put_object(bucket, key, body, opts).await
+    }
+
+    async fn commit(
+        &self,
+        bucket: &str,
+        key: &str,
+        manifest: Manifest,
+        if_match_etag: Option<String>,
+    ) -> Result<Manifest, ClientError> {
+        let req = PutObjectRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            manifest: Some(manifest.clone()),
+            if_match_etag,
+        };
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.put_object(req).await }
+            })
+            .await?;
+        let committed = resp.manifest.unwrap_or(manifest);
+        self.inner.cache_put(bucket, key, &committed);
+        Ok(committed)
+    }
+
+    /// The current manifest of `bucket/key`, from the leader (`NoSuchKey` if absent).
+    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<Manifest, ClientError> {
+        let req = GetObjectRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            allow_stale: false,
+        };
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.get_object(req).await }
+            })
+            .await?;
+        let manifest = required(resp.manifest, "GetObjectResponse.manifest")?;
+        self.inner.cache_put(bucket, key, &manifest);
+        Ok(manifest)
+    }
+
+    /// The manifest of `bucket/key` (from the leader) and a stream of its bytes, or of the
+    /// inclusive byte range `range` (validated by the caller; clamped to the size here).
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<(Manifest, ByteStream), ClientError> {
+        let manifest = self.head_object(bucket, key).await?;
+        let body = self.read_manifest(bucket, &manifest, range);
+        Ok((manifest, body))
+    }
+
+    /// Stream the body (or inclusive byte `range`) of an already fetched manifest. Nothing is
+    /// fetched until the stream is polled; at most `read_ahead_chunks` chunks are buffered.
+    pub fn read_manifest(
+        &self,
+        bucket: &str,
+        manifest: &Manifest,
+        range: Option<(u64, u64)>,
+    ) -> ByteStream {
+        let _ = bucket;
+        read::read_manifest(self.inner.clone(), manifest, range)
+    }
+
+    /// The manifest last seen for `bucket/key` by this client, if cached. Possibly stale: for
+    /// callers that accept that (strongly consistent reads use [`Client::head_object`]).
+    pub fn cached_manifest(&self, bucket: &str, key: &str) -> Option<Manifest> {
+        let cache = self.inner.manifests.as_ref()?;
+        cache
+            .lock()
+            .get(&(bucket.to_string(), key.to_string()))
+            .cloned()
+    }
+
+    /// Copy `src_bucket/src_key` to `dst_bucket/dst_key` without moving bytes: the new manifest
+    /// references the source's chunks (or inline data). With `replace`, its content type and
+    /// metadata replace the source's, and its `if_match_etag` guards the destination.
+    pub async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<PutOptions>,
+    ) -> Result<Manifest, ClientError> {
+        let src = self.head_object(src_bucket, src_key).await?;
+        let (manifest, if_match) = copy_manifest(src, replace);
+        self.commit(dst_bucket, dst_key, manifest, if_match).await
+    }
+
+    /// Delete `bucket/key`; returns whether it existed.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ClientError> {
+        let req = DeleteObjectRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        };
+        self.inner.cache_forget(bucket, key);
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.delete_object(req).await }
+            })
+            .await?;
+        Ok(resp.existed)
+    }
+
+    /// Delete several keys of `bucket` in one command; returns the keys that existed.
+    pub async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<String>, ClientError> {
+        for key in &keys {
+            self.inner.cache_forget(bucket, key);
+        }
+        let req = DeleteObjectsRequest {
+            bucket: bucket.to_string(),
+            keys,
+        };
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.delete_objects(req).await }
+            })
+            .await?;
+        Ok(resp.deleted)
+    }
+
+    /// One page of a listing (see `ListObjectsRequest` for paging with `start_after`).
+    pub async fn list_objects(
+        &self,
+        req: ListObjectsRequest,
+    ) -> Result<ListObjectsResponse, ClientError> {
+        self.inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.list_objects(req).await }
+            })
+            .await
+    }
+
+    /// Every object of `bucket` under `prefix`, in key order, fetching pages as it goes.
+    pub fn list_all(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> impl Stream<Item = Result<ObjectEntry, ClientError>> + Send + 'static {
+        let client = self.clone();
+        let base = ListObjectsRequest {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            max_keys: 1000,
+            ..Default::default()
+        };
+        futures::stream::try_unfold(Some(String::new()), move |start_after| {
+            let client = client.clone();
+            let mut req = base.clone();
+            async move {
+                let Some(start_after) = start_after else {
+                    return Ok::<_, ClientError>(None);
+                };
+                req.start_after = start_after;
+                let page = client.list_objects(req).await?;
+                let next = next_page_start(&page);
+                Ok(Some((
+                    futures::stream::iter(page.objects.into_iter().map(Ok::<_, ClientError>)),
+                    next,
+                )))
+            }
+        })
+        .try_flatten()
+    }
+
+    // ---- multipart ----------------------------------------------------------------------------
+
+    /// Start a multipart upload of `bucket/key`; returns the upload id.
+    pub async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: PutOptions,
+    ) -> Result<String, ClientError> {
+        let req = CreateMultipartRequest {
+            upload: Some(MultipartUpload {
+                version: anode_proto::RECORD_VERSION,
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                upload_id: String::new(),
+                initiated_ms: 0,
+                content_type: opts.content_type,
+                user_metadata: opts.user_metadata,
+                system_metadata: opts.system_metadata,
+            }),
+        };
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.create_multipart(req).await }
+            })
+            .await?;
+        Ok(resp.upload_id)
+    }
+
+    /// Store one part (always as chunks, never inline) and record it with the master. A part
+    /// number uploaded again replaces the earlier part.
+    pub async fn upload_part<S>(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: S,
+        content_md5: Option<[u8; 16]>,
+    ) -> Result<PartRecord, ClientError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
+    {
+        let stored = self
+            .inner
+            .store_body(bucket, body, false, content_md5)
+            .await?;
+        let part = PartRecord {
+            version: anode_proto::RECORD_VERSION,
+            part_number,
+            etag: chunker::etag_hex(&stored.md5),
+            size: stored.size,
+            chunks: stored.chunks,
+            mtime_ms: 0,
+            inline_data: Vec::new(),
+        };
+        let req = PutPartRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            part: Some(part.clone()),
+        };
+        self.inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.put_part(req).await }
+            })
+            .await?;
+        Ok(part)
+    }
+
+    /// Complete a multipart upload from the listed parts (the master checks numbers and etags);
+    /// returns the committed manifest.
+    pub async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletePart>,
+    ) -> Result<Manifest, ClientError> {
+        let req = CompleteMultipartRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            parts,
+        };
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.complete_multipart(req).await }
+            })
+            .await?;
+        let manifest = required(resp.manifest, "CompleteMultipartResponse.manifest")?;
+        self.inner.cache_put(bucket, key, &manifest);
+        Ok(manifest)
+    }
+
+    /// Abort a multipart upload; its parts' chunks become garbage.
+    pub async fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), ClientError> {
+        let req = AbortMultipartRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+        };
+        self.inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.abort_multipart(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// One page of the parts of an upload.
+    pub async fn list_parts(
+        &self,
+        req: ListPartsRequest,
+    ) -> Result<ListPartsResponse, ClientError> {
+        self.inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.list_parts(req).await }
+            })
+            .await
+    }
+
+    /// One page of the uploads in progress in a bucket.
+    pub async fn list_multipart_uploads(
+        &self,
+        req: ListMultipartUploadsRequest,
+    ) -> Result<ListMultipartUploadsResponse, ClientError> {
+        self.inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.list_multipart_uploads(req).await }
+            })
+            .await
+    }
+
+    // ---- keys ---------------------------------------------------------------------------------
+
+    /// The access key record (including its secret) for `access_key`, for SigV4 verification.
+    pub async fn get_access_key(&self, access_key: &str) -> Result<AccessKey, ClientError> {
+        let req = GetKeyRequest {
+            access_key: access_key.to_string(),
+        };
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.get_key(req).await }
+            })
+            .await?;
+        required(resp.key, "GetKeyResponse.key")
+    }
+}
+
+impl ClientInner {
+    fn cache_put(&self, bucket: &str, key: &str, manifest: &Manifest) {
+        if let Some(cache) = &self.manifests {
+            let mut cache = cache.lock();
+            let k = (bucket.to_string(), key.to_string());
+            // Never let an older version replace a newer one.
+            let newer = cache
+                .peek(&k)
+                .is_none_or(|old| old.object_version <= manifest.object_version);
+            if newer {
+                cache.put(k, manifest.clone());
+            }
+        }
+    }
+
+    fn cache_forget(&self, bucket: &str, key: &str) {
+        if let Some(cache) = &self.manifests {
+            cache.lock().pop(&(bucket.to_string(), key.to_string()));
+        }
+    }
+}
+
+/// Pure: the manifest a copy commits, and its condition. Keeps the body (chunks or inline data),
+/// size, etag and part sizes; takes content type and metadata from `replace` when given.
+pub(crate) fn copy_manifest(
+    src: Manifest,
+    replace: Option<PutOptions>,
+) -> (Manifest, Option<String>) {
+    let mut m = Manifest {
+        version: anode_proto::MANIFEST_VERSION,
+        mtime_ms: 0,
+        object_version: 0,
+        ..src
+    };
+    let mut if_match = None;
+    if let Some(opts) = replace {
+        m.content_type = opts.content_type;
+        m.user_metadata = opts.user_metadata;
+        m.system_metadata = opts.system_metadata;
+        if_match = opts.if_match_etag;
+    }
+    (m, if_match)
+}
+
+/// Pure: where the next page of a listing starts, or `None` when this was the last page.
+pub(crate) fn next_page_start(page: &ListObjectsResponse) -> Option<String> {
+    if !page.is_truncated {
+        return None;
+    }
+    let next = if page.next_start_after.is_empty() {
+        page.objects.last().map(|o| o.key.clone())?
+    } else {
+        page.next_start_after.clone()
+    };
+    Some(next)
+}
+
+fn required<T>(field: Option<T>, name: &str) -> Result<T, ClientError> {
+    field.ok_or_else(|| ClientError::Internal(format!("master answer without {name}")))
+}
+
+/// The seed of a randomized test: `ANODE_SEED` if set, else random; printed for replay.
+#[cfg(test)]
+pub(crate) fn test_seed() -> u64 {
+    let seed = std::env::var("ANODE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("ANODE_SEED={seed}");
+    seed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_keeps_body_and_replaces_metadata() {
+        let src = Manifest {
+            version: 1,
+            size: 5,
+            etag: "e".into(),
+            content_type: "text/plain".into(),
+            user_metadata: [("a".to_string(), "1".to_string())].into(),
+            chunks: vec![ChunkRef {
+                sha256: vec![1; 32],
+                length: 5,
+                servers: vec![1, 2],
+            }],
+            mtime_ms: 9,
+            object_version: 7,
+            ..Default::default()
+        };
+        let (same, cond) = copy_manifest(src.clone(), None);
+        assert_eq!(same.chunks, src.chunks);
+        assert_eq!(same.user_metadata, src.user_metadata);
+        assert_eq!((same.mtime_ms, same.object_version, cond), (0, 0, None));
+        let (replaced, cond) = copy_manifest(
+            src.clone(),
+            Some(PutOptions {
+                content_type: "image/png".into(),
+                if_match_etag: Some(String::new()),
+                ..Default::default()
+            }),
+        );
+        assert_eq!(replaced.content_type, "image/png");
+        assert!(replaced.user_metadata.is_empty());
+        assert_eq!((replaced.etag.as_str(), replaced.size), ("e", 5));
+        assert_eq!(cond, Some(String::new()));
+    }
+
+    /// The gateway runs these futures on a multi-threaded runtime: they must be `Send`.
+    #[allow(dead_code)]
+    fn futures_are_send(c: &Client, m: &Manifest) {
+        fn send<T: Send>(_: T) {}
+        fn send_sync<T: Send + Sync + Clone + 'static>() {}
+        send_sync::<Client>();
+        send_sync::<MasterConn>();
+        let body = futures::stream::empty::<Result<Bytes, std::io::Error>>();
+        send(c.put_object("b", "k", body, PutOptions::default()));
+        let body = futures::stream::empty::<Result<Bytes, std::io::Error>>();
+        send(c.upload_part("b", "k", "u", 1, body, None));
+        send(c.get_object("b", "k", None));
+        send(c.read_manifest("b", m, None));
+        send(c.copy_object("b", "k", "b", "k2", None));
+        send(c.list_all("b", ""));
+        send(c.delete_objects("b", vec![]));
+    }
+
+    #[test]
+    fn paging() {
+        let entry = |k: &str| ObjectEntry {
+            key: k.into(),
+            ..Default::default()
+        };
+        let mut page = ListObjectsResponse {
+            objects: vec![entry("a"), entry("b")],
+            ..Default::default()
+        };
+        assert_eq!(next_page_start(&page), None);
+        page.is_truncated = true;
+        assert_eq!(next_page_start(&page).as_deref(), Some("b"));
+        page.next_start_after = "c/".into();
+        assert_eq!(next_page_start(&page).as_deref(), Some("c/"));
+    }
+}

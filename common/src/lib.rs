@@ -3,6 +3,8 @@
 //!
 //! Architecture invariant: nothing here knows about S3, raft or chunks.
 
+pub mod placement;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

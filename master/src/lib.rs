@@ -12,3 +12,16 @@
 
 pub mod kv;
 pub mod state;
+pub mod node;
+pub mod slog_tracing;
+pub mod store;
+pub mod ctl;
+pub mod leases;
+pub mod membership;
+pub mod metrics;
+pub mod placement;
+pub mod server;
+pub mod service;
+pub mod transport;
+
+pub use server::{run, start, MasterArgs, RunningMaster};

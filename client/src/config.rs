@@ -1,0 +1,82 @@
+//! Client tuning knobs. Every limit has its unit in its name.
+
+use std::time::Duration;
+
+/// Default chunk size: 4 MiB. Bodies are cut into chunks of exactly this size (the last may be
+/// shorter); each chunk is stored content-addressed by its SHA-256 on R chunkservers.
+pub const DEFAULT_CHUNK_SIZE_BYTES: usize = 4 << 20;
+/// Default inline limit: bodies of at most 16 KiB live inside the manifest, with no chunks.
+pub const DEFAULT_INLINE_MAX_BYTES: usize = 16 << 10;
+/// Default number of chunks held in memory per put (the one being filled counts).
+pub const DEFAULT_PUT_PARALLELISM: usize = 4;
+/// Default bound on one RPC to a master, and on each message of a chunk transfer.
+pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default total time spent retrying master calls (leader changes, restarts).
+pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(15);
+/// Default number of manifests kept in the LRU manifest cache.
+pub const DEFAULT_MANIFEST_CACHE_ENTRIES: usize = 1024;
+/// Default number of chunks a ranged or whole-object read fetches ahead of the consumer.
+pub const DEFAULT_READ_AHEAD_CHUNKS: usize = 2;
+/// Size of the data messages of a streamed PutChunk.
+pub const PUT_MESSAGE_BYTES: usize = 256 << 10;
+
+/// Tuning for a [`crate::Client`]. `ClientConfig::default()` gives the documented defaults.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Size of the chunks a body is cut into (default 4 MiB).
+    pub chunk_size_bytes: usize,
+    /// Bodies of at most this many bytes are stored inline in the manifest (default 16 KiB).
+    pub inline_max_bytes: usize,
+    /// Chunks held in memory per put, counting the one being filled; the others are in flight
+    /// to chunkservers (default 4).
+    pub put_parallelism: usize,
+    /// Bound on one master RPC, on connecting, and on each message of a chunk transfer
+    /// (default 10 s). A whole chunk transfer is bounded by this plus 1 ms per KiB.
+    pub rpc_timeout: Duration,
+    /// Total time spent retrying a master call across masters (default 15 s).
+    pub retry_budget: Duration,
+    /// Entries of the manifest LRU cache (default 1024; 0 disables it).
+    pub manifest_cache_entries: usize,
+    /// Chunks fetched ahead of the reader (default 2; at least 1).
+    pub read_ahead_chunks: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            chunk_size_bytes: DEFAULT_CHUNK_SIZE_BYTES,
+            inline_max_bytes: DEFAULT_INLINE_MAX_BYTES,
+            put_parallelism: DEFAULT_PUT_PARALLELISM,
+            rpc_timeout: DEFAULT_RPC_TIMEOUT,
+            retry_budget: DEFAULT_RETRY_BUDGET,
+            manifest_cache_entries: DEFAULT_MANIFEST_CACHE_ENTRIES,
+            read_ahead_chunks: DEFAULT_READ_AHEAD_CHUNKS,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Check the knobs for values that cannot work.
+    pub fn validate(&self) -> Result<(), crate::ClientError> {
+        let bad = |m: &str| Err(crate::ClientError::InvalidArgument(m.to_string()));
+        if self.chunk_size_bytes == 0 {
+            return bad("chunk_size_bytes must be > 0");
+        }
+        if self.put_parallelism == 0 {
+            return bad("put_parallelism must be > 0");
+        }
+        if self.read_ahead_chunks == 0 {
+            return bad("read_ahead_chunks must be > 0");
+        }
+        if self.rpc_timeout.is_zero() {
+            return bad("rpc_timeout must be > 0");
+        }
+        Ok(())
+    }
+
+    /// Time bound for transferring one chunk of `len_bytes`: `rpc_timeout` plus 1 ms per KiB
+    /// (a floor of about 1 MB/s).
+    pub fn chunk_timeout(&self, len_bytes: u64) -> Duration {
+        self.rpc_timeout + Duration::from_millis(len_bytes / 1024)
+    }
+}

@@ -1,0 +1,297 @@
+//! [`MasterConn`]: calls to the master group that follow the leader.
+//!
+//! Order of one [`MasterConn::call`]: try the last known leader (or the first master); on a
+//! follower's redirect (`FAILED_PRECONDITION` + `anode-leader`) go there at once; on UNAVAILABLE,
+//! a connect error, a timeout or "no leader" back off (jittered, 10 ms .. 500 ms) and try the next
+//! master; stop when the retry budget is spent. A status carrying `anode-error-code` is a
+//! definite answer and returns at once as [`ClientError::Remote`]. The policy itself is pure and
+//! lives in [`crate::retry`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anode_proto::master_client::MasterClient;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::{DEFAULT_RETRY_BUDGET, DEFAULT_RPC_TIMEOUT};
+use crate::error::ClientError;
+use crate::retry::{classify, Backoff, Disposition};
+
+/// Largest gRPC message accepted from or sent to a master (listings, manifests with inline data).
+pub const MASTER_MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// Consecutive leader redirects followed without backing off.
+const MAX_IMMEDIATE_REDIRECTS: u32 = 3;
+
+/// Time bounds of a [`MasterConn`].
+#[derive(Clone, Debug)]
+pub struct MasterConnOptions {
+    /// Bound on one attempt of one RPC (and on connecting).
+    pub rpc_timeout: Duration,
+    /// Total time one [`MasterConn::call`] spends retrying.
+    pub retry_budget: Duration,
+}
+
+impl Default for MasterConnOptions {
+    fn default() -> Self {
+        MasterConnOptions {
+            rpc_timeout: DEFAULT_RPC_TIMEOUT,
+            retry_budget: DEFAULT_RETRY_BUDGET,
+        }
+    }
+}
+
+/// A handle on the master group: lazily connected, pooled channels per master, and the last known
+/// leader. Cheap to clone; clones share channels and the leader hint.
+#[derive(Clone)]
+pub struct MasterConn {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    addrs: Vec<String>,
+    opts: MasterConnOptions,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    leader: Option<String>,
+    channels: HashMap<String, Channel>,
+}
+
+impl std::fmt::Debug for MasterConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterConn")
+            .field("addrs", &self.inner.addrs)
+            .field("leader", &self.leader_hint())
+            .finish()
+    }
+}
+
+/// `host:port` -> `http://host:port`; addresses with a scheme are kept.
+pub(crate) fn normalize_addr(addr: &str) -> String {
+    let addr = addr.trim();
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// A lazily connecting channel to `addr` (normalized); needs a tokio runtime.
+pub(crate) fn lazy_channel(addr: &str, connect_timeout: Duration) -> Result<Channel, ClientError> {
+    let endpoint = Endpoint::from_shared(normalize_addr(addr))
+        .map_err(|e| ClientError::InvalidArgument(format!("address {addr:?}: {e}")))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(false);
+    Ok(endpoint.connect_lazy())
+}
+
+impl MasterConn {
+    /// A handle on the masters at `addrs` ("127.0.0.1:7001" style; `http://` is added), with the
+    /// default time bounds. Connects lazily: nothing is dialed until the first call.
+    pub fn new(addrs: Vec<String>) -> Self {
+        Self::with_options(addrs, MasterConnOptions::default())
+    }
+
+    /// Like [`MasterConn::new`] with explicit time bounds.
+    pub fn with_options(addrs: Vec<String>, opts: MasterConnOptions) -> Self {
+        let mut norm: Vec<String> = Vec::new();
+        for a in addrs.iter().flat_map(|a| a.split(',')) {
+            let a = normalize_addr(a);
+            if a != "http://" && !norm.contains(&a) {
+                norm.push(a);
+            }
+        }
+        MasterConn {
+            inner: Arc::new(Inner {
+                addrs: norm,
+                opts,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// The configured master addresses (normalized with `http://`).
+    pub fn addrs(&self) -> &[String] {
+        &self.inner.addrs
+    }
+
+    /// The last known leader (normalized address), if any.
+    pub fn leader_hint(&self) -> Option<String> {
+        self.inner.state.lock().leader.clone()
+    }
+
+    /// Call the leader: `f` gets a client on one master and issues one RPC; it is called again for
+    /// every retry, so it must be able to rebuild its request. See the module docs for the order.
+    pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
+    where
+        F: FnMut(MasterClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let addrs = &self.inner.addrs;
+        if addrs.is_empty() {
+            return Err(ClientError::InvalidArgument("no master addresses".into()));
+        }
+        let deadline = Instant::now() + self.inner.opts.retry_budget;
+        let mut backoff = Backoff::default();
+        let mut target = self.leader_hint().unwrap_or_else(|| addrs[0].clone());
+        let mut next_idx = addrs.iter().position(|a| *a == target).map_or(0, |i| i + 1);
+        let mut redirects = 0u32;
+        loop {
+            let err = match self.attempt(&target, &mut f).await {
+                Ok(v) => {
+                    self.set_leader(Some(&target));
+                    return Ok(v);
+                }
+                Err(Attempt::Fail(e)) => return Err(e),
+                Err(Attempt::Redirect(leader)) => {
+                    let leader = normalize_addr(&leader);
+                    self.set_leader(Some(&leader));
+                    redirects += 1;
+                    let fresh = leader != target;
+                    target = leader;
+                    if fresh && redirects <= MAX_IMMEDIATE_REDIRECTS {
+                        continue;
+                    }
+                    ClientError::NoLeader
+                }
+                Err(Attempt::TryNext(e)) => {
+                    self.forget_leader(&target);
+                    target = addrs[next_idx % addrs.len()].clone();
+                    next_idx += 1;
+                    e
+                }
+            };
+            let delay = backoff.next_delay(&mut rand::thread_rng());
+            if Instant::now() + delay >= deadline {
+                tracing::debug!(error = %err, "master retry budget spent");
+                return Err(err);
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt<T, F, Fut>(&self, target: &str, f: &mut F) -> Result<T, Attempt>
+    where
+        F: FnMut(MasterClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let channel = self.channel(target).map_err(Attempt::TryNext)?;
+        let client = MasterClient::new(channel)
+            .max_decoding_message_size(MASTER_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MASTER_MAX_MESSAGE_BYTES);
+        let timeout = self.inner.opts.rpc_timeout;
+        match tokio::time::timeout(timeout, f(client)).await {
+            Ok(Ok(resp)) => Ok(resp.into_inner()),
+            Ok(Err(status)) => Err(match classify(&status) {
+                Disposition::Redirect(addr) => Attempt::Redirect(addr),
+                Disposition::TryNext => Attempt::TryNext(retry_error(&status, target)),
+                Disposition::Fail => Attempt::Fail(ClientError::from_status(&status)),
+            }),
+            Err(_) => Err(Attempt::TryNext(ClientError::Timeout(format!(
+                "master {target} did not answer within {timeout:?}"
+            )))),
+        }
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
+        let mut state = self.inner.state.lock();
+        if let Some(ch) = state.channels.get(addr) {
+            return Ok(ch.clone());
+        }
+        let ch = lazy_channel(addr, self.inner.opts.rpc_timeout)?;
+        state.channels.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    fn set_leader(&self, addr: Option<&str>) {
+        let mut state = self.inner.state.lock();
+        if state.leader.as_deref() != addr {
+            tracing::debug!(leader = ?addr, "master leader hint");
+            state.leader = addr.map(str::to_string);
+        }
+    }
+
+    fn forget_leader(&self, addr: &str) {
+        let mut state = self.inner.state.lock();
+        if state.leader.as_deref() == Some(addr) {
+            state.leader = None;
+        }
+    }
+}
+
+/// The outcome of one failed attempt, as the driver acts on it.
+enum Attempt {
+    Redirect(String),
+    TryNext(ClientError),
+    Fail(ClientError),
+}
+
+/// The error to report if a retried failure turns out to be the last one.
+fn retry_error(status: &tonic::Status, target: &str) -> ClientError {
+    match ClientError::from_status(status) {
+        ClientError::NoLeader => ClientError::NoLeader,
+        ClientError::Status { code, message } => {
+            ClientError::Unavailable(format!("master {target}: {code:?}: {message}"))
+        }
+        ClientError::Timeout(m) | ClientError::Unavailable(m) => {
+            ClientError::Unavailable(format!("master {target}: {m}"))
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_normalized_and_deduplicated() {
+        let m = MasterConn::new(vec![
+            "127.0.0.1:7001".into(),
+            "http://127.0.0.1:7001".into(),
+            "127.0.0.1:7002,127.0.0.1:7003".into(),
+            "".into(),
+        ]);
+        assert_eq!(
+            m.addrs(),
+            [
+                "http://127.0.0.1:7001",
+                "http://127.0.0.1:7002",
+                "http://127.0.0.1:7003"
+            ]
+        );
+        assert_eq!(m.leader_hint(), None);
+    }
+
+    #[tokio::test]
+    async fn unreachable_masters_exhaust_the_budget() {
+        // Port 1 on loopback refuses connections; the call must give up within the budget.
+        let m = MasterConn::with_options(
+            vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
+            MasterConnOptions {
+                rpc_timeout: Duration::from_millis(200),
+                retry_budget: Duration::from_millis(300),
+            },
+        );
+        let start = std::time::Instant::now();
+        let r = m
+            .call(|mut c| async move { c.list_buckets(anode_proto::ListBucketsRequest {}).await })
+            .await;
+        let err = r.expect_err("nothing listens there");
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! Connections to chunkservers, and what the client has learned about them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anode_proto::chunkserver_client::ChunkserverClient;
+use anode_proto::ChunkserverInfo;
+use parking_lot::Mutex;
+use tonic::transport::Channel;
+
+use crate::error::ClientError;
+use crate::master::{lazy_channel, normalize_addr};
+
+/// Largest gRPC message accepted from a chunkserver (GetChunk answers stream in smaller pieces).
+pub const CHUNKSERVER_MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Pooled, lazily connected channels to chunkservers keyed by address, plus a directory of the
+/// servers (id -> address, epoch, rack) seen in master answers, used to resolve
+/// `ChunkRef.servers` ids when the master cannot be asked.
+pub(crate) struct ChunkPool {
+    connect_timeout: Duration,
+    channels: Mutex<HashMap<String, Channel>>,
+    directory: Mutex<HashMap<u64, ChunkserverInfo>>,
+}
+
+impl ChunkPool {
+    pub(crate) fn new(connect_timeout: Duration) -> Self {
+        ChunkPool {
+            connect_timeout,
+            channels: Mutex::new(HashMap::new()),
+            directory: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A client on the chunkserver at `addr` (a pooled channel; cheap).
+    pub(crate) fn client(&self, addr: &str) -> Result<ChunkserverClient<Channel>, ClientError> {
+        let key = normalize_addr(addr);
+        let channel = {
+            let mut channels = self.channels.lock();
+            match channels.get(&key) {
+                Some(ch) => ch.clone(),
+                None => {
+                    let ch = lazy_channel(&key, self.connect_timeout)?;
+                    channels.insert(key, ch.clone());
+                    ch
+                }
+            }
+        };
+        Ok(ChunkserverClient::new(channel)
+            .max_decoding_message_size(CHUNKSERVER_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(CHUNKSERVER_MAX_MESSAGE_BYTES))
+    }
+
+    /// Remember servers seen in a master answer.
+    pub(crate) fn learn<'a>(&self, servers: impl IntoIterator<Item = &'a ChunkserverInfo>) {
+        let mut dir = self.directory.lock();
+        for s in servers {
+            if !s.addr.is_empty() {
+                dir.insert(s.id, s.clone());
+            }
+        }
+    }
+
+    /// The known server with id `id`.
+    pub(crate) fn lookup(&self, id: u64) -> Option<ChunkserverInfo> {
+        self.directory.lock().get(&id).cloned()
+    }
+}

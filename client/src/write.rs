@@ -1,0 +1,424 @@
+//! The write path: stream a body into chunks, store every chunk on R chunkservers, and only then
+//! let the caller commit a manifest.
+//!
+//! Order per put: read the body piece by piece (MD5 as it streams) -> if it ends within
+//! `inline_max_bytes`, return it for an inline manifest -> otherwise cut full chunks; for each,
+//! SHA-256 (blocking pool) -> `AllocateChunks` -> `PutChunk` to the R targets in parallel ->
+//! on a failed target, `AllocateChunks` again with `exclude` and write to a replacement until R
+//! distinct servers acknowledged -> Content-MD5 check -> (caller) commit. At most
+//! `put_parallelism` chunks are held in memory, counting the one being filled.
+
+use std::time::Duration;
+
+use anode_proto::{
+    AllocateChunksRequest, AllocateChunksResponse, ChunkRef, ChunkserverInfo, PutChunkHeader,
+    PutChunkRequest,
+};
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::Stream;
+use tokio::time::Instant;
+
+use crate::chunker::{sha256, Chunker};
+use crate::config::PUT_MESSAGE_BYTES;
+use crate::error::ClientError;
+use crate::ClientInner;
+
+/// How long the caller's body may stay silent before the put gives up.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A body stored (or kept inline), ready to be described by a manifest.
+#[derive(Debug)]
+pub(crate) struct StoredBody {
+    pub size: u64,
+    pub md5: [u8; 16],
+    /// Ordered chunk references with the acknowledging servers; empty when inline.
+    pub chunks: Vec<ChunkRef>,
+    /// The whole body when it fit inline.
+    pub inline: Option<Bytes>,
+}
+
+/// The next non-empty piece of the body, or `None` at its end; bounded by [`BODY_IDLE_TIMEOUT`].
+async fn next_piece<S>(body: &mut S) -> Result<Option<Bytes>, ClientError>
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
+{
+    loop {
+        let item = tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next())
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "request body stalled")
+            })?;
+        match item {
+            None => return Ok(None),
+            Some(Err(e)) => return Err(ClientError::Io(e)),
+            Some(Ok(b)) if b.is_empty() => continue,
+            Some(Ok(b)) => return Ok(Some(b)),
+        }
+    }
+}
+
+/// Pure: the servers to write the next copies of `sha` to, in preference order. Takes the
+/// master's placement for `sha` first, then the other live servers; skips servers that already
+/// acknowledged or failed, and duplicates.
+pub(crate) fn pick_targets(
+    alloc: &AllocateChunksResponse,
+    sha: &[u8],
+    acked: &[u64],
+    failed: &[u64],
+) -> Vec<ChunkserverInfo> {
+    let placed = alloc
+        .placements
+        .iter()
+        .filter(|p| p.sha256 == sha)
+        .flat_map(|p| p.servers.iter());
+    let mut out: Vec<ChunkserverInfo> = Vec::new();
+    for s in placed.chain(alloc.live.iter()) {
+        let usable = !s.addr.is_empty()
+            && !acked.contains(&s.id)
+            && !failed.contains(&s.id)
+            && !out.iter().any(|o| o.id == s.id);
+        if usable {
+            out.push(s.clone());
+        }
+    }
+    out
+}
+
+/// The replication factor an allocation asks for: `replication`, or the number of targets of the
+/// first placement when the master left it 0.
+pub(crate) fn replication_of(alloc: &AllocateChunksResponse) -> usize {
+    match alloc.replication {
+        0 => alloc.placements.first().map_or(0, |p| p.servers.len()),
+        r => r as usize,
+    }
+}
+
+impl ClientInner {
+    /// Stream `body` into chunks stored with R copies each (or keep it inline when
+    /// `allow_inline` and it is small). Checks `content_md5` before returning. Commits nothing.
+    pub(crate) async fn store_body<S>(
+        &self,
+        bucket: &str,
+        mut body: S,
+        allow_inline: bool,
+        content_md5: Option<[u8; 16]>,
+    ) -> Result<StoredBody, ClientError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
+    {
+        let mut chunker = Chunker::new(self.cfg.chunk_size_bytes);
+        if allow_inline {
+            let limit = self.cfg.inline_max_bytes as u64;
+            while chunker.total_bytes() <= limit {
+                match next_piece(&mut body).await? {
+                    Some(piece) => chunker.push(piece),
+                    None => {
+                        let data = chunker.take_all();
+                        let tail = chunker.finish();
+                        check_md5(content_md5, &tail.md5)?;
+                        return Ok(StoredBody {
+                            size: tail.total_bytes,
+                            md5: tail.md5,
+                            chunks: Vec::new(),
+                            inline: Some(data),
+                        });
+                    }
+                }
+            }
+        }
+        self.store_chunks(bucket, body, chunker, content_md5).await
+    }
+
+    async fn store_chunks<S>(
+        &self,
+        bucket: &str,
+        mut body: S,
+        mut chunker: Chunker,
+        content_md5: Option<[u8; 16]>,
+    ) -> Result<StoredBody, ClientError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
+    {
+        let max_in_flight = self.cfg.put_parallelism.saturating_sub(1).max(1);
+        let mut in_flight = FuturesUnordered::new();
+        let mut refs: Vec<Option<ChunkRef>> = Vec::new();
+        let mut body_done = false;
+        loop {
+            while let Some(chunk) = chunker.next_chunk() {
+                while in_flight.len() >= max_in_flight {
+                    record(&mut refs, in_flight.next().await)?;
+                }
+                refs.push(None);
+                in_flight.push(self.store_chunk(bucket, refs.len() - 1, chunk));
+            }
+            if body_done {
+                break;
+            }
+            tokio::select! {
+                biased;
+                done = in_flight.next(), if !in_flight.is_empty() => record(&mut refs, done)?,
+                piece = next_piece(&mut body) => match piece? {
+                    Some(piece) => chunker.push(piece),
+                    None => body_done = true,
+                },
+            }
+        }
+        let tail = chunker.finish();
+        if let Some(last) = tail.last {
+            refs.push(None);
+            in_flight.push(self.store_chunk(bucket, refs.len() - 1, last));
+        }
+        while let Some(done) = in_flight.next().await {
+            record(&mut refs, Some(done))?;
+        }
+        check_md5(content_md5, &tail.md5)?;
+        let chunks: Vec<ChunkRef> = refs.into_iter().flatten().collect();
+        let stored: u64 = chunks.iter().map(|c| c.length).sum();
+        if stored != tail.total_bytes {
+            return Err(ClientError::Internal(format!(
+                "stored {stored} bytes of a {} byte body",
+                tail.total_bytes
+            )));
+        }
+        Ok(StoredBody {
+            size: tail.total_bytes,
+            md5: tail.md5,
+            chunks,
+            inline: None,
+        })
+    }
+
+    /// Hash one chunk and store it with R copies. Returns its index and reference.
+    async fn store_chunk(
+        &self,
+        bucket: &str,
+        index: usize,
+        data: Bytes,
+    ) -> Result<(usize, ChunkRef), ClientError> {
+        let for_hash = data.clone();
+        let sha = tokio::task::spawn_blocking(move || sha256(&for_hash))
+            .await
+            .map_err(|e| ClientError::Internal(format!("hashing task: {e}")))?;
+        let servers = self.replicate(bucket, &sha, &data).await?;
+        Ok((
+            index,
+            ChunkRef {
+                sha256: sha.to_vec(),
+                length: data.len() as u64,
+                servers,
+            },
+        ))
+    }
+
+    /// Write `data` (whose SHA-256 is `sha`) to R distinct chunkservers; returns their ids in the
+    /// order they acknowledged.
+    async fn replicate(
+        &self,
+        bucket: &str,
+        sha: &[u8; 32],
+        data: &Bytes,
+    ) -> Result<Vec<u64>, ClientError> {
+        let deadline =
+            Instant::now() + self.cfg.retry_budget + self.cfg.chunk_timeout(data.len() as u64);
+        let mut acked: Vec<u64> = Vec::new();
+        let mut failed: Vec<u64> = Vec::new();
+        loop {
+            let alloc = self.allocate(bucket, sha, &failed).await?;
+            let r = replication_of(&alloc);
+            let candidates = pick_targets(&alloc, sha, &acked, &failed);
+            let need = r.saturating_sub(acked.len());
+            if r == 0 || candidates.len() < need {
+                return Err(ClientError::InsufficientServers {
+                    need: r.max(1),
+                    have: acked.len() + candidates.len(),
+                });
+            }
+            let writes = candidates[..need]
+                .iter()
+                .map(|s| async move { (s.id, self.put_chunk_to(s, sha, data).await) });
+            let mut last_err = None;
+            for (id, res) in futures::future::join_all(writes).await {
+                match res {
+                    Ok(()) => acked.push(id),
+                    Err(e) => {
+                        tracing::warn!(server = id, chunk = %hex::encode(sha), error = %e, "chunk write failed; trying a replacement");
+                        failed.push(id);
+                        last_err = Some(e);
+                    }
+                }
+            }
+            if acked.len() >= r {
+                return Ok(acked);
+            }
+            if Instant::now() >= deadline {
+                let e = last_err.map_or_else(|| "deadline".to_string(), |e| e.to_string());
+                return Err(ClientError::Unavailable(format!(
+                    "chunk {}: {} of {r} copies written: {e}",
+                    hex::encode(sha),
+                    acked.len()
+                )));
+            }
+        }
+    }
+
+    async fn allocate(
+        &self,
+        bucket: &str,
+        sha: &[u8; 32],
+        exclude: &[u64],
+    ) -> Result<AllocateChunksResponse, ClientError> {
+        let req = AllocateChunksRequest {
+            bucket: bucket.to_string(),
+            sha256: vec![sha.to_vec()],
+            exclude: exclude.to_vec(),
+        };
+        let alloc = self
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.allocate_chunks(req).await }
+            })
+            .await?;
+        self.pool.learn(alloc.live.iter());
+        self.pool
+            .learn(alloc.placements.iter().flat_map(|p| p.servers.iter()));
+        Ok(alloc)
+    }
+
+    /// One streamed PutChunk: the header (with the server's epoch) rides on the first message,
+    /// data follows in [`PUT_MESSAGE_BYTES`] pieces. Bounded by `chunk_timeout`.
+    async fn put_chunk_to(
+        &self,
+        server: &ChunkserverInfo,
+        sha: &[u8; 32],
+        data: &Bytes,
+    ) -> Result<(), ClientError> {
+        let mut client = self.pool.client(&server.addr)?;
+        let header = PutChunkHeader {
+            sha256: sha.to_vec(),
+            length: data.len() as u64,
+            epoch: server.epoch,
+        };
+        let messages = put_messages(header, data.clone());
+        let timeout = self.cfg.chunk_timeout(data.len() as u64);
+        match tokio::time::timeout(timeout, client.put_chunk(messages)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(ClientError::from_status(&status)),
+            Err(_) => Err(ClientError::Timeout(format!(
+                "PutChunk to {} took over {timeout:?}",
+                server.addr
+            ))),
+        }
+    }
+}
+
+/// The PutChunk request stream for one chunk: header on the first message, data in
+/// [`PUT_MESSAGE_BYTES`] pieces (at least one message, even for empty data).
+pub(crate) fn put_messages(
+    header: PutChunkHeader,
+    data: Bytes,
+) -> impl Stream<Item = PutChunkRequest> + Send + 'static {
+    let pieces = data.len().div_ceil(PUT_MESSAGE_BYTES).max(1);
+    futures::stream::iter((0..pieces).map(move |i| {
+        let lo = (i * PUT_MESSAGE_BYTES).min(data.len());
+        let hi = ((i + 1) * PUT_MESSAGE_BYTES).min(data.len());
+        PutChunkRequest {
+            header: (i == 0).then(|| header.clone()),
+            data: data[lo..hi].to_vec(),
+        }
+    }))
+}
+
+fn record(
+    refs: &mut [Option<ChunkRef>],
+    done: Option<Result<(usize, ChunkRef), ClientError>>,
+) -> Result<(), ClientError> {
+    let (index, chunk) =
+        done.ok_or_else(|| ClientError::Internal("no chunk write in flight".into()))??;
+    refs[index] = Some(chunk);
+    Ok(())
+}
+
+fn check_md5(expected: Option<[u8; 16]>, actual: &[u8; 16]) -> Result<(), ClientError> {
+    match expected {
+        Some(want) if want != *actual => Err(ClientError::BadDigest),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anode_proto::ChunkPlacement;
+
+    fn info(id: u64) -> ChunkserverInfo {
+        ChunkserverInfo {
+            id,
+            addr: format!("127.0.0.1:{}", 7100 + id),
+            rack: String::new(),
+            epoch: 1,
+            state: 1,
+        }
+    }
+
+    #[test]
+    fn targets_prefer_placement_then_live_and_skip_used() {
+        let sha = [1u8; 32];
+        let alloc = AllocateChunksResponse {
+            replication: 3,
+            placements: vec![
+                ChunkPlacement {
+                    sha256: vec![2u8; 32],
+                    servers: vec![info(9)],
+                },
+                ChunkPlacement {
+                    sha256: sha.to_vec(),
+                    servers: vec![info(3), info(1), info(2)],
+                },
+            ],
+            live: vec![info(1), info(2), info(3), info(4), info(5)],
+        };
+        let ids = |v: Vec<ChunkserverInfo>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!(ids(pick_targets(&alloc, &sha, &[], &[])), [3, 1, 2, 4, 5]);
+        assert_eq!(ids(pick_targets(&alloc, &sha, &[3], &[1])), [2, 4, 5]);
+        assert_eq!(replication_of(&alloc), 3);
+        let mut no_r = alloc.clone();
+        no_r.replication = 0;
+        assert_eq!(replication_of(&no_r), 1);
+    }
+
+    #[test]
+    fn put_messages_carry_header_once_and_all_bytes() {
+        let data = Bytes::from(
+            (0..(2 * PUT_MESSAGE_BYTES + 5))
+                .map(|i| i as u8)
+                .collect::<Vec<_>>(),
+        );
+        let header = PutChunkHeader {
+            sha256: vec![0; 32],
+            length: data.len() as u64,
+            epoch: 7,
+        };
+        let msgs: Vec<PutChunkRequest> =
+            futures::executor::block_on(put_messages(header.clone(), data.clone()).collect());
+        assert_eq!(msgs.len(), 3);
+        assert_eq!(msgs[0].header.as_ref(), Some(&header));
+        assert!(msgs[1..].iter().all(|m| m.header.is_none()));
+        let joined: Vec<u8> = msgs.iter().flat_map(|m| m.data.iter().copied()).collect();
+        assert_eq!(&joined[..], &data[..]);
+        let empty: Vec<PutChunkRequest> =
+            futures::executor::block_on(put_messages(header, Bytes::new()).collect());
+        assert_eq!(empty.len(), 1);
+    }
+
+    #[test]
+    fn md5_check() {
+        assert!(check_md5(None, &[0; 16]).is_ok());
+        assert!(check_md5(Some([0; 16]), &[0; 16]).is_ok());
+        assert!(matches!(
+            check_md5(Some([1; 16]), &[0; 16]),
+            Err(ClientError::BadDigest)
+        ));
+    }
+}

@@ -1,0 +1,459 @@
+//! The client against an in-process fake cluster (real gRPC on loopback): write path durability
+//! and failover, verified reads with read repair, ranges, leader redirects, multipart, copy,
+//! listing. Every test is bounded in time.
+
+mod support;
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anode_client::chunker::{etag_hex, md5};
+use anode_client::{Client, ClientConfig, ClientError, CompletePart, PutOptions};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use rand::{Rng, SeedableRng};
+use support::Cluster;
+
+const CHUNK: usize = 8 << 10;
+const INLINE: usize = 1 << 10;
+
+fn cfg() -> ClientConfig {
+    ClientConfig {
+        chunk_size_bytes: CHUNK,
+        inline_max_bytes: INLINE,
+        put_parallelism: 4,
+        rpc_timeout: Duration::from_secs(2),
+        retry_budget: Duration::from_secs(2),
+        ..ClientConfig::default()
+    }
+}
+
+async fn client(c: &Cluster) -> Client {
+    Client::with_config(vec![c.master_addr.clone()], cfg())
+        .await
+        .unwrap()
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("ANODE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("ANODE_SEED={seed}");
+    seed
+}
+
+fn body(len: usize, seed: u64) -> Bytes {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut v = vec![0u8; len];
+    rng.fill(&mut v[..]);
+    Bytes::from(v)
+}
+
+/// Split `data` into a stream of random-sized pieces.
+fn pieces(
+    data: Bytes,
+    seed: u64,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let n = rng.gen_range(1..=3 * CHUNK / 2).min(data.len() - at);
+        out.push(Ok(data.slice(at..at + n)));
+        at += n;
+    }
+    futures::stream::iter(out)
+}
+
+async fn read_all(s: anode_client::ByteStream) -> Result<Vec<u8>, ClientError> {
+    let parts: Vec<Bytes> = s.try_collect().await?;
+    Ok(parts.concat())
+}
+
+async fn bounded<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("test timed out")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_get_round_trip_around_boundaries() {
+    bounded(async {
+        let c = Cluster::start(3, 3).await;
+        let cl = client(&c).await;
+        let seed = seed();
+        for (i, len) in [
+            0,
+            1,
+            INLINE,
+            INLINE + 1,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            3 * CHUNK + 7,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let data = body(len, seed + i as u64);
+            let key = format!("k{len}");
+            let m = cl
+                .put_object("b", &key, pieces(data.clone(), seed), PutOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(m.size, len as u64);
+            assert_eq!(m.etag, etag_hex(&md5(&data)));
+            assert!(m.object_version > 0);
+            if len <= INLINE {
+                assert!(m.chunks.is_empty(), "len {len} should be inline");
+                assert_eq!(m.inline_data, data.to_vec());
+            } else {
+                assert!(m.inline_data.is_empty());
+                assert_eq!(m.chunks.len(), len.div_ceil(CHUNK));
+                for ch in &m.chunks {
+                    let mut ids = ch.servers.clone();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    assert_eq!(
+                        ids.len(),
+                        3,
+                        "every chunk needs 3 distinct copies: {:?}",
+                        ch.servers
+                    );
+                    for id in ids {
+                        assert!(c.server(id).blobs.lock().contains_key(&ch.sha256));
+                    }
+                }
+            }
+            let (head, stream) = cl.get_object("b", &key, None).await.unwrap();
+            assert_eq!(head.etag, m.etag);
+            assert_eq!(
+                read_all(stream).await.unwrap(),
+                data.to_vec(),
+                "len {len} seed {seed}"
+            );
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_read_only_what_they_need() {
+    bounded(async {
+        let c = Cluster::start(3, 2).await;
+        let cl = client(&c).await;
+        let seed = seed();
+        let data = body(5 * CHUNK + 123, seed);
+        let m = cl
+            .put_object_bytes("b", "r", data.clone(), PutOptions::default())
+            .await
+            .unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        for _ in 0..40 {
+            let a = rng.gen_range(0..data.len() as u64);
+            let b = rng.gen_range(a..data.len() as u64 + 50);
+            let gets_before: usize = c
+                .servers
+                .iter()
+                .map(|s| s.2.gets.load(Ordering::SeqCst))
+                .sum();
+            let got = read_all(cl.read_manifest("b", &m, Some((a, b))))
+                .await
+                .unwrap();
+            let end = (b as usize).min(data.len() - 1);
+            assert_eq!(
+                got,
+                data[a as usize..=end].to_vec(),
+                "range {a}-{b} seed {seed}"
+            );
+            let gets: usize = c
+                .servers
+                .iter()
+                .map(|s| s.2.gets.load(Ordering::SeqCst))
+                .sum::<usize>()
+                - gets_before;
+            let needed = end / CHUNK - a as usize / CHUNK + 1;
+            assert_eq!(
+                gets, needed,
+                "range {a}-{b} fetched {gets} chunks, needs {needed}"
+            );
+        }
+        let err =
+            read_all(cl.read_manifest("b", &m, Some((data.len() as u64, data.len() as u64 + 5))))
+                .await;
+        assert!(matches!(err, Err(ClientError::InvalidArgument(_))));
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_target_is_replaced_before_commit() {
+    bounded(async {
+        let c = Cluster::start(4, 3).await;
+        c.server(2).down.store(true, Ordering::SeqCst);
+        let cl = client(&c).await;
+        let data = body(4 * CHUNK, seed());
+        let m = cl
+            .put_object_bytes("b", "x", data.clone(), PutOptions::default())
+            .await
+            .unwrap();
+        for ch in &m.chunks {
+            assert_eq!(ch.servers.len(), 3);
+            assert!(!ch.servers.contains(&2), "{:?}", ch.servers);
+        }
+        let (_, s) = cl.get_object("b", "x", None).await.unwrap();
+        assert_eq!(read_all(s).await.unwrap(), data.to_vec());
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_servers_commits_nothing() {
+    bounded(async {
+        let c = Cluster::start(3, 3).await;
+        c.server(1).down.store(true, Ordering::SeqCst);
+        let cl = client(&c).await;
+        let err = cl
+            .put_object_bytes("b", "x", body(2 * CHUNK, 1), PutOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ClientError::InsufficientServers { need: 3, have: 2 }),
+            "{err:?}"
+        );
+        assert_eq!(err.code(), "ServiceUnavailable");
+        let err = cl.head_object("b", "x").await.unwrap_err();
+        assert_eq!(err.code(), "NoSuchKey");
+        assert_eq!(c.master.lock().calls.get("put_object"), None);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_digest_commits_nothing() {
+    bounded(async {
+        let c = Cluster::start(3, 3).await;
+        let cl = client(&c).await;
+        for len in [10, 3 * CHUNK] {
+            let opts = PutOptions {
+                content_md5: Some([0u8; 16]),
+                ..Default::default()
+            };
+            let err = cl
+                .put_object_bytes("b", "x", body(len, 2), opts)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, ClientError::BadDigest), "{err:?}");
+        }
+        assert_eq!(c.master.lock().calls.get("put_object"), None);
+        let data = body(3 * CHUNK, 2);
+        let opts = PutOptions {
+            content_md5: Some(md5(&data)),
+            ..Default::default()
+        };
+        cl.put_object_bytes("b", "x", data, opts).await.unwrap();
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_replica_is_skipped_and_reported() {
+    bounded(async {
+        let c = Cluster::start(3, 3).await;
+        let cl = client(&c).await;
+        let data = body(3 * CHUNK, seed());
+        let m = cl
+            .put_object_bytes("b", "x", data.clone(), PutOptions::default())
+            .await
+            .unwrap();
+        // Corrupt the first-listed replica of every chunk's locations: server ids as the fake
+        // master returns them are the acknowledgement order; corrupt all but one server.
+        c.server(1).corrupt.store(true, Ordering::SeqCst);
+        c.server(2).corrupt.store(true, Ordering::SeqCst);
+        let got = read_all(cl.read_manifest("b", &m, None)).await.unwrap();
+        assert_eq!(got, data.to_vec());
+        // Partial reads ask the server to verify, and skip DATA_LOSS answers too.
+        let got = read_all(cl.read_manifest("b", &m, Some((5, CHUNK as u64 + 9))))
+            .await
+            .unwrap();
+        assert_eq!(got, data[5..CHUNK + 10].to_vec());
+        // Reports are sent in the background.
+        let mut reported = 0;
+        for _ in 0..100 {
+            reported = c.master.lock().reports.len();
+            if reported > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(reported > 0, "bad copies should be reported");
+        assert!(c
+            .master
+            .lock()
+            .reports
+            .iter()
+            .all(|(_, id)| *id == 1 || *id == 2));
+        // With every replica bad, the read fails with ChunkUnavailable.
+        c.server(3).corrupt.store(true, Ordering::SeqCst);
+        let err = read_all(cl.read_manifest("b", &m, None)).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::ChunkUnavailable { .. }),
+            "{err:?}"
+        );
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_the_leader_and_does_not_retry_remote_errors() {
+    bounded(async {
+        let c = Cluster::start(3, 3).await;
+        let follower = support::serve_master(c.master.clone(), Some(c.master_addr.clone())).await;
+        let cl = Client::with_config(vec![follower.clone(), "127.0.0.1:1".into()], cfg())
+            .await
+            .unwrap();
+        assert!(cl
+            .list_buckets()
+            .await
+            .unwrap()
+            .iter()
+            .any(|b| b.name == "b"));
+        assert_eq!(
+            cl.master().leader_hint(),
+            Some(format!("http://{}", c.master_addr))
+        );
+        let start = std::time::Instant::now();
+        let err = cl.head_object("b", "missing").await.unwrap_err();
+        assert_eq!(err.code(), "NoSuchKey");
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "remote errors are not retried"
+        );
+        assert_eq!(
+            cl.head_bucket("nope").await.unwrap_err().code(),
+            "NoSuchBucket"
+        );
+        // A dead first master: the call moves on to the next one within the budget.
+        let cl = Client::with_config(vec!["127.0.0.1:1".into(), c.master_addr.clone()], cfg())
+            .await
+            .unwrap();
+        assert_eq!(cl.list_buckets().await.unwrap().len(), 1);
+        assert_eq!(
+            cl.master().leader_hint(),
+            Some(format!("http://{}", c.master_addr))
+        );
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_keep_a_bounded_number_of_chunks_in_flight() {
+    bounded(async {
+        let c = Cluster::start(3, 3).await;
+        for s in &c.servers {
+            s.2.put_delay_ms.store(30, Ordering::SeqCst);
+        }
+        let cl = client(&c).await;
+        let data = body(12 * CHUNK, 3);
+        cl.put_object("b", "x", pieces(data, 3), PutOptions::default())
+            .await
+            .unwrap();
+        let max = c.servers[0].2.max_in_flight.load(Ordering::SeqCst);
+        // put_parallelism 4 = 3 chunks in flight + 1 being filled; 3 copies each.
+        assert!(max <= 9, "{max} PutChunk calls at once");
+        assert!(max > 3, "chunks should be written in parallel, saw {max}");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_copy_list_delete() {
+    bounded(async {
+        let c = Cluster::start(3, 2).await;
+        let cl = client(&c).await;
+        let opts = PutOptions {
+            content_type: "text/plain".into(),
+            ..Default::default()
+        };
+        let id = cl.create_multipart("b", "mp", opts).await.unwrap();
+        let p1 = body(2 * CHUNK + 5, 10);
+        let p2 = body(100, 11);
+        let r1 = cl
+            .upload_part("b", "mp", &id, 1, pieces(p1.clone(), 1), Some(md5(&p1)))
+            .await
+            .unwrap();
+        let r2 = cl
+            .upload_part("b", "mp", &id, 2, pieces(p2.clone(), 2), None)
+            .await
+            .unwrap();
+        assert!(
+            r2.inline_data.is_empty() && r2.chunks.len() == 1,
+            "parts never go inline"
+        );
+        let err = cl
+            .upload_part("b", "mp", &id, 3, pieces(p2.clone(), 2), Some([9; 16]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::BadDigest));
+        let parts = vec![
+            CompletePart {
+                part_number: 1,
+                etag: r1.etag.clone(),
+            },
+            CompletePart {
+                part_number: 2,
+                etag: r2.etag.clone(),
+            },
+        ];
+        let m = cl.complete_multipart("b", "mp", &id, parts).await.unwrap();
+        assert!(m.etag.ends_with("-2"));
+        assert_eq!(m.content_type, "text/plain");
+        let (_, s) = cl.get_object("b", "mp", None).await.unwrap();
+        assert_eq!(read_all(s).await.unwrap(), [&p1[..], &p2[..]].concat());
+
+        // Copy is metadata only: no chunk is written again.
+        let puts = c.total_puts();
+        let copy = cl.copy_object("b", "mp", "b", "mp2", None).await.unwrap();
+        assert_eq!(c.total_puts(), puts);
+        assert_eq!(copy.chunks, m.chunks);
+        let (_, s) = cl.get_object("b", "mp2", None).await.unwrap();
+        assert_eq!(read_all(s).await.unwrap(), [&p1[..], &p2[..]].concat());
+
+        // Listing pages through everything.
+        c.master.lock().list_page_max = 2;
+        for k in ["a1", "a2", "a3", "z"] {
+            cl.put_object_bytes("b", k, Bytes::from_static(b"hi"), PutOptions::default())
+                .await
+                .unwrap();
+        }
+        let keys: Vec<String> = cl
+            .list_all("b", "")
+            .map_ok(|e| e.key)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(keys, ["a1", "a2", "a3", "mp", "mp2", "z"]);
+        let keys: Vec<String> = cl
+            .list_all("b", "a")
+            .map_ok(|e| e.key)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(keys, ["a1", "a2", "a3"]);
+
+        assert!(cl.cached_manifest("b", "z").is_some());
+        assert!(cl.delete_object("b", "z").await.unwrap());
+        assert!(cl.cached_manifest("b", "z").is_none());
+        assert!(!cl.delete_object("b", "z").await.unwrap());
+        let deleted = cl
+            .delete_objects("b", vec!["a1".into(), "nope".into()])
+            .await
+            .unwrap();
+        assert_eq!(deleted, ["a1"]);
+        let n = cl.list_all("b", "").count().await;
+        assert_eq!(n, 4);
+    })
+    .await
+}

@@ -1,0 +1,406 @@
+//! `anode ctl`: the operator CLI. Talks to the masters' gRPC API, follows leader redirects,
+//! prints tables for people and `--json` for scripts.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anode_proto::master_client::MasterClient;
+use anode_proto::*;
+use anyhow::Context;
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+
+/// Flags of `anode ctl`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CtlArgs {
+    /// Master addresses, comma-separated.
+    #[arg(long, env = "ANODE_MASTERS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    pub masters: Vec<String>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: CtlCommand,
+}
+
+/// `anode ctl` subcommands.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum CtlCommand {
+    /// The raft group, chunkservers and namespace counters.
+    Status,
+    /// Raft membership.
+    Members {
+        #[command(subcommand)]
+        cmd: MembersCmd,
+    },
+    /// Raft leadership.
+    Leader {
+        #[command(subcommand)]
+        cmd: LeaderCmd,
+    },
+    /// Chunkserver registry.
+    Chunkservers {
+        #[command(subcommand)]
+        cmd: ChunkserversCmd,
+    },
+    /// S3 access keys.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Buckets.
+    Buckets {
+        #[command(subcommand)]
+        cmd: BucketsCmd,
+    },
+}
+
+/// `members` subcommands.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum MembersCmd {
+    /// List members with role and progress.
+    List,
+    /// Add a member: joins as a learner, catches up, then becomes a voter.
+    Add {
+        /// New member id.
+        id: u64,
+        /// Its gRPC address.
+        addr: String,
+    },
+    /// Remove a member (refused if it would lose quorum).
+    Remove {
+        /// Member id.
+        id: u64,
+    },
+}
+
+/// `leader` subcommands.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum LeaderCmd {
+    /// Hand leadership to a voter.
+    Transfer {
+        /// Target member id.
+        id: u64,
+    },
+}
+
+/// `chunkservers` subcommands.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum ChunkserversCmd {
+    /// List registered chunkservers.
+    List,
+    /// Mark a chunkserver draining (or stop draining with --cancel).
+    Drain {
+        /// Chunkserver id.
+        id: u64,
+        /// Stop draining.
+        #[arg(long)]
+        cancel: bool,
+    },
+}
+
+/// `keys` subcommands.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum KeysCmd {
+    /// Create an access key (random unless given).
+    Create {
+        /// Human-readable name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Access key id.
+        #[arg(long, default_value = "")]
+        access_key: String,
+        /// Secret key.
+        #[arg(long, default_value = "")]
+        secret_key: String,
+    },
+    /// List access keys.
+    List,
+    /// Delete an access key.
+    Delete {
+        /// Access key id.
+        access_key: String,
+    },
+}
+
+/// `buckets` subcommands.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum BucketsCmd {
+    /// List buckets.
+    List,
+    /// Create a bucket.
+    Create {
+        /// Bucket name.
+        name: String,
+        /// Replication factor (0 = min(3, live chunkservers)).
+        #[arg(long, default_value_t = 0)]
+        replication: u32,
+    },
+    /// Delete an empty bucket.
+    Delete {
+        /// Bucket name.
+        name: String,
+    },
+}
+
+const CALL_BUDGET: Duration = Duration::from_secs(30);
+
+async fn connect(addr: &str) -> anyhow::Result<MasterClient<Channel>> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(150));
+    let ch = ep.connect().await.with_context(|| format!("connect {addr}"))?;
+    Ok(MasterClient::new(ch).max_decoding_message_size(64 << 20))
+}
+
+/// Call the leader: try masters in turn, follow `anode-leader` redirects, retry while no
+/// leader is known, for at most 30 s.
+pub async fn call_leader<T, F, Fut>(masters: &[String], mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut(MasterClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let deadline = Instant::now() + CALL_BUDGET;
+    let mut next: Option<String> = None;
+    let mut i = 0usize;
+    loop {
+        let addr = next.take().unwrap_or_else(|| masters[i % masters.len()].clone());
+        let last_err = match connect(&addr).await {
+            Ok(c) => match f(c).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(st) => {
+                    if let Some(code) = st.metadata().get(ERROR_CODE_METADATA_KEY) {
+                        anyhow::bail!("{}: {}", code.to_str().unwrap_or("Error"), st.message());
+                    }
+                    if let Some(l) = st.metadata().get(LEADER_METADATA_KEY).and_then(|v| v.to_str().ok()) {
+                        next = Some(l.to_string());
+                        continue;
+                    }
+                    anyhow::anyhow!("{addr}: {}", st.message())
+                }
+            },
+            Err(e) => e,
+        };
+        if Instant::now() > deadline {
+            return Err(last_err.context("no master leader answered within 30 s"));
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Run one ctl command, printing its result.
+pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.masters.is_empty(), "--masters is empty");
+    let out = execute(&args).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_human(&args.cmd, &out);
+    }
+    Ok(())
+}
+
+async fn execute(args: &CtlArgs) -> anyhow::Result<Value> {
+    let m = &args.masters;
+    match &args.cmd {
+        CtlCommand::Status | CtlCommand::Members { cmd: MembersCmd::List } => status(m).await,
+        CtlCommand::Members { cmd: MembersCmd::Add { id, addr } } => {
+            let (id, addr) = (*id, addr.clone());
+            call_leader(m, |mut c| {
+                let addr = addr.clone();
+                async move { c.add_member(AddMemberRequest { id, addr }).await }
+            })
+            .await?;
+            Ok(json!({"added": id}))
+        }
+        CtlCommand::Members { cmd: MembersCmd::Remove { id } } => {
+            let id = *id;
+            call_leader(m, |mut c| async move { c.remove_member(RemoveMemberRequest { id }).await }).await?;
+            Ok(json!({"removed": id}))
+        }
+        CtlCommand::Leader { cmd: LeaderCmd::Transfer { id } } => {
+            let id = *id;
+            call_leader(m, |mut c| async move { c.transfer_leader(TransferLeaderRequest { id }).await }).await?;
+            Ok(json!({"leader": id}))
+        }
+        CtlCommand::Chunkservers { cmd: ChunkserversCmd::List } => {
+            let st = status(m).await?;
+            Ok(st["chunkservers"].clone())
+        }
+        CtlCommand::Chunkservers { cmd: ChunkserversCmd::Drain { id, cancel } } => {
+            let (id, cancel) = (*id, *cancel);
+            call_leader(m, |mut c| async move { c.drain_chunkserver(DrainChunkserverRequest { id, cancel }).await })
+                .await?;
+            Ok(json!({"id": id, "draining": !cancel}))
+        }
+        CtlCommand::Keys { cmd } => keys(m, cmd).await,
+        CtlCommand::Buckets { cmd } => buckets(m, cmd).await,
+    }
+}
+
+async fn keys(m: &[String], cmd: &KeysCmd) -> anyhow::Result<Value> {
+    match cmd {
+        KeysCmd::Create { name, access_key, secret_key } => {
+            let req = CreateKeyRequest { name: name.clone(), access_key: access_key.clone(), secret_key: secret_key.clone() };
+            let r = call_leader(m, |mut c| {
+                let req = req.clone();
+                async move { c.create_key(req).await }
+            })
+            .await?;
+            let k = r.key.unwrap_or_default();
+            Ok(json!({"access_key": k.access_key, "secret_key": k.secret_key, "name": k.name}))
+        }
+        KeysCmd::List => {
+            let r = call_leader(m, |mut c| async move { c.list_keys(ListKeysRequest {}).await }).await?;
+            Ok(Value::Array(
+                r.keys.iter().map(|k| json!({"access_key": k.access_key, "name": k.name, "created_ms": k.created_ms})).collect(),
+            ))
+        }
+        KeysCmd::Delete { access_key } => {
+            let ak = access_key.clone();
+            call_leader(m, |mut c| {
+                let access_key = ak.clone();
+                async move { c.delete_key(DeleteKeyRequest { access_key }).await }
+            })
+            .await?;
+            Ok(json!({"deleted": access_key}))
+        }
+    }
+}
+
+async fn buckets(m: &[String], cmd: &BucketsCmd) -> anyhow::Result<Value> {
+    match cmd {
+        BucketsCmd::List => {
+            let r = call_leader(m, |mut c| async move { c.list_buckets(ListBucketsRequest {}).await }).await?;
+            Ok(Value::Array(
+                r.buckets
+                    .iter()
+                    .map(|b| json!({"name": b.name, "replication": b.replication, "created_ms": b.created_ms}))
+                    .collect(),
+            ))
+        }
+        BucketsCmd::Create { name, replication } => {
+            let req = CreateBucketRequest { name: name.clone(), replication: *replication, owner_access_key: String::new() };
+            call_leader(m, |mut c| {
+                let req = req.clone();
+                async move { c.create_bucket(req).await }
+            })
+            .await?;
+            Ok(json!({"created": name}))
+        }
+        BucketsCmd::Delete { name } => {
+            let n = name.clone();
+            call_leader(m, |mut c| {
+                let name = n.clone();
+                async move { c.delete_bucket(DeleteBucketRequest { name }).await }
+            })
+            .await?;
+            Ok(json!({"deleted": name}))
+        }
+    }
+}
+
+/// Ask every reachable master for its status; the leader's answer is the base, each member's
+/// own answer supplies its applied index.
+pub async fn status(masters: &[String]) -> anyhow::Result<Value> {
+    let mut answers: BTreeMap<u64, StatusResponse> = BTreeMap::new();
+    let mut to_ask: Vec<String> = masters.to_vec();
+    let mut asked: Vec<String> = Vec::new();
+    while let Some(addr) = to_ask.pop() {
+        if asked.contains(&addr) {
+            continue;
+        }
+        asked.push(addr.clone());
+        let Ok(mut c) = connect(&addr).await else { continue };
+        let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(3), c.status(StatusRequest {})).await else {
+            continue;
+        };
+        let r = r.into_inner();
+        for mem in &r.members {
+            if !mem.addr.is_empty() && !asked.contains(&mem.addr) {
+                to_ask.push(mem.addr.clone());
+            }
+        }
+        answers.insert(r.id, r);
+    }
+    anyhow::ensure!(!answers.is_empty(), "no master answered at {}", masters.join(","));
+    Ok(merge_status(&answers))
+}
+
+/// Merge per-member status answers into one report (pure).
+pub fn merge_status(answers: &BTreeMap<u64, StatusResponse>) -> Value {
+    let leader = answers.values().find(|a| a.leader_id == a.id && a.leader_id != 0);
+    let base = leader.or_else(|| answers.values().max_by_key(|a| (a.term, a.applied_index))).expect("non-empty");
+    let members: Vec<Value> = base
+        .members
+        .iter()
+        .map(|mem| {
+            let own = answers.get(&mem.id);
+            json!({
+                "id": mem.id,
+                "addr": mem.addr,
+                "role": own.and_then(|o| o.members.iter().find(|x| x.id == mem.id)).map(|x| x.role.clone()).unwrap_or_else(|| mem.role.clone()),
+                "applied_index": own.map(|o| o.applied_index).unwrap_or(0),
+                "commit_index": own.map(|o| o.commit_index).unwrap_or(0),
+                "match_index": mem.match_index,
+                "lag": mem.lag,
+                "reachable": own.is_some(),
+            })
+        })
+        .collect();
+    let chunkservers: Vec<Value> = base
+        .chunkservers
+        .iter()
+        .map(|c| json!({"id": c.id, "addr": c.addr, "state": c.state, "used_bytes": c.used_bytes, "capacity_bytes": c.capacity_bytes, "chunks": c.chunks, "rack": c.rack, "epoch": c.epoch}))
+        .collect();
+    json!({
+        "leader_id": leader.map(|l| l.id).unwrap_or(0),
+        "term": base.term,
+        "commit_index": base.commit_index,
+        "last_index": base.last_index,
+        "members": members,
+        "chunkservers": chunkservers,
+        "under_replicated_chunks": base.under_replicated_chunks,
+        "buckets": base.buckets,
+        "objects": base.objects,
+        "chunks": base.chunks,
+        "logical_bytes": base.logical_bytes,
+        "stored_bytes": base.stored_bytes,
+    })
+}
+
+fn print_human(cmd: &CtlCommand, v: &Value) {
+    match cmd {
+        CtlCommand::Status | CtlCommand::Members { cmd: MembersCmd::List } => {
+            println!("leader {}  term {}  commit {}  last {}", v["leader_id"], v["term"], v["commit_index"], v["last_index"]);
+            println!("{:>4}  {:<22} {:<10} {:>10} {:>10} {:>6}", "ID", "ADDR", "ROLE", "APPLIED", "MATCH", "LAG");
+            for m in v["members"].as_array().into_iter().flatten() {
+                println!(
+                    "{:>4}  {:<22} {:<10} {:>10} {:>10} {:>6}",
+                    m["id"], m["addr"].as_str().unwrap_or(""), m["role"].as_str().unwrap_or(""), m["applied_index"], m["match_index"], m["lag"]
+                );
+            }
+            if matches!(cmd, CtlCommand::Status) {
+                print_chunkservers(&v["chunkservers"]);
+                println!(
+                    "buckets {}  objects {}  chunks {}  logical {} B  stored {} B  under-replicated {}",
+                    v["buckets"], v["objects"], v["chunks"], v["logical_bytes"], v["stored_bytes"], v["under_replicated_chunks"]
+                );
+            }
+        }
+        CtlCommand::Chunkservers { cmd: ChunkserversCmd::List } => print_chunkservers(v),
+        _ => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+    }
+}
+
+fn print_chunkservers(v: &Value) {
+    println!("{:>4}  {:<22} {:<9} {:>14} {:>14} {:>8}  RACK", "ID", "ADDR", "STATE", "USED", "CAPACITY", "CHUNKS");
+    for c in v.as_array().into_iter().flatten() {
+        println!(
+            "{:>4}  {:<22} {:<9} {:>14} {:>14} {:>8}  {}",
+            c["id"], c["addr"].as_str().unwrap_or(""), c["state"].as_str().unwrap_or(""), c["used_bytes"], c["capacity_bytes"], c["chunks"], c["rack"].as_str().unwrap_or("")
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Pure membership decisions: may a member be removed, who takes over, how a member looks
+//! in `anode ctl status`.
+
+use anode_proto::MemberStatus;
+
+use crate::node::NodeStatus;
+
+/// Refuse a removal that would leave the group without a working quorum: after removing
+/// `id`, the voters this leader recently heard from must still form a majority of the new
+/// voter set, and at least one voter must remain.
+pub fn check_removal(st: &NodeStatus, id: u64) -> Result<(), String> {
+    let remaining: Vec<u64> = st.voters.iter().copied().filter(|v| *v != id).collect();
+    if st.learners.contains(&id) {
+        return Ok(());
+    }
+    if remaining.is_empty() {
+        return Err(format!("removing {id} would leave no voters"));
+    }
+    let active = remaining
+        .iter()
+        .filter(|v| st.recent_active.get(v).copied().unwrap_or(false))
+        .count();
+    let majority = remaining.len() / 2 + 1;
+    if active < majority {
+        return Err(format!(
+            "removing {id} would lose quorum: {active} of the remaining {} voters are reachable, {majority} needed",
+            remaining.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The voter (other than the leader) with the highest matched index that is recently active.
+pub fn best_successor(st: &NodeStatus) -> Option<u64> {
+    st.voters
+        .iter()
+        .copied()
+        .filter(|v| *v != st.id && st.recent_active.get(v).copied().unwrap_or(false))
+        .max_by_key(|v| (st.matched.get(v).copied().unwrap_or(0), std::cmp::Reverse(*v)))
+}
+
+/// How member `id` appears in a status report from this member's point of view.
+pub fn member_status(st: &NodeStatus, id: u64) -> MemberStatus {
+    let role = if id == st.leader_id {
+        "leader"
+    } else if st.learners.contains(&id) {
+        "learner"
+    } else if id == st.id {
+        st.role.as_str()
+    } else {
+        "follower"
+    };
+    let matched = st.matched.get(&id).copied().unwrap_or(0);
+    MemberStatus {
+        id,
+        addr: st.members.get(&id).cloned().unwrap_or_default(),
+        role: role.to_string(),
+        applied_index: if id == st.id { st.applied } else { 0 },
+        match_index: matched,
+        lag: if st.matched.is_empty() { 0 } else { st.last_index.saturating_sub(matched) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(voters: &[u64], active: &[u64]) -> NodeStatus {
+        let mut st = NodeStatus { id: 1, leader_id: 1, voters: voters.to_vec(), ..Default::default() };
+        for v in voters {
+            st.recent_active.insert(*v, active.contains(v));
+            st.matched.insert(*v, 10 + v);
+        }
+        st
+    }
+
+    #[test]
+    fn removal_quorum_table() {
+        // (voters, active, remove, allowed)
+        let cases: &[(&[u64], &[u64], u64, bool)] = &[
+            (&[1, 2, 3], &[1, 2, 3], 3, true),
+            (&[1, 2, 3], &[1, 2], 3, true),
+            (&[1, 2, 3], &[1, 3], 2, true),
+            (&[1, 2, 3], &[1], 2, false),
+            (&[1, 2, 3, 4], &[1, 2], 3, false),
+            (&[1, 2, 3, 4], &[1, 2, 4], 3, true),
+            (&[1], &[1], 1, false),
+            (&[1, 2], &[1, 2], 2, true),
+        ];
+        for (voters, active, id, allowed) in cases {
+            let st = status(voters, active);
+            assert_eq!(check_removal(&st, *id).is_ok(), *allowed, "voters {voters:?} active {active:?} remove {id}");
+        }
+    }
+
+    #[test]
+    fn successor_is_most_caught_up_active_voter() {
+        let st = status(&[1, 2, 3], &[1, 2, 3]);
+        assert_eq!(best_successor(&st), Some(3));
+        let st = status(&[1, 2, 3], &[1, 2]);
+        assert_eq!(best_successor(&st), Some(2));
+        let st = status(&[1], &[1]);
+        assert_eq!(best_successor(&st), None);
+    }
+}

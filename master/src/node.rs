@@ -1,0 +1,779 @@
+//! The raft-rs driver: one `RawNode` per master process, owned by one OS thread.
+//!
+//! The thread loop, in order: receive requests (proposals, reads, raft messages) for up to one
+//! tick, tick, then handle `Ready`:
+//! 1. send leader messages (they do not depend on local persistence),
+//! 2. install a snapshot if any,
+//! 3. apply committed entries (one RocksDB batch with the applied index),
+//! 4. persist new entries and hard state (one synced batch),
+//! 5. send messages that depend on persistence,
+//! 6. advance, apply what the light ready committed, compact the log past the threshold.
+//!
+//! Proposals are grouped: every request queued while the thread worked is drained before the
+//! next `Ready`, so many proposals share one fsync (group commit).
+//!
+//! Linearizable reads use ReadIndex: the caller waits until the leader confirmed its leadership
+//! with a quorum and the local applied index reached the read index.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anode_proto::CommandResult;
+use parking_lot::RwLock;
+use protobuf::Message as PbMessage;
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use tokio::sync::oneshot;
+
+use crate::kv::{KvRead, Mutation, Overlay};
+use crate::store::{RaftStore, StoreError};
+
+/// Key prefix of member addresses in the state machine (`r/<id be u64>` -> addr).
+pub const MEMBER_PREFIX: &[u8] = b"r/";
+
+/// Errors a caller of the node sees.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NodeError {
+    /// This member is not the leader; `leader` is the known leader id (0 = unknown).
+    #[error("not the leader (leader is {leader})")]
+    NotLeader {
+        /// Known leader id, 0 when unknown.
+        leader: u64,
+    },
+    /// The request queue is full.
+    #[error("master busy: request queue full")]
+    Busy,
+    /// The node thread stopped.
+    #[error("raft node stopped")]
+    Stopped,
+    /// The request did not finish in time (its outcome is unknown).
+    #[error("timed out waiting for raft")]
+    Timeout,
+    /// Raft refused the request.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// The local store failed.
+    #[error("store: {0}")]
+    Store(String),
+}
+
+impl From<StoreError> for NodeError {
+    fn from(e: StoreError) -> Self {
+        NodeError::Store(e.to_string())
+    }
+}
+
+/// Tuning of the raft node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This member's id (non-zero).
+    pub id: u64,
+    /// Milliseconds per raft tick.
+    pub tick_ms: u64,
+    /// Election timeout in ticks (randomized up to twice this).
+    pub election_ticks: usize,
+    /// Randomized election timeout bounds (0 = raft-rs defaults: election_ticks..2*election_ticks).
+    /// Simulations set max = min + 1 for a deterministic, seeded timeout per node.
+    pub min_election_ticks: usize,
+    /// Upper bound (exclusive) of the randomized election timeout (0 = default).
+    pub max_election_ticks: usize,
+    /// Leader heartbeat interval in ticks.
+    pub heartbeat_ticks: usize,
+    /// Compact the log when more than this many applied entries are in it.
+    pub compact_threshold_entries: u64,
+    /// Entries kept below the applied index after compaction (for slow followers).
+    pub compact_keep_entries: u64,
+    /// Capacity of the request queue.
+    pub queue_capacity: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: 1,
+            tick_ms: 100,
+            election_ticks: 10,
+            min_election_ticks: 0,
+            max_election_ticks: 0,
+            heartbeat_ticks: 2,
+            compact_threshold_entries: 10_000,
+            compact_keep_entries: 1_000,
+            queue_capacity: 16_384,
+        }
+    }
+}
+
+/// Role and progress of the group as seen by this member, refreshed by the node thread.
+#[derive(Clone, Debug, Default)]
+pub struct NodeStatus {
+    /// This member's id.
+    pub id: u64,
+    /// Known leader (0 = none).
+    pub leader_id: u64,
+    /// Current term.
+    pub term: u64,
+    /// This member's role.
+    pub role: String,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// Last log index.
+    pub last_index: u64,
+    /// First log index still stored.
+    pub first_index: u64,
+    /// Voters of the current configuration.
+    pub voters: Vec<u64>,
+    /// Learners of the current configuration.
+    pub learners: Vec<u64>,
+    /// Leader only: matched index per member.
+    pub matched: BTreeMap<u64, u64>,
+    /// Leader only: members heard from within the election timeout.
+    pub recent_active: BTreeMap<u64, bool>,
+    /// Member addresses (from the replicated state, plus configured peers).
+    pub members: BTreeMap<u64, String>,
+}
+
+/// A raft message leaving this node, handed to the transport.
+pub trait Outbox: Send + Sync + 'static {
+    /// Queue `msgs` for delivery. Must not block.
+    fn send(&self, msgs: Vec<Message>, members: &BTreeMap<u64, String>);
+}
+
+enum Request {
+    Propose(Vec<u8>, oneshot::Sender<Result<CommandResult, NodeError>>),
+    ConfChange(ConfChangeV2, oneshot::Sender<Result<CommandResult, NodeError>>),
+    Read(oneshot::Sender<Result<(), NodeError>>),
+    Step(Message),
+    TransferLeader(u64),
+    Unreachable(u64),
+    SnapshotDone(u64, bool),
+    Campaign,
+    Stop,
+}
+
+/// Handle to the node thread. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    tx: SyncSender<Request>,
+    status: Arc<RwLock<NodeStatus>>,
+    store: RaftStore,
+}
+
+impl NodeHandle {
+    fn send(&self, r: Request) -> Result<(), NodeError> {
+        self.tx.try_send(r).map_err(|e| match e {
+            TrySendError::Full(_) => NodeError::Busy,
+            TrySendError::Disconnected(_) => NodeError::Stopped,
+        })
+    }
+
+    /// Propose an encoded [`anode_proto::Command`]; resolves with its apply result.
+    pub async fn propose(&self, data: Vec<u8>) -> Result<CommandResult, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::Propose(data, tx))?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Propose a membership change; resolves when it is applied.
+    pub async fn conf_change(&self, cc: ConfChangeV2) -> Result<CommandResult, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::ConfChange(cc, tx))?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Wait until a read of the local state is linearizable (ReadIndex).
+    pub async fn read_barrier(&self) -> Result<(), NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::Read(tx))?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Deliver a raft message from a peer.
+    pub fn step(&self, m: Message) -> Result<(), NodeError> {
+        self.send(Request::Step(m))
+    }
+
+    /// Ask the leader to hand leadership to `id`.
+    pub fn transfer_leader(&self, id: u64) -> Result<(), NodeError> {
+        self.send(Request::TransferLeader(id))
+    }
+
+    /// Start an election now (tests and operators).
+    pub fn campaign(&self) -> Result<(), NodeError> {
+        self.send(Request::Campaign)
+    }
+
+    /// The transport failed to reach `id`.
+    pub fn report_unreachable(&self, id: u64) {
+        let _ = self.send(Request::Unreachable(id));
+    }
+
+    /// The transport finished (or failed) sending a snapshot to `id`.
+    pub fn report_snapshot(&self, id: u64, ok: bool) {
+        let _ = self.send(Request::SnapshotDone(id, ok));
+    }
+
+    /// Stop the node thread.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Request::Stop);
+    }
+
+    /// Latest status snapshot.
+    pub fn status(&self) -> NodeStatus {
+        self.status.read().clone()
+    }
+
+    /// The local store (for state machine reads after [`Self::read_barrier`]).
+    pub fn store(&self) -> &RaftStore {
+        &self.store
+    }
+}
+
+/// Start the node thread. `peers` are the configured member addresses (id -> addr);
+/// `bootstrap` = true initializes a new group with `peers` as voters when the store is empty.
+pub fn start(
+    cfg: NodeConfig,
+    store: RaftStore,
+    peers: BTreeMap<u64, String>,
+    bootstrap: bool,
+    outbox: Arc<dyn Outbox>,
+) -> Result<NodeHandle, NodeError> {
+    if store.is_empty() && bootstrap {
+        bootstrap_store(&store, &peers)?;
+    }
+    let (tx, rx) = mpsc::sync_channel(cfg.queue_capacity);
+    let mut core = Core::new(cfg.clone(), store.clone(), peers, outbox, rand::random::<u64>())?;
+    let status = core.status.clone();
+    core.publish_status();
+    std::thread::Builder::new()
+        .name(format!("raft-{}", cfg.id))
+        .spawn(move || core.run(rx))
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    Ok(NodeHandle { tx, status, store })
+}
+
+fn member_key(id: u64) -> Vec<u8> {
+    let mut k = MEMBER_PREFIX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn bootstrap_store(store: &RaftStore, peers: &BTreeMap<u64, String>) -> Result<(), NodeError> {
+    let voters: Vec<u64> = peers.keys().copied().collect();
+    store.bootstrap(voters.clone())?;
+    let muts: Vec<Mutation> = peers
+        .iter()
+        .map(|(id, addr)| Mutation::Put(member_key(*id), addr.as_bytes().to_vec()))
+        .collect();
+    let mut cs = ConfState::default();
+    cs.voters = voters;
+    store.commit_apply(&muts, 0, 0, Some(&cs))?;
+    Ok(())
+}
+
+/// Read member addresses from the state machine.
+pub fn read_members(kv: &dyn KvRead) -> BTreeMap<u64, String> {
+    let mut end = MEMBER_PREFIX.to_vec();
+    end.push(0xff);
+    kv.scan(MEMBER_PREFIX, Some(&end), 1024)
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let id = u64::from_be_bytes(k.get(2..10)?.try_into().ok()?);
+            Some((id, String::from_utf8(v).ok()?))
+        })
+        .collect()
+}
+
+/// Where a proposal's result goes.
+pub type Reply = oneshot::Sender<Result<CommandResult, NodeError>>;
+
+/// The sans-IO core of a raft member: a `RawNode` over the RocksDB store, the apply loop and
+/// the bookkeeping of proposals and reads. The thread driver ([`start`]) and the deterministic
+/// simulation tests feed it requests and ticks and call [`Core::process`].
+pub struct Core {
+    cfg: NodeConfig,
+    raw: RawNode<RaftStore>,
+    store: RaftStore,
+    outbox: Arc<dyn Outbox>,
+    peers: BTreeMap<u64, String>,
+    status: Arc<RwLock<NodeStatus>>,
+    /// Proposals in flight by proposal id (entry context).
+    pending: BTreeMap<u64, Reply>,
+    /// ReadIndex requests by request context, waiting for their read state.
+    pending_reads: BTreeMap<u64, oneshot::Sender<Result<(), NodeError>>>,
+    /// Reads whose read index is known, waiting for apply.
+    waiting_reads: Vec<(u64, oneshot::Sender<Result<(), NodeError>>)>,
+    /// Reads that arrived before the leader committed an entry in its term.
+    deferred_reads: Vec<oneshot::Sender<Result<(), NodeError>>>,
+    nonce: u64,
+    seq: u64,
+    last_role: StateRole,
+    last_term: u64,
+    members: BTreeMap<u64, String>,
+    applied_log: Option<Vec<(u64, u64, Vec<u8>)>>,
+}
+
+fn ctx_bytes(nonce: u64, seq: u64) -> Vec<u8> {
+    let mut v = nonce.to_be_bytes().to_vec();
+    v.extend_from_slice(&seq.to_be_bytes());
+    v
+}
+
+fn ctx_seq(nonce: u64, ctx: &[u8]) -> Option<u64> {
+    if ctx.len() != 16 || u64::from_be_bytes(ctx[..8].try_into().ok()?) != nonce {
+        return None;
+    }
+    Some(u64::from_be_bytes(ctx[8..].try_into().ok()?))
+}
+
+impl Core {
+    /// Build a core over an (already bootstrapped, if new) store. `nonce` tags this
+    /// incarnation's proposals (random in production, seeded in simulations).
+    pub fn new(
+        cfg: NodeConfig,
+        store: RaftStore,
+        peers: BTreeMap<u64, String>,
+        outbox: Arc<dyn Outbox>,
+        nonce: u64,
+    ) -> Result<Core, NodeError> {
+        let logger = crate::slog_tracing::logger(cfg.id);
+        let raft_cfg = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            min_election_tick: cfg.min_election_ticks,
+            max_election_tick: cfg.max_election_ticks,
+            applied: store.applied(),
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        raft_cfg.validate().map_err(|e| NodeError::Raft(e.to_string()))?;
+        let raw = RawNode::new(&raft_cfg, store.clone(), &logger).map_err(|e| NodeError::Raft(e.to_string()))?;
+        let mut core = Core {
+            cfg,
+            raw,
+            store,
+            outbox,
+            peers,
+            status: Arc::new(RwLock::new(NodeStatus::default())),
+            pending: BTreeMap::new(),
+            pending_reads: BTreeMap::new(),
+            waiting_reads: Vec::new(),
+            deferred_reads: Vec::new(),
+            nonce,
+            seq: 0,
+            last_role: StateRole::Follower,
+            last_term: 0,
+            members: BTreeMap::new(),
+            applied_log: None,
+        };
+        core.reload_members();
+        Ok(core)
+    }
+
+    /// Record `(index, term, data)` of every applied entry (simulation tests).
+    pub fn record_applied(&mut self) {
+        self.applied_log = Some(Vec::new());
+    }
+
+    /// Entries applied so far when recording.
+    pub fn applied_log(&self) -> &[(u64, u64, Vec<u8>)] {
+        self.applied_log.as_deref().unwrap_or(&[])
+    }
+
+    /// Advance the logical clock by one tick.
+    pub fn tick(&mut self) {
+        self.raw.tick();
+    }
+
+    /// Deliver a raft message.
+    pub fn step(&mut self, m: Message) {
+        let _ = self.handle(Request::Step(m));
+    }
+
+    /// Propose encoded command bytes; `reply` resolves once applied.
+    pub fn propose_bytes(&mut self, data: Vec<u8>, reply: Reply) {
+        self.propose(data, reply);
+    }
+
+    /// Handle `Ready` and bookkeeping after requests or ticks.
+    pub fn process(&mut self) -> Result<(), NodeError> {
+        self.on_ready()?;
+        self.after_ready();
+        Ok(())
+    }
+
+    /// The underlying raft state (tests and status).
+    pub fn raft(&self) -> &raft::Raft<RaftStore> {
+        &self.raw.raft
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Request>) {
+        let tick = Duration::from_millis(self.cfg.tick_ms);
+        let mut next_tick = Instant::now() + tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(req) => {
+                    if !self.handle(req) {
+                        break;
+                    }
+                    // Group commit: take everything already queued.
+                    let mut stop = false;
+                    for _ in 0..4096 {
+                        match rx.try_recv() {
+                            Ok(r) => {
+                                if !self.handle(r) {
+                                    stop = true;
+                                    break;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if stop {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if Instant::now() >= next_tick {
+                self.raw.tick();
+                next_tick = Instant::now() + tick;
+            }
+            if let Err(e) = self.on_ready() {
+                // A storage failure leaves no safe way to continue as a raft member.
+                tracing::error!(error = %e, "raft storage failed; stopping node");
+                break;
+            }
+            self.after_ready();
+        }
+        self.fail_all(NodeError::Stopped);
+        self.status.write().role = "stopped".into();
+    }
+
+    /// Returns false to stop.
+    fn handle(&mut self, req: Request) -> bool {
+        match req {
+            Request::Propose(data, reply) => self.propose(data, reply),
+            Request::ConfChange(cc, reply) => self.propose_cc(cc, reply),
+            Request::Read(reply) => self.read(reply),
+            Request::Step(m) => {
+                if let Err(e) = self.raw.step(m) {
+                    tracing::debug!(error = %e, "raft step");
+                }
+            }
+            Request::TransferLeader(id) => self.raw.transfer_leader(id),
+            Request::Unreachable(id) => self.raw.report_unreachable(id),
+            Request::SnapshotDone(id, ok) => {
+                let s = if ok {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(id, s);
+            }
+            Request::Campaign => {
+                let _ = self.raw.campaign();
+            }
+            Request::Stop => return false,
+        }
+        true
+    }
+
+    fn not_leader(&self) -> NodeError {
+        NodeError::NotLeader {
+            leader: self.raw.raft.leader_id,
+        }
+    }
+
+    fn next_ctx(&mut self) -> (u64, Vec<u8>) {
+        self.seq += 1;
+        (self.seq, ctx_bytes(self.nonce, self.seq))
+    }
+
+    fn propose(&mut self, data: Vec<u8>, reply: Reply) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let (seq, ctx) = self.next_ctx();
+        match self.raw.propose(ctx, data) {
+            Ok(()) => {
+                self.pending.insert(seq, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NodeError::Raft(e.to_string())));
+            }
+        }
+    }
+
+    fn propose_cc(&mut self, cc: ConfChangeV2, reply: Reply) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let (seq, ctx) = self.next_ctx();
+        match self.raw.propose_conf_change(ctx, cc) {
+            Ok(()) => {
+                self.pending.insert(seq, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NodeError::Raft(e.to_string())));
+            }
+        }
+    }
+
+    fn read(&mut self, reply: oneshot::Sender<Result<(), NodeError>>) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        if !self.raw.raft.commit_to_current_term() {
+            self.deferred_reads.push(reply);
+            return;
+        }
+        let (seq, ctx) = self.next_ctx();
+        self.raw.read_index(ctx);
+        self.pending_reads.insert(seq, reply);
+    }
+
+    fn on_ready(&mut self) -> Result<(), NodeError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        if !ready.messages().is_empty() {
+            self.outbox.send(ready.take_messages(), &self.members);
+        }
+        if !ready.snapshot().is_empty() {
+            self.store.install_snapshot(ready.snapshot())?;
+            self.reload_members();
+            tracing::info!(index = ready.snapshot().get_metadata().index, "installed raft snapshot");
+        }
+        for rs in ready.take_read_states() {
+            if let Some(seq) = ctx_seq(self.nonce, &rs.request_ctx) {
+                if let Some(reply) = self.pending_reads.remove(&seq) {
+                    self.waiting_reads.push((rs.index, reply));
+                }
+            }
+        }
+        self.apply_entries(ready.take_committed_entries())?;
+        self.store.persist(ready.entries(), ready.hs())?;
+        fail::fail_point!("master::node::after_persist_before_send");
+        if !ready.persisted_messages().is_empty() {
+            self.outbox.send(ready.take_persisted_messages(), &self.members);
+        }
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.store.set_commit(commit)?;
+        }
+        if !light.messages().is_empty() {
+            self.outbox.send(light.take_messages(), &self.members);
+        }
+        self.apply_entries(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.maybe_compact()?;
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        let (last_index, last_term) = (last.index, last.term);
+        let store = self.store.clone();
+        let view = store.view();
+        let mut overlay = Overlay::new(&view);
+        let mut new_cs: Option<ConfState> = None;
+        let mut replies: Vec<(u64, Result<CommandResult, NodeError>)> = Vec::new();
+        for e in &entries {
+            let result = match e.get_entry_type() {
+                EntryType::EntryNormal if e.data.is_empty() => CommandResult::default(),
+                EntryType::EntryNormal => {
+                    let (muts, res) = crate::state::apply_bytes(&overlay, e.index, &e.data);
+                    for m in muts {
+                        match m {
+                            Mutation::Put(k, v) => overlay.put(k, v),
+                            Mutation::Delete(k) => overlay.delete(k),
+                        }
+                    }
+                    res
+                }
+                EntryType::EntryConfChangeV2 | EntryType::EntryConfChange => {
+                    match self.apply_conf_change(e, &mut overlay) {
+                        Ok(cs) => {
+                            new_cs = Some(cs);
+                            CommandResult::default()
+                        }
+                        Err(msg) => CommandResult {
+                            error_code: "ConfChangeRejected".into(),
+                            error_message: msg,
+                            ..Default::default()
+                        },
+                    }
+                }
+            };
+            if let Some(log) = self.applied_log.as_mut() {
+                log.push((e.index, e.term, e.data.to_vec()));
+            }
+            if let Some(seq) = ctx_seq(self.nonce, &e.context) {
+                replies.push((seq, Ok(result)));
+            }
+        }
+        let muts = overlay.into_mutations();
+        self.store.commit_apply(&muts, last_index, last_term, new_cs.as_ref())?;
+        if new_cs.is_some() || muts.iter().any(|m| is_member_key(m)) {
+            self.reload_members();
+        }
+        for (seq, r) in replies {
+            if let Some(reply) = self.pending.remove(&seq) {
+                let _ = reply.send(r);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, e: &Entry, overlay: &mut Overlay<'_>) -> Result<ConfState, String> {
+        let cc = if e.get_entry_type() == EntryType::EntryConfChangeV2 {
+            ConfChangeV2::parse_from_bytes(&e.data).map_err(|e| e.to_string())?
+        } else {
+            let v1 = ConfChange::parse_from_bytes(&e.data).map_err(|e| e.to_string())?;
+            let mut single = raft::eraftpb::ConfChangeSingle::default();
+            single.set_change_type(v1.get_change_type());
+            single.node_id = v1.node_id;
+            let mut v2 = ConfChangeV2::default();
+            v2.set_changes(vec![single].into());
+            v2.set_context(v1.get_context().to_vec().into());
+            v2
+        };
+        let cs = self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())?;
+        let ctx: Option<anode_proto::MemberChangeContext> = prost::Message::decode(cc.get_context()).ok();
+        for ch in cc.get_changes() {
+            use raft::eraftpb::ConfChangeType::*;
+            match ch.get_change_type() {
+                AddNode | AddLearnerNode => {
+                    if let Some(c) = ctx.as_ref().filter(|c| c.id == ch.node_id && !c.addr.is_empty()) {
+                        overlay.put(member_key(ch.node_id), c.addr.as_bytes().to_vec());
+                    }
+                }
+                RemoveNode => overlay.delete(member_key(ch.node_id)),
+            }
+        }
+        tracing::info!(voters = ?cs.voters, learners = ?cs.learners, "membership changed");
+        Ok(cs)
+    }
+
+    fn maybe_compact(&mut self) -> Result<(), NodeError> {
+        let applied = self.store.applied();
+        let first = self.store.first_log_index();
+        if applied.saturating_sub(first) > self.cfg.compact_threshold_entries {
+            let to = applied.saturating_sub(self.cfg.compact_keep_entries);
+            self.store.compact(to)?;
+            tracing::debug!(to, "compacted raft log");
+        }
+        Ok(())
+    }
+
+    fn reload_members(&mut self) {
+        let mut m = self.peers.clone();
+        m.extend(read_members(&self.store.view()));
+        self.members = m;
+    }
+
+    fn after_ready(&mut self) {
+        let applied = self.store.applied();
+        let mut i = 0;
+        while i < self.waiting_reads.len() {
+            if self.waiting_reads[i].0 <= applied {
+                let (_, reply) = self.waiting_reads.swap_remove(i);
+                let _ = reply.send(Ok(()));
+            } else {
+                i += 1;
+            }
+        }
+        let role = self.raw.raft.state;
+        let term = self.raw.raft.term;
+        if role != self.last_role || term != self.last_term {
+            if role != StateRole::Leader {
+                // Proposals and reads may never finish here; their outcome is unknown to the
+                // caller, who retries against the new leader.
+                self.fail_all(self.not_leader());
+            }
+            tracing::info!(?role, term, leader = self.raw.raft.leader_id, "raft role changed");
+            self.last_role = role;
+            self.last_term = term;
+        }
+        if role == StateRole::Leader && !self.deferred_reads.is_empty() && self.raw.raft.commit_to_current_term() {
+            for reply in std::mem::take(&mut self.deferred_reads) {
+                self.read(reply);
+            }
+        }
+        self.publish_status();
+    }
+
+    fn fail_all(&mut self, err: NodeError) {
+        for (_, r) in std::mem::take(&mut self.pending) {
+            let _ = r.send(Err(err.clone()));
+        }
+        for (_, r) in std::mem::take(&mut self.pending_reads) {
+            let _ = r.send(Err(err.clone()));
+        }
+        for (_, r) in std::mem::take(&mut self.waiting_reads) {
+            let _ = r.send(Err(err.clone()));
+        }
+        for r in std::mem::take(&mut self.deferred_reads) {
+            let _ = r.send(Err(err.clone()));
+        }
+    }
+
+    fn publish_status(&self) {
+        let r = &self.raw.raft;
+        let mut s = NodeStatus {
+            id: r.id,
+            leader_id: r.leader_id,
+            term: r.term,
+            role: role_name(r.state).into(),
+            commit: r.raft_log.committed,
+            applied: self.store.applied(),
+            last_index: self.store.last_log_index(),
+            first_index: self.store.first_log_index(),
+            members: self.members.clone(),
+            ..Default::default()
+        };
+        let conf = r.prs().conf();
+        s.voters = conf.voters().ids().iter().collect();
+        s.voters.sort_unstable();
+        s.learners = conf.learners().iter().copied().collect();
+        s.learners.sort_unstable();
+        if r.state == StateRole::Leader {
+            for (id, p) in r.prs().iter() {
+                s.matched.insert(*id, p.matched);
+                s.recent_active.insert(*id, p.recent_active || *id == r.id);
+            }
+        }
+        *self.status.write() = s;
+    }
+}
+
+fn is_member_key(m: &Mutation) -> bool {
+    match m {
+        Mutation::Put(k, _) | Mutation::Delete(k) => k.starts_with(MEMBER_PREFIX),
+    }
+}
+
+fn role_name(r: StateRole) -> &'static str {
+    match r {
+        StateRole::Leader => "leader",
+        StateRole::Follower => "follower",
+        StateRole::Candidate => "candidate",
+        StateRole::PreCandidate => "precandidate",
+    }
+}

@@ -1,0 +1,197 @@
+//! `anode master`: wires the store, the raft node, the transport, the gRPC API and the admin
+//! endpoint together, and drains on shutdown.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anode_proto::master_server::MasterServer;
+use anode_proto::raft_transport_server::RaftTransportServer;
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::leases::LeaseConfig;
+use crate::node::{self, NodeConfig, NodeHandle};
+use crate::service::MasterService;
+use crate::store::RaftStore;
+use crate::transport::{GrpcOutbox, RaftService, MAX_RAFT_MESSAGE_BYTES};
+
+/// Flags of `anode master`. Every flag also reads an `ANODE_*` environment variable.
+#[derive(clap::Args, Clone, Debug)]
+pub struct MasterArgs {
+    /// This member's raft id (non-zero, unique in the group).
+    #[arg(long, env = "ANODE_ID")]
+    pub id: u64,
+    /// Data directory (RocksDB lives in DIR/raft).
+    #[arg(long, env = "ANODE_DATA")]
+    pub data: PathBuf,
+    /// gRPC listen address (clients, chunkservers and raft peers).
+    #[arg(long, env = "ANODE_LISTEN", default_value = "127.0.0.1:7001")]
+    pub listen: SocketAddr,
+    /// Initial members as `ID=ADDR,...` (include this member). Ignored once the data dir is initialized.
+    #[arg(long, env = "ANODE_PEERS", default_value = "")]
+    pub peers: String,
+    /// Start empty and wait to be added with `anode ctl members add` (do not bootstrap).
+    #[arg(long, env = "ANODE_JOIN")]
+    pub join: bool,
+    /// Admin HTTP address for /metrics and /health.
+    #[arg(long, env = "ANODE_ADMIN_LISTEN", default_value = "127.0.0.1:7081")]
+    pub admin_listen: SocketAddr,
+    /// Milliseconds per raft tick.
+    #[arg(long, env = "ANODE_TICK_MS", default_value_t = 100)]
+    pub tick_ms: u64,
+    /// Election timeout in ticks.
+    #[arg(long, env = "ANODE_ELECTION_TICKS", default_value_t = 10)]
+    pub election_ticks: usize,
+    /// Chunkserver lease in milliseconds (suspect after).
+    #[arg(long, env = "ANODE_LEASE_MS", default_value_t = 3_000)]
+    pub lease_ms: u64,
+    /// A chunkserver silent this long is dead.
+    #[arg(long, env = "ANODE_DEAD_AFTER_MS", default_value_t = 30_000)]
+    pub dead_after_ms: u64,
+    /// Compact the raft log past this many applied entries.
+    #[arg(long, env = "ANODE_COMPACT_THRESHOLD", default_value_t = 10_000)]
+    pub compact_threshold: u64,
+}
+
+/// Parse `1=host:port,2=host:port`.
+pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .with_context(|| format!("peer {part:?} is not ID=ADDR"))?;
+        let id: u64 = id.trim().parse().with_context(|| format!("bad peer id in {part:?}"))?;
+        anyhow::ensure!(id != 0, "peer id 0 is reserved");
+        out.insert(id, addr.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// A running master (for tests and the embedded `anode dev`).
+pub struct RunningMaster {
+    /// Bound gRPC address.
+    pub addr: SocketAddr,
+    /// Bound admin address.
+    pub admin_addr: SocketAddr,
+    /// The raft node.
+    pub node: NodeHandle,
+    /// Resolves when the server stopped.
+    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Start a master; it runs until `shutdown` turns true.
+pub async fn start(args: MasterArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<RunningMaster> {
+    anyhow::ensure!(args.id != 0, "--id must be non-zero");
+    let peers = parse_peers(&args.peers)?;
+    std::fs::create_dir_all(&args.data).with_context(|| format!("create {}", args.data.display()))?;
+    let store = RaftStore::open(&args.data.join("raft")).context("open raft store")?;
+    if store.is_empty() && !args.join {
+        anyhow::ensure!(
+            peers.contains_key(&args.id),
+            "--peers must list this member ({}) to bootstrap a new group, or pass --join",
+            args.id
+        );
+    }
+    let cfg = NodeConfig {
+        id: args.id,
+        tick_ms: args.tick_ms,
+        election_ticks: args.election_ticks,
+        compact_threshold_entries: args.compact_threshold,
+        ..Default::default()
+    };
+    let outbox = GrpcOutbox::new(args.id, tokio::runtime::Handle::current());
+    let node = node::start(cfg, store, peers, !args.join, outbox.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    outbox.set_node(node.clone());
+
+    let health = anode_common::Health::new();
+    let admin_addr = anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("bind {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let lease_cfg = LeaseConfig { lease_ms: args.lease_ms, dead_after_ms: args.dead_after_ms };
+    let service = MasterService::new(node.clone(), lease_cfg);
+    tokio::spawn(publish_metrics(node.clone(), shutdown.clone()));
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            MasterServer::new(service)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+        )
+        .add_service(
+            RaftTransportServer::new(RaftService::new(node.clone()))
+                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
+        );
+    health.set(true);
+    tracing::info!(id = args.id, %addr, %admin_addr, "master serving");
+    let node2 = node.clone();
+    let done = tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let mut sd = shutdown.clone();
+        let signal = async move {
+            let _ = sd.wait_for(|v| *v).await;
+        };
+        let serve = server.serve_with_incoming_shutdown(incoming, async {
+            signal.await;
+            health.set(false);
+            drain_leadership(&node2).await;
+        });
+        // Bound the graceful drain: long-lived peer connections must not hold us forever.
+        let mut sd2 = shutdown;
+        tokio::select! {
+            r = serve => r.context("grpc server")?,
+            _ = async { let _ = sd2.wait_for(|v| *v).await; tokio::time::sleep(Duration::from_secs(15)).await } => {
+                tracing::warn!("drain timed out; exiting");
+            }
+        }
+        node2.stop();
+        Ok(())
+    });
+    Ok(RunningMaster { addr, admin_addr, node, done })
+}
+
+/// Run `anode master` until a shutdown signal.
+pub async fn run(args: MasterArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let m = start(args, shutdown).await?;
+    m.done.await.context("master task")?
+}
+
+/// On shutdown a leader hands leadership to the most caught-up voter first (bounded wait).
+async fn drain_leadership(node: &NodeHandle) {
+    let st = node.status();
+    if st.role != "leader" {
+        return;
+    }
+    let Some(target) = crate::membership::best_successor(&st) else {
+        return;
+    };
+    tracing::info!(target, "transferring leadership before shutdown");
+    if node.transfer_leader(target).is_err() {
+        return;
+    }
+    for _ in 0..60 {
+        if node.status().leader_id != st.id {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn publish_metrics(node: NodeHandle, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let st = node.status();
+        crate::metrics::RAFT_TERM.set(st.term as i64);
+        crate::metrics::RAFT_APPLIED.set(st.applied as i64);
+        crate::metrics::RAFT_COMMIT.set(st.commit as i64);
+        crate::metrics::IS_LEADER.set(i64::from(st.role == "leader"));
+    }
+}

@@ -1,0 +1,558 @@
+//! Durable storage of one master: RocksDB with three column families.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `log` | raft index (u64 big-endian) | `eraftpb::Entry` (protobuf 2) |
+//! | `meta` | `hard_state`, `conf_state`, `applied`, `truncated` | protobuf 2 / u64 pairs |
+//! | `sm` | state machine keys (see [`crate::state`]) | prost records |
+//!
+//! Durability order (the driver in [`crate::node`] relies on it):
+//! 1. [`RaftStore::persist`] writes new log entries and the hard state in one batch with
+//!    `sync = true` before any message that depends on them is sent.
+//! 2. [`RaftStore::commit_apply`] writes the mutations of applied entries, the applied index
+//!    and the conf state in one batch. It need not sync: RocksDB's WAL is a single ordered
+//!    stream, so a later synced log write makes it durable, and a lost suffix is re-applied
+//!    from the (synced) log on restart.
+//! 3. Log compaction deletes entries below the applied index in one batch with the new
+//!    truncation point.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use protobuf::Message as PbMessage;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+use crate::kv::{KvRead, Mutation};
+
+const CF_LOG: &str = "log";
+const CF_META: &str = "meta";
+const CF_SM: &str = "sm";
+const KEY_HARD_STATE: &[u8] = b"hard_state";
+const KEY_CONF_STATE: &[u8] = b"conf_state";
+const KEY_APPLIED: &[u8] = b"applied";
+const KEY_TRUNCATED: &[u8] = b"truncated";
+
+/// Errors of the durable store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB failed.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A stored record did not decode.
+    #[error("corrupt record {what}: {detail}")]
+    Corrupt {
+        /// Which record.
+        what: &'static str,
+        /// Decoder message.
+        detail: String,
+    },
+}
+
+impl From<StoreError> for raft::Error {
+    fn from(e: StoreError) -> Self {
+        raft::Error::Store(StorageError::Other(Box::new(e)))
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Cache {
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// Index and term of the last entry removed by compaction or covered by a snapshot.
+    truncated_index: u64,
+    truncated_term: u64,
+    last_index: u64,
+    applied: u64,
+}
+
+/// The raft log, hard state and state machine of one master, in RocksDB.
+/// Cheap to clone; implements [`raft::Storage`].
+#[derive(Clone)]
+pub struct RaftStore {
+    db: Arc<DB>,
+    cache: Arc<RwLock<Cache>>,
+}
+
+fn u64_key(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
+fn pair_bytes(a: u64, b: u64) -> Vec<u8> {
+    let mut v = a.to_be_bytes().to_vec();
+    v.extend_from_slice(&b.to_be_bytes());
+    v
+}
+
+fn decode_pair(v: &[u8]) -> Option<(u64, u64)> {
+    if v.len() != 16 {
+        return None;
+    }
+    let a = u64::from_be_bytes(v[..8].try_into().ok()?);
+    let b = u64::from_be_bytes(v[8..].try_into().ok()?);
+    Some((a, b))
+}
+
+fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+impl RaftStore {
+    /// Open (or create) the store under `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = [CF_LOG, CF_META, CF_SM]
+            .into_iter()
+            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?);
+        let store = RaftStore {
+            db,
+            cache: Arc::new(RwLock::new(Cache::default())),
+        };
+        store.load_cache()?;
+        Ok(store)
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    fn load_cache(&self) -> Result<(), StoreError> {
+        let meta = self.cf(CF_META);
+        let mut c = Cache::default();
+        if let Some(v) = self.db.get_cf(meta, KEY_HARD_STATE)? {
+            c.hard_state = HardState::parse_from_bytes(&v).map_err(|e| corrupt("hard_state", e))?;
+        }
+        if let Some(v) = self.db.get_cf(meta, KEY_CONF_STATE)? {
+            c.conf_state = ConfState::parse_from_bytes(&v).map_err(|e| corrupt("conf_state", e))?;
+        }
+        if let Some(v) = self.db.get_cf(meta, KEY_APPLIED)? {
+            c.applied = decode_pair(&v).ok_or_else(|| corrupt("applied", "len"))?.0;
+        }
+        if let Some(v) = self.db.get_cf(meta, KEY_TRUNCATED)? {
+            let (i, t) = decode_pair(&v).ok_or_else(|| corrupt("truncated", "len"))?;
+            c.truncated_index = i;
+            c.truncated_term = t;
+        }
+        let mut it = self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::End);
+        c.last_index = match it.next() {
+            Some(Ok((k, _))) => u64::from_be_bytes(k[..8].try_into().map_err(|_| corrupt("log key", "len"))?),
+            Some(Err(e)) => return Err(e.into()),
+            None => c.truncated_index,
+        };
+        c.last_index = c.last_index.max(c.truncated_index);
+        *self.cache.write() = c;
+        Ok(())
+    }
+
+    /// Whether this store has never been initialized (no conf state, no log, no snapshot).
+    pub fn is_empty(&self) -> bool {
+        let c = self.cache.read();
+        c.conf_state.voters.is_empty()
+            && c.conf_state.learners.is_empty()
+            && c.last_index == 0
+            && c.truncated_index == 0
+    }
+
+    /// Bootstrap a new group: persist the initial voter set.
+    pub fn bootstrap(&self, voters: Vec<u64>) -> Result<(), StoreError> {
+        let mut cs = ConfState::default();
+        cs.voters = voters;
+        let bytes = cs.write_to_bytes().map_err(|e| corrupt("conf_state", e))?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf(CF_META), KEY_CONF_STATE, bytes);
+        self.db.write_opt(b, &wo)?;
+        self.cache.write().conf_state = cs;
+        Ok(())
+    }
+
+    /// The applied index persisted with the state machine.
+    pub fn applied(&self) -> u64 {
+        self.cache.read().applied
+    }
+
+    /// The conf state as of the applied index.
+    pub fn conf_state(&self) -> ConfState {
+        self.cache.read().conf_state.clone()
+    }
+
+    /// The persisted hard state.
+    pub fn hard_state(&self) -> HardState {
+        self.cache.read().hard_state.clone()
+    }
+
+    /// First index still in the log.
+    pub fn first_log_index(&self) -> u64 {
+        self.cache.read().truncated_index + 1
+    }
+
+    /// Last index in the log.
+    pub fn last_log_index(&self) -> u64 {
+        self.cache.read().last_index
+    }
+
+    /// Durably append `entries` (truncating any conflicting suffix) and set the hard state.
+    /// Synced before returning.
+    pub fn persist(&self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        let log = self.cf(CF_LOG);
+        let mut new_last = None;
+        if let Some(first) = entries.first() {
+            let last = entries.last().map(|e| e.index).unwrap_or(first.index);
+            let old_last = self.cache.read().last_index;
+            if old_last > last {
+                b.delete_range_cf(log, u64_key(last + 1), u64_key(old_last + 1));
+            }
+            for e in entries {
+                let bytes = e.write_to_bytes().map_err(|e| corrupt("entry", e))?;
+                b.put_cf(log, u64_key(e.index), bytes);
+            }
+            new_last = Some(last);
+        }
+        if let Some(hs) = hs {
+            let bytes = hs.write_to_bytes().map_err(|e| corrupt("hard_state", e))?;
+            b.put_cf(self.cf(CF_META), KEY_HARD_STATE, bytes);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        fail::fail_point!("master::store::before_persist");
+        self.db.write_opt(b, &wo)?;
+        let mut c = self.cache.write();
+        if let Some(l) = new_last {
+            c.last_index = l;
+        }
+        if let Some(hs) = hs {
+            c.hard_state = hs.clone();
+        }
+        Ok(())
+    }
+
+    /// Update only the commit index of the hard state (after `advance`).
+    pub fn set_commit(&self, commit: u64) -> Result<(), StoreError> {
+        let mut hs = self.hard_state();
+        if hs.commit >= commit {
+            return Ok(());
+        }
+        hs.commit = commit;
+        self.persist(&[], Some(&hs))
+    }
+
+    /// Atomically write state machine mutations, the new applied index and (optionally) a new
+    /// conf state.
+    pub fn commit_apply(
+        &self,
+        muts: &[Mutation],
+        applied: u64,
+        applied_term: u64,
+        conf_state: Option<&ConfState>,
+    ) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        let sm = self.cf(CF_SM);
+        for m in muts {
+            match m {
+                Mutation::Put(k, v) => b.put_cf(sm, k, v),
+                Mutation::Delete(k) => b.delete_cf(sm, k),
+            }
+        }
+        let meta = self.cf(CF_META);
+        b.put_cf(meta, KEY_APPLIED, pair_bytes(applied, applied_term));
+        if let Some(cs) = conf_state {
+            let bytes = cs.write_to_bytes().map_err(|e| corrupt("conf_state", e))?;
+            b.put_cf(meta, KEY_CONF_STATE, bytes);
+        }
+        self.db.write(b)?;
+        let mut c = self.cache.write();
+        assert!(applied >= c.applied, "applied index must only grow");
+        c.applied = applied;
+        if let Some(cs) = conf_state {
+            c.conf_state = cs.clone();
+        }
+        Ok(())
+    }
+
+    /// Drop log entries up to and including `index` (which must be applied).
+    pub fn compact(&self, index: u64) -> Result<(), StoreError> {
+        let (first, applied) = {
+            let c = self.cache.read();
+            (c.truncated_index + 1, c.applied)
+        };
+        if index < first || index > applied {
+            return Ok(());
+        }
+        let term = raft::Storage::term(self, index).map_err(|e| corrupt("term", e))?;
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(self.cf(CF_LOG), u64_key(0), u64_key(index + 1));
+        b.put_cf(self.cf(CF_META), KEY_TRUNCATED, pair_bytes(index, term));
+        self.db.write(b)?;
+        let mut c = self.cache.write();
+        c.truncated_index = index;
+        c.truncated_term = term;
+        Ok(())
+    }
+
+    /// Install a snapshot received from the leader: replace the whole state machine, the conf
+    /// state, applied index and log, in one synced batch.
+    pub fn install_snapshot(&self, snap: &Snapshot) -> Result<(), StoreError> {
+        let md = snap.get_metadata();
+        let data: anode_proto::SnapshotData =
+            prost::Message::decode(snap.get_data()).map_err(|e| corrupt("snapshot data", e))?;
+        let mut b = WriteBatch::default();
+        let sm = self.cf(CF_SM);
+        b.delete_range_cf(sm, vec![0u8], vec![0xffu8; 64]);
+        for p in &data.pairs {
+            b.put_cf(sm, &p.key, &p.value);
+        }
+        let log = self.cf(CF_LOG);
+        let last = self.cache.read().last_index;
+        b.delete_range_cf(log, u64_key(0), u64_key(last.max(md.index) + 1));
+        let meta = self.cf(CF_META);
+        b.put_cf(meta, KEY_APPLIED, pair_bytes(md.index, md.term));
+        b.put_cf(meta, KEY_TRUNCATED, pair_bytes(md.index, md.term));
+        let cs_bytes = md.get_conf_state().write_to_bytes().map_err(|e| corrupt("conf_state", e))?;
+        b.put_cf(meta, KEY_CONF_STATE, cs_bytes);
+        let mut hs = self.hard_state();
+        hs.commit = hs.commit.max(md.index);
+        hs.term = hs.term.max(md.term);
+        b.put_cf(meta, KEY_HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard_state", e))?);
+        fail::fail_point!("master::store::mid_snapshot_install");
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(b, &wo)?;
+        let mut c = self.cache.write();
+        c.applied = md.index;
+        c.truncated_index = md.index;
+        c.truncated_term = md.term;
+        c.last_index = md.index;
+        c.conf_state = md.get_conf_state().clone();
+        c.hard_state = hs;
+        Ok(())
+    }
+
+    /// A consistent read view of the state machine (a RocksDB snapshot).
+    pub fn view(&self) -> SmView<'_> {
+        SmView {
+            snap: self.db.snapshot(),
+            cf: self.cf(CF_SM),
+        }
+    }
+
+    fn build_snapshot(&self) -> Result<Snapshot, StoreError> {
+        let view = self.view();
+        let (applied, conf_state) = {
+            let c = self.cache.read();
+            (c.applied, c.conf_state.clone())
+        };
+        let term = raft::Storage::term(self, applied).map_err(|e| corrupt("term", e))?;
+        let mut data = anode_proto::SnapshotData {
+            version: anode_proto::RECORD_VERSION,
+            pairs: Vec::new(),
+        };
+        for item in view.snap.iterator_cf(view.cf, IteratorMode::Start) {
+            let (k, v) = item?;
+            data.pairs.push(anode_proto::KvPair {
+                key: k.to_vec(),
+                value: v.to_vec(),
+            });
+        }
+        let mut snap = Snapshot::default();
+        snap.set_data(prost::Message::encode_to_vec(&data).into());
+        let md = snap.mut_metadata();
+        md.index = applied;
+        md.term = term;
+        md.set_conf_state(conf_state);
+        Ok(snap)
+    }
+
+    fn read_entry(&self, idx: u64) -> Result<Option<Entry>, StoreError> {
+        match self.db.get_cf(self.cf(CF_LOG), u64_key(idx))? {
+            Some(v) => Ok(Some(Entry::parse_from_bytes(&v).map_err(|e| corrupt("entry", e))?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A consistent snapshot view of the state machine column family.
+pub struct SmView<'a> {
+    snap: rocksdb::Snapshot<'a>,
+    cf: &'a rocksdb::ColumnFamily,
+}
+
+impl KvRead for SmView<'_> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        // A read error here is a disk failure: there is no correct answer to give.
+        self.snap
+            .get_cf(self.cf, key)
+            .expect("rocksdb read failed (disk error)")
+    }
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mode = IteratorMode::From(start, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.snap.iterator_cf(self.cf, mode) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.expect("rocksdb scan failed (disk error)");
+            if let Some(e) = end {
+                if &k[..] >= e {
+                    break;
+                }
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        out
+    }
+}
+
+impl raft::Storage for RaftStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let c = self.cache.read();
+        Ok(RaftState::new(c.hard_state.clone(), c.conf_state.clone()))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let max_size = max_size.into();
+        let (first, last) = {
+            let c = self.cache.read();
+            (c.truncated_index + 1, c.last_index)
+        };
+        if low < first {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > last + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let mut out = Vec::with_capacity((high - low) as usize);
+        let mut size = 0u64;
+        for idx in low..high {
+            let e = self
+                .read_entry(idx)?
+                .ok_or(raft::Error::Store(StorageError::Unavailable))?;
+            size += u64::from(e.compute_size());
+            if !out.is_empty() && max_size.is_some_and(|m| size > m) {
+                break;
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        let (ti, tt, last) = {
+            let c = self.cache.read();
+            (c.truncated_index, c.truncated_term, c.last_index)
+        };
+        if idx == ti {
+            return Ok(tt);
+        }
+        if idx < ti {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > last {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        match self.read_entry(idx)? {
+            Some(e) => Ok(e.term),
+            None => Err(raft::Error::Store(StorageError::Unavailable)),
+        }
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.cache.read().truncated_index + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.cache.read().last_index)
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Always the current applied state: its index is >= any index a follower can need
+        // from a snapshot, because the leader only compacts applied entries.
+        Ok(self.build_snapshot()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::Storage;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        let mut e = Entry::default();
+        e.index = index;
+        e.term = term;
+        e.data = vec![index as u8].into();
+        e
+    }
+
+    #[test]
+    fn log_survives_reopen_and_truncates_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RaftStore::open(dir.path()).unwrap();
+            assert!(s.is_empty());
+            s.bootstrap(vec![1, 2, 3]).unwrap();
+            let ents: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
+            let mut hs = HardState::default();
+            hs.term = 1;
+            hs.commit = 3;
+            s.persist(&ents, Some(&hs)).unwrap();
+            // A new leader overwrites 4..5 with one entry at term 2.
+            s.persist(&[entry(4, 2)], None).unwrap();
+            assert_eq!(s.last_index().unwrap(), 4);
+        }
+        let s = RaftStore::open(dir.path()).unwrap();
+        assert!(!s.is_empty());
+        assert_eq!(s.last_index().unwrap(), 4);
+        assert_eq!(s.term(4).unwrap(), 2);
+        assert_eq!(s.initial_state().unwrap().hard_state.commit, 3);
+        assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1, 2, 3]);
+        assert_eq!(s.entries(1, 5, None, GetEntriesContext::empty(false)).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn compaction_and_snapshot_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RaftStore::open(dir.path()).unwrap();
+        s.bootstrap(vec![1]).unwrap();
+        let ents: Vec<_> = (1..=10).map(|i| entry(i, 1)).collect();
+        s.persist(&ents, None).unwrap();
+        let muts = vec![Mutation::Put(b"b/x".to_vec(), b"1".to_vec())];
+        s.commit_apply(&muts, 8, 1, None).unwrap();
+        s.compact(6).unwrap();
+        assert_eq!(s.first_index().unwrap(), 7);
+        assert!(matches!(
+            s.entries(5, 8, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert_eq!(s.term(6).unwrap(), 1);
+        let snap = s.snapshot(0, 2).unwrap();
+        assert_eq!(snap.get_metadata().index, 8);
+
+        let dir2 = tempfile::tempdir().unwrap();
+        let f = RaftStore::open(dir2.path()).unwrap();
+        f.install_snapshot(&snap).unwrap();
+        drop(f);
+        let f = RaftStore::open(dir2.path()).unwrap();
+        assert_eq!(f.applied(), 8);
+        assert_eq!(f.first_index().unwrap(), 9);
+        assert_eq!(f.last_index().unwrap(), 8);
+        assert_eq!(f.view().get(b"b/x"), Some(b"1".to_vec()));
+        assert_eq!(f.conf_state().voters, vec![1]);
+    }
+}

@@ -1,0 +1,180 @@
+//! Raft messages between masters over tonic.
+//!
+//! One task per peer drains a bounded queue, batches what is waiting into one `RaftBatch` and
+//! sends it with a timeout. A full queue drops messages (raft retransmits); a failed send
+//! reports the peer unreachable (and a failed snapshot as failed) to the node.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anode_proto::raft_transport_client::RaftTransportClient;
+use anode_proto::raft_transport_server::RaftTransport;
+use anode_proto::{RaftAck, RaftBatch};
+use parking_lot::Mutex;
+use protobuf::Message as PbMessage;
+use raft::eraftpb::{Message, MessageType};
+use tokio::sync::mpsc;
+
+use crate::node::{NodeHandle, Outbox};
+
+/// Largest gRPC message between masters (snapshots travel as one message).
+pub const MAX_RAFT_MESSAGE_BYTES: usize = 1 << 30;
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+const PEER_QUEUE_BATCHES: usize = 1024;
+const MAX_BATCH_MESSAGES: usize = 512;
+
+struct Peer {
+    addr: String,
+    tx: mpsc::Sender<Vec<Message>>,
+}
+
+/// The gRPC outbox: per-peer sender tasks.
+pub struct GrpcOutbox {
+    from: u64,
+    rt: tokio::runtime::Handle,
+    peers: Mutex<BTreeMap<u64, Peer>>,
+    node: Arc<OnceLock<NodeHandle>>,
+}
+
+impl GrpcOutbox {
+    /// A new outbox spawning its tasks on `rt`. Call [`Self::set_node`] once the node exists.
+    pub fn new(from: u64, rt: tokio::runtime::Handle) -> Arc<Self> {
+        Arc::new(GrpcOutbox {
+            from,
+            rt,
+            peers: Mutex::new(BTreeMap::new()),
+            node: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// Connect the outbox to the node it reports delivery failures to.
+    pub fn set_node(&self, node: NodeHandle) {
+        let _ = self.node.set(node);
+    }
+
+    fn queue_for(&self, to: u64, addr: &str) -> mpsc::Sender<Vec<Message>> {
+        let mut peers = self.peers.lock();
+        if let Some(p) = peers.get(&to) {
+            if p.addr == addr && !p.tx.is_closed() {
+                return p.tx.clone();
+            }
+        }
+        let (tx, rx) = mpsc::channel(PEER_QUEUE_BATCHES);
+        let task = PeerTask {
+            from: self.from,
+            to,
+            addr: addr.to_string(),
+            node: self.node.clone(),
+        };
+        self.rt.spawn(task.run(rx));
+        peers.insert(
+            to,
+            Peer {
+                addr: addr.to_string(),
+                tx: tx.clone(),
+            },
+        );
+        tx
+    }
+}
+
+impl Outbox for GrpcOutbox {
+    fn send(&self, msgs: Vec<Message>, members: &BTreeMap<u64, String>) {
+        let mut by_peer: BTreeMap<u64, Vec<Message>> = BTreeMap::new();
+        for m in msgs {
+            by_peer.entry(m.to).or_default().push(m);
+        }
+        for (to, batch) in by_peer {
+            let Some(addr) = members.get(&to) else {
+                tracing::debug!(to, "no address for raft peer; dropping messages");
+                continue;
+            };
+            let tx = self.queue_for(to, addr);
+            if tx.try_send(batch).is_err() {
+                tracing::debug!(to, "raft peer queue full; dropping messages");
+            }
+        }
+    }
+}
+
+struct PeerTask {
+    from: u64,
+    to: u64,
+    addr: String,
+    node: Arc<OnceLock<NodeHandle>>,
+}
+
+impl PeerTask {
+    async fn run(self, mut rx: mpsc::Receiver<Vec<Message>>) {
+        let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr)) {
+            Ok(e) => e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
+            Err(e) => {
+                tracing::warn!(addr = %self.addr, error = %e, "bad raft peer address");
+                return;
+            }
+        };
+        let mut client = RaftTransportClient::new(endpoint.connect_lazy())
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+        while let Some(mut msgs) = rx.recv().await {
+            while msgs.len() < MAX_BATCH_MESSAGES {
+                match rx.try_recv() {
+                    Ok(more) => msgs.extend(more),
+                    Err(_) => break,
+                }
+            }
+            self.deliver(&mut client, msgs).await;
+        }
+    }
+
+    async fn deliver(&self, client: &mut RaftTransportClient<tonic::transport::Channel>, msgs: Vec<Message>) {
+        let snapshots = msgs.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).count();
+        let batch = RaftBatch {
+            from: self.from,
+            to: self.to,
+            messages: msgs
+                .iter()
+                .filter_map(|m| m.write_to_bytes().ok())
+                .collect(),
+        };
+        let ok = matches!(
+            tokio::time::timeout(SEND_TIMEOUT, client.send(batch)).await,
+            Ok(Ok(_))
+        );
+        let Some(node) = self.node.get() else { return };
+        if !ok {
+            node.report_unreachable(self.to);
+        }
+        for _ in 0..snapshots {
+            node.report_snapshot(self.to, ok);
+        }
+    }
+}
+
+/// The receiving side: steps every message of a batch into the node.
+pub struct RaftService {
+    node: NodeHandle,
+}
+
+impl RaftService {
+    /// A service delivering into `node`.
+    pub fn new(node: NodeHandle) -> Self {
+        RaftService { node }
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftService {
+    async fn send(&self, req: tonic::Request<RaftBatch>) -> Result<tonic::Response<RaftAck>, tonic::Status> {
+        let batch = req.into_inner();
+        for bytes in batch.messages {
+            let m = Message::parse_from_bytes(&bytes)
+                .map_err(|e| tonic::Status::invalid_argument(format!("bad raft message: {e}")))?;
+            self.node
+                .step(m)
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        }
+        Ok(tonic::Response::new(RaftAck {}))
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building Anode needs on Debian/Ubuntu, only when missing, and points cargo's
+# target directory outside the clone (so fresh clones reuse the build cache).
+# Sourced by scripts/test.sh, scripts/dev.sh and scripts/local-cluster.sh.
+set -euo pipefail
+
+anode_need_pkgs=()
+for p in librocksdb-dev libclang-dev pkg-config; do
+  dpkg -s "$p" >/dev/null 2>&1 || anode_need_pkgs+=("$p")
+done
+if [ ${#anode_need_pkgs[@]} -gt 0 ]; then
+  echo "setup: installing ${anode_need_pkgs[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${anode_need_pkgs[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/anode-target}"
+mkdir -p "$CARGO_TARGET_DIR"

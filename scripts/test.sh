@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: installs build dependencies when missing, then checks formatting, lints,
+# and runs every test of the workspace (unit, proptest, in-process raft simulation and the
+# multi-process cluster tests that start real `anode` processes on 127.0.0.1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+export RUST_BACKTRACE=1
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo build"
+cargo build --workspace --all-targets
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace -- --test-threads="${ANODE_TEST_THREADS:-2}"

@@ -1,0 +1,109 @@
+//! Shared support for the multi-process tests: start real `anode` processes on 127.0.0.1,
+//! kill them by pid, wait for conditions with a deadline (no fixed sleeps).
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One child process with its log file.
+pub struct Proc {
+    pub name: String,
+    pub child: Option<Child>,
+    pub args: Vec<String>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Spawn `anode ARGS...`, logging to `dir/NAME.log` (appending across restarts).
+    pub fn spawn(dir: &Path, name: &str, args: Vec<String>) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let mut p = Proc { name: name.to_string(), child: None, args, log };
+        p.start();
+        p
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_anode"))
+            .args(&self.args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn anode");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Send a signal by pid (SIGSTOP/SIGCONT/SIGTERM).
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").arg(format!("-{sig}")).arg(c.id().to_string()).status();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Poll `f` until it returns Some or `within` elapses.
+pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Arguments of a master process.
+pub fn master_args(id: u64, dir: &Path, port: u16, admin: u16, peers: &str, join: bool) -> Vec<String> {
+    let mut a = vec![
+        "master".to_string(),
+        "--id".into(), id.to_string(),
+        "--data".into(), dir.join(format!("master-{id}")).display().to_string(),
+        "--listen".into(), format!("127.0.0.1:{port}"),
+        "--admin-listen".into(), format!("127.0.0.1:{admin}"),
+        "--peers".into(), peers.to_string(),
+    ];
+    if join {
+        a.push("--join".into());
+    }
+    a
+}
