@@ -3,7 +3,7 @@
 //!
 //! Code map:
 //! - [`kv`]: the narrow key-value view the state machine reads, and its mutations.
-//! - [`state`]: the deterministic state machine (`apply`) and its read queries. No IO.
+//! - [`sm`] (also `state`): the deterministic state machine (`apply`) and its read queries. No IO.
 //! - `store`: RocksDB column families: raft log, hard state, state machine, applied index.
 //! - `node`: the raft-rs `RawNode` driver (ready loop), proposals and ReadIndex reads.
 //! - `transport`: raft messages between masters over tonic.
@@ -11,7 +11,9 @@
 //! - `ctl`: the operator CLI (`anode ctl`).
 
 pub mod kv;
-pub mod state;
+pub mod sm;
+/// The state machine under its documented name.
+pub use sm as state;
 pub mod node;
 pub mod slog_tracing;
 pub mod store;

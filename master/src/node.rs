@@ -245,7 +245,7 @@ pub fn start(
         bootstrap_store(&store, &peers)?;
     }
     let (tx, rx) = mpsc::sync_channel(cfg.queue_capacity);
-    let mut core = Core::new(cfg.clone(), store.clone(), peers, outbox, rand::random::<u64>())?;
+    let core = Core::new(cfg.clone(), store.clone(), peers, outbox, rand::random::<u64>())?;
     let status = core.status.clone();
     core.publish_status();
     std::thread::Builder::new()
@@ -395,6 +395,11 @@ impl Core {
     /// Deliver a raft message.
     pub fn step(&mut self, m: Message) {
         let _ = self.handle(Request::Step(m));
+    }
+
+    /// The transport finished (`ok`) or failed sending a snapshot to `to`.
+    pub fn report_snapshot(&mut self, to: u64, ok: bool) {
+        let _ = self.handle(Request::SnapshotDone(to, ok));
     }
 
     /// Propose encoded command bytes; `reply` resolves once applied.

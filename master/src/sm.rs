@@ -1,0 +1,698 @@
+//! The deterministic state machine of the master group: `apply(kv, index, command)` and the
+//! read queries over the same key space. No IO, no clock, no randomness, no hash-map order.
+//!
+//! | key | value |
+//! |---|---|
+//! | `b/<bucket>` | `BucketConfig` |
+//! | `o/<bucket>\0<key>` | `Manifest` (a bucket's objects are one ordered range) |
+//! | `k/<access key>` | `AccessKey` |
+//! | `s/<id u64be>` | `ChunkserverRecord` |
+//! | `u/<uuid>` | chunkserver id (u64be) |
+//! | `c/<sha256>` | `ChunkInfo` (refcount, length, servers) |
+//! | `m/<bucket>\0<key>\0<upload id>` | `MultipartUpload` |
+//! | `p/<bucket>\0<key>\0<upload id>\0<part u32be>` | `PartRecord` |
+//! | `x/<counter>` | u64be counters (next chunkserver id, stats) |
+//! | `r/<id u64be>` | raft member address (written by the node on conf changes) |
+//!
+//! Bucket names cannot contain `\0`; object keys are UTF-8 and S3 forbids nothing else that
+//! matters here, so `\0` separates components unambiguously within a bucket's range.
+
+use std::collections::BTreeMap;
+
+use anode_proto::command::Op;
+use anode_proto::*;
+use md5::{Digest, Md5};
+use prost::Message;
+
+use crate::kv::{KvRead, Mutation, Overlay};
+
+mod list;
+#[cfg(test)]
+mod tests;
+
+pub use list::{list_objects, list_parts, list_uploads};
+
+/// Errors of state machine commands and queries; `code()` is the stable wire code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// The bucket does not exist.
+    #[error("the bucket {0} does not exist")]
+    NoSuchBucket(String),
+    /// Another owner has the bucket.
+    #[error("the bucket {0} already exists")]
+    BucketAlreadyExists(String),
+    /// The caller already owns the bucket.
+    #[error("you already own the bucket {0}")]
+    BucketAlreadyOwnedByYou(String),
+    /// The bucket still has objects or uploads.
+    #[error("the bucket {0} is not empty")]
+    BucketNotEmpty(String),
+    /// Invalid bucket name.
+    #[error("invalid bucket name {0:?}")]
+    InvalidBucketName(String),
+    /// The key does not exist.
+    #[error("the key {0} does not exist")]
+    NoSuchKey(String),
+    /// The upload does not exist.
+    #[error("the multipart upload {0} does not exist")]
+    NoSuchUpload(String),
+    /// A listed part is missing or its etag differs.
+    #[error("invalid part: {0}")]
+    InvalidPart(String),
+    /// Parts not in ascending order.
+    #[error("the list of parts was not in ascending order")]
+    InvalidPartOrder,
+    /// A non-final part is under 5 MiB.
+    #[error("part {0} is smaller than the minimum allowed size")]
+    EntityTooSmall(u32),
+    /// A conditional write failed.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
+    /// Unknown access key.
+    #[error("access key {0} does not exist")]
+    NoSuchAccessKey(String),
+    /// Access key exists.
+    #[error("access key {0} already exists")]
+    AccessKeyExists(String),
+    /// Unknown chunkserver.
+    #[error("chunkserver {0} is not registered")]
+    UnknownChunkserver(u64),
+    /// Epoch mismatch.
+    #[error("stale epoch {got} for chunkserver {id} (current {current})")]
+    StaleEpoch {
+        /// Server.
+        id: u64,
+        /// Epoch given.
+        got: u64,
+        /// Epoch held.
+        current: u64,
+    },
+    /// The command did not decode or lacks fields.
+    #[error("bad command: {0}")]
+    BadCommand(String),
+    /// Unknown command version.
+    #[error("unsupported command version {0}")]
+    UnsupportedVersion(u32),
+    /// Invalid argument.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+impl StateError {
+    /// The stable error code carried on the wire.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StateError::NoSuchBucket(_) => "NoSuchBucket",
+            StateError::BucketAlreadyExists(_) => "BucketAlreadyExists",
+            StateError::BucketAlreadyOwnedByYou(_) => "BucketAlreadyOwnedByYou",
+            StateError::BucketNotEmpty(_) => "BucketNotEmpty",
+            StateError::InvalidBucketName(_) => "InvalidBucketName",
+            StateError::NoSuchKey(_) => "NoSuchKey",
+            StateError::NoSuchUpload(_) => "NoSuchUpload",
+            StateError::InvalidPart(_) => "InvalidPart",
+            StateError::InvalidPartOrder => "InvalidPartOrder",
+            StateError::EntityTooSmall(_) => "EntityTooSmall",
+            StateError::PreconditionFailed(_) => "PreconditionFailed",
+            StateError::NoSuchAccessKey(_) => "NoSuchAccessKey",
+            StateError::AccessKeyExists(_) => "AccessKeyExists",
+            StateError::UnknownChunkserver(_) => "UnknownChunkserver",
+            StateError::StaleEpoch { .. } => "StaleEpoch",
+            StateError::BadCommand(_) => "BadCommand",
+            StateError::UnsupportedVersion(_) => "UnsupportedVersion",
+            StateError::InvalidArgument(_) => "InvalidArgument",
+        }
+    }
+}
+
+/// Smallest non-final multipart part size.
+pub const MIN_PART_BYTES: u64 = 5 << 20;
+/// Largest part number.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+// ---- keys ----------------------------------------------------------------------------------
+
+pub(crate) fn bucket_key(name: &str) -> Vec<u8> {
+    [b"b/", name.as_bytes()].concat()
+}
+pub(crate) fn object_prefix(bucket: &str) -> Vec<u8> {
+    [b"o/", bucket.as_bytes(), b"\0"].concat()
+}
+pub(crate) fn object_key(bucket: &str, key: &str) -> Vec<u8> {
+    [object_prefix(bucket).as_slice(), key.as_bytes()].concat()
+}
+fn access_key(ak: &str) -> Vec<u8> {
+    [b"k/", ak.as_bytes()].concat()
+}
+fn server_key(id: u64) -> Vec<u8> {
+    [b"s/".as_slice(), &id.to_be_bytes()].concat()
+}
+fn uuid_key(uuid: &str) -> Vec<u8> {
+    [b"u/", uuid.as_bytes()].concat()
+}
+fn chunk_key(sha: &[u8]) -> Vec<u8> {
+    [b"c/", sha].concat()
+}
+pub(crate) fn upload_prefix(bucket: &str) -> Vec<u8> {
+    [b"m/", bucket.as_bytes(), b"\0"].concat()
+}
+pub(crate) fn upload_key(bucket: &str, key: &str, id: &str) -> Vec<u8> {
+    [upload_prefix(bucket).as_slice(), key.as_bytes(), b"\0", id.as_bytes()].concat()
+}
+pub(crate) fn part_prefix(bucket: &str, key: &str, id: &str) -> Vec<u8> {
+    [b"p/", bucket.as_bytes(), b"\0", key.as_bytes(), b"\0", id.as_bytes(), b"\0"].concat()
+}
+fn part_key(bucket: &str, key: &str, id: &str, n: u32) -> Vec<u8> {
+    [part_prefix(bucket, key, id).as_slice(), &n.to_be_bytes()].concat()
+}
+const NEXT_SERVER_ID: &[u8] = b"x/next_chunkserver_id";
+const STAT_OBJECTS: &[u8] = b"x/stat/objects";
+const STAT_LOGICAL: &[u8] = b"x/stat/logical_bytes";
+const STAT_CHUNKS: &[u8] = b"x/stat/chunks";
+const STAT_STORED: &[u8] = b"x/stat/stored_bytes";
+
+/// The key just past every key that starts with `prefix` (None: no upper bound).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+// ---- decoding helpers ----------------------------------------------------------------------
+
+fn get_msg<M: Message + Default>(kv: &dyn KvRead, key: &[u8]) -> Option<M> {
+    let v = kv.get(key)?;
+    // A record that does not decode is corruption of replicated state: stop, do not guess.
+    Some(M::decode(v.as_slice()).expect("state record decodes"))
+}
+
+fn get_u64(kv: &dyn KvRead, key: &[u8]) -> u64 {
+    kv.get(key)
+        .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0)
+}
+
+fn add_u64(o: &mut Overlay<'_>, key: &[u8], delta: i64) {
+    let cur = get_u64(o, key) as i64;
+    let next = cur + delta;
+    debug_assert!(next >= 0, "counter {key:?} underflow");
+    o.put(key.to_vec(), (next.max(0) as u64).to_be_bytes().to_vec());
+}
+
+// ---- queries -------------------------------------------------------------------------------
+
+/// A bucket's config.
+pub fn get_bucket(kv: &dyn KvRead, name: &str) -> Option<BucketConfig> {
+    get_msg(kv, &bucket_key(name))
+}
+
+/// All buckets in name order.
+pub fn list_buckets(kv: &dyn KvRead) -> Vec<BucketConfig> {
+    scan_msgs(kv, b"b/", 100_000)
+}
+
+fn scan_msgs<M: Message + Default>(kv: &dyn KvRead, prefix: &[u8], limit: usize) -> Vec<M> {
+    kv.scan(prefix, prefix_end(prefix).as_deref(), limit)
+        .into_iter()
+        .map(|(_, v)| M::decode(v.as_slice()).expect("state record decodes"))
+        .collect()
+}
+
+/// An object's manifest.
+pub fn get_object(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<Manifest, StateError> {
+    if get_bucket(kv, bucket).is_none() {
+        return Err(StateError::NoSuchBucket(bucket.into()));
+    }
+    get_msg(kv, &object_key(bucket, key)).ok_or_else(|| StateError::NoSuchKey(key.into()))
+}
+
+/// An access key.
+pub fn get_key(kv: &dyn KvRead, ak: &str) -> Option<AccessKey> {
+    get_msg(kv, &access_key(ak))
+}
+
+/// All access keys.
+pub fn list_keys(kv: &dyn KvRead) -> Vec<AccessKey> {
+    scan_msgs(kv, b"k/", 100_000)
+}
+
+/// All registered chunkservers by id.
+pub fn list_chunkservers(kv: &dyn KvRead) -> Vec<ChunkserverRecord> {
+    scan_msgs(kv, b"s/", 100_000)
+}
+
+/// One chunkserver.
+pub fn get_chunkserver(kv: &dyn KvRead, id: u64) -> Option<ChunkserverRecord> {
+    get_msg(kv, &server_key(id))
+}
+
+/// One chunk's record.
+pub fn get_chunk(kv: &dyn KvRead, sha256: &[u8]) -> Option<ChunkInfo> {
+    get_msg(kv, &chunk_key(sha256))
+}
+
+/// Up to `limit` chunk records after `start_after` (exclusive) in hash order.
+pub fn scan_chunks(kv: &dyn KvRead, start_after: &[u8], limit: usize) -> Vec<(Vec<u8>, ChunkInfo)> {
+    let start = if start_after.is_empty() { chunk_key(&[]) } else { [chunk_key(start_after), vec![0]].concat() };
+    kv.scan(&start, prefix_end(b"c/").as_deref(), limit)
+        .into_iter()
+        .map(|(k, v)| (k[2..].to_vec(), ChunkInfo::decode(v.as_slice()).expect("state record decodes")))
+        .collect()
+}
+
+/// One multipart upload.
+pub fn get_upload(kv: &dyn KvRead, bucket: &str, key: &str, id: &str) -> Option<MultipartUpload> {
+    get_msg(kv, &upload_key(bucket, key, id))
+}
+
+/// Namespace counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Buckets.
+    pub buckets: u64,
+    /// Objects.
+    pub objects: u64,
+    /// Distinct chunks with a record.
+    pub chunks: u64,
+    /// Sum of object sizes.
+    pub logical_bytes: u64,
+    /// Sum of distinct chunk lengths plus inline bytes (one copy).
+    pub stored_bytes: u64,
+}
+
+/// Namespace counters.
+pub fn stats(kv: &dyn KvRead) -> Stats {
+    Stats {
+        buckets: kv.scan(b"b/", prefix_end(b"b/").as_deref(), usize::MAX).len() as u64,
+        objects: get_u64(kv, STAT_OBJECTS),
+        chunks: get_u64(kv, STAT_CHUNKS),
+        logical_bytes: get_u64(kv, STAT_LOGICAL),
+        stored_bytes: get_u64(kv, STAT_STORED),
+    }
+}
+
+// ---- apply ---------------------------------------------------------------------------------
+
+/// Decode and apply one command's bytes. Undecodable bytes give an error result and no
+/// mutations.
+pub fn apply_bytes(kv: &dyn KvRead, index: u64, data: &[u8]) -> (Vec<Mutation>, CommandResult) {
+    match Command::decode(data) {
+        Ok(cmd) => apply(kv, index, &cmd),
+        Err(e) => (Vec::new(), error_result(&StateError::BadCommand(e.to_string()))),
+    }
+}
+
+fn error_result(e: &StateError) -> CommandResult {
+    CommandResult { error_code: e.code().into(), error_message: e.to_string(), ..Default::default() }
+}
+
+/// Apply one command at raft `index`. On error no mutation is returned.
+pub fn apply(kv: &dyn KvRead, index: u64, cmd: &Command) -> (Vec<Mutation>, CommandResult) {
+    if cmd.version == 0 || cmd.version > COMMAND_VERSION {
+        return (Vec::new(), error_result(&StateError::UnsupportedVersion(cmd.version)));
+    }
+    let mut o = Overlay::new(kv);
+    let res = match &cmd.op {
+        Some(op) => apply_op(&mut o, index, cmd.now_ms, op),
+        None => Err(StateError::BadCommand("no operation".into())),
+    };
+    match res {
+        Ok(r) => (o.into_mutations(), r),
+        Err(e) => (Vec::new(), error_result(&e)),
+    }
+}
+
+type Res = Result<CommandResult, StateError>;
+
+fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op) -> Res {
+    match op {
+        Op::Noop(_) => Ok(CommandResult::default()),
+        Op::CreateBucket(c) => create_bucket(o, now, c),
+        Op::DeleteBucket(c) => delete_bucket(o, &c.name),
+        Op::PutObject(c) => put_object(o, index, now, c),
+        Op::DeleteObject(c) => delete_objects(o, now, &c.bucket, std::slice::from_ref(&c.key)),
+        Op::DeleteObjects(c) => delete_objects(o, now, &c.bucket, &c.keys),
+        Op::CreateKey(c) => create_key(o, now, c),
+        Op::DeleteKey(c) => {
+            let k = access_key(&c.access_key);
+            o.get(&k).ok_or_else(|| StateError::NoSuchAccessKey(c.access_key.clone()))?;
+            o.delete(k);
+            Ok(CommandResult::default())
+        }
+        Op::RegisterChunkserver(c) => register(o, now, c),
+        Op::ChunkserverUpdate(c) => server_update(o, now, c),
+        Op::SetDraining(c) => {
+            let mut rec = get_chunkserver(o, c.id).ok_or(StateError::UnknownChunkserver(c.id))?;
+            rec.draining = c.draining;
+            o.put(server_key(c.id), rec.encode_to_vec());
+            Ok(CommandResult::default())
+        }
+        Op::ChunkDeleted(c) => {
+            if get_chunk(o, &c.sha256).is_some_and(|ci| ci.refcount == 0) {
+                o.delete(chunk_key(&c.sha256));
+                add_u64(o, STAT_CHUNKS, -1);
+            }
+            Ok(CommandResult::default())
+        }
+        Op::TombstoneChunks(c) => {
+            for sha in &c.sha256 {
+                if let Some(mut ci) = get_chunk(o, sha).filter(|ci| ci.refcount == 0) {
+                    ci.tombstone_ms = now;
+                    o.put(chunk_key(sha), ci.encode_to_vec());
+                }
+            }
+            Ok(CommandResult::default())
+        }
+        Op::CreateMultipart(c) => create_multipart(o, now, c),
+        Op::PutPart(c) => put_part(o, now, c),
+        Op::CompleteMultipart(c) => complete_multipart(o, index, now, c),
+        Op::AbortMultipart(c) => abort_multipart(o, now, c),
+    }
+}
+
+/// S3 bucket naming rules.
+pub fn valid_bucket_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    let ok_chars = b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-');
+    let ends = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let is_ip = n.split('.').count() == 4 && n.split('.').all(|p| p.parse::<u8>().is_ok());
+    (3..=63).contains(&b.len()) && ok_chars && ends(b.first()) && ends(b.last()) && !n.contains("..") && !is_ip
+}
+
+fn create_bucket(o: &mut Overlay<'_>, now: u64, c: &CreateBucketCmd) -> Res {
+    let cfg = c.config.clone().ok_or_else(|| StateError::BadCommand("no bucket config".into()))?;
+    if !valid_bucket_name(&cfg.name) {
+        return Err(StateError::InvalidBucketName(cfg.name));
+    }
+    if let Some(existing) = get_bucket(o, &cfg.name) {
+        return Err(if existing.owner_access_key == cfg.owner_access_key {
+            StateError::BucketAlreadyOwnedByYou(cfg.name)
+        } else {
+            StateError::BucketAlreadyExists(cfg.name)
+        });
+    }
+    let cfg = BucketConfig { version: RECORD_VERSION, created_ms: now, ..cfg };
+    o.put(bucket_key(&cfg.name), cfg.encode_to_vec());
+    Ok(CommandResult::default())
+}
+
+fn delete_bucket(o: &mut Overlay<'_>, name: &str) -> Res {
+    get_bucket(o, name).ok_or_else(|| StateError::NoSuchBucket(name.into()))?;
+    for prefix in [object_prefix(name), upload_prefix(name)] {
+        if !o.scan(&prefix, prefix_end(&prefix).as_deref(), 1).is_empty() {
+            return Err(StateError::BucketNotEmpty(name.into()));
+        }
+    }
+    o.delete(bucket_key(name));
+    Ok(CommandResult::default())
+}
+
+/// Add `delta` references to each chunk of `chunks` (a chunk listed twice counts twice).
+fn adjust_refs(o: &mut Overlay<'_>, now: u64, chunks: &[ChunkRef], delta: i64) {
+    for c in chunks {
+        let key = chunk_key(&c.sha256);
+        let existing = get_chunk(o, &c.sha256);
+        let is_new = existing.is_none();
+        let mut ci = existing.unwrap_or(ChunkInfo { version: RECORD_VERSION, length: c.length, ..Default::default() });
+        if delta > 0 {
+            ci.refcount += delta as u64;
+            ci.zero_since_ms = 0;
+            ci.tombstone_ms = 0;
+            for s in &c.servers {
+                if !ci.servers.contains(s) {
+                    ci.servers.push(*s);
+                }
+            }
+            ci.servers.sort_unstable();
+        } else {
+            let d = delta.unsigned_abs();
+            debug_assert!(ci.refcount >= d, "chunk refcount underflow");
+            ci.refcount = ci.refcount.saturating_sub(d);
+            if ci.refcount == 0 {
+                ci.zero_since_ms = now;
+            }
+        }
+        if is_new {
+            add_u64(o, STAT_CHUNKS, 1);
+            add_u64(o, STAT_STORED, c.length as i64);
+        }
+        o.put(key, ci.encode_to_vec());
+    }
+}
+
+fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd) -> Res {
+    get_bucket(o, &c.bucket).ok_or_else(|| StateError::NoSuchBucket(c.bucket.clone()))?;
+    if c.key.is_empty() || c.key.len() > 1024 {
+        return Err(StateError::InvalidArgument("object key must be 1 to 1024 bytes".into()));
+    }
+    let m = c.manifest.clone().ok_or_else(|| StateError::BadCommand("no manifest".into()))?;
+    let key = object_key(&c.bucket, &c.key);
+    let old: Option<Manifest> = get_msg(o, &key);
+    check_condition(old.as_ref(), c.if_match_etag.as_deref())?;
+    let m = Manifest { version: MANIFEST_VERSION, mtime_ms: now, object_version: index, ..m };
+    replace_object(o, now, &key, old, &m);
+    Ok(CommandResult { manifest: Some(m), ..Default::default() })
+}
+
+fn check_condition(old: Option<&Manifest>, cond: Option<&str>) -> Result<(), StateError> {
+    match (cond, old) {
+        (None, _) => Ok(()),
+        (Some(""), None) => Ok(()),
+        (Some(""), Some(_)) => Err(StateError::PreconditionFailed("object exists".into())),
+        (Some(e), Some(m)) if m.etag == e.trim_matches('"') => Ok(()),
+        (Some(_), _) => Err(StateError::PreconditionFailed("etag does not match".into())),
+    }
+}
+
+/// Write `m` at `key`, moving references and counters from the old manifest.
+fn replace_object(o: &mut Overlay<'_>, now: u64, key: &[u8], old: Option<Manifest>, m: &Manifest) {
+    adjust_refs(o, now, &m.chunks, 1);
+    add_u64(o, STAT_STORED, m.inline_data.len() as i64);
+    add_u64(o, STAT_LOGICAL, m.size as i64);
+    match old {
+        Some(old) => drop_object_refs(o, now, &old),
+        None => add_u64(o, STAT_OBJECTS, 1),
+    }
+    o.put(key.to_vec(), m.encode_to_vec());
+}
+
+fn drop_object_refs(o: &mut Overlay<'_>, now: u64, old: &Manifest) {
+    adjust_refs(o, now, &old.chunks, -1);
+    add_u64(o, STAT_STORED, -(old.inline_data.len() as i64));
+    add_u64(o, STAT_LOGICAL, -(old.size as i64));
+}
+
+fn delete_objects(o: &mut Overlay<'_>, now: u64, bucket: &str, keys: &[String]) -> Res {
+    get_bucket(o, bucket).ok_or_else(|| StateError::NoSuchBucket(bucket.into()))?;
+    let mut deleted = Vec::new();
+    for k in keys {
+        let key = object_key(bucket, k);
+        if let Some(old) = get_msg::<Manifest>(o, &key) {
+            drop_object_refs(o, now, &old);
+            add_u64(o, STAT_OBJECTS, -1);
+            o.delete(key);
+            deleted.push(k.clone());
+        }
+    }
+    Ok(CommandResult { deleted_keys: deleted, ..Default::default() })
+}
+
+fn create_key(o: &mut Overlay<'_>, now: u64, c: &CreateKeyCmd) -> Res {
+    let k = c.key.clone().ok_or_else(|| StateError::BadCommand("no key".into()))?;
+    if k.access_key.is_empty() || k.secret_key.is_empty() {
+        return Err(StateError::InvalidArgument("access and secret key must be non-empty".into()));
+    }
+    if get_key(o, &k.access_key).is_some() {
+        return Err(StateError::AccessKeyExists(k.access_key));
+    }
+    let k = AccessKey { version: RECORD_VERSION, created_ms: now, ..k };
+    o.put(access_key(&k.access_key), k.encode_to_vec());
+    Ok(CommandResult::default())
+}
+
+fn register(o: &mut Overlay<'_>, now: u64, c: &RegisterChunkserverCmd) -> Res {
+    let known = o.get(&uuid_key(&c.uuid)).and_then(|v| v.try_into().ok().map(u64::from_be_bytes));
+    let (id, epoch, rec) = match known.and_then(|id| get_chunkserver(o, id)) {
+        Some(rec) => (rec.id, rec.epoch + 1, rec),
+        None => {
+            let id = get_u64(o, NEXT_SERVER_ID).max(1);
+            o.put(NEXT_SERVER_ID.to_vec(), (id + 1).to_be_bytes().to_vec());
+            o.put(uuid_key(&c.uuid), id.to_be_bytes().to_vec());
+            (id, 1, ChunkserverRecord::default())
+        }
+    };
+    let rec = ChunkserverRecord {
+        version: RECORD_VERSION,
+        id,
+        epoch,
+        addr: c.addr.clone(),
+        rack: c.rack.clone(),
+        capacity_bytes: c.capacity_bytes,
+        uuid: c.uuid.clone(),
+        registered_ms: now,
+        last_heartbeat_ms: now,
+        ..rec
+    };
+    o.put(server_key(id), rec.encode_to_vec());
+    Ok(CommandResult { chunkserver_id: id, chunkserver_epoch: epoch, ..Default::default() })
+}
+
+fn server_update(o: &mut Overlay<'_>, now: u64, c: &ChunkserverUpdateCmd) -> Res {
+    let mut rec = get_chunkserver(o, c.id).ok_or(StateError::UnknownChunkserver(c.id))?;
+    if rec.epoch != c.epoch {
+        return Err(StateError::StaleEpoch { id: c.id, got: c.epoch, current: rec.epoch });
+    }
+    rec.capacity_bytes = c.capacity_bytes;
+    rec.used_bytes = c.used_bytes;
+    rec.chunks = c.chunks;
+    rec.disk_full = c.disk_full;
+    rec.last_heartbeat_ms = now;
+    o.put(server_key(c.id), rec.encode_to_vec());
+    Ok(CommandResult { chunkserver_id: rec.id, chunkserver_epoch: rec.epoch, ..Default::default() })
+}
+
+fn create_multipart(o: &mut Overlay<'_>, now: u64, c: &CreateMultipartCmd) -> Res {
+    let u = c.upload.clone().ok_or_else(|| StateError::BadCommand("no upload".into()))?;
+    get_bucket(o, &u.bucket).ok_or_else(|| StateError::NoSuchBucket(u.bucket.clone()))?;
+    if u.upload_id.is_empty() || u.key.is_empty() {
+        return Err(StateError::InvalidArgument("upload id and key must be non-empty".into()));
+    }
+    let u = MultipartUpload { version: RECORD_VERSION, initiated_ms: now, ..u };
+    o.put(upload_key(&u.bucket, &u.key, &u.upload_id), u.encode_to_vec());
+    Ok(CommandResult::default())
+}
+
+fn put_part(o: &mut Overlay<'_>, now: u64, c: &PutPartCmd) -> Res {
+    get_upload(o, &c.bucket, &c.key, &c.upload_id).ok_or_else(|| StateError::NoSuchUpload(c.upload_id.clone()))?;
+    let p = c.part.clone().ok_or_else(|| StateError::BadCommand("no part".into()))?;
+    if !(1..=MAX_PART_NUMBER).contains(&p.part_number) {
+        return Err(StateError::InvalidArgument(format!("part number {} not in 1..=10000", p.part_number)));
+    }
+    if !p.inline_data.is_empty() {
+        return Err(StateError::InvalidArgument("parts are stored as chunks, never inline".into()));
+    }
+    let key = part_key(&c.bucket, &c.key, &c.upload_id, p.part_number);
+    if let Some(old) = get_msg::<PartRecord>(o, &key) {
+        adjust_refs(o, now, &old.chunks, -1);
+    }
+    adjust_refs(o, now, &p.chunks, 1);
+    let p = PartRecord { version: RECORD_VERSION, mtime_ms: now, ..p };
+    o.put(key, p.encode_to_vec());
+    Ok(CommandResult::default())
+}
+
+fn upload_parts(o: &dyn KvRead, bucket: &str, key: &str, id: &str) -> BTreeMap<u32, PartRecord> {
+    let prefix = part_prefix(bucket, key, id);
+    scan_msgs::<PartRecord>(o, &prefix, MAX_PART_NUMBER as usize + 1)
+        .into_iter()
+        .map(|p| (p.part_number, p))
+        .collect()
+}
+
+fn complete_multipart(o: &mut Overlay<'_>, index: u64, now: u64, c: &CompleteMultipartCmd) -> Res {
+    let u = get_upload(o, &c.bucket, &c.key, &c.upload_id).ok_or_else(|| StateError::NoSuchUpload(c.upload_id.clone()))?;
+    if c.parts.is_empty() {
+        return Err(StateError::InvalidArgument("no parts".into()));
+    }
+    if c.parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+        return Err(StateError::InvalidPartOrder);
+    }
+    let stored = upload_parts(o, &c.bucket, &c.key, &c.upload_id);
+    let mut chosen = Vec::with_capacity(c.parts.len());
+    for (i, cp) in c.parts.iter().enumerate() {
+        let p = stored
+            .get(&cp.part_number)
+            .filter(|p| p.etag.trim_matches('"') == cp.etag.trim_matches('"'))
+            .ok_or_else(|| StateError::InvalidPart(format!("part {} missing or etag differs", cp.part_number)))?;
+        if i + 1 < c.parts.len() && p.size < MIN_PART_BYTES {
+            return Err(StateError::EntityTooSmall(cp.part_number));
+        }
+        chosen.push(p.clone());
+    }
+    let m = multipart_manifest(&u, &chosen, index, now);
+    // The parts' references move to the object; parts not chosen are dropped.
+    for p in stored.values() {
+        adjust_refs(o, now, &p.chunks, -1);
+        o.delete(part_key(&c.bucket, &c.key, &c.upload_id, p.part_number));
+    }
+    o.delete(upload_key(&c.bucket, &c.key, &c.upload_id));
+    let key = object_key(&c.bucket, &c.key);
+    let old: Option<Manifest> = get_msg(o, &key);
+    replace_object(o, now, &key, old, &m);
+    Ok(CommandResult { manifest: Some(m), ..Default::default() })
+}
+
+/// S3 multipart ETag: hex(md5(concat(binary md5 of each part))) + "-N".
+pub fn multipart_etag(part_etags: &[&str]) -> String {
+    let mut h = Md5::new();
+    for e in part_etags {
+        h.update(hex::decode(e.trim_matches('"')).unwrap_or_default());
+    }
+    format!("{}-{}", hex::encode(h.finalize()), part_etags.len())
+}
+
+fn multipart_manifest(u: &MultipartUpload, parts: &[PartRecord], index: u64, now: u64) -> Manifest {
+    let etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
+    Manifest {
+        version: MANIFEST_VERSION,
+        size: parts.iter().map(|p| p.size).sum(),
+        etag: multipart_etag(&etags),
+        content_type: u.content_type.clone(),
+        user_metadata: u.user_metadata.clone(),
+        system_metadata: u.system_metadata.clone(),
+        chunks: parts.iter().flat_map(|p| p.chunks.iter().cloned()).collect(),
+        part_sizes: parts.iter().map(|p| p.size).collect(),
+        mtime_ms: now,
+        object_version: index,
+        inline_data: Vec::new(),
+    }
+}
+
+fn abort_multipart(o: &mut Overlay<'_>, now: u64, c: &AbortMultipartCmd) -> Res {
+    get_upload(o, &c.bucket, &c.key, &c.upload_id).ok_or_else(|| StateError::NoSuchUpload(c.upload_id.clone()))?;
+    for p in upload_parts(o, &c.bucket, &c.key, &c.upload_id).values() {
+        adjust_refs(o, now, &p.chunks, -1);
+        o.delete(part_key(&c.bucket, &c.key, &c.upload_id, p.part_number));
+    }
+    o.delete(upload_key(&c.bucket, &c.key, &c.upload_id));
+    Ok(CommandResult::default())
+}
+
+/// Check that every chunk's refcount equals the references from manifests and parts, and
+/// that counters match (used by tests after every apply).
+pub fn check_invariants(kv: &dyn KvRead) -> Result<(), String> {
+    let mut refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    let (mut objects, mut logical) = (0u64, 0u64);
+    for (_, v) in kv.scan(b"o/", prefix_end(b"o/").as_deref(), usize::MAX) {
+        let m = Manifest::decode(v.as_slice()).map_err(|e| e.to_string())?;
+        objects += 1;
+        logical += m.size;
+        for c in &m.chunks {
+            *refs.entry(c.sha256.clone()).or_default() += 1;
+        }
+    }
+    for (_, v) in kv.scan(b"p/", prefix_end(b"p/").as_deref(), usize::MAX) {
+        let p = PartRecord::decode(v.as_slice()).map_err(|e| e.to_string())?;
+        for c in &p.chunks {
+            *refs.entry(c.sha256.clone()).or_default() += 1;
+        }
+    }
+    for (sha, ci) in scan_chunks(kv, &[], usize::MAX) {
+        let want = refs.remove(&sha).unwrap_or(0);
+        if ci.refcount != want {
+            return Err(format!("chunk {} refcount {} but {} references", hex::encode(&sha), ci.refcount, want));
+        }
+    }
+    if let Some((sha, n)) = refs.into_iter().next() {
+        return Err(format!("chunk {} referenced {n} times but has no record", hex::encode(sha)));
+    }
+    let st = stats(kv);
+    if st.objects != objects || st.logical_bytes != logical {
+        return Err(format!("counters {st:?} but {objects} objects, {logical} bytes"));
+    }
+    Ok(())
+}

@@ -1,0 +1,291 @@
+use std::collections::BTreeMap;
+
+use anode_proto::command::Op;
+use anode_proto::*;
+use proptest::prelude::*;
+
+use super::*;
+use crate::kv::MemKv;
+
+struct Sm {
+    kv: MemKv,
+    index: u64,
+}
+
+impl Sm {
+    fn new() -> Sm {
+        Sm { kv: MemKv::new(), index: 0 }
+    }
+    fn run(&mut self, op: Op) -> CommandResult {
+        self.index += 1;
+        let cmd = Command { version: COMMAND_VERSION, now_ms: 1000 + self.index, op: Some(op) };
+        let (muts, res) = apply(&self.kv, self.index, &cmd);
+        if !res.error_code.is_empty() {
+            assert!(muts.is_empty(), "error results carry no mutations");
+        }
+        self.kv.apply(&muts);
+        check_invariants(&self.kv).unwrap();
+        res
+    }
+    fn ok(&mut self, op: Op) -> CommandResult {
+        let r = self.run(op);
+        assert!(r.error_code.is_empty(), "{}: {}", r.error_code, r.error_message);
+        r
+    }
+    fn err(&mut self, op: Op) -> String {
+        let r = self.run(op);
+        assert!(!r.error_code.is_empty(), "expected an error");
+        r.error_code
+    }
+}
+
+fn bucket(name: &str) -> Op {
+    Op::CreateBucket(CreateBucketCmd { config: Some(BucketConfig { name: name.into(), ..Default::default() }) })
+}
+
+fn chunk(id: u8, len: u64) -> ChunkRef {
+    ChunkRef { sha256: vec![id; 32], length: len, servers: vec![1, 2, 3] }
+}
+
+fn put(b: &str, k: &str, chunks: Vec<ChunkRef>) -> Op {
+    let size = chunks.iter().map(|c| c.length).sum();
+    Op::PutObject(PutObjectCmd {
+        bucket: b.into(),
+        key: k.into(),
+        manifest: Some(Manifest { size, etag: format!("e{size}"), chunks, ..Default::default() }),
+        if_match_etag: None,
+    })
+}
+
+fn del(b: &str, k: &str) -> Op {
+    Op::DeleteObject(DeleteObjectCmd { bucket: b.into(), key: k.into() })
+}
+
+#[test]
+fn bucket_lifecycle_and_errors() {
+    let mut sm = Sm::new();
+    sm.ok(bucket("photos"));
+    assert_eq!(sm.err(bucket("photos")), "BucketAlreadyOwnedByYou");
+    for bad in ["ab", "Upper", "-lead", "trail-", "a..b", "192.168.1.1", &"x".repeat(64)] {
+        assert_eq!(sm.err(bucket(bad)), "InvalidBucketName", "{bad}");
+    }
+    sm.ok(put("photos", "a", vec![chunk(1, 10)]));
+    assert_eq!(sm.err(Op::DeleteBucket(DeleteBucketCmd { name: "photos".into() })), "BucketNotEmpty");
+    sm.ok(del("photos", "a"));
+    sm.ok(Op::DeleteBucket(DeleteBucketCmd { name: "photos".into() }));
+    assert_eq!(sm.err(Op::DeleteBucket(DeleteBucketCmd { name: "photos".into() })), "NoSuchBucket");
+    assert_eq!(sm.err(put("photos", "a", vec![])), "NoSuchBucket");
+}
+
+#[test]
+fn refcounts_follow_overwrite_and_delete() {
+    let mut sm = Sm::new();
+    sm.ok(bucket("b1b"));
+    sm.ok(put("b1b", "x", vec![chunk(1, 5), chunk(2, 5), chunk(1, 5)]));
+    assert_eq!(get_chunk(&sm.kv, &[1; 32]).unwrap().refcount, 2);
+    sm.ok(put("b1b", "y", vec![chunk(2, 5)]));
+    assert_eq!(get_chunk(&sm.kv, &[2; 32]).unwrap().refcount, 2);
+    sm.ok(put("b1b", "x", vec![chunk(3, 5)]));
+    let c1 = get_chunk(&sm.kv, &[1; 32]).unwrap();
+    assert_eq!((c1.refcount, c1.zero_since_ms > 0), (0, true));
+    let r = sm.ok(del("b1b", "y"));
+    assert_eq!(r.deleted_keys, vec!["y".to_string()]);
+    assert!(sm.ok(del("b1b", "y")).deleted_keys.is_empty(), "absent key deletes succeed quietly");
+    assert_eq!(get_chunk(&sm.kv, &[2; 32]).unwrap().refcount, 0);
+    sm.ok(Op::ChunkDeleted(ChunkDeletedCmd { sha256: vec![2; 32] }));
+    assert!(get_chunk(&sm.kv, &[2; 32]).is_none());
+    sm.ok(Op::ChunkDeleted(ChunkDeletedCmd { sha256: vec![3; 32] }));
+    assert!(get_chunk(&sm.kv, &[3; 32]).is_some(), "referenced chunks are never dropped");
+    assert_eq!(stats(&sm.kv).objects, 1);
+}
+
+#[test]
+fn conditional_put() {
+    let mut sm = Sm::new();
+    sm.ok(bucket("cond"));
+    let mut p = put("cond", "k", vec![]);
+    if let Op::PutObject(c) = &mut p {
+        c.if_match_etag = Some(String::new());
+    }
+    sm.ok(p.clone());
+    assert_eq!(sm.err(p), "PreconditionFailed");
+    let mut p = put("cond", "k", vec![chunk(9, 1)]);
+    if let Op::PutObject(c) = &mut p {
+        c.if_match_etag = Some("\"e0\"".into());
+    }
+    sm.ok(p);
+}
+
+#[test]
+fn chunkserver_registration_fences_epochs() {
+    let mut sm = Sm::new();
+    let reg = |uuid: &str| Op::RegisterChunkserver(RegisterChunkserverCmd { addr: "a".into(), uuid: uuid.into(), ..Default::default() });
+    let a = sm.ok(reg("u-a"));
+    let b = sm.ok(reg("u-b"));
+    assert_eq!((a.chunkserver_id, a.chunkserver_epoch, b.chunkserver_id), (1, 1, 2));
+    let a2 = sm.ok(reg("u-a"));
+    assert_eq!((a2.chunkserver_id, a2.chunkserver_epoch), (1, 2));
+    let upd = |epoch| Op::ChunkserverUpdate(ChunkserverUpdateCmd { id: 1, epoch, used_bytes: 7, ..Default::default() });
+    assert_eq!(sm.err(upd(1)), "StaleEpoch");
+    sm.ok(upd(2));
+    assert_eq!(get_chunkserver(&sm.kv, 1).unwrap().used_bytes, 7);
+    assert_eq!(sm.err(Op::SetDraining(SetDrainingCmd { id: 9, draining: true })), "UnknownChunkserver");
+}
+
+fn part(n: u32, size: u64, id: u8) -> PartRecord {
+    PartRecord { part_number: n, etag: format!("{:032x}", id), size, chunks: vec![chunk(id, size)], ..Default::default() }
+}
+
+#[test]
+fn multipart_complete_abort_and_errors() {
+    let mut sm = Sm::new();
+    sm.ok(bucket("mp1"));
+    let upload = MultipartUpload { bucket: "mp1".into(), key: "big".into(), upload_id: "u1".into(), content_type: "text/plain".into(), ..Default::default() };
+    sm.ok(Op::CreateMultipart(CreateMultipartCmd { upload: Some(upload.clone()) }));
+    let pp = |p: PartRecord| Op::PutPart(PutPartCmd { bucket: "mp1".into(), key: "big".into(), upload_id: "u1".into(), part: Some(p) });
+    sm.ok(pp(part(1, MIN_PART_BYTES, 1)));
+    sm.ok(pp(part(2, 10, 2)));
+    sm.ok(pp(part(3, 10, 3)));
+    sm.ok(pp(part(2, 10, 4))); // replaces part 2: chunk 2 loses its reference
+    assert_eq!(get_chunk(&sm.kv, &[2; 32]).unwrap().refcount, 0);
+    let complete = |parts: Vec<(u32, u8)>| {
+        Op::CompleteMultipart(CompleteMultipartCmd {
+            bucket: "mp1".into(),
+            key: "big".into(),
+            upload_id: "u1".into(),
+            parts: parts.into_iter().map(|(n, id)| CompletePart { part_number: n, etag: format!("\"{:032x}\"", id) }).collect(),
+        })
+    };
+    assert_eq!(sm.err(complete(vec![(2, 4), (1, 1)])), "InvalidPartOrder");
+    assert_eq!(sm.err(complete(vec![(1, 1), (2, 2)])), "InvalidPart");
+    assert_eq!(sm.err(complete(vec![(2, 4), (3, 3)])), "EntityTooSmall");
+    let m = sm.ok(complete(vec![(1, 1), (2, 4)])).manifest.unwrap();
+    assert_eq!(m.size, MIN_PART_BYTES + 10);
+    assert!(m.etag.ends_with("-2"));
+    assert_eq!(m.content_type, "text/plain");
+    assert_eq!(get_chunk(&sm.kv, &[3; 32]).unwrap().refcount, 0, "unlisted part dropped");
+    assert_eq!(sm.err(complete(vec![(1, 1)])), "NoSuchUpload");
+    sm.ok(Op::CreateMultipart(CreateMultipartCmd { upload: Some(MultipartUpload { upload_id: "u2".into(), ..upload }) }));
+    let pp2 = Op::PutPart(PutPartCmd { bucket: "mp1".into(), key: "big".into(), upload_id: "u2".into(), part: Some(part(1, 5, 7)) });
+    sm.ok(pp2);
+    assert_eq!(get_chunk(&sm.kv, &[7; 32]).unwrap().refcount, 1);
+    sm.ok(Op::AbortMultipart(AbortMultipartCmd { bucket: "mp1".into(), key: "big".into(), upload_id: "u2".into() }));
+    assert_eq!(get_chunk(&sm.kv, &[7; 32]).unwrap().refcount, 0);
+}
+
+#[test]
+fn multipart_etag_matches_s3() {
+    // md5("") and md5("a") parts -> md5 of their binary concatenation, "-2".
+    let e = multipart_etag(&["d41d8cd98f00b204e9800998ecf8427e", "0cc175b9c0f1b6a831c399e269772661"]);
+    assert!(e.ends_with("-2") && e.len() == 34, "{e}");
+}
+
+#[test]
+fn golden_encodings_stay_readable() {
+    let m = Manifest { version: 1, size: 5, etag: "ab".into(), chunks: vec![ChunkRef { sha256: vec![1, 2], length: 5, servers: vec![3] }], mtime_ms: 7, object_version: 9, ..Default::default() };
+    assert_eq!(hex::encode(m.encode_to_vec()), "080110051a02616232090a02010210051a010340074809");
+    let c = Command { version: 1, now_ms: 2, op: Some(Op::DeleteBucket(DeleteBucketCmd { name: "abc".into() })) };
+    assert_eq!(hex::encode(c.encode_to_vec()), "080110025a050a03616263");
+    assert_eq!(Manifest::decode(hex::decode("080110051a02616232090a02010210051a010340074809").unwrap().as_slice()).unwrap(), m);
+}
+
+// ---- model-based listing ------------------------------------------------------------------
+
+fn model_list(keys: &BTreeMap<String, u64>, prefix: &str, delim: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for k in keys.keys().filter(|k| k.starts_with(prefix)) {
+        let rest = &k[prefix.len()..];
+        let entry = match (!delim.is_empty()).then(|| rest.find(delim)).flatten() {
+            Some(i) => format!("P:{}", &k[..prefix.len() + i + delim.len()]),
+            None => format!("K:{k}"),
+        };
+        if out.last() != Some(&entry) {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+fn page_all(kv: &MemKv, bucket: &str, prefix: &str, delim: &str, max: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start_after = String::new();
+    for _ in 0..10_000 {
+        let r = list_objects(kv, &ListObjectsRequest {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            delimiter: delim.into(),
+            start_after: start_after.clone(),
+            max_keys: max,
+            allow_stale: false,
+        })
+        .unwrap();
+        assert!(r.objects.len() + r.common_prefixes.len() <= max.max(1) as usize);
+        // Entries of one page are merged in key order.
+        let mut page: Vec<String> = r.objects.iter().map(|o| format!("K:{}", o.key)).collect();
+        page.extend(r.common_prefixes.iter().map(|p| format!("P:{p}")));
+        page.sort_by(|a, b| a[2..].cmp(&b[2..]));
+        out.extend(page);
+        if !r.is_truncated {
+            return out;
+        }
+        assert!(r.next_start_after > start_after, "listing must advance");
+        start_after = r.next_start_after;
+    }
+    panic!("listing did not finish");
+}
+
+fn key_strategy() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "a/", "c/d", "/", "ab", "é", "z/"]), 1..5).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn listing_matches_model(
+        ops in prop::collection::vec((key_strategy(), any::<bool>()), 1..60),
+        prefix in prop::sample::select(vec!["", "a", "a/", "b", "c/", "z"]),
+        delim in prop::sample::select(vec!["", "/", "b", "a/"]),
+        max in 1u32..7,
+    ) {
+        let mut sm = Sm::new();
+        sm.ok(bucket("list"));
+        sm.ok(bucket("lisu"));
+        sm.ok(put("lisu", "other-bucket-key", vec![]));
+        let mut model = BTreeMap::new();
+        for (k, is_put) in ops {
+            if is_put {
+                sm.ok(put("list", &k, vec![chunk(k.len() as u8, 1)]));
+                model.insert(k, 1);
+            } else {
+                sm.ok(del("list", &k));
+                model.remove(&k);
+            }
+        }
+        let got = page_all(&sm.kv, "list", prefix, delim, max);
+        prop_assert_eq!(got, model_list(&model, prefix, delim));
+    }
+
+    #[test]
+    fn apply_is_deterministic(ops in prop::collection::vec((key_strategy(), 0u8..4), 1..40)) {
+        let run = || {
+            let mut sm = Sm::new();
+            let mut results = Vec::new();
+            sm.ok(bucket("det"));
+            for (k, kind) in &ops {
+                let op = match kind {
+                    0 => put("det", k, vec![chunk(k.len() as u8, 3)]),
+                    1 => del("det", k),
+                    2 => Op::DeleteBucket(DeleteBucketCmd { name: "det".into() }),
+                    _ => put("nobucket", k, vec![]),
+                };
+                results.push(sm.run(op));
+            }
+            (sm.kv, results)
+        };
+        let (a, ra) = run();
+        let (b, rb) = run();
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(ra, rb);
+    }
+}
