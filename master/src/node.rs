@@ -151,6 +151,7 @@ enum Request {
     Unreachable(u64),
     SnapshotDone(u64, bool),
     Campaign,
+    LearnPeer(u64, String),
     Stop,
 }
 
@@ -199,6 +200,14 @@ impl NodeHandle {
     /// Ask the leader to hand leadership to `id`.
     pub fn transfer_leader(&self, id: u64) -> Result<(), NodeError> {
         self.send(Request::TransferLeader(id))
+    }
+
+    /// Remember a peer's address learned from its messages (used until the replicated
+    /// member table knows it).
+    pub fn learn_peer(&self, id: u64, addr: String) {
+        if self.status.read().members.get(&id) != Some(&addr) {
+            let _ = self.send(Request::LearnPeer(id, addr));
+        }
     }
 
     /// Start an election now (tests and operators).
@@ -487,6 +496,10 @@ impl Core {
             }
             Request::Campaign => {
                 let _ = self.raw.campaign();
+            }
+            Request::LearnPeer(id, addr) => {
+                self.peers.entry(id).or_insert(addr);
+                self.reload_members();
             }
             Request::Stop => return false,
         }

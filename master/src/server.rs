@@ -32,6 +32,9 @@ pub struct MasterArgs {
     /// Initial members as `ID=ADDR,...` (include this member). Ignored once the data dir is initialized.
     #[arg(long, env = "ANODE_PEERS", default_value = "")]
     pub peers: String,
+    /// Address peers and clients use to reach this member (default: its --peers entry, else --listen).
+    #[arg(long, env = "ANODE_ADVERTISE")]
+    pub advertise: Option<String>,
     /// Start empty and wait to be added with `anode ctl members add` (do not bootstrap).
     #[arg(long, env = "ANODE_JOIN")]
     pub join: bool,
@@ -101,7 +104,11 @@ pub async fn start(args: MasterArgs, shutdown: watch::Receiver<bool>) -> anyhow:
         compact_threshold_entries: args.compact_threshold,
         ..Default::default()
     };
-    let outbox = GrpcOutbox::new(args.id, tokio::runtime::Handle::current());
+    let advertise = match &args.advertise {
+        Some(a) => a.clone(),
+        None => peers.get(&args.id).cloned().unwrap_or_else(|| args.listen.to_string()),
+    };
+    let outbox = GrpcOutbox::new(args.id, advertise, tokio::runtime::Handle::current());
     let node = node::start(cfg, store, peers, !args.join, outbox.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     outbox.set_node(node.clone());
 

@@ -32,6 +32,7 @@ struct Peer {
 /// The gRPC outbox: per-peer sender tasks.
 pub struct GrpcOutbox {
     from: u64,
+    from_addr: String,
     rt: tokio::runtime::Handle,
     peers: Mutex<BTreeMap<u64, Peer>>,
     node: Arc<OnceLock<NodeHandle>>,
@@ -39,9 +40,10 @@ pub struct GrpcOutbox {
 
 impl GrpcOutbox {
     /// A new outbox spawning its tasks on `rt`. Call [`Self::set_node`] once the node exists.
-    pub fn new(from: u64, rt: tokio::runtime::Handle) -> Arc<Self> {
+    pub fn new(from: u64, from_addr: String, rt: tokio::runtime::Handle) -> Arc<Self> {
         Arc::new(GrpcOutbox {
             from,
+            from_addr,
             rt,
             peers: Mutex::new(BTreeMap::new()),
             node: Arc::new(OnceLock::new()),
@@ -63,6 +65,7 @@ impl GrpcOutbox {
         let (tx, rx) = mpsc::channel(PEER_QUEUE_BATCHES);
         let task = PeerTask {
             from: self.from,
+            from_addr: self.from_addr.clone(),
             to,
             addr: addr.to_string(),
             node: self.node.clone(),
@@ -100,6 +103,7 @@ impl Outbox for GrpcOutbox {
 
 struct PeerTask {
     from: u64,
+    from_addr: String,
     to: u64,
     addr: String,
     node: Arc<OnceLock<NodeHandle>>,
@@ -132,6 +136,7 @@ impl PeerTask {
         let snapshots = msgs.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).count();
         let batch = RaftBatch {
             from: self.from,
+            from_addr: self.from_addr.clone(),
             to: self.to,
             messages: msgs
                 .iter()
@@ -168,6 +173,9 @@ impl RaftService {
 impl RaftTransport for RaftService {
     async fn send(&self, req: tonic::Request<RaftBatch>) -> Result<tonic::Response<RaftAck>, tonic::Status> {
         let batch = req.into_inner();
+        if !batch.from_addr.is_empty() {
+            self.node.learn_peer(batch.from, batch.from_addr.clone());
+        }
         for bytes in batch.messages {
             let m = Message::parse_from_bytes(&bytes)
                 .map_err(|e| tonic::Status::invalid_argument(format!("bad raft message: {e}")))?;

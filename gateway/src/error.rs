@@ -1,0 +1,366 @@
+//! The gateway's one error type, [`S3Error`], mapped to the wire once: [`S3Error::aws_code`],
+//! [`S3Error::http_status`] and [`S3Error::to_xml`]. Client-library errors enter through
+//! [`S3Error::from_client_error`], keyed by their stable `code()`.
+
+use anode_client::ClientError;
+use http::StatusCode;
+
+use crate::xml::XmlWriter;
+
+/// Every S3-visible failure. The `Display` text is the `<Message>` of the error document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum S3Error {
+    /// 403: refused (anonymous request, expired presigned URL, ...); the message says why.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// 403: the signature we computed differs from the one given.
+    #[error("The request signature we calculated does not match the signature you provided. Check your key and signing method.")]
+    SignatureDoesNotMatch,
+    /// 403: unknown access key.
+    #[error("The AWS Access Key Id you provided does not exist in our records.")]
+    InvalidAccessKeyId,
+    /// 403: the request time is more than 15 minutes from ours.
+    #[error("The difference between the request time and the current time is too large.")]
+    RequestTimeTooSkewed,
+    /// 400: the Authorization header does not parse.
+    #[error("The authorization header is malformed; {0}")]
+    AuthorizationHeaderMalformed(String),
+    /// 400: the presigned-URL query parameters do not parse.
+    #[error("{0}")]
+    AuthorizationQueryParametersError(String),
+    /// 400: a required security header (x-amz-content-sha256, x-amz-date) is missing.
+    #[error("Missing required header for this request: {0}")]
+    MissingSecurityHeader(String),
+    /// 400: the body's SHA-256 differs from `x-amz-content-sha256`.
+    #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
+    XAmzContentSHA256Mismatch,
+    /// 404: no such bucket.
+    #[error("The specified bucket does not exist")]
+    NoSuchBucket,
+    /// 404: no such key.
+    #[error("The specified key does not exist.")]
+    NoSuchKey,
+    /// 404: no such multipart upload.
+    #[error("The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")]
+    NoSuchUpload,
+    /// 404: a bucket sub-configuration that is never set here (`code` names it, e.g.
+    /// `NoSuchBucketPolicy`).
+    #[error("{message}")]
+    NoSuchConfiguration {
+        /// The S3 error code.
+        code: &'static str,
+        /// The message.
+        message: &'static str,
+    },
+    /// 409: somebody else owns the bucket.
+    #[error("The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.")]
+    BucketAlreadyExists,
+    /// 409: the caller already owns the bucket.
+    #[error("Your previous request to create the named bucket succeeded and you already own it.")]
+    BucketAlreadyOwnedByYou,
+    /// 409: the bucket still holds objects or uploads.
+    #[error("The bucket you tried to delete is not empty")]
+    BucketNotEmpty,
+    /// 400: the bucket name breaks the naming rules.
+    #[error("The specified bucket is not valid.")]
+    InvalidBucketName,
+    /// 400: the body's MD5 differs from Content-MD5.
+    #[error("The Content-MD5 you specified did not match what we received.")]
+    BadDigest,
+    /// 400: Content-MD5 is not base64 of 16 bytes.
+    #[error("The Content-MD5 you specified is not valid.")]
+    InvalidDigest,
+    /// 416: the range does not overlap the object.
+    #[error("The requested range is not satisfiable")]
+    InvalidRange,
+    /// 412: a precondition (If-Match, If-Unmodified-Since, copy-source conditions) failed.
+    #[error("At least one of the pre-conditions you specified did not hold")]
+    PreconditionFailed,
+    /// 304: If-None-Match / If-Modified-Since say the caller's copy is current (no body).
+    #[error("Not Modified")]
+    NotModified,
+    /// 400: a listed part is missing or its ETag differs.
+    #[error("One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.")]
+    InvalidPart,
+    /// 400: the parts are not in ascending order.
+    #[error("The list of parts was not in ascending order. Parts must be ordered by part number.")]
+    InvalidPartOrder,
+    /// 400: a non-final part is under the minimum size.
+    #[error("Your proposed upload is smaller than the minimum allowed object size.")]
+    EntityTooSmall,
+    /// 400: the body is over the maximum size.
+    #[error("Your proposed upload exceeds the maximum allowed object size.")]
+    EntityTooLarge,
+    /// 400: user metadata over 2 KiB.
+    #[error("Your metadata headers exceed the maximum allowed metadata size.")]
+    MetadataTooLarge,
+    /// 400: the XML body does not parse or does not validate.
+    #[error("The XML you provided was not well-formed or did not validate against our published schema.")]
+    MalformedXML,
+    /// 400: an argument is invalid; the message says which.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// 400: the request is invalid as a whole; the message says why.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 405: the method is not allowed on this resource.
+    #[error("The specified method is not allowed against this resource.")]
+    MethodNotAllowed,
+    /// 501: a feature Anode does not implement.
+    #[error("{0}")]
+    NotImplemented(String),
+    /// 500: an internal failure.
+    #[error("We encountered an internal error. Please try again. ({0})")]
+    InternalError(String),
+    /// 503: the cluster cannot serve now (no leader, too few chunkservers, ...).
+    #[error("Please reduce your request rate. ({0})")]
+    ServiceUnavailable(String),
+    /// 503: the gateway is at its concurrency limit.
+    #[error("Please reduce your request rate.")]
+    SlowDown,
+    /// 400: the body ended early or its framing broke.
+    #[error("You did not provide the number of bytes specified by the Content-Length HTTP header. ({0})")]
+    IncompleteBody(String),
+    /// 411: a body without Content-Length.
+    #[error("You must provide the Content-Length HTTP header.")]
+    MissingContentLength,
+    /// 400: the key is over 1024 bytes.
+    #[error("Your key is too long")]
+    KeyTooLongError,
+}
+
+impl S3Error {
+    /// The S3 error code (`<Code>`).
+    pub fn aws_code(&self) -> &'static str {
+        use S3Error::*;
+        match self {
+            AccessDenied(_) => "AccessDenied",
+            SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            InvalidAccessKeyId => "InvalidAccessKeyId",
+            RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            AuthorizationHeaderMalformed(_) => "AuthorizationHeaderMalformed",
+            AuthorizationQueryParametersError(_) => "AuthorizationQueryParametersError",
+            MissingSecurityHeader(_) => "MissingSecurityHeader",
+            XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
+            NoSuchBucket => "NoSuchBucket",
+            NoSuchKey => "NoSuchKey",
+            NoSuchUpload => "NoSuchUpload",
+            NoSuchConfiguration { code, .. } => code,
+            BucketAlreadyExists => "BucketAlreadyExists",
+            BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
+            BucketNotEmpty => "BucketNotEmpty",
+            InvalidBucketName => "InvalidBucketName",
+            BadDigest => "BadDigest",
+            InvalidDigest => "InvalidDigest",
+            InvalidRange => "InvalidRange",
+            PreconditionFailed => "PreconditionFailed",
+            NotModified => "NotModified",
+            InvalidPart => "InvalidPart",
+            InvalidPartOrder => "InvalidPartOrder",
+            EntityTooSmall => "EntityTooSmall",
+            EntityTooLarge => "EntityTooLarge",
+            MetadataTooLarge => "MetadataTooLarge",
+            MalformedXML => "MalformedXML",
+            InvalidArgument(_) => "InvalidArgument",
+            InvalidRequest(_) => "InvalidRequest",
+            MethodNotAllowed => "MethodNotAllowed",
+            NotImplemented(_) => "NotImplemented",
+            InternalError(_) => "InternalError",
+            ServiceUnavailable(_) => "ServiceUnavailable",
+            SlowDown => "SlowDown",
+            IncompleteBody(_) => "IncompleteBody",
+            MissingContentLength => "MissingContentLength",
+            KeyTooLongError => "KeyTooLongError",
+        }
+    }
+
+    /// The HTTP status of the error response.
+    pub fn http_status(&self) -> StatusCode {
+        use S3Error::*;
+        match self {
+            AccessDenied(_)
+            | SignatureDoesNotMatch
+            | InvalidAccessKeyId
+            | RequestTimeTooSkewed => StatusCode::FORBIDDEN,
+            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchConfiguration { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty => StatusCode::CONFLICT,
+            InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            NotModified => StatusCode::NOT_MODIFIED,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            InternalError(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServiceUnavailable(_) | SlowDown => StatusCode::SERVICE_UNAVAILABLE,
+            MissingContentLength => StatusCode::LENGTH_REQUIRED,
+            AuthorizationHeaderMalformed(_)
+            | AuthorizationQueryParametersError(_)
+            | MissingSecurityHeader(_)
+            | XAmzContentSHA256Mismatch
+            | InvalidBucketName
+            | BadDigest
+            | InvalidDigest
+            | InvalidPart
+            | InvalidPartOrder
+            | EntityTooSmall
+            | EntityTooLarge
+            | MetadataTooLarge
+            | MalformedXML
+            | InvalidArgument(_)
+            | InvalidRequest(_)
+            | IncompleteBody(_)
+            | KeyTooLongError => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Whether the response carries an XML error document (304 never has a body).
+    pub fn has_body(&self) -> bool {
+        !matches!(self, S3Error::NotModified)
+    }
+
+    /// The XML error document: `<Error><Code/><Message/><Resource/><RequestId/></Error>`.
+    pub fn to_xml(&self, resource: &str, request_id: &str) -> String {
+        let mut w = XmlWriter::new();
+        w.open("Error");
+        w.elem("Code", self.aws_code());
+        w.elem("Message", &self.to_string());
+        w.elem("Resource", resource);
+        w.elem("RequestId", request_id);
+        w.close("Error");
+        w.finish()
+    }
+
+    /// Map a client-library error by its stable code. Unknown codes become `InternalError`
+    /// carrying the client's message.
+    pub fn from_client_error(e: &ClientError) -> S3Error {
+        Self::from_code(e.code(), &e.to_string())
+    }
+
+    /// Map a stable error code (client or master) with its message.
+    pub fn from_code(code: &str, message: &str) -> S3Error {
+        use S3Error::*;
+        match code {
+            "NoSuchBucket" => NoSuchBucket,
+            "NoSuchKey" => NoSuchKey,
+            "NoSuchUpload" => NoSuchUpload,
+            "BucketAlreadyExists" => BucketAlreadyExists,
+            "BucketAlreadyOwnedByYou" => BucketAlreadyOwnedByYou,
+            "BucketNotEmpty" => BucketNotEmpty,
+            "InvalidBucketName" => InvalidBucketName,
+            "InvalidPart" => InvalidPart,
+            "InvalidPartOrder" => InvalidPartOrder,
+            "EntityTooSmall" => EntityTooSmall,
+            "EntityTooLarge" => EntityTooLarge,
+            "PreconditionFailed" => PreconditionFailed,
+            "BadDigest" => BadDigest,
+            "InvalidDigest" => InvalidDigest,
+            "InvalidRange" => InvalidRange,
+            "IncompleteBody" => IncompleteBody(message.to_string()),
+            "InvalidArgument" => InvalidArgument(message.to_string()),
+            "InvalidRequest" => InvalidRequest(message.to_string()),
+            "NoSuchAccessKey" | "InvalidAccessKeyId" => InvalidAccessKeyId,
+            "AccessDenied" => AccessDenied(message.to_string()),
+            "SlowDown" => SlowDown,
+            "ServiceUnavailable" => ServiceUnavailable(message.to_string()),
+            "NotImplemented" => NotImplemented(message.to_string()),
+            _ => InternalError(message.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses() {
+        let table: Vec<(S3Error, &str, u16)> = vec![
+            (S3Error::AccessDenied("Access Denied".into()), "AccessDenied", 403),
+            (S3Error::SignatureDoesNotMatch, "SignatureDoesNotMatch", 403),
+            (S3Error::InvalidAccessKeyId, "InvalidAccessKeyId", 403),
+            (S3Error::RequestTimeTooSkewed, "RequestTimeTooSkewed", 403),
+            (S3Error::NoSuchBucket, "NoSuchBucket", 404),
+            (S3Error::NoSuchKey, "NoSuchKey", 404),
+            (S3Error::NoSuchUpload, "NoSuchUpload", 404),
+            (S3Error::BucketAlreadyExists, "BucketAlreadyExists", 409),
+            (S3Error::BucketAlreadyOwnedByYou, "BucketAlreadyOwnedByYou", 409),
+            (S3Error::BucketNotEmpty, "BucketNotEmpty", 409),
+            (S3Error::InvalidBucketName, "InvalidBucketName", 400),
+            (S3Error::BadDigest, "BadDigest", 400),
+            (S3Error::InvalidDigest, "InvalidDigest", 400),
+            (S3Error::InvalidRange, "InvalidRange", 416),
+            (S3Error::PreconditionFailed, "PreconditionFailed", 412),
+            (S3Error::NotModified, "NotModified", 304),
+            (S3Error::InvalidPart, "InvalidPart", 400),
+            (S3Error::InvalidPartOrder, "InvalidPartOrder", 400),
+            (S3Error::EntityTooSmall, "EntityTooSmall", 400),
+            (S3Error::EntityTooLarge, "EntityTooLarge", 400),
+            (S3Error::MalformedXML, "MalformedXML", 400),
+            (S3Error::InvalidArgument("x".into()), "InvalidArgument", 400),
+            (S3Error::InvalidRequest("x".into()), "InvalidRequest", 400),
+            (S3Error::MethodNotAllowed, "MethodNotAllowed", 405),
+            (S3Error::NotImplemented("x".into()), "NotImplemented", 501),
+            (S3Error::InternalError("x".into()), "InternalError", 500),
+            (S3Error::ServiceUnavailable("x".into()), "ServiceUnavailable", 503),
+            (S3Error::SlowDown, "SlowDown", 503),
+            (S3Error::IncompleteBody("x".into()), "IncompleteBody", 400),
+            (S3Error::MissingContentLength, "MissingContentLength", 411),
+            (S3Error::KeyTooLongError, "KeyTooLongError", 400),
+            (S3Error::XAmzContentSHA256Mismatch, "XAmzContentSHA256Mismatch", 400),
+        ];
+        for (e, code, status) in table {
+            assert_eq!(e.aws_code(), code, "{e:?}");
+            assert_eq!(e.http_status().as_u16(), status, "{e:?}");
+            assert_eq!(e.has_body(), status != 304);
+        }
+    }
+
+    #[test]
+    fn xml_document() {
+        let xml = S3Error::NoSuchKey.to_xml("/b/a&b", "REQ1");
+        assert_eq!(
+            xml,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>\
+             <Message>The specified key does not exist.</Message>\
+             <Resource>/b/a&amp;b</Resource><RequestId>REQ1</RequestId></Error>"
+        );
+    }
+
+    #[test]
+    fn client_errors_map_by_code() {
+        let remote = |code: &str| ClientError::Remote {
+            code: code.into(),
+            message: "m".into(),
+        };
+        assert_eq!(
+            S3Error::from_client_error(&remote("NoSuchBucket")),
+            S3Error::NoSuchBucket
+        );
+        assert_eq!(
+            S3Error::from_client_error(&remote("BucketNotEmpty")),
+            S3Error::BucketNotEmpty
+        );
+        assert_eq!(
+            S3Error::from_client_error(&remote("NoSuchAccessKey")),
+            S3Error::InvalidAccessKeyId
+        );
+        assert_eq!(
+            S3Error::from_client_error(&remote("StaleEpoch")).aws_code(),
+            "InternalError"
+        );
+        assert_eq!(
+            S3Error::from_client_error(&ClientError::BadDigest),
+            S3Error::BadDigest
+        );
+        assert_eq!(
+            S3Error::from_client_error(&ClientError::NoLeader).aws_code(),
+            "ServiceUnavailable"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof");
+        assert_eq!(
+            S3Error::from_client_error(&ClientError::Io(io)).aws_code(),
+            "IncompleteBody"
+        );
+    }
+}

@@ -1,0 +1,521 @@
+//! Request routing: (method, bucket, key, query, a few headers) -> [`S3Op`]. Pure.
+//!
+//! Sub-resources Anode does not implement answer the way a bucket without that configuration
+//! does where S3 has such an answer (`GET ?policy` -> `NoSuchBucketPolicy`, `GET ?tagging` on an
+//! object -> an empty tag set, `GET ?versioning` -> an empty configuration, `GET ?acl` -> the
+//! owner with FULL_CONTROL, as MinIO does); everything else is `NotImplemented`.
+
+use http::Method;
+
+use crate::error::S3Error;
+use crate::http_util::Query;
+
+/// Highest part number S3 allows.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+/// One S3 operation with the names it addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum S3Op {
+    /// `GET /`.
+    ListBuckets,
+    /// `PUT /b`.
+    CreateBucket {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `DELETE /b`.
+    DeleteBucket {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `HEAD /b`.
+    HeadBucket {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `GET /b?location`.
+    GetBucketLocation {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `GET /b?versioning`: always an empty configuration.
+    GetBucketVersioning {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `GET /b?acl`, `GET /b/k?acl`: a fixed owner FULL_CONTROL policy.
+    GetAcl {
+        /// Bucket.
+        bucket: String,
+        /// Key for an object ACL.
+        key: Option<String>,
+    },
+    /// `GET /b/k?tagging`: always an empty tag set.
+    GetObjectTagging {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `GET /b?<config>` for a configuration that is never set: 404 with `code`.
+    GetMissingBucketConfig {
+        /// Bucket.
+        bucket: String,
+        /// The 404 answer.
+        missing: S3Error,
+    },
+    /// `GET /b` (no `list-type=2`).
+    ListObjectsV1 {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `GET /b?list-type=2`.
+    ListObjectsV2 {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `GET /b?versions`: every object as its `null` version.
+    ListObjectVersions {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `GET /b?uploads`.
+    ListMultipartUploads {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `POST /b?delete`.
+    DeleteObjects {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `PUT /b/k`.
+    PutObject {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `PUT /b/k` with `x-amz-copy-source`.
+    CopyObject {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `GET /b/k`.
+    GetObject {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `HEAD /b/k`.
+    HeadObject {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `DELETE /b/k`.
+    DeleteObject {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `POST /b/k?uploads`.
+    CreateMultipartUpload {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `PUT /b/k?partNumber=N&uploadId=U`.
+    UploadPart {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Upload id.
+        upload_id: String,
+        /// Part number (1..=10000).
+        part_number: u32,
+    },
+    /// `PUT /b/k?partNumber=N&uploadId=U` with `x-amz-copy-source`.
+    UploadPartCopy {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Upload id.
+        upload_id: String,
+        /// Part number (1..=10000).
+        part_number: u32,
+    },
+    /// `POST /b/k?uploadId=U`.
+    CompleteMultipartUpload {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Upload id.
+        upload_id: String,
+    },
+    /// `DELETE /b/k?uploadId=U`.
+    AbortMultipartUpload {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Upload id.
+        upload_id: String,
+    },
+    /// `GET /b/k?uploadId=U`.
+    ListParts {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Upload id.
+        upload_id: String,
+    },
+}
+
+impl S3Op {
+    /// The operation name (metrics label, logs), as in the S3 API reference.
+    pub fn name(&self) -> &'static str {
+        match self {
+            S3Op::ListBuckets => "ListBuckets",
+            S3Op::CreateBucket { .. } => "CreateBucket",
+            S3Op::DeleteBucket { .. } => "DeleteBucket",
+            S3Op::HeadBucket { .. } => "HeadBucket",
+            S3Op::GetBucketLocation { .. } => "GetBucketLocation",
+            S3Op::GetBucketVersioning { .. } => "GetBucketVersioning",
+            S3Op::GetAcl { .. } => "GetAcl",
+            S3Op::GetObjectTagging { .. } => "GetObjectTagging",
+            S3Op::GetMissingBucketConfig { .. } => "GetBucketConfig",
+            S3Op::ListObjectsV1 { .. } => "ListObjects",
+            S3Op::ListObjectsV2 { .. } => "ListObjectsV2",
+            S3Op::ListObjectVersions { .. } => "ListObjectVersions",
+            S3Op::ListMultipartUploads { .. } => "ListMultipartUploads",
+            S3Op::DeleteObjects { .. } => "DeleteObjects",
+            S3Op::PutObject { .. } => "PutObject",
+            S3Op::CopyObject { .. } => "CopyObject",
+            S3Op::GetObject { .. } => "GetObject",
+            S3Op::HeadObject { .. } => "HeadObject",
+            S3Op::DeleteObject { .. } => "DeleteObject",
+            S3Op::CreateMultipartUpload { .. } => "CreateMultipartUpload",
+            S3Op::UploadPart { .. } => "UploadPart",
+            S3Op::UploadPartCopy { .. } => "UploadPartCopy",
+            S3Op::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
+            S3Op::AbortMultipartUpload { .. } => "AbortMultipartUpload",
+            S3Op::ListParts { .. } => "ListParts",
+        }
+    }
+}
+
+/// Sub-resources that select an S3 API Anode does not implement (beyond the read-only answers
+/// listed in the module docs).
+const UNSUPPORTED_SUBRESOURCES: [&str; 27] = [
+    "acl",
+    "accelerate",
+    "analytics",
+    "attributes",
+    "cors",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "legal-hold",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "select",
+    "tagging",
+    "torrent",
+    "versioning",
+    "website",
+];
+
+/// Route a request. `has_copy_source` is whether `x-amz-copy-source` is present.
+pub fn route(
+    method: &Method,
+    bucket: Option<&str>,
+    key: Option<&str>,
+    query: &Query,
+    has_copy_source: bool,
+) -> Result<S3Op, S3Error> {
+    match (bucket, key) {
+        (None, _) => route_service(method),
+        (Some(b), None) => route_bucket(method, b.to_string(), query),
+        (Some(b), Some(k)) => route_object(method, b.to_string(), k.to_string(), query, has_copy_source),
+    }
+}
+
+fn route_service(method: &Method) -> Result<S3Op, S3Error> {
+    match *method {
+        Method::GET => Ok(S3Op::ListBuckets),
+        _ => Err(S3Error::MethodNotAllowed),
+    }
+}
+
+fn unsupported(query: &Query) -> Option<&'static str> {
+    UNSUPPORTED_SUBRESOURCES
+        .iter()
+        .copied()
+        .find(|s| query.has(s))
+}
+
+fn not_implemented(what: &str) -> S3Error {
+    S3Error::NotImplemented(format!(
+        "A header or query you provided implies functionality that is not implemented ({what})"
+    ))
+}
+
+fn missing_config(sub: &str) -> Option<S3Error> {
+    let (code, message) = match sub {
+        "policy" => ("NoSuchBucketPolicy", "The bucket policy does not exist"),
+        "lifecycle" => (
+            "NoSuchLifecycleConfiguration",
+            "The lifecycle configuration does not exist",
+        ),
+        "cors" => ("NoSuchCORSConfiguration", "The CORS configuration does not exist"),
+        "tagging" => ("NoSuchTagSet", "The TagSet does not exist"),
+        "website" => (
+            "NoSuchWebsiteConfiguration",
+            "The specified bucket does not have a website configuration",
+        ),
+        "encryption" => (
+            "ServerSideEncryptionConfigurationNotFoundError",
+            "The server side encryption configuration was not found",
+        ),
+        "object-lock" => (
+            "ObjectLockConfigurationNotFoundError",
+            "Object Lock configuration does not exist for this bucket",
+        ),
+        "replication" => (
+            "ReplicationConfigurationNotFoundError",
+            "The replication configuration was not found",
+        ),
+        _ => return None,
+    };
+    Some(S3Error::NoSuchConfiguration { code, message })
+}
+
+fn route_bucket(method: &Method, bucket: String, q: &Query) -> Result<S3Op, S3Error> {
+    if let Some(sub) = unsupported(q) {
+        if *method != Method::GET {
+            return Err(not_implemented(sub));
+        }
+        return match sub {
+            "versioning" => Ok(S3Op::GetBucketVersioning { bucket }),
+            "acl" => Ok(S3Op::GetAcl { bucket, key: None }),
+            _ => match missing_config(sub) {
+                Some(missing) => Ok(S3Op::GetMissingBucketConfig { bucket, missing }),
+                None => Err(not_implemented(sub)),
+            },
+        };
+    }
+    match *method {
+        Method::GET if q.has("location") => Ok(S3Op::GetBucketLocation { bucket }),
+        Method::GET if q.has("uploads") => Ok(S3Op::ListMultipartUploads { bucket }),
+        Method::GET if q.has("versions") => Ok(S3Op::ListObjectVersions { bucket }),
+        Method::GET => match q.get("list-type") {
+            Some("2") => Ok(S3Op::ListObjectsV2 { bucket }),
+            None => Ok(S3Op::ListObjectsV1 { bucket }),
+            Some(_) => Err(S3Error::InvalidArgument("Invalid list type specified".into())),
+        },
+        Method::HEAD => Ok(S3Op::HeadBucket { bucket }),
+        Method::PUT => Ok(S3Op::CreateBucket { bucket }),
+        Method::DELETE => Ok(S3Op::DeleteBucket { bucket }),
+        Method::POST if q.has("delete") => Ok(S3Op::DeleteObjects { bucket }),
+        _ => Err(S3Error::MethodNotAllowed),
+    }
+}
+
+fn route_object(
+    method: &Method,
+    bucket: String,
+    key: String,
+    q: &Query,
+    has_copy_source: bool,
+) -> Result<S3Op, S3Error> {
+    if let Some(sub) = unsupported(q) {
+        return match (method.clone(), sub) {
+            (Method::GET, "acl") => Ok(S3Op::GetAcl {
+                bucket,
+                key: Some(key),
+            }),
+            (Method::GET, "tagging") => Ok(S3Op::GetObjectTagging { bucket, key }),
+            _ => Err(not_implemented(sub)),
+        };
+    }
+    if let Some(upload_id) = q.get("uploadId").map(str::to_string) {
+        return route_upload(method, bucket, key, upload_id, q, has_copy_source);
+    }
+    match *method {
+        Method::GET => Ok(S3Op::GetObject { bucket, key }),
+        Method::HEAD => Ok(S3Op::HeadObject { bucket, key }),
+        Method::PUT if q.has("partNumber") => Err(S3Error::InvalidArgument(
+            "partNumber requires uploadId".into(),
+        )),
+        Method::PUT if has_copy_source => Ok(S3Op::CopyObject { bucket, key }),
+        Method::PUT => Ok(S3Op::PutObject { bucket, key }),
+        Method::DELETE => Ok(S3Op::DeleteObject { bucket, key }),
+        Method::POST if q.has("uploads") => Ok(S3Op::CreateMultipartUpload { bucket, key }),
+        Method::POST => Err(not_implemented("POST object")),
+        _ => Err(S3Error::MethodNotAllowed),
+    }
+}
+
+fn route_upload(
+    method: &Method,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    q: &Query,
+    has_copy_source: bool,
+) -> Result<S3Op, S3Error> {
+    match *method {
+        Method::PUT => {
+            let part_number = parse_part_number(q.get("partNumber"))?;
+            if has_copy_source {
+                Ok(S3Op::UploadPartCopy {
+                    bucket,
+                    key,
+                    upload_id,
+                    part_number,
+                })
+            } else {
+                Ok(S3Op::UploadPart {
+                    bucket,
+                    key,
+                    upload_id,
+                    part_number,
+                })
+            }
+        }
+        Method::POST => Ok(S3Op::CompleteMultipartUpload {
+            bucket,
+            key,
+            upload_id,
+        }),
+        Method::DELETE => Ok(S3Op::AbortMultipartUpload {
+            bucket,
+            key,
+            upload_id,
+        }),
+        Method::GET => Ok(S3Op::ListParts {
+            bucket,
+            key,
+            upload_id,
+        }),
+        _ => Err(S3Error::MethodNotAllowed),
+    }
+}
+
+/// A `partNumber` value: an integer in 1..=10000.
+pub fn parse_part_number(v: Option<&str>) -> Result<u32, S3Error> {
+    let v = v.ok_or_else(|| S3Error::InvalidArgument("partNumber is required".into()))?;
+    match v.parse::<u32>() {
+        Ok(n) if (1..=MAX_PART_NUMBER).contains(&n) => Ok(n),
+        _ => Err(S3Error::InvalidArgument(
+            "Part number must be an integer between 1 and 10000, inclusive".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        let b = || "b".to_string();
+        let k = || "k".to_string();
+        let u = || "u1".to_string();
+        let cases: Vec<(&str, Option<&str>, Option<&str>, &str, bool, Result<S3Op, &str>)> = vec![
+            ("GET", None, None, "", false, Ok(S3Op::ListBuckets)),
+            ("PUT", None, None, "", false, Err("MethodNotAllowed")),
+            ("PUT", Some("b"), None, "", false, Ok(S3Op::CreateBucket { bucket: b() })),
+            ("DELETE", Some("b"), None, "", false, Ok(S3Op::DeleteBucket { bucket: b() })),
+            ("HEAD", Some("b"), None, "", false, Ok(S3Op::HeadBucket { bucket: b() })),
+            ("GET", Some("b"), None, "location", false, Ok(S3Op::GetBucketLocation { bucket: b() })),
+            ("GET", Some("b"), None, "", false, Ok(S3Op::ListObjectsV1 { bucket: b() })),
+            ("GET", Some("b"), None, "prefix=a&marker=x", false, Ok(S3Op::ListObjectsV1 { bucket: b() })),
+            ("GET", Some("b"), None, "list-type=2&prefix=a", false, Ok(S3Op::ListObjectsV2 { bucket: b() })),
+            ("GET", Some("b"), None, "list-type=3", false, Err("InvalidArgument")),
+            ("GET", Some("b"), None, "versions", false, Ok(S3Op::ListObjectVersions { bucket: b() })),
+            ("GET", Some("b"), None, "uploads", false, Ok(S3Op::ListMultipartUploads { bucket: b() })),
+            ("POST", Some("b"), None, "delete", false, Ok(S3Op::DeleteObjects { bucket: b() })),
+            ("POST", Some("b"), None, "", false, Err("MethodNotAllowed")),
+            ("GET", Some("b"), None, "versioning", false, Ok(S3Op::GetBucketVersioning { bucket: b() })),
+            ("GET", Some("b"), None, "acl", false, Ok(S3Op::GetAcl { bucket: b(), key: None })),
+            ("PUT", Some("b"), None, "acl", false, Err("NotImplemented")),
+            ("PUT", Some("b"), None, "versioning", false, Err("NotImplemented")),
+            ("GET", Some("b"), None, "policy", false, Ok(S3Op::GetMissingBucketConfig {
+                bucket: b(),
+                missing: S3Error::NoSuchConfiguration { code: "NoSuchBucketPolicy", message: "The bucket policy does not exist" },
+            })),
+            ("GET", Some("b"), None, "notification", false, Err("NotImplemented")),
+            ("DELETE", Some("b"), None, "cors", false, Err("NotImplemented")),
+            ("PUT", Some("b"), Some("k"), "", false, Ok(S3Op::PutObject { bucket: b(), key: k() })),
+            ("PUT", Some("b"), Some("k"), "", true, Ok(S3Op::CopyObject { bucket: b(), key: k() })),
+            ("GET", Some("b"), Some("k"), "", false, Ok(S3Op::GetObject { bucket: b(), key: k() })),
+            ("GET", Some("b"), Some("k"), "response-content-type=x", false, Ok(S3Op::GetObject { bucket: b(), key: k() })),
+            ("HEAD", Some("b"), Some("k"), "", false, Ok(S3Op::HeadObject { bucket: b(), key: k() })),
+            ("DELETE", Some("b"), Some("k"), "", false, Ok(S3Op::DeleteObject { bucket: b(), key: k() })),
+            ("POST", Some("b"), Some("k"), "uploads", false, Ok(S3Op::CreateMultipartUpload { bucket: b(), key: k() })),
+            ("PUT", Some("b"), Some("k"), "partNumber=3&uploadId=u1", false, Ok(S3Op::UploadPart { bucket: b(), key: k(), upload_id: u(), part_number: 3 })),
+            ("PUT", Some("b"), Some("k"), "partNumber=3&uploadId=u1", true, Ok(S3Op::UploadPartCopy { bucket: b(), key: k(), upload_id: u(), part_number: 3 })),
+            ("PUT", Some("b"), Some("k"), "partNumber=0&uploadId=u1", false, Err("InvalidArgument")),
+            ("PUT", Some("b"), Some("k"), "partNumber=10001&uploadId=u1", false, Err("InvalidArgument")),
+            ("PUT", Some("b"), Some("k"), "uploadId=u1", false, Err("InvalidArgument")),
+            ("PUT", Some("b"), Some("k"), "partNumber=1", false, Err("InvalidArgument")),
+            ("POST", Some("b"), Some("k"), "uploadId=u1", false, Ok(S3Op::CompleteMultipartUpload { bucket: b(), key: k(), upload_id: u() })),
+            ("DELETE", Some("b"), Some("k"), "uploadId=u1", false, Ok(S3Op::AbortMultipartUpload { bucket: b(), key: k(), upload_id: u() })),
+            ("GET", Some("b"), Some("k"), "uploadId=u1", false, Ok(S3Op::ListParts { bucket: b(), key: k(), upload_id: u() })),
+            ("GET", Some("b"), Some("k"), "acl", false, Ok(S3Op::GetAcl { bucket: b(), key: Some(k()) })),
+            ("GET", Some("b"), Some("k"), "tagging", false, Ok(S3Op::GetObjectTagging { bucket: b(), key: k() })),
+            ("PUT", Some("b"), Some("k"), "tagging", false, Err("NotImplemented")),
+            ("GET", Some("b"), Some("k"), "retention", false, Err("NotImplemented")),
+            ("POST", Some("b"), Some("k"), "select&select-type=2", false, Err("NotImplemented")),
+            ("POST", Some("b"), Some("k"), "", false, Err("NotImplemented")),
+            ("PATCH", Some("b"), Some("k"), "", false, Err("MethodNotAllowed")),
+        ];
+        for (method, bucket, key, query, copy, want) in cases {
+            let m = Method::from_bytes(method.as_bytes()).unwrap();
+            let got = route(&m, bucket, key, &Query::parse(query), copy);
+            match (&got, &want) {
+                (Ok(op), Ok(w)) => assert_eq!(op, w, "{method} {bucket:?} {key:?} ?{query}"),
+                (Err(e), Err(code)) => assert_eq!(e.aws_code(), *code, "{method} {bucket:?} {key:?} ?{query}"),
+                _ => panic!("{method} {bucket:?} {key:?} ?{query}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn op_names() {
+        assert_eq!(S3Op::ListBuckets.name(), "ListBuckets");
+        assert_eq!(
+            S3Op::UploadPartCopy {
+                bucket: "b".into(),
+                key: "k".into(),
+                upload_id: "u".into(),
+                part_number: 1
+            }
+            .name(),
+            "UploadPartCopy"
+        );
+    }
+}
