@@ -73,6 +73,9 @@ pub enum S3Error {
     /// 416: the range does not overlap the object.
     #[error("The requested range is not satisfiable")]
     InvalidRange,
+    /// 416: `partNumber` names a part the object does not have.
+    #[error("The requested partnumber is not satisfiable")]
+    InvalidPartNumber,
     /// 412: a precondition (If-Match, If-Unmodified-Since, copy-source conditions) failed.
     #[error("At least one of the pre-conditions you specified did not hold")]
     PreconditionFailed,
@@ -153,6 +156,7 @@ impl S3Error {
             BadDigest => "BadDigest",
             InvalidDigest => "InvalidDigest",
             InvalidRange => "InvalidRange",
+            InvalidPartNumber => "InvalidPartNumber",
             PreconditionFailed => "PreconditionFailed",
             NotModified => "NotModified",
             InvalidPart => "InvalidPart",
@@ -186,7 +190,7 @@ impl S3Error {
                 StatusCode::NOT_FOUND
             }
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty => StatusCode::CONFLICT,
-            InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            InvalidRange | InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             NotModified => StatusCode::NOT_MODIFIED,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -290,6 +294,7 @@ mod tests {
             (S3Error::BadDigest, "BadDigest", 400),
             (S3Error::InvalidDigest, "InvalidDigest", 400),
             (S3Error::InvalidRange, "InvalidRange", 416),
+            (S3Error::InvalidPartNumber, "InvalidPartNumber", 416),
             (S3Error::PreconditionFailed, "PreconditionFailed", 412),
             (S3Error::NotModified, "NotModified", 304),
             (S3Error::InvalidPart, "InvalidPart", 400),

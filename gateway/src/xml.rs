@@ -413,6 +413,8 @@ pub struct UploadsPage {
     pub encoding_url: bool,
     /// Whether more uploads follow.
     pub is_truncated: bool,
+    /// `(NextKeyMarker, NextUploadIdMarker)` when truncated.
+    pub next_markers: Option<(String, String)>,
     /// The uploads.
     pub uploads: Vec<MultipartUpload>,
     /// Rolled-up prefixes (when a delimiter was given).
@@ -429,11 +431,10 @@ pub fn list_multipart_uploads_result(page: &UploadsPage) -> String {
     w.elem("Bucket", &page.bucket);
     w.elem("KeyMarker", &enc(url, &page.key_marker));
     w.elem("UploadIdMarker", &page.upload_id_marker);
-    let last = page.uploads.last();
     if page.is_truncated {
-        if let Some(u) = last {
-            w.elem("NextKeyMarker", &enc(url, &u.key));
-            w.elem("NextUploadIdMarker", &u.upload_id);
+        if let Some((key, upload_id)) = &page.next_markers {
+            w.elem("NextKeyMarker", &enc(url, key));
+            w.elem("NextUploadIdMarker", upload_id);
         }
     }
     w.elem("Prefix", &enc(url, &page.prefix));
@@ -902,6 +903,7 @@ mod tests {
             bucket: "b".into(),
             max_uploads: 1,
             is_truncated: true,
+            next_markers: Some(("k".into(), "u".into())),
             uploads: vec![MultipartUpload {
                 key: "k".into(),
                 upload_id: "u".into(),

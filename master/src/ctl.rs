@@ -379,7 +379,12 @@ fn print_human(cmd: &CtlCommand, v: &Value) {
             for m in v["members"].as_array().into_iter().flatten() {
                 println!(
                     "{:>4}  {:<22} {:<10} {:>10} {:>10} {:>6}",
-                    m["id"], m["addr"].as_str().unwrap_or(""), m["role"].as_str().unwrap_or(""), m["applied_index"], m["match_index"], m["lag"]
+                    m["id"].to_string(),
+                    m["addr"].as_str().unwrap_or(""),
+                    m["role"].as_str().unwrap_or(""),
+                    m["applied_index"].to_string(),
+                    m["match_index"].to_string(),
+                    m["lag"].to_string()
                 );
             }
             if matches!(cmd, CtlCommand::Status) {
@@ -400,7 +405,13 @@ fn print_chunkservers(v: &Value) {
     for c in v.as_array().into_iter().flatten() {
         println!(
             "{:>4}  {:<22} {:<9} {:>14} {:>14} {:>8}  {}",
-            c["id"], c["addr"].as_str().unwrap_or(""), c["state"].as_str().unwrap_or(""), c["used_bytes"], c["capacity_bytes"], c["chunks"], c["rack"].as_str().unwrap_or("")
+            c["id"].to_string(),
+            c["addr"].as_str().unwrap_or(""),
+            c["state"].as_str().unwrap_or(""),
+            c["used_bytes"].to_string(),
+            c["capacity_bytes"].to_string(),
+            c["chunks"].to_string(),
+            c["rack"].as_str().unwrap_or("")
         );
     }
 }

@@ -1,0 +1,221 @@
+//! [`Backend`]: the narrow storage interface the S3 handlers call. Production uses
+//! [`anode_client::Client`]; tests use an in-memory implementation. API boundary: everything the
+//! gateway asks of the cluster goes through this trait.
+
+use std::pin::Pin;
+
+use anode_client::{
+    AccessKey, BucketConfig, ByteStream, Client, ClientError, CompletePart,
+    ListMultipartUploadsRequest, ListMultipartUploadsResponse, ListObjectsRequest,
+    ListObjectsResponse, ListPartsRequest, ListPartsResponse, Manifest, PartRecord, PutOptions,
+};
+use bytes::Bytes;
+use futures::Stream;
+
+/// A request body handed to the storage layer: payload bytes, already unframed and checked as
+/// far as possible while streaming; an `Err` item means the body is bad and nothing may be
+/// committed.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// The storage operations behind the S3 API (see [`anode_client::Client`] for semantics).
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Create a bucket owned by `owner` with the default replication.
+    async fn create_bucket(&self, name: &str, owner: &str) -> Result<(), ClientError>;
+    /// Delete an empty bucket.
+    async fn delete_bucket(&self, name: &str) -> Result<(), ClientError>;
+    /// Every bucket.
+    async fn list_buckets(&self) -> Result<Vec<BucketConfig>, ClientError>;
+    /// One bucket's configuration (`NoSuchBucket`).
+    async fn head_bucket(&self, name: &str) -> Result<BucketConfig, ClientError>;
+    /// Store and commit an object.
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: BodyStream,
+        opts: PutOptions,
+    ) -> Result<Manifest, ClientError>;
+    /// The current manifest (`NoSuchKey`).
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Manifest, ClientError>;
+    /// Stream the bytes (or inclusive range) of a manifest.
+    fn read_manifest(
+        &self,
+        bucket: &str,
+        manifest: &Manifest,
+        range: Option<(u64, u64)>,
+    ) -> ByteStream;
+    /// Copy by reference; `replace` replaces the metadata.
+    async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<PutOptions>,
+    ) -> Result<Manifest, ClientError>;
+    /// Delete one object; whether it existed.
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ClientError>;
+    /// Delete several objects; the keys that existed.
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<String>, ClientError>;
+    /// One listing page.
+    async fn list_objects(
+        &self,
+        req: ListObjectsRequest,
+    ) -> Result<ListObjectsResponse, ClientError>;
+    /// Start a multipart upload; its id.
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: PutOptions,
+    ) -> Result<String, ClientError>;
+    /// Store one part.
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: BodyStream,
+        content_md5: Option<[u8; 16]>,
+    ) -> Result<PartRecord, ClientError>;
+    /// Complete an upload.
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletePart>,
+    ) -> Result<Manifest, ClientError>;
+    /// Abort an upload.
+    async fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), ClientError>;
+    /// One page of an upload's parts.
+    async fn list_parts(&self, req: ListPartsRequest) -> Result<ListPartsResponse, ClientError>;
+    /// One page of a bucket's uploads.
+    async fn list_multipart_uploads(
+        &self,
+        req: ListMultipartUploadsRequest,
+    ) -> Result<ListMultipartUploadsResponse, ClientError>;
+    /// The secret of an access key (`NoSuchAccessKey`).
+    async fn get_access_key(&self, access_key: &str) -> Result<AccessKey, ClientError>;
+}
+
+#[async_trait::async_trait]
+impl Backend for Client {
+    async fn create_bucket(&self, name: &str, owner: &str) -> Result<(), ClientError> {
+        Client::create_bucket(self, name, 0, owner).await.map(|_| ())
+    }
+    async fn delete_bucket(&self, name: &str) -> Result<(), ClientError> {
+        Client::delete_bucket(self, name).await
+    }
+    async fn list_buckets(&self) -> Result<Vec<BucketConfig>, ClientError> {
+        Client::list_buckets(self).await
+    }
+    async fn head_bucket(&self, name: &str) -> Result<BucketConfig, ClientError> {
+        Client::head_bucket(self, name).await
+    }
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: BodyStream,
+        opts: PutOptions,
+    ) -> Result<Manifest, ClientError> {
+        Client::put_object(self, bucket, key, body, opts).await
+    }
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Manifest, ClientError> {
+        Client::head_object(self, bucket, key).await
+    }
+    fn read_manifest(
+        &self,
+        bucket: &str,
+        manifest: &Manifest,
+        range: Option<(u64, u64)>,
+    ) -> ByteStream {
+        Client::read_manifest(self, bucket, manifest, range)
+    }
+    async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<PutOptions>,
+    ) -> Result<Manifest, ClientError> {
+        Client::copy_object(self, src_bucket, src_key, dst_bucket, dst_key, replace).await
+    }
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ClientError> {
+        Client::delete_object(self, bucket, key).await
+    }
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<String>, ClientError> {
+        Client::delete_objects(self, bucket, keys).await
+    }
+    async fn list_objects(
+        &self,
+        req: ListObjectsRequest,
+    ) -> Result<ListObjectsResponse, ClientError> {
+        Client::list_objects(self, req).await
+    }
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: PutOptions,
+    ) -> Result<String, ClientError> {
+        Client::create_multipart(self, bucket, key, opts).await
+    }
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: BodyStream,
+        content_md5: Option<[u8; 16]>,
+    ) -> Result<PartRecord, ClientError> {
+        Client::upload_part(self, bucket, key, upload_id, part_number, body, content_md5).await
+    }
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletePart>,
+    ) -> Result<Manifest, ClientError> {
+        Client::complete_multipart(self, bucket, key, upload_id, parts).await
+    }
+    async fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), ClientError> {
+        Client::abort_multipart(self, bucket, key, upload_id).await
+    }
+    async fn list_parts(&self, req: ListPartsRequest) -> Result<ListPartsResponse, ClientError> {
+        Client::list_parts(self, req).await
+    }
+    async fn list_multipart_uploads(
+        &self,
+        req: ListMultipartUploadsRequest,
+    ) -> Result<ListMultipartUploadsResponse, ClientError> {
+        Client::list_multipart_uploads(self, req).await
+    }
+    async fn get_access_key(&self, access_key: &str) -> Result<AccessKey, ClientError> {
+        Client::get_access_key(self, access_key).await
+    }
+}

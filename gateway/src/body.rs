@@ -1,0 +1,215 @@
+//! Bodies on the wire: the request body as a checked payload stream (driving the sans-IO
+//! [`BodyDecoder`]) or a small collected buffer, and the response body type.
+//!
+//! Back-pressure: the request body is pulled from hyper only as the storage layer polls the
+//! payload stream, so a slow cluster slows the client's upload instead of filling memory. The
+//! response body is pulled from the storage stream only as hyper writes to the socket.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt, TryStreamExt};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
+
+use crate::aws_chunked::BodyDecoder;
+use crate::backend::BodyStream;
+use crate::error::S3Error;
+use crate::metrics::METRICS;
+
+/// The body of every response.
+pub type RespBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A complete response body.
+pub fn full(bytes: impl Into<Bytes>) -> RespBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty response body.
+pub fn empty() -> RespBody {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A streamed response body.
+pub fn streaming<S>(stream: S) -> RespBody
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+{
+    StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync()
+}
+
+/// Where a payload stream records why it failed, so the handler can answer with the real S3
+/// error (SignatureDoesNotMatch, XAmzContentSHA256Mismatch, EntityTooLarge, ...) rather than the
+/// storage layer's generic "body read failed".
+#[derive(Clone, Debug, Default)]
+pub struct BodyError(Arc<Mutex<Option<S3Error>>>);
+
+impl BodyError {
+    fn set(&self, e: S3Error) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(e);
+    }
+
+    /// The recorded failure, if any.
+    pub fn take(&self) -> Option<S3Error> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+type RawStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+
+/// A request body with the decoder its signature mode requires.
+pub struct RequestBody {
+    raw: RawStream,
+    decoder: BodyDecoder,
+}
+
+impl RequestBody {
+    /// Wrap any HTTP body (hyper's `Incoming` in production, `Full` in tests).
+    pub fn new<B>(body: B, decoder: BodyDecoder) -> RequestBody
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let raw = body.into_data_stream().map_err(|e| e.to_string());
+        RequestBody {
+            raw: Box::pin(raw),
+            decoder,
+        }
+    }
+
+    /// The payload as a stream for the storage layer. Past `max_bytes` of payload it fails with
+    /// `EntityTooLarge`; any failure is recorded in `err` and surfaces as an `Err` item, never as
+    /// a clean end.
+    pub fn into_stream(self, max_bytes: u64, err: BodyError) -> BodyStream {
+        let state = Decoding {
+            raw: self.raw,
+            decoder: self.decoder,
+            pending: VecDeque::new(),
+            total: 0,
+            max_bytes,
+            done: false,
+            err,
+        };
+        Box::pin(futures::stream::unfold(state, |mut s| async move {
+            let item = s.next_piece().await?;
+            Some((item, s))
+        }))
+    }
+
+    /// Read the whole payload (small XML bodies); over `max_bytes` is `EntityTooLarge`.
+    pub async fn collect(self, max_bytes: usize) -> Result<Bytes, S3Error> {
+        let err = BodyError::default();
+        let mut stream = self.into_stream(max_bytes as u64, err.clone());
+        let mut buf = BytesMut::new();
+        while let Some(piece) = stream.next().await {
+            match piece {
+                Ok(p) => buf.extend_from_slice(&p),
+                Err(e) => {
+                    return Err(err
+                        .take()
+                        .unwrap_or_else(|| S3Error::IncompleteBody(e.to_string())))
+                }
+            }
+        }
+        Ok(buf.freeze())
+    }
+}
+
+struct Decoding {
+    raw: RawStream,
+    decoder: BodyDecoder,
+    pending: VecDeque<Bytes>,
+    total: u64,
+    max_bytes: u64,
+    done: bool,
+    err: BodyError,
+}
+
+impl Decoding {
+    /// The next payload piece, an error (after which the stream ends), or `None` at a clean end.
+    async fn next_piece(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        loop {
+            if let Some(piece) = self.pending.pop_front() {
+                return Some(Ok(piece));
+            }
+            if self.done {
+                return None;
+            }
+            let step = match self.raw.next().await {
+                Some(Ok(input)) => self.feed(input),
+                Some(Err(e)) => Err(S3Error::IncompleteBody(format!(
+                    "reading the request body: {e}"
+                ))),
+                None => {
+                    self.done = true;
+                    self.decoder.finish()
+                }
+            };
+            if let Err(e) = step {
+                self.done = true;
+                self.pending.clear();
+                let io = std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string());
+                self.err.set(e);
+                return Some(Err(io));
+            }
+        }
+    }
+
+    fn feed(&mut self, input: Bytes) -> Result<(), S3Error> {
+        METRICS.bytes_in.inc_by(input.len() as u64);
+        let mut out = Vec::new();
+        self.decoder.push(input, &mut out)?;
+        for piece in out.into_iter().filter(|p| !p.is_empty()) {
+            self.total += piece.len() as u64;
+            if self.total > self.max_bytes {
+                return Err(S3Error::EntityTooLarge);
+            }
+            self.pending.push_back(piece);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sigv4::PayloadMode;
+
+    fn raw(data: &'static [u8]) -> RequestBody {
+        RequestBody::new(Full::new(Bytes::from_static(data)), BodyDecoder::Raw)
+    }
+
+    #[tokio::test]
+    async fn collect_and_limits() {
+        assert_eq!(raw(b"hello").collect(10).await.unwrap(), "hello");
+        assert_eq!(raw(b"hello").collect(4).await, Err(S3Error::EntityTooLarge));
+        let sha = [0u8; 32];
+        let body = RequestBody::new(
+            Full::new(Bytes::from_static(b"x")),
+            BodyDecoder::new(&PayloadMode::Sha256(sha), None, None).unwrap(),
+        );
+        assert_eq!(body.collect(10).await, Err(S3Error::XAmzContentSHA256Mismatch));
+    }
+
+    #[tokio::test]
+    async fn stream_records_the_failure() {
+        let err = BodyError::default();
+        let body = RequestBody::new(
+            Full::new(Bytes::from_static(b"5\r\nhello\r\n")),
+            BodyDecoder::new(&PayloadMode::StreamingUnsignedTrailer, None, None).unwrap(),
+        );
+        let items: Vec<_> = body.into_stream(100, err.clone()).collect().await;
+        assert_eq!(items.len(), 2, "the payload, then the error");
+        assert_eq!(items[0].as_ref().unwrap(), "hello");
+        assert!(items[1].is_err());
+        assert_eq!(err.take().unwrap().aws_code(), "IncompleteBody");
+    }
+}

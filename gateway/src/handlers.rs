@@ -1,0 +1,982 @@
+//! One handler per [`S3Op`]: parse the S3 parameters, call the [`Backend`], render the answer.
+//! Authentication and routing happened before (see [`crate::server`]); errors are returned as
+//! [`S3Error`] and rendered once by the server.
+
+use std::collections::HashMap;
+
+use anode_client::{
+    ClientError, CompletePart, ListMultipartUploadsRequest, ListObjectsRequest, ListPartsRequest,
+    Manifest, PutOptions,
+};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use md5::{Digest, Md5};
+
+use crate::backend::{Backend, BodyStream};
+use crate::body::{empty, full, streaming, BodyError, RequestBody, RespBody};
+use crate::error::S3Error;
+use crate::http_util::{
+    check_key, content_range, decode_continuation_token, decode_path, encode_continuation_token,
+    http_date_ms, parse_content_md5, resolve_copy_source_range, resolve_range,
+    response_overrides, system_metadata, uri_encode, user_metadata, valid_bucket_name, CondOutcome,
+    Conditions, Query, USER_META_PREFIX,
+};
+use crate::metrics::METRICS;
+use crate::router::{parse_part_number, S3Op};
+use crate::xml;
+
+/// Largest object a single PUT may store (S3: 5 GiB).
+pub const MAX_PUT_OBJECT_BYTES: u64 = 5 << 30;
+/// Largest multipart part (S3: 5 GiB).
+pub const MAX_PART_BYTES: u64 = 5 << 30;
+/// Largest XML request body for CompleteMultipartUpload (10,000 parts).
+pub const MAX_COMPLETE_BODY_BYTES: usize = 4 << 20;
+/// Largest XML request body for DeleteObjects (1,000 keys of 1 KiB).
+pub const MAX_DELETE_BODY_BYTES: usize = 2 << 20;
+/// Largest other request body read whole (CreateBucketConfiguration).
+pub const MAX_SMALL_BODY_BYTES: usize = 64 << 10;
+/// Page size when the client asks for none (and the cap when it asks for more).
+pub const MAX_KEYS: u32 = 1000;
+/// Content-Type stored when the client sends none (S3's default).
+pub const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
+/// What a handler needs of the request and the gateway.
+pub struct Ctx<'a> {
+    /// Storage.
+    pub backend: &'a dyn Backend,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// Decoded query.
+    pub query: &'a Query,
+    /// The access key that signed the request.
+    pub access_key: &'a str,
+    /// The region this gateway reports.
+    pub region: &'a str,
+    /// Milliseconds since the epoch, now.
+    pub now_ms: u64,
+}
+
+impl Ctx<'_> {
+    fn owner(&self) -> xml::Owner {
+        xml::Owner {
+            id: self.access_key.to_string(),
+            display_name: self.access_key.to_string(),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    }
+}
+
+fn ce(e: ClientError) -> S3Error {
+    S3Error::from_client_error(&e)
+}
+
+/// Run `op`.
+pub async fn dispatch(cx: &Ctx<'_>, op: S3Op, body: RequestBody) -> Result<Response<RespBody>, S3Error> {
+    match op {
+        S3Op::ListBuckets => list_buckets(cx).await,
+        S3Op::CreateBucket { bucket } => create_bucket(cx, &bucket, body).await,
+        S3Op::DeleteBucket { bucket } => {
+            cx.backend.delete_bucket(&bucket).await.map_err(ce)?;
+            Ok(status_only(StatusCode::NO_CONTENT))
+        }
+        S3Op::HeadBucket { bucket } => {
+            cx.backend.head_bucket(&bucket).await.map_err(ce)?;
+            let mut r = status_only(StatusCode::OK);
+            set(&mut r, "x-amz-bucket-region", cx.region);
+            Ok(r)
+        }
+        S3Op::GetBucketLocation { bucket } => {
+            cx.backend.head_bucket(&bucket).await.map_err(ce)?;
+            Ok(xml_ok(xml::location_constraint(cx.region)))
+        }
+        S3Op::GetBucketVersioning { bucket } => {
+            cx.backend.head_bucket(&bucket).await.map_err(ce)?;
+            Ok(xml_ok(xml::versioning_configuration()))
+        }
+        S3Op::GetAcl { bucket, key } => {
+            let found = match key {
+                Some(k) => cx.backend.head_object(&bucket, &k).await.map(|_| ()),
+                None => cx.backend.head_bucket(&bucket).await.map(|_| ()),
+            };
+            found.map_err(ce)?;
+            Ok(xml_ok(xml::access_control_policy(&cx.owner())))
+        }
+        S3Op::GetObjectTagging { bucket, key } => {
+            cx.backend.head_object(&bucket, &key).await.map_err(ce)?;
+            Ok(xml_ok(xml::empty_tagging()))
+        }
+        S3Op::GetMissingBucketConfig { bucket, missing } => {
+            cx.backend.head_bucket(&bucket).await.map_err(ce)?;
+            Err(missing)
+        }
+        S3Op::ListObjectsV1 { bucket } => list_objects(cx, &bucket, ListKind::V1).await,
+        S3Op::ListObjectsV2 { bucket } => list_objects(cx, &bucket, ListKind::V2).await,
+        S3Op::ListObjectVersions { bucket } => list_objects(cx, &bucket, ListKind::Versions).await,
+        S3Op::ListMultipartUploads { bucket } => list_uploads(cx, &bucket).await,
+        S3Op::DeleteObjects { bucket } => delete_objects(cx, &bucket, body).await,
+        S3Op::PutObject { bucket, key } => put_object(cx, &bucket, &key, body).await,
+        S3Op::CopyObject { bucket, key } => copy_object(cx, &bucket, &key).await,
+        S3Op::GetObject { bucket, key } => get_object(cx, &bucket, &key, false).await,
+        S3Op::HeadObject { bucket, key } => get_object(cx, &bucket, &key, true).await,
+        S3Op::DeleteObject { bucket, key } => {
+            check_key(&key)?;
+            cx.backend.delete_object(&bucket, &key).await.map_err(ce)?;
+            Ok(status_only(StatusCode::NO_CONTENT))
+        }
+        S3Op::CreateMultipartUpload { bucket, key } => {
+            check_key(&key)?;
+            let mut opts = put_options(cx.headers)?;
+            opts.content_md5 = None;
+            let id = cx.backend.create_multipart(&bucket, &key, opts).await.map_err(ce)?;
+            Ok(xml_ok(xml::initiate_multipart_upload(&bucket, &key, &id)))
+        }
+        S3Op::UploadPart {
+            bucket,
+            key,
+            upload_id,
+            part_number,
+        } => upload_part(cx, &bucket, &key, &upload_id, part_number, body).await,
+        S3Op::UploadPartCopy {
+            bucket,
+            key,
+            upload_id,
+            part_number,
+        } => upload_part_copy(cx, &bucket, &key, &upload_id, part_number).await,
+        S3Op::CompleteMultipartUpload {
+            bucket,
+            key,
+            upload_id,
+        } => complete_multipart(cx, &bucket, &key, &upload_id, body).await,
+        S3Op::AbortMultipartUpload {
+            bucket,
+            key,
+            upload_id,
+        } => {
+            cx.backend
+                .abort_multipart(&bucket, &key, &upload_id)
+                .await
+                .map_err(ce)?;
+            Ok(status_only(StatusCode::NO_CONTENT))
+        }
+        S3Op::ListParts {
+            bucket,
+            key,
+            upload_id,
+        } => list_parts(cx, &bucket, &key, &upload_id).await,
+    }
+}
+
+// ---- responses ------------------------------------------------------------------------------
+
+fn status_only(status: StatusCode) -> Response<RespBody> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = status;
+    if status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
+        set(&mut r, "content-length", "0");
+    }
+    r
+}
+
+fn xml_ok(doc: String) -> Response<RespBody> {
+    let len = doc.len();
+    let mut r = Response::new(full(doc));
+    set(&mut r, "content-type", "application/xml");
+    set(&mut r, "content-length", &len.to_string());
+    r
+}
+
+fn set(r: &mut Response<RespBody>, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+fn set_dyn(r: &mut Response<RespBody>, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (
+        http::HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
+        r.headers_mut().insert(n, v);
+    }
+}
+
+// ---- buckets --------------------------------------------------------------------------------
+
+async fn list_buckets(cx: &Ctx<'_>) -> Result<Response<RespBody>, S3Error> {
+    let mut buckets = cx.backend.list_buckets().await.map_err(ce)?;
+    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(xml_ok(xml::list_all_my_buckets(&cx.owner(), &buckets)))
+}
+
+async fn create_bucket(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    body: RequestBody,
+) -> Result<Response<RespBody>, S3Error> {
+    if !valid_bucket_name(bucket) {
+        return Err(S3Error::InvalidBucketName);
+    }
+    let body = body.collect(MAX_SMALL_BODY_BYTES).await?;
+    check_body_md5(cx.headers, &body)?;
+    let _location = xml::parse_create_bucket(&body)?;
+    cx.backend
+        .create_bucket(bucket, cx.access_key)
+        .await
+        .map_err(ce)?;
+    let mut r = status_only(StatusCode::OK);
+    set(&mut r, "location", &format!("/{bucket}"));
+    Ok(r)
+}
+
+// ---- listings -------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ListKind {
+    V1,
+    V2,
+    Versions,
+}
+
+/// `max-keys`-style parameter: absent = 1000, capped at 1000, negative or non-numeric invalid.
+fn page_size(q: &Query, name: &str) -> Result<u32, S3Error> {
+    match q.get(name) {
+        None | Some("") => Ok(MAX_KEYS),
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(n.min(MAX_KEYS as i64) as u32),
+            _ => Err(S3Error::InvalidArgument(format!(
+                "Provided {name} not an integer or within integer range"
+            ))),
+        },
+    }
+}
+
+fn encoding_url(q: &Query) -> Result<bool, S3Error> {
+    match q.get("encoding-type") {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("url") => Ok(true),
+        Some(_) => Err(S3Error::InvalidArgument(
+            "Invalid Encoding Method specified in Request".into(),
+        )),
+    }
+}
+
+fn nonempty(v: Option<&str>) -> Option<String> {
+    v.filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+async fn list_objects(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    kind: ListKind,
+) -> Result<Response<RespBody>, S3Error> {
+    let q = cx.query;
+    let max_keys = page_size(q, "max-keys")?;
+    let prefix = q.get("prefix").unwrap_or_default().to_string();
+    let delimiter = nonempty(q.get("delimiter"));
+    let token = nonempty(q.get("continuation-token"));
+    let start_after = match kind {
+        ListKind::V1 => q.get("marker").unwrap_or_default().to_string(),
+        ListKind::Versions => q.get("key-marker").unwrap_or_default().to_string(),
+        ListKind::V2 => match &token {
+            Some(t) => decode_continuation_token(t)?,
+            None => q.get("start-after").unwrap_or_default().to_string(),
+        },
+    };
+    let mut page = xml::ListPage {
+        bucket: bucket.to_string(),
+        prefix: prefix.clone(),
+        delimiter: delimiter.clone(),
+        max_keys,
+        encoding_url: encoding_url(q)?,
+        owner: (kind != ListKind::V2 || q.get("fetch-owner") == Some("true"))
+            .then(|| cx.owner()),
+        ..Default::default()
+    };
+    let mut next = None;
+    if max_keys == 0 {
+        cx.backend.head_bucket(bucket).await.map_err(ce)?;
+    } else {
+        let resp = cx
+            .backend
+            .list_objects(ListObjectsRequest {
+                bucket: bucket.to_string(),
+                prefix,
+                delimiter: delimiter.unwrap_or_default(),
+                start_after: start_after.clone(),
+                max_keys,
+                allow_stale: false,
+            })
+            .await
+            .map_err(ce)?;
+        page.is_truncated = resp.is_truncated;
+        next = resp.is_truncated.then(|| {
+            if resp.next_start_after.is_empty() {
+                last_listed(&resp.objects, &resp.common_prefixes)
+            } else {
+                resp.next_start_after.clone()
+            }
+        });
+        page.objects = resp.objects;
+        page.common_prefixes = resp.common_prefixes;
+    }
+    let doc = match kind {
+        ListKind::V1 => xml::list_bucket_result(
+            &page,
+            &xml::ListVersion::V1 {
+                marker: start_after,
+                next_marker: next,
+            },
+        ),
+        ListKind::V2 => xml::list_bucket_result(
+            &page,
+            &xml::ListVersion::V2 {
+                start_after: nonempty(q.get("start-after")),
+                continuation_token: token,
+                next_continuation_token: next.as_deref().map(encode_continuation_token),
+            },
+        ),
+        ListKind::Versions => xml::list_versions_result(&page, &start_after, next.as_deref()),
+    };
+    Ok(xml_ok(doc))
+}
+
+/// The greatest key or prefix of a page (where the next page starts).
+fn last_listed(objects: &[anode_client::ObjectEntry], prefixes: &[String]) -> String {
+    let k = objects.last().map(|o| o.key.as_str()).unwrap_or_default();
+    let p = prefixes.last().map(String::as_str).unwrap_or_default();
+    k.max(p).to_string()
+}
+
+async fn list_uploads(cx: &Ctx<'_>, bucket: &str) -> Result<Response<RespBody>, S3Error> {
+    let q = cx.query;
+    let max_uploads = page_size(q, "max-uploads")?;
+    let prefix = q.get("prefix").unwrap_or_default().to_string();
+    let delimiter = nonempty(q.get("delimiter"));
+    let key_marker = q.get("key-marker").unwrap_or_default().to_string();
+    let upload_id_marker = q.get("upload-id-marker").unwrap_or_default().to_string();
+    let resp = cx
+        .backend
+        .list_multipart_uploads(ListMultipartUploadsRequest {
+            bucket: bucket.to_string(),
+            prefix: prefix.clone(),
+            key_marker: key_marker.clone(),
+            upload_id_marker: upload_id_marker.clone(),
+            max_uploads: max_uploads.max(1),
+        })
+        .await
+        .map_err(ce)?;
+    let next_markers = resp
+        .uploads
+        .last()
+        .map(|u| (u.key.clone(), u.upload_id.clone()));
+    let (uploads, common_prefixes) = roll_up_uploads(resp.uploads, &prefix, delimiter.as_deref());
+    let page = xml::UploadsPage {
+        bucket: bucket.to_string(),
+        key_marker,
+        upload_id_marker,
+        prefix,
+        delimiter,
+        max_uploads,
+        encoding_url: encoding_url(q)?,
+        is_truncated: resp.is_truncated,
+        next_markers,
+        uploads,
+        common_prefixes,
+        owner: cx.owner(),
+    };
+    Ok(xml_ok(xml::list_multipart_uploads_result(&page)))
+}
+
+/// Roll up uploads whose key has `delimiter` after `prefix` into common prefixes. Done per page
+/// (the master lists uploads without a delimiter), so a prefix can repeat across pages.
+fn roll_up_uploads(
+    uploads: Vec<anode_proto::MultipartUpload>,
+    prefix: &str,
+    delimiter: Option<&str>,
+) -> (Vec<anode_proto::MultipartUpload>, Vec<String>) {
+    let Some(d) = delimiter else {
+        return (uploads, Vec::new());
+    };
+    let mut kept = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    for u in uploads {
+        let rest = u.key.get(prefix.len()..).unwrap_or_default();
+        match rest.find(d) {
+            Some(i) => {
+                let cp = u.key[..prefix.len() + i + d.len()].to_string();
+                if prefixes.last() != Some(&cp) {
+                    prefixes.push(cp);
+                }
+            }
+            None => kept.push(u),
+        }
+    }
+    (kept, prefixes)
+}
+
+async fn list_parts(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<Response<RespBody>, S3Error> {
+    let q = cx.query;
+    let max_parts = page_size(q, "max-parts")?;
+    let marker = match q.get("part-number-marker") {
+        None | Some("") => 0,
+        Some(v) => v.trim().parse::<u32>().map_err(|_| {
+            S3Error::InvalidArgument("Provided part-number-marker not an integer".into())
+        })?,
+    };
+    let resp = cx
+        .backend
+        .list_parts(ListPartsRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            part_number_marker: marker,
+            max_parts: max_parts.max(1),
+        })
+        .await
+        .map_err(ce)?;
+    let page = xml::PartsPage {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        upload_id: upload_id.to_string(),
+        part_number_marker: marker,
+        next_part_number_marker: resp.next_part_number_marker,
+        max_parts,
+        is_truncated: resp.is_truncated,
+        parts: resp.parts,
+        owner: cx.owner(),
+    };
+    Ok(xml_ok(xml::list_parts_result(&page)))
+}
+
+// ---- object writes --------------------------------------------------------------------------
+
+/// Content type, metadata, Content-MD5 and write conditions of a PUT.
+fn put_options(h: &HeaderMap) -> Result<PutOptions, S3Error> {
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    let content_md5 = get("content-md5").map(parse_content_md5).transpose()?;
+    let if_match_etag = match (get("if-none-match"), get("if-match")) {
+        (Some("*"), _) => Some(String::new()),
+        (Some(_), _) => {
+            return Err(S3Error::NotImplemented(
+                "If-None-Match on writes only supports *".into(),
+            ))
+        }
+        (None, Some(etag)) => Some(etag.trim_matches('"').to_string()),
+        (None, None) => None,
+    };
+    Ok(PutOptions {
+        content_type: get("content-type")
+            .filter(|c| !c.is_empty())
+            .unwrap_or(DEFAULT_CONTENT_TYPE)
+            .to_string(),
+        user_metadata: user_metadata(h)?,
+        system_metadata: system_metadata(h),
+        if_match_etag,
+        content_md5,
+    })
+}
+
+/// The payload length the client declares, if any: `x-amz-decoded-content-length` for
+/// `aws-chunked` bodies, else `Content-Length`. A body with neither a length nor
+/// `Transfer-Encoding` is `MissingContentLength`.
+fn declared_length(h: &HeaderMap, chunked_payload: bool) -> Result<Option<u64>, S3Error> {
+    let num = |n: &str| -> Result<Option<u64>, S3Error> {
+        h.get(n)
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| S3Error::InvalidArgument(format!("invalid {n}")))
+            })
+            .transpose()
+    };
+    if chunked_payload {
+        if let Some(n) = num("x-amz-decoded-content-length")? {
+            return Ok(Some(n));
+        }
+    }
+    match num("content-length")? {
+        Some(n) if !chunked_payload => Ok(Some(n)),
+        Some(_) => Ok(None),
+        None if h.contains_key("transfer-encoding") => Ok(None),
+        None => Err(S3Error::MissingContentLength),
+    }
+}
+
+/// Check the declared size against `max` and turn the body into a payload stream.
+fn payload_stream(
+    cx: &Ctx<'_>,
+    body: RequestBody,
+    chunked_payload: bool,
+    max: u64,
+    err: &BodyError,
+) -> Result<BodyStream, S3Error> {
+    if let Some(n) = declared_length(cx.headers, chunked_payload)? {
+        if n > max {
+            return Err(S3Error::EntityTooLarge);
+        }
+    }
+    Ok(body.into_stream(max, err.clone()))
+}
+
+/// Whether this request's body is `aws-chunked` (its decoder says so).
+pub fn is_chunked(h: &HeaderMap) -> bool {
+    h.get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("STREAMING-"))
+}
+
+async fn put_object(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    body: RequestBody,
+) -> Result<Response<RespBody>, S3Error> {
+    check_key(key)?;
+    let opts = put_options(cx.headers)?;
+    let err = BodyError::default();
+    let stream = payload_stream(cx, body, is_chunked(cx.headers), MAX_PUT_OBJECT_BYTES, &err)?;
+    let m = cx
+        .backend
+        .put_object(bucket, key, stream, opts)
+        .await
+        .map_err(|e| err.take().unwrap_or_else(|| ce(e)))?;
+    let mut r = status_only(StatusCode::OK);
+    set(&mut r, "etag", &xml::quote_etag(&m.etag));
+    Ok(r)
+}
+
+async fn upload_part(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    part_number: u32,
+    body: RequestBody,
+) -> Result<Response<RespBody>, S3Error> {
+    check_key(key)?;
+    let md5 = cx.header("content-md5").map(parse_content_md5).transpose()?;
+    let err = BodyError::default();
+    let stream = payload_stream(cx, body, is_chunked(cx.headers), MAX_PART_BYTES, &err)?;
+    let part = cx
+        .backend
+        .upload_part(bucket, key, upload_id, part_number, stream, md5)
+        .await
+        .map_err(|e| err.take().unwrap_or_else(|| ce(e)))?;
+    let mut r = status_only(StatusCode::OK);
+    set(&mut r, "etag", &xml::quote_etag(&part.etag));
+    Ok(r)
+}
+
+/// `x-amz-copy-source`: `[/]bucket/key[?versionId=...]`, URL-encoded.
+pub fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
+    let bad = || {
+        S3Error::InvalidArgument(
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey".into(),
+        )
+    };
+    let (path, version) = match value.split_once('?') {
+        Some((p, q)) => (p, Query::parse(q).get("versionId").map(str::to_string)),
+        None => (value, None),
+    };
+    if version.is_some_and(|v| v != "null") {
+        return Err(S3Error::NotImplemented(
+            "object versions are not supported".into(),
+        ));
+    }
+    let path = decode_path(path.trim())?;
+    let path = path.strip_prefix('/').unwrap_or(&path);
+    let (bucket, key) = path.split_once('/').ok_or_else(bad)?;
+    if bucket.is_empty() || key.is_empty() {
+        return Err(bad());
+    }
+    check_key(key)?;
+    Ok((bucket.to_string(), key.to_string()))
+}
+
+/// Head the copy source and check the `x-amz-copy-source-if-*` conditions (any failure is 412).
+async fn copy_source(cx: &Ctx<'_>) -> Result<(String, String, Manifest), S3Error> {
+    let value = cx
+        .header("x-amz-copy-source")
+        .ok_or_else(|| S3Error::InvalidArgument("missing x-amz-copy-source".into()))?;
+    let (sb, sk) = parse_copy_source(value)?;
+    let src = cx.backend.head_object(&sb, &sk).await.map_err(ce)?;
+    let cond = Conditions::from_headers(cx.headers, "x-amz-copy-source-");
+    if cond.evaluate(&src.etag, src.mtime_ms) != CondOutcome::Proceed {
+        return Err(S3Error::PreconditionFailed);
+    }
+    Ok((sb, sk, src))
+}
+
+async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<RespBody>, S3Error> {
+    check_key(key)?;
+    let (sb, sk, _src) = copy_source(cx).await?;
+    let replace = match cx.header("x-amz-metadata-directive") {
+        None => false,
+        Some(d) if d.eq_ignore_ascii_case("COPY") => false,
+        Some(d) if d.eq_ignore_ascii_case("REPLACE") => true,
+        Some(_) => return Err(S3Error::InvalidArgument("Unknown metadata directive.".into())),
+    };
+    if sb == bucket && sk == key && !replace {
+        return Err(S3Error::InvalidRequest(
+            "This copy request is illegal because it is trying to copy an object to itself \
+             without changing the object's metadata, storage class, website redirect location or \
+             encryption attributes."
+                .into(),
+        ));
+    }
+    let replace = if replace {
+        let mut opts = put_options(cx.headers)?;
+        opts.content_md5 = None;
+        Some(opts)
+    } else {
+        None
+    };
+    let m = cx
+        .backend
+        .copy_object(&sb, &sk, bucket, key, replace)
+        .await
+        .map_err(ce)?;
+    let mtime = if m.mtime_ms == 0 { cx.now_ms } else { m.mtime_ms };
+    Ok(xml_ok(xml::copy_object_result(&m.etag, mtime)))
+}
+
+async fn upload_part_copy(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    part_number: u32,
+) -> Result<Response<RespBody>, S3Error> {
+    let (sb, _sk, src) = copy_source(cx).await?;
+    let range = cx
+        .header("x-amz-copy-source-range")
+        .map(|r| resolve_copy_source_range(r, src.size))
+        .transpose()?;
+    let len = range.map_or(src.size, |(a, b)| b - a + 1);
+    if len > MAX_PART_BYTES {
+        return Err(S3Error::EntityTooLarge);
+    }
+    let stream: BodyStream = Box::pin(
+        cx.backend
+            .read_manifest(&sb, &src, range)
+            .map_err(|e| std::io::Error::other(e.to_string())),
+    );
+    let part = cx
+        .backend
+        .upload_part(bucket, key, upload_id, part_number, stream, None)
+        .await
+        .map_err(ce)?;
+    let mtime = if part.mtime_ms == 0 { cx.now_ms } else { part.mtime_ms };
+    Ok(xml_ok(xml::copy_part_result(&part.etag, mtime)))
+}
+
+async fn complete_multipart(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    body: RequestBody,
+) -> Result<Response<RespBody>, S3Error> {
+    let body = body.collect(MAX_COMPLETE_BODY_BYTES).await?;
+    check_body_md5(cx.headers, &body)?;
+    let parts = xml::parse_complete_multipart(&body)?;
+    if parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+        return Err(S3Error::InvalidPartOrder);
+    }
+    let parts = parts
+        .into_iter()
+        .map(|p| CompletePart {
+            part_number: p.part_number,
+            etag: p.etag,
+        })
+        .collect();
+    let m = cx
+        .backend
+        .complete_multipart(bucket, key, upload_id, parts)
+        .await
+        .map_err(ce)?;
+    let host = cx.header("host").unwrap_or("localhost");
+    let location = format!("http://{host}/{bucket}/{}", uri_encode(key, true));
+    Ok(xml_ok(xml::complete_multipart_upload(
+        &location, bucket, key, &m.etag,
+    )))
+}
+
+async fn delete_objects(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    body: RequestBody,
+) -> Result<Response<RespBody>, S3Error> {
+    let body = body.collect(MAX_DELETE_BODY_BYTES).await?;
+    check_body_md5(cx.headers, &body)?;
+    let req = xml::parse_delete(&body)?;
+    let mut errors = Vec::new();
+    let mut keys = Vec::new();
+    for (key, version) in req.objects {
+        if version.as_deref().is_some_and(|v| v != "null" && !v.is_empty()) {
+            errors.push(xml::DeleteError {
+                key,
+                code: "NoSuchVersion".into(),
+                message: "The specified version does not exist.".into(),
+            });
+        } else if key.is_empty() || check_key(&key).is_err() {
+            errors.push(xml::DeleteError {
+                key,
+                code: "InvalidArgument".into(),
+                message: "Invalid key".into(),
+            });
+        } else {
+            keys.push(key);
+        }
+    }
+    if !keys.is_empty() {
+        cx.backend
+            .delete_objects(bucket, keys.clone())
+            .await
+            .map_err(ce)?;
+    } else {
+        cx.backend.head_bucket(bucket).await.map_err(ce)?;
+    }
+    // S3 reports every requested key as deleted, whether or not it existed.
+    Ok(xml_ok(xml::delete_result(&keys, &errors, req.quiet)))
+}
+
+/// When Content-MD5 is present, the collected body must match it.
+fn check_body_md5(h: &HeaderMap, body: &Bytes) -> Result<(), S3Error> {
+    let Some(v) = h.get("content-md5").and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let want = parse_content_md5(v)?;
+    let got: [u8; 16] = Md5::digest(body).into();
+    if got == want {
+        Ok(())
+    } else {
+        Err(S3Error::BadDigest)
+    }
+}
+
+// ---- object reads ---------------------------------------------------------------------------
+
+/// The byte range selected by `partNumber` (1-based) of a manifest.
+fn part_range(m: &Manifest, part_number: u32) -> Result<(u64, u64), S3Error> {
+    let sizes: Vec<u64> = if m.part_sizes.is_empty() {
+        vec![m.size]
+    } else {
+        m.part_sizes.clone()
+    };
+    let idx = (part_number - 1) as usize;
+    let Some(&len) = sizes.get(idx) else {
+        return Err(S3Error::InvalidPartNumber);
+    };
+    let start: u64 = sizes[..idx].iter().sum();
+    if len == 0 {
+        return Err(S3Error::InvalidPartNumber);
+    }
+    Ok((start, start + len - 1))
+}
+
+async fn get_object(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    head: bool,
+) -> Result<Response<RespBody>, S3Error> {
+    check_key(key)?;
+    let part_number = cx.query.get("partNumber").map(|v| parse_part_number(Some(v))).transpose()?;
+    let range_header = cx.header("range");
+    if part_number.is_some() && range_header.is_some() {
+        return Err(S3Error::InvalidRequest(
+            "Cannot specify both Range header and partNumber query parameter".into(),
+        ));
+    }
+    let m = cx.backend.head_object(bucket, key).await.map_err(ce)?;
+    match Conditions::from_headers(cx.headers, "").evaluate(&m.etag, m.mtime_ms) {
+        CondOutcome::Proceed => {}
+        CondOutcome::PreconditionFailed => return Err(S3Error::PreconditionFailed),
+        CondOutcome::NotModified => {
+            let mut r = status_only(StatusCode::NOT_MODIFIED);
+            set(&mut r, "etag", &xml::quote_etag(&m.etag));
+            set(&mut r, "last-modified", &http_date_ms(m.mtime_ms));
+            return Ok(r);
+        }
+    }
+    let range = match part_number {
+        Some(n) => Some(part_range(&m, n)?),
+        None => resolve_range(range_header, m.size)?,
+    };
+    let (status, len) = match range {
+        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, b - a + 1),
+        None => (StatusCode::OK, m.size),
+    };
+    let body = if head || len == 0 {
+        empty()
+    } else {
+        object_stream(cx.backend, bucket, key, &m, range)
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    object_headers(&mut r, &m, len);
+    if let Some((a, b)) = range {
+        set(&mut r, "content-range", &content_range(a, b, m.size));
+    }
+    if part_number.is_some() && !m.part_sizes.is_empty() {
+        set(&mut r, "x-amz-mp-parts-count", &m.part_sizes.len().to_string());
+    }
+    for (name, value) in response_overrides(cx.query) {
+        set(&mut r, name, &value);
+    }
+    Ok(r)
+}
+
+/// The object's bytes as a response body; a storage failure mid-stream aborts the response
+/// (the client sees a short body, never wrong bytes).
+fn object_stream(
+    backend: &dyn Backend,
+    bucket: &str,
+    key: &str,
+    m: &Manifest,
+    range: Option<(u64, u64)>,
+) -> RespBody {
+    let what = format!("{bucket}/{key}");
+    let stream = backend.read_manifest(bucket, m, range).map(move |item| match item {
+        Ok(b) => {
+            METRICS.bytes_out.inc_by(b.len() as u64);
+            Ok(b)
+        }
+        Err(e) => {
+            tracing::warn!(object = %what, error = %e, "object read failed mid-response");
+            Err(std::io::Error::other(e.to_string()))
+        }
+    });
+    streaming(stream)
+}
+
+/// Content headers of GET/HEAD from the manifest.
+fn object_headers(r: &mut Response<RespBody>, m: &Manifest, len: u64) {
+    let ctype = if m.content_type.is_empty() {
+        DEFAULT_CONTENT_TYPE
+    } else {
+        &m.content_type
+    };
+    set(r, "content-type", ctype);
+    set(r, "content-length", &len.to_string());
+    set(r, "etag", &xml::quote_etag(&m.etag));
+    set(r, "last-modified", &http_date_ms(m.mtime_ms));
+    set(r, "accept-ranges", "bytes");
+    for (k, v) in sorted(&m.system_metadata) {
+        set_dyn(r, k, v);
+    }
+    for (k, v) in sorted(&m.user_metadata) {
+        set_dyn(r, &format!("{USER_META_PREFIX}{k}"), v);
+    }
+}
+
+fn sorted(m: &HashMap<String, String>) -> Vec<(&String, &String)> {
+    let mut v: Vec<_> = m.iter().collect();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_sources() {
+        let ok = |s: &str| parse_copy_source(s).unwrap();
+        assert_eq!(ok("/b/k"), ("b".into(), "k".into()));
+        assert_eq!(ok("b/dir/a%20b"), ("b".into(), "dir/a b".into()));
+        assert_eq!(ok("b/k?versionId=null"), ("b".into(), "k".into()));
+        assert_eq!(parse_copy_source("b/k?versionId=v1").unwrap_err().aws_code(), "NotImplemented");
+        for bad in ["b", "/b/", "/k", ""] {
+            assert_eq!(parse_copy_source(bad).unwrap_err().aws_code(), "InvalidArgument", "{bad}");
+        }
+    }
+
+    #[test]
+    fn part_ranges() {
+        let m = Manifest {
+            size: 12,
+            part_sizes: vec![5, 5, 2],
+            ..Default::default()
+        };
+        assert_eq!(part_range(&m, 1), Ok((0, 4)));
+        assert_eq!(part_range(&m, 3), Ok((10, 11)));
+        assert_eq!(part_range(&m, 4), Err(S3Error::InvalidPartNumber));
+        let single = Manifest {
+            size: 7,
+            ..Default::default()
+        };
+        assert_eq!(part_range(&single, 1), Ok((0, 6)));
+        assert_eq!(part_range(&single, 2), Err(S3Error::InvalidPartNumber));
+    }
+
+    #[test]
+    fn declared_lengths() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, v.parse().unwrap());
+            }
+            m
+        };
+        assert_eq!(declared_length(&h(&[("content-length", "5")]), false), Ok(Some(5)));
+        assert_eq!(declared_length(&h(&[]), false), Err(S3Error::MissingContentLength));
+        assert_eq!(declared_length(&h(&[("transfer-encoding", "chunked")]), false), Ok(None));
+        assert_eq!(
+            declared_length(&h(&[("content-length", "90"), ("x-amz-decoded-content-length", "66")]), true),
+            Ok(Some(66))
+        );
+        assert_eq!(declared_length(&h(&[("content-length", "90")]), true), Ok(None));
+        assert_eq!(
+            declared_length(&h(&[("content-length", "x")]), false).unwrap_err().aws_code(),
+            "InvalidArgument"
+        );
+    }
+
+    #[test]
+    fn put_options_from_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("if-none-match", "*".parse().unwrap());
+        h.insert("x-amz-meta-a", "1".parse().unwrap());
+        let o = put_options(&h).unwrap();
+        assert_eq!(o.if_match_etag.as_deref(), Some(""));
+        assert_eq!(o.content_type, DEFAULT_CONTENT_TYPE);
+        assert_eq!(o.user_metadata.get("a").map(String::as_str), Some("1"));
+        h.insert("if-none-match", "\"x\"".parse().unwrap());
+        assert_eq!(put_options(&h).unwrap_err().aws_code(), "NotImplemented");
+        h.remove("if-none-match");
+        h.insert("if-match", "\"abc\"".parse().unwrap());
+        h.insert("content-md5", "bad".parse().unwrap());
+        assert_eq!(put_options(&h).unwrap_err(), S3Error::InvalidDigest);
+        h.remove("content-md5");
+        assert_eq!(put_options(&h).unwrap().if_match_etag.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn upload_roll_up() {
+        let up = |k: &str| anode_proto::MultipartUpload {
+            key: k.into(),
+            ..Default::default()
+        };
+        let (kept, prefixes) =
+            roll_up_uploads(vec![up("a/1"), up("a/2"), up("b"), up("c/x/y")], "", Some("/"));
+        assert_eq!(kept.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(prefixes, ["a/", "c/"]);
+        let (kept, prefixes) = roll_up_uploads(vec![up("a/1")], "", None);
+        assert_eq!((kept.len(), prefixes.len()), (1, 0));
+    }
+}

@@ -1,0 +1,68 @@
+//! Prometheus metrics of the gateway (default registry, served on the admin `/metrics`).
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge,
+};
+
+/// The gateway's metrics.
+pub struct Metrics {
+    /// Requests by S3 operation and HTTP status.
+    pub requests: IntCounterVec,
+    /// Time to response headers, by operation.
+    pub duration_seconds: HistogramVec,
+    /// Requests being handled (until the response body is done).
+    pub in_flight: IntGauge,
+    /// Requests refused with SlowDown at the concurrency limit.
+    pub throttled: IntCounter,
+    /// Request body bytes received.
+    pub bytes_in: IntCounter,
+    /// Response body bytes of object reads sent.
+    pub bytes_out: IntCounter,
+    /// Multipart uploads aborted as stale.
+    pub stale_uploads_aborted: IntCounter,
+}
+
+/// The process-wide metrics, registered on first use.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    requests: register_int_counter_vec!(
+        "anode_gateway_requests_total",
+        "S3 requests by operation and status",
+        &["op", "status"]
+    )
+    .expect("metric registers once"),
+    duration_seconds: register_histogram_vec!(
+        "anode_gateway_request_duration_seconds",
+        "Time from request to response headers",
+        &["op"],
+        vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+    )
+    .expect("metric registers once"),
+    in_flight: register_int_gauge!(
+        "anode_gateway_requests_in_flight",
+        "Requests being handled"
+    )
+    .expect("metric registers once"),
+    throttled: register_int_counter!(
+        "anode_gateway_throttled_total",
+        "Requests refused with SlowDown at the concurrency limit"
+    )
+    .expect("metric registers once"),
+    bytes_in: register_int_counter!(
+        "anode_gateway_received_bytes_total",
+        "Request body bytes received"
+    )
+    .expect("metric registers once"),
+    bytes_out: register_int_counter!(
+        "anode_gateway_sent_bytes_total",
+        "Object bytes sent"
+    )
+    .expect("metric registers once"),
+    stale_uploads_aborted: register_int_counter!(
+        "anode_gateway_stale_uploads_aborted_total",
+        "Multipart uploads aborted because they were older than --multipart-stale-hours"
+    )
+    .expect("metric registers once"),
+});

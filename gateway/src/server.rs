@@ -1,0 +1,384 @@
+//! The hyper driver: accept connections, and per request, in this order:
+//! 1. assign a request id (`x-amz-request-id` on every response, field of the tracing span);
+//! 2. take a concurrency permit or answer 503 SlowDown at once;
+//! 3. resolve bucket and key (virtual-hosted or path style);
+//! 4. authenticate (SigV4 header or presigned URL; anonymous requests are refused);
+//! 5. route to an [`S3Op`](crate::router::S3Op) and run its handler with the body wrapped in the
+//!    decoder the signature mode requires;
+//! 6. render any error once as S3 XML (no body for HEAD and 304).
+//!
+//! The permit and the in-flight gauge are held until the response body is finished, so
+//! streaming GETs count against the limit. Shutdown stops accepting, lets connections finish
+//! their current request (hyper graceful shutdown), bounded by a drain timeout.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
+
+use crate::auth::KeyCache;
+use crate::aws_chunked::BodyDecoder;
+use crate::backend::Backend;
+use crate::body::{empty, full, RequestBody, RespBody};
+use crate::error::S3Error;
+use crate::handlers::{self, Ctx};
+use crate::http_util::{decode_path, resolve_target, Query};
+use crate::metrics::METRICS;
+use crate::router;
+use crate::sigv4::{self, RequestParts, Verified};
+
+/// How long a client may take to send request headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The wall clock, injected so tests can pin it.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Gateway settings the request path needs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Base domains for virtual-hosted-style requests (`<bucket>.<domain>`).
+    pub domains: Vec<String>,
+    /// Region reported by GetBucketLocation and HeadBucket.
+    pub region: String,
+    /// Most requests handled at once; more get 503 SlowDown.
+    pub max_concurrency: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            domains: Vec::new(),
+            region: "us-east-1".into(),
+            max_concurrency: 1024,
+        }
+    }
+}
+
+/// The S3 request handler (no sockets: see [`serve`] for the connection loop).
+pub struct Gateway {
+    backend: Arc<dyn Backend>,
+    keys: KeyCache,
+    cfg: ServerConfig,
+    permits: Arc<Semaphore>,
+    ids: RequestIds,
+    clock: Clock,
+}
+
+/// What the request path learned, for the error document, metrics and logs.
+struct ReqInfo {
+    op: &'static str,
+    resource: String,
+}
+
+impl Gateway {
+    /// A handler over `backend` using the system clock.
+    pub fn new(backend: Arc<dyn Backend>, cfg: ServerConfig) -> Gateway {
+        Gateway {
+            backend,
+            keys: KeyCache::default(),
+            permits: Arc::new(Semaphore::new(cfg.max_concurrency)),
+            cfg,
+            ids: RequestIds::new(rand::random()),
+            clock: Arc::new(SystemTime::now),
+        }
+    }
+
+    /// Replace the clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Gateway {
+        self.clock = clock;
+        self
+    }
+
+    /// Handle one request; never fails (errors become S3 error responses).
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<RespBody>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let request_id = self.ids.next();
+        let span = tracing::info_span!(
+            "s3",
+            request_id = %request_id,
+            method = %req.method(),
+            op = tracing::field::Empty,
+        );
+        self.handle_in_span(req, request_id).instrument(span).await
+    }
+
+    async fn handle_in_span<B>(&self, req: Request<B>, request_id: String) -> Response<RespBody>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let started = Instant::now();
+        let is_head = req.method() == Method::HEAD;
+        let mut info = ReqInfo {
+            op: "Unknown",
+            resource: req.uri().path().to_string(),
+        };
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        let result = match permit {
+            None => {
+                METRICS.throttled.inc();
+                Err(S3Error::SlowDown)
+            }
+            Some(_) => self.process(req, &mut info).await,
+        };
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                log_error(&e, &info);
+                error_response(&e, &info.resource, &request_id, is_head)
+            }
+        };
+        let status = resp.status();
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-amz-request-id", v.clone());
+            resp.headers_mut().insert("x-amz-id-2", v);
+        }
+        resp.headers_mut()
+            .insert("server", HeaderValue::from_static("Anode"));
+        METRICS
+            .requests
+            .with_label_values(&[info.op, status.as_str()])
+            .inc();
+        METRICS
+            .duration_seconds
+            .with_label_values(&[info.op])
+            .observe(started.elapsed().as_secs_f64());
+        tracing::debug!(op = info.op, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "s3 request");
+        let guard = InFlight::new(permit);
+        resp.map(move |body| {
+            body.map_frame(move |frame| {
+                let _held = &guard;
+                frame
+            })
+            .boxed_unsync()
+        })
+    }
+
+    async fn process<B>(&self, req: Request<B>, info: &mut ReqInfo) -> Result<Response<RespBody>, S3Error>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let (parts, body) = req.into_parts();
+        let query = Query::parse(parts.uri.query().unwrap_or_default());
+        let path = decode_path(parts.uri.path())?;
+        info.resource = path.clone();
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        let target = resolve_target(host, &path, &self.cfg.domains);
+        let verified = self.authenticate(&parts, &query).await?;
+        let op = router::route(
+            &parts.method,
+            target.bucket.as_deref(),
+            target.key.as_deref(),
+            &query,
+            parts.headers.contains_key("x-amz-copy-source"),
+        )?;
+        info.op = op.name();
+        tracing::Span::current().record("op", op.name());
+        let decoded_len = parts
+            .headers
+            .get("x-amz-decoded-content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let decoder = BodyDecoder::new(&verified.payload, verified.chunk_signer.clone(), decoded_len)?;
+        let cx = Ctx {
+            backend: &*self.backend,
+            headers: &parts.headers,
+            query: &query,
+            access_key: &verified.access_key,
+            region: &self.cfg.region,
+            now_ms: unix_ms(&self.clock),
+        };
+        handlers::dispatch(&cx, op, RequestBody::new(body, decoder)).await
+    }
+
+    async fn authenticate(&self, parts: &http::request::Parts, query: &Query) -> Result<Verified, S3Error> {
+        let auth = sigv4::parse_auth(&parts.headers, query)?
+            .ok_or_else(|| S3Error::AccessDenied("Access Denied".into()))?;
+        let secret = self
+            .keys
+            .secret(&*self.backend, &auth.access_key, Instant::now())
+            .await?;
+        let req = RequestParts {
+            method: parts.method.as_str(),
+            raw_path: parts.uri.path(),
+            query,
+            headers: &parts.headers,
+        };
+        let now = (unix_ms(&self.clock) / 1000) as i64;
+        sigv4::verify(&req, &auth, &secret, now)
+    }
+}
+
+fn unix_ms(clock: &Clock) -> u64 {
+    clock()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn log_error(e: &S3Error, info: &ReqInfo) {
+    if e.http_status().is_server_error() {
+        tracing::warn!(op = info.op, code = e.aws_code(), error = %e, "s3 request failed");
+    } else {
+        tracing::debug!(op = info.op, code = e.aws_code(), "s3 request refused");
+    }
+}
+
+/// The response for an error: the XML document, or only the status for HEAD and 304.
+pub fn error_response(e: &S3Error, resource: &str, request_id: &str, head: bool) -> Response<RespBody> {
+    let status = e.http_status();
+    let mut r = if head || !e.has_body() {
+        let mut r = Response::new(empty());
+        if status != StatusCode::NOT_MODIFIED {
+            r.headers_mut()
+                .insert("content-length", HeaderValue::from_static("0"));
+        }
+        r
+    } else {
+        let doc = e.to_xml(resource, request_id);
+        let len = doc.len();
+        let mut r = Response::new(full(doc));
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/xml"));
+        if let Ok(v) = HeaderValue::from_str(&len.to_string()) {
+            r.headers_mut().insert("content-length", v);
+        }
+        r
+    };
+    *r.status_mut() = status;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// Held by a response body until it is dropped: the concurrency permit and the in-flight gauge.
+struct InFlight {
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl InFlight {
+    fn new(permit: Option<OwnedSemaphorePermit>) -> InFlight {
+        METRICS.in_flight.inc();
+        InFlight { _permit: permit }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        METRICS.in_flight.dec();
+    }
+}
+
+/// Request ids: 16 upper-case hex digits, a per-process random prefix and a counter.
+struct RequestIds {
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new(prefix: u32) -> Self {
+        RequestIds {
+            prefix,
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{:08X}{:08X}", self.prefix, n as u32)
+    }
+}
+
+/// Serve `gateway` on `listener` until `shutdown` turns true, then drain (bounded by
+/// `drain_timeout`). HTTP/1.1 with keep-alive.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    mut shutdown: watch::Receiver<bool>,
+    drain_timeout: Duration,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Usually EMFILE: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                spawn_connection(&builder, &graceful, stream, peer, gateway.clone());
+            }
+            _ = wait_for_true(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(connections = graceful.count(), "gateway draining");
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("gateway drained"),
+        _ = tokio::time::sleep(drain_timeout) => tracing::warn!("gateway drain timed out"),
+    }
+    Ok(())
+}
+
+fn spawn_connection(
+    builder: &hyper::server::conn::http1::Builder,
+    graceful: &GracefulShutdown,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    gateway: Arc<Gateway>,
+) {
+    let svc = hyper::service::service_fn(move |req| {
+        let gateway = gateway.clone();
+        async move { Ok::<_, Infallible>(gateway.handle(req).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    });
+}
+
+/// Resolve once the watch holds `true` (never, if its sender is gone without saying so).
+pub async fn wait_for_true(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
