@@ -22,6 +22,7 @@ pub mod leases;
 pub mod membership;
 pub mod metrics;
 pub mod placement;
+pub mod repair;
 pub mod server;
 pub mod service;
 pub mod transport;

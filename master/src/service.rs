@@ -37,6 +37,7 @@ pub struct MasterService {
     lease_cfg: LeaseConfig,
     started: Instant,
     last_leader_term: Arc<Mutex<u64>>,
+    repairs: Arc<Mutex<crate::repair::RepairQueue>>,
 }
 
 /// Map a state machine error code to a gRPC status carrying `anode-error-code`.
@@ -76,6 +77,7 @@ impl MasterService {
             lease_cfg,
             started: Instant::now(),
             last_leader_term: Arc::new(Mutex::new(0)),
+            repairs: Arc::default(),
         }
     }
 
@@ -167,6 +169,29 @@ impl MasterService {
             state: s as i32,
         }
     }
+}
+
+/// Referenced chunks with fewer live copies than min(3, live servers): the default
+/// replication target (per-bucket R is not tracked per chunk yet). Scans at most 1M chunks.
+fn under_replicated(kv: &dyn KvRead, servers: &[(ChunkserverRecord, ChunkserverState)]) -> u64 {
+    let alive: Vec<u64> = servers
+        .iter()
+        .filter(|(_, s)| matches!(s, ChunkserverState::Alive | ChunkserverState::Draining))
+        .map(|(r, _)| r.id)
+        .collect();
+    let target = alive.len().min(3);
+    let mut n = 0;
+    let mut after = Vec::new();
+    for _ in 0..1000 {
+        let page = state::scan_chunks(kv, &after, 1000);
+        let Some((last, _)) = page.last() else { break };
+        after = last.clone();
+        n += page
+            .iter()
+            .filter(|(_, c)| c.refcount > 0 && c.servers.iter().filter(|s| alive.contains(s)).count() < target)
+            .count() as u64;
+    }
+    n
 }
 
 fn ok<T>(v: T) -> Rpc<T> {
@@ -393,6 +418,8 @@ impl Master for MasterService {
         let r = req.into_inner();
         tracing::warn!(chunk = %hex::encode(&r.sha256), server = r.server_id, reason = %r.reason, "bad chunk copy reported");
         crate::metrics::BAD_CHUNK_REPORTS.inc();
+        self.require_leader()?;
+        self.repairs.lock().report_bad(r.server_id, r.sha256);
         ok(ReportBadChunkResponse {})
     }
 
@@ -439,12 +466,15 @@ impl Master for MasterService {
             }))
             .await?;
         }
-        ok(HeartbeatResponse {
-            lease_ms: self.lease_cfg.lease_ms,
-            epoch: rec.epoch,
-            commands: Vec::new(),
-            reregister: false,
-        })
+        if !r.corrupt.is_empty() {
+            let mut q = self.repairs.lock();
+            for sha in &r.corrupt {
+                q.report_bad(r.id, sha.clone());
+            }
+        }
+        self.repairs.lock().done(r.id, &r.done_commands);
+        let commands = self.repair_commands(r.id).await?;
+        ok(HeartbeatResponse { lease_ms: self.lease_cfg.lease_ms, epoch: rec.epoch, commands, reregister: false })
     }
 
     async fn create_key(&self, req: Request<CreateKeyRequest>) -> Rpc<CreateKeyResponse> {
@@ -544,6 +574,26 @@ impl Master for MasterService {
 }
 
 impl MasterService {
+    /// Read-repair commands for `server`: fetch a good copy from another live holder.
+    async fn repair_commands(&self, server: u64) -> Result<Vec<ChunkCommand>, Status> {
+        if self.repairs.lock().pending() == 0 {
+            return Ok(Vec::new());
+        }
+        let now = self.mono_ms();
+        self.read(true, |kv| {
+            let live = self.live_servers(kv);
+            let mut q = self.repairs.lock();
+            q.commands_for(server, now, |sha| {
+                let holders = state::get_chunk(kv, sha)?.servers;
+                live.iter()
+                    .filter(|(rec, s)| rec.id != server && *s == ChunkserverState::Alive && holders.contains(&rec.id))
+                    .map(|(rec, _)| (rec.id, rec.addr.clone()))
+                    .next()
+            })
+        })
+        .await
+    }
+
     async fn conf_change(&self, t: ConfChangeType, id: u64, addr: &str) -> Result<(), Status> {
         let mut single = ConfChangeSingle::default();
         single.set_change_type(t);
@@ -641,7 +691,7 @@ impl MasterService {
                     epoch: rec.epoch,
                 })
                 .collect(),
-            under_replicated_chunks: 0,
+            under_replicated_chunks: if is_leader { under_replicated(&view, &servers) } else { 0 },
             buckets: stats.buckets,
             objects: stats.objects,
             chunks: stats.chunks,
