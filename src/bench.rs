@@ -23,7 +23,12 @@ pub enum BenchCmd {
     /// Metadata write throughput: PutObject manifests committed per second.
     Meta {
         /// Master addresses.
-        #[arg(long, env = "ANODE_MASTERS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+        #[arg(
+            long,
+            env = "ANODE_MASTERS",
+            value_delimiter = ',',
+            default_value = "127.0.0.1:7001"
+        )]
         masters: Vec<String>,
         /// Concurrent writers.
         #[arg(long, default_value_t = 1)]
@@ -40,19 +45,39 @@ pub enum BenchCmd {
 /// Run a benchmark and print its figures as one JSON line.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.cmd {
-        BenchCmd::Meta { masters, writers, seconds, bucket } => meta(masters, writers, seconds, bucket).await,
+        BenchCmd::Meta {
+            masters,
+            writers,
+            seconds,
+            bucket,
+        } => meta(masters, writers, seconds, bucket).await,
     }
 }
 
-async fn meta(masters: Vec<String>, writers: usize, seconds: u64, bucket: String) -> anyhow::Result<()> {
+async fn meta(
+    masters: Vec<String>,
+    writers: usize,
+    seconds: u64,
+    bucket: String,
+) -> anyhow::Result<()> {
     let b = bucket.clone();
     let created = anode_master::ctl::call_leader(&masters, |mut c| {
         let name = b.clone();
-        async move { c.create_bucket(CreateBucketRequest { name, replication: 0, owner_access_key: String::new() }).await }
+        async move {
+            c.create_bucket(CreateBucketRequest {
+                name,
+                replication: 0,
+                owner_access_key: String::new(),
+            })
+            .await
+        }
     })
     .await;
     if let Err(e) = created {
-        anyhow::ensure!(e.to_string().contains("BucketAlready"), "create bucket: {e}");
+        anyhow::ensure!(
+            e.to_string().contains("BucketAlready"),
+            "create bucket: {e}"
+        );
     }
     // Find the leader once; writers talk to it directly (one channel each).
     let leader = find_leader(&masters).await?;
@@ -62,16 +87,30 @@ async fn meta(masters: Vec<String>, writers: usize, seconds: u64, bucket: String
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for w in 0..writers {
-        let (ok, err, lat_us, bucket, leader) = (ok.clone(), err.clone(), lat_us.clone(), bucket.clone(), leader.clone());
+        let (ok, err, lat_us, bucket, leader) = (
+            ok.clone(),
+            err.clone(),
+            lat_us.clone(),
+            bucket.clone(),
+            leader.clone(),
+        );
         tasks.push(tokio::spawn(async move {
-            let ch = tonic::transport::Endpoint::from_shared(format!("http://{leader}"))?.connect().await?;
+            let ch = tonic::transport::Endpoint::from_shared(format!("http://{leader}"))?
+                .connect()
+                .await?;
             let mut c = anode_proto::master_client::MasterClient::new(ch);
             let mut i = 0u64;
             while Instant::now() < deadline {
                 let req = PutObjectRequest {
                     bucket: bucket.clone(),
                     key: format!("w{w}/k{i}"),
-                    manifest: Some(Manifest { version: MANIFEST_VERSION, size: 1, etag: "x".into(), inline_data: vec![b'x'], ..Default::default() }),
+                    manifest: Some(Manifest {
+                        version: MANIFEST_VERSION,
+                        size: 1,
+                        etag: "x".into(),
+                        inline_data: vec![b'x'],
+                        ..Default::default()
+                    }),
                     if_match_etag: None,
                 };
                 let t = Instant::now();
@@ -94,7 +133,11 @@ async fn meta(masters: Vec<String>, writers: usize, seconds: u64, bucket: String
     }
     let n = ok.load(Ordering::Relaxed);
     let per_sec = n as f64 / seconds as f64;
-    let mean_ms = if n > 0 { lat_us.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0 } else { 0.0 };
+    let mean_ms = if n > 0 {
+        lat_us.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0
+    } else {
+        0.0
+    };
     println!(
         "{{\"bench\":\"meta\",\"writers\":{writers},\"seconds\":{seconds},\"committed\":{n},\"errors\":{},\"per_sec\":{per_sec:.1},\"mean_latency_ms\":{mean_ms:.2}}}",
         err.load(Ordering::Relaxed)

@@ -47,39 +47,58 @@ fn s(v: impl ToString) -> String {
 
 /// Run the embedded cluster until a shutdown signal.
 pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data).with_context(|| format!("create {}", args.data.display()))?;
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("create {}", args.data.display()))?;
     let data = args.data.canonicalize()?;
     let p = args.base_port;
     let master_addr = format!("127.0.0.1:{p}");
     let m: anode_master::MasterArgs = parse_args(&[
-        s("--id"), s("1"),
-        s("--data"), s(data.join("master-1").display()),
-        s("--listen"), master_addr.clone(),
-        s("--peers"), format!("1={master_addr}"),
-        s("--admin-listen"), format!("127.0.0.1:{}", p + 80),
+        s("--id"),
+        s("1"),
+        s("--data"),
+        s(data.join("master-1").display()),
+        s("--listen"),
+        master_addr.clone(),
+        s("--peers"),
+        format!("1={master_addr}"),
+        s("--admin-listen"),
+        format!("127.0.0.1:{}", p + 80),
     ])?;
     let master = anode_master::start(m, shutdown.clone()).await?;
     let mut tasks = vec![master.done];
     for i in 1..=3u16 {
         let dir = data.join(format!("chunkserver-{i}"));
         let c: anode_chunkserver::ChunkserverArgs = parse_args(&[
-            s("--data"), s(dir.display()),
-            s("--listen"), format!("127.0.0.1:{}", p + 99 + i),
-            s("--masters"), master_addr.clone(),
-            s("--admin-listen"), format!("127.0.0.1:{}", p + 179 + i),
+            s("--data"),
+            s(dir.display()),
+            s("--listen"),
+            format!("127.0.0.1:{}", p + 99 + i),
+            s("--masters"),
+            master_addr.clone(),
+            s("--admin-listen"),
+            format!("127.0.0.1:{}", p + 179 + i),
         ])?;
         let sd = shutdown.clone();
-        tasks.push(tokio::spawn(async move { anode_chunkserver::run(c, sd).await }));
+        tasks.push(tokio::spawn(
+            async move { anode_chunkserver::run(c, sd).await },
+        ));
     }
     ensure_key(&master_addr).await?;
     let g: anode_gateway::GatewayArgs = parse_args(&[
-        s("--listen"), args.listen.clone(),
-        s("--masters"), master_addr.clone(),
-        s("--admin-listen"), format!("127.0.0.1:{}", p + 2000),
+        s("--listen"),
+        args.listen.clone(),
+        s("--masters"),
+        master_addr.clone(),
+        s("--admin-listen"),
+        format!("127.0.0.1:{}", p + 2000),
     ])?;
     let sd = shutdown.clone();
     tasks.push(tokio::spawn(async move { anode_gateway::run(g, sd).await }));
-    println!("anode dev: S3 endpoint http://{}  data {}", args.listen, data.display());
+    println!(
+        "anode dev: S3 endpoint http://{}  data {}",
+        args.listen,
+        data.display()
+    );
     for t in tasks {
         t.await.context("task panicked")??;
     }
@@ -88,7 +107,10 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
 
 /// Make sure the configured (or development) access key exists.
 async fn ensure_key(master: &str) -> anyhow::Result<()> {
-    let (ak, sk) = match (std::env::var("ANODE_ACCESS_KEY"), std::env::var("ANODE_SECRET_KEY")) {
+    let (ak, sk) = match (
+        std::env::var("ANODE_ACCESS_KEY"),
+        std::env::var("ANODE_SECRET_KEY"),
+    ) {
         (Ok(a), Ok(s)) if !a.is_empty() && !s.is_empty() => (a, s),
         _ => {
             eprintln!(
@@ -100,7 +122,11 @@ async fn ensure_key(master: &str) -> anyhow::Result<()> {
     let masters = vec![master.to_string()];
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let req = anode_proto::CreateKeyRequest { name: "default".into(), access_key: ak.clone(), secret_key: sk.clone() };
+        let req = anode_proto::CreateKeyRequest {
+            name: "default".into(),
+            access_key: ak.clone(),
+            secret_key: sk.clone(),
+        };
         match anode_master::ctl::call_leader(&masters, |mut c| {
             let req = req.clone();
             async move { c.create_key(req).await }

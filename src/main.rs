@@ -9,7 +9,11 @@ mod bench;
 mod dev;
 
 #[derive(Parser, Debug)]
-#[command(name = "anode", version, about = "Anode: an S3-compatible distributed object store")]
+#[command(
+    name = "anode",
+    version,
+    about = "Anode: an S3-compatible distributed object store"
+)]
 struct Cli {
     /// TOML file whose keys set flags not given on the command line (`data = "/srv/anode"`,
     /// `masters = "a:7001,b:7001"`; keys are flag names, `-` or `_`).
@@ -43,11 +47,16 @@ fn apply_config_file() -> anyhow::Result<()> {
         .iter()
         .position(|a| a == "--config")
         .and_then(|i| args.get(i + 1).cloned())
-        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--config=").map(String::from)))
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--config=").map(String::from))
+        })
         .or_else(|| std::env::var("ANODE_CONFIG").ok());
     let Some(path) = path else { return Ok(()) };
     let text = std::fs::read_to_string(&path).with_context(|| format!("read config {path}"))?;
-    let table: toml::Table = text.parse().with_context(|| format!("parse config {path}"))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("parse config {path}"))?;
     for (k, v) in table {
         let var = format!("ANODE_{}", k.to_uppercase().replace('-', "_"));
         if std::env::var_os(&var).is_some() {
@@ -55,7 +64,15 @@ fn apply_config_file() -> anyhow::Result<()> {
         }
         let val = match v {
             toml::Value::String(s) => s,
-            toml::Value::Array(a) => a.iter().map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(","),
+            toml::Value::Array(a) => a
+                .iter()
+                .map(|x| {
+                    x.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| x.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
             other => other.to_string(),
         };
         // SAFETY: single-threaded at this point (before the runtime starts).
@@ -69,12 +86,16 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _ = &cli.config;
     anode_common::init_tracing();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Ctl(a) => anode_master::ctl::run(a).await,
             Cmd::Master(a) => anode_master::run(a, anode_common::shutdown_on_signals()).await,
-            Cmd::Chunkserver(a) => anode_chunkserver::run(a, anode_common::shutdown_on_signals()).await,
+            Cmd::Chunkserver(a) => {
+                anode_chunkserver::run(a, anode_common::shutdown_on_signals()).await
+            }
             Cmd::Gateway(a) => anode_gateway::run(a, anode_common::shutdown_on_signals()).await,
             Cmd::Dev(a) => dev::run(a, anode_common::shutdown_on_signals()).await,
             Cmd::Bench(a) => bench::run(a).await,

@@ -26,12 +26,18 @@ struct Cluster {
 fn chunkserver_args(root: &Path, i: usize, master: &str, capacity: Option<u64>) -> Vec<String> {
     let mut a = vec![
         "chunkserver".to_string(),
-        "--data".into(), root.join(format!("chunkserver-{i}")).display().to_string(),
-        "--listen".into(), format!("127.0.0.1:{}", free_port()),
-        "--admin-listen".into(), format!("127.0.0.1:{}", free_port()),
-        "--masters".into(), master.to_string(),
-        "--rack".into(), format!("rack-{i}"),
-        "--heartbeat-ms".into(), "200".into(),
+        "--data".into(),
+        root.join(format!("chunkserver-{i}")).display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--admin-listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--masters".into(),
+        master.to_string(),
+        "--rack".into(),
+        format!("rack-{i}"),
+        "--heartbeat-ms".into(),
+        "200".into(),
     ];
     if let Some(c) = capacity {
         a.push("--capacity".into());
@@ -46,35 +52,65 @@ async fn start_cluster(n_cs: usize, small: Option<u64>) -> Cluster {
     let (mp, ma) = (free_port(), free_port());
     let master = format!("127.0.0.1:{mp}");
     let mut margs = master_args(1, &root, mp, ma, &format!("1={master}"), false);
-    margs.extend(["--lease-ms".into(), "1500".into(), "--dead-after-ms".into(), "4000".into()]);
+    margs.extend([
+        "--lease-ms".into(),
+        "1500".into(),
+        "--dead-after-ms".into(),
+        "4000".into(),
+    ]);
     let m = Proc::spawn(&root, "master-1", margs);
     let cs = (1..=n_cs)
         .map(|i| {
             let cap = if i == n_cs { small } else { None };
-            Proc::spawn(&root, &format!("chunkserver-{i}"), chunkserver_args(&root, i, &master, cap))
+            Proc::spawn(
+                &root,
+                &format!("chunkserver-{i}"),
+                chunkserver_args(&root, i, &master, cap),
+            )
         })
         .collect();
-    let c = Cluster { _dir: dir, root, master, _m: m, cs };
+    let c = Cluster {
+        _dir: dir,
+        root,
+        master,
+        _m: m,
+        cs,
+    };
     let ms = vec![c.master.clone()];
-    wait_for("chunkservers registered and alive", Duration::from_secs(30), || {
-        let ms = ms.clone();
-        async move {
-            let st = anode_master::ctl::status(&ms).await.ok()?;
-            let alive = st["chunkservers"].as_array()?.iter().filter(|c| c["state"] == "alive").count();
-            (alive == n_cs).then_some(())
-        }
-    })
+    wait_for(
+        "chunkservers registered and alive",
+        Duration::from_secs(30),
+        || {
+            let ms = ms.clone();
+            async move {
+                let st = anode_master::ctl::status(&ms).await.ok()?;
+                let alive = st["chunkservers"]
+                    .as_array()?
+                    .iter()
+                    .filter(|c| c["state"] == "alive")
+                    .count();
+                (alive == n_cs).then_some(())
+            }
+        },
+    )
     .await;
     c
 }
 
 async fn client(c: &Cluster) -> Client {
-    let cfg = ClientConfig { chunk_size_bytes: CHUNK, ..ClientConfig::default() };
-    Client::with_config(vec![c.master.clone()], cfg).await.unwrap()
+    let cfg = ClientConfig {
+        chunk_size_bytes: CHUNK,
+        ..ClientConfig::default()
+    };
+    Client::with_config(vec![c.master.clone()], cfg)
+        .await
+        .unwrap()
 }
 
 fn body(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 13) as u8).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 13) as u8)
+        .collect()
 }
 
 async fn read_all(cl: &Client, bucket: &str, key: &str, range: Option<(u64, u64)>) -> Vec<u8> {
@@ -107,16 +143,33 @@ async fn sizes_ranges_kill_and_corruption() {
     let mut c = start_cluster(4, None).await;
     let cl = client(&c).await;
     cl.create_bucket("data", 3, "").await.unwrap();
-    let sizes = [0usize, 1, 1024, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7, 100 << 20];
+    let sizes = [
+        0usize,
+        1,
+        1024,
+        CHUNK - 1,
+        CHUNK,
+        CHUNK + 1,
+        3 * CHUNK + 7,
+        100 << 20,
+    ];
     for (i, &n) in sizes.iter().enumerate() {
         let b = body(n, i as u8);
         let key = format!("obj-{n}");
-        let m = cl.put_object_bytes("data", &key, Bytes::from(b.clone()), PutOptions::default()).await.unwrap();
+        let m = cl
+            .put_object_bytes("data", &key, Bytes::from(b.clone()), PutOptions::default())
+            .await
+            .unwrap();
         assert_eq!(m.size, n as u64);
         let got = read_all(&cl, "data", &key, None).await;
         assert!(got == b, "object of {n} bytes differs");
         if n > 10 {
-            for (s, e) in [(0, 0), (1, n as u64 / 2), (n as u64 - 1, n as u64 - 1), (CHUNK as u64 / 2, (CHUNK as u64 * 2).min(n as u64 - 1))] {
+            for (s, e) in [
+                (0, 0),
+                (1, n as u64 / 2),
+                (n as u64 - 1, n as u64 - 1),
+                (CHUNK as u64 / 2, (CHUNK as u64 * 2).min(n as u64 - 1)),
+            ] {
                 if s <= e && e < n as u64 {
                     let got = read_all(&cl, "data", &key, Some((s, e))).await;
                     assert_eq!(got, &b[s as usize..=e as usize], "range {s}-{e} of {n}");
@@ -129,34 +182,64 @@ async fn sizes_ranges_kill_and_corruption() {
     c.cs[0].kill9();
     for (i, &n) in sizes.iter().enumerate().take(7) {
         let got = read_all(&cl, "data", &format!("obj-{n}"), None).await;
-        assert!(got == body(n, i as u8), "after kill: object of {n} bytes differs");
+        assert!(
+            got == body(n, i as u8),
+            "after kill: object of {n} bytes differs"
+        );
     }
     let ms = vec![c.master.clone()];
-    wait_for("killed chunkserver declared not alive", Duration::from_secs(20), || {
-        let ms = ms.clone();
-        async move {
-            let st = anode_master::ctl::status(&ms).await.ok()?;
-            let alive = st["chunkservers"].as_array()?.iter().filter(|c| c["state"] == "alive").count();
-            (alive == 3).then_some(())
-        }
-    })
+    wait_for(
+        "killed chunkserver declared not alive",
+        Duration::from_secs(20),
+        || {
+            let ms = ms.clone();
+            async move {
+                let st = anode_master::ctl::status(&ms).await.ok()?;
+                let alive = st["chunkservers"]
+                    .as_array()?
+                    .iter()
+                    .filter(|c| c["state"] == "alive")
+                    .count();
+                (alive == 3).then_some(())
+            }
+        },
+    )
     .await;
     let b = body(3 * CHUNK, 99);
-    cl.put_object_bytes("data", "after-kill", Bytes::from(b.clone()), PutOptions::default()).await.unwrap();
+    cl.put_object_bytes(
+        "data",
+        "after-kill",
+        Bytes::from(b.clone()),
+        PutOptions::default(),
+    )
+    .await
+    .unwrap();
     assert!(read_all(&cl, "data", "after-kill", None).await == b);
 
     // Corrupt one copy of a chunk on disk: the read still returns the right bytes.
     let b = body(CHUNK, 7);
     let sha = hex::encode(Sha256::digest(&b));
-    cl.put_object_bytes("data", "victim", Bytes::from(b.clone()), PutOptions::default()).await.unwrap();
-    let copies: Vec<PathBuf> = (2..=4).flat_map(|i| find_blob(&c.root.join(format!("chunkserver-{i}")), &sha)).collect();
+    cl.put_object_bytes(
+        "data",
+        "victim",
+        Bytes::from(b.clone()),
+        PutOptions::default(),
+    )
+    .await
+    .unwrap();
+    let copies: Vec<PathBuf> = (2..=4)
+        .flat_map(|i| find_blob(&c.root.join(format!("chunkserver-{i}")), &sha))
+        .collect();
     assert_eq!(copies.len(), 3, "expected 3 copies of {sha}");
     for copy in &copies[..2] {
         std::fs::write(copy, vec![0u8; CHUNK]).unwrap();
     }
     for _ in 0..3 {
         let got = read_all(&cl, "data", "victim", None).await;
-        assert!(got == b, "read of a partly corrupted object returned wrong bytes");
+        assert!(
+            got == b,
+            "read of a partly corrupted object returned wrong bytes"
+        );
     }
 }
 
@@ -171,18 +254,27 @@ async fn full_small_server_refuses_cleanly() {
     for i in 0..12u8 {
         let b = body(2 * CHUNK, i);
         let key = format!("f{i}");
-        match cl.put_object_bytes("fill", &key, Bytes::from(b.clone()), PutOptions::default()).await {
+        match cl
+            .put_object_bytes("fill", &key, Bytes::from(b.clone()), PutOptions::default())
+            .await
+        {
             Ok(_) => stored.push((key, b)),
             Err(e) => panic!("put {key} failed although 3 servers have room: {e}"),
         }
     }
     for (key, b) in &stored {
-        assert!(read_all(&cl, "fill", key, None).await == *b, "{key} differs");
+        assert!(
+            read_all(&cl, "fill", key, None).await == *b,
+            "{key} differs"
+        );
     }
     // The small server holds at most its capacity.
     let small = c.root.join("chunkserver-4");
     let used: u64 = walk_size(&small.join("blobs"));
-    assert!(used <= 3 << 20, "small server stores {used} bytes, over its 3 MiB capacity");
+    assert!(
+        used <= 3 << 20,
+        "small server stores {used} bytes, over its 3 MiB capacity"
+    );
 }
 
 fn walk_size(p: &Path) -> u64 {

@@ -14,7 +14,12 @@ use tonic::transport::Channel;
 #[derive(clap::Args, Clone, Debug)]
 pub struct CtlArgs {
     /// Master addresses, comma-separated.
-    #[arg(long, env = "ANODE_MASTERS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    #[arg(
+        long,
+        env = "ANODE_MASTERS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7001"
+    )]
     pub masters: Vec<String>,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
@@ -150,7 +155,10 @@ async fn connect(addr: &str) -> anyhow::Result<MasterClient<Channel>> {
     let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(150));
-    let ch = ep.connect().await.with_context(|| format!("connect {addr}"))?;
+    let ch = ep
+        .connect()
+        .await
+        .with_context(|| format!("connect {addr}"))?;
     Ok(MasterClient::new(ch).max_decoding_message_size(64 << 20))
 }
 
@@ -165,7 +173,9 @@ where
     let mut next: Option<String> = None;
     let mut i = 0usize;
     loop {
-        let addr = next.take().unwrap_or_else(|| masters[i % masters.len()].clone());
+        let addr = next
+            .take()
+            .unwrap_or_else(|| masters[i % masters.len()].clone());
         let last_err = match connect(&addr).await {
             Ok(c) => match f(c).await {
                 Ok(r) => return Ok(r.into_inner()),
@@ -173,7 +183,11 @@ where
                     if let Some(code) = st.metadata().get(ERROR_CODE_METADATA_KEY) {
                         anyhow::bail!("{}: {}", code.to_str().unwrap_or("Error"), st.message());
                     }
-                    if let Some(l) = st.metadata().get(LEADER_METADATA_KEY).and_then(|v| v.to_str().ok()) {
+                    if let Some(l) = st
+                        .metadata()
+                        .get(LEADER_METADATA_KEY)
+                        .and_then(|v| v.to_str().ok())
+                    {
                         next = Some(l.to_string());
                         continue;
                     }
@@ -205,8 +219,13 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
 async fn execute(args: &CtlArgs) -> anyhow::Result<Value> {
     let m = &args.masters;
     match &args.cmd {
-        CtlCommand::Status | CtlCommand::Members { cmd: MembersCmd::List } => status(m).await,
-        CtlCommand::Members { cmd: MembersCmd::Add { id, addr } } => {
+        CtlCommand::Status
+        | CtlCommand::Members {
+            cmd: MembersCmd::List,
+        } => status(m).await,
+        CtlCommand::Members {
+            cmd: MembersCmd::Add { id, addr },
+        } => {
             let (id, addr) = (*id, addr.clone());
             call_leader(m, |mut c| {
                 let addr = addr.clone();
@@ -215,24 +234,41 @@ async fn execute(args: &CtlArgs) -> anyhow::Result<Value> {
             .await?;
             Ok(json!({"added": id}))
         }
-        CtlCommand::Members { cmd: MembersCmd::Remove { id } } => {
+        CtlCommand::Members {
+            cmd: MembersCmd::Remove { id },
+        } => {
             let id = *id;
-            call_leader(m, |mut c| async move { c.remove_member(RemoveMemberRequest { id }).await }).await?;
+            call_leader(m, |mut c| async move {
+                c.remove_member(RemoveMemberRequest { id }).await
+            })
+            .await?;
             Ok(json!({"removed": id}))
         }
-        CtlCommand::Leader { cmd: LeaderCmd::Transfer { id } } => {
+        CtlCommand::Leader {
+            cmd: LeaderCmd::Transfer { id },
+        } => {
             let id = *id;
-            call_leader(m, |mut c| async move { c.transfer_leader(TransferLeaderRequest { id }).await }).await?;
+            call_leader(m, |mut c| async move {
+                c.transfer_leader(TransferLeaderRequest { id }).await
+            })
+            .await?;
             Ok(json!({"leader": id}))
         }
-        CtlCommand::Chunkservers { cmd: ChunkserversCmd::List } => {
+        CtlCommand::Chunkservers {
+            cmd: ChunkserversCmd::List,
+        } => {
             let st = status(m).await?;
             Ok(st["chunkservers"].clone())
         }
-        CtlCommand::Chunkservers { cmd: ChunkserversCmd::Drain { id, cancel } } => {
+        CtlCommand::Chunkservers {
+            cmd: ChunkserversCmd::Drain { id, cancel },
+        } => {
             let (id, cancel) = (*id, *cancel);
-            call_leader(m, |mut c| async move { c.drain_chunkserver(DrainChunkserverRequest { id, cancel }).await })
-                .await?;
+            call_leader(m, |mut c| async move {
+                c.drain_chunkserver(DrainChunkserverRequest { id, cancel })
+                    .await
+            })
+            .await?;
             Ok(json!({"id": id, "draining": !cancel}))
         }
         CtlCommand::Keys { cmd } => keys(m, cmd).await,
@@ -242,8 +278,16 @@ async fn execute(args: &CtlArgs) -> anyhow::Result<Value> {
 
 async fn keys(m: &[String], cmd: &KeysCmd) -> anyhow::Result<Value> {
     match cmd {
-        KeysCmd::Create { name, access_key, secret_key } => {
-            let req = CreateKeyRequest { name: name.clone(), access_key: access_key.clone(), secret_key: secret_key.clone() };
+        KeysCmd::Create {
+            name,
+            access_key,
+            secret_key,
+        } => {
+            let req = CreateKeyRequest {
+                name: name.clone(),
+                access_key: access_key.clone(),
+                secret_key: secret_key.clone(),
+            };
             let r = call_leader(m, |mut c| {
                 let req = req.clone();
                 async move { c.create_key(req).await }
@@ -253,7 +297,11 @@ async fn keys(m: &[String], cmd: &KeysCmd) -> anyhow::Result<Value> {
             Ok(json!({"access_key": k.access_key, "secret_key": k.secret_key, "name": k.name}))
         }
         KeysCmd::List => {
-            let r = call_leader(m, |mut c| async move { c.list_keys(ListKeysRequest {}).await }).await?;
+            let r = call_leader(
+                m,
+                |mut c| async move { c.list_keys(ListKeysRequest {}).await },
+            )
+            .await?;
             Ok(Value::Array(
                 r.keys.iter().map(|k| json!({"access_key": k.access_key, "name": k.name, "created_ms": k.created_ms})).collect(),
             ))
@@ -273,7 +321,10 @@ async fn keys(m: &[String], cmd: &KeysCmd) -> anyhow::Result<Value> {
 async fn buckets(m: &[String], cmd: &BucketsCmd) -> anyhow::Result<Value> {
     match cmd {
         BucketsCmd::List => {
-            let r = call_leader(m, |mut c| async move { c.list_buckets(ListBucketsRequest {}).await }).await?;
+            let r = call_leader(m, |mut c| async move {
+                c.list_buckets(ListBucketsRequest {}).await
+            })
+            .await?;
             Ok(Value::Array(
                 r.buckets
                     .iter()
@@ -282,7 +333,11 @@ async fn buckets(m: &[String], cmd: &BucketsCmd) -> anyhow::Result<Value> {
             ))
         }
         BucketsCmd::Create { name, replication } => {
-            let req = CreateBucketRequest { name: name.clone(), replication: *replication, owner_access_key: String::new() };
+            let req = CreateBucketRequest {
+                name: name.clone(),
+                replication: *replication,
+                owner_access_key: String::new(),
+            };
             call_leader(m, |mut c| {
                 let req = req.clone();
                 async move { c.create_bucket(req).await }
@@ -313,8 +368,12 @@ pub async fn status(masters: &[String]) -> anyhow::Result<Value> {
             continue;
         }
         asked.push(addr.clone());
-        let Ok(mut c) = connect(&addr).await else { continue };
-        let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(3), c.status(StatusRequest {})).await else {
+        let Ok(mut c) = connect(&addr).await else {
+            continue;
+        };
+        let Ok(Ok(r)) =
+            tokio::time::timeout(Duration::from_secs(3), c.status(StatusRequest {})).await
+        else {
             continue;
         };
         let r = r.into_inner();
@@ -325,14 +384,22 @@ pub async fn status(masters: &[String]) -> anyhow::Result<Value> {
         }
         answers.insert(r.id, r);
     }
-    anyhow::ensure!(!answers.is_empty(), "no master answered at {}", masters.join(","));
+    anyhow::ensure!(
+        !answers.is_empty(),
+        "no master answered at {}",
+        masters.join(",")
+    );
     Ok(merge_status(&answers))
 }
 
 /// Merge per-member status answers into one report (pure).
 pub fn merge_status(answers: &BTreeMap<u64, StatusResponse>) -> Value {
-    let leader = answers.values().find(|a| a.leader_id == a.id && a.leader_id != 0);
-    let base = leader.or_else(|| answers.values().max_by_key(|a| (a.term, a.applied_index))).expect("non-empty");
+    let leader = answers
+        .values()
+        .find(|a| a.leader_id == a.id && a.leader_id != 0);
+    let base = leader
+        .or_else(|| answers.values().max_by_key(|a| (a.term, a.applied_index)))
+        .expect("non-empty");
     let members: Vec<Value> = base
         .members
         .iter()
@@ -373,9 +440,18 @@ pub fn merge_status(answers: &BTreeMap<u64, StatusResponse>) -> Value {
 
 fn print_human(cmd: &CtlCommand, v: &Value) {
     match cmd {
-        CtlCommand::Status | CtlCommand::Members { cmd: MembersCmd::List } => {
-            println!("leader {}  term {}  commit {}  last {}", v["leader_id"], v["term"], v["commit_index"], v["last_index"]);
-            println!("{:>4}  {:<22} {:<10} {:>10} {:>10} {:>6}", "ID", "ADDR", "ROLE", "APPLIED", "MATCH", "LAG");
+        CtlCommand::Status
+        | CtlCommand::Members {
+            cmd: MembersCmd::List,
+        } => {
+            println!(
+                "leader {}  term {}  commit {}  last {}",
+                v["leader_id"], v["term"], v["commit_index"], v["last_index"]
+            );
+            println!(
+                "{:>4}  {:<22} {:<10} {:>10} {:>10} {:>6}",
+                "ID", "ADDR", "ROLE", "APPLIED", "MATCH", "LAG"
+            );
             for m in v["members"].as_array().into_iter().flatten() {
                 println!(
                     "{:>4}  {:<22} {:<10} {:>10} {:>10} {:>6}",
@@ -395,13 +471,18 @@ fn print_human(cmd: &CtlCommand, v: &Value) {
                 );
             }
         }
-        CtlCommand::Chunkservers { cmd: ChunkserversCmd::List } => print_chunkservers(v),
+        CtlCommand::Chunkservers {
+            cmd: ChunkserversCmd::List,
+        } => print_chunkservers(v),
         _ => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
     }
 }
 
 fn print_chunkservers(v: &Value) {
-    println!("{:>4}  {:<22} {:<9} {:>14} {:>14} {:>8}  RACK", "ID", "ADDR", "STATE", "USED", "CAPACITY", "CHUNKS");
+    println!(
+        "{:>4}  {:<22} {:<9} {:>14} {:>14} {:>8}  RACK",
+        "ID", "ADDR", "STATE", "USED", "CAPACITY", "CHUNKS"
+    );
     for c in v.as_array().into_iter().flatten() {
         println!(
             "{:>4}  {:<22} {:<9} {:>14} {:>14} {:>8}  {}",

@@ -156,7 +156,11 @@ mod tests {
         assert_eq!(o.get(b"bb"), Some(b"x".to_vec()));
         let keys: Vec<_> = o.scan(b"a", None, 10).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, vec![b"a".to_vec(), b"bb".to_vec(), b"c".to_vec()]);
-        let keys: Vec<_> = o.scan(b"a", Some(b"c"), 2).into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<_> = o
+            .scan(b"a", Some(b"c"), 2)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, vec![b"a".to_vec(), b"bb".to_vec()]);
         assert_eq!(o.into_mutations().len(), 2);
     }

@@ -49,7 +49,12 @@ impl LeaseTable {
     }
 
     /// The state of `rec` at `now_ms`.
-    pub fn state(&self, rec: &ChunkserverRecord, now_ms: u64, cfg: &LeaseConfig) -> ChunkserverState {
+    pub fn state(
+        &self,
+        rec: &ChunkserverRecord,
+        now_ms: u64,
+        cfg: &LeaseConfig,
+    ) -> ChunkserverState {
         let seen = self
             .last_seen_ms
             .get(&rec.id)

@@ -14,17 +14,17 @@ pub mod kv;
 pub mod sm;
 /// The state machine under its documented name.
 pub use sm as state;
-pub mod node;
-pub mod slog_tracing;
-pub mod store;
 pub mod ctl;
 pub mod leases;
 pub mod membership;
 pub mod metrics;
+pub mod node;
 pub mod placement;
 pub mod repair;
 pub mod server;
 pub mod service;
+pub mod slog_tracing;
+pub mod store;
 pub mod transport;
 
 pub use server::{run, start, MasterArgs, RunningMaster};

@@ -36,7 +36,12 @@ pub fn best_successor(st: &NodeStatus) -> Option<u64> {
         .iter()
         .copied()
         .filter(|v| *v != st.id && st.recent_active.get(v).copied().unwrap_or(false))
-        .max_by_key(|v| (st.matched.get(v).copied().unwrap_or(0), std::cmp::Reverse(*v)))
+        .max_by_key(|v| {
+            (
+                st.matched.get(v).copied().unwrap_or(0),
+                std::cmp::Reverse(*v),
+            )
+        })
 }
 
 /// How member `id` appears in a status report from this member's point of view.
@@ -57,7 +62,11 @@ pub fn member_status(st: &NodeStatus, id: u64) -> MemberStatus {
         role: role.to_string(),
         applied_index: if id == st.id { st.applied } else { 0 },
         match_index: matched,
-        lag: if st.matched.is_empty() { 0 } else { st.last_index.saturating_sub(matched) },
+        lag: if st.matched.is_empty() {
+            0
+        } else {
+            st.last_index.saturating_sub(matched)
+        },
     }
 }
 
@@ -66,7 +75,12 @@ mod tests {
     use super::*;
 
     fn status(voters: &[u64], active: &[u64]) -> NodeStatus {
-        let mut st = NodeStatus { id: 1, leader_id: 1, voters: voters.to_vec(), ..Default::default() };
+        let mut st = NodeStatus {
+            id: 1,
+            leader_id: 1,
+            voters: voters.to_vec(),
+            ..Default::default()
+        };
         for v in voters {
             st.recent_active.insert(*v, active.contains(v));
             st.matched.insert(*v, 10 + v);
@@ -90,7 +104,11 @@ mod tests {
         ];
         for (voters, active, id, allowed) in cases {
             let st = status(voters, active);
-            assert_eq!(check_removal(&st, *id).is_ok(), *allowed, "voters {voters:?} active {active:?} remove {id}");
+            assert_eq!(
+                check_removal(&st, *id).is_ok(),
+                *allowed,
+                "voters {voters:?} active {active:?} remove {id}"
+            );
         }
     }
 

@@ -144,7 +144,10 @@ pub trait Outbox: Send + Sync + 'static {
 
 enum Request {
     Propose(Vec<u8>, oneshot::Sender<Result<CommandResult, NodeError>>),
-    ConfChange(ConfChangeV2, oneshot::Sender<Result<CommandResult, NodeError>>),
+    ConfChange(
+        ConfChangeV2,
+        oneshot::Sender<Result<CommandResult, NodeError>>,
+    ),
     Read(oneshot::Sender<Result<(), NodeError>>),
     Step(Message),
     TransferLeader(u64),
@@ -254,7 +257,13 @@ pub fn start(
         bootstrap_store(&store, &peers)?;
     }
     let (tx, rx) = mpsc::sync_channel(cfg.queue_capacity);
-    let core = Core::new(cfg.clone(), store.clone(), peers, outbox, rand::random::<u64>())?;
+    let core = Core::new(
+        cfg.clone(),
+        store.clone(),
+        peers,
+        outbox,
+        rand::random::<u64>(),
+    )?;
     let status = core.status.clone();
     core.publish_status();
     std::thread::Builder::new()
@@ -277,8 +286,10 @@ pub fn bootstrap_store(store: &RaftStore, peers: &BTreeMap<u64, String>) -> Resu
         .iter()
         .map(|(id, addr)| Mutation::Put(member_key(*id), addr.as_bytes().to_vec()))
         .collect();
-    let mut cs = ConfState::default();
-    cs.voters = voters;
+    let cs = ConfState {
+        voters,
+        ..Default::default()
+    };
     store.commit_apply(&muts, 0, 0, Some(&cs))?;
     Ok(())
 }
@@ -362,8 +373,11 @@ impl Core {
             pre_vote: true,
             ..Default::default()
         };
-        raft_cfg.validate().map_err(|e| NodeError::Raft(e.to_string()))?;
-        let raw = RawNode::new(&raft_cfg, store.clone(), &logger).map_err(|e| NodeError::Raft(e.to_string()))?;
+        raft_cfg
+            .validate()
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let raw = RawNode::new(&raft_cfg, store.clone(), &logger)
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
         let mut core = Core {
             cfg,
             raw,
@@ -574,7 +588,10 @@ impl Core {
         if !ready.snapshot().is_empty() {
             self.store.install_snapshot(ready.snapshot())?;
             self.reload_members();
-            tracing::info!(index = ready.snapshot().get_metadata().index, "installed raft snapshot");
+            tracing::info!(
+                index = ready.snapshot().get_metadata().index,
+                "installed raft snapshot"
+            );
         }
         for rs in ready.take_read_states() {
             if let Some(seq) = ctx_seq(self.nonce, &rs.request_ctx) {
@@ -587,7 +604,8 @@ impl Core {
         self.store.persist(ready.entries(), ready.hs())?;
         fail::fail_point!("master::node::after_persist_before_send");
         if !ready.persisted_messages().is_empty() {
-            self.outbox.send(ready.take_persisted_messages(), &self.members);
+            self.outbox
+                .send(ready.take_persisted_messages(), &self.members);
         }
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
@@ -647,8 +665,9 @@ impl Core {
             }
         }
         let muts = overlay.into_mutations();
-        self.store.commit_apply(&muts, last_index, last_term, new_cs.as_ref())?;
-        if new_cs.is_some() || muts.iter().any(|m| is_member_key(m)) {
+        self.store
+            .commit_apply(&muts, last_index, last_term, new_cs.as_ref())?;
+        if new_cs.is_some() || muts.iter().any(is_member_key) {
             self.reload_members();
         }
         for (seq, r) in replies {
@@ -659,7 +678,11 @@ impl Core {
         Ok(())
     }
 
-    fn apply_conf_change(&mut self, e: &Entry, overlay: &mut Overlay<'_>) -> Result<ConfState, String> {
+    fn apply_conf_change(
+        &mut self,
+        e: &Entry,
+        overlay: &mut Overlay<'_>,
+    ) -> Result<ConfState, String> {
         let cc = if e.get_entry_type() == EntryType::EntryConfChangeV2 {
             ConfChangeV2::parse_from_bytes(&e.data).map_err(|e| e.to_string())?
         } else {
@@ -673,12 +696,16 @@ impl Core {
             v2
         };
         let cs = self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())?;
-        let ctx: Option<anode_proto::MemberChangeContext> = prost::Message::decode(cc.get_context()).ok();
+        let ctx: Option<anode_proto::MemberChangeContext> =
+            prost::Message::decode(cc.get_context()).ok();
         for ch in cc.get_changes() {
             use raft::eraftpb::ConfChangeType::*;
             match ch.get_change_type() {
                 AddNode | AddLearnerNode => {
-                    if let Some(c) = ctx.as_ref().filter(|c| c.id == ch.node_id && !c.addr.is_empty()) {
+                    if let Some(c) = ctx
+                        .as_ref()
+                        .filter(|c| c.id == ch.node_id && !c.addr.is_empty())
+                    {
                         overlay.put(member_key(ch.node_id), c.addr.as_bytes().to_vec());
                     }
                 }
@@ -725,11 +752,19 @@ impl Core {
                 // caller, who retries against the new leader.
                 self.fail_all(self.not_leader());
             }
-            tracing::info!(?role, term, leader = self.raw.raft.leader_id, "raft role changed");
+            tracing::info!(
+                ?role,
+                term,
+                leader = self.raw.raft.leader_id,
+                "raft role changed"
+            );
             self.last_role = role;
             self.last_term = term;
         }
-        if role == StateRole::Leader && !self.deferred_reads.is_empty() && self.raw.raft.commit_to_current_term() {
+        if role == StateRole::Leader
+            && !self.deferred_reads.is_empty()
+            && self.raw.raft.commit_to_current_term()
+        {
             for reply in std::mem::take(&mut self.deferred_reads) {
                 self.read(reply);
             }

@@ -38,7 +38,11 @@ impl RepairQueue {
             .entry(server)
             .or_default()
             .entry(sha256.clone())
-            .or_insert(Task { id, sha256, issued_ms: None });
+            .or_insert(Task {
+                id,
+                sha256,
+                issued_ms: None,
+            });
     }
 
     /// Commands for `server`'s heartbeat reply. `source` picks a healthy holder (id, addr)
@@ -57,14 +61,22 @@ impl RepairQueue {
             if out.len() >= MAX_COMMANDS_PER_HEARTBEAT {
                 break;
             }
-            if t.issued_ms.is_some_and(|at| now_ms.saturating_sub(at) < REISSUE_AFTER_MS) {
+            if t.issued_ms
+                .is_some_and(|at| now_ms.saturating_sub(at) < REISSUE_AFTER_MS)
+            {
                 continue;
             }
-            let Some((source_id, source_addr)) = source(&t.sha256) else { continue };
+            let Some((source_id, source_addr)) = source(&t.sha256) else {
+                continue;
+            };
             t.issued_ms = Some(now_ms);
             out.push(ChunkCommand {
                 id: t.id,
-                op: Some(Op::Replicate(ReplicateChunkOp { sha256: t.sha256.clone(), source_addr, source_id })),
+                op: Some(Op::Replicate(ReplicateChunkOp {
+                    sha256: t.sha256.clone(),
+                    source_addr,
+                    source_id,
+                })),
             });
         }
         out
@@ -99,7 +111,10 @@ mod tests {
         let src = |sha: &[u8]| (sha != [9]).then(|| (3, "s3".to_string()));
         let c = q.commands_for(2, 1_000, src);
         assert_eq!(c.len(), 1, "the chunk without a source stays queued");
-        assert!(q.commands_for(2, 2_000, src).is_empty(), "not re-sent before the timeout");
+        assert!(
+            q.commands_for(2, 2_000, src).is_empty(),
+            "not re-sent before the timeout"
+        );
         assert_eq!(q.commands_for(2, 1_000 + REISSUE_AFTER_MS, src).len(), 1);
         assert!(q.commands_for(1, 1_000, src).is_empty());
         q.done(2, &[c[0].id]);

@@ -65,7 +65,10 @@ pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
         let (id, addr) = part
             .split_once('=')
             .with_context(|| format!("peer {part:?} is not ID=ADDR"))?;
-        let id: u64 = id.trim().parse().with_context(|| format!("bad peer id in {part:?}"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("bad peer id in {part:?}"))?;
         anyhow::ensure!(id != 0, "peer id 0 is reserved");
         out.insert(id, addr.trim().to_string());
     }
@@ -85,10 +88,14 @@ pub struct RunningMaster {
 }
 
 /// Start a master; it runs until `shutdown` turns true.
-pub async fn start(args: MasterArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<RunningMaster> {
+pub async fn start(
+    args: MasterArgs,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<RunningMaster> {
     anyhow::ensure!(args.id != 0, "--id must be non-zero");
     let peers = parse_peers(&args.peers)?;
-    std::fs::create_dir_all(&args.data).with_context(|| format!("create {}", args.data.display()))?;
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("create {}", args.data.display()))?;
     let store = RaftStore::open(&args.data.join("raft")).context("open raft store")?;
     if store.is_empty() && !args.join {
         anyhow::ensure!(
@@ -106,19 +113,27 @@ pub async fn start(args: MasterArgs, shutdown: watch::Receiver<bool>) -> anyhow:
     };
     let advertise = match &args.advertise {
         Some(a) => a.clone(),
-        None => peers.get(&args.id).cloned().unwrap_or_else(|| args.listen.to_string()),
+        None => peers
+            .get(&args.id)
+            .cloned()
+            .unwrap_or_else(|| args.listen.to_string()),
     };
     let outbox = GrpcOutbox::new(args.id, advertise, tokio::runtime::Handle::current());
-    let node = node::start(cfg, store, peers, !args.join, outbox.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let node = node::start(cfg, store, peers, !args.join, outbox.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     outbox.set_node(node.clone());
 
     let health = anode_common::Health::new();
-    let admin_addr = anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
+    let admin_addr =
+        anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let lease_cfg = LeaseConfig { lease_ms: args.lease_ms, dead_after_ms: args.dead_after_ms };
+    let lease_cfg = LeaseConfig {
+        lease_ms: args.lease_ms,
+        dead_after_ms: args.dead_after_ms,
+    };
     let service = MasterService::new(node.clone(), lease_cfg);
     tokio::spawn(publish_metrics(node.clone(), shutdown.clone()));
     let server = tonic::transport::Server::builder()
@@ -158,7 +173,12 @@ pub async fn start(args: MasterArgs, shutdown: watch::Receiver<bool>) -> anyhow:
         node2.stop();
         Ok(())
     });
-    Ok(RunningMaster { addr, admin_addr, node, done })
+    Ok(RunningMaster {
+        addr,
+        admin_addr,
+        node,
+        done,
+    })
 }
 
 /// Run `anode master` until a shutdown signal.

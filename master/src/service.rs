@@ -43,17 +43,16 @@ pub struct MasterService {
 /// Map a state machine error code to a gRPC status carrying `anode-error-code`.
 pub fn status_for_code(code: &str, message: &str) -> Status {
     let grpc = match code {
-        "NoSuchBucket" | "NoSuchKey" | "NoSuchUpload" | "NoSuchAccessKey" | "UnknownChunkserver" | "NotMember" => {
-            tonic::Code::NotFound
-        }
+        "NoSuchBucket" | "NoSuchKey" | "NoSuchUpload" | "NoSuchAccessKey"
+        | "UnknownChunkserver" | "NotMember" => tonic::Code::NotFound,
         "BucketAlreadyExists" | "BucketAlreadyOwnedByYou" | "AccessKeyExists" | "AlreadyMember" => {
             tonic::Code::AlreadyExists
         }
         "BucketNotEmpty" | "PreconditionFailed" | "StaleEpoch" | "WouldLoseQuorum" => {
             tonic::Code::FailedPrecondition
         }
-        "InvalidBucketName" | "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "InvalidArgument"
-        | "BadCommand" | "UnsupportedVersion" => tonic::Code::InvalidArgument,
+        "InvalidBucketName" | "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall"
+        | "InvalidArgument" | "BadCommand" | "UnsupportedVersion" => tonic::Code::InvalidArgument,
         "InsufficientServers" => tonic::Code::ResourceExhausted,
         _ => tonic::Code::Internal,
     };
@@ -91,7 +90,9 @@ impl MasterService {
                 let st = self.node.status();
                 match st.members.get(&leader).filter(|_| leader != 0) {
                     Some(addr) => {
-                        let mut s = Status::failed_precondition(format!("not the leader; leader is {leader} at {addr}"));
+                        let mut s = Status::failed_precondition(format!(
+                            "not the leader; leader is {leader} at {addr}"
+                        ));
                         if let Ok(v) = addr.parse() {
                             s.metadata_mut().insert(LEADER_METADATA_KEY, v);
                         }
@@ -109,7 +110,9 @@ impl MasterService {
     fn require_leader(&self) -> Result<(), Status> {
         let st = self.node.status();
         if st.role != "leader" {
-            return Err(self.node_status(NodeError::NotLeader { leader: st.leader_id }));
+            return Err(self.node_status(NodeError::NotLeader {
+                leader: st.leader_id,
+            }));
         }
         let mut t = self.last_leader_term.lock();
         if *t != st.term {
@@ -136,7 +139,11 @@ impl MasterService {
         Ok(res)
     }
 
-    async fn read<T>(&self, allow_stale: bool, f: impl FnOnce(&dyn KvRead) -> T) -> Result<T, Status> {
+    async fn read<T>(
+        &self,
+        allow_stale: bool,
+        f: impl FnOnce(&dyn KvRead) -> T,
+    ) -> Result<T, Status> {
         if !allow_stale {
             self.require_leader()?;
             tokio::time::timeout(RAFT_TIMEOUT, self.node.read_barrier())
@@ -188,7 +195,9 @@ fn under_replicated(kv: &dyn KvRead, servers: &[(ChunkserverRecord, ChunkserverS
         after = last.clone();
         n += page
             .iter()
-            .filter(|(_, c)| c.refcount > 0 && c.servers.iter().filter(|s| alive.contains(s)).count() < target)
+            .filter(|(_, c)| {
+                c.refcount > 0 && c.servers.iter().filter(|s| alive.contains(s)).count() < target
+            })
             .count() as u64;
     }
     n
@@ -214,16 +223,21 @@ impl Master for MasterService {
             owner_access_key: r.owner_access_key,
             ..Default::default()
         };
-        self.write(Op::CreateBucket(CreateBucketCmd { config: Some(config.clone()) }))
-            .await?;
+        self.write(Op::CreateBucket(CreateBucketCmd {
+            config: Some(config.clone()),
+        }))
+        .await?;
         let name = config.name.clone();
         let cfg = self.read(true, |kv| state::get_bucket(kv, &name)).await?;
-        ok(CreateBucketResponse { config: cfg.or(Some(config)) })
+        ok(CreateBucketResponse {
+            config: cfg.or(Some(config)),
+        })
     }
 
     async fn delete_bucket(&self, req: Request<DeleteBucketRequest>) -> Rpc<DeleteBucketResponse> {
         let r = req.into_inner();
-        self.write(Op::DeleteBucket(DeleteBucketCmd { name: r.name })).await?;
+        self.write(Op::DeleteBucket(DeleteBucketCmd { name: r.name }))
+            .await?;
         ok(DeleteBucketResponse {})
     }
 
@@ -236,8 +250,13 @@ impl Master for MasterService {
         let name = req.into_inner().name;
         let b = self.read(false, |kv| state::get_bucket(kv, &name)).await?;
         match b {
-            Some(config) => ok(GetBucketResponse { config: Some(config) }),
-            None => Err(status_for_code("NoSuchBucket", &format!("no bucket {name}"))),
+            Some(config) => ok(GetBucketResponse {
+                config: Some(config),
+            }),
+            None => Err(status_for_code(
+                "NoSuchBucket",
+                &format!("no bucket {name}"),
+            )),
         }
     }
 
@@ -251,7 +270,9 @@ impl Master for MasterService {
                 if_match_etag: r.if_match_etag,
             }))
             .await?;
-        ok(PutObjectResponse { manifest: res.manifest })
+        ok(PutObjectResponse {
+            manifest: res.manifest,
+        })
     }
 
     async fn get_object(&self, req: Request<GetObjectRequest>) -> Rpc<GetObjectResponse> {
@@ -266,17 +287,30 @@ impl Master for MasterService {
     async fn delete_object(&self, req: Request<DeleteObjectRequest>) -> Rpc<DeleteObjectResponse> {
         let r = req.into_inner();
         let res = self
-            .write(Op::DeleteObject(DeleteObjectCmd { bucket: r.bucket, key: r.key }))
+            .write(Op::DeleteObject(DeleteObjectCmd {
+                bucket: r.bucket,
+                key: r.key,
+            }))
             .await?;
-        ok(DeleteObjectResponse { existed: !res.deleted_keys.is_empty() })
+        ok(DeleteObjectResponse {
+            existed: !res.deleted_keys.is_empty(),
+        })
     }
 
-    async fn delete_objects(&self, req: Request<DeleteObjectsRequest>) -> Rpc<DeleteObjectsResponse> {
+    async fn delete_objects(
+        &self,
+        req: Request<DeleteObjectsRequest>,
+    ) -> Rpc<DeleteObjectsResponse> {
         let r = req.into_inner();
         let res = self
-            .write(Op::DeleteObjects(DeleteObjectsCmd { bucket: r.bucket, keys: r.keys }))
+            .write(Op::DeleteObjects(DeleteObjectsCmd {
+                bucket: r.bucket,
+                keys: r.keys,
+            }))
             .await?;
-        ok(DeleteObjectsResponse { deleted: res.deleted_keys })
+        ok(DeleteObjectsResponse {
+            deleted: res.deleted_keys,
+        })
     }
 
     async fn list_objects(&self, req: Request<ListObjectsRequest>) -> Rpc<ListObjectsResponse> {
@@ -288,13 +322,18 @@ impl Master for MasterService {
         ok(resp)
     }
 
-    async fn create_multipart(&self, req: Request<CreateMultipartRequest>) -> Rpc<CreateMultipartResponse> {
+    async fn create_multipart(
+        &self,
+        req: Request<CreateMultipartRequest>,
+    ) -> Rpc<CreateMultipartResponse> {
         let mut upload = req.into_inner().upload.unwrap_or_default();
         upload.version = RECORD_VERSION;
         upload.upload_id = random_hex(16);
         let id = upload.upload_id.clone();
-        self.write(Op::CreateMultipart(CreateMultipartCmd { upload: Some(upload) }))
-            .await?;
+        self.write(Op::CreateMultipart(CreateMultipartCmd {
+            upload: Some(upload),
+        }))
+        .await?;
         ok(CreateMultipartResponse { upload_id: id })
     }
 
@@ -310,7 +349,10 @@ impl Master for MasterService {
         ok(PutPartResponse {})
     }
 
-    async fn complete_multipart(&self, req: Request<CompleteMultipartRequest>) -> Rpc<CompleteMultipartResponse> {
+    async fn complete_multipart(
+        &self,
+        req: Request<CompleteMultipartRequest>,
+    ) -> Rpc<CompleteMultipartResponse> {
         let r = req.into_inner();
         let res = self
             .write(Op::CompleteMultipart(CompleteMultipartCmd {
@@ -320,10 +362,15 @@ impl Master for MasterService {
                 parts: r.parts,
             }))
             .await?;
-        ok(CompleteMultipartResponse { manifest: res.manifest })
+        ok(CompleteMultipartResponse {
+            manifest: res.manifest,
+        })
     }
 
-    async fn abort_multipart(&self, req: Request<AbortMultipartRequest>) -> Rpc<AbortMultipartResponse> {
+    async fn abort_multipart(
+        &self,
+        req: Request<AbortMultipartRequest>,
+    ) -> Rpc<AbortMultipartResponse> {
         let r = req.into_inner();
         self.write(Op::AbortMultipart(AbortMultipartCmd {
             bucket: r.bucket,
@@ -336,7 +383,10 @@ impl Master for MasterService {
 
     async fn list_parts(&self, req: Request<ListPartsRequest>) -> Rpc<ListPartsResponse> {
         let r = req.into_inner();
-        let resp = self.read(false, |kv| state::list_parts(kv, &r)).await?.map_err(state_status)?;
+        let resp = self
+            .read(false, |kv| state::list_parts(kv, &r))
+            .await?
+            .map_err(state_status)?;
         ok(resp)
     }
 
@@ -345,28 +395,42 @@ impl Master for MasterService {
         req: Request<ListMultipartUploadsRequest>,
     ) -> Rpc<ListMultipartUploadsResponse> {
         let r = req.into_inner();
-        let resp = self.read(false, |kv| state::list_uploads(kv, &r)).await?.map_err(state_status)?;
+        let resp = self
+            .read(false, |kv| state::list_uploads(kv, &r))
+            .await?
+            .map_err(state_status)?;
         ok(resp)
     }
 
-    async fn allocate_chunks(&self, req: Request<AllocateChunksRequest>) -> Rpc<AllocateChunksResponse> {
+    async fn allocate_chunks(
+        &self,
+        req: Request<AllocateChunksRequest>,
+    ) -> Rpc<AllocateChunksResponse> {
         let r = req.into_inner();
         self.require_leader()?;
         let (bucket, servers) = self
-            .read(true, |kv| (state::get_bucket(kv, &r.bucket), self.live_servers(kv)))
+            .read(true, |kv| {
+                (state::get_bucket(kv, &r.bucket), self.live_servers(kv))
+            })
             .await?;
-        let bucket = bucket.ok_or_else(|| status_for_code("NoSuchBucket", &format!("no bucket {}", r.bucket)))?;
+        let bucket = bucket
+            .ok_or_else(|| status_for_code("NoSuchBucket", &format!("no bucket {}", r.bucket)))?;
         let alive: Vec<(ChunkserverRecord, ChunkserverState)> = servers
             .into_iter()
             .filter(|(rec, s)| *s == ChunkserverState::Alive && !rec.disk_full)
             .collect();
         let replication = crate::placement::effective_replication(bucket.replication, alive.len());
-        let usable: Vec<&(ChunkserverRecord, ChunkserverState)> =
-            alive.iter().filter(|(rec, _)| !r.exclude.contains(&rec.id)).collect();
+        let usable: Vec<&(ChunkserverRecord, ChunkserverState)> = alive
+            .iter()
+            .filter(|(rec, _)| !r.exclude.contains(&rec.id))
+            .collect();
         if usable.len() < replication as usize || replication == 0 {
             return Err(status_for_code(
                 "InsufficientServers",
-                &format!("need {replication} live chunkservers, have {}", usable.len()),
+                &format!(
+                    "need {replication} live chunkservers, have {}",
+                    usable.len()
+                ),
             ));
         }
         let cands: Vec<crate::placement::Candidate> = usable
@@ -383,11 +447,18 @@ impl Master for MasterService {
                     .filter_map(|id| usable.iter().find(|(rec, _)| rec.id == *id))
                     .map(|(rec, s)| Self::info(rec, *s))
                     .collect();
-                ChunkPlacement { sha256: sha.clone(), servers }
+                ChunkPlacement {
+                    sha256: sha.clone(),
+                    servers,
+                }
             })
             .collect();
         let live = alive.iter().map(|(rec, s)| Self::info(rec, *s)).collect();
-        ok(AllocateChunksResponse { replication, placements, live })
+        ok(AllocateChunksResponse {
+            replication,
+            placements,
+            live,
+        })
     }
 
     async fn locate_chunks(&self, req: Request<LocateChunksRequest>) -> Rpc<LocateChunksResponse> {
@@ -398,7 +469,9 @@ impl Master for MasterService {
                 r.sha256
                     .iter()
                     .map(|sha| {
-                        let ids = state::get_chunk(kv, sha).map(|c| c.servers).unwrap_or_default();
+                        let ids = state::get_chunk(kv, sha)
+                            .map(|c| c.servers)
+                            .unwrap_or_default();
                         let mut found: Vec<ChunkserverInfo> = ids
                             .iter()
                             .filter_map(|id| servers.iter().find(|(rec, _)| rec.id == *id))
@@ -406,7 +479,10 @@ impl Master for MasterService {
                             .collect();
                         // Live copies first; dead ones last (still worth a try).
                         found.sort_by_key(|i| i.state != ChunkserverState::Alive as i32);
-                        ChunkPlacement { sha256: sha.clone(), servers: found }
+                        ChunkPlacement {
+                            sha256: sha.clone(),
+                            servers: found,
+                        }
                     })
                     .collect()
             })
@@ -414,7 +490,10 @@ impl Master for MasterService {
         ok(LocateChunksResponse { placements })
     }
 
-    async fn report_bad_chunk(&self, req: Request<ReportBadChunkRequest>) -> Rpc<ReportBadChunkResponse> {
+    async fn report_bad_chunk(
+        &self,
+        req: Request<ReportBadChunkRequest>,
+    ) -> Rpc<ReportBadChunkResponse> {
         let r = req.into_inner();
         tracing::warn!(chunk = %hex::encode(&r.sha256), server = r.server_id, reason = %r.reason, "bad chunk copy reported");
         crate::metrics::BAD_CHUNK_REPORTS.inc();
@@ -438,15 +517,23 @@ impl Master for MasterService {
             .await?;
         self.leases.lock().seen(res.chunkserver_id, self.mono_ms());
         tracing::info!(id = res.chunkserver_id, epoch = res.chunkserver_epoch, addr = %r.addr, "chunkserver registered");
-        ok(RegisterChunkserverResponse { id: res.chunkserver_id, epoch: res.chunkserver_epoch })
+        ok(RegisterChunkserverResponse {
+            id: res.chunkserver_id,
+            epoch: res.chunkserver_epoch,
+        })
     }
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Rpc<HeartbeatResponse> {
         let r = req.into_inner();
         self.require_leader()?;
-        let rec = self.read(true, |kv| state::get_chunkserver(kv, r.id)).await?;
+        let rec = self
+            .read(true, |kv| state::get_chunkserver(kv, r.id))
+            .await?;
         let Some(rec) = rec.filter(|rec| rec.epoch == r.epoch) else {
-            return ok(HeartbeatResponse { reregister: true, ..Default::default() });
+            return ok(HeartbeatResponse {
+                reregister: true,
+                ..Default::default()
+            });
         };
         self.leases.lock().seen(r.id, self.mono_ms());
         let disk_full = !r.disks.is_empty() && r.disks.iter().all(|d| d.full || d.failed);
@@ -454,7 +541,8 @@ impl Master for MasterService {
             || rec.chunks != r.chunks
             || rec.capacity_bytes != r.capacity_bytes
             || rec.disk_full != disk_full;
-        let stale = anode_common::now_ms().saturating_sub(rec.last_heartbeat_ms) > STATS_COMMIT_INTERVAL_MS;
+        let stale =
+            anode_common::now_ms().saturating_sub(rec.last_heartbeat_ms) > STATS_COMMIT_INTERVAL_MS;
         if changed || stale {
             self.write(Op::ChunkserverUpdate(ChunkserverUpdateCmd {
                 id: r.id,
@@ -474,19 +562,35 @@ impl Master for MasterService {
         }
         self.repairs.lock().done(r.id, &r.done_commands);
         let commands = self.repair_commands(r.id).await?;
-        ok(HeartbeatResponse { lease_ms: self.lease_cfg.lease_ms, epoch: rec.epoch, commands, reregister: false })
+        ok(HeartbeatResponse {
+            lease_ms: self.lease_cfg.lease_ms,
+            epoch: rec.epoch,
+            commands,
+            reregister: false,
+        })
     }
 
     async fn create_key(&self, req: Request<CreateKeyRequest>) -> Rpc<CreateKeyResponse> {
         let r = req.into_inner();
         let key = AccessKey {
             version: RECORD_VERSION,
-            access_key: if r.access_key.is_empty() { format!("AK{}", random_hex(9).to_uppercase()) } else { r.access_key },
-            secret_key: if r.secret_key.is_empty() { random_hex(20) } else { r.secret_key },
+            access_key: if r.access_key.is_empty() {
+                format!("AK{}", random_hex(9).to_uppercase())
+            } else {
+                r.access_key
+            },
+            secret_key: if r.secret_key.is_empty() {
+                random_hex(20)
+            } else {
+                r.secret_key
+            },
             name: r.name,
             created_ms: anode_common::now_ms(),
         };
-        self.write(Op::CreateKey(CreateKeyCmd { key: Some(key.clone()) })).await?;
+        self.write(Op::CreateKey(CreateKeyCmd {
+            key: Some(key.clone()),
+        }))
+        .await?;
         ok(CreateKeyResponse { key: Some(key) })
     }
 
@@ -497,7 +601,10 @@ impl Master for MasterService {
 
     async fn delete_key(&self, req: Request<DeleteKeyRequest>) -> Rpc<DeleteKeyResponse> {
         let r = req.into_inner();
-        self.write(Op::DeleteKey(DeleteKeyCmd { access_key: r.access_key })).await?;
+        self.write(Op::DeleteKey(DeleteKeyCmd {
+            access_key: r.access_key,
+        }))
+        .await?;
         ok(DeleteKeyResponse {})
     }
 
@@ -505,7 +612,10 @@ impl Master for MasterService {
         let ak = req.into_inner().access_key;
         match self.read(false, |kv| state::get_key(kv, &ak)).await? {
             Some(key) => ok(GetKeyResponse { key: Some(key) }),
-            None => Err(status_for_code("NoSuchAccessKey", &format!("no access key {ak}"))),
+            None => Err(status_for_code(
+                "NoSuchAccessKey",
+                &format!("no access key {ak}"),
+            )),
         }
     }
 
@@ -518,16 +628,24 @@ impl Master for MasterService {
         self.require_leader()?;
         let st = self.node.status();
         if r.id == 0 || r.addr.is_empty() {
-            return Err(status_for_code("InvalidArgument", "member id must be non-zero and addr non-empty"));
+            return Err(status_for_code(
+                "InvalidArgument",
+                "member id must be non-zero and addr non-empty",
+            ));
         }
         if st.voters.contains(&r.id) {
-            return Err(status_for_code("AlreadyMember", &format!("{} is already a voter", r.id)));
+            return Err(status_for_code(
+                "AlreadyMember",
+                &format!("{} is already a voter", r.id),
+            ));
         }
         if !st.learners.contains(&r.id) {
-            self.conf_change(ConfChangeType::AddLearnerNode, r.id, &r.addr).await?;
+            self.conf_change(ConfChangeType::AddLearnerNode, r.id, &r.addr)
+                .await?;
         }
         self.wait_caught_up(r.id).await?;
-        self.conf_change(ConfChangeType::AddNode, r.id, &r.addr).await?;
+        self.conf_change(ConfChangeType::AddNode, r.id, &r.addr)
+            .await?;
         tracing::info!(id = r.id, addr = %r.addr, "member added as voter");
         ok(AddMemberResponse {})
     }
@@ -537,9 +655,13 @@ impl Master for MasterService {
         self.require_leader()?;
         let st = self.node.status();
         if !st.voters.contains(&id) && !st.learners.contains(&id) {
-            return Err(status_for_code("NotMember", &format!("{id} is not a member")));
+            return Err(status_for_code(
+                "NotMember",
+                &format!("{id} is not a member"),
+            ));
         }
-        crate::membership::check_removal(&st, id).map_err(|m| status_for_code("WouldLoseQuorum", &m))?;
+        crate::membership::check_removal(&st, id)
+            .map_err(|m| status_for_code("WouldLoseQuorum", &m))?;
         if id == st.id {
             return Err(self.step_down_for_removal(&st).await);
         }
@@ -548,27 +670,44 @@ impl Master for MasterService {
         ok(RemoveMemberResponse {})
     }
 
-    async fn transfer_leader(&self, req: Request<TransferLeaderRequest>) -> Rpc<TransferLeaderResponse> {
+    async fn transfer_leader(
+        &self,
+        req: Request<TransferLeaderRequest>,
+    ) -> Rpc<TransferLeaderResponse> {
         let id = req.into_inner().id;
         self.require_leader()?;
         let st = self.node.status();
         if !st.voters.contains(&id) {
-            return Err(status_for_code("NotMember", &format!("{id} is not a voter")));
+            return Err(status_for_code(
+                "NotMember",
+                &format!("{id} is not a voter"),
+            ));
         }
         if id == st.id {
             return ok(TransferLeaderResponse {});
         }
-        self.node.transfer_leader(id).map_err(|e| self.node_status(e))?;
+        self.node
+            .transfer_leader(id)
+            .map_err(|e| self.node_status(e))?;
         if self.wait_leader(id, Duration::from_secs(5)).await {
             ok(TransferLeaderResponse {})
         } else {
-            Err(Status::unavailable(format!("leadership did not move to {id} within 5 s")))
+            Err(Status::unavailable(format!(
+                "leadership did not move to {id} within 5 s"
+            )))
         }
     }
 
-    async fn drain_chunkserver(&self, req: Request<DrainChunkserverRequest>) -> Rpc<DrainChunkserverResponse> {
+    async fn drain_chunkserver(
+        &self,
+        req: Request<DrainChunkserverRequest>,
+    ) -> Rpc<DrainChunkserverResponse> {
         let r = req.into_inner();
-        self.write(Op::SetDraining(SetDrainingCmd { id: r.id, draining: !r.cancel })).await?;
+        self.write(Op::SetDraining(SetDrainingCmd {
+            id: r.id,
+            draining: !r.cancel,
+        }))
+        .await?;
         ok(DrainChunkserverResponse {})
     }
 }
@@ -586,7 +725,11 @@ impl MasterService {
             q.commands_for(server, now, |sha| {
                 let holders = state::get_chunk(kv, sha)?.servers;
                 live.iter()
-                    .filter(|(rec, s)| rec.id != server && *s == ChunkserverState::Alive && holders.contains(&rec.id))
+                    .filter(|(rec, s)| {
+                        rec.id != server
+                            && *s == ChunkserverState::Alive
+                            && holders.contains(&rec.id)
+                    })
                     .map(|(rec, _)| (rec.id, rec.addr.clone()))
                     .next()
             })
@@ -600,7 +743,11 @@ impl MasterService {
         single.node_id = id;
         let mut cc = ConfChangeV2::default();
         cc.set_changes(vec![single].into());
-        let ctx = MemberChangeContext { version: RECORD_VERSION, id, addr: addr.to_string() };
+        let ctx = MemberChangeContext {
+            version: RECORD_VERSION,
+            id,
+            addr: addr.to_string(),
+        };
         cc.set_context(ctx.encode_to_vec().into());
         let res = tokio::time::timeout(RAFT_TIMEOUT, self.node.conf_change(cc))
             .await
@@ -617,14 +764,19 @@ impl MasterService {
         loop {
             let st = self.node.status();
             if st.role != "leader" {
-                return Err(self.node_status(NodeError::NotLeader { leader: st.leader_id }));
+                return Err(self.node_status(NodeError::NotLeader {
+                    leader: st.leader_id,
+                }));
             }
             let matched = st.matched.get(&id).copied().unwrap_or(0);
             if matched + 10 >= st.commit && matched > 0 {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(Status::deadline_exceeded(format!("learner {id} did not catch up (matched {matched} of {})", st.commit)));
+                return Err(Status::deadline_exceeded(format!(
+                    "learner {id} did not catch up (matched {matched} of {})",
+                    st.commit
+                )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -683,7 +835,11 @@ impl MasterService {
                 .map(|(rec, s)| ChunkserverStatus {
                     id: rec.id,
                     addr: rec.addr.clone(),
-                    state: if is_leader { state_name(*s).to_string() } else { "unknown".to_string() },
+                    state: if is_leader {
+                        state_name(*s).to_string()
+                    } else {
+                        "unknown".to_string()
+                    },
                     used_bytes: rec.used_bytes,
                     capacity_bytes: rec.capacity_bytes,
                     chunks: rec.chunks,
@@ -691,7 +847,11 @@ impl MasterService {
                     epoch: rec.epoch,
                 })
                 .collect(),
-            under_replicated_chunks: if is_leader { under_replicated(&view, &servers) } else { 0 },
+            under_replicated_chunks: if is_leader {
+                under_replicated(&view, &servers)
+            } else {
+                0
+            },
             buckets: stats.buckets,
             objects: stats.objects,
             chunks: stats.chunks,

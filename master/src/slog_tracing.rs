@@ -17,13 +17,19 @@ impl slog::Drain for TracingDrain {
     type Ok = ();
     type Err = slog::Never;
 
-    fn log(&self, record: &slog::Record<'_>, values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+    fn log(
+        &self,
+        record: &slog::Record<'_>,
+        values: &slog::OwnedKVList,
+    ) -> Result<(), slog::Never> {
         let mut kv = KvCollector(String::new());
         let _ = slog::KV::serialize(&record.kv(), record, &mut kv);
         let _ = slog::KV::serialize(values, record, &mut kv);
         let msg = record.msg();
         match record.level() {
-            slog::Level::Critical | slog::Level::Error => tracing::error!(target: "raft", "{msg}{}", kv.0),
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::error!(target: "raft", "{msg}{}", kv.0)
+            }
             slog::Level::Warning => tracing::warn!(target: "raft", "{msg}{}", kv.0),
             slog::Level::Info => tracing::info!(target: "raft", "{msg}{}", kv.0),
             slog::Level::Debug => tracing::debug!(target: "raft", "{msg}{}", kv.0),

@@ -156,10 +156,25 @@ pub(crate) fn upload_prefix(bucket: &str) -> Vec<u8> {
     [b"m/", bucket.as_bytes(), b"\0"].concat()
 }
 pub(crate) fn upload_key(bucket: &str, key: &str, id: &str) -> Vec<u8> {
-    [upload_prefix(bucket).as_slice(), key.as_bytes(), b"\0", id.as_bytes()].concat()
+    [
+        upload_prefix(bucket).as_slice(),
+        key.as_bytes(),
+        b"\0",
+        id.as_bytes(),
+    ]
+    .concat()
 }
 pub(crate) fn part_prefix(bucket: &str, key: &str, id: &str) -> Vec<u8> {
-    [b"p/", bucket.as_bytes(), b"\0", key.as_bytes(), b"\0", id.as_bytes(), b"\0"].concat()
+    [
+        b"p/",
+        bucket.as_bytes(),
+        b"\0",
+        key.as_bytes(),
+        b"\0",
+        id.as_bytes(),
+        b"\0",
+    ]
+    .concat()
 }
 fn part_key(bucket: &str, key: &str, id: &str, n: u32) -> Vec<u8> {
     [part_prefix(bucket, key, id).as_slice(), &n.to_be_bytes()].concat()
@@ -257,10 +272,19 @@ pub fn get_chunk(kv: &dyn KvRead, sha256: &[u8]) -> Option<ChunkInfo> {
 
 /// Up to `limit` chunk records after `start_after` (exclusive) in hash order.
 pub fn scan_chunks(kv: &dyn KvRead, start_after: &[u8], limit: usize) -> Vec<(Vec<u8>, ChunkInfo)> {
-    let start = if start_after.is_empty() { chunk_key(&[]) } else { [chunk_key(start_after), vec![0]].concat() };
+    let start = if start_after.is_empty() {
+        chunk_key(&[])
+    } else {
+        [chunk_key(start_after), vec![0]].concat()
+    };
     kv.scan(&start, prefix_end(b"c/").as_deref(), limit)
         .into_iter()
-        .map(|(k, v)| (k[2..].to_vec(), ChunkInfo::decode(v.as_slice()).expect("state record decodes")))
+        .map(|(k, v)| {
+            (
+                k[2..].to_vec(),
+                ChunkInfo::decode(v.as_slice()).expect("state record decodes"),
+            )
+        })
         .collect()
 }
 
@@ -287,7 +311,9 @@ pub struct Stats {
 /// Namespace counters.
 pub fn stats(kv: &dyn KvRead) -> Stats {
     Stats {
-        buckets: kv.scan(b"b/", prefix_end(b"b/").as_deref(), usize::MAX).len() as u64,
+        buckets: kv
+            .scan(b"b/", prefix_end(b"b/").as_deref(), usize::MAX)
+            .len() as u64,
         objects: get_u64(kv, STAT_OBJECTS),
         chunks: get_u64(kv, STAT_CHUNKS),
         logical_bytes: get_u64(kv, STAT_LOGICAL),
@@ -302,18 +328,28 @@ pub fn stats(kv: &dyn KvRead) -> Stats {
 pub fn apply_bytes(kv: &dyn KvRead, index: u64, data: &[u8]) -> (Vec<Mutation>, CommandResult) {
     match Command::decode(data) {
         Ok(cmd) => apply(kv, index, &cmd),
-        Err(e) => (Vec::new(), error_result(&StateError::BadCommand(e.to_string()))),
+        Err(e) => (
+            Vec::new(),
+            error_result(&StateError::BadCommand(e.to_string())),
+        ),
     }
 }
 
 fn error_result(e: &StateError) -> CommandResult {
-    CommandResult { error_code: e.code().into(), error_message: e.to_string(), ..Default::default() }
+    CommandResult {
+        error_code: e.code().into(),
+        error_message: e.to_string(),
+        ..Default::default()
+    }
 }
 
 /// Apply one command at raft `index`. On error no mutation is returned.
 pub fn apply(kv: &dyn KvRead, index: u64, cmd: &Command) -> (Vec<Mutation>, CommandResult) {
     if cmd.version == 0 || cmd.version > COMMAND_VERSION {
-        return (Vec::new(), error_result(&StateError::UnsupportedVersion(cmd.version)));
+        return (
+            Vec::new(),
+            error_result(&StateError::UnsupportedVersion(cmd.version)),
+        );
     }
     let mut o = Overlay::new(kv);
     let res = match &cmd.op {
@@ -339,7 +375,8 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op) -> Res {
         Op::CreateKey(c) => create_key(o, now, c),
         Op::DeleteKey(c) => {
             let k = access_key(&c.access_key);
-            o.get(&k).ok_or_else(|| StateError::NoSuchAccessKey(c.access_key.clone()))?;
+            o.get(&k)
+                .ok_or_else(|| StateError::NoSuchAccessKey(c.access_key.clone()))?;
             o.delete(k);
             Ok(CommandResult::default())
         }
@@ -377,14 +414,24 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op) -> Res {
 /// S3 bucket naming rules.
 pub fn valid_bucket_name(n: &str) -> bool {
     let b = n.as_bytes();
-    let ok_chars = b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-');
+    let ok_chars = b
+        .iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-');
     let ends = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     let is_ip = n.split('.').count() == 4 && n.split('.').all(|p| p.parse::<u8>().is_ok());
-    (3..=63).contains(&b.len()) && ok_chars && ends(b.first()) && ends(b.last()) && !n.contains("..") && !is_ip
+    (3..=63).contains(&b.len())
+        && ok_chars
+        && ends(b.first())
+        && ends(b.last())
+        && !n.contains("..")
+        && !is_ip
 }
 
 fn create_bucket(o: &mut Overlay<'_>, now: u64, c: &CreateBucketCmd) -> Res {
-    let cfg = c.config.clone().ok_or_else(|| StateError::BadCommand("no bucket config".into()))?;
+    let cfg = c
+        .config
+        .clone()
+        .ok_or_else(|| StateError::BadCommand("no bucket config".into()))?;
     if !valid_bucket_name(&cfg.name) {
         return Err(StateError::InvalidBucketName(cfg.name));
     }
@@ -395,7 +442,11 @@ fn create_bucket(o: &mut Overlay<'_>, now: u64, c: &CreateBucketCmd) -> Res {
             StateError::BucketAlreadyExists(cfg.name)
         });
     }
-    let cfg = BucketConfig { version: RECORD_VERSION, created_ms: now, ..cfg };
+    let cfg = BucketConfig {
+        version: RECORD_VERSION,
+        created_ms: now,
+        ..cfg
+    };
     o.put(bucket_key(&cfg.name), cfg.encode_to_vec());
     Ok(CommandResult::default())
 }
@@ -403,7 +454,10 @@ fn create_bucket(o: &mut Overlay<'_>, now: u64, c: &CreateBucketCmd) -> Res {
 fn delete_bucket(o: &mut Overlay<'_>, name: &str) -> Res {
     get_bucket(o, name).ok_or_else(|| StateError::NoSuchBucket(name.into()))?;
     for prefix in [object_prefix(name), upload_prefix(name)] {
-        if !o.scan(&prefix, prefix_end(&prefix).as_deref(), 1).is_empty() {
+        if !o
+            .scan(&prefix, prefix_end(&prefix).as_deref(), 1)
+            .is_empty()
+        {
             return Err(StateError::BucketNotEmpty(name.into()));
         }
     }
@@ -417,7 +471,11 @@ fn adjust_refs(o: &mut Overlay<'_>, now: u64, chunks: &[ChunkRef], delta: i64) {
         let key = chunk_key(&c.sha256);
         let existing = get_chunk(o, &c.sha256);
         let is_new = existing.is_none();
-        let mut ci = existing.unwrap_or(ChunkInfo { version: RECORD_VERSION, length: c.length, ..Default::default() });
+        let mut ci = existing.unwrap_or(ChunkInfo {
+            version: RECORD_VERSION,
+            length: c.length,
+            ..Default::default()
+        });
         if delta > 0 {
             ci.refcount += delta as u64;
             ci.zero_since_ms = 0;
@@ -447,15 +505,28 @@ fn adjust_refs(o: &mut Overlay<'_>, now: u64, chunks: &[ChunkRef], delta: i64) {
 fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd) -> Res {
     get_bucket(o, &c.bucket).ok_or_else(|| StateError::NoSuchBucket(c.bucket.clone()))?;
     if c.key.is_empty() || c.key.len() > 1024 {
-        return Err(StateError::InvalidArgument("object key must be 1 to 1024 bytes".into()));
+        return Err(StateError::InvalidArgument(
+            "object key must be 1 to 1024 bytes".into(),
+        ));
     }
-    let m = c.manifest.clone().ok_or_else(|| StateError::BadCommand("no manifest".into()))?;
+    let m = c
+        .manifest
+        .clone()
+        .ok_or_else(|| StateError::BadCommand("no manifest".into()))?;
     let key = object_key(&c.bucket, &c.key);
     let old: Option<Manifest> = get_msg(o, &key);
     check_condition(old.as_ref(), c.if_match_etag.as_deref())?;
-    let m = Manifest { version: MANIFEST_VERSION, mtime_ms: now, object_version: index, ..m };
+    let m = Manifest {
+        version: MANIFEST_VERSION,
+        mtime_ms: now,
+        object_version: index,
+        ..m
+    };
     replace_object(o, now, &key, old, &m);
-    Ok(CommandResult { manifest: Some(m), ..Default::default() })
+    Ok(CommandResult {
+        manifest: Some(m),
+        ..Default::default()
+    })
 }
 
 fn check_condition(old: Option<&Manifest>, cond: Option<&str>) -> Result<(), StateError> {
@@ -498,24 +569,38 @@ fn delete_objects(o: &mut Overlay<'_>, now: u64, bucket: &str, keys: &[String]) 
             deleted.push(k.clone());
         }
     }
-    Ok(CommandResult { deleted_keys: deleted, ..Default::default() })
+    Ok(CommandResult {
+        deleted_keys: deleted,
+        ..Default::default()
+    })
 }
 
 fn create_key(o: &mut Overlay<'_>, now: u64, c: &CreateKeyCmd) -> Res {
-    let k = c.key.clone().ok_or_else(|| StateError::BadCommand("no key".into()))?;
+    let k = c
+        .key
+        .clone()
+        .ok_or_else(|| StateError::BadCommand("no key".into()))?;
     if k.access_key.is_empty() || k.secret_key.is_empty() {
-        return Err(StateError::InvalidArgument("access and secret key must be non-empty".into()));
+        return Err(StateError::InvalidArgument(
+            "access and secret key must be non-empty".into(),
+        ));
     }
     if get_key(o, &k.access_key).is_some() {
         return Err(StateError::AccessKeyExists(k.access_key));
     }
-    let k = AccessKey { version: RECORD_VERSION, created_ms: now, ..k };
+    let k = AccessKey {
+        version: RECORD_VERSION,
+        created_ms: now,
+        ..k
+    };
     o.put(access_key(&k.access_key), k.encode_to_vec());
     Ok(CommandResult::default())
 }
 
 fn register(o: &mut Overlay<'_>, now: u64, c: &RegisterChunkserverCmd) -> Res {
-    let known = o.get(&uuid_key(&c.uuid)).and_then(|v| v.try_into().ok().map(u64::from_be_bytes));
+    let known = o
+        .get(&uuid_key(&c.uuid))
+        .and_then(|v| v.try_into().ok().map(u64::from_be_bytes));
     let (id, epoch, rec) = match known.and_then(|id| get_chunkserver(o, id)) {
         Some(rec) => (rec.id, rec.epoch + 1, rec),
         None => {
@@ -538,13 +623,21 @@ fn register(o: &mut Overlay<'_>, now: u64, c: &RegisterChunkserverCmd) -> Res {
         ..rec
     };
     o.put(server_key(id), rec.encode_to_vec());
-    Ok(CommandResult { chunkserver_id: id, chunkserver_epoch: epoch, ..Default::default() })
+    Ok(CommandResult {
+        chunkserver_id: id,
+        chunkserver_epoch: epoch,
+        ..Default::default()
+    })
 }
 
 fn server_update(o: &mut Overlay<'_>, now: u64, c: &ChunkserverUpdateCmd) -> Res {
     let mut rec = get_chunkserver(o, c.id).ok_or(StateError::UnknownChunkserver(c.id))?;
     if rec.epoch != c.epoch {
-        return Err(StateError::StaleEpoch { id: c.id, got: c.epoch, current: rec.epoch });
+        return Err(StateError::StaleEpoch {
+            id: c.id,
+            got: c.epoch,
+            current: rec.epoch,
+        });
     }
     rec.capacity_bytes = c.capacity_bytes;
     rec.used_bytes = c.used_bytes;
@@ -552,35 +645,64 @@ fn server_update(o: &mut Overlay<'_>, now: u64, c: &ChunkserverUpdateCmd) -> Res
     rec.disk_full = c.disk_full;
     rec.last_heartbeat_ms = now;
     o.put(server_key(c.id), rec.encode_to_vec());
-    Ok(CommandResult { chunkserver_id: rec.id, chunkserver_epoch: rec.epoch, ..Default::default() })
+    Ok(CommandResult {
+        chunkserver_id: rec.id,
+        chunkserver_epoch: rec.epoch,
+        ..Default::default()
+    })
 }
 
 fn create_multipart(o: &mut Overlay<'_>, now: u64, c: &CreateMultipartCmd) -> Res {
-    let u = c.upload.clone().ok_or_else(|| StateError::BadCommand("no upload".into()))?;
+    let u = c
+        .upload
+        .clone()
+        .ok_or_else(|| StateError::BadCommand("no upload".into()))?;
     get_bucket(o, &u.bucket).ok_or_else(|| StateError::NoSuchBucket(u.bucket.clone()))?;
     if u.upload_id.is_empty() || u.key.is_empty() {
-        return Err(StateError::InvalidArgument("upload id and key must be non-empty".into()));
+        return Err(StateError::InvalidArgument(
+            "upload id and key must be non-empty".into(),
+        ));
     }
-    let u = MultipartUpload { version: RECORD_VERSION, initiated_ms: now, ..u };
-    o.put(upload_key(&u.bucket, &u.key, &u.upload_id), u.encode_to_vec());
+    let u = MultipartUpload {
+        version: RECORD_VERSION,
+        initiated_ms: now,
+        ..u
+    };
+    o.put(
+        upload_key(&u.bucket, &u.key, &u.upload_id),
+        u.encode_to_vec(),
+    );
     Ok(CommandResult::default())
 }
 
 fn put_part(o: &mut Overlay<'_>, now: u64, c: &PutPartCmd) -> Res {
-    get_upload(o, &c.bucket, &c.key, &c.upload_id).ok_or_else(|| StateError::NoSuchUpload(c.upload_id.clone()))?;
-    let p = c.part.clone().ok_or_else(|| StateError::BadCommand("no part".into()))?;
+    get_upload(o, &c.bucket, &c.key, &c.upload_id)
+        .ok_or_else(|| StateError::NoSuchUpload(c.upload_id.clone()))?;
+    let p = c
+        .part
+        .clone()
+        .ok_or_else(|| StateError::BadCommand("no part".into()))?;
     if !(1..=MAX_PART_NUMBER).contains(&p.part_number) {
-        return Err(StateError::InvalidArgument(format!("part number {} not in 1..=10000", p.part_number)));
+        return Err(StateError::InvalidArgument(format!(
+            "part number {} not in 1..=10000",
+            p.part_number
+        )));
     }
     if !p.inline_data.is_empty() {
-        return Err(StateError::InvalidArgument("parts are stored as chunks, never inline".into()));
+        return Err(StateError::InvalidArgument(
+            "parts are stored as chunks, never inline".into(),
+        ));
     }
     let key = part_key(&c.bucket, &c.key, &c.upload_id, p.part_number);
     if let Some(old) = get_msg::<PartRecord>(o, &key) {
         adjust_refs(o, now, &old.chunks, -1);
     }
     adjust_refs(o, now, &p.chunks, 1);
-    let p = PartRecord { version: RECORD_VERSION, mtime_ms: now, ..p };
+    let p = PartRecord {
+        version: RECORD_VERSION,
+        mtime_ms: now,
+        ..p
+    };
     o.put(key, p.encode_to_vec());
     Ok(CommandResult::default())
 }
@@ -594,11 +716,15 @@ fn upload_parts(o: &dyn KvRead, bucket: &str, key: &str, id: &str) -> BTreeMap<u
 }
 
 fn complete_multipart(o: &mut Overlay<'_>, index: u64, now: u64, c: &CompleteMultipartCmd) -> Res {
-    let u = get_upload(o, &c.bucket, &c.key, &c.upload_id).ok_or_else(|| StateError::NoSuchUpload(c.upload_id.clone()))?;
+    let u = get_upload(o, &c.bucket, &c.key, &c.upload_id)
+        .ok_or_else(|| StateError::NoSuchUpload(c.upload_id.clone()))?;
     if c.parts.is_empty() {
         return Err(StateError::InvalidArgument("no parts".into()));
     }
-    if c.parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+    if c.parts
+        .windows(2)
+        .any(|w| w[0].part_number >= w[1].part_number)
+    {
         return Err(StateError::InvalidPartOrder);
     }
     let stored = upload_parts(o, &c.bucket, &c.key, &c.upload_id);
@@ -607,7 +733,9 @@ fn complete_multipart(o: &mut Overlay<'_>, index: u64, now: u64, c: &CompleteMul
         let p = stored
             .get(&cp.part_number)
             .filter(|p| p.etag.trim_matches('"') == cp.etag.trim_matches('"'))
-            .ok_or_else(|| StateError::InvalidPart(format!("part {} missing or etag differs", cp.part_number)))?;
+            .ok_or_else(|| {
+                StateError::InvalidPart(format!("part {} missing or etag differs", cp.part_number))
+            })?;
         if i + 1 < c.parts.len() && p.size < MIN_PART_BYTES {
             return Err(StateError::EntityTooSmall(cp.part_number));
         }
@@ -623,7 +751,10 @@ fn complete_multipart(o: &mut Overlay<'_>, index: u64, now: u64, c: &CompleteMul
     let key = object_key(&c.bucket, &c.key);
     let old: Option<Manifest> = get_msg(o, &key);
     replace_object(o, now, &key, old, &m);
-    Ok(CommandResult { manifest: Some(m), ..Default::default() })
+    Ok(CommandResult {
+        manifest: Some(m),
+        ..Default::default()
+    })
 }
 
 /// S3 multipart ETag: hex(md5(concat(binary md5 of each part))) + "-N".
@@ -644,7 +775,10 @@ fn multipart_manifest(u: &MultipartUpload, parts: &[PartRecord], index: u64, now
         content_type: u.content_type.clone(),
         user_metadata: u.user_metadata.clone(),
         system_metadata: u.system_metadata.clone(),
-        chunks: parts.iter().flat_map(|p| p.chunks.iter().cloned()).collect(),
+        chunks: parts
+            .iter()
+            .flat_map(|p| p.chunks.iter().cloned())
+            .collect(),
         part_sizes: parts.iter().map(|p| p.size).collect(),
         mtime_ms: now,
         object_version: index,
@@ -653,7 +787,8 @@ fn multipart_manifest(u: &MultipartUpload, parts: &[PartRecord], index: u64, now
 }
 
 fn abort_multipart(o: &mut Overlay<'_>, now: u64, c: &AbortMultipartCmd) -> Res {
-    get_upload(o, &c.bucket, &c.key, &c.upload_id).ok_or_else(|| StateError::NoSuchUpload(c.upload_id.clone()))?;
+    get_upload(o, &c.bucket, &c.key, &c.upload_id)
+        .ok_or_else(|| StateError::NoSuchUpload(c.upload_id.clone()))?;
     for p in upload_parts(o, &c.bucket, &c.key, &c.upload_id).values() {
         adjust_refs(o, now, &p.chunks, -1);
         o.delete(part_key(&c.bucket, &c.key, &c.upload_id, p.part_number));
@@ -684,15 +819,25 @@ pub fn check_invariants(kv: &dyn KvRead) -> Result<(), String> {
     for (sha, ci) in scan_chunks(kv, &[], usize::MAX) {
         let want = refs.remove(&sha).unwrap_or(0);
         if ci.refcount != want {
-            return Err(format!("chunk {} refcount {} but {} references", hex::encode(&sha), ci.refcount, want));
+            return Err(format!(
+                "chunk {} refcount {} but {} references",
+                hex::encode(&sha),
+                ci.refcount,
+                want
+            ));
         }
     }
     if let Some((sha, n)) = refs.into_iter().next() {
-        return Err(format!("chunk {} referenced {n} times but has no record", hex::encode(sha)));
+        return Err(format!(
+            "chunk {} referenced {n} times but has no record",
+            hex::encode(sha)
+        ));
     }
     let st = stats(kv);
     if st.objects != objects || st.logical_bytes != logical {
-        return Err(format!("counters {st:?} but {objects} objects, {logical} bytes"));
+        return Err(format!(
+            "counters {st:?} but {objects} objects, {logical} bytes"
+        ));
     }
     Ok(())
 }

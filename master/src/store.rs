@@ -122,7 +122,9 @@ impl RaftStore {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 
     fn load_cache(&self) -> Result<(), StoreError> {
@@ -144,7 +146,9 @@ impl RaftStore {
         }
         let mut it = self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::End);
         c.last_index = match it.next() {
-            Some(Ok((k, _))) => u64::from_be_bytes(k[..8].try_into().map_err(|_| corrupt("log key", "len"))?),
+            Some(Ok((k, _))) => {
+                u64::from_be_bytes(k[..8].try_into().map_err(|_| corrupt("log key", "len"))?)
+            }
             Some(Err(e)) => return Err(e.into()),
             None => c.truncated_index,
         };
@@ -164,8 +168,10 @@ impl RaftStore {
 
     /// Bootstrap a new group: persist the initial voter set.
     pub fn bootstrap(&self, voters: Vec<u64>) -> Result<(), StoreError> {
-        let mut cs = ConfState::default();
-        cs.voters = voters;
+        let cs = ConfState {
+            voters,
+            ..Default::default()
+        };
         let bytes = cs.write_to_bytes().map_err(|e| corrupt("conf_state", e))?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
@@ -318,12 +324,19 @@ impl RaftStore {
         let meta = self.cf(CF_META);
         b.put_cf(meta, KEY_APPLIED, pair_bytes(md.index, md.term));
         b.put_cf(meta, KEY_TRUNCATED, pair_bytes(md.index, md.term));
-        let cs_bytes = md.get_conf_state().write_to_bytes().map_err(|e| corrupt("conf_state", e))?;
+        let cs_bytes = md
+            .get_conf_state()
+            .write_to_bytes()
+            .map_err(|e| corrupt("conf_state", e))?;
         b.put_cf(meta, KEY_CONF_STATE, cs_bytes);
         let mut hs = self.hard_state();
         hs.commit = hs.commit.max(md.index);
         hs.term = hs.term.max(md.term);
-        b.put_cf(meta, KEY_HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard_state", e))?);
+        b.put_cf(
+            meta,
+            KEY_HARD_STATE,
+            hs.write_to_bytes().map_err(|e| corrupt("hard_state", e))?,
+        );
         fail::fail_point!("master::store::mid_snapshot_install");
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
@@ -375,7 +388,9 @@ impl RaftStore {
 
     fn read_entry(&self, idx: u64) -> Result<Option<Entry>, StoreError> {
         match self.db.get_cf(self.cf(CF_LOG), u64_key(idx))? {
-            Some(v) => Ok(Some(Entry::parse_from_bytes(&v).map_err(|e| corrupt("entry", e))?)),
+            Some(v) => Ok(Some(
+                Entry::parse_from_bytes(&v).map_err(|e| corrupt("entry", e))?,
+            )),
             None => Ok(None),
         }
     }
@@ -493,11 +508,12 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = vec![index as u8].into();
-        e
+        Entry {
+            index,
+            term,
+            data: vec![index as u8].into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -508,9 +524,11 @@ mod tests {
             assert!(s.is_empty());
             s.bootstrap(vec![1, 2, 3]).unwrap();
             let ents: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
-            let mut hs = HardState::default();
-            hs.term = 1;
-            hs.commit = 3;
+            let hs = HardState {
+                term: 1,
+                commit: 3,
+                ..Default::default()
+            };
             s.persist(&ents, Some(&hs)).unwrap();
             // A new leader overwrites 4..5 with one entry at term 2.
             s.persist(&[entry(4, 2)], None).unwrap();
@@ -522,7 +540,12 @@ mod tests {
         assert_eq!(s.term(4).unwrap(), 2);
         assert_eq!(s.initial_state().unwrap().hard_state.commit, 3);
         assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1, 2, 3]);
-        assert_eq!(s.entries(1, 5, None, GetEntriesContext::empty(false)).unwrap().len(), 4);
+        assert_eq!(
+            s.entries(1, 5, None, GetEntriesContext::empty(false))
+                .unwrap()
+                .len(),
+            4
+        );
     }
 
     #[test]

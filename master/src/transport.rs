@@ -111,13 +111,14 @@ struct PeerTask {
 
 impl PeerTask {
     async fn run(self, mut rx: mpsc::Receiver<Vec<Message>>) {
-        let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr)) {
-            Ok(e) => e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
-            Err(e) => {
-                tracing::warn!(addr = %self.addr, error = %e, "bad raft peer address");
-                return;
-            }
-        };
+        let endpoint =
+            match tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr)) {
+                Ok(e) => e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
+                Err(e) => {
+                    tracing::warn!(addr = %self.addr, error = %e, "bad raft peer address");
+                    return;
+                }
+            };
         let mut client = RaftTransportClient::new(endpoint.connect_lazy())
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES);
@@ -132,8 +133,15 @@ impl PeerTask {
         }
     }
 
-    async fn deliver(&self, client: &mut RaftTransportClient<tonic::transport::Channel>, msgs: Vec<Message>) {
-        let snapshots = msgs.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).count();
+    async fn deliver(
+        &self,
+        client: &mut RaftTransportClient<tonic::transport::Channel>,
+        msgs: Vec<Message>,
+    ) {
+        let snapshots = msgs
+            .iter()
+            .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+            .count();
         let batch = RaftBatch {
             from: self.from,
             from_addr: self.from_addr.clone(),
@@ -171,7 +179,10 @@ impl RaftService {
 
 #[tonic::async_trait]
 impl RaftTransport for RaftService {
-    async fn send(&self, req: tonic::Request<RaftBatch>) -> Result<tonic::Response<RaftAck>, tonic::Status> {
+    async fn send(
+        &self,
+        req: tonic::Request<RaftBatch>,
+    ) -> Result<tonic::Response<RaftAck>, tonic::Status> {
         let batch = req.into_inner();
         if !batch.from_addr.is_empty() {
             self.node.learn_peer(batch.from, batch.from_addr.clone());

@@ -19,9 +19,9 @@ use anode_proto::command::Op;
 use anode_proto::{Command, CreateKeyCmd};
 use parking_lot::Mutex;
 use prost::Message as _;
+use raft::eraftpb::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use raft::eraftpb::Message;
 
 #[derive(Default)]
 struct Collect(Mutex<Vec<Message>>);
@@ -59,7 +59,9 @@ struct Sim {
 }
 
 mod oneshot_rx {
-    pub type Rx = tokio::sync::oneshot::Receiver<Result<anode_proto::CommandResult, anode_master::node::NodeError>>;
+    pub type Rx = tokio::sync::oneshot::Receiver<
+        Result<anode_proto::CommandResult, anode_master::node::NodeError>,
+    >;
 }
 
 fn peers(n: u64) -> BTreeMap<u64, String> {
@@ -86,11 +88,26 @@ impl Sim {
                 compact_keep_entries: 5,
                 ..Default::default()
             };
-            let mut node = SimNode { core: None, outbox: Arc::default(), dir, cfg, applied: BTreeMap::new() };
+            let mut node = SimNode {
+                core: None,
+                outbox: Arc::default(),
+                dir,
+                cfg,
+                applied: BTreeMap::new(),
+            };
             node.core = Some(open_core(&node, n, rng.gen()));
             nodes.insert(id, node);
         }
-        Sim { rng, nodes, net: Vec::new(), now: 0, leaders: BTreeMap::new(), cut: BTreeSet::new(), acked: Vec::new(), seed }
+        Sim {
+            rng,
+            nodes,
+            net: Vec::new(),
+            now: 0,
+            leaders: BTreeMap::new(),
+            cut: BTreeSet::new(),
+            acked: Vec::new(),
+            seed,
+        }
     }
 
     fn step(&mut self) {
@@ -100,12 +117,18 @@ impl Sim {
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
         for id in ids {
             let node = self.nodes.get_mut(&id).unwrap();
-            let Some(core) = node.core.as_mut() else { continue };
+            let Some(core) = node.core.as_mut() else {
+                continue;
+            };
             core.tick();
             core.process().unwrap();
             for (i, t, d) in core.applied_log() {
                 if let Some((t0, d0)) = node.applied.get(i) {
-                    assert!(t0 == t && d0 == d, "seed {}: node {id} re-applied index {i} differently", self.seed);
+                    assert!(
+                        t0 == t && d0 == d,
+                        "seed {}: node {id} re-applied index {i} differently",
+                        self.seed
+                    );
                 }
                 node.applied.insert(*i, (*t, d.clone()));
             }
@@ -113,7 +136,10 @@ impl Sim {
             let out = std::mem::take(&mut *node.outbox.0.lock());
             for msg in out {
                 let delay = self.rng.gen_range(1..4);
-                self.net.push(InFlight { deliver_at: self.now + delay, msg });
+                self.net.push(InFlight {
+                    deliver_at: self.now + delay,
+                    msg,
+                });
             }
         }
         self.maybe_propose();
@@ -169,7 +195,8 @@ impl Sim {
         for f in due {
             let (from, to) = (f.msg.from, f.msg.to);
             let is_snap = f.msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot;
-            let lost = self.rng.gen_range(0..100) < 5 || self.cut.contains(&from) != self.cut.contains(&to);
+            let lost = self.rng.gen_range(0..100) < 5
+                || self.cut.contains(&from) != self.cut.contains(&to);
             let target_up = self.nodes.get(&to).is_some_and(|n| n.core.is_some());
             if is_snap {
                 // What the real transport does: report the snapshot's fate to the sender.
@@ -195,11 +222,18 @@ impl Sim {
             version: 1,
             now_ms: self.now,
             op: Some(Op::CreateKey(CreateKeyCmd {
-                key: Some(anode_proto::AccessKey { version: 1, access_key: key.clone(), secret_key: "s".into(), ..Default::default() }),
+                key: Some(anode_proto::AccessKey {
+                    version: 1,
+                    access_key: key.clone(),
+                    secret_key: "s".into(),
+                    ..Default::default()
+                }),
             })),
         };
         for node in self.nodes.values_mut() {
-            let Some(core) = node.core.as_mut() else { continue };
+            let Some(core) = node.core.as_mut() else {
+                continue;
+            };
             if core.raft().state == raft::StateRole::Leader {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 core.propose_bytes(cmd.encode_to_vec(), tx);
@@ -211,11 +245,17 @@ impl Sim {
 
     fn check(&mut self) {
         for (id, node) in &self.nodes {
-            let Some(core) = node.core.as_ref() else { continue };
+            let Some(core) = node.core.as_ref() else {
+                continue;
+            };
             let r = core.raft();
             if r.state == raft::StateRole::Leader {
                 if let Some(other) = self.leaders.insert(r.term, *id) {
-                    assert_eq!(other, *id, "seed {}: two leaders in term {}: {other} and {id}", self.seed, r.term);
+                    assert_eq!(
+                        other, *id,
+                        "seed {}: two leaders in term {}: {other} and {id}",
+                        self.seed, r.term
+                    );
                 }
             }
         }
@@ -224,7 +264,11 @@ impl Sim {
         for (id, node) in &self.nodes {
             for (i, (t, d)) in &node.applied {
                 if let Some((t0, d0, who)) = by_index.get(i) {
-                    assert!(t0 == t && *d0 == d, "seed {}: index {i} applied differently on {who} and {id}", self.seed);
+                    assert!(
+                        t0 == t && *d0 == d,
+                        "seed {}: index {i} applied differently on {who} and {id}",
+                        self.seed
+                    );
                 } else {
                     by_index.insert(*i, (*t, d, *id));
                 }
@@ -235,7 +279,14 @@ impl Sim {
 
 fn open_core(node: &SimNode, n: u64, nonce: u64) -> Core {
     let store = RaftStore::open(&node.dir).unwrap();
-    Core::new(node.cfg.clone(), store, peers(n), node.outbox.clone(), nonce).unwrap()
+    Core::new(
+        node.cfg.clone(),
+        store,
+        peers(n),
+        node.outbox.clone(),
+        nonce,
+    )
+    .unwrap()
 }
 
 fn run_sim(n: u64, seed: u64, steps: u64) -> usize {
@@ -260,7 +311,11 @@ fn run_sim(n: u64, seed: u64, steps: u64) -> usize {
     let mut settled = false;
     for _ in 0..3000 {
         sim.step_no_chaos();
-        let last: BTreeSet<u64> = sim.nodes.values().map(|n| n.core.as_ref().unwrap().raft().raft_log.applied).collect();
+        let last: BTreeSet<u64> = sim
+            .nodes
+            .values()
+            .map(|n| n.core.as_ref().unwrap().raft().raft_log.applied)
+            .collect();
         let leader_last = sim
             .nodes
             .values()
@@ -277,17 +332,27 @@ fn run_sim(n: u64, seed: u64, steps: u64) -> usize {
     let mut acked = 0;
     for (key, mut rx) in std::mem::take(&mut sim.acked) {
         if let Ok(Ok(res)) = rx.try_recv() {
-            assert!(res.error_code.is_empty(), "seed {seed}: {key}: {}", res.error_code);
+            assert!(
+                res.error_code.is_empty(),
+                "seed {seed}: {key}: {}",
+                res.error_code
+            );
             acked += 1;
             for (id, node) in &sim.nodes {
                 let view = node.core.as_ref().unwrap();
                 let kv = view_of(view);
-                assert!(anode_master::state::get_key(&kv, &key).is_some(), "seed {seed}: member {id} lacks acked {key}");
+                assert!(
+                    anode_master::state::get_key(&kv, &key).is_some(),
+                    "seed {seed}: member {id} lacks acked {key}"
+                );
             }
         }
     }
     assert!(acked > 0, "seed {seed}: no proposal was acknowledged");
-    println!("seed {seed}: n={n} steps={steps} terms with leaders={} acked={acked}", sim.leaders.len());
+    println!(
+        "seed {seed}: n={n} steps={steps} terms with leaders={} acked={acked}",
+        sim.leaders.len()
+    );
     sim.leaders.len()
 }
 
@@ -319,7 +384,10 @@ impl Sim {
             core.record_applied();
             let out = std::mem::take(&mut *node.outbox.0.lock());
             for msg in out {
-                self.net.push(InFlight { deliver_at: self.now + 1, msg });
+                self.net.push(InFlight {
+                    deliver_at: self.now + 1,
+                    msg,
+                });
             }
         }
         self.check();
@@ -354,12 +422,21 @@ fn three_members_under_chaos() {
     let seeds = seeds();
     let terms: usize = seeds.iter().map(|s| run_sim(3, *s, 1500)).sum();
     // The chaos must actually depose leaders, or the test checks nothing interesting.
-    assert!(terms > seeds.len(), "no leader changes across seeds {seeds:?}");
+    assert!(
+        terms > seeds.len(),
+        "no leader changes across seeds {seeds:?}"
+    );
 }
 
 #[test]
 fn five_members_under_chaos() {
     let seeds = seeds();
-    let terms: usize = seeds.iter().map(|s| run_sim(5, s.wrapping_mul(7919), 1500)).sum();
-    assert!(terms > seeds.len(), "no leader changes across seeds {seeds:?}");
+    let terms: usize = seeds
+        .iter()
+        .map(|s| run_sim(5, s.wrapping_mul(7919), 1500))
+        .sum();
+    assert!(
+        terms > seeds.len(),
+        "no leader changes across seeds {seeds:?}"
+    );
 }

@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One child process with its log file.
@@ -24,18 +28,30 @@ impl Proc {
     /// Spawn `anode ARGS...`, logging to `dir/NAME.log` (appending across restarts).
     pub fn spawn(dir: &Path, name: &str, args: Vec<String>) -> Proc {
         let log = dir.join(format!("{name}.log"));
-        let mut p = Proc { name: name.to_string(), child: None, args, log };
+        let mut p = Proc {
+            name: name.to_string(),
+            child: None,
+            args,
+            log,
+        };
         p.start();
         p
     }
 
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} already running", self.name);
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let err = out.try_clone().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_anode"))
             .args(&self.args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -55,7 +71,10 @@ impl Proc {
     /// Send a signal by pid (SIGSTOP/SIGCONT/SIGTERM).
     pub fn signal(&self, sig: &str) {
         if let Some(c) = &self.child {
-            let _ = Command::new("kill").arg(format!("-{sig}")).arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
         }
     }
 
@@ -87,20 +106,35 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Arguments of a master process.
-pub fn master_args(id: u64, dir: &Path, port: u16, admin: u16, peers: &str, join: bool) -> Vec<String> {
+pub fn master_args(
+    id: u64,
+    dir: &Path,
+    port: u16,
+    admin: u16,
+    peers: &str,
+    join: bool,
+) -> Vec<String> {
     let mut a = vec![
         "master".to_string(),
-        "--id".into(), id.to_string(),
-        "--data".into(), dir.join(format!("master-{id}")).display().to_string(),
-        "--listen".into(), format!("127.0.0.1:{port}"),
-        "--admin-listen".into(), format!("127.0.0.1:{admin}"),
-        "--peers".into(), peers.to_string(),
+        "--id".into(),
+        id.to_string(),
+        "--data".into(),
+        dir.join(format!("master-{id}")).display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--admin-listen".into(),
+        format!("127.0.0.1:{admin}"),
+        "--peers".into(),
+        peers.to_string(),
     ];
     if join {
         a.push("--join".into());

@@ -36,15 +36,26 @@ fn resume_point(prefix: &str, delimiter: &str, start_after: &str) -> Vec<u8> {
 }
 
 /// One page of a bucket listing.
-pub fn list_objects(kv: &dyn KvRead, req: &ListObjectsRequest) -> Result<ListObjectsResponse, StateError> {
+pub fn list_objects(
+    kv: &dyn KvRead,
+    req: &ListObjectsRequest,
+) -> Result<ListObjectsResponse, StateError> {
     get_bucket(kv, &req.bucket).ok_or_else(|| StateError::NoSuchBucket(req.bucket.clone()))?;
-    let max = if req.max_keys == 0 { MAX_KEYS } else { req.max_keys.min(MAX_KEYS) } as usize;
+    let max = if req.max_keys == 0 {
+        MAX_KEYS
+    } else {
+        req.max_keys.min(MAX_KEYS)
+    } as usize;
     let base = object_prefix(&req.bucket);
     let end = match prefix_end(req.prefix.as_bytes()) {
         Some(e) if !req.prefix.is_empty() => [base.as_slice(), &e].concat(),
         _ => prefix_end(&base).expect("bucket prefix ends with 0 byte"),
     };
-    let mut cursor = [base.as_slice(), &resume_point(&req.prefix, &req.delimiter, &req.start_after)].concat();
+    let mut cursor = [
+        base.as_slice(),
+        &resume_point(&req.prefix, &req.delimiter, &req.start_after),
+    ]
+    .concat();
     let mut out = ListObjectsResponse::default();
     let mut count = 0usize;
     'scan: loop {
@@ -59,7 +70,10 @@ pub fn list_objects(kv: &dyn KvRead, req: &ListObjectsRequest) -> Result<ListObj
                 break 'scan;
             }
             let rest = &key[req.prefix.len().min(key.len())..];
-            if let Some(i) = (!req.delimiter.is_empty()).then(|| rest.find(&req.delimiter)).flatten() {
+            if let Some(i) = (!req.delimiter.is_empty())
+                .then(|| rest.find(&req.delimiter))
+                .flatten()
+            {
                 let cp = key[..req.prefix.len() + i + req.delimiter.len()].to_string();
                 count += 1;
                 out.next_start_after = cp.clone();
@@ -74,7 +88,12 @@ pub fn list_objects(kv: &dyn KvRead, req: &ListObjectsRequest) -> Result<ListObj
                 continue 'scan;
             }
             let m = Manifest::decode(v.as_slice()).expect("state record decodes");
-            out.objects.push(ObjectEntry { key: key.clone(), size: m.size, etag: m.etag, mtime_ms: m.mtime_ms });
+            out.objects.push(ObjectEntry {
+                key: key.clone(),
+                size: m.size,
+                etag: m.etag,
+                mtime_ms: m.mtime_ms,
+            });
             count += 1;
             out.next_start_after = key;
             cursor = [k.as_slice(), &[0]].concat();
@@ -87,12 +106,23 @@ pub fn list_objects(kv: &dyn KvRead, req: &ListObjectsRequest) -> Result<ListObj
 }
 
 /// One page of an upload's parts.
-pub fn list_parts(kv: &dyn KvRead, req: &ListPartsRequest) -> Result<ListPartsResponse, StateError> {
+pub fn list_parts(
+    kv: &dyn KvRead,
+    req: &ListPartsRequest,
+) -> Result<ListPartsResponse, StateError> {
     let upload = super::get_upload(kv, &req.bucket, &req.key, &req.upload_id)
         .ok_or_else(|| StateError::NoSuchUpload(req.upload_id.clone()))?;
-    let max = if req.max_parts == 0 { MAX_KEYS } else { req.max_parts.min(MAX_KEYS) } as usize;
+    let max = if req.max_parts == 0 {
+        MAX_KEYS
+    } else {
+        req.max_parts.min(MAX_KEYS)
+    } as usize;
     let prefix = part_prefix(&req.bucket, &req.key, &req.upload_id);
-    let start = [prefix.as_slice(), &(req.part_number_marker.saturating_add(1)).to_be_bytes()].concat();
+    let start = [
+        prefix.as_slice(),
+        &(req.part_number_marker.saturating_add(1)).to_be_bytes(),
+    ]
+    .concat();
     let rows = kv.scan(&start, prefix_end(&prefix).as_deref(), max + 1);
     let mut parts: Vec<PartRecord> = rows
         .into_iter()
@@ -100,8 +130,17 @@ pub fn list_parts(kv: &dyn KvRead, req: &ListPartsRequest) -> Result<ListPartsRe
         .collect();
     let is_truncated = parts.len() > max;
     parts.truncate(max);
-    let next = if is_truncated { parts.last().map(|p| p.part_number).unwrap_or(0) } else { 0 };
-    Ok(ListPartsResponse { upload: Some(upload), parts, is_truncated, next_part_number_marker: next })
+    let next = if is_truncated {
+        parts.last().map(|p| p.part_number).unwrap_or(0)
+    } else {
+        0
+    };
+    Ok(ListPartsResponse {
+        upload: Some(upload),
+        parts,
+        is_truncated,
+        next_part_number_marker: next,
+    })
 }
 
 /// One page of a bucket's in-progress uploads, ordered by key then upload id.
@@ -110,15 +149,27 @@ pub fn list_uploads(
     req: &ListMultipartUploadsRequest,
 ) -> Result<ListMultipartUploadsResponse, StateError> {
     get_bucket(kv, &req.bucket).ok_or_else(|| StateError::NoSuchBucket(req.bucket.clone()))?;
-    let max = if req.max_uploads == 0 { MAX_KEYS } else { req.max_uploads.min(MAX_KEYS) } as usize;
+    let max = if req.max_uploads == 0 {
+        MAX_KEYS
+    } else {
+        req.max_uploads.min(MAX_KEYS)
+    } as usize;
     let base = upload_prefix(&req.bucket);
     let mut start = [base.as_slice(), req.prefix.as_bytes()].concat();
     if !req.key_marker.is_empty() {
         let marker = if req.upload_id_marker.is_empty() {
             // After every upload of key_marker.
-            prefix_end(&[base.as_slice(), req.key_marker.as_bytes(), b"\0"].concat()).unwrap_or_default()
+            prefix_end(&[base.as_slice(), req.key_marker.as_bytes(), b"\0"].concat())
+                .unwrap_or_default()
         } else {
-            [base.as_slice(), req.key_marker.as_bytes(), b"\0", req.upload_id_marker.as_bytes(), b"\0"].concat()
+            [
+                base.as_slice(),
+                req.key_marker.as_bytes(),
+                b"\0",
+                req.upload_id_marker.as_bytes(),
+                b"\0",
+            ]
+            .concat()
         };
         start = start.max(marker);
     }
@@ -134,5 +185,8 @@ pub fn list_uploads(
         .collect();
     let is_truncated = uploads.len() > max;
     uploads.truncate(max);
-    Ok(ListMultipartUploadsResponse { uploads, is_truncated })
+    Ok(ListMultipartUploadsResponse {
+        uploads,
+        is_truncated,
+    })
 }

@@ -14,11 +14,18 @@ struct Sm {
 
 impl Sm {
     fn new() -> Sm {
-        Sm { kv: MemKv::new(), index: 0 }
+        Sm {
+            kv: MemKv::new(),
+            index: 0,
+        }
     }
     fn run(&mut self, op: Op) -> CommandResult {
         self.index += 1;
-        let cmd = Command { version: COMMAND_VERSION, now_ms: 1000 + self.index, op: Some(op) };
+        let cmd = Command {
+            version: COMMAND_VERSION,
+            now_ms: 1000 + self.index,
+            op: Some(op),
+        };
         let (muts, res) = apply(&self.kv, self.index, &cmd);
         if !res.error_code.is_empty() {
             assert!(muts.is_empty(), "error results carry no mutations");
@@ -29,7 +36,12 @@ impl Sm {
     }
     fn ok(&mut self, op: Op) -> CommandResult {
         let r = self.run(op);
-        assert!(r.error_code.is_empty(), "{}: {}", r.error_code, r.error_message);
+        assert!(
+            r.error_code.is_empty(),
+            "{}: {}",
+            r.error_code,
+            r.error_message
+        );
         r
     }
     fn err(&mut self, op: Op) -> String {
@@ -40,11 +52,20 @@ impl Sm {
 }
 
 fn bucket(name: &str) -> Op {
-    Op::CreateBucket(CreateBucketCmd { config: Some(BucketConfig { name: name.into(), ..Default::default() }) })
+    Op::CreateBucket(CreateBucketCmd {
+        config: Some(BucketConfig {
+            name: name.into(),
+            ..Default::default()
+        }),
+    })
 }
 
 fn chunk(id: u8, len: u64) -> ChunkRef {
-    ChunkRef { sha256: vec![id; 32], length: len, servers: vec![1, 2, 3] }
+    ChunkRef {
+        sha256: vec![id; 32],
+        length: len,
+        servers: vec![1, 2, 3],
+    }
 }
 
 fn put(b: &str, k: &str, chunks: Vec<ChunkRef>) -> Op {
@@ -52,13 +73,21 @@ fn put(b: &str, k: &str, chunks: Vec<ChunkRef>) -> Op {
     Op::PutObject(PutObjectCmd {
         bucket: b.into(),
         key: k.into(),
-        manifest: Some(Manifest { size, etag: format!("e{size}"), chunks, ..Default::default() }),
+        manifest: Some(Manifest {
+            size,
+            etag: format!("e{size}"),
+            chunks,
+            ..Default::default()
+        }),
         if_match_etag: None,
     })
 }
 
 fn del(b: &str, k: &str) -> Op {
-    Op::DeleteObject(DeleteObjectCmd { bucket: b.into(), key: k.into() })
+    Op::DeleteObject(DeleteObjectCmd {
+        bucket: b.into(),
+        key: k.into(),
+    })
 }
 
 #[test]
@@ -66,14 +95,34 @@ fn bucket_lifecycle_and_errors() {
     let mut sm = Sm::new();
     sm.ok(bucket("photos"));
     assert_eq!(sm.err(bucket("photos")), "BucketAlreadyOwnedByYou");
-    for bad in ["ab", "Upper", "-lead", "trail-", "a..b", "192.168.1.1", &"x".repeat(64)] {
+    for bad in [
+        "ab",
+        "Upper",
+        "-lead",
+        "trail-",
+        "a..b",
+        "192.168.1.1",
+        &"x".repeat(64),
+    ] {
         assert_eq!(sm.err(bucket(bad)), "InvalidBucketName", "{bad}");
     }
     sm.ok(put("photos", "a", vec![chunk(1, 10)]));
-    assert_eq!(sm.err(Op::DeleteBucket(DeleteBucketCmd { name: "photos".into() })), "BucketNotEmpty");
+    assert_eq!(
+        sm.err(Op::DeleteBucket(DeleteBucketCmd {
+            name: "photos".into()
+        })),
+        "BucketNotEmpty"
+    );
     sm.ok(del("photos", "a"));
-    sm.ok(Op::DeleteBucket(DeleteBucketCmd { name: "photos".into() }));
-    assert_eq!(sm.err(Op::DeleteBucket(DeleteBucketCmd { name: "photos".into() })), "NoSuchBucket");
+    sm.ok(Op::DeleteBucket(DeleteBucketCmd {
+        name: "photos".into(),
+    }));
+    assert_eq!(
+        sm.err(Op::DeleteBucket(DeleteBucketCmd {
+            name: "photos".into()
+        })),
+        "NoSuchBucket"
+    );
     assert_eq!(sm.err(put("photos", "a", vec![])), "NoSuchBucket");
 }
 
@@ -90,12 +139,22 @@ fn refcounts_follow_overwrite_and_delete() {
     assert_eq!((c1.refcount, c1.zero_since_ms > 0), (0, true));
     let r = sm.ok(del("b1b", "y"));
     assert_eq!(r.deleted_keys, vec!["y".to_string()]);
-    assert!(sm.ok(del("b1b", "y")).deleted_keys.is_empty(), "absent key deletes succeed quietly");
+    assert!(
+        sm.ok(del("b1b", "y")).deleted_keys.is_empty(),
+        "absent key deletes succeed quietly"
+    );
     assert_eq!(get_chunk(&sm.kv, &[2; 32]).unwrap().refcount, 0);
-    sm.ok(Op::ChunkDeleted(ChunkDeletedCmd { sha256: vec![2; 32] }));
+    sm.ok(Op::ChunkDeleted(ChunkDeletedCmd {
+        sha256: vec![2; 32],
+    }));
     assert!(get_chunk(&sm.kv, &[2; 32]).is_none());
-    sm.ok(Op::ChunkDeleted(ChunkDeletedCmd { sha256: vec![3; 32] }));
-    assert!(get_chunk(&sm.kv, &[3; 32]).is_some(), "referenced chunks are never dropped");
+    sm.ok(Op::ChunkDeleted(ChunkDeletedCmd {
+        sha256: vec![3; 32],
+    }));
+    assert!(
+        get_chunk(&sm.kv, &[3; 32]).is_some(),
+        "referenced chunks are never dropped"
+    );
     assert_eq!(stats(&sm.kv).objects, 1);
 }
 
@@ -119,30 +178,73 @@ fn conditional_put() {
 #[test]
 fn chunkserver_registration_fences_epochs() {
     let mut sm = Sm::new();
-    let reg = |uuid: &str| Op::RegisterChunkserver(RegisterChunkserverCmd { addr: "a".into(), uuid: uuid.into(), ..Default::default() });
+    let reg = |uuid: &str| {
+        Op::RegisterChunkserver(RegisterChunkserverCmd {
+            addr: "a".into(),
+            uuid: uuid.into(),
+            ..Default::default()
+        })
+    };
     let a = sm.ok(reg("u-a"));
     let b = sm.ok(reg("u-b"));
-    assert_eq!((a.chunkserver_id, a.chunkserver_epoch, b.chunkserver_id), (1, 1, 2));
+    assert_eq!(
+        (a.chunkserver_id, a.chunkserver_epoch, b.chunkserver_id),
+        (1, 1, 2)
+    );
     let a2 = sm.ok(reg("u-a"));
     assert_eq!((a2.chunkserver_id, a2.chunkserver_epoch), (1, 2));
-    let upd = |epoch| Op::ChunkserverUpdate(ChunkserverUpdateCmd { id: 1, epoch, used_bytes: 7, ..Default::default() });
+    let upd = |epoch| {
+        Op::ChunkserverUpdate(ChunkserverUpdateCmd {
+            id: 1,
+            epoch,
+            used_bytes: 7,
+            ..Default::default()
+        })
+    };
     assert_eq!(sm.err(upd(1)), "StaleEpoch");
     sm.ok(upd(2));
     assert_eq!(get_chunkserver(&sm.kv, 1).unwrap().used_bytes, 7);
-    assert_eq!(sm.err(Op::SetDraining(SetDrainingCmd { id: 9, draining: true })), "UnknownChunkserver");
+    assert_eq!(
+        sm.err(Op::SetDraining(SetDrainingCmd {
+            id: 9,
+            draining: true
+        })),
+        "UnknownChunkserver"
+    );
 }
 
 fn part(n: u32, size: u64, id: u8) -> PartRecord {
-    PartRecord { part_number: n, etag: format!("{:032x}", id), size, chunks: vec![chunk(id, size)], ..Default::default() }
+    PartRecord {
+        part_number: n,
+        etag: format!("{:032x}", id),
+        size,
+        chunks: vec![chunk(id, size)],
+        ..Default::default()
+    }
 }
 
 #[test]
 fn multipart_complete_abort_and_errors() {
     let mut sm = Sm::new();
     sm.ok(bucket("mp1"));
-    let upload = MultipartUpload { bucket: "mp1".into(), key: "big".into(), upload_id: "u1".into(), content_type: "text/plain".into(), ..Default::default() };
-    sm.ok(Op::CreateMultipart(CreateMultipartCmd { upload: Some(upload.clone()) }));
-    let pp = |p: PartRecord| Op::PutPart(PutPartCmd { bucket: "mp1".into(), key: "big".into(), upload_id: "u1".into(), part: Some(p) });
+    let upload = MultipartUpload {
+        bucket: "mp1".into(),
+        key: "big".into(),
+        upload_id: "u1".into(),
+        content_type: "text/plain".into(),
+        ..Default::default()
+    };
+    sm.ok(Op::CreateMultipart(CreateMultipartCmd {
+        upload: Some(upload.clone()),
+    }));
+    let pp = |p: PartRecord| {
+        Op::PutPart(PutPartCmd {
+            bucket: "mp1".into(),
+            key: "big".into(),
+            upload_id: "u1".into(),
+            part: Some(p),
+        })
+    };
     sm.ok(pp(part(1, MIN_PART_BYTES, 1)));
     sm.ok(pp(part(2, 10, 2)));
     sm.ok(pp(part(3, 10, 3)));
@@ -153,7 +255,13 @@ fn multipart_complete_abort_and_errors() {
             bucket: "mp1".into(),
             key: "big".into(),
             upload_id: "u1".into(),
-            parts: parts.into_iter().map(|(n, id)| CompletePart { part_number: n, etag: format!("\"{:032x}\"", id) }).collect(),
+            parts: parts
+                .into_iter()
+                .map(|(n, id)| CompletePart {
+                    part_number: n,
+                    etag: format!("\"{:032x}\"", id),
+                })
+                .collect(),
         })
     };
     assert_eq!(sm.err(complete(vec![(2, 4), (1, 1)])), "InvalidPartOrder");
@@ -163,30 +271,78 @@ fn multipart_complete_abort_and_errors() {
     assert_eq!(m.size, MIN_PART_BYTES + 10);
     assert!(m.etag.ends_with("-2"));
     assert_eq!(m.content_type, "text/plain");
-    assert_eq!(get_chunk(&sm.kv, &[3; 32]).unwrap().refcount, 0, "unlisted part dropped");
+    assert_eq!(
+        get_chunk(&sm.kv, &[3; 32]).unwrap().refcount,
+        0,
+        "unlisted part dropped"
+    );
     assert_eq!(sm.err(complete(vec![(1, 1)])), "NoSuchUpload");
-    sm.ok(Op::CreateMultipart(CreateMultipartCmd { upload: Some(MultipartUpload { upload_id: "u2".into(), ..upload }) }));
-    let pp2 = Op::PutPart(PutPartCmd { bucket: "mp1".into(), key: "big".into(), upload_id: "u2".into(), part: Some(part(1, 5, 7)) });
+    sm.ok(Op::CreateMultipart(CreateMultipartCmd {
+        upload: Some(MultipartUpload {
+            upload_id: "u2".into(),
+            ..upload
+        }),
+    }));
+    let pp2 = Op::PutPart(PutPartCmd {
+        bucket: "mp1".into(),
+        key: "big".into(),
+        upload_id: "u2".into(),
+        part: Some(part(1, 5, 7)),
+    });
     sm.ok(pp2);
     assert_eq!(get_chunk(&sm.kv, &[7; 32]).unwrap().refcount, 1);
-    sm.ok(Op::AbortMultipart(AbortMultipartCmd { bucket: "mp1".into(), key: "big".into(), upload_id: "u2".into() }));
+    sm.ok(Op::AbortMultipart(AbortMultipartCmd {
+        bucket: "mp1".into(),
+        key: "big".into(),
+        upload_id: "u2".into(),
+    }));
     assert_eq!(get_chunk(&sm.kv, &[7; 32]).unwrap().refcount, 0);
 }
 
 #[test]
 fn multipart_etag_matches_s3() {
     // md5("") and md5("a") parts -> md5 of their binary concatenation, "-2".
-    let e = multipart_etag(&["d41d8cd98f00b204e9800998ecf8427e", "0cc175b9c0f1b6a831c399e269772661"]);
+    let e = multipart_etag(&[
+        "d41d8cd98f00b204e9800998ecf8427e",
+        "0cc175b9c0f1b6a831c399e269772661",
+    ]);
     assert!(e.ends_with("-2") && e.len() == 34, "{e}");
 }
 
 #[test]
 fn golden_encodings_stay_readable() {
-    let m = Manifest { version: 1, size: 5, etag: "ab".into(), chunks: vec![ChunkRef { sha256: vec![1, 2], length: 5, servers: vec![3] }], mtime_ms: 7, object_version: 9, ..Default::default() };
-    assert_eq!(hex::encode(m.encode_to_vec()), "080110051a02616232090a02010210051a010340074809");
-    let c = Command { version: 1, now_ms: 2, op: Some(Op::DeleteBucket(DeleteBucketCmd { name: "abc".into() })) };
+    let m = Manifest {
+        version: 1,
+        size: 5,
+        etag: "ab".into(),
+        chunks: vec![ChunkRef {
+            sha256: vec![1, 2],
+            length: 5,
+            servers: vec![3],
+        }],
+        mtime_ms: 7,
+        object_version: 9,
+        ..Default::default()
+    };
+    assert_eq!(
+        hex::encode(m.encode_to_vec()),
+        "080110051a02616232090a02010210051a010340074809"
+    );
+    let c = Command {
+        version: 1,
+        now_ms: 2,
+        op: Some(Op::DeleteBucket(DeleteBucketCmd { name: "abc".into() })),
+    };
     assert_eq!(hex::encode(c.encode_to_vec()), "080110025a050a03616263");
-    assert_eq!(Manifest::decode(hex::decode("080110051a02616232090a02010210051a010340074809").unwrap().as_slice()).unwrap(), m);
+    assert_eq!(
+        Manifest::decode(
+            hex::decode("080110051a02616232090a02010210051a010340074809")
+                .unwrap()
+                .as_slice()
+        )
+        .unwrap(),
+        m
+    );
 }
 
 // ---- model-based listing ------------------------------------------------------------------
@@ -210,14 +366,17 @@ fn page_all(kv: &MemKv, bucket: &str, prefix: &str, delim: &str, max: u32) -> Ve
     let mut out = Vec::new();
     let mut start_after = String::new();
     for _ in 0..10_000 {
-        let r = list_objects(kv, &ListObjectsRequest {
-            bucket: bucket.into(),
-            prefix: prefix.into(),
-            delimiter: delim.into(),
-            start_after: start_after.clone(),
-            max_keys: max,
-            allow_stale: false,
-        })
+        let r = list_objects(
+            kv,
+            &ListObjectsRequest {
+                bucket: bucket.into(),
+                prefix: prefix.into(),
+                delimiter: delim.into(),
+                start_after: start_after.clone(),
+                max_keys: max,
+                allow_stale: false,
+            },
+        )
         .unwrap();
         assert!(r.objects.len() + r.common_prefixes.len() <= max.max(1) as usize);
         // Entries of one page are merged in key order.
@@ -235,7 +394,11 @@ fn page_all(kv: &MemKv, bucket: &str, prefix: &str, delim: &str, max: u32) -> Ve
 }
 
 fn key_strategy() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(vec!["a", "b", "a/", "c/d", "/", "ab", "é", "z/"]), 1..5).prop_map(|v| v.concat())
+    prop::collection::vec(
+        prop::sample::select(vec!["a", "b", "a/", "c/d", "/", "ab", "é", "z/"]),
+        1..5,
+    )
+    .prop_map(|v| v.concat())
 }
 
 proptest! {
