@@ -357,7 +357,9 @@ pub fn encode_signed_chunks(
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 256);
     let mut previous = signer.seed_signature.clone();
-    let pieces = data.chunks(chunk_size.max(1)).chain(std::iter::once(&[][..]));
+    let pieces = data
+        .chunks(chunk_size.max(1))
+        .chain(std::iter::once(&[][..]));
     for piece in pieces {
         let sig = signer.chunk_signature(&previous, &Sha256::digest(piece));
         out.extend_from_slice(format!("{:x};chunk-signature={sig}\r\n", piece.len()).as_bytes());
@@ -438,7 +440,10 @@ mod tests {
             let payload = run(signed(Some(66560)), &body, piece).unwrap();
             assert_eq!(payload, vec![b'a'; 66560], "piece {piece}");
         }
-        assert_eq!(encode_signed_chunks(&aws_signer(), &[b'a'; 66560], 65536, &[]), body);
+        assert_eq!(
+            encode_signed_chunks(&aws_signer(), &[b'a'; 66560], 65536, &[]),
+            body
+        );
     }
 
     #[test]
@@ -447,26 +452,44 @@ mod tests {
         // A flipped data byte in the second chunk.
         let mut bad = body.clone();
         bad[65536 + 100 + 90] = b'b';
-        assert_eq!(run(signed(None), &bad, 1000), Err(S3Error::SignatureDoesNotMatch));
+        assert_eq!(
+            run(signed(None), &bad, 1000),
+            Err(S3Error::SignatureDoesNotMatch)
+        );
         // A flipped signature character.
         let mut bad = body.clone();
         bad[30] = if bad[30] == b'0' { b'1' } else { b'0' };
-        assert_eq!(run(signed(None), &bad, 1000), Err(S3Error::SignatureDoesNotMatch));
+        assert_eq!(
+            run(signed(None), &bad, 1000),
+            Err(S3Error::SignatureDoesNotMatch)
+        );
         // Truncated: no final chunk.
         let cut = &body[..body.len() - 90];
-        assert_eq!(run(signed(None), cut, 1000).unwrap_err().aws_code(), "IncompleteBody");
+        assert_eq!(
+            run(signed(None), cut, 1000).unwrap_err().aws_code(),
+            "IncompleteBody"
+        );
         // Wrong decoded length.
-        assert_eq!(run(signed(Some(5)), &body, 1000).unwrap_err().aws_code(), "IncompleteBody");
+        assert_eq!(
+            run(signed(Some(5)), &body, 1000).unwrap_err().aws_code(),
+            "IncompleteBody"
+        );
         // Garbage after the end.
         let mut extra = body.clone();
         extra.extend_from_slice(b"x");
-        assert_eq!(run(signed(None), &extra, 1000).unwrap_err().aws_code(), "IncompleteBody");
+        assert_eq!(
+            run(signed(None), &extra, 1000).unwrap_err().aws_code(),
+            "IncompleteBody"
+        );
         // Chunks reordered: the chain breaks.
         let signer = aws_signer();
         let one = encode_signed_chunks(&signer, b"hello world", 5, &[]);
         let s = String::from_utf8(one.clone()).unwrap();
         let parts: Vec<&str> = s.split("\r\n").collect();
-        let swapped = [parts[2], parts[3], parts[0], parts[1], parts[4], parts[5], parts[6], ""].join("\r\n");
+        let swapped = [
+            parts[2], parts[3], parts[0], parts[1], parts[4], parts[5], parts[6], "",
+        ]
+        .join("\r\n");
         assert_eq!(
             run(signed(None), swapped.as_bytes(), 3),
             Err(S3Error::SignatureDoesNotMatch)
@@ -474,33 +497,57 @@ mod tests {
         assert_eq!(run(signed(Some(11)), &one, 3).unwrap(), b"hello world");
         // A line that never ends is bounded.
         let long = vec![b'1'; MAX_LINE_BYTES + 10];
-        assert_eq!(run(signed(None), &long, 100).unwrap_err().aws_code(), "IncompleteBody");
+        assert_eq!(
+            run(signed(None), &long, 100).unwrap_err().aws_code(),
+            "IncompleteBody"
+        );
     }
 
     #[test]
     fn signed_trailer_round_trip() {
         let signer = aws_signer();
-        let body = encode_signed_chunks(&signer, b"abcdefghij", 4, &[("x-amz-checksum-crc32", "sOO8/Q==")]);
+        let body = encode_signed_chunks(
+            &signer,
+            b"abcdefghij",
+            4,
+            &[("x-amz-checksum-crc32", "sOO8/Q==")],
+        );
         let mk = || {
-            BodyDecoder::new(&PayloadMode::StreamingSigned { trailer: true }, Some(aws_signer()), Some(10))
-                .unwrap()
+            BodyDecoder::new(
+                &PayloadMode::StreamingSigned { trailer: true },
+                Some(aws_signer()),
+                Some(10),
+            )
+            .unwrap()
         };
         assert_eq!(run(mk(), &body, 3).unwrap(), b"abcdefghij");
-        let tampered = String::from_utf8(body).unwrap().replace("sOO8/Q==", "sOO8/Q=A");
-        assert_eq!(run(mk(), tampered.as_bytes(), 3), Err(S3Error::SignatureDoesNotMatch));
+        let tampered = String::from_utf8(body)
+            .unwrap()
+            .replace("sOO8/Q==", "sOO8/Q=A");
+        assert_eq!(
+            run(mk(), tampered.as_bytes(), 3),
+            Err(S3Error::SignatureDoesNotMatch)
+        );
     }
 
     #[test]
     fn unsigned_trailer() {
         let body = b"5\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n";
         for piece in [1, 3, 100] {
-            let d = BodyDecoder::new(&PayloadMode::StreamingUnsignedTrailer, None, Some(11)).unwrap();
+            let d =
+                BodyDecoder::new(&PayloadMode::StreamingUnsignedTrailer, None, Some(11)).unwrap();
             assert_eq!(run(d, body, piece).unwrap(), b"hello world");
         }
         let d = BodyDecoder::new(&PayloadMode::StreamingUnsignedTrailer, None, None).unwrap();
-        assert!(run(d, b"5\r\nhello\r\n0\r\n", 4).is_err(), "missing blank line");
+        assert!(
+            run(d, b"5\r\nhello\r\n0\r\n", 4).is_err(),
+            "missing blank line"
+        );
         let d = BodyDecoder::new(&PayloadMode::StreamingUnsignedTrailer, None, None).unwrap();
-        assert!(run(d, b"5\r\nhelloXX0\r\n\r\n", 4).is_err(), "missing CRLF after data");
+        assert!(
+            run(d, b"5\r\nhelloXX0\r\n\r\n", 4).is_err(),
+            "missing CRLF after data"
+        );
     }
 
     #[test]

@@ -113,7 +113,9 @@ pub trait Backend: Send + Sync + 'static {
 #[async_trait::async_trait]
 impl Backend for Client {
     async fn create_bucket(&self, name: &str, owner: &str) -> Result<(), ClientError> {
-        Client::create_bucket(self, name, 0, owner).await.map(|_| ())
+        Client::create_bucket(self, name, 0, owner)
+            .await
+            .map(|_| ())
     }
     async fn delete_bucket(&self, name: &str) -> Result<(), ClientError> {
         Client::delete_bucket(self, name).await

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -19,6 +20,9 @@ use crate::aws_chunked::BodyDecoder;
 use crate::backend::BodyStream;
 use crate::error::S3Error;
 use crate::metrics::METRICS;
+
+/// Longest time to receive a body that is read whole (XML requests).
+pub const COLLECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The body of every response.
 pub type RespBody = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -104,12 +108,23 @@ impl RequestBody {
         }))
     }
 
-    /// Read the whole payload (small XML bodies); over `max_bytes` is `EntityTooLarge`.
+    /// Read the whole payload (small XML bodies); over `max_bytes` is `EntityTooLarge`, and
+    /// the whole read must finish within [`COLLECT_TIMEOUT`].
     pub async fn collect(self, max_bytes: usize) -> Result<Bytes, S3Error> {
         let err = BodyError::default();
         let mut stream = self.into_stream(max_bytes as u64, err.clone());
         let mut buf = BytesMut::new();
-        while let Some(piece) = stream.next().await {
+        let deadline = tokio::time::Instant::now() + COLLECT_TIMEOUT;
+        loop {
+            let piece = match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(piece)) => piece,
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(S3Error::IncompleteBody(
+                        "the request body was not received in time".into(),
+                    ))
+                }
+            };
             match piece {
                 Ok(p) => buf.extend_from_slice(&p),
                 Err(e) => {
@@ -196,7 +211,10 @@ mod tests {
             Full::new(Bytes::from_static(b"x")),
             BodyDecoder::new(&PayloadMode::Sha256(sha), None, None).unwrap(),
         );
-        assert_eq!(body.collect(10).await, Err(S3Error::XAmzContentSHA256Mismatch));
+        assert_eq!(
+            body.collect(10).await,
+            Err(S3Error::XAmzContentSHA256Mismatch)
+        );
     }
 
     #[tokio::test]

@@ -182,10 +182,9 @@ impl S3Error {
     pub fn http_status(&self) -> StatusCode {
         use S3Error::*;
         match self {
-            AccessDenied(_)
-            | SignatureDoesNotMatch
-            | InvalidAccessKeyId
-            | RequestTimeTooSkewed => StatusCode::FORBIDDEN,
+            AccessDenied(_) | SignatureDoesNotMatch | InvalidAccessKeyId | RequestTimeTooSkewed => {
+                StatusCode::FORBIDDEN
+            }
             NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchConfiguration { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -280,7 +279,11 @@ mod tests {
     #[test]
     fn codes_and_statuses() {
         let table: Vec<(S3Error, &str, u16)> = vec![
-            (S3Error::AccessDenied("Access Denied".into()), "AccessDenied", 403),
+            (
+                S3Error::AccessDenied("Access Denied".into()),
+                "AccessDenied",
+                403,
+            ),
             (S3Error::SignatureDoesNotMatch, "SignatureDoesNotMatch", 403),
             (S3Error::InvalidAccessKeyId, "InvalidAccessKeyId", 403),
             (S3Error::RequestTimeTooSkewed, "RequestTimeTooSkewed", 403),
@@ -288,7 +291,11 @@ mod tests {
             (S3Error::NoSuchKey, "NoSuchKey", 404),
             (S3Error::NoSuchUpload, "NoSuchUpload", 404),
             (S3Error::BucketAlreadyExists, "BucketAlreadyExists", 409),
-            (S3Error::BucketAlreadyOwnedByYou, "BucketAlreadyOwnedByYou", 409),
+            (
+                S3Error::BucketAlreadyOwnedByYou,
+                "BucketAlreadyOwnedByYou",
+                409,
+            ),
             (S3Error::BucketNotEmpty, "BucketNotEmpty", 409),
             (S3Error::InvalidBucketName, "InvalidBucketName", 400),
             (S3Error::BadDigest, "BadDigest", 400),
@@ -307,12 +314,20 @@ mod tests {
             (S3Error::MethodNotAllowed, "MethodNotAllowed", 405),
             (S3Error::NotImplemented("x".into()), "NotImplemented", 501),
             (S3Error::InternalError("x".into()), "InternalError", 500),
-            (S3Error::ServiceUnavailable("x".into()), "ServiceUnavailable", 503),
+            (
+                S3Error::ServiceUnavailable("x".into()),
+                "ServiceUnavailable",
+                503,
+            ),
             (S3Error::SlowDown, "SlowDown", 503),
             (S3Error::IncompleteBody("x".into()), "IncompleteBody", 400),
             (S3Error::MissingContentLength, "MissingContentLength", 411),
             (S3Error::KeyTooLongError, "KeyTooLongError", 400),
-            (S3Error::XAmzContentSHA256Mismatch, "XAmzContentSHA256Mismatch", 400),
+            (
+                S3Error::XAmzContentSHA256Mismatch,
+                "XAmzContentSHA256Mismatch",
+                400,
+            ),
         ];
         for (e, code, status) in table {
             assert_eq!(e.aws_code(), code, "{e:?}");

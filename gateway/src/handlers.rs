@@ -18,9 +18,9 @@ use crate::body::{empty, full, streaming, BodyError, RequestBody, RespBody};
 use crate::error::S3Error;
 use crate::http_util::{
     check_key, content_range, decode_continuation_token, decode_path, encode_continuation_token,
-    http_date_ms, parse_content_md5, resolve_copy_source_range, resolve_range,
-    response_overrides, system_metadata, uri_encode, user_metadata, valid_bucket_name, CondOutcome,
-    Conditions, Query, USER_META_PREFIX,
+    http_date_ms, parse_content_md5, resolve_copy_source_range, resolve_range, response_overrides,
+    system_metadata, uri_encode, user_metadata, valid_bucket_name, CondOutcome, Conditions, Query,
+    USER_META_PREFIX,
 };
 use crate::metrics::METRICS;
 use crate::router::{parse_part_number, S3Op};
@@ -78,7 +78,11 @@ fn ce(e: ClientError) -> S3Error {
 }
 
 /// Run `op`.
-pub async fn dispatch(cx: &Ctx<'_>, op: S3Op, body: RequestBody) -> Result<Response<RespBody>, S3Error> {
+pub async fn dispatch(
+    cx: &Ctx<'_>,
+    op: S3Op,
+    body: RequestBody,
+) -> Result<Response<RespBody>, S3Error> {
     match op {
         S3Op::ListBuckets => list_buckets(cx).await,
         S3Op::CreateBucket { bucket } => create_bucket(cx, &bucket, body).await,
@@ -134,7 +138,11 @@ pub async fn dispatch(cx: &Ctx<'_>, op: S3Op, body: RequestBody) -> Result<Respo
             check_key(&key)?;
             let mut opts = put_options(cx.headers)?;
             opts.content_md5 = None;
-            let id = cx.backend.create_multipart(&bucket, &key, opts).await.map_err(ce)?;
+            let id = cx
+                .backend
+                .create_multipart(&bucket, &key, opts)
+                .await
+                .map_err(ce)?;
             Ok(xml_ok(xml::initiate_multipart_upload(&bucket, &key, &id)))
         }
         S3Op::UploadPart {
@@ -295,8 +303,7 @@ async fn list_objects(
         delimiter: delimiter.clone(),
         max_keys,
         encoding_url: encoding_url(q)?,
-        owner: (kind != ListKind::V2 || q.get("fetch-owner") == Some("true"))
-            .then(|| cx.owner()),
+        owner: (kind != ListKind::V2 || q.get("fetch-owner") == Some("true")).then(|| cx.owner()),
         ..Default::default()
     };
     let mut next = None;
@@ -567,7 +574,10 @@ async fn upload_part(
     body: RequestBody,
 ) -> Result<Response<RespBody>, S3Error> {
     check_key(key)?;
-    let md5 = cx.header("content-md5").map(parse_content_md5).transpose()?;
+    let md5 = cx
+        .header("content-md5")
+        .map(parse_content_md5)
+        .transpose()?;
     let err = BodyError::default();
     let stream = payload_stream(cx, body, is_chunked(cx.headers), MAX_PART_BYTES, &err)?;
     let part = cx
@@ -627,7 +637,11 @@ async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<R
         None => false,
         Some(d) if d.eq_ignore_ascii_case("COPY") => false,
         Some(d) if d.eq_ignore_ascii_case("REPLACE") => true,
-        Some(_) => return Err(S3Error::InvalidArgument("Unknown metadata directive.".into())),
+        Some(_) => {
+            return Err(S3Error::InvalidArgument(
+                "Unknown metadata directive.".into(),
+            ))
+        }
     };
     if sb == bucket && sk == key && !replace {
         return Err(S3Error::InvalidRequest(
@@ -649,7 +663,11 @@ async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<R
         .copy_object(&sb, &sk, bucket, key, replace)
         .await
         .map_err(ce)?;
-    let mtime = if m.mtime_ms == 0 { cx.now_ms } else { m.mtime_ms };
+    let mtime = if m.mtime_ms == 0 {
+        cx.now_ms
+    } else {
+        m.mtime_ms
+    };
     Ok(xml_ok(xml::copy_object_result(&m.etag, mtime)))
 }
 
@@ -679,7 +697,11 @@ async fn upload_part_copy(
         .upload_part(bucket, key, upload_id, part_number, stream, None)
         .await
         .map_err(ce)?;
-    let mtime = if part.mtime_ms == 0 { cx.now_ms } else { part.mtime_ms };
+    let mtime = if part.mtime_ms == 0 {
+        cx.now_ms
+    } else {
+        part.mtime_ms
+    };
     Ok(xml_ok(xml::copy_part_result(&part.etag, mtime)))
 }
 
@@ -693,7 +715,10 @@ async fn complete_multipart(
     let body = body.collect(MAX_COMPLETE_BODY_BYTES).await?;
     check_body_md5(cx.headers, &body)?;
     let parts = xml::parse_complete_multipart(&body)?;
-    if parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+    if parts
+        .windows(2)
+        .any(|w| w[0].part_number >= w[1].part_number)
+    {
         return Err(S3Error::InvalidPartOrder);
     }
     let parts = parts
@@ -726,7 +751,10 @@ async fn delete_objects(
     let mut errors = Vec::new();
     let mut keys = Vec::new();
     for (key, version) in req.objects {
-        if version.as_deref().is_some_and(|v| v != "null" && !v.is_empty()) {
+        if version
+            .as_deref()
+            .is_some_and(|v| v != "null" && !v.is_empty())
+        {
             errors.push(xml::DeleteError {
                 key,
                 code: "NoSuchVersion".into(),
@@ -795,7 +823,11 @@ async fn get_object(
     head: bool,
 ) -> Result<Response<RespBody>, S3Error> {
     check_key(key)?;
-    let part_number = cx.query.get("partNumber").map(|v| parse_part_number(Some(v))).transpose()?;
+    let part_number = cx
+        .query
+        .get("partNumber")
+        .map(|v| parse_part_number(Some(v)))
+        .transpose()?;
     let range_header = cx.header("range");
     if part_number.is_some() && range_header.is_some() {
         return Err(S3Error::InvalidRequest(
@@ -833,7 +865,11 @@ async fn get_object(
         set(&mut r, "content-range", &content_range(a, b, m.size));
     }
     if part_number.is_some() && !m.part_sizes.is_empty() {
-        set(&mut r, "x-amz-mp-parts-count", &m.part_sizes.len().to_string());
+        set(
+            &mut r,
+            "x-amz-mp-parts-count",
+            &m.part_sizes.len().to_string(),
+        );
     }
     for (name, value) in response_overrides(cx.query) {
         set(&mut r, name, &value);
@@ -851,16 +887,18 @@ fn object_stream(
     range: Option<(u64, u64)>,
 ) -> RespBody {
     let what = format!("{bucket}/{key}");
-    let stream = backend.read_manifest(bucket, m, range).map(move |item| match item {
-        Ok(b) => {
-            METRICS.bytes_out.inc_by(b.len() as u64);
-            Ok(b)
-        }
-        Err(e) => {
-            tracing::warn!(object = %what, error = %e, "object read failed mid-response");
-            Err(std::io::Error::other(e.to_string()))
-        }
-    });
+    let stream = backend
+        .read_manifest(bucket, m, range)
+        .map(move |item| match item {
+            Ok(b) => {
+                METRICS.bytes_out.inc_by(b.len() as u64);
+                Ok(b)
+            }
+            Err(e) => {
+                tracing::warn!(object = %what, error = %e, "object read failed mid-response");
+                Err(std::io::Error::other(e.to_string()))
+            }
+        });
     streaming(stream)
 }
 
@@ -900,9 +938,18 @@ mod tests {
         assert_eq!(ok("/b/k"), ("b".into(), "k".into()));
         assert_eq!(ok("b/dir/a%20b"), ("b".into(), "dir/a b".into()));
         assert_eq!(ok("b/k?versionId=null"), ("b".into(), "k".into()));
-        assert_eq!(parse_copy_source("b/k?versionId=v1").unwrap_err().aws_code(), "NotImplemented");
+        assert_eq!(
+            parse_copy_source("b/k?versionId=v1")
+                .unwrap_err()
+                .aws_code(),
+            "NotImplemented"
+        );
         for bad in ["b", "/b/", "/k", ""] {
-            assert_eq!(parse_copy_source(bad).unwrap_err().aws_code(), "InvalidArgument", "{bad}");
+            assert_eq!(
+                parse_copy_source(bad).unwrap_err().aws_code(),
+                "InvalidArgument",
+                "{bad}"
+            );
         }
     }
 
@@ -933,16 +980,36 @@ mod tests {
             }
             m
         };
-        assert_eq!(declared_length(&h(&[("content-length", "5")]), false), Ok(Some(5)));
-        assert_eq!(declared_length(&h(&[]), false), Err(S3Error::MissingContentLength));
-        assert_eq!(declared_length(&h(&[("transfer-encoding", "chunked")]), false), Ok(None));
         assert_eq!(
-            declared_length(&h(&[("content-length", "90"), ("x-amz-decoded-content-length", "66")]), true),
+            declared_length(&h(&[("content-length", "5")]), false),
+            Ok(Some(5))
+        );
+        assert_eq!(
+            declared_length(&h(&[]), false),
+            Err(S3Error::MissingContentLength)
+        );
+        assert_eq!(
+            declared_length(&h(&[("transfer-encoding", "chunked")]), false),
+            Ok(None)
+        );
+        assert_eq!(
+            declared_length(
+                &h(&[
+                    ("content-length", "90"),
+                    ("x-amz-decoded-content-length", "66")
+                ]),
+                true
+            ),
             Ok(Some(66))
         );
-        assert_eq!(declared_length(&h(&[("content-length", "90")]), true), Ok(None));
         assert_eq!(
-            declared_length(&h(&[("content-length", "x")]), false).unwrap_err().aws_code(),
+            declared_length(&h(&[("content-length", "90")]), true),
+            Ok(None)
+        );
+        assert_eq!(
+            declared_length(&h(&[("content-length", "x")]), false)
+                .unwrap_err()
+                .aws_code(),
             "InvalidArgument"
         );
     }
@@ -963,7 +1030,10 @@ mod tests {
         h.insert("content-md5", "bad".parse().unwrap());
         assert_eq!(put_options(&h).unwrap_err(), S3Error::InvalidDigest);
         h.remove("content-md5");
-        assert_eq!(put_options(&h).unwrap().if_match_etag.as_deref(), Some("abc"));
+        assert_eq!(
+            put_options(&h).unwrap().if_match_etag.as_deref(),
+            Some("abc")
+        );
     }
 
     #[test]
@@ -972,9 +1042,15 @@ mod tests {
             key: k.into(),
             ..Default::default()
         };
-        let (kept, prefixes) =
-            roll_up_uploads(vec![up("a/1"), up("a/2"), up("b"), up("c/x/y")], "", Some("/"));
-        assert_eq!(kept.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(), ["b"]);
+        let (kept, prefixes) = roll_up_uploads(
+            vec![up("a/1"), up("a/2"), up("b"), up("c/x/y")],
+            "",
+            Some("/"),
+        );
+        assert_eq!(
+            kept.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
         assert_eq!(prefixes, ["a/", "c/"]);
         let (kept, prefixes) = roll_up_uploads(vec![up("a/1")], "", None);
         assert_eq!((kept.len(), prefixes.len()), (1, 0));

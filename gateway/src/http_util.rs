@@ -301,9 +301,9 @@ impl Conditions {
 /// Whether a comma-separated ETag list (`"a", W/"b"`, or `*`) names `etag`.
 pub fn etag_list_matches(list: &str, etag: &str) -> bool {
     let want = etag.trim_matches('"');
-    list.split(',').map(str::trim).any(|e| {
-        e == "*" || e.trim_start_matches("W/").trim_matches('"') == want
-    })
+    list.split(',')
+        .map(str::trim)
+        .any(|e| e == "*" || e.trim_start_matches("W/").trim_matches('"') == want)
 }
 
 /// An HTTP date (RFC 7231 forms) as Unix seconds.
@@ -412,7 +412,10 @@ pub struct Target {
 /// one of `domains`: the bucket comes from the host and the whole path (minus its leading `/`)
 /// is the key. Otherwise path style: `/<bucket>/<key>`. An empty key is no key.
 pub fn resolve_target(host: Option<&str>, path: &str, domains: &[String]) -> Target {
-    let host = host.map(strip_port).unwrap_or_default().to_ascii_lowercase();
+    let host = host
+        .map(strip_port)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let path = path.strip_prefix('/').unwrap_or(path);
     let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     for domain in domains {
@@ -489,7 +492,8 @@ mod tests {
     #[test]
     fn ranges() {
         let size = 100;
-        let table: &[(Option<&str>, Result<Option<(u64, u64)>, S3Error>)] = &[
+        type Case<'a> = (Option<&'a str>, Result<Option<(u64, u64)>, S3Error>);
+        let table: &[Case] = &[
             (None, Ok(None)),
             (Some("bytes=0-9"), Ok(Some((0, 9)))),
             (Some("bytes=10-"), Ok(Some((10, 99)))),
@@ -512,9 +516,18 @@ mod tests {
         for (header, want) in table {
             assert_eq!(&resolve_range(*header, size), want, "{header:?}");
         }
-        assert_eq!(resolve_range(Some("bytes=0-0"), 0), Err(S3Error::InvalidRange));
-        assert_eq!(resolve_range(Some("bytes=-5"), 0), Err(S3Error::InvalidRange));
-        assert_eq!(resolve_range(Some("bytes=0-"), 0), Err(S3Error::InvalidRange));
+        assert_eq!(
+            resolve_range(Some("bytes=0-0"), 0),
+            Err(S3Error::InvalidRange)
+        );
+        assert_eq!(
+            resolve_range(Some("bytes=-5"), 0),
+            Err(S3Error::InvalidRange)
+        );
+        assert_eq!(
+            resolve_range(Some("bytes=0-"), 0),
+            Err(S3Error::InvalidRange)
+        );
     }
 
     #[test]
@@ -537,14 +550,13 @@ mod tests {
     fn conditionals() {
         // Object: etag "e", modified at t=1000 s.
         let m = 1_000_000;
-        let c = |im: Option<&str>, inm: Option<&str>, ims: Option<u64>, ius: Option<u64>| {
-            Conditions {
+        let c =
+            |im: Option<&str>, inm: Option<&str>, ims: Option<u64>, ius: Option<u64>| Conditions {
                 if_match: im.map(String::from),
                 if_none_match: inm.map(String::from),
                 if_modified_since: ims,
                 if_unmodified_since: ius,
-            }
-        };
+            };
         use CondOutcome::*;
         let table = [
             (c(None, None, None, None), Proceed),
@@ -568,7 +580,10 @@ mod tests {
             // If-None-Match matching -> 304 even if modified since.
             (c(None, Some("\"e\""), Some(10), None), NotModified),
             // 412 beats 304.
-            (c(Some("\"x\""), Some("\"e\""), None, None), PreconditionFailed),
+            (
+                c(Some("\"x\""), Some("\"e\""), None, None),
+                PreconditionFailed,
+            ),
             (c(None, Some("\"e\""), None, Some(999)), PreconditionFailed),
         ];
         for (cond, want) in table {
@@ -594,7 +609,10 @@ mod tests {
         assert_eq!(cs.if_none_match.as_deref(), Some("\"b\""));
         assert!(cs.if_match.is_none());
         assert!(Conditions::default().is_empty());
-        assert_eq!(http_date_ms(784111777_000), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            http_date_ms(784_111_777_000),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
     }
 
     #[test]
@@ -619,7 +637,10 @@ mod tests {
         assert_eq!(um.get("size").map(String::as_str), Some("1"));
         let sm = system_metadata(&h);
         assert_eq!(sm.get("content-encoding").map(String::as_str), Some("gzip"));
-        assert_eq!(sm.get("cache-control").map(String::as_str), Some("no-cache"));
+        assert_eq!(
+            sm.get("cache-control").map(String::as_str),
+            Some("no-cache")
+        );
         assert_eq!(sm.len(), 2);
         let mut only_chunked = HeaderMap::new();
         only_chunked.insert("content-encoding", "aws-chunked".parse().unwrap());
@@ -665,7 +686,10 @@ mod tests {
         assert_eq!(t(Some("s3.example.com"), "/b/"), (s("b"), None));
         assert_eq!(t(Some("s3.example.com"), "/b/k/x/"), (s("b"), s("k/x/")));
         assert_eq!(t(Some("b.s3.example.com"), "/"), (s("b"), None));
-        assert_eq!(t(Some("B.S3.Example.com:9000"), "/k//x"), (s("b"), s("k//x")));
+        assert_eq!(
+            t(Some("B.S3.Example.com:9000"), "/k//x"),
+            (s("b"), s("k//x"))
+        );
         assert_eq!(t(Some("my.b.localhost:9000"), "/k"), (s("my.b"), s("k")));
         assert_eq!(t(Some("127.0.0.1:9000"), "/b/k"), (s("b"), s("k")));
         assert_eq!(t(None, "/b/k"), (s("b"), s("k")));

@@ -17,7 +17,11 @@ use crate::server::wait_for_true;
 const SWEEP_PAGE_UPLOADS: u32 = 1000;
 
 /// Pure: the uploads initiated more than `max_age_ms` before `now_ms`.
-pub fn stale_uploads(uploads: &[MultipartUpload], now_ms: u64, max_age_ms: u64) -> Vec<&MultipartUpload> {
+pub fn stale_uploads(
+    uploads: &[MultipartUpload],
+    now_ms: u64,
+    max_age_ms: u64,
+) -> Vec<&MultipartUpload> {
     uploads
         .iter()
         .filter(|u| now_ms.saturating_sub(u.initiated_ms) > max_age_ms)
@@ -30,7 +34,11 @@ pub fn sweep_interval(max_age: Duration) -> Duration {
 }
 
 /// One pass over every bucket; returns how many uploads were aborted.
-pub async fn sweep_once(backend: &dyn Backend, now_ms: u64, max_age_ms: u64) -> Result<usize, ClientError> {
+pub async fn sweep_once(
+    backend: &dyn Backend,
+    now_ms: u64,
+    max_age_ms: u64,
+) -> Result<usize, ClientError> {
     let mut aborted = 0;
     for bucket in backend.list_buckets().await? {
         let mut req = ListMultipartUploadsRequest {
@@ -45,7 +53,10 @@ pub async fn sweep_once(backend: &dyn Backend, now_ms: u64, max_age_ms: u64) -> 
                 Err(e) => return Err(e),
             };
             for u in stale_uploads(&page.uploads, now_ms, max_age_ms) {
-                match backend.abort_multipart(&u.bucket, &u.key, &u.upload_id).await {
+                match backend
+                    .abort_multipart(&u.bucket, &u.key, &u.upload_id)
+                    .await
+                {
                     Ok(()) => aborted += 1,
                     Err(e) if e.code() == "NoSuchUpload" => {}
                     Err(e) => return Err(e),
@@ -95,9 +106,18 @@ mod tests {
         };
         let ups = [up(0), up(500), up(1000)];
         let stale = stale_uploads(&ups, 1000, 400);
-        assert_eq!(stale.iter().map(|u| u.initiated_ms).collect::<Vec<_>>(), [0, 500]);
+        assert_eq!(
+            stale.iter().map(|u| u.initiated_ms).collect::<Vec<_>>(),
+            [0, 500]
+        );
         assert!(stale_uploads(&ups, 1000, 1000).is_empty());
-        assert_eq!(sweep_interval(Duration::from_secs(24 * 3600)), Duration::from_secs(3600));
-        assert_eq!(sweep_interval(Duration::from_secs(60)), Duration::from_secs(60));
+        assert_eq!(
+            sweep_interval(Duration::from_secs(24 * 3600)),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            sweep_interval(Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
     }
 }

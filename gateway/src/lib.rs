@@ -9,7 +9,8 @@
 //! - [`handlers`]: one function per operation, calling the [`backend::Backend`] trait
 //!   (implemented by [`anode_client::Client`]).
 //! - [`xml`], [`http_util`], [`error`]: the pure S3 wire layer.
-//! - [`janitor`]: aborts stale multipart uploads.
+//! - [`janitor`]: aborts stale multipart uploads; [`stall`]: the write-stall guard on
+//!   connections.
 //!
 //! Architecture invariants:
 //! - Only this crate knows S3 XML and SigV4.
@@ -33,8 +34,11 @@ pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod sigv4;
+pub mod stall;
 pub mod xml;
 
+#[cfg(test)]
+mod server_tests;
 #[cfg(test)]
 mod testing;
 
@@ -88,7 +92,10 @@ pub struct RunningGateway {
 }
 
 /// Start a gateway on the cluster at `--masters`; it serves until `shutdown` turns true.
-pub async fn start(args: GatewayArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<RunningGateway> {
+pub async fn start(
+    args: GatewayArgs,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<RunningGateway> {
     let client = anode_client::Client::connect(args.masters.clone())
         .await
         .context("client for the masters")?;
@@ -101,14 +108,18 @@ pub async fn start_with_backend(
     backend: Arc<dyn Backend>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<RunningGateway> {
-    anyhow::ensure!(args.max_concurrency > 0, "--max-concurrency must be positive");
+    anyhow::ensure!(
+        args.max_concurrency > 0,
+        "--max-concurrency must be positive"
+    );
     std::sync::LazyLock::force(&metrics::METRICS);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind S3 listener {}", args.listen))?;
     let addr = listener.local_addr()?;
     let health = anode_common::Health::new();
-    let admin_addr = anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
+    let admin_addr =
+        anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
     let cfg = ServerConfig {
         domains: args.domain.clone(),
         region: args.region.clone(),

@@ -40,11 +40,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
     )
     .expect("metric registers once"),
-    in_flight: register_int_gauge!(
-        "anode_gateway_requests_in_flight",
-        "Requests being handled"
-    )
-    .expect("metric registers once"),
+    in_flight: register_int_gauge!("anode_gateway_requests_in_flight", "Requests being handled")
+        .expect("metric registers once"),
     throttled: register_int_counter!(
         "anode_gateway_throttled_total",
         "Requests refused with SlowDown at the concurrency limit"
@@ -55,11 +52,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "Request body bytes received"
     )
     .expect("metric registers once"),
-    bytes_out: register_int_counter!(
-        "anode_gateway_sent_bytes_total",
-        "Object bytes sent"
-    )
-    .expect("metric registers once"),
+    bytes_out: register_int_counter!("anode_gateway_sent_bytes_total", "Object bytes sent")
+        .expect("metric registers once"),
     stale_uploads_aborted: register_int_counter!(
         "anode_gateway_stale_uploads_aborted_total",
         "Multipart uploads aborted because they were older than --multipart-stale-hours"

@@ -258,7 +258,9 @@ pub fn route(
     match (bucket, key) {
         (None, _) => route_service(method),
         (Some(b), None) => route_bucket(method, b.to_string(), query),
-        (Some(b), Some(k)) => route_object(method, b.to_string(), k.to_string(), query, has_copy_source),
+        (Some(b), Some(k)) => {
+            route_object(method, b.to_string(), k.to_string(), query, has_copy_source)
+        }
     }
 }
 
@@ -289,7 +291,10 @@ fn missing_config(sub: &str) -> Option<S3Error> {
             "NoSuchLifecycleConfiguration",
             "The lifecycle configuration does not exist",
         ),
-        "cors" => ("NoSuchCORSConfiguration", "The CORS configuration does not exist"),
+        "cors" => (
+            "NoSuchCORSConfiguration",
+            "The CORS configuration does not exist",
+        ),
         "tagging" => ("NoSuchTagSet", "The TagSet does not exist"),
         "website" => (
             "NoSuchWebsiteConfiguration",
@@ -333,7 +338,9 @@ fn route_bucket(method: &Method, bucket: String, q: &Query) -> Result<S3Op, S3Er
         Method::GET => match q.get("list-type") {
             Some("2") => Ok(S3Op::ListObjectsV2 { bucket }),
             None => Ok(S3Op::ListObjectsV1 { bucket }),
-            Some(_) => Err(S3Error::InvalidArgument("Invalid list type specified".into())),
+            Some(_) => Err(S3Error::InvalidArgument(
+                "Invalid list type specified".into(),
+            )),
         },
         Method::HEAD => Ok(S3Op::HeadBucket { bucket }),
         Method::PUT => Ok(S3Op::CreateBucket { bucket }),
@@ -440,11 +447,13 @@ mod tests {
     use super::*;
 
     #[test]
+    #[rustfmt::skip]
     fn table() {
         let b = || "b".to_string();
         let k = || "k".to_string();
         let u = || "u1".to_string();
-        let cases: Vec<(&str, Option<&str>, Option<&str>, &str, bool, Result<S3Op, &str>)> = vec![
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a str, bool, Result<S3Op, &'a str>);
+        let cases: Vec<Case> = vec![
             ("GET", None, None, "", false, Ok(S3Op::ListBuckets)),
             ("PUT", None, None, "", false, Err("MethodNotAllowed")),
             ("PUT", Some("b"), None, "", false, Ok(S3Op::CreateBucket { bucket: b() })),

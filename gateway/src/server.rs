@@ -35,6 +35,7 @@ use crate::http_util::{decode_path, resolve_target, Query};
 use crate::metrics::METRICS;
 use crate::router;
 use crate::sigv4::{self, RequestParts, Verified};
+use crate::stall::{StallGuard, WRITE_STALL_TIMEOUT};
 
 /// How long a client may take to send request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -157,7 +158,12 @@ impl Gateway {
             .duration_seconds
             .with_label_values(&[info.op])
             .observe(started.elapsed().as_secs_f64());
-        tracing::debug!(op = info.op, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "s3 request");
+        tracing::debug!(
+            op = info.op,
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "s3 request"
+        );
         let guard = InFlight::new(permit);
         resp.map(move |body| {
             body.map_frame(move |frame| {
@@ -168,7 +174,11 @@ impl Gateway {
         })
     }
 
-    async fn process<B>(&self, req: Request<B>, info: &mut ReqInfo) -> Result<Response<RespBody>, S3Error>
+    async fn process<B>(
+        &self,
+        req: Request<B>,
+        info: &mut ReqInfo,
+    ) -> Result<Response<RespBody>, S3Error>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: std::fmt::Display,
@@ -198,7 +208,11 @@ impl Gateway {
             .get("x-amz-decoded-content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let decoder = BodyDecoder::new(&verified.payload, verified.chunk_signer.clone(), decoded_len)?;
+        let decoder = BodyDecoder::new(
+            &verified.payload,
+            verified.chunk_signer.clone(),
+            decoded_len,
+        )?;
         let cx = Ctx {
             backend: &*self.backend,
             headers: &parts.headers,
@@ -210,7 +224,11 @@ impl Gateway {
         handlers::dispatch(&cx, op, RequestBody::new(body, decoder)).await
     }
 
-    async fn authenticate(&self, parts: &http::request::Parts, query: &Query) -> Result<Verified, S3Error> {
+    async fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+        query: &Query,
+    ) -> Result<Verified, S3Error> {
         let auth = sigv4::parse_auth(&parts.headers, query)?
             .ok_or_else(|| S3Error::AccessDenied("Access Denied".into()))?;
         let secret = self
@@ -244,7 +262,12 @@ fn log_error(e: &S3Error, info: &ReqInfo) {
 }
 
 /// The response for an error: the XML document, or only the status for HEAD and 304.
-pub fn error_response(e: &S3Error, resource: &str, request_id: &str, head: bool) -> Response<RespBody> {
+pub fn error_response(
+    e: &S3Error,
+    resource: &str,
+    request_id: &str,
+    head: bool,
+) -> Response<RespBody> {
     let status = e.http_status();
     let mut r = if head || !e.has_body() {
         let mut r = Response::new(empty());
@@ -362,7 +385,8 @@ fn spawn_connection(
         let gateway = gateway.clone();
         async move { Ok::<_, Infallible>(gateway.handle(req).await) }
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let io = StallGuard::new(stream, WRITE_STALL_TIMEOUT);
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
     let conn = graceful.watch(conn);
     tokio::spawn(async move {
         if let Err(e) = conn.await {

@@ -181,7 +181,9 @@ fn parse_header_auth(value: &str, headers: &HeaderMap) -> Result<AuthParams, S3E
         .ok_or_else(|| malformed("the Credential is not AK/date/region/service/aws4_request"))?;
     let (amz_date, request_time) = header_date(headers)?;
     if !amz_date.starts_with(&scope_date) {
-        return Err(malformed("the credential date does not match the request date"));
+        return Err(malformed(
+            "the credential date does not match the request date",
+        ));
     }
     let payload_hash = headers
         .get("x-amz-content-sha256")
@@ -217,8 +219,9 @@ fn parse_presigned(query: &Query) -> Result<AuthParams, S3Error> {
     let (access_key, scope_date, region, service) = parse_credential(get("X-Amz-Credential")?)
         .ok_or_else(|| err("Error parsing the X-Amz-Credential parameter"))?;
     let amz_date = get("X-Amz-Date")?.to_string();
-    let request_time = parse_amz_date(&amz_date)
-        .ok_or_else(|| err("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\""))?;
+    let request_time = parse_amz_date(&amz_date).ok_or_else(|| {
+        err("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
+    })?;
     if !amz_date.starts_with(&scope_date) {
         return Err(err("the credential date does not match X-Amz-Date"));
     }
@@ -291,7 +294,9 @@ fn parse_signed_headers(s: &str) -> Result<Vec<String>, S3Error> {
 fn header_date(headers: &HeaderMap) -> Result<(String, i64), S3Error> {
     if let Some(v) = headers.get("x-amz-date").and_then(|v| v.to_str().ok()) {
         let t = parse_amz_date(v.trim()).ok_or_else(|| {
-            S3Error::AccessDenied("AWS authentication requires a valid Date or x-amz-date header".into())
+            S3Error::AccessDenied(
+                "AWS authentication requires a valid Date or x-amz-date header".into(),
+            )
         })?;
         return Ok((v.trim().to_string(), t));
     }
@@ -300,7 +305,9 @@ fn header_date(headers: &HeaderMap) -> Result<(String, i64), S3Error> {
         .and_then(|v| v.to_str().ok())
         .and_then(crate::http_util::parse_http_date_secs)
         .ok_or_else(|| {
-            S3Error::AccessDenied("AWS authentication requires a valid Date or x-amz-date header".into())
+            S3Error::AccessDenied(
+                "AWS authentication requires a valid Date or x-amz-date header".into(),
+            )
         })? as i64;
     Ok((format_amz_date(date), date))
 }
@@ -321,12 +328,17 @@ pub fn parse_amz_date(s: &str) -> Option<i64> {
     let month = time::Month::try_from(num(4..6)? as u8).ok()?;
     let date = time::Date::from_calendar_date(num(0..4)? as i32, month, num(6..8)? as u8).ok()?;
     let t = time::Time::from_hms(num(9..11)? as u8, num(11..13)? as u8, num(13..15)? as u8).ok()?;
-    Some(time::PrimitiveDateTime::new(date, t).assume_utc().unix_timestamp())
+    Some(
+        time::PrimitiveDateTime::new(date, t)
+            .assume_utc()
+            .unix_timestamp(),
+    )
 }
 
 /// Unix seconds -> `20130524T000000Z`.
 pub fn format_amz_date(secs: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
         t.year(),
@@ -372,17 +384,21 @@ pub fn verify(
     check_time(auth, now)?;
     let canonical = canonical_request(req, auth)?;
     let key = signing_key(secret, &auth.scope_date, &auth.region, &auth.service);
-    let expected = signature(&key, &string_to_sign(&auth.amz_date, &auth.scope(), &canonical));
+    let expected = signature(
+        &key,
+        &string_to_sign(&auth.amz_date, &auth.scope(), &canonical),
+    );
     if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
         return Err(S3Error::SignatureDoesNotMatch);
     }
     let payload = payload_mode(&auth.payload_hash)?;
-    let chunk_signer = matches!(payload, PayloadMode::StreamingSigned { .. }).then(|| ChunkSigner {
-        key,
-        amz_date: auth.amz_date.clone(),
-        scope: auth.scope(),
-        seed_signature: expected,
-    });
+    let chunk_signer =
+        matches!(payload, PayloadMode::StreamingSigned { .. }).then(|| ChunkSigner {
+            key,
+            amz_date: auth.amz_date.clone(),
+            scope: auth.scope(),
+            seed_signature: expected,
+        });
     Ok(Verified {
         access_key: auth.access_key.clone(),
         payload,
@@ -417,7 +433,10 @@ pub fn canonical_request(req: &RequestParts<'_>, auth: &AuthParams) -> Result<St
     out.push('\n');
     out.push_str(&uri_encode(if path.is_empty() { "/" } else { &path }, true));
     out.push('\n');
-    out.push_str(&canonical_query(req.query, auth.presigned_expires.is_some()));
+    out.push_str(&canonical_query(
+        req.query,
+        auth.presigned_expires.is_some(),
+    ));
     out.push('\n');
     for name in &auth.signed_headers {
         out.push_str(name);
@@ -524,9 +543,18 @@ impl ChunkSigner {
     /// A signer for the scope of `params`, seeded with `seed_signature`.
     pub fn new(params: &SignParams<'_>, seed_signature: String) -> ChunkSigner {
         ChunkSigner {
-            key: signing_key(params.secret_key, &params.amz_date[..8], params.region, "s3"),
+            key: signing_key(
+                params.secret_key,
+                &params.amz_date[..8],
+                params.region,
+                "s3",
+            ),
             amz_date: params.amz_date.to_string(),
-            scope: format!("{}/{}/s3/aws4_request", &params.amz_date[..8], params.region),
+            scope: format!(
+                "{}/{}/s3/aws4_request",
+                &params.amz_date[..8],
+                params.region
+            ),
             seed_signature,
         }
     }
@@ -671,7 +699,10 @@ fn sign_params(
 fn compute_signature(req: &RequestParts<'_>, auth: &AuthParams, secret: &str) -> String {
     let canonical = canonical_request(req, auth).unwrap_or_default();
     let key = signing_key(secret, &auth.scope_date, &auth.region, &auth.service);
-    signature(&key, &string_to_sign(&auth.amz_date, &auth.scope(), &canonical))
+    signature(
+        &key,
+        &string_to_sign(&auth.amz_date, &auth.scope(), &canonical),
+    )
 }
 
 #[cfg(test)]
@@ -717,7 +748,12 @@ mod tests {
     fn amz_dates() {
         assert_eq!(parse_amz_date("20130524T000000Z"), Some(T0));
         assert_eq!(format_amz_date(T0), "20130524T000000Z");
-        for bad in ["20130524T000000", "2013-05-24T000000Z", "20131324T000000Z", "2013052AT000000Z"] {
+        for bad in [
+            "20130524T000000",
+            "2013-05-24T000000Z",
+            "20131324T000000Z",
+            "2013052AT000000Z",
+        ] {
             assert_eq!(parse_amz_date(bad), None, "{bad}");
         }
     }
@@ -750,7 +786,11 @@ mod tests {
             query: &query,
             headers: &h,
         };
-        let sts = string_to_sign(&auth.amz_date, &auth.scope(), &canonical_request(&req, &auth).unwrap());
+        let sts = string_to_sign(
+            &auth.amz_date,
+            &auth.scope(),
+            &canonical_request(&req, &auth).unwrap(),
+        );
         assert!(sts.ends_with("7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972"));
         // Clock skew.
         assert_eq!(
@@ -837,12 +877,16 @@ mod tests {
         );
         let long = q.replace("X-Amz-Expires=86400", "X-Amz-Expires=604801");
         assert_eq!(
-            check("GET", "/test.txt", &long, &h, T0).unwrap_err().aws_code(),
+            check("GET", "/test.txt", &long, &h, T0)
+                .unwrap_err()
+                .aws_code(),
             "AuthorizationQueryParametersError"
         );
         let missing = q.replace("X-Amz-Date=20130524T000000Z&", "");
         assert_eq!(
-            check("GET", "/test.txt", &missing, &h, T0).unwrap_err().aws_code(),
+            check("GET", "/test.txt", &missing, &h, T0)
+                .unwrap_err()
+                .aws_code(),
             "AuthorizationQueryParametersError"
         );
     }
@@ -872,11 +916,20 @@ mod tests {
             "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"
         );
         let s1 = signer.chunk_signature(&signer.seed_signature, &Sha256::digest([b'a'; 65536]));
-        assert_eq!(s1, "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648");
+        assert_eq!(
+            s1,
+            "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648"
+        );
         let s2 = signer.chunk_signature(&s1, &Sha256::digest([b'a'; 1024]));
-        assert_eq!(s2, "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497");
+        assert_eq!(
+            s2,
+            "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497"
+        );
         let s3 = signer.chunk_signature(&s2, &Sha256::digest([]));
-        assert_eq!(s3, "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9");
+        assert_eq!(
+            s3,
+            "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"
+        );
     }
 
     fn params() -> SignParams<'static> {
@@ -891,7 +944,11 @@ mod tests {
     #[test]
     fn sign_then_verify_round_trip() {
         let cases = [
-            ("GET", "/b/a%20b/c~d%2B", "prefix=a%2Fb&list-type=2&delimiter=%2F"),
+            (
+                "GET",
+                "/b/a%20b/c~d%2B",
+                "prefix=a%2Fb&list-type=2&delimiter=%2F",
+            ),
             ("PUT", "/b/%E2%9C%93/x", "partNumber=1&uploadId=abc%3D%3D"),
             ("POST", "/b", "delete"),
             ("GET", "/", ""),
@@ -920,7 +977,12 @@ mod tests {
     fn flipped_signature_byte_fails() {
         let mut h = headers(&[("host", "h")]);
         let sig = sign_request("GET", "/b/k", "", &mut h, EMPTY_SHA256, &params());
-        let auth = h.get("authorization").unwrap().to_str().unwrap().to_string();
+        let auth = h
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         let mut bad = sig.clone().into_bytes();
         bad[10] = if bad[10] == b'0' { b'1' } else { b'0' };
         let bad = String::from_utf8(bad).unwrap();
@@ -942,7 +1004,14 @@ mod tests {
 
     #[test]
     fn presign_round_trip() {
-        let q = presign("GET", "/b/some%20key", "response-content-type=text%2Fplain", "h:9000", 60, &params());
+        let q = presign(
+            "GET",
+            "/b/some%20key",
+            "response-content-type=text%2Fplain",
+            "h:9000",
+            60,
+            &params(),
+        );
         let h = headers(&[("host", "h:9000")]);
         check("GET", "/b/some%20key", &q, &h, T0 + 30).unwrap();
         assert_eq!(
@@ -980,15 +1049,24 @@ mod tests {
         }
         let ok = "AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3/aws4_request,SignedHeaders=host,Signature=ab";
         let h = headers(&[("authorization", ok), ("x-amz-date", "20130524T000000Z")]);
-        assert_eq!(parse_auth(&h, &q).unwrap_err().aws_code(), "MissingSecurityHeader");
-        let h = headers(&[("authorization", ok), ("x-amz-content-sha256", EMPTY_SHA256)]);
+        assert_eq!(
+            parse_auth(&h, &q).unwrap_err().aws_code(),
+            "MissingSecurityHeader"
+        );
+        let h = headers(&[
+            ("authorization", ok),
+            ("x-amz-content-sha256", EMPTY_SHA256),
+        ]);
         assert_eq!(parse_auth(&h, &q).unwrap_err().aws_code(), "AccessDenied");
         let h = headers(&[
             ("authorization", ok),
             ("x-amz-date", "20130524T000000Z"),
             ("x-amz-content-sha256", "nothex"),
         ]);
-        assert_eq!(parse_auth(&h, &q).unwrap_err().aws_code(), "InvalidArgument");
+        assert_eq!(
+            parse_auth(&h, &q).unwrap_err().aws_code(),
+            "InvalidArgument"
+        );
         let no_host = ok.replace("SignedHeaders=host", "SignedHeaders=x-amz-date");
         let h = headers(&[
             ("authorization", no_host.as_str()),
@@ -1019,7 +1097,9 @@ mod tests {
             Ok(PayloadMode::StreamingUnsignedTrailer)
         );
         assert_eq!(
-            payload_mode("STREAMING-AWS4-HMAC-SHA256-EVENTS").unwrap_err().aws_code(),
+            payload_mode("STREAMING-AWS4-HMAC-SHA256-EVENTS")
+                .unwrap_err()
+                .aws_code(),
             "NotImplemented"
         );
         assert!(constant_time_eq(b"abc", b"abc"));

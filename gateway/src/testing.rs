@@ -159,8 +159,14 @@ impl Backend for MemBackend {
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Manifest, ClientError> {
         let s = self.state.lock().unwrap();
-        let b = s.buckets.get(bucket).ok_or_else(|| remote("NoSuchBucket"))?;
-        b.objects.get(key).cloned().ok_or_else(|| remote("NoSuchKey"))
+        let b = s
+            .buckets
+            .get(bucket)
+            .ok_or_else(|| remote("NoSuchBucket"))?;
+        b.objects
+            .get(key)
+            .cloned()
+            .ok_or_else(|| remote("NoSuchKey"))
     }
 
     fn read_manifest(
@@ -176,10 +182,11 @@ impl Backend for MemBackend {
         } else {
             data.slice(start as usize..=(end as usize).min(data.len() - 1))
         };
-        // Small pieces, to exercise streaming.
+        // Small pieces for small objects, to exercise streaming.
+        let piece = if slice.len() < 1024 { 7 } else { 64 << 10 };
         let pieces: Vec<Result<Bytes, ClientError>> = (0..slice.len())
-            .step_by(7)
-            .map(|i| Ok(slice.slice(i..(i + 7).min(slice.len()))))
+            .step_by(piece)
+            .map(|i| Ok(slice.slice(i..(i + piece).min(slice.len()))))
             .collect();
         futures::stream::iter(pieces).boxed()
     }
@@ -205,7 +212,10 @@ impl Backend for MemBackend {
 
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ClientError> {
         let mut s = self.state.lock().unwrap();
-        let b = s.buckets.get_mut(bucket).ok_or_else(|| remote("NoSuchBucket"))?;
+        let b = s
+            .buckets
+            .get_mut(bucket)
+            .ok_or_else(|| remote("NoSuchBucket"))?;
         Ok(b.objects.remove(key).is_some())
     }
 
@@ -215,7 +225,10 @@ impl Backend for MemBackend {
         keys: Vec<String>,
     ) -> Result<Vec<String>, ClientError> {
         let mut s = self.state.lock().unwrap();
-        let b = s.buckets.get_mut(bucket).ok_or_else(|| remote("NoSuchBucket"))?;
+        let b = s
+            .buckets
+            .get_mut(bucket)
+            .ok_or_else(|| remote("NoSuchBucket"))?;
         Ok(keys
             .into_iter()
             .filter(|k| b.objects.remove(k).is_some())
@@ -227,7 +240,10 @@ impl Backend for MemBackend {
         req: ListObjectsRequest,
     ) -> Result<ListObjectsResponse, ClientError> {
         let s = self.state.lock().unwrap();
-        let b = s.buckets.get(&req.bucket).ok_or_else(|| remote("NoSuchBucket"))?;
+        let b = s
+            .buckets
+            .get(&req.bucket)
+            .ok_or_else(|| remote("NoSuchBucket"))?;
         Ok(list(&b.objects, &req))
     }
 
@@ -430,7 +446,10 @@ impl MemBackend {
         if_match: Option<String>,
     ) -> Result<Manifest, ClientError> {
         let mut s = self.state.lock().unwrap();
-        let b = s.buckets.get_mut(bucket).ok_or_else(|| remote("NoSuchBucket"))?;
+        let b = s
+            .buckets
+            .get_mut(bucket)
+            .ok_or_else(|| remote("NoSuchBucket"))?;
         if let Some(cond) = if_match {
             let current = b.objects.get(key).map(|m| m.etag.as_str()).unwrap_or("");
             if current != cond {
@@ -444,7 +463,11 @@ impl MemBackend {
 
 /// S3 listing semantics over a map (the master's behaviour, simplified).
 fn list(objects: &BTreeMap<String, Manifest>, req: &ListObjectsRequest) -> ListObjectsResponse {
-    let max = if req.max_keys == 0 { 1000 } else { req.max_keys } as usize;
+    let max = if req.max_keys == 0 {
+        1000
+    } else {
+        req.max_keys
+    } as usize;
     let mut out = ListObjectsResponse::default();
     let mut count = 0;
     let start = Bound::Excluded(req.start_after.clone());

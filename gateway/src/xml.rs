@@ -104,8 +104,8 @@ fn push_escaped(out: &mut String, text: &str) {
 /// `2009-10-12T17:50:30.000Z` for milliseconds since the Unix epoch.
 pub fn iso8601_ms(ms: u64) -> String {
     let secs = (ms / 1000) as i64;
-    let t = time::OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         t.year(),
@@ -227,7 +227,10 @@ pub fn list_bucket_result(page: &ListPage, version: &ListVersion) -> String {
         } => {
             w.elem("Marker", &enc(url, marker));
             if page.is_truncated {
-                w.elem_opt("NextMarker", next_marker.as_ref().map(|m| enc(url, m)).as_deref());
+                w.elem_opt(
+                    "NextMarker",
+                    next_marker.as_ref().map(|m| enc(url, m)).as_deref(),
+                );
             }
         }
         ListVersion::V2 {
@@ -235,7 +238,10 @@ pub fn list_bucket_result(page: &ListPage, version: &ListVersion) -> String {
             continuation_token,
             next_continuation_token,
         } => {
-            w.elem_opt("StartAfter", start_after.as_ref().map(|s| enc(url, s)).as_deref());
+            w.elem_opt(
+                "StartAfter",
+                start_after.as_ref().map(|s| enc(url, s)).as_deref(),
+            );
             w.elem_opt("ContinuationToken", continuation_token.as_deref());
             if page.is_truncated {
                 w.elem_opt("NextContinuationToken", next_continuation_token.as_deref());
@@ -278,7 +284,11 @@ fn write_common_prefixes(w: &mut XmlWriter, url: bool, prefixes: &[String]) {
 }
 
 /// `ListVersionsResult` for an unversioned bucket: every object is its own `null` version.
-pub fn list_versions_result(page: &ListPage, key_marker: &str, next_key_marker: Option<&str>) -> String {
+pub fn list_versions_result(
+    page: &ListPage,
+    key_marker: &str,
+    next_key_marker: Option<&str>,
+) -> String {
     let url = page.encoding_url;
     let mut w = XmlWriter::new();
     w.open_root("ListVersionsResult");
@@ -649,11 +659,7 @@ fn local_name(raw: &[u8]) -> Result<String, S3Error> {
         .map_err(|_| S3Error::MalformedXML)
 }
 
-fn attach(
-    stack: &mut [XmlNode],
-    root: &mut Option<XmlNode>,
-    node: XmlNode,
-) -> Result<(), S3Error> {
+fn attach(stack: &mut [XmlNode], root: &mut Option<XmlNode>, node: XmlNode) -> Result<(), S3Error> {
     match stack.last_mut() {
         Some(parent) => parent.children.push(node),
         None if root.is_none() => *root = Some(node),
@@ -856,7 +862,10 @@ mod tests {
                 next_marker: Some("p/d/".into()),
             },
         );
-        assert!(xml.contains("<Marker>m+k</Marker><NextMarker>p/d/</NextMarker>"), "{xml}");
+        assert!(
+            xml.contains("<Marker>m+k</Marker><NextMarker>p/d/</NextMarker>"),
+            "{xml}"
+        );
         assert!(xml.contains("<Key>p/a+b</Key>"), "{xml}");
         assert!(xml.contains("<EncodingType>url</EncodingType>"), "{xml}");
         assert!(xml.contains("<Owner><ID>o</ID><DisplayName>o</DisplayName></Owner>"));
@@ -911,7 +920,9 @@ mod tests {
             }],
             ..Default::default()
         });
-        assert!(xml.contains("<NextKeyMarker>k</NextKeyMarker><NextUploadIdMarker>u</NextUploadIdMarker>"));
+        assert!(xml.contains(
+            "<NextKeyMarker>k</NextKeyMarker><NextUploadIdMarker>u</NextUploadIdMarker>"
+        ));
         assert!(xml.contains("<Upload><Key>k</Key><UploadId>u</UploadId>"));
     }
 
@@ -926,8 +937,9 @@ mod tests {
         assert!(loud.contains("<Deleted><Key>a</Key></Deleted><Error><Key>x</Key>"));
         let quiet = delete_result(&["a".into()], &errors, true);
         assert!(!quiet.contains("Deleted") && quiet.contains("<Error>"));
-        assert!(location_constraint("us-east-1")
-            .ends_with(&format!("<LocationConstraint xmlns=\"{S3_XMLNS}\"></LocationConstraint>")));
+        assert!(location_constraint("us-east-1").ends_with(&format!(
+            "<LocationConstraint xmlns=\"{S3_XMLNS}\"></LocationConstraint>"
+        )));
         assert!(location_constraint("eu-west-1").contains(">eu-west-1</"));
         assert!(copy_object_result("e", 0).contains("<ETag>&quot;e&quot;</ETag>"));
         assert!(copy_part_result("e", 0).contains("<CopyPartResult"));
@@ -1009,7 +1021,10 @@ mod tests {
                 ("a&b".to_string(), Some("null".to_string()))
             ]
         );
-        assert_eq!(parse_delete(b"<Delete></Delete>"), Err(S3Error::MalformedXML));
+        assert_eq!(
+            parse_delete(b"<Delete></Delete>"),
+            Err(S3Error::MalformedXML)
+        );
         assert_eq!(
             parse_delete(b"<Delete><Quiet>maybe</Quiet><Object><Key>a</Key></Object></Delete>"),
             Err(S3Error::MalformedXML)

@@ -1,0 +1,1010 @@
+//! The request path end to end (auth, routing, handlers, XML, body streaming) over the
+//! in-memory backend, without sockets; plus one test through a real TCP listener.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use sha2::{Digest, Sha256};
+
+use crate::aws_chunked::encode_signed_chunks;
+use crate::server::{Gateway, ServerConfig};
+use crate::sigv4::{self, ChunkSigner, SignParams, STREAMING_PAYLOAD, UNSIGNED_PAYLOAD};
+use crate::testing::{MemBackend, NOW_MS};
+
+const AK: &str = "AKTEST";
+const SK: &str = "secret/key";
+const HOST: &str = "127.0.0.1:9000";
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+    fn code(&self) -> String {
+        let t = self.text();
+        t.split("<Code>")
+            .nth(1)
+            .and_then(|r| r.split("</Code>").next())
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+struct Harness {
+    gw: Gateway,
+    backend: Arc<MemBackend>,
+}
+
+fn amz_date() -> String {
+    sigv4::format_amz_date((NOW_MS / 1000) as i64)
+}
+
+fn params(date: &str) -> SignParams<'_> {
+    SignParams {
+        access_key: AK,
+        secret_key: SK,
+        region: "us-east-1",
+        amz_date: date,
+    }
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Self::with_config(ServerConfig {
+            domains: vec!["s3.test".into()],
+            ..Default::default()
+        })
+    }
+
+    fn with_config(cfg: ServerConfig) -> Harness {
+        let backend = Arc::new(MemBackend::with_key(AK, SK));
+        let gw = Gateway::new(backend.clone(), cfg)
+            .with_clock(Arc::new(|| UNIX_EPOCH + Duration::from_millis(NOW_MS)));
+        Harness { gw, backend }
+    }
+
+    async fn raw(&self, req: Request<Full<Bytes>>) -> Reply {
+        let resp = self.gw.handle(req).await;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A signed request; `uri` is path plus optional `?query`, as sent.
+    async fn send(&self, method: &str, uri: &str, extra: &[(&str, &str)], body: &[u8]) -> Reply {
+        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HOST.parse().unwrap());
+        headers.insert("content-length", body.len().to_string().parse().unwrap());
+        for (k, v) in extra {
+            headers.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let hash = hex::encode(Sha256::digest(body));
+        let date = amz_date();
+        sigv4::sign_request(method, path, query, &mut headers, &hash, &params(&date));
+        self.raw(build(method, uri, headers, body.to_vec())).await
+    }
+
+    async fn put(&self, uri: &str, body: &[u8]) -> Reply {
+        self.send("PUT", uri, &[], body).await
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.send("GET", uri, &[], b"").await
+    }
+}
+
+fn build(method: &str, uri: &str, headers: HeaderMap, body: Vec<u8>) -> Request<Full<Bytes>> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    *req.headers_mut() = headers;
+    req
+}
+
+#[tokio::test]
+async fn anonymous_and_bad_signatures_are_refused() {
+    let h = Harness::new();
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    let r = h.raw(build("GET", "/", headers, vec![])).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.code(), "AccessDenied");
+    let id = r.header("x-amz-request-id").to_string();
+    assert_eq!(id.len(), 16);
+    assert!(
+        r.text().contains(&format!("<RequestId>{id}</RequestId>")),
+        "{}",
+        r.text()
+    );
+    // Anonymous HEAD: status only.
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    let r = h.raw(build("HEAD", "/bkt/k", headers, vec![])).await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::FORBIDDEN, 0));
+    // Signed with the wrong secret.
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    let date = amz_date();
+    let mut p = params(&date);
+    p.secret_key = "wrong";
+    sigv4::sign_request("GET", "/", "", &mut headers, UNSIGNED_PAYLOAD, &p);
+    let r = h.raw(build("GET", "/", headers, vec![])).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "SignatureDoesNotMatch")
+    );
+    // Unknown key; the miss is cached.
+    for _ in 0..3 {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HOST.parse().unwrap());
+        let mut p = params(&date);
+        p.access_key = "NOPE";
+        sigv4::sign_request("GET", "/", "", &mut headers, UNSIGNED_PAYLOAD, &p);
+        let r = h.raw(build("GET", "/", headers, vec![])).await;
+        assert_eq!(r.code(), "InvalidAccessKeyId");
+    }
+    // Good requests: the secret is cached too.
+    assert_eq!(h.get("/").await.status, StatusCode::OK);
+    assert_eq!(h.get("/").await.status, StatusCode::OK);
+    assert_eq!(
+        h.backend.key_lookups.load(Ordering::Relaxed),
+        2,
+        "one miss, one hit, both cached"
+    );
+    // A request 20 minutes off is refused.
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    let late = sigv4::format_amz_date((NOW_MS / 1000) as i64 + 1200);
+    sigv4::sign_request(
+        "GET",
+        "/",
+        "",
+        &mut headers,
+        UNSIGNED_PAYLOAD,
+        &params(&late),
+    );
+    let r = h.raw(build("GET", "/", headers, vec![])).await;
+    assert_eq!(r.code(), "RequestTimeTooSkewed");
+}
+
+#[tokio::test]
+async fn buckets() {
+    let h = Harness::new();
+    assert_eq!(h.put("/Bad_Name", b"").await.code(), "InvalidBucketName");
+    let r = h.put("/photos", b"").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("location"), "/photos");
+    assert_eq!(
+        h.put("/photos", b"").await.code(),
+        "BucketAlreadyOwnedByYou"
+    );
+    let cfg = b"<CreateBucketConfiguration><LocationConstraint>us-east-1</LocationConstraint></CreateBucketConfiguration>";
+    assert_eq!(h.put("/docs", cfg).await.status, StatusCode::OK);
+    assert_eq!(h.put("/docs2", b"<bogus").await.code(), "MalformedXML");
+    let r = h.get("/").await;
+    assert!(r.text().contains("<Name>docs</Name>") && r.text().contains("<Name>photos</Name>"));
+    assert_eq!(r.header("content-type"), "application/xml");
+    let r = h.send("HEAD", "/photos", &[], b"").await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::OK, 0));
+    let r = h.send("HEAD", "/nope", &[], b"").await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::NOT_FOUND, 0));
+    assert!(h
+        .get("/photos?location")
+        .await
+        .text()
+        .contains("<LocationConstraint xmlns"));
+    assert!(h
+        .get("/photos?versioning")
+        .await
+        .text()
+        .contains("<VersioningConfiguration"));
+    assert!(h.get("/photos?acl").await.text().contains("FULL_CONTROL"));
+    let r = h.get("/photos?policy").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "NoSuchBucketPolicy")
+    );
+    assert_eq!(h.get("/nope?policy").await.code(), "NoSuchBucket");
+    assert_eq!(
+        h.get("/photos?notification").await.status,
+        StatusCode::NOT_IMPLEMENTED
+    );
+    assert_eq!(h.put("/photos/k", b"x").await.status, StatusCode::OK);
+    assert_eq!(
+        h.send("DELETE", "/photos", &[], b"").await.code(),
+        "BucketNotEmpty"
+    );
+    assert_eq!(
+        h.send("DELETE", "/photos/k", &[], b"").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        h.send("DELETE", "/photos", &[], b"").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(h.get("/photos?list-type=2").await.code(), "NoSuchBucket");
+}
+
+#[tokio::test]
+async fn objects_read_and_write() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    let r = h
+        .send(
+            "PUT",
+            "/bkt/dir/hello%20world.txt",
+            &[
+                ("content-type", "text/plain"),
+                ("x-amz-meta-color", "blue"),
+                ("cache-control", "no-cache"),
+                ("content-md5", "XUFAKrxLKna5cZ2REBfFkg=="),
+            ],
+            b"hello",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("etag"), "\"5d41402abc4b2a76b9719d911017c592\"");
+    // Bad Content-MD5.
+    let r = h
+        .send(
+            "PUT",
+            "/bkt/x",
+            &[("content-md5", "XUFAKrxLKna5cZ2REBfFkg==")],
+            b"other",
+        )
+        .await;
+    assert_eq!(r.code(), "BadDigest");
+    assert!(h.backend.object("bkt", "x").is_none());
+    // GET with headers.
+    let r = h.get("/bkt/dir/hello%20world.txt").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(&r.body[..], b"hello");
+    assert_eq!(r.header("content-type"), "text/plain");
+    assert_eq!(r.header("content-length"), "5");
+    assert_eq!(r.header("x-amz-meta-color"), "blue");
+    assert_eq!(r.header("cache-control"), "no-cache");
+    assert_eq!(r.header("last-modified"), "Fri, 24 May 2013 00:00:00 GMT");
+    assert_eq!(r.header("accept-ranges"), "bytes");
+    // Virtual-hosted style reaches the same object.
+    let mut headers = HeaderMap::new();
+    headers.insert("host", "bkt.s3.test".parse().unwrap());
+    let date = amz_date();
+    sigv4::sign_request(
+        "GET",
+        "/dir/hello%20world.txt",
+        "",
+        &mut headers,
+        UNSIGNED_PAYLOAD,
+        &params(&date),
+    );
+    let r = h
+        .raw(build("GET", "/dir/hello%20world.txt", headers, vec![]))
+        .await;
+    assert_eq!(&r.body[..], b"hello");
+    // HEAD: headers, no body.
+    let r = h.send("HEAD", "/bkt/dir/hello%20world.txt", &[], b"").await;
+    assert_eq!(
+        (r.status, r.header("content-length"), r.body.len()),
+        (StatusCode::OK, "5", 0)
+    );
+    // Ranges.
+    let r = h
+        .send(
+            "GET",
+            "/bkt/dir/hello%20world.txt",
+            &[("range", "bytes=1-3")],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &b"ell"[..])
+    );
+    assert_eq!(r.header("content-range"), "bytes 1-3/5");
+    let r = h
+        .send(
+            "GET",
+            "/bkt/dir/hello%20world.txt",
+            &[("range", "bytes=-2")],
+            b"",
+        )
+        .await;
+    assert_eq!(&r.body[..], b"lo");
+    let r = h
+        .send(
+            "GET",
+            "/bkt/dir/hello%20world.txt",
+            &[("range", "bytes=9-")],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::RANGE_NOT_SATISFIABLE, "InvalidRange")
+    );
+    // Conditionals.
+    let etag = "\"5d41402abc4b2a76b9719d911017c592\"";
+    let r = h
+        .send(
+            "GET",
+            "/bkt/dir/hello%20world.txt",
+            &[("if-none-match", etag)],
+            b"",
+        )
+        .await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::NOT_MODIFIED, 0));
+    assert_eq!(r.header("etag"), etag);
+    let r = h
+        .send(
+            "GET",
+            "/bkt/dir/hello%20world.txt",
+            &[("if-match", "\"zzz\"")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.code(), "PreconditionFailed");
+    let r = h
+        .send(
+            "GET",
+            "/bkt/dir/hello%20world.txt",
+            &[("if-modified-since", "Sat, 25 May 2013 00:00:00 GMT")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    // response-* overrides.
+    let r = h.get("/bkt/dir/hello%20world.txt?response-content-type=application%2Fjson&response-content-disposition=attachment").await;
+    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.header("content-disposition"), "attachment");
+    // Missing things.
+    let r = h.get("/bkt/nope").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "NoSuchKey")
+    );
+    assert!(r.text().contains("<Resource>/bkt/nope</Resource>"));
+    assert_eq!(h.get("/nob/k").await.code(), "NoSuchBucket");
+    // Conditional writes.
+    let r = h
+        .send(
+            "PUT",
+            "/bkt/dir/hello%20world.txt",
+            &[("if-none-match", "*")],
+            b"again",
+        )
+        .await;
+    assert_eq!(r.code(), "PreconditionFailed");
+    let r = h
+        .send(
+            "PUT",
+            "/bkt/dir/hello%20world.txt",
+            &[("if-match", etag)],
+            b"again",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Empty objects.
+    assert_eq!(h.put("/bkt/empty", b"").await.status, StatusCode::OK);
+    let r = h.get("/bkt/empty").await;
+    assert_eq!(
+        (r.status, r.header("content-length"), r.body.len()),
+        (StatusCode::OK, "0", 0)
+    );
+    // Keys over 1024 bytes.
+    let long = format!("/bkt/{}", "k".repeat(1025));
+    assert_eq!(h.put(&long, b"x").await.code(), "KeyTooLongError");
+}
+
+#[tokio::test]
+async fn payload_checks() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    // The signed payload hash must match the body.
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    headers.insert("content-length", "5".parse().unwrap());
+    let date = amz_date();
+    let wrong = hex::encode(Sha256::digest(b"other"));
+    sigv4::sign_request("PUT", "/bkt/k", "", &mut headers, &wrong, &params(&date));
+    let r = h
+        .raw(build("PUT", "/bkt/k", headers, b"hello".to_vec()))
+        .await;
+    assert_eq!(r.code(), "XAmzContentSHA256Mismatch");
+    assert!(h.backend.object("bkt", "k").is_none());
+    // No length at all.
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    sigv4::sign_request(
+        "PUT",
+        "/bkt/k",
+        "",
+        &mut headers,
+        UNSIGNED_PAYLOAD,
+        &params(&date),
+    );
+    let r = h
+        .raw(build("PUT", "/bkt/k", headers, b"hello".to_vec()))
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::LENGTH_REQUIRED, "MissingContentLength")
+    );
+    // Declared too large.
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    headers.insert("content-length", (6u64 << 30).to_string().parse().unwrap());
+    sigv4::sign_request(
+        "PUT",
+        "/bkt/k",
+        "",
+        &mut headers,
+        UNSIGNED_PAYLOAD,
+        &params(&date),
+    );
+    let r = h.raw(build("PUT", "/bkt/k", headers, vec![])).await;
+    assert_eq!(r.code(), "EntityTooLarge");
+}
+
+/// A streaming upload signed chunk by chunk, then the same with one corrupted byte.
+#[tokio::test]
+async fn aws_chunked_uploads() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let send = |corrupt: bool| {
+        let data = data.clone();
+        let h = &h;
+        async move {
+            let date = amz_date();
+            let mut headers = HeaderMap::new();
+            headers.insert("host", HOST.parse().unwrap());
+            headers.insert("content-encoding", "aws-chunked".parse().unwrap());
+            headers.insert(
+                "x-amz-decoded-content-length",
+                data.len().to_string().parse().unwrap(),
+            );
+            let seed = sigv4::sign_request(
+                "PUT",
+                "/bkt/big",
+                "",
+                &mut headers,
+                STREAMING_PAYLOAD,
+                &params(&date),
+            );
+            let signer = ChunkSigner::new(&params(&date), seed);
+            let mut body = encode_signed_chunks(&signer, &data, 8192, &[]);
+            if corrupt {
+                body[20_000] ^= 1;
+            }
+            h.raw(build("PUT", "/bkt/big", headers, body)).await
+        }
+    };
+    let r = send(false).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let stored = h.backend.object("bkt", "big").unwrap();
+    assert_eq!(stored.inline_data, data);
+    assert!(
+        !stored.system_metadata.contains_key("content-encoding"),
+        "aws-chunked is not stored"
+    );
+    h.send("DELETE", "/bkt/big", &[], b"").await;
+    let r = send(true).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "SignatureDoesNotMatch")
+    );
+    assert!(
+        h.backend.object("bkt", "big").is_none(),
+        "nothing committed"
+    );
+}
+
+#[tokio::test]
+async fn presigned_get() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    h.put("/bkt/k", b"data").await;
+    let date = amz_date();
+    let q = sigv4::presign("GET", "/bkt/k", "", HOST, 60, &params(&date));
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    let r = h
+        .raw(build(
+            "GET",
+            &format!("/bkt/k?{q}"),
+            headers.clone(),
+            vec![],
+        ))
+        .await;
+    assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"data"[..]));
+    let old = sigv4::format_amz_date((NOW_MS / 1000) as i64 - 120);
+    let q = sigv4::presign("GET", "/bkt/k", "", HOST, 60, &params(&old));
+    let r = h
+        .raw(build("GET", &format!("/bkt/k?{q}"), headers, vec![]))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.text().contains("Request has expired"), "{}", r.text());
+}
+
+#[tokio::test]
+async fn listings() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    for k in ["a/1", "a/2", "b", "c/x/1", "d e", "f"] {
+        h.put(&format!("/bkt/{}", k.replace(' ', "%20")), k.as_bytes())
+            .await;
+    }
+    let r = h.get("/bkt?list-type=2&delimiter=%2F").await;
+    let t = r.text();
+    assert!(t.contains("<KeyCount>5</KeyCount>"), "{t}");
+    assert!(t.contains("<CommonPrefixes><Prefix>a/</Prefix></CommonPrefixes><CommonPrefixes><Prefix>c/</Prefix></CommonPrefixes>"), "{t}");
+    assert!(t.contains("<Key>d e</Key>"));
+    // Page through with max-keys=2 and continuation tokens.
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..10 {
+        let uri = match &token {
+            None => "/bkt?list-type=2&max-keys=2&delimiter=%2F&encoding-type=url".to_string(),
+            Some(t) => format!("/bkt?list-type=2&max-keys=2&delimiter=%2F&encoding-type=url&continuation-token={t}"),
+        };
+        let t = h.get(&uri).await.text();
+        for part in t.split("<Key>").skip(1).chain(t.split("<Prefix>").skip(2)) {
+            seen.push(part.split('<').next().unwrap().to_string());
+        }
+        match t.split("<NextContinuationToken>").nth(1) {
+            Some(rest) => token = Some(rest.split('<').next().unwrap().to_string()),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["a/", "b", "c/", "d+e", "f"]);
+    // v1 with marker.
+    let t = h.get("/bkt?marker=b&max-keys=2").await.text();
+    assert!(
+        t.contains("<Marker>b</Marker>") && t.contains("<IsTruncated>true</IsTruncated>"),
+        "{t}"
+    );
+    assert!(
+        t.contains("<Key>c/x/1</Key>") && t.contains("<NextMarker>d e</NextMarker>"),
+        "{t}"
+    );
+    assert!(t.contains("<Owner><ID>AKTEST</ID>"));
+    // max-keys=0 and bad parameters.
+    let t = h.get("/bkt?list-type=2&max-keys=0").await.text();
+    assert!(t.contains("<KeyCount>0</KeyCount>") && t.contains("<IsTruncated>false</IsTruncated>"));
+    assert_eq!(
+        h.get("/bkt?list-type=2&max-keys=-1").await.code(),
+        "InvalidArgument"
+    );
+    assert_eq!(
+        h.get("/bkt?list-type=2&encoding-type=xml").await.code(),
+        "InvalidArgument"
+    );
+    assert_eq!(
+        h.get("/bkt?list-type=2&continuation-token=zzz")
+            .await
+            .code(),
+        "InvalidArgument"
+    );
+    // Versions listing.
+    let t = h.get("/bkt?versions&prefix=a%2F").await.text();
+    assert!(
+        t.contains("<Version><Key>a/1</Key><VersionId>null</VersionId>"),
+        "{t}"
+    );
+}
+
+#[tokio::test]
+async fn delete_objects() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    h.put("/bkt/x", b"1").await;
+    h.put("/bkt/y", b"2").await;
+    let body = b"<Delete><Object><Key>x</Key></Object><Object><Key>nope</Key></Object><Object><Key>y</Key><VersionId>v9</VersionId></Object></Delete>";
+    let r = h.send("POST", "/bkt?delete", &[], body).await;
+    let t = r.text();
+    assert_eq!(r.status, StatusCode::OK, "{t}");
+    assert!(
+        t.contains("<Deleted><Key>x</Key></Deleted><Deleted><Key>nope</Key></Deleted>"),
+        "{t}"
+    );
+    assert!(
+        t.contains("<Error><Key>y</Key><Code>NoSuchVersion</Code>"),
+        "{t}"
+    );
+    assert!(h.backend.object("bkt", "x").is_none());
+    let quiet = b"<Delete><Quiet>true</Quiet><Object><Key>y</Key></Object></Delete>";
+    let t = h
+        .send(
+            "POST",
+            "/bkt?delete",
+            &[("content-md5", "AAAAAAAAAAAAAAAAAAAAAA==")],
+            quiet,
+        )
+        .await;
+    assert_eq!(t.code(), "BadDigest");
+    let t = h.send("POST", "/bkt?delete", &[], quiet).await.text();
+    assert!(
+        !t.contains("Deleted") && h.backend.object("bkt", "y").is_none(),
+        "{t}"
+    );
+    assert_eq!(
+        h.send("POST", "/bkt?delete", &[], b"<Delete/>")
+            .await
+            .code(),
+        "MalformedXML"
+    );
+}
+
+#[tokio::test]
+async fn copies() {
+    let h = Harness::new();
+    h.put("/src", b"").await;
+    h.put("/dst", b"").await;
+    h.send(
+        "PUT",
+        "/src/a%20b",
+        &[("x-amz-meta-k", "v"), ("content-type", "text/x")],
+        b"0123456789",
+    )
+    .await;
+    let r = h
+        .send("PUT", "/dst/c", &[("x-amz-copy-source", "/src/a%20b")], b"")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("<CopyObjectResult"));
+    let c = h.backend.object("dst", "c").unwrap();
+    assert_eq!(
+        (c.inline_data.as_slice(), c.content_type.as_str()),
+        (&b"0123456789"[..], "text/x")
+    );
+    assert_eq!(c.user_metadata.get("k").map(String::as_str), Some("v"));
+    let r = h
+        .send(
+            "PUT",
+            "/dst/d",
+            &[
+                ("x-amz-copy-source", "src/a%20b"),
+                ("x-amz-metadata-directive", "REPLACE"),
+                ("content-type", "a/b"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let d = h.backend.object("dst", "d").unwrap();
+    assert!(d.user_metadata.is_empty() && d.content_type == "a/b");
+    let r = h
+        .send(
+            "PUT",
+            "/src/a%20b",
+            &[("x-amz-copy-source", "src/a%20b")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.code(), "InvalidRequest");
+    let r = h
+        .send(
+            "PUT",
+            "/dst/e",
+            &[
+                ("x-amz-copy-source", "src/a%20b"),
+                ("x-amz-copy-source-if-match", "\"nope\""),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(r.code(), "PreconditionFailed");
+    let r = h
+        .send(
+            "PUT",
+            "/dst/e",
+            &[("x-amz-copy-source", "src/missing")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.code(), "NoSuchKey");
+}
+
+#[tokio::test]
+async fn multipart_upload() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    let r = h
+        .send(
+            "POST",
+            "/bkt/big?uploads",
+            &[("content-type", "video/mp4")],
+            b"",
+        )
+        .await;
+    let t = r.text();
+    let id = t
+        .split("<UploadId>")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    let e1 = h
+        .put(&format!("/bkt/big?partNumber=1&uploadId={id}"), b"hello ")
+        .await;
+    assert_eq!(e1.status, StatusCode::OK, "{}", e1.text());
+    let e1 = e1.header("etag").to_string();
+    h.put("/bkt/src", b"xxworldxx").await;
+    let r = h
+        .send(
+            "PUT",
+            &format!("/bkt/big?partNumber=2&uploadId={id}"),
+            &[
+                ("x-amz-copy-source", "/bkt/src"),
+                ("x-amz-copy-source-range", "bytes=2-6"),
+            ],
+            b"",
+        )
+        .await;
+    assert!(r.text().contains("<CopyPartResult"), "{}", r.text());
+    let e2 = r
+        .text()
+        .split("<ETag>")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .replace("&quot;", "\"");
+    let t = h.get(&format!("/bkt/big?uploadId={id}")).await.text();
+    assert!(
+        t.contains("<PartNumber>1</PartNumber>") && t.contains("<PartNumber>2</PartNumber>"),
+        "{t}"
+    );
+    let t = h.get("/bkt?uploads").await.text();
+    assert!(
+        t.contains(&format!("<Key>big</Key><UploadId>{id}</UploadId>")),
+        "{t}"
+    );
+    // Out of order.
+    let bad = format!("<CompleteMultipartUpload><Part><PartNumber>2</PartNumber><ETag>{e2}</ETag></Part><Part><PartNumber>1</PartNumber><ETag>{e1}</ETag></Part></CompleteMultipartUpload>");
+    assert_eq!(
+        h.send(
+            "POST",
+            &format!("/bkt/big?uploadId={id}"),
+            &[],
+            bad.as_bytes()
+        )
+        .await
+        .code(),
+        "InvalidPartOrder"
+    );
+    let good = format!("<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{e1}</ETag></Part><Part><PartNumber>2</PartNumber><ETag>{e2}</ETag></Part></CompleteMultipartUpload>");
+    let r = h
+        .send(
+            "POST",
+            &format!("/bkt/big?uploadId={id}"),
+            &[],
+            good.as_bytes(),
+        )
+        .await;
+    assert!(
+        r.text().contains("<CompleteMultipartUploadResult"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("-2&quot;</ETag>"), "{}", r.text());
+    let r = h.get("/bkt/big").await;
+    assert_eq!(
+        (&r.body[..], r.header("content-type")),
+        (&b"hello world"[..], "video/mp4")
+    );
+    let r = h.get("/bkt/big?partNumber=2").await;
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &b"world"[..])
+    );
+    assert_eq!(r.header("x-amz-mp-parts-count"), "2");
+    assert_eq!(
+        h.get("/bkt/big?partNumber=3").await.code(),
+        "InvalidPartNumber"
+    );
+    // The upload is gone; abort of an unknown upload.
+    assert_eq!(
+        h.send("DELETE", &format!("/bkt/big?uploadId={id}"), &[], b"")
+            .await
+            .code(),
+        "NoSuchUpload"
+    );
+    let t = h.send("POST", "/bkt/k2?uploads", &[], b"").await.text();
+    let id2 = t
+        .split("<UploadId>")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        h.send("DELETE", &format!("/bkt/k2?uploadId={id2}"), &[], b"")
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn slow_down_past_the_limit() {
+    let h = Harness::with_config(ServerConfig {
+        max_concurrency: 0,
+        ..Default::default()
+    });
+    let r = h.get("/").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "SlowDown")
+    );
+    assert_eq!(r.header("retry-after"), "1");
+}
+
+/// Through a real listener: two requests on one keep-alive connection, then a drain.
+#[tokio::test]
+async fn over_tcp_with_keep_alive() {
+    let backend = Arc::new(MemBackend::with_key(AK, SK));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let args = crate::GatewayArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        masters: vec![],
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        domain: vec![],
+        region: "us-east-1".into(),
+        max_concurrency: 8,
+        multipart_stale_hours: 0,
+    };
+    let g = crate::start_with_backend(args, backend, rx).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let host = g.addr.to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let date = sigv4::format_amz_date(now);
+    for (method, uri, body) in [
+        ("PUT", "/tcp", ""),
+        ("PUT", "/tcp/k", "over tcp"),
+        ("GET", "/tcp/k", ""),
+        ("HEAD", "/tcp/k", ""),
+    ] {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", host.parse().unwrap());
+        headers.insert("content-length", body.len().to_string().parse().unwrap());
+        let hash = hex::encode(Sha256::digest(body.as_bytes()));
+        sigv4::sign_request(method, uri, "", &mut headers, &hash, &params(&date));
+        let req = build(method, uri, headers, body.as_bytes().to_vec());
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{method} {uri}");
+        assert!(resp.headers().contains_key("x-amz-request-id"));
+        let length = resp.headers().get("content-length").cloned();
+        let got = resp.into_body().collect().await.unwrap().to_bytes();
+        if method == "HEAD" {
+            assert_eq!(length.unwrap(), "8");
+            assert!(got.is_empty());
+        }
+        if method == "GET" {
+            assert_eq!(&got[..], b"over tcp");
+        }
+    }
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), g.done)
+        .await
+        .expect("drains")
+        .unwrap()
+        .unwrap();
+}
+
+/// Start a gateway over the in-memory backend on a loopback port (virtual-hosted style under
+/// `localhost`) for the client smoke tests.
+async fn smoke_gateway() -> (crate::RunningGateway, tokio::sync::watch::Sender<bool>) {
+    let backend = Arc::new(MemBackend::with_key(AK, SK));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let args = crate::GatewayArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        masters: vec![],
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        domain: vec!["localhost".into()],
+        region: "us-east-1".into(),
+        max_concurrency: 64,
+        multipart_stale_hours: 0,
+    };
+    (
+        crate::start_with_backend(args, backend, rx).await.unwrap(),
+        tx,
+    )
+}
+
+/// Run a smoke script against `endpoint`; panics with its output on failure.
+async fn run_smoke(program: &str, script: &str, envs: &[(&str, String)], ok_line: &str) {
+    let out = tokio::process::Command::new(program)
+        .arg(script)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("AWS_ACCESS_KEY_ID", AK)
+        .env("AWS_SECRET_ACCESS_KEY", SK)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .await
+        .expect("the smoke script runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains(ok_line),
+        "{script}: {text}"
+    );
+}
+
+/// Real S3 client compatibility: boto3 against a gateway over the in-memory backend, path and
+/// virtual-hosted style. `cargo test -p anode-gateway smoke -- --ignored`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs python3 with boto3"]
+async fn boto3_smoke() {
+    let (g, _tx) = smoke_gateway().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/boto3_smoke.py");
+    for style in ["path", "virtual"] {
+        let host = if style == "path" {
+            "127.0.0.1"
+        } else {
+            "localhost"
+        };
+        let envs = [
+            ("S3_ENDPOINT", format!("http://{host}:{}", g.addr.port())),
+            ("S3_ADDRESSING", style.to_string()),
+        ];
+        run_smoke("python3", script, &envs, "boto3 smoke: ok").await;
+    }
+}
+
+/// Real S3 client compatibility: the AWS CLI (multipart uploads, sync, recursive delete).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the aws CLI"]
+async fn awscli_smoke() {
+    let (g, _tx) = smoke_gateway().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/awscli_smoke.sh");
+    let envs = [("S3_ENDPOINT", format!("http://127.0.0.1:{}", g.addr.port()))];
+    run_smoke("bash", script, &envs, "awscli smoke: ok").await;
+}
