@@ -1,1 +1,111 @@
-//! placeholder
+//! Anode chunkserver: a content-addressed SHA-256 blob store on local disks with a streamed
+//! data API, heartbeats to the master leader, read repair and a scrubber.
+//!
+//! Architecture invariant: a chunkserver holds no metadata; it only knows blobs by hash.
+//! A put is acknowledged only after the bytes hashed to the id and the blob is durable
+//! (temp file fsynced, renamed, directory fsynced). Every full read re-verifies the hash.
+
+pub mod error;
+pub mod heartbeat;
+pub mod metrics;
+pub mod scrub;
+pub mod service;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anode_proto::chunkserver_server::ChunkserverServer;
+use anyhow::Context;
+use tokio::sync::watch;
+
+/// Largest gRPC message of the data API.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Flags of `anode chunkserver`; every flag also reads an `ANODE_*` variable.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ChunkserverArgs {
+    /// Data directories (disks), comma-separated or repeated.
+    #[arg(long, env = "ANODE_DATA", value_delimiter = ',', required = true)]
+    pub data: Vec<PathBuf>,
+    /// Data API listen address.
+    #[arg(long, env = "ANODE_LISTEN", default_value = "127.0.0.1:7101")]
+    pub listen: SocketAddr,
+    /// Address given to the master for clients (default: the listen address).
+    #[arg(long, env = "ANODE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Master addresses.
+    #[arg(long, env = "ANODE_MASTERS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    pub masters: Vec<String>,
+    /// Rack label (placement keeps copies on distinct racks).
+    #[arg(long, env = "ANODE_RACK", default_value = "")]
+    pub rack: String,
+    /// Capacity in bytes (0 = no limit beyond the disks).
+    #[arg(long, env = "ANODE_CAPACITY", default_value_t = 0)]
+    pub capacity: u64,
+    /// Admin HTTP address for /metrics and /health.
+    #[arg(long, env = "ANODE_ADMIN_LISTEN", default_value = "127.0.0.1:7181")]
+    pub admin_listen: SocketAddr,
+    /// Heartbeat interval.
+    #[arg(long, env = "ANODE_HEARTBEAT_MS", default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+    /// Scrubber rate (0 = off).
+    #[arg(long, env = "ANODE_SCRUB_BYTES_PER_SEC", default_value_t = 32 << 20)]
+    pub scrub_bytes_per_sec: u64,
+    /// Pause between scrub passes.
+    #[arg(long, env = "ANODE_SCRUB_INTERVAL_SECS", default_value_t = 3600)]
+    pub scrub_interval_secs: u64,
+}
+
+/// Run a chunkserver until `shutdown` turns true.
+pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let store = store::BlobStore::open(&args.data, args.capacity).context("open blob store")?;
+    let uuid = store::load_uuid(&args.data[0])?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("bind {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let health = anode_common::Health::new();
+    let admin = anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
+    let epoch = Arc::new(AtomicU64::new(0));
+    let hb = heartbeat::Heartbeat {
+        store: store.clone(),
+        masters: heartbeat::master_conn(args.masters.clone()),
+        advertise: args.advertise.clone().unwrap_or_else(|| addr.to_string()),
+        rack: args.rack.clone(),
+        uuid,
+        interval: Duration::from_millis(args.heartbeat_ms),
+        epoch: epoch.clone(),
+    };
+    tokio::spawn(hb.run(shutdown.clone()));
+    tokio::spawn(scrub::run(
+        store.clone(),
+        args.scrub_bytes_per_sec,
+        Duration::from_secs(args.scrub_interval_secs),
+        shutdown.clone(),
+    ));
+    let svc = ChunkserverServer::new(service::DataService::new(store, epoch))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    health.set(true);
+    tracing::info!(%addr, %admin, "chunkserver serving");
+    let mut sd = shutdown.clone();
+    let serve = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(svc)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+            let _ = sd.wait_for(|v| *v).await;
+            health.set(false);
+        });
+    let mut sd2 = shutdown;
+    tokio::select! {
+        r = serve => r.context("grpc server")?,
+        _ = async { let _ = sd2.wait_for(|v| *v).await; tokio::time::sleep(Duration::from_secs(10)).await } => {
+            tracing::warn!("drain timed out; exiting");
+        }
+    }
+    Ok(())
+}

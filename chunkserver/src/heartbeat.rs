@@ -1,0 +1,209 @@
+//! Registration and heartbeats to the master leader, and the commands in their replies.
+//!
+//! After registering (id, epoch) the first heartbeat carries a full chunk report; later
+//! ones carry what was added, removed or found corrupt since. A reply whose epoch is not
+//! ours is ignored (fencing); `reregister` makes us register again (the epoch rises).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anode_client::{MasterConn, MasterConnOptions};
+use anode_proto::chunk_command::Op;
+use anode_proto::chunkserver_client::ChunkserverClient;
+use anode_proto::*;
+use tokio::sync::watch;
+
+use crate::store::{disk_size, free_bytes, BlobStore, Events};
+
+/// What the heartbeat loop needs.
+pub struct Heartbeat {
+    /// Blob store.
+    pub store: BlobStore,
+    /// Master connection.
+    pub masters: MasterConn,
+    /// Address clients dial.
+    pub advertise: String,
+    /// Rack label.
+    pub rack: String,
+    /// Stable identity.
+    pub uuid: String,
+    /// Interval.
+    pub interval: Duration,
+    /// Current epoch, shared with the data service.
+    pub epoch: Arc<AtomicU64>,
+}
+
+/// Build a heartbeat request from the store's state and pending events (pure apart from
+/// reading counters).
+pub fn build_request(store: &BlobStore, id: u64, epoch: u64, ev: &Events, full: Option<Vec<Vec<u8>>>, done: Vec<u64>) -> HeartbeatRequest {
+    let disks = store
+        .disks()
+        .iter()
+        .map(|d| DiskHealth {
+            path: d.path.display().to_string(),
+            capacity_bytes: disk_size(&d.path),
+            used_bytes: disk_size(&d.path).saturating_sub(free_bytes(&d.path)),
+            full: d.full.load(Ordering::SeqCst),
+            failed: false,
+            error: String::new(),
+        })
+        .collect();
+    let capacity = if store.capacity_bytes() > 0 {
+        store.capacity_bytes()
+    } else {
+        store.disks().iter().map(|d| disk_size(&d.path)).sum()
+    };
+    let full_report = full.is_some();
+    HeartbeatRequest {
+        id,
+        epoch,
+        capacity_bytes: capacity,
+        used_bytes: store.used_bytes(),
+        chunks: store.chunk_count(),
+        disks,
+        added: full.unwrap_or_else(|| ev.added.clone()),
+        removed: ev.removed.clone(),
+        full_report,
+        corrupt: ev.corrupt.clone(),
+        done_commands: done,
+    }
+}
+
+impl Heartbeat {
+    async fn register(&self) -> Option<(u64, u64)> {
+        let req = RegisterChunkserverRequest {
+            addr: self.advertise.clone(),
+            rack: self.rack.clone(),
+            capacity_bytes: self.store.capacity_bytes(),
+            uuid: self.uuid.clone(),
+        };
+        let r = self
+            .masters
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.register_chunkserver(req).await }
+            })
+            .await;
+        match r {
+            Ok(r) => {
+                tracing::info!(id = r.id, epoch = r.epoch, "registered with the master");
+                Some((r.id, r.epoch))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "registration failed; retrying");
+                None
+            }
+        }
+    }
+
+    /// Run until shutdown. Never exits on master errors.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut reg: Option<(u64, u64)> = None;
+        let mut pending = Events::default();
+        let mut done: Vec<u64> = Vec::new();
+        let mut send_full = true;
+        let mut tick = tokio::time::interval(self.interval);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let Some((id, epoch)) = reg else {
+                reg = self.register().await;
+                if let Some((_, e)) = reg {
+                    self.epoch.store(e, Ordering::SeqCst);
+                    send_full = true;
+                }
+                continue;
+            };
+            let ev = self.store.take_events();
+            pending.added.extend(ev.added);
+            pending.removed.extend(ev.removed);
+            pending.corrupt.extend(ev.corrupt);
+            let full = if send_full { self.store.list().ok().map(|l| l.into_iter().map(|(s, _)| s).collect()) } else { None };
+            let req = build_request(&self.store, id, epoch, &pending, full, done.clone());
+            let r = self.masters.call(|mut c| {
+                let req = req.clone();
+                async move { c.heartbeat(req).await }
+            });
+            match r.await {
+                Ok(resp) if resp.reregister => {
+                    tracing::warn!("master asked to re-register");
+                    reg = None;
+                }
+                Ok(resp) => {
+                    pending = Events::default();
+                    done.clear();
+                    send_full = false;
+                    crate::metrics::USED_BYTES.set(self.store.used_bytes() as i64);
+                    crate::metrics::CHUNKS.set(self.store.chunk_count() as i64);
+                    if resp.epoch == epoch {
+                        done = self.execute(resp.commands).await;
+                    } else {
+                        tracing::warn!(ours = epoch, theirs = resp.epoch, "ignoring commands for another epoch");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+
+    async fn execute(&self, cmds: Vec<ChunkCommand>) -> Vec<u64> {
+        let mut done = Vec::new();
+        for c in cmds {
+            let ok = match c.op {
+                Some(Op::Delete(d)) => self.store.delete(&d.sha256).is_ok(),
+                Some(Op::Replicate(r)) => match replicate(&self.store, &r).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(chunk = %hex::encode(&r.sha256), error = %e, "replicate failed");
+                        false
+                    }
+                },
+                None => true,
+            };
+            if ok {
+                done.push(c.id);
+            }
+        }
+        done
+    }
+}
+
+/// Copy a chunk from a peer, replacing a missing or corrupt local copy.
+pub async fn replicate(store: &BlobStore, r: &ReplicateChunkOp) -> Result<(), String> {
+    if store.locate(&r.sha256).is_some() {
+        if store.verify(&r.sha256).await.map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+        store.quarantine(&r.sha256);
+    }
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{}", r.source_addr))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(300));
+    let mut c = ChunkserverClient::new(ep.connect().await.map_err(|e| e.to_string())?);
+    let mut s = c
+        .get_chunk(GetChunkRequest { sha256: r.sha256.clone(), offset: 0, length: 0, verify: true })
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let first = s.message().await.map_err(|e| e.to_string())?.ok_or("empty stream")?;
+    let mut w = store.begin(r.sha256.clone(), first.total_length).await.map_err(|e| e.to_string())?;
+    w.write(&first.data).await.map_err(|e| e.to_string())?;
+    while let Some(m) = s.message().await.map_err(|e| e.to_string())? {
+        w.write(&m.data).await.map_err(|e| e.to_string())?;
+    }
+    w.finish().await.map_err(|e| e.to_string())?;
+    tracing::info!(chunk = %hex::encode(&r.sha256), from = %r.source_addr, "replicated chunk");
+    Ok(())
+}
+
+/// A master connection tuned for heartbeats (short budget: the next tick retries).
+pub fn master_conn(addrs: Vec<String>) -> MasterConn {
+    MasterConn::with_options(
+        addrs,
+        MasterConnOptions { rpc_timeout: Duration::from_secs(3), retry_budget: Duration::from_secs(2) },
+    )
+}

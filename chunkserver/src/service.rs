@@ -1,0 +1,118 @@
+//! The data API over tonic: streamed put, streamed (ranged) get, stat.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anode_proto::chunkserver_server::Chunkserver;
+use anode_proto::*;
+use futures::Stream;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::ChunkError;
+use crate::store::{BlobStore, READ_PIECE_BYTES};
+
+/// The gRPC data service.
+#[derive(Clone)]
+pub struct DataService {
+    store: BlobStore,
+    epoch: Arc<AtomicU64>,
+}
+
+impl DataService {
+    /// A service over `store`; `epoch` is this server's current registration epoch.
+    pub fn new(store: BlobStore, epoch: Arc<AtomicU64>) -> Self {
+        DataService { store, epoch }
+    }
+}
+
+type GetStream = Pin<Box<dyn Stream<Item = Result<GetChunkResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Chunkserver for DataService {
+    async fn put_chunk(&self, req: Request<Streaming<PutChunkRequest>>) -> Result<Response<PutChunkResponse>, Status> {
+        let mut s = req.into_inner();
+        let first = s.message().await?.ok_or_else(|| Status::invalid_argument("empty put stream"))?;
+        let h = first.header.ok_or_else(|| Status::invalid_argument("first message must carry the header"))?;
+        let current = self.epoch.load(Ordering::SeqCst);
+        if h.epoch != 0 && current != 0 && h.epoch != current {
+            return Err(ChunkError::StaleEpoch { got: h.epoch, current }.into());
+        }
+        let mut w = self.store.begin(h.sha256, h.length).await?;
+        w.write(&first.data).await?;
+        while let Some(m) = s.message().await? {
+            w.write(&m.data).await?;
+        }
+        let already_present = w.finish().await?;
+        crate::metrics::PUTS.inc();
+        crate::metrics::BYTES_IN.inc_by(h.length);
+        Ok(Response::new(PutChunkResponse { already_present }))
+    }
+
+    type GetChunkStream = GetStream;
+
+    async fn get_chunk(&self, req: Request<GetChunkRequest>) -> Result<Response<GetStream>, Status> {
+        let r = req.into_inner();
+        let full = r.offset == 0 && r.length == 0;
+        if r.verify && !full && !self.store.verify(&r.sha256).await? {
+            self.store.quarantine(&r.sha256);
+            return Err(ChunkError::Corrupt(hex::encode(&r.sha256)).into());
+        }
+        let (file, n, total) = self.store.read_range(&r.sha256, r.offset, r.length).await?;
+        crate::metrics::GETS.inc();
+        let store = self.store.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(stream_file(store, r.sha256, file, n, total, full, tx));
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn stat_chunk(&self, req: Request<StatChunkRequest>) -> Result<Response<StatChunkResponse>, Status> {
+        let sha = req.into_inner().sha256;
+        let resp = match self.store.locate(&sha) {
+            Some(p) => StatChunkResponse { present: true, length: std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) },
+            None => StatChunkResponse::default(),
+        };
+        Ok(Response::new(resp))
+    }
+}
+
+/// Send `n` bytes of `file` in pieces. A full read hashes as it goes and ends with DATA_LOSS
+/// (and quarantines the copy) if the content does not match its id.
+async fn stream_file(
+    store: BlobStore,
+    sha: Vec<u8>,
+    mut file: tokio::fs::File,
+    n: u64,
+    total: u64,
+    full: bool,
+    tx: tokio::sync::mpsc::Sender<Result<GetChunkResponse, Status>>,
+) {
+    let mut left = n;
+    let mut hasher = Sha256::new();
+    let mut first = true;
+    while left > 0 || first {
+        let take = left.min(READ_PIECE_BYTES as u64) as usize;
+        let mut buf = vec![0u8; take];
+        if let Err(e) = file.read_exact(&mut buf).await {
+            let _ = tx.send(Err(ChunkError::Io(e).into())).await;
+            return;
+        }
+        left -= take as u64;
+        if full {
+            hasher.update(&buf);
+            if left == 0 && hasher.clone().finalize().as_slice() != sha.as_slice() {
+                store.quarantine(&sha);
+                let _ = tx.send(Err(ChunkError::Corrupt(hex::encode(&sha)).into())).await;
+                return;
+            }
+        }
+        crate::metrics::BYTES_OUT.inc_by(take as u64);
+        let msg = GetChunkResponse { data: buf, total_length: if first { total } else { 0 } };
+        first = false;
+        if tx.send(Ok(msg)).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! The content-addressed blob store on local disks.
+//!
+//! Layout per data directory: `blobs/ab/cd/<64-hex sha256>`, `tmp/` for writes in progress,
+//! `corrupt/` for copies that failed verification (kept as evidence), and `uuid` (this
+//! server's identity across restarts). A put streams into `tmp/`, hashing as bytes arrive;
+//! the blob is renamed into place only after its length and SHA-256 match and the file is
+//! fsynced; the directory is fsynced after the rename. Only then is the put acknowledged.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::ChunkError;
+
+/// Bytes read per message when streaming a blob out.
+pub const READ_PIECE_BYTES: usize = 256 * 1024;
+
+/// One data directory (disk).
+#[derive(Debug)]
+pub struct Disk {
+    /// Root of the directory.
+    pub path: PathBuf,
+    /// Set when a write hit ENOSPC.
+    pub full: std::sync::atomic::AtomicBool,
+}
+
+/// The blob store over one or more disks.
+#[derive(Clone)]
+pub struct BlobStore {
+    disks: Arc<Vec<Disk>>,
+    capacity_bytes: u64,
+    used: Arc<AtomicU64>,
+    count: Arc<AtomicU64>,
+    /// Bytes reserved by puts in progress (capacity accounting).
+    reserved: Arc<AtomicU64>,
+    events: Arc<Mutex<Events>>,
+}
+
+/// Changes since the last heartbeat.
+#[derive(Default, Debug)]
+pub struct Events {
+    /// Blobs added.
+    pub added: Vec<Vec<u8>>,
+    /// Blobs removed.
+    pub removed: Vec<Vec<u8>>,
+    /// Blobs found corrupt.
+    pub corrupt: Vec<Vec<u8>>,
+}
+
+/// Parse a 64-hex file name.
+pub fn parse_id(name: &str) -> Option<Vec<u8>> {
+    (name.len() == 64).then(|| hex::decode(name).ok()).flatten()
+}
+
+fn rel_path(sha: &[u8]) -> PathBuf {
+    let h = hex::encode(sha);
+    PathBuf::from("blobs").join(&h[0..2]).join(&h[2..4]).join(h)
+}
+
+fn is_enospc(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC)
+}
+
+impl BlobStore {
+    /// Open the disks, remove leftovers in `tmp/`, count existing blobs.
+    pub fn open(dirs: &[PathBuf], capacity_bytes: u64) -> Result<BlobStore, ChunkError> {
+        let mut disks = Vec::new();
+        let (mut used, mut count) = (0u64, 0u64);
+        for d in dirs {
+            for sub in ["blobs", "tmp", "corrupt"] {
+                std::fs::create_dir_all(d.join(sub))?;
+            }
+            for e in std::fs::read_dir(d.join("tmp"))?.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+            for (_, len) in list_dir_blobs(d)? {
+                used += len;
+                count += 1;
+            }
+            disks.push(Disk { path: d.clone(), full: Default::default() });
+        }
+        if disks.is_empty() {
+            return Err(ChunkError::Config("no data directory".into()));
+        }
+        Ok(BlobStore {
+            disks: Arc::new(disks),
+            capacity_bytes,
+            used: Arc::new(AtomicU64::new(used)),
+            count: Arc::new(AtomicU64::new(count)),
+            reserved: Arc::default(),
+            events: Arc::default(),
+        })
+    }
+
+    /// The disks.
+    pub fn disks(&self) -> &[Disk] {
+        &self.disks
+    }
+
+    /// Bytes stored.
+    pub fn used_bytes(&self) -> u64 {
+        self.used.load(Ordering::SeqCst)
+    }
+
+    /// Blobs stored.
+    pub fn chunk_count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Configured capacity (0 = the disks' size, not enforced here).
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity_bytes
+    }
+
+    /// Take the changes since the last call.
+    pub fn take_events(&self) -> Events {
+        std::mem::take(&mut *self.events.lock())
+    }
+
+    /// Where `sha` lives, if present.
+    pub fn locate(&self, sha: &[u8]) -> Option<PathBuf> {
+        let rel = rel_path(sha);
+        self.disks.iter().map(|d| d.path.join(&rel)).find(|p| p.exists())
+    }
+
+    /// Pick the disk for a new blob: not full, most free space.
+    fn pick_disk(&self) -> Result<&Disk, ChunkError> {
+        self.disks
+            .iter()
+            .filter(|d| !d.full.load(Ordering::SeqCst))
+            .max_by_key(|d| free_bytes(&d.path))
+            .ok_or(ChunkError::Full("every disk is full".into()))
+    }
+
+    /// Reserve `len` bytes against the capacity; released by the returned guard.
+    fn reserve(&self, len: u64) -> Result<Reservation, ChunkError> {
+        if self.capacity_bytes > 0 {
+            let r = self.reserved.fetch_add(len, Ordering::SeqCst) + len;
+            if self.used_bytes() + r > self.capacity_bytes {
+                self.reserved.fetch_sub(len, Ordering::SeqCst);
+                return Err(ChunkError::Full(format!(
+                    "capacity {} bytes reached ({} used)",
+                    self.capacity_bytes,
+                    self.used_bytes()
+                )));
+            }
+        }
+        Ok(Reservation { store: self.clone(), len: if self.capacity_bytes > 0 { len } else { 0 } })
+    }
+
+    /// Start writing blob `sha` of `len` bytes. Feed it with [`BlobWriter::write`], then
+    /// [`BlobWriter::finish`], which verifies, fsyncs and renames.
+    pub async fn begin(&self, sha: Vec<u8>, len: u64) -> Result<BlobWriter, ChunkError> {
+        if sha.len() != 32 {
+            return Err(ChunkError::BadRequest("sha256 must be 32 bytes".into()));
+        }
+        let reservation = self.reserve(len)?;
+        let disk = self.pick_disk()?;
+        let tmp = disk.path.join("tmp").join(format!("{}.{}", hex::encode(&sha), rand::random::<u64>()));
+        let file = tokio::fs::File::create(&tmp).await?;
+        Ok(BlobWriter {
+            store: self.clone(),
+            disk_root: disk.path.clone(),
+            sha,
+            len,
+            tmp,
+            file: Some(file),
+            hasher: Sha256::new(),
+            written: 0,
+            _reservation: reservation,
+        })
+    }
+
+    /// Read `[offset, offset+length)` of a blob (length 0 = to the end).
+    pub async fn read_range(&self, sha: &[u8], offset: u64, length: u64) -> Result<(tokio::fs::File, u64, u64), ChunkError> {
+        use tokio::io::AsyncSeekExt;
+        let path = self.locate(sha).ok_or_else(|| ChunkError::NotFound(hex::encode(sha)))?;
+        let mut f = tokio::fs::File::open(&path).await?;
+        let total = f.metadata().await?.len();
+        if offset > total {
+            return Err(ChunkError::BadRequest(format!("offset {offset} past length {total}")));
+        }
+        let n = if length == 0 { total - offset } else { length.min(total - offset) };
+        f.seek(std::io::SeekFrom::Start(offset)).await?;
+        Ok((f, n, total))
+    }
+
+    /// Hash the whole blob; Ok(true) when it matches its name.
+    pub async fn verify(&self, sha: &[u8]) -> Result<bool, ChunkError> {
+        let path = self.locate(sha).ok_or_else(|| ChunkError::NotFound(hex::encode(sha)))?;
+        let sha = sha.to_vec();
+        tokio::task::spawn_blocking(move || hash_file(&path).map(|h| h == sha))
+            .await
+            .map_err(|e| ChunkError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Move a bad copy to `corrupt/` and record it for the next heartbeat.
+    pub fn quarantine(&self, sha: &[u8]) {
+        if let Some(path) = self.locate(sha) {
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let root = path.ancestors().nth(4).map(Path::to_path_buf).unwrap_or_default();
+            let dest = root.join("corrupt").join(format!("{}.{}", hex::encode(sha), rand::random::<u32>()));
+            if std::fs::rename(&path, &dest).is_ok() {
+                self.used.fetch_sub(len.min(self.used_bytes()), Ordering::SeqCst);
+                self.count.fetch_sub(1, Ordering::SeqCst);
+                tracing::warn!(chunk = %hex::encode(sha), to = %dest.display(), "quarantined corrupt blob");
+            }
+        }
+        self.events.lock().corrupt.push(sha.to_vec());
+    }
+
+    /// Delete a blob (on the master's order).
+    pub fn delete(&self, sha: &[u8]) -> Result<bool, ChunkError> {
+        let Some(path) = self.locate(sha) else { return Ok(false) };
+        let len = std::fs::metadata(&path)?.len();
+        std::fs::remove_file(&path)?;
+        if let Some(dir) = path.parent() {
+            fsync_dir(dir)?;
+        }
+        self.used.fetch_sub(len.min(self.used_bytes()), Ordering::SeqCst);
+        self.count.fetch_sub(1, Ordering::SeqCst);
+        self.events.lock().removed.push(sha.to_vec());
+        Ok(true)
+    }
+
+    /// Every blob id with its length.
+    pub fn list(&self) -> Result<Vec<(Vec<u8>, u64)>, ChunkError> {
+        let mut out = Vec::new();
+        for d in self.disks.iter() {
+            out.extend(list_dir_blobs(&d.path)?);
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+struct Reservation {
+    store: BlobStore,
+    len: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.store.reserved.fetch_sub(self.len, Ordering::SeqCst);
+    }
+}
+
+/// An in-progress blob write. Dropping it without `finish` removes the temp file.
+pub struct BlobWriter {
+    store: BlobStore,
+    disk_root: PathBuf,
+    sha: Vec<u8>,
+    len: u64,
+    tmp: PathBuf,
+    file: Option<tokio::fs::File>,
+    hasher: Sha256,
+    written: u64,
+    _reservation: Reservation,
+}
+
+impl BlobWriter {
+    /// Append bytes.
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), ChunkError> {
+        self.written += data.len() as u64;
+        if self.written > self.len {
+            return Err(ChunkError::BadDigest(format!("more than the declared {} bytes", self.len)));
+        }
+        self.hasher.update(data);
+        let f = self.file.as_mut().expect("open until finish");
+        if let Err(e) = f.write_all(data).await {
+            if is_enospc(&e) {
+                self.mark_full();
+                return Err(ChunkError::Full(format!("disk {} is full", self.disk_root.display())));
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn mark_full(&self) {
+        if let Some(d) = self.store.disks.iter().find(|d| d.path == self.disk_root) {
+            d.full.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Verify length and hash, fsync, rename into place, fsync the directory.
+    /// Returns true when the blob was already present.
+    pub async fn finish(mut self) -> Result<bool, ChunkError> {
+        if self.written != self.len {
+            return Err(ChunkError::BadDigest(format!("got {} bytes, declared {}", self.written, self.len)));
+        }
+        let got = std::mem::take(&mut self.hasher).finalize().to_vec();
+        if got != self.sha {
+            return Err(ChunkError::BadDigest(format!("content hashes to {}, not {}", hex::encode(&got), hex::encode(&self.sha))));
+        }
+        let mut f = self.file.take().expect("open until finish");
+        f.flush().await?;
+        f.sync_all().await?;
+        drop(f);
+        fail::fail_point!("chunkserver::put::before_rename", |_| Err(ChunkError::Io(std::io::Error::other("failpoint"))));
+        if let Some(existing) = self.store.locate(&self.sha) {
+            // Same content already stored: keep it, but mark it touched (GC fencing).
+            let _ = std::fs::File::options().append(true).open(&existing).and_then(|f| f.set_modified(SystemTime::now()));
+            let _ = tokio::fs::remove_file(&self.tmp).await;
+            return Ok(true);
+        }
+        let dest = self.disk_root.join(rel_path(&self.sha));
+        let dir = dest.parent().expect("blob has a parent").to_path_buf();
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::rename(&self.tmp, &dest).await?;
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || fsync_dir(&d))
+            .await
+            .map_err(|e| ChunkError::Io(std::io::Error::other(e)))??;
+        fail::fail_point!("chunkserver::put::after_rename");
+        self.store.used.fetch_add(self.len, Ordering::SeqCst);
+        self.store.count.fetch_add(1, Ordering::SeqCst);
+        self.store.events.lock().added.push(self.sha.clone());
+        Ok(false)
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() || self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// SHA-256 of a file's contents.
+pub fn hash_file(path: &Path) -> Result<Vec<u8>, ChunkError> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().to_vec())
+}
+
+fn list_dir_blobs(root: &Path) -> Result<Vec<(Vec<u8>, u64)>, ChunkError> {
+    let mut out = Vec::new();
+    let blobs = root.join("blobs");
+    for a in std::fs::read_dir(&blobs)?.flatten() {
+        for b in std::fs::read_dir(a.path()).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(b.path()).into_iter().flatten().flatten() {
+                let name = f.file_name();
+                if let Some(id) = name.to_str().and_then(parse_id) {
+                    out.push((id, f.metadata()?.len()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Free bytes of the filesystem holding `path` (0 when unknown).
+pub fn free_bytes(path: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return 0 };
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `s` a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return 0;
+    }
+    (s.f_bavail as u64).saturating_mul(s.f_frsize as u64)
+}
+
+/// Total bytes of the filesystem holding `path` (0 when unknown).
+pub fn disk_size(path: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return 0 };
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return 0;
+    }
+    (s.f_blocks as u64).saturating_mul(s.f_frsize as u64)
+}
+
+/// Read (or create once, crash-safely) this server's uuid in the first data directory.
+pub fn load_uuid(dir: &Path) -> Result<String, ChunkError> {
+    let p = dir.join("uuid");
+    if let Ok(s) = std::fs::read_to_string(&p) {
+        let s = s.trim().to_string();
+        if !s.is_empty() {
+            return Ok(s);
+        }
+    }
+    let id = hex::encode(rand::random::<[u8; 16]>());
+    let tmp = dir.join("uuid.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(id.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &p)?;
+    fsync_dir(dir)?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(d: &[u8]) -> Vec<u8> {
+        Sha256::digest(d).to_vec()
+    }
+
+    async fn put(s: &BlobStore, data: &[u8]) -> Result<bool, ChunkError> {
+        let mut w = s.begin(sha(data), data.len() as u64).await?;
+        for piece in data.chunks(1000) {
+            w.write(piece).await?;
+        }
+        w.finish().await
+    }
+
+    fn tmp_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("tmp")).unwrap().count()
+    }
+
+    #[tokio::test]
+    async fn put_get_delete_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(&[dir.path().to_path_buf()], 0).unwrap();
+        let data = vec![7u8; 5000];
+        assert!(!put(&s, &data).await.unwrap());
+        assert!(put(&s, &data).await.unwrap(), "second put finds it present");
+        assert_eq!((s.used_bytes(), s.chunk_count()), (5000, 1));
+        assert!(s.verify(&sha(&data)).await.unwrap());
+        let (_, n, total) = s.read_range(&sha(&data), 100, 50).await.unwrap();
+        assert_eq!((n, total), (50, 5000));
+        let uuid = load_uuid(dir.path()).unwrap();
+        drop(s);
+        std::fs::write(dir.path().join("tmp/leftover"), b"x").unwrap();
+        let s = BlobStore::open(&[dir.path().to_path_buf()], 0).unwrap();
+        assert_eq!(load_uuid(dir.path()).unwrap(), uuid);
+        assert_eq!(tmp_files(dir.path()), 0, "tmp cleaned at open");
+        assert_eq!(s.chunk_count(), 1);
+        assert!(s.delete(&sha(&data)).unwrap());
+        assert_eq!(s.chunk_count(), 0);
+        assert_eq!(s.take_events().removed.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn wrong_hash_or_length_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(&[dir.path().to_path_buf()], 0).unwrap();
+        let mut w = s.begin(sha(b"abc"), 3).await.unwrap();
+        w.write(b"abd").await.unwrap();
+        assert!(matches!(w.finish().await, Err(ChunkError::BadDigest(_))));
+        let mut w = s.begin(sha(b"abc"), 3).await.unwrap();
+        w.write(b"ab").await.unwrap();
+        assert!(matches!(w.finish().await, Err(ChunkError::BadDigest(_))));
+        assert_eq!(tmp_files(dir.path()), 0);
+        assert!(s.locate(&sha(b"abc")).is_none());
+    }
+
+    #[tokio::test]
+    async fn capacity_refuses_without_partial_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(&[dir.path().to_path_buf()], 10_000).unwrap();
+        put(&s, &[1u8; 6000]).await.unwrap();
+        let e = put(&s, &[2u8; 6000]).await.unwrap_err();
+        assert!(matches!(e, ChunkError::Full(_)), "{e}");
+        assert_eq!(s.chunk_count(), 1);
+        assert_eq!(tmp_files(dir.path()), 0);
+    }
+
+    #[tokio::test]
+    async fn quarantine_moves_bad_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(&[dir.path().to_path_buf()], 0).unwrap();
+        let data = vec![3u8; 100];
+        put(&s, &data).await.unwrap();
+        std::fs::write(s.locate(&sha(&data)).unwrap(), vec![4u8; 100]).unwrap();
+        assert!(!s.verify(&sha(&data)).await.unwrap());
+        s.quarantine(&sha(&data));
+        assert!(s.locate(&sha(&data)).is_none());
+        assert_eq!(s.take_events().corrupt, vec![sha(&data)]);
+        assert_eq!(std::fs::read_dir(dir.path().join("corrupt")).unwrap().count(), 1);
+    }
+}
