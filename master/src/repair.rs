@@ -11,7 +11,7 @@ use anode_proto::chunk_command::Op;
 use anode_proto::{ChunkCommand, ReplicateChunkOp};
 
 /// A re-sent command is issued again after this long without a done report.
-pub const REISSUE_AFTER_MS: u64 = 30_000;
+pub const REISSUE_AFTER_MS: u64 = 5_000;
 /// At most this many repair commands per heartbeat reply.
 pub const MAX_COMMANDS_PER_HEARTBEAT: usize = 16;
 
@@ -20,6 +20,7 @@ struct Task {
     id: u64,
     sha256: Vec<u8>,
     issued_ms: Option<u64>,
+    attempts: u64,
 }
 
 /// Pending repairs per chunkserver.
@@ -42,16 +43,23 @@ impl RepairQueue {
                 id,
                 sha256,
                 issued_ms: None,
+                attempts: 0,
             });
     }
 
-    /// Commands for `server`'s heartbeat reply. `source` picks a healthy holder (id, addr)
-    /// of a chunk other than `server`; chunks with no source stay queued.
+    /// Whether `server` itself waits for a repair of `sha256` (so it is no source for it).
+    pub fn is_pending(&self, server: u64, sha256: &[u8]) -> bool {
+        self.by_server.get(&server).is_some_and(|t| t.contains_key(sha256))
+    }
+
+    /// Commands for `server`'s heartbeat reply. `source(sha, attempt)` picks a healthy holder
+    /// (id, addr) other than `server`, rotating through holders on later attempts; chunks
+    /// with no source stay queued.
     pub fn commands_for(
         &mut self,
         server: u64,
         now_ms: u64,
-        mut source: impl FnMut(&[u8]) -> Option<(u64, String)>,
+        mut source: impl FnMut(&[u8], u64) -> Option<(u64, String)>,
     ) -> Vec<ChunkCommand> {
         let Some(tasks) = self.by_server.get_mut(&server) else {
             return Vec::new();
@@ -66,10 +74,11 @@ impl RepairQueue {
             {
                 continue;
             }
-            let Some((source_id, source_addr)) = source(&t.sha256) else {
+            let Some((source_id, source_addr)) = source(&t.sha256, t.attempts) else {
                 continue;
             };
             t.issued_ms = Some(now_ms);
+            t.attempts += 1;
             out.push(ChunkCommand {
                 id: t.id,
                 op: Some(Op::Replicate(ReplicateChunkOp {
@@ -92,6 +101,11 @@ impl RepairQueue {
         }
     }
 
+    /// Chunks `server` waits to have repaired.
+    pub fn shas_for(&self, server: u64) -> Vec<Vec<u8>> {
+        self.by_server.get(&server).map(|t| t.keys().cloned().collect()).unwrap_or_default()
+    }
+
     /// Repairs not yet confirmed.
     pub fn pending(&self) -> usize {
         self.by_server.values().map(BTreeMap::len).sum()
@@ -108,7 +122,7 @@ mod tests {
         q.report_bad(2, vec![1]);
         q.report_bad(2, vec![1]); // duplicate report: one task
         q.report_bad(2, vec![9]);
-        let src = |sha: &[u8]| (sha != [9]).then(|| (3, "s3".to_string()));
+        let src = |sha: &[u8], _attempt: u64| (sha != [9]).then(|| (3, "s3".to_string()));
         let c = q.commands_for(2, 1_000, src);
         assert_eq!(c.len(), 1, "the chunk without a source stays queued");
         assert!(

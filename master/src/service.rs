@@ -6,6 +6,7 @@
 //! A follower answers FAILED_PRECONDITION with `anode-leader: <addr>`; a state error carries
 //! `anode-error-code` so clients can map it without parsing text.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -722,16 +723,25 @@ impl MasterService {
         self.read(true, |kv| {
             let live = self.live_servers(kv);
             let mut q = self.repairs.lock();
-            q.commands_for(server, now, |sha| {
-                let holders = state::get_chunk(kv, sha)?.servers;
+            let snapshot = |sha: &[u8]| -> Vec<(u64, String)> {
+                let holders = state::get_chunk(kv, sha).map(|c| c.servers).unwrap_or_default();
                 live.iter()
-                    .filter(|(rec, s)| {
-                        rec.id != server
-                            && *s == ChunkserverState::Alive
-                            && holders.contains(&rec.id)
-                    })
+                    .filter(|(rec, s)| rec.id != server && *s == ChunkserverState::Alive && holders.contains(&rec.id))
                     .map(|(rec, _)| (rec.id, rec.addr.clone()))
-                    .next()
+                    .collect()
+            };
+            let candidates: BTreeMap<Vec<u8>, Vec<(u64, String)>> = q
+                .shas_for(server)
+                .into_iter()
+                .map(|sha| {
+                    let c: Vec<(u64, String)> =
+                        snapshot(&sha).into_iter().filter(|(id, _)| !q.is_pending(*id, &sha)).collect();
+                    (sha, c)
+                })
+                .collect();
+            q.commands_for(server, now, |sha, attempt| {
+                let c = candidates.get(sha)?;
+                (!c.is_empty()).then(|| c[(attempt as usize) % c.len()].clone())
             })
         })
         .await
