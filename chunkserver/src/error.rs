@@ -54,7 +54,9 @@ impl ChunkError {
 impl From<ChunkError> for tonic::Status {
     fn from(e: ChunkError) -> Self {
         let code = match &e {
-            ChunkError::BadDigest(_) | ChunkError::BadRequest(_) | ChunkError::Config(_) => tonic::Code::InvalidArgument,
+            ChunkError::BadDigest(_) | ChunkError::BadRequest(_) | ChunkError::Config(_) => {
+                tonic::Code::InvalidArgument
+            }
             ChunkError::NotFound(_) => tonic::Code::NotFound,
             ChunkError::Full(_) => tonic::Code::ResourceExhausted,
             ChunkError::Corrupt(_) => tonic::Code::DataLoss,

@@ -36,7 +36,14 @@ pub struct Heartbeat {
 
 /// Build a heartbeat request from the store's state and pending events (pure apart from
 /// reading counters).
-pub fn build_request(store: &BlobStore, id: u64, epoch: u64, ev: &Events, full: Option<Vec<Vec<u8>>>, done: Vec<u64>) -> HeartbeatRequest {
+pub fn build_request(
+    store: &BlobStore,
+    id: u64,
+    epoch: u64,
+    ev: &Events,
+    full: Option<Vec<Vec<u8>>>,
+    done: Vec<u64>,
+) -> HeartbeatRequest {
     let disks = store
         .disks()
         .iter()
@@ -121,7 +128,14 @@ impl Heartbeat {
             pending.added.extend(ev.added);
             pending.removed.extend(ev.removed);
             pending.corrupt.extend(ev.corrupt);
-            let full = if send_full { self.store.list().ok().map(|l| l.into_iter().map(|(s, _)| s).collect()) } else { None };
+            let full = if send_full {
+                self.store
+                    .list()
+                    .ok()
+                    .map(|l| l.into_iter().map(|(s, _)| s).collect())
+            } else {
+                None
+            };
             let req = build_request(&self.store, id, epoch, &pending, full, done.clone());
             let r = self.masters.call(|mut c| {
                 let req = req.clone();
@@ -141,7 +155,11 @@ impl Heartbeat {
                     if resp.epoch == epoch {
                         done = self.execute(resp.commands).await;
                     } else {
-                        tracing::warn!(ours = epoch, theirs = resp.epoch, "ignoring commands for another epoch");
+                        tracing::warn!(
+                            ours = epoch,
+                            theirs = resp.epoch,
+                            "ignoring commands for another epoch"
+                        );
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
@@ -185,12 +203,24 @@ pub async fn replicate(store: &BlobStore, r: &ReplicateChunkOp) -> Result<(), St
         .timeout(Duration::from_secs(300));
     let mut c = ChunkserverClient::new(ep.connect().await.map_err(|e| e.to_string())?);
     let mut s = c
-        .get_chunk(GetChunkRequest { sha256: r.sha256.clone(), offset: 0, length: 0, verify: true })
+        .get_chunk(GetChunkRequest {
+            sha256: r.sha256.clone(),
+            offset: 0,
+            length: 0,
+            verify: true,
+        })
         .await
         .map_err(|e| e.to_string())?
         .into_inner();
-    let first = s.message().await.map_err(|e| e.to_string())?.ok_or("empty stream")?;
-    let mut w = store.begin(r.sha256.clone(), first.total_length).await.map_err(|e| e.to_string())?;
+    let first = s
+        .message()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("empty stream")?;
+    let mut w = store
+        .begin(r.sha256.clone(), first.total_length)
+        .await
+        .map_err(|e| e.to_string())?;
     w.write(&first.data).await.map_err(|e| e.to_string())?;
     while let Some(m) = s.message().await.map_err(|e| e.to_string())? {
         w.write(&m.data).await.map_err(|e| e.to_string())?;
@@ -204,6 +234,9 @@ pub async fn replicate(store: &BlobStore, r: &ReplicateChunkOp) -> Result<(), St
 pub fn master_conn(addrs: Vec<String>) -> MasterConn {
     MasterConn::with_options(
         addrs,
-        MasterConnOptions { rpc_timeout: Duration::from_secs(3), retry_budget: Duration::from_secs(2) },
+        MasterConnOptions {
+            rpc_timeout: Duration::from_secs(3),
+            retry_budget: Duration::from_secs(2),
+        },
     )
 }

@@ -38,7 +38,12 @@ pub struct ChunkserverArgs {
     #[arg(long, env = "ANODE_ADVERTISE")]
     pub advertise: Option<String>,
     /// Master addresses.
-    #[arg(long, env = "ANODE_MASTERS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    #[arg(
+        long,
+        env = "ANODE_MASTERS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7001"
+    )]
     pub masters: Vec<String>,
     /// Rack label (placement keeps copies on distinct racks).
     #[arg(long, env = "ANODE_RACK", default_value = "")]
@@ -69,7 +74,8 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
         .with_context(|| format!("bind {}", args.listen))?;
     let addr = listener.local_addr()?;
     let health = anode_common::Health::new();
-    let admin = anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
+    let admin =
+        anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
     let epoch = Arc::new(AtomicU64::new(0));
     let hb = heartbeat::Heartbeat {
         store: store.clone(),
@@ -96,10 +102,13 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
     let serve = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(svc)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-            let _ = sd.wait_for(|v| *v).await;
-            health.set(false);
-        });
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                let _ = sd.wait_for(|v| *v).await;
+                health.set(false);
+            },
+        );
     let mut sd2 = shutdown;
     tokio::select! {
         r = serve => r.context("grpc server")?,

@@ -7,23 +7,37 @@ use prometheus::{IntCounter, IntGauge};
 macro_rules! counter {
     ($name:ident, $metric:expr, $help:expr) => {
         /// See the metric's help text.
-        pub static $name: LazyLock<IntCounter> =
-            LazyLock::new(|| prometheus::register_int_counter!($metric, $help).expect("register metric"));
+        pub static $name: LazyLock<IntCounter> = LazyLock::new(|| {
+            prometheus::register_int_counter!($metric, $help).expect("register metric")
+        });
     };
 }
 macro_rules! gauge {
     ($name:ident, $metric:expr, $help:expr) => {
         /// See the metric's help text.
-        pub static $name: LazyLock<IntGauge> =
-            LazyLock::new(|| prometheus::register_int_gauge!($metric, $help).expect("register metric"));
+        pub static $name: LazyLock<IntGauge> = LazyLock::new(|| {
+            prometheus::register_int_gauge!($metric, $help).expect("register metric")
+        });
     };
 }
 
 counter!(PUTS, "anode_chunkserver_puts_total", "chunks written");
 counter!(GETS, "anode_chunkserver_gets_total", "chunk reads");
-counter!(BYTES_IN, "anode_chunkserver_bytes_in_total", "bytes written");
+counter!(
+    BYTES_IN,
+    "anode_chunkserver_bytes_in_total",
+    "bytes written"
+);
 counter!(BYTES_OUT, "anode_chunkserver_bytes_out_total", "bytes read");
-counter!(SCRUBBED_BYTES, "anode_chunkserver_scrubbed_bytes_total", "bytes re-hashed by the scrubber");
-counter!(SCRUB_CORRUPT, "anode_chunkserver_scrub_corrupt_total", "corrupt blobs found by the scrubber");
+counter!(
+    SCRUBBED_BYTES,
+    "anode_chunkserver_scrubbed_bytes_total",
+    "bytes re-hashed by the scrubber"
+);
+counter!(
+    SCRUB_CORRUPT,
+    "anode_chunkserver_scrub_corrupt_total",
+    "corrupt blobs found by the scrubber"
+);
 gauge!(USED_BYTES, "anode_chunkserver_used_bytes", "bytes stored");
 gauge!(CHUNKS, "anode_chunkserver_chunks", "blobs stored");

@@ -16,7 +16,12 @@ pub fn pause_for(len: u64, rate_bytes_per_sec: u64) -> Duration {
 }
 
 /// Run passes forever: each pass checks every blob once, then waits `interval`.
-pub async fn run(store: BlobStore, rate: u64, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    store: BlobStore,
+    rate: u64,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if rate == 0 {
         return;
     }

@@ -32,13 +32,25 @@ type GetStream = Pin<Box<dyn Stream<Item = Result<GetChunkResponse, Status>> + S
 
 #[tonic::async_trait]
 impl Chunkserver for DataService {
-    async fn put_chunk(&self, req: Request<Streaming<PutChunkRequest>>) -> Result<Response<PutChunkResponse>, Status> {
+    async fn put_chunk(
+        &self,
+        req: Request<Streaming<PutChunkRequest>>,
+    ) -> Result<Response<PutChunkResponse>, Status> {
         let mut s = req.into_inner();
-        let first = s.message().await?.ok_or_else(|| Status::invalid_argument("empty put stream"))?;
-        let h = first.header.ok_or_else(|| Status::invalid_argument("first message must carry the header"))?;
+        let first = s
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty put stream"))?;
+        let h = first
+            .header
+            .ok_or_else(|| Status::invalid_argument("first message must carry the header"))?;
         let current = self.epoch.load(Ordering::SeqCst);
         if h.epoch != 0 && current != 0 && h.epoch != current {
-            return Err(ChunkError::StaleEpoch { got: h.epoch, current }.into());
+            return Err(ChunkError::StaleEpoch {
+                got: h.epoch,
+                current,
+            }
+            .into());
         }
         let mut w = self.store.begin(h.sha256, h.length).await?;
         w.write(&first.data).await?;
@@ -53,7 +65,10 @@ impl Chunkserver for DataService {
 
     type GetChunkStream = GetStream;
 
-    async fn get_chunk(&self, req: Request<GetChunkRequest>) -> Result<Response<GetStream>, Status> {
+    async fn get_chunk(
+        &self,
+        req: Request<GetChunkRequest>,
+    ) -> Result<Response<GetStream>, Status> {
         let r = req.into_inner();
         let full = r.offset == 0 && r.length == 0;
         if r.verify && !full && !self.store.verify(&r.sha256).await? {
@@ -65,13 +80,21 @@ impl Chunkserver for DataService {
         let store = self.store.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(stream_file(store, r.sha256, file, n, total, full, tx));
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
-    async fn stat_chunk(&self, req: Request<StatChunkRequest>) -> Result<Response<StatChunkResponse>, Status> {
+    async fn stat_chunk(
+        &self,
+        req: Request<StatChunkRequest>,
+    ) -> Result<Response<StatChunkResponse>, Status> {
         let sha = req.into_inner().sha256;
         let resp = match self.store.locate(&sha) {
-            Some(p) => StatChunkResponse { present: true, length: std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) },
+            Some(p) => StatChunkResponse {
+                present: true,
+                length: std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            },
             None => StatChunkResponse::default(),
         };
         Ok(Response::new(resp))
@@ -104,12 +127,17 @@ async fn stream_file(
             hasher.update(&buf);
             if left == 0 && hasher.clone().finalize().as_slice() != sha.as_slice() {
                 store.quarantine(&sha);
-                let _ = tx.send(Err(ChunkError::Corrupt(hex::encode(&sha)).into())).await;
+                let _ = tx
+                    .send(Err(ChunkError::Corrupt(hex::encode(&sha)).into()))
+                    .await;
                 return;
             }
         }
         crate::metrics::BYTES_OUT.inc_by(take as u64);
-        let msg = GetChunkResponse { data: buf, total_length: if first { total } else { 0 } };
+        let msg = GetChunkResponse {
+            data: buf,
+            total_length: if first { total } else { 0 },
+        };
         first = false;
         if tx.send(Ok(msg)).await.is_err() {
             return;

@@ -82,7 +82,10 @@ impl BlobStore {
                 used += len;
                 count += 1;
             }
-            disks.push(Disk { path: d.clone(), full: Default::default() });
+            disks.push(Disk {
+                path: d.clone(),
+                full: Default::default(),
+            });
         }
         if disks.is_empty() {
             return Err(ChunkError::Config("no data directory".into()));
@@ -125,7 +128,10 @@ impl BlobStore {
     /// Where `sha` lives, if present.
     pub fn locate(&self, sha: &[u8]) -> Option<PathBuf> {
         let rel = rel_path(sha);
-        self.disks.iter().map(|d| d.path.join(&rel)).find(|p| p.exists())
+        self.disks
+            .iter()
+            .map(|d| d.path.join(&rel))
+            .find(|p| p.exists())
     }
 
     /// Pick the disk for a new blob: not full, most free space.
@@ -150,7 +156,10 @@ impl BlobStore {
                 )));
             }
         }
-        Ok(Reservation { store: self.clone(), len: if self.capacity_bytes > 0 { len } else { 0 } })
+        Ok(Reservation {
+            store: self.clone(),
+            len: if self.capacity_bytes > 0 { len } else { 0 },
+        })
     }
 
     /// Start writing blob `sha` of `len` bytes. Feed it with [`BlobWriter::write`], then
@@ -161,7 +170,10 @@ impl BlobStore {
         }
         let reservation = self.reserve(len)?;
         let disk = self.pick_disk()?;
-        let tmp = disk.path.join("tmp").join(format!("{}.{}", hex::encode(&sha), rand::random::<u64>()));
+        let tmp =
+            disk.path
+                .join("tmp")
+                .join(format!("{}.{}", hex::encode(&sha), rand::random::<u64>()));
         let file = tokio::fs::File::create(&tmp).await?;
         Ok(BlobWriter {
             store: self.clone(),
@@ -177,22 +189,37 @@ impl BlobStore {
     }
 
     /// Read `[offset, offset+length)` of a blob (length 0 = to the end).
-    pub async fn read_range(&self, sha: &[u8], offset: u64, length: u64) -> Result<(tokio::fs::File, u64, u64), ChunkError> {
+    pub async fn read_range(
+        &self,
+        sha: &[u8],
+        offset: u64,
+        length: u64,
+    ) -> Result<(tokio::fs::File, u64, u64), ChunkError> {
         use tokio::io::AsyncSeekExt;
-        let path = self.locate(sha).ok_or_else(|| ChunkError::NotFound(hex::encode(sha)))?;
+        let path = self
+            .locate(sha)
+            .ok_or_else(|| ChunkError::NotFound(hex::encode(sha)))?;
         let mut f = tokio::fs::File::open(&path).await?;
         let total = f.metadata().await?.len();
         if offset > total {
-            return Err(ChunkError::BadRequest(format!("offset {offset} past length {total}")));
+            return Err(ChunkError::BadRequest(format!(
+                "offset {offset} past length {total}"
+            )));
         }
-        let n = if length == 0 { total - offset } else { length.min(total - offset) };
+        let n = if length == 0 {
+            total - offset
+        } else {
+            length.min(total - offset)
+        };
         f.seek(std::io::SeekFrom::Start(offset)).await?;
         Ok((f, n, total))
     }
 
     /// Hash the whole blob; Ok(true) when it matches its name.
     pub async fn verify(&self, sha: &[u8]) -> Result<bool, ChunkError> {
-        let path = self.locate(sha).ok_or_else(|| ChunkError::NotFound(hex::encode(sha)))?;
+        let path = self
+            .locate(sha)
+            .ok_or_else(|| ChunkError::NotFound(hex::encode(sha)))?;
         let sha = sha.to_vec();
         tokio::task::spawn_blocking(move || hash_file(&path).map(|h| h == sha))
             .await
@@ -203,10 +230,19 @@ impl BlobStore {
     pub fn quarantine(&self, sha: &[u8]) {
         if let Some(path) = self.locate(sha) {
             let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let root = path.ancestors().nth(4).map(Path::to_path_buf).unwrap_or_default();
-            let dest = root.join("corrupt").join(format!("{}.{}", hex::encode(sha), rand::random::<u32>()));
+            let root = path
+                .ancestors()
+                .nth(4)
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let dest = root.join("corrupt").join(format!(
+                "{}.{}",
+                hex::encode(sha),
+                rand::random::<u32>()
+            ));
             if std::fs::rename(&path, &dest).is_ok() {
-                self.used.fetch_sub(len.min(self.used_bytes()), Ordering::SeqCst);
+                self.used
+                    .fetch_sub(len.min(self.used_bytes()), Ordering::SeqCst);
                 self.count.fetch_sub(1, Ordering::SeqCst);
                 tracing::warn!(chunk = %hex::encode(sha), to = %dest.display(), "quarantined corrupt blob");
             }
@@ -216,13 +252,16 @@ impl BlobStore {
 
     /// Delete a blob (on the master's order).
     pub fn delete(&self, sha: &[u8]) -> Result<bool, ChunkError> {
-        let Some(path) = self.locate(sha) else { return Ok(false) };
+        let Some(path) = self.locate(sha) else {
+            return Ok(false);
+        };
         let len = std::fs::metadata(&path)?.len();
         std::fs::remove_file(&path)?;
         if let Some(dir) = path.parent() {
             fsync_dir(dir)?;
         }
-        self.used.fetch_sub(len.min(self.used_bytes()), Ordering::SeqCst);
+        self.used
+            .fetch_sub(len.min(self.used_bytes()), Ordering::SeqCst);
         self.count.fetch_sub(1, Ordering::SeqCst);
         self.events.lock().removed.push(sha.to_vec());
         Ok(true)
@@ -268,14 +307,20 @@ impl BlobWriter {
     pub async fn write(&mut self, data: &[u8]) -> Result<(), ChunkError> {
         self.written += data.len() as u64;
         if self.written > self.len {
-            return Err(ChunkError::BadDigest(format!("more than the declared {} bytes", self.len)));
+            return Err(ChunkError::BadDigest(format!(
+                "more than the declared {} bytes",
+                self.len
+            )));
         }
         self.hasher.update(data);
         let f = self.file.as_mut().expect("open until finish");
         if let Err(e) = f.write_all(data).await {
             if is_enospc(&e) {
                 self.mark_full();
-                return Err(ChunkError::Full(format!("disk {} is full", self.disk_root.display())));
+                return Err(ChunkError::Full(format!(
+                    "disk {} is full",
+                    self.disk_root.display()
+                )));
             }
             return Err(e.into());
         }
@@ -292,20 +337,32 @@ impl BlobWriter {
     /// Returns true when the blob was already present.
     pub async fn finish(mut self) -> Result<bool, ChunkError> {
         if self.written != self.len {
-            return Err(ChunkError::BadDigest(format!("got {} bytes, declared {}", self.written, self.len)));
+            return Err(ChunkError::BadDigest(format!(
+                "got {} bytes, declared {}",
+                self.written, self.len
+            )));
         }
         let got = std::mem::take(&mut self.hasher).finalize().to_vec();
         if got != self.sha {
-            return Err(ChunkError::BadDigest(format!("content hashes to {}, not {}", hex::encode(&got), hex::encode(&self.sha))));
+            return Err(ChunkError::BadDigest(format!(
+                "content hashes to {}, not {}",
+                hex::encode(&got),
+                hex::encode(&self.sha)
+            )));
         }
         let mut f = self.file.take().expect("open until finish");
         f.flush().await?;
         f.sync_all().await?;
         drop(f);
-        fail::fail_point!("chunkserver::put::before_rename", |_| Err(ChunkError::Io(std::io::Error::other("failpoint"))));
+        fail::fail_point!("chunkserver::put::before_rename", |_| Err(ChunkError::Io(
+            std::io::Error::other("failpoint")
+        )));
         if let Some(existing) = self.store.locate(&self.sha) {
             // Same content already stored: keep it, but mark it touched (GC fencing).
-            let _ = std::fs::File::options().append(true).open(&existing).and_then(|f| f.set_modified(SystemTime::now()));
+            let _ = std::fs::File::options()
+                .append(true)
+                .open(&existing)
+                .and_then(|f| f.set_modified(SystemTime::now()));
             let _ = tokio::fs::remove_file(&self.tmp).await;
             return Ok(true);
         }
@@ -372,7 +429,9 @@ fn list_dir_blobs(root: &Path) -> Result<Vec<(Vec<u8>, u64)>, ChunkError> {
 /// Free bytes of the filesystem holding `path` (0 when unknown).
 pub fn free_bytes(path: &Path) -> u64 {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return 0 };
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return 0;
+    };
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `s` a valid out-pointer.
     if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
@@ -384,7 +443,9 @@ pub fn free_bytes(path: &Path) -> u64 {
 /// Total bytes of the filesystem holding `path` (0 when unknown).
 pub fn disk_size(path: &Path) -> u64 {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return 0 };
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return 0;
+    };
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
@@ -494,6 +555,11 @@ mod tests {
         s.quarantine(&sha(&data));
         assert!(s.locate(&sha(&data)).is_none());
         assert_eq!(s.take_events().corrupt, vec![sha(&data)]);
-        assert_eq!(std::fs::read_dir(dir.path().join("corrupt")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("corrupt"))
+                .unwrap()
+                .count(),
+            1
+        );
     }
 }

@@ -49,7 +49,9 @@ impl RepairQueue {
 
     /// Whether `server` itself waits for a repair of `sha256` (so it is no source for it).
     pub fn is_pending(&self, server: u64, sha256: &[u8]) -> bool {
-        self.by_server.get(&server).is_some_and(|t| t.contains_key(sha256))
+        self.by_server
+            .get(&server)
+            .is_some_and(|t| t.contains_key(sha256))
     }
 
     /// Commands for `server`'s heartbeat reply. `source(sha, attempt)` picks a healthy holder
@@ -103,7 +105,10 @@ impl RepairQueue {
 
     /// Chunks `server` waits to have repaired.
     pub fn shas_for(&self, server: u64) -> Vec<Vec<u8>> {
-        self.by_server.get(&server).map(|t| t.keys().cloned().collect()).unwrap_or_default()
+        self.by_server
+            .get(&server)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Repairs not yet confirmed.

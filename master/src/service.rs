@@ -724,9 +724,15 @@ impl MasterService {
             let live = self.live_servers(kv);
             let mut q = self.repairs.lock();
             let snapshot = |sha: &[u8]| -> Vec<(u64, String)> {
-                let holders = state::get_chunk(kv, sha).map(|c| c.servers).unwrap_or_default();
+                let holders = state::get_chunk(kv, sha)
+                    .map(|c| c.servers)
+                    .unwrap_or_default();
                 live.iter()
-                    .filter(|(rec, s)| rec.id != server && *s == ChunkserverState::Alive && holders.contains(&rec.id))
+                    .filter(|(rec, s)| {
+                        rec.id != server
+                            && *s == ChunkserverState::Alive
+                            && holders.contains(&rec.id)
+                    })
                     .map(|(rec, _)| (rec.id, rec.addr.clone()))
                     .collect()
             };
@@ -734,8 +740,10 @@ impl MasterService {
                 .shas_for(server)
                 .into_iter()
                 .map(|sha| {
-                    let c: Vec<(u64, String)> =
-                        snapshot(&sha).into_iter().filter(|(id, _)| !q.is_pending(*id, &sha)).collect();
+                    let c: Vec<(u64, String)> = snapshot(&sha)
+                        .into_iter()
+                        .filter(|(id, _)| !q.is_pending(*id, &sha))
+                        .collect();
                     (sha, c)
                 })
                 .collect();
