@@ -334,6 +334,8 @@ pub struct Core {
     last_term: u64,
     members: BTreeMap<u64, String>,
     applied_log: Option<Vec<(u64, u64, Vec<u8>)>>,
+    /// When each peer was last heard from.
+    heard: BTreeMap<u64, Instant>,
 }
 
 fn ctx_bytes(nonce: u64, seq: u64) -> Vec<u8> {
@@ -395,6 +397,7 @@ impl Core {
             last_term: 0,
             members: BTreeMap::new(),
             applied_log: None,
+            heard: BTreeMap::new(),
         };
         core.reload_members();
         Ok(core)
@@ -494,6 +497,7 @@ impl Core {
             Request::ConfChange(cc, reply) => self.propose_cc(cc, reply),
             Request::Read(reply) => self.read(reply),
             Request::Step(m) => {
+                self.heard.insert(m.from, Instant::now());
                 if let Err(e) = self.raw.step(m) {
                     tracing::debug!(error = %e, "raft step");
                 }
@@ -720,7 +724,8 @@ impl Core {
         let applied = self.store.applied();
         let first = self.store.first_log_index();
         if applied.saturating_sub(first) > self.cfg.compact_threshold_entries {
-            let to = applied.saturating_sub(self.cfg.compact_keep_entries);
+            let keep = self.cfg.compact_keep_entries.min(self.cfg.compact_threshold_entries / 2);
+            let to = applied.saturating_sub(keep);
             self.store.compact(to)?;
             tracing::debug!(to, "compacted raft log");
         }
@@ -809,7 +814,11 @@ impl Core {
         if r.state == StateRole::Leader {
             for (id, p) in r.prs().iter() {
                 s.matched.insert(*id, p.matched);
-                s.recent_active.insert(*id, p.recent_active || *id == r.id);
+                // Heard from within two election timeouts (raft-rs's own flag is reset every
+                // timeout, so it reads false right after each check).
+                let window = Duration::from_millis(self.cfg.tick_ms * self.cfg.election_ticks as u64 * 2);
+                let heard = self.heard.get(id).is_some_and(|t| t.elapsed() < window);
+                s.recent_active.insert(*id, heard || *id == r.id);
             }
         }
         *self.status.write() = s;

@@ -136,6 +136,9 @@ pub fn master_args(
         "--peers".into(),
         peers.to_string(),
     ];
+    // A small compaction threshold, so lagging and new members catch up from snapshots.
+    a.push("--compact-threshold".into());
+    a.push("50".into());
     if join {
         a.push("--join".into());
     }
