@@ -1,1 +1,0 @@
-//! The deterministic state machine. (Being written.)
