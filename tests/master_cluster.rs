@@ -264,7 +264,10 @@ async fn master_group_failover_restart_and_membership() {
     // With a 50-entry compaction threshold the leader no longer has the early log, so the
     // new member must have caught up from a snapshot.
     let log4 = std::fs::read_to_string(&procs[&4].log).unwrap();
-    assert!(log4.contains("installed raft snapshot"), "member 4 did not install a snapshot");
+    assert!(
+        log4.contains("installed raft snapshot"),
+        "member 4 did not install a snapshot"
+    );
     // And the group of 2,3,4 still commits writes.
     let rest: Vec<String> = vec![addr(2), addr(3), addr(4)];
     put(&rest, "bkt", "after-membership", b"x")

@@ -724,7 +724,10 @@ impl Core {
         let applied = self.store.applied();
         let first = self.store.first_log_index();
         if applied.saturating_sub(first) > self.cfg.compact_threshold_entries {
-            let keep = self.cfg.compact_keep_entries.min(self.cfg.compact_threshold_entries / 2);
+            let keep = self
+                .cfg
+                .compact_keep_entries
+                .min(self.cfg.compact_threshold_entries / 2);
             let to = applied.saturating_sub(keep);
             self.store.compact(to)?;
             tracing::debug!(to, "compacted raft log");
@@ -816,7 +819,8 @@ impl Core {
                 s.matched.insert(*id, p.matched);
                 // Heard from within two election timeouts (raft-rs's own flag is reset every
                 // timeout, so it reads false right after each check).
-                let window = Duration::from_millis(self.cfg.tick_ms * self.cfg.election_ticks as u64 * 2);
+                let window =
+                    Duration::from_millis(self.cfg.tick_ms * self.cfg.election_ticks as u64 * 2);
                 let heard = self.heard.get(id).is_some_and(|t| t.elapsed() < window);
                 s.recent_active.insert(*id, heard || *id == r.id);
             }
