@@ -79,25 +79,26 @@ async fn start_cluster(n_cs: usize, small: Option<u64>) -> Cluster {
         _m: m,
         cs,
     };
-    let ms = vec![c.master.clone()];
-    wait_for(
-        "chunkservers registered and alive",
-        Duration::from_secs(30),
-        || {
-            let ms = ms.clone();
-            async move {
-                let st = anode_master::ctl::status(&ms).await.ok()?;
-                let alive = st["chunkservers"]
-                    .as_array()?
-                    .iter()
-                    .filter(|c| c["state"] == "alive")
-                    .count();
-                (alive == n_cs).then_some(())
-            }
-        },
-    )
-    .await;
+    wait_alive(&c.master, n_cs, "chunkservers registered and alive").await;
     c
+}
+
+/// Wait until the master reports exactly `n` alive chunkservers.
+async fn wait_alive(master: &str, n: usize, what: &str) {
+    let ms = vec![master.to_string()];
+    wait_for(what, Duration::from_secs(30), || {
+        let ms = ms.clone();
+        async move {
+            let st = anode_master::ctl::status(&ms).await.ok()?;
+            let alive = st["chunkservers"]
+                .as_array()?
+                .iter()
+                .filter(|c| c["state"] == "alive")
+                .count();
+            (alive == n).then_some(())
+        }
+    })
+    .await;
 }
 
 async fn client(c: &Cluster) -> Client {
@@ -190,24 +191,7 @@ async fn sizes_ranges_kill_and_corruption() {
             "after kill: object of {n} bytes differs"
         );
     }
-    let ms = vec![c.master.clone()];
-    wait_for(
-        "killed chunkserver declared not alive",
-        Duration::from_secs(20),
-        || {
-            let ms = ms.clone();
-            async move {
-                let st = anode_master::ctl::status(&ms).await.ok()?;
-                let alive = st["chunkservers"]
-                    .as_array()?
-                    .iter()
-                    .filter(|c| c["state"] == "alive")
-                    .count();
-                (alive == 3).then_some(())
-            }
-        },
-    )
-    .await;
+    wait_alive(&c.master, 3, "killed chunkserver declared not alive").await;
     let b = body(3 * CHUNK, 99);
     cl.put_object_bytes(
         "data",
