@@ -40,6 +40,29 @@ pub enum BenchCmd {
         #[arg(long, default_value = "bench-meta")]
         bucket: String,
     },
+    /// Client-library data throughput: PUT then GET of same-size objects.
+    Client {
+        /// Master addresses.
+        #[arg(
+            long,
+            env = "ANODE_MASTERS",
+            value_delimiter = ',',
+            default_value = "127.0.0.1:7001"
+        )]
+        masters: Vec<String>,
+        /// Object size in bytes.
+        #[arg(long, default_value_t = 4096)]
+        size: usize,
+        /// Concurrent operations.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Objects to put (then get).
+        #[arg(long, default_value_t = 200)]
+        objects: usize,
+        /// Bucket (created if missing), replication 3.
+        #[arg(long, default_value = "bench-client")]
+        bucket: String,
+    },
 }
 
 /// Run a benchmark and print its figures as one JSON line.
@@ -51,6 +74,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             seconds,
             bucket,
         } => meta(masters, writers, seconds, bucket).await,
+        BenchCmd::Client {
+            masters,
+            size,
+            concurrency,
+            objects,
+            bucket,
+        } => client(masters, size, concurrency, objects, bucket).await,
     }
 }
 
@@ -155,4 +185,64 @@ async fn find_leader(masters: &[String]) -> anyhow::Result<String> {
         .find(|m| m["id"].as_u64() == Some(id))
         .and_then(|m| m["addr"].as_str().map(String::from))
         .ok_or_else(|| anyhow::anyhow!("no leader"))
+}
+
+async fn client(
+    masters: Vec<String>,
+    size: usize,
+    concurrency: usize,
+    objects: usize,
+    bucket: String,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let cl = anode_client::Client::connect(masters).await?;
+    if let Err(e) = cl.create_bucket(&bucket, 3, "").await {
+        anyhow::ensure!(e.code().starts_with("BucketAlready"), "create bucket: {e}");
+    }
+    let body = bytes::Bytes::from((0..size).map(|i| (i * 7 + size) as u8).collect::<Vec<u8>>());
+    let run = |get: bool| {
+        let (cl, body, bucket) = (cl.clone(), body.clone(), bucket.clone());
+        async move {
+            let t = Instant::now();
+            let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..objects)
+                .map(|i| {
+                    let (cl, body, bucket) = (cl.clone(), body.clone(), bucket.clone());
+                    async move {
+                        let key = format!("o{size}/{i}");
+                        if get {
+                            let (_, mut s) = cl.get_object(&bucket, &key, None).await?;
+                            let mut n = 0;
+                            while let Some(piece) = s.next().await {
+                                n += piece?.len();
+                            }
+                            anyhow::ensure!(n == size, "short read");
+                        } else {
+                            cl.put_object_bytes(
+                                &bucket,
+                                &key,
+                                body,
+                                anode_client::PutOptions::default(),
+                            )
+                            .await?;
+                        }
+                        anyhow::Ok(())
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+            let errors = results.iter().filter(|r| r.is_err()).count();
+            (t.elapsed(), errors)
+        }
+    };
+    for (name, get) in [("put", false), ("get", true)] {
+        let (took, errors) = run(get).await;
+        let secs = took.as_secs_f64();
+        println!(
+            "{{\"bench\":\"client\",\"op\":\"{name}\",\"size\":{size},\"concurrency\":{concurrency},\"objects\":{objects},\"errors\":{errors},\"ops_per_sec\":{:.1},\"mb_per_sec\":{:.1}}}",
+            objects as f64 / secs,
+            (objects * size) as f64 / secs / 1e6
+        );
+    }
+    Ok(())
 }

@@ -152,7 +152,8 @@ pub async fn start(
     tracing::info!(id = args.id, %addr, %admin_addr, "master serving");
     let node2 = node.clone();
     let done = tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let mut sd = shutdown.clone();
         let signal = async move {
             let _ = sd.wait_for(|v| *v).await;
