@@ -30,6 +30,8 @@ pub struct Heartbeat {
     pub uuid: String,
     /// Interval.
     pub interval: Duration,
+    /// Period of full chunk reports.
+    pub full_report_every: Duration,
     /// Current epoch, shared with the data service.
     pub epoch: Arc<AtomicU64>,
 }
@@ -42,7 +44,7 @@ pub fn build_request(
     epoch: u64,
     ev: &Events,
     full: Option<Vec<Vec<u8>>>,
-    done: Vec<u64>,
+    results: &Results,
 ) -> HeartbeatRequest {
     let disks = store
         .disks()
@@ -73,9 +75,29 @@ pub fn build_request(
         removed: ev.removed.clone(),
         full_report,
         corrupt: ev.corrupt.clone(),
-        done_commands: done,
+        done_commands: results.done.clone(),
+        failed_commands: results.failed.clone(),
     }
 }
+
+/// Outcomes of master commands, reported in the next heartbeat.
+#[derive(Clone, Debug, Default)]
+pub struct Results {
+    /// Finished.
+    pub done: Vec<u64>,
+    /// Failed or refused.
+    pub failed: Vec<u64>,
+}
+
+/// Commands run in the background (bounded), so a slow copy never delays heartbeats.
+#[derive(Clone, Default)]
+struct Executor {
+    results: Arc<parking_lot::Mutex<Results>>,
+    running: Arc<parking_lot::Mutex<std::collections::HashSet<u64>>>,
+}
+
+/// Copies and deletions run at once per server.
+const COMMAND_CONCURRENCY: usize = 4;
 
 impl Heartbeat {
     async fn register(&self) -> Option<(u64, u64)> {
@@ -108,8 +130,10 @@ impl Heartbeat {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut reg: Option<(u64, u64)> = None;
         let mut pending = Events::default();
-        let mut done: Vec<u64> = Vec::new();
+        let exec = Executor::default();
+        let permits = Arc::new(tokio::sync::Semaphore::new(COMMAND_CONCURRENCY));
         let mut send_full = true;
+        let mut last_full = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(self.interval);
         loop {
             tokio::select! {
@@ -128,7 +152,11 @@ impl Heartbeat {
             pending.added.extend(ev.added);
             pending.removed.extend(ev.removed);
             pending.corrupt.extend(ev.corrupt);
+            if last_full.elapsed() >= self.full_report_every {
+                send_full = true;
+            }
             let full = if send_full {
+                last_full = tokio::time::Instant::now();
                 self.store
                     .list()
                     .ok()
@@ -136,7 +164,8 @@ impl Heartbeat {
             } else {
                 None
             };
-            let req = build_request(&self.store, id, epoch, &pending, full, done.clone());
+            let results = std::mem::take(&mut *exec.results.lock());
+            let req = build_request(&self.store, id, epoch, &pending, full, &results);
             let r = self.masters.call(|mut c| {
                 let req = req.clone();
                 async move { c.heartbeat(req).await }
@@ -148,12 +177,30 @@ impl Heartbeat {
                 }
                 Ok(resp) => {
                     pending = Events::default();
-                    done.clear();
-                    send_full = false;
+                    send_full = resp.send_full_report;
                     crate::metrics::USED_BYTES.set(self.store.used_bytes() as i64);
                     crate::metrics::CHUNKS.set(self.store.chunk_count() as i64);
                     if resp.epoch == epoch {
-                        done = self.execute(resp.commands).await;
+                        for c in resp.commands {
+                            if !exec.running.lock().insert(c.id) {
+                                continue;
+                            }
+                            let (store, exec, permits) =
+                                (self.store.clone(), exec.clone(), permits.clone());
+                            tokio::spawn(async move {
+                                let _p = permits.acquire_owned().await;
+                                let id = c.id;
+                                let ok = execute(&store, c).await;
+                                let mut r = exec.results.lock();
+                                if ok {
+                                    r.done.push(id)
+                                } else {
+                                    r.failed.push(id)
+                                }
+                                drop(r);
+                                exec.running.lock().remove(&id);
+                            });
+                        }
                     } else {
                         tracing::warn!(
                             ours = epoch,
@@ -162,30 +209,52 @@ impl Heartbeat {
                         );
                     }
                 }
-                Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+                Err(e) => {
+                    // Report these outcomes next time.
+                    let mut r = exec.results.lock();
+                    r.done.extend(results.done);
+                    r.failed.extend(results.failed);
+                    tracing::debug!(error = %e, "heartbeat failed");
+                }
             }
         }
     }
+}
 
-    async fn execute(&self, cmds: Vec<ChunkCommand>) -> Vec<u64> {
-        let mut done = Vec::new();
-        for c in cmds {
-            let ok = match c.op {
-                Some(Op::Delete(d)) => self.store.delete(&d.sha256).is_ok(),
-                Some(Op::Replicate(r)) => match replicate(&self.store, &r).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::warn!(chunk = %hex::encode(&r.sha256), error = %e, "replicate failed");
-                        false
-                    }
-                },
-                None => true,
-            };
-            if ok {
-                done.push(c.id);
+/// Run one master command; true when done, false when failed or refused.
+async fn execute(store: &BlobStore, c: ChunkCommand) -> bool {
+    match c.op {
+        Some(Op::Delete(d)) => {
+            let s = store.clone();
+            let sha = d.sha256.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                s.delete_if_untouched(&sha, d.not_touched_since_ms)
+            })
+            .await;
+            match r {
+                Ok(Ok(Some(_))) => true,
+                Ok(Ok(None)) => {
+                    tracing::info!(chunk = %hex::encode(&d.sha256), "delete refused: blob touched after the fence");
+                    false
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(chunk = %hex::encode(&d.sha256), error = %e, "delete failed");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "delete task failed");
+                    false
+                }
             }
         }
-        done
+        Some(Op::Replicate(r)) => match replicate(store, &r).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(chunk = %hex::encode(&r.sha256), error = %e, "replicate failed");
+                false
+            }
+        },
+        None => true,
     }
 }
 

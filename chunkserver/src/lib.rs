@@ -63,6 +63,10 @@ pub struct ChunkserverArgs {
     /// Pause between scrub passes.
     #[arg(long, env = "ANODE_SCRUB_INTERVAL_SECS", default_value_t = 3600)]
     pub scrub_interval_secs: u64,
+    /// Send a full chunk report this often (copies lost behind the server's back, e.g. a
+    /// blob file removed by hand, are noticed by the master at the next full report).
+    #[arg(long, env = "ANODE_FULL_REPORT_SECS", default_value_t = 600)]
+    pub full_report_secs: u64,
 }
 
 /// Run a chunkserver until `shutdown` turns true.
@@ -84,6 +88,7 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
         rack: args.rack.clone(),
         uuid,
         interval: Duration::from_millis(args.heartbeat_ms),
+        full_report_every: Duration::from_secs(args.full_report_secs.max(1)),
         epoch: epoch.clone(),
     };
     tokio::spawn(hb.run(shutdown.clone()));

@@ -89,7 +89,16 @@ impl Chunkserver for DataService {
         &self,
         req: Request<StatChunkRequest>,
     ) -> Result<Response<StatChunkResponse>, Status> {
-        let sha = req.into_inner().sha256;
+        let r = req.into_inner();
+        let sha = r.sha256;
+        if r.touch {
+            let store = self.store.clone();
+            let sha = sha.clone();
+            tokio::task::spawn_blocking(move || store.touch(&sha))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::internal(format!("touch: {e}")))?;
+        }
         let resp = match self.store.locate(&sha) {
             Some(p) => StatChunkResponse {
                 present: true,

@@ -39,6 +39,8 @@ pub struct BlobStore {
     /// Bytes reserved by puts in progress (capacity accounting).
     reserved: Arc<AtomicU64>,
     events: Arc<Mutex<Events>>,
+    /// Serializes "touch an existing blob" against "delete it if untouched" (GC fencing).
+    gc_lock: Arc<Mutex<()>>,
 }
 
 /// Changes since the last heartbeat.
@@ -97,6 +99,7 @@ impl BlobStore {
             count: Arc::new(AtomicU64::new(count)),
             reserved: Arc::default(),
             events: Arc::default(),
+            gc_lock: Arc::default(),
         })
     }
 
@@ -250,8 +253,48 @@ impl BlobStore {
         self.events.lock().corrupt.push(sha.to_vec());
     }
 
-    /// Delete a blob (on the master's order).
+    /// Mark a present blob as written now (its mtime, fsync'd), so a garbage-collection
+    /// delete fenced before now refuses it. Returns whether the blob is present.
+    pub fn touch(&self, sha: &[u8]) -> Result<bool, ChunkError> {
+        let _g = self.gc_lock.lock();
+        let Some(path) = self.locate(sha) else {
+            return Ok(false);
+        };
+        let f = std::fs::File::options().append(true).open(&path)?;
+        f.set_modified(SystemTime::now())?;
+        f.sync_all()?;
+        Ok(true)
+    }
+
+    /// Delete a blob on the master's order, unless it was written or touched at or after
+    /// `not_touched_since_ms` (wall clock; 0 = unconditionally). `Ok(None)`: refused.
+    pub fn delete_if_untouched(
+        &self,
+        sha: &[u8],
+        not_touched_since_ms: u64,
+    ) -> Result<Option<bool>, ChunkError> {
+        let _g = self.gc_lock.lock();
+        if not_touched_since_ms > 0 {
+            if let Some(path) = self.locate(sha) {
+                let mtime = std::fs::metadata(&path)?
+                    .modified()?
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                if mtime >= not_touched_since_ms {
+                    return Ok(None);
+                }
+            }
+        }
+        self.delete_locked(sha).map(Some)
+    }
+
+    /// Delete a blob unconditionally.
     pub fn delete(&self, sha: &[u8]) -> Result<bool, ChunkError> {
+        let _g = self.gc_lock.lock();
+        self.delete_locked(sha)
+    }
+
+    fn delete_locked(&self, sha: &[u8]) -> Result<bool, ChunkError> {
         let Some(path) = self.locate(sha) else {
             return Ok(false);
         };
@@ -357,12 +400,8 @@ impl BlobWriter {
         fail::fail_point!("chunkserver::put::before_rename", |_| Err(ChunkError::Io(
             std::io::Error::other("failpoint")
         )));
-        if let Some(existing) = self.store.locate(&self.sha) {
-            // Same content already stored: keep it, but mark it touched (GC fencing).
-            let _ = std::fs::File::options()
-                .append(true)
-                .open(&existing)
-                .and_then(|f| f.set_modified(SystemTime::now()));
+        if self.store.touch(&self.sha)? {
+            // Same content already stored: kept, and marked touched (GC fencing).
             let _ = tokio::fs::remove_file(&self.tmp).await;
             return Ok(true);
         }

@@ -78,11 +78,16 @@ pub struct Client {
     inner: Arc<ClientInner>,
 }
 
+/// Until the master says otherwise: touch copies older than this before committing.
+pub(crate) const DEFAULT_TOUCH_AFTER_MS: u64 = 300_000;
+
 pub(crate) struct ClientInner {
     pub(crate) cfg: ClientConfig,
     pub(crate) master: MasterConn,
     pub(crate) pool: pool::ChunkPool,
     manifests: Option<Mutex<LruCache<(String, String), Manifest>>>,
+    /// Copies older than this are touched before a commit (learned from the master).
+    pub(crate) touch_after_ms: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Client {
@@ -126,6 +131,7 @@ impl Client {
                 cfg,
                 master,
                 manifests,
+                touch_after_ms: std::sync::atomic::AtomicU64::new(DEFAULT_TOUCH_AFTER_MS),
             }),
         })
     }
@@ -698,6 +704,7 @@ mod tests {
                 sha256: vec![1; 32],
                 length: 5,
                 servers: vec![1, 2],
+                uploaded_ms: 0,
             }],
             mtime_ms: 9,
             object_version: 7,

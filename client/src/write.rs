@@ -173,7 +173,8 @@ impl ClientInner {
             record(&mut refs, Some(done))?;
         }
         check_md5(content_md5, &tail.md5)?;
-        let chunks: Vec<ChunkRef> = refs.into_iter().flatten().collect();
+        let mut chunks: Vec<ChunkRef> = refs.into_iter().flatten().collect();
+        self.touch_old(&mut chunks).await?;
         let stored: u64 = chunks.iter().map(|c| c.length).sum();
         if stored != tail.total_bytes {
             return Err(ClientError::Internal(format!(
@@ -187,6 +188,44 @@ impl ClientInner {
             chunks,
             inline: None,
         })
+    }
+
+    /// The garbage-collection fence (docs/architecture.md): copies written longer ago than
+    /// half the master's touch-after time are touched again before the caller commits, so no
+    /// chunkserver deletes them as unreferenced in the meantime. A copy that vanished fails
+    /// the write (retryable).
+    async fn touch_old(&self, chunks: &mut [ChunkRef]) -> Result<(), ClientError> {
+        let limit = self
+            .touch_after_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+            / 2;
+        for c in chunks.iter_mut() {
+            if now_ms().saturating_sub(c.uploaded_ms) <= limit {
+                continue;
+            }
+            for id in &c.servers {
+                let info = self.pool.lookup(*id).ok_or_else(|| {
+                    ClientError::Unavailable(format!("chunkserver {id} unknown; retry the write"))
+                })?;
+                let mut client = self.pool.client(&info.addr)?;
+                let r = client
+                    .stat_chunk(anode_proto::StatChunkRequest {
+                        sha256: c.sha256.clone(),
+                        touch: true,
+                    })
+                    .await
+                    .map_err(|e| ClientError::Unavailable(format!("touch chunk: {e}")))?
+                    .into_inner();
+                if !r.present {
+                    return Err(ClientError::Unavailable(format!(
+                        "chunk {} vanished from server {id} before commit; retry the write",
+                        hex::encode(&c.sha256)
+                    )));
+                }
+            }
+            c.uploaded_ms = now_ms();
+        }
+        Ok(())
     }
 
     /// Hash one chunk and store it with R copies. Returns its index and reference.
@@ -207,6 +246,7 @@ impl ClientInner {
                 sha256: sha.to_vec(),
                 length: data.len() as u64,
                 servers,
+                uploaded_ms: now_ms(),
             },
         ))
     }
@@ -280,6 +320,10 @@ impl ClientInner {
                 async move { c.allocate_chunks(req).await }
             })
             .await?;
+        if alloc.touch_after_ms > 0 {
+            self.touch_after_ms
+                .store(alloc.touch_after_ms, std::sync::atomic::Ordering::Relaxed);
+        }
         self.pool.learn(alloc.live.iter());
         self.pool
             .learn(alloc.placements.iter().flat_map(|p| p.servers.iter()));
@@ -366,6 +410,7 @@ mod tests {
     fn targets_prefer_placement_then_live_and_skip_used() {
         let sha = [1u8; 32];
         let alloc = AllocateChunksResponse {
+            touch_after_ms: 0,
             replication: 3,
             placements: vec![
                 ChunkPlacement {
@@ -421,4 +466,10 @@ mod tests {
             Err(ClientError::BadDigest)
         ));
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

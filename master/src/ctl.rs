@@ -95,13 +95,17 @@ pub enum LeaderCmd {
 pub enum ChunkserversCmd {
     /// List registered chunkservers.
     List,
-    /// Mark a chunkserver draining (or stop draining with --cancel).
+    /// Mark a chunkserver draining (or stop draining with --cancel); with --wait, show
+    /// progress until it is safe to remove.
     Drain {
         /// Chunkserver id.
         id: u64,
         /// Stop draining.
         #[arg(long)]
         cancel: bool,
+        /// Wait (printing progress) until no copy on it is needed any more.
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -261,7 +265,7 @@ async fn execute(args: &CtlArgs) -> anyhow::Result<Value> {
             Ok(st["chunkservers"].clone())
         }
         CtlCommand::Chunkservers {
-            cmd: ChunkserversCmd::Drain { id, cancel },
+            cmd: ChunkserversCmd::Drain { id, cancel, wait },
         } => {
             let (id, cancel) = (*id, *cancel);
             call_leader(m, |mut c| async move {
@@ -269,7 +273,35 @@ async fn execute(args: &CtlArgs) -> anyhow::Result<Value> {
                     .await
             })
             .await?;
-            Ok(json!({"id": id, "draining": !cancel}))
+            if *wait && !cancel {
+                loop {
+                    let st = status(m).await?;
+                    let cs = st["chunkservers"]
+                        .as_array()
+                        .and_then(|a| a.iter().find(|c| c["id"] == id).cloned())
+                        .unwrap_or_default();
+                    eprintln!(
+                        "draining {id}: {} copies left on it, {} chunks under-replicated, {} B/s",
+                        cs["reported_chunks"],
+                        st["under_replicated_chunks"],
+                        st["repair_bytes_per_sec"]
+                    );
+                    if cs["safe_to_remove"] == true {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            let safe = if cancel {
+                false
+            } else {
+                let st = status(m).await?;
+                st["chunkservers"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|c| c["id"] == id).cloned())
+                    .is_some_and(|c| c["safe_to_remove"] == true)
+            };
+            Ok(json!({"id": id, "draining": !cancel, "safe_to_remove": safe}))
         }
         CtlCommand::Keys { cmd } => keys(m, cmd).await,
         CtlCommand::Buckets { cmd } => buckets(m, cmd).await,
@@ -420,7 +452,7 @@ pub fn merge_status(answers: &BTreeMap<u64, StatusResponse>) -> Value {
     let chunkservers: Vec<Value> = base
         .chunkservers
         .iter()
-        .map(|c| json!({"id": c.id, "addr": c.addr, "state": c.state, "used_bytes": c.used_bytes, "capacity_bytes": c.capacity_bytes, "chunks": c.chunks, "rack": c.rack, "epoch": c.epoch}))
+        .map(|c| json!({"id": c.id, "addr": c.addr, "state": c.state, "used_bytes": c.used_bytes, "capacity_bytes": c.capacity_bytes, "chunks": c.chunks, "rack": c.rack, "epoch": c.epoch, "reported_chunks": c.reported_chunks, "safe_to_remove": c.safe_to_remove}))
         .collect();
     json!({
         "leader_id": leader.map(|l| l.id).unwrap_or(0),
@@ -430,6 +462,15 @@ pub fn merge_status(answers: &BTreeMap<u64, StatusResponse>) -> Value {
         "members": members,
         "chunkservers": chunkservers,
         "under_replicated_chunks": base.under_replicated_chunks,
+        "missing_copies": base.missing_copies,
+        "missing_bytes": base.missing_bytes,
+        "lost_chunks": base.lost_chunks,
+        "tasks_in_flight": base.tasks_in_flight,
+        "repair_bytes_per_sec": base.repair_bytes_per_sec,
+        "eta_secs": base.eta_secs,
+        "locations_complete": base.locations_complete,
+        "garbage_chunks": base.garbage_chunks,
+        "rebalance_bytes_pending": base.rebalance_bytes_pending,
         "buckets": base.buckets,
         "objects": base.objects,
         "chunks": base.chunks,
@@ -466,8 +507,15 @@ fn print_human(cmd: &CtlCommand, v: &Value) {
             if matches!(cmd, CtlCommand::Status) {
                 print_chunkservers(&v["chunkservers"]);
                 println!(
-                    "buckets {}  objects {}  chunks {}  logical {} B  stored {} B  under-replicated {}",
-                    v["buckets"], v["objects"], v["chunks"], v["logical_bytes"], v["stored_bytes"], v["under_replicated_chunks"]
+                    "buckets {}  objects {}  chunks {}  logical {} B  stored {} B",
+                    v["buckets"], v["objects"], v["chunks"], v["logical_bytes"], v["stored_bytes"]
+                );
+                println!(
+                    "health: under-replicated {} chunks ({} copies, {} B missing), lost {}, tasks in flight {}, repair {} B/s, eta {} s, garbage {}, rebalance pending {} B{}",
+                    v["under_replicated_chunks"], v["missing_copies"], v["missing_bytes"], v["lost_chunks"],
+                    v["tasks_in_flight"], v["repair_bytes_per_sec"], v["eta_secs"], v["garbage_chunks"],
+                    v["rebalance_bytes_pending"],
+                    if v["locations_complete"] == true { "" } else { "  (waiting for chunk reports)" }
                 );
             }
         }

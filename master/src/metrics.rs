@@ -39,3 +39,49 @@ pub static IS_LEADER: LazyLock<IntGauge> = LazyLock::new(|| {
     )
     .expect("register metric")
 });
+
+macro_rules! gauge {
+    ($(#[$doc:meta])* $name:ident, $metric:literal, $help:literal) => {
+        $(#[$doc])*
+        pub static $name: LazyLock<IntGauge> = LazyLock::new(|| {
+            prometheus::register_int_gauge!($metric, $help).expect("register metric")
+        });
+    };
+}
+
+gauge!(
+    /// Referenced chunks below R live copies (leader, last sweep).
+    UNDER_REPLICATED,
+    "anode_master_under_replicated_chunks",
+    "referenced chunks with fewer than R live copies"
+);
+gauge!(
+    /// Sum of missing copies.
+    MISSING_COPIES,
+    "anode_master_missing_copies",
+    "copies missing to reach R for every chunk"
+);
+gauge!(
+    /// Referenced chunks with no live copy.
+    LOST_CHUNKS,
+    "anode_master_lost_chunks",
+    "referenced chunks with no live copy"
+);
+gauge!(
+    /// Replication/deletion tasks in flight.
+    TASKS_IN_FLIGHT,
+    "anode_master_repair_tasks_in_flight",
+    "replication and deletion commands issued and not yet reported done"
+);
+gauge!(
+    /// Recent repair copy rate.
+    REPAIR_BYTES_PER_SEC,
+    "anode_master_repair_bytes_per_second",
+    "bytes copied by finished replications per second (10 s window)"
+);
+gauge!(
+    /// Unreferenced chunks with copies left.
+    GARBAGE_CHUNKS,
+    "anode_master_garbage_chunks",
+    "unreferenced chunks waiting for deletion"
+);

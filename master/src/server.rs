@@ -56,6 +56,28 @@ pub struct MasterArgs {
     /// Compact the raft log past this many applied entries.
     #[arg(long, env = "ANODE_COMPACT_THRESHOLD", default_value_t = 10_000)]
     pub compact_threshold: u64,
+    /// An unreferenced chunk is tombstoned (then deleted) after this long.
+    #[arg(long, env = "ANODE_GC_GRACE_MS", default_value_t = 60_000)]
+    pub gc_grace_ms: u64,
+    /// Writers touch copies older than this before committing; chunkservers delete garbage
+    /// only when untouched for this long (plus the clock-skew margin).
+    #[arg(long, env = "ANODE_TOUCH_AFTER_MS", default_value_t = 300_000)]
+    pub touch_after_ms: u64,
+    /// Allowed wall-clock difference between masters, writers and chunkservers.
+    #[arg(long, env = "ANODE_CLOCK_SKEW_MS", default_value_t = 30_000)]
+    pub clock_skew_ms: u64,
+    /// Replication and deletion tasks per chunkserver at once.
+    #[arg(long, env = "ANODE_REPAIR_PER_SERVER", default_value_t = 8)]
+    pub repair_per_server: usize,
+    /// Replication and deletion tasks in the cluster at once.
+    #[arg(long, env = "ANODE_REPAIR_TOTAL", default_value_t = 64)]
+    pub repair_total: usize,
+    /// Rebalance while the used-space fractions of chunkservers differ by more than this.
+    #[arg(long, env = "ANODE_REBALANCE_SPREAD", default_value_t = 0.10)]
+    pub rebalance_spread: f64,
+    /// Milliseconds between healing sweeps of the chunk table.
+    #[arg(long, env = "ANODE_HEAL_INTERVAL_MS", default_value_t = 1_000)]
+    pub heal_interval_ms: u64,
 }
 
 /// Parse `1=host:port,2=host:port`.
@@ -134,8 +156,21 @@ pub async fn start(
         lease_ms: args.lease_ms,
         dead_after_ms: args.dead_after_ms,
     };
-    let service = MasterService::new(node.clone(), lease_cfg);
+    let heal_cfg = crate::service::HealConfig {
+        limits: crate::planner::Limits {
+            per_server: args.repair_per_server.max(1),
+            total: args.repair_total.max(1),
+            rebalance_spread: args.rebalance_spread,
+            ..Default::default()
+        },
+        gc_grace_ms: args.gc_grace_ms,
+        touch_after_ms: args.touch_after_ms,
+        clock_skew_ms: args.clock_skew_ms,
+        interval: Duration::from_millis(args.heal_interval_ms.max(50)),
+    };
+    let service = MasterService::with_healing(node.clone(), lease_cfg, heal_cfg);
     tokio::spawn(publish_metrics(node.clone(), shutdown.clone()));
+    tokio::spawn(service.clone().heal_loop(shutdown.clone()));
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(

@@ -18,9 +18,12 @@ use prost::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use tonic::{Request, Response, Status};
 
+use crate::healer::{Healer, HealthFigures};
 use crate::kv::KvRead;
 use crate::leases::{state_name, LeaseConfig, LeaseTable};
+use crate::locations::{chunk_id, ChunkId};
 use crate::node::{NodeError, NodeHandle};
+use crate::planner::{ChunkView, Limits, ServerView};
 use crate::state;
 
 /// How long a write or read may wait on raft before the caller gets UNAVAILABLE.
@@ -38,7 +41,35 @@ pub struct MasterService {
     lease_cfg: LeaseConfig,
     started: Instant,
     last_leader_term: Arc<Mutex<u64>>,
-    repairs: Arc<Mutex<crate::repair::RepairQueue>>,
+    healer: Arc<Mutex<Healer>>,
+    heal_cfg: HealConfig,
+}
+
+/// Self-healing and garbage-collection settings.
+#[derive(Clone, Debug)]
+pub struct HealConfig {
+    /// Planner limits.
+    pub limits: Limits,
+    /// Refcount 0 for this long -> tombstone.
+    pub gc_grace_ms: u64,
+    /// Writers touch copies older than this before commit.
+    pub touch_after_ms: u64,
+    /// Clock-skew margin of GC fences.
+    pub clock_skew_ms: u64,
+    /// Sweep interval.
+    pub interval: Duration,
+}
+
+impl Default for HealConfig {
+    fn default() -> Self {
+        HealConfig {
+            limits: Limits::default(),
+            gc_grace_ms: 60_000,
+            touch_after_ms: 300_000,
+            clock_skew_ms: 30_000,
+            interval: Duration::from_secs(1),
+        }
+    }
 }
 
 /// Map a state machine error code to a gRPC status carrying `anode-error-code`.
@@ -71,13 +102,19 @@ fn state_status(e: state::StateError) -> Status {
 impl MasterService {
     /// A service over `node`.
     pub fn new(node: NodeHandle, lease_cfg: LeaseConfig) -> Self {
+        Self::with_healing(node, lease_cfg, HealConfig::default())
+    }
+
+    /// A service with explicit healing settings.
+    pub fn with_healing(node: NodeHandle, lease_cfg: LeaseConfig, heal_cfg: HealConfig) -> Self {
         MasterService {
             node,
             leases: Arc::new(Mutex::new(LeaseTable::default())),
             lease_cfg,
             started: Instant::now(),
             last_leader_term: Arc::new(Mutex::new(0)),
-            repairs: Arc::default(),
+            healer: Arc::default(),
+            heal_cfg,
         }
     }
 
@@ -119,6 +156,8 @@ impl MasterService {
         if *t != st.term {
             *t = st.term;
             self.leases.lock().became_leader(self.mono_ms());
+            // Chunk locations are soft state: re-learned from full reports in this term.
+            self.healer.lock().reset();
         }
         Ok(())
     }
@@ -177,31 +216,6 @@ impl MasterService {
             state: s as i32,
         }
     }
-}
-
-/// Referenced chunks with fewer live copies than min(3, live servers): the default
-/// replication target (per-bucket R is not tracked per chunk yet). Scans at most 1M chunks.
-fn under_replicated(kv: &dyn KvRead, servers: &[(ChunkserverRecord, ChunkserverState)]) -> u64 {
-    let alive: Vec<u64> = servers
-        .iter()
-        .filter(|(_, s)| matches!(s, ChunkserverState::Alive | ChunkserverState::Draining))
-        .map(|(r, _)| r.id)
-        .collect();
-    let target = alive.len().min(3);
-    let mut n = 0;
-    let mut after = Vec::new();
-    for _ in 0..1000 {
-        let page = state::scan_chunks(kv, &after, 1000);
-        let Some((last, _)) = page.last() else { break };
-        after = last.clone();
-        n += page
-            .iter()
-            .filter(|(_, c)| {
-                c.refcount > 0 && c.servers.iter().filter(|s| alive.contains(s)).count() < target
-            })
-            .count() as u64;
-    }
-    n
 }
 
 fn ok<T>(v: T) -> Rpc<T> {
@@ -459,6 +473,7 @@ impl Master for MasterService {
             replication,
             placements,
             live,
+            touch_after_ms: self.heal_cfg.touch_after_ms,
         })
     }
 
@@ -470,9 +485,18 @@ impl Master for MasterService {
                 r.sha256
                     .iter()
                     .map(|sha| {
-                        let ids = state::get_chunk(kv, sha)
-                            .map(|c| c.servers)
+                        // Reported locations first, then the writers' acknowledgements.
+                        let mut ids = chunk_id(sha)
+                            .map(|c| self.healer.lock().locations.holders(&c).to_vec())
                             .unwrap_or_default();
+                        for s in state::get_chunk(kv, sha)
+                            .map(|c| c.servers)
+                            .unwrap_or_default()
+                        {
+                            if !ids.contains(&s) {
+                                ids.push(s);
+                            }
+                        }
                         let mut found: Vec<ChunkserverInfo> = ids
                             .iter()
                             .filter_map(|id| servers.iter().find(|(rec, _)| rec.id == *id))
@@ -499,7 +523,9 @@ impl Master for MasterService {
         tracing::warn!(chunk = %hex::encode(&r.sha256), server = r.server_id, reason = %r.reason, "bad chunk copy reported");
         crate::metrics::BAD_CHUNK_REPORTS.inc();
         self.require_leader()?;
-        self.repairs.lock().report_bad(r.server_id, r.sha256);
+        if let Some(c) = chunk_id(&r.sha256) {
+            self.healer.lock().report_bad(r.server_id, c);
+        }
         ok(ReportBadChunkResponse {})
     }
 
@@ -517,6 +543,7 @@ impl Master for MasterService {
             }))
             .await?;
         self.leases.lock().seen(res.chunkserver_id, self.mono_ms());
+        self.healer.lock().server_reregistered(res.chunkserver_id);
         tracing::info!(id = res.chunkserver_id, epoch = res.chunkserver_epoch, addr = %r.addr, "chunkserver registered");
         ok(RegisterChunkserverResponse {
             id: res.chunkserver_id,
@@ -555,19 +582,33 @@ impl Master for MasterService {
             }))
             .await?;
         }
-        if !r.corrupt.is_empty() {
-            let mut q = self.repairs.lock();
-            for sha in &r.corrupt {
-                q.report_bad(r.id, sha.clone());
-            }
+        let now = self.mono_ms();
+        let ids = |v: &[Vec<u8>]| v.iter().filter_map(|b| chunk_id(b)).collect::<Vec<_>>();
+        let servers = self.node.store().view();
+        let addrs: BTreeMap<u64, String> = state::list_chunkservers(&servers)
+            .into_iter()
+            .map(|r| (r.id, r.addr))
+            .collect();
+        let mut h = self.healer.lock();
+        if r.full_report {
+            h.locations.full_report(r.id, ids(&r.added));
+        } else {
+            h.locations
+                .incremental(r.id, &ids(&r.added), &ids(&r.removed));
         }
-        self.repairs.lock().done(r.id, &r.done_commands);
-        let commands = self.repair_commands(r.id).await?;
+        for c in ids(&r.corrupt) {
+            h.report_bad(r.id, c);
+        }
+        h.reported(r.id, &r.done_commands, &r.failed_commands, now);
+        let commands = h.commands_for(r.id, now, |id| addrs.get(&id).cloned());
+        let send_full_report = !h.locations.has_full_report(r.id);
+        drop(h);
         ok(HeartbeatResponse {
             lease_ms: self.lease_cfg.lease_ms,
             epoch: rec.epoch,
             commands,
             reregister: false,
+            send_full_report,
         })
     }
 
@@ -714,47 +755,6 @@ impl Master for MasterService {
 }
 
 impl MasterService {
-    /// Read-repair commands for `server`: fetch a good copy from another live holder.
-    async fn repair_commands(&self, server: u64) -> Result<Vec<ChunkCommand>, Status> {
-        if self.repairs.lock().pending() == 0 {
-            return Ok(Vec::new());
-        }
-        let now = self.mono_ms();
-        self.read(true, |kv| {
-            let live = self.live_servers(kv);
-            let mut q = self.repairs.lock();
-            let snapshot = |sha: &[u8]| -> Vec<(u64, String)> {
-                let holders = state::get_chunk(kv, sha)
-                    .map(|c| c.servers)
-                    .unwrap_or_default();
-                live.iter()
-                    .filter(|(rec, s)| {
-                        rec.id != server
-                            && *s == ChunkserverState::Alive
-                            && holders.contains(&rec.id)
-                    })
-                    .map(|(rec, _)| (rec.id, rec.addr.clone()))
-                    .collect()
-            };
-            let candidates: BTreeMap<Vec<u8>, Vec<(u64, String)>> = q
-                .shas_for(server)
-                .into_iter()
-                .map(|sha| {
-                    let c: Vec<(u64, String)> = snapshot(&sha)
-                        .into_iter()
-                        .filter(|(id, _)| !q.is_pending(*id, &sha))
-                        .collect();
-                    (sha, c)
-                })
-                .collect();
-            q.commands_for(server, now, |sha, attempt| {
-                let c = candidates.get(sha)?;
-                (!c.is_empty()).then(|| c[(attempt as usize) % c.len()].clone())
-            })
-        })
-        .await
-    }
-
     async fn conf_change(&self, t: ConfChangeType, id: u64, addr: &str) -> Result<(), Status> {
         let mut single = ConfChangeSingle::default();
         single.set_change_type(t);
@@ -833,6 +833,14 @@ impl MasterService {
         let stats = state::stats(&view);
         let is_leader = st.role == "leader";
         let servers = self.live_servers(&view);
+        let (fig, reported): (HealthFigures, BTreeMap<u64, u64>) = {
+            let h = self.healer.lock();
+            let reported = servers
+                .iter()
+                .map(|(r, _)| (r.id, h.locations.count_on(r.id) as u64))
+                .collect();
+            (h.figures(), reported)
+        };
         let mut members: Vec<MemberStatus> = st
             .voters
             .iter()
@@ -863,18 +871,197 @@ impl MasterService {
                     chunks: rec.chunks,
                     rack: rec.rack.clone(),
                     epoch: rec.epoch,
+                    reported_chunks: reported.get(&rec.id).copied().unwrap_or(0),
+                    safe_to_remove: is_leader
+                        && rec.draining
+                        && fig.locations_complete
+                        && fig.drain_needed.get(&rec.id) == Some(&0),
                 })
                 .collect(),
             under_replicated_chunks: if is_leader {
-                under_replicated(&view, &servers)
+                fig.summary.under_replicated
             } else {
                 0
             },
+            missing_copies: fig.summary.missing_copies,
+            lost_chunks: fig.summary.lost,
+            tasks_in_flight: fig.in_flight,
+            repair_bytes_per_sec: fig.bytes_per_sec,
+            eta_secs: if fig.bytes_per_sec > 0 {
+                fig.summary.missing_bytes.div_ceil(fig.bytes_per_sec)
+            } else {
+                0
+            },
+            missing_bytes: fig.summary.missing_bytes,
+            locations_complete: is_leader && fig.locations_complete,
+            garbage_chunks: fig.summary.garbage,
+            rebalance_bytes_pending: fig.summary.rebalance_bytes_pending,
             buckets: stats.buckets,
             objects: stats.objects,
             chunks: stats.chunks,
             logical_bytes: stats.logical_bytes,
             stored_bytes: stats.stored_bytes,
         }
+    }
+}
+
+/// Most chunk records proposed for a tombstone in one command.
+const TOMBSTONE_BATCH: usize = 1000;
+/// Most chunk records removed per sweep.
+const FORGET_BATCH: usize = 256;
+
+impl MasterService {
+    /// The leader's healing loop: every interval, sweep the chunk table, plan and queue
+    /// repair, trim, drain, rebalance and garbage tasks, and commit GC bookkeeping.
+    pub async fn heal_loop(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.heal_cfg.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if self.require_leader().is_err() {
+                continue;
+            }
+            if let Err(e) = self.heal_once().await {
+                tracing::debug!(error = %e, "healing sweep failed");
+            }
+        }
+    }
+
+    /// One sweep (public for tests).
+    pub async fn heal_once(&self) -> Result<(), Status> {
+        let (to_tombstone, to_forget) = self.sweep();
+        if !to_tombstone.is_empty() {
+            tracing::info!(
+                chunks = to_tombstone.len(),
+                "tombstoning unreferenced chunks"
+            );
+            self.write(Op::TombstoneChunks(TombstoneChunksCmd {
+                sha256: to_tombstone,
+            }))
+            .await?;
+        }
+        for sha in to_forget {
+            self.write(Op::ChunkDeleted(ChunkDeletedCmd { sha256: sha }))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Plan from the applied state; returns chunks to tombstone and records to forget.
+    fn sweep(&self) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let now_mono = self.mono_ms();
+        let now_wall = anode_common::now_ms();
+        let view = self.node.store().view();
+        let servers: Vec<ServerView> = self
+            .live_servers(&view)
+            .into_iter()
+            .map(|(rec, st)| ServerView {
+                id: rec.id,
+                rack: rec.rack.clone(),
+                present: st != ChunkserverState::Dead,
+                suspect: st == ChunkserverState::Suspect,
+                draining: rec.draining,
+                disk_full: rec.disk_full,
+                used_bytes: rec.used_bytes,
+                capacity_bytes: rec.capacity_bytes,
+            })
+            .collect();
+        let fence = now_wall
+            .saturating_sub(self.heal_cfg.touch_after_ms)
+            .saturating_sub(self.heal_cfg.clock_skew_ms);
+        let mut chunks: Vec<ChunkView> = Vec::new();
+        let mut records: std::collections::HashSet<ChunkId> = std::collections::HashSet::new();
+        let mut to_tombstone: Vec<Vec<u8>> = Vec::new();
+        let mut to_forget: Vec<Vec<u8>> = Vec::new();
+        let complete = {
+            let h = self.healer.lock();
+            h.locations.complete(
+                servers
+                    .iter()
+                    .filter(|s| s.present && !s.suspect)
+                    .map(|s| &s.id),
+            )
+        };
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let page = state::scan_chunks(&view, &after, 4096);
+            let Some((last, _)) = page.last() else { break };
+            after = last.clone();
+            let h = self.healer.lock();
+            for (sha, ci) in page {
+                let Some(id) = chunk_id(&sha) else { continue };
+                records.insert(id);
+                let holders = h.holders(&id);
+                if ci.refcount > 0 {
+                    chunks.push(ChunkView {
+                        id,
+                        length: ci.length,
+                        want: if ci.replication > 0 {
+                            ci.replication as usize
+                        } else {
+                            3
+                        },
+                        holders,
+                        garbage_since_ms: None,
+                        avoid_sources: h.avoided_sources(&id),
+                    });
+                } else if ci.tombstone_ms > 0 {
+                    if holders.is_empty() && complete {
+                        if to_forget.len() < FORGET_BATCH {
+                            to_forget.push(sha);
+                        }
+                    } else {
+                        chunks.push(ChunkView {
+                            id,
+                            length: ci.length,
+                            want: 0,
+                            holders,
+                            garbage_since_ms: Some(fence),
+                            avoid_sources: Vec::new(),
+                        });
+                    }
+                } else if now_wall.saturating_sub(ci.zero_since_ms) >= self.heal_cfg.gc_grace_ms
+                    && to_tombstone.len() < TOMBSTONE_BATCH
+                {
+                    to_tombstone.push(sha);
+                }
+            }
+        }
+        {
+            let mut h = self.healer.lock();
+            // Copies nobody references: uploads never committed (or records already gone).
+            // The fence spares anything written or touched recently.
+            let orphans = h.ripe_orphans(
+                |c| records.contains(c),
+                now_mono,
+                self.heal_cfg.touch_after_ms,
+                10_000,
+            );
+            for (id, holders) in orphans {
+                chunks.push(ChunkView {
+                    id,
+                    length: 0,
+                    want: 0,
+                    holders,
+                    garbage_since_ms: Some(fence),
+                    avoid_sources: Vec::new(),
+                });
+            }
+            let tasks = h.tick(now_mono, &servers, &chunks, &self.heal_cfg.limits);
+            if !tasks.is_empty() {
+                tracing::info!(tasks = tasks.len(), "healing tasks planned");
+            }
+            let f = h.figures();
+            crate::metrics::UNDER_REPLICATED.set(f.summary.under_replicated as i64);
+            crate::metrics::MISSING_COPIES.set(f.summary.missing_copies as i64);
+            crate::metrics::LOST_CHUNKS.set(f.summary.lost as i64);
+            crate::metrics::TASKS_IN_FLIGHT.set(f.in_flight as i64);
+            crate::metrics::REPAIR_BYTES_PER_SEC.set(f.bytes_per_sec as i64);
+            crate::metrics::GARBAGE_CHUNKS.set(f.summary.garbage as i64);
+        }
+        (to_tombstone, to_forget)
     }
 }

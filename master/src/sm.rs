@@ -96,6 +96,9 @@ pub enum StateError {
     /// Invalid argument.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A reference to existing content (a copy) names a chunk that garbage collection took.
+    #[error("chunk {0} is no longer stored; write the data again")]
+    ChunkGone(String),
 }
 
 impl StateError {
@@ -120,6 +123,7 @@ impl StateError {
             StateError::BadCommand(_) => "BadCommand",
             StateError::UnsupportedVersion(_) => "UnsupportedVersion",
             StateError::InvalidArgument(_) => "InvalidArgument",
+            StateError::ChunkGone(_) => "ChunkGone",
         }
     }
 }
@@ -465,8 +469,34 @@ fn delete_bucket(o: &mut Overlay<'_>, name: &str) -> Res {
     Ok(CommandResult::default())
 }
 
+/// New references must name live content: a fresh upload (`uploaded_ms > 0`, whose writer
+/// wrote or touched every copy recently; it may resurrect a tombstoned chunk, because the
+/// chunkservers refuse to delete blobs touched after the deletion's fence) or a chunk that
+/// has a record and no tombstone (a copy of an existing object). See docs/architecture.md,
+/// "Garbage collection".
+fn check_new_refs(o: &dyn KvRead, chunks: &[ChunkRef]) -> Result<(), StateError> {
+    for c in chunks.iter().filter(|c| c.uploaded_ms == 0) {
+        if !get_chunk(o, &c.sha256).is_some_and(|ci| ci.tombstone_ms == 0) {
+            return Err(StateError::ChunkGone(hex::encode(&c.sha256)));
+        }
+    }
+    Ok(())
+}
+
+/// The stored form of references: the writer's upload time is a commit-time check only.
+fn stored_refs(chunks: &mut [ChunkRef]) {
+    for c in chunks {
+        c.uploaded_ms = 0;
+    }
+}
+
+fn bucket_replication(o: &dyn KvRead, bucket: &str) -> u32 {
+    get_bucket(o, bucket).map_or(0, |b| b.replication)
+}
+
 /// Add `delta` references to each chunk of `chunks` (a chunk listed twice counts twice).
-fn adjust_refs(o: &mut Overlay<'_>, now: u64, chunks: &[ChunkRef], delta: i64) {
+/// New references raise the chunk's replication factor to `replication` when higher.
+fn adjust_refs(o: &mut Overlay<'_>, now: u64, chunks: &[ChunkRef], delta: i64, replication: u32) {
     for c in chunks {
         let key = chunk_key(&c.sha256);
         let existing = get_chunk(o, &c.sha256);
@@ -480,6 +510,7 @@ fn adjust_refs(o: &mut Overlay<'_>, now: u64, chunks: &[ChunkRef], delta: i64) {
             ci.refcount += delta as u64;
             ci.zero_since_ms = 0;
             ci.tombstone_ms = 0;
+            ci.replication = ci.replication.max(replication);
             for s in &c.servers {
                 if !ci.servers.contains(s) {
                     ci.servers.push(*s);
@@ -516,13 +547,17 @@ fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd) -> Re
     let key = object_key(&c.bucket, &c.key);
     let old: Option<Manifest> = get_msg(o, &key);
     check_condition(old.as_ref(), c.if_match_etag.as_deref())?;
+    check_new_refs(o, &m.chunks)?;
+    let mut m = m;
+    stored_refs(&mut m.chunks);
     let m = Manifest {
         version: MANIFEST_VERSION,
         mtime_ms: now,
         object_version: index,
         ..m
     };
-    replace_object(o, now, &key, old, &m);
+    let replication = bucket_replication(o, &c.bucket);
+    replace_object(o, now, &key, old, &m, replication);
     Ok(CommandResult {
         manifest: Some(m),
         ..Default::default()
@@ -540,8 +575,15 @@ fn check_condition(old: Option<&Manifest>, cond: Option<&str>) -> Result<(), Sta
 }
 
 /// Write `m` at `key`, moving references and counters from the old manifest.
-fn replace_object(o: &mut Overlay<'_>, now: u64, key: &[u8], old: Option<Manifest>, m: &Manifest) {
-    adjust_refs(o, now, &m.chunks, 1);
+fn replace_object(
+    o: &mut Overlay<'_>,
+    now: u64,
+    key: &[u8],
+    old: Option<Manifest>,
+    m: &Manifest,
+    replication: u32,
+) {
+    adjust_refs(o, now, &m.chunks, 1, replication);
     add_u64(o, STAT_STORED, m.inline_data.len() as i64);
     add_u64(o, STAT_LOGICAL, m.size as i64);
     match old {
@@ -552,7 +594,7 @@ fn replace_object(o: &mut Overlay<'_>, now: u64, key: &[u8], old: Option<Manifes
 }
 
 fn drop_object_refs(o: &mut Overlay<'_>, now: u64, old: &Manifest) {
-    adjust_refs(o, now, &old.chunks, -1);
+    adjust_refs(o, now, &old.chunks, -1, 0);
     add_u64(o, STAT_STORED, -(old.inline_data.len() as i64));
     add_u64(o, STAT_LOGICAL, -(old.size as i64));
 }
@@ -678,10 +720,13 @@ fn create_multipart(o: &mut Overlay<'_>, now: u64, c: &CreateMultipartCmd) -> Re
 fn put_part(o: &mut Overlay<'_>, now: u64, c: &PutPartCmd) -> Res {
     get_upload(o, &c.bucket, &c.key, &c.upload_id)
         .ok_or_else(|| StateError::NoSuchUpload(c.upload_id.clone()))?;
-    let p = c
+    let replication = bucket_replication(o, &c.bucket);
+    let mut p = c
         .part
         .clone()
         .ok_or_else(|| StateError::BadCommand("no part".into()))?;
+    check_new_refs(o, &p.chunks)?;
+    stored_refs(&mut p.chunks);
     if !(1..=MAX_PART_NUMBER).contains(&p.part_number) {
         return Err(StateError::InvalidArgument(format!(
             "part number {} not in 1..=10000",
@@ -695,9 +740,9 @@ fn put_part(o: &mut Overlay<'_>, now: u64, c: &PutPartCmd) -> Res {
     }
     let key = part_key(&c.bucket, &c.key, &c.upload_id, p.part_number);
     if let Some(old) = get_msg::<PartRecord>(o, &key) {
-        adjust_refs(o, now, &old.chunks, -1);
+        adjust_refs(o, now, &old.chunks, -1, 0);
     }
-    adjust_refs(o, now, &p.chunks, 1);
+    adjust_refs(o, now, &p.chunks, 1, replication);
     let p = PartRecord {
         version: RECORD_VERSION,
         mtime_ms: now,
@@ -744,13 +789,14 @@ fn complete_multipart(o: &mut Overlay<'_>, index: u64, now: u64, c: &CompleteMul
     let m = multipart_manifest(&u, &chosen, index, now);
     // The parts' references move to the object; parts not chosen are dropped.
     for p in stored.values() {
-        adjust_refs(o, now, &p.chunks, -1);
+        adjust_refs(o, now, &p.chunks, -1, 0);
         o.delete(part_key(&c.bucket, &c.key, &c.upload_id, p.part_number));
     }
     o.delete(upload_key(&c.bucket, &c.key, &c.upload_id));
     let key = object_key(&c.bucket, &c.key);
     let old: Option<Manifest> = get_msg(o, &key);
-    replace_object(o, now, &key, old, &m);
+    let replication = bucket_replication(o, &c.bucket);
+    replace_object(o, now, &key, old, &m, replication);
     Ok(CommandResult {
         manifest: Some(m),
         ..Default::default()
@@ -790,7 +836,7 @@ fn abort_multipart(o: &mut Overlay<'_>, now: u64, c: &AbortMultipartCmd) -> Res 
     get_upload(o, &c.bucket, &c.key, &c.upload_id)
         .ok_or_else(|| StateError::NoSuchUpload(c.upload_id.clone()))?;
     for p in upload_parts(o, &c.bucket, &c.key, &c.upload_id).values() {
-        adjust_refs(o, now, &p.chunks, -1);
+        adjust_refs(o, now, &p.chunks, -1, 0);
         o.delete(part_key(&c.bucket, &c.key, &c.upload_id, p.part_number));
     }
     o.delete(upload_key(&c.bucket, &c.key, &c.upload_id));

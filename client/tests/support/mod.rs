@@ -266,7 +266,7 @@ implemented {
             servers.truncate(replication as usize);
             ChunkPlacement { sha256: sha.clone(), servers }
         }).collect();
-        Ok(Response::new(AllocateChunksResponse { replication, placements, live }))
+        Ok(Response::new(AllocateChunksResponse { replication, placements, live, touch_after_ms: 0 }))
     }
     async fn locate_chunks(&self, r: Request<LocateChunksRequest>) -> Result<Response<LocateChunksResponse>, Status> {
         let st = self.gate("locate_chunks")?;

@@ -65,6 +65,7 @@ fn chunk(id: u8, len: u64) -> ChunkRef {
         sha256: vec![id; 32],
         length: len,
         servers: vec![1, 2, 3],
+        uploaded_ms: 1,
     }
 }
 
@@ -319,6 +320,7 @@ fn golden_encodings_stay_readable() {
             sha256: vec![1, 2],
             length: 5,
             servers: vec![3],
+            uploaded_ms: 0,
         }],
         mtime_ms: 7,
         object_version: 9,
@@ -451,4 +453,31 @@ proptest! {
         prop_assert_eq!(a, b);
         prop_assert_eq!(ra, rb);
     }
+}
+
+#[test]
+fn copies_of_collected_chunks_fail_and_fresh_uploads_resurrect() {
+    let mut m = Sm::new();
+    m.ok(bucket("bkt"));
+    m.ok(put("bkt", "a", vec![chunk(1, 10)]));
+    // Stored references carry no upload time, so a copy built from a read manifest is a
+    // reference to existing content.
+    let stored = get_object(&m.kv, "bkt", "a").unwrap();
+    assert_eq!(stored.chunks[0].uploaded_ms, 0);
+    let copy = |k: &str| put("bkt", k, stored.chunks.clone());
+    m.ok(copy("c"));
+    m.ok(del("bkt", "a"));
+    m.ok(del("bkt", "c"));
+    // Unreferenced but not tombstoned: a copy still resurrects it.
+    m.ok(copy("d"));
+    m.ok(del("bkt", "d"));
+    m.ok(Op::TombstoneChunks(TombstoneChunksCmd {
+        sha256: vec![vec![1; 32]],
+    }));
+    assert_eq!(m.err(copy("e")), "ChunkGone");
+    // A fresh upload of the same content resurrects the tombstoned chunk.
+    m.ok(put("bkt", "f", vec![chunk(1, 10)]));
+    m.ok(copy("g"));
+    assert_eq!(get_chunk(&m.kv, &[1; 32]).unwrap().tombstone_ms, 0);
+    assert_eq!(get_chunk(&m.kv, &[1; 32]).unwrap().refcount, 2);
 }
