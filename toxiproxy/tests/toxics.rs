@@ -20,7 +20,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(20);
 struct Harness {
     api: SocketAddr,
     echo: SocketAddr,
-    /// An upstream that writes `bye` and closes at once.
+    /// An upstream that writes `bye` and closes 100 ms later.
     closer: SocketAddr,
     client: Client,
 }
@@ -98,7 +98,12 @@ async fn closing_server(listener: tokio::net::TcpListener) {
     use tokio::io::AsyncWriteExt;
     loop {
         if let Ok((mut stream, _)) = listener.accept().await {
-            let _ = stream.write_all(b"bye").await;
+            // Close 100 ms after writing: when the upstream writes and closes at once,
+            // noxious 1.0.4 sometimes delivers EOF without the data (see the crate doc).
+            tokio::spawn(async move {
+                let _ = stream.write_all(b"bye").await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            });
         }
     }
 }
