@@ -5,7 +5,8 @@
 set -euo pipefail
 
 anode_need_pkgs=()
-for p in librocksdb-dev libclang-dev pkg-config; do
+# libssl-dev: the toxiproxy_rust dev-dependency (anode-toxiproxy tests) links OpenSSL.
+for p in librocksdb-dev libclang-dev pkg-config libssl-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || anode_need_pkgs+=("$p")
 done
 if [ ${#anode_need_pkgs[@]} -gt 0 ]; then
