@@ -32,6 +32,7 @@ struct Cluster {
     master: String,
     _m: Proc,
     cs: BTreeMap<usize, Proc>,
+    addrs: BTreeMap<usize, String>,
     capacity: u64,
 }
 
@@ -80,6 +81,7 @@ impl Cluster {
             master,
             _m: m,
             cs: BTreeMap::new(),
+            addrs: BTreeMap::new(),
             capacity,
         };
         for i in 1..=n {
@@ -94,12 +96,14 @@ impl Cluster {
     }
 
     fn add_chunkserver(&mut self, i: usize) {
+        let addr = format!("127.0.0.1:{}", free_port());
+        self.addrs.insert(i, addr.clone());
         let args: Vec<String> = [
             "chunkserver",
             "--data",
             &self.cs_dir(i).display().to_string(),
             "--listen",
-            &format!("127.0.0.1:{}", free_port()),
+            &addr,
             "--admin-listen",
             &format!("127.0.0.1:{}", free_port()),
             "--masters",
@@ -412,6 +416,18 @@ async fn new_servers_fill_and_drain_keeps_r_under_load() {
             }
         })
     };
+    // The registry id of process chunkserver-1 (ids follow registration order).
+    let id_of_1 = {
+        let st = c.status().await.unwrap();
+        st["chunkservers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["addr"] == c.addrs[&1].as_str())
+            .unwrap()["id"]
+            .as_u64()
+            .unwrap()
+    };
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_anode"))
         .args([
             "ctl",
@@ -419,7 +435,7 @@ async fn new_servers_fill_and_drain_keeps_r_under_load() {
             &c.master,
             "chunkservers",
             "drain",
-            "1",
+            &id_of_1.to_string(),
             "--json",
         ])
         .output()
@@ -429,7 +445,6 @@ async fn new_servers_fill_and_drain_keeps_r_under_load() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let id_of_1 = 1; // the first registration gets id 1
     wait_for("server 1 drained", Duration::from_secs(120), || async {
         let st = c.status().await?;
         let s = st["chunkservers"]
