@@ -316,6 +316,7 @@ impl Backend for MemBackend {
         key: &str,
         upload_id: &str,
         parts: Vec<CompletePart>,
+        if_match_etag: Option<String>,
     ) -> Result<Manifest, ClientError> {
         let up = {
             let mut s = self.state.lock().unwrap();
@@ -348,7 +349,7 @@ impl Backend for MemBackend {
             part_sizes: sizes,
             ..Default::default()
         };
-        self.commit(bucket, key, m, None)
+        self.commit(bucket, key, m, if_match_etag)
     }
 
     async fn abort_multipart(
