@@ -318,6 +318,14 @@ impl Backend for MemBackend {
         parts: Vec<CompletePart>,
         if_match_etag: Option<String>,
     ) -> Result<Manifest, ClientError> {
+        if let Some(cond) = &if_match_etag {
+            // Like the master: a failed condition leaves the upload open.
+            let s = self.state.lock().unwrap();
+            let current = s.buckets.get(bucket).and_then(|b| b.objects.get(key));
+            if current.map(|m| m.etag.as_str()).unwrap_or("") != cond {
+                return Err(remote("PreconditionFailed"));
+            }
+        }
         let up = {
             let mut s = self.state.lock().unwrap();
             s.uploads

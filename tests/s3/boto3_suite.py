@@ -383,7 +383,14 @@ def multipart(B):
                MultipartUpload={"Parts": [parts[0], {"PartNumber": 7, "ETag": e3}]}) == ("InvalidPart", 400)
     assert err(complete, Bucket=B, Key=key, UploadId=uid,
                MultipartUpload={"Parts": [parts[2], {"PartNumber": 4, "ETag": e1}]})[0] in ("InvalidPart", "EntityTooSmall")
-    r = complete(Bucket=B, Key=key, UploadId=uid, MultipartUpload={"Parts": parts})
+    # Conditional completion: a failed condition leaves the upload open.
+    s3.put_object(Bucket=B, Key=key, Body=b"old")
+    assert err(complete, Bucket=B, Key=key, UploadId=uid, MultipartUpload={"Parts": parts},
+               IfNoneMatch="*") == ("PreconditionFailed", 412)
+    assert err(complete, Bucket=B, Key=key, UploadId=uid, MultipartUpload={"Parts": parts},
+               IfMatch='"0123"') == ("PreconditionFailed", 412)
+    assert len(s3.list_parts(Bucket=B, Key=key, UploadId=uid)["Parts"]) == 3
+    r = complete(Bucket=B, Key=key, UploadId=uid, MultipartUpload={"Parts": parts}, IfMatch=etag_of(b"old"))
     assert r["ETag"] == multipart_etag([p1, p2, p3]), (r["ETag"], multipart_etag([p1, p2, p3]))
     g = s3.get_object(Bucket=B, Key=key)
     assert g["Body"].read() == p1 + p2 + p3 and g["ETag"] == r["ETag"]
