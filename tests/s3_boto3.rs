@@ -1,5 +1,5 @@
 //! boto3 (a SigV4 client we did not write) against a real multi-process cluster: 1 master,
-//! 3 chunkservers and a gateway, each an `anode` process. The script,
+//! 3 chunkservers and 2 gateways, each an `anode` process. The script,
 //! `tests/s3/boto3_suite.py`, covers every S3 operation Anode implements and its errors. It
 //! needs `python3` with `boto3` (`scripts/setup.sh` installs it); without them this test fails.
 
@@ -14,12 +14,13 @@ use s3_cluster::{S3Cluster, ACCESS_KEY, SECRET_KEY};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_suite() {
-    let c = S3Cluster::start(1).await;
+    let c = S3Cluster::start(2).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3/boto3_suite.py");
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let child = tokio::process::Command::new(&python)
         .arg(script)
         .env("S3_ENDPOINT", &c.endpoints[0])
+        .env("S3_ENDPOINT_2", &c.endpoints[1])
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .env_remove("AWS_PROFILE")

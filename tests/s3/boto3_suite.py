@@ -1,8 +1,8 @@
 """Every S3 operation Anode implements, and its errors, driven by boto3 (a SigV4 client we did
 not write) against a gateway at $S3_ENDPOINT.
 
-Run by `tests/s3_boto3.rs` against a real multi-process cluster, or by hand:
-  S3_ENDPOINT=http://127.0.0.1:9000 AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... \
+Run by `tests/s3_boto3.rs` against a real multi-process cluster with two gateways, or by hand:
+  S3_ENDPOINT=http://127.0.0.1:9000 S3_ENDPOINT_2=http://127.0.0.1:9002 AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... \
   python3 tests/s3/boto3_suite.py
 Prints "boto3 suite: ok" and exits 0 only if every check passed.
 """
@@ -38,10 +38,10 @@ def _check_request_id(http_response, model, **_):
     checked["responses"] += 1
 
 
-def client(access=ACCESS, secret=SECRET):
+def client(access=ACCESS, secret=SECRET, endpoint=ENDPOINT):
     c = boto3.client(
         "s3",
-        endpoint_url=ENDPOINT,
+        endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id=access,
         aws_secret_access_key=secret,
@@ -451,6 +451,36 @@ def auth_failures(B, key):
     assert err(s3.head_object, Bucket=B, Key="auth/anon") == ("404", 404)
 
 
+def across_gateways(B):
+    """With $S3_ENDPOINT_2 (a second gateway): one multipart upload spread over both gateways,
+    and each gateway reads what the other just wrote."""
+    other = os.environ.get("S3_ENDPOINT_2")
+    assert other, "S3_ENDPOINT_2 not set"
+    s3b = client(endpoint=other)
+    key = "gw/mp"
+    uid = s3.create_multipart_upload(Bucket=B, Key=key)["UploadId"]
+    assert [u["UploadId"] for u in s3b.list_multipart_uploads(Bucket=B, Prefix="gw/")["Uploads"]] == [uid]
+    p1, p2 = os.urandom(5 * MIB), os.urandom(1000)
+    e1 = s3b.upload_part(Bucket=B, Key=key, UploadId=uid, PartNumber=1, Body=p1)["ETag"]
+    e2 = s3.upload_part(Bucket=B, Key=key, UploadId=uid, PartNumber=2, Body=p2)["ETag"]
+    assert [p["PartNumber"] for p in s3.list_parts(Bucket=B, Key=key, UploadId=uid)["Parts"]] == [1, 2]
+    r = s3b.complete_multipart_upload(Bucket=B, Key=key, UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+    g = s3.get_object(Bucket=B, Key=key)
+    assert g["ETag"] == r["ETag"] == multipart_etag([p1, p2]) and g["Body"].read() == p1 + p2
+    for i in range(20):
+        w, rd = (s3, s3b) if i % 2 == 0 else (s3b, s3)
+        body = os.urandom(100 + i)
+        w.put_object(Bucket=B, Key="gw/k", Body=body)
+        assert rd.get_object(Bucket=B, Key="gw/k")["Body"].read() == body, i
+        w.copy_object(Bucket=B, Key="gw/copy", CopySource={"Bucket": B, "Key": "gw/k"})
+        assert rd.head_object(Bucket=B, Key="gw/copy")["ETag"] == etag_of(body), i
+        w.delete_object(Bucket=B, Key="gw/copy")
+        assert err(rd.head_object, Bucket=B, Key="gw/copy") == ("404", 404), i
+    s3b.delete_objects(Bucket=B, Delete={"Objects": [{"Key": "gw/k"}, {"Key": key}]})
+    assert s3.list_objects_v2(Bucket=B, Prefix="gw/")["KeyCount"] == 0
+
+
 def main():
     B = buckets()
     key, body = put_get_head(B)
@@ -460,6 +490,7 @@ def main():
     multipart(B)
     presigned(B, key, body)
     auth_failures(B, key)
+    across_gateways(B)
     assert checked["responses"] > 100, checked
     print(f"boto3 suite: ok ({checked['responses']} responses checked)")
 
