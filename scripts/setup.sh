@@ -9,11 +9,19 @@ anode_need_pkgs=()
 for p in librocksdb-dev libclang-dev pkg-config libssl-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || anode_need_pkgs+=("$p")
 done
+# python3 + boto3 for the S3 client test (tests/s3_boto3.rs).
+command -v python3 >/dev/null || anode_need_pkgs+=(python3 python3-pip)
 if [ ${#anode_need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing ${anode_need_pkgs[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${anode_need_pkgs[@]}" >/dev/null
+fi
+if ! python3 -c 'import boto3' >/dev/null 2>&1; then
+  echo "setup: installing boto3" >&2
+  # Debian's system python refuses plain pip installs (PEP 668): fall back to --user.
+  python3 -m pip install --quiet boto3 2>/dev/null ||
+    python3 -m pip install --quiet --user --break-system-packages boto3
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/anode-target}"

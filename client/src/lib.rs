@@ -520,19 +520,23 @@ impl Client {
     }
 
     /// Complete a multipart upload from the listed parts (the master checks numbers and etags);
-    /// returns the committed manifest.
+    /// returns the committed manifest. `if_match_etag` makes it conditional like
+    /// [`PutOptions::if_match_etag`] (`""` = the object must not exist); on a failed condition
+    /// the upload stays open.
     pub async fn complete_multipart(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         parts: Vec<CompletePart>,
+        if_match_etag: Option<String>,
     ) -> Result<Manifest, ClientError> {
         let req = CompleteMultipartRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
             upload_id: upload_id.to_string(),
             parts,
+            if_match_etag,
         };
         let resp = self
             .inner

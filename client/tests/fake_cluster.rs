@@ -407,7 +407,10 @@ async fn multipart_copy_list_delete() {
                 etag: r2.etag.clone(),
             },
         ];
-        let m = cl.complete_multipart("b", "mp", &id, parts).await.unwrap();
+        let m = cl
+            .complete_multipart("b", "mp", &id, parts, None)
+            .await
+            .unwrap();
         assert!(m.etag.ends_with("-2"));
         assert_eq!(m.content_type, "text/plain");
         let (_, s) = cl.get_object("b", "mp", None).await.unwrap();

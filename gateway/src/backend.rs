@@ -84,13 +84,15 @@ pub trait Backend: Send + Sync + 'static {
         body: BodyStream,
         content_md5: Option<[u8; 16]>,
     ) -> Result<PartRecord, ClientError>;
-    /// Complete an upload.
+    /// Complete an upload, if the object's current etag matches `if_match_etag` when set
+    /// (`""` = the object must not exist).
     async fn complete_multipart(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         parts: Vec<CompletePart>,
+        if_match_etag: Option<String>,
     ) -> Result<Manifest, ClientError>;
     /// Abort an upload.
     async fn abort_multipart(
@@ -197,8 +199,9 @@ impl Backend for Client {
         key: &str,
         upload_id: &str,
         parts: Vec<CompletePart>,
+        if_match_etag: Option<String>,
     ) -> Result<Manifest, ClientError> {
-        Client::complete_multipart(self, bucket, key, upload_id, parts).await
+        Client::complete_multipart(self, bucket, key, upload_id, parts, if_match_etag).await
     }
     async fn abort_multipart(
         &self,

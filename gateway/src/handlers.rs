@@ -473,16 +473,7 @@ async fn list_parts(
 fn put_options(h: &HeaderMap) -> Result<PutOptions, S3Error> {
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
     let content_md5 = get("content-md5").map(parse_content_md5).transpose()?;
-    let if_match_etag = match (get("if-none-match"), get("if-match")) {
-        (Some("*"), _) => Some(String::new()),
-        (Some(_), _) => {
-            return Err(S3Error::NotImplemented(
-                "If-None-Match on writes only supports *".into(),
-            ))
-        }
-        (None, Some(etag)) => Some(etag.trim_matches('"').to_string()),
-        (None, None) => None,
-    };
+    let if_match_etag = write_condition(h)?;
     Ok(PutOptions {
         content_type: get("content-type")
             .filter(|c| !c.is_empty())
@@ -493,6 +484,20 @@ fn put_options(h: &HeaderMap) -> Result<PutOptions, S3Error> {
         if_match_etag,
         content_md5,
     })
+}
+
+/// The condition of a write (PutObject, CompleteMultipartUpload): `If-None-Match: *` -> `""`
+/// (the object must not exist), `If-Match: ETAG` -> that etag.
+fn write_condition(h: &HeaderMap) -> Result<Option<String>, S3Error> {
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    match (get("if-none-match"), get("if-match")) {
+        (Some("*"), _) => Ok(Some(String::new())),
+        (Some(_), _) => Err(S3Error::NotImplemented(
+            "If-None-Match on writes only supports *".into(),
+        )),
+        (None, Some(etag)) => Ok(Some(etag.trim_matches('"').to_string())),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The payload length the client declares, if any: `x-amz-decoded-content-length` for
@@ -712,6 +717,7 @@ async fn complete_multipart(
     upload_id: &str,
     body: RequestBody,
 ) -> Result<Response<RespBody>, S3Error> {
+    let condition = write_condition(cx.headers)?;
     let body = body.collect(MAX_COMPLETE_BODY_BYTES).await?;
     check_body_md5(cx.headers, &body)?;
     let parts = xml::parse_complete_multipart(&body)?;
@@ -730,7 +736,7 @@ async fn complete_multipart(
         .collect();
     let m = cx
         .backend
-        .complete_multipart(bucket, key, upload_id, parts)
+        .complete_multipart(bucket, key, upload_id, parts, condition)
         .await
         .map_err(ce)?;
     let host = cx.header("host").unwrap_or("localhost");

@@ -809,11 +809,25 @@ async fn multipart_upload() {
         "InvalidPartOrder"
     );
     let good = format!("<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{e1}</ETag></Part><Part><PartNumber>2</PartNumber><ETag>{e2}</ETag></Part></CompleteMultipartUpload>");
+    // A conditional completion: If-Match on a missing object fails and keeps the upload.
+    let complete = format!("/bkt/big?uploadId={id}");
     let r = h
         .send(
             "POST",
-            &format!("/bkt/big?uploadId={id}"),
-            &[],
+            &complete,
+            &[("if-match", "\"0123\"")],
+            good.as_bytes(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::PRECONDITION_FAILED, "PreconditionFailed".into())
+    );
+    let r = h
+        .send(
+            "POST",
+            &complete,
+            &[("if-none-match", "*")],
             good.as_bytes(),
         )
         .await;

@@ -316,7 +316,16 @@ impl Backend for MemBackend {
         key: &str,
         upload_id: &str,
         parts: Vec<CompletePart>,
+        if_match_etag: Option<String>,
     ) -> Result<Manifest, ClientError> {
+        if let Some(cond) = &if_match_etag {
+            // Like the master: a failed condition leaves the upload open.
+            let s = self.state.lock().unwrap();
+            let current = s.buckets.get(bucket).and_then(|b| b.objects.get(key));
+            if current.map(|m| m.etag.as_str()).unwrap_or("") != cond {
+                return Err(remote("PreconditionFailed"));
+            }
+        }
         let up = {
             let mut s = self.state.lock().unwrap();
             s.uploads
@@ -348,7 +357,7 @@ impl Backend for MemBackend {
             part_sizes: sizes,
             ..Default::default()
         };
-        self.commit(bucket, key, m, None)
+        self.commit(bucket, key, m, if_match_etag)
     }
 
     async fn abort_multipart(

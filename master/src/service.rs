@@ -375,6 +375,7 @@ impl Master for MasterService {
                 key: r.key,
                 upload_id: r.upload_id,
                 parts: r.parts,
+                if_match_etag: r.if_match_etag,
             }))
             .await?;
         ok(CompleteMultipartResponse {

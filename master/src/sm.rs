@@ -772,6 +772,9 @@ fn complete_multipart(o: &mut Overlay<'_>, index: u64, now: u64, c: &CompleteMul
     {
         return Err(StateError::InvalidPartOrder);
     }
+    let key = object_key(&c.bucket, &c.key);
+    let old: Option<Manifest> = get_msg(o, &key);
+    check_condition(old.as_ref(), c.if_match_etag.as_deref())?;
     let stored = upload_parts(o, &c.bucket, &c.key, &c.upload_id);
     let mut chosen = Vec::with_capacity(c.parts.len());
     for (i, cp) in c.parts.iter().enumerate() {
@@ -793,8 +796,6 @@ fn complete_multipart(o: &mut Overlay<'_>, index: u64, now: u64, c: &CompleteMul
         o.delete(part_key(&c.bucket, &c.key, &c.upload_id, p.part_number));
     }
     o.delete(upload_key(&c.bucket, &c.key, &c.upload_id));
-    let key = object_key(&c.bucket, &c.key);
-    let old: Option<Manifest> = get_msg(o, &key);
     let replication = bucket_replication(o, &c.bucket);
     replace_object(o, now, &key, old, &m, replication);
     Ok(CommandResult {

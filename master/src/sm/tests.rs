@@ -263,6 +263,7 @@ fn multipart_complete_abort_and_errors() {
                     etag: format!("\"{:032x}\"", id),
                 })
                 .collect(),
+            if_match_etag: None,
         })
     };
     assert_eq!(sm.err(complete(vec![(2, 4), (1, 1)])), "InvalidPartOrder");
@@ -298,6 +299,61 @@ fn multipart_complete_abort_and_errors() {
         upload_id: "u2".into(),
     }));
     assert_eq!(get_chunk(&sm.kv, &[7; 32]).unwrap().refcount, 0);
+}
+
+#[test]
+fn multipart_complete_conditions() {
+    let mut sm = Sm::new();
+    sm.ok(bucket("mpc"));
+    let upload = |id: &str| {
+        Op::CreateMultipart(CreateMultipartCmd {
+            upload: Some(MultipartUpload {
+                bucket: "mpc".into(),
+                key: "k".into(),
+                upload_id: id.into(),
+                ..Default::default()
+            }),
+        })
+    };
+    let put_part = |id: &str, chunk_id: u8| {
+        Op::PutPart(PutPartCmd {
+            bucket: "mpc".into(),
+            key: "k".into(),
+            upload_id: id.into(),
+            part: Some(part(1, 5, chunk_id)),
+        })
+    };
+    let complete = |id: &str, chunk_id: u8, cond: Option<&str>| {
+        Op::CompleteMultipart(CompleteMultipartCmd {
+            bucket: "mpc".into(),
+            key: "k".into(),
+            upload_id: id.into(),
+            parts: vec![CompletePart {
+                part_number: 1,
+                etag: format!("{:032x}", chunk_id),
+            }],
+            if_match_etag: cond.map(String::from),
+        })
+    };
+    // Must not exist: succeeds on a fresh key.
+    sm.ok(upload("u1"));
+    sm.ok(put_part("u1", 1));
+    let first = sm.ok(complete("u1", 1, Some(""))).manifest.unwrap();
+    // Now it exists: "" and a wrong etag fail and leave the upload open; the right etag wins.
+    sm.ok(upload("u2"));
+    sm.ok(put_part("u2", 2));
+    assert_eq!(sm.err(complete("u2", 2, Some(""))), "PreconditionFailed");
+    assert_eq!(
+        sm.err(complete("u2", 2, Some("0123"))),
+        "PreconditionFailed"
+    );
+    assert_eq!(get_chunk(&sm.kv, &[2; 32]).unwrap().refcount, 1);
+    let second = sm
+        .ok(complete("u2", 2, Some(&format!("\"{}\"", first.etag))))
+        .manifest
+        .unwrap();
+    assert_ne!(second.etag, first.etag);
+    assert_eq!(get_chunk(&sm.kv, &[1; 32]).unwrap().refcount, 0);
 }
 
 #[test]

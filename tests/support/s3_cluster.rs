@@ -1,0 +1,164 @@
+//! A real multi-process cluster behind S3 gateways for the S3 client tests: 1 master,
+//! 3 chunkservers and N gateways, each a real `anode` process on free 127.0.0.1 ports.
+//! Included by the S3 test files with `#[path = "support/s3_cluster.rs"] mod s3_cluster;`
+//! next to `mod support;`.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::{free_port, master_args, wait_for, Proc};
+
+/// Access key the cluster's first key uses.
+pub const ACCESS_KEY: &str = "AKIAANODES3TESTS0001";
+/// Its secret.
+pub const SECRET_KEY: &str = "s3tests/secret+key/0123456789abcdefghijkl";
+/// Region the gateways report.
+pub const REGION: &str = "us-east-1";
+
+/// The running cluster; dropping it kills every process.
+pub struct S3Cluster {
+    /// Master address (`host:port`).
+    pub master: String,
+    /// S3 endpoints (`http://127.0.0.1:PORT`), one per gateway.
+    pub endpoints: Vec<String>,
+    /// Processes (master, chunkservers, gateways), killed on drop.
+    pub procs: Vec<Proc>,
+    _dir: tempfile::TempDir,
+}
+
+impl S3Cluster {
+    /// Start 1 master, 3 chunkservers and `gateways` gateways; return once the chunkservers
+    /// are alive, the key exists and every gateway reports healthy.
+    pub async fn start(gateways: usize) -> S3Cluster {
+        // reqwest is built without a default TLS provider (the tests speak plain HTTP), but it
+        // wants one installed before any client is built.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        eprintln!("s3 cluster dir {}", root.display());
+        let (mp, ma) = (free_port(), free_port());
+        let master = format!("127.0.0.1:{mp}");
+        let mut procs = vec![Proc::spawn(
+            &root,
+            "master-1",
+            master_args(1, &root, mp, ma, &format!("1={master}"), false),
+        )];
+        for i in 1..=3 {
+            procs.push(Proc::spawn(
+                &root,
+                &format!("chunkserver-{i}"),
+                chunkserver_args(&root, i, &master),
+            ));
+        }
+        create_key(&master).await;
+        let mut endpoints = Vec::new();
+        let mut admins = Vec::new();
+        for i in 1..=gateways {
+            let (sp, ap) = (free_port(), free_port());
+            procs.push(Proc::spawn(
+                &root,
+                &format!("gateway-{i}"),
+                vec![
+                    "gateway".into(),
+                    "--listen".into(),
+                    format!("127.0.0.1:{sp}"),
+                    "--admin-listen".into(),
+                    format!("127.0.0.1:{ap}"),
+                    "--masters".into(),
+                    master.clone(),
+                    "--region".into(),
+                    REGION.into(),
+                ],
+            ));
+            endpoints.push(format!("http://127.0.0.1:{sp}"));
+            admins.push(format!("http://127.0.0.1:{ap}/health"));
+        }
+        let c = S3Cluster {
+            master,
+            endpoints,
+            procs,
+            _dir: dir,
+        };
+        c.wait_ready(&admins).await;
+        c
+    }
+
+    async fn wait_ready(&self, health_urls: &[String]) {
+        let ms = vec![self.master.clone()];
+        wait_for("3 chunkservers alive", Duration::from_secs(60), || {
+            let ms = ms.clone();
+            async move {
+                let st = anode_master::ctl::status(&ms).await.ok()?;
+                let alive = st["chunkservers"]
+                    .as_array()?
+                    .iter()
+                    .filter(|c| c["state"] == "alive")
+                    .count();
+                (alive == 3).then_some(())
+            }
+        })
+        .await;
+        let http = reqwest::Client::new();
+        for url in health_urls {
+            wait_for(url, Duration::from_secs(60), || {
+                let req = http.get(url).timeout(Duration::from_secs(2)).send();
+                async move { req.await.ok()?.status().is_success().then_some(()) }
+            })
+            .await;
+        }
+    }
+
+    /// Last lines of every process log (for assertion messages).
+    pub fn logs(&self) -> String {
+        self.procs
+            .iter()
+            .map(|p| format!("== {}\n{}", p.name, p.log_tail()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn chunkserver_args(root: &Path, i: usize, master: &str) -> Vec<String> {
+    vec![
+        "chunkserver".to_string(),
+        "--data".into(),
+        root.join(format!("chunkserver-{i}")).display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--admin-listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--masters".into(),
+        master.to_string(),
+        "--rack".into(),
+        format!("rack-{i}"),
+        "--heartbeat-ms".into(),
+        "200".into(),
+    ]
+}
+
+/// Create the test key through the raft leader, retrying while the master elects itself.
+async fn create_key(master: &str) {
+    let masters = vec![master.to_string()];
+    wait_for("access key created", Duration::from_secs(60), || {
+        let masters = masters.clone();
+        async move {
+            let req = anode_proto::CreateKeyRequest {
+                name: "s3tests".into(),
+                access_key: ACCESS_KEY.into(),
+                secret_key: SECRET_KEY.into(),
+            };
+            let r = anode_master::ctl::call_leader(&masters, |mut c| {
+                let req = req.clone();
+                async move { c.create_key(req).await }
+            })
+            .await;
+            match r {
+                Ok(_) => Some(()),
+                Err(e) if e.to_string().starts_with("AccessKeyExists") => Some(()),
+                Err(_) => None,
+            }
+        }
+    })
+    .await;
+}
