@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CI step: scripts/s3-clients.sh (awscli, s3cmd, rclone) against `anode dev` and against
+# CI step: scripts/s3-clients.sh (awscli, s3cmd, rclone) and a short `anode bench s3` against
+# `anode dev`, then s3-clients.sh against
 # scripts/local-cluster.sh, both on free loopback ports, with the debug `anode` binary that
 # `cargo build` already made (set ANODE_BIN to use another). Stops everything it started, by
 # PID, and exits non-zero if either run failed.
@@ -58,6 +59,11 @@ if curl -s -o /dev/null "http://$dev_ep/"; then
   t0=$SECONDS
   (unset ANODE_ACCESS_KEY ANODE_SECRET_KEY; scripts/s3-clients.sh "http://$dev_ep") || failed=1
   echo "== s3-clients on anode dev: $((SECONDS - t0)) s"
+  echo "== anode bench s3 (signed PUT/GET, bodies verified) on anode dev"
+  (unset ANODE_ACCESS_KEY ANODE_SECRET_KEY
+    "$ANODE_BIN" bench s3 --endpoint "http://$dev_ep" --size 1KiB --concurrency 4 --objects 50 &&
+      "$ANODE_BIN" bench s3 --endpoint "http://$dev_ep" --size 5MiB --concurrency 2 --objects 6 --payload sha256
+  ) || { echo "FAIL anode bench s3"; failed=1; }
 else
   echo "FAIL anode dev did not serve on $dev_ep"; tail -n 30 "$work/dev.log"; failed=1
 fi
