@@ -2,6 +2,10 @@
 //!
 //! - `anode bench meta`: manifests committed per second through the master group (inline
 //!   1-byte manifests, so the figure is raft + RocksDB + gRPC, no chunk IO).
+//! - `anode bench client`: PUT then GET through the Rust client library.
+//! - `anode bench s3`: PUT then GET through an S3 endpoint, signed like a real client
+//!   (SigV4 with the gateway crate's signing code), one keep-alive HTTP/1.1 connection per
+//!   concurrent worker, every GET body verified.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -63,6 +67,8 @@ pub enum BenchCmd {
         #[arg(long, default_value = "bench-client")]
         bucket: String,
     },
+    /// S3 endpoint throughput: signed PUT then GET of same-size objects (bodies verified).
+    S3(S3BenchArgs),
 }
 
 /// Run a benchmark and print its figures as one JSON line.
@@ -81,6 +87,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             objects,
             bucket,
         } => client(masters, size, concurrency, objects, bucket).await,
+        BenchCmd::S3(a) => s3(a).await,
     }
 }
 
@@ -245,4 +252,462 @@ async fn client(
         );
     }
     Ok(())
+}
+
+// ---- anode bench s3 -------------------------------------------------------------------------
+
+/// Flags of `anode bench s3`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct S3BenchArgs {
+    /// S3 endpoint (`http://HOST:PORT`; path-style requests, no TLS).
+    #[arg(
+        long,
+        env = "ANODE_S3_ENDPOINT",
+        default_value = "http://127.0.0.1:9000"
+    )]
+    pub endpoint: String,
+    /// Access key id.
+    #[arg(long, env = "ANODE_ACCESS_KEY", default_value = crate::dev::DEV_ACCESS_KEY)]
+    pub access_key: String,
+    /// Secret key.
+    #[arg(
+        long,
+        env = "ANODE_SECRET_KEY",
+        default_value = crate::dev::DEV_SECRET_KEY,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub secret_key: String,
+    /// Region of the signature scope.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Bucket (created if missing).
+    #[arg(long, default_value = "bench-s3")]
+    pub bucket: String,
+    /// Object size: bytes or with a binary suffix (`1KiB`, `16MiB`, `1GiB`; `K`/`M`/`G` too).
+    #[arg(long, default_value = "4KiB", value_parser = parse_size)]
+    pub size: usize,
+    /// Concurrent workers, each with its own keep-alive connection.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Objects to put, then get (ignored with --duration).
+    #[arg(long, default_value_t = 200)]
+    pub objects: usize,
+    /// Run each phase for this many seconds instead of a fixed object count; the GET phase
+    /// cycles over the objects the PUT phase wrote.
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// `x-amz-content-sha256` of PUTs: `unsigned` (UNSIGNED-PAYLOAD) or `sha256` (the real
+    /// payload hash, which the gateway then checks).
+    #[arg(long, value_enum, default_value_t = PayloadHash::Unsigned)]
+    pub payload: PayloadHash,
+}
+
+/// How PUT bodies are signed.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadHash {
+    /// `UNSIGNED-PAYLOAD`.
+    Unsigned,
+    /// The hex SHA-256 of the body.
+    Sha256,
+}
+
+/// Parse `4096`, `1KiB`, `16MiB`, `1GiB` (also `K`, `M`, `G`, `KB`..: all binary) into bytes.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("bad size {s:?}"))?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("bad size unit in {s:?} (use B, KiB, MiB, GiB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} too large"))
+}
+
+/// The body of object `idx` of run `nonce`: `base` with (nonce, idx, block) stamped at the
+/// start of every 64 KiB block, so no two objects (and no two chunks) share content and the
+/// content-addressed chunk store cannot deduplicate the benchmark away.
+fn object_body(base: &[u8], nonce: u64, idx: u64) -> Vec<u8> {
+    let mut v = base.to_vec();
+    for (block, piece) in v.chunks_mut(64 * 1024).enumerate() {
+        let mut tag = [0u8; 24];
+        tag[..8].copy_from_slice(&nonce.to_le_bytes());
+        tag[8..16].copy_from_slice(&idx.to_le_bytes());
+        tag[16..].copy_from_slice(&(block as u64).to_le_bytes());
+        let n = piece.len().min(tag.len());
+        piece[..n].copy_from_slice(&tag[..n]);
+    }
+    v
+}
+
+/// Nearest-rank percentile (`q` in 0..=1) of sorted values.
+fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// One keep-alive HTTP/1.1 connection to the endpoint (reconnects after an error).
+struct S3Conn {
+    addr: String,
+    sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>>,
+}
+
+/// Status, headers and the whole body of a response.
+type S3Response = (http::StatusCode, http::HeaderMap, bytes::Bytes);
+
+impl S3Conn {
+    async fn connect(&mut self) -> anyhow::Result<()> {
+        let tcp = tokio::net::TcpStream::connect(&self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let io = hyper_util::rt::TokioIo::new(tcp);
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(conn);
+        self.sender = Some(sender);
+        Ok(())
+    }
+
+    async fn send(
+        &mut self,
+        req: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> anyhow::Result<S3Response> {
+        use http_body_util::BodyExt;
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.connect().await?;
+        }
+        let result = async {
+            let sender = self.sender.as_mut().expect("connected above");
+            sender.ready().await?;
+            let (parts, body) = sender.send_request(req).await?.into_parts();
+            let body = body.collect().await?.to_bytes();
+            anyhow::Ok((parts.status, parts.headers, body))
+        }
+        .await;
+        if result.is_err() {
+            self.sender = None;
+        }
+        result
+    }
+}
+
+/// What every worker shares: signing parameters and the run's fixed data.
+struct S3Ctx {
+    args: S3BenchArgs,
+    /// `host:port` of the endpoint.
+    host: String,
+    /// Key prefix of this run.
+    prefix: String,
+    nonce: u64,
+    base: Vec<u8>,
+}
+
+impl S3Ctx {
+    /// A signed request for `path` (already URI-encoded), as awscli would send it.
+    fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: bytes::Bytes,
+    ) -> anyhow::Result<http::Request<http_body_util::Full<bytes::Bytes>>> {
+        use anode_gateway::sigv4;
+        use sha2::Digest;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::HOST, self.host.parse()?);
+        let payload_hash = match self.args.payload {
+            PayloadHash::Sha256 => hex::encode(sha2::Sha256::digest(&body)),
+            PayloadHash::Unsigned if body.is_empty() => sigv4::EMPTY_SHA256.to_string(),
+            PayloadHash::Unsigned => sigv4::UNSIGNED_PAYLOAD.to_string(),
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        let amz_date = sigv4::format_amz_date(now.as_secs() as i64);
+        let params = sigv4::SignParams {
+            access_key: &self.args.access_key,
+            secret_key: &self.args.secret_key,
+            region: &self.args.region,
+            amz_date: &amz_date,
+        };
+        sigv4::sign_request(
+            method.as_str(),
+            path,
+            "",
+            &mut headers,
+            &payload_hash,
+            &params,
+        );
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(http_body_util::Full::new(body))?;
+        *req.headers_mut() = headers;
+        Ok(req)
+    }
+
+    fn key_path(&self, idx: u64) -> String {
+        format!("/{}/{}/{idx}", self.args.bucket, self.prefix)
+    }
+}
+
+/// Figures of one worker in one phase.
+#[derive(Default)]
+struct PhaseStats {
+    latencies_us: Vec<u64>,
+    bytes: u64,
+    errors: u64,
+    first_error: Option<String>,
+    /// PUT: (object index, ETag) of every object written.
+    written: Vec<(u64, String)>,
+    /// Wall time of the whole phase (merged stats only).
+    wall: Duration,
+}
+
+async fn s3(args: S3BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.concurrency > 0, "--concurrency must be positive");
+    let host = args
+        .endpoint
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("--endpoint must be http://HOST:PORT"))?
+        .trim_end_matches('/')
+        .to_string();
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    let mut seed = nonce | 1;
+    let base = (0..args.size)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    let ctx = Arc::new(S3Ctx {
+        prefix: format!("s{}-{nonce:x}", args.size),
+        host,
+        nonce,
+        base,
+        args,
+    });
+    s3_create_bucket(&ctx).await?;
+    let put = s3_phase(ctx.clone(), None).await?;
+    let mut written: Vec<(u64, String)> = put.written.clone();
+    written.sort();
+    s3_report(&ctx, "put", &put);
+    anyhow::ensure!(!written.is_empty(), "no object was written");
+    let get = s3_phase(ctx.clone(), Some(Arc::new(written))).await?;
+    s3_report(&ctx, "get", &get);
+    anyhow::ensure!(
+        put.errors == 0 && get.errors == 0,
+        "{} PUT and {} GET errors; first: {}",
+        put.errors,
+        get.errors,
+        put.first_error.or(get.first_error).unwrap_or_default()
+    );
+    Ok(())
+}
+
+async fn s3_create_bucket(ctx: &S3Ctx) -> anyhow::Result<()> {
+    let mut conn = S3Conn {
+        addr: ctx.host.clone(),
+        sender: None,
+    };
+    let path = format!("/{}", ctx.args.bucket);
+    let (status, _, body) = conn
+        .send(ctx.request(http::Method::PUT, &path, bytes::Bytes::new())?)
+        .await?;
+    let text = String::from_utf8_lossy(&body);
+    anyhow::ensure!(
+        status.is_success() || text.contains("BucketAlreadyOwnedByYou"),
+        "create bucket {}: {status} {text}",
+        ctx.args.bucket
+    );
+    Ok(())
+}
+
+/// Run one phase on `concurrency` workers: PUT when `objects` is `None`, else GET of those
+/// (index, ETag) pairs. Returns the merged figures.
+async fn s3_phase(
+    ctx: Arc<S3Ctx>,
+    objects: Option<Arc<Vec<(u64, String)>>>,
+) -> anyhow::Result<PhaseStats> {
+    let next = Arc::new(AtomicU64::new(0));
+    let deadline = ctx
+        .args
+        .duration
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..ctx.args.concurrency {
+        let (ctx, next, objects) = (ctx.clone(), next.clone(), objects.clone());
+        tasks.push(tokio::spawn(async move {
+            s3_worker(&ctx, &next, deadline, objects.as_deref()).await
+        }));
+    }
+    let mut total = PhaseStats::default();
+    for t in tasks {
+        let s = t.await?;
+        total.latencies_us.extend(s.latencies_us);
+        total.bytes += s.bytes;
+        total.errors += s.errors;
+        total.first_error = total.first_error.or(s.first_error);
+        total.written.extend(s.written);
+    }
+    total.latencies_us.sort_unstable();
+    total.wall = start.elapsed();
+    Ok(total)
+}
+
+async fn s3_worker(
+    ctx: &S3Ctx,
+    next: &AtomicU64,
+    deadline: Option<Instant>,
+    objects: Option<&Vec<(u64, String)>>,
+) -> PhaseStats {
+    let mut conn = S3Conn {
+        addr: ctx.host.clone(),
+        sender: None,
+    };
+    let mut stats = PhaseStats::default();
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        match deadline {
+            Some(d) if Instant::now() >= d => break,
+            None if i >= ctx.args.objects as u64 => break,
+            _ => {}
+        }
+        let t = Instant::now();
+        let result = match objects {
+            None => s3_put(ctx, &mut conn, i).await.map(|etag| {
+                stats.written.push((i, etag));
+            }),
+            Some(objs) => {
+                let (idx, etag) = &objs[(i % objs.len() as u64) as usize];
+                s3_get(ctx, &mut conn, *idx, etag).await
+            }
+        };
+        match result {
+            Ok(()) => {
+                stats.latencies_us.push(t.elapsed().as_micros() as u64);
+                stats.bytes += ctx.args.size as u64;
+            }
+            Err(e) => {
+                stats.errors += 1;
+                stats.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    stats
+}
+
+/// PUT object `idx`; checks the answer's ETag is the body's MD5. Returns the ETag.
+async fn s3_put(ctx: &S3Ctx, conn: &mut S3Conn, idx: u64) -> anyhow::Result<String> {
+    use md5::Digest;
+    let body = object_body(&ctx.base, ctx.nonce, idx);
+    let want = format!("\"{}\"", hex::encode(md5::Md5::digest(&body)));
+    let req = ctx.request(http::Method::PUT, &ctx.key_path(idx), body.into())?;
+    let (status, headers, resp) = conn.send(req).await?;
+    anyhow::ensure!(
+        status.is_success(),
+        "PUT {idx}: {status} {}",
+        String::from_utf8_lossy(&resp)
+    );
+    let etag = header_str(&headers, "etag");
+    anyhow::ensure!(etag == want, "PUT {idx}: ETag {etag}, body MD5 {want}");
+    Ok(etag)
+}
+
+/// GET object `idx`; checks status, length, ETag and every byte against the body it was
+/// written with.
+async fn s3_get(ctx: &S3Ctx, conn: &mut S3Conn, idx: u64, etag: &str) -> anyhow::Result<()> {
+    let req = ctx.request(http::Method::GET, &ctx.key_path(idx), bytes::Bytes::new())?;
+    let (status, headers, body) = conn.send(req).await?;
+    anyhow::ensure!(status == http::StatusCode::OK, "GET {idx}: {status}");
+    anyhow::ensure!(
+        body.len() == ctx.args.size,
+        "GET {idx}: {} bytes, want {}",
+        body.len(),
+        ctx.args.size
+    );
+    let got = header_str(&headers, "etag");
+    anyhow::ensure!(got == etag, "GET {idx}: ETag {got}, PUT said {etag}");
+    anyhow::ensure!(
+        body[..] == object_body(&ctx.base, ctx.nonce, idx)[..],
+        "GET {idx}: body differs from what was put"
+    );
+    Ok(())
+}
+
+fn header_str(headers: &http::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Print one phase as one JSON line (`latencies_us` sorted).
+fn s3_report(ctx: &S3Ctx, op: &str, s: &PhaseStats) {
+    let lat = &s.latencies_us;
+    let secs = s.wall.as_secs_f64().max(1e-9);
+    let a = &ctx.args;
+    println!(
+        "{{\"bench\":\"s3\",\"op\":\"{op}\",\"size\":{},\"concurrency\":{},\"payload\":\"{:?}\",\"ops\":{},\"errors\":{},\"seconds\":{secs:.2},\"ops_per_sec\":{:.1},\"mb_per_sec\":{:.1},\"p50_ms\":{:.2},\"p99_ms\":{:.2}}}",
+        a.size,
+        a.concurrency,
+        a.payload,
+        lat.len(),
+        s.errors,
+        lat.len() as f64 / secs,
+        s.bytes as f64 / secs / 1e6,
+        percentile(lat, 0.50) as f64 / 1000.0,
+        percentile(lat, 0.99) as f64 / 1000.0,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1KiB"), Ok(1024));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("12XB").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.50), 50);
+        assert_eq!(percentile(&v, 0.99), 99);
+        assert_eq!(percentile(&v, 1.0), 100);
+        assert_eq!(percentile(&[7], 0.99), 7);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn bodies_differ_in_every_block() {
+        let base = vec![0xabu8; 200 * 1024];
+        let a = object_body(&base, 1, 0);
+        let b = object_body(&base, 1, 1);
+        let c = object_body(&base, 2, 0);
+        assert_eq!(a.len(), base.len());
+        for (x, y) in a.chunks(64 * 1024).zip(b.chunks(64 * 1024)) {
+            assert_ne!(x, y);
+        }
+        assert_ne!(a, c);
+        assert_eq!(a, object_body(&base, 1, 0));
+        assert_eq!(object_body(&[1, 2, 3], 5, 5).len(), 3);
+    }
 }

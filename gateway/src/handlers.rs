@@ -18,9 +18,9 @@ use crate::body::{empty, full, streaming, BodyError, RequestBody, RespBody};
 use crate::error::S3Error;
 use crate::http_util::{
     check_key, content_range, decode_continuation_token, decode_path, encode_continuation_token,
-    http_date_ms, parse_content_md5, resolve_copy_source_range, resolve_range, response_overrides,
-    system_metadata, uri_encode, user_metadata, valid_bucket_name, CondOutcome, Conditions, Query,
-    USER_META_PREFIX,
+    http_date_ms, parse_content_md5, refuse_unhonored_headers, resolve_copy_source_range,
+    resolve_range, response_overrides, system_metadata, uri_encode, user_metadata,
+    valid_bucket_name, CondOutcome, Conditions, Query, USER_META_PREFIX,
 };
 use crate::metrics::METRICS;
 use crate::router::{parse_part_number, S3Op};
@@ -83,6 +83,7 @@ pub async fn dispatch(
     op: S3Op,
     body: RequestBody,
 ) -> Result<Response<RespBody>, S3Error> {
+    refuse_unhonored_headers(cx.headers)?;
     match op {
         S3Op::ListBuckets => list_buckets(cx).await,
         S3Op::CreateBucket { bucket } => create_bucket(cx, &bucket, body).await,

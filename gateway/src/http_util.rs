@@ -395,6 +395,38 @@ pub fn parse_content_md5(value: &str) -> Result<[u8; 16], S3Error> {
     raw.try_into().map_err(|_| S3Error::InvalidDigest)
 }
 
+/// Request headers that ask for a guarantee Anode cannot give. Ignoring them would store the
+/// object while the client believes it is encrypted under its own or a KMS key, or locked
+/// against deletion, so such requests are refused with `NotImplemented` instead. (SSE-S3,
+/// `x-amz-server-side-encryption: AES256`, stays accepted: see docs/s3-compatibility.md.)
+pub fn refuse_unhonored_headers(headers: &HeaderMap) -> Result<(), S3Error> {
+    const REFUSED_PREFIXES: [&str; 3] = [
+        "x-amz-server-side-encryption-customer-",
+        "x-amz-copy-source-server-side-encryption-customer-",
+        "x-amz-object-lock-",
+    ];
+    const REFUSED: [&str; 2] = [
+        "x-amz-server-side-encryption-aws-kms-key-id",
+        "x-amz-server-side-encryption-context",
+    ];
+    for name in headers.keys().map(|n| n.as_str()) {
+        if REFUSED_PREFIXES.iter().any(|p| name.starts_with(p)) || REFUSED.contains(&name) {
+            return Err(S3Error::NotImplemented(format!(
+                "A header you provided implies functionality that is not implemented ({name})"
+            )));
+        }
+    }
+    let sse = headers
+        .get("x-amz-server-side-encryption")
+        .and_then(|v| v.to_str().ok());
+    match sse.map(str::trim) {
+        None | Some("AES256") => Ok(()),
+        Some(other) => Err(S3Error::NotImplemented(format!(
+            "Server-side encryption {other} is not implemented"
+        ))),
+    }
+}
+
 // ---- addressing -----------------------------------------------------------------------------
 
 /// The bucket and key a request addresses.
@@ -488,6 +520,39 @@ pub fn check_key(key: &str) -> Result<(), S3Error> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn unhonored_headers_are_refused() {
+        let with = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            refuse_unhonored_headers(&h).map_err(|e| e.aws_code())
+        };
+        assert_eq!(with(&[]), Ok(()));
+        assert_eq!(
+            with(&[("x-amz-meta-a", "1"), ("content-type", "a/b")]),
+            Ok(())
+        );
+        assert_eq!(with(&[("x-amz-server-side-encryption", "AES256")]), Ok(()));
+        for refused in [
+            vec![("x-amz-server-side-encryption", "aws:kms")],
+            vec![("x-amz-server-side-encryption", "aws:kms:dsse")],
+            vec![("x-amz-server-side-encryption-aws-kms-key-id", "k")],
+            vec![("x-amz-server-side-encryption-customer-algorithm", "AES256")],
+            vec![("x-amz-server-side-encryption-customer-key-md5", "x")],
+            vec![("x-amz-copy-source-server-side-encryption-customer-key", "x")],
+            vec![("x-amz-object-lock-mode", "GOVERNANCE")],
+            vec![(
+                "x-amz-object-lock-retain-until-date",
+                "2030-01-01T00:00:00Z",
+            )],
+            vec![("x-amz-object-lock-legal-hold", "ON")],
+        ] {
+            assert_eq!(with(&refused), Err("NotImplemented"), "{refused:?}");
+        }
+    }
 
     #[test]
     fn ranges() {

@@ -476,6 +476,45 @@ async fn payload_checks() {
     assert_eq!(r.code(), "EntityTooLarge");
 }
 
+/// SSE-C, SSE-KMS and object-lock requests are refused, not stored unprotected; SSE-S3 is
+/// accepted.
+#[tokio::test]
+async fn unhonored_protection_headers_are_refused() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    for header in [
+        ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+        ("x-amz-server-side-encryption", "aws:kms"),
+        ("x-amz-object-lock-mode", "COMPLIANCE"),
+    ] {
+        let r = h.send("PUT", "/bkt/k", &[header], b"hello").await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::NOT_IMPLEMENTED, "NotImplemented"),
+            "{header:?}"
+        );
+        assert!(h.backend.object("bkt", "k").is_none(), "{header:?}");
+    }
+    let r = h
+        .send(
+            "PUT",
+            "/bkt/k",
+            &[("x-amz-server-side-encryption", "AES256")],
+            b"hello",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = h
+        .send(
+            "GET",
+            "/bkt/k",
+            &[("x-amz-server-side-encryption-customer-algorithm", "AES256")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
+}
+
 /// A streaming upload signed chunk by chunk, then the same with one corrupted byte.
 #[tokio::test]
 async fn aws_chunked_uploads() {
