@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder, S3CopyIfNotExists};
+use object_store::aws::{AmazonS3, AmazonS3Builder, Checksum, S3CopyIfNotExists};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
@@ -42,6 +42,8 @@ fn store_with(endpoint: &str, bucket: &str, access: &str, secret: &str) -> Amazo
         .with_secret_access_key(secret)
         .with_virtual_hosted_style_request(false)
         .with_copy_if_not_exists(S3CopyIfNotExists::Multipart)
+        // Every PUT and part carries x-amz-checksum-sha256, which the gateway verifies.
+        .with_checksum_algorithm(Checksum::SHA256)
         .with_retry(RetryConfig {
             max_retries: 0,
             retry_timeout: Duration::from_secs(30),

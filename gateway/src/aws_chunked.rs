@@ -83,6 +83,14 @@ impl BodyDecoder {
         Ok(())
     }
 
+    /// The value of trailer `name` (lowercase) once the body ended, if the body sent it.
+    pub fn trailer(&self, name: &str) -> Option<&str> {
+        match self {
+            BodyDecoder::Chunked(d) => d.trailer(name),
+            _ => None,
+        }
+    }
+
     /// The input ended: check what can only be checked at the end.
     pub fn finish(&mut self) -> Result<(), S3Error> {
         match self {
@@ -300,6 +308,14 @@ impl ChunkedDecoder {
         }
         self.previous = expected;
         Ok(())
+    }
+
+    /// The value of trailer `name` (lowercase), if received.
+    pub fn trailer(&self, name: &str) -> Option<&str> {
+        self.trailers.iter().find_map(|t| {
+            let (n, v) = t.trim_end_matches('\n').split_once(':')?;
+            (n == name).then_some(v)
+        })
     }
 
     fn on_trailer(&mut self, line: &str) -> Result<(), S3Error> {

@@ -18,6 +18,7 @@ use hyper::body::Frame;
 
 use crate::aws_chunked::BodyDecoder;
 use crate::backend::BodyStream;
+use crate::checksum::PayloadChecksum;
 use crate::error::S3Error;
 use crate::metrics::METRICS;
 
@@ -93,9 +94,21 @@ impl RequestBody {
     /// `EntityTooLarge`; any failure is recorded in `err` and surfaces as an `Err` item, never as
     /// a clean end.
     pub fn into_stream(self, max_bytes: u64, err: BodyError) -> BodyStream {
+        self.into_checked_stream(max_bytes, None, err)
+    }
+
+    /// [`RequestBody::into_stream`], also checking the payload against the declared
+    /// `x-amz-checksum-*` (a mismatch fails the stream with `BadDigest`).
+    pub fn into_checked_stream(
+        self,
+        max_bytes: u64,
+        checksum: Option<PayloadChecksum>,
+        err: BodyError,
+    ) -> BodyStream {
         let state = Decoding {
             raw: self.raw,
             decoder: self.decoder,
+            checksum,
             pending: VecDeque::new(),
             total: 0,
             max_bytes,
@@ -141,6 +154,7 @@ impl RequestBody {
 struct Decoding {
     raw: RawStream,
     decoder: BodyDecoder,
+    checksum: Option<PayloadChecksum>,
     pending: VecDeque<Bytes>,
     total: u64,
     max_bytes: u64,
@@ -165,7 +179,7 @@ impl Decoding {
                 ))),
                 None => {
                     self.done = true;
-                    self.decoder.finish()
+                    self.finish()
                 }
             };
             if let Err(e) = step {
@@ -178,6 +192,18 @@ impl Decoding {
         }
     }
 
+    /// The input ended: the decoder's end checks, then the declared checksum.
+    fn finish(&mut self) -> Result<(), S3Error> {
+        self.decoder.finish()?;
+        match self.checksum.take() {
+            Some(c) => {
+                let trailer = self.decoder.trailer(c.name());
+                c.finish(trailer)
+            }
+            None => Ok(()),
+        }
+    }
+
     fn feed(&mut self, input: Bytes) -> Result<(), S3Error> {
         METRICS.bytes_in.inc_by(input.len() as u64);
         let mut out = Vec::new();
@@ -186,6 +212,9 @@ impl Decoding {
             self.total += piece.len() as u64;
             if self.total > self.max_bytes {
                 return Err(S3Error::EntityTooLarge);
+            }
+            if let Some(c) = &mut self.checksum {
+                c.update(&piece);
             }
             self.pending.push_back(piece);
         }

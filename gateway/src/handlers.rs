@@ -15,6 +15,7 @@ use md5::{Digest, Md5};
 
 use crate::backend::{Backend, BodyStream};
 use crate::body::{empty, full, streaming, BodyError, RequestBody, RespBody};
+use crate::checksum::PayloadChecksum;
 use crate::error::S3Error;
 use crate::http_util::{
     check_key, content_range, decode_continuation_token, decode_path, encode_continuation_token,
@@ -541,7 +542,8 @@ fn payload_stream(
             return Err(S3Error::EntityTooLarge);
         }
     }
-    Ok(body.into_stream(max, err.clone()))
+    let checksum = PayloadChecksum::from_headers(cx.headers)?;
+    Ok(body.into_checked_stream(max, checksum, err.clone()))
 }
 
 /// Whether this request's body is `aws-chunked` (its decoder says so).

@@ -4,7 +4,8 @@
 //! Code map (request order):
 //! - [`server`]: the hyper driver and the per-request pipeline ([`server::Gateway::handle`]).
 //! - [`sigv4`]: signature verification (pure), [`aws_chunked`]: body unframing and checking
-//!   (sans IO), [`auth`]: the secret-key cache.
+//!   (sans IO), [`checksum`]: `x-amz-checksum-*` on uploads (pure), [`auth`]: the secret-key
+//!   cache.
 //! - [`router`]: (method, bucket, key, query) -> [`router::S3Op`] (pure).
 //! - [`handlers`]: one function per operation, calling the [`backend::Backend`] trait
 //!   (implemented by [`anode_client::Client`]).
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod aws_chunked;
 pub mod backend;
 pub mod body;
+pub mod checksum;
 pub mod error;
 pub mod handlers;
 pub mod http_util;

@@ -515,6 +515,69 @@ async fn unhonored_protection_headers_are_refused() {
     assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
 }
 
+/// `x-amz-checksum-*` as a header and as an unsigned-payload trailer: a mismatch is
+/// `BadDigest` and commits nothing.
+#[tokio::test]
+async fn flexible_checksums() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    // CRC32("hello") = 0x3610a686.
+    let (good, bad) = ("NhCmhg==", "NhCmhw==");
+    let r = h
+        .send("PUT", "/bkt/c", &[("x-amz-checksum-crc32", bad)], b"hello")
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "BadDigest")
+    );
+    assert!(h.backend.object("bkt", "c").is_none());
+    let r = h
+        .send(
+            "PUT",
+            "/bkt/c",
+            &[("x-amz-checksum-crc32", "xyz")],
+            b"hello",
+        )
+        .await;
+    assert_eq!(r.code(), "InvalidRequest");
+    let r = h
+        .send("PUT", "/bkt/c", &[("x-amz-checksum-crc32", good)], b"hello")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    h.send("DELETE", "/bkt/c", &[], b"").await;
+    let trailer_put = |value: &'static str| {
+        let h = &h;
+        async move {
+            let mut headers = HeaderMap::new();
+            headers.insert("host", HOST.parse().unwrap());
+            headers.insert("content-encoding", "aws-chunked".parse().unwrap());
+            headers.insert("x-amz-decoded-content-length", "5".parse().unwrap());
+            headers.insert("x-amz-trailer", "x-amz-checksum-crc32".parse().unwrap());
+            let date = amz_date();
+            sigv4::sign_request(
+                "PUT",
+                "/bkt/t",
+                "",
+                &mut headers,
+                "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+                &params(&date),
+            );
+            let body = format!("5\r\nhello\r\n0\r\nx-amz-checksum-crc32:{value}\r\n\r\n");
+            h.raw(build("PUT", "/bkt/t", headers, body.into_bytes()))
+                .await
+        }
+    };
+    let r = trailer_put(bad).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "BadDigest")
+    );
+    assert!(h.backend.object("bkt", "t").is_none(), "nothing committed");
+    let r = trailer_put(good).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(h.backend.object("bkt", "t").unwrap().inline_data, b"hello");
+}
+
 /// A streaming upload signed chunk by chunk, then the same with one corrupted byte.
 #[tokio::test]
 async fn aws_chunked_uploads() {

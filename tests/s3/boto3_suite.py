@@ -133,6 +133,14 @@ def put_get_head(B):
     assert err(s3.put_object, Bucket=B, Key="obj/bad-md5", Body=body, ContentMD5=md5_b64(b"other")) == ("BadDigest", 400)
     assert err(s3.put_object, Bucket=B, Key="obj/bad-md5", Body=body, ContentMD5="notbase64!") == ("InvalidDigest", 400)
     assert err(s3.head_object, Bucket=B, Key="obj/bad-md5") == ("404", 404)
+    # Flexible checksums: computed by botocore (CRC32 is its default), or declared wrong.
+    for alg in ("CRC32", "SHA1", "SHA256"):
+        s3.put_object(Bucket=B, Key=f"obj/sum-{alg}", Body=body, ChecksumAlgorithm=alg)
+        assert s3.get_object(Bucket=B, Key=f"obj/sum-{alg}")["Body"].read() == body
+    zero4, zero32 = base64.b64encode(b"\0" * 4).decode(), base64.b64encode(b"\0" * 32).decode()
+    assert err(s3.put_object, Bucket=B, Key="obj/bad-sum", Body=body, ChecksumCRC32=zero4) == ("BadDigest", 400)
+    assert err(s3.put_object, Bucket=B, Key="obj/bad-sum", Body=body, ChecksumSHA256=zero32) == ("BadDigest", 400)
+    assert err(s3.head_object, Bucket=B, Key="obj/bad-sum") == ("404", 404)
 
     g = s3.get_object(Bucket=B, Key=key)
     assert g["Body"].read() == body
@@ -361,6 +369,8 @@ def multipart(B):
     e2 = c2["CopyPartResult"]["ETag"]
     p2 = src[1000:5243880]
     assert e2 == etag_of(p2), (e2, etag_of(p2))
+    assert err(s3.upload_part, Bucket=B, Key=key, UploadId=uid, PartNumber=3, Body=p3,
+               ChecksumCRC32=base64.b64encode(b"\0" * 4).decode()) == ("BadDigest", 400)
     e3 = s3.upload_part(Bucket=B, Key=key, UploadId=uid, PartNumber=3, Body=p3)["ETag"]
     assert err(s3.upload_part, Bucket=B, Key=key, UploadId="no-such-upload", PartNumber=1, Body=b"x") == ("NoSuchUpload", 404)
     assert err(s3.upload_part_copy, Bucket=B, Key=key, UploadId=uid, PartNumber=4,
