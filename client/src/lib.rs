@@ -82,6 +82,8 @@ pub(crate) struct ClientInner {
     pub(crate) cfg: ClientConfig,
     pub(crate) master: MasterConn,
     pub(crate) pool: pool::ChunkPool,
+    /// One permit per chunk write in flight (`ClientConfig::chunk_writes_max`).
+    pub(crate) chunk_writes: tokio::sync::Semaphore,
     manifests: Option<Mutex<LruCache<(String, String), Manifest>>>,
 }
 
@@ -123,6 +125,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(ClientInner {
                 pool: pool::ChunkPool::new(cfg.rpc_timeout),
+                chunk_writes: tokio::sync::Semaphore::new(cfg.chunk_writes_max),
                 cfg,
                 master,
                 manifests,
