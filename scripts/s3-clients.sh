@@ -125,6 +125,13 @@ absent() { # BUCKET KEY: HEAD fails with 404
   echo "$out"
   grep -q '(404)' <<<"$out"
 }
+# A DELETE naming a version that does not exist must leave the live object alone.
+version_delete_refused() { # BUCKET KEY
+  if aws_ s3api delete-object --bucket "$1" --key "$2" --version-id 3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY; then
+    echo "DELETE with an unknown versionId succeeded"; return 1
+  fi
+  aws_ s3api head-object --bucket "$1" --key "$2" | grep ETag
+}
 
 # Steps run some commands under `bash -c`; they see these.
 export -f aws_ s3cmd_ rclone_ sha same presigned_range
@@ -163,6 +170,7 @@ run_aws() {
   step $t "copy 1 KiB" aws_ s3 cp "s3://$b/dir/small.bin" "s3://$b/copy/small.bin"
   step $t "get copies + SHA-256" bash -c "aws_ s3 cp 's3://$b/copy/big.bin' '$work/bigc.aws' && same '$work/big.bin' '$work/bigc.aws' &&
     aws_ s3 cp 's3://$b/copy/small.bin' '$work/smallc.aws' && same '$work/small.bin' '$work/smallc.aws'"
+  step $t "delete of an unknown version keeps the object" version_delete_refused "$b" copy/small.bin
   step $t "delete one" aws_ s3 rm "s3://$b/copy/small.bin"
   step $t "deleted object is gone" absent "$b" copy/small.bin
   step $t "delete all (recursive)" aws_ s3 rm --recursive "s3://$b/"

@@ -9,6 +9,8 @@ pub const DEFAULT_CHUNK_SIZE_BYTES: usize = 4 << 20;
 pub const DEFAULT_INLINE_MAX_BYTES: usize = 16 << 10;
 /// Default number of chunks held in memory per put (the one being filled counts).
 pub const DEFAULT_PUT_PARALLELISM: usize = 4;
+/// Default number of chunk writes (each to R chunkservers) in flight at once per client.
+pub const DEFAULT_CHUNK_WRITES_MAX: usize = 16;
 /// Default bound on one RPC to a master, and on each message of a chunk transfer.
 pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default total time spent retrying master calls (leader changes, restarts).
@@ -30,6 +32,11 @@ pub struct ClientConfig {
     /// Chunks held in memory per put, counting the one being filled; the others are in flight
     /// to chunkservers (default 4).
     pub put_parallelism: usize,
+    /// Chunk writes (each to R chunkservers) in flight at once across all puts of this client
+    /// (default 16). Further chunks wait for a turn before their transfer timeout starts, so
+    /// many concurrent puts queue instead of splitting the bandwidth until every transfer
+    /// falls below the timeout's 1 MB/s floor.
+    pub chunk_writes_max: usize,
     /// Bound on one master RPC, on connecting, and on each message of a chunk transfer
     /// (default 10 s). A whole chunk transfer is bounded by this plus 1 ms per KiB.
     pub rpc_timeout: Duration,
@@ -47,6 +54,7 @@ impl Default for ClientConfig {
             chunk_size_bytes: DEFAULT_CHUNK_SIZE_BYTES,
             inline_max_bytes: DEFAULT_INLINE_MAX_BYTES,
             put_parallelism: DEFAULT_PUT_PARALLELISM,
+            chunk_writes_max: DEFAULT_CHUNK_WRITES_MAX,
             rpc_timeout: DEFAULT_RPC_TIMEOUT,
             retry_budget: DEFAULT_RETRY_BUDGET,
             manifest_cache_entries: DEFAULT_MANIFEST_CACHE_ENTRIES,
@@ -64,6 +72,10 @@ impl ClientConfig {
         }
         if self.put_parallelism == 0 {
             return bad("put_parallelism must be > 0");
+        }
+        if self.chunk_writes_max == 0 || self.chunk_writes_max > tokio::sync::Semaphore::MAX_PERMITS
+        {
+            return bad("chunk_writes_max must be > 0 and fit a semaphore");
         }
         if self.read_ahead_chunks == 0 {
             return bad("read_ahead_chunks must be > 0");

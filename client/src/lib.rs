@@ -85,6 +85,8 @@ pub(crate) struct ClientInner {
     pub(crate) cfg: ClientConfig,
     pub(crate) master: MasterConn,
     pub(crate) pool: pool::ChunkPool,
+    /// One permit per chunk write in flight (`ClientConfig::chunk_writes_max`).
+    pub(crate) chunk_writes: tokio::sync::Semaphore,
     manifests: Option<Mutex<LruCache<(String, String), Manifest>>>,
     /// Copies older than this are touched before a commit (learned from the master).
     pub(crate) touch_after_ms: std::sync::atomic::AtomicU64,
@@ -128,6 +130,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(ClientInner {
                 pool: pool::ChunkPool::new(cfg.rpc_timeout),
+                chunk_writes: tokio::sync::Semaphore::new(cfg.chunk_writes_max),
                 cfg,
                 master,
                 manifests,

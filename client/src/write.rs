@@ -239,7 +239,15 @@ impl ClientInner {
         let sha = tokio::task::spawn_blocking(move || sha256(&for_hash))
             .await
             .map_err(|e| ClientError::Internal(format!("hashing task: {e}")))?;
-        let servers = self.replicate(bucket, &sha, &data).await?;
+        let servers = {
+            // Wait for a turn before the transfer deadline starts (see `chunk_writes_max`).
+            let _turn = self
+                .chunk_writes
+                .acquire()
+                .await
+                .map_err(|_| ClientError::Internal("chunk write limiter closed".into()))?;
+            self.replicate(bucket, &sha, &data).await?
+        };
         Ok((
             index,
             ChunkRef {

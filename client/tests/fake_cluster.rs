@@ -369,6 +369,47 @@ async fn puts_keep_a_bounded_number_of_chunks_in_flight() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_puts_share_the_chunk_write_limit() {
+    bounded(async {
+        let c = Cluster::start(3, 3).await;
+        for s in &c.servers {
+            s.2.put_delay_ms.store(30, Ordering::SeqCst);
+        }
+        let cfg = ClientConfig {
+            chunk_writes_max: 2,
+            ..cfg()
+        };
+        let cl = Client::with_config(vec![c.master_addr.clone()], cfg)
+            .await
+            .unwrap();
+        let puts = (0..4u64).map(|i| {
+            let cl = cl.clone();
+            async move {
+                let data = body(6 * CHUNK, 10 + i);
+                cl.put_object(
+                    "b",
+                    &format!("p{i}"),
+                    pieces(data, 3),
+                    PutOptions::default(),
+                )
+                .await
+            }
+        });
+        for r in futures::future::join_all(puts).await {
+            r.unwrap();
+        }
+        let max = c.servers[0].2.max_in_flight.load(Ordering::SeqCst);
+        // 4 puts could have 4 x 3 chunks in flight; the limit allows 2 chunks, 3 copies each.
+        assert!(max <= 6, "{max} PutChunk calls at once");
+        assert!(
+            max > 3,
+            "the two permitted chunks should be written together, saw {max}"
+        );
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_copy_list_delete() {
     bounded(async {
         let c = Cluster::start(3, 2).await;

@@ -357,6 +357,13 @@ fn route_object(
     q: &Query,
     has_copy_source: bool,
 ) -> Result<S3Op, S3Error> {
+    // Only the `null` version exists. Any other id must not fall through to the current object
+    // (a DELETE of an old version would delete the live one).
+    if q.get("versionId").is_some_and(|v| v != "null") {
+        return Err(S3Error::InvalidArgument(
+            "Invalid version id specified".into(),
+        ));
+    }
     if let Some(sub) = unsupported(q) {
         return match (method.clone(), sub) {
             (Method::GET, "acl") => Ok(S3Op::GetAcl {
@@ -501,6 +508,12 @@ mod tests {
             ("POST", Some("b"), Some("k"), "select&select-type=2", false, Err("NotImplemented")),
             ("POST", Some("b"), Some("k"), "", false, Err("NotImplemented")),
             ("PATCH", Some("b"), Some("k"), "", false, Err("MethodNotAllowed")),
+            ("GET", Some("b"), Some("k"), "versionId=null", false, Ok(S3Op::GetObject { bucket: b(), key: k() })),
+            ("DELETE", Some("b"), Some("k"), "versionId=null", false, Ok(S3Op::DeleteObject { bucket: b(), key: k() })),
+            ("DELETE", Some("b"), Some("k"), "versionId=3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY", false, Err("InvalidArgument")),
+            ("GET", Some("b"), Some("k"), "versionId=v1", false, Err("InvalidArgument")),
+            ("HEAD", Some("b"), Some("k"), "versionId=v1", false, Err("InvalidArgument")),
+            ("GET", Some("b"), Some("k"), "versionId=v1&tagging", false, Err("InvalidArgument")),
         ];
         for (method, bucket, key, query, copy, want) in cases {
             let m = Method::from_bytes(method.as_bytes()).unwrap();
