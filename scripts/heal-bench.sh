@@ -39,9 +39,15 @@ cat "$dir/fill.json"
 echo "# baseline client load: 1 MiB objects, concurrency 8" >&2
 bench --size $((1 << 20)) --objects 96 --concurrency 8 --bucket base >"$dir/base.json"
 cat "$dir/base.json"
+lost=$(du -sb "$dir/chunkserver-5/blobs" | cut -f1)
 kill -9 "${cs[5]}"
 t0=$(date +%s.%N)
-echo "# killed chunkserver-5; client load during the repair" >&2
+echo "# killed chunkserver-5 ($lost bytes of blobs); client load once it is declared dead" >&2
+for _ in $(seq 1 200); do
+  d=$(status | python3 -c 'import json,sys; print(sum(c["state"]=="dead" for c in json.load(sys.stdin)["chunkservers"]))' 2>/dev/null || echo 0)
+  [ "$d" = 1 ] && break; sleep 0.1
+done
+tdead=$(date +%s.%N)
 bench --size $((1 << 20)) --objects 96 --concurrency 8 --bucket during >"$dir/during.json" &
 bpid=$!
 peak=0
@@ -55,12 +61,21 @@ done
 t1=$(date +%s.%N)
 wait "$bpid"
 cat "$dir/during.json"
-python3 - "$t0" "$t1" "$peak" "$dir" <<'EOF'
+python3 - "$t0" "$t1" "$peak" "$dir" "$tdead" "$lost" <<'EOF'
 import json, sys
 t0, t1, peak, d = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-base = json.load(open(f"{d}/base.json")); during = json.load(open(f"{d}/during.json"))
-def mbps(j, k):
-    return j.get(k, {}).get("mb_per_sec") if isinstance(j.get(k), dict) else j.get(f"{k}_mb_per_sec")
-print(json.dumps({"time_to_full_health_s": round(t1 - t0, 2), "peak_repair_mb_per_s": round(peak / 1e6, 1),
-                  "baseline": base, "during_repair": during}))
+tdead, lost = float(sys.argv[5]), int(sys.argv[6])
+def load(name):
+    return {j["op"]: j for j in map(json.loads, open(f"{d}/{name}.json").read().split("\n")[:-1])}
+base, during = load("base"), load("during")
+print(json.dumps({
+    "time_to_full_health_s": round(t1 - t0, 2),
+    "dead_detection_s": round(tdead - t0, 2),
+    "lost_bytes": lost,
+    "repair_mb_per_s": round(lost / max(t1 - tdead, 0.001) / 1e6, 1),
+    "peak_repair_mb_per_s": round(peak / 1e6, 1),
+    "put_mb_per_s": [base["put"]["mb_per_sec"], during["put"]["mb_per_sec"]],
+    "get_mb_per_s": [base["get"]["mb_per_sec"], during["get"]["mb_per_sec"]],
+    "during_over_baseline": {op: round(during[op]["mb_per_sec"] / base[op]["mb_per_sec"], 2) for op in ("put", "get")},
+}))
 EOF

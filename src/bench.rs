@@ -207,6 +207,10 @@ async fn client(
         anyhow::ensure!(e.code().starts_with("BucketAlready"), "create bucket: {e}");
     }
     let body = bytes::Bytes::from((0..size).map(|i| (i * 7 + size) as u8).collect::<Vec<u8>>());
+    // Unique content per object and run: no deduplication of the load.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     let run = |get: bool| {
         let (cl, body, bucket) = (cl.clone(), body.clone(), bucket.clone());
         async move {
@@ -227,7 +231,7 @@ async fn client(
                             cl.put_object_bytes(
                                 &bucket,
                                 &key,
-                                body,
+                                bytes::Bytes::from(object_body(&body, nonce, i as u64)),
                                 anode_client::PutOptions::default(),
                             )
                             .await?;

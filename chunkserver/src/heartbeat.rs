@@ -94,6 +94,9 @@ pub struct Results {
 struct Executor {
     results: Arc<parking_lot::Mutex<Results>>,
     running: Arc<parking_lot::Mutex<std::collections::HashSet<u64>>>,
+    /// Signalled when the last running command finished: report at once, so the master can
+    /// hand out the next batch without waiting a whole heartbeat interval.
+    idle: Arc<tokio::sync::Notify>,
 }
 
 /// Copies and deletions run at once per server.
@@ -138,6 +141,7 @@ impl Heartbeat {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = exec.idle.notified() => {}
                 _ = shutdown.changed() => return,
             }
             let Some((id, epoch)) = reg else {
@@ -198,7 +202,11 @@ impl Heartbeat {
                                     r.failed.push(id)
                                 }
                                 drop(r);
-                                exec.running.lock().remove(&id);
+                                let mut running = exec.running.lock();
+                                running.remove(&id);
+                                if running.is_empty() {
+                                    exec.idle.notify_one();
+                                }
                             });
                         }
                     } else {

@@ -102,7 +102,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            per_server: 8,
+            per_server: 16,
             total: 64,
             rebalance_spread: 0.10,
             rebalance_bytes: 256 << 20,

@@ -67,7 +67,7 @@ pub struct MasterArgs {
     #[arg(long, env = "ANODE_CLOCK_SKEW_MS", default_value_t = 30_000)]
     pub clock_skew_ms: u64,
     /// Replication and deletion tasks per chunkserver at once.
-    #[arg(long, env = "ANODE_REPAIR_PER_SERVER", default_value_t = 8)]
+    #[arg(long, env = "ANODE_REPAIR_PER_SERVER", default_value_t = 16)]
     pub repair_per_server: usize,
     /// Replication and deletion tasks in the cluster at once.
     #[arg(long, env = "ANODE_REPAIR_TOTAL", default_value_t = 64)]
@@ -76,7 +76,7 @@ pub struct MasterArgs {
     #[arg(long, env = "ANODE_REBALANCE_SPREAD", default_value_t = 0.10)]
     pub rebalance_spread: f64,
     /// Milliseconds between healing sweeps of the chunk table.
-    #[arg(long, env = "ANODE_HEAL_INTERVAL_MS", default_value_t = 1_000)]
+    #[arg(long, env = "ANODE_HEAL_INTERVAL_MS", default_value_t = 500)]
     pub heal_interval_ms: u64,
 }
 
