@@ -106,6 +106,7 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
     let mut sd = shutdown.clone();
     let serve = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .trace_fn(anode_common::rpc_span)
         .add_service(svc)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),

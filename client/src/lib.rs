@@ -26,6 +26,7 @@ mod pool;
 pub mod range;
 mod read;
 pub mod retry;
+pub mod trace;
 pub mod write;
 
 use std::collections::HashMap;

@@ -20,6 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::{DEFAULT_RETRY_BUDGET, DEFAULT_RPC_TIMEOUT};
 use crate::error::ClientError;
 use crate::retry::{classify, Backoff, Disposition};
+use crate::trace::{Traced, TracedChannel};
 
 /// Largest gRPC message accepted from or sent to a master (listings, manifests with inline data).
 pub const MASTER_MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -133,7 +134,7 @@ impl MasterConn {
     /// every retry, so it must be able to rebuild its request. See the module docs for the order.
     pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
     where
-        F: FnMut(MasterClient<Channel>) -> Fut,
+        F: FnMut(MasterClient<TracedChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let addrs = &self.inner.addrs;
@@ -181,11 +182,11 @@ impl MasterConn {
 
     async fn attempt<T, F, Fut>(&self, target: &str, f: &mut F) -> Result<T, Attempt>
     where
-        F: FnMut(MasterClient<Channel>) -> Fut,
+        F: FnMut(MasterClient<TracedChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let channel = self.channel(target).map_err(Attempt::TryNext)?;
-        let client = MasterClient::new(channel)
+        let client = MasterClient::new(Traced(channel))
             .max_decoding_message_size(MASTER_MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MASTER_MAX_MESSAGE_BYTES);
         let timeout = self.inner.opts.rpc_timeout;

@@ -33,7 +33,10 @@ impl ChunkPool {
     }
 
     /// A client on the chunkserver at `addr` (a pooled channel; cheap).
-    pub(crate) fn client(&self, addr: &str) -> Result<ChunkserverClient<Channel>, ClientError> {
+    pub(crate) fn client(
+        &self,
+        addr: &str,
+    ) -> Result<ChunkserverClient<crate::trace::TracedChannel>, ClientError> {
         let key = normalize_addr(addr);
         let channel = {
             let mut channels = self.channels.lock();
@@ -46,7 +49,7 @@ impl ChunkPool {
                 }
             }
         };
-        Ok(ChunkserverClient::new(channel)
+        Ok(ChunkserverClient::new(crate::trace::Traced(channel))
             .max_decoding_message_size(CHUNKSERVER_MAX_MESSAGE_BYTES)
             .max_encoding_message_size(CHUNKSERVER_MAX_MESSAGE_BYTES))
     }

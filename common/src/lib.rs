@@ -5,6 +5,20 @@
 
 pub mod placement;
 
+/// The tracing span of one incoming gRPC call (for tonic's `Server::trace_fn`): carries the
+/// caller's `anode-request-id` (an S3 request id from a gateway), so every log line of the
+/// call names it; a debug event marks each call.
+pub fn rpc_span(req: &hyper::Request<()>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("anode-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let span = tracing::info_span!("rpc", path = %req.uri().path(), request_id = %id);
+    span.in_scope(|| tracing::debug!("rpc"));
+    span
+}
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

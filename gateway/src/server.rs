@@ -114,7 +114,12 @@ impl Gateway {
             method = %req.method(),
             op = tracing::field::Empty,
         );
-        self.handle_in_span(req, request_id).instrument(span).await
+        anode_client::trace::with_request_id(
+            request_id.clone(),
+            self.handle_in_span(req, request_id),
+        )
+        .instrument(span)
+        .await
     }
 
     async fn handle_in_span<B>(&self, req: Request<B>, request_id: String) -> Response<RespBody>

@@ -173,6 +173,7 @@ pub async fn start(
     tokio::spawn(service.clone().heal_loop(shutdown.clone()));
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .trace_fn(anode_common::rpc_span)
         .add_service(
             MasterServer::new(service)
                 .max_decoding_message_size(64 << 20)

@@ -59,7 +59,8 @@ impl Proc {
             .args(&self.args)
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                std::env::var("RUST_LOG")
+                    .unwrap_or_else(|_| "info,anode_common=debug,anode_gateway=debug".into()),
             )
             .stdin(Stdio::null())
             .stdout(out)

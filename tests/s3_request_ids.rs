@@ -1,0 +1,101 @@
+//! One S3 request id, followed through the logs of every process it touched: the gateway
+//! answers with `x-amz-request-id`, and the master and the chunkservers that stored the
+//! object's chunk log the same id (the client library sends it as `anode-request-id` gRPC
+//! metadata; servers put it in each call's span).
+
+#[path = "support/s3_cluster.rs"]
+mod s3_cluster;
+mod support;
+
+use std::time::Duration;
+
+use anode_gateway::sigv4;
+use s3_cluster::{S3Cluster, ACCESS_KEY, REGION, SECRET_KEY};
+use support::wait_for;
+
+async fn signed(
+    http: &reqwest::Client,
+    endpoint: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let host = endpoint.trim_start_matches("http://");
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::HOST, host.parse().unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let amz_date = sigv4::format_amz_date(now.as_secs() as i64);
+    let params = sigv4::SignParams {
+        access_key: ACCESS_KEY,
+        secret_key: SECRET_KEY,
+        region: REGION,
+        amz_date: &amz_date,
+    };
+    sigv4::sign_request(
+        method.as_str(),
+        path,
+        "",
+        &mut headers,
+        sigv4::UNSIGNED_PAYLOAD,
+        &params,
+    );
+    let mut req = http.request(method, format!("{endpoint}{path}")).body(body);
+    for (k, v) in &headers {
+        req = req.header(k.as_str(), v.to_str().unwrap());
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_id_reaches_master_and_chunkserver_logs() {
+    let c = S3Cluster::start(1).await;
+    let http = reqwest::Client::new();
+    let ep = &c.endpoints[0];
+    let r = signed(&http, ep, reqwest::Method::PUT, "/ids", Vec::new()).await;
+    assert!(r.status().is_success(), "create bucket: {}", r.status());
+    // Larger than the inline limit, so the chunk goes to chunkservers.
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let r = signed(&http, ep, reqwest::Method::PUT, "/ids/obj", body).await;
+    assert!(r.status().is_success(), "put: {}", r.status());
+    let id = r
+        .headers()
+        .get("x-amz-request-id")
+        .expect("x-amz-request-id")
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(!id.is_empty());
+    let logs: Vec<(String, std::path::PathBuf)> = c
+        .procs
+        .iter()
+        .map(|p| (p.name.clone(), p.log.clone()))
+        .collect();
+    let seen_in = || {
+        logs.iter()
+            .filter(|(_, log)| std::fs::read_to_string(log).is_ok_and(|t| t.contains(&id)))
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<String>>()
+    };
+    let names = wait_for(
+        "request id in the logs",
+        Duration::from_secs(20),
+        || async {
+            let names = seen_in();
+            let master = names.iter().any(|n| n.starts_with("master"));
+            let chunkservers = names
+                .iter()
+                .filter(|n| n.starts_with("chunkserver"))
+                .count();
+            let gateway = names.iter().any(|n| n.starts_with("gateway"));
+            let ok = master && gateway && chunkservers == 3;
+            if !ok {
+                eprintln!("request {id} so far in {names:?}");
+            }
+            ok.then_some(names)
+        },
+    )
+    .await;
+    eprintln!("request {id} logged by {names:?}");
+}
