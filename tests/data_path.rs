@@ -23,31 +23,6 @@ struct Cluster {
     cs: Vec<Proc>,
 }
 
-fn chunkserver_args(root: &Path, i: usize, master: &str, capacity: Option<u64>) -> Vec<String> {
-    let mut a = vec![
-        "chunkserver".to_string(),
-        "--data".into(),
-        root.join(format!("chunkserver-{i}")).display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{}", free_port()),
-        "--admin-listen".into(),
-        format!("127.0.0.1:{}", free_port()),
-        "--masters".into(),
-        master.to_string(),
-        "--rack".into(),
-        format!("rack-{i}"),
-        "--heartbeat-ms".into(),
-        "200".into(),
-        "--scrub-interval-secs".into(),
-        "1".into(),
-    ];
-    if let Some(c) = capacity {
-        a.push("--capacity".into());
-        a.push(c.to_string());
-    }
-    a
-}
-
 async fn start_cluster(n_cs: usize, small: Option<u64>) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();

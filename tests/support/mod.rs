@@ -154,3 +154,30 @@ pub fn master_args(
     }
     a
 }
+
+/// Arguments of chunkserver `i` (data in `root/chunkserver-i`, rack `rack-i`, 200 ms
+/// heartbeats, a scrub pass every second), optionally with a capacity.
+pub fn chunkserver_args(root: &Path, i: usize, master: &str, capacity: Option<u64>) -> Vec<String> {
+    let mut a = vec![
+        "chunkserver".to_string(),
+        "--data".into(),
+        root.join(format!("chunkserver-{i}")).display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--admin-listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--masters".into(),
+        master.to_string(),
+        "--rack".into(),
+        format!("rack-{i}"),
+        "--heartbeat-ms".into(),
+        "200".into(),
+        "--scrub-interval-secs".into(),
+        "1".into(),
+    ];
+    if let Some(c) = capacity {
+        a.push("--capacity".into());
+        a.push(c.to_string());
+    }
+    a
+}

@@ -4,10 +4,9 @@
 //! next to `mod support;`.
 #![allow(dead_code)]
 
-use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{free_port, master_args, wait_for, Proc};
+use crate::support::{chunkserver_args, free_port, master_args, wait_for, Proc};
 
 /// Access key the cluster's first key uses.
 pub const ACCESS_KEY: &str = "AKIAANODES3TESTS0001";
@@ -48,7 +47,7 @@ impl S3Cluster {
             procs.push(Proc::spawn(
                 &root,
                 &format!("chunkserver-{i}"),
-                chunkserver_args(&root, i, &master),
+                chunkserver_args(&root, i, &master, None),
             ));
         }
         create_key(&master).await;
@@ -117,24 +116,6 @@ impl S3Cluster {
             .collect::<Vec<_>>()
             .join("\n")
     }
-}
-
-fn chunkserver_args(root: &Path, i: usize, master: &str) -> Vec<String> {
-    vec![
-        "chunkserver".to_string(),
-        "--data".into(),
-        root.join(format!("chunkserver-{i}")).display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{}", free_port()),
-        "--admin-listen".into(),
-        format!("127.0.0.1:{}", free_port()),
-        "--masters".into(),
-        master.to_string(),
-        "--rack".into(),
-        format!("rack-{i}"),
-        "--heartbeat-ms".into(),
-        "200".into(),
-    ]
 }
 
 /// Create the test key through the raft leader, retrying while the master elects itself.
