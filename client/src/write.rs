@@ -391,6 +391,12 @@ fn check_md5(expected: Option<[u8; 16]>, actual: &[u8; 16]) -> Result<(), Client
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,10 +472,4 @@ mod tests {
             Err(ClientError::BadDigest)
         ));
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -476,7 +476,7 @@ fn delete_bucket(o: &mut Overlay<'_>, name: &str) -> Res {
 /// "Garbage collection".
 fn check_new_refs(o: &dyn KvRead, chunks: &[ChunkRef]) -> Result<(), StateError> {
     for c in chunks.iter().filter(|c| c.uploaded_ms == 0) {
-        if !get_chunk(o, &c.sha256).is_some_and(|ci| ci.tombstone_ms == 0) {
+        if get_chunk(o, &c.sha256).is_none_or(|ci| ci.tombstone_ms != 0) {
             return Err(StateError::ChunkGone(hex::encode(&c.sha256)));
         }
     }
