@@ -17,7 +17,7 @@ sleep $(( LOAD_SECONDS / 3 ))
 old="$(leader_id)"
 [ "$old" != 0 ] || { result FAIL "reason=no-leader-before-kill"; exit 1; }
 log "kill -9 leader master-$old"
-t_kill="$(now_ms)"
+t_kill="$(now_ms)"; T_FAULT="$t_kill"
 kill_proc "master-$old" KILL
 new_leader() { local id; id="$(leader_id)"; [ "$id" != 0 ] && [ "$id" != "$old" ]; }
 failover_ms=timeout
@@ -37,7 +37,7 @@ unavail="$(summary load unavailable_ms)"
 ops="$(summary load ops)"
 corrupt="$(summary load corrupt_reads)"
 lost="$(( $(vsum acked acked_missing) + $(vsum acked acked_corrupt) + $(vsum acked acked_unlisted) ))"
-figures=(failover_ms="$failover_ms" unavailable_ms="$unavail" ops="$ops" ok="$(summary load ok)"
+figures=(election_ms="$(elected_after "$T_FAULT")" failover_ms="$failover_ms" unavailable_ms="$unavail" ops="$ops" ok="$(summary load ok)"
   info="$(summary load info)" fail="$(summary load fail)" p99_ms="$(summary load p99_ms)"
   acked_writes="$(vsum acked acked)" acked_lost="$lost" lin="$LIN_RC" lin_anomalies="$(lin_anomalies)"
   broken_history_rc="$LIN_MUTANT_RC")

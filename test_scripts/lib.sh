@@ -374,6 +374,23 @@ split_brain() {
     [ -f "$CHAOS_DIR/raft-samples.txt" ] && awk '$4==1 {print $3, $2}' "$CHAOS_DIR/raft-samples.txt"
   } | sort -u | awk '{ids[$1]=ids[$1] " " $2; n[$1]++} END {for (t in n) if (n[t]>1) print t ":" ids[t]}'
 }
+# elected_after T_MS: ms from T_MS to the first "became leader" logged by any master after it
+# (the election time, free of ctl's own timeouts); empty when none.
+elected_after() {
+  cat "$CHAOS_DIR"/master-*.log | sed 's/\x1b\[[0-9;]*m//g' | grep 'became leader at term' \
+    | python3 -c '
+import sys, datetime
+t0 = int(sys.argv[1])
+best = None
+for line in sys.stdin:
+    ts = line.split()[0]
+    d = datetime.datetime.strptime(ts[:26].rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f")
+    ms = int(d.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+    if ms > t0 and (best is None or ms < best):
+        best = ms
+print("" if best is None else best - t0)
+' "$1"
+}
 leader_terms() { # how many distinct leader elections the logs show
   cat "$CHAOS_DIR"/master-*.log | sed 's/\x1b\[[0-9;]*m//g' | grep -c 'became leader at term' || true
 }

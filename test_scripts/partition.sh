@@ -24,7 +24,7 @@ majority=""
 for i in $(seq 1 "$NM"); do [ "$i" = "$old" ] || majority="${majority:+$majority,}127.0.0.1:${M_PORT[$i]}"; done
 old_term="$(ctl_status | jq -r .term)"
 log "isolate leader master-$old (term $old_term); majority $majority"
-t_cut="$(now_ms)"
+t_cut="$(now_ms)"; T_FAULT="$t_cut"
 set_isolated "$old" yes
 majority_leader() { local id; id="$(leader_id "$majority")"; [ "$id" != 0 ] && [ "$id" != "$old" ]; }
 failover_ms=timeout
@@ -59,7 +59,7 @@ served_during_cut="$(ok_between load "$t_cut" "$t_heal")"
 split="$(split_brain)"
 elections="$(leader_terms)"
 unavail="$(summary load unavailable_ms)"
-figures=(failover_ms="$failover_ms" unavailable_ms="$unavail" ops="$(summary load ops)" ok="$(summary load ok)"
+figures=(election_ms="$(elected_after "$T_FAULT")" failover_ms="$failover_ms" unavailable_ms="$unavail" ops="$(summary load ops)" ok="$(summary load ok)"
   info="$(summary load info)" ok_during_cut="$served_during_cut" old_term="$old_term" new_term="$new_term" elections="$elections"
   minority_commit="$iso_commit_a->$iso_commit_b" majority_commit="$maj_commit_a->$maj_commit_b"
   split_brain="${split:-none}" healed="$healed" lin="$LIN_RC" lin_anomalies="$(lin_anomalies)"
