@@ -103,6 +103,9 @@ pub struct ChaosLoadArgs {
     /// Body size in bytes (values above 16 KiB are stored in chunks, not inline).
     #[arg(long, default_value_t = 64)]
     pub value_bytes: usize,
+    /// Stop starting new requests once this file exists (besides `--seconds`).
+    #[arg(long)]
+    pub stop_file: Option<PathBuf>,
     /// Pause of each process between logical requests, in ms.
     #[arg(long, default_value_t = 0)]
     pub think_ms: u64,
@@ -181,6 +184,11 @@ impl Ctx {
             Routing::RoundRobin => self.rr.fetch_add(1, Ordering::Relaxed) % n,
             Routing::PerProcess => (process as usize + attempt as usize) % n,
         }
+    }
+
+    /// Whether processes may start another request.
+    fn running(&self, deadline: Instant) -> bool {
+        Instant::now() < deadline && !self.args.stop_file.as_ref().is_some_and(|f| f.exists())
     }
 
     fn key_path(&self, key: &str) -> String {
@@ -525,7 +533,7 @@ impl Process {
     async fn run_random(&mut self, ctx: &Ctx, rec: &Recorder, deadline: Instant) {
         let total: u32 = ctx.mix.iter().sum();
         let mut seq = 0u64;
-        while Instant::now() < deadline {
+        while ctx.running(deadline) {
             let key = format!(
                 "{}{}",
                 ctx.args.key_prefix,
@@ -557,7 +565,7 @@ impl Process {
         n: u64,
     ) {
         let mut seq = 0u64;
-        while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < n {
+        while ctx.running(deadline) && issued.fetch_add(1, Ordering::Relaxed) < n {
             let key = format!("{}{}-{seq}", ctx.args.key_prefix, self.id);
             let value = format!("p{}-{seq}", self.id);
             seq += 1;
