@@ -29,14 +29,27 @@ log() { echo "[$(date +%H:%M:%S)] $SCENARIO: $*" >&2; }
 
 now_ms() { date +%s%3N; }
 
-# A free loopback TCP port not handed out before in this run.
-CHAOS_PORTS_USED=" "
+# A free loopback TCP port not handed out before in this run (remembered in a file, since
+# callers run this in a command substitution subshell).
 free_port() {
-  local p
+  local p used="$CHAOS_DIR/ports-used"
   while :; do
-    p="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-    case "$CHAOS_PORTS_USED" in *" $p "*) continue ;; esac
-    CHAOS_PORTS_USED="$CHAOS_PORTS_USED$p "
+    # Below the kernel's ephemeral range (32768+ by default), so no outgoing connection can
+    # hold the port of a server while it restarts.
+    p="$(python3 -c '
+import random, socket
+while True:
+    p = random.randrange(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()
+')"
+    grep -qx "$p" "$used" 2>/dev/null && continue
+    echo "$p" >>"$used"
     echo "$p"; return
   done
 }
