@@ -4,7 +4,7 @@
 //!   1-byte manifests, so the figure is raft + RocksDB + gRPC, no chunk IO).
 //! - `anode bench client`: PUT then GET through the Rust client library.
 //! - `anode bench s3`: PUT then GET through an S3 endpoint, signed like a real client
-//!   (SigV4 with the gateway crate's signing code), one keep-alive HTTP/1.1 connection per
+//!   (SigV4 with the gateway crate's signing code, via `crate::s3http`), one keep-alive HTTP/1.1 connection per
 //!   concurrent worker, every GET body verified.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anode_proto::*;
+
+pub use crate::s3http::PayloadHash;
+use crate::s3http::{header_str, S3Conn, S3Request, Signer};
 
 /// Flags of `anode bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -307,15 +310,6 @@ pub struct S3BenchArgs {
     pub payload: PayloadHash,
 }
 
-/// How PUT bodies are signed.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PayloadHash {
-    /// `UNSIGNED-PAYLOAD`.
-    Unsigned,
-    /// The hex SHA-256 of the body.
-    Sha256,
-}
-
 /// Parse `4096`, `1KiB`, `16MiB`, `1GiB` (also `K`, `M`, `G`, `KB`..: all binary) into bytes.
 fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
@@ -350,7 +344,7 @@ fn object_body(base: &[u8], nonce: u64, idx: u64) -> Vec<u8> {
 }
 
 /// Nearest-rank percentile (`q` in 0..=1) of sorted values.
-fn percentile(sorted: &[u64], q: f64) -> u64 {
+pub(crate) fn percentile(sorted: &[u64], q: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -358,52 +352,10 @@ fn percentile(sorted: &[u64], q: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// One keep-alive HTTP/1.1 connection to the endpoint (reconnects after an error).
-struct S3Conn {
-    addr: String,
-    sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>>,
-}
-
-/// Status, headers and the whole body of a response.
-type S3Response = (http::StatusCode, http::HeaderMap, bytes::Bytes);
-
-impl S3Conn {
-    async fn connect(&mut self) -> anyhow::Result<()> {
-        let tcp = tokio::net::TcpStream::connect(&self.addr).await?;
-        tcp.set_nodelay(true)?;
-        let io = hyper_util::rt::TokioIo::new(tcp);
-        let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-        tokio::spawn(conn);
-        self.sender = Some(sender);
-        Ok(())
-    }
-
-    async fn send(
-        &mut self,
-        req: http::Request<http_body_util::Full<bytes::Bytes>>,
-    ) -> anyhow::Result<S3Response> {
-        use http_body_util::BodyExt;
-        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-            self.connect().await?;
-        }
-        let result = async {
-            let sender = self.sender.as_mut().expect("connected above");
-            sender.ready().await?;
-            let (parts, body) = sender.send_request(req).await?.into_parts();
-            let body = body.collect().await?.to_bytes();
-            anyhow::Ok((parts.status, parts.headers, body))
-        }
-        .await;
-        if result.is_err() {
-            self.sender = None;
-        }
-        result
-    }
-}
-
 /// What every worker shares: signing parameters and the run's fixed data.
 struct S3Ctx {
     args: S3BenchArgs,
+    signer: Signer,
     /// `host:port` of the endpoint.
     host: String,
     /// Key prefix of this run.
@@ -419,38 +371,9 @@ impl S3Ctx {
         method: http::Method,
         path: &str,
         body: bytes::Bytes,
-    ) -> anyhow::Result<http::Request<http_body_util::Full<bytes::Bytes>>> {
-        use anode_gateway::sigv4;
-        use sha2::Digest;
-        let mut headers = http::HeaderMap::new();
-        headers.insert(http::header::HOST, self.host.parse()?);
-        let payload_hash = match self.args.payload {
-            PayloadHash::Sha256 => hex::encode(sha2::Sha256::digest(&body)),
-            PayloadHash::Unsigned if body.is_empty() => sigv4::EMPTY_SHA256.to_string(),
-            PayloadHash::Unsigned => sigv4::UNSIGNED_PAYLOAD.to_string(),
-        };
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-        let amz_date = sigv4::format_amz_date(now.as_secs() as i64);
-        let params = sigv4::SignParams {
-            access_key: &self.args.access_key,
-            secret_key: &self.args.secret_key,
-            region: &self.args.region,
-            amz_date: &amz_date,
-        };
-        sigv4::sign_request(
-            method.as_str(),
-            path,
-            "",
-            &mut headers,
-            &payload_hash,
-            &params,
-        );
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .body(http_body_util::Full::new(body))?;
-        *req.headers_mut() = headers;
-        Ok(req)
+    ) -> anyhow::Result<S3Request> {
+        self.signer
+            .request(&self.host, method, path, "", body, self.args.payload)
     }
 
     fn key_path(&self, idx: u64) -> String {
@@ -473,12 +396,7 @@ struct PhaseStats {
 
 async fn s3(args: S3BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be positive");
-    let host = args
-        .endpoint
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow::anyhow!("--endpoint must be http://HOST:PORT"))?
-        .trim_end_matches('/')
-        .to_string();
+    let host = crate::s3http::endpoint_host(&args.endpoint)?;
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as u64;
@@ -492,13 +410,18 @@ async fn s3(args: S3BenchArgs) -> anyhow::Result<()> {
         })
         .collect();
     let ctx = Arc::new(S3Ctx {
+        signer: Signer {
+            access_key: args.access_key.clone(),
+            secret_key: args.secret_key.clone(),
+            region: args.region.clone(),
+        },
         prefix: format!("s{}-{nonce:x}", args.size),
         host,
         nonce,
         base,
         args,
     });
-    s3_create_bucket(&ctx).await?;
+    crate::s3http::create_bucket(&ctx.signer, &ctx.host, &ctx.args.bucket).await?;
     let put = s3_phase(ctx.clone(), None).await?;
     let mut written: Vec<(u64, String)> = put.written.clone();
     written.sort();
@@ -512,24 +435,6 @@ async fn s3(args: S3BenchArgs) -> anyhow::Result<()> {
         put.errors,
         get.errors,
         put.first_error.or(get.first_error).unwrap_or_default()
-    );
-    Ok(())
-}
-
-async fn s3_create_bucket(ctx: &S3Ctx) -> anyhow::Result<()> {
-    let mut conn = S3Conn {
-        addr: ctx.host.clone(),
-        sender: None,
-    };
-    let path = format!("/{}", ctx.args.bucket);
-    let (status, _, body) = conn
-        .send(ctx.request(http::Method::PUT, &path, bytes::Bytes::new())?)
-        .await?;
-    let text = String::from_utf8_lossy(&body);
-    anyhow::ensure!(
-        status.is_success() || text.contains("BucketAlreadyOwnedByYou"),
-        "create bucket {}: {status} {text}",
-        ctx.args.bucket
     );
     Ok(())
 }
@@ -573,10 +478,7 @@ async fn s3_worker(
     deadline: Option<Instant>,
     objects: Option<&Vec<(u64, String)>>,
 ) -> PhaseStats {
-    let mut conn = S3Conn {
-        addr: ctx.host.clone(),
-        sender: None,
-    };
+    let mut conn = S3Conn::new(ctx.host.clone());
     let mut stats = PhaseStats::default();
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -645,14 +547,6 @@ async fn s3_get(ctx: &S3Ctx, conn: &mut S3Conn, idx: u64, etag: &str) -> anyhow:
         "GET {idx}: body differs from what was put"
     );
     Ok(())
-}
-
-fn header_str(headers: &http::HeaderMap, name: &str) -> String {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
 }
 
 /// Print one phase as one JSON line (`latencies_us` sorted).

@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod chaos_load;
 mod dev;
+mod s3http;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,6 +39,9 @@ enum Cmd {
     Dev(dev::DevArgs),
     /// Load tools (metadata throughput, ...).
     Bench(bench::BenchArgs),
+    /// Chaos workload recorder: concurrent put/get/delete through S3 endpoints, written as a
+    /// JSON Lines history for `anode-lincheck` (or write-once puts and their verification).
+    ChaosLoad(chaos_load::ChaosLoadArgs),
 }
 
 /// Turn `--config FILE` entries into `ANODE_*` environment variables (flags and real
@@ -99,6 +104,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Gateway(a) => anode_gateway::run(a, anode_common::shutdown_on_signals()).await,
             Cmd::Dev(a) => dev::run(a, anode_common::shutdown_on_signals()).await,
             Cmd::Bench(a) => bench::run(a).await,
+            Cmd::ChaosLoad(a) => chaos_load::run(a).await,
         }
     })
 }

@@ -11,8 +11,13 @@ pub const DEFAULT_INLINE_MAX_BYTES: usize = 16 << 10;
 pub const DEFAULT_PUT_PARALLELISM: usize = 4;
 /// Default number of chunk writes (each to R chunkservers) in flight at once per client.
 pub const DEFAULT_CHUNK_WRITES_MAX: usize = 16;
-/// Default bound on one RPC to a master, and on each message of a chunk transfer.
+/// Default bound on connecting and on each message of a chunk transfer.
 pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on one attempt of one master RPC. Metadata calls answer in milliseconds; a
+/// leader that stops answering (frozen, partitioned with its sockets open) costs this much before
+/// the call moves on to the next master. Above the 2 s maximum election timeout, so a call does
+/// not give up on a leader that is merely being elected.
+pub const DEFAULT_MASTER_RPC_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default total time spent retrying master calls (leader changes, restarts).
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(15);
 /// Default number of manifests kept in the LRU manifest cache.
@@ -37,9 +42,12 @@ pub struct ClientConfig {
     /// many concurrent puts queue instead of splitting the bandwidth until every transfer
     /// falls below the timeout's 1 MB/s floor.
     pub chunk_writes_max: usize,
-    /// Bound on one master RPC, on connecting, and on each message of a chunk transfer
+    /// Bound on connecting to a chunkserver and on each message of a chunk transfer
     /// (default 10 s). A whole chunk transfer is bounded by this plus 1 ms per KiB.
     pub rpc_timeout: Duration,
+    /// Bound on one attempt of one master RPC, and on connecting to a master (default 3 s);
+    /// then the call tries the next master, within `retry_budget`.
+    pub master_rpc_timeout: Duration,
     /// Total time spent retrying a master call across masters (default 15 s).
     pub retry_budget: Duration,
     /// Entries of the manifest LRU cache (default 1024; 0 disables it).
@@ -56,6 +64,7 @@ impl Default for ClientConfig {
             put_parallelism: DEFAULT_PUT_PARALLELISM,
             chunk_writes_max: DEFAULT_CHUNK_WRITES_MAX,
             rpc_timeout: DEFAULT_RPC_TIMEOUT,
+            master_rpc_timeout: DEFAULT_MASTER_RPC_TIMEOUT,
             retry_budget: DEFAULT_RETRY_BUDGET,
             manifest_cache_entries: DEFAULT_MANIFEST_CACHE_ENTRIES,
             read_ahead_chunks: DEFAULT_READ_AHEAD_CHUNKS,
@@ -82,6 +91,9 @@ impl ClientConfig {
         }
         if self.rpc_timeout.is_zero() {
             return bad("rpc_timeout must be > 0");
+        }
+        if self.master_rpc_timeout.is_zero() {
+            return bad("master_rpc_timeout must be > 0");
         }
         Ok(())
     }

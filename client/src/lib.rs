@@ -119,7 +119,7 @@ impl Client {
         let master = MasterConn::with_options(
             masters,
             MasterConnOptions {
-                rpc_timeout: cfg.rpc_timeout,
+                rpc_timeout: cfg.master_rpc_timeout,
                 retry_budget: cfg.retry_budget,
             },
         );

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::config::{DEFAULT_RETRY_BUDGET, DEFAULT_RPC_TIMEOUT};
+use crate::config::{DEFAULT_MASTER_RPC_TIMEOUT, DEFAULT_RETRY_BUDGET};
 use crate::error::ClientError;
 use crate::retry::{classify, Backoff, Disposition};
 use crate::trace::{Traced, TracedChannel};
@@ -39,7 +39,7 @@ pub struct MasterConnOptions {
 impl Default for MasterConnOptions {
     fn default() -> Self {
         MasterConnOptions {
-            rpc_timeout: DEFAULT_RPC_TIMEOUT,
+            rpc_timeout: DEFAULT_MASTER_RPC_TIMEOUT,
             retry_budget: DEFAULT_RETRY_BUDGET,
         }
     }
@@ -294,5 +294,40 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    /// Chaos finding (test_scripts/sigstop.sh): a SIGSTOPped leader keeps its sockets open and
+    /// never answers, and every S3 request waited the whole 10 s chunk-transfer timeout on it
+    /// although a new leader was elected in ~1.3 s. Master calls are bounded by
+    /// `master_rpc_timeout` (3 s by default) and then move on to the next master.
+    #[tokio::test]
+    async fn a_frozen_master_costs_one_master_timeout_not_the_transfer_timeout() {
+        let frozen = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = frozen.local_addr().unwrap().to_string();
+        // Accept and hold every connection without ever answering, like a stopped process
+        // (whose kernel still completes handshakes).
+        let held = tokio::spawn(async move {
+            let mut socks = Vec::new();
+            while let Ok((s, _)) = frozen.accept().await {
+                socks.push(s);
+            }
+        });
+        let cfg = crate::ClientConfig {
+            rpc_timeout: Duration::from_secs(60),
+            master_rpc_timeout: Duration::from_millis(300),
+            retry_budget: Duration::from_millis(800),
+            ..Default::default()
+        };
+        let client = crate::Client::with_config(vec![addr], cfg).await.unwrap();
+        let start = std::time::Instant::now();
+        let err = client.list_buckets().await.expect_err("nobody answers");
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "master call waited {:?}",
+            start.elapsed()
+        );
+        assert!(crate::ClientConfig::default().master_rpc_timeout <= Duration::from_secs(3));
+        held.abort();
     }
 }

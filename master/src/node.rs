@@ -30,6 +30,13 @@ use tokio::sync::oneshot;
 use crate::kv::{KvRead, Mutation, Overlay};
 use crate::store::{RaftStore, StoreError};
 
+/// Bound on the entry bytes of one MsgAppend. raft-rs re-sends an append from a lagging
+/// follower's next index on *every* heartbeat response (one per ReadIndex read), and each append
+/// reads its entries from RocksDB on the raft thread. At 1 MiB a thawed or slow follower made
+/// the leader re-read thousands of entries per read request, stalling its raft thread for
+/// seconds until the followers elected someone else (test_scripts/sigstop.sh, slow-follower.sh).
+pub const MAX_APPEND_BYTES: u64 = 64 << 10;
+
 /// Key prefix of member addresses in the state machine (`r/<id be u64>` -> addr).
 pub const MEMBER_PREFIX: &[u8] = b"r/";
 
@@ -369,7 +376,7 @@ impl Core {
             min_election_tick: cfg.min_election_ticks,
             max_election_tick: cfg.max_election_ticks,
             applied: store.applied(),
-            max_size_per_msg: 1 << 20,
+            max_size_per_msg: MAX_APPEND_BYTES,
             max_inflight_msgs: 256,
             check_quorum: true,
             pre_vote: true,

@@ -452,7 +452,7 @@ impl raft::Storage for RaftStore {
         if high > last + 1 {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        let mut out = Vec::with_capacity((high - low) as usize);
+        let mut out = Vec::with_capacity((high - low).min(1024) as usize);
         let mut size = 0u64;
         for idx in low..high {
             let e = self
@@ -546,6 +546,39 @@ mod tests {
                 .len(),
             4
         );
+    }
+
+    #[test]
+    fn entries_stop_at_the_append_size_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RaftStore::open(dir.path()).unwrap();
+        s.bootstrap(vec![1]).unwrap();
+        let ents: Vec<_> = (1..=2_000)
+            .map(|i| Entry {
+                data: vec![7u8; 1000].into(),
+                ..entry(i, 1)
+            })
+            .collect();
+        s.persist(&ents, None).unwrap();
+        let max = crate::node::MAX_APPEND_BYTES;
+        let got = s
+            .entries(1, 2_001, Some(max), GetEntriesContext::empty(false))
+            .unwrap();
+        let bytes: u64 = got.iter().map(|e| u64::from(e.compute_size())).sum();
+        assert!(
+            bytes <= max && got.len() > 1,
+            "{} entries, {bytes} B",
+            got.len()
+        );
+        assert!(
+            max <= 64 << 10,
+            "appends re-read per heartbeat response must stay small"
+        );
+        // At least one entry even when it alone exceeds the bound.
+        let one = s
+            .entries(1, 2_001, Some(1), GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(one.len(), 1);
     }
 
     #[test]
