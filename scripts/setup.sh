@@ -5,8 +5,8 @@
 set -euo pipefail
 
 anode_need_pkgs=()
-# libssl-dev: the toxiproxy_rust dev-dependency (anode-toxiproxy tests) links OpenSSL.
-for p in librocksdb-dev libclang-dev pkg-config libssl-dev; do
+# jq, curl: the chaos scenarios (test_scripts/). libssl-dev: the toxiproxy_rust dev-dependency (anode-toxiproxy tests) links OpenSSL.
+for p in librocksdb-dev libclang-dev pkg-config libssl-dev jq curl; do
   dpkg -s "$p" >/dev/null 2>&1 || anode_need_pkgs+=("$p")
 done
 # python3 + boto3 for the S3 client test (tests/s3_boto3.rs).

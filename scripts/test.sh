@@ -17,3 +17,5 @@ echo "== cargo test"
 cargo test --workspace -- --test-threads="${ANODE_TEST_THREADS:-2}"
 echo "== S3 clients (awscli, s3cmd, rclone) against anode dev and local-cluster.sh"
 bash scripts/ci-s3-clients.sh
+echo "== chaos scenarios, short set (leader failover, partition, write burst)"
+bash test_scripts/run-all.sh --short --no-report
