@@ -48,8 +48,6 @@ pub struct HealthFigures {
     pub bytes_per_sec: u64,
     /// Every live server sent its full report.
     pub locations_complete: bool,
-    /// Per draining server: referenced copies on it still needed.
-    pub drain_needed: BTreeMap<u64, u64>,
 }
 
 /// Leader-local healing state.
@@ -209,40 +207,14 @@ impl Healer {
         {
             self.done_bytes.pop_front();
         }
-        let live: Vec<u64> = servers
-            .iter()
-            .filter(|s| s.present && !s.suspect)
-            .map(|s| s.id)
-            .collect();
-        let complete = self.locations.complete(live.iter());
+        let complete = self.reports_complete(servers);
         let busy = self.busy();
         let plan = planner::plan(servers, chunks, &busy, limits);
-        let mut drain_needed: BTreeMap<u64, u64> = servers
-            .iter()
-            .filter(|s| s.draining)
-            .map(|s| (s.id, 0))
-            .collect();
-        let by_id: HashMap<u64, &ServerView> = servers.iter().map(|s| (s.id, s)).collect();
-        for c in chunks.iter().filter(|c| c.garbage_since_ms.is_none()) {
-            let settled = c
-                .holders
-                .iter()
-                .filter(|s| by_id.get(s).is_some_and(|v| v.present && !v.draining))
-                .count();
-            if settled < c.want {
-                for s in &c.holders {
-                    if let Some(n) = drain_needed.get_mut(s) {
-                        *n += 1;
-                    }
-                }
-            }
-        }
         self.figures = HealthFigures {
             summary: plan.summary.clone(),
             in_flight: 0,
             bytes_per_sec: 0,
             locations_complete: complete,
-            drain_needed,
         };
         if !complete {
             // Without every live server's report, "no copy known" may only mean "not reported
@@ -268,6 +240,17 @@ impl Healer {
             self.queue.entry(executor).or_default().push_back(id);
         }
         plan.tasks
+    }
+
+    /// Whether every live (present, not suspect) server among `servers` has sent its full
+    /// report to this leader: until then "no copy known" may mean "not reported yet".
+    pub fn reports_complete(&self, servers: &[ServerView]) -> bool {
+        self.locations.complete(
+            servers
+                .iter()
+                .filter(|s| s.present && !s.suspect)
+                .map(|s| &s.id),
+        )
     }
 
     /// Known holders of `chunk` for the planner.
@@ -337,16 +320,7 @@ mod tests {
     use super::*;
 
     fn srv(id: u64) -> ServerView {
-        ServerView {
-            id,
-            rack: String::new(),
-            present: true,
-            suspect: false,
-            draining: false,
-            disk_full: false,
-            used_bytes: 0,
-            capacity_bytes: 0,
-        }
+        crate::planner::tests::srv(id, "")
     }
 
     #[test]

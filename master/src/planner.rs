@@ -184,6 +184,9 @@ pub struct Summary {
     pub garbage: u64,
     /// Referenced copies on draining servers still needed (not yet replaced elsewhere).
     pub draining_needed: u64,
+    /// Per draining server: referenced chunks on it with fewer than their R settled copies
+    /// elsewhere (0 = safe to remove once reports are complete).
+    pub drain_needed: BTreeMap<u64, u64>,
     /// Estimated bytes the rebalancer still wants to move.
     pub rebalance_bytes_pending: u64,
 }
@@ -228,7 +231,14 @@ pub fn plan(servers: &[ServerView], chunks: &[ChunkView], busy: &Busy, limits: &
     };
     let mut incoming: HashMap<u64, u64> = busy.incoming_bytes.clone();
     let writable_count = servers.iter().filter(|s| s.writable()).count();
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        drain_needed: servers
+            .iter()
+            .filter(|s| s.draining)
+            .map(|s| (s.id, 0))
+            .collect(),
+        ..Summary::default()
+    };
     let mut tasks = Vec::new();
     // Deterministic order: most urgent first, then by id.
     let mut order: Vec<&ChunkView> = chunks.iter().collect();
@@ -244,8 +254,8 @@ pub fn plan(servers: &[ServerView], chunks: &[ChunkView], busy: &Busy, limits: &
     };
 
     // Pass 1: figures, garbage and repair needs.
-    let mut needs: Vec<(usize, &ChunkView, usize)> = Vec::new(); // (settled, chunk, deficit)
-    let mut trims: Vec<&ChunkView> = Vec::new();
+    let mut needs: Vec<(Vec<u64>, &ChunkView, usize)> = Vec::new(); // (settled, chunk, deficit)
+    let mut trims: Vec<(Vec<u64>, &ChunkView, usize)> = Vec::new(); // (settled, chunk, want)
     for c in &order {
         summary.chunks += 1;
         if let Some(since) = c.garbage_since_ms {
@@ -271,6 +281,13 @@ pub fn plan(servers: &[ServerView], chunks: &[ChunkView], busy: &Busy, limits: &
             continue;
         }
         let settled = settled_of(c);
+        if settled.len() < c.want {
+            for s in &c.holders {
+                if let Some(n) = summary.drain_needed.get_mut(s) {
+                    *n += 1;
+                }
+            }
+        }
         let want = c.want.min(writable_count.max(settled.len())).max(1);
         let any_present = c.holders.iter().any(present);
         if !any_present {
@@ -286,16 +303,16 @@ pub fn plan(servers: &[ServerView], chunks: &[ChunkView], busy: &Busy, limits: &
                 .iter()
                 .filter(|s| by_id.get(s).is_some_and(|v| v.present && v.draining))
                 .count() as u64;
-            needs.push((settled.len(), c, deficit));
+            needs.push((settled, c, deficit));
         } else {
-            trims.push(c);
+            trims.push((settled, c, want));
         }
     }
 
     // Pass 2: repairs, fewest settled copies first.
-    needs.sort_by_key(|(settled, c, _)| (*settled, c.id));
+    needs.sort_by_key(|(settled, c, _)| (settled.len(), c.id));
     let mut planned_repair = false;
-    for (settled_n, c, deficit) in needs {
+    for (settled, c, deficit) in needs {
         if busy.chunks.contains(&c.id) {
             continue;
         }
@@ -308,7 +325,6 @@ pub fn plan(servers: &[ServerView], chunks: &[ChunkView], busy: &Busy, limits: &
         if sources.is_empty() {
             continue;
         }
-        let settled = settled_of(c);
         let mut racks: HashSet<&str> = settled
             .iter()
             .map(|s| by_id[s].rack.as_str())
@@ -349,13 +365,13 @@ pub fn plan(servers: &[ServerView], chunks: &[ChunkView], busy: &Busy, limits: &
                 length: c.length,
                 source,
                 target,
-                priority: settled_n.min(u8::MAX as usize - 1) as u8,
+                priority: settled.len().min(u8::MAX as usize - 1) as u8,
             });
         }
     }
 
     // Pass 3: trims (surplus and drained copies) of chunks with R settled copies.
-    for c in trims {
+    for (settled, c, want) in trims {
         // A suspect holder may be back in a moment with its copy: trim only when every
         // present holder is live.
         if busy.chunks.contains(&c.id)
@@ -365,8 +381,6 @@ pub fn plan(servers: &[ServerView], chunks: &[ChunkView], busy: &Busy, limits: &
         {
             continue;
         }
-        let settled = settled_of(c);
-        let want = c.want.min(writable_count.max(settled.len())).max(1);
         let mut drop: Vec<(u64, DeleteReason)> = c
             .holders
             .iter()
@@ -580,4 +594,4 @@ fn rebalance(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

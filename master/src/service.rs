@@ -585,11 +585,7 @@ impl Master for MasterService {
         }
         let now = self.mono_ms();
         let ids = |v: &[Vec<u8>]| v.iter().filter_map(|b| chunk_id(b)).collect::<Vec<_>>();
-        let servers = self.node.store().view();
-        let addrs: BTreeMap<u64, String> = state::list_chunkservers(&servers)
-            .into_iter()
-            .map(|r| (r.id, r.addr))
-            .collect();
+        let view = self.node.store().view();
         let mut h = self.healer.lock();
         if r.full_report {
             h.locations.full_report(r.id, ids(&r.added));
@@ -601,7 +597,10 @@ impl Master for MasterService {
             h.report_bad(r.id, c);
         }
         h.reported(r.id, &r.done_commands, &r.failed_commands, now);
-        let commands = h.commands_for(r.id, now, |id| addrs.get(&id).cloned());
+        // Point lookups of the copy sources only (most replies carry no command).
+        let commands = h.commands_for(r.id, now, |id| {
+            state::get_chunkserver(&view, id).map(|rec| rec.addr)
+        });
         let send_full_report = !h.locations.has_full_report(r.id);
         drop(h);
         ok(HeartbeatResponse {
@@ -876,7 +875,7 @@ impl MasterService {
                     safe_to_remove: is_leader
                         && rec.draining
                         && fig.locations_complete
-                        && fig.drain_needed.get(&rec.id) == Some(&0),
+                        && fig.summary.drain_needed.get(&rec.id) == Some(&0),
                 })
                 .collect(),
             under_replicated_chunks: if is_leader {
@@ -977,15 +976,7 @@ impl MasterService {
         let mut records: std::collections::HashSet<ChunkId> = std::collections::HashSet::new();
         let mut to_tombstone: Vec<Vec<u8>> = Vec::new();
         let mut to_forget: Vec<Vec<u8>> = Vec::new();
-        let complete = {
-            let h = self.healer.lock();
-            h.locations.complete(
-                servers
-                    .iter()
-                    .filter(|s| s.present && !s.suspect)
-                    .map(|s| &s.id),
-            )
-        };
+        let complete = self.healer.lock().reports_complete(&servers);
         let mut after: Vec<u8> = Vec::new();
         loop {
             let page = state::scan_chunks(&view, &after, 4096);

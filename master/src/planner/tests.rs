@@ -1,7 +1,8 @@
 use super::*;
 use proptest::prelude::*;
 
-fn srv(id: u64, rack: &str) -> ServerView {
+/// A live, writable server with unknown capacity.
+pub(crate) fn srv(id: u64, rack: &str) -> ServerView {
     ServerView {
         id,
         rack: rack.to_string(),
@@ -98,6 +99,7 @@ fn drain_copies_then_trims_the_draining_copy() {
     let mut chunks = vec![chunk(1, 3, &[1, 2, 3])];
     let p = plan(&servers, &chunks, &Busy::default(), &unlimited());
     assert_eq!(p.summary.draining_needed, 1);
+    assert_eq!(p.summary.drain_needed, BTreeMap::from([(1, 1)]));
     assert_eq!(
         p.tasks,
         vec![Task::Replicate {
@@ -144,6 +146,7 @@ fn drain_copies_then_trims_the_draining_copy() {
         }]
     );
     assert_eq!(p.summary.draining_needed, 0);
+    assert_eq!(p.summary.drain_needed, BTreeMap::from([(1, 0)]));
 }
 
 #[test]
