@@ -90,17 +90,55 @@ pub struct Results {
 }
 
 /// Commands run in the background (bounded), so a slow copy never delays heartbeats.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Executor {
     results: Arc<parking_lot::Mutex<Results>>,
     running: Arc<parking_lot::Mutex<std::collections::HashSet<u64>>>,
     /// Signalled when the last running command finished: report at once, so the master can
     /// hand out the next batch without waiting a whole heartbeat interval.
     idle: Arc<tokio::sync::Notify>,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// Copies and deletions run at once per server.
 const COMMAND_CONCURRENCY: usize = 4;
+
+impl Executor {
+    fn new() -> Executor {
+        Executor {
+            results: Arc::default(),
+            running: Arc::default(),
+            idle: Arc::default(),
+            permits: Arc::new(tokio::sync::Semaphore::new(COMMAND_CONCURRENCY)),
+        }
+    }
+
+    /// Run `c` in the background unless a command with its id is already running (a
+    /// re-sent command); its outcome goes into the next heartbeat.
+    fn start(&self, store: BlobStore, c: ChunkCommand) {
+        if !self.running.lock().insert(c.id) {
+            return;
+        }
+        let exec = self.clone();
+        tokio::spawn(async move {
+            let _p = exec.permits.clone().acquire_owned().await;
+            let id = c.id;
+            let ok = execute(&store, c).await;
+            let mut r = exec.results.lock();
+            if ok {
+                r.done.push(id)
+            } else {
+                r.failed.push(id)
+            }
+            drop(r);
+            let mut running = exec.running.lock();
+            running.remove(&id);
+            if running.is_empty() {
+                exec.idle.notify_one();
+            }
+        });
+    }
+}
 
 impl Heartbeat {
     async fn register(&self) -> Option<(u64, u64)> {
@@ -133,8 +171,7 @@ impl Heartbeat {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut reg: Option<(u64, u64)> = None;
         let mut pending = Events::default();
-        let exec = Executor::default();
-        let permits = Arc::new(tokio::sync::Semaphore::new(COMMAND_CONCURRENCY));
+        let exec = Executor::new();
         let mut send_full = true;
         let mut last_full = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(self.interval);
@@ -186,28 +223,7 @@ impl Heartbeat {
                     crate::metrics::CHUNKS.set(self.store.chunk_count() as i64);
                     if resp.epoch == epoch {
                         for c in resp.commands {
-                            if !exec.running.lock().insert(c.id) {
-                                continue;
-                            }
-                            let (store, exec, permits) =
-                                (self.store.clone(), exec.clone(), permits.clone());
-                            tokio::spawn(async move {
-                                let _p = permits.acquire_owned().await;
-                                let id = c.id;
-                                let ok = execute(&store, c).await;
-                                let mut r = exec.results.lock();
-                                if ok {
-                                    r.done.push(id)
-                                } else {
-                                    r.failed.push(id)
-                                }
-                                drop(r);
-                                let mut running = exec.running.lock();
-                                running.remove(&id);
-                                if running.is_empty() {
-                                    exec.idle.notify_one();
-                                }
-                            });
+                            exec.start(self.store.clone(), c);
                         }
                     } else {
                         tracing::warn!(

@@ -92,11 +92,9 @@ impl Chunkserver for DataService {
         let r = req.into_inner();
         let sha = r.sha256;
         if r.touch {
-            let store = self.store.clone();
-            let sha = sha.clone();
-            tokio::task::spawn_blocking(move || store.touch(&sha))
+            self.store
+                .touch_async(sha.clone())
                 .await
-                .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(|e| Status::internal(format!("touch: {e}")))?;
         }
         let resp = match self.store.locate(&sha) {

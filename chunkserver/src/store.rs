@@ -266,6 +266,14 @@ impl BlobStore {
         Ok(true)
     }
 
+    /// [`BlobStore::touch`] off the async threads (it fsyncs).
+    pub async fn touch_async(&self, sha: Vec<u8>) -> Result<bool, ChunkError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.touch(&sha))
+            .await
+            .map_err(|e| ChunkError::Io(std::io::Error::other(e)))?
+    }
+
     /// Delete a blob on the master's order, unless it was written or touched at or after
     /// `not_touched_since_ms` (wall clock; 0 = unconditionally). `Ok(None)`: refused.
     pub fn delete_if_untouched(
@@ -400,7 +408,7 @@ impl BlobWriter {
         fail::fail_point!("chunkserver::put::before_rename", |_| Err(ChunkError::Io(
             std::io::Error::other("failpoint")
         )));
-        if self.store.touch(&self.sha)? {
+        if self.store.touch_async(self.sha.clone()).await? {
             // Same content already stored: kept, and marked touched (GC fencing).
             let _ = tokio::fs::remove_file(&self.tmp).await;
             return Ok(true);
