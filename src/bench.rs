@@ -273,21 +273,9 @@ pub struct S3BenchArgs {
         default_value = "http://127.0.0.1:9000"
     )]
     pub endpoint: String,
-    /// Access key id.
-    #[arg(long, env = "ANODE_ACCESS_KEY", default_value = crate::dev::DEV_ACCESS_KEY)]
-    pub access_key: String,
-    /// Secret key.
-    #[arg(
-        long,
-        env = "ANODE_SECRET_KEY",
-        default_value = crate::dev::DEV_SECRET_KEY,
-        hide_env_values = true,
-        hide_default_value = true
-    )]
-    pub secret_key: String,
-    /// Region of the signature scope.
-    #[arg(long, default_value = "us-east-1")]
-    pub region: String,
+    /// Signing credentials and region.
+    #[command(flatten)]
+    pub signer: crate::s3http::Signer,
     /// Bucket (created if missing).
     #[arg(long, default_value = "bench-s3")]
     pub bucket: String,
@@ -410,11 +398,7 @@ async fn s3(args: S3BenchArgs) -> anyhow::Result<()> {
         })
         .collect();
     let ctx = Arc::new(S3Ctx {
-        signer: Signer {
-            access_key: args.access_key.clone(),
-            secret_key: args.secret_key.clone(),
-            region: args.region.clone(),
-        },
+        signer: args.signer.clone(),
         prefix: format!("s{}-{nonce:x}", args.size),
         host,
         nonce,

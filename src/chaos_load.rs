@@ -52,21 +52,9 @@ pub struct ChaosLoadArgs {
     /// endpoint p mod n and retries move on to the next one.
     #[arg(long, value_enum, default_value_t = Routing::RoundRobin)]
     pub routing: Routing,
-    /// Access key id.
-    #[arg(long, env = "ANODE_ACCESS_KEY", default_value = crate::dev::DEV_ACCESS_KEY)]
-    pub access_key: String,
-    /// Secret key.
-    #[arg(
-        long,
-        env = "ANODE_SECRET_KEY",
-        default_value = crate::dev::DEV_SECRET_KEY,
-        hide_env_values = true,
-        hide_default_value = true
-    )]
-    pub secret_key: String,
-    /// Region of the signature scope.
-    #[arg(long, default_value = "us-east-1")]
-    pub region: String,
+    /// Signing credentials and region.
+    #[command(flatten)]
+    pub signer: crate::s3http::Signer,
     /// Bucket (created if missing).
     #[arg(long, default_value = "chaos")]
     pub bucket: String,
@@ -148,11 +136,7 @@ pub async fn run(args: ChaosLoadArgs) -> anyhow::Result<()> {
         .map(|e| endpoint_host(e))
         .collect::<anyhow::Result<_>>()?;
     let ctx = Arc::new(Ctx {
-        signer: Signer {
-            access_key: args.access_key.clone(),
-            secret_key: args.secret_key.clone(),
-            region: args.region.clone(),
-        },
+        signer: args.signer.clone(),
         hosts,
         mix: parse_mix(&args.mix)?,
         rr: AtomicUsize::new(0),

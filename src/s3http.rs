@@ -13,14 +13,24 @@ pub enum PayloadHash {
     Sha256,
 }
 
-/// Credentials and region for signing.
-#[derive(Clone, Debug)]
+/// Credentials and region for signing; also the `--access-key`, `--secret-key` and `--region`
+/// flags of the commands that sign.
+#[derive(clap::Args, Clone, Debug)]
 pub struct Signer {
     /// Access key id.
+    #[arg(long, env = "ANODE_ACCESS_KEY", default_value = crate::dev::DEV_ACCESS_KEY)]
     pub access_key: String,
     /// Secret key.
+    #[arg(
+        long,
+        env = "ANODE_SECRET_KEY",
+        default_value = crate::dev::DEV_SECRET_KEY,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub secret_key: String,
     /// Region of the signature scope.
+    #[arg(long, default_value = "us-east-1")]
     pub region: String,
 }
 
