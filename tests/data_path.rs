@@ -54,26 +54,14 @@ async fn start_cluster(n_cs: usize, small: Option<u64>) -> Cluster {
         _m: m,
         cs,
     };
-    wait_alive(&c.master, n_cs, "chunkservers registered and alive").await;
-    c
-}
-
-/// Wait until the master reports exactly `n` alive chunkservers.
-async fn wait_alive(master: &str, n: usize, what: &str) {
-    let ms = vec![master.to_string()];
-    wait_for(what, Duration::from_secs(30), || {
-        let ms = ms.clone();
-        async move {
-            let st = anode_master::ctl::status(&ms).await.ok()?;
-            let alive = st["chunkservers"]
-                .as_array()?
-                .iter()
-                .filter(|c| c["state"] == "alive")
-                .count();
-            (alive == n).then_some(())
-        }
-    })
+    wait_alive(
+        &c.master,
+        n_cs,
+        "chunkservers registered and alive",
+        Duration::from_secs(30),
+    )
     .await;
+    c
 }
 
 async fn client(c: &Cluster) -> Client {
@@ -166,7 +154,13 @@ async fn sizes_ranges_kill_and_corruption() {
             "after kill: object of {n} bytes differs"
         );
     }
-    wait_alive(&c.master, 3, "killed chunkserver declared not alive").await;
+    wait_alive(
+        &c.master,
+        3,
+        "killed chunkserver declared not alive",
+        Duration::from_secs(30),
+    )
+    .await;
     let b = body(3 * CHUNK, 99);
     cl.put_object_bytes(
         "data",

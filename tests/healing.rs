@@ -133,15 +133,12 @@ impl Cluster {
     }
 
     async fn wait_alive(&self, n: usize) {
-        wait_for("chunkservers alive", Duration::from_secs(30), || async {
-            let st = self.status().await?;
-            let alive = st["chunkservers"]
-                .as_array()?
-                .iter()
-                .filter(|c| c["state"] == "alive")
-                .count();
-            (alive == n).then_some(())
-        })
+        wait_alive(
+            &self.master,
+            n,
+            "chunkservers alive",
+            Duration::from_secs(30),
+        )
         .await;
     }
 

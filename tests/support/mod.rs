@@ -181,3 +181,21 @@ pub fn chunkserver_args(root: &Path, i: usize, master: &str, capacity: Option<u6
     }
     a
 }
+
+/// Wait (up to `within`) until the master at `master` reports exactly `n` alive chunkservers.
+pub async fn wait_alive(master: &str, n: usize, what: &str, within: Duration) {
+    let ms = vec![master.to_string()];
+    wait_for(what, within, || {
+        let ms = ms.clone();
+        async move {
+            let st = anode_master::ctl::status(&ms).await.ok()?;
+            let alive = st["chunkservers"]
+                .as_array()?
+                .iter()
+                .filter(|c| c["state"] == "alive")
+                .count();
+            (alive == n).then_some(())
+        }
+    })
+    .await;
+}

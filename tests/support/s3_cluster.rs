@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::support::{chunkserver_args, free_port, master_args, wait_for, Proc};
+use crate::support::{chunkserver_args, free_port, master_args, wait_alive, wait_for, Proc};
 
 /// Access key the cluster's first key uses.
 pub const ACCESS_KEY: &str = "AKIAANODES3TESTS0001";
@@ -84,19 +84,12 @@ impl S3Cluster {
     }
 
     async fn wait_ready(&self, health_urls: &[String]) {
-        let ms = vec![self.master.clone()];
-        wait_for("3 chunkservers alive", Duration::from_secs(60), || {
-            let ms = ms.clone();
-            async move {
-                let st = anode_master::ctl::status(&ms).await.ok()?;
-                let alive = st["chunkservers"]
-                    .as_array()?
-                    .iter()
-                    .filter(|c| c["state"] == "alive")
-                    .count();
-                (alive == 3).then_some(())
-            }
-        })
+        wait_alive(
+            &self.master,
+            3,
+            "3 chunkservers alive",
+            Duration::from_secs(60),
+        )
         .await;
         let http = reqwest::Client::new();
         for url in health_urls {
