@@ -330,6 +330,7 @@ pub fn master_conn(addrs: Vec<String>) -> MasterConn {
         MasterConnOptions {
             rpc_timeout: Duration::from_secs(3),
             retry_budget: Duration::from_secs(2),
+            probe_after: Duration::from_millis(500),
         },
     )
 }

@@ -18,6 +18,11 @@ pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// the call moves on to the next master. Above the 2 s maximum election timeout, so a call does
 /// not give up on a leader that is merely being elected.
 pub const DEFAULT_MASTER_RPC_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default wait on a master call before the other masters are asked who leads (a frozen leader
+/// is left for the new one within about this much after the election).
+pub const DEFAULT_MASTER_PROBE_AFTER: Duration = Duration::from_secs(1);
+/// Default floor of the hedging delays of chunk writes and reads.
+pub const DEFAULT_HEDGE_AFTER: Duration = Duration::from_millis(500);
 /// Default total time spent retrying master calls (leader changes, restarts).
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(15);
 /// Default number of manifests kept in the LRU manifest cache.
@@ -48,6 +53,14 @@ pub struct ClientConfig {
     /// Bound on one attempt of one master RPC, and on connecting to a master (default 3 s);
     /// then the call tries the next master, within `retry_budget`.
     pub master_rpc_timeout: Duration,
+    /// A master call unanswered this long makes the client ask the other masters who leads,
+    /// and follow a new leader at once (default 1 s).
+    pub master_probe_after: Duration,
+    /// Hedging floor (default 500 ms): a chunk copy lagging this long (and at least twice the
+    /// first copy's time) behind the first acknowledged copy is written to a replacement
+    /// server too; a chunk read whose server has not started answering within this time is
+    /// asked of the next replica too. The first to finish wins.
+    pub hedge_after: Duration,
     /// Total time spent retrying a master call across masters (default 15 s).
     pub retry_budget: Duration,
     /// Entries of the manifest LRU cache (default 1024; 0 disables it).
@@ -65,6 +78,8 @@ impl Default for ClientConfig {
             chunk_writes_max: DEFAULT_CHUNK_WRITES_MAX,
             rpc_timeout: DEFAULT_RPC_TIMEOUT,
             master_rpc_timeout: DEFAULT_MASTER_RPC_TIMEOUT,
+            master_probe_after: DEFAULT_MASTER_PROBE_AFTER,
+            hedge_after: DEFAULT_HEDGE_AFTER,
             retry_budget: DEFAULT_RETRY_BUDGET,
             manifest_cache_entries: DEFAULT_MANIFEST_CACHE_ENTRIES,
             read_ahead_chunks: DEFAULT_READ_AHEAD_CHUNKS,
@@ -94,6 +109,12 @@ impl ClientConfig {
         }
         if self.master_rpc_timeout.is_zero() {
             return bad("master_rpc_timeout must be > 0");
+        }
+        if self.hedge_after.is_zero() {
+            return bad("hedge_after must be > 0");
+        }
+        if self.master_probe_after.is_zero() {
+            return bad("master_probe_after must be > 0");
         }
         Ok(())
     }

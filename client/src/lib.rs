@@ -121,6 +121,7 @@ impl Client {
             MasterConnOptions {
                 rpc_timeout: cfg.master_rpc_timeout,
                 retry_budget: cfg.retry_budget,
+                probe_after: cfg.master_probe_after,
             },
         );
         if master.addrs().is_empty() {

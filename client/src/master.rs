@@ -6,6 +6,14 @@
 //! master; stop when the retry budget is spent. A status carrying `anode-error-code` is a
 //! definite answer and returns at once as [`ClientError::Remote`]. The policy itself is pure and
 //! lives in [`crate::retry`].
+//!
+//! A leader that stops answering (SIGSTOPped, its sockets still open) would cost every call the
+//! whole attempt timeout, and callers that give up sooner (an S3 client with a 2 s timeout
+//! dropping the gateway's request) would never move the hint at all. So when an attempt has
+//! waited `probe_after` (and every quarter of it after that), a detached probe asks the other
+//! masters who leads (`Leader`, answered without raft). If one of them leads in the highest term
+//! seen, the hint moves there and every attempt still waiting on the old leader is redirected at
+//! once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,11 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anode_proto::master_client::MasterClient;
+use anode_proto::LeaderRequest;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::config::{DEFAULT_MASTER_RPC_TIMEOUT, DEFAULT_RETRY_BUDGET};
+use crate::config::{DEFAULT_MASTER_PROBE_AFTER, DEFAULT_MASTER_RPC_TIMEOUT, DEFAULT_RETRY_BUDGET};
 use crate::error::ClientError;
 use crate::retry::{classify, Backoff, Disposition};
 use crate::trace::{Traced, TracedChannel};
@@ -34,6 +43,9 @@ pub struct MasterConnOptions {
     pub rpc_timeout: Duration,
     /// Total time one [`MasterConn::call`] spends retrying.
     pub retry_budget: Duration,
+    /// An attempt unanswered this long makes the other masters be asked who leads (see the
+    /// module docs).
+    pub probe_after: Duration,
 }
 
 impl Default for MasterConnOptions {
@@ -41,6 +53,7 @@ impl Default for MasterConnOptions {
         MasterConnOptions {
             rpc_timeout: DEFAULT_MASTER_RPC_TIMEOUT,
             retry_budget: DEFAULT_RETRY_BUDGET,
+            probe_after: DEFAULT_MASTER_PROBE_AFTER,
         }
     }
 }
@@ -56,12 +69,35 @@ struct Inner {
     addrs: Vec<String>,
     opts: MasterConnOptions,
     state: Mutex<State>,
+    /// Bumped whenever the leader hint changes, so waiting attempts can follow it.
+    hint_changed: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Default)]
 struct State {
     leader: Option<String>,
     channels: HashMap<String, Channel>,
+    /// A leader probe is running (one at a time per connection).
+    probing: bool,
+}
+
+/// One member's answer to `Leader`, as the probe weighs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LeaderClaim {
+    /// The address the probe called.
+    pub addr: String,
+    pub term: u64,
+    pub is_leader: bool,
+}
+
+/// The member to follow after a probe: one that leads in the highest term any member reported,
+/// other than `suspect` (the master that stopped answering). `None` keeps the current hint.
+pub(crate) fn pick_leader(claims: &[LeaderClaim], suspect: &str) -> Option<String> {
+    let top = claims.iter().map(|c| c.term).max()?;
+    claims
+        .iter()
+        .find(|c| c.is_leader && c.term == top && c.addr != suspect)
+        .map(|c| c.addr.clone())
 }
 
 impl std::fmt::Debug for MasterConn {
@@ -116,6 +152,7 @@ impl MasterConn {
                 addrs: norm,
                 opts,
                 state: Mutex::new(State::default()),
+                hint_changed: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -185,12 +222,32 @@ impl MasterConn {
         F: FnMut(MasterClient<TracedChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let channel = self.channel(target).map_err(Attempt::TryNext)?;
-        let client = MasterClient::new(Traced(channel))
-            .max_decoding_message_size(MASTER_MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MASTER_MAX_MESSAGE_BYTES);
+        let client = self.client(target).map_err(Attempt::TryNext)?;
         let timeout = self.inner.opts.rpc_timeout;
-        match tokio::time::timeout(timeout, f(client)).await {
+        let mut hint = self.inner.hint_changed.subscribe();
+        let call = tokio::time::timeout(timeout, f(client));
+        tokio::pin!(call);
+        let probe_after = self.inner.opts.probe_after;
+        let probe = tokio::time::sleep(probe_after);
+        tokio::pin!(probe);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                outcome = &mut call => break outcome,
+                _ = &mut probe => {
+                    self.spawn_probe(target);
+                    // Ask again while still waiting: the election may not be over yet.
+                    probe.as_mut().reset(Instant::now() + probe_after / 4);
+                }
+                Ok(()) = hint.changed() => {
+                    if let Some(leader) = self.leader_hint().filter(|l| l != target) {
+                        tracing::debug!(from = target, to = %leader, "leader moved while waiting; redirecting");
+                        return Err(Attempt::Redirect(leader));
+                    }
+                }
+            }
+        };
+        match outcome {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
             Ok(Err(status)) => Err(match classify(&status) {
                 Disposition::Redirect(addr) => Attempt::Redirect(addr),
@@ -201,6 +258,61 @@ impl MasterConn {
                 "master {target} did not answer within {timeout:?}"
             )))),
         }
+    }
+
+    fn client(&self, addr: &str) -> Result<MasterClient<TracedChannel>, ClientError> {
+        let channel = self.channel(addr)?;
+        Ok(MasterClient::new(Traced(channel))
+            .max_decoding_message_size(MASTER_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MASTER_MAX_MESSAGE_BYTES))
+    }
+
+    /// Ask every master but `suspect` who leads, in the background (it outlives the caller's
+    /// call, which may be dropped), and move the hint if [`pick_leader`] names someone.
+    fn spawn_probe(&self, suspect: &str) {
+        {
+            let mut state = self.inner.state.lock();
+            if state.probing {
+                return;
+            }
+            state.probing = true;
+        }
+        let conn = self.clone();
+        let suspect = suspect.to_string();
+        tokio::spawn(async move {
+            let timeout = conn.inner.opts.rpc_timeout;
+            let asks = conn
+                .inner
+                .addrs
+                .iter()
+                .filter(|a| **a != suspect)
+                .map(|addr| {
+                    let conn = conn.clone();
+                    async move {
+                        let mut c = conn.client(addr).ok()?;
+                        let r = tokio::time::timeout(timeout, c.leader(LeaderRequest {}))
+                            .await
+                            .ok()?
+                            .ok()?
+                            .into_inner();
+                        Some(LeaderClaim {
+                            addr: addr.clone(),
+                            term: r.term,
+                            is_leader: r.is_leader,
+                        })
+                    }
+                });
+            let claims: Vec<LeaderClaim> = futures::future::join_all(asks)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            if let Some(leader) = pick_leader(&claims, &suspect) {
+                tracing::info!(suspect = %suspect, leader = %leader, "master stopped answering; following the leader the others report");
+                conn.set_leader(Some(&leader));
+            }
+            conn.inner.state.lock().probing = false;
+        });
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
@@ -218,6 +330,7 @@ impl MasterConn {
         if state.leader.as_deref() != addr {
             tracing::debug!(leader = ?addr, "master leader hint");
             state.leader = addr.map(str::to_string);
+            self.inner.hint_changed.send_modify(|g| *g += 1);
         }
     }
 
@@ -273,6 +386,31 @@ mod tests {
         assert_eq!(m.leader_hint(), None);
     }
 
+    #[test]
+    fn probe_follows_a_leader_of_the_highest_term_only() {
+        let claim = |addr: &str, term, is_leader| LeaderClaim {
+            addr: addr.into(),
+            term,
+            is_leader,
+        };
+        // The others elected b in term 3 while a (suspect) was frozen.
+        let claims = [claim("b", 3, true), claim("c", 3, false)];
+        assert_eq!(pick_leader(&claims, "a"), Some("b".into()));
+        // Nobody leads yet: keep waiting on the current hint.
+        assert_eq!(
+            pick_leader(&[claim("b", 3, false), claim("c", 3, false)], "a"),
+            None
+        );
+        // A stale leader of an older term is not followed.
+        assert_eq!(
+            pick_leader(&[claim("b", 2, true), claim("c", 3, false)], "a"),
+            None
+        );
+        // The suspect itself is never picked, and no answers means no move.
+        assert_eq!(pick_leader(&[claim("a", 5, true)], "a"), None);
+        assert_eq!(pick_leader(&[], "a"), None);
+    }
+
     #[tokio::test]
     async fn unreachable_masters_exhaust_the_budget() {
         // Port 1 on loopback refuses connections; the call must give up within the budget.
@@ -281,6 +419,7 @@ mod tests {
             MasterConnOptions {
                 rpc_timeout: Duration::from_millis(200),
                 retry_budget: Duration::from_millis(300),
+                probe_after: Duration::from_millis(100),
             },
         );
         let start = std::time::Instant::now();

@@ -6,7 +6,13 @@
 //! verified here (SHA-256 against the id); a partial fetch asks the chunkserver to verify
 //! (`verify = true`). A failed or corrupt replica is skipped for the next one; a corrupt or
 //! missing copy is reported to the master (best effort, in the background).
+//!
+//! Hedging: a replica that has not started answering within `hedge_after` (frozen, overloaded)
+//! gets company: the next replica is asked too, and the first to deliver the whole span wins.
+//! Once a replica has sent its first message it is trusted to finish (bounded per message by
+//! `rpc_timeout`), so large chunks are not read twice.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anode_proto::{
@@ -14,7 +20,8 @@ use anode_proto::{
     ReportBadChunkRequest,
 };
 use bytes::{Bytes, BytesMut};
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, FuturesUnordered, StreamExt};
+use tokio::time::Instant;
 
 use crate::chunker::sha256;
 use crate::error::ClientError;
@@ -155,28 +162,59 @@ impl ClientInner {
             .collect()
     }
 
-    /// The bytes of one span from the first replica that serves them verified.
+    /// The bytes of one span from the first replica that serves them verified: replicas are
+    /// tried in order, the next one at once when one fails and after `hedge_after` when none
+    /// has started answering yet (see the module docs).
     async fn fetch_span(self: Arc<Self>, fetch: Fetch) -> Result<Bytes, ClientError> {
         let sha_hex = hex::encode(&fetch.chunk.sha256);
-        for server in &fetch.servers {
-            match self.fetch_from(server, &fetch).await {
-                Ok(bytes) => return Ok(bytes),
-                Err(ReplicaError::Failed(e)) => {
-                    tracing::warn!(chunk = %sha_hex, server = server.id, error = %e, "replica unreachable; trying the next");
+        let answering = AtomicBool::new(false);
+        let mut next = fetch.servers.iter();
+        let mut racing = FuturesUnordered::new();
+        let mut hedge_at = Instant::now();
+        loop {
+            let start_next = racing.is_empty()
+                || (Instant::now() >= hedge_at && !answering.load(Ordering::SeqCst));
+            if start_next {
+                match next.next() {
+                    Some(server) => {
+                        let (this, fetch, answering) = (&self, &fetch, &answering);
+                        racing.push(async move {
+                            (server, this.fetch_from(server, fetch, answering).await)
+                        });
+                        hedge_at = Instant::now() + self.cfg.hedge_after;
+                    }
+                    None if racing.is_empty() => {
+                        return Err(ClientError::ChunkUnavailable { sha256: sha_hex })
+                    }
+                    None => {}
                 }
-                Err(ReplicaError::Bad(reason)) => {
-                    tracing::warn!(chunk = %sha_hex, server = server.id, %reason, "bad replica; reporting it and trying the next");
-                    self.report_bad(&fetch.chunk.sha256, server.id, reason);
+            }
+            let more = next.len() > 0;
+            tokio::select! {
+                Some((server, res)) = racing.next() => match res {
+                    Ok(bytes) => return Ok(bytes),
+                    Err(ReplicaError::Failed(e)) => {
+                        tracing::warn!(chunk = %sha_hex, server = server.id, error = %e, "replica unreachable; trying the next");
+                    }
+                    Err(ReplicaError::Bad(reason)) => {
+                        tracing::warn!(chunk = %sha_hex, server = server.id, %reason, "bad replica; reporting it and trying the next");
+                        self.report_bad(&fetch.chunk.sha256, server.id, reason);
+                    }
+                },
+                _ = tokio::time::sleep_until(hedge_at), if more && !answering.load(Ordering::SeqCst) => {
+                    tracing::debug!(chunk = %sha_hex, "replica slow to answer; asking the next too");
                 }
             }
         }
-        Err(ClientError::ChunkUnavailable { sha256: sha_hex })
     }
 
+    /// One replica's bytes for the span; sets `answering` once the replica's first message
+    /// arrived.
     async fn fetch_from(
         &self,
         server: &ChunkserverInfo,
         fetch: &Fetch,
+        answering: &AtomicBool,
     ) -> Result<Bytes, ReplicaError> {
         let span = fetch.span;
         let full = span.is_full();
@@ -213,6 +251,9 @@ impl ClientInner {
                     )))
                 }
             };
+            if first {
+                answering.store(true, Ordering::SeqCst);
+            }
             if first && msg.total_length != 0 && msg.total_length != span.chunk_length {
                 return Err(ReplicaError::Bad(format!(
                     "length {} but the manifest says {}",

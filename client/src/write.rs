@@ -7,6 +7,13 @@
 //! on a failed target, `AllocateChunks` again with `exclude` and write to a replacement until R
 //! distinct servers acknowledged -> Content-MD5 check -> (caller) commit. At most
 //! `put_parallelism` chunks are held in memory, counting the one being filled.
+//!
+//! Hedging: once one copy of a chunk is acknowledged, the other targets get [`hedge_delay`] to
+//! follow; a target still silent then (frozen, overloaded, partitioned with its sockets open) is
+//! treated as slow and a replacement target is written at once, while the slow write keeps
+//! running. The first R acknowledgements win and the rest are cancelled; a copy that lands
+//! anyway is a surplus the master trims. Without hedging a frozen server costs every chunk
+//! placed on it the whole transfer timeout.
 
 use std::time::Duration;
 
@@ -83,6 +90,13 @@ pub(crate) fn pick_targets(
         }
     }
     out
+}
+
+/// Pure: how long the remaining copies of a chunk may lag behind the first acknowledged one
+/// (written in `first_ack`) before a replacement target is written: twice that time, at least
+/// `floor` (`ClientConfig::hedge_after`), so a uniformly slow cluster is not hedged.
+pub(crate) fn hedge_delay(first_ack: Duration, floor: Duration) -> Duration {
+    (first_ack * 2).max(floor)
 }
 
 /// The replication factor an allocation asks for: `replication`, or the number of targets of the
@@ -260,52 +274,91 @@ impl ClientInner {
     }
 
     /// Write `data` (whose SHA-256 is `sha`) to R distinct chunkservers; returns their ids in the
-    /// order they acknowledged.
+    /// order they acknowledged. Failed targets are replaced at once, slow ones after
+    /// [`hedge_delay`] (see the module docs).
     async fn replicate(
         &self,
         bucket: &str,
         sha: &[u8; 32],
         data: &Bytes,
     ) -> Result<Vec<u64>, ClientError> {
-        let deadline =
-            Instant::now() + self.cfg.retry_budget + self.cfg.chunk_timeout(data.len() as u64);
+        let start = Instant::now();
+        let deadline = start + self.cfg.retry_budget + self.cfg.chunk_timeout(data.len() as u64);
         let mut acked: Vec<u64> = Vec::new();
         let mut failed: Vec<u64> = Vec::new();
+        // Writes in flight, and those of them given up on as slow (still allowed to finish).
+        let mut pending = FuturesUnordered::new();
+        let mut pending_ids: Vec<u64> = Vec::new();
+        let mut slow: Vec<u64> = Vec::new();
+        let mut hedge_at: Option<Instant> = None;
+        let mut last_err: Option<ClientError> = None;
+        let mut r = 0usize;
+        let mut place = true;
         loop {
-            let alloc = self.allocate(bucket, sha, &failed).await?;
-            let r = replication_of(&alloc);
-            let candidates = pick_targets(&alloc, sha, &acked, &failed);
-            let need = r.saturating_sub(acked.len());
-            if r == 0 || candidates.len() < need {
-                return Err(ClientError::InsufficientServers {
-                    need: r.max(1),
-                    have: acked.len() + candidates.len(),
-                });
-            }
-            let writes = candidates[..need]
-                .iter()
-                .map(|s| async move { (s.id, self.put_chunk_to(s, sha, data).await) });
-            let mut last_err = None;
-            for (id, res) in futures::future::join_all(writes).await {
-                match res {
-                    Ok(()) => acked.push(id),
-                    Err(e) => {
-                        tracing::warn!(server = id, chunk = %hex::encode(sha), error = %e, "chunk write failed; trying a replacement");
-                        failed.push(id);
-                        last_err = Some(e);
-                    }
+            if place || pending.is_empty() {
+                place = false;
+                let mut exclude = failed.clone();
+                exclude.extend(&slow);
+                let alloc = self.allocate(bucket, sha, &exclude).await?;
+                r = replication_of(&alloc);
+                let mut skip = acked.clone();
+                skip.extend(&pending_ids);
+                let candidates = pick_targets(&alloc, sha, &skip, &failed);
+                let useful = pending_ids.iter().filter(|id| !slow.contains(id)).count();
+                let need = r.saturating_sub(acked.len() + useful);
+                if r == 0 || (candidates.len() < need && pending_ids.is_empty()) {
+                    return Err(ClientError::InsufficientServers {
+                        need: r.max(1),
+                        have: acked.len() + candidates.len(),
+                    });
+                }
+                for s in candidates.into_iter().take(need) {
+                    pending_ids.push(s.id);
+                    pending.push(async move {
+                        let res = self.put_chunk_to(&s, sha, data).await;
+                        (s.id, res)
+                    });
                 }
             }
-            if acked.len() >= r {
-                return Ok(acked);
-            }
-            if Instant::now() >= deadline {
-                let e = last_err.map_or_else(|| "deadline".to_string(), |e| e.to_string());
-                return Err(ClientError::Unavailable(format!(
-                    "chunk {}: {} of {r} copies written: {e}",
-                    hex::encode(sha),
-                    acked.len()
-                )));
+            let hedge = hedge_at.unwrap_or(deadline);
+            tokio::select! {
+                Some((id, res)) = pending.next() => {
+                    pending_ids.retain(|p| *p != id);
+                    match res {
+                        Ok(()) => {
+                            acked.push(id);
+                            if acked.len() >= r {
+                                return Ok(acked);
+                            }
+                            if hedge_at.is_none() {
+                                hedge_at = Some(Instant::now() + hedge_delay(start.elapsed(), self.cfg.hedge_after));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(server = id, chunk = %hex::encode(sha), error = %e, "chunk write failed; trying a replacement");
+                            failed.push(id);
+                            last_err = Some(e);
+                            place = true;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(hedge), if hedge_at.is_some() => {
+                    hedge_at = None;
+                    let lagging: Vec<u64> = pending_ids.iter().copied().filter(|id| !slow.contains(id)).collect();
+                    if !lagging.is_empty() {
+                        tracing::info!(servers = ?lagging, chunk = %hex::encode(sha), "chunk write lagging; hedging to a replacement");
+                        slow.extend(lagging);
+                        place = true;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    let e = last_err.map_or_else(|| "deadline".to_string(), |e| e.to_string());
+                    return Err(ClientError::Unavailable(format!(
+                        "chunk {}: {} of {r} copies written: {e}",
+                        hex::encode(sha),
+                        acked.len()
+                    )));
+                }
             }
         }
     }
@@ -469,6 +522,16 @@ mod tests {
         let empty: Vec<PutChunkRequest> =
             futures::executor::block_on(put_messages(header, Bytes::new()).collect());
         assert_eq!(empty.len(), 1);
+    }
+
+    #[test]
+    fn hedge_waits_twice_the_first_copy_and_at_least_the_floor() {
+        let floor = Duration::from_millis(500);
+        assert_eq!(hedge_delay(Duration::from_millis(5), floor), floor);
+        assert_eq!(
+            hedge_delay(Duration::from_secs(2), floor),
+            Duration::from_secs(4)
+        );
     }
 
     #[test]

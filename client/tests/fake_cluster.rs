@@ -501,3 +501,84 @@ async fn multipart_copy_list_delete() {
     })
     .await
 }
+
+/// Hedging (chaos finding, test_scripts/sigstop.sh): a chunkserver that accepts calls and never
+/// answers must not hold a put or a get for the transfer timeout. The timeout here is 60 s and
+/// the test's bound 20 s, so only hedging can pass it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_chunkserver_is_hedged_around() {
+    let c = Cluster::start(4, 3).await;
+    let cfg = ClientConfig {
+        rpc_timeout: Duration::from_secs(60),
+        hedge_after: Duration::from_millis(100),
+        ..cfg()
+    };
+    let cl = Client::with_config(vec![c.master_addr.clone()], cfg)
+        .await
+        .unwrap();
+    let data = body(4 * CHUNK, seed());
+    let put = async {
+        c.server(2).frozen.store(true, Ordering::SeqCst);
+        cl.put_object_bytes("b", "w", data.clone(), PutOptions::default())
+            .await
+            .unwrap()
+    };
+    let m = tokio::time::timeout(Duration::from_secs(20), put)
+        .await
+        .expect("a put waited on the frozen server");
+    for ch in &m.chunks {
+        assert_eq!(ch.servers.len(), 3, "{:?}", ch.servers);
+        assert!(!ch.servers.contains(&2), "{:?}", ch.servers);
+    }
+    c.server(2).frozen.store(false, Ordering::SeqCst);
+    // Reads: freeze the replica tried first for the first chunk of a fresh object.
+    let m = cl
+        .put_object_bytes("b", "r", data.clone(), PutOptions::default())
+        .await
+        .unwrap();
+    let first = m.chunks[0].servers[0];
+    c.server(first).frozen.store(true, Ordering::SeqCst);
+    let get = async {
+        let (_, s) = cl.get_object("b", "r", None).await.unwrap();
+        read_all(s).await.unwrap()
+    };
+    let got = tokio::time::timeout(Duration::from_secs(20), get)
+        .await
+        .expect("a get waited on the frozen server");
+    assert_eq!(got, data.to_vec());
+}
+
+/// A master that accepts calls and never answers (SIGSTOPped leader): after `probe_after` the
+/// client asks the other masters who leads and moves the waiting call there, long before the
+/// 60 s attempt timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_left_for_the_one_the_others_report() {
+    let c = Cluster::start(3, 3).await;
+    let frozen = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let frozen_addr = frozen.local_addr().unwrap().to_string();
+    let held = tokio::spawn(async move {
+        let mut socks = Vec::new();
+        while let Ok((s, _)) = frozen.accept().await {
+            socks.push(s);
+        }
+    });
+    let cfg = ClientConfig {
+        master_rpc_timeout: Duration::from_secs(60),
+        master_probe_after: Duration::from_millis(200),
+        retry_budget: Duration::from_secs(120),
+        ..cfg()
+    };
+    let cl = Client::with_config(vec![frozen_addr, c.master_addr.clone()], cfg)
+        .await
+        .unwrap();
+    let buckets = tokio::time::timeout(Duration::from_secs(20), cl.list_buckets())
+        .await
+        .expect("the call waited on the frozen master")
+        .unwrap();
+    assert_eq!(buckets.len(), 1);
+    assert_eq!(
+        cl.master().leader_hint(),
+        Some(format!("http://{}", c.master_addr))
+    );
+    held.abort();
+}

@@ -665,6 +665,18 @@ impl Master for MasterService {
         ok(self.build_status())
     }
 
+    async fn leader(&self, _req: Request<LeaderRequest>) -> Rpc<LeaderResponse> {
+        let st = self.node.status();
+        let leader_addr = st.members.get(&st.leader_id).cloned().unwrap_or_default();
+        ok(LeaderResponse {
+            id: st.id,
+            term: st.term,
+            is_leader: st.role == "leader",
+            leader_id: st.leader_id,
+            leader_addr,
+        })
+    }
+
     async fn add_member(&self, req: Request<AddMemberRequest>) -> Rpc<AddMemberResponse> {
         let r = req.into_inner();
         self.require_leader()?;

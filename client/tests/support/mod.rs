@@ -283,6 +283,15 @@ implemented {
         st.reports.push((r.sha256, r.server_id));
         Ok(Response::new(ReportBadChunkResponse {}))
     }
+    async fn leader(&self, _r: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
+        Ok(Response::new(LeaderResponse {
+            id: 1,
+            term: 1,
+            is_leader: self.redirect_to.is_none(),
+            leader_id: 1,
+            leader_addr: self.redirect_to.clone().unwrap_or_default(),
+        }))
+    }
     async fn get_key(&self, r: Request<GetKeyRequest>) -> Result<Response<GetKeyResponse>, Status> {
         let st = self.gate("get_key")?;
         let ak = r.into_inner().access_key;
@@ -310,6 +319,8 @@ pub struct CsState {
     pub blobs: Mutex<HashMap<Vec<u8>, Bytes>>,
     /// Answer UNAVAILABLE to everything.
     pub down: AtomicBool,
+    /// Accept calls and never answer them, like a SIGSTOPped process.
+    pub frozen: AtomicBool,
     /// Serve a corrupted copy (flip the first byte; DATA_LOSS when asked to verify).
     pub corrupt: AtomicBool,
     pub puts: AtomicUsize,
@@ -334,6 +345,9 @@ impl Chunkserver for FakeChunkserver {
         let st = &self.0;
         if st.down.load(Ordering::SeqCst) {
             return Err(Status::unavailable("down"));
+        }
+        if st.frozen.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
         }
         let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         st.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -379,6 +393,9 @@ impl Chunkserver for FakeChunkserver {
         let st = &self.0;
         if st.down.load(Ordering::SeqCst) {
             return Err(Status::unavailable("down"));
+        }
+        if st.frozen.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
         }
         st.gets.fetch_add(1, Ordering::SeqCst);
         let r = r.into_inner();
