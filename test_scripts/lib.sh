@@ -140,11 +140,11 @@ start_master() { # i [extra flags]
     --listen "127.0.0.1:${M_PORT[$i]}" --admin-listen "127.0.0.1:${M_ADMIN[$i]}" \
     --peers "${M_PEERS[$i]}" ${MASTER_FLAGS:-} "$@"
 }
-start_chunkserver() { # i
+start_chunkserver() { # i [extra flags]
   local i="$1"
   launch "chunkserver-$i" "$ANODE" chunkserver --data "$CHAOS_DIR/chunkserver-$i" \
     --listen "127.0.0.1:${C_PORT[$i]}" --admin-listen "127.0.0.1:${C_ADMIN[$i]}" \
-    --masters "$MASTERS" --rack "rack-$i"
+    --masters "$MASTERS" --rack "rack-$i" ${CHUNKSERVER_FLAGS:-} "${@:2}"
 }
 start_gateway() { # i
   local i="$1"

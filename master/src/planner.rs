@@ -13,6 +13,7 @@
 //!    draining servers go as soon as R settled copies exist elsewhere.
 //! 3. Garbage: every copy of an unreferenced, tombstoned chunk is deleted (fenced by a
 //!    "not touched since" time the chunkserver checks).
+//!    Deletes only get the task budget repairs and trims left.
 //! 4. Rebalance, only when nothing needs repair: move chunks from the fullest to the emptiest
 //!    writable server while their utilization differs by more than the allowed spread.
 //!
@@ -256,6 +257,7 @@ pub fn plan(servers: &[ServerView], chunks: &[ChunkView], busy: &Busy, limits: &
     // Pass 1: figures, garbage and repair needs.
     let mut needs: Vec<(Vec<u64>, &ChunkView, usize)> = Vec::new(); // (settled, chunk, deficit)
     let mut trims: Vec<(Vec<u64>, &ChunkView, usize)> = Vec::new(); // (settled, chunk, want)
+    let mut garbage: Vec<(&ChunkView, Vec<u64>, u64)> = Vec::new(); // (chunk, holders, fence)
     for c in &order {
         summary.chunks += 1;
         if let Some(since) = c.garbage_since_ms {
@@ -264,19 +266,8 @@ pub fn plan(servers: &[ServerView], chunks: &[ChunkView], busy: &Busy, limits: &
                 continue;
             }
             summary.garbage += 1;
-            if busy.chunks.contains(&c.id) {
-                continue;
-            }
-            for s in holders {
-                if by_id[&s].live() && budget.total_ok() && budget.server_ok(s) {
-                    budget.take(&[s]);
-                    tasks.push(Task::Delete {
-                        chunk: c.id,
-                        server: s,
-                        not_touched_since_ms: since,
-                        reason: DeleteReason::Garbage,
-                    });
-                }
+            if !busy.chunks.contains(&c.id) {
+                garbage.push((c, holders, since));
             }
             continue;
         }
@@ -410,7 +401,23 @@ pub fn plan(servers: &[ServerView], chunks: &[ChunkView], busy: &Busy, limits: &
         }
     }
 
-    // Pass 4: rebalance when nothing needs repair.
+    // Pass 4: garbage, with the budget repairs and trims left (a steady stream of overwrites
+    // must not starve repairs).
+    for (c, holders, since) in garbage {
+        for s in holders {
+            if by_id[&s].live() && budget.total_ok() && budget.server_ok(s) {
+                budget.take(&[s]);
+                tasks.push(Task::Delete {
+                    chunk: c.id,
+                    server: s,
+                    not_touched_since_ms: since,
+                    reason: DeleteReason::Garbage,
+                });
+            }
+        }
+    }
+
+    // Pass 5: rebalance when nothing needs repair.
     if !planned_repair && summary.under_replicated == 0 {
         rebalance(
             servers,

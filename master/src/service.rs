@@ -144,6 +144,20 @@ impl MasterService {
         }
     }
 
+    /// Record the copies of a committed fresh upload as known locations at once. Their
+    /// chunkservers report them on their next heartbeat anyway; until then the planner would
+    /// count a just-written chunk as under-replicated (and schedule a needless repair, then
+    /// a trim), and `ctl status` would never read healthy under a steady write load.
+    fn learn_copies(&self, copies: &[(u64, ChunkId)]) {
+        if copies.is_empty() {
+            return;
+        }
+        let mut h = self.healer.lock();
+        for (server, id) in copies {
+            h.locations.add(*server, *id);
+        }
+    }
+
     /// Fail fast with a redirect unless this member leads; refresh leases on a new term.
     fn require_leader(&self) -> Result<(), Status> {
         let st = self.node.status();
@@ -218,6 +232,16 @@ impl MasterService {
     }
 }
 
+/// The copies a commit's fresh uploads name: (server, chunk) for every chunk reference with an
+/// upload time (the writer stored and fsynced those copies just before committing). Stored and
+/// copied references carry no upload time and are not trusted as locations.
+fn fresh_copies<'a>(refs: impl Iterator<Item = &'a ChunkRef>) -> Vec<(u64, ChunkId)> {
+    refs.filter(|c| c.uploaded_ms > 0)
+        .filter_map(|c| chunk_id(&c.sha256).map(|id| (c, id)))
+        .flat_map(|(c, id)| c.servers.iter().map(move |s| (*s, id)))
+        .collect()
+}
+
 fn ok<T>(v: T) -> Rpc<T> {
     Ok(Response::new(v))
 }
@@ -277,6 +301,7 @@ impl Master for MasterService {
 
     async fn put_object(&self, req: Request<PutObjectRequest>) -> Rpc<PutObjectResponse> {
         let r = req.into_inner();
+        let fresh = fresh_copies(r.manifest.iter().flat_map(|m| m.chunks.iter()));
         let res = self
             .write(Op::PutObject(PutObjectCmd {
                 bucket: r.bucket,
@@ -285,6 +310,7 @@ impl Master for MasterService {
                 if_match_etag: r.if_match_etag,
             }))
             .await?;
+        self.learn_copies(&fresh);
         ok(PutObjectResponse {
             manifest: res.manifest,
         })
@@ -354,6 +380,7 @@ impl Master for MasterService {
 
     async fn put_part(&self, req: Request<PutPartRequest>) -> Rpc<PutPartResponse> {
         let r = req.into_inner();
+        let fresh = fresh_copies(r.part.iter().flat_map(|p| p.chunks.iter()));
         self.write(Op::PutPart(PutPartCmd {
             bucket: r.bucket,
             key: r.key,
@@ -361,6 +388,7 @@ impl Master for MasterService {
             part: r.part,
         }))
         .await?;
+        self.learn_copies(&fresh);
         ok(PutPartResponse {})
     }
 

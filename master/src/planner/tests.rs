@@ -170,6 +170,37 @@ fn garbage_is_deleted_with_its_fence_and_busy_chunks_wait() {
     )));
 }
 
+/// Chaos finding (test_scripts/chunkserver-faults.sh): under a steady stream of overwrites the
+/// garbage deletes, planned in the same pass as the figures, took the whole task budget
+/// before repairs were looked at, and 5 under-replicated chunks waited for minutes.
+#[test]
+fn garbage_never_starves_repairs() {
+    let servers: Vec<ServerView> = (1..=4).map(|i| srv(i, "")).collect();
+    let mut chunks: Vec<ChunkView> = (0..200)
+        .map(|n| {
+            let mut g = chunk(n, 3, &[1, 2, 3]);
+            g.garbage_since_ms = Some(1);
+            g
+        })
+        .collect();
+    // Sorts after every garbage chunk by id.
+    chunks.push(chunk(255, 3, &[1, 2]));
+    let limits = Limits {
+        per_server: 8,
+        total: 8,
+        ..Limits::default()
+    };
+    let p = plan(&servers, &chunks, &Busy::default(), &limits);
+    assert!(
+        p.tasks
+            .iter()
+            .any(|t| matches!(t, Task::Replicate { chunk, .. } if *chunk == [255; 32])),
+        "the repair was not planned: {:?}",
+        p.tasks
+    );
+    assert!(p.tasks.len() <= 8);
+}
+
 #[test]
 fn limits_cap_the_plan() {
     let servers: Vec<ServerView> = (1..=4).map(|i| srv(i, "")).collect();
