@@ -395,7 +395,9 @@ impl LeaderControl {
             .saturating_sub(self.heal_cfg.touch_after_ms)
             .saturating_sub(self.heal_cfg.clock_skew_ms);
         let complete = self.healer.reports_complete(&servers);
-        let (mut chunks, records, mut out) = self.scan_records(kv, wall_ms, fence, complete);
+        let present: HashSet<u64> = servers.iter().filter(|s| s.present).map(|s| s.id).collect();
+        let (mut chunks, records, mut out) =
+            self.scan_records(kv, wall_ms, fence, complete, &present);
         // Copies nobody references: uploads never committed (or records already gone).
         // The fence spares anything written or touched recently.
         let orphans = self.healer.ripe_orphans(
@@ -422,13 +424,16 @@ impl LeaderControl {
     }
 
     /// Pass over the chunk table: planner views of referenced and tombstoned chunks, the set
-    /// of chunks with a record, and the tombstones and removals to commit.
+    /// of chunks with a record, and the tombstones and removals to commit. A tombstoned
+    /// record goes once no `present` (not dead) server is known to hold a copy: a dead
+    /// server that comes back re-reports its copy, which is then an orphan and collected.
     fn scan_records(
         &self,
         kv: &dyn KvRead,
         wall_ms: u64,
         fence: u64,
         complete: bool,
+        present: &HashSet<u64>,
     ) -> (Vec<ChunkView>, HashSet<ChunkId>, SweepOutcome) {
         let h = &self.healer;
         let mut chunks: Vec<ChunkView> = Vec::new();
@@ -457,7 +462,7 @@ impl LeaderControl {
                         avoid_sources: h.avoided_sources(&id),
                     });
                 } else if ci.tombstone_ms > 0 {
-                    if holders.is_empty() && complete {
+                    if !holders.iter().any(|s| present.contains(s)) && complete {
                         if out.to_forget.len() < FORGET_BATCH {
                             out.to_forget.push(sha);
                         }
@@ -488,5 +493,126 @@ impl LeaderControl {
             .map(|id| (*id, self.healer.locations.count_on(*id) as u64))
             .collect();
         (self.healer.figures(), reported)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::MemKv;
+
+    fn apply(kv: &mut MemKv, index: u64, now_ms: u64, op: Op) -> CommandResult {
+        let cmd = Command {
+            version: COMMAND_VERSION,
+            now_ms,
+            op: Some(op),
+        };
+        let (muts, res) = state::apply(kv, index, &cmd);
+        assert!(res.error_code.is_empty(), "{}", res.error_message);
+        kv.apply(&muts);
+        res
+    }
+
+    fn heartbeat(id: u64, epoch: u64, chunks: &[Vec<u8>]) -> HeartbeatRequest {
+        HeartbeatRequest {
+            id,
+            epoch,
+            added: chunks.to_vec(),
+            full_report: true,
+            ..Default::default()
+        }
+    }
+
+    /// Regression (found by the whole-cluster simulation): a tombstoned chunk whose last
+    /// known copy is on a dead server (e.g. a lost disk that never returns) kept its record
+    /// forever, because the dead server still counted as a holder.
+    #[test]
+    fn tombstoned_chunk_on_dead_server_is_forgotten() {
+        let mut kv = MemKv::new();
+        let sha = vec![9u8; 32];
+        let mut ids = Vec::new();
+        for (i, uuid) in ["a", "b"].iter().enumerate() {
+            let res = apply(
+                &mut kv,
+                1 + i as u64,
+                0,
+                Op::RegisterChunkserver(RegisterChunkserverCmd {
+                    addr: format!("cs-{uuid}"),
+                    uuid: uuid.to_string(),
+                    ..Default::default()
+                }),
+            );
+            ids.push(res.chunkserver_id);
+        }
+        apply(
+            &mut kv,
+            3,
+            0,
+            Op::CreateBucket(CreateBucketCmd {
+                config: Some(BucketConfig {
+                    version: RECORD_VERSION,
+                    name: "bkt".into(),
+                    replication: 1,
+                    ..Default::default()
+                }),
+            }),
+        );
+        let chunk = ChunkRef {
+            sha256: sha.clone(),
+            length: 10,
+            servers: vec![ids[0]],
+            uploaded_ms: 1,
+        };
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            size: 10,
+            chunks: vec![chunk],
+            ..Default::default()
+        };
+        let put = PutObjectCmd {
+            bucket: "bkt".into(),
+            key: "k".into(),
+            manifest: Some(manifest),
+            if_match_etag: None,
+        };
+        apply(&mut kv, 4, 0, Op::PutObject(put));
+        let del = DeleteObjectCmd {
+            bucket: "bkt".into(),
+            key: "k".into(),
+        };
+        apply(&mut kv, 5, 0, Op::DeleteObject(del));
+        let (lc, hc) = (LeaseConfig::default(), HealConfig::default());
+        let grace = hc.gc_grace_ms;
+        let mut c = LeaderControl::new(lc, hc);
+        c.observe_leadership(1, 0);
+        for (i, id) in ids.iter().enumerate() {
+            let chunks = if i == 0 { vec![sha.clone()] } else { vec![] };
+            let r = heartbeat(*id, 1, &chunks);
+            assert!(matches!(
+                c.heartbeat_begin(&kv, &r, 0, 0),
+                HeartbeatStep::Accept { .. }
+            ));
+            c.heartbeat_finish(&kv, &r, 1, 0);
+        }
+        let out = c.sweep(&kv, 0, grace);
+        assert_eq!(out.to_tombstone, vec![sha.clone()]);
+        apply(&mut kv, 6, grace, out.ops().remove(0));
+        // The holder dies (its disk is gone); the other server keeps reporting.
+        let later = lc.dead_after_ms + 1;
+        let r = heartbeat(ids[1], 1, &[]);
+        c.heartbeat_begin(&kv, &r, later, grace);
+        c.heartbeat_finish(&kv, &r, 1, later);
+        let out = c.sweep(&kv, later, grace + later);
+        assert_eq!(out.to_forget, vec![sha.clone()]);
+        // While the holder is alive the record stays (its copy must be deleted first).
+        let mut alive = LeaderControl::new(lc, HealConfig::default());
+        alive.observe_leadership(1, 0);
+        for (i, id) in ids.iter().enumerate() {
+            let chunks = if i == 0 { vec![sha.clone()] } else { vec![] };
+            let r = heartbeat(*id, 1, &chunks);
+            alive.heartbeat_begin(&kv, &r, 0, 0);
+            alive.heartbeat_finish(&kv, &r, 1, 0);
+        }
+        assert!(alive.sweep(&kv, 1, grace + 1).to_forget.is_empty());
     }
 }
