@@ -326,7 +326,7 @@ impl LeaderControl {
             || rec.capacity_bytes != r.capacity_bytes
             || rec.disk_full != disk_full;
         let stale = wall_ms.saturating_sub(rec.last_heartbeat_ms) > STATS_COMMIT_INTERVAL_MS;
-        let update = (changed || stale).then(|| ChunkserverUpdateCmd {
+        let update = (changed || stale).then_some(ChunkserverUpdateCmd {
             id: r.id,
             epoch: r.epoch,
             capacity_bytes: r.capacity_bytes,
