@@ -29,6 +29,10 @@ pub struct Disk {
     pub full: std::sync::atomic::AtomicBool,
 }
 
+/// The wall clock that stamps blob mtimes (the GC fence compares them with the master's
+/// clock). Production uses the system clock; simulations inject theirs.
+pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
 /// The blob store over one or more disks.
 #[derive(Clone)]
 pub struct BlobStore {
@@ -41,6 +45,8 @@ pub struct BlobStore {
     events: Arc<Mutex<Events>>,
     /// Serializes "touch an existing blob" against "delete it if untouched" (GC fencing).
     gc_lock: Arc<Mutex<()>>,
+    /// Stamps mtimes; `None` = the system clock.
+    clock: Option<WallClock>,
 }
 
 /// Changes since the last heartbeat.
@@ -100,7 +106,18 @@ impl BlobStore {
             reserved: Arc::default(),
             events: Arc::default(),
             gc_lock: Arc::default(),
+            clock: None,
         })
+    }
+
+    /// Stamp mtimes (writes and touches) with `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: WallClock) -> BlobStore {
+        self.clock = Some(clock);
+        self
+    }
+
+    fn now(&self) -> SystemTime {
+        self.clock.as_ref().map_or_else(SystemTime::now, |c| c())
     }
 
     /// The disks.
@@ -261,7 +278,7 @@ impl BlobStore {
             return Ok(false);
         };
         let f = std::fs::File::options().append(true).open(&path)?;
-        f.set_modified(SystemTime::now())?;
+        f.set_modified(self.now())?;
         f.sync_all()?;
         Ok(true)
     }
@@ -403,6 +420,11 @@ impl BlobWriter {
         }
         let mut f = self.file.take().expect("open until finish");
         f.flush().await?;
+        if self.store.clock.is_some() {
+            let std = f.into_std().await;
+            std.set_modified(self.store.now())?;
+            f = tokio::fs::File::from_std(std);
+        }
         f.sync_all().await?;
         drop(f);
         fail::fail_point!("chunkserver::put::before_rename", |_| Err(ChunkError::Io(

@@ -7,6 +7,7 @@
 //! - `store`: RocksDB column families: raft log, hard state, state machine, applied index.
 //! - `node`: the raft-rs `RawNode` driver (ready loop), proposals and ReadIndex reads.
 //! - `transport`: raft messages between masters over tonic.
+//! - `control`: the leader's pure decisions (leases, placement, heartbeats, healing sweep).
 //! - `service`: the `Master` gRPC API.
 //! - `ctl`: the operator CLI (`anode ctl`).
 
@@ -14,6 +15,7 @@ pub mod kv;
 pub mod sm;
 /// The state machine under its documented name.
 pub use sm as state;
+pub mod control;
 pub mod ctl;
 pub mod healer;
 pub mod leases;

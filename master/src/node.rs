@@ -440,6 +440,12 @@ impl Core {
         self.propose(data, reply);
     }
 
+    /// Ask for a linearizable read (ReadIndex); `reply` resolves once the local applied state
+    /// may be read (the simulation's equivalent of [`NodeHandle::read_barrier`]).
+    pub fn read_index(&mut self, reply: oneshot::Sender<Result<(), NodeError>>) {
+        self.read(reply);
+    }
+
     /// Handle `Ready` and bookkeeping after requests or ticks.
     pub fn process(&mut self) -> Result<(), NodeError> {
         self.on_ready()?;

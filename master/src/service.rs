@@ -18,18 +18,16 @@ use prost::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use tonic::{Request, Response, Status};
 
-use crate::healer::{Healer, HealthFigures};
+pub use crate::control::HealConfig;
+use crate::control::{ControlError, HeartbeatStep, LeaderControl};
+use crate::healer::HealthFigures;
 use crate::kv::KvRead;
-use crate::leases::{state_name, LeaseConfig, LeaseTable};
-use crate::locations::{chunk_id, ChunkId};
+use crate::leases::{state_name, LeaseConfig};
 use crate::node::{NodeError, NodeHandle};
-use crate::planner::{ChunkView, Limits, ServerView};
 use crate::state;
 
 /// How long a write or read may wait on raft before the caller gets UNAVAILABLE.
 const RAFT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Commit a heartbeat's stats through raft at most this often per server (unless changed).
-const STATS_COMMIT_INTERVAL_MS: u64 = 10_000;
 
 type Rpc<T> = Result<Response<T>, Status>;
 
@@ -37,39 +35,10 @@ type Rpc<T> = Result<Response<T>, Status>;
 #[derive(Clone)]
 pub struct MasterService {
     node: NodeHandle,
-    leases: Arc<Mutex<LeaseTable>>,
-    lease_cfg: LeaseConfig,
     started: Instant,
-    last_leader_term: Arc<Mutex<u64>>,
-    healer: Arc<Mutex<Healer>>,
-    heal_cfg: HealConfig,
-}
-
-/// Self-healing and garbage-collection settings.
-#[derive(Clone, Debug)]
-pub struct HealConfig {
-    /// Planner limits.
-    pub limits: Limits,
-    /// Refcount 0 for this long -> tombstone.
-    pub gc_grace_ms: u64,
-    /// Writers touch copies older than this before commit.
-    pub touch_after_ms: u64,
-    /// Clock-skew margin of GC fences.
-    pub clock_skew_ms: u64,
-    /// Sweep interval.
-    pub interval: Duration,
-}
-
-impl Default for HealConfig {
-    fn default() -> Self {
-        HealConfig {
-            limits: Limits::default(),
-            gc_grace_ms: 60_000,
-            touch_after_ms: 300_000,
-            clock_skew_ms: 30_000,
-            interval: Duration::from_secs(1),
-        }
-    }
+    /// Leases, locations and healing: the pure leader-side decisions (`control.rs`).
+    control: Arc<Mutex<LeaderControl>>,
+    heal_interval: Duration,
 }
 
 /// Map a state machine error code to a gRPC status carrying `anode-error-code`.
@@ -99,6 +68,10 @@ fn state_status(e: state::StateError) -> Status {
     status_for_code(e.code(), &e.to_string())
 }
 
+fn control_status(e: ControlError) -> Status {
+    status_for_code(e.code(), &e.to_string())
+}
+
 impl MasterService {
     /// A service over `node`.
     pub fn new(node: NodeHandle, lease_cfg: LeaseConfig) -> Self {
@@ -109,12 +82,9 @@ impl MasterService {
     pub fn with_healing(node: NodeHandle, lease_cfg: LeaseConfig, heal_cfg: HealConfig) -> Self {
         MasterService {
             node,
-            leases: Arc::new(Mutex::new(LeaseTable::default())),
-            lease_cfg,
             started: Instant::now(),
-            last_leader_term: Arc::new(Mutex::new(0)),
-            healer: Arc::default(),
-            heal_cfg,
+            heal_interval: heal_cfg.interval,
+            control: Arc::new(Mutex::new(LeaderControl::new(lease_cfg, heal_cfg))),
         }
     }
 
@@ -166,13 +136,9 @@ impl MasterService {
                 leader: st.leader_id,
             }));
         }
-        let mut t = self.last_leader_term.lock();
-        if *t != st.term {
-            *t = st.term;
-            self.leases.lock().became_leader(self.mono_ms());
-            // Chunk locations are soft state: re-learned from full reports in this term.
-            self.healer.lock().reset();
-        }
+        self.control
+            .lock()
+            .observe_leadership(st.term, self.mono_ms());
         Ok(())
     }
 
@@ -210,25 +176,7 @@ impl MasterService {
     }
 
     fn live_servers(&self, kv: &dyn KvRead) -> Vec<(ChunkserverRecord, ChunkserverState)> {
-        let now = self.mono_ms();
-        let leases = self.leases.lock();
-        state::list_chunkservers(kv)
-            .into_iter()
-            .map(|r| {
-                let s = leases.state(&r, now, &self.lease_cfg);
-                (r, s)
-            })
-            .collect()
-    }
-
-    fn info(rec: &ChunkserverRecord, s: ChunkserverState) -> ChunkserverInfo {
-        ChunkserverInfo {
-            id: rec.id,
-            addr: rec.addr.clone(),
-            rack: rec.rack.clone(),
-            epoch: rec.epoch,
-            state: s as i32,
-        }
+        self.control.lock().server_states(kv, self.mono_ms())
     }
 }
 
@@ -452,93 +400,20 @@ impl Master for MasterService {
     ) -> Rpc<AllocateChunksResponse> {
         let r = req.into_inner();
         self.require_leader()?;
-        let (bucket, servers) = self
+        let resp = self
             .read(true, |kv| {
-                (state::get_bucket(kv, &r.bucket), self.live_servers(kv))
+                self.control.lock().allocate(kv, &r, self.mono_ms())
             })
-            .await?;
-        let bucket = bucket
-            .ok_or_else(|| status_for_code("NoSuchBucket", &format!("no bucket {}", r.bucket)))?;
-        let alive: Vec<(ChunkserverRecord, ChunkserverState)> = servers
-            .into_iter()
-            .filter(|(rec, s)| *s == ChunkserverState::Alive && !rec.disk_full)
-            .collect();
-        let replication = crate::placement::effective_replication(bucket.replication, alive.len());
-        let usable: Vec<&(ChunkserverRecord, ChunkserverState)> = alive
-            .iter()
-            .filter(|(rec, _)| !r.exclude.contains(&rec.id))
-            .collect();
-        if usable.len() < replication as usize || replication == 0 {
-            return Err(status_for_code(
-                "InsufficientServers",
-                &format!(
-                    "need {replication} live chunkservers, have {}",
-                    usable.len()
-                ),
-            ));
-        }
-        let cands: Vec<crate::placement::Candidate> = usable
-            .iter()
-            .map(|(rec, _)| crate::placement::Candidate::new(rec.id, rec.rack.clone()))
-            .collect();
-        let placements = r
-            .sha256
-            .iter()
-            .map(|sha| {
-                let ids = crate::placement::place(sha, &cands, replication as usize);
-                let servers = ids
-                    .iter()
-                    .filter_map(|id| usable.iter().find(|(rec, _)| rec.id == *id))
-                    .map(|(rec, s)| Self::info(rec, *s))
-                    .collect();
-                ChunkPlacement {
-                    sha256: sha.clone(),
-                    servers,
-                }
-            })
-            .collect();
-        let live = alive.iter().map(|(rec, s)| Self::info(rec, *s)).collect();
-        ok(AllocateChunksResponse {
-            replication,
-            placements,
-            live,
-            touch_after_ms: self.heal_cfg.touch_after_ms,
-        })
+            .await?
+            .map_err(control_status)?;
+        ok(resp)
     }
 
     async fn locate_chunks(&self, req: Request<LocateChunksRequest>) -> Rpc<LocateChunksResponse> {
         let r = req.into_inner();
         let placements = self
             .read(true, |kv| {
-                let servers = self.live_servers(kv);
-                r.sha256
-                    .iter()
-                    .map(|sha| {
-                        // Reported locations first, then the writers' acknowledgements.
-                        let mut ids = chunk_id(sha)
-                            .map(|c| self.healer.lock().locations.holders(&c).to_vec())
-                            .unwrap_or_default();
-                        for s in state::get_chunk(kv, sha)
-                            .map(|c| c.servers)
-                            .unwrap_or_default()
-                        {
-                            if !ids.contains(&s) {
-                                ids.push(s);
-                            }
-                        }
-                        let mut found: Vec<ChunkserverInfo> = ids
-                            .iter()
-                            .filter_map(|id| servers.iter().find(|(rec, _)| rec.id == *id))
-                            .map(|(rec, s)| Self::info(rec, *s))
-                            .collect();
-                        // Live copies first; dead ones last (still worth a try).
-                        found.sort_by_key(|i| i.state != ChunkserverState::Alive as i32);
-                        ChunkPlacement {
-                            sha256: sha.clone(),
-                            servers: found,
-                        }
-                    })
-                    .collect()
+                self.control.lock().locate(kv, &r.sha256, self.mono_ms())
             })
             .await?;
         ok(LocateChunksResponse { placements })
@@ -552,9 +427,7 @@ impl Master for MasterService {
         tracing::warn!(chunk = %hex::encode(&r.sha256), server = r.server_id, reason = %r.reason, "bad chunk copy reported");
         crate::metrics::BAD_CHUNK_REPORTS.inc();
         self.require_leader()?;
-        if let Some(c) = chunk_id(&r.sha256) {
-            self.healer.lock().report_bad(r.server_id, c);
-        }
+        self.control.lock().report_bad(r.server_id, &r.sha256);
         ok(ReportBadChunkResponse {})
     }
 
@@ -571,8 +444,9 @@ impl Master for MasterService {
                 uuid: r.uuid,
             }))
             .await?;
-        self.leases.lock().seen(res.chunkserver_id, self.mono_ms());
-        self.healer.lock().server_reregistered(res.chunkserver_id);
+        self.control
+            .lock()
+            .registered(res.chunkserver_id, self.mono_ms());
         tracing::info!(id = res.chunkserver_id, epoch = res.chunkserver_epoch, addr = %r.addr, "chunkserver registered");
         ok(RegisterChunkserverResponse {
             id: res.chunkserver_id,
@@ -583,61 +457,28 @@ impl Master for MasterService {
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Rpc<HeartbeatResponse> {
         let r = req.into_inner();
         self.require_leader()?;
-        let rec = self
-            .read(true, |kv| state::get_chunkserver(kv, r.id))
+        let step = self
+            .read(true, |kv| {
+                self.control
+                    .lock()
+                    .heartbeat_begin(kv, &r, self.mono_ms(), anode_common::now_ms())
+            })
             .await?;
-        let Some(rec) = rec.filter(|rec| rec.epoch == r.epoch) else {
+        let HeartbeatStep::Accept { epoch, update } = step else {
             return ok(HeartbeatResponse {
                 reregister: true,
                 ..Default::default()
             });
         };
-        self.leases.lock().seen(r.id, self.mono_ms());
-        let disk_full = !r.disks.is_empty() && r.disks.iter().all(|d| d.full || d.failed);
-        let changed = rec.used_bytes != r.used_bytes
-            || rec.chunks != r.chunks
-            || rec.capacity_bytes != r.capacity_bytes
-            || rec.disk_full != disk_full;
-        let stale =
-            anode_common::now_ms().saturating_sub(rec.last_heartbeat_ms) > STATS_COMMIT_INTERVAL_MS;
-        if changed || stale {
-            self.write(Op::ChunkserverUpdate(ChunkserverUpdateCmd {
-                id: r.id,
-                epoch: r.epoch,
-                capacity_bytes: r.capacity_bytes,
-                used_bytes: r.used_bytes,
-                chunks: r.chunks,
-                disk_full,
-            }))
-            .await?;
+        if let Some(update) = update {
+            self.write(Op::ChunkserverUpdate(update)).await?;
         }
-        let now = self.mono_ms();
-        let ids = |v: &[Vec<u8>]| v.iter().filter_map(|b| chunk_id(b)).collect::<Vec<_>>();
         let view = self.node.store().view();
-        let mut h = self.healer.lock();
-        if r.full_report {
-            h.locations.full_report(r.id, ids(&r.added));
-        } else {
-            h.locations
-                .incremental(r.id, &ids(&r.added), &ids(&r.removed));
-        }
-        for c in ids(&r.corrupt) {
-            h.report_bad(r.id, c);
-        }
-        h.reported(r.id, &r.done_commands, &r.failed_commands, now);
-        // Point lookups of the copy sources only (most replies carry no command).
-        let commands = h.commands_for(r.id, now, |id| {
-            state::get_chunkserver(&view, id).map(|rec| rec.addr)
-        });
-        let send_full_report = !h.locations.has_full_report(r.id);
-        drop(h);
-        ok(HeartbeatResponse {
-            lease_ms: self.lease_cfg.lease_ms,
-            epoch: rec.epoch,
-            commands,
-            reregister: false,
-            send_full_report,
-        })
+        let resp = self
+            .control
+            .lock()
+            .heartbeat_finish(&view, &r, epoch, self.mono_ms());
+        ok(resp)
     }
 
     async fn create_key(&self, req: Request<CreateKeyRequest>) -> Rpc<CreateKeyResponse> {
@@ -873,14 +714,9 @@ impl MasterService {
         let stats = state::stats(&view);
         let is_leader = st.role == "leader";
         let servers = self.live_servers(&view);
-        let (fig, reported): (HealthFigures, BTreeMap<u64, u64>) = {
-            let h = self.healer.lock();
-            let reported = servers
-                .iter()
-                .map(|(r, _)| (r.id, h.locations.count_on(r.id) as u64))
-                .collect();
-            (h.figures(), reported)
-        };
+        let ids: Vec<u64> = servers.iter().map(|(r, _)| r.id).collect();
+        let (fig, reported): (HealthFigures, BTreeMap<u64, u64>) =
+            self.control.lock().figures(&ids);
         let mut members: Vec<MemberStatus> = st
             .voters
             .iter()
@@ -945,16 +781,11 @@ impl MasterService {
     }
 }
 
-/// Most chunk records proposed for a tombstone in one command.
-const TOMBSTONE_BATCH: usize = 1000;
-/// Most chunk records removed per sweep.
-const FORGET_BATCH: usize = 256;
-
 impl MasterService {
     /// The leader's healing loop: every interval, sweep the chunk table, plan and queue
     /// repair, trim, drain, rebalance and garbage tasks, and commit GC bookkeeping.
     pub async fn heal_loop(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.heal_cfg.interval);
+        let mut tick = tokio::time::interval(self.heal_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -970,130 +801,37 @@ impl MasterService {
         }
     }
 
-    /// One sweep (public for tests).
+    /// One sweep (public for tests): plan from the applied state, then commit the GC
+    /// bookkeeping it asks for, in order, stopping at the first failure.
     pub async fn heal_once(&self) -> Result<(), Status> {
-        let (to_tombstone, to_forget) = self.sweep();
-        if !to_tombstone.is_empty() {
+        let out = {
+            let view = self.node.store().view();
+            let mut c = self.control.lock();
+            let out = c.sweep(&view, self.mono_ms(), anode_common::now_ms());
+            publish_heal_metrics(&c.healer().figures());
+            out
+        };
+        if out.tasks_planned > 0 {
+            tracing::info!(tasks = out.tasks_planned, "healing tasks planned");
+        }
+        if !out.to_tombstone.is_empty() {
             tracing::info!(
-                chunks = to_tombstone.len(),
+                chunks = out.to_tombstone.len(),
                 "tombstoning unreferenced chunks"
             );
-            self.write(Op::TombstoneChunks(TombstoneChunksCmd {
-                sha256: to_tombstone,
-            }))
-            .await?;
         }
-        for sha in to_forget {
-            self.write(Op::ChunkDeleted(ChunkDeletedCmd { sha256: sha }))
-                .await?;
+        for op in out.ops() {
+            self.write(op).await?;
         }
         Ok(())
     }
+}
 
-    /// Plan from the applied state; returns chunks to tombstone and records to forget.
-    fn sweep(&self) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-        let now_mono = self.mono_ms();
-        let now_wall = anode_common::now_ms();
-        let view = self.node.store().view();
-        let servers: Vec<ServerView> = self
-            .live_servers(&view)
-            .into_iter()
-            .map(|(rec, st)| ServerView {
-                id: rec.id,
-                rack: rec.rack.clone(),
-                present: st != ChunkserverState::Dead,
-                suspect: st == ChunkserverState::Suspect,
-                draining: rec.draining,
-                disk_full: rec.disk_full,
-                used_bytes: rec.used_bytes,
-                capacity_bytes: rec.capacity_bytes,
-            })
-            .collect();
-        let fence = now_wall
-            .saturating_sub(self.heal_cfg.touch_after_ms)
-            .saturating_sub(self.heal_cfg.clock_skew_ms);
-        let mut chunks: Vec<ChunkView> = Vec::new();
-        let mut records: std::collections::HashSet<ChunkId> = std::collections::HashSet::new();
-        let mut to_tombstone: Vec<Vec<u8>> = Vec::new();
-        let mut to_forget: Vec<Vec<u8>> = Vec::new();
-        let complete = self.healer.lock().reports_complete(&servers);
-        let mut after: Vec<u8> = Vec::new();
-        loop {
-            let page = state::scan_chunks(&view, &after, 4096);
-            let Some((last, _)) = page.last() else { break };
-            after = last.clone();
-            let h = self.healer.lock();
-            for (sha, ci) in page {
-                let Some(id) = chunk_id(&sha) else { continue };
-                records.insert(id);
-                let holders = h.holders(&id);
-                if ci.refcount > 0 {
-                    chunks.push(ChunkView {
-                        id,
-                        length: ci.length,
-                        want: if ci.replication > 0 {
-                            ci.replication as usize
-                        } else {
-                            3
-                        },
-                        holders,
-                        garbage_since_ms: None,
-                        avoid_sources: h.avoided_sources(&id),
-                    });
-                } else if ci.tombstone_ms > 0 {
-                    if holders.is_empty() && complete {
-                        if to_forget.len() < FORGET_BATCH {
-                            to_forget.push(sha);
-                        }
-                    } else {
-                        chunks.push(ChunkView {
-                            id,
-                            length: ci.length,
-                            want: 0,
-                            holders,
-                            garbage_since_ms: Some(fence),
-                            avoid_sources: Vec::new(),
-                        });
-                    }
-                } else if now_wall.saturating_sub(ci.zero_since_ms) >= self.heal_cfg.gc_grace_ms
-                    && to_tombstone.len() < TOMBSTONE_BATCH
-                {
-                    to_tombstone.push(sha);
-                }
-            }
-        }
-        {
-            let mut h = self.healer.lock();
-            // Copies nobody references: uploads never committed (or records already gone).
-            // The fence spares anything written or touched recently.
-            let orphans = h.ripe_orphans(
-                |c| records.contains(c),
-                now_mono,
-                self.heal_cfg.touch_after_ms,
-                10_000,
-            );
-            for (id, holders) in orphans {
-                chunks.push(ChunkView {
-                    id,
-                    length: 0,
-                    want: 0,
-                    holders,
-                    garbage_since_ms: Some(fence),
-                    avoid_sources: Vec::new(),
-                });
-            }
-            let tasks = h.tick(now_mono, &servers, &chunks, &self.heal_cfg.limits);
-            if !tasks.is_empty() {
-                tracing::info!(tasks = tasks.len(), "healing tasks planned");
-            }
-            let f = h.figures();
-            crate::metrics::UNDER_REPLICATED.set(f.summary.under_replicated as i64);
-            crate::metrics::MISSING_COPIES.set(f.summary.missing_copies as i64);
-            crate::metrics::LOST_CHUNKS.set(f.summary.lost as i64);
-            crate::metrics::TASKS_IN_FLIGHT.set(f.in_flight as i64);
-            crate::metrics::REPAIR_BYTES_PER_SEC.set(f.bytes_per_sec as i64);
-            crate::metrics::GARBAGE_CHUNKS.set(f.summary.garbage as i64);
-        }
-        (to_tombstone, to_forget)
-    }
+fn publish_heal_metrics(f: &HealthFigures) {
+    crate::metrics::UNDER_REPLICATED.set(f.summary.under_replicated as i64);
+    crate::metrics::MISSING_COPIES.set(f.summary.missing_copies as i64);
+    crate::metrics::LOST_CHUNKS.set(f.summary.lost as i64);
+    crate::metrics::TASKS_IN_FLIGHT.set(f.in_flight as i64);
+    crate::metrics::REPAIR_BYTES_PER_SEC.set(f.bytes_per_sec as i64);
+    crate::metrics::GARBAGE_CHUNKS.set(f.summary.garbage as i64);
 }
