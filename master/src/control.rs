@@ -132,6 +132,16 @@ impl SweepOutcome {
     }
 }
 
+/// The copies a commit's fresh uploads name: (server, chunk) for every chunk reference with an
+/// upload time (the writer stored and fsynced those copies just before committing). Stored and
+/// copied references carry no upload time and are not trusted as locations.
+pub fn fresh_copies<'a>(refs: impl Iterator<Item = &'a ChunkRef>) -> Vec<(u64, ChunkId)> {
+    refs.filter(|c| c.uploaded_ms > 0)
+        .filter_map(|c| chunk_id(&c.sha256).map(|id| (c, id)))
+        .flat_map(|(c, id)| c.servers.iter().map(move |s| (*s, id)))
+        .collect()
+}
+
 /// The leader-local control state: leases and the healer, with their settings.
 #[derive(Debug)]
 pub struct LeaderControl {
@@ -292,6 +302,17 @@ impl LeaderControl {
                 }
             })
             .collect()
+    }
+
+    /// Record the copies of a committed fresh upload (see [`fresh_copies`]) as known locations
+    /// at once. Their chunkservers report them on their next heartbeat anyway; until then the
+    /// planner would count a just-written chunk as under-replicated (and schedule a needless
+    /// repair, then a trim), and `ctl status` would never read healthy under a steady write
+    /// load.
+    pub fn learn_copies(&mut self, copies: &[(u64, ChunkId)]) {
+        for (server, id) in copies {
+            self.healer.locations.add(*server, *id);
+        }
     }
 
     /// A reader or scrubber found `server`'s copy of `sha256` bad.

@@ -19,10 +19,11 @@ use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use tonic::{Request, Response, Status};
 
 pub use crate::control::HealConfig;
-use crate::control::{ControlError, HeartbeatStep, LeaderControl};
+use crate::control::{fresh_copies, ControlError, HeartbeatStep, LeaderControl};
 use crate::healer::HealthFigures;
 use crate::kv::KvRead;
 use crate::leases::{state_name, LeaseConfig};
+use crate::locations::ChunkId;
 use crate::node::{NodeError, NodeHandle};
 use crate::state;
 
@@ -114,17 +115,10 @@ impl MasterService {
         }
     }
 
-    /// Record the copies of a committed fresh upload as known locations at once. Their
-    /// chunkservers report them on their next heartbeat anyway; until then the planner would
-    /// count a just-written chunk as under-replicated (and schedule a needless repair, then
-    /// a trim), and `ctl status` would never read healthy under a steady write load.
+    /// See [`LeaderControl::learn_copies`].
     fn learn_copies(&self, copies: &[(u64, ChunkId)]) {
-        if copies.is_empty() {
-            return;
-        }
-        let mut h = self.healer.lock();
-        for (server, id) in copies {
-            h.locations.add(*server, *id);
+        if !copies.is_empty() {
+            self.control.lock().learn_copies(copies);
         }
     }
 
@@ -178,16 +172,6 @@ impl MasterService {
     fn live_servers(&self, kv: &dyn KvRead) -> Vec<(ChunkserverRecord, ChunkserverState)> {
         self.control.lock().server_states(kv, self.mono_ms())
     }
-}
-
-/// The copies a commit's fresh uploads name: (server, chunk) for every chunk reference with an
-/// upload time (the writer stored and fsynced those copies just before committing). Stored and
-/// copied references carry no upload time and are not trusted as locations.
-fn fresh_copies<'a>(refs: impl Iterator<Item = &'a ChunkRef>) -> Vec<(u64, ChunkId)> {
-    refs.filter(|c| c.uploaded_ms > 0)
-        .filter_map(|c| chunk_id(&c.sha256).map(|id| (c, id)))
-        .flat_map(|(c, id)| c.servers.iter().map(move |s| (*s, id)))
-        .collect()
 }
 
 fn ok<T>(v: T) -> Rpc<T> {

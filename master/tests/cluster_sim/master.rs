@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anode_master::control::{HealConfig, HeartbeatStep, LeaderControl};
+use anode_master::control::{fresh_copies, HealConfig, HeartbeatStep, LeaderControl};
 use anode_master::kv::KvRead;
 use anode_master::leases::LeaseConfig;
+use anode_master::locations::ChunkId;
 use anode_master::node::{Core, NodeConfig, NodeError, Outbox};
 use anode_master::planner::Limits;
 use anode_master::state;
@@ -62,7 +63,8 @@ type ReadRx = oneshot::Receiver<Result<(), NodeError>>;
 /// What to answer once raft resolved a request.
 enum Then {
     Created,
-    Put,
+    /// A put; the copies of its fresh uploads become known locations once it commits.
+    Put(Vec<(u64, ChunkId)>),
     Deleted,
     Registered,
     /// A heartbeat whose stats update was proposed; finish it after the commit.
@@ -276,15 +278,18 @@ impl SimMaster {
                 }),
                 Then::Created,
             ),
-            Call::PutObject(r) => (
-                Op::PutObject(PutObjectCmd {
-                    bucket: r.bucket,
-                    key: r.key,
-                    manifest: r.manifest,
-                    if_match_etag: r.if_match_etag,
-                }),
-                Then::Put,
-            ),
+            Call::PutObject(r) => {
+                let fresh = fresh_copies(r.manifest.iter().flat_map(|m| m.chunks.iter()));
+                (
+                    Op::PutObject(PutObjectCmd {
+                        bucket: r.bucket,
+                        key: r.key,
+                        manifest: r.manifest,
+                        if_match_etag: r.if_match_etag,
+                    }),
+                    Then::Put(fresh),
+                )
+            }
             Call::DeleteObject(r) => (
                 Op::DeleteObject(DeleteObjectCmd {
                     bucket: r.bucket,
@@ -385,7 +390,10 @@ impl SimMaster {
     fn after_commit(&mut self, now_ms: u64, then: &Then, res: CommandResult) -> Reply {
         match then {
             Then::Created => Reply::Created,
-            Then::Put => Reply::Put,
+            Then::Put(fresh) => {
+                self.control.learn_copies(fresh);
+                Reply::Put
+            }
             Then::Deleted => Reply::Deleted,
             Then::Registered => {
                 let mono = self.mono(now_ms);
