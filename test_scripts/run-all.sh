@@ -19,7 +19,7 @@ done
 if [ -n "$short" ]; then
   scenarios=(leader-failover partition write-burst)
 else
-  scenarios=(leader-failover partition sigstop write-burst crash-all slow-follower rolling-restart)
+  scenarios=(leader-failover partition sigstop write-burst crash-all slow-follower rolling-restart chunkserver-faults)
 fi
 # Build once up front (lib.sh builds only what is missing).
 : "${CARGO_TARGET_DIR:=$HOME/.cache/anode-target}"; export CARGO_TARGET_DIR
@@ -94,6 +94,7 @@ desc = {
     "write-burst": "1,000 write-once PUTs from 20 parallel clients over 2 gateways. Pass: all acknowledged, all listed and byte-identical (SHA-256) through both gateways.",
     "crash-all": "kill -9 all 9 processes during write-once PUTs (20 KB chunked and 512 B inline), restart them all, keep writing. Pass: every acknowledged object listed and byte-identical on both gateways, unacknowledged ones absent or complete, failed ones absent, writes acknowledged after the restart.",
     "slow-follower": "500 ms latency toxic on both raft links into one follower, in alternating phases with normal ones. Pass: ok ops/s with the slow follower >= 80 % of normal, leader unchanged, every phase linearizable.",
+    "chunkserver-faults": "Under a put/get/delete load and write-once writers with SDK-style retries, on 5 chunkservers: kill -9 one (declared dead after the 30 s default, then re-replicated); flip one byte in 20 blob files of another (reads skip them, the scrubber quarantines them, the master repairs); a sixth server with 16 MiB capacity joins and fills up. Pass: zero failed client requests, full replication after the loss and after the corruption (no corrupt file left in place), writes succeed after the small server is full, linearizable, every acknowledged write-once object intact.",
     "rolling-restart": "SIGTERM and restart each of the 9 processes in turn (chunkservers, master followers, master leader, gateways), waiting for health (chunkservers: re-registered with a new epoch; masters: caught up) under load; clients retry up to 10 attempts with backoff. Pass: zero failed client requests, linearizable, every acknowledged write-once object intact.",
 }
 for r in rows:
