@@ -102,10 +102,17 @@ fn abort_on_panic() {
 
 fn main() -> anyhow::Result<()> {
     abort_on_panic();
+    // Fail points from FAILPOINTS (`name=actions;...`), kept for the whole process.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     apply_config_file()?;
     let cli = Cli::parse();
     let _ = &cli.config;
     anode_common::init_tracing();
+    #[cfg(feature = "failpoints")]
+    if let Ok(fp) = std::env::var("FAILPOINTS") {
+        tracing::warn!(failpoints = %fp, "fail points configured");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
