@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs build dependencies when missing, then checks formatting, lints,
 # and runs every test of the workspace (unit, proptest, in-process raft simulation and the
-# multi-process cluster tests that start real `anode` processes on 127.0.0.1), then the
-# awscli/s3cmd/rclone smoke run (scripts/ci-s3-clients.sh).
+# multi-process cluster tests that start real `anode` processes on 127.0.0.1), the fail point
+# tests (a second build with `--features failpoints`), then the awscli/s3cmd/rclone smoke run
+# (scripts/ci-s3-clients.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -15,6 +16,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace -- --test-threads="${ANODE_TEST_THREADS:-2}"
+echo "== fail points (crashes at the critical gaps, real processes; tests/failpoints.rs)"
+cargo clippy -p anode --features failpoints --all-targets -- -D warnings
+cargo test --features failpoints --test failpoints
 echo "== S3 clients (awscli, s3cmd, rclone) against anode dev and local-cluster.sh"
 bash scripts/ci-s3-clients.sh
 echo "== chaos scenarios, short set (leader failover, partition, write burst)"

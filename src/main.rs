@@ -86,11 +86,33 @@ fn apply_config_file() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A panic anywhere (the raft thread, a tokio worker, a blocking-pool thread) ends the whole
+/// process at once, like `kill -9`: after printing the usual message, `abort`. Without this a
+/// panicking raft thread would leave a member that still holds its port and answers but never
+/// makes progress, and a panicking task would just fail one request while its process keeps
+/// whatever half-done state it left. Recovery from a crash is what the on-disk formats are
+/// built for; recovery from an unknown in-memory state is not.
+fn abort_on_panic() {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print(info);
+        std::process::abort();
+    }));
+}
+
 fn main() -> anyhow::Result<()> {
+    abort_on_panic();
+    // Fail points from FAILPOINTS (`name=actions;...`), kept for the whole process.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     apply_config_file()?;
     let cli = Cli::parse();
     let _ = &cli.config;
     anode_common::init_tracing();
+    #[cfg(feature = "failpoints")]
+    if let Ok(fp) = std::env::var("FAILPOINTS") {
+        tracing::warn!(failpoints = %fp, "fail points configured");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -5,8 +5,9 @@
 //! `inline_max_bytes`, return it for an inline manifest -> otherwise cut full chunks; for each,
 //! SHA-256 (blocking pool) -> `AllocateChunks` -> `PutChunk` to the R targets in parallel ->
 //! on a failed target, `AllocateChunks` again with `exclude` and write to a replacement until R
-//! distinct servers acknowledged -> Content-MD5 check -> (caller) commit. At most
-//! `put_parallelism` chunks are held in memory, counting the one being filled.
+//! distinct servers acknowledged -> Content-MD5 check -> touch old copies -> fail point
+//! `client::put::before_commit` -> (caller) commit. At most `put_parallelism` chunks are held
+//! in memory, counting the one being filled.
 //!
 //! Hedging: once one copy of a chunk is acknowledged, the other targets get [`hedge_delay`] to
 //! follow; a target still silent then (frozen, overloaded, partitioned with its sockets open) is
@@ -196,6 +197,14 @@ impl ClientInner {
                 tail.total_bytes
             )));
         }
+        // Every chunk has R durable (and touched) copies; the caller's manifest or part commit
+        // comes next. A writer that dies here leaves orphan copies for garbage collection
+        // (tests/failpoints.rs: `return` simulates the writer giving up, `panic` a crash).
+        fail::fail_point!("client::put::before_commit", |_| Err(
+            ClientError::Internal(
+                "failpoint client::put::before_commit: stopped before the commit".into()
+            )
+        ));
         Ok(StoredBody {
             size: tail.total_bytes,
             md5: tail.md5,

@@ -12,7 +12,9 @@
 //! 2. [`RaftStore::commit_apply`] writes the mutations of applied entries, the applied index
 //!    and the conf state in one batch. It need not sync: RocksDB's WAL is a single ordered
 //!    stream, so a later synced log write makes it durable, and a lost suffix is re-applied
-//!    from the (synced) log on restart.
+//!    from the (synced) log on restart. It may land before the hard state that carries the
+//!    same entries' commit index (the node applies before it persists); on open, a commit
+//!    index behind the applied index is raised to it.
 //! 3. Log compaction deletes entries below the applied index in one batch with the new
 //!    truncation point.
 
@@ -153,6 +155,19 @@ impl RaftStore {
             None => c.truncated_index,
         };
         c.last_index = c.last_index.max(c.truncated_index);
+        if c.applied > c.hard_state.commit {
+            // The node applies a Ready's committed entries before it persists the hard state
+            // carrying their commit index (rule 2 above); a crash in between leaves the applied
+            // index ahead. Applied entries were committed and are in the local log, so the
+            // commit index is at least the applied index (raft-rs refuses applied > commit).
+            tracing::warn!(
+                applied = c.applied,
+                commit = c.hard_state.commit,
+                "persisted commit index behind the applied index (crash between apply and \
+                 persist); raising it to the applied index"
+            );
+            c.hard_state.commit = c.applied;
+        }
         *self.cache.write() = c;
         Ok(())
     }
@@ -546,6 +561,37 @@ mod tests {
                 .len(),
             4
         );
+    }
+
+    #[test]
+    fn applied_ahead_of_the_persisted_commit_reopens() {
+        // The node applies a Ready's committed entries (unsynced batch) before it persists the
+        // hard state carrying their commit index; a crash in between leaves applied > commit
+        // on disk, and raft-rs refuses to start with applied > committed.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RaftStore::open(dir.path()).unwrap();
+            s.bootstrap(vec![1]).unwrap();
+            let ents: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
+            let hs = HardState {
+                term: 1,
+                commit: 3,
+                ..Default::default()
+            };
+            s.persist(&ents, Some(&hs)).unwrap();
+            s.commit_apply(&[], 5, 1, None).unwrap();
+        }
+        let s = RaftStore::open(dir.path()).unwrap();
+        assert_eq!(s.applied(), 5);
+        assert_eq!(s.initial_state().unwrap().hard_state.commit, 5);
+        let cfg = raft::Config {
+            id: 1,
+            applied: s.applied(),
+            ..Default::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let node = raft::RawNode::new(&cfg, s, &logger).unwrap();
+        assert_eq!(node.raft.raft_log.committed, 5);
     }
 
     #[test]

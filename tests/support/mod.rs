@@ -31,17 +31,30 @@ pub struct Proc {
     pub child: Option<Child>,
     pub args: Vec<String>,
     pub log: PathBuf,
+    /// Extra environment variables for the next `start` (e.g. `FAILPOINTS`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Proc {
     /// Spawn `anode ARGS...`, logging to `dir/NAME.log` (appending across restarts).
     pub fn spawn(dir: &Path, name: &str, args: Vec<String>) -> Proc {
+        Proc::spawn_env(dir, name, args, Vec::new())
+    }
+
+    /// [`Proc::spawn`] with extra environment variables (kept for restarts until changed).
+    pub fn spawn_env(
+        dir: &Path,
+        name: &str,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Proc {
         let log = dir.join(format!("{name}.log"));
         let mut p = Proc {
             name: name.to_string(),
             child: None,
             args,
             log,
+            env,
         };
         p.start();
         p
@@ -62,6 +75,7 @@ impl Proc {
                 std::env::var("RUST_LOG")
                     .unwrap_or_else(|_| "info,anode_common=debug,anode_gateway=debug".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

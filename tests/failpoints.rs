@@ -1,0 +1,932 @@
+//! Fail point tests: real `anode` processes built with `--features failpoints`, each told by
+//! its `FAILPOINTS` environment variable to fail or crash at one critical gap, then checked
+//! for recovery. Run with `cargo test --features failpoints --test failpoints`.
+//!
+//! - `client::put::before_commit` (in this process): every chunk has R copies, the manifest
+//!   is never committed. The object does not exist, the orphan copies are collected from
+//!   every disk, a later put of the same key works.
+//! - `master::node::after_persist_before_send` (leader, then a follower) and
+//!   `master::store::before_persist` (a follower): a member dies between its synced raft
+//!   write and the messages that depend on it, or just before that write. A new leader takes
+//!   over, the crashed members restart from disk and catch up, every acknowledged write is on
+//!   all 3 members.
+//! - `chunkserver::put::before_rename` (error, then crash) and `chunkserver::put::after_rename`
+//!   (crash): puts still succeed on other servers; a crash leaves no temp file after restart;
+//!   a renamed blob survives the crash intact; every chunk ends at exactly R copies.
+//! - `master::store::mid_snapshot_install` (crash): a lagging member crashes while installing
+//!   the leader's snapshot, restarts, installs it and matches the leader.
+//!
+//! A `panic` action aborts the process (the `anode` binary's panic hook), so each crash is a
+//! real `SIGABRT` death with nothing flushed or cleaned up on the way out.
+#![cfg(feature = "failpoints")]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anode_client::{Client, ClientConfig, ClientError, PutOptions};
+use anode_proto::master_client::MasterClient;
+use anode_proto::*;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use support::*;
+use tonic::transport::Channel;
+
+const CHUNK: usize = 1 << 20;
+const R: usize = 3;
+const SIGABRT: i32 = 6;
+
+/// Every test holds the fail point scenario lock: tests run one at a time (the in-process
+/// fail point registry is global, and each test runs a whole cluster).
+fn scenario() -> fail::FailScenario<'static> {
+    fail::FailScenario::setup()
+}
+
+fn failpoints(spec: &str) -> Vec<(String, String)> {
+    vec![("FAILPOINTS".to_string(), spec.to_string())]
+}
+
+/// Wait until `p` exits by itself; returns its exit status (the process is then stopped, and
+/// `start` runs it again).
+async fn wait_exit(p: &mut Proc, what: &str, within: Duration) -> ExitStatus {
+    let status = wait_for(what, within, || {
+        let r = p.child.as_mut().map(|c| c.try_wait().unwrap());
+        async move { r.flatten() }
+    })
+    .await;
+    p.child = None;
+    status
+}
+
+/// `p` died of `abort()` after the fail point `point` panicked.
+async fn assert_crashed_at(p: &mut Proc, point: &str) {
+    let st = wait_exit(
+        p,
+        &format!("{} to crash at {point}", p.name),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        st.signal(),
+        Some(SIGABRT),
+        "{} exited with {st:?}, not SIGABRT:\n{}",
+        p.name,
+        p.log_tail()
+    );
+    let log = std::fs::read_to_string(&p.log).unwrap();
+    assert!(
+        log.contains(&format!("failpoint {point} panic")),
+        "{} crashed, but not at {point}:\n{}",
+        p.name,
+        p.log_tail()
+    );
+}
+
+// ---- data path clusters: 1 master, N chunkservers ----------------------------------------------
+
+struct DataCluster {
+    _dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+    master: String,
+    _m: Proc,
+    cs: BTreeMap<usize, Proc>,
+    addrs: BTreeMap<usize, String>,
+}
+
+impl DataCluster {
+    async fn start(n: usize) -> DataCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        eprintln!("cluster dir {}", root.display());
+        // ANODE_KEEP=1 keeps the logs and data of a run for a post-mortem.
+        let dir = if std::env::var_os("ANODE_KEEP").is_some() {
+            let _ = dir.keep();
+            None
+        } else {
+            Some(dir)
+        };
+        let (mp, ma) = (free_port(), free_port());
+        let master = format!("127.0.0.1:{mp}");
+        let mut margs = master_args(1, &root, mp, ma, &format!("1={master}"), false);
+        // Short leases, sweeps and garbage-collection delays, so orphans go within seconds.
+        for a in [
+            "--lease-ms",
+            "1000",
+            "--dead-after-ms",
+            "3000",
+            "--heal-interval-ms",
+            "200",
+            "--gc-grace-ms",
+            "500",
+            "--touch-after-ms",
+            "2000",
+            "--clock-skew-ms",
+            "0",
+        ] {
+            margs.push(a.to_string());
+        }
+        let m = Proc::spawn(&root, "master-1", margs);
+        let mut c = DataCluster {
+            _dir: dir,
+            root,
+            master,
+            _m: m,
+            cs: BTreeMap::new(),
+            addrs: BTreeMap::new(),
+        };
+        for i in 1..=n {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let args: Vec<String> = [
+                "chunkserver",
+                "--data",
+                &c.cs_dir(i).display().to_string(),
+                "--listen",
+                &addr,
+                "--admin-listen",
+                &format!("127.0.0.1:{}", free_port()),
+                "--masters",
+                &c.master,
+                "--rack",
+                &format!("rack-{i}"),
+                "--heartbeat-ms",
+                "200",
+                "--full-report-secs",
+                "2",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            c.cs.insert(i, Proc::spawn(&c.root, &format!("chunkserver-{i}"), args));
+            c.addrs.insert(i, addr);
+        }
+        c.wait_alive(n).await;
+        c
+    }
+
+    fn cs_dir(&self, i: usize) -> PathBuf {
+        self.root.join(format!("chunkserver-{i}"))
+    }
+
+    async fn wait_alive(&self, n: usize) {
+        wait_alive(
+            &self.master,
+            n,
+            "chunkservers alive",
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+
+    async fn status(&self) -> Option<serde_json::Value> {
+        anode_master::ctl::status(std::slice::from_ref(&self.master))
+            .await
+            .ok()
+    }
+
+    /// The registry entry of process `chunkserver-i`.
+    async fn entry(&self, i: usize) -> Option<serde_json::Value> {
+        let addr = self.addrs[&i].as_str();
+        self.status().await?["chunkservers"]
+            .as_array()?
+            .iter()
+            .find(|s| s["addr"] == addr)
+            .cloned()
+    }
+
+    /// Restart chunkserver `i` (kill -9 if running) with `env`; returns once the new process
+    /// has registered (a higher epoch: puts to the old epoch would be refused) and every
+    /// server is alive.
+    async fn restart(&mut self, i: usize, env: Vec<(String, String)>) {
+        let old = self.entry(i).await.expect("registered")["epoch"]
+            .as_u64()
+            .unwrap();
+        let p = self.cs.get_mut(&i).unwrap();
+        p.kill9();
+        p.env = env;
+        p.start();
+        wait_for(
+            &format!("chunkserver-{i} registered again"),
+            Duration::from_secs(30),
+            || async {
+                let e = self.entry(i).await?;
+                (e["epoch"].as_u64()? > old && e["state"] == "alive").then_some(())
+            },
+        )
+        .await;
+        self.wait_alive(self.cs.len()).await;
+    }
+
+    /// The registry id of process `chunkserver-i`.
+    async fn id_of(&self, i: usize) -> u64 {
+        wait_for("chunkserver id", Duration::from_secs(10), || async {
+            self.entry(i).await?["id"].as_u64()
+        })
+        .await
+    }
+
+    /// Number of good on-disk copies of `sha` among chunkservers `among`.
+    fn good_copies(&self, sha: &str, among: &[usize]) -> usize {
+        among
+            .iter()
+            .filter(|i| {
+                blob_path(&self.cs_dir(**i), sha)
+                    .is_some_and(|p| std::fs::read(p).is_ok_and(|b| sha_hex(&b) == sha))
+            })
+            .count()
+    }
+
+    /// Whether any file named `sha` (good or not) is left under any server's `blobs/`.
+    fn any_file(&self, sha: &str) -> bool {
+        self.cs
+            .keys()
+            .any(|i| blob_path(&self.cs_dir(*i), sha).is_some())
+    }
+
+    /// Wait until every chunk has exactly R good copies on disk and the master agrees.
+    async fn wait_healthy(&self, shas: &[String], within: Duration) {
+        let all: Vec<usize> = self.cs.keys().copied().collect();
+        wait_for("every chunk at R copies", within, || async {
+            let st = self.status().await?;
+            let ok = st["under_replicated_chunks"] == 0
+                && st["locations_complete"] == true
+                && st["lost_chunks"] == 0;
+            (ok && shas.iter().all(|s| self.good_copies(s, &all) == R)).then_some(())
+        })
+        .await;
+    }
+}
+
+fn sha_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// The blob file of `sha` under a chunkserver data dir, if present.
+fn blob_path(dir: &Path, sha: &str) -> Option<PathBuf> {
+    let p = dir
+        .join("blobs")
+        .join(&sha[0..2])
+        .join(&sha[2..4])
+        .join(sha);
+    p.exists().then_some(p)
+}
+
+/// Files in a chunkserver's `tmp/` (writes in progress, or left by a crash).
+fn tmp_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir.join("tmp"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+fn body(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..len).map(|_| rng.gen()).collect()
+}
+
+async fn data_client(master: &str) -> Client {
+    let cfg = ClientConfig {
+        chunk_size_bytes: CHUNK,
+        ..ClientConfig::default()
+    };
+    Client::with_config(vec![master.to_string()], cfg)
+        .await
+        .unwrap()
+}
+
+async fn read_all(cl: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    let (_, s) = cl.get_object(bucket, key, None).await.unwrap();
+    let parts: Vec<Bytes> = s.try_collect().await.unwrap();
+    parts.concat()
+}
+
+/// A single-chunk body (above the inline limit) that the master places on server `id`.
+async fn body_placed_on(cl: &Client, bucket: &str, id: u64, seed: u64) -> Vec<u8> {
+    for s in seed..seed + 64 {
+        let b = body(200_000, s);
+        let req = AllocateChunksRequest {
+            bucket: bucket.into(),
+            sha256: vec![Sha256::digest(&b).to_vec()],
+            exclude: Vec::new(),
+        };
+        let alloc = cl
+            .master()
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.allocate_chunks(req).await }
+            })
+            .await
+            .unwrap();
+        if alloc.placements[0].servers.iter().any(|s| s.id == id) {
+            return b;
+        }
+    }
+    panic!("no body placed on server {id} in 64 tries");
+}
+
+/// (a) The writer stops after storing every chunk and before committing the manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writer_stopping_before_commit_leaves_only_garbage() {
+    let _s = scenario();
+    let c = DataCluster::start(3).await;
+    let cl = data_client(&c.master).await;
+    cl.create_bucket("fpb", R as u32, "").await.unwrap();
+
+    let b = body(3 * CHUNK + 7, 1);
+    let shas: Vec<String> = b.chunks(CHUNK).map(sha_hex).collect();
+    fail::cfg("client::put::before_commit", "return").unwrap();
+    let err = cl
+        .put_object_bytes("fpb", "obj", Bytes::from(b.clone()), PutOptions::default())
+        .await
+        .unwrap_err();
+    fail::remove("client::put::before_commit");
+    assert!(
+        err.to_string().contains("client::put::before_commit"),
+        "put failed elsewhere: {err}"
+    );
+    // The fail point sits after the chunk writes: every chunk is on R disks.
+    for s in &shas {
+        assert_eq!(c.good_copies(s, &[1, 2, 3]), R, "chunk {s} not stored");
+    }
+
+    // No object: not by HEAD, not by GET, not in the listing.
+    match cl.head_object("fpb", "obj").await {
+        Err(ClientError::Remote { code, .. }) if code == "NoSuchKey" => {}
+        other => panic!("uncommitted object visible: {other:?}"),
+    }
+    assert!(cl.get_object("fpb", "obj", None).await.is_err());
+    let list = cl
+        .list_objects(ListObjectsRequest {
+            bucket: "fpb".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(list.objects.is_empty(), "listed: {:?}", list.objects);
+
+    // The orphan copies are garbage: deleted from every disk.
+    wait_for(
+        "orphan copies collected from every chunkserver",
+        Duration::from_secs(60),
+        || async { (!shas.iter().any(|s| c.any_file(s))).then_some(()) },
+    )
+    .await;
+
+    // The same key (same content, so the same chunk ids) can be written afterwards.
+    cl.put_object_bytes("fpb", "obj", Bytes::from(b.clone()), PutOptions::default())
+        .await
+        .unwrap();
+    assert!(read_all(&cl, "fpb", "obj").await == b);
+    c.wait_healthy(&shas, Duration::from_secs(30)).await;
+}
+
+/// (c) A chunkserver fails just before, or crashes just before or after, the rename that
+/// makes a blob durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chunkserver_failing_around_rename_recovers() {
+    let _s = scenario();
+    let mut c = DataCluster::start(4).await;
+    let cl = data_client(&c.master).await;
+    cl.create_bucket("fpb", R as u32, "").await.unwrap();
+    let mut objs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let others = |i: usize| (1..=4).filter(|j| *j != i).collect::<Vec<_>>();
+
+    // 1. Server 1 answers every put with an error before the rename: the client writes the
+    //    copy to a replacement; server 1 keeps neither the blob nor a temp file.
+    c.restart(1, failpoints("chunkserver::put::before_rename=return"))
+        .await;
+    let b = body_placed_on(&cl, "fpb", c.id_of(1).await, 100).await;
+    let sha = sha_hex(&b);
+    cl.put_object_bytes("fpb", "one", Bytes::from(b.clone()), PutOptions::default())
+        .await
+        .expect("put with a failing target must go to a replacement");
+    assert!(read_all(&cl, "fpb", "one").await == b);
+    assert!(c.cs[&1].child.is_some(), "server 1 must not crash");
+    assert!(blob_path(&c.cs_dir(1), &sha).is_none());
+    assert_eq!(c.good_copies(&sha, &others(1)), R);
+    assert_eq!(tmp_files(&c.cs_dir(1)), Vec::<PathBuf>::new());
+    objs.insert("one".into(), b);
+    c.restart(1, Vec::new()).await;
+
+    // 2. Server 2 crashes after the temp file is written and fsynced, before the rename: the
+    //    put still succeeds elsewhere, and the restart removes the temp file.
+    c.restart(2, failpoints("chunkserver::put::before_rename=panic"))
+        .await;
+    let b = body_placed_on(&cl, "fpb", c.id_of(2).await, 200).await;
+    let sha = sha_hex(&b);
+    cl.put_object_bytes("fpb", "two", Bytes::from(b.clone()), PutOptions::default())
+        .await
+        .expect("put with a crashing target must go to a replacement");
+    assert_crashed_at(c.cs.get_mut(&2).unwrap(), "chunkserver::put::before_rename").await;
+    let left = tmp_files(&c.cs_dir(2));
+    assert!(
+        !left.is_empty(),
+        "the crash before rename left no temp file"
+    );
+    assert!(blob_path(&c.cs_dir(2), &sha).is_none());
+    assert_eq!(c.good_copies(&sha, &others(2)), R);
+    c.restart(2, Vec::new()).await;
+    assert_eq!(
+        tmp_files(&c.cs_dir(2)),
+        Vec::<PathBuf>::new(),
+        "temp files survived the restart"
+    );
+    assert!(read_all(&cl, "fpb", "two").await == b);
+    objs.insert("two".into(), b);
+
+    // 3. Server 3 crashes right after the rename (and directory fsync), before answering: the
+    //    client counts it as failed and uses a replacement; the blob on server 3 is intact
+    //    and comes back with it as a surplus copy, which is trimmed.
+    c.restart(3, failpoints("chunkserver::put::after_rename=panic"))
+        .await;
+    let b = body_placed_on(&cl, "fpb", c.id_of(3).await, 300).await;
+    let sha = sha_hex(&b);
+    cl.put_object_bytes(
+        "fpb",
+        "three",
+        Bytes::from(b.clone()),
+        PutOptions::default(),
+    )
+    .await
+    .expect("put with a crashing target must go to a replacement");
+    assert_crashed_at(c.cs.get_mut(&3).unwrap(), "chunkserver::put::after_rename").await;
+    assert_eq!(
+        c.good_copies(&sha, &[3]),
+        1,
+        "the renamed blob is not intact after the crash"
+    );
+    assert_eq!(c.good_copies(&sha, &others(3)), R);
+    c.restart(3, Vec::new()).await;
+    assert_eq!(tmp_files(&c.cs_dir(3)), Vec::<PathBuf>::new());
+    objs.insert("three".into(), b);
+
+    // Every chunk at exactly R good copies, every object reads back.
+    let shas: Vec<String> = objs.values().map(|b| sha_hex(b)).collect();
+    c.wait_healthy(&shas, Duration::from_secs(60)).await;
+    for (k, b) in &objs {
+        assert!(read_all(&cl, "fpb", k).await == *b, "{k} differs");
+    }
+    for i in 1..=4 {
+        assert_eq!(tmp_files(&c.cs_dir(i)), Vec::<PathBuf>::new(), "server {i}");
+    }
+}
+
+// ---- master groups: 3 members, inline objects ---------------------------------------------------
+
+struct Masters {
+    _dir: Option<tempfile::TempDir>,
+    procs: BTreeMap<u64, Proc>,
+    addrs: BTreeMap<u64, String>,
+}
+
+impl Masters {
+    /// Start members 1..=3; `env[id]` is given to member `id`.
+    fn start(mut env: BTreeMap<u64, Vec<(String, String)>>) -> Masters {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        eprintln!("cluster dir {}", root.display());
+        let dir = if std::env::var_os("ANODE_KEEP").is_some() {
+            let _ = dir.keep();
+            None
+        } else {
+            Some(dir)
+        };
+        let ports: BTreeMap<u64, (u16, u16)> =
+            (1..=3).map(|i| (i, (free_port(), free_port()))).collect();
+        let addrs: BTreeMap<u64, String> = ports
+            .iter()
+            .map(|(i, (p, _))| (*i, format!("127.0.0.1:{p}")))
+            .collect();
+        let peers = addrs
+            .iter()
+            .map(|(i, a)| format!("{i}={a}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        // master_args compacts the log past 50 entries, so a lagging member needs a snapshot.
+        let procs = ports
+            .iter()
+            .map(|(i, (p, a))| {
+                let args = master_args(*i, &root, *p, *a, &peers, false);
+                let env = env.remove(i).unwrap_or_default();
+                (
+                    *i,
+                    Proc::spawn_env(&root, &format!("master-{i}"), args, env),
+                )
+            })
+            .collect();
+        Masters {
+            _dir: dir,
+            procs,
+            addrs,
+        }
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.addrs.values().cloned().collect()
+    }
+
+    fn without(&self, id: u64) -> Vec<String> {
+        self.addrs
+            .iter()
+            .filter(|(i, _)| **i != id)
+            .map(|(_, a)| a.clone())
+            .collect()
+    }
+
+    /// The member that says it leads (and its status), among those that answer.
+    async fn leader(&self) -> Option<StatusResponse> {
+        for addr in self.addrs.values() {
+            if let Some(st) = status_of(addr).await {
+                if st.leader_id != 0 && st.leader_id == st.id {
+                    return Some(st);
+                }
+            }
+        }
+        None
+    }
+
+    async fn wait_leader(&self, what: &str) -> StatusResponse {
+        wait_for(what, Duration::from_secs(30), || self.leader()).await
+    }
+
+    /// Wait until member `id` has applied everything the leader has committed (no writes
+    /// running), and return its applied index.
+    async fn wait_caught_up(&self, id: u64) -> u64 {
+        let addr = self.addrs[&id].clone();
+        wait_for(
+            &format!("member {id} caught up with the leader"),
+            Duration::from_secs(60),
+            || async {
+                let l = self.leader().await?;
+                let st = status_of(&addr).await?;
+                (st.applied_index >= l.commit_index && l.commit_index > 0)
+                    .then_some(st.applied_index)
+            },
+        )
+        .await
+    }
+}
+
+async fn master_client(addr: &str) -> Option<MasterClient<Channel>> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(3));
+    Some(MasterClient::new(ep.connect().await.ok()?))
+}
+
+async fn status_of(addr: &str) -> Option<StatusResponse> {
+    let mut c = master_client(addr).await?;
+    Some(c.status(StatusRequest {}).await.ok()?.into_inner())
+}
+
+async fn create_bucket(addrs: &[String], name: &str) {
+    let name = name.to_string();
+    anode_master::ctl::call_leader(addrs, |mut c| {
+        let name = name.clone();
+        async move {
+            c.create_bucket(CreateBucketRequest {
+                name,
+                replication: 0,
+                owner_access_key: String::new(),
+            })
+            .await
+        }
+    })
+    .await
+    .expect("create bucket");
+}
+
+/// Put an inline object whose bytes are its key, through whichever member leads; Ok only
+/// when committed.
+async fn put(addrs: &[String], bucket: &str, key: &str) -> Result<(), String> {
+    let req = PutObjectRequest {
+        bucket: bucket.into(),
+        key: key.into(),
+        manifest: Some(Manifest {
+            version: MANIFEST_VERSION,
+            size: key.len() as u64,
+            etag: format!("{:x}", key.len()),
+            inline_data: key.as_bytes().to_vec(),
+            ..Default::default()
+        }),
+        if_match_etag: None,
+    };
+    let r = anode_master::ctl::call_leader(addrs, |mut c| {
+        let req = req.clone();
+        async move { c.put_object(req).await }
+    });
+    match tokio::time::timeout(Duration::from_secs(5), r).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timeout".into()),
+    }
+}
+
+/// Every key of `bucket` as member `addr` has it applied locally (`allow_stale`: no leader
+/// involved), with the check that each object's inline bytes are its key.
+async fn local_keys(addr: &str, bucket: &str) -> BTreeSet<String> {
+    let mut c = master_client(addr).await.expect("member reachable");
+    let mut keys = BTreeSet::new();
+    let mut start_after = String::new();
+    loop {
+        let page = c
+            .list_objects(ListObjectsRequest {
+                bucket: bucket.into(),
+                start_after: start_after.clone(),
+                max_keys: 1000,
+                allow_stale: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("list on {addr}: {e}"))
+            .into_inner();
+        let Some(last) = page.objects.last() else {
+            break;
+        };
+        start_after = last.key.clone();
+        keys.extend(page.objects.into_iter().map(|o| o.key));
+    }
+    // Spot-check contents through the member's local state.
+    for k in keys.iter().step_by(97) {
+        let m = c
+            .get_object(GetObjectRequest {
+                bucket: bucket.into(),
+                key: k.clone(),
+                allow_stale: true,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("get {k} on {addr}: {e}"))
+            .into_inner()
+            .manifest
+            .unwrap_or_default();
+        assert_eq!(m.inline_data, k.as_bytes(), "{k} on {addr}");
+    }
+    keys
+}
+
+/// (b) The leader, then a follower, dies after its raft write is synced and before the
+/// messages that depend on it are sent; then another follower dies just before that write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn masters_crashing_around_raft_persist_lose_no_ack() {
+    let _s = scenario();
+    const POINT: &str = "master::node::after_persist_before_send";
+    // Member 1 passes the point 300 times (a few while following, most while leading under
+    // the write load below), then panics.
+    let mut m = Masters::start(BTreeMap::from([(
+        1,
+        failpoints(&format!("{POINT}=300*off->panic")),
+    )]));
+    let all = m.all();
+    let first = m.wait_leader("first leader").await;
+    if first.id != 1 {
+        anode_master::ctl::call_leader(&all, |mut c| async move {
+            c.transfer_leader(TransferLeaderRequest { id: 1 }).await
+        })
+        .await
+        .expect("transfer leadership to member 1");
+    }
+    wait_for("member 1 leads", Duration::from_secs(20), || async {
+        m.leader().await.filter(|l| l.id == 1).map(|_| ())
+    })
+    .await;
+    create_bucket(&all, "bkt").await;
+
+    // What member 1 said about itself last, before it died.
+    let last_seen: Arc<Mutex<Option<StatusResponse>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (last_seen, stop, a1) = (last_seen.clone(), stop.clone(), m.addrs[&1].clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                if let Some(st) = status_of(&a1).await {
+                    *last_seen.lock().unwrap() = Some(st);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    // Four writers recording every acknowledged key.
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (acked, stop, all) = (acked.clone(), stop.clone(), all.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let key = format!("w{w}-{i:06}");
+                    if put(&all, "bkt", &key).await.is_ok() {
+                        acked.lock().unwrap().push(key);
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+
+    assert_crashed_at(m.procs.get_mut(&1).unwrap(), POINT).await;
+    let at_crash = acked.lock().unwrap().len();
+    let seen = last_seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("member 1 answered");
+    assert_eq!(
+        seen.leader_id, 1,
+        "member 1 was not leading when it crashed"
+    );
+    assert!(at_crash > 0, "no write acknowledged before the crash");
+
+    // A new leader, and writes go on.
+    let l2 = wait_for("a new leader", Duration::from_secs(20), || async {
+        m.leader().await.filter(|l| l.id != 1 && l.term > seen.term)
+    })
+    .await;
+    wait_for("writes after the crash", Duration::from_secs(20), || {
+        let n = acked.lock().unwrap().len();
+        async move { (n >= at_crash + 50).then_some(()) }
+    })
+    .await;
+
+    // Member 1 restarts from its disk (no fail points) and catches up under load.
+    let p1 = m.procs.get_mut(&1).unwrap();
+    p1.env.clear();
+    p1.start();
+    let a1 = m.addrs[&1].clone();
+    wait_for("member 1 answers again", Duration::from_secs(20), || {
+        status_of(&a1)
+    })
+    .await;
+    let more = |what: String| {
+        let acked = acked.clone();
+        async move {
+            let n = acked.lock().unwrap().len();
+            wait_for(&what, Duration::from_secs(20), || {
+                let m = acked.lock().unwrap().len();
+                async move { (m >= n + 50).then_some(()) }
+            })
+            .await
+        }
+    };
+    more("writes with member 1 back".into()).await;
+
+    // Followers: one dies after syncing entries it has not acknowledged (the same point),
+    // another just before syncing them (`master::store::before_persist`). The leader and its
+    // term stay (so each crashed while following), writes go on, and each restarts from its
+    // disk and catches up like member 1.
+    for (n, point) in [POINT, "master::store::before_persist"]
+        .into_iter()
+        .enumerate()
+    {
+        let l = m.wait_leader("current leader").await;
+        let followers: Vec<u64> = (1..=3).filter(|i| *i != l.id).collect();
+        let f = followers[n % followers.len()];
+        let pf = m.procs.get_mut(&f).unwrap();
+        pf.kill9();
+        pf.env = failpoints(&format!("{point}=20*off->panic"));
+        pf.start();
+        assert_crashed_at(pf, point).await;
+        let l_after = m.wait_leader("leader after the follower crash").await;
+        assert_eq!(
+            (l_after.id, l_after.term),
+            (l.id, l.term),
+            "an election happened: member {f} may not have crashed as a follower"
+        );
+        more(format!("writes with member {f} down")).await;
+        let pf = m.procs.get_mut(&f).unwrap();
+        pf.env.clear();
+        pf.start();
+        more("writes with every member back".into()).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await.unwrap();
+    }
+    watcher.await.unwrap();
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    eprintln!(
+        "{} writes acknowledged ({at_crash} before the crash); new leader {} in term {}",
+        acked.len(),
+        l2.id,
+        l2.term
+    );
+
+    // Every member holds every acknowledged write, and they all hold the same keys.
+    let mut lists = BTreeMap::new();
+    for id in 1..=3 {
+        let applied = m.wait_caught_up(id).await;
+        let keys = local_keys(&m.addrs[&id], "bkt").await;
+        let missing: Vec<&String> = acked.iter().filter(|k| !keys.contains(*k)).collect();
+        assert!(
+            missing.is_empty(),
+            "member {id} (applied {applied}) lost {} acknowledged writes, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        lists.insert(id, keys);
+    }
+    assert!(lists[&1] == lists[&2] && lists[&2] == lists[&3]);
+}
+
+/// (d) A lagging member crashes in the middle of installing the leader's snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_during_snapshot_install_recovers() {
+    let _s = scenario();
+    const POINT: &str = "master::store::mid_snapshot_install";
+    let mut m = Masters::start(BTreeMap::new());
+    let all = m.all();
+    let leader = m.wait_leader("first leader").await;
+    let f = (1..=3).find(|i| *i != leader.id).unwrap();
+    create_bucket(&all, "bkt").await;
+    for i in 0..20 {
+        put(&all, "bkt", &format!("before-{i:03}")).await.unwrap();
+    }
+    m.wait_caught_up(f).await;
+
+    // Member f stops; the others move 200 entries on, far past the compaction threshold (50),
+    // so f can only catch up from a snapshot.
+    m.procs.get_mut(&f).unwrap().kill9();
+    let rest = m.without(f);
+    for i in 0..200 {
+        put(&rest, "bkt", &format!("while-down-{i:03}"))
+            .await
+            .unwrap();
+    }
+
+    // It comes back and dies while installing the snapshot ...
+    let pf = m.procs.get_mut(&f).unwrap();
+    pf.env = failpoints(&format!("{POINT}=panic"));
+    pf.start();
+    assert_crashed_at(pf, POINT).await;
+    let log = std::fs::read_to_string(&pf.log).unwrap();
+    assert!(!log.contains("installed raft snapshot"));
+
+    // ... and once more without the fail point: it installs the snapshot and catches up.
+    pf.env.clear();
+    pf.start();
+    let applied = m.wait_caught_up(f).await;
+    // The log after the snapshot works too.
+    for i in 0..10 {
+        put(&all, "bkt", &format!("after-{i:03}")).await.unwrap();
+    }
+    m.wait_caught_up(f).await;
+
+    let want: BTreeSet<String> = (0..20)
+        .map(|i| format!("before-{i:03}"))
+        .chain((0..200).map(|i| format!("while-down-{i:03}")))
+        .chain((0..10).map(|i| format!("after-{i:03}")))
+        .collect();
+    let l = m.wait_leader("leader").await;
+    for id in [l.id, f] {
+        let got = local_keys(&m.addrs[&id], "bkt").await;
+        let missing: Vec<&String> = want.difference(&got).collect();
+        let extra: Vec<&String> = got.difference(&want).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "member {id}: {} keys missing (e.g. {:?}), {} extra (e.g. {:?})",
+            missing.len(),
+            &missing[..missing.len().min(3)],
+            extra.len(),
+            &extra[..extra.len().min(3)]
+        );
+    }
+    let log = std::fs::read_to_string(&m.procs[&f].log).unwrap();
+    assert!(
+        log.contains("installed raft snapshot"),
+        "member {f} caught up without a snapshot"
+    );
+
+    // `anode ctl status --json` agrees: all three members applied the same index, past the
+    // writes made after the snapshot.
+    let masters = all.join(",");
+    wait_for(
+        "equal applied indexes in `anode ctl status --json`",
+        Duration::from_secs(20),
+        || async {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_anode"))
+                .args(["ctl", "--masters", &masters, "status", "--json"])
+                .output()
+                .await
+                .ok()?;
+            let st: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let applied_all: Vec<u64> = st["members"]
+                .as_array()?
+                .iter()
+                .filter_map(|x| x["applied_index"].as_u64())
+                .collect();
+            eprintln!("applied indexes {applied_all:?}");
+            (applied_all.len() == 3
+                && applied_all
+                    .iter()
+                    .all(|a| *a == applied_all[0] && *a > applied))
+            .then_some(())
+        },
+    )
+    .await;
+}
