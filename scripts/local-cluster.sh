@@ -55,13 +55,16 @@ start)
   done
   alive "$dir/gateway-1.pid" || launch gateway-1 gateway --listen "127.0.0.1:$(p 9000)" \
     --admin-listen "127.0.0.1:$(p 9001)" --masters "$masters"
+  # Ready: the S3 endpoint answers and all 4 chunkservers are alive (a put before that can
+  # fail with "need 3 chunkservers, have 1").
+  live() { "$ANODE" ctl --masters "$masters" status --json 2>/dev/null | jq '[.chunkservers[] | select(.state == "alive")] | length'; }
   for _ in $(seq 1 300); do
-    if curl -s -o /dev/null "http://127.0.0.1:$(p 9000)/" 2>/dev/null; then
-      echo "S3 endpoint http://127.0.0.1:$(p 9000) ready; credentials in $dir/credentials"; exit 0
+    if curl -s -o /dev/null "http://127.0.0.1:$(p 9000)/" 2>/dev/null && [ "$(live)" = 4 ]; then
+      echo "S3 endpoint http://127.0.0.1:$(p 9000) ready, 4 chunkservers alive; credentials in $dir/credentials"; exit 0
     fi
     sleep 0.2
   done
-  echo "S3 endpoint did not answer within 60 s; see $dir/*.log" >&2; exit 1
+  echo "S3 endpoint or chunkservers not ready within 60 s; see $dir/*.log" >&2; exit 1
   ;;
 stop)
   for f in "$dir"/*.pid; do

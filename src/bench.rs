@@ -246,6 +246,9 @@ async fn client(
                 .collect()
                 .await;
             let errors = results.iter().filter(|r| r.is_err()).count();
+            if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+                eprintln!("{errors} of {objects} failed; first error: {e:#}");
+            }
             (t.elapsed(), errors)
         }
     };
