@@ -142,6 +142,84 @@ pub fn fresh_copies<'a>(refs: impl Iterator<Item = &'a ChunkRef>) -> Vec<(u64, C
         .collect()
 }
 
+/// What a sweep needs of one chunk record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RecordKind {
+    /// Referenced: `want` copies.
+    Referenced { want: usize },
+    /// Unreferenced and tombstoned: its copies are garbage.
+    Tombstoned,
+    /// Unreferenced since `zero_since_ms`, not yet tombstoned.
+    Unreferenced { zero_since_ms: u64 },
+}
+
+#[derive(Clone, Debug)]
+struct Record {
+    id: ChunkId,
+    length: u64,
+    kind: RecordKind,
+}
+
+/// The chunk table as a sweep needs it: a pass over a [`KvRead`] view (a consistent
+/// snapshot) that needs none of the leader's control state, so the service reads it without
+/// holding its control lock; [`LeaderControl::sweep_scanned`] then joins it with the known
+/// locations.
+#[derive(Clone, Debug, Default)]
+pub struct ChunkTable {
+    /// Every record with a valid id, in id order.
+    records: Vec<Record>,
+    /// The ids of every record (orphans are copies of chunks not in here).
+    ids: HashSet<ChunkId>,
+}
+
+impl ChunkTable {
+    /// Read every chunk record of `kv`, [`SWEEP_PAGE`] at a time.
+    pub fn scan(kv: &dyn KvRead) -> ChunkTable {
+        let mut t = ChunkTable::default();
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let page = state::scan_chunks(kv, &after, SWEEP_PAGE);
+            let Some((last, _)) = page.last() else { break };
+            after = last.clone();
+            for (sha, ci) in page {
+                let Some(id) = chunk_id(&sha) else { continue };
+                t.ids.insert(id);
+                let kind = if ci.refcount > 0 {
+                    RecordKind::Referenced {
+                        want: if ci.replication > 0 {
+                            ci.replication as usize
+                        } else {
+                            3
+                        },
+                    }
+                } else if ci.tombstone_ms > 0 {
+                    RecordKind::Tombstoned
+                } else {
+                    RecordKind::Unreferenced {
+                        zero_since_ms: ci.zero_since_ms,
+                    }
+                };
+                t.records.push(Record {
+                    id,
+                    length: ci.length,
+                    kind,
+                });
+            }
+        }
+        t
+    }
+
+    /// Chunk records read.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// No chunk records.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
 /// The leader-local control state: leases and the healer, with their settings.
 #[derive(Debug)]
 pub struct LeaderControl {
@@ -396,8 +474,24 @@ impl LeaderControl {
     }
 
     /// One healing sweep over the applied state: plan and queue repair, trim, drain,
-    /// rebalance and garbage tasks; return the GC bookkeeping to commit.
+    /// rebalance and garbage tasks; return the GC bookkeeping to commit. The same as
+    /// [`ChunkTable::scan`] followed by [`LeaderControl::sweep_scanned`]; the service runs the
+    /// scan without its control lock and only the second half under it.
     pub fn sweep(&mut self, kv: &dyn KvRead, mono_ms: u64, wall_ms: u64) -> SweepOutcome {
+        let table = ChunkTable::scan(kv);
+        self.sweep_scanned(kv, &table, mono_ms, wall_ms)
+    }
+
+    /// The second half of [`LeaderControl::sweep`]: join `table` (a scan of the applied
+    /// chunk table, possibly a little older than `kv`) with the known locations, plan and
+    /// queue tasks, and return the GC bookkeeping to commit. Servers come from `kv`.
+    pub fn sweep_scanned(
+        &mut self,
+        kv: &dyn KvRead,
+        table: &ChunkTable,
+        mono_ms: u64,
+        wall_ms: u64,
+    ) -> SweepOutcome {
         let servers: Vec<ServerView> = self
             .server_states(kv, mono_ms)
             .into_iter()
@@ -417,12 +511,11 @@ impl LeaderControl {
             .saturating_sub(self.heal_cfg.clock_skew_ms);
         let complete = self.healer.reports_complete(&servers);
         let present: HashSet<u64> = servers.iter().filter(|s| s.present).map(|s| s.id).collect();
-        let (mut chunks, records, mut out) =
-            self.scan_records(kv, wall_ms, fence, complete, &present);
+        let (mut chunks, mut out) = self.join_records(table, wall_ms, fence, complete, &present);
         // Copies nobody references: uploads never committed (or records already gone).
         // The fence spares anything written or touched recently.
         let orphans = self.healer.ripe_orphans(
-            |c| records.contains(c),
+            |c| table.ids.contains(c),
             mono_ms,
             self.heal_cfg.touch_after_ms,
             ORPHAN_BATCH,
@@ -444,67 +537,59 @@ impl LeaderControl {
         out
     }
 
-    /// Pass over the chunk table: planner views of referenced and tombstoned chunks, the set
-    /// of chunks with a record, and the tombstones and removals to commit. A tombstoned
-    /// record goes once no `present` (not dead) server is known to hold a copy: a dead
-    /// server that comes back re-reports its copy, which is then an orphan and collected.
-    fn scan_records(
+    /// Planner views of the referenced and tombstoned chunks of `table`, and the tombstones
+    /// and removals to commit. A tombstoned record goes once no `present` (not dead) server
+    /// is known to hold a copy: a dead server that comes back re-reports its copy, which is
+    /// then an orphan and collected.
+    fn join_records(
         &self,
-        kv: &dyn KvRead,
+        table: &ChunkTable,
         wall_ms: u64,
         fence: u64,
         complete: bool,
         present: &HashSet<u64>,
-    ) -> (Vec<ChunkView>, HashSet<ChunkId>, SweepOutcome) {
+    ) -> (Vec<ChunkView>, SweepOutcome) {
         let h = &self.healer;
-        let mut chunks: Vec<ChunkView> = Vec::new();
-        let mut records: HashSet<ChunkId> = HashSet::new();
+        let mut chunks: Vec<ChunkView> = Vec::with_capacity(table.records.len());
         let mut out = SweepOutcome::default();
-        let mut after: Vec<u8> = Vec::new();
-        loop {
-            let page = state::scan_chunks(kv, &after, SWEEP_PAGE);
-            let Some((last, _)) = page.last() else { break };
-            after = last.clone();
-            for (sha, ci) in page {
-                let Some(id) = chunk_id(&sha) else { continue };
-                records.insert(id);
-                let holders = h.holders(&id);
-                if ci.refcount > 0 {
-                    chunks.push(ChunkView {
-                        id,
-                        length: ci.length,
-                        want: if ci.replication > 0 {
-                            ci.replication as usize
-                        } else {
-                            3
-                        },
-                        holders,
-                        garbage_since_ms: None,
-                        avoid_sources: h.avoided_sources(&id),
-                    });
-                } else if ci.tombstone_ms > 0 {
+        for r in &table.records {
+            let id = r.id;
+            match r.kind {
+                RecordKind::Referenced { want } => chunks.push(ChunkView {
+                    id,
+                    length: r.length,
+                    want,
+                    holders: h.holders(&id),
+                    garbage_since_ms: None,
+                    avoid_sources: h.avoided_sources(&id),
+                }),
+                RecordKind::Tombstoned => {
+                    let holders = h.holders(&id);
                     if !holders.iter().any(|s| present.contains(s)) && complete {
                         if out.to_forget.len() < FORGET_BATCH {
-                            out.to_forget.push(sha);
+                            out.to_forget.push(id.to_vec());
                         }
                     } else {
                         chunks.push(ChunkView {
                             id,
-                            length: ci.length,
+                            length: r.length,
                             want: 0,
                             holders,
                             garbage_since_ms: Some(fence),
                             avoid_sources: Vec::new(),
                         });
                     }
-                } else if wall_ms.saturating_sub(ci.zero_since_ms) >= self.heal_cfg.gc_grace_ms
-                    && out.to_tombstone.len() < TOMBSTONE_BATCH
-                {
-                    out.to_tombstone.push(sha);
+                }
+                RecordKind::Unreferenced { zero_since_ms } => {
+                    if wall_ms.saturating_sub(zero_since_ms) >= self.heal_cfg.gc_grace_ms
+                        && out.to_tombstone.len() < TOMBSTONE_BATCH
+                    {
+                        out.to_tombstone.push(id.to_vec());
+                    }
                 }
             }
         }
-        (chunks, records, out)
+        (chunks, out)
     }
 
     /// Figures for status and metrics, and the copies reported per server.

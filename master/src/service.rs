@@ -19,7 +19,7 @@ use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use tonic::{Request, Response, Status};
 
 pub use crate::control::HealConfig;
-use crate::control::{fresh_copies, ControlError, HeartbeatStep, LeaderControl};
+use crate::control::{fresh_copies, ChunkTable, ControlError, HeartbeatStep, LeaderControl};
 use crate::healer::HealthFigures;
 use crate::kv::KvRead;
 use crate::leases::{state_name, LeaseConfig};
@@ -790,8 +790,11 @@ impl MasterService {
     pub async fn heal_once(&self) -> Result<(), Status> {
         let out = {
             let view = self.node.store().view();
+            // The pass over the chunk table (a consistent snapshot) needs no control state:
+            // writes, reads and heartbeats wait on the lock, so it is read without it.
+            let table = ChunkTable::scan(&view);
             let mut c = self.control.lock();
-            let out = c.sweep(&view, self.mono_ms(), anode_common::now_ms());
+            let out = c.sweep_scanned(&view, &table, self.mono_ms(), anode_common::now_ms());
             publish_heal_metrics(&c.healer().figures());
             out
         };
