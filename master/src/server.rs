@@ -75,7 +75,8 @@ pub struct MasterArgs {
     /// Rebalance while the used-space fractions of chunkservers differ by more than this.
     #[arg(long, env = "ANODE_REBALANCE_SPREAD", default_value_t = 0.10)]
     pub rebalance_spread: f64,
-    /// Milliseconds between healing sweeps of the chunk table.
+    /// Milliseconds between healing sweeps of the chunk table (stretched to 4x the last
+    /// sweep's duration when sweeps get long, so they use at most 1/5 of the leader's time).
     #[arg(long, env = "ANODE_HEAL_INTERVAL_MS", default_value_t = 500)]
     pub heal_interval_ms: u64,
 }
