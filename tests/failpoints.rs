@@ -20,6 +20,8 @@
 //! real `SIGABRT` death with nothing flushed or cleaned up on the way out.
 #![cfg(feature = "failpoints")]
 
+#[path = "support/heal_cluster.rs"]
+mod heal_cluster;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,17 +33,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anode_client::{Client, ClientConfig, ClientError, PutOptions};
-use anode_proto::master_client::MasterClient;
 use anode_proto::*;
 use bytes::Bytes;
 use futures::TryStreamExt;
+use heal_cluster::*;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use support::*;
-use tonic::transport::Channel;
 
 const CHUNK: usize = 1 << 20;
-const R: usize = 3;
 const SIGABRT: i32 = 6;
 
 /// Every test holds the fail point scenario lock: tests run one at a time (the in-process
@@ -92,105 +92,8 @@ async fn assert_crashed_at(p: &mut Proc, point: &str) {
 
 // ---- data path clusters: 1 master, N chunkservers ----------------------------------------------
 
-struct DataCluster {
-    _dir: Option<tempfile::TempDir>,
-    root: PathBuf,
-    master: String,
-    _m: Proc,
-    cs: BTreeMap<usize, Proc>,
-    addrs: BTreeMap<usize, String>,
-}
-
-impl DataCluster {
-    async fn start(n: usize) -> DataCluster {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        eprintln!("cluster dir {}", root.display());
-        // ANODE_KEEP=1 keeps the logs and data of a run for a post-mortem.
-        let dir = if std::env::var_os("ANODE_KEEP").is_some() {
-            let _ = dir.keep();
-            None
-        } else {
-            Some(dir)
-        };
-        let (mp, ma) = (free_port(), free_port());
-        let master = format!("127.0.0.1:{mp}");
-        let mut margs = master_args(1, &root, mp, ma, &format!("1={master}"), false);
-        // Short leases, sweeps and garbage-collection delays, so orphans go within seconds.
-        for a in [
-            "--lease-ms",
-            "1000",
-            "--dead-after-ms",
-            "3000",
-            "--heal-interval-ms",
-            "200",
-            "--gc-grace-ms",
-            "500",
-            "--touch-after-ms",
-            "2000",
-            "--clock-skew-ms",
-            "0",
-        ] {
-            margs.push(a.to_string());
-        }
-        let m = Proc::spawn(&root, "master-1", margs);
-        let mut c = DataCluster {
-            _dir: dir,
-            root,
-            master,
-            _m: m,
-            cs: BTreeMap::new(),
-            addrs: BTreeMap::new(),
-        };
-        for i in 1..=n {
-            let addr = format!("127.0.0.1:{}", free_port());
-            let args: Vec<String> = [
-                "chunkserver",
-                "--data",
-                &c.cs_dir(i).display().to_string(),
-                "--listen",
-                &addr,
-                "--admin-listen",
-                &format!("127.0.0.1:{}", free_port()),
-                "--masters",
-                &c.master,
-                "--rack",
-                &format!("rack-{i}"),
-                "--heartbeat-ms",
-                "200",
-                "--full-report-secs",
-                "2",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            c.cs.insert(i, Proc::spawn(&c.root, &format!("chunkserver-{i}"), args));
-            c.addrs.insert(i, addr);
-        }
-        c.wait_alive(n).await;
-        c
-    }
-
-    fn cs_dir(&self, i: usize) -> PathBuf {
-        self.root.join(format!("chunkserver-{i}"))
-    }
-
-    async fn wait_alive(&self, n: usize) {
-        wait_alive(
-            &self.master,
-            n,
-            "chunkservers alive",
-            Duration::from_secs(30),
-        )
-        .await;
-    }
-
-    async fn status(&self) -> Option<serde_json::Value> {
-        anode_master::ctl::status(std::slice::from_ref(&self.master))
-            .await
-            .ok()
-    }
-
+/// What only the fail point tests need of the shared healing cluster.
+impl HealCluster {
     /// The registry entry of process `chunkserver-i`.
     async fn entry(&self, i: usize) -> Option<serde_json::Value> {
         let addr = self.addrs[&i].as_str();
@@ -232,50 +135,12 @@ impl DataCluster {
         .await
     }
 
-    /// Number of good on-disk copies of `sha` among chunkservers `among`.
-    fn good_copies(&self, sha: &str, among: &[usize]) -> usize {
-        among
-            .iter()
-            .filter(|i| {
-                blob_path(&self.cs_dir(**i), sha)
-                    .is_some_and(|p| std::fs::read(p).is_ok_and(|b| sha_hex(&b) == sha))
-            })
-            .count()
-    }
-
     /// Whether any file named `sha` (good or not) is left under any server's `blobs/`.
     fn any_file(&self, sha: &str) -> bool {
         self.cs
             .keys()
             .any(|i| blob_path(&self.cs_dir(*i), sha).is_some())
     }
-
-    /// Wait until every chunk has exactly R good copies on disk and the master agrees.
-    async fn wait_healthy(&self, shas: &[String], within: Duration) {
-        let all: Vec<usize> = self.cs.keys().copied().collect();
-        wait_for("every chunk at R copies", within, || async {
-            let st = self.status().await?;
-            let ok = st["under_replicated_chunks"] == 0
-                && st["locations_complete"] == true
-                && st["lost_chunks"] == 0;
-            (ok && shas.iter().all(|s| self.good_copies(s, &all) == R)).then_some(())
-        })
-        .await;
-    }
-}
-
-fn sha_hex(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
-
-/// The blob file of `sha` under a chunkserver data dir, if present.
-fn blob_path(dir: &Path, sha: &str) -> Option<PathBuf> {
-    let p = dir
-        .join("blobs")
-        .join(&sha[0..2])
-        .join(&sha[2..4])
-        .join(sha);
-    p.exists().then_some(p)
 }
 
 /// Files in a chunkserver's `tmp/` (writes in progress, or left by a crash).
@@ -334,7 +199,7 @@ async fn body_placed_on(cl: &Client, bucket: &str, id: u64, seed: u64) -> Vec<u8
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writer_stopping_before_commit_leaves_only_garbage() {
     let _s = scenario();
-    let c = DataCluster::start(3).await;
+    let c = HealCluster::start(3, &[], &[]).await;
     let cl = data_client(&c.master).await;
     cl.create_bucket("fpb", R as u32, "").await.unwrap();
 
@@ -383,7 +248,8 @@ async fn writer_stopping_before_commit_leaves_only_garbage() {
         .await
         .unwrap();
     assert!(read_all(&cl, "fpb", "obj").await == b);
-    c.wait_healthy(&shas, Duration::from_secs(30)).await;
+    c.wait_healthy(&shas, &[1, 2, 3], Duration::from_secs(30))
+        .await;
 }
 
 /// (c) A chunkserver fails just before, or crashes just before or after, the rename that
@@ -391,7 +257,7 @@ async fn writer_stopping_before_commit_leaves_only_garbage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chunkserver_failing_around_rename_recovers() {
     let _s = scenario();
-    let mut c = DataCluster::start(4).await;
+    let mut c = HealCluster::start(4, &[], &[]).await;
     let cl = data_client(&c.master).await;
     cl.create_bucket("fpb", R as u32, "").await.unwrap();
     let mut objs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -468,7 +334,8 @@ async fn chunkserver_failing_around_rename_recovers() {
 
     // Every chunk at exactly R good copies, every object reads back.
     let shas: Vec<String> = objs.values().map(|b| sha_hex(b)).collect();
-    c.wait_healthy(&shas, Duration::from_secs(60)).await;
+    c.wait_healthy(&shas, &[1, 2, 3, 4], Duration::from_secs(60))
+        .await;
     for (k, b) in &objs {
         assert!(read_all(&cl, "fpb", k).await == *b, "{k} differs");
     }
@@ -488,15 +355,7 @@ struct Masters {
 impl Masters {
     /// Start members 1..=3; `env[id]` is given to member `id`.
     fn start(mut env: BTreeMap<u64, Vec<(String, String)>>) -> Masters {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        eprintln!("cluster dir {}", root.display());
-        let dir = if std::env::var_os("ANODE_KEEP").is_some() {
-            let _ = dir.keep();
-            None
-        } else {
-            Some(dir)
-        };
+        let (dir, root) = test_dir();
         let ports: BTreeMap<u64, (u16, u16)> =
             (1..=3).map(|i| (i, (free_port(), free_port()))).collect();
         let addrs: BTreeMap<u64, String> = ports
@@ -571,19 +430,6 @@ impl Masters {
         )
         .await
     }
-}
-
-async fn master_client(addr: &str) -> Option<MasterClient<Channel>> {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(3));
-    Some(MasterClient::new(ep.connect().await.ok()?))
-}
-
-async fn status_of(addr: &str) -> Option<StatusResponse> {
-    let mut c = master_client(addr).await?;
-    Some(c.status(StatusRequest {}).await.ok()?.into_inner())
 }
 
 async fn create_bucket(addrs: &[String], name: &str) {

@@ -9,190 +9,28 @@
 //! - New chunkservers receive data until used space is within the spread; a drained server is
 //!   emptied under a concurrent read/write load with no client error and no chunk below R.
 
+#[path = "support/heal_cluster.rs"]
+mod heal_cluster;
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anode_client::{Client, ClientConfig, PutOptions};
 use bytes::Bytes;
 use futures::TryStreamExt;
+use heal_cluster::*;
 use rand::{Rng, SeedableRng};
-use sha2::{Digest, Sha256};
 use support::*;
 
-const R: usize = 3;
+/// Master flags of these tests on top of the cluster's: more repair work in flight.
+const HEALING_MASTER: [&str; 4] = ["--repair-per-server", "16", "--repair-total", "128"];
 
-struct Cluster {
-    _dir: Option<tempfile::TempDir>,
-    root: PathBuf,
-    master: String,
-    _m: Proc,
-    cs: BTreeMap<usize, Proc>,
-    addrs: BTreeMap<usize, String>,
-    capacity: u64,
-}
-
-impl Cluster {
-    async fn start(n: usize, capacity: u64, extra_master: &[&str]) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        eprintln!("cluster dir {}", root.display());
-        // ANODE_KEEP=1 keeps the logs and data of a failed run for a post-mortem.
-        let dir = if std::env::var_os("ANODE_KEEP").is_some() {
-            let _ = dir.keep();
-            None
-        } else {
-            Some(dir)
-        };
-        let (mp, ma) = (free_port(), free_port());
-        let master = format!("127.0.0.1:{mp}");
-        let mut margs = master_args(1, &root, mp, ma, &format!("1={master}"), false);
-        for a in [
-            "--lease-ms",
-            "1000",
-            "--dead-after-ms",
-            "3000",
-            "--heal-interval-ms",
-            "200",
-            "--gc-grace-ms",
-            "500",
-            "--touch-after-ms",
-            "2000",
-            "--clock-skew-ms",
-            "0",
-            "--repair-per-server",
-            "16",
-            "--repair-total",
-            "128",
-        ]
-        .iter()
-        .chain(extra_master)
-        {
-            margs.push(a.to_string());
-        }
-        let m = Proc::spawn(&root, "master-1", margs);
-        let mut c = Cluster {
-            _dir: dir,
-            root,
-            master,
-            _m: m,
-            cs: BTreeMap::new(),
-            addrs: BTreeMap::new(),
-            capacity,
-        };
-        for i in 1..=n {
-            c.add_chunkserver(i);
-        }
-        c.wait_alive(n).await;
-        c
-    }
-
-    fn cs_dir(&self, i: usize) -> PathBuf {
-        self.root.join(format!("chunkserver-{i}"))
-    }
-
-    fn add_chunkserver(&mut self, i: usize) {
-        let addr = format!("127.0.0.1:{}", free_port());
-        self.addrs.insert(i, addr.clone());
-        let args: Vec<String> = [
-            "chunkserver",
-            "--data",
-            &self.cs_dir(i).display().to_string(),
-            "--listen",
-            &addr,
-            "--admin-listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--masters",
-            &self.master,
-            "--rack",
-            &format!("rack-{i}"),
-            "--heartbeat-ms",
-            "200",
-            "--scrub-interval-secs",
-            "1",
-            "--full-report-secs",
-            "2",
-            "--capacity",
-            &self.capacity.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let p = Proc::spawn(&self.root, &format!("chunkserver-{i}"), args);
-        self.cs.insert(i, p);
-    }
-
-    async fn status(&self) -> Option<serde_json::Value> {
-        anode_master::ctl::status(std::slice::from_ref(&self.master))
-            .await
-            .ok()
-    }
-
-    async fn wait_alive(&self, n: usize) {
-        wait_alive(
-            &self.master,
-            n,
-            "chunkservers alive",
-            Duration::from_secs(30),
-        )
-        .await;
-    }
-
-    /// Number of good on-disk copies of `sha` among chunkservers `among`.
-    fn good_copies(&self, sha: &str, among: &[usize]) -> usize {
-        among
-            .iter()
-            .filter(|i| {
-                find_blob(&self.cs_dir(**i), sha)
-                    .iter()
-                    .any(|p| std::fs::read(p).is_ok_and(|b| hex::encode(Sha256::digest(&b)) == sha))
-            })
-            .count()
-    }
-
-    /// Wait until every chunk has exactly R good copies among `among` and the master agrees.
-    async fn wait_healthy(&self, shas: &[String], among: &[usize], within: Duration) -> Duration {
-        let t0 = Instant::now();
-        wait_for("every chunk at R copies", within, || async {
-            let st = self.status().await?;
-            let ok_master = st["under_replicated_chunks"] == 0
-                && st["locations_complete"] == true
-                && st["lost_chunks"] == 0;
-            if !ok_master {
-                return None;
-            }
-            let bad: Vec<(&String, usize)> = shas
-                .iter()
-                .map(|s| (s, self.good_copies(s, among)))
-                .filter(|(_, n)| *n != R)
-                .collect();
-            if !bad.is_empty() {
-                eprintln!("{} chunks not at {R} copies, e.g. {:?}", bad.len(), bad[0]);
-                return None;
-            }
-            Some(())
-        })
-        .await;
-        t0.elapsed()
-    }
-}
-
-/// Blob files named `hex` under `dir` (not in corrupt/).
-fn find_blob(dir: &Path, hex: &str) -> Vec<PathBuf> {
-    let p = dir
-        .join("blobs")
-        .join(&hex[0..2])
-        .join(&hex[2..4])
-        .join(hex);
-    if p.exists() {
-        vec![p]
-    } else {
-        Vec::new()
-    }
+/// Chunkserver flags of these tests: a scrub pass every second and `capacity`.
+fn cs_flags(capacity: &str) -> [&str; 4] {
+    ["--scrub-interval-secs", "1", "--capacity", capacity]
 }
 
 async fn client(master: &str) -> Client {
@@ -233,9 +71,7 @@ async fn write_objects(
 }
 
 fn shas(objs: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
-    objs.values()
-        .map(|b| hex::encode(Sha256::digest(b)))
-        .collect()
+    objs.values().map(|b| sha_hex(b)).collect()
 }
 
 async fn read_back(cl: &Client, bucket: &str, objs: &BTreeMap<String, Vec<u8>>) {
@@ -248,7 +84,7 @@ async fn read_back(cl: &Client, bucket: &str, objs: &BTreeMap<String, Vec<u8>>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_servers_and_bad_copies_are_healed() {
-    let mut c = Cluster::start(5, 1 << 30, &[]).await;
+    let mut c = HealCluster::start(5, &HEALING_MASTER, &cs_flags(&(1u64 << 30).to_string())).await;
     let cl = client(&c.master).await;
     cl.create_bucket("heal", 3, "").await.unwrap();
     let objs = write_objects(&cl, "heal", 150, 1).await;
@@ -284,10 +120,10 @@ async fn lost_servers_and_bad_copies_are_healed() {
     let mut damaged = 0;
     for (n, sha) in shas.iter().enumerate().take(40) {
         let holders: Vec<usize> = (1..=5)
-            .filter(|i| !find_blob(&c.cs_dir(*i), sha).is_empty())
+            .filter(|i| blob_path(&c.cs_dir(*i), sha).is_some())
             .collect();
         let Some(&h) = holders.first() else { continue };
-        let path = find_blob(&c.cs_dir(h), sha).remove(0);
+        let path = blob_path(&c.cs_dir(h), sha).unwrap();
         match damaged {
             0 | 1 => {
                 let mut b = std::fs::read(&path).unwrap();
@@ -313,10 +149,7 @@ async fn lost_servers_and_bad_copies_are_healed() {
     for k in &doomed {
         cl.delete_object("heal", k).await.unwrap();
     }
-    let gone: Vec<String> = doomed
-        .iter()
-        .map(|k| hex::encode(Sha256::digest(&objs[k])))
-        .collect();
+    let gone: Vec<String> = doomed.iter().map(|k| sha_hex(&objs[k])).collect();
     wait_for("garbage collected", Duration::from_secs(60), || async {
         gone.iter()
             .all(|s| c.good_copies(s, &[1, 2, 3, 4, 5]) == 0)
@@ -333,7 +166,12 @@ async fn lost_servers_and_bad_copies_are_healed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn new_servers_fill_and_drain_keeps_r_under_load() {
     let capacity: u64 = 64 << 20;
-    let mut c = Cluster::start(4, capacity, &["--rebalance-spread", "0.05"]).await;
+    let mut c = HealCluster::start(
+        4,
+        &[HEALING_MASTER.as_slice(), &["--rebalance-spread", "0.05"]].concat(),
+        &cs_flags(&capacity.to_string()),
+    )
+    .await;
     let cl = client(&c.master).await;
     cl.create_bucket("bal", 3, "").await.unwrap();
     let objs = write_objects(&cl, "bal", 120, 2).await;

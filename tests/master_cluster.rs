@@ -8,23 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anode_proto::master_client::MasterClient;
 use anode_proto::*;
 use support::*;
-use tonic::transport::Channel;
-
-async fn client(addr: &str) -> Option<MasterClient<Channel>> {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(3));
-    Some(MasterClient::new(ep.connect().await.ok()?))
-}
-
-async fn status_of(addr: &str) -> Option<StatusResponse> {
-    let mut c = client(addr).await?;
-    Some(c.status(StatusRequest {}).await.ok()?.into_inner())
-}
 
 /// The leader id and its address, as agreed by the members that answer.
 async fn leader(addrs: &BTreeMap<u64, String>) -> Option<(u64, String)> {

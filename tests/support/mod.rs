@@ -138,6 +138,44 @@ where
     }
 }
 
+/// A temp dir for one test cluster (printed); with `ANODE_KEEP=1` it is kept after the test
+/// for a post-mortem of its logs and data (then the first item is `None`).
+pub fn test_dir() -> (Option<tempfile::TempDir>, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    eprintln!("cluster dir {}", root.display());
+    if std::env::var_os("ANODE_KEEP").is_some() {
+        let _ = dir.keep();
+        (None, root)
+    } else {
+        (Some(dir), root)
+    }
+}
+
+/// A master API client on `addr` (500 ms connect, 3 s per call), if it connects.
+pub async fn master_client(
+    addr: &str,
+) -> Option<anode_proto::master_client::MasterClient<tonic::transport::Channel>> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(3));
+    Some(anode_proto::master_client::MasterClient::new(
+        ep.connect().await.ok()?,
+    ))
+}
+
+/// One member's own `Status` answer, if it answers.
+pub async fn status_of(addr: &str) -> Option<anode_proto::StatusResponse> {
+    let mut c = master_client(addr).await?;
+    Some(
+        c.status(anode_proto::StatusRequest {})
+            .await
+            .ok()?
+            .into_inner(),
+    )
+}
+
 /// Arguments of a master process.
 pub fn master_args(
     id: u64,
