@@ -69,7 +69,7 @@ where
 /// Pure: the servers to write the next copies of `sha` to, in preference order. Takes the
 /// master's placement for `sha` first, then the other live servers; skips servers that already
 /// acknowledged or failed, and duplicates.
-pub(crate) fn pick_targets(
+pub fn pick_targets(
     alloc: &AllocateChunksResponse,
     sha: &[u8],
     acked: &[u64],
@@ -102,7 +102,7 @@ pub(crate) fn hedge_delay(first_ack: Duration, floor: Duration) -> Duration {
 
 /// The replication factor an allocation asks for: `replication`, or the number of targets of the
 /// first placement when the master left it 0.
-pub(crate) fn replication_of(alloc: &AllocateChunksResponse) -> usize {
+pub fn replication_of(alloc: &AllocateChunksResponse) -> usize {
     match alloc.replication {
         0 => alloc.placements.first().map_or(0, |p| p.servers.len()),
         r => r as usize,

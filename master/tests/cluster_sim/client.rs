@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use anode_client::write::{pick_targets, replication_of};
 use anode_proto::*;
 use md5::Md5;
 use sha2::{Digest, Sha256};
@@ -204,40 +205,6 @@ async fn master_call(io: &Rc<ClientIo>, call: Call) -> (Option<Reply>, bool) {
             return (None, ambiguous);
         }
         io.sleep(STEP_MS).await;
-    }
-}
-
-/// The servers to write the next copies to (`pick_targets` in write.rs): the master's
-/// placement first, then the other live servers; without acked, failed or duplicate ones.
-fn pick_targets(
-    alloc: &AllocateChunksResponse,
-    sha: &[u8],
-    acked: &[u64],
-    failed: &[u64],
-) -> Vec<ChunkserverInfo> {
-    let placed = alloc
-        .placements
-        .iter()
-        .filter(|p| p.sha256 == sha)
-        .flat_map(|p| p.servers.iter());
-    let mut out: Vec<ChunkserverInfo> = Vec::new();
-    for s in placed.chain(alloc.live.iter()) {
-        if !s.addr.is_empty()
-            && !acked.contains(&s.id)
-            && !failed.contains(&s.id)
-            && !out.iter().any(|o| o.id == s.id)
-        {
-            out.push(s.clone());
-        }
-    }
-    out
-}
-
-/// `replication_of` in write.rs.
-fn replication_of(alloc: &AllocateChunksResponse) -> usize {
-    match alloc.replication {
-        0 => alloc.placements.first().map_or(0, |p| p.servers.len()),
-        r => r as usize,
     }
 }
 
