@@ -282,9 +282,10 @@ impl ClientInner {
         ))
     }
 
-    /// Write `data` (whose SHA-256 is `sha`) to R distinct chunkservers; returns their ids in the
-    /// order they acknowledged. Failed targets are replaced at once, slow ones after
-    /// [`hedge_delay`] (see the module docs).
+    /// Write `data` (whose SHA-256 is `sha`) to R distinct chunkservers; returns their ids in
+    /// the order their writes started (the placement's preference order, which readers follow,
+    /// then replacements), whatever order they acknowledged in. Failed targets are replaced at
+    /// once, slow ones after [`hedge_delay`] (see the module docs).
     async fn replicate(
         &self,
         bucket: &str,
@@ -298,6 +299,9 @@ impl ClientInner {
         // Writes in flight, and those of them given up on as slow (still allowed to finish).
         let mut pending = FuturesUnordered::new();
         let mut pending_ids: Vec<u64> = Vec::new();
+        // Every target in the order its write started: the placement's preference order,
+        // then replacements.
+        let mut started: Vec<u64> = Vec::new();
         let mut slow: Vec<u64> = Vec::new();
         let mut hedge_at: Option<Instant> = None;
         let mut last_err: Option<ClientError> = None;
@@ -323,6 +327,7 @@ impl ClientInner {
                 }
                 for s in candidates.into_iter().take(need) {
                     pending_ids.push(s.id);
+                    started.push(s.id);
                     pending.push(async move {
                         let res = self.put_chunk_to(&s, sha, data).await;
                         (s.id, res)
@@ -337,6 +342,7 @@ impl ClientInner {
                         Ok(()) => {
                             acked.push(id);
                             if acked.len() >= r {
+                                acked.sort_by_key(|id| started.iter().position(|s| s == id));
                                 return Ok(acked);
                             }
                             if hedge_at.is_none() {

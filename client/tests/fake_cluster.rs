@@ -268,10 +268,15 @@ async fn corrupt_replica_is_skipped_and_reported() {
             .put_object_bytes("b", "x", data.clone(), PutOptions::default())
             .await
             .unwrap();
-        // Corrupt the first-listed replica of every chunk's locations: server ids as the fake
-        // master returns them are the acknowledgement order; corrupt all but one server.
-        c.server(1).corrupt.store(true, Ordering::SeqCst);
-        c.server(2).corrupt.store(true, Ordering::SeqCst);
+        // Corrupt all but one server, keeping the last-listed replica of the first chunk (the
+        // fake master lists a chunk's servers in the order the manifest names them, and the
+        // reader tries them in that order), so at least that chunk is read from a bad copy
+        // first whatever the placement of this run's body.
+        let good = m.chunks[0].servers[2];
+        let bad: Vec<u64> = (1..=3).filter(|id| *id != good).collect();
+        for id in &bad {
+            c.server(*id).corrupt.store(true, Ordering::SeqCst);
+        }
         let got = read_all(cl.read_manifest("b", &m, None)).await.unwrap();
         assert_eq!(got, data.to_vec());
         // Partial reads ask the server to verify, and skip DATA_LOSS answers too.
@@ -294,9 +299,9 @@ async fn corrupt_replica_is_skipped_and_reported() {
             .lock()
             .reports
             .iter()
-            .all(|(_, id)| *id == 1 || *id == 2));
+            .all(|(_, id)| bad.contains(id)));
         // With every replica bad, the read fails with ChunkUnavailable.
-        c.server(3).corrupt.store(true, Ordering::SeqCst);
+        c.server(good).corrupt.store(true, Ordering::SeqCst);
         let err = read_all(cl.read_manifest("b", &m, None)).await.unwrap_err();
         assert!(
             matches!(err, ClientError::ChunkUnavailable { .. }),
