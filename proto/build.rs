@@ -9,10 +9,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
+    // The `grpc` feature adds tonic clients and servers; without it the crate is prost
+    // messages only, so pure crates (anode-meta) can use the wire types without tonic.
+    let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
+        .build_server(grpc)
+        .build_client(grpc)
         .compile_fds(fds)?;
     Ok(())
 }

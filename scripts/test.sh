@@ -10,6 +10,8 @@ source scripts/setup.sh
 export RUST_BACKTRACE=1
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== architecture: pure crates stay pure"
+bash scripts/check-purity.sh
 echo "== cargo build"
 cargo build --workspace --all-targets
 echo "== cargo clippy"

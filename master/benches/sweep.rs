@@ -11,11 +11,11 @@
 
 use std::time::{Duration, Instant};
 
-use anode_master::control::{ChunkTable, HealConfig, HeartbeatStep, LeaderControl};
-use anode_master::kv::{KvRead, MemKv, Mutation};
-use anode_master::leases::LeaseConfig;
-use anode_master::state;
 use anode_master::store::RaftStore;
+use anode_meta::control::{ChunkTable, HealConfig, HeartbeatStep, LeaderControl};
+use anode_meta::kv::{KvRead, MemKv, Mutation};
+use anode_meta::leases::LeaseConfig;
+use anode_meta::state;
 use anode_proto::command::Op;
 use anode_proto::*;
 use sha2::{Digest, Sha256};

@@ -11,20 +11,9 @@
 //! - `service`: the `Master` gRPC API.
 //! - `ctl`: the operator CLI (`anode ctl`).
 
-pub mod kv;
-pub mod sm;
-/// The state machine under its documented name.
-pub use sm as state;
-pub mod control;
 pub mod ctl;
-pub mod healer;
-pub mod leases;
-pub mod locations;
-pub mod membership;
 pub mod metrics;
 pub mod node;
-pub mod placement;
-pub mod planner;
 pub mod server;
 pub mod service;
 pub mod slog_tracing;

@@ -27,8 +27,8 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Messa
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
-use crate::kv::{KvRead, Mutation, Overlay};
 use crate::store::{RaftStore, StoreError};
+use anode_meta::kv::{KvRead, Mutation, Overlay};
 
 /// Bound on the entry bytes of one MsgAppend. raft-rs re-sends an append from a lagging
 /// follower's next index on *every* heartbeat response (one per ReadIndex read), and each append
@@ -112,36 +112,7 @@ impl Default for NodeConfig {
     }
 }
 
-/// Role and progress of the group as seen by this member, refreshed by the node thread.
-#[derive(Clone, Debug, Default)]
-pub struct NodeStatus {
-    /// This member's id.
-    pub id: u64,
-    /// Known leader (0 = none).
-    pub leader_id: u64,
-    /// Current term.
-    pub term: u64,
-    /// This member's role.
-    pub role: String,
-    /// Commit index.
-    pub commit: u64,
-    /// Applied index.
-    pub applied: u64,
-    /// Last log index.
-    pub last_index: u64,
-    /// First log index still stored.
-    pub first_index: u64,
-    /// Voters of the current configuration.
-    pub voters: Vec<u64>,
-    /// Learners of the current configuration.
-    pub learners: Vec<u64>,
-    /// Leader only: matched index per member.
-    pub matched: BTreeMap<u64, u64>,
-    /// Leader only: members heard from within the election timeout.
-    pub recent_active: BTreeMap<u64, bool>,
-    /// Member addresses (from the replicated state, plus configured peers).
-    pub members: BTreeMap<u64, String>,
-}
+pub use anode_meta::membership::{NodeStatus, Role};
 
 /// A raft message leaving this node, handed to the transport.
 pub trait Outbox: Send + Sync + 'static {
@@ -500,7 +471,7 @@ impl Core {
             self.after_ready();
         }
         self.fail_all(NodeError::Stopped);
-        self.status.write().role = "stopped".into();
+        self.status.write().role = Role::Stopped;
     }
 
     /// Returns false to stop.
@@ -651,7 +622,7 @@ impl Core {
             let result = match e.get_entry_type() {
                 EntryType::EntryNormal if e.data.is_empty() => CommandResult::default(),
                 EntryType::EntryNormal => {
-                    let (muts, res) = crate::state::apply_bytes(&overlay, e.index, &e.data);
+                    let (muts, res) = anode_meta::state::apply_bytes(&overlay, e.index, &e.data);
                     for m in muts {
                         match m {
                             Mutation::Put(k, v) => overlay.put(k, v),
@@ -814,7 +785,7 @@ impl Core {
             id: r.id,
             leader_id: r.leader_id,
             term: r.term,
-            role: role_name(r.state).into(),
+            role: role_of(r.state),
             commit: r.raft_log.committed,
             applied: self.store.applied(),
             last_index: self.store.last_log_index(),
@@ -848,11 +819,11 @@ fn is_member_key(m: &Mutation) -> bool {
     }
 }
 
-fn role_name(r: StateRole) -> &'static str {
+fn role_of(r: StateRole) -> Role {
     match r {
-        StateRole::Leader => "leader",
-        StateRole::Follower => "follower",
-        StateRole::Candidate => "candidate",
-        StateRole::PreCandidate => "precandidate",
+        StateRole::Leader => Role::Leader,
+        StateRole::Follower => Role::Follower,
+        StateRole::Candidate => Role::Candidate,
+        StateRole::PreCandidate => Role::PreCandidate,
     }
 }

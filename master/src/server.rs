@@ -11,11 +11,12 @@ use anode_proto::raft_transport_server::RaftTransportServer;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::leases::LeaseConfig;
 use crate::node::{self, NodeConfig, NodeHandle};
 use crate::service::MasterService;
 use crate::store::RaftStore;
 use crate::transport::{GrpcOutbox, RaftService, MAX_RAFT_MESSAGE_BYTES};
+use anode_meta::leases::LeaseConfig;
+use anode_meta::membership::Role;
 
 /// Flags of `anode master`. Every flag also reads an `ANODE_*` environment variable.
 #[derive(clap::Args, Clone, Debug)]
@@ -158,7 +159,7 @@ pub async fn start(
         dead_after_ms: args.dead_after_ms,
     };
     let heal_cfg = crate::service::HealConfig {
-        limits: crate::planner::Limits {
+        limits: anode_meta::planner::Limits {
             per_server: args.repair_per_server.max(1),
             total: args.repair_total.max(1),
             rebalance_spread: args.rebalance_spread,
@@ -228,10 +229,10 @@ pub async fn run(args: MasterArgs, shutdown: watch::Receiver<bool>) -> anyhow::R
 /// On shutdown a leader hands leadership to the most caught-up voter first (bounded wait).
 async fn drain_leadership(node: &NodeHandle) {
     let st = node.status();
-    if st.role != "leader" {
+    if st.role != Role::Leader {
         return;
     }
-    let Some(target) = crate::membership::best_successor(&st) else {
+    let Some(target) = anode_meta::membership::best_successor(&st) else {
         return;
     };
     tracing::info!(target, "transferring leadership before shutdown");
@@ -257,6 +258,6 @@ async fn publish_metrics(node: NodeHandle, mut shutdown: watch::Receiver<bool>) 
         crate::metrics::RAFT_TERM.set(st.term as i64);
         crate::metrics::RAFT_APPLIED.set(st.applied as i64);
         crate::metrics::RAFT_COMMIT.set(st.commit as i64);
-        crate::metrics::IS_LEADER.set(i64::from(st.role == "leader"));
+        crate::metrics::IS_LEADER.set(i64::from(st.role == Role::Leader));
     }
 }

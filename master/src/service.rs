@@ -18,14 +18,15 @@ use prost::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use tonic::{Request, Response, Status};
 
-pub use crate::control::HealConfig;
-use crate::control::{fresh_copies, ChunkTable, ControlError, HeartbeatStep, LeaderControl};
-use crate::healer::HealthFigures;
-use crate::kv::KvRead;
-use crate::leases::{state_name, LeaseConfig};
-use crate::locations::ChunkId;
 use crate::node::{NodeError, NodeHandle};
-use crate::state;
+pub use anode_meta::control::HealConfig;
+use anode_meta::control::{fresh_copies, ChunkTable, ControlError, HeartbeatStep, LeaderControl};
+use anode_meta::healer::HealthFigures;
+use anode_meta::kv::KvRead;
+use anode_meta::leases::{state_name, LeaseConfig};
+use anode_meta::locations::ChunkId;
+use anode_meta::membership::Role;
+use anode_meta::state;
 
 /// How long a write or read may wait on raft before the caller gets UNAVAILABLE.
 const RAFT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -125,7 +126,7 @@ impl MasterService {
     /// Fail fast with a redirect unless this member leads; refresh leases on a new term.
     fn require_leader(&self) -> Result<(), Status> {
         let st = self.node.status();
-        if st.role != "leader" {
+        if st.role != Role::Leader {
             return Err(self.node_status(NodeError::NotLeader {
                 leader: st.leader_id,
             }));
@@ -535,7 +536,7 @@ impl Master for MasterService {
         ok(LeaderResponse {
             id: st.id,
             term: st.term,
-            is_leader: st.role == "leader",
+            is_leader: st.role == Role::Leader,
             leader_id: st.leader_id,
             leader_addr,
         })
@@ -578,7 +579,7 @@ impl Master for MasterService {
                 &format!("{id} is not a member"),
             ));
         }
-        crate::membership::check_removal(&st, id)
+        anode_meta::membership::check_removal(&st, id)
             .map_err(|m| status_for_code("WouldLoseQuorum", &m))?;
         if id == st.id {
             return Err(self.step_down_for_removal(&st).await);
@@ -657,7 +658,7 @@ impl MasterService {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let st = self.node.status();
-            if st.role != "leader" {
+            if st.role != Role::Leader {
                 return Err(self.node_status(NodeError::NotLeader {
                     leader: st.leader_id,
                 }));
@@ -690,7 +691,7 @@ impl MasterService {
     /// The leader is asked to remove itself: hand leadership to the most caught-up voter and
     /// redirect the caller there (the client retries the removal on the new leader).
     async fn step_down_for_removal(&self, st: &crate::node::NodeStatus) -> Status {
-        let Some(target) = crate::membership::best_successor(st) else {
+        let Some(target) = anode_meta::membership::best_successor(st) else {
             return status_for_code("WouldLoseQuorum", "no other voter can take over leadership");
         };
         if let Err(e) = self.node.transfer_leader(target) {
@@ -707,7 +708,7 @@ impl MasterService {
         let st = self.node.status();
         let view = self.node.store().view();
         let stats = state::stats(&view);
-        let is_leader = st.role == "leader";
+        let is_leader = st.role == Role::Leader;
         let servers = self.live_servers(&view);
         let ids: Vec<u64> = servers.iter().map(|(r, _)| r.id).collect();
         let (fig, reported): (HealthFigures, BTreeMap<u64, u64>) =
@@ -716,7 +717,7 @@ impl MasterService {
             .voters
             .iter()
             .chain(st.learners.iter())
-            .map(|id| crate::membership::member_status(&st, *id))
+            .map(|id| anode_meta::membership::member_status(&st, *id))
             .collect();
         members.sort_by_key(|m| m.id);
         StatusResponse {

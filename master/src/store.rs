@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `log` | raft index (u64 big-endian) | `eraftpb::Entry` (protobuf 2) |
 //! | `meta` | `hard_state`, `conf_state`, `applied`, `truncated` | protobuf 2 / u64 pairs |
-//! | `sm` | state machine keys (see [`crate::state`]) | prost records |
+//! | `sm` | state machine keys (see [`anode_meta::state`]) | prost records |
 //!
 //! Durability order (the driver in [`crate::node`] relies on it):
 //! 1. [`RaftStore::persist`] writes new log entries and the hard state in one batch with
@@ -27,7 +27,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
-use crate::kv::{KvRead, Mutation};
+use anode_meta::kv::{KvRead, Mutation};
 
 const CF_LOG: &str = "log";
 const CF_META: &str = "meta";

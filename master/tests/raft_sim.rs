@@ -12,9 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use anode_master::kv::KvRead;
 use anode_master::node::{bootstrap_store, Core, NodeConfig, Outbox};
 use anode_master::store::RaftStore;
+use anode_meta::kv::KvRead;
 use anode_proto::command::Op;
 use anode_proto::{Command, CreateKeyCmd};
 use parking_lot::Mutex;
@@ -342,7 +342,7 @@ fn run_sim(n: u64, seed: u64, steps: u64) -> usize {
                 let view = node.core.as_ref().unwrap();
                 let kv = view_of(view);
                 assert!(
-                    anode_master::state::get_key(&kv, &key).is_some(),
+                    anode_meta::state::get_key(&kv, &key).is_some(),
                     "seed {seed}: member {id} lacks acked {key}"
                 );
             }
@@ -356,11 +356,11 @@ fn run_sim(n: u64, seed: u64, steps: u64) -> usize {
     sim.leaders.len()
 }
 
-fn view_of(core: &Core) -> anode_master::kv::MemKv {
+fn view_of(core: &Core) -> anode_meta::kv::MemKv {
     // Copy the state through the public store API (a snapshot view).
     let store = core.raft().raft_log.store();
     let view = store.view();
-    let mut m = anode_master::kv::MemKv::new();
+    let mut m = anode_meta::kv::MemKv::new();
     for (k, v) in view.scan(b"", None, usize::MAX) {
         m.map.insert(k, v);
     }

@@ -4,7 +4,7 @@
 /// Version 1 of the Anode protocol (`anode.v1`).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod v1 {
-    tonic::include_proto!("anode.v1");
+    include!(concat!(env!("OUT_DIR"), "/anode.v1.rs"));
 }
 
 pub use v1::*;

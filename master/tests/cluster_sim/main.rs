@@ -30,8 +30,8 @@ use std::task::{Context, Poll, Waker};
 
 use anode_lincheck::{Event, EventType, Func, History, Verdict};
 use anode_master::node::bootstrap_store;
-use anode_master::state;
 use anode_master::store::RaftStore;
+use anode_meta::state;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};

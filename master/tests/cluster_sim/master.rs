@@ -1,5 +1,5 @@
 //! A simulated master: the real sans-IO raft `Core` over a real RocksDB store, the real state
-//! machine, and the real leader decisions (`anode_master::control::LeaderControl`). This
+//! machine, and the real leader decisions (`anode_meta::control::LeaderControl`). This
 //! module is only the glue `service.rs` is in production: requests in, commands proposed,
 //! replies out, and the heal loop on a timer.
 
@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anode_master::control::{fresh_copies, HealConfig, HeartbeatStep, LeaderControl};
-use anode_master::kv::KvRead;
-use anode_master::leases::LeaseConfig;
-use anode_master::locations::ChunkId;
 use anode_master::node::{Core, NodeConfig, NodeError, Outbox};
-use anode_master::planner::Limits;
-use anode_master::state;
 use anode_master::store::RaftStore;
+use anode_meta::control::{fresh_copies, HealConfig, HeartbeatStep, LeaderControl};
+use anode_meta::kv::KvRead;
+use anode_meta::leases::LeaseConfig;
+use anode_meta::locations::ChunkId;
+use anode_meta::planner::Limits;
+use anode_meta::state;
 use anode_proto::command::Op;
 use anode_proto::*;
 use parking_lot::Mutex;

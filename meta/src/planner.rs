@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use anode_common::placement::{rank, Candidate};
+use crate::placement::{rank, Candidate};
 
 use crate::locations::ChunkId;
 

@@ -153,6 +153,16 @@ fn sip_round(v: &mut [u64; 4]) {
     v[2] = v[2].rotate_left(32);
 }
 
+/// The replication factor of a bucket (DESIGN.md): its configured R, or min(3, live
+/// chunkservers) when it has none.
+pub fn effective_replication(configured: u32, live: usize) -> u32 {
+    if configured > 0 {
+        configured
+    } else {
+        live.min(3) as u32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

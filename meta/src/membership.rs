@@ -3,7 +3,73 @@
 
 use anode_proto::MemberStatus;
 
-use crate::node::NodeStatus;
+use std::collections::BTreeMap;
+
+/// A member's raft role, as this member sees itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Follows a leader (or has none yet).
+    #[default]
+    Follower,
+    /// Campaigning.
+    Candidate,
+    /// Pre-vote campaign.
+    PreCandidate,
+    /// Leader of the current term.
+    Leader,
+    /// The node thread stopped (shutdown or a fatal store error).
+    Stopped,
+}
+
+impl Role {
+    /// The name shown in `anode ctl status` and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::PreCandidate => "precandidate",
+            Role::Leader => "leader",
+            Role::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Role and progress of the group as seen by this member, refreshed by the node thread.
+#[derive(Clone, Debug, Default)]
+pub struct NodeStatus {
+    /// This member's id.
+    pub id: u64,
+    /// Known leader (0 = none).
+    pub leader_id: u64,
+    /// Current term.
+    pub term: u64,
+    /// This member's role.
+    pub role: Role,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// Last log index.
+    pub last_index: u64,
+    /// First log index still stored.
+    pub first_index: u64,
+    /// Voters of the current configuration.
+    pub voters: Vec<u64>,
+    /// Learners of the current configuration.
+    pub learners: Vec<u64>,
+    /// Leader only: matched index per member.
+    pub matched: BTreeMap<u64, u64>,
+    /// Leader only: members heard from within the election timeout.
+    pub recent_active: BTreeMap<u64, bool>,
+    /// Member addresses (from the replicated state, plus configured peers).
+    pub members: BTreeMap<u64, String>,
+}
 
 /// Refuse a removal that would leave the group without a working quorum: after removing
 /// `id`, the voters this leader recently heard from must still form a majority of the new

@@ -1,0 +1,29 @@
+//! Anode's pure metadata core: everything the master group decides, as plain functions and
+//! state machines over plain data. No async runtime, no network, no storage engine, no clock:
+//! time comes in as arguments (`now_ms` in a command, `Duration`s from the caller).
+//!
+//! Architecture invariant: this crate does no IO, and Cargo enforces it. Its normal dependency
+//! tree has no tokio, tonic, hyper or rocksdb (`scripts/check-purity.sh` checks `cargo tree`).
+//! The IO shell (`anode-master`: raft driver, RocksDB store, gRPC service) depends on it, and so
+//! do the test fakes of the client and the gateway, so there is one state machine, not copies.
+//!
+//! Code map:
+//! - [`kv`]: the narrow key-value view the state machine reads, and its mutations.
+//! - [`sm`] (also [`state`]): the deterministic state machine (`apply`) and its read queries.
+//! - [`control`]: the leader's decisions (leases, placement, heartbeats, healing sweep).
+//! - [`leases`], [`locations`], [`planner`], [`healer`]: chunkserver liveness, where chunk
+//!   copies are, the repair plan, and the task book that executes it.
+//! - [`placement`]: rendezvous placement of chunks on chunkservers.
+//! - [`membership`]: raft membership decisions (safe removal, successor, status rows).
+
+pub mod control;
+pub mod healer;
+pub mod kv;
+pub mod leases;
+pub mod locations;
+pub mod membership;
+pub mod placement;
+pub mod planner;
+pub mod sm;
+/// The state machine under its documented name.
+pub use sm as state;
