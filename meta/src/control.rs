@@ -5,8 +5,8 @@
 //! Pure: no IO, no clock, no randomness. Time comes in as parameters (`mono_ms` from the
 //! caller's monotonic clock for leases and task bookkeeping, `wall_ms` for anything compared
 //! with raft-stamped times or chunkserver mtimes); state comes in as a [`KvRead`] view of the
-//! applied state machine. `service.rs` drives it from tonic handlers and the heal loop; the
-//! whole-cluster simulation (`master/tests/cluster_sim.rs`) drives the same code on simulated
+//! applied state machine. `anode-master`'s `service.rs` drives it from tonic handlers and the heal loop; the
+//! whole-cluster simulation (`master/tests/cluster_sim/`) drives the same code on simulated
 //! time. Commands it wants committed are returned, never proposed here.
 
 use std::collections::{BTreeMap, HashSet};

@@ -3,7 +3,9 @@
 //! Architecture invariant: `state::apply` does no IO. It reads a [`KvRead`] view and returns a
 //! list of [`Mutation`]s; the driver writes them, together with the applied index, in one
 //! atomic RocksDB batch. [`MemKv`] is the in-memory implementation used by tests and models;
-//! `store::RocksKv` is the durable one. Both must pass the same conformance tests.
+//! `anode_master::store::SmView` (a RocksDB snapshot of the `sm` column family) is the durable
+//! one. Both pass the same suite, [`conformance::check`]: `MemKv` (and an [`Overlay`] over
+//! it) in this crate's tests, `SmView` in `master/tests/kv_conformance.rs`.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -137,6 +139,8 @@ impl KvRead for Overlay<'_> {
     }
 }
 
+pub mod conformance;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +167,60 @@ mod tests {
             .collect();
         assert_eq!(keys, vec![b"a".to_vec(), b"bb".to_vec()]);
         assert_eq!(o.into_mutations().len(), 2);
+    }
+
+    #[test]
+    fn memkv_conforms() {
+        conformance::check(
+            &mut |muts: &[Mutation], read: &mut dyn FnMut(&dyn KvRead)| {
+                let mut kv = MemKv::new();
+                kv.apply(muts);
+                read(&kv);
+            },
+        );
+    }
+
+    #[test]
+    fn overlay_conforms() {
+        // Half the mutations in the base, half pending in the overlay: reads must not tell.
+        conformance::check(
+            &mut |muts: &[Mutation], read: &mut dyn FnMut(&dyn KvRead)| {
+                let (first, second) = muts.split_at(muts.len() / 2);
+                let mut base = MemKv::new();
+                base.apply(first);
+                let mut o = Overlay::new(&base);
+                for m in second {
+                    match m {
+                        Mutation::Put(k, v) => o.put(k.clone(), v.clone()),
+                        Mutation::Delete(k) => o.delete(k.clone()),
+                    }
+                }
+                read(&o);
+            },
+        );
+    }
+
+    /// A store that ignores scan limits: the suite must reject it.
+    struct NoLimit(MemKv);
+
+    impl KvRead for NoLimit {
+        fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+            self.0.get(key)
+        }
+        fn scan(&self, start: &[u8], end: Option<&[u8]>, _limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+            self.0.scan(start, end, usize::MAX)
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "limit")]
+    fn the_suite_rejects_a_store_that_ignores_limits() {
+        conformance::check(
+            &mut |muts: &[Mutation], read: &mut dyn FnMut(&dyn KvRead)| {
+                let mut kv = MemKv::new();
+                kv.apply(muts);
+                read(&NoLimit(kv));
+            },
+        );
     }
 }
