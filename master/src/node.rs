@@ -288,9 +288,13 @@ pub fn read_members(kv: &dyn KvRead) -> BTreeMap<u64, String> {
 /// Where a proposal's result goes.
 pub type Reply = oneshot::Sender<Result<CommandResult, NodeError>>;
 
-/// The sans-IO core of a raft member: a `RawNode` over the RocksDB store, the apply loop and
-/// the bookkeeping of proposals and reads. The thread driver ([`start`]) and the deterministic
-/// simulation tests feed it requests and ticks and call [`Core::process`].
+/// The core of a raft member: a `RawNode` over the RocksDB store, the apply loop and the
+/// bookkeeping of proposals and reads. No sockets, no threads, no clock and no randomness of
+/// its own: time is the ticks it is given, the proposal nonce comes from the caller, messages
+/// leave through the [`Outbox`]. It is not sans-IO: it reads and writes its [`RaftStore`]
+/// (RocksDB) synchronously, and a ready's persistence is done before `process` returns. The
+/// thread driver ([`start`]) and the deterministic simulations (`master/tests/raft_sim.rs`,
+/// `master/tests/cluster_sim/`) feed it requests and ticks and call [`Core::process`].
 pub struct Core {
     cfg: NodeConfig,
     raw: RawNode<RaftStore>,
@@ -312,8 +316,10 @@ pub struct Core {
     last_term: u64,
     members: BTreeMap<u64, String>,
     applied_log: Option<Vec<(u64, u64, Vec<u8>)>>,
-    /// When each peer was last heard from.
-    heard: BTreeMap<u64, Instant>,
+    /// Ticks since this core started: the core's only notion of time (no clock inside).
+    ticks: u64,
+    /// The tick at which each peer was last heard from.
+    heard: BTreeMap<u64, u64>,
 }
 
 fn ctx_bytes(nonce: u64, seq: u64) -> Vec<u8> {
@@ -375,6 +381,7 @@ impl Core {
             last_term: 0,
             members: BTreeMap::new(),
             applied_log: None,
+            ticks: 0,
             heard: BTreeMap::new(),
         };
         core.reload_members();
@@ -393,6 +400,7 @@ impl Core {
 
     /// Advance the logical clock by one tick.
     pub fn tick(&mut self) {
+        self.ticks += 1;
         self.raw.tick();
     }
 
@@ -460,7 +468,7 @@ impl Core {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if Instant::now() >= next_tick {
-                self.raw.tick();
+                self.tick();
                 next_tick = Instant::now() + tick;
             }
             if let Err(e) = self.on_ready() {
@@ -481,7 +489,7 @@ impl Core {
             Request::ConfChange(cc, reply) => self.propose_cc(cc, reply),
             Request::Read(reply) => self.read(reply),
             Request::Step(m) => {
-                self.heard.insert(m.from, Instant::now());
+                self.heard.insert(m.from, self.ticks);
                 if let Err(e) = self.raw.step(m) {
                     tracing::debug!(error = %e, "raft step");
                 }
@@ -803,9 +811,11 @@ impl Core {
                 s.matched.insert(*id, p.matched);
                 // Heard from within two election timeouts (raft-rs's own flag is reset every
                 // timeout, so it reads false right after each check).
-                let window =
-                    Duration::from_millis(self.cfg.tick_ms * self.cfg.election_ticks as u64 * 2);
-                let heard = self.heard.get(id).is_some_and(|t| t.elapsed() < window);
+                let window = self.cfg.election_ticks as u64 * 2;
+                let heard = self
+                    .heard
+                    .get(id)
+                    .is_some_and(|t| self.ticks.saturating_sub(*t) < window);
                 s.recent_active.insert(*id, heard || *id == r.id);
             }
         }
