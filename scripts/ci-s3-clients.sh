@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# CI step: scripts/s3-clients.sh (awscli, s3cmd, rclone) and a short `anode bench s3` against
-# `anode dev`, then s3-clients.sh against
-# scripts/local-cluster.sh, both on free loopback ports, with the debug `anode` binary that
-# `cargo build` already made (set ANODE_BIN to use another). Stops everything it started, by
+# CI step: scripts/s3-clients.sh (awscli, s3cmd, rclone) and a short `anode-tools bench s3`
+# against `anode dev`, then s3-clients.sh against
+# scripts/local-cluster.sh, both on free loopback ports, with the debug `anode` and
+# `anode-tools` binaries that `cargo build` already made (set ANODE_BIN and ANODE_TOOLS_BIN to
+# use others). Stops everything it started, by
 # PID, and exits non-zero if either run failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 t_start=$SECONDS
-if [ -z "${ANODE_BIN:-}" ]; then
-  cargo build --bin anode
-  ANODE_BIN="$CARGO_TARGET_DIR/debug/anode"
+if [ -z "${ANODE_BIN:-}" ] || [ -z "${ANODE_TOOLS_BIN:-}" ]; then
+  cargo build -p anode -p anode-tools
+  ANODE_BIN="${ANODE_BIN:-$CARGO_TARGET_DIR/debug/anode}"
+  ANODE_TOOLS_BIN="${ANODE_TOOLS_BIN:-$CARGO_TARGET_DIR/debug/anode-tools}"
 fi
-export ANODE_BIN
+export ANODE_BIN ANODE_TOOLS_BIN
 work="$(mktemp -d)"
 dev_pid=""
 cluster=""
@@ -59,11 +61,11 @@ if curl -s -o /dev/null "http://$dev_ep/"; then
   t0=$SECONDS
   (unset ANODE_ACCESS_KEY ANODE_SECRET_KEY; scripts/s3-clients.sh "http://$dev_ep") || failed=1
   echo "== s3-clients on anode dev: $((SECONDS - t0)) s"
-  echo "== anode bench s3 (signed PUT/GET, bodies verified) on anode dev"
+  echo "== anode-tools bench s3 (signed PUT/GET, bodies verified) on anode dev"
   (unset ANODE_ACCESS_KEY ANODE_SECRET_KEY
-    "$ANODE_BIN" bench s3 --endpoint "http://$dev_ep" --size 1KiB --concurrency 4 --objects 50 &&
-      "$ANODE_BIN" bench s3 --endpoint "http://$dev_ep" --size 5MiB --concurrency 2 --objects 6 --payload sha256
-  ) || { echo "FAIL anode bench s3"; failed=1; }
+    "$ANODE_TOOLS_BIN" bench s3 --endpoint "http://$dev_ep" --size 1KiB --concurrency 4 --objects 50 &&
+      "$ANODE_TOOLS_BIN" bench s3 --endpoint "http://$dev_ep" --size 5MiB --concurrency 2 --objects 6 --payload sha256
+  ) || { echo "FAIL anode-tools bench s3"; failed=1; }
 else
   echo "FAIL anode dev did not serve on $dev_ep"; tail -n 30 "$work/dev.log"; failed=1
 fi

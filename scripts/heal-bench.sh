@@ -2,16 +2,17 @@
 # Repair benchmark (issue 5 figures): 1 master + 5 chunkservers on loopback, about 1 GiB stored
 # at R=3, then `kill -9` of one chunkserver. Prints JSON lines: the time from the kill to full
 # health (every chunk back at 3 live copies, as `anode ctl status` reports), the repair rate,
-# and client throughput (`anode bench client`) without and during the repair.
-#   scripts/heal-bench.sh [DIR]      (ANODE_BIN overrides the release build)
+# and client throughput (`anode-tools bench client`) without and during the repair.
+#   scripts/heal-bench.sh [DIR]      (ANODE_BIN and ANODE_TOOLS_BIN override the release builds)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${1:-$(mktemp -d)}"
 mkdir -p "$dir"; dir="$(cd "$dir" && pwd)"
-if [ -z "${ANODE_BIN:-}" ]; then
+if [ -z "${ANODE_BIN:-}" ] || [ -z "${ANODE_TOOLS_BIN:-}" ]; then
   source "$root/scripts/setup.sh"
-  (cd "$root" && cargo build --release --bin anode >&2)
-  ANODE_BIN="$CARGO_TARGET_DIR/release/anode"
+  (cd "$root" && cargo build --release -p anode -p anode-tools >&2)
+  ANODE_BIN="${ANODE_BIN:-$CARGO_TARGET_DIR/release/anode}"
+  ANODE_TOOLS_BIN="${ANODE_TOOLS_BIN:-$CARGO_TARGET_DIR/release/anode-tools}"
 fi
 off="${ANODE_PORT_OFFSET:-300}"
 m="127.0.0.1:$((7001 + off))"
@@ -32,7 +33,7 @@ for _ in $(seq 1 300); do
   n=$(status | python3 -c 'import json,sys; print(sum(c["state"]=="alive" for c in json.load(sys.stdin)["chunkservers"]))' 2>/dev/null || echo 0)
   [ "$n" = 5 ] && break; sleep 0.2
 done
-bench() { "$ANODE_BIN" bench client --masters "$m" "$@"; }
+bench() { "$ANODE_TOOLS_BIN" bench client --masters "$m" "$@"; }
 echo "# filling: 22 x 16 MiB objects (352 MiB logical, ~1.03 GiB stored at R=3)" >&2
 bench --size $((16 << 20)) --objects 22 --concurrency 4 --bucket fill >"$dir/fill.json"
 cat "$dir/fill.json"

@@ -6,14 +6,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anode_gateway::{DEV_ACCESS_KEY, DEV_SECRET_KEY};
 use anyhow::Context;
 use clap::Parser;
 use tokio::sync::watch;
-
-/// Development access key used when `ANODE_ACCESS_KEY` is unset.
-pub const DEV_ACCESS_KEY: &str = "anodedevaccesskey";
-/// Development secret key used when `ANODE_SECRET_KEY` is unset.
-pub const DEV_SECRET_KEY: &str = "anodedevsecretkey-change-me";
 
 /// Flags of `anode dev`.
 #[derive(clap::Args, Debug, Clone)]

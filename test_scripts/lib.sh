@@ -2,8 +2,9 @@
 #
 # Each scenario starts its own multi-process cluster on free loopback ports in a temp dir
 # (CHAOS_DIR), records pids of everything it starts in CHAOS_DIR/*.pid and stops only those.
-# Binaries: ANODE_BIN, ANODE_TOXIPROXY_BIN, ANODE_LINCHECK_BIN, else
-# $CARGO_TARGET_DIR/{debug,release}/... (CHAOS_PROFILE, default debug), built when missing.
+# Binaries: ANODE_BIN, ANODE_TOOLS_BIN (`anode-tools`, for chaos-load), ANODE_TOXIPROXY_BIN,
+# ANODE_LINCHECK_BIN, else $CARGO_TARGET_DIR/{debug,release}/... (CHAOS_PROFILE, default
+# debug), built when missing.
 # Results: one `PASS name ...` / `FAIL name ...` line on stdout, and a JSON line in
 # $CHAOS_RESULTS (if set) for test_scripts/run-all.sh.
 
@@ -16,12 +17,13 @@ CHAOS_PROFILE="${CHAOS_PROFILE:-debug}"
 chaos_bins() {
   local tdir="$CARGO_TARGET_DIR/$CHAOS_PROFILE"
   ANODE="${ANODE_BIN:-$tdir/anode}"
+  TOOLS="${ANODE_TOOLS_BIN:-$tdir/anode-tools}"
   TOXI="${ANODE_TOXIPROXY_BIN:-$tdir/anode-toxiproxy}"
   LINCHECK="${ANODE_LINCHECK_BIN:-$tdir/anode-lincheck}"
-  if [ ! -x "$ANODE" ] || [ ! -x "$TOXI" ] || [ ! -x "$LINCHECK" ]; then
+  if [ ! -x "$ANODE" ] || [ ! -x "$TOOLS" ] || [ ! -x "$TOXI" ] || [ ! -x "$LINCHECK" ]; then
     local rel=()
     [ "$CHAOS_PROFILE" = release ] && rel=(--release)
-    (cd "$CHAOS_ROOT" && cargo build "${rel[@]}" -p anode -p anode-toxiproxy -p anode-lincheck >&2)
+    (cd "$CHAOS_ROOT" && cargo build "${rel[@]}" -p anode -p anode-tools -p anode-toxiproxy -p anode-lincheck >&2)
   fi
 }
 
@@ -201,10 +203,10 @@ leader_name() { local id; id="$(leader_id)"; [ "$id" != 0 ] && echo "master-$id"
 
 # ---- the workload and its checks ------------------------------------------------------------
 
-# chaos_load NAME args...: run `anode chaos-load` (history NAME.jsonl, summary NAME.json).
+# chaos_load NAME args...: run `anode-tools chaos-load` (history NAME.jsonl, summary NAME.json).
 chaos_load() {
   local name="$1"; shift
-  "$ANODE" chaos-load --endpoints "$ENDPOINTS" --bucket chaos \
+  "$TOOLS" chaos-load --endpoints "$ENDPOINTS" --bucket chaos \
     --history "$CHAOS_DIR/$name.jsonl" --summary "$CHAOS_DIR/$name.json" "$@" \
     >"$CHAOS_DIR/$name.out" 2>"$CHAOS_DIR/$name.err"
 }
@@ -212,7 +214,7 @@ chaos_load() {
 # chaos_load_bg NAME args...: the same in the background; pid in CHAOS_DIR/load-NAME.pid.
 chaos_load_bg() {
   local name="$1"; shift
-  "$ANODE" chaos-load --endpoints "$ENDPOINTS" --bucket chaos \
+  "$TOOLS" chaos-load --endpoints "$ENDPOINTS" --bucket chaos \
     --history "$CHAOS_DIR/$name.jsonl" --summary "$CHAOS_DIR/$name.json" "$@" \
     >"$CHAOS_DIR/$name.out" 2>"$CHAOS_DIR/$name.err" &
   echo $! >"$CHAOS_DIR/load-$name.pid"
@@ -285,7 +287,7 @@ lin_anomalies() { case "$LIN_RC" in 0) echo 0 ;; 1) echo 1 ;; *) echo "?" ;; esa
 verify_writes() {
   local name="$1"
   VERIFY_RC=0
-  "$ANODE" chaos-load --endpoints "$ENDPOINTS" --bucket chaos --key-prefix "${2:-}" \
+  "$TOOLS" chaos-load --endpoints "$ENDPOINTS" --bucket chaos --key-prefix "${2:-}" \
     --verify "$CHAOS_DIR/$name.writes" --summary "$CHAOS_DIR/$name.verify.json" \
     >"$CHAOS_DIR/$name.verify.out" 2>"$CHAOS_DIR/$name.verify.err" || VERIFY_RC=$?
   log "verify $name: rc $VERIFY_RC $(cat "$CHAOS_DIR/$name.verify.out" 2>/dev/null | head -c 600)"

@@ -24,7 +24,7 @@ fi
 # Build once up front (lib.sh builds only what is missing).
 : "${CARGO_TARGET_DIR:=$HOME/.cache/anode-target}"; export CARGO_TARGET_DIR
 profile="${CHAOS_PROFILE:-debug}"; rel=(); [ "$profile" = release ] && rel=(--release)
-(cd "$root" && cargo build "${rel[@]}" -p anode -p anode-toxiproxy -p anode-lincheck) || exit 1
+(cd "$root" && cargo build "${rel[@]}" -p anode -p anode-tools -p anode-toxiproxy -p anode-lincheck) || exit 1
 
 results="$(mktemp "${TMPDIR:-/tmp}/anode-chaos-results.XXXXXX")"
 export CHAOS_RESULTS="$results"
@@ -68,7 +68,7 @@ lines = [
     "",
     "Columns: *election* is kill/cut/stop to the first `became leader` in the master logs; "
     "*unavailability* is the clients' longest window without any successful operation "
-    "(`anode chaos-load` summary); *ops* are recorded client attempts; *acked losses* are "
+    "(`anode-tools chaos-load` summary); *ops* are recorded client attempts; *acked losses* are "
     "acknowledged writes missing, differing or unlisted afterwards; *lin. anomalies* is the "
     "`anode-lincheck` verdict on the recorded history (0 = linearizable, 1 = violation found, "
     "n/a = write-once workload checked object by object instead).",

@@ -1,7 +1,10 @@
 //! Process plumbing shared by every Anode server process: the admin HTTP endpoint
-//! (`GET /metrics`, `GET /health`), tracing setup, and shutdown signals.
+//! (`GET /metrics`, `GET /health`), tracing setup, shutdown signals, and the start-up steps
+//! of the binaries ([`cli`]: `--config FILE`, abort on panic).
 //!
 //! Architecture invariant: nothing here knows about S3, raft or chunks.
+
+pub mod cli;
 
 /// The tracing span of one incoming gRPC call (for tonic's `Server::trace_fn`): carries the
 /// caller's `anode-request-id` (an S3 request id from a gateway), so every log line of the
@@ -40,6 +43,22 @@ pub enum CommonError {
         addr: SocketAddr,
         /// Underlying IO error.
         source: std::io::Error,
+    },
+    /// The `--config` file could not be read.
+    #[error("read config {path}: {source}")]
+    ReadConfig {
+        /// Path given.
+        path: String,
+        /// Underlying IO error.
+        source: std::io::Error,
+    },
+    /// The `--config` file is not a TOML table.
+    #[error("parse config {path}: {source}")]
+    ParseConfig {
+        /// Path given.
+        path: String,
+        /// Parse error.
+        source: toml::de::Error,
     },
 }
 

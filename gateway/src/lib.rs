@@ -55,6 +55,12 @@ pub use backend::Backend;
 pub use error::S3Error;
 pub use server::{Gateway, ServerConfig};
 
+/// Development access key: `anode dev` creates it when `ANODE_ACCESS_KEY` is unset, and the
+/// load tools (`anode-tools`) sign with it by default.
+pub const DEV_ACCESS_KEY: &str = "anodedevaccesskey";
+/// Development secret key paired with [`DEV_ACCESS_KEY`].
+pub const DEV_SECRET_KEY: &str = "anodedevsecretkey-change-me";
+
 /// `anode gateway` flags (each also read from its `ANODE_*` environment variable).
 #[derive(clap::Args, Debug, Clone)]
 pub struct GatewayArgs {

@@ -15,7 +15,7 @@
 //! names are lower-case and values trimmed with inner runs of spaces collapsed.
 //!
 //! The signing side ([`sign_request`], [`presign`], [`ChunkSigner`]) shares the same canonical
-//! code; it serves the tests and the `anode bench` load tool.
+//! code; it serves the tests and the load tools (`anode-tools`, `tools/src/s3http.rs`).
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;

@@ -1,4 +1,4 @@
-//! `anode chaos-load`: the workload recorder of the chaos scenarios (issue 6).
+//! `anode-tools chaos-load`: the workload recorder of the chaos scenarios (issue 6).
 //!
 //! P client processes (tokio tasks) run random `put`/`get`/`delete` on a small key set against
 //! one or more S3 endpoints, signed like awscli (`crate::s3http`), with a per-attempt timeout
@@ -37,7 +37,7 @@ use sha2::Digest;
 
 use crate::s3http::{endpoint_host, PayloadHash, S3Conn, SendError, Signer};
 
-/// Flags of `anode chaos-load`.
+/// Flags of `anode-tools chaos-load`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ChaosLoadArgs {
     /// S3 endpoints (`http://HOST:PORT`, comma-separated).

@@ -1,6 +1,7 @@
-//! A small signed S3 HTTP/1.1 client shared by `anode bench s3` and `anode chaos-load`:
-//! requests are signed with the gateway crate's SigV4 code (`anode_gateway::sigv4`), as awscli
-//! would sign them, and sent over one keep-alive connection per worker.
+//! A small signed S3 HTTP/1.1 client shared by `anode-tools bench s3` and `anode-tools
+//! chaos-load`: requests are signed with the gateway crate's SigV4 code
+//! (`anode_gateway::sigv4`), as awscli would sign them, and sent over one keep-alive
+//! connection per worker.
 
 use anyhow::Context;
 
@@ -18,13 +19,13 @@ pub enum PayloadHash {
 #[derive(clap::Args, Clone, Debug)]
 pub struct Signer {
     /// Access key id.
-    #[arg(long, env = "ANODE_ACCESS_KEY", default_value = crate::dev::DEV_ACCESS_KEY)]
+    #[arg(long, env = "ANODE_ACCESS_KEY", default_value = anode_gateway::DEV_ACCESS_KEY)]
     pub access_key: String,
     /// Secret key.
     #[arg(
         long,
         env = "ANODE_SECRET_KEY",
-        default_value = crate::dev::DEV_SECRET_KEY,
+        default_value = anode_gateway::DEV_SECRET_KEY,
         hide_env_values = true,
         hide_default_value = true
     )]

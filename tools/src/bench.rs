@@ -1,11 +1,11 @@
-//! `anode bench`: the project's own load tools.
+//! `anode-tools bench`: the project's own load tools.
 //!
-//! - `anode bench meta`: manifests committed per second through the master group (inline
-//!   1-byte manifests, so the figure is raft + RocksDB + gRPC, no chunk IO).
-//! - `anode bench client`: PUT then GET through the Rust client library.
-//! - `anode bench s3`: PUT then GET through an S3 endpoint, signed like a real client
-//!   (SigV4 with the gateway crate's signing code, via `crate::s3http`), one keep-alive HTTP/1.1 connection per
-//!   concurrent worker, every GET body verified.
+//! - `anode-tools bench meta`: manifests committed per second through the master group
+//!   (inline 1-byte manifests, so the figure is raft + RocksDB + gRPC, no chunk IO).
+//! - `anode-tools bench client`: PUT then GET through the Rust client library.
+//! - `anode-tools bench s3`: PUT then GET through an S3 endpoint, signed like a real client
+//!   (SigV4 with the gateway crate's signing code, via `crate::s3http`), one keep-alive
+//!   HTTP/1.1 connection per concurrent worker, every GET body verified.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use anode_proto::*;
 pub use crate::s3http::PayloadHash;
 use crate::s3http::{header_str, S3Conn, S3Request, Signer};
 
-/// Flags of `anode bench`.
+/// Flags of `anode-tools bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Which benchmark.
@@ -264,9 +264,9 @@ async fn client(
     Ok(())
 }
 
-// ---- anode bench s3 -------------------------------------------------------------------------
+// ---- anode-tools bench s3 ---------------------------------------------------------------------
 
-/// Flags of `anode bench s3`.
+/// Flags of `anode-tools bench s3`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct S3BenchArgs {
     /// S3 endpoint (`http://HOST:PORT`; path-style requests, no TLS).
