@@ -194,7 +194,9 @@ pub fn inspect(root: &Path) -> Result<Found, FormatError> {
         let e = e.map_err(io_err(&blobs))?;
         let name = e.file_name();
         let fan_out = name.to_str().is_some_and(|n| {
-            n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            n.len() == 2
+                && n.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         });
         if !fan_out || !e.path().is_dir() {
             return Err(FormatError::UnknownLayout {

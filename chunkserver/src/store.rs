@@ -408,7 +408,10 @@ impl BlobStore {
 /// `blobs/`, `tmp/` and `corrupt/` durably; empty `tmp/`; fsync the skeleton; then, for a new
 /// or pre-versioning directory, write the format file (last: its presence means the skeleton
 /// is durable).
-fn prepare_disk(root: &Path, sync: &dyn Fn(&Path) -> std::io::Result<()>) -> Result<(), ChunkError> {
+fn prepare_disk(
+    root: &Path,
+    sync: &dyn Fn(&Path) -> std::io::Result<()>,
+) -> Result<(), ChunkError> {
     let found = format::inspect(root)?;
     fsutil::create_dir_all_durable_with(root, sync)?;
     for sub in ["blobs", "tmp", "corrupt"] {
@@ -434,7 +437,10 @@ fn prepare_disk(root: &Path, sync: &dyn Fn(&Path) -> std::io::Result<()>) -> Res
 
 /// fsync the root's parent, the root, `blobs/`, `tmp/`, `corrupt/` and every `blobs/ab`
 /// (whose entries are the `cd` levels), whoever created them.
-fn sync_skeleton(root: &Path, sync: &dyn Fn(&Path) -> std::io::Result<()>) -> Result<(), ChunkError> {
+fn sync_skeleton(
+    root: &Path,
+    sync: &dyn Fn(&Path) -> std::io::Result<()>,
+) -> Result<(), ChunkError> {
     let blobs = root.join("blobs");
     for e in std::fs::read_dir(&blobs)?.flatten() {
         if e.file_type()?.is_dir() {
@@ -444,7 +450,12 @@ fn sync_skeleton(root: &Path, sync: &dyn Fn(&Path) -> std::io::Result<()>) -> Re
     if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync(parent)?;
     }
-    for dir in [root.to_path_buf(), blobs, root.join("tmp"), root.join("corrupt")] {
+    for dir in [
+        root.to_path_buf(),
+        blobs,
+        root.join("tmp"),
+        root.join("corrupt"),
+    ] {
         sync(&dir)?;
     }
     Ok(())
@@ -692,7 +703,11 @@ mod tests {
         for d in dirs {
             assert!(synced(d), "{} not fsynced: {log:?}", d.display());
             let parent = d.parent().unwrap();
-            assert!(synced(parent), "parent {} not fsynced: {log:?}", parent.display());
+            assert!(
+                synced(parent),
+                "parent {} not fsynced: {log:?}",
+                parent.display()
+            );
         }
     }
 
@@ -705,13 +720,22 @@ mod tests {
         let s = BlobStore::open_with_dir_sync(std::slice::from_ref(&root), 0, rec.sync()).unwrap();
         let log = rec.take();
         let skeleton = ["", "blobs", "tmp", "corrupt"].map(|d| root.join(d));
-        assert_synced_with_parent(&log, &skeleton.iter().map(|p| p.as_path()).collect::<Vec<_>>());
+        assert_synced_with_parent(
+            &log,
+            &skeleton.iter().map(|p| p.as_path()).collect::<Vec<_>>(),
+        );
         let last_root_sync = log.iter().rev().find(|(d, _)| *d == root).unwrap();
-        assert!(last_root_sync.1, "root synced after the format file appeared: {log:?}");
+        assert!(
+            last_root_sync.1,
+            "root synced after the format file appeared: {log:?}"
+        );
 
         let data = b"the first chunk under a fresh fan-out";
         let dest = root.join(rel_path(&sha(data)));
-        let (cd, ab) = (dest.parent().unwrap(), dest.parent().unwrap().parent().unwrap());
+        let (cd, ab) = (
+            dest.parent().unwrap(),
+            dest.parent().unwrap().parent().unwrap(),
+        );
         assert!(!ab.exists());
         rec.watch(dest.clone());
         assert!(!put(&s, data).await.unwrap());
