@@ -390,11 +390,17 @@ impl BlobStore {
     }
 
     /// Create `blobs/ab/cd` (and `blobs/ab`) with every created level and its parent
-    /// fsynced. On failure the levels still empty are removed again (best effort), so a
+    /// fsynced. The leaf itself is left to the fsync that follows the rename in
+    /// [`BlobStore::place`] (one fsync less per new directory; both happen before the put is
+    /// answered). On failure the levels still empty are removed again (best effort), so a
     /// later put does not take an unsynced directory for a durable one.
     fn create_fan_out(&self, dir: &Path) -> Result<(), ChunkError> {
         let _g = self.dir_lock.lock();
-        if let Err(e) = fsutil::create_dir_all_durable_with(dir, &*self.dir_sync) {
+        let sync = |p: &Path| match p == dir {
+            true => Ok(()),
+            false => (self.dir_sync)(p),
+        };
+        if let Err(e) = fsutil::create_dir_all_durable_with(dir, &sync) {
             for level in dir.ancestors().take(2) {
                 let _ = std::fs::remove_dir(level);
             }
