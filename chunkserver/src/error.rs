@@ -31,6 +31,10 @@ pub enum ChunkError {
     /// Configuration problem.
     #[error("configuration: {0}")]
     Config(String),
+    /// The data directory's format file is missing in a way that cannot be migrated, newer
+    /// than this build, or names an unknown layout (only at open).
+    #[error("data directory format: {0}")]
+    Format(#[from] crate::format::FormatError),
     /// Disk IO failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -46,7 +50,7 @@ impl ChunkError {
             ChunkError::Corrupt(_) => "CorruptChunk",
             ChunkError::StaleEpoch { .. } => "StaleEpoch",
             ChunkError::BadRequest(_) | ChunkError::Config(_) => "InvalidArgument",
-            ChunkError::Io(_) => "InternalError",
+            ChunkError::Format(_) | ChunkError::Io(_) => "InternalError",
         }
     }
 }
@@ -61,7 +65,7 @@ impl From<ChunkError> for tonic::Status {
             ChunkError::Full(_) => tonic::Code::ResourceExhausted,
             ChunkError::Corrupt(_) => tonic::Code::DataLoss,
             ChunkError::StaleEpoch { .. } => tonic::Code::FailedPrecondition,
-            ChunkError::Io(_) => tonic::Code::Internal,
+            ChunkError::Format(_) | ChunkError::Io(_) => tonic::Code::Internal,
         };
         let mut st = tonic::Status::new(code, e.to_string());
         if let Ok(v) = e.code().parse() {

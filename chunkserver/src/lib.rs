@@ -3,9 +3,11 @@
 //!
 //! Architecture invariant: a chunkserver holds no metadata; it only knows blobs by hash.
 //! A put is acknowledged only after the bytes hashed to the id and the blob is durable
-//! (temp file fsynced, renamed, directory fsynced). Every full read re-verifies the hash.
+//! (temp file fsynced, renamed, directory fsynced; every directory it had to create fsynced
+//! with its parent). Every full read re-verifies the hash.
 
 pub mod error;
+pub mod format;
 pub mod heartbeat;
 pub mod metrics;
 pub mod scrub;

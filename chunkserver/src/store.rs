@@ -1,21 +1,31 @@
 //! The content-addressed blob store on local disks.
 //!
 //! Layout per data directory: `blobs/ab/cd/<64-hex sha256>`, `tmp/` for writes in progress,
-//! `corrupt/` for copies that failed verification (kept as evidence), and `uuid` (this
-//! server's identity across restarts). A put streams into `tmp/`, hashing as bytes arrive;
-//! the blob is renamed into place only after its length and SHA-256 match and the file is
-//! fsynced; the directory is fsynced after the rename. Only then is the put acknowledged.
+//! `corrupt/` for copies that failed verification (kept as evidence), `uuid` (this
+//! server's identity across restarts) and `anode-format` (the layout and its version, see
+//! [`crate::format`]). A put streams into `tmp/`, hashing as bytes arrive; the blob is renamed
+//! into place only after its length and SHA-256 match and the file is fsynced; the directory
+//! is fsynced after the rename. Only then is the put acknowledged.
+//!
+//! Directories are durable before anything relies on them: the fan-out directories
+//! `blobs/ab/cd` are created on a blob's first put with
+//! [`anode_common::fsutil::create_dir_all_durable_with`] (each created level and its parent
+//! fsynced), and every open fsyncs the existing skeleton (the root's parent, the root,
+//! `blobs/`, `tmp/`, `corrupt/` and every `blobs/ab`), which covers directories created by a
+//! process that crashed before syncing them and data directories from before this rule.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use anode_common::fsutil;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::ChunkError;
+use crate::format::{self, Found};
 
 /// Bytes read per message when streaming a blob out.
 pub const READ_PIECE_BYTES: usize = 256 * 1024;
@@ -33,6 +43,10 @@ pub struct Disk {
 /// clock). Production uses the system clock; simulations inject theirs.
 pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
+/// How the store fsyncs a directory. Production uses [`fsutil::fsync_dir`]; tests inject a
+/// recorder to check which directories were synced, and when.
+pub type DirSync = Arc<dyn Fn(&Path) -> std::io::Result<()> + Send + Sync>;
+
 /// The blob store over one or more disks.
 #[derive(Clone)]
 pub struct BlobStore {
@@ -47,6 +61,11 @@ pub struct BlobStore {
     gc_lock: Arc<Mutex<()>>,
     /// Stamps mtimes; `None` = the system clock.
     clock: Option<WallClock>,
+    /// Every directory fsync goes through this.
+    dir_sync: DirSync,
+    /// Held while fan-out directories are created and synced, so no put finds a directory
+    /// another put created but has not synced yet.
+    dir_lock: Arc<Mutex<()>>,
 }
 
 /// Changes since the last heartbeat.
@@ -75,17 +94,23 @@ fn is_enospc(e: &std::io::Error) -> bool {
 }
 
 impl BlobStore {
-    /// Open the disks, remove leftovers in `tmp/`, count existing blobs.
+    /// Open the disks: check each one's format (refusing a newer version or an unknown
+    /// layout), initialise new ones and migrate ones from before the format file, remove
+    /// leftovers in `tmp/`, make the directory skeleton durable, count existing blobs.
     pub fn open(dirs: &[PathBuf], capacity_bytes: u64) -> Result<BlobStore, ChunkError> {
+        Self::open_with_dir_sync(dirs, capacity_bytes, Arc::new(fsutil::fsync_dir))
+    }
+
+    /// [`BlobStore::open`] with every directory fsync going through `dir_sync`.
+    pub fn open_with_dir_sync(
+        dirs: &[PathBuf],
+        capacity_bytes: u64,
+        dir_sync: DirSync,
+    ) -> Result<BlobStore, ChunkError> {
         let mut disks = Vec::new();
         let (mut used, mut count) = (0u64, 0u64);
         for d in dirs {
-            for sub in ["blobs", "tmp", "corrupt"] {
-                std::fs::create_dir_all(d.join(sub))?;
-            }
-            for e in std::fs::read_dir(d.join("tmp"))?.flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
+            prepare_disk(d, &*dir_sync)?;
             for (_, len) in list_dir_blobs(d)? {
                 used += len;
                 count += 1;
@@ -107,6 +132,8 @@ impl BlobStore {
             events: Arc::default(),
             gc_lock: Arc::default(),
             clock: None,
+            dir_sync,
+            dir_lock: Arc::default(),
         })
     }
 
@@ -261,6 +288,13 @@ impl BlobStore {
                 rand::random::<u32>()
             ));
             if std::fs::rename(&path, &dest).is_ok() {
+                // The move is evidence and ends the copy's life here: make both entries
+                // durable, or a restart could bring the bad copy back into `blobs/`.
+                for dir in [dest.parent(), path.parent()].into_iter().flatten() {
+                    if let Err(e) = (self.dir_sync)(dir) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "fsync after quarantine failed");
+                    }
+                }
                 self.used
                     .fetch_sub(len.min(self.used_bytes()), Ordering::SeqCst);
                 self.count.fetch_sub(1, Ordering::SeqCst);
@@ -326,7 +360,7 @@ impl BlobStore {
         let len = std::fs::metadata(&path)?.len();
         std::fs::remove_file(&path)?;
         if let Some(dir) = path.parent() {
-            fsync_dir(dir)?;
+            (self.dir_sync)(dir)?;
         }
         self.used
             .fetch_sub(len.min(self.used_bytes()), Ordering::SeqCst);
@@ -344,6 +378,93 @@ impl BlobStore {
         out.sort();
         Ok(out)
     }
+
+    /// Rename the verified, fsynced temp file `tmp` to `dest`, creating `dest`'s fan-out
+    /// directories durably first, then fsync `dest`'s directory. Blocking.
+    fn place(&self, tmp: &Path, dest: &Path) -> Result<(), ChunkError> {
+        let dir = dest.parent().expect("blob has a parent");
+        self.create_fan_out(dir)?;
+        std::fs::rename(tmp, dest)?;
+        (self.dir_sync)(dir)?;
+        Ok(())
+    }
+
+    /// Create `blobs/ab/cd` (and `blobs/ab`) with every created level and its parent
+    /// fsynced. The leaf itself is left to the fsync that follows the rename in
+    /// [`BlobStore::place`] (one fsync less per new directory; both happen before the put is
+    /// answered). On failure the levels still empty are removed again (best effort), so a
+    /// later put does not take an unsynced directory for a durable one.
+    fn create_fan_out(&self, dir: &Path) -> Result<(), ChunkError> {
+        let _g = self.dir_lock.lock();
+        let sync = |p: &Path| match p == dir {
+            true => Ok(()),
+            false => (self.dir_sync)(p),
+        };
+        if let Err(e) = fsutil::create_dir_all_durable_with(dir, &sync) {
+            for level in dir.ancestors().take(2) {
+                let _ = std::fs::remove_dir(level);
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
+
+/// Make data root `root` ready: refuse a format this build cannot read; create the root,
+/// `blobs/`, `tmp/` and `corrupt/` durably; empty `tmp/`; fsync the skeleton; then, for a new
+/// or pre-versioning directory, write the format file (last: its presence means the skeleton
+/// is durable).
+fn prepare_disk(
+    root: &Path,
+    sync: &dyn Fn(&Path) -> std::io::Result<()>,
+) -> Result<(), ChunkError> {
+    let found = format::inspect(root)?;
+    fsutil::create_dir_all_durable_with(root, sync)?;
+    for sub in ["blobs", "tmp", "corrupt"] {
+        fsutil::create_dir_all_durable_with(&root.join(sub), sync)?;
+    }
+    for e in std::fs::read_dir(root.join("tmp"))?.flatten() {
+        let _ = std::fs::remove_file(e.path());
+    }
+    sync_skeleton(root, sync)?;
+    match found {
+        Found::Current => {}
+        Found::Fresh => {
+            format::write(root, sync)?;
+            tracing::info!(dir = %root.display(), layout = format::LAYOUT, version = format::VERSION, "initialised data directory");
+        }
+        Found::PreVersioning => {
+            format::write(root, sync)?;
+            tracing::warn!(dir = %root.display(), layout = format::LAYOUT, version = format::VERSION, "data directory had no format file: migrated (version 1 is its layout)");
+        }
+    }
+    Ok(())
+}
+
+/// fsync the root's parent, the root, `blobs/`, `tmp/`, `corrupt/` and every `blobs/ab`
+/// (whose entries are the `cd` levels), whoever created them.
+fn sync_skeleton(
+    root: &Path,
+    sync: &dyn Fn(&Path) -> std::io::Result<()>,
+) -> Result<(), ChunkError> {
+    let blobs = root.join("blobs");
+    for e in std::fs::read_dir(&blobs)?.flatten() {
+        if e.file_type()?.is_dir() {
+            sync(&e.path())?;
+        }
+    }
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync(parent)?;
+    }
+    for dir in [
+        root.to_path_buf(),
+        blobs,
+        root.join("tmp"),
+        root.join("corrupt"),
+    ] {
+        sync(&dir)?;
+    }
+    Ok(())
 }
 
 struct Reservation {
@@ -436,11 +557,8 @@ impl BlobWriter {
             return Ok(true);
         }
         let dest = self.disk_root.join(rel_path(&self.sha));
-        let dir = dest.parent().expect("blob has a parent").to_path_buf();
-        tokio::fs::create_dir_all(&dir).await?;
-        tokio::fs::rename(&self.tmp, &dest).await?;
-        let d = dir.clone();
-        tokio::task::spawn_blocking(move || fsync_dir(&d))
+        let (store, tmp) = (self.store.clone(), self.tmp.clone());
+        tokio::task::spawn_blocking(move || store.place(&tmp, &dest))
             .await
             .map_err(|e| ChunkError::Io(std::io::Error::other(e)))??;
         fail::fail_point!("chunkserver::put::after_rename");
@@ -457,10 +575,6 @@ impl Drop for BlobWriter {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
-}
-
-fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// SHA-256 of a file's contents.
@@ -541,7 +655,7 @@ pub fn load_uuid(dir: &Path) -> Result<String, ChunkError> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, &p)?;
-    fsync_dir(dir)?;
+    fsutil::fsync_dir(dir)?;
     Ok(id)
 }
 
@@ -559,6 +673,121 @@ mod tests {
             w.write(piece).await?;
         }
         w.finish().await
+    }
+
+    /// A [`DirSync`] that really fsyncs and records each synced directory with whether the
+    /// watched path existed at that moment; it fails on the directory `fail_on` names.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        log: Arc<Mutex<Vec<(PathBuf, bool)>>>,
+        watch: Arc<Mutex<PathBuf>>,
+        fail_on: Arc<Mutex<Option<PathBuf>>>,
+    }
+
+    impl Recorder {
+        fn sync(&self) -> DirSync {
+            let r = self.clone();
+            Arc::new(move |dir: &Path| {
+                if r.fail_on.lock().as_deref() == Some(dir) {
+                    return Err(std::io::Error::other("injected fsync failure"));
+                }
+                let present = r.watch.lock().exists();
+                r.log.lock().push((dir.to_path_buf(), present));
+                fsutil::fsync_dir(dir)
+            })
+        }
+        fn take(&self) -> Vec<(PathBuf, bool)> {
+            std::mem::take(&mut *self.log.lock())
+        }
+        fn watch(&self, p: PathBuf) {
+            *self.watch.lock() = p;
+        }
+    }
+
+    fn assert_synced_with_parent(log: &[(PathBuf, bool)], dirs: &[&Path]) {
+        let synced = |p: &Path| log.iter().any(|(d, _)| d == p);
+        for d in dirs {
+            assert!(synced(d), "{} not fsynced: {log:?}", d.display());
+            let parent = d.parent().unwrap();
+            assert!(
+                synced(parent),
+                "parent {} not fsynced: {log:?}",
+                parent.display()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn open_and_first_put_sync_every_created_dir_and_its_parent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        let rec = Recorder::default();
+        rec.watch(root.join(format::FORMAT_FILE));
+        let s = BlobStore::open_with_dir_sync(std::slice::from_ref(&root), 0, rec.sync()).unwrap();
+        let log = rec.take();
+        let skeleton = ["", "blobs", "tmp", "corrupt"].map(|d| root.join(d));
+        assert_synced_with_parent(
+            &log,
+            &skeleton.iter().map(|p| p.as_path()).collect::<Vec<_>>(),
+        );
+        let last_root_sync = log.iter().rev().find(|(d, _)| *d == root).unwrap();
+        assert!(
+            last_root_sync.1,
+            "root synced after the format file appeared: {log:?}"
+        );
+
+        let data = b"the first chunk under a fresh fan-out";
+        let dest = root.join(rel_path(&sha(data)));
+        let (cd, ab) = (
+            dest.parent().unwrap(),
+            dest.parent().unwrap().parent().unwrap(),
+        );
+        assert!(!ab.exists());
+        rec.watch(dest.clone());
+        assert!(!put(&s, data).await.unwrap());
+        // The put is acknowledged: everything it needed is in the log already.
+        let log = rec.take();
+        assert_synced_with_parent(&log, &[ab, cd]);
+        assert!(
+            log.iter().any(|(d, present)| d == cd && *present),
+            "the blob's directory was fsynced after the rename: {log:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_directory_sync_fails_the_put_and_leaves_no_unsynced_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rec = Recorder::default();
+        let s = BlobStore::open_with_dir_sync(&[tmp.path().to_path_buf()], 0, rec.sync()).unwrap();
+        let data = b"a chunk whose directory cannot be synced";
+        let dest = tmp.path().join(rel_path(&sha(data)));
+        let ab = dest.parent().unwrap().parent().unwrap().to_path_buf();
+        *rec.fail_on.lock() = Some(ab.clone());
+        put(&s, data).await.unwrap_err();
+        assert!(s.locate(&sha(data)).is_none());
+        assert!(!ab.exists(), "the unsynced fan-out directory was removed");
+        assert_eq!((s.chunk_count(), tmp_files(tmp.path())), (0, 0));
+        *rec.fail_on.lock() = None;
+        rec.take();
+        assert!(!put(&s, data).await.unwrap());
+        assert_synced_with_parent(&rec.take(), &[&ab, dest.parent().unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn open_syncs_the_fan_out_of_a_pre_versioning_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let data = b"written before the format file existed";
+        let dest = root.join(rel_path(&sha(data)));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::write(&dest, data).unwrap();
+        let rec = Recorder::default();
+        let s = BlobStore::open_with_dir_sync(&[root.to_path_buf()], 0, rec.sync()).unwrap();
+        let cd = dest.parent().unwrap();
+        // The `cd` entry lives in `ab`, and `ab`'s in `blobs`: both synced.
+        assert_synced_with_parent(&rec.take(), &[cd.parent().unwrap()]);
+        assert_eq!(s.chunk_count(), 1);
+        assert!(root.join(format::FORMAT_FILE).exists());
     }
 
     fn tmp_files(dir: &Path) -> usize {
