@@ -79,17 +79,41 @@ mod tests {
     #[test]
     fn statuses_carry_the_detail() {
         let table = [
-            (ChunkError::BadDigest("x".into()), ErrorCode::BadDigest, tonic::Code::InvalidArgument),
-            (ChunkError::NotFound("ab".into()), ErrorCode::NoSuchChunk, tonic::Code::NotFound),
-            (ChunkError::Full("disk".into()), ErrorCode::InsufficientStorage, tonic::Code::ResourceExhausted),
-            (ChunkError::Corrupt("ab".into()), ErrorCode::CorruptChunk, tonic::Code::DataLoss),
+            (
+                ChunkError::BadDigest("x".into()),
+                ErrorCode::BadDigest,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                ChunkError::NotFound("ab".into()),
+                ErrorCode::NoSuchChunk,
+                tonic::Code::NotFound,
+            ),
+            (
+                ChunkError::Full("disk".into()),
+                ErrorCode::InsufficientStorage,
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                ChunkError::Corrupt("ab".into()),
+                ErrorCode::CorruptChunk,
+                tonic::Code::DataLoss,
+            ),
             (
                 ChunkError::StaleEpoch { got: 1, current: 2 },
                 ErrorCode::StaleEpoch,
                 tonic::Code::FailedPrecondition,
             ),
-            (ChunkError::BadRequest("x".into()), ErrorCode::InvalidArgument, tonic::Code::InvalidArgument),
-            (ChunkError::Io(std::io::Error::other("eio")), ErrorCode::Internal, tonic::Code::Internal),
+            (
+                ChunkError::BadRequest("x".into()),
+                ErrorCode::InvalidArgument,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                ChunkError::Io(std::io::Error::other("eio")),
+                ErrorCode::Internal,
+                tonic::Code::Internal,
+            ),
         ];
         for (e, code, grpc) in table {
             let st = tonic::Status::from(e);

@@ -121,20 +121,44 @@ impl ClientError {
             },
             Unavailable => ClientError::Unavailable(d.message),
             Timeout => ClientError::Timeout(d.message),
-            Unspecified | NoSuchBucket | BucketAlreadyExists | BucketAlreadyOwnedByYou
-            | BucketNotEmpty | InvalidBucketName | NoSuchKey | KeyTooLong | MetadataTooLarge
-            | NoSuchUpload | InvalidPart | InvalidPartOrder | EntityTooSmall
-            | PreconditionFailed | InvalidArgument | ChunkGone | NoSuchAccessKey
-            | AccessKeyExists | UnknownChunkserver | StaleEpoch | BadCommand
-            | UnsupportedVersion | NotMember | AlreadyMember | WouldLoseQuorum
-            | ConfChangeRejected | Busy | Internal | BadDigest | NoSuchChunk
-            | InsufficientStorage | CorruptChunk | IncompleteBody | ChunkUnavailable => {
-                ClientError::Remote {
-                    code,
-                    message: d.message,
-                    resource: d.resource,
-                }
-            }
+            Unspecified
+            | NoSuchBucket
+            | BucketAlreadyExists
+            | BucketAlreadyOwnedByYou
+            | BucketNotEmpty
+            | InvalidBucketName
+            | NoSuchKey
+            | KeyTooLong
+            | MetadataTooLarge
+            | NoSuchUpload
+            | InvalidPart
+            | InvalidPartOrder
+            | EntityTooSmall
+            | PreconditionFailed
+            | InvalidArgument
+            | ChunkGone
+            | NoSuchAccessKey
+            | AccessKeyExists
+            | UnknownChunkserver
+            | StaleEpoch
+            | BadCommand
+            | UnsupportedVersion
+            | NotMember
+            | AlreadyMember
+            | WouldLoseQuorum
+            | ConfChangeRejected
+            | Busy
+            | Internal
+            | BadDigest
+            | NoSuchChunk
+            | InsufficientStorage
+            | CorruptChunk
+            | IncompleteBody
+            | ChunkUnavailable => ClientError::Remote {
+                code,
+                message: d.message,
+                resource: d.resource,
+            },
         }
     }
 
@@ -155,13 +179,39 @@ pub fn retryable(code: ErrorCode) -> bool {
     use ErrorCode::*;
     match code {
         NotLeader | Busy | Unavailable | Timeout | InsufficientServers => true,
-        Unspecified | NoSuchBucket | BucketAlreadyExists | BucketAlreadyOwnedByYou
-        | BucketNotEmpty | InvalidBucketName | NoSuchKey | KeyTooLong | MetadataTooLarge
-        | NoSuchUpload | InvalidPart | InvalidPartOrder | EntityTooSmall | PreconditionFailed
-        | InvalidArgument | ChunkGone | NoSuchAccessKey | AccessKeyExists | UnknownChunkserver
-        | StaleEpoch | BadCommand | UnsupportedVersion | NotMember | AlreadyMember
-        | WouldLoseQuorum | ConfChangeRejected | Internal | BadDigest | NoSuchChunk
-        | InsufficientStorage | CorruptChunk | IncompleteBody | ChunkUnavailable => false,
+        Unspecified
+        | NoSuchBucket
+        | BucketAlreadyExists
+        | BucketAlreadyOwnedByYou
+        | BucketNotEmpty
+        | InvalidBucketName
+        | NoSuchKey
+        | KeyTooLong
+        | MetadataTooLarge
+        | NoSuchUpload
+        | InvalidPart
+        | InvalidPartOrder
+        | EntityTooSmall
+        | PreconditionFailed
+        | InvalidArgument
+        | ChunkGone
+        | NoSuchAccessKey
+        | AccessKeyExists
+        | UnknownChunkserver
+        | StaleEpoch
+        | BadCommand
+        | UnsupportedVersion
+        | NotMember
+        | AlreadyMember
+        | WouldLoseQuorum
+        | ConfChangeRejected
+        | Internal
+        | BadDigest
+        | NoSuchChunk
+        | InsufficientStorage
+        | CorruptChunk
+        | IncompleteBody
+        | ChunkUnavailable => false,
     }
 }
 
@@ -204,7 +254,10 @@ mod tests {
         let table = [
             (tonic::Status::unavailable("down"), ErrorCode::Unavailable),
             (tonic::Status::deadline_exceeded("slow"), ErrorCode::Timeout),
-            (tonic::Status::invalid_argument("bad"), ErrorCode::InvalidArgument),
+            (
+                tonic::Status::invalid_argument("bad"),
+                ErrorCode::InvalidArgument,
+            ),
             (tonic::Status::internal("oops"), ErrorCode::Internal),
             (tonic::Status::resource_exhausted("full"), ErrorCode::Busy),
             (tonic::Status::unknown("h2 reset"), ErrorCode::Internal),

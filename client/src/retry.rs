@@ -56,13 +56,39 @@ fn classify_detail(d: ErrorDetail) -> Disposition {
     match d.code() {
         NotLeader if !d.leader_addr.is_empty() => Disposition::Redirect(d.leader_addr),
         NotLeader | Busy | Unavailable | Timeout => Disposition::TryNext,
-        Unspecified | NoSuchBucket | BucketAlreadyExists | BucketAlreadyOwnedByYou
-        | BucketNotEmpty | InvalidBucketName | NoSuchKey | KeyTooLong | MetadataTooLarge
-        | NoSuchUpload | InvalidPart | InvalidPartOrder | EntityTooSmall | PreconditionFailed
-        | InvalidArgument | ChunkGone | NoSuchAccessKey | AccessKeyExists | UnknownChunkserver
-        | StaleEpoch | BadCommand | UnsupportedVersion | InsufficientServers | NotMember
-        | AlreadyMember | WouldLoseQuorum | ConfChangeRejected | Internal | BadDigest
-        | NoSuchChunk | InsufficientStorage | CorruptChunk | IncompleteBody
+        Unspecified
+        | NoSuchBucket
+        | BucketAlreadyExists
+        | BucketAlreadyOwnedByYou
+        | BucketNotEmpty
+        | InvalidBucketName
+        | NoSuchKey
+        | KeyTooLong
+        | MetadataTooLarge
+        | NoSuchUpload
+        | InvalidPart
+        | InvalidPartOrder
+        | EntityTooSmall
+        | PreconditionFailed
+        | InvalidArgument
+        | ChunkGone
+        | NoSuchAccessKey
+        | AccessKeyExists
+        | UnknownChunkserver
+        | StaleEpoch
+        | BadCommand
+        | UnsupportedVersion
+        | InsufficientServers
+        | NotMember
+        | AlreadyMember
+        | WouldLoseQuorum
+        | ConfChangeRejected
+        | Internal
+        | BadDigest
+        | NoSuchChunk
+        | InsufficientStorage
+        | CorruptChunk
+        | IncompleteBody
         | ChunkUnavailable => Disposition::Fail,
     }
 }

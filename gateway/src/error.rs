@@ -382,7 +382,10 @@ mod tests {
         let table = [
             (remote(ErrorCode::NoSuchBucket), S3Error::NoSuchBucket),
             (remote(ErrorCode::BucketNotEmpty), S3Error::BucketNotEmpty),
-            (remote(ErrorCode::NoSuchAccessKey), S3Error::InvalidAccessKeyId),
+            (
+                remote(ErrorCode::NoSuchAccessKey),
+                S3Error::InvalidAccessKeyId,
+            ),
             (remote(ErrorCode::Busy), S3Error::SlowDown),
             (ClientError::BadDigest, S3Error::BadDigest),
         ];
@@ -411,7 +414,11 @@ mod tests {
         use anode_meta::validate;
         let table: [(Result<(), ValidationError>, &str, u16); 5] = [
             (validate::bucket_name("a.-b"), "InvalidBucketName", 400),
-            (validate::object_key(&"k".repeat(1025)), "KeyTooLongError", 400),
+            (
+                validate::object_key(&"k".repeat(1025)),
+                "KeyTooLongError",
+                400,
+            ),
             (validate::part_number(0), "InvalidArgument", 400),
             (validate::user_metadata_bytes(2049), "MetadataTooLarge", 400),
             (validate::upload_id("a/b"), "NoSuchUpload", 404),

@@ -20,8 +20,8 @@ use crate::error::S3Error;
 use crate::http_util::{
     check_key, content_range, decode_continuation_token, decode_path, encode_continuation_token,
     http_date_ms, parse_content_md5, refuse_unhonored_headers, resolve_copy_source_range,
-    resolve_range, response_overrides, system_metadata, uri_encode, user_metadata,
-    CondOutcome, Conditions, Query, USER_META_PREFIX,
+    resolve_range, response_overrides, system_metadata, uri_encode, user_metadata, CondOutcome,
+    Conditions, Query, USER_META_PREFIX,
 };
 use crate::metrics::METRICS;
 use crate::router::{parse_part_number, S3Op};

@@ -8,8 +8,8 @@ use http::HeaderMap;
 
 use crate::error::S3Error;
 
-pub use anode_meta::validate::{MAX_KEY_BYTES, MAX_USER_METADATA_BYTES};
 use anode_meta::validate;
+pub use anode_meta::validate::{MAX_KEY_BYTES, MAX_USER_METADATA_BYTES};
 /// Prefix of user-metadata headers.
 pub const USER_META_PREFIX: &str = "x-amz-meta-";
 /// Headers stored verbatim as system metadata and returned on GET/HEAD.

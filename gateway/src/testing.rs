@@ -6,9 +6,10 @@ use std::ops::Bound;
 use std::sync::Mutex;
 
 use anode_client::{
-    AccessKey, BucketConfig, ByteStream, ClientError, CompletePart, ErrorCode, ListMultipartUploadsRequest,
-    ListMultipartUploadsResponse, ListObjectsRequest, ListObjectsResponse, ListPartsRequest,
-    ListPartsResponse, Manifest, ObjectEntry, PartRecord, PutOptions,
+    AccessKey, BucketConfig, ByteStream, ClientError, CompletePart, ErrorCode,
+    ListMultipartUploadsRequest, ListMultipartUploadsResponse, ListObjectsRequest,
+    ListObjectsResponse, ListPartsRequest, ListPartsResponse, Manifest, ObjectEntry, PartRecord,
+    PutOptions,
 };
 use anode_proto::MultipartUpload;
 use bytes::{Bytes, BytesMut};
@@ -111,7 +112,10 @@ impl Backend for MemBackend {
 
     async fn delete_bucket(&self, name: &str) -> Result<(), ClientError> {
         let mut s = self.state.lock().unwrap();
-        let b = s.buckets.get(name).ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
+        let b = s
+            .buckets
+            .get(name)
+            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
         if !b.objects.is_empty() || s.uploads.keys().any(|(bk, _, _)| bk == name) {
             return Err(remote(ErrorCode::BucketNotEmpty));
         }

@@ -27,7 +27,11 @@ const EXPECTED: [(ErrorCode, &str, u16); 38] = [
     (ErrorCode::Unspecified, "InternalError", 500),
     (ErrorCode::NoSuchBucket, "NoSuchBucket", 404),
     (ErrorCode::BucketAlreadyExists, "BucketAlreadyExists", 409),
-    (ErrorCode::BucketAlreadyOwnedByYou, "BucketAlreadyOwnedByYou", 409),
+    (
+        ErrorCode::BucketAlreadyOwnedByYou,
+        "BucketAlreadyOwnedByYou",
+        409,
+    ),
     (ErrorCode::BucketNotEmpty, "BucketNotEmpty", 409),
     (ErrorCode::InvalidBucketName, "InvalidBucketName", 400),
     (ErrorCode::NoSuchKey, "NoSuchKey", 404),

@@ -187,13 +187,39 @@ fn refusal(st: &tonic::Status) -> Refusal {
     match d.code() {
         NotLeader if !d.leader_addr.is_empty() => Refusal::Redirect(d.leader_addr),
         NotLeader | Busy | Unavailable | Timeout => Refusal::Retry,
-        Unspecified | NoSuchBucket | BucketAlreadyExists | BucketAlreadyOwnedByYou
-        | BucketNotEmpty | InvalidBucketName | NoSuchKey | KeyTooLong | MetadataTooLarge
-        | NoSuchUpload | InvalidPart | InvalidPartOrder | EntityTooSmall | PreconditionFailed
-        | InvalidArgument | ChunkGone | NoSuchAccessKey | AccessKeyExists | UnknownChunkserver
-        | StaleEpoch | BadCommand | UnsupportedVersion | InsufficientServers | NotMember
-        | AlreadyMember | WouldLoseQuorum | ConfChangeRejected | Internal | BadDigest
-        | NoSuchChunk | InsufficientStorage | CorruptChunk | IncompleteBody
+        Unspecified
+        | NoSuchBucket
+        | BucketAlreadyExists
+        | BucketAlreadyOwnedByYou
+        | BucketNotEmpty
+        | InvalidBucketName
+        | NoSuchKey
+        | KeyTooLong
+        | MetadataTooLarge
+        | NoSuchUpload
+        | InvalidPart
+        | InvalidPartOrder
+        | EntityTooSmall
+        | PreconditionFailed
+        | InvalidArgument
+        | ChunkGone
+        | NoSuchAccessKey
+        | AccessKeyExists
+        | UnknownChunkserver
+        | StaleEpoch
+        | BadCommand
+        | UnsupportedVersion
+        | InsufficientServers
+        | NotMember
+        | AlreadyMember
+        | WouldLoseQuorum
+        | ConfChangeRejected
+        | Internal
+        | BadDigest
+        | NoSuchChunk
+        | InsufficientStorage
+        | CorruptChunk
+        | IncompleteBody
         | ChunkUnavailable => Refusal::Fail(format!("{}: {}", d.code(), d.message)),
     }
 }
@@ -583,10 +609,19 @@ mod tests {
                 .to_status()
         };
         let table = [
-            (not_leader("10.0.0.2:7001"), Refusal::Redirect("10.0.0.2:7001".into())),
+            (
+                not_leader("10.0.0.2:7001"),
+                Refusal::Redirect("10.0.0.2:7001".into()),
+            ),
             (not_leader(""), Refusal::Retry),
-            (ErrorDetail::new(ErrorCode::Busy, "busy").to_status(), Refusal::Retry),
-            (tonic::Status::unavailable("connection refused"), Refusal::Retry),
+            (
+                ErrorDetail::new(ErrorCode::Busy, "busy").to_status(),
+                Refusal::Retry,
+            ),
+            (
+                tonic::Status::unavailable("connection refused"),
+                Refusal::Retry,
+            ),
             (
                 ErrorDetail::new(ErrorCode::WouldLoseQuorum, "removing 3 would lose quorum")
                     .to_status(),

@@ -71,16 +71,14 @@ impl NodeError {
     /// address for [`NodeError::NotLeader`]; everything else tells the caller to retry later.
     pub fn detail(&self, members: &BTreeMap<u64, String>) -> ErrorDetail {
         match self {
-            NodeError::NotLeader { leader } => {
-                match members.get(leader).filter(|_| *leader != 0) {
-                    Some(addr) => ErrorDetail::new(
-                        ErrorCode::NotLeader,
-                        format!("not the leader; leader is {leader} at {addr}"),
-                    )
-                    .with_leader(*leader, addr.clone()),
-                    None => ErrorDetail::new(ErrorCode::NotLeader, "no raft leader known"),
-                }
-            }
+            NodeError::NotLeader { leader } => match members.get(leader).filter(|_| *leader != 0) {
+                Some(addr) => ErrorDetail::new(
+                    ErrorCode::NotLeader,
+                    format!("not the leader; leader is {leader} at {addr}"),
+                )
+                .with_leader(*leader, addr.clone()),
+                None => ErrorDetail::new(ErrorCode::NotLeader, "no raft leader known"),
+            },
             NodeError::Busy => ErrorDetail::new(ErrorCode::Busy, self.to_string()),
             NodeError::Stopped | NodeError::Timeout | NodeError::Raft(_) | NodeError::Store(_) => {
                 ErrorDetail::new(ErrorCode::Unavailable, self.to_string())

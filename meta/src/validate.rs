@@ -231,7 +231,13 @@ mod tests {
 
     #[test]
     fn part_numbers() {
-        for (n, ok) in [(0, false), (1, true), (5000, true), (10_000, true), (10_001, false)] {
+        for (n, ok) in [
+            (0, false),
+            (1, true),
+            (5000, true),
+            (10_000, true),
+            (10_001, false),
+        ] {
             assert_eq!(part_number(n).is_ok(), ok, "{n}");
         }
         assert_eq!(

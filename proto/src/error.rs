@@ -236,7 +236,9 @@ mod tests {
         for (i, code) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(code.position(), i, "{code:?}");
         }
-        assert!(ErrorCode::ALL.windows(2).all(|w| (w[0] as i32) < (w[1] as i32)));
+        assert!(ErrorCode::ALL
+            .windows(2)
+            .all(|w| (w[0] as i32) < (w[1] as i32)));
     }
 
     #[test]
@@ -266,7 +268,10 @@ mod tests {
             assert_eq!(st.code(), grpc::grpc_code(code));
             assert_eq!(ErrorDetail::from_status(&st), Some(d));
         }
-        assert_eq!(ErrorDetail::from_status(&tonic::Status::internal("x")), None);
+        assert_eq!(
+            ErrorDetail::from_status(&tonic::Status::internal("x")),
+            None
+        );
         let junk = tonic::Status::with_details(tonic::Code::Internal, "x", vec![0xff].into());
         assert_eq!(ErrorDetail::from_status(&junk), None);
     }

@@ -300,9 +300,7 @@ pub async fn create_bucket(io: Rc<ClientIo>) -> Outcome {
             Some(Reply::Created) => return Outcome::Ok(None),
             Some(Reply::Error(
                 ErrorCode::BucketAlreadyOwnedByYou | ErrorCode::BucketAlreadyExists,
-            )) => {
-                return Outcome::Ok(None)
-            }
+            )) => return Outcome::Ok(None),
             _ => io.sleep(STEP_MS).await,
         }
     }

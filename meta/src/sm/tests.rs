@@ -162,7 +162,10 @@ fn commands_are_validated_like_requests() {
         });
         assert_eq!(sm.err(op), ErrorCode::InvalidArgument, "part {n}");
     }
-    assert!(get_chunk(&sm.kv, &[9; 32]).is_none(), "refused part wrote nothing");
+    assert!(
+        get_chunk(&sm.kv, &[9; 32]).is_none(),
+        "refused part wrote nothing"
+    );
     let d = sm.run(bucket("a.-b")).error.unwrap();
     assert_eq!(
         (d.code(), d.resource.as_str()),
@@ -309,9 +312,18 @@ fn multipart_complete_abort_and_errors() {
             if_match_etag: None,
         })
     };
-    assert_eq!(sm.err(complete(vec![(2, 4), (1, 1)])), ErrorCode::InvalidPartOrder);
-    assert_eq!(sm.err(complete(vec![(1, 1), (2, 2)])), ErrorCode::InvalidPart);
-    assert_eq!(sm.err(complete(vec![(2, 4), (3, 3)])), ErrorCode::EntityTooSmall);
+    assert_eq!(
+        sm.err(complete(vec![(2, 4), (1, 1)])),
+        ErrorCode::InvalidPartOrder
+    );
+    assert_eq!(
+        sm.err(complete(vec![(1, 1), (2, 2)])),
+        ErrorCode::InvalidPart
+    );
+    assert_eq!(
+        sm.err(complete(vec![(2, 4), (3, 3)])),
+        ErrorCode::EntityTooSmall
+    );
     let m = sm.ok(complete(vec![(1, 1), (2, 4)])).manifest.unwrap();
     assert_eq!(m.size, MIN_PART_BYTES + 10);
     assert!(m.etag.ends_with("-2"));
@@ -385,7 +397,10 @@ fn multipart_complete_conditions() {
     // Now it exists: "" and a wrong etag fail and leave the upload open; the right etag wins.
     sm.ok(upload("u2"));
     sm.ok(put_part("u2", 2));
-    assert_eq!(sm.err(complete("u2", 2, Some(""))), ErrorCode::PreconditionFailed);
+    assert_eq!(
+        sm.err(complete("u2", 2, Some(""))),
+        ErrorCode::PreconditionFailed
+    );
     assert_eq!(
         sm.err(complete("u2", 2, Some("0123"))),
         ErrorCode::PreconditionFailed
