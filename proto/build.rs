@@ -2,6 +2,7 @@
 //! prost messages and tonic services from the descriptor set.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
+        "proto/anode/v1/error.proto",
         "proto/anode/v1/meta.proto",
         "proto/anode/v1/master.proto",
         "proto/anode/v1/chunk.proto",

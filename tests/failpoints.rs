@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anode_client::{Client, ClientConfig, ClientError, PutOptions};
+use anode_client::{Client, ClientConfig, ClientError, ErrorCode, PutOptions};
 use anode_proto::*;
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -222,7 +222,10 @@ async fn writer_stopping_before_commit_leaves_only_garbage() {
 
     // No object: not by HEAD, not by GET, not in the listing.
     match cl.head_object("fpb", "obj").await {
-        Err(ClientError::Remote { code, .. }) if code == "NoSuchKey" => {}
+        Err(ClientError::Remote {
+            code: ErrorCode::NoSuchKey,
+            ..
+        }) => {}
         other => panic!("uncommitted object visible: {other:?}"),
     }
     assert!(cl.get_object("fpb", "obj", None).await.is_err());

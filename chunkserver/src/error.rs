@@ -1,6 +1,6 @@
 //! The chunkserver's one error type, mapped to gRPC once.
 
-use anode_proto::ERROR_CODE_METADATA_KEY;
+use anode_proto::{ErrorCode, ErrorDetail};
 
 /// Errors of the blob store and data API.
 #[derive(Debug, thiserror::Error)]
@@ -41,36 +41,90 @@ pub enum ChunkError {
 }
 
 impl ChunkError {
-    /// Stable code carried in `anode-error-code`.
-    pub fn code(&self) -> &'static str {
+    /// The wire code of this error.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ChunkError::BadDigest(_) => "BadDigest",
-            ChunkError::NotFound(_) => "NoSuchChunk",
-            ChunkError::Full(_) => "InsufficientStorage",
-            ChunkError::Corrupt(_) => "CorruptChunk",
-            ChunkError::StaleEpoch { .. } => "StaleEpoch",
-            ChunkError::BadRequest(_) | ChunkError::Config(_) => "InvalidArgument",
-            ChunkError::Format(_) | ChunkError::Io(_) => "InternalError",
+            ChunkError::BadDigest(_) => ErrorCode::BadDigest,
+            ChunkError::NotFound(_) => ErrorCode::NoSuchChunk,
+            ChunkError::Full(_) => ErrorCode::InsufficientStorage,
+            ChunkError::Corrupt(_) => ErrorCode::CorruptChunk,
+            ChunkError::StaleEpoch { .. } => ErrorCode::StaleEpoch,
+            ChunkError::BadRequest(_) | ChunkError::Config(_) => ErrorCode::InvalidArgument,
+            ChunkError::Format(_) | ChunkError::Io(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The error as it crosses a process (the chunk id as the resource where one is named).
+    pub fn detail(&self) -> ErrorDetail {
+        let d = ErrorDetail::new(self.code(), self.to_string());
+        match self {
+            ChunkError::NotFound(sha) | ChunkError::Corrupt(sha) => d.with_resource(sha.clone()),
+            ChunkError::BadDigest(_)
+            | ChunkError::Full(_)
+            | ChunkError::StaleEpoch { .. }
+            | ChunkError::BadRequest(_)
+            | ChunkError::Config(_)
+            | ChunkError::Format(_)
+            | ChunkError::Io(_) => d,
         }
     }
 }
 
+/// The data API's statuses carry the error detail (the gRPC code follows from its code).
 impl From<ChunkError> for tonic::Status {
     fn from(e: ChunkError) -> Self {
-        let code = match &e {
-            ChunkError::BadDigest(_) | ChunkError::BadRequest(_) | ChunkError::Config(_) => {
-                tonic::Code::InvalidArgument
-            }
-            ChunkError::NotFound(_) => tonic::Code::NotFound,
-            ChunkError::Full(_) => tonic::Code::ResourceExhausted,
-            ChunkError::Corrupt(_) => tonic::Code::DataLoss,
-            ChunkError::StaleEpoch { .. } => tonic::Code::FailedPrecondition,
-            ChunkError::Format(_) | ChunkError::Io(_) => tonic::Code::Internal,
-        };
-        let mut st = tonic::Status::new(code, e.to_string());
-        if let Ok(v) = e.code().parse() {
-            st.metadata_mut().insert(ERROR_CODE_METADATA_KEY, v);
+        e.detail().to_status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_carry_the_detail() {
+        let table = [
+            (
+                ChunkError::BadDigest("x".into()),
+                ErrorCode::BadDigest,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                ChunkError::NotFound("ab".into()),
+                ErrorCode::NoSuchChunk,
+                tonic::Code::NotFound,
+            ),
+            (
+                ChunkError::Full("disk".into()),
+                ErrorCode::InsufficientStorage,
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                ChunkError::Corrupt("ab".into()),
+                ErrorCode::CorruptChunk,
+                tonic::Code::DataLoss,
+            ),
+            (
+                ChunkError::StaleEpoch { got: 1, current: 2 },
+                ErrorCode::StaleEpoch,
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                ChunkError::BadRequest("x".into()),
+                ErrorCode::InvalidArgument,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                ChunkError::Io(std::io::Error::other("eio")),
+                ErrorCode::Internal,
+                tonic::Code::Internal,
+            ),
+        ];
+        for (e, code, grpc) in table {
+            let st = tonic::Status::from(e);
+            assert_eq!(st.code(), grpc);
+            let d = ErrorDetail::from_status(&st).expect("detail");
+            assert_eq!(d.code(), code);
         }
-        st
     }
 }

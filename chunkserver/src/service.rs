@@ -40,10 +40,10 @@ impl Chunkserver for DataService {
         let first = s
             .message()
             .await?
-            .ok_or_else(|| Status::invalid_argument("empty put stream"))?;
+            .ok_or_else(|| ChunkError::BadRequest("empty put stream".into()))?;
         let h = first
             .header
-            .ok_or_else(|| Status::invalid_argument("first message must carry the header"))?;
+            .ok_or_else(|| ChunkError::BadRequest("first message must carry the header".into()))?;
         let current = self.epoch.load(Ordering::SeqCst);
         if h.epoch != 0 && current != 0 && h.epoch != current {
             return Err(ChunkError::StaleEpoch {
@@ -92,10 +92,7 @@ impl Chunkserver for DataService {
         let r = req.into_inner();
         let sha = r.sha256;
         if r.touch {
-            self.store
-                .touch_async(sha.clone())
-                .await
-                .map_err(|e| Status::internal(format!("touch: {e}")))?;
+            self.store.touch_async(sha.clone()).await?;
         }
         let resp = match self.store.locate(&sha) {
             Some(p) => StatChunkResponse {

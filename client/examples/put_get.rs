@@ -6,7 +6,7 @@
 //! ```
 //! The masters also come from `ANODE_MASTERS`; the default is `127.0.0.1:7001`.
 
-use anode_client::{Client, ClientError, PutOptions};
+use anode_client::{Client, ClientError, ErrorCode, PutOptions};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
@@ -24,7 +24,14 @@ async fn main() -> Result<(), ClientError> {
             "created bucket {} (replication {})",
             cfg.name, cfg.replication
         ),
-        Err(e) if e.code().starts_with("BucketAlready") => println!("bucket exists"),
+        Err(e)
+            if matches!(
+                e.code(),
+                ErrorCode::BucketAlreadyOwnedByYou | ErrorCode::BucketAlreadyExists
+            ) =>
+        {
+            println!("bucket exists")
+        }
         Err(e) => return Err(e),
     }
 

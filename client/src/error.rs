@@ -1,22 +1,25 @@
 //! The client's one error type, and its mapping from `tonic::Status` (done once, here).
+//!
+//! A server's refusal carries an [`ErrorDetail`] in the status details; [`ClientError::from_status`]
+//! maps its [`ErrorCode`] with one exhaustive match and reads structured fields (`need`,
+//! `have`) from the detail. Message text is never parsed. [`ClientError::code`] gives every
+//! error, local or remote, a code of the same vocabulary, so the gateway maps codes once.
 
-use anode_proto::{ERROR_CODE_METADATA_KEY, LEADER_METADATA_KEY};
+pub use anode_proto::{ErrorCode, ErrorDetail};
 
 /// Everything that can go wrong in the client library.
-///
-/// [`ClientError::code`] gives a stable, S3-flavoured code for each variant so the gateway can map
-/// it to an HTTP answer in one place.
 #[derive(thiserror::Error, Debug)]
 pub enum ClientError {
-    /// The master (or a chunkserver) refused the request with a stable error code, taken from the
-    /// `anode-error-code` gRPC metadata (e.g. `NoSuchBucket`, `NoSuchKey`, `PreconditionFailed`).
-    /// Never retried.
+    /// A server refused the request with a definite answer (its [`ErrorDetail`]): `NoSuchBucket`,
+    /// `NoSuchKey`, `PreconditionFailed`, ... Never retried.
     #[error("{code}: {message}")]
     Remote {
-        /// Stable error code (`NoSuchBucket`, ...).
-        code: String,
+        /// The error code.
+        code: ErrorCode,
         /// Human-readable message from the server.
         message: String,
+        /// What the error names (bucket, key, upload id, ...), "" when nothing.
+        resource: String,
     },
     /// No master answered as leader within the retry budget.
     #[error("no master leader within the retry budget")]
@@ -48,13 +51,13 @@ pub enum ClientError {
     #[error("transport: {0}")]
     Transport(String),
     /// The caller passed something unusable (empty master list, bad range, ...), or a server
-    /// answered INVALID_ARGUMENT without an Anode error code.
+    /// answered INVALID_ARGUMENT without an error detail.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// An operation did not finish within its time bound.
     #[error("timed out: {0}")]
     Timeout(String),
-    /// A gRPC status without an Anode error code that fits no other variant.
+    /// A gRPC status without an error detail that fits no other variant.
     #[error("rpc failed ({code:?}): {message}")]
     Status {
         /// The gRPC status code.
@@ -69,51 +72,98 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// A stable code for this error: the server's code for [`ClientError::Remote`], otherwise a
-    /// local one (`ServiceUnavailable`, `BadDigest`, `InternalError`, `IncompleteBody`,
-    /// `InvalidArgument`, `SlowDown`).
-    pub fn code(&self) -> &str {
+    /// The code of this error in the shared vocabulary: the server's code for
+    /// [`ClientError::Remote`], the nearest code for local failures.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ClientError::Remote { code, .. } => code,
-            ClientError::NoLeader
-            | ClientError::Unavailable(_)
-            | ClientError::Transport(_)
-            | ClientError::Timeout(_)
-            | ClientError::InsufficientServers { .. } => "ServiceUnavailable",
-            ClientError::BadDigest => "BadDigest",
-            ClientError::Io(_) => "IncompleteBody",
-            ClientError::InvalidArgument(_) => "InvalidArgument",
+            ClientError::Remote { code, .. } => *code,
+            ClientError::NoLeader => ErrorCode::NotLeader,
+            ClientError::Unavailable(_) | ClientError::Transport(_) => ErrorCode::Unavailable,
+            ClientError::Timeout(_) => ErrorCode::Timeout,
+            ClientError::InsufficientServers { .. } => ErrorCode::InsufficientServers,
+            ClientError::BadDigest => ErrorCode::BadDigest,
+            ClientError::Io(_) => ErrorCode::IncompleteBody,
+            ClientError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            ClientError::ChunkUnavailable { .. } => ErrorCode::ChunkUnavailable,
+            ClientError::Internal(_) => ErrorCode::Internal,
             ClientError::Status { code, .. } => match code {
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => "ServiceUnavailable",
-                tonic::Code::ResourceExhausted => "SlowDown",
-                _ => "InternalError",
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => ErrorCode::Unavailable,
+                tonic::Code::ResourceExhausted => ErrorCode::Busy,
+                _ => ErrorCode::Internal,
             },
-            ClientError::ChunkUnavailable { .. } | ClientError::Internal(_) => "InternalError",
         }
     }
 
     /// Whether retrying the same call later may succeed (the server or cluster was unreachable
     /// or short of capacity, as opposed to refusing the request).
     pub fn is_retryable(&self) -> bool {
-        self.code() == "ServiceUnavailable" || self.code() == "SlowDown"
+        retryable(self.code())
     }
 
-    /// Map a gRPC status to the client error, once. A status carrying `anode-error-code` becomes
-    /// [`ClientError::Remote`]; otherwise the gRPC code decides.
+    /// Map a gRPC status to the client error, once. A status with an [`ErrorDetail`] maps by its
+    /// code (one exhaustive match); one without (a transport failure) by its gRPC code.
     pub fn from_status(status: &tonic::Status) -> ClientError {
-        if is_not_leader(status) {
-            return ClientError::NoLeader;
+        match ErrorDetail::from_status(status) {
+            Some(detail) => ClientError::from_detail(detail),
+            None => ClientError::from_plain_status(status),
         }
-        if let Some(code) = metadata_str(status, ERROR_CODE_METADATA_KEY) {
-            if code == "InsufficientServers" {
-                let (need, have) = parse_need_have(status.message());
-                return ClientError::InsufficientServers { need, have };
-            }
-            return ClientError::Remote {
+    }
+
+    /// Map a server's error detail. Exhaustive: a new code does not build until it is placed.
+    pub fn from_detail(d: ErrorDetail) -> ClientError {
+        use ErrorCode::*;
+        let code = d.code();
+        match code {
+            NotLeader => ClientError::NoLeader,
+            InsufficientServers => ClientError::InsufficientServers {
+                need: d.need as usize,
+                have: d.have as usize,
+            },
+            Unavailable => ClientError::Unavailable(d.message),
+            Timeout => ClientError::Timeout(d.message),
+            Unspecified
+            | NoSuchBucket
+            | BucketAlreadyExists
+            | BucketAlreadyOwnedByYou
+            | BucketNotEmpty
+            | InvalidBucketName
+            | NoSuchKey
+            | KeyTooLong
+            | MetadataTooLarge
+            | NoSuchUpload
+            | InvalidPart
+            | InvalidPartOrder
+            | EntityTooSmall
+            | PreconditionFailed
+            | InvalidArgument
+            | ChunkGone
+            | NoSuchAccessKey
+            | AccessKeyExists
+            | UnknownChunkserver
+            | StaleEpoch
+            | BadCommand
+            | UnsupportedVersion
+            | NotMember
+            | AlreadyMember
+            | WouldLoseQuorum
+            | ConfChangeRejected
+            | Busy
+            | Internal
+            | BadDigest
+            | NoSuchChunk
+            | InsufficientStorage
+            | CorruptChunk
+            | IncompleteBody
+            | ChunkUnavailable => ClientError::Remote {
                 code,
-                message: status.message().to_string(),
-            };
+                message: d.message,
+                resource: d.resource,
+            },
         }
+    }
+
+    /// A status without a detail: a transport failure or other gRPC software.
+    fn from_plain_status(status: &tonic::Status) -> ClientError {
         let message = status.message().to_string();
         match status.code() {
             tonic::Code::Unavailable => ClientError::Unavailable(message),
@@ -121,6 +171,47 @@ impl ClientError {
             tonic::Code::InvalidArgument => ClientError::InvalidArgument(message),
             code => ClientError::Status { code, message },
         }
+    }
+}
+
+/// Whether an error with `code` may succeed when retried later. One exhaustive match.
+pub fn retryable(code: ErrorCode) -> bool {
+    use ErrorCode::*;
+    match code {
+        NotLeader | Busy | Unavailable | Timeout | InsufficientServers => true,
+        Unspecified
+        | NoSuchBucket
+        | BucketAlreadyExists
+        | BucketAlreadyOwnedByYou
+        | BucketNotEmpty
+        | InvalidBucketName
+        | NoSuchKey
+        | KeyTooLong
+        | MetadataTooLarge
+        | NoSuchUpload
+        | InvalidPart
+        | InvalidPartOrder
+        | EntityTooSmall
+        | PreconditionFailed
+        | InvalidArgument
+        | ChunkGone
+        | NoSuchAccessKey
+        | AccessKeyExists
+        | UnknownChunkserver
+        | StaleEpoch
+        | BadCommand
+        | UnsupportedVersion
+        | NotMember
+        | AlreadyMember
+        | WouldLoseQuorum
+        | ConfChangeRejected
+        | Internal
+        | BadDigest
+        | NoSuchChunk
+        | InsufficientStorage
+        | CorruptChunk
+        | IncompleteBody
+        | ChunkUnavailable => false,
     }
 }
 
@@ -136,91 +227,40 @@ impl From<tonic::transport::Error> for ClientError {
     }
 }
 
-/// The numbers in a master's "need N live chunkservers, have M" message (0 when absent).
-fn parse_need_have(message: &str) -> (usize, usize) {
-    let number_after = |word: &str| {
-        message
-            .split(word)
-            .nth(1)
-            .map(|rest| {
-                rest.trim_start()
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<String>()
-            })
-            .and_then(|digits| digits.parse().ok())
-            .unwrap_or(0)
-    };
-    (number_after("need "), number_after("have "))
-}
-
-/// A string value of gRPC metadata `key`, if present and printable.
-pub(crate) fn metadata_str(status: &tonic::Status, key: &str) -> Option<String> {
-    status
-        .metadata()
-        .get(key)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .filter(|s| !s.is_empty())
-}
-
-/// Error codes a master may use to say "not the leader" (retried elsewhere, never surfaced as
-/// [`ClientError::Remote`]).
-const NOT_LEADER_CODES: [&str; 2] = ["NotLeader", "NoLeader"];
-
-/// A follower's "not the leader" answer: FAILED_PRECONDITION carrying an `anode-leader` hint or
-/// no Anode error code at all, or any status whose Anode code is `NotLeader` / `NoLeader`.
-pub(crate) fn is_not_leader(status: &tonic::Status) -> bool {
-    let code = metadata_str(status, ERROR_CODE_METADATA_KEY);
-    if code
-        .as_deref()
-        .is_some_and(|c| NOT_LEADER_CODES.contains(&c))
-    {
-        return true;
-    }
-    status.code() == tonic::Code::FailedPrecondition
-        && (code.is_none() || metadata_str(status, LEADER_METADATA_KEY).is_some())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn with_meta(mut s: tonic::Status, key: &'static str, v: &str) -> tonic::Status {
-        s.metadata_mut().insert(key, v.parse().unwrap());
-        s
+    fn coded(code: ErrorCode, message: &str) -> tonic::Status {
+        ErrorDetail::new(code, message).to_status()
     }
 
     #[test]
-    fn remote_code_from_metadata() {
-        let s = with_meta(
-            tonic::Status::not_found("no bucket b"),
-            ERROR_CODE_METADATA_KEY,
-            "NoSuchBucket",
-        );
+    fn remote_code_from_the_detail() {
+        let s = ErrorDetail::new(ErrorCode::NoSuchBucket, "no bucket b")
+            .with_resource("b")
+            .to_status();
         let e = ClientError::from_status(&s);
         assert!(
-            matches!(&e, ClientError::Remote { code, message } if code == "NoSuchBucket" && message == "no bucket b")
+            matches!(&e, ClientError::Remote { code: ErrorCode::NoSuchBucket, message, resource } if message == "no bucket b" && resource == "b"),
+            "{e:?}"
         );
-        assert_eq!(e.code(), "NoSuchBucket");
+        assert_eq!(e.code(), ErrorCode::NoSuchBucket);
         assert!(!e.is_retryable());
     }
 
     #[test]
-    fn plain_codes_map_to_local_errors() {
+    fn plain_statuses_map_by_grpc_code() {
         let table = [
-            (tonic::Status::unavailable("down"), "ServiceUnavailable"),
+            (tonic::Status::unavailable("down"), ErrorCode::Unavailable),
+            (tonic::Status::deadline_exceeded("slow"), ErrorCode::Timeout),
             (
-                tonic::Status::deadline_exceeded("slow"),
-                "ServiceUnavailable",
+                tonic::Status::invalid_argument("bad"),
+                ErrorCode::InvalidArgument,
             ),
-            (tonic::Status::invalid_argument("bad"), "InvalidArgument"),
-            (tonic::Status::internal("oops"), "InternalError"),
-            (tonic::Status::resource_exhausted("full"), "SlowDown"),
-            (
-                tonic::Status::failed_precondition("not leader"),
-                "ServiceUnavailable",
-            ),
+            (tonic::Status::internal("oops"), ErrorCode::Internal),
+            (tonic::Status::resource_exhausted("full"), ErrorCode::Busy),
+            (tonic::Status::unknown("h2 reset"), ErrorCode::Internal),
         ];
         for (status, code) in table {
             assert_eq!(ClientError::from_status(&status).code(), code, "{status:?}");
@@ -228,54 +268,60 @@ mod tests {
     }
 
     #[test]
-    fn insufficient_servers_from_the_master() {
-        let s = with_meta(
-            tonic::Status::resource_exhausted("need 3 live chunkservers, have 2"),
-            ERROR_CODE_METADATA_KEY,
-            "InsufficientServers",
-        );
+    fn insufficient_servers_reads_need_and_have_from_fields() {
+        // The message says nothing useful: the numbers come from the detail's fields.
+        let s = ErrorDetail::new(ErrorCode::InsufficientServers, "not enough servers")
+            .with_need_have(3, 2)
+            .to_status();
         let e = ClientError::from_status(&s);
         assert!(
             matches!(e, ClientError::InsufficientServers { need: 3, have: 2 }),
             "{e:?}"
         );
-        assert_eq!(e.code(), "ServiceUnavailable");
-        assert_eq!(parse_need_have("whatever"), (0, 0));
+        assert_eq!(e.code(), ErrorCode::InsufficientServers);
+        assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn not_leader_and_availability_codes() {
+        let nl = ErrorDetail::new(ErrorCode::NotLeader, "follower").with_leader(2, "a:1");
+        assert!(matches!(
+            ClientError::from_status(&nl.to_status()),
+            ClientError::NoLeader
+        ));
+        let e = ClientError::from_status(&coded(ErrorCode::Unavailable, "raft timed out"));
+        assert!(matches!(&e, ClientError::Unavailable(m) if m == "raft timed out"));
+        let e = ClientError::from_status(&coded(ErrorCode::Timeout, "slow"));
+        assert!(matches!(e, ClientError::Timeout(_)));
+        let e = ClientError::from_status(&coded(ErrorCode::Busy, "queue full"));
+        assert_eq!(e.code(), ErrorCode::Busy);
+        assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn every_code_maps_back_to_itself() {
+        for code in ErrorCode::ALL {
+            let e = ClientError::from_status(&coded(code, "m"));
+            assert_eq!(e.code(), code, "{e:?}");
+        }
     }
 
     #[test]
     fn local_codes() {
-        assert_eq!(ClientError::BadDigest.code(), "BadDigest");
-        assert_eq!(ClientError::NoLeader.code(), "ServiceUnavailable");
+        assert_eq!(ClientError::BadDigest.code(), ErrorCode::BadDigest);
+        assert_eq!(ClientError::NoLeader.code(), ErrorCode::NotLeader);
         assert_eq!(
             ClientError::ChunkUnavailable {
                 sha256: "ab".into()
             }
             .code(),
-            "InternalError"
+            ErrorCode::ChunkUnavailable
         );
         assert_eq!(
-            ClientError::InsufficientServers { need: 3, have: 2 }.code(),
-            "ServiceUnavailable"
+            ClientError::Transport("reset".into()).code(),
+            ErrorCode::Unavailable
         );
         let io = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof");
-        assert_eq!(ClientError::from(io).code(), "IncompleteBody");
-    }
-
-    #[test]
-    fn precondition_with_error_code_is_remote_not_leader() {
-        let s = with_meta(
-            tonic::Status::failed_precondition("etag differs"),
-            ERROR_CODE_METADATA_KEY,
-            "PreconditionFailed",
-        );
-        assert!(!is_not_leader(&s));
-        assert_eq!(ClientError::from_status(&s).code(), "PreconditionFailed");
-        let s = with_meta(
-            tonic::Status::failed_precondition("not leader"),
-            LEADER_METADATA_KEY,
-            "127.0.0.1:7002",
-        );
-        assert!(is_not_leader(&s));
+        assert_eq!(ClientError::from(io).code(), ErrorCode::IncompleteBody);
     }
 }

@@ -51,7 +51,7 @@ pub use anode_proto::{
     ListPartsResponse, Manifest, ObjectEntry, PartRecord,
 };
 pub use config::ClientConfig;
-pub use error::ClientError;
+pub use error::{ClientError, ErrorCode, ErrorDetail};
 pub use master::{MasterConn, MasterConnOptions};
 
 /// A stream of object bytes, in order. Every item was verified before it was yielded.

@@ -1,11 +1,11 @@
 //! [`MasterConn`]: calls to the master group that follow the leader.
 //!
 //! Order of one [`MasterConn::call`]: try the last known leader (or the first master); on a
-//! follower's redirect (`FAILED_PRECONDITION` + `anode-leader`) go there at once; on UNAVAILABLE,
-//! a connect error, a timeout or "no leader" back off (jittered, 10 ms .. 500 ms) and try the next
-//! master; stop when the retry budget is spent. A status carrying `anode-error-code` is a
-//! definite answer and returns at once as [`ClientError::Remote`]. The policy itself is pure and
-//! lives in [`crate::retry`].
+//! follower's redirect (error detail `NotLeader` with the leader's address) go there at once; on
+//! UNAVAILABLE, a connect error, a timeout, `Busy` or `NotLeader` without an address back off
+//! (jittered, 10 ms .. 500 ms) and try the next master; stop when the retry budget is spent. Any
+//! other error code is a definite answer and returns at once (as [`ClientError::Remote`], or
+//! the structured variant of its code). The policy itself is pure and lives in [`crate::retry`].
 //!
 //! A leader that stops answering (SIGSTOPped, its sockets still open) would cost every call the
 //! whole attempt timeout, and callers that give up sooner (an S3 client with a 2 s timeout

@@ -24,7 +24,7 @@ use futures::stream::{self, FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
 use crate::chunker::sha256;
-use crate::error::ClientError;
+use crate::error::{ClientError, ErrorCode};
 use crate::range::{clamp_range, plan_range, ChunkSpan};
 use crate::{ByteStream, ClientInner};
 
@@ -308,12 +308,13 @@ impl ClientInner {
     }
 }
 
-/// A chunkserver's refusal: NOT_FOUND and DATA_LOSS mean the copy itself is bad.
+/// A chunkserver's refusal: `NoSuchChunk` and `CorruptChunk` mean the copy itself is bad.
 fn replica_error(status: &tonic::Status) -> ReplicaError {
-    match status.code() {
-        tonic::Code::NotFound | tonic::Code::DataLoss => {
-            ReplicaError::Bad(format!("{:?}: {}", status.code(), status.message()))
-        }
-        _ => ReplicaError::Failed(ClientError::from_status(status)),
+    match ClientError::from_status(status) {
+        e @ ClientError::Remote {
+            code: ErrorCode::NoSuchChunk | ErrorCode::CorruptChunk,
+            ..
+        } => ReplicaError::Bad(e.to_string()),
+        e => ReplicaError::Failed(e),
     }
 }

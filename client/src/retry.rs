@@ -5,10 +5,8 @@
 
 use std::time::Duration;
 
-use anode_proto::LEADER_METADATA_KEY;
+use anode_proto::{ErrorCode, ErrorDetail};
 use rand::Rng;
-
-use crate::error::{is_not_leader, metadata_str};
 
 /// First backoff delay between master attempts.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(10);
@@ -22,35 +20,76 @@ pub enum Disposition {
     Redirect(String),
     /// This master cannot serve now (down, not leader, leader unknown): back off, try the next.
     TryNext,
-    /// A definite answer (an Anode error code, a bad request): return it, never retry.
+    /// A definite answer (an error code, a bad request): return it, never retry.
     Fail,
 }
 
 /// Classify a failed master call. Pure.
 ///
-/// - FAILED_PRECONDITION with `anode-leader: ADDR` (a follower) -> [`Disposition::Redirect`];
-/// - not-leader without a hint, UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, UNKNOWN (tonic reports
-///   connection failures this way), ABORTED and RESOURCE_EXHAUSTED without a code (a busy
-///   master) -> [`Disposition::TryNext`] (with backoff);
-/// - anything carrying `anode-error-code`, and every other code -> [`Disposition::Fail`].
+/// With an [`ErrorDetail`] (one exhaustive match over its code):
+/// - `NotLeader` naming the leader's address -> [`Disposition::Redirect`];
+/// - `NotLeader` without one, `Busy`, `Unavailable`, `Timeout` -> [`Disposition::TryNext`];
+/// - every other code -> [`Disposition::Fail`].
+///
+/// Without one (connection failures; other gRPC software): UNAVAILABLE, DEADLINE_EXCEEDED,
+/// CANCELLED, UNKNOWN (tonic reports connection failures this way), ABORTED, RESOURCE_EXHAUSTED
+/// and FAILED_PRECONDITION -> [`Disposition::TryNext`]; everything else -> [`Disposition::Fail`].
 pub fn classify(status: &tonic::Status) -> Disposition {
-    if is_not_leader(status) {
-        return match metadata_str(status, LEADER_METADATA_KEY) {
-            Some(addr) => Disposition::Redirect(addr),
-            None => Disposition::TryNext,
-        };
+    match ErrorDetail::from_status(status) {
+        Some(d) => classify_detail(d),
+        None => match status.code() {
+            tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
+            | tonic::Code::Aborted
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::FailedPrecondition => Disposition::TryNext,
+            _ => Disposition::Fail,
+        },
     }
-    if metadata_str(status, anode_proto::ERROR_CODE_METADATA_KEY).is_some() {
-        return Disposition::Fail;
-    }
-    match status.code() {
-        tonic::Code::Unavailable
-        | tonic::Code::DeadlineExceeded
-        | tonic::Code::Cancelled
-        | tonic::Code::Unknown
-        | tonic::Code::Aborted
-        | tonic::Code::ResourceExhausted => Disposition::TryNext,
-        _ => Disposition::Fail,
+}
+
+/// [`classify`] for a status that carries an error detail.
+fn classify_detail(d: ErrorDetail) -> Disposition {
+    use ErrorCode::*;
+    match d.code() {
+        NotLeader if !d.leader_addr.is_empty() => Disposition::Redirect(d.leader_addr),
+        NotLeader | Busy | Unavailable | Timeout => Disposition::TryNext,
+        Unspecified
+        | NoSuchBucket
+        | BucketAlreadyExists
+        | BucketAlreadyOwnedByYou
+        | BucketNotEmpty
+        | InvalidBucketName
+        | NoSuchKey
+        | KeyTooLong
+        | MetadataTooLarge
+        | NoSuchUpload
+        | InvalidPart
+        | InvalidPartOrder
+        | EntityTooSmall
+        | PreconditionFailed
+        | InvalidArgument
+        | ChunkGone
+        | NoSuchAccessKey
+        | AccessKeyExists
+        | UnknownChunkserver
+        | StaleEpoch
+        | BadCommand
+        | UnsupportedVersion
+        | InsufficientServers
+        | NotMember
+        | AlreadyMember
+        | WouldLoseQuorum
+        | ConfChangeRejected
+        | Internal
+        | BadDigest
+        | NoSuchChunk
+        | InsufficientStorage
+        | CorruptChunk
+        | IncompleteBody
+        | ChunkUnavailable => Disposition::Fail,
     }
 }
 
@@ -106,28 +145,32 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anode_proto::ERROR_CODE_METADATA_KEY;
     use rand::SeedableRng;
 
-    fn meta(mut s: tonic::Status, pairs: &[(&'static str, &str)]) -> tonic::Status {
-        for (k, v) in pairs {
-            s.metadata_mut().insert(*k, v.parse().unwrap());
-        }
-        s
+    fn coded(code: ErrorCode) -> tonic::Status {
+        ErrorDetail::new(code, "m").to_status()
     }
 
     #[test]
     fn classify_table() {
         let cases = [
             (
-                meta(
-                    tonic::Status::failed_precondition("follower"),
-                    &[(LEADER_METADATA_KEY, "10.0.0.2:7001")],
-                ),
+                ErrorDetail::new(ErrorCode::NotLeader, "follower")
+                    .with_leader(2, "10.0.0.2:7001")
+                    .to_status(),
                 Disposition::Redirect("10.0.0.2:7001".into()),
             ),
+            (coded(ErrorCode::NotLeader), Disposition::TryNext),
+            (coded(ErrorCode::Busy), Disposition::TryNext),
+            (coded(ErrorCode::Unavailable), Disposition::TryNext),
+            (coded(ErrorCode::Timeout), Disposition::TryNext),
+            (coded(ErrorCode::NoSuchKey), Disposition::Fail),
+            (coded(ErrorCode::PreconditionFailed), Disposition::Fail),
+            (coded(ErrorCode::InsufficientServers), Disposition::Fail),
+            (coded(ErrorCode::Internal), Disposition::Fail),
+            (coded(ErrorCode::Unspecified), Disposition::Fail),
             (
-                tonic::Status::failed_precondition("no leader"),
+                tonic::Status::failed_precondition("no detail"),
                 Disposition::TryNext,
             ),
             (
@@ -143,49 +186,29 @@ mod tests {
                 Disposition::TryNext,
             ),
             (
-                meta(
-                    tonic::Status::not_found("x"),
-                    &[(ERROR_CODE_METADATA_KEY, "NoSuchKey")],
-                ),
-                Disposition::Fail,
-            ),
-            (
-                meta(
-                    tonic::Status::unavailable("x"),
-                    &[(ERROR_CODE_METADATA_KEY, "SlowDown")],
-                ),
-                Disposition::Fail,
-            ),
-            (
-                meta(
-                    tonic::Status::failed_precondition("etag"),
-                    &[(ERROR_CODE_METADATA_KEY, "PreconditionFailed")],
-                ),
-                Disposition::Fail,
-            ),
-            (
-                meta(
-                    tonic::Status::unavailable("x"),
-                    &[(ERROR_CODE_METADATA_KEY, "NotLeader")],
-                ),
+                tonic::Status::resource_exhausted("busy"),
                 Disposition::TryNext,
-            ),
-            (
-                tonic::Status::resource_exhausted("master busy"),
-                Disposition::TryNext,
-            ),
-            (
-                meta(
-                    tonic::Status::resource_exhausted("need 3"),
-                    &[(ERROR_CODE_METADATA_KEY, "InsufficientServers")],
-                ),
-                Disposition::Fail,
             ),
             (tonic::Status::invalid_argument("bad"), Disposition::Fail),
             (tonic::Status::internal("bug"), Disposition::Fail),
         ];
         for (status, want) in cases {
             assert_eq!(classify(&status), want, "{status:?}");
+        }
+    }
+
+    /// A code is retried elsewhere exactly when the client calls it retryable, except
+    /// `InsufficientServers`, which no other master answers differently at once.
+    #[test]
+    fn retry_policy_agrees_with_retryable() {
+        for code in ErrorCode::ALL {
+            let tries_next = classify(&coded(code)) == Disposition::TryNext;
+            let retryable = crate::error::retryable(code);
+            assert_eq!(
+                tries_next,
+                retryable && code != ErrorCode::InsufficientServers,
+                "{code:?}"
+            );
         }
     }
 

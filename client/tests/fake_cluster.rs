@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anode_client::chunker::{etag_hex, md5};
-use anode_client::{Client, ClientConfig, ClientError, CompletePart, PutOptions};
+use anode_client::{Client, ClientConfig, ClientError, CompletePart, ErrorCode, PutOptions};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use rand::{Rng, SeedableRng};
@@ -223,9 +223,10 @@ async fn too_few_servers_commits_nothing() {
             matches!(err, ClientError::InsufficientServers { need: 3, have: 2 }),
             "{err:?}"
         );
-        assert_eq!(err.code(), "ServiceUnavailable");
+        assert_eq!(err.code(), ErrorCode::InsufficientServers);
+        assert!(err.is_retryable());
         let err = cl.head_object("b", "x").await.unwrap_err();
-        assert_eq!(err.code(), "NoSuchKey");
+        assert_eq!(err.code(), ErrorCode::NoSuchKey);
         assert_eq!(c.master.lock().calls.get("put_object"), None);
     })
     .await
@@ -331,14 +332,14 @@ async fn follows_the_leader_and_does_not_retry_remote_errors() {
         );
         let start = std::time::Instant::now();
         let err = cl.head_object("b", "missing").await.unwrap_err();
-        assert_eq!(err.code(), "NoSuchKey");
+        assert_eq!(err.code(), ErrorCode::NoSuchKey);
         assert!(
             start.elapsed() < Duration::from_millis(500),
             "remote errors are not retried"
         );
         assert_eq!(
             cl.head_bucket("nope").await.unwrap_err().code(),
-            "NoSuchBucket"
+            ErrorCode::NoSuchBucket
         );
         // A dead first master: the call moves on to the next one within the budget.
         let cl = Client::with_config(vec!["127.0.0.1:1".into(), c.master_addr.clone()], cfg())

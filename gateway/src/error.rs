@@ -1,8 +1,10 @@
 //! The gateway's one error type, [`S3Error`], mapped to the wire once: [`S3Error::aws_code`],
-//! [`S3Error::http_status`] and [`S3Error::to_xml`]. Client-library errors enter through
-//! [`S3Error::from_client_error`], keyed by their stable `code()`.
+//! [`S3Error::http_status`] and [`S3Error::to_xml`]. Errors of the rest of Anode enter through
+//! [`S3Error::from_error_code`], one exhaustive match over the shared [`ErrorCode`] vocabulary
+//! (client-library errors via [`S3Error::from_client_error`], validation errors via `From`).
 
-use anode_client::ClientError;
+use anode_client::{ClientError, ErrorCode};
+use anode_meta::validate::ValidationError;
 use http::StatusCode;
 
 use crate::xml::XmlWriter;
@@ -234,41 +236,64 @@ impl S3Error {
         w.finish()
     }
 
-    /// Map a client-library error by its stable code. Unknown codes become `InternalError`
-    /// carrying the client's message.
+    /// Map a client-library error by its code (local failures have codes of the same
+    /// vocabulary); the message is the error's text.
     pub fn from_client_error(e: &ClientError) -> S3Error {
-        Self::from_code(e.code(), &e.to_string())
+        Self::from_error_code(e.code(), &e.to_string())
     }
 
-    /// Map a stable error code (client or master) with its message.
-    pub fn from_code(code: &str, message: &str) -> S3Error {
+    /// The S3 error for an Anode error code, with its message for people. One exhaustive
+    /// match: a new code does not build until it is given an S3 answer here.
+    pub fn from_error_code(code: ErrorCode, message: &str) -> S3Error {
+        use ErrorCode as C;
         use S3Error::*;
         match code {
-            "NoSuchBucket" => NoSuchBucket,
-            "NoSuchKey" => NoSuchKey,
-            "NoSuchUpload" => NoSuchUpload,
-            "BucketAlreadyExists" => BucketAlreadyExists,
-            "BucketAlreadyOwnedByYou" => BucketAlreadyOwnedByYou,
-            "BucketNotEmpty" => BucketNotEmpty,
-            "InvalidBucketName" => InvalidBucketName,
-            "InvalidPart" => InvalidPart,
-            "InvalidPartOrder" => InvalidPartOrder,
-            "EntityTooSmall" => EntityTooSmall,
-            "EntityTooLarge" => EntityTooLarge,
-            "PreconditionFailed" => PreconditionFailed,
-            "BadDigest" => BadDigest,
-            "InvalidDigest" => InvalidDigest,
-            "InvalidRange" => InvalidRange,
-            "IncompleteBody" => IncompleteBody(message.to_string()),
-            "InvalidArgument" => InvalidArgument(message.to_string()),
-            "InvalidRequest" => InvalidRequest(message.to_string()),
-            "NoSuchAccessKey" | "InvalidAccessKeyId" => InvalidAccessKeyId,
-            "AccessDenied" => AccessDenied(message.to_string()),
-            "SlowDown" => SlowDown,
-            "ServiceUnavailable" => ServiceUnavailable(message.to_string()),
-            "NotImplemented" => NotImplemented(message.to_string()),
-            _ => InternalError(message.to_string()),
+            C::NoSuchBucket => NoSuchBucket,
+            C::BucketAlreadyExists => BucketAlreadyExists,
+            C::BucketAlreadyOwnedByYou => BucketAlreadyOwnedByYou,
+            C::BucketNotEmpty => BucketNotEmpty,
+            C::InvalidBucketName => InvalidBucketName,
+            C::NoSuchKey => NoSuchKey,
+            C::KeyTooLong => KeyTooLongError,
+            C::MetadataTooLarge => MetadataTooLarge,
+            C::NoSuchUpload => NoSuchUpload,
+            C::InvalidPart => InvalidPart,
+            C::InvalidPartOrder => InvalidPartOrder,
+            C::EntityTooSmall => EntityTooSmall,
+            C::PreconditionFailed => PreconditionFailed,
+            C::InvalidArgument => InvalidArgument(message.to_string()),
+            C::NoSuchAccessKey => InvalidAccessKeyId,
+            C::BadDigest => BadDigest,
+            C::IncompleteBody => IncompleteBody(message.to_string()),
+            C::Busy => SlowDown,
+            C::NotLeader | C::Unavailable | C::Timeout | C::InsufficientServers => {
+                ServiceUnavailable(message.to_string())
+            }
+            // Nothing an S3 client can act on: answered as before, 500.
+            C::Unspecified
+            | C::ChunkGone
+            | C::AccessKeyExists
+            | C::UnknownChunkserver
+            | C::StaleEpoch
+            | C::BadCommand
+            | C::UnsupportedVersion
+            | C::NotMember
+            | C::AlreadyMember
+            | C::WouldLoseQuorum
+            | C::ConfChangeRejected
+            | C::Internal
+            | C::NoSuchChunk
+            | C::InsufficientStorage
+            | C::CorruptChunk
+            | C::ChunkUnavailable => InternalError(message.to_string()),
         }
+    }
+}
+
+/// A name or size the shared validator refuses, as S3 answers it.
+impl From<ValidationError> for S3Error {
+    fn from(e: ValidationError) -> S3Error {
+        S3Error::from_error_code(e.code(), &e.to_string())
     }
 }
 
@@ -349,38 +374,58 @@ mod tests {
 
     #[test]
     fn client_errors_map_by_code() {
-        let remote = |code: &str| ClientError::Remote {
-            code: code.into(),
+        let remote = |code: ErrorCode| ClientError::Remote {
+            code,
             message: "m".into(),
+            resource: String::new(),
         };
+        let table = [
+            (remote(ErrorCode::NoSuchBucket), S3Error::NoSuchBucket),
+            (remote(ErrorCode::BucketNotEmpty), S3Error::BucketNotEmpty),
+            (
+                remote(ErrorCode::NoSuchAccessKey),
+                S3Error::InvalidAccessKeyId,
+            ),
+            (remote(ErrorCode::Busy), S3Error::SlowDown),
+            (ClientError::BadDigest, S3Error::BadDigest),
+        ];
+        for (e, want) in table {
+            assert_eq!(S3Error::from_client_error(&e), want, "{e:?}");
+        }
+        let code = |e: &ClientError| S3Error::from_client_error(e).aws_code();
+        assert_eq!(code(&remote(ErrorCode::StaleEpoch)), "InternalError");
+        assert_eq!(code(&ClientError::NoLeader), "ServiceUnavailable");
         assert_eq!(
-            S3Error::from_client_error(&remote("NoSuchBucket")),
-            S3Error::NoSuchBucket
-        );
-        assert_eq!(
-            S3Error::from_client_error(&remote("BucketNotEmpty")),
-            S3Error::BucketNotEmpty
-        );
-        assert_eq!(
-            S3Error::from_client_error(&remote("NoSuchAccessKey")),
-            S3Error::InvalidAccessKeyId
-        );
-        assert_eq!(
-            S3Error::from_client_error(&remote("StaleEpoch")).aws_code(),
-            "InternalError"
-        );
-        assert_eq!(
-            S3Error::from_client_error(&ClientError::BadDigest),
-            S3Error::BadDigest
-        );
-        assert_eq!(
-            S3Error::from_client_error(&ClientError::NoLeader).aws_code(),
+            code(&ClientError::InsufficientServers { need: 3, have: 1 }),
             "ServiceUnavailable"
         );
         let io = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof");
+        assert_eq!(code(&ClientError::Io(io)), "IncompleteBody");
         assert_eq!(
-            S3Error::from_client_error(&ClientError::Io(io)).aws_code(),
-            "IncompleteBody"
+            code(&ClientError::ChunkUnavailable {
+                sha256: "ab".into()
+            }),
+            "InternalError"
         );
+    }
+
+    #[test]
+    fn validation_errors_map_like_s3() {
+        use anode_meta::validate;
+        let table: [(Result<(), ValidationError>, &str, u16); 5] = [
+            (validate::bucket_name("a.-b"), "InvalidBucketName", 400),
+            (
+                validate::object_key(&"k".repeat(1025)),
+                "KeyTooLongError",
+                400,
+            ),
+            (validate::part_number(0), "InvalidArgument", 400),
+            (validate::user_metadata_bytes(2049), "MetadataTooLarge", 400),
+            (validate::upload_id("a/b"), "NoSuchUpload", 404),
+        ];
+        for (res, code, status) in table {
+            let e = S3Error::from(res.unwrap_err());
+            assert_eq!((e.aws_code(), e.http_status().as_u16()), (code, status));
+        }
     }
 }

@@ -20,8 +20,8 @@ use crate::error::S3Error;
 use crate::http_util::{
     check_key, content_range, decode_continuation_token, decode_path, encode_continuation_token,
     http_date_ms, parse_content_md5, refuse_unhonored_headers, resolve_copy_source_range,
-    resolve_range, response_overrides, system_metadata, uri_encode, user_metadata,
-    valid_bucket_name, CondOutcome, Conditions, Query, USER_META_PREFIX,
+    resolve_range, response_overrides, system_metadata, uri_encode, user_metadata, CondOutcome,
+    Conditions, Query, USER_META_PREFIX,
 };
 use crate::metrics::METRICS;
 use crate::router::{parse_part_number, S3Op};
@@ -230,9 +230,7 @@ async fn create_bucket(
     bucket: &str,
     body: RequestBody,
 ) -> Result<Response<RespBody>, S3Error> {
-    if !valid_bucket_name(bucket) {
-        return Err(S3Error::InvalidBucketName);
-    }
+    anode_meta::validate::bucket_name(bucket)?;
     let body = body.collect(MAX_SMALL_BODY_BYTES).await?;
     check_body_md5(cx.headers, &body)?;
     let _location = xml::parse_create_bucket(&body)?;

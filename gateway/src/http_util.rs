@@ -8,10 +8,8 @@ use http::HeaderMap;
 
 use crate::error::S3Error;
 
-/// Largest key S3 accepts, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
-/// Largest total size of `x-amz-meta-*` names and values, in bytes.
-pub const MAX_USER_METADATA_BYTES: usize = 2048;
+use anode_meta::validate;
+pub use anode_meta::validate::{MAX_KEY_BYTES, MAX_USER_METADATA_BYTES};
 /// Prefix of user-metadata headers.
 pub const USER_META_PREFIX: &str = "x-amz-meta-";
 /// Headers stored verbatim as system metadata and returned on GET/HEAD.
@@ -339,17 +337,16 @@ pub fn response_overrides(query: &Query) -> Vec<(&'static str, String)> {
         .collect()
 }
 
-/// The `x-amz-meta-*` headers as lower-case names without the prefix. Over 2 KiB in total is
-/// `MetadataTooLarge`. Repeated headers are joined with `,`.
+/// The `x-amz-meta-*` headers as lower-case names without the prefix. Over 2 KiB in total (as
+/// stored, measured by the shared validator the master applies too) is `MetadataTooLarge`.
+/// Repeated headers are joined with `,`.
 pub fn user_metadata(headers: &HeaderMap) -> Result<HashMap<String, String>, S3Error> {
     let mut out: HashMap<String, String> = HashMap::new();
-    let mut total = 0usize;
     for (name, value) in headers {
         let Some(short) = name.as_str().strip_prefix(USER_META_PREFIX) else {
             continue;
         };
         let value = String::from_utf8_lossy(value.as_bytes()).trim().to_string();
-        total += short.len() + value.len();
         out.entry(short.to_string())
             .and_modify(|v| {
                 v.push(',');
@@ -357,9 +354,7 @@ pub fn user_metadata(headers: &HeaderMap) -> Result<HashMap<String, String>, S3E
             })
             .or_insert(value);
     }
-    if total > MAX_USER_METADATA_BYTES {
-        return Err(S3Error::MetadataTooLarge);
-    }
+    validate::user_metadata(&out)?;
     Ok(out)
 }
 
@@ -490,30 +485,9 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// S3 bucket naming rules: 3..=63 characters of `a-z 0-9 . -`, starting and ending with a letter
-/// or digit, no `..`, not shaped like an IPv4 address.
-pub fn valid_bucket_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    if !(3..=63).contains(&b.len()) {
-        return false;
-    }
-    let ok_char = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-';
-    let ok_edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    if !b.iter().all(ok_char) || !ok_edge(&b[0]) || !ok_edge(&b[b.len() - 1]) {
-        return false;
-    }
-    if name.contains("..") || name.contains(".-") || name.contains("-.") {
-        return false;
-    }
-    name.parse::<std::net::Ipv4Addr>().is_err()
-}
-
-/// Check an object key: non-empty and at most 1024 bytes.
+/// Check an object key with the shared validator: 1 to 1024 bytes (`KeyTooLongError` above).
 pub fn check_key(key: &str) -> Result<(), S3Error> {
-    if key.len() > MAX_KEY_BYTES {
-        return Err(S3Error::KeyTooLongError);
-    }
-    Ok(())
+    Ok(validate::object_key(key)?)
 }
 
 #[cfg(test)]
@@ -763,25 +737,10 @@ mod tests {
     }
 
     #[test]
-    fn bucket_names() {
-        for ok in ["abc", "my-bucket.1", "a".repeat(63).as_str(), "1bucket"] {
-            assert!(valid_bucket_name(ok), "{ok}");
-        }
-        for bad in [
-            "ab",
-            "Abc",
-            "-abc",
-            "abc-",
-            "a..b",
-            "a.-b",
-            "a_b",
-            "192.168.1.1",
-            "a".repeat(64).as_str(),
-        ] {
-            assert!(!valid_bucket_name(bad), "{bad}");
-        }
+    fn keys() {
         assert_eq!(check_key(&"k".repeat(1025)), Err(S3Error::KeyTooLongError));
         assert_eq!(check_key(&"k".repeat(1024)), Ok(()));
+        assert!(matches!(check_key(""), Err(S3Error::InvalidArgument(_))));
     }
 
     #[test]

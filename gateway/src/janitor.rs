@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anode_client::{ClientError, ListMultipartUploadsRequest};
+use anode_client::{ClientError, ErrorCode, ListMultipartUploadsRequest};
 use anode_proto::MultipartUpload;
 use tokio::sync::watch;
 
@@ -49,7 +49,7 @@ pub async fn sweep_once(
         loop {
             let page = match backend.list_multipart_uploads(req.clone()).await {
                 Ok(p) => p,
-                Err(e) if e.code() == "NoSuchBucket" => break,
+                Err(e) if e.code() == ErrorCode::NoSuchBucket => break,
                 Err(e) => return Err(e),
             };
             for u in stale_uploads(&page.uploads, now_ms, max_age_ms) {
@@ -58,7 +58,7 @@ pub async fn sweep_once(
                     .await
                 {
                     Ok(()) => aborted += 1,
-                    Err(e) if e.code() == "NoSuchUpload" => {}
+                    Err(e) if e.code() == ErrorCode::NoSuchUpload => {}
                     Err(e) => return Err(e),
                 }
             }

@@ -7,11 +7,13 @@
 
 use http::Method;
 
+use anode_meta::validate;
+
 use crate::error::S3Error;
 use crate::http_util::Query;
 
 /// Highest part number S3 allows.
-pub const MAX_PART_NUMBER: u32 = 10_000;
+pub use anode_meta::validate::MAX_PART_NUMBER;
 
 /// One S3 operation with the names it addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -400,6 +402,8 @@ fn route_upload(
     q: &Query,
     has_copy_source: bool,
 ) -> Result<S3Op, S3Error> {
+    // An id the master could never have issued names no upload.
+    validate::upload_id(&upload_id)?;
     match *method {
         Method::PUT => {
             let part_number = parse_part_number(q.get("partNumber"))?;
@@ -441,12 +445,10 @@ fn route_upload(
 /// A `partNumber` value: an integer in 1..=10000.
 pub fn parse_part_number(v: Option<&str>) -> Result<u32, S3Error> {
     let v = v.ok_or_else(|| S3Error::InvalidArgument("partNumber is required".into()))?;
-    match v.parse::<u32>() {
-        Ok(n) if (1..=MAX_PART_NUMBER).contains(&n) => Ok(n),
-        _ => Err(S3Error::InvalidArgument(
-            "Part number must be an integer between 1 and 10000, inclusive".into(),
-        )),
-    }
+    // Not a number is refused as an out-of-range one (0).
+    let n = v.parse::<u32>().unwrap_or(0);
+    validate::part_number(n)?;
+    Ok(n)
 }
 
 #[cfg(test)]

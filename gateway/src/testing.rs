@@ -6,9 +6,10 @@ use std::ops::Bound;
 use std::sync::Mutex;
 
 use anode_client::{
-    AccessKey, BucketConfig, ByteStream, ClientError, CompletePart, ListMultipartUploadsRequest,
-    ListMultipartUploadsResponse, ListObjectsRequest, ListObjectsResponse, ListPartsRequest,
-    ListPartsResponse, Manifest, ObjectEntry, PartRecord, PutOptions,
+    AccessKey, BucketConfig, ByteStream, ClientError, CompletePart, ErrorCode,
+    ListMultipartUploadsRequest, ListMultipartUploadsResponse, ListObjectsRequest,
+    ListObjectsResponse, ListPartsRequest, ListPartsResponse, Manifest, ObjectEntry, PartRecord,
+    PutOptions,
 };
 use anode_proto::MultipartUpload;
 use bytes::{Bytes, BytesMut};
@@ -20,10 +21,11 @@ use crate::backend::{Backend, BodyStream};
 /// Fixed test clock: 2013-05-24T00:00:00Z in milliseconds.
 pub const NOW_MS: u64 = 1_369_353_600_000;
 
-fn remote(code: &str) -> ClientError {
+fn remote(code: ErrorCode) -> ClientError {
     ClientError::Remote {
-        code: code.into(),
+        code,
         message: format!("{code} (memory backend)"),
+        resource: String::new(),
     }
 }
 
@@ -87,9 +89,9 @@ impl Backend for MemBackend {
         let mut s = self.state.lock().unwrap();
         if let Some(b) = s.buckets.get(name) {
             return Err(remote(if b.config.owner_access_key == owner {
-                "BucketAlreadyOwnedByYou"
+                ErrorCode::BucketAlreadyOwnedByYou
             } else {
-                "BucketAlreadyExists"
+                ErrorCode::BucketAlreadyExists
             }));
         }
         let config = BucketConfig {
@@ -110,9 +112,12 @@ impl Backend for MemBackend {
 
     async fn delete_bucket(&self, name: &str) -> Result<(), ClientError> {
         let mut s = self.state.lock().unwrap();
-        let b = s.buckets.get(name).ok_or_else(|| remote("NoSuchBucket"))?;
+        let b = s
+            .buckets
+            .get(name)
+            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
         if !b.objects.is_empty() || s.uploads.keys().any(|(bk, _, _)| bk == name) {
-            return Err(remote("BucketNotEmpty"));
+            return Err(remote(ErrorCode::BucketNotEmpty));
         }
         s.buckets.remove(name);
         Ok(())
@@ -128,7 +133,7 @@ impl Backend for MemBackend {
         s.buckets
             .get(name)
             .map(|b| b.config.clone())
-            .ok_or_else(|| remote("NoSuchBucket"))
+            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))
     }
 
     async fn put_object(
@@ -162,11 +167,11 @@ impl Backend for MemBackend {
         let b = s
             .buckets
             .get(bucket)
-            .ok_or_else(|| remote("NoSuchBucket"))?;
+            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
         b.objects
             .get(key)
             .cloned()
-            .ok_or_else(|| remote("NoSuchKey"))
+            .ok_or_else(|| remote(ErrorCode::NoSuchKey))
     }
 
     fn read_manifest(
@@ -215,7 +220,7 @@ impl Backend for MemBackend {
         let b = s
             .buckets
             .get_mut(bucket)
-            .ok_or_else(|| remote("NoSuchBucket"))?;
+            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
         Ok(b.objects.remove(key).is_some())
     }
 
@@ -228,7 +233,7 @@ impl Backend for MemBackend {
         let b = s
             .buckets
             .get_mut(bucket)
-            .ok_or_else(|| remote("NoSuchBucket"))?;
+            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
         Ok(keys
             .into_iter()
             .filter(|k| b.objects.remove(k).is_some())
@@ -243,7 +248,7 @@ impl Backend for MemBackend {
         let b = s
             .buckets
             .get(&req.bucket)
-            .ok_or_else(|| remote("NoSuchBucket"))?;
+            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
         Ok(list(&b.objects, &req))
     }
 
@@ -255,7 +260,7 @@ impl Backend for MemBackend {
     ) -> Result<String, ClientError> {
         let mut s = self.state.lock().unwrap();
         if !s.buckets.contains_key(bucket) {
-            return Err(remote("NoSuchBucket"));
+            return Err(remote(ErrorCode::NoSuchBucket));
         }
         s.next_id += 1;
         let id = format!("upload-{}", s.next_id);
@@ -297,7 +302,7 @@ impl Backend for MemBackend {
         let up = s
             .uploads
             .get_mut(&(bucket.into(), key.into(), upload_id.into()))
-            .ok_or_else(|| remote("NoSuchUpload"))?;
+            .ok_or_else(|| remote(ErrorCode::NoSuchUpload))?;
         let part = PartRecord {
             version: 1,
             part_number,
@@ -323,14 +328,14 @@ impl Backend for MemBackend {
             let s = self.state.lock().unwrap();
             let current = s.buckets.get(bucket).and_then(|b| b.objects.get(key));
             if current.map(|m| m.etag.as_str()).unwrap_or("") != cond {
-                return Err(remote("PreconditionFailed"));
+                return Err(remote(ErrorCode::PreconditionFailed));
             }
         }
         let up = {
             let mut s = self.state.lock().unwrap();
             s.uploads
                 .remove(&(bucket.into(), key.into(), upload_id.into()))
-                .ok_or_else(|| remote("NoSuchUpload"))?
+                .ok_or_else(|| remote(ErrorCode::NoSuchUpload))?
         };
         let mut data = BytesMut::new();
         let mut md5s = Vec::new();
@@ -340,7 +345,7 @@ impl Backend for MemBackend {
                 .parts
                 .get(&p.part_number)
                 .filter(|(r, _)| r.etag == p.etag)
-                .ok_or_else(|| remote("InvalidPart"))?;
+                .ok_or_else(|| remote(ErrorCode::InvalidPart))?;
             data.extend_from_slice(bytes);
             md5s.extend_from_slice(&hex::decode(&rec.etag).unwrap());
             sizes.push(rec.size);
@@ -370,7 +375,7 @@ impl Backend for MemBackend {
         s.uploads
             .remove(&(bucket.into(), key.into(), upload_id.into()))
             .map(|_| ())
-            .ok_or_else(|| remote("NoSuchUpload"))
+            .ok_or_else(|| remote(ErrorCode::NoSuchUpload))
     }
 
     async fn list_parts(&self, req: ListPartsRequest) -> Result<ListPartsResponse, ClientError> {
@@ -378,7 +383,7 @@ impl Backend for MemBackend {
         let up = s
             .uploads
             .get(&(req.bucket, req.key, req.upload_id))
-            .ok_or_else(|| remote("NoSuchUpload"))?;
+            .ok_or_else(|| remote(ErrorCode::NoSuchUpload))?;
         let max = req.max_parts.max(1) as usize;
         let mut parts: Vec<PartRecord> = up
             .parts
@@ -407,7 +412,7 @@ impl Backend for MemBackend {
     ) -> Result<ListMultipartUploadsResponse, ClientError> {
         let s = self.state.lock().unwrap();
         if !s.buckets.contains_key(&req.bucket) {
-            return Err(remote("NoSuchBucket"));
+            return Err(remote(ErrorCode::NoSuchBucket));
         }
         let max = req.max_uploads.max(1) as usize;
         let mut uploads: Vec<MultipartUpload> = s
@@ -437,7 +442,7 @@ impl Backend for MemBackend {
         let secret = s
             .keys
             .get(access_key)
-            .ok_or_else(|| remote("NoSuchAccessKey"))?;
+            .ok_or_else(|| remote(ErrorCode::NoSuchAccessKey))?;
         Ok(AccessKey {
             access_key: access_key.into(),
             secret_key: secret.clone(),
@@ -458,11 +463,11 @@ impl MemBackend {
         let b = s
             .buckets
             .get_mut(bucket)
-            .ok_or_else(|| remote("NoSuchBucket"))?;
+            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
         if let Some(cond) = if_match {
             let current = b.objects.get(key).map(|m| m.etag.as_str()).unwrap_or("");
             if current != cond {
-                return Err(remote("PreconditionFailed"));
+                return Err(remote(ErrorCode::PreconditionFailed));
             }
         }
         b.objects.insert(key.into(), manifest.clone());

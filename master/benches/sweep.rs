@@ -31,7 +31,7 @@ fn apply(kv: &mut MemKv, index: u64, op: Op) -> CommandResult {
         op: Some(op),
     };
     let (muts, res) = state::apply(kv, index, &cmd);
-    assert!(res.error_code.is_empty(), "{}", res.error_message);
+    assert!(res.error.is_none(), "{:?}", res.error);
     kv.apply(&muts);
     res
 }

@@ -166,8 +166,66 @@ async fn connect(addr: &str) -> anyhow::Result<MasterClient<Channel>> {
     Ok(MasterClient::new(ch).max_decoding_message_size(64 << 20))
 }
 
-/// Call the leader: try masters in turn, follow `anode-leader` redirects, retry while no
-/// leader is known, for at most 30 s.
+/// What [`call_leader`] does with a refused call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// A follower named the leader: call it at once.
+    Redirect(String),
+    /// No leader known, busy, unavailable or not reachable: try the next master later.
+    Retry,
+    /// A definite answer: report it.
+    Fail(String),
+}
+
+/// Classify a refused call by its error detail (never by its text). One exhaustive match.
+fn refusal(st: &tonic::Status) -> Refusal {
+    use ErrorCode::*;
+    let Some(d) = ErrorDetail::from_status(st) else {
+        // No detail: a transport failure, not an answer from a master.
+        return Refusal::Retry;
+    };
+    match d.code() {
+        NotLeader if !d.leader_addr.is_empty() => Refusal::Redirect(d.leader_addr),
+        NotLeader | Busy | Unavailable | Timeout => Refusal::Retry,
+        Unspecified
+        | NoSuchBucket
+        | BucketAlreadyExists
+        | BucketAlreadyOwnedByYou
+        | BucketNotEmpty
+        | InvalidBucketName
+        | NoSuchKey
+        | KeyTooLong
+        | MetadataTooLarge
+        | NoSuchUpload
+        | InvalidPart
+        | InvalidPartOrder
+        | EntityTooSmall
+        | PreconditionFailed
+        | InvalidArgument
+        | ChunkGone
+        | NoSuchAccessKey
+        | AccessKeyExists
+        | UnknownChunkserver
+        | StaleEpoch
+        | BadCommand
+        | UnsupportedVersion
+        | InsufficientServers
+        | NotMember
+        | AlreadyMember
+        | WouldLoseQuorum
+        | ConfChangeRejected
+        | Internal
+        | BadDigest
+        | NoSuchChunk
+        | InsufficientStorage
+        | CorruptChunk
+        | IncompleteBody
+        | ChunkUnavailable => Refusal::Fail(format!("{}: {}", d.code(), d.message)),
+    }
+}
+
+/// Call the leader: try masters in turn, follow `NotLeader` redirects (the leader's address
+/// in the error detail), retry while no leader is known, for at most 30 s.
 pub async fn call_leader<T, F, Fut>(masters: &[String], mut f: F) -> anyhow::Result<T>
 where
     F: FnMut(MasterClient<Channel>) -> Fut,
@@ -183,20 +241,14 @@ where
         let last_err = match connect(&addr).await {
             Ok(c) => match f(c).await {
                 Ok(r) => return Ok(r.into_inner()),
-                Err(st) => {
-                    if let Some(code) = st.metadata().get(ERROR_CODE_METADATA_KEY) {
-                        anyhow::bail!("{}: {}", code.to_str().unwrap_or("Error"), st.message());
-                    }
-                    if let Some(l) = st
-                        .metadata()
-                        .get(LEADER_METADATA_KEY)
-                        .and_then(|v| v.to_str().ok())
-                    {
-                        next = Some(l.to_string());
+                Err(st) => match refusal(&st) {
+                    Refusal::Fail(e) => anyhow::bail!(e),
+                    Refusal::Redirect(leader) => {
+                        next = Some(leader);
                         continue;
                     }
-                    anyhow::anyhow!("{addr}: {}", st.message())
-                }
+                    Refusal::Retry => anyhow::anyhow!("{addr}: {}", st.message()),
+                },
             },
             Err(e) => e,
         };
@@ -542,5 +594,46 @@ fn print_chunkservers(v: &Value) {
             c["chunks"].to_string(),
             c["rack"].as_str().unwrap_or("")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_follow_the_detail() {
+        let not_leader = |addr: &str| {
+            ErrorDetail::new(ErrorCode::NotLeader, "not the leader")
+                .with_leader(2, addr)
+                .to_status()
+        };
+        let table = [
+            (
+                not_leader("10.0.0.2:7001"),
+                Refusal::Redirect("10.0.0.2:7001".into()),
+            ),
+            (not_leader(""), Refusal::Retry),
+            (
+                ErrorDetail::new(ErrorCode::Busy, "busy").to_status(),
+                Refusal::Retry,
+            ),
+            (
+                tonic::Status::unavailable("connection refused"),
+                Refusal::Retry,
+            ),
+            (
+                ErrorDetail::new(ErrorCode::WouldLoseQuorum, "removing 3 would lose quorum")
+                    .to_status(),
+                Refusal::Fail("WouldLoseQuorum: removing 3 would lose quorum".into()),
+            ),
+            (
+                ErrorDetail::new(ErrorCode::NotMember, "9 is not a member").to_status(),
+                Refusal::Fail("NotMember: 9 is not a member".into()),
+            ),
+        ];
+        for (status, want) in table {
+            assert_eq!(refusal(&status), want, "{status:?}");
+        }
     }
 }

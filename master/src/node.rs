@@ -20,7 +20,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anode_proto::CommandResult;
+use anode_proto::{CommandResult, ErrorCode, ErrorDetail};
 use parking_lot::RwLock;
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
@@ -64,6 +64,27 @@ pub enum NodeError {
     /// The local store failed.
     #[error("store: {0}")]
     Store(String),
+}
+
+impl NodeError {
+    /// The error as it crosses a process. `members` (id -> address) supplies the leader's
+    /// address for [`NodeError::NotLeader`]; everything else tells the caller to retry later.
+    pub fn detail(&self, members: &BTreeMap<u64, String>) -> ErrorDetail {
+        match self {
+            NodeError::NotLeader { leader } => match members.get(leader).filter(|_| *leader != 0) {
+                Some(addr) => ErrorDetail::new(
+                    ErrorCode::NotLeader,
+                    format!("not the leader; leader is {leader} at {addr}"),
+                )
+                .with_leader(*leader, addr.clone()),
+                None => ErrorDetail::new(ErrorCode::NotLeader, "no raft leader known"),
+            },
+            NodeError::Busy => ErrorDetail::new(ErrorCode::Busy, self.to_string()),
+            NodeError::Stopped | NodeError::Timeout | NodeError::Raft(_) | NodeError::Store(_) => {
+                ErrorDetail::new(ErrorCode::Unavailable, self.to_string())
+            }
+        }
+    }
 }
 
 impl From<StoreError> for NodeError {
@@ -646,8 +667,7 @@ impl Core {
                             CommandResult::default()
                         }
                         Err(msg) => CommandResult {
-                            error_code: "ConfChangeRejected".into(),
-                            error_message: msg,
+                            error: Some(ErrorDetail::new(ErrorCode::ConfChangeRejected, msg)),
                             ..Default::default()
                         },
                     }

@@ -3,8 +3,9 @@
 //! Writes become a versioned [`anode_proto::Command`] stamped with the leader's clock and are
 //! answered after apply. Reads wait on a ReadIndex barrier, then read a RocksDB snapshot of
 //! the applied state (`allow_stale` skips the barrier and may be served by any member).
-//! A follower answers FAILED_PRECONDITION with `anode-leader: <addr>`; a state error carries
-//! `anode-error-code` so clients can map it without parsing text.
+//! Every refusal is an [`ErrorDetail`] in the gRPC status details (state, control, membership
+//! and node errors each map to it once); a follower answers `NotLeader` naming the leader's id
+//! and address, so clients redirect without parsing text.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,12 +21,12 @@ use tonic::{Request, Response, Status};
 
 use crate::node::{NodeError, NodeHandle};
 pub use anode_meta::control::HealConfig;
-use anode_meta::control::{fresh_copies, ChunkTable, ControlError, HeartbeatStep, LeaderControl};
+use anode_meta::control::{fresh_copies, ChunkTable, HeartbeatStep, LeaderControl};
 use anode_meta::healer::HealthFigures;
 use anode_meta::kv::KvRead;
 use anode_meta::leases::{state_name, LeaseConfig};
 use anode_meta::locations::ChunkId;
-use anode_meta::membership::Role;
+use anode_meta::membership::{MembershipError, Role};
 use anode_meta::state;
 
 /// How long a write or read may wait on raft before the caller gets UNAVAILABLE.
@@ -43,35 +44,20 @@ pub struct MasterService {
     heal_interval: Duration,
 }
 
-/// Map a state machine error code to a gRPC status carrying `anode-error-code`.
-pub fn status_for_code(code: &str, message: &str) -> Status {
-    let grpc = match code {
-        "NoSuchBucket" | "NoSuchKey" | "NoSuchUpload" | "NoSuchAccessKey"
-        | "UnknownChunkserver" | "NotMember" => tonic::Code::NotFound,
-        "BucketAlreadyExists" | "BucketAlreadyOwnedByYou" | "AccessKeyExists" | "AlreadyMember" => {
-            tonic::Code::AlreadyExists
-        }
-        "BucketNotEmpty" | "PreconditionFailed" | "StaleEpoch" | "WouldLoseQuorum" => {
-            tonic::Code::FailedPrecondition
-        }
-        "InvalidBucketName" | "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall"
-        | "InvalidArgument" | "BadCommand" | "UnsupportedVersion" => tonic::Code::InvalidArgument,
-        "InsufficientServers" => tonic::Code::ResourceExhausted,
-        _ => tonic::Code::Internal,
-    };
-    let mut st = Status::new(grpc, message.to_string());
-    if let Ok(v) = code.parse() {
-        st.metadata_mut().insert(ERROR_CODE_METADATA_KEY, v);
-    }
-    st
-}
-
 fn state_status(e: state::StateError) -> Status {
-    status_for_code(e.code(), &e.to_string())
+    e.detail().to_status()
 }
 
-fn control_status(e: ControlError) -> Status {
-    status_for_code(e.code(), &e.to_string())
+fn membership_status(e: MembershipError) -> Status {
+    e.detail().to_status()
+}
+
+/// The result of an applied command: its error detail as a status, or the result.
+fn command_outcome(res: CommandResult) -> Result<CommandResult, Status> {
+    match res.error {
+        Some(e) => Err(e.to_status()),
+        None => Ok(res),
+    }
 }
 
 impl MasterService {
@@ -95,25 +81,7 @@ impl MasterService {
     }
 
     fn node_status(&self, e: NodeError) -> Status {
-        match e {
-            NodeError::NotLeader { leader } => {
-                let st = self.node.status();
-                match st.members.get(&leader).filter(|_| leader != 0) {
-                    Some(addr) => {
-                        let mut s = Status::failed_precondition(format!(
-                            "not the leader; leader is {leader} at {addr}"
-                        ));
-                        if let Ok(v) = addr.parse() {
-                            s.metadata_mut().insert(LEADER_METADATA_KEY, v);
-                        }
-                        s
-                    }
-                    None => Status::unavailable("no raft leader known"),
-                }
-            }
-            NodeError::Busy => Status::resource_exhausted("master busy"),
-            other => Status::unavailable(other.to_string()),
-        }
+        e.detail(&self.node.status().members).to_status()
     }
 
     /// See [`LeaderControl::learn_copies`].
@@ -146,12 +114,9 @@ impl MasterService {
         };
         let res = tokio::time::timeout(RAFT_TIMEOUT, self.node.propose(cmd.encode_to_vec()))
             .await
-            .map_err(|_| Status::unavailable("timed out waiting for raft commit"))?
+            .map_err(|_| raft_timeout("timed out waiting for raft commit"))?
             .map_err(|e| self.node_status(e))?;
-        if !res.error_code.is_empty() {
-            return Err(status_for_code(&res.error_code, &res.error_message));
-        }
-        Ok(res)
+        command_outcome(res)
     }
 
     async fn read<T>(
@@ -163,7 +128,7 @@ impl MasterService {
             self.require_leader()?;
             tokio::time::timeout(RAFT_TIMEOUT, self.node.read_barrier())
                 .await
-                .map_err(|_| Status::unavailable("timed out waiting for read index"))?
+                .map_err(|_| raft_timeout("timed out waiting for read index"))?
                 .map_err(|e| self.node_status(e))?;
         }
         let view = self.node.store().view();
@@ -184,6 +149,11 @@ const SWEEP_DUTY_DIVISOR: u32 = 5;
 /// (`took`) is at most 1/[`SWEEP_DUTY_DIVISOR`] of the time.
 fn next_sweep_delay(interval: Duration, took: Duration) -> Duration {
     interval.max(took * (SWEEP_DUTY_DIVISOR - 1))
+}
+
+/// Raft did not answer within [`RAFT_TIMEOUT`]: the outcome is unknown, the caller may retry.
+fn raft_timeout(what: &str) -> Status {
+    ErrorDetail::new(ErrorCode::Unavailable, what).to_status()
 }
 
 fn ok<T>(v: T) -> Rpc<T> {
@@ -236,10 +206,7 @@ impl Master for MasterService {
             Some(config) => ok(GetBucketResponse {
                 config: Some(config),
             }),
-            None => Err(status_for_code(
-                "NoSuchBucket",
-                &format!("no bucket {name}"),
-            )),
+            None => Err(state_status(state::StateError::NoSuchBucket(name))),
         }
     }
 
@@ -401,7 +368,7 @@ impl Master for MasterService {
                 self.control.lock().allocate(kv, &r, self.mono_ms())
             })
             .await?
-            .map_err(control_status)?;
+            .map_err(|e| e.detail().to_status())?;
         ok(resp)
     }
 
@@ -519,10 +486,7 @@ impl Master for MasterService {
         let ak = req.into_inner().access_key;
         match self.read(false, |kv| state::get_key(kv, &ak)).await? {
             Some(key) => ok(GetKeyResponse { key: Some(key) }),
-            None => Err(status_for_code(
-                "NoSuchAccessKey",
-                &format!("no access key {ak}"),
-            )),
+            None => Err(state_status(state::StateError::NoSuchAccessKey(ak))),
         }
     }
 
@@ -547,16 +511,10 @@ impl Master for MasterService {
         self.require_leader()?;
         let st = self.node.status();
         if r.id == 0 || r.addr.is_empty() {
-            return Err(status_for_code(
-                "InvalidArgument",
-                "member id must be non-zero and addr non-empty",
-            ));
+            return Err(membership_status(MembershipError::InvalidMember));
         }
         if st.voters.contains(&r.id) {
-            return Err(status_for_code(
-                "AlreadyMember",
-                &format!("{} is already a voter", r.id),
-            ));
+            return Err(membership_status(MembershipError::AlreadyMember(r.id)));
         }
         if !st.learners.contains(&r.id) {
             self.conf_change(ConfChangeType::AddLearnerNode, r.id, &r.addr)
@@ -574,13 +532,9 @@ impl Master for MasterService {
         self.require_leader()?;
         let st = self.node.status();
         if !st.voters.contains(&id) && !st.learners.contains(&id) {
-            return Err(status_for_code(
-                "NotMember",
-                &format!("{id} is not a member"),
-            ));
+            return Err(membership_status(MembershipError::NotMember(id)));
         }
-        anode_meta::membership::check_removal(&st, id)
-            .map_err(|m| status_for_code("WouldLoseQuorum", &m))?;
+        anode_meta::membership::check_removal(&st, id).map_err(membership_status)?;
         if id == st.id {
             return Err(self.step_down_for_removal(&st).await);
         }
@@ -597,10 +551,7 @@ impl Master for MasterService {
         self.require_leader()?;
         let st = self.node.status();
         if !st.voters.contains(&id) {
-            return Err(status_for_code(
-                "NotMember",
-                &format!("{id} is not a voter"),
-            ));
+            return Err(membership_status(MembershipError::NotVoter(id)));
         }
         if id == st.id {
             return ok(TransferLeaderResponse {});
@@ -611,9 +562,11 @@ impl Master for MasterService {
         if self.wait_leader(id, Duration::from_secs(5)).await {
             ok(TransferLeaderResponse {})
         } else {
-            Err(Status::unavailable(format!(
-                "leadership did not move to {id} within 5 s"
-            )))
+            Err(ErrorDetail::new(
+                ErrorCode::Timeout,
+                format!("leadership did not move to {id} within 5 s"),
+            )
+            .to_status())
         }
     }
 
@@ -646,12 +599,9 @@ impl MasterService {
         cc.set_context(ctx.encode_to_vec().into());
         let res = tokio::time::timeout(RAFT_TIMEOUT, self.node.conf_change(cc))
             .await
-            .map_err(|_| Status::unavailable("timed out waiting for membership change"))?
+            .map_err(|_| raft_timeout("timed out waiting for membership change"))?
             .map_err(|e| self.node_status(e))?;
-        if !res.error_code.is_empty() {
-            return Err(status_for_code(&res.error_code, &res.error_message));
-        }
-        Ok(())
+        command_outcome(res).map(|_| ())
     }
 
     async fn wait_caught_up(&self, id: u64) -> Result<(), Status> {
@@ -668,10 +618,15 @@ impl MasterService {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(Status::deadline_exceeded(format!(
-                    "learner {id} did not catch up (matched {matched} of {})",
-                    st.commit
-                )));
+                return Err(ErrorDetail::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "learner {id} did not catch up (matched {matched} of {})",
+                        st.commit
+                    ),
+                )
+                .with_resource(id.to_string())
+                .to_status());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -692,7 +647,7 @@ impl MasterService {
     /// redirect the caller there (the client retries the removal on the new leader).
     async fn step_down_for_removal(&self, st: &crate::node::NodeStatus) -> Status {
         let Some(target) = anode_meta::membership::best_successor(st) else {
-            return status_for_code("WouldLoseQuorum", "no other voter can take over leadership");
+            return membership_status(MembershipError::NoSuccessor);
         };
         if let Err(e) = self.node.transfer_leader(target) {
             return self.node_status(e);
@@ -700,7 +655,11 @@ impl MasterService {
         if self.wait_leader(target, Duration::from_secs(5)).await {
             self.node_status(NodeError::NotLeader { leader: target })
         } else {
-            Status::unavailable("leadership transfer before self-removal did not finish; retry")
+            ErrorDetail::new(
+                ErrorCode::Unavailable,
+                "leadership transfer before self-removal did not finish; retry",
+            )
+            .to_status()
         }
     }
 

@@ -332,11 +332,7 @@ fn run_sim(n: u64, seed: u64, steps: u64) -> usize {
     let mut acked = 0;
     for (key, mut rx) in std::mem::take(&mut sim.acked) {
         if let Ok(Ok(res)) = rx.try_recv() {
-            assert!(
-                res.error_code.is_empty(),
-                "seed {seed}: {key}: {}",
-                res.error_code
-            );
+            assert!(res.error.is_none(), "seed {seed}: {key}: {:?}", res.error);
             acked += 1;
             for (id, node) in &sim.nodes {
                 let view = node.core.as_ref().unwrap();

@@ -5,8 +5,8 @@
 //! Pure: no IO, no clock, no randomness. Time comes in as parameters (`mono_ms` from the
 //! caller's monotonic clock for leases and task bookkeeping, `wall_ms` for anything compared
 //! with raft-stamped times or chunkserver mtimes); state comes in as a [`KvRead`] view of the
-//! applied state machine. `anode-master`'s `service.rs` drives it from tonic handlers and the heal loop; the
-//! whole-cluster simulation (`master/tests/cluster_sim/`) drives the same code on simulated
+//! applied state machine. `anode-master`'s `service.rs` drives it from tonic handlers and the
+//! heal loop; the whole-cluster simulation (`master/tests/cluster_sim/`) drives the same code on simulated
 //! time. Commands it wants committed are returned, never proposed here.
 
 use std::collections::{BTreeMap, HashSet};
@@ -60,7 +60,7 @@ impl Default for HealConfig {
     }
 }
 
-/// A refused control request; `code()` is the wire error code.
+/// A refused control request; [`ControlError::detail`] is its wire form.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
     /// The bucket does not exist.
@@ -77,11 +77,16 @@ pub enum ControlError {
 }
 
 impl ControlError {
-    /// The stable error code carried on the wire.
-    pub fn code(&self) -> &'static str {
+    /// The error as it crosses a process (`need` and `have` as fields, not text).
+    pub fn detail(&self) -> ErrorDetail {
         match self {
-            ControlError::NoSuchBucket(_) => "NoSuchBucket",
-            ControlError::InsufficientServers { .. } => "InsufficientServers",
+            ControlError::NoSuchBucket(b) => {
+                ErrorDetail::new(ErrorCode::NoSuchBucket, self.to_string()).with_resource(b.clone())
+            }
+            ControlError::InsufficientServers { need, have } => {
+                ErrorDetail::new(ErrorCode::InsufficientServers, self.to_string())
+                    .with_need_have(u64::from(*need), *have as u64)
+            }
         }
     }
 }
@@ -614,7 +619,7 @@ mod tests {
             op: Some(op),
         };
         let (muts, res) = state::apply(kv, index, &cmd);
-        assert!(res.error_code.is_empty(), "{}", res.error_message);
+        assert!(res.error.is_none(), "{:?}", res.error);
         kv.apply(&muts);
         res
     }

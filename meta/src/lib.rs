@@ -15,6 +15,11 @@
 //!   copies are, the repair plan, and the task book that executes it.
 //! - [`placement`]: rendezvous placement of chunks on chunkservers.
 //! - [`membership`]: raft membership decisions (safe removal, successor, status rows).
+//! - [`validate`]: the one validator of bucket names, keys, upload ids, part numbers and
+//!   metadata sizes, shared with the S3 gateway.
+//!
+//! Errors leave this crate as `anode_proto::ErrorDetail` ([`sm::StateError::detail`],
+//! [`control::ControlError::detail`], [`membership::MembershipError::detail`]).
 
 pub mod control;
 pub mod healer;
@@ -25,5 +30,6 @@ pub mod membership;
 pub mod placement;
 pub mod planner;
 pub mod sm;
+pub mod validate;
 /// The state machine under its documented name.
 pub use sm as state;

@@ -1,7 +1,7 @@
 //! Pure membership decisions: may a member be removed, who takes over, how a member looks
 //! in `anode ctl status`.
 
-use anode_proto::MemberStatus;
+use anode_proto::{ErrorCode, ErrorDetail, MemberStatus};
 
 use std::collections::BTreeMap;
 
@@ -71,16 +71,73 @@ pub struct NodeStatus {
     pub members: BTreeMap<u64, String>,
 }
 
+/// A refused membership request; [`MembershipError::detail`] is its wire form.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    /// A member id of 0 or an empty address.
+    #[error("member id must be non-zero and addr non-empty")]
+    InvalidMember,
+    /// The member to add already votes.
+    #[error("{0} is already a voter")]
+    AlreadyMember(u64),
+    /// The member named is neither a voter nor a learner.
+    #[error("{0} is not a member")]
+    NotMember(u64),
+    /// Leadership can only move to a voter.
+    #[error("{0} is not a voter")]
+    NotVoter(u64),
+    /// The removal would leave the group without voters.
+    #[error("removing {0} would leave no voters")]
+    NoVotersLeft(u64),
+    /// The removal would leave fewer reachable voters than a majority of the new set.
+    #[error("removing {id} would lose quorum: {active} of the remaining {remaining} voters are reachable, {majority} needed")]
+    WouldLoseQuorum {
+        /// The member to remove.
+        id: u64,
+        /// Remaining voters recently heard from.
+        active: usize,
+        /// Remaining voters.
+        remaining: usize,
+        /// Voters a majority of the new set needs.
+        majority: usize,
+    },
+    /// The leader was asked to remove itself and no voter can take over.
+    #[error("no other voter can take over leadership")]
+    NoSuccessor,
+}
+
+impl MembershipError {
+    /// The error as it crosses a process (the member id as its resource).
+    pub fn detail(&self) -> ErrorDetail {
+        let (code, id) = match self {
+            MembershipError::InvalidMember => (ErrorCode::InvalidArgument, None),
+            MembershipError::AlreadyMember(id) => (ErrorCode::AlreadyMember, Some(*id)),
+            MembershipError::NotMember(id) | MembershipError::NotVoter(id) => {
+                (ErrorCode::NotMember, Some(*id))
+            }
+            MembershipError::NoVotersLeft(id) | MembershipError::WouldLoseQuorum { id, .. } => {
+                (ErrorCode::WouldLoseQuorum, Some(*id))
+            }
+            MembershipError::NoSuccessor => (ErrorCode::WouldLoseQuorum, None),
+        };
+        let d = ErrorDetail::new(code, self.to_string());
+        match id {
+            Some(id) => d.with_resource(id.to_string()),
+            None => d,
+        }
+    }
+}
+
 /// Refuse a removal that would leave the group without a working quorum: after removing
 /// `id`, the voters this leader recently heard from must still form a majority of the new
 /// voter set, and at least one voter must remain.
-pub fn check_removal(st: &NodeStatus, id: u64) -> Result<(), String> {
+pub fn check_removal(st: &NodeStatus, id: u64) -> Result<(), MembershipError> {
     let remaining: Vec<u64> = st.voters.iter().copied().filter(|v| *v != id).collect();
     if st.learners.contains(&id) {
         return Ok(());
     }
     if remaining.is_empty() {
-        return Err(format!("removing {id} would leave no voters"));
+        return Err(MembershipError::NoVotersLeft(id));
     }
     let active = remaining
         .iter()
@@ -88,10 +145,12 @@ pub fn check_removal(st: &NodeStatus, id: u64) -> Result<(), String> {
         .count();
     let majority = remaining.len() / 2 + 1;
     if active < majority {
-        return Err(format!(
-            "removing {id} would lose quorum: {active} of the remaining {} voters are reachable, {majority} needed",
-            remaining.len()
-        ));
+        return Err(MembershipError::WouldLoseQuorum {
+            id,
+            active,
+            remaining: remaining.len(),
+            majority,
+        });
     }
     Ok(())
 }
@@ -170,11 +229,16 @@ mod tests {
         ];
         for (voters, active, id, allowed) in cases {
             let st = status(voters, active);
+            let got = check_removal(&st, *id);
             assert_eq!(
-                check_removal(&st, *id).is_ok(),
+                got.is_ok(),
                 *allowed,
                 "voters {voters:?} active {active:?} remove {id}"
             );
+            if let Err(e) = got {
+                assert_eq!(e.detail().code(), ErrorCode::WouldLoseQuorum);
+                assert_eq!(e.detail().resource, id.to_string());
+            }
         }
     }
 

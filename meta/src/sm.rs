@@ -25,6 +25,7 @@ use md5::{Digest, Md5};
 use prost::Message;
 
 use crate::kv::{KvRead, Mutation, Overlay};
+use crate::validate::{self, ValidationError};
 
 mod list;
 #[cfg(test)]
@@ -32,7 +33,7 @@ mod tests;
 
 pub use list::{list_objects, list_parts, list_uploads};
 
-/// Errors of state machine commands and queries; `code()` is the stable wire code.
+/// Errors of state machine commands and queries; [`StateError::detail`] is their wire form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
     /// The bucket does not exist.
@@ -47,9 +48,9 @@ pub enum StateError {
     /// The bucket still has objects or uploads.
     #[error("the bucket {0} is not empty")]
     BucketNotEmpty(String),
-    /// Invalid bucket name.
-    #[error("invalid bucket name {0:?}")]
-    InvalidBucketName(String),
+    /// A bucket name, key, upload id, part number or metadata size the validator refuses.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
     /// The key does not exist.
     #[error("the key {0} does not exist")]
     NoSuchKey(String),
@@ -102,36 +103,62 @@ pub enum StateError {
 }
 
 impl StateError {
-    /// The stable error code carried on the wire.
-    pub fn code(&self) -> &'static str {
+    /// The wire code of this error.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            StateError::NoSuchBucket(_) => "NoSuchBucket",
-            StateError::BucketAlreadyExists(_) => "BucketAlreadyExists",
-            StateError::BucketAlreadyOwnedByYou(_) => "BucketAlreadyOwnedByYou",
-            StateError::BucketNotEmpty(_) => "BucketNotEmpty",
-            StateError::InvalidBucketName(_) => "InvalidBucketName",
-            StateError::NoSuchKey(_) => "NoSuchKey",
-            StateError::NoSuchUpload(_) => "NoSuchUpload",
-            StateError::InvalidPart(_) => "InvalidPart",
-            StateError::InvalidPartOrder => "InvalidPartOrder",
-            StateError::EntityTooSmall(_) => "EntityTooSmall",
-            StateError::PreconditionFailed(_) => "PreconditionFailed",
-            StateError::NoSuchAccessKey(_) => "NoSuchAccessKey",
-            StateError::AccessKeyExists(_) => "AccessKeyExists",
-            StateError::UnknownChunkserver(_) => "UnknownChunkserver",
-            StateError::StaleEpoch { .. } => "StaleEpoch",
-            StateError::BadCommand(_) => "BadCommand",
-            StateError::UnsupportedVersion(_) => "UnsupportedVersion",
-            StateError::InvalidArgument(_) => "InvalidArgument",
-            StateError::ChunkGone(_) => "ChunkGone",
+            StateError::NoSuchBucket(_) => ErrorCode::NoSuchBucket,
+            StateError::BucketAlreadyExists(_) => ErrorCode::BucketAlreadyExists,
+            StateError::BucketAlreadyOwnedByYou(_) => ErrorCode::BucketAlreadyOwnedByYou,
+            StateError::BucketNotEmpty(_) => ErrorCode::BucketNotEmpty,
+            StateError::Invalid(v) => v.code(),
+            StateError::NoSuchKey(_) => ErrorCode::NoSuchKey,
+            StateError::NoSuchUpload(_) => ErrorCode::NoSuchUpload,
+            StateError::InvalidPart(_) => ErrorCode::InvalidPart,
+            StateError::InvalidPartOrder => ErrorCode::InvalidPartOrder,
+            StateError::EntityTooSmall(_) => ErrorCode::EntityTooSmall,
+            StateError::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
+            StateError::NoSuchAccessKey(_) => ErrorCode::NoSuchAccessKey,
+            StateError::AccessKeyExists(_) => ErrorCode::AccessKeyExists,
+            StateError::UnknownChunkserver(_) => ErrorCode::UnknownChunkserver,
+            StateError::StaleEpoch { .. } => ErrorCode::StaleEpoch,
+            StateError::BadCommand(_) => ErrorCode::BadCommand,
+            StateError::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            StateError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            StateError::ChunkGone(_) => ErrorCode::ChunkGone,
+        }
+    }
+
+    /// The error as it crosses a process: code, message, and the resource it names.
+    pub fn detail(&self) -> ErrorDetail {
+        let d = ErrorDetail::new(self.code(), self.to_string());
+        match self {
+            StateError::Invalid(v) => v.detail(),
+            StateError::NoSuchBucket(r)
+            | StateError::BucketAlreadyExists(r)
+            | StateError::BucketAlreadyOwnedByYou(r)
+            | StateError::BucketNotEmpty(r)
+            | StateError::NoSuchKey(r)
+            | StateError::NoSuchUpload(r)
+            | StateError::NoSuchAccessKey(r)
+            | StateError::AccessKeyExists(r)
+            | StateError::ChunkGone(r) => d.with_resource(r.clone()),
+            StateError::UnknownChunkserver(id) | StateError::StaleEpoch { id, .. } => {
+                d.with_resource(id.to_string())
+            }
+            StateError::EntityTooSmall(part) => d.with_resource(part.to_string()),
+            StateError::InvalidPart(_)
+            | StateError::InvalidPartOrder
+            | StateError::PreconditionFailed(_)
+            | StateError::BadCommand(_)
+            | StateError::UnsupportedVersion(_)
+            | StateError::InvalidArgument(_) => d,
         }
     }
 }
 
 /// Smallest non-final multipart part size.
 pub const MIN_PART_BYTES: u64 = 5 << 20;
-/// Largest part number.
-pub const MAX_PART_NUMBER: u32 = 10_000;
+pub use crate::validate::MAX_PART_NUMBER;
 
 // ---- keys ----------------------------------------------------------------------------------
 
@@ -341,8 +368,7 @@ pub fn apply_bytes(kv: &dyn KvRead, index: u64, data: &[u8]) -> (Vec<Mutation>, 
 
 fn error_result(e: &StateError) -> CommandResult {
     CommandResult {
-        error_code: e.code().into(),
-        error_message: e.to_string(),
+        error: Some(e.detail()),
         ..Default::default()
     }
 }
@@ -415,30 +441,12 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op) -> Res {
     }
 }
 
-/// S3 bucket naming rules.
-pub fn valid_bucket_name(n: &str) -> bool {
-    let b = n.as_bytes();
-    let ok_chars = b
-        .iter()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-');
-    let ends = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let is_ip = n.split('.').count() == 4 && n.split('.').all(|p| p.parse::<u8>().is_ok());
-    (3..=63).contains(&b.len())
-        && ok_chars
-        && ends(b.first())
-        && ends(b.last())
-        && !n.contains("..")
-        && !is_ip
-}
-
 fn create_bucket(o: &mut Overlay<'_>, now: u64, c: &CreateBucketCmd) -> Res {
     let cfg = c
         .config
         .clone()
         .ok_or_else(|| StateError::BadCommand("no bucket config".into()))?;
-    if !valid_bucket_name(&cfg.name) {
-        return Err(StateError::InvalidBucketName(cfg.name));
-    }
+    validate::bucket_name(&cfg.name)?;
     if let Some(existing) = get_bucket(o, &cfg.name) {
         return Err(if existing.owner_access_key == cfg.owner_access_key {
             StateError::BucketAlreadyOwnedByYou(cfg.name)
@@ -535,15 +543,12 @@ fn adjust_refs(o: &mut Overlay<'_>, now: u64, chunks: &[ChunkRef], delta: i64, r
 
 fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd) -> Res {
     get_bucket(o, &c.bucket).ok_or_else(|| StateError::NoSuchBucket(c.bucket.clone()))?;
-    if c.key.is_empty() || c.key.len() > 1024 {
-        return Err(StateError::InvalidArgument(
-            "object key must be 1 to 1024 bytes".into(),
-        ));
-    }
+    validate::object_key(&c.key)?;
     let m = c
         .manifest
         .clone()
         .ok_or_else(|| StateError::BadCommand("no manifest".into()))?;
+    validate::user_metadata(&m.user_metadata)?;
     let key = object_key(&c.bucket, &c.key);
     let old: Option<Manifest> = get_msg(o, &key);
     check_condition(old.as_ref(), c.if_match_etag.as_deref())?;
@@ -700,11 +705,9 @@ fn create_multipart(o: &mut Overlay<'_>, now: u64, c: &CreateMultipartCmd) -> Re
         .clone()
         .ok_or_else(|| StateError::BadCommand("no upload".into()))?;
     get_bucket(o, &u.bucket).ok_or_else(|| StateError::NoSuchBucket(u.bucket.clone()))?;
-    if u.upload_id.is_empty() || u.key.is_empty() {
-        return Err(StateError::InvalidArgument(
-            "upload id and key must be non-empty".into(),
-        ));
-    }
+    validate::object_key(&u.key)?;
+    validate::upload_id(&u.upload_id)?;
+    validate::user_metadata(&u.user_metadata)?;
     let u = MultipartUpload {
         version: RECORD_VERSION,
         initiated_ms: now,
@@ -727,12 +730,7 @@ fn put_part(o: &mut Overlay<'_>, now: u64, c: &PutPartCmd) -> Res {
         .ok_or_else(|| StateError::BadCommand("no part".into()))?;
     check_new_refs(o, &p.chunks)?;
     stored_refs(&mut p.chunks);
-    if !(1..=MAX_PART_NUMBER).contains(&p.part_number) {
-        return Err(StateError::InvalidArgument(format!(
-            "part number {} not in 1..=10000",
-            p.part_number
-        )));
-    }
+    validate::part_number(p.part_number)?;
     if !p.inline_data.is_empty() {
         return Err(StateError::InvalidArgument(
             "parts are stored as chunks, never inline".into(),

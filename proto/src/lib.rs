@@ -9,14 +9,13 @@ pub mod v1 {
 
 pub use v1::*;
 
+pub mod error;
+#[cfg(feature = "grpc")]
+pub use error::grpc::grpc_code;
+
 /// Current encoding version of [`v1::Command`].
 pub const COMMAND_VERSION: u32 = 1;
 /// Current encoding version of [`v1::Manifest`].
 pub const MANIFEST_VERSION: u32 = 1;
 /// Current encoding version of records in the master state (buckets, keys, registry, chunks).
 pub const RECORD_VERSION: u32 = 1;
-
-/// gRPC metadata key carrying the leader's address on a NOT_LEADER answer.
-pub const LEADER_METADATA_KEY: &str = "anode-leader";
-/// gRPC metadata key carrying a stable error code (e.g. `NoSuchBucket`).
-pub const ERROR_CODE_METADATA_KEY: &str = "anode-error-code";

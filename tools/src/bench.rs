@@ -207,7 +207,14 @@ async fn client(
     use futures::StreamExt;
     let cl = anode_client::Client::connect(masters).await?;
     if let Err(e) = cl.create_bucket(&bucket, 3, "").await {
-        anyhow::ensure!(e.code().starts_with("BucketAlready"), "create bucket: {e}");
+        use anode_client::ErrorCode;
+        anyhow::ensure!(
+            matches!(
+                e.code(),
+                ErrorCode::BucketAlreadyOwnedByYou | ErrorCode::BucketAlreadyExists
+            ),
+            "create bucket: {e}"
+        );
     }
     let body = bytes::Bytes::from((0..size).map(|i| (i * 7 + size) as u8).collect::<Vec<u8>>());
     // Unique content per object and run: no deduplication of the load.

@@ -21,12 +21,9 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
-/// A status carrying an Anode error code, as the real master sends it.
-pub fn coded(code: tonic::Code, anode: &str, msg: &str) -> Status {
-    let mut s = Status::new(code, msg.to_string());
-    s.metadata_mut()
-        .insert(ERROR_CODE_METADATA_KEY, anode.parse().unwrap());
-    s
+/// A status carrying an error detail, as the real master sends it.
+pub fn coded(code: ErrorCode, msg: &str) -> Status {
+    ErrorDetail::new(code, msg).to_status()
 }
 
 /// The fake master's state, open for tests to inspect and tweak.
@@ -53,7 +50,7 @@ impl MasterState {
     fn bucket(&self, name: &str) -> Result<&BucketConfig, Status> {
         self.buckets
             .get(name)
-            .ok_or_else(|| coded(tonic::Code::NotFound, "NoSuchBucket", name))
+            .ok_or_else(|| coded(ErrorCode::NoSuchBucket, name))
     }
     fn commit(&mut self, bucket: &str, key: &str, mut m: Manifest) -> Manifest {
         m.object_version = self.next_index();
@@ -82,10 +79,9 @@ pub struct FakeMaster {
 impl FakeMaster {
     fn gate(&self, rpc: &'static str) -> Result<parking_lot::MutexGuard<'_, MasterState>, Status> {
         if let Some(leader) = &self.redirect_to {
-            let mut s = Status::failed_precondition("not the leader");
-            s.metadata_mut()
-                .insert(LEADER_METADATA_KEY, leader.parse().unwrap());
-            return Err(s);
+            return Err(ErrorDetail::new(ErrorCode::NotLeader, "not the leader")
+                .with_leader(0, leader.clone())
+                .to_status());
         }
         let mut st = self.state.lock();
         *st.calls.entry(rpc).or_default() += 1;
@@ -113,7 +109,7 @@ implemented {
         let mut st = self.gate("create_bucket")?;
         let r = r.into_inner();
         if st.buckets.contains_key(&r.name) {
-            return Err(coded(tonic::Code::AlreadyExists, "BucketAlreadyOwnedByYou", &r.name));
+            return Err(coded(ErrorCode::BucketAlreadyOwnedByYou, &r.name));
         }
         let config = BucketConfig {
             version: RECORD_VERSION,
@@ -130,7 +126,7 @@ implemented {
         let name = r.into_inner().name;
         st.bucket(&name)?;
         if st.objects.keys().any(|(b, _)| *b == name) {
-            return Err(coded(tonic::Code::FailedPrecondition, "BucketNotEmpty", &name));
+            return Err(coded(ErrorCode::BucketNotEmpty, &name));
         }
         st.buckets.remove(&name);
         Ok(Response::new(DeleteBucketResponse {}))
@@ -152,7 +148,7 @@ implemented {
         if let Some(want) = r.if_match_etag {
             let cur = st.objects.get(&(r.bucket.clone(), r.key.clone())).map(|m| m.etag.clone()).unwrap_or_default();
             if cur != want {
-                return Err(coded(tonic::Code::FailedPrecondition, "PreconditionFailed", "etag"));
+                return Err(coded(ErrorCode::PreconditionFailed, "etag"));
             }
         }
         let m = st.commit(&r.bucket, &r.key, m);
@@ -163,7 +159,7 @@ implemented {
         let r = r.into_inner();
         st.bucket(&r.bucket)?;
         let m = st.objects.get(&(r.bucket, r.key.clone())).cloned()
-            .ok_or_else(|| coded(tonic::Code::NotFound, "NoSuchKey", &r.key))?;
+            .ok_or_else(|| coded(ErrorCode::NoSuchKey, &r.key))?;
         Ok(Response::new(GetObjectResponse { manifest: Some(m) }))
     }
     async fn delete_object(&self, r: Request<DeleteObjectRequest>) -> Result<Response<DeleteObjectResponse>, Status> {
@@ -208,19 +204,19 @@ implemented {
         let mut st = self.gate("put_part")?;
         let r = r.into_inner();
         let part = r.part.ok_or_else(|| Status::invalid_argument("no part"))?;
-        let (_, parts) = st.uploads.get_mut(&r.upload_id).ok_or_else(|| coded(tonic::Code::NotFound, "NoSuchUpload", &r.upload_id))?;
+        let (_, parts) = st.uploads.get_mut(&r.upload_id).ok_or_else(|| coded(ErrorCode::NoSuchUpload, &r.upload_id))?;
         parts.insert(part.part_number, part);
         Ok(Response::new(PutPartResponse {}))
     }
     async fn complete_multipart(&self, r: Request<CompleteMultipartRequest>) -> Result<Response<CompleteMultipartResponse>, Status> {
         let mut st = self.gate("complete_multipart")?;
         let r = r.into_inner();
-        let (up, parts) = st.uploads.remove(&r.upload_id).ok_or_else(|| coded(tonic::Code::NotFound, "NoSuchUpload", &r.upload_id))?;
+        let (up, parts) = st.uploads.remove(&r.upload_id).ok_or_else(|| coded(ErrorCode::NoSuchUpload, &r.upload_id))?;
         let mut m = Manifest { version: MANIFEST_VERSION, content_type: up.content_type, user_metadata: up.user_metadata, system_metadata: up.system_metadata, ..Default::default() };
         let mut etags = Vec::new();
         for cp in &r.parts {
             let p = parts.get(&cp.part_number).filter(|p| p.etag == cp.etag)
-                .ok_or_else(|| coded(tonic::Code::InvalidArgument, "InvalidPart", "part"))?;
+                .ok_or_else(|| coded(ErrorCode::InvalidPart, "part"))?;
             m.size += p.size;
             m.chunks.extend(p.chunks.iter().cloned());
             m.part_sizes.push(p.size);
@@ -233,13 +229,13 @@ implemented {
     async fn abort_multipart(&self, r: Request<AbortMultipartRequest>) -> Result<Response<AbortMultipartResponse>, Status> {
         let mut st = self.gate("abort_multipart")?;
         let r = r.into_inner();
-        st.uploads.remove(&r.upload_id).ok_or_else(|| coded(tonic::Code::NotFound, "NoSuchUpload", &r.upload_id))?;
+        st.uploads.remove(&r.upload_id).ok_or_else(|| coded(ErrorCode::NoSuchUpload, &r.upload_id))?;
         Ok(Response::new(AbortMultipartResponse {}))
     }
     async fn list_parts(&self, r: Request<ListPartsRequest>) -> Result<Response<ListPartsResponse>, Status> {
         let st = self.gate("list_parts")?;
         let r = r.into_inner();
-        let (up, parts) = st.uploads.get(&r.upload_id).ok_or_else(|| coded(tonic::Code::NotFound, "NoSuchUpload", &r.upload_id))?;
+        let (up, parts) = st.uploads.get(&r.upload_id).ok_or_else(|| coded(ErrorCode::NoSuchUpload, &r.upload_id))?;
         Ok(Response::new(ListPartsResponse { upload: Some(up.clone()), parts: parts.values().cloned().collect(), is_truncated: false, next_part_number_marker: 0 }))
     }
     async fn list_multipart_uploads(&self, r: Request<ListMultipartUploadsRequest>) -> Result<Response<ListMultipartUploadsResponse>, Status> {
@@ -255,9 +251,11 @@ implemented {
         let replication = match bucket.replication { 0 => live.len().min(3) as u32, n => n };
         let usable = live.iter().filter(|s| !r.exclude.contains(&s.id)).count();
         if usable < replication as usize {
-            // As the real master answers.
+            // As the real master answers: the numbers travel as fields.
             let msg = format!("need {replication} live chunkservers, have {usable}");
-            return Err(coded(tonic::Code::ResourceExhausted, "InsufficientServers", &msg));
+            return Err(ErrorDetail::new(ErrorCode::InsufficientServers, msg)
+                .with_need_have(u64::from(replication), usable as u64)
+                .to_status());
         }
         let placements = r.sha256.iter().map(|sha| {
             let mut servers: Vec<ChunkserverInfo> = live.iter().filter(|s| !r.exclude.contains(&s.id)).cloned().collect();
@@ -295,7 +293,7 @@ implemented {
     async fn get_key(&self, r: Request<GetKeyRequest>) -> Result<Response<GetKeyResponse>, Status> {
         let st = self.gate("get_key")?;
         let ak = r.into_inner().access_key;
-        let key = st.keys.get(&ak).cloned().ok_or_else(|| coded(tonic::Code::NotFound, "InvalidAccessKeyId", &ak))?;
+        let key = st.keys.get(&ak).cloned().ok_or_else(|| coded(ErrorCode::NoSuchAccessKey, &ak))?;
         Ok(Response::new(GetKeyResponse { key: Some(key) }))
     }
 }
@@ -404,10 +402,10 @@ impl Chunkserver for FakeChunkserver {
             .lock()
             .get(&r.sha256)
             .cloned()
-            .ok_or_else(|| Status::not_found("no such chunk"))?;
+            .ok_or_else(|| coded(ErrorCode::NoSuchChunk, "no such chunk"))?;
         let corrupt = st.corrupt.load(Ordering::SeqCst);
         if corrupt && r.verify {
-            return Err(Status::data_loss("checksum mismatch"));
+            return Err(coded(ErrorCode::CorruptChunk, "checksum mismatch"));
         }
         let mut data = blob.to_vec();
         if corrupt {

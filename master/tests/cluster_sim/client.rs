@@ -298,9 +298,9 @@ pub async fn create_bucket(io: Rc<ClientIo>) -> Outcome {
         };
         match master_call(&io, Call::CreateBucket(req)).await.0 {
             Some(Reply::Created) => return Outcome::Ok(None),
-            Some(Reply::Error(code)) if code.starts_with("BucketAlready") => {
-                return Outcome::Ok(None)
-            }
+            Some(Reply::Error(
+                ErrorCode::BucketAlreadyOwnedByYou | ErrorCode::BucketAlreadyExists,
+            )) => return Outcome::Ok(None),
             _ => io.sleep(STEP_MS).await,
         }
     }
@@ -373,7 +373,7 @@ pub async fn get(io: Rc<ClientIo>, key: String) -> Outcome {
     };
     let m = match master_call(&io, Call::GetObject(req)).await.0 {
         Some(Reply::Got(m)) => m,
-        Some(Reply::Error(code)) if code == "NoSuchKey" => return Outcome::Ok(None),
+        Some(Reply::Error(ErrorCode::NoSuchKey)) => return Outcome::Ok(None),
         Some(Reply::Error(code)) => panic!("GetObject failed: {code}"),
         _ => return Outcome::Fail,
     };

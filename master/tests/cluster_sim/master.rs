@@ -315,7 +315,7 @@ impl SimMaster {
             Call::Allocate(r) => {
                 let reply = match self.control.allocate(&view, &r, mono) {
                     Ok(a) => Reply::Allocated(a),
-                    Err(e) => Reply::Error(e.code().into()),
+                    Err(e) => Reply::Error(e.detail().code()),
                 };
                 out.push((from, Payload::Resp(rpc, reply)));
                 return;
@@ -365,7 +365,7 @@ impl SimMaster {
         for mut p in pending {
             let reply = match &mut p.rx {
                 Rx::Propose(rx) => match rx.try_recv() {
-                    Ok(Ok(res)) if !res.error_code.is_empty() => Some(Reply::Error(res.error_code)),
+                    Ok(Ok(CommandResult { error: Some(e), .. })) => Some(Reply::Error(e.code())),
                     Ok(Ok(res)) => Some(self.after_commit(now_ms, &p.then, res)),
                     Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => Some(Reply::Lost),
                     Err(oneshot::error::TryRecvError::Empty) => None,
@@ -418,7 +418,7 @@ impl SimMaster {
         let view = store.view();
         match state::get_object(&view, &r.bucket, &r.key) {
             Ok(m) => Reply::Got(m),
-            Err(e) => Reply::Error(e.code().into()),
+            Err(e) => Reply::Error(e.code()),
         }
     }
 

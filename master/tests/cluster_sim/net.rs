@@ -138,7 +138,7 @@ pub enum Reply {
     /// The request reached raft but its outcome is unknown (leadership lost, timeout).
     Lost,
     /// A state error code (no effect).
-    Error(String),
+    Error(ErrorCode),
     /// CreateBucket done.
     Created,
     /// Placement.

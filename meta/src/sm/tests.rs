@@ -27,7 +27,7 @@ impl Sm {
             op: Some(op),
         };
         let (muts, res) = apply(&self.kv, self.index, &cmd);
-        if !res.error_code.is_empty() {
+        if res.error.is_some() {
             assert!(muts.is_empty(), "error results carry no mutations");
         }
         self.kv.apply(&muts);
@@ -36,18 +36,12 @@ impl Sm {
     }
     fn ok(&mut self, op: Op) -> CommandResult {
         let r = self.run(op);
-        assert!(
-            r.error_code.is_empty(),
-            "{}: {}",
-            r.error_code,
-            r.error_message
-        );
+        assert!(r.error.is_none(), "{:?}", r.error);
         r
     }
-    fn err(&mut self, op: Op) -> String {
+    fn err(&mut self, op: Op) -> ErrorCode {
         let r = self.run(op);
-        assert!(!r.error_code.is_empty(), "expected an error");
-        r.error_code
+        r.error.expect("expected an error").code()
     }
 }
 
@@ -95,24 +89,26 @@ fn del(b: &str, k: &str) -> Op {
 fn bucket_lifecycle_and_errors() {
     let mut sm = Sm::new();
     sm.ok(bucket("photos"));
-    assert_eq!(sm.err(bucket("photos")), "BucketAlreadyOwnedByYou");
+    assert_eq!(sm.err(bucket("photos")), ErrorCode::BucketAlreadyOwnedByYou);
     for bad in [
         "ab",
         "Upper",
         "-lead",
         "trail-",
         "a..b",
+        "a.-b",
+        "a-.b",
         "192.168.1.1",
         &"x".repeat(64),
     ] {
-        assert_eq!(sm.err(bucket(bad)), "InvalidBucketName", "{bad}");
+        assert_eq!(sm.err(bucket(bad)), ErrorCode::InvalidBucketName, "{bad}");
     }
     sm.ok(put("photos", "a", vec![chunk(1, 10)]));
     assert_eq!(
         sm.err(Op::DeleteBucket(DeleteBucketCmd {
             name: "photos".into()
         })),
-        "BucketNotEmpty"
+        ErrorCode::BucketNotEmpty
     );
     sm.ok(del("photos", "a"));
     sm.ok(Op::DeleteBucket(DeleteBucketCmd {
@@ -122,9 +118,59 @@ fn bucket_lifecycle_and_errors() {
         sm.err(Op::DeleteBucket(DeleteBucketCmd {
             name: "photos".into()
         })),
-        "NoSuchBucket"
+        ErrorCode::NoSuchBucket
     );
-    assert_eq!(sm.err(put("photos", "a", vec![])), "NoSuchBucket");
+    assert_eq!(sm.err(put("photos", "a", vec![])), ErrorCode::NoSuchBucket);
+}
+
+/// The state machine refuses what the gateway refuses (both call `validate`), with the
+/// validator's codes, and a refusal writes nothing.
+#[test]
+fn commands_are_validated_like_requests() {
+    let mut sm = Sm::new();
+    sm.ok(bucket("val"));
+    assert_eq!(sm.err(put("val", "", vec![])), ErrorCode::InvalidArgument);
+    let long = "k".repeat(1025);
+    assert_eq!(sm.err(put("val", &long, vec![])), ErrorCode::KeyTooLong);
+    sm.ok(put("val", &"k".repeat(1024), vec![]));
+    let mut with_meta = put("val", "m", vec![]);
+    if let Op::PutObject(c) = &mut with_meta {
+        let m = c.manifest.as_mut().unwrap();
+        m.user_metadata.insert("a".into(), "v".repeat(2048));
+    }
+    assert_eq!(sm.err(with_meta), ErrorCode::MetadataTooLarge);
+    let upload = |id: &str, key: &str| {
+        Op::CreateMultipart(CreateMultipartCmd {
+            upload: Some(MultipartUpload {
+                bucket: "val".into(),
+                key: key.into(),
+                upload_id: id.into(),
+                ..Default::default()
+            }),
+        })
+    };
+    assert_eq!(sm.err(upload("", "k")), ErrorCode::NoSuchUpload);
+    assert_eq!(sm.err(upload("a/b", "k")), ErrorCode::NoSuchUpload);
+    assert_eq!(sm.err(upload("u1", "")), ErrorCode::InvalidArgument);
+    sm.ok(upload("u1", "k"));
+    for n in [0, 10_001] {
+        let op = Op::PutPart(PutPartCmd {
+            bucket: "val".into(),
+            key: "k".into(),
+            upload_id: "u1".into(),
+            part: Some(part(n, 5, 9)),
+        });
+        assert_eq!(sm.err(op), ErrorCode::InvalidArgument, "part {n}");
+    }
+    assert!(
+        get_chunk(&sm.kv, &[9; 32]).is_none(),
+        "refused part wrote nothing"
+    );
+    let d = sm.run(bucket("a.-b")).error.unwrap();
+    assert_eq!(
+        (d.code(), d.resource.as_str()),
+        (ErrorCode::InvalidBucketName, "a.-b")
+    );
 }
 
 #[test]
@@ -168,7 +214,7 @@ fn conditional_put() {
         c.if_match_etag = Some(String::new());
     }
     sm.ok(p.clone());
-    assert_eq!(sm.err(p), "PreconditionFailed");
+    assert_eq!(sm.err(p), ErrorCode::PreconditionFailed);
     let mut p = put("cond", "k", vec![chunk(9, 1)]);
     if let Op::PutObject(c) = &mut p {
         c.if_match_etag = Some("\"e0\"".into());
@@ -202,7 +248,7 @@ fn chunkserver_registration_fences_epochs() {
             ..Default::default()
         })
     };
-    assert_eq!(sm.err(upd(1)), "StaleEpoch");
+    assert_eq!(sm.err(upd(1)), ErrorCode::StaleEpoch);
     sm.ok(upd(2));
     assert_eq!(get_chunkserver(&sm.kv, 1).unwrap().used_bytes, 7);
     assert_eq!(
@@ -210,7 +256,7 @@ fn chunkserver_registration_fences_epochs() {
             id: 9,
             draining: true
         })),
-        "UnknownChunkserver"
+        ErrorCode::UnknownChunkserver
     );
 }
 
@@ -266,9 +312,18 @@ fn multipart_complete_abort_and_errors() {
             if_match_etag: None,
         })
     };
-    assert_eq!(sm.err(complete(vec![(2, 4), (1, 1)])), "InvalidPartOrder");
-    assert_eq!(sm.err(complete(vec![(1, 1), (2, 2)])), "InvalidPart");
-    assert_eq!(sm.err(complete(vec![(2, 4), (3, 3)])), "EntityTooSmall");
+    assert_eq!(
+        sm.err(complete(vec![(2, 4), (1, 1)])),
+        ErrorCode::InvalidPartOrder
+    );
+    assert_eq!(
+        sm.err(complete(vec![(1, 1), (2, 2)])),
+        ErrorCode::InvalidPart
+    );
+    assert_eq!(
+        sm.err(complete(vec![(2, 4), (3, 3)])),
+        ErrorCode::EntityTooSmall
+    );
     let m = sm.ok(complete(vec![(1, 1), (2, 4)])).manifest.unwrap();
     assert_eq!(m.size, MIN_PART_BYTES + 10);
     assert!(m.etag.ends_with("-2"));
@@ -278,7 +333,7 @@ fn multipart_complete_abort_and_errors() {
         0,
         "unlisted part dropped"
     );
-    assert_eq!(sm.err(complete(vec![(1, 1)])), "NoSuchUpload");
+    assert_eq!(sm.err(complete(vec![(1, 1)])), ErrorCode::NoSuchUpload);
     sm.ok(Op::CreateMultipart(CreateMultipartCmd {
         upload: Some(MultipartUpload {
             upload_id: "u2".into(),
@@ -342,10 +397,13 @@ fn multipart_complete_conditions() {
     // Now it exists: "" and a wrong etag fail and leave the upload open; the right etag wins.
     sm.ok(upload("u2"));
     sm.ok(put_part("u2", 2));
-    assert_eq!(sm.err(complete("u2", 2, Some(""))), "PreconditionFailed");
+    assert_eq!(
+        sm.err(complete("u2", 2, Some(""))),
+        ErrorCode::PreconditionFailed
+    );
     assert_eq!(
         sm.err(complete("u2", 2, Some("0123"))),
-        "PreconditionFailed"
+        ErrorCode::PreconditionFailed
     );
     assert_eq!(get_chunk(&sm.kv, &[2; 32]).unwrap().refcount, 1);
     let second = sm
@@ -530,7 +588,7 @@ fn copies_of_collected_chunks_fail_and_fresh_uploads_resurrect() {
     m.ok(Op::TombstoneChunks(TombstoneChunksCmd {
         sha256: vec![vec![1; 32]],
     }));
-    assert_eq!(m.err(copy("e")), "ChunkGone");
+    assert_eq!(m.err(copy("e")), ErrorCode::ChunkGone);
     // A fresh upload of the same content resurrects the tombstoned chunk.
     m.ok(put("bkt", "f", vec![chunk(1, 10)]));
     m.ok(copy("g"));
