@@ -9,12 +9,13 @@
 //! `client::put::before_commit` -> (caller) commit. At most `put_parallelism` chunks are held
 //! in memory, counting the one being filled.
 //!
-//! Hedging: once one copy of a chunk is acknowledged, the other targets get [`hedge_delay`] to
+//! Hedging: once one copy of a chunk is acknowledged, the other targets get [`race::hedge_delay`] to
 //! follow; a target still silent then (frozen, overloaded, partitioned with its sockets open) is
 //! treated as slow and a replacement target is written at once, while the slow write keeps
 //! running. The first R acknowledgements win and the rest are cancelled; a copy that lands
 //! anyway is a surplus the master trims. Without hedging a frozen server costs every chunk
-//! placed on it the whole transfer timeout.
+//! placed on it the whole transfer timeout. These decisions are a pure state machine,
+//! [`race::ReplicaRace`], unit-tested without a network or a clock.
 
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ use crate::chunker::{sha256, Chunker};
 use crate::config::PUT_MESSAGE_BYTES;
 use crate::error::ClientError;
 use crate::ClientInner;
+
+pub mod race;
+
+use race::{RaceFailure, ReplicaRace, Step};
 
 /// How long the caller's body may stay silent before the put gives up.
 pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -91,13 +96,6 @@ pub fn pick_targets(
         }
     }
     out
-}
-
-/// Pure: how long the remaining copies of a chunk may lag behind the first acknowledged one
-/// (written in `first_ack`) before a replacement target is written: twice that time, at least
-/// `floor` (`ClientConfig::hedge_after`), so a uniformly slow cluster is not hedged.
-pub(crate) fn hedge_delay(first_ack: Duration, floor: Duration) -> Duration {
-    (first_ack * 2).max(floor)
 }
 
 /// The replication factor an allocation asks for: `replication`, or the number of targets of the
@@ -285,7 +283,8 @@ impl ClientInner {
     /// Write `data` (whose SHA-256 is `sha`) to R distinct chunkservers; returns their ids in
     /// the order their writes started (the placement's preference order, which readers follow,
     /// then replacements), whatever order they acknowledged in. Failed targets are replaced at
-    /// once, slow ones after [`hedge_delay`] (see the module docs).
+    /// once, slow ones after [`race::hedge_delay`] (see the module docs). The decisions are
+    /// [`ReplicaRace`]'s: this loop performs its steps and feeds it what happened.
     async fn replicate(
         &self,
         bucket: &str,
@@ -293,88 +292,63 @@ impl ClientInner {
         data: &Bytes,
     ) -> Result<Vec<u64>, ClientError> {
         let start = Instant::now();
-        let deadline = start + self.cfg.retry_budget + self.cfg.chunk_timeout(data.len() as u64);
-        let mut acked: Vec<u64> = Vec::new();
-        let mut failed: Vec<u64> = Vec::new();
-        // Writes in flight, and those of them given up on as slow (still allowed to finish).
+        let deadline = self.cfg.retry_budget + self.cfg.chunk_timeout(data.len() as u64);
+        let mut race = ReplicaRace::new(self.cfg.hedge_after, deadline);
+        // Writes in flight, slow ones included (they may still win).
         let mut pending = FuturesUnordered::new();
-        let mut pending_ids: Vec<u64> = Vec::new();
-        // Every target in the order its write started: the placement's preference order,
-        // then replacements.
-        let mut started: Vec<u64> = Vec::new();
-        let mut slow: Vec<u64> = Vec::new();
-        let mut hedge_at: Option<Instant> = None;
+        // The targets of the last placement, in which the race's choices are looked up.
+        let mut ranked: Vec<ChunkserverInfo> = Vec::new();
         let mut last_err: Option<ClientError> = None;
-        let mut r = 0usize;
-        let mut place = true;
+        let mut step = race.begin();
         loop {
-            if place || pending.is_empty() {
-                place = false;
-                let mut exclude = failed.clone();
-                exclude.extend(&slow);
-                let alloc = self.allocate(bucket, sha, &exclude).await?;
-                r = replication_of(&alloc);
-                let mut skip = acked.clone();
-                skip.extend(&pending_ids);
-                let candidates = pick_targets(&alloc, sha, &skip, &failed);
-                let useful = pending_ids.iter().filter(|id| !slow.contains(id)).count();
-                let need = r.saturating_sub(acked.len() + useful);
-                if r == 0 || (candidates.len() < need && pending_ids.is_empty()) {
-                    return Err(ClientError::InsufficientServers {
-                        need: r.max(1),
-                        have: acked.len() + candidates.len(),
-                    });
-                }
-                for s in candidates.into_iter().take(need) {
-                    pending_ids.push(s.id);
-                    started.push(s.id);
-                    pending.push(async move {
-                        let res = self.put_chunk_to(&s, sha, data).await;
-                        (s.id, res)
-                    });
-                }
-            }
-            let hedge = hedge_at.unwrap_or(deadline);
-            tokio::select! {
-                Some((id, res)) = pending.next() => {
-                    pending_ids.retain(|p| *p != id);
-                    match res {
-                        Ok(()) => {
-                            acked.push(id);
-                            if acked.len() >= r {
-                                acked.sort_by_key(|id| started.iter().position(|s| s == id));
-                                return Ok(acked);
-                            }
-                            if hedge_at.is_none() {
-                                hedge_at = Some(Instant::now() + hedge_delay(start.elapsed(), self.cfg.hedge_after));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(server = id, chunk = %hex::encode(sha), error = %e, "chunk write failed; trying a replacement");
-                            failed.push(id);
-                            last_err = Some(e);
-                            place = true;
-                        }
-                    }
-                }
-                _ = tokio::time::sleep_until(hedge), if hedge_at.is_some() => {
-                    hedge_at = None;
-                    let lagging: Vec<u64> = pending_ids.iter().copied().filter(|id| !slow.contains(id)).collect();
+            step = match step {
+                Step::Allocate { exclude, lagging } => {
                     if !lagging.is_empty() {
                         tracing::info!(servers = ?lagging, chunk = %hex::encode(sha), "chunk write lagging; hedging to a replacement");
-                        slow.extend(lagging);
-                        place = true;
                     }
+                    let alloc = self.allocate(bucket, sha, &exclude).await?;
+                    ranked = pick_targets(&alloc, sha, &[], &[]);
+                    let ids: Vec<u64> = ranked.iter().map(|s| s.id).collect();
+                    race.on_placement(replication_of(&alloc), &ids)
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                Step::Write(ids) => {
+                    for id in ids {
+                        let Some(s) = ranked.iter().find(|s| s.id == id).cloned() else {
+                            return Err(ClientError::Internal(format!(
+                                "chunk write target {id} is not in the placement"
+                            )));
+                        };
+                        pending.push(async move {
+                            let res = self.put_chunk_to(&s, sha, data).await;
+                            (s.id, res)
+                        });
+                    }
+                    race.waiting()
+                }
+                Step::Wait { until } => tokio::select! {
+                    Some((id, res)) = pending.next() => match res {
+                        Ok(()) => race.on_ack(id, start.elapsed()),
+                        Err(e) => {
+                            tracing::warn!(server = id, chunk = %hex::encode(sha), error = %e, "chunk write failed; trying a replacement");
+                            last_err = Some(e);
+                            race.on_error(id)
+                        }
+                    },
+                    // The timer fired, so at least `until` has passed.
+                    _ = tokio::time::sleep_until(start + until) => race.on_timer(start.elapsed().max(until)),
+                },
+                Step::Done(servers) => return Ok(servers),
+                Step::Fail(RaceFailure::TooFewServers { need, have }) => {
+                    return Err(ClientError::InsufficientServers { need, have })
+                }
+                Step::Fail(RaceFailure::Deadline { acked, r }) => {
                     let e = last_err.map_or_else(|| "deadline".to_string(), |e| e.to_string());
                     return Err(ClientError::Unavailable(format!(
-                        "chunk {}: {} of {r} copies written: {e}",
+                        "chunk {}: {acked} of {r} copies written: {e}",
                         hex::encode(sha),
-                        acked.len()
                     )));
                 }
-            }
+            };
         }
     }
 
@@ -537,16 +511,6 @@ mod tests {
         let empty: Vec<PutChunkRequest> =
             futures::executor::block_on(put_messages(header, Bytes::new()).collect());
         assert_eq!(empty.len(), 1);
-    }
-
-    #[test]
-    fn hedge_waits_twice_the_first_copy_and_at_least_the_floor() {
-        let floor = Duration::from_millis(500);
-        assert_eq!(hedge_delay(Duration::from_millis(5), floor), floor);
-        assert_eq!(
-            hedge_delay(Duration::from_secs(2), floor),
-            Duration::from_secs(4)
-        );
     }
 
     #[test]

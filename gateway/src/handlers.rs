@@ -88,36 +88,16 @@ pub async fn dispatch(
     match op {
         S3Op::ListBuckets => list_buckets(cx).await,
         S3Op::CreateBucket { bucket } => create_bucket(cx, &bucket, body).await,
-        S3Op::DeleteBucket { bucket } => {
-            cx.backend.delete_bucket(&bucket).await.map_err(ce)?;
-            Ok(status_only(StatusCode::NO_CONTENT))
-        }
-        S3Op::HeadBucket { bucket } => {
-            cx.backend.head_bucket(&bucket).await.map_err(ce)?;
-            let mut r = status_only(StatusCode::OK);
-            set(&mut r, "x-amz-bucket-region", cx.region);
-            Ok(r)
-        }
+        S3Op::DeleteBucket { bucket } => delete_bucket(cx, &bucket).await,
+        S3Op::HeadBucket { bucket } => head_bucket(cx, &bucket).await,
         S3Op::GetBucketLocation { bucket } => {
-            cx.backend.head_bucket(&bucket).await.map_err(ce)?;
-            Ok(xml_ok(xml::location_constraint(cx.region)))
+            bucket_document(cx, &bucket, xml::location_constraint(cx.region)).await
         }
         S3Op::GetBucketVersioning { bucket } => {
-            cx.backend.head_bucket(&bucket).await.map_err(ce)?;
-            Ok(xml_ok(xml::versioning_configuration()))
+            bucket_document(cx, &bucket, xml::versioning_configuration()).await
         }
-        S3Op::GetAcl { bucket, key } => {
-            let found = match key {
-                Some(k) => cx.backend.head_object(&bucket, &k).await.map(|_| ()),
-                None => cx.backend.head_bucket(&bucket).await.map(|_| ()),
-            };
-            found.map_err(ce)?;
-            Ok(xml_ok(xml::access_control_policy(&cx.owner())))
-        }
-        S3Op::GetObjectTagging { bucket, key } => {
-            cx.backend.head_object(&bucket, &key).await.map_err(ce)?;
-            Ok(xml_ok(xml::empty_tagging()))
-        }
+        S3Op::GetAcl { bucket, key } => get_acl(cx, &bucket, key.as_deref()).await,
+        S3Op::GetObjectTagging { bucket, key } => object_tagging(cx, &bucket, &key).await,
         S3Op::GetMissingBucketConfig { bucket, missing } => {
             cx.backend.head_bucket(&bucket).await.map_err(ce)?;
             Err(missing)
@@ -131,22 +111,8 @@ pub async fn dispatch(
         S3Op::CopyObject { bucket, key } => copy_object(cx, &bucket, &key).await,
         S3Op::GetObject { bucket, key } => get_object(cx, &bucket, &key, false).await,
         S3Op::HeadObject { bucket, key } => get_object(cx, &bucket, &key, true).await,
-        S3Op::DeleteObject { bucket, key } => {
-            check_key(&key)?;
-            cx.backend.delete_object(&bucket, &key).await.map_err(ce)?;
-            Ok(status_only(StatusCode::NO_CONTENT))
-        }
-        S3Op::CreateMultipartUpload { bucket, key } => {
-            check_key(&key)?;
-            let mut opts = put_options(cx.headers)?;
-            opts.content_md5 = None;
-            let id = cx
-                .backend
-                .create_multipart(&bucket, &key, opts)
-                .await
-                .map_err(ce)?;
-            Ok(xml_ok(xml::initiate_multipart_upload(&bucket, &key, &id)))
-        }
+        S3Op::DeleteObject { bucket, key } => delete_object(cx, &bucket, &key).await,
+        S3Op::CreateMultipartUpload { bucket, key } => create_multipart(cx, &bucket, &key).await,
         S3Op::UploadPart {
             bucket,
             key,
@@ -168,19 +134,100 @@ pub async fn dispatch(
             bucket,
             key,
             upload_id,
-        } => {
-            cx.backend
-                .abort_multipart(&bucket, &key, &upload_id)
-                .await
-                .map_err(ce)?;
-            Ok(status_only(StatusCode::NO_CONTENT))
-        }
+        } => abort_multipart(cx, &bucket, &key, &upload_id).await,
         S3Op::ListParts {
             bucket,
             key,
             upload_id,
         } => list_parts(cx, &bucket, &key, &upload_id).await,
     }
+}
+
+// ---- small handlers ---------------------------------------------------------------------------
+
+async fn delete_bucket(cx: &Ctx<'_>, bucket: &str) -> Result<Response<RespBody>, S3Error> {
+    cx.backend.delete_bucket(bucket).await.map_err(ce)?;
+    Ok(status_only(StatusCode::NO_CONTENT))
+}
+
+async fn head_bucket(cx: &Ctx<'_>, bucket: &str) -> Result<Response<RespBody>, S3Error> {
+    cx.backend.head_bucket(bucket).await.map_err(ce)?;
+    let mut r = status_only(StatusCode::OK);
+    set(&mut r, "x-amz-bucket-region", cx.region);
+    Ok(r)
+}
+
+/// A fixed XML answer about an existing bucket (its location, its versioning).
+async fn bucket_document(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    doc: String,
+) -> Result<Response<RespBody>, S3Error> {
+    cx.backend.head_bucket(bucket).await.map_err(ce)?;
+    Ok(xml_ok(doc))
+}
+
+/// The ACL of a bucket or object: always the owner's full control.
+async fn get_acl(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: Option<&str>,
+) -> Result<Response<RespBody>, S3Error> {
+    let found = match key {
+        Some(k) => cx.backend.head_object(bucket, k).await.map(|_| ()),
+        None => cx.backend.head_bucket(bucket).await.map(|_| ()),
+    };
+    found.map_err(ce)?;
+    Ok(xml_ok(xml::access_control_policy(&cx.owner())))
+}
+
+/// The tags of an existing object: always none.
+async fn object_tagging(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+) -> Result<Response<RespBody>, S3Error> {
+    cx.backend.head_object(bucket, key).await.map_err(ce)?;
+    Ok(xml_ok(xml::empty_tagging()))
+}
+
+async fn delete_object(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+) -> Result<Response<RespBody>, S3Error> {
+    check_key(key)?;
+    cx.backend.delete_object(bucket, key).await.map_err(ce)?;
+    Ok(status_only(StatusCode::NO_CONTENT))
+}
+
+async fn create_multipart(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+) -> Result<Response<RespBody>, S3Error> {
+    check_key(key)?;
+    let mut opts = put_options(cx.headers)?;
+    opts.content_md5 = None;
+    let id = cx
+        .backend
+        .create_multipart(bucket, key, opts)
+        .await
+        .map_err(ce)?;
+    Ok(xml_ok(xml::initiate_multipart_upload(bucket, key, &id)))
+}
+
+async fn abort_multipart(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<Response<RespBody>, S3Error> {
+    cx.backend
+        .abort_multipart(bucket, key, upload_id)
+        .await
+        .map_err(ce)?;
+    Ok(status_only(StatusCode::NO_CONTENT))
 }
 
 // ---- responses ------------------------------------------------------------------------------

@@ -272,16 +272,23 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Run one ctl command against the masters `args.masters`; its result as JSON.
 async fn execute(args: &CtlArgs) -> anyhow::Result<Value> {
     let m = &args.masters;
     match &args.cmd {
-        CtlCommand::Status
-        | CtlCommand::Members {
-            cmd: MembersCmd::List,
-        } => status(m).await,
-        CtlCommand::Members {
-            cmd: MembersCmd::Add { id, addr },
-        } => {
+        CtlCommand::Status => status(m).await,
+        CtlCommand::Members { cmd } => members(m, cmd).await,
+        CtlCommand::Leader { cmd } => leader(m, cmd).await,
+        CtlCommand::Chunkservers { cmd } => chunkservers(m, cmd).await,
+        CtlCommand::Keys { cmd } => keys(m, cmd).await,
+        CtlCommand::Buckets { cmd } => buckets(m, cmd).await,
+    }
+}
+
+async fn members(m: &[String], cmd: &MembersCmd) -> anyhow::Result<Value> {
+    match cmd {
+        MembersCmd::List => status(m).await,
+        MembersCmd::Add { id, addr } => {
             let (id, addr) = (*id, addr.clone());
             call_leader(m, |mut c| {
                 let addr = addr.clone();
@@ -290,9 +297,7 @@ async fn execute(args: &CtlArgs) -> anyhow::Result<Value> {
             .await?;
             Ok(json!({"added": id}))
         }
-        CtlCommand::Members {
-            cmd: MembersCmd::Remove { id },
-        } => {
+        MembersCmd::Remove { id } => {
             let id = *id;
             call_leader(m, |mut c| async move {
                 c.remove_member(RemoveMemberRequest { id }).await
@@ -300,9 +305,12 @@ async fn execute(args: &CtlArgs) -> anyhow::Result<Value> {
             .await?;
             Ok(json!({"removed": id}))
         }
-        CtlCommand::Leader {
-            cmd: LeaderCmd::Transfer { id },
-        } => {
+    }
+}
+
+async fn leader(m: &[String], cmd: &LeaderCmd) -> anyhow::Result<Value> {
+    match cmd {
+        LeaderCmd::Transfer { id } => {
             let id = *id;
             call_leader(m, |mut c| async move {
                 c.transfer_leader(TransferLeaderRequest { id }).await
@@ -310,54 +318,55 @@ async fn execute(args: &CtlArgs) -> anyhow::Result<Value> {
             .await?;
             Ok(json!({"leader": id}))
         }
-        CtlCommand::Chunkservers {
-            cmd: ChunkserversCmd::List,
-        } => {
+    }
+}
+
+async fn chunkservers(m: &[String], cmd: &ChunkserversCmd) -> anyhow::Result<Value> {
+    match cmd {
+        ChunkserversCmd::List => {
             let st = status(m).await?;
             Ok(st["chunkservers"].clone())
         }
-        CtlCommand::Chunkservers {
-            cmd: ChunkserversCmd::Drain { id, cancel, wait },
-        } => {
-            let (id, cancel) = (*id, *cancel);
-            call_leader(m, |mut c| async move {
-                c.drain_chunkserver(DrainChunkserverRequest { id, cancel })
-                    .await
-            })
-            .await?;
-            if *wait && !cancel {
-                loop {
-                    let st = status(m).await?;
-                    let cs = st["chunkservers"]
-                        .as_array()
-                        .and_then(|a| a.iter().find(|c| c["id"] == id).cloned())
-                        .unwrap_or_default();
-                    eprintln!(
-                        "draining {id}: {} copies left on it, {} chunks under-replicated, {} B/s",
-                        cs["reported_chunks"],
-                        st["under_replicated_chunks"],
-                        st["repair_bytes_per_sec"]
-                    );
-                    if cs["safe_to_remove"] == true {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-            let safe = if cancel {
-                false
-            } else {
-                let st = status(m).await?;
-                st["chunkservers"]
-                    .as_array()
-                    .and_then(|a| a.iter().find(|c| c["id"] == id).cloned())
-                    .is_some_and(|c| c["safe_to_remove"] == true)
-            };
-            Ok(json!({"id": id, "draining": !cancel, "safe_to_remove": safe}))
-        }
-        CtlCommand::Keys { cmd } => keys(m, cmd).await,
-        CtlCommand::Buckets { cmd } => buckets(m, cmd).await,
+        ChunkserversCmd::Drain { id, cancel, wait } => drain(m, *id, *cancel, *wait).await,
     }
+}
+
+/// Mark chunkserver `id` draining (or not, with `cancel`); with `wait`, print progress until it
+/// is safe to remove.
+async fn drain(m: &[String], id: u64, cancel: bool, wait: bool) -> anyhow::Result<Value> {
+    call_leader(m, |mut c| async move {
+        c.drain_chunkserver(DrainChunkserverRequest { id, cancel })
+            .await
+    })
+    .await?;
+    if wait && !cancel {
+        loop {
+            let st = status(m).await?;
+            let cs = chunkserver_in(&st, id).unwrap_or_default();
+            eprintln!(
+                "draining {id}: {} copies left on it, {} chunks under-replicated, {} B/s",
+                cs["reported_chunks"], st["under_replicated_chunks"], st["repair_bytes_per_sec"]
+            );
+            if cs["safe_to_remove"] == true {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    let safe = if cancel {
+        false
+    } else {
+        let st = status(m).await?;
+        chunkserver_in(&st, id).is_some_and(|c| c["safe_to_remove"] == true)
+    };
+    Ok(json!({"id": id, "draining": !cancel, "safe_to_remove": safe}))
+}
+
+/// Chunkserver `id`'s entry in a `status` answer.
+fn chunkserver_in(status: &Value, id: u64) -> Option<Value> {
+    status["chunkservers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["id"] == id).cloned())
 }
 
 async fn keys(m: &[String], cmd: &KeysCmd) -> anyhow::Result<Value> {

@@ -10,6 +10,7 @@ use anode_proto::master_server::MasterServer;
 use anode_proto::raft_transport_server::RaftTransportServer;
 use anyhow::Context;
 use tokio::sync::watch;
+use tonic::transport::server::Router;
 
 use crate::node::{self, NodeConfig, NodeHandle};
 use crate::service::MasterService;
@@ -112,12 +113,44 @@ pub struct RunningMaster {
 }
 
 /// Start a master; it runs until `shutdown` turns true.
+///
+/// Steps: open the store, start the raft node, serve the admin endpoint, bind the gRPC
+/// listener, build the metadata service and its background loops, then serve gRPC (metadata
+/// API and raft transport) in a task that drains on shutdown.
 pub async fn start(
     args: MasterArgs,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<RunningMaster> {
     anyhow::ensure!(args.id != 0, "--id must be non-zero");
     let peers = parse_peers(&args.peers)?;
+    let store = open_store(&args, &peers)?;
+    let node = start_node(&args, store, peers)?;
+    let health = anode_common::Health::new();
+    let admin_addr =
+        anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("bind {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let service =
+        MasterService::with_healing(node.clone(), lease_config(&args), heal_config(&args));
+    tokio::spawn(publish_metrics(node.clone(), shutdown.clone()));
+    tokio::spawn(service.clone().heal_loop(shutdown.clone()));
+    let server = grpc_server(service, &node);
+    health.set(true);
+    tracing::info!(id = args.id, %addr, %admin_addr, "master serving");
+    let done = tokio::spawn(serve(server, listener, node.clone(), health, shutdown));
+    Ok(RunningMaster {
+        addr,
+        admin_addr,
+        node,
+        done,
+    })
+}
+
+/// Open (or create) the raft store in DATA/raft. A new store bootstraps a group only when
+/// `--peers` lists this member, unless the member waits to be added (`--join`).
+fn open_store(args: &MasterArgs, peers: &BTreeMap<u64, String>) -> anyhow::Result<RaftStore> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("create {}", args.data.display()))?;
     let store = RaftStore::open(&args.data.join("raft")).context("open raft store")?;
@@ -128,6 +161,16 @@ pub async fn start(
             args.id
         );
     }
+    Ok(store)
+}
+
+/// Start the raft node over `store`, with the gRPC outbox that carries its messages to the
+/// peers (advertising `--advertise`, else this member's `--peers` entry, else `--listen`).
+fn start_node(
+    args: &MasterArgs,
+    store: RaftStore,
+    peers: BTreeMap<u64, String>,
+) -> anyhow::Result<NodeHandle> {
     let cfg = NodeConfig {
         id: args.id,
         tick_ms: args.tick_ms,
@@ -146,19 +189,21 @@ pub async fn start(
     let node = node::start(cfg, store, peers, !args.join, outbox.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     outbox.set_node(node.clone());
+    Ok(node)
+}
 
-    let health = anode_common::Health::new();
-    let admin_addr =
-        anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("bind {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    let lease_cfg = LeaseConfig {
+/// Chunkserver lease timing from the flags.
+fn lease_config(args: &MasterArgs) -> LeaseConfig {
+    LeaseConfig {
         lease_ms: args.lease_ms,
         dead_after_ms: args.dead_after_ms,
-    };
-    let heal_cfg = crate::service::HealConfig {
+    }
+}
+
+/// Healing limits and timing from the flags (task limits at least 1, sweeps at least 50 ms
+/// apart).
+fn heal_config(args: &MasterArgs) -> crate::service::HealConfig {
+    crate::service::HealConfig {
         limits: anode_meta::planner::Limits {
             per_server: args.repair_per_server.max(1),
             total: args.repair_total.max(1),
@@ -169,11 +214,12 @@ pub async fn start(
         touch_after_ms: args.touch_after_ms,
         clock_skew_ms: args.clock_skew_ms,
         interval: Duration::from_millis(args.heal_interval_ms.max(50)),
-    };
-    let service = MasterService::with_healing(node.clone(), lease_cfg, heal_cfg);
-    tokio::spawn(publish_metrics(node.clone(), shutdown.clone()));
-    tokio::spawn(service.clone().heal_loop(shutdown.clone()));
-    let server = tonic::transport::Server::builder()
+    }
+}
+
+/// The gRPC services of a master: the metadata API and the raft transport.
+fn grpc_server(service: MasterService, node: &NodeHandle) -> Router {
+    tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .trace_fn(anode_common::rpc_span)
         .add_service(
@@ -185,39 +231,38 @@ pub async fn start(
             RaftTransportServer::new(RaftService::new(node.clone()))
                 .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
-        );
-    health.set(true);
-    tracing::info!(id = args.id, %addr, %admin_addr, "master serving");
-    let node2 = node.clone();
-    let done = tokio::spawn(async move {
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let mut sd = shutdown.clone();
-        let signal = async move {
-            let _ = sd.wait_for(|v| *v).await;
-        };
-        let serve = server.serve_with_incoming_shutdown(incoming, async {
-            signal.await;
-            health.set(false);
-            drain_leadership(&node2).await;
-        });
-        // Bound the graceful drain: long-lived peer connections must not hold us forever.
-        let mut sd2 = shutdown;
-        tokio::select! {
-            r = serve => r.context("grpc server")?,
-            _ = async { let _ = sd2.wait_for(|v| *v).await; tokio::time::sleep(Duration::from_secs(15)).await } => {
-                tracing::warn!("drain timed out; exiting");
-            }
-        }
-        node2.stop();
-        Ok(())
+        )
+}
+
+/// Serve `server` on `listener` until `shutdown`; then report unhealthy, hand leadership over
+/// and drain (at most 15 s: long-lived peer connections must not hold us forever), and stop
+/// the raft node.
+async fn serve(
+    server: Router,
+    listener: tokio::net::TcpListener,
+    node: NodeHandle,
+    health: anode_common::Health,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut sd = shutdown.clone();
+    let signal = async move {
+        let _ = sd.wait_for(|v| *v).await;
+    };
+    let serve = server.serve_with_incoming_shutdown(incoming, async {
+        signal.await;
+        health.set(false);
+        drain_leadership(&node).await;
     });
-    Ok(RunningMaster {
-        addr,
-        admin_addr,
-        node,
-        done,
-    })
+    let mut sd2 = shutdown;
+    tokio::select! {
+        r = serve => r.context("grpc server")?,
+        _ = async { let _ = sd2.wait_for(|v| *v).await; tokio::time::sleep(Duration::from_secs(15)).await } => {
+            tracing::warn!("drain timed out; exiting");
+        }
+    }
+    node.stop();
+    Ok(())
 }
 
 /// Run `anode master` until a shutdown signal.

@@ -223,214 +223,470 @@ impl Budget<'_> {
 }
 
 /// Plan tasks. Deterministic for the same inputs (chunk order does not matter).
+///
+/// One pass per rule of the module docs, each spending what the passes before it left of the
+/// task budget: triage (figures, and which pass each chunk goes to), repairs by urgency, trims
+/// (surplus and draining copies), garbage, and rebalancing when nothing needs repair.
 pub fn plan(servers: &[ServerView], chunks: &[ChunkView], busy: &Busy, limits: &Limits) -> Plan {
-    let by_id: BTreeMap<u64, &ServerView> = servers.iter().map(|s| (s.id, s)).collect();
-    let mut budget = Budget {
-        limits,
-        per_server: busy.per_server.clone(),
-        total: busy.total,
-    };
-    let mut incoming: HashMap<u64, u64> = busy.incoming_bytes.clone();
-    let writable_count = servers.iter().filter(|s| s.writable()).count();
-    let mut summary = Summary {
-        drain_needed: servers
-            .iter()
-            .filter(|s| s.draining)
-            .map(|s| (s.id, 0))
-            .collect(),
-        ..Summary::default()
-    };
-    let mut tasks = Vec::new();
-    // Deterministic order: most urgent first, then by id.
+    let mut planner = Planner::new(servers, busy, limits);
+    // Deterministic order: by id (the repair pass sorts its chunks by urgency).
     let mut order: Vec<&ChunkView> = chunks.iter().collect();
     order.sort_by_key(|c| c.id);
+    let triage = planner.triage(&order);
+    let planned_repair = planner.repair(triage.repairs);
+    planner.trim(triage.trims);
+    planner.collect_garbage(triage.garbage);
+    if !planned_repair && planner.summary.under_replicated == 0 {
+        planner.rebalance(&order);
+    }
+    Plan {
+        tasks: planner.tasks,
+        summary: planner.summary,
+    }
+}
 
-    let present = |s: &u64| by_id.get(s).is_some_and(|v| v.present);
-    let settled_of = |c: &ChunkView| -> Vec<u64> {
-        c.holders
-            .iter()
-            .copied()
-            .filter(|s| by_id.get(s).is_some_and(|v| v.present && !v.draining))
-            .collect()
-    };
+/// A referenced chunk below its R settled copies.
+struct Repair<'a> {
+    chunk: &'a ChunkView,
+    /// Holders on present, non-draining servers.
+    settled: Vec<u64>,
+    /// Copies missing.
+    deficit: usize,
+}
 
-    // Pass 1: figures, garbage and repair needs.
-    let mut needs: Vec<(Vec<u64>, &ChunkView, usize)> = Vec::new(); // (settled, chunk, deficit)
-    let mut trims: Vec<(Vec<u64>, &ChunkView, usize)> = Vec::new(); // (settled, chunk, want)
-    let mut garbage: Vec<(&ChunkView, Vec<u64>, u64)> = Vec::new(); // (chunk, holders, fence)
-    for c in &order {
-        summary.chunks += 1;
-        if let Some(since) = c.garbage_since_ms {
-            let holders: Vec<u64> = c.holders.iter().copied().filter(present).collect();
-            if holders.is_empty() {
-                continue;
-            }
-            summary.garbage += 1;
-            if !busy.chunks.contains(&c.id) {
-                garbage.push((c, holders, since));
-            }
-            continue;
-        }
-        let settled = settled_of(c);
-        if settled.len() < c.want {
-            for s in &c.holders {
-                if let Some(n) = summary.drain_needed.get_mut(s) {
-                    *n += 1;
-                }
-            }
-        }
-        let want = c.want.min(writable_count.max(settled.len())).max(1);
-        let any_present = c.holders.iter().any(present);
-        if !any_present {
-            summary.lost += 1;
-        }
-        let deficit = want.saturating_sub(settled.len());
-        if deficit > 0 {
-            summary.under_replicated += 1;
-            summary.missing_copies += deficit as u64;
-            summary.missing_bytes += deficit as u64 * c.length;
-            summary.draining_needed += c
-                .holders
-                .iter()
-                .filter(|s| by_id.get(s).is_some_and(|v| v.present && v.draining))
-                .count() as u64;
-            needs.push((settled, c, deficit));
-        } else {
-            trims.push((settled, c, want));
+/// A referenced chunk with its R settled copies: its surplus and draining copies may go.
+struct Trim<'a> {
+    chunk: &'a ChunkView,
+    /// Holders on present, non-draining servers.
+    settled: Vec<u64>,
+    /// Copies to keep.
+    want: usize,
+}
+
+/// An unreferenced chunk with copies left.
+struct Garbage<'a> {
+    chunk: &'a ChunkView,
+    /// Holders on present servers.
+    holders: Vec<u64>,
+    /// The GC fence: delete only copies not touched since then (ms).
+    since_ms: u64,
+}
+
+/// The chunks sorted by the pass that handles them (chunks with a task in flight are left out
+/// of `garbage` here, and skipped by the repair and trim passes).
+#[derive(Default)]
+struct Triage<'a> {
+    repairs: Vec<Repair<'a>>,
+    trims: Vec<Trim<'a>>,
+    garbage: Vec<Garbage<'a>>,
+}
+
+/// What one [`plan`] call threads through its passes: the inputs, the budget and incoming bytes
+/// the tasks planned so far take, and the answer being built.
+struct Planner<'a> {
+    servers: &'a [ServerView],
+    by_id: BTreeMap<u64, &'a ServerView>,
+    busy: &'a Busy,
+    limits: &'a Limits,
+    budget: Budget<'a>,
+    /// Bytes on their way to each server, counting the copies planned in this call.
+    incoming: HashMap<u64, u64>,
+    tasks: Vec<Task>,
+    summary: Summary,
+}
+
+impl<'a> Planner<'a> {
+    fn new(servers: &'a [ServerView], busy: &'a Busy, limits: &'a Limits) -> Self {
+        Planner {
+            servers,
+            by_id: servers.iter().map(|s| (s.id, s)).collect(),
+            busy,
+            limits,
+            budget: Budget {
+                limits,
+                per_server: busy.per_server.clone(),
+                total: busy.total,
+            },
+            incoming: busy.incoming_bytes.clone(),
+            tasks: Vec::new(),
+            summary: Summary {
+                drain_needed: servers
+                    .iter()
+                    .filter(|s| s.draining)
+                    .map(|s| (s.id, 0))
+                    .collect(),
+                ..Summary::default()
+            },
         }
     }
 
-    // Pass 2: repairs, fewest settled copies first.
-    needs.sort_by_key(|(settled, c, _)| (settled.len(), c.id));
-    let mut planned_repair = false;
-    for (settled, c, deficit) in needs {
-        if busy.chunks.contains(&c.id) {
-            continue;
+    /// The server `id`, if known.
+    fn known(&self, id: u64) -> Option<&'a ServerView> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// The server `id`, known to exist (a holder or candidate already checked).
+    fn server(&self, id: u64) -> &'a ServerView {
+        self.by_id[&id]
+    }
+
+    fn is_present(&self, id: u64) -> bool {
+        self.known(id).is_some_and(|v| v.present)
+    }
+
+    /// Holders whose copies count towards R: on present, non-draining servers.
+    fn settled(&self, c: &ChunkView) -> Vec<u64> {
+        c.holders
+            .iter()
+            .copied()
+            .filter(|s| self.known(*s).is_some_and(|v| v.present && !v.draining))
+            .collect()
+    }
+
+    /// Pass 1: the health figures, and which pass each chunk goes to.
+    fn triage(&mut self, order: &[&'a ChunkView]) -> Triage<'a> {
+        let writable_count = self.servers.iter().filter(|s| s.writable()).count();
+        let mut triage = Triage::default();
+        for &c in order {
+            self.summary.chunks += 1;
+            if let Some(since_ms) = c.garbage_since_ms {
+                let holders: Vec<u64> = c
+                    .holders
+                    .iter()
+                    .copied()
+                    .filter(|s| self.is_present(*s))
+                    .collect();
+                if holders.is_empty() {
+                    continue;
+                }
+                self.summary.garbage += 1;
+                if !self.busy.chunks.contains(&c.id) {
+                    triage.garbage.push(Garbage {
+                        chunk: c,
+                        holders,
+                        since_ms,
+                    });
+                }
+                continue;
+            }
+            let settled = self.settled(c);
+            if settled.len() < c.want {
+                for s in &c.holders {
+                    if let Some(n) = self.summary.drain_needed.get_mut(s) {
+                        *n += 1;
+                    }
+                }
+            }
+            let want = c.want.min(writable_count.max(settled.len())).max(1);
+            if !c.holders.iter().any(|s| self.is_present(*s)) {
+                self.summary.lost += 1;
+            }
+            let deficit = want.saturating_sub(settled.len());
+            if deficit > 0 {
+                self.count_missing(c, deficit);
+                triage.repairs.push(Repair {
+                    chunk: c,
+                    settled,
+                    deficit,
+                });
+            } else {
+                triage.trims.push(Trim {
+                    chunk: c,
+                    settled,
+                    want,
+                });
+            }
         }
+        triage
+    }
+
+    /// The figures of a chunk `deficit` copies short.
+    fn count_missing(&mut self, c: &ChunkView, deficit: usize) {
+        self.summary.under_replicated += 1;
+        self.summary.missing_copies += deficit as u64;
+        self.summary.missing_bytes += deficit as u64 * c.length;
+        self.summary.draining_needed += c
+            .holders
+            .iter()
+            .filter(|s| self.known(**s).is_some_and(|v| v.present && v.draining))
+            .count() as u64;
+    }
+
+    /// Pass 2: repairs, chunks with the fewest settled copies first. True when any was planned.
+    fn repair(&mut self, mut repairs: Vec<Repair<'a>>) -> bool {
+        repairs.sort_by_key(|r| (r.settled.len(), r.chunk.id));
+        let mut planned = false;
+        for r in &repairs {
+            if !self.busy.chunks.contains(&r.chunk.id) {
+                planned |= self.repair_chunk(r);
+            }
+        }
+        planned
+    }
+
+    /// Up to `deficit` new copies of one chunk, each from the least busy live source (not one
+    /// to avoid) to the best target ([`pick_target`]: a rack without a copy first). True when
+    /// any was planned.
+    fn repair_chunk(&mut self, r: &Repair<'a>) -> bool {
+        let c = r.chunk;
         let sources: Vec<u64> = c
             .holders
             .iter()
             .copied()
-            .filter(|s| by_id.get(s).is_some_and(|v| v.live()) && !c.avoid_sources.contains(s))
+            .filter(|s| self.known(*s).is_some_and(|v| v.live()) && !c.avoid_sources.contains(s))
             .collect();
         if sources.is_empty() {
-            continue;
+            return false;
         }
-        let mut racks: HashSet<&str> = settled
+        let mut racks: HashSet<&'a str> = r
+            .settled
             .iter()
-            .map(|s| by_id[s].rack.as_str())
-            .collect::<HashSet<_>>();
+            .map(|s| self.server(*s).rack.as_str())
+            .collect();
         let mut chosen: Vec<u64> = Vec::new();
-        for _ in 0..deficit {
-            if !budget.total_ok() {
+        for _ in 0..r.deficit {
+            if !self.budget.total_ok() {
                 break;
             }
-            let Some(source) = sources
-                .iter()
-                .copied()
-                .filter(|s| budget.server_ok(*s))
-                .min_by_key(|s| (budget.per_server.get(s).copied().unwrap_or(0), *s))
-            else {
+            let Some(source) = self.least_busy(&sources) else {
                 break;
             };
-            let eligible: Vec<&ServerView> = servers
-                .iter()
-                .filter(|s| {
-                    s.writable()
-                        && !c.holders.contains(&s.id)
-                        && !chosen.contains(&s.id)
-                        && budget.server_ok(s.id)
-                        && has_room(s, incoming.get(&s.id).copied().unwrap_or(0), c.length)
-                })
-                .collect();
-            let Some(target) = pick_target(&c.id, &eligible, &racks) else {
+            let Some(target) = self.repair_target(c, &chosen, &racks) else {
                 break;
             };
-            racks.insert(by_id[&target].rack.as_str());
+            racks.insert(self.server(target).rack.as_str());
             chosen.push(target);
-            budget.take(&[source, target]);
-            *incoming.entry(target).or_default() += c.length;
-            planned_repair = true;
-            tasks.push(Task::Replicate {
+            self.budget.take(&[source, target]);
+            *self.incoming.entry(target).or_default() += c.length;
+            self.tasks.push(Task::Replicate {
                 chunk: c.id,
                 length: c.length,
                 source,
                 target,
-                priority: settled.len().min(u8::MAX as usize - 1) as u8,
+                priority: r.settled.len().min(u8::MAX as usize - 1) as u8,
             });
+        }
+        !chosen.is_empty()
+    }
+
+    /// The source with budget left and the fewest tasks (then the lowest id).
+    fn least_busy(&self, sources: &[u64]) -> Option<u64> {
+        sources
+            .iter()
+            .copied()
+            .filter(|s| self.budget.server_ok(*s))
+            .min_by_key(|s| (self.budget.per_server.get(s).copied().unwrap_or(0), *s))
+    }
+
+    /// A writable server with budget and room, holding no copy of `c` and not `chosen` yet.
+    fn repair_target(&self, c: &ChunkView, chosen: &[u64], racks: &HashSet<&str>) -> Option<u64> {
+        let eligible: Vec<&ServerView> = self
+            .servers
+            .iter()
+            .filter(|s| {
+                s.writable()
+                    && !c.holders.contains(&s.id)
+                    && !chosen.contains(&s.id)
+                    && self.budget.server_ok(s.id)
+                    && has_room(s, self.incoming.get(&s.id).copied().unwrap_or(0), c.length)
+            })
+            .collect();
+        pick_target(&c.id, &eligible, racks)
+    }
+
+    /// Pass 3: trims of chunks with their R settled copies: copies on draining servers, then
+    /// the surplus.
+    fn trim(&mut self, trims: Vec<Trim<'a>>) {
+        for t in &trims {
+            // A suspect holder may be back in a moment with its copy: trim only when every
+            // present holder is live.
+            if self.busy.chunks.contains(&t.chunk.id)
+                || t.chunk
+                    .holders
+                    .iter()
+                    .any(|s| self.known(*s).is_some_and(|v| v.suspect))
+            {
+                continue;
+            }
+            for (s, reason) in self.trim_victims(t) {
+                if self.budget.total_ok() && self.budget.server_ok(s) {
+                    self.delete(t.chunk.id, s, 0, reason);
+                }
+            }
         }
     }
 
-    // Pass 3: trims (surplus and drained copies) of chunks with R settled copies.
-    for (settled, c, want) in trims {
-        // A suspect holder may be back in a moment with its copy: trim only when every
-        // present holder is live.
-        if busy.chunks.contains(&c.id)
-            || c.holders
-                .iter()
-                .any(|s| by_id.get(s).is_some_and(|v| v.suspect))
-        {
-            continue;
-        }
-        let mut drop: Vec<(u64, DeleteReason)> = c
+    /// The copies of one chunk that may go, in order: those on live draining servers, then
+    /// the surplus over `want` in [`surplus_order`].
+    fn trim_victims(&self, t: &Trim<'_>) -> Vec<(u64, DeleteReason)> {
+        let mut drop: Vec<(u64, DeleteReason)> = t
+            .chunk
             .holders
             .iter()
             .copied()
-            .filter(|s| by_id.get(s).is_some_and(|v| v.live() && v.draining))
+            .filter(|s| self.known(*s).is_some_and(|v| v.live() && v.draining))
             .map(|s| (s, DeleteReason::Drain))
             .collect();
-        if settled.len() > want {
+        if t.settled.len() > t.want {
             drop.extend(
-                surplus_order(&settled, &by_id, &incoming)
+                surplus_order(&t.settled, &self.by_id, &self.incoming)
                     .into_iter()
-                    .take(settled.len() - want)
+                    .take(t.settled.len() - t.want)
                     .map(|s| (s, DeleteReason::Surplus)),
             );
         }
-        for (s, reason) in drop {
-            if !budget.total_ok() || !budget.server_ok(s) {
+        drop
+    }
+
+    /// Pass 4: every live copy of unreferenced chunks, with the budget repairs and trims left
+    /// (a steady stream of overwrites must not starve repairs).
+    fn collect_garbage(&mut self, garbage: Vec<Garbage<'a>>) {
+        for g in &garbage {
+            for &s in &g.holders {
+                if self.server(s).live() && self.budget.total_ok() && self.budget.server_ok(s) {
+                    self.delete(g.chunk.id, s, g.since_ms, DeleteReason::Garbage);
+                }
+            }
+        }
+    }
+
+    /// Plans the delete of `server`'s copy of `chunk` (budget already checked).
+    fn delete(
+        &mut self,
+        chunk: ChunkId,
+        server: u64,
+        not_touched_since_ms: u64,
+        reason: DeleteReason,
+    ) {
+        self.budget.take(&[server]);
+        self.tasks.push(Task::Delete {
+            chunk,
+            server,
+            not_touched_since_ms,
+            reason,
+        });
+    }
+
+    /// Pass 5, only when nothing needs repair: move chunks (in `order`) from the fullest
+    /// writable server of known capacity to the emptiest while their utilization differs by
+    /// more than `rebalance_spread`, up to `rebalance_bytes` per call. Also estimates the bytes
+    /// still to move.
+    fn rebalance(&mut self, order: &[&'a ChunkView]) {
+        let pool: Vec<&'a ServerView> = self
+            .servers
+            .iter()
+            .filter(|s| s.writable() && s.capacity_bytes > 0)
+            .collect();
+        if pool.len() < 2 {
+            return;
+        }
+        self.summary.rebalance_bytes_pending =
+            excess_bytes(&pool, &self.incoming, self.limits.rebalance_spread);
+        let mut moved = 0u64;
+        // Moves planned in this call leave their source only after the trim that follows the
+        // copy; count them as outgoing so one call does not pick the same source forever.
+        let mut outgoing: HashMap<u64, u64> = HashMap::new();
+        for &c in order {
+            if moved >= self.limits.rebalance_bytes || !self.budget.total_ok() {
+                break;
+            }
+            let ((lo_u, lo), (hi_u, hi)) = extremes(&pool, &self.incoming, &outgoing);
+            if hi_u - lo_u <= self.limits.rebalance_spread {
+                break;
+            }
+            if !self.movable(c, (hi_u, hi), (lo_u, lo)) {
                 continue;
             }
-            budget.take(&[s]);
-            tasks.push(Task::Delete {
+            self.budget.take(&[hi, lo]);
+            *self.incoming.entry(lo).or_default() += c.length;
+            *outgoing.entry(hi).or_default() += c.length;
+            moved += c.length;
+            self.tasks.push(Task::Replicate {
                 chunk: c.id,
-                server: s,
-                not_touched_since_ms: 0,
-                reason,
+                length: c.length,
+                source: hi,
+                target: lo,
+                priority: u8::MAX,
             });
         }
     }
 
-    // Pass 4: garbage, with the budget repairs and trims left (a steady stream of overwrites
-    // must not starve repairs).
-    for (c, holders, since) in garbage {
-        for s in holders {
-            if by_id[&s].live() && budget.total_ok() && budget.server_ok(s) {
-                budget.take(&[s]);
-                tasks.push(Task::Delete {
-                    chunk: c.id,
-                    server: s,
-                    not_touched_since_ms: since,
-                    reason: DeleteReason::Garbage,
-                });
-            }
+    /// Whether moving `c`'s copy from `hi` to `lo` (each as (effective utilization, id)) is
+    /// allowed and useful: `c` is referenced and idle, `hi` holds it and `lo` does not, both
+    /// have budget, every holder is live and settled, the move keeps the rack spread, `lo` has
+    /// room, and the move narrows the gap.
+    fn movable(&self, c: &ChunkView, (hi_u, hi): (f64, u64), (lo_u, lo): (f64, u64)) -> bool {
+        if c.garbage_since_ms.is_some()
+            || self.busy.chunks.contains(&c.id)
+            || !c.holders.contains(&hi)
+            || c.holders.contains(&lo)
+            || !self.budget.server_ok(hi)
+            || !self.budget.server_ok(lo)
+        {
+            return false;
         }
+        if c.holders
+            .iter()
+            .any(|s| !self.known(*s).is_some_and(|v| v.live() && !v.draining))
+        {
+            return false;
+        }
+        let (hi_s, lo_s) = (self.server(hi), self.server(lo));
+        let other_racks: HashSet<&str> = c
+            .holders
+            .iter()
+            .filter(|s| **s != hi)
+            .map(|s| self.server(*s).rack.as_str())
+            .collect();
+        if other_racks.contains(lo_s.rack.as_str()) && hi_s.rack != lo_s.rack {
+            return false;
+        }
+        if !has_room(lo_s, self.incoming.get(&lo).copied().unwrap_or(0), c.length) {
+            return false;
+        }
+        let after_lo = lo_u + c.length as f64 / lo_s.capacity_bytes as f64;
+        let after_hi = hi_u - c.length as f64 / hi_s.capacity_bytes as f64;
+        after_lo <= hi_u && after_hi >= lo_u
     }
+}
 
-    // Pass 5: rebalance when nothing needs repair.
-    if !planned_repair && summary.under_replicated == 0 {
-        rebalance(
-            servers,
-            &order,
-            busy,
-            limits,
-            &mut budget,
-            &mut incoming,
-            &mut tasks,
-            &mut summary,
-        );
-    }
-    Plan { tasks, summary }
+/// Utilization of `s` counting the bytes on their way to it.
+fn projected(s: &ServerView, incoming: &HashMap<u64, u64>) -> f64 {
+    utilization(s, incoming.get(&s.id).copied().unwrap_or(0))
+}
+
+/// Bytes the servers of `pool` hold above their mean utilization plus half the allowed spread.
+fn excess_bytes(pool: &[&ServerView], incoming: &HashMap<u64, u64>, spread: f64) -> u64 {
+    let mean: f64 = pool.iter().map(|s| projected(s, incoming)).sum::<f64>() / pool.len() as f64;
+    pool.iter()
+        .map(|s| {
+            let excess = projected(s, incoming) - mean - spread / 2.0;
+            if excess > 0.0 {
+                (excess * s.capacity_bytes as f64) as u64
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+/// The emptiest and the fullest server of a non-empty `pool`, each as (effective utilization,
+/// id): projected utilization less the bytes this call already moves off it. Ties go to the
+/// lower id for the emptiest, the higher id for the fullest.
+fn extremes(
+    pool: &[&ServerView],
+    incoming: &HashMap<u64, u64>,
+    outgoing: &HashMap<u64, u64>,
+) -> ((f64, u64), (f64, u64)) {
+    let mut v: Vec<(f64, u64)> = pool
+        .iter()
+        .map(|s| {
+            let out = outgoing.get(&s.id).copied().unwrap_or(0) as f64 / s.capacity_bytes as f64;
+            (projected(s, incoming) - out, s.id)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    (v[0], v[v.len() - 1])
 }
 
 fn has_room(s: &ServerView, incoming: u64, length: u64) -> bool {
@@ -489,114 +745,6 @@ fn utilization(s: &ServerView, incoming: u64) -> f64 {
         0.0
     } else {
         (s.used_bytes + incoming) as f64 / s.capacity_bytes as f64
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn rebalance(
-    servers: &[ServerView],
-    order: &[&ChunkView],
-    busy: &Busy,
-    limits: &Limits,
-    budget: &mut Budget<'_>,
-    incoming: &mut HashMap<u64, u64>,
-    tasks: &mut Vec<Task>,
-    summary: &mut Summary,
-) {
-    let pool: Vec<&ServerView> = servers
-        .iter()
-        .filter(|s| s.writable() && s.capacity_bytes > 0)
-        .collect();
-    if pool.len() < 2 {
-        return;
-    }
-    let util = |s: &ServerView, inc: &HashMap<u64, u64>| {
-        utilization(s, inc.get(&s.id).copied().unwrap_or(0))
-    };
-    let by_id: HashMap<u64, &ServerView> = servers.iter().map(|s| (s.id, s)).collect();
-    let mut moved = 0u64;
-    // Moves planned in this call leave their source only after the trim that follows the
-    // copy; count them as outgoing so one call does not pick the same source forever.
-    let mut outgoing: HashMap<u64, u64> = HashMap::new();
-    let eff = |s: &ServerView, inc: &HashMap<u64, u64>, out: &HashMap<u64, u64>| {
-        let o = out.get(&s.id).copied().unwrap_or(0) as f64 / s.capacity_bytes as f64;
-        util(s, inc) - o
-    };
-    let mean: f64 = pool.iter().map(|s| util(s, incoming)).sum::<f64>() / pool.len() as f64;
-    summary.rebalance_bytes_pending = pool
-        .iter()
-        .map(|s| {
-            let excess = util(s, incoming) - mean - limits.rebalance_spread / 2.0;
-            if excess > 0.0 {
-                (excess * s.capacity_bytes as f64) as u64
-            } else {
-                0
-            }
-        })
-        .sum();
-    let spread_of = |inc: &HashMap<u64, u64>, out: &HashMap<u64, u64>| {
-        let mut v: Vec<(f64, u64)> = pool.iter().map(|s| (eff(s, inc, out), s.id)).collect();
-        v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        (v[0], v[v.len() - 1])
-    };
-    for c in order {
-        if moved >= limits.rebalance_bytes || !budget.total_ok() {
-            break;
-        }
-        let ((lo_u, lo), (hi_u, hi)) = spread_of(incoming, &outgoing);
-        if hi_u - lo_u <= limits.rebalance_spread {
-            break;
-        }
-        if c.garbage_since_ms.is_some()
-            || busy.chunks.contains(&c.id)
-            || !c.holders.contains(&hi)
-            || c.holders.contains(&lo)
-            || !budget.server_ok(hi)
-            || !budget.server_ok(lo)
-        {
-            continue;
-        }
-        // All holders live and settled, and the move keeps the rack spread.
-        if c.holders
-            .iter()
-            .any(|s| !by_id.get(s).is_some_and(|v| v.live() && !v.draining))
-        {
-            continue;
-        }
-        let lo_rack = by_id[&lo].rack.as_str();
-        let other_racks: HashSet<&str> = c
-            .holders
-            .iter()
-            .filter(|s| **s != hi)
-            .map(|s| by_id[s].rack.as_str())
-            .collect();
-        if other_racks.contains(lo_rack) && by_id[&hi].rack != lo_rack {
-            continue;
-        }
-        if !has_room(
-            by_id[&lo],
-            incoming.get(&lo).copied().unwrap_or(0),
-            c.length,
-        ) {
-            continue;
-        }
-        // Only move when it narrows the gap.
-        let after_lo = lo_u + c.length as f64 / by_id[&lo].capacity_bytes as f64;
-        let after_hi = hi_u - c.length as f64 / by_id[&hi].capacity_bytes as f64;
-        if after_lo > hi_u || after_hi < lo_u {
-            continue;
-        }
-        budget.take(&[hi, lo]);
-        *incoming.entry(lo).or_default() += c.length;
-        *outgoing.entry(hi).or_default() += c.length;
-        moved += c.length;
-        tasks.push(Task::Replicate {
-            chunk: c.id,
-            length: c.length,
-            source: hi,
-            target: lo,
-            priority: u8::MAX,
-        });
     }
 }
 

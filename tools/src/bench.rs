@@ -121,67 +121,89 @@ async fn meta(
     }
     // Find the leader once; writers talk to it directly (one channel each).
     let leader = find_leader(&masters).await?;
-    let ok = Arc::new(AtomicU64::new(0));
-    let err = Arc::new(AtomicU64::new(0));
-    let lat_us = Arc::new(AtomicU64::new(0));
+    let counters = Arc::new(MetaCounters::default());
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for w in 0..writers {
-        let (ok, err, lat_us, bucket, leader) = (
-            ok.clone(),
-            err.clone(),
-            lat_us.clone(),
-            bucket.clone(),
-            leader.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let ch = tonic::transport::Endpoint::from_shared(format!("http://{leader}"))?
-                .connect()
-                .await?;
-            let mut c = anode_proto::master_client::MasterClient::new(ch);
-            let mut i = 0u64;
-            while Instant::now() < deadline {
-                let req = PutObjectRequest {
-                    bucket: bucket.clone(),
-                    key: format!("w{w}/k{i}"),
-                    manifest: Some(Manifest {
-                        version: MANIFEST_VERSION,
-                        size: 1,
-                        etag: "x".into(),
-                        inline_data: vec![b'x'],
-                        ..Default::default()
-                    }),
-                    if_match_etag: None,
-                };
-                let t = Instant::now();
-                match c.put_object(req).await {
-                    Ok(_) => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                        lat_us.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        err.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                i += 1;
-            }
-            anyhow::Ok(())
-        }));
-    }
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let writer = meta_writer(
+                leader.clone(),
+                bucket.clone(),
+                w,
+                deadline,
+                counters.clone(),
+            );
+            tokio::spawn(writer)
+        })
+        .collect();
     for t in tasks {
         t.await??;
     }
-    let n = ok.load(Ordering::Relaxed);
+    let n = counters.ok.load(Ordering::Relaxed);
     let per_sec = n as f64 / seconds as f64;
     let mean_ms = if n > 0 {
-        lat_us.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0
+        counters.lat_us.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0
     } else {
         0.0
     };
     println!(
         "{{\"bench\":\"meta\",\"writers\":{writers},\"seconds\":{seconds},\"committed\":{n},\"errors\":{},\"per_sec\":{per_sec:.1},\"mean_latency_ms\":{mean_ms:.2}}}",
-        err.load(Ordering::Relaxed)
+        counters.err.load(Ordering::Relaxed)
     );
+    Ok(())
+}
+
+/// What the `bench meta` writers counted, summed over all of them.
+#[derive(Default)]
+struct MetaCounters {
+    /// Commits acknowledged.
+    ok: AtomicU64,
+    /// Commits refused or failed.
+    err: AtomicU64,
+    /// Sum of the acknowledged commits' latencies, in microseconds.
+    lat_us: AtomicU64,
+}
+
+/// One `bench meta` writer: commits 1-byte inline objects `w{w}/k{i}` to `bucket` over its own
+/// channel to `leader` until `deadline`.
+async fn meta_writer(
+    leader: String,
+    bucket: String,
+    w: usize,
+    deadline: Instant,
+    counters: Arc<MetaCounters>,
+) -> anyhow::Result<()> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{leader}"))?
+        .connect()
+        .await?;
+    let mut c = anode_proto::master_client::MasterClient::new(ch);
+    let mut i = 0u64;
+    while Instant::now() < deadline {
+        let req = PutObjectRequest {
+            bucket: bucket.clone(),
+            key: format!("w{w}/k{i}"),
+            manifest: Some(Manifest {
+                version: MANIFEST_VERSION,
+                size: 1,
+                etag: "x".into(),
+                inline_data: vec![b'x'],
+                ..Default::default()
+            }),
+            if_match_etag: None,
+        };
+        let t = Instant::now();
+        match c.put_object(req).await {
+            Ok(_) => {
+                counters.ok.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .lat_us
+                    .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                counters.err.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        i += 1;
+    }
     Ok(())
 }
 
