@@ -216,7 +216,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "chunk 01 refcount underflow: 1 - 2")]
+    #[should_panic(expected = "chunk 01 refcount underflow: 0 - 1")]
     fn a_refcount_underflow_stops_the_member() {
         // A broken state: the object references chunk 1 twice, its record counts 1.
         let mut kv = base();
