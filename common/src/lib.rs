@@ -3,6 +3,8 @@
 //!
 //! Architecture invariant: nothing here knows about S3, raft or chunks.
 
+pub mod fsutil;
+
 /// The tracing span of one incoming gRPC call (for tonic's `Server::trace_fn`): carries the
 /// caller's `anode-request-id` (an S3 request id from a gateway), so every log line of the
 /// call names it; a debug event marks each call.

@@ -118,7 +118,7 @@ pub async fn start(
 ) -> anyhow::Result<RunningMaster> {
     anyhow::ensure!(args.id != 0, "--id must be non-zero");
     let peers = parse_peers(&args.peers)?;
-    std::fs::create_dir_all(&args.data)
+    anode_common::fsutil::create_dir_all_durable(&args.data)
         .with_context(|| format!("create {}", args.data.display()))?;
     let store = RaftStore::open(&args.data.join("raft")).context("open raft store")?;
     if store.is_empty() && !args.join {

@@ -224,7 +224,10 @@ fn version_1_encodings_stay_readable() {
 #[test]
 fn the_golden_snapshot_passes_the_install_check() {
     let bytes = golden_bytes("snapshot_data.v1", &snapshot());
-    assert_eq!(anode_meta::state::decode_snapshot(&bytes).unwrap(), snapshot());
+    assert_eq!(
+        anode_meta::state::decode_snapshot(&bytes).unwrap(),
+        snapshot()
+    );
 }
 
 /// Version 0 (no version stamped) is the layout of version 1: it decodes, migrated.

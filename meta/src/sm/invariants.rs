@@ -193,7 +193,10 @@ mod tests {
             chunks: vec![chunk_ref(2)],
             ..Default::default()
         };
-        let muts = vec![Mutation::Put(b"p/b\0k\0u\0\0\0\0\x01".to_vec(), part.encode_to_vec())];
+        let muts = vec![Mutation::Put(
+            b"p/b\0k\0u\0\0\0\0\x01".to_vec(),
+            part.encode_to_vec(),
+        )];
         let err = check_refcount_deltas(&base(), &muts).unwrap_err();
         assert_eq!(
             err,
@@ -210,7 +213,14 @@ mod tests {
         let muts = vec![Mutation::Delete(b"c/\x01".to_vec())];
         let err = check_refcount_deltas(&base(), &muts).unwrap_err();
         assert!(
-            matches!(err, InvariantError::RefcountDelta { refcount_delta: -2, refs_delta: 0, .. }),
+            matches!(
+                err,
+                InvariantError::RefcountDelta {
+                    refcount_delta: -2,
+                    refs_delta: 0,
+                    ..
+                }
+            ),
             "{err}"
         );
     }

@@ -1,10 +1,10 @@
 //! Listing: S3 ListObjects semantics over the ordered key space, seeking past rolled-up
 //! common prefixes instead of scanning their contents.
 
-use anode_proto::*;
 use super::records::must_decode;
 use super::{get_bucket, object_prefix, part_prefix, prefix_end, upload_prefix, StateError};
 use crate::kv::KvRead;
+use anode_proto::*;
 
 /// Default and maximum page size.
 pub const MAX_KEYS: u32 = 1000;
