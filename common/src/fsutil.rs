@@ -1,194 +1,129 @@
-//! Durable filesystem helpers.
-//!
-//! A directory created with `mkdir` exists after a power loss only once the directory that
-//! holds its entry (its parent) has been fsynced; `std::fs::create_dir_all` fsyncs nothing. A
-//! file written and fsynced inside a directory whose own entry was never made durable can
-//! vanish with it. [`create_dir_all_durable`] creates the missing directories of a path and
-//! fsyncs each new one and the existing directory it was created in.
+//! Durable directory creation: a directory entry survives power loss only once the directory
+//! holding it has been fsynced, so creating `a/b/c` durably means syncing every level that was
+//! created and the existing ancestor the first new level was created in.
 
-use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// The directory operations [`create_dir_all_durable_with`] performs; [`RealDirOps`] is the
-/// filesystem, tests substitute a recorder.
-pub trait DirOps {
-    /// Whether `path` exists and is a directory (following symlinks).
-    fn is_dir(&self, path: &Path) -> bool;
-    /// Create one directory (its parent exists).
-    fn create_dir(&self, path: &Path) -> io::Result<()>;
-    /// Make the directory's entries durable (fsync the directory).
-    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+/// fsync a directory (makes the entries created, renamed or removed in it durable).
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
-/// [`DirOps`] on the real filesystem.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RealDirOps;
-
-impl DirOps for RealDirOps {
-    fn is_dir(&self, path: &Path) -> bool {
-        path.is_dir()
-    }
-    fn create_dir(&self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        File::open(path)?.sync_all()
-    }
-}
-
-/// Create `path` and every missing ancestor, like `std::fs::create_dir_all`, and make them
-/// durable: every directory this call creates is fsynced, and so is the existing directory the
-/// first of them was created in, before it returns. A path that already exists is left alone
-/// (directories that exist are taken to be durable), so calling it on a hot path costs one
-/// `stat`.
+/// Create `path` and every missing ancestor like `std::fs::create_dir_all`, then fsync each
+/// created directory and its parent, so the whole chain survives power loss once this
+/// returns. Creates and syncs nothing when `path` already is a directory.
 pub fn create_dir_all_durable(path: &Path) -> io::Result<()> {
-    create_dir_all_durable_with(&RealDirOps, path)
+    create_dir_all_durable_with(path, &fsync_dir).map(|_| ())
 }
 
-/// [`create_dir_all_durable`] over the given [`DirOps`].
-pub fn create_dir_all_durable_with(ops: &dyn DirOps, path: &Path) -> io::Result<()> {
-    if path.as_os_str().is_empty() {
-        return Ok(());
-    }
-    // Missing directories, deepest first, and the existing directory they hang from.
-    let mut missing: Vec<PathBuf> = Vec::new();
-    let mut cur = path;
-    let anchor = loop {
-        if ops.is_dir(cur) {
-            break cur.to_path_buf();
+/// [`create_dir_all_durable`] with the directory sync supplied by the caller (production
+/// passes [`fsync_dir`]; tests pass a recorder). Returns the created directories, topmost
+/// first. A level that appears concurrently (`AlreadyExists`) is treated as created here and
+/// synced too, as its creator may not have synced it yet.
+pub fn create_dir_all_durable_with(
+    path: &Path,
+    sync: &dyn Fn(&Path) -> io::Result<()>,
+) -> io::Result<Vec<std::path::PathBuf>> {
+    // Missing levels, deepest first; `ancestors` ends with "" for a relative path (the
+    // current directory, which exists).
+    let mut missing = Vec::new();
+    let mut existing = Path::new(".");
+    for p in path.ancestors() {
+        if p.as_os_str().is_empty() {
+            break;
         }
-        missing.push(cur.to_path_buf());
-        match cur.parent() {
-            Some(p) if !p.as_os_str().is_empty() => cur = p,
-            // A relative path's first component hangs from the working directory.
-            _ => break PathBuf::from("."),
-        }
-    };
-    if missing.is_empty() {
-        return Ok(());
-    }
-    for dir in missing.iter().rev() {
-        match ops.create_dir(dir) {
-            Ok(()) => {}
-            // Created concurrently: still ours to make durable before returning.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && ops.is_dir(dir) => {}
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => {
+                existing = p;
+                break;
+            }
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a directory", p.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(p.to_path_buf()),
             Err(e) => return Err(e),
         }
     }
-    for dir in missing.iter().chain(std::iter::once(&anchor)) {
-        ops.sync_dir(dir)?;
+    missing.reverse();
+    for dir in &missing {
+        match std::fs::create_dir(dir) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            r => r?,
+        }
     }
-    Ok(())
+    // Deepest first: each sync makes the entry of the level below durable; the last one
+    // makes the topmost new level's entry in the existing ancestor durable.
+    for dir in missing.iter().rev() {
+        sync(dir)?;
+    }
+    if !missing.is_empty() {
+        sync(existing)?;
+    }
+    Ok(missing)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::path::PathBuf;
     use std::sync::Mutex;
 
-    use super::*;
-
-    /// Real operations, recorded; `fail_sync` makes syncing that directory fail.
-    #[derive(Default)]
-    struct Recorder {
-        log: Mutex<Vec<String>>,
-        fail_sync: Option<PathBuf>,
-    }
-
-    impl Recorder {
-        fn take(&self, root: &Path) -> Vec<String> {
-            let strip = |s: &str| s.replace(&root.display().to_string(), "ROOT");
-            self.log
-                .lock()
-                .unwrap()
-                .drain(..)
-                .map(|s| strip(&s))
-                .collect()
-        }
-    }
-
-    impl DirOps for Recorder {
-        fn is_dir(&self, path: &Path) -> bool {
-            RealDirOps.is_dir(path)
-        }
-        fn create_dir(&self, path: &Path) -> io::Result<()> {
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("mkdir {}", path.display()));
-            RealDirOps.create_dir(path)
-        }
-        fn sync_dir(&self, path: &Path) -> io::Result<()> {
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("fsync {}", path.display()));
-            if self.fail_sync.as_deref() == Some(path) {
-                return Err(io::Error::other("injected fsync failure"));
-            }
-            RealDirOps.sync_dir(path)
-        }
+    fn recorded(path: &Path) -> (io::Result<Vec<PathBuf>>, Vec<PathBuf>) {
+        let log = Mutex::new(Vec::new());
+        let r = create_dir_all_durable_with(path, &|p: &Path| {
+            log.lock().unwrap().push(p.to_path_buf());
+            fsync_dir(p)
+        });
+        (r, log.into_inner().unwrap())
     }
 
     #[test]
-    fn every_created_directory_and_its_parent_is_synced() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        let rec = Recorder::default();
-        create_dir_all_durable_with(&rec, &root.join("a/b/c")).unwrap();
-        assert!(root.join("a/b/c").is_dir());
+    fn syncs_every_created_level_and_its_parent() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let (created, synced) = recorded(&r.join("a/b/c"));
+        let created = created.unwrap();
+        assert_eq!(created, vec![r.join("a"), r.join("a/b"), r.join("a/b/c")]);
         assert_eq!(
-            rec.take(root),
-            [
-                "mkdir ROOT/a",
-                "mkdir ROOT/a/b",
-                "mkdir ROOT/a/b/c",
-                "fsync ROOT/a/b/c",
-                "fsync ROOT/a/b",
-                "fsync ROOT/a",
-                "fsync ROOT",
-            ]
+            synced,
+            vec![r.join("a/b/c"), r.join("a/b"), r.join("a"), r.to_path_buf()]
         );
-        // Part of the path exists: only the new part and the directory it hangs from.
-        create_dir_all_durable_with(&rec, &root.join("a/x/y")).unwrap();
-        assert_eq!(
-            rec.take(root),
-            [
-                "mkdir ROOT/a/x",
-                "mkdir ROOT/a/x/y",
-                "fsync ROOT/a/x/y",
-                "fsync ROOT/a/x",
-                "fsync ROOT/a",
-            ]
-        );
-        // All of it exists: nothing to do.
-        create_dir_all_durable_with(&rec, &root.join("a/b/c")).unwrap();
-        assert!(rec.take(root).is_empty());
+        for dir in &created {
+            assert!(dir.is_dir());
+            assert!(synced.contains(dir), "{} not synced", dir.display());
+            let parent = dir.parent().unwrap().to_path_buf();
+            assert!(synced.contains(&parent), "{} not synced", parent.display());
+        }
     }
 
     #[test]
-    fn errors_are_reported() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        std::fs::write(root.join("file"), b"x").unwrap();
-        // A file in the way is an error, as with create_dir_all.
-        assert!(create_dir_all_durable(&root.join("file/sub")).is_err());
-        assert!(create_dir_all_durable(&root.join("file")).is_err());
-        assert!(root.join("file").is_file());
-        let rec = Recorder {
-            fail_sync: Some(root.to_path_buf()),
-            ..Default::default()
-        };
-        let err = create_dir_all_durable_with(&rec, &root.join("d")).unwrap_err();
-        assert_eq!(err.to_string(), "injected fsync failure");
+    fn existing_levels_are_neither_created_nor_synced() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir(r.join("a")).unwrap();
+        let (created, synced) = recorded(&r.join("a/b"));
+        assert_eq!(created.unwrap(), vec![r.join("a/b")]);
+        assert_eq!(synced, vec![r.join("a/b"), r.join("a")]);
+        let (created, synced) = recorded(&r.join("a/b"));
+        assert!(created.unwrap().is_empty());
+        assert!(synced.is_empty());
+        create_dir_all_durable(&r.join("a/b/c/d")).unwrap();
+        assert!(r.join("a/b/c/d").is_dir());
     }
 
     #[test]
-    fn the_real_helper_creates_the_path() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("blobs/ab/cd");
-        create_dir_all_durable(&p).unwrap();
-        assert!(p.is_dir());
-        create_dir_all_durable(&p).unwrap();
+    fn a_file_in_the_way_or_a_failed_sync_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::write(r.join("f"), b"x").unwrap();
+        assert!(create_dir_all_durable(&r.join("f")).is_err());
+        assert!(create_dir_all_durable(&r.join("f/g")).is_err());
+        let failing = |_: &Path| Err(io::Error::other("disk gone"));
+        let e = create_dir_all_durable_with(&r.join("x/y"), &failing).unwrap_err();
+        assert_eq!(e.to_string(), "disk gone");
     }
 }
