@@ -43,7 +43,7 @@ fn s(v: impl ToString) -> String {
 
 /// Run the embedded cluster until a shutdown signal.
 pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data)
+    anode_common::fsutil::create_dir_all_durable(&args.data)
         .with_context(|| format!("create {}", args.data.display()))?;
     let data = args.data.canonicalize()?;
     let p = args.base_port;

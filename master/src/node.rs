@@ -293,6 +293,23 @@ pub fn bootstrap_store(store: &RaftStore, peers: &BTreeMap<u64, String>) -> Resu
     Ok(())
 }
 
+/// Stop (halt the node, before anything of this batch is written) at a command written by a
+/// newer build: applying it as an error here while newer members apply it would split the
+/// replicated state. The operator upgrades this member; it then applies the entry.
+fn refuse_newer_command(e: &Entry) -> Result<(), NodeError> {
+    let found = anode_meta::record::peek_version(&e.data).unwrap_or(0);
+    if found > anode_proto::COMMAND_VERSION {
+        let err = anode_meta::record::RecordError::TooNew {
+            kind: "Command",
+            key: format!("raft entry {}", e.index),
+            found,
+            supported: anode_proto::COMMAND_VERSION,
+        };
+        return Err(StoreError::from(err).into());
+    }
+    Ok(())
+}
+
 /// Read member addresses from the state machine.
 pub fn read_members(kv: &dyn KvRead) -> BTreeMap<u64, String> {
     let mut end = MEMBER_PREFIX.to_vec();
@@ -651,6 +668,7 @@ impl Core {
             let result = match e.get_entry_type() {
                 EntryType::EntryNormal if e.data.is_empty() => CommandResult::default(),
                 EntryType::EntryNormal => {
+                    refuse_newer_command(e)?;
                     let (muts, res) = anode_meta::state::apply_bytes(&overlay, e.index, &e.data);
                     for m in muts {
                         match m {
@@ -712,8 +730,17 @@ impl Core {
             v2
         };
         let cs = self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())?;
-        let ctx: Option<anode_proto::MemberChangeContext> =
-            prost::Message::decode(cc.get_context()).ok();
+        let ctx = (!cc.get_context().is_empty())
+            .then(|| {
+                anode_meta::record::decode::<anode_proto::MemberChangeContext>(
+                    b"conf change",
+                    cc.get_context(),
+                )
+            })
+            .and_then(|r| {
+                r.map_err(|err| tracing::error!(%err, "member address not recorded"))
+                    .ok()
+            });
         for ch in cc.get_changes() {
             use raft::eraftpb::ConfChangeType::*;
             match ch.get_change_type() {

@@ -151,7 +151,7 @@ pub async fn start(
 /// Open (or create) the raft store in DATA/raft. A new store bootstraps a group only when
 /// `--peers` lists this member, unless the member waits to be added (`--join`).
 fn open_store(args: &MasterArgs, peers: &BTreeMap<u64, String>) -> anyhow::Result<RaftStore> {
-    std::fs::create_dir_all(&args.data)
+    anode_common::fsutil::create_dir_all_durable(&args.data)
         .with_context(|| format!("create {}", args.data.display()))?;
     let store = RaftStore::open(&args.data.join("raft")).context("open raft store")?;
     if store.is_empty() && !args.join {

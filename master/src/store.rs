@@ -4,7 +4,17 @@
 //! |---|---|---|
 //! | `log` | raft index (u64 big-endian) | `eraftpb::Entry` (protobuf 2) |
 //! | `meta` | `hard_state`, `conf_state`, `applied`, `truncated` | protobuf 2 / u64 pairs |
+//! | `meta` | `format` | store format version (u32 big-endian) |
 //! | `sm` | state machine keys (see [`anode_meta::state`]) | prost records |
+//!
+//! Versions (docs/architecture.md, "Persisted formats"): [`RaftStore::open`] reads `format`
+//! and refuses a store newer than [`STORE_FORMAT_VERSION`]; a store without the key is format
+//! 0, the pre-versioning layout, migrated by writing the key. State machine records are
+//! version-checked on every read ([`anode_meta::record`]); a raft snapshot's payload and every
+//! record in it are checked before [`RaftStore::install_snapshot`] writes anything.
+//!
+//! Invariant `applied-index-grows`: [`RaftStore::commit_apply`] and
+//! [`RaftStore::install_snapshot`] refuse to move the applied index back, before writing.
 //!
 //! Durability order (the driver in [`crate::node`] relies on it):
 //! 1. [`RaftStore::persist`] writes new log entries and the hard state in one batch with
@@ -18,7 +28,7 @@
 //! 3. Log compaction deletes entries below the applied index in one batch with the new
 //!    truncation point.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -28,6 +38,8 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 use anode_meta::kv::{KvRead, Mutation};
+use anode_meta::record::RecordError;
+use anode_proto::STORE_FORMAT_VERSION;
 
 const CF_LOG: &str = "log";
 const CF_META: &str = "meta";
@@ -36,6 +48,7 @@ const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_CONF_STATE: &[u8] = b"conf_state";
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_TRUNCATED: &[u8] = b"truncated";
+const KEY_FORMAT: &[u8] = b"format";
 
 /// Errors of the durable store.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +63,38 @@ pub enum StoreError {
         what: &'static str,
         /// Decoder message.
         detail: String,
+    },
+    /// Creating the store's directory failed.
+    #[error("create {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Underlying IO error.
+        source: std::io::Error,
+    },
+    /// The store was written by a newer build.
+    #[error(
+        "{path}: store format {found} (key `format` of column family `meta`) is newer than \
+         this build supports ({supported}); run a newer anode"
+    )]
+    FormatTooNew {
+        /// The store's directory.
+        path: PathBuf,
+        /// Format found.
+        found: u32,
+        /// Newest format this build reads.
+        supported: u32,
+    },
+    /// A record (snapshot payload, state record, raft command) this build cannot read.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// Invariant `applied-index-grows` would break: nothing was written.
+    #[error("applied index would move back from {from} to {to}; refusing to write")]
+    AppliedWentBack {
+        /// Applied index now.
+        from: u64,
+        /// Index asked for.
+        to: u64,
     },
 }
 
@@ -105,8 +150,16 @@ fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
 }
 
 impl RaftStore {
-    /// Open (or create) the store under `dir`.
+    /// Open (or create) the store under `dir`. The directory and its missing ancestors are
+    /// created durably (fsynced with their parents); RocksDB fsyncs the files it creates in
+    /// it. A store of a newer format is refused; an older one is migrated.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        anode_common::fsutil::create_dir_all_durable(dir).map_err(|source| {
+            StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            }
+        })?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -119,8 +172,61 @@ impl RaftStore {
             db,
             cache: Arc::new(RwLock::new(Cache::default())),
         };
+        store.check_format(dir)?;
         store.load_cache()?;
         Ok(store)
+    }
+
+    /// The store's format version: 0 when the `format` key is absent (a store created before
+    /// formats were versioned).
+    pub fn format(&self) -> Result<u32, StoreError> {
+        match self.db.get_cf(self.cf(CF_META), KEY_FORMAT)? {
+            None => Ok(0),
+            Some(v) => Ok(u32::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("format", "len"))?,
+            )),
+        }
+    }
+
+    /// Refuse a newer format; migrate an older one (format 0 -> 1: the layout is unchanged,
+    /// the key is written). A new store gets the key here, at creation.
+    fn check_format(&self, dir: &Path) -> Result<(), StoreError> {
+        let found = self.format()?;
+        if found > STORE_FORMAT_VERSION {
+            return Err(StoreError::FormatTooNew {
+                path: dir.to_path_buf(),
+                found,
+                supported: STORE_FORMAT_VERSION,
+            });
+        }
+        if found == STORE_FORMAT_VERSION {
+            return Ok(());
+        }
+        let has_data = self
+            .db
+            .iterator_cf(self.cf(CF_META), IteratorMode::Start)
+            .next()
+            .is_some();
+        if has_data {
+            tracing::info!(
+                path = %dir.display(),
+                from = found,
+                to = STORE_FORMAT_VERSION,
+                "migrating the raft store's format"
+            );
+        }
+        self.write_format(STORE_FORMAT_VERSION)
+    }
+
+    fn write_format(&self, format: u32) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf(CF_META), KEY_FORMAT, format.to_be_bytes());
+        self.db.write_opt(b, &wo)?;
+        Ok(())
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -291,12 +397,22 @@ impl RaftStore {
             let bytes = cs.write_to_bytes().map_err(|e| corrupt("conf_state", e))?;
             b.put_cf(meta, KEY_CONF_STATE, bytes);
         }
+        self.check_applied_grows(applied)?;
         self.db.write(b)?;
         let mut c = self.cache.write();
-        assert!(applied >= c.applied, "applied index must only grow");
         c.applied = applied;
         if let Some(cs) = conf_state {
             c.conf_state = cs.clone();
+        }
+        Ok(())
+    }
+
+    /// Invariant `applied-index-grows`, checked before a batch that sets the applied index
+    /// is written. The raft thread is the only writer, so the check cannot race.
+    fn check_applied_grows(&self, to: u64) -> Result<(), StoreError> {
+        let from = self.cache.read().applied;
+        if to < from {
+            return Err(StoreError::AppliedWentBack { from, to });
         }
         Ok(())
     }
@@ -322,11 +438,12 @@ impl RaftStore {
     }
 
     /// Install a snapshot received from the leader: replace the whole state machine, the conf
-    /// state, applied index and log, in one synced batch.
+    /// state, applied index and log, in one synced batch. The payload's version and every
+    /// record in it are checked first: a snapshot from a newer build is refused whole.
     pub fn install_snapshot(&self, snap: &Snapshot) -> Result<(), StoreError> {
         let md = snap.get_metadata();
-        let data: anode_proto::SnapshotData =
-            prost::Message::decode(snap.get_data()).map_err(|e| corrupt("snapshot data", e))?;
+        let data = anode_meta::state::decode_snapshot(snap.get_data())?;
+        self.check_applied_grows(md.index)?;
         let mut b = WriteBatch::default();
         let sm = self.cf(CF_SM);
         b.delete_range_cf(sm, vec![0u8], vec![0xffu8; 64]);
@@ -382,7 +499,7 @@ impl RaftStore {
         };
         let term = raft::Storage::term(self, applied).map_err(|e| corrupt("term", e))?;
         let mut data = anode_proto::SnapshotData {
-            version: anode_proto::RECORD_VERSION,
+            version: anode_proto::SNAPSHOT_VERSION,
             pairs: Vec::new(),
         };
         for item in view.snap.iterator_cf(view.cf, IteratorMode::Start) {
@@ -634,7 +751,10 @@ mod tests {
         s.bootstrap(vec![1]).unwrap();
         let ents: Vec<_> = (1..=10).map(|i| entry(i, 1)).collect();
         s.persist(&ents, None).unwrap();
-        let muts = vec![Mutation::Put(b"b/x".to_vec(), b"1".to_vec())];
+        let muts = vec![Mutation::Put(
+            b"x/stat/objects".to_vec(),
+            1u64.to_be_bytes().to_vec(),
+        )];
         s.commit_apply(&muts, 8, 1, None).unwrap();
         s.compact(6).unwrap();
         assert_eq!(s.first_index().unwrap(), 7);
@@ -654,7 +774,138 @@ mod tests {
         assert_eq!(f.applied(), 8);
         assert_eq!(f.first_index().unwrap(), 9);
         assert_eq!(f.last_index().unwrap(), 8);
-        assert_eq!(f.view().get(b"b/x"), Some(b"1".to_vec()));
+        assert_eq!(
+            f.view().get(b"x/stat/objects"),
+            Some(1u64.to_be_bytes().to_vec())
+        );
         assert_eq!(f.conf_state().voters, vec![1]);
+    }
+
+    #[test]
+    fn the_format_is_written_at_creation_and_a_pre_versioning_store_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        // Missing ancestors are created (RocksDB alone creates only the last directory).
+        let path = dir.path().join("data/raft");
+        {
+            let s = RaftStore::open(&path).unwrap();
+            assert_eq!(s.format().unwrap(), STORE_FORMAT_VERSION);
+            s.bootstrap(vec![1, 2, 3]).unwrap();
+            // Make it a store as written before formats were versioned.
+            s.db.delete_cf(s.cf(CF_META), KEY_FORMAT).unwrap();
+            assert_eq!(s.format().unwrap(), 0);
+        }
+        let s = RaftStore::open(&path).unwrap();
+        assert_eq!(s.format().unwrap(), STORE_FORMAT_VERSION);
+        assert_eq!(s.conf_state().voters, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_store_of_a_newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        RaftStore::open(dir.path())
+            .unwrap()
+            .write_format(STORE_FORMAT_VERSION + 1)
+            .unwrap();
+        let err = RaftStore::open(dir.path()).err().expect("refused");
+        assert!(matches!(err, StoreError::FormatTooNew { found, .. }
+            if found == STORE_FORMAT_VERSION + 1));
+        let msg = err.to_string();
+        let want = format!(
+            "{}: store format {} (key `format` of column family `meta`) is newer than this \
+             build supports ({STORE_FORMAT_VERSION})",
+            dir.path().display(),
+            STORE_FORMAT_VERSION + 1
+        );
+        assert!(msg.starts_with(&want), "{msg}");
+    }
+
+    fn snapshot_at(index: u64, data: &anode_proto::SnapshotData) -> Snapshot {
+        let mut snap = Snapshot::default();
+        snap.set_data(prost::Message::encode_to_vec(data).into());
+        snap.mut_metadata().index = index;
+        snap.mut_metadata().term = 1;
+        snap.mut_metadata().mut_conf_state().voters = vec![1];
+        snap
+    }
+
+    #[test]
+    fn a_snapshot_from_a_newer_build_is_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RaftStore::open(dir.path()).unwrap();
+        let pair = anode_proto::KvPair {
+            key: b"x/stat/objects".to_vec(),
+            value: 1u64.to_be_bytes().to_vec(),
+        };
+        let newer = anode_proto::SnapshotData {
+            version: anode_proto::SNAPSHOT_VERSION + 1,
+            pairs: vec![pair.clone()],
+        };
+        let err = s.install_snapshot(&snapshot_at(5, &newer)).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Record(RecordError::TooNew { .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains("SnapshotData"), "{err}");
+        // A current snapshot holding a record from a newer build: refused too.
+        let bucket = anode_proto::BucketConfig {
+            version: anode_proto::RECORD_VERSION + 1,
+            ..Default::default()
+        };
+        let mixed = anode_proto::SnapshotData {
+            version: anode_proto::SNAPSHOT_VERSION,
+            pairs: vec![
+                pair.clone(),
+                anode_proto::KvPair {
+                    key: b"b/x".to_vec(),
+                    value: prost::Message::encode_to_vec(&bucket),
+                },
+            ],
+        };
+        let err = s.install_snapshot(&snapshot_at(5, &mixed)).unwrap_err();
+        assert!(err.to_string().contains("BucketConfig at b/x"), "{err}");
+        assert_eq!(s.applied(), 0);
+        assert_eq!(s.view().get(b"x/stat/objects"), None);
+        // The current form installs.
+        let ok = anode_proto::SnapshotData {
+            version: anode_proto::SNAPSHOT_VERSION,
+            pairs: vec![pair],
+        };
+        s.install_snapshot(&snapshot_at(5, &ok)).unwrap();
+        assert_eq!(s.applied(), 5);
+    }
+
+    #[test]
+    fn the_applied_index_never_moves_back() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RaftStore::open(dir.path()).unwrap();
+            s.bootstrap(vec![1]).unwrap();
+            let ents: Vec<_> = (1..=6).map(|i| entry(i, 1)).collect();
+            s.persist(&ents, None).unwrap();
+            s.commit_apply(&[], 5, 1, None).unwrap();
+            let muts = vec![Mutation::Put(
+                b"x/stat/objects".to_vec(),
+                2u64.to_be_bytes().to_vec(),
+            )];
+            let err = s.commit_apply(&muts, 4, 1, None).unwrap_err();
+            assert!(matches!(
+                err,
+                StoreError::AppliedWentBack { from: 5, to: 4 }
+            ));
+            let empty = anode_proto::SnapshotData {
+                version: anode_proto::SNAPSHOT_VERSION,
+                pairs: Vec::new(),
+            };
+            let err = s.install_snapshot(&snapshot_at(3, &empty)).unwrap_err();
+            assert!(matches!(
+                err,
+                StoreError::AppliedWentBack { from: 5, to: 3 }
+            ));
+        }
+        // Nothing of the refused batches reached the disk.
+        let s = RaftStore::open(dir.path()).unwrap();
+        assert_eq!(s.applied(), 5);
+        assert_eq!(s.view().get(b"x/stat/objects"), None);
+        assert_eq!(s.last_log_index(), 6);
     }
 }

@@ -436,3 +436,65 @@ fn five_members_under_chaos() {
         "no leader changes across seeds {seeds:?}"
     );
 }
+
+/// A member meeting a command written by a newer build stops before anything of that batch is
+/// written (applying it as an error while newer members apply it would split the state), and
+/// refuses it again after a restart.
+#[test]
+fn a_command_from_a_newer_build_halts_the_member() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("n1");
+    let store = RaftStore::open(&dir).unwrap();
+    bootstrap_store(&store, &peers(1)).unwrap();
+    drop(store);
+    let node = SimNode {
+        core: None,
+        outbox: Arc::default(),
+        dir,
+        cfg: NodeConfig {
+            id: 1,
+            election_ticks: 10,
+            min_election_ticks: 10,
+            max_election_ticks: 11,
+            heartbeat_ticks: 2,
+            ..Default::default()
+        },
+        applied: BTreeMap::new(),
+    };
+    let mut core = open_core(&node, 1, 7);
+    for _ in 0..30 {
+        core.tick();
+        core.process().unwrap();
+    }
+    assert_eq!(core.raft().state, raft::StateRole::Leader);
+    let applied_before = core.raft().raft_log.store().applied();
+    let newer = Command {
+        version: anode_proto::COMMAND_VERSION + 1,
+        now_ms: 1,
+        op: Some(Op::CreateKey(CreateKeyCmd::default())),
+    };
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    core.propose_bytes(newer.encode_to_vec(), tx);
+    let err = core.process().unwrap_err().to_string();
+    let want = format!(
+        "Command at raft entry {}: version {} is newer than this build reads (up to {})",
+        applied_before + 1,
+        anode_proto::COMMAND_VERSION + 1,
+        anode_proto::COMMAND_VERSION
+    );
+    assert!(err.contains(&want), "{err}");
+    assert_eq!(core.raft().raft_log.store().applied(), applied_before);
+    drop(core);
+    // After a restart the committed entry is met again, and refused again.
+    let mut core = open_core(&node, 1, 8);
+    let mut refused = None;
+    for _ in 0..30 {
+        core.tick();
+        if let Err(e) = core.process() {
+            refused = Some(e.to_string());
+            break;
+        }
+    }
+    assert!(refused.is_some_and(|e| e.contains(&want)));
+    assert_eq!(core.raft().raft_log.store().applied(), applied_before);
+}

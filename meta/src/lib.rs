@@ -10,6 +10,7 @@
 //! Code map:
 //! - [`kv`]: the narrow key-value view the state machine reads, and its mutations.
 //! - [`sm`] (also [`state`]): the deterministic state machine (`apply`) and its read queries.
+//! - [`record`]: the versioned decode step every persisted record is read through.
 //! - [`control`]: the leader's decisions (leases, placement, heartbeats, healing sweep).
 //! - [`leases`], [`locations`], [`planner`], [`healer`]: chunkserver liveness, where chunk
 //!   copies are, the repair plan, and the task book that executes it.
@@ -29,6 +30,7 @@ pub mod locations;
 pub mod membership;
 pub mod placement;
 pub mod planner;
+pub mod record;
 pub mod sm;
 pub mod validate;
 /// The state machine under its documented name.

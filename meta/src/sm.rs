@@ -27,11 +27,16 @@ use prost::Message;
 use crate::kv::{KvRead, Mutation, Overlay};
 use crate::validate::{self, ValidationError};
 
+mod invariants;
 mod list;
+mod records;
 #[cfg(test)]
 mod tests;
 
+pub use invariants::{check_refcount_deltas, InvariantError};
 pub use list::{list_objects, list_parts, list_uploads};
+pub use records::{check_record, decode_snapshot};
+use records::{get_msg, must_decode, scan_msgs};
 
 /// Errors of state machine commands and queries; [`StateError::detail`] is their wire form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -230,12 +235,6 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 // ---- decoding helpers ----------------------------------------------------------------------
 
-fn get_msg<M: Message + Default>(kv: &dyn KvRead, key: &[u8]) -> Option<M> {
-    let v = kv.get(key)?;
-    // A record that does not decode is corruption of replicated state: stop, do not guess.
-    Some(M::decode(v.as_slice()).expect("state record decodes"))
-}
-
 fn get_u64(kv: &dyn KvRead, key: &[u8]) -> u64 {
     kv.get(key)
         .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
@@ -259,13 +258,6 @@ pub fn get_bucket(kv: &dyn KvRead, name: &str) -> Option<BucketConfig> {
 /// All buckets in name order.
 pub fn list_buckets(kv: &dyn KvRead) -> Vec<BucketConfig> {
     scan_msgs(kv, b"b/", 100_000)
-}
-
-fn scan_msgs<M: Message + Default>(kv: &dyn KvRead, prefix: &[u8], limit: usize) -> Vec<M> {
-    kv.scan(prefix, prefix_end(prefix).as_deref(), limit)
-        .into_iter()
-        .map(|(_, v)| M::decode(v.as_slice()).expect("state record decodes"))
-        .collect()
 }
 
 /// An object's manifest.
@@ -311,10 +303,8 @@ pub fn scan_chunks(kv: &dyn KvRead, start_after: &[u8], limit: usize) -> Vec<(Ve
     kv.scan(&start, prefix_end(b"c/").as_deref(), limit)
         .into_iter()
         .map(|(k, v)| {
-            (
-                k[2..].to_vec(),
-                ChunkInfo::decode(v.as_slice()).expect("state record decodes"),
-            )
+            let ci = must_decode(&k, &v);
+            (k[2..].to_vec(), ci)
         })
         .collect()
 }
@@ -354,11 +344,17 @@ pub fn stats(kv: &dyn KvRead) -> Stats {
 
 // ---- apply ---------------------------------------------------------------------------------
 
-/// Decode and apply one command's bytes. Undecodable bytes give an error result and no
-/// mutations.
+/// Decode (through [`crate::record::decode`]: an older version is migrated) and apply one
+/// command's bytes. Undecodable bytes give an error result and no mutations, and so does a
+/// newer command version (as [`apply`] answers it; the node refuses such an entry before).
 pub fn apply_bytes(kv: &dyn KvRead, index: u64, data: &[u8]) -> (Vec<Mutation>, CommandResult) {
-    match Command::decode(data) {
+    let at = format!("raft entry {index}");
+    match crate::record::decode::<Command>(at.as_bytes(), data) {
         Ok(cmd) => apply(kv, index, &cmd),
+        Err(crate::record::RecordError::TooNew { found, .. }) => (
+            Vec::new(),
+            error_result(&StateError::UnsupportedVersion(found)),
+        ),
         Err(e) => (
             Vec::new(),
             error_result(&StateError::BadCommand(e.to_string())),
@@ -373,7 +369,9 @@ fn error_result(e: &StateError) -> CommandResult {
     }
 }
 
-/// Apply one command at raft `index`. On error no mutation is returned.
+/// Apply one command at raft `index`. On error no mutation is returned. The mutations of a
+/// successful command are checked against the invariants first (see [`InvariantError`]); a
+/// violation panics, before anything is written.
 pub fn apply(kv: &dyn KvRead, index: u64, cmd: &Command) -> (Vec<Mutation>, CommandResult) {
     if cmd.version == 0 || cmd.version > COMMAND_VERSION {
         return (
@@ -387,7 +385,11 @@ pub fn apply(kv: &dyn KvRead, index: u64, cmd: &Command) -> (Vec<Mutation>, Comm
         None => Err(StateError::BadCommand("no operation".into())),
     };
     match res {
-        Ok(r) => (o.into_mutations(), r),
+        Ok(r) => {
+            let muts = o.into_mutations();
+            invariants::assert_command(kv, index, &muts);
+            (muts, r)
+        }
         Err(e) => (Vec::new(), error_result(&e)),
     }
 }
@@ -527,8 +529,15 @@ fn adjust_refs(o: &mut Overlay<'_>, now: u64, chunks: &[ChunkRef], delta: i64, r
             ci.servers.sort_unstable();
         } else {
             let d = delta.unsigned_abs();
-            debug_assert!(ci.refcount >= d, "chunk refcount underflow");
-            ci.refcount = ci.refcount.saturating_sub(d);
+            // More references dropped than counted: the state is already wrong. Stop (the
+            // panic aborts the process before anything is written) rather than clamp.
+            ci.refcount = ci.refcount.checked_sub(d).unwrap_or_else(|| {
+                panic!(
+                    "chunk {} refcount underflow: {} - {d}",
+                    hex::encode(&c.sha256),
+                    ci.refcount
+                )
+            });
             if ci.refcount == 0 {
                 ci.zero_since_ms = now;
             }
@@ -847,16 +856,16 @@ fn abort_multipart(o: &mut Overlay<'_>, now: u64, c: &AbortMultipartCmd) -> Res 
 pub fn check_invariants(kv: &dyn KvRead) -> Result<(), String> {
     let mut refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     let (mut objects, mut logical) = (0u64, 0u64);
-    for (_, v) in kv.scan(b"o/", prefix_end(b"o/").as_deref(), usize::MAX) {
-        let m = Manifest::decode(v.as_slice()).map_err(|e| e.to_string())?;
+    for (k, v) in kv.scan(b"o/", prefix_end(b"o/").as_deref(), usize::MAX) {
+        let m: Manifest = crate::record::decode(&k, &v).map_err(|e| e.to_string())?;
         objects += 1;
         logical += m.size;
         for c in &m.chunks {
             *refs.entry(c.sha256.clone()).or_default() += 1;
         }
     }
-    for (_, v) in kv.scan(b"p/", prefix_end(b"p/").as_deref(), usize::MAX) {
-        let p = PartRecord::decode(v.as_slice()).map_err(|e| e.to_string())?;
+    for (k, v) in kv.scan(b"p/", prefix_end(b"p/").as_deref(), usize::MAX) {
+        let p: PartRecord = crate::record::decode(&k, &v).map_err(|e| e.to_string())?;
         for c in &p.chunks {
             *refs.entry(c.sha256.clone()).or_default() += 1;
         }

@@ -19,3 +19,13 @@ pub const COMMAND_VERSION: u32 = 1;
 pub const MANIFEST_VERSION: u32 = 1;
 /// Current encoding version of records in the master state (buckets, keys, registry, chunks).
 pub const RECORD_VERSION: u32 = 1;
+/// Current encoding version of [`v1::SnapshotData`] (a raft snapshot's payload).
+pub const SNAPSHOT_VERSION: u32 = 1;
+/// Current format of a master's RocksDB store (column families, meta keys, the layout of the
+/// state machine's key space). Stored under the `format` key of the `meta` column family; a
+/// store without it is format 0, the pre-versioning layout (identical to format 1).
+///
+/// Rule: raising [`RECORD_VERSION`], [`MANIFEST_VERSION`] or the key layout raises this too,
+/// so a binary that cannot read a store's records refuses to open it instead of failing on
+/// the first record it meets.
+pub const STORE_FORMAT_VERSION: u32 = 1;

@@ -1,11 +1,10 @@
 //! Listing: S3 ListObjects semantics over the ordered key space, seeking past rolled-up
 //! common prefixes instead of scanning their contents.
 
-use anode_proto::*;
-use prost::Message;
-
+use super::records::must_decode;
 use super::{get_bucket, object_prefix, part_prefix, prefix_end, upload_prefix, StateError};
 use crate::kv::KvRead;
+use anode_proto::*;
 
 /// Default and maximum page size.
 pub const MAX_KEYS: u32 = 1000;
@@ -87,7 +86,7 @@ pub fn list_objects(
                 out.common_prefixes.push(cp);
                 continue 'scan;
             }
-            let m = Manifest::decode(v.as_slice()).expect("state record decodes");
+            let m: Manifest = must_decode(&k, &v);
             out.objects.push(ObjectEntry {
                 key: key.clone(),
                 size: m.size,
@@ -126,7 +125,7 @@ pub fn list_parts(
     let rows = kv.scan(&start, prefix_end(&prefix).as_deref(), max + 1);
     let mut parts: Vec<PartRecord> = rows
         .into_iter()
-        .map(|(_, v)| PartRecord::decode(v.as_slice()).expect("state record decodes"))
+        .map(|(k, v)| must_decode::<PartRecord>(&k, &v))
         .collect();
     let is_truncated = parts.len() > max;
     parts.truncate(max);
@@ -181,7 +180,7 @@ pub fn list_uploads(
     let rows = kv.scan(&start, end.as_deref(), max + 1);
     let mut uploads: Vec<MultipartUpload> = rows
         .into_iter()
-        .map(|(_, v)| MultipartUpload::decode(v.as_slice()).expect("state record decodes"))
+        .map(|(k, v)| must_decode::<MultipartUpload>(&k, &v))
         .collect();
     let is_truncated = uploads.len() > max;
     uploads.truncate(max);

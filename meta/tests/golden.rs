@@ -1,0 +1,317 @@
+//! Golden encodings: every persisted record kind as written by each version, checked in under
+//! `tests/golden/` as hex, decoded through the one decode step readers use
+//! (`anode_meta::record::decode`). A golden file is never edited or deleted: when a kind's
+//! version rises, add `<kind>.v<N>.hex` next to the old ones, keep the old test rows (they
+//! must still decode, migrated, to the values below), and move `CURRENT_WRITES` to the new file.
+//!
+//! Regenerate a *missing* file (never an existing one) with
+//! `ANODE_BLESS_GOLDEN=1 cargo test -p anode-meta --test golden`.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::path::PathBuf;
+
+use anode_meta::record::{self, Record, RecordError};
+use anode_proto::command::Op;
+use anode_proto::*;
+use prost::Message;
+
+fn golden_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.hex"))
+}
+
+/// The bytes of golden file `name`; with `ANODE_BLESS_GOLDEN=1`, a missing file is first
+/// written from `value`'s encoding by this build.
+fn golden_bytes<R: Record>(name: &str, value: &R) -> Vec<u8> {
+    let path = golden_path(name);
+    if !path.exists() && std::env::var_os("ANODE_BLESS_GOLDEN").is_some() {
+        std::fs::write(&path, hex::encode(value.encode_to_vec()) + "\n").unwrap();
+    }
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (see the module docs)", path.display()));
+    hex::decode(text.trim()).unwrap()
+}
+
+/// The golden file decodes to `expected`, and (for the version this build writes) this build
+/// still encodes `expected` to exactly those bytes.
+fn check_golden<R: Record + PartialEq + Debug>(name: &str, expected: &R, current_writes: bool) {
+    let bytes = golden_bytes(name, expected);
+    let got: R = record::decode(name.as_bytes(), &bytes)
+        .unwrap_or_else(|e| panic!("golden {name} no longer decodes: {e}"));
+    assert_eq!(&got, expected, "golden {name} decodes to other values");
+    if current_writes {
+        assert_eq!(
+            hex::encode(expected.encode_to_vec()),
+            hex::encode(&bytes),
+            "this build no longer writes golden {name}: add a new version and golden file"
+        );
+    }
+}
+
+fn one(k: &str, v: &str) -> HashMap<String, String> {
+    HashMap::from([(k.to_string(), v.to_string())])
+}
+
+fn chunk_ref(sha: u8) -> ChunkRef {
+    ChunkRef {
+        sha256: vec![sha; 32],
+        length: 4 << 20,
+        servers: vec![1, 3],
+        uploaded_ms: 0,
+    }
+}
+
+fn bucket() -> BucketConfig {
+    BucketConfig {
+        version: 1,
+        name: "photos".into(),
+        replication: 3,
+        versioning: true,
+        quota_bytes: 1 << 40,
+        created_ms: 1_700_000_000_000,
+        owner_access_key: "AKIDEXAMPLE".into(),
+    }
+}
+
+fn manifest() -> Manifest {
+    Manifest {
+        version: 1,
+        size: 8 << 20,
+        etag: "9e107d9d372bb6826bd81d3542a419d6-2".into(),
+        content_type: "image/jpeg".into(),
+        user_metadata: one("camera", "x100"),
+        chunks: vec![chunk_ref(0xaa), chunk_ref(0xbb)],
+        inline_data: b"tiny".to_vec(),
+        mtime_ms: 1_700_000_000_123,
+        object_version: 42,
+        part_sizes: vec![5 << 20, 3 << 20],
+        system_metadata: one("cache-control", "max-age=60"),
+    }
+}
+
+fn access_key() -> AccessKey {
+    AccessKey {
+        version: 1,
+        access_key: "AKIDEXAMPLE".into(),
+        secret_key: "wJalrXUtnFEMI/K7MDENG".into(),
+        name: "ops".into(),
+        created_ms: 1_700_000_000_001,
+    }
+}
+
+fn chunkserver() -> ChunkserverRecord {
+    ChunkserverRecord {
+        version: 1,
+        id: 7,
+        addr: "10.0.0.7:7100".into(),
+        rack: "r2".into(),
+        epoch: 5,
+        capacity_bytes: 4 << 40,
+        used_bytes: 1 << 40,
+        chunks: 262_144,
+        draining: true,
+        registered_ms: 1_700_000_000_002,
+        last_heartbeat_ms: 1_700_000_000_999,
+        uuid: "6f1c2a4e-0d6b-4b1e-9d3a-2f6c1b7e8a90".into(),
+        disk_full: true,
+    }
+}
+
+fn chunk_info() -> ChunkInfo {
+    ChunkInfo {
+        version: 1,
+        refcount: 2,
+        length: 4 << 20,
+        servers: vec![1, 3, 7],
+        zero_since_ms: 1_700_000_000_003,
+        tombstone_ms: 1_700_000_000_004,
+        replication: 3,
+    }
+}
+
+fn upload() -> MultipartUpload {
+    MultipartUpload {
+        version: 1,
+        bucket: "photos".into(),
+        key: "2024/big.tar".into(),
+        upload_id: "u-0001".into(),
+        initiated_ms: 1_700_000_000_005,
+        content_type: "application/x-tar".into(),
+        user_metadata: one("owner", "ann"),
+        system_metadata: one("content-encoding", "gzip"),
+    }
+}
+
+fn part() -> PartRecord {
+    PartRecord {
+        version: 1,
+        part_number: 2,
+        etag: "0cc175b9c0f1b6a831c399e269772661".into(),
+        size: 5 << 20,
+        chunks: vec![chunk_ref(0xcc)],
+        mtime_ms: 1_700_000_000_006,
+        inline_data: b"x".to_vec(),
+    }
+}
+
+fn command() -> Command {
+    Command {
+        version: 1,
+        now_ms: 1_700_000_000_007,
+        op: Some(Op::PutObject(PutObjectCmd {
+            bucket: "photos".into(),
+            key: "2024/cat.jpg".into(),
+            manifest: Some(Manifest {
+                chunks: vec![ChunkRef {
+                    uploaded_ms: 1_700_000_000_000,
+                    ..chunk_ref(0xdd)
+                }],
+                ..manifest()
+            }),
+            if_match_etag: Some(String::new()),
+        })),
+    }
+}
+
+fn member_context() -> MemberChangeContext {
+    MemberChangeContext {
+        version: 1,
+        id: 4,
+        addr: "10.0.0.4:7000".into(),
+    }
+}
+
+fn snapshot() -> SnapshotData {
+    SnapshotData {
+        version: 1,
+        pairs: vec![
+            KvPair {
+                key: b"b/photos".to_vec(),
+                value: bucket().encode_to_vec(),
+            },
+            KvPair {
+                key: b"c/\xaa\xaa".to_vec(),
+                value: chunk_info().encode_to_vec(),
+            },
+            KvPair {
+                key: b"r/\0\0\0\0\0\0\0\x01".to_vec(),
+                value: b"10.0.0.1:7000".to_vec(),
+            },
+            KvPair {
+                key: b"x/next_chunkserver_id".to_vec(),
+                value: 8u64.to_be_bytes().to_vec(),
+            },
+        ],
+    }
+}
+
+#[test]
+fn version_1_encodings_stay_readable() {
+    check_golden("bucket_config.v1", &bucket(), true);
+    check_golden("manifest.v1", &manifest(), true);
+    check_golden("access_key.v1", &access_key(), true);
+    check_golden("chunkserver_record.v1", &chunkserver(), true);
+    check_golden("chunk_info.v1", &chunk_info(), true);
+    check_golden("multipart_upload.v1", &upload(), true);
+    check_golden("part_record.v1", &part(), true);
+    check_golden("command_put_object.v1", &command(), true);
+    check_golden("member_change_context.v1", &member_context(), true);
+    check_golden("snapshot_data.v1", &snapshot(), true);
+}
+
+#[test]
+fn the_golden_snapshot_passes_the_install_check() {
+    let bytes = golden_bytes("snapshot_data.v1", &snapshot());
+    assert_eq!(
+        anode_meta::state::decode_snapshot(&bytes).unwrap(),
+        snapshot()
+    );
+}
+
+/// Version 0 (no version stamped) is the layout of version 1: it decodes, migrated.
+fn check_v0_migrates<R: Record + PartialEq + Debug + Clone>(
+    current: &R,
+    set_version: fn(&mut R, u32),
+) {
+    let mut v0 = current.clone();
+    set_version(&mut v0, 0);
+    let got: R = record::decode(b"k", &v0.encode_to_vec()).unwrap();
+    assert_eq!(&got, current, "{} v0 -> v1", R::KIND);
+}
+
+/// A record from a newer build is refused with the kind, key and both versions, even when its
+/// layout changed so much that it no longer decodes as this build's message.
+fn check_newer_refused<R: Record + Clone + Debug>(current: &R, set_version: fn(&mut R, u32)) {
+    let mut newer = current.clone();
+    set_version(&mut newer, R::CURRENT + 1);
+    let mut bytes = newer.encode_to_vec();
+    bytes.extend_from_slice(&[0x12, 0xff]); // field 2 with a truncated length: undecodable
+    assert!(R::decode(bytes.as_slice()).is_err());
+    let err = record::decode::<R>(b"c/\x01", &bytes).unwrap_err();
+    assert_eq!(
+        err,
+        RecordError::TooNew {
+            kind: R::KIND,
+            key: "c/\\x01".into(),
+            found: R::CURRENT + 1,
+            supported: R::CURRENT,
+        }
+    );
+    let msg = err.to_string();
+    for part in [R::KIND, "c/\\x01", &format!("version {}", R::CURRENT + 1)] {
+        assert!(msg.contains(part), "{msg:?} lacks {part:?}");
+    }
+    assert!(msg.contains(&format!("up to {}", R::CURRENT)), "{msg}");
+}
+
+macro_rules! each_kind {
+    ($check:ident) => {
+        $check(&bucket(), |r, v| r.version = v);
+        $check(&manifest(), |r, v| r.version = v);
+        $check(&access_key(), |r, v| r.version = v);
+        $check(&chunkserver(), |r, v| r.version = v);
+        $check(&chunk_info(), |r, v| r.version = v);
+        $check(&upload(), |r, v| r.version = v);
+        $check(&part(), |r, v| r.version = v);
+        $check(&command(), |r, v| r.version = v);
+        $check(&member_context(), |r, v| r.version = v);
+        $check(&snapshot(), |r, v| r.version = v);
+    };
+}
+
+#[test]
+fn version_0_records_are_migrated() {
+    each_kind!(check_v0_migrates);
+}
+
+#[test]
+fn newer_records_are_refused_with_a_clear_error() {
+    each_kind!(check_newer_refused);
+}
+
+#[test]
+fn a_newer_snapshot_is_refused_before_its_records_are_read() {
+    let mut snap = snapshot();
+    snap.version = SNAPSHOT_VERSION + 1;
+    let err = anode_meta::state::decode_snapshot(&snap.encode_to_vec()).unwrap_err();
+    assert!(
+        matches!(err, RecordError::TooNew { kind: "SnapshotData", found, .. }
+            if found == SNAPSHOT_VERSION + 1),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_newer_command_is_answered_unsupported_without_mutations() {
+    let mut cmd = command();
+    cmd.version = COMMAND_VERSION + 1;
+    let kv = anode_meta::kv::MemKv::new();
+    let (muts, res) = anode_meta::state::apply_bytes(&kv, 3, &cmd.encode_to_vec());
+    assert!(muts.is_empty());
+    let err = res.error.expect("an error result");
+    assert_eq!(err.code(), anode_proto::ErrorCode::UnsupportedVersion);
+    let want = format!("unsupported command version {}", COMMAND_VERSION + 1);
+    assert_eq!(err.message, want);
+}
