@@ -100,22 +100,14 @@ async fn meta(
     seconds: u64,
     bucket: String,
 ) -> anyhow::Result<()> {
-    let b = bucket.clone();
-    let created = anode_master::ctl::call_leader(&masters, |mut c| {
-        let name = b.clone();
-        async move {
-            c.create_bucket(CreateBucketRequest {
-                name,
-                replication: 0,
-                owner_access_key: String::new(),
-            })
-            .await
-        }
-    })
-    .await;
-    if let Err(e) = created {
+    let cl = anode_client::Client::connect(masters.clone()).await?;
+    if let Err(e) = cl.create_bucket(&bucket, 0, "").await {
+        use anode_client::ErrorCode;
         anyhow::ensure!(
-            e.to_string().contains("BucketAlready"),
+            matches!(
+                e.code(),
+                ErrorCode::BucketAlreadyOwnedByYou | ErrorCode::BucketAlreadyExists
+            ),
             "create bucket: {e}"
         );
     }
