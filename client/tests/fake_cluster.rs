@@ -100,7 +100,12 @@ async fn put_get_round_trip_around_boundaries() {
             let data = body(len, seed + i as u64);
             let key = format!("k{len}");
             let m = cl
-                .put_object(BUCKET, &key, pieces(data.clone(), seed), PutOptions::default())
+                .put_object(
+                    BUCKET,
+                    &key,
+                    pieces(data.clone(), seed),
+                    PutOptions::default(),
+                )
                 .await
                 .unwrap();
             assert_eq!(m.size, len as u64);
@@ -180,9 +185,12 @@ async fn ranges_read_only_what_they_need() {
                 "range {a}-{b} fetched {gets} chunks, needs {needed}"
             );
         }
-        let err =
-            read_all(cl.read_manifest(BUCKET, &m, Some((data.len() as u64, data.len() as u64 + 5))))
-                .await;
+        let err = read_all(cl.read_manifest(
+            BUCKET,
+            &m,
+            Some((data.len() as u64, data.len() as u64 + 5)),
+        ))
+        .await;
         assert!(matches!(err, Err(ClientError::InvalidArgument(_))));
     })
     .await
@@ -304,7 +312,9 @@ async fn corrupt_replica_is_skipped_and_reported() {
             .all(|(_, id)| bad.contains(id)));
         // With every replica bad, the read fails with ChunkUnavailable.
         c.server(good).corrupt.store(true, Ordering::SeqCst);
-        let err = read_all(cl.read_manifest(BUCKET, &m, None)).await.unwrap_err();
+        let err = read_all(cl.read_manifest(BUCKET, &m, None))
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, ClientError::ChunkUnavailable { .. }),
             "{err:?}"
@@ -493,7 +503,10 @@ async fn multipart_copy_list_delete() {
 
         // Copy is metadata only: no chunk is written again.
         let puts = c.total_puts();
-        let copy = cl.copy_object(BUCKET, "mp", BUCKET, "mp2", None).await.unwrap();
+        let copy = cl
+            .copy_object(BUCKET, "mp", BUCKET, "mp2", None)
+            .await
+            .unwrap();
         assert_eq!(c.total_puts(), puts);
         assert_eq!(copy.chunks, m.chunks);
         let (_, s) = cl.get_object(BUCKET, "mp2", None).await.unwrap();

@@ -25,9 +25,9 @@ use std::sync::Mutex;
 
 use anode_client::chunker::{etag_hex, md5, sha256};
 use anode_client::{
-    AccessKey, BucketConfig, ByteStream, ClientError, CompletePart,
-    ListMultipartUploadsRequest, ListMultipartUploadsResponse, ListObjectsRequest,
-    ListObjectsResponse, ListPartsRequest, ListPartsResponse, Manifest, PartRecord, PutOptions,
+    AccessKey, BucketConfig, ByteStream, ClientError, CompletePart, ListMultipartUploadsRequest,
+    ListMultipartUploadsResponse, ListObjectsRequest, ListObjectsResponse, ListPartsRequest,
+    ListPartsResponse, Manifest, PartRecord, PutOptions,
 };
 use anode_meta::state::{self, MemState, StateError};
 use anode_proto::command::Op;
@@ -395,8 +395,7 @@ impl Backend for MemBackend {
     }
 
     async fn list_parts(&self, req: ListPartsRequest) -> Result<ListPartsResponse, ClientError> {
-        self.read(|kv| state::list_parts(kv, &req))
-            .map_err(refused)
+        self.read(|kv| state::list_parts(kv, &req)).map_err(refused)
     }
 
     async fn list_multipart_uploads(

@@ -836,7 +836,11 @@ pub fn multipart_etag<S: AsRef<str>>(part_etags: &[S]) -> Option<String> {
     for e in part_etags {
         h.update(part_md5(e.as_ref())?);
     }
-    Some(format!("{}-{}", hex::encode(h.finalize()), part_etags.len()))
+    Some(format!(
+        "{}-{}",
+        hex::encode(h.finalize()),
+        part_etags.len()
+    ))
 }
 
 /// The manifest of a completed upload, or `InvalidPart` when a stored part's etag is not an MD5

@@ -136,7 +136,9 @@ impl MasterState {
 
     /// The chunkservers the master names for a chunk, in the order readers try them.
     pub fn locate(&self, sha256: &[u8]) -> Vec<u64> {
-        let found = self.control.locate(&self.sm.kv, &[sha256.to_vec()], MONO_MS);
+        let found = self
+            .control
+            .locate(&self.sm.kv, &[sha256.to_vec()], MONO_MS);
         found[0].servers.iter().map(|s| s.id).collect()
     }
 }

@@ -42,7 +42,10 @@ impl MemState {
         let (muts, res) = apply(&self.kv, self.index, &cmd);
         self.kv.apply(&muts);
         if let Err(e) = check_invariants(&self.kv) {
-            panic!("state machine invariant broken after command {}: {e}", self.index);
+            panic!(
+                "state machine invariant broken after command {}: {e}",
+                self.index
+            );
         }
         match res.error {
             Some(e) => Err(e),

@@ -430,7 +430,13 @@ fn multipart_etag_matches_s3() {
 #[test]
 fn multipart_etag_refuses_what_is_not_an_md5() {
     let md5_of_a = "0cc175b9c0f1b6a831c399e269772661";
-    for bad in ["zz", "", "0cc175b9", "0cc175b9c0f1b6a831c399e2697726610a", "g".repeat(32).as_str()] {
+    for bad in [
+        "zz",
+        "",
+        "0cc175b9",
+        "0cc175b9c0f1b6a831c399e2697726610a",
+        "g".repeat(32).as_str(),
+    ] {
         assert_eq!(multipart_etag(&[md5_of_a, bad]), None, "{bad:?}");
         assert_eq!(part_md5(bad), None, "{bad:?}");
     }
