@@ -135,21 +135,6 @@ pub fn etag_hex(md5: &[u8; 16]) -> String {
     hex::encode(md5)
 }
 
-/// The S3 ETag of a multipart object: hex MD5 of the concatenated binary part MD5s, then `-N`.
-/// Returns `None` when a part etag is not 32 hex digits.
-pub fn multipart_etag<S: AsRef<str>>(part_etags: &[S]) -> Option<String> {
-    let mut h = Md5::new();
-    for etag in part_etags {
-        let raw = hex::decode(etag.as_ref().trim_matches('"')).ok()?;
-        if raw.len() != 16 {
-            return None;
-        }
-        h.update(&raw);
-    }
-    let digest: [u8; 16] = h.finalize().into();
-    Some(format!("{}-{}", hex::encode(digest), part_etags.len()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,16 +223,6 @@ mod tests {
         // Known MD5s.
         assert_eq!(etag_hex(&md5(b"")), "d41d8cd98f00b204e9800998ecf8427e");
         assert_eq!(etag_hex(&md5(b"hello")), "5d41402abc4b2a76b9719d911017c592");
-        // md5-of-md5s: parts "hello" and "" -> md5(md5("hello") || md5("")) + "-2".
-        let mut both = md5(b"hello").to_vec();
-        both.extend_from_slice(&md5(b""));
-        let want = format!("{}-2", etag_hex(&md5(&both)));
-        let got = multipart_etag(&[
-            "5d41402abc4b2a76b9719d911017c592",
-            "\"d41d8cd98f00b204e9800998ecf8427e\"",
-        ]);
-        assert_eq!(got.as_deref(), Some(want.as_str()));
-        assert_eq!(multipart_etag(&["zz"]), None);
         assert_eq!(
             hex::encode(sha256(b"abc")),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -647,12 +647,11 @@ impl ClientInner {
     }
 }
 
-/// Pure: the manifest a copy commits, and its condition. Keeps the body (chunks or inline data),
-/// size, etag and part sizes; takes content type and metadata from `replace` when given.
-pub(crate) fn copy_manifest(
-    src: Manifest,
-    replace: Option<PutOptions>,
-) -> (Manifest, Option<String>) {
+/// Pure: the manifest a copy commits, and its condition (what [`Client::copy_object`] sends;
+/// public so the gateway's in-memory test backend copies by the same rule). Keeps the body
+/// (chunks or inline data), size, etag and part sizes; takes content type and metadata from
+/// `replace` when given.
+pub fn copy_manifest(src: Manifest, replace: Option<PutOptions>) -> (Manifest, Option<String>) {
     let mut m = Manifest {
         version: anode_proto::MANIFEST_VERSION,
         mtime_ms: 0,

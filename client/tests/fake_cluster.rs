@@ -13,7 +13,7 @@ use anode_client::{Client, ClientConfig, ClientError, CompletePart, ErrorCode, P
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use rand::{Rng, SeedableRng};
-use support::Cluster;
+use support::{Cluster, BUCKET};
 
 const CHUNK: usize = 8 << 10;
 const INLINE: usize = 1 << 10;
@@ -100,7 +100,12 @@ async fn put_get_round_trip_around_boundaries() {
             let data = body(len, seed + i as u64);
             let key = format!("k{len}");
             let m = cl
-                .put_object("b", &key, pieces(data.clone(), seed), PutOptions::default())
+                .put_object(
+                    BUCKET,
+                    &key,
+                    pieces(data.clone(), seed),
+                    PutOptions::default(),
+                )
                 .await
                 .unwrap();
             assert_eq!(m.size, len as u64);
@@ -127,7 +132,7 @@ async fn put_get_round_trip_around_boundaries() {
                     }
                 }
             }
-            let (head, stream) = cl.get_object("b", &key, None).await.unwrap();
+            let (head, stream) = cl.get_object(BUCKET, &key, None).await.unwrap();
             assert_eq!(head.etag, m.etag);
             assert_eq!(
                 read_all(stream).await.unwrap(),
@@ -147,7 +152,7 @@ async fn ranges_read_only_what_they_need() {
         let seed = seed();
         let data = body(5 * CHUNK + 123, seed);
         let m = cl
-            .put_object_bytes("b", "r", data.clone(), PutOptions::default())
+            .put_object_bytes(BUCKET, "r", data.clone(), PutOptions::default())
             .await
             .unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -159,7 +164,7 @@ async fn ranges_read_only_what_they_need() {
                 .iter()
                 .map(|s| s.2.gets.load(Ordering::SeqCst))
                 .sum();
-            let got = read_all(cl.read_manifest("b", &m, Some((a, b))))
+            let got = read_all(cl.read_manifest(BUCKET, &m, Some((a, b))))
                 .await
                 .unwrap();
             let end = (b as usize).min(data.len() - 1);
@@ -180,9 +185,12 @@ async fn ranges_read_only_what_they_need() {
                 "range {a}-{b} fetched {gets} chunks, needs {needed}"
             );
         }
-        let err =
-            read_all(cl.read_manifest("b", &m, Some((data.len() as u64, data.len() as u64 + 5))))
-                .await;
+        let err = read_all(cl.read_manifest(
+            BUCKET,
+            &m,
+            Some((data.len() as u64, data.len() as u64 + 5)),
+        ))
+        .await;
         assert!(matches!(err, Err(ClientError::InvalidArgument(_))));
     })
     .await
@@ -196,14 +204,14 @@ async fn a_dead_target_is_replaced_before_commit() {
         let cl = client(&c).await;
         let data = body(4 * CHUNK, seed());
         let m = cl
-            .put_object_bytes("b", "x", data.clone(), PutOptions::default())
+            .put_object_bytes(BUCKET, "x", data.clone(), PutOptions::default())
             .await
             .unwrap();
         for ch in &m.chunks {
             assert_eq!(ch.servers.len(), 3);
             assert!(!ch.servers.contains(&2), "{:?}", ch.servers);
         }
-        let (_, s) = cl.get_object("b", "x", None).await.unwrap();
+        let (_, s) = cl.get_object(BUCKET, "x", None).await.unwrap();
         assert_eq!(read_all(s).await.unwrap(), data.to_vec());
     })
     .await
@@ -216,7 +224,7 @@ async fn too_few_servers_commits_nothing() {
         c.server(1).down.store(true, Ordering::SeqCst);
         let cl = client(&c).await;
         let err = cl
-            .put_object_bytes("b", "x", body(2 * CHUNK, 1), PutOptions::default())
+            .put_object_bytes(BUCKET, "x", body(2 * CHUNK, 1), PutOptions::default())
             .await
             .unwrap_err();
         assert!(
@@ -225,7 +233,7 @@ async fn too_few_servers_commits_nothing() {
         );
         assert_eq!(err.code(), ErrorCode::InsufficientServers);
         assert!(err.is_retryable());
-        let err = cl.head_object("b", "x").await.unwrap_err();
+        let err = cl.head_object(BUCKET, "x").await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::NoSuchKey);
         assert_eq!(c.master.lock().calls.get("put_object"), None);
     })
@@ -243,7 +251,7 @@ async fn bad_digest_commits_nothing() {
                 ..Default::default()
             };
             let err = cl
-                .put_object_bytes("b", "x", body(len, 2), opts)
+                .put_object_bytes(BUCKET, "x", body(len, 2), opts)
                 .await
                 .unwrap_err();
             assert!(matches!(err, ClientError::BadDigest), "{err:?}");
@@ -254,7 +262,7 @@ async fn bad_digest_commits_nothing() {
             content_md5: Some(md5(&data)),
             ..Default::default()
         };
-        cl.put_object_bytes("b", "x", data, opts).await.unwrap();
+        cl.put_object_bytes(BUCKET, "x", data, opts).await.unwrap();
     })
     .await
 }
@@ -266,22 +274,23 @@ async fn corrupt_replica_is_skipped_and_reported() {
         let cl = client(&c).await;
         let data = body(3 * CHUNK, seed());
         let m = cl
-            .put_object_bytes("b", "x", data.clone(), PutOptions::default())
+            .put_object_bytes(BUCKET, "x", data.clone(), PutOptions::default())
             .await
             .unwrap();
-        // Corrupt all but one server, keeping the last-listed replica of the first chunk (the
-        // fake master lists a chunk's servers in the order the manifest names them, and the
-        // reader tries them in that order), so at least that chunk is read from a bad copy
-        // first whatever the placement of this run's body.
-        let good = m.chunks[0].servers[2];
+        // Corrupt all but one server, keeping the replica of the first chunk that LocateChunks
+        // lists last (the reader tries them in that order), so at least that chunk is read from
+        // a bad copy first whatever the placement of this run's body.
+        let located = c.master.lock().locate(&m.chunks[0].sha256);
+        assert_eq!(located.len(), 3, "{located:?}");
+        let good = located[2];
         let bad: Vec<u64> = (1..=3).filter(|id| *id != good).collect();
         for id in &bad {
             c.server(*id).corrupt.store(true, Ordering::SeqCst);
         }
-        let got = read_all(cl.read_manifest("b", &m, None)).await.unwrap();
+        let got = read_all(cl.read_manifest(BUCKET, &m, None)).await.unwrap();
         assert_eq!(got, data.to_vec());
         // Partial reads ask the server to verify, and skip DATA_LOSS answers too.
-        let got = read_all(cl.read_manifest("b", &m, Some((5, CHUNK as u64 + 9))))
+        let got = read_all(cl.read_manifest(BUCKET, &m, Some((5, CHUNK as u64 + 9))))
             .await
             .unwrap();
         assert_eq!(got, data[5..CHUNK + 10].to_vec());
@@ -303,7 +312,9 @@ async fn corrupt_replica_is_skipped_and_reported() {
             .all(|(_, id)| bad.contains(id)));
         // With every replica bad, the read fails with ChunkUnavailable.
         c.server(good).corrupt.store(true, Ordering::SeqCst);
-        let err = read_all(cl.read_manifest("b", &m, None)).await.unwrap_err();
+        let err = read_all(cl.read_manifest(BUCKET, &m, None))
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, ClientError::ChunkUnavailable { .. }),
             "{err:?}"
@@ -325,13 +336,13 @@ async fn follows_the_leader_and_does_not_retry_remote_errors() {
             .await
             .unwrap()
             .iter()
-            .any(|b| b.name == "b"));
+            .any(|b| b.name == BUCKET));
         assert_eq!(
             cl.master().leader_hint(),
             Some(format!("http://{}", c.master_addr))
         );
         let start = std::time::Instant::now();
-        let err = cl.head_object("b", "missing").await.unwrap_err();
+        let err = cl.head_object(BUCKET, "missing").await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::NoSuchKey);
         assert!(
             start.elapsed() < Duration::from_millis(500),
@@ -363,7 +374,7 @@ async fn puts_keep_a_bounded_number_of_chunks_in_flight() {
         }
         let cl = client(&c).await;
         let data = body(12 * CHUNK, 3);
-        cl.put_object("b", "x", pieces(data, 3), PutOptions::default())
+        cl.put_object(BUCKET, "x", pieces(data, 3), PutOptions::default())
             .await
             .unwrap();
         let max = c.servers[0].2.max_in_flight.load(Ordering::SeqCst);
@@ -393,7 +404,7 @@ async fn concurrent_puts_share_the_chunk_write_limit() {
             async move {
                 let data = body(6 * CHUNK, 10 + i);
                 cl.put_object(
-                    "b",
+                    BUCKET,
                     &format!("p{i}"),
                     pieces(data, 3),
                     PutOptions::default(),
@@ -419,20 +430,28 @@ async fn concurrent_puts_share_the_chunk_write_limit() {
 async fn multipart_copy_list_delete() {
     bounded(async {
         let c = Cluster::start(3, 2).await;
-        let cl = client(&c).await;
+        // Every part but the last is at least 5 MiB (the state machine's rule, as in S3):
+        // 1 MiB chunks keep the first part to six of them.
+        let big_chunks = ClientConfig {
+            chunk_size_bytes: 1 << 20,
+            ..cfg()
+        };
+        let cl = Client::with_config(vec![c.master_addr.clone()], big_chunks)
+            .await
+            .unwrap();
         let opts = PutOptions {
             content_type: "text/plain".into(),
             ..Default::default()
         };
-        let id = cl.create_multipart("b", "mp", opts).await.unwrap();
-        let p1 = body(2 * CHUNK + 5, 10);
+        let id = cl.create_multipart(BUCKET, "mp", opts).await.unwrap();
+        let p1 = body((5 << 20) + 5, 10);
         let p2 = body(100, 11);
         let r1 = cl
-            .upload_part("b", "mp", &id, 1, pieces(p1.clone(), 1), Some(md5(&p1)))
+            .upload_part(BUCKET, "mp", &id, 1, pieces(p1.clone(), 1), Some(md5(&p1)))
             .await
             .unwrap();
         let r2 = cl
-            .upload_part("b", "mp", &id, 2, pieces(p2.clone(), 2), None)
+            .upload_part(BUCKET, "mp", &id, 2, pieces(p2.clone(), 2), None)
             .await
             .unwrap();
         assert!(
@@ -440,10 +459,29 @@ async fn multipart_copy_list_delete() {
             "parts never go inline"
         );
         let err = cl
-            .upload_part("b", "mp", &id, 3, pieces(p2.clone(), 2), Some([9; 16]))
+            .upload_part(BUCKET, "mp", &id, 3, pieces(p2.clone(), 2), Some([9; 16]))
             .await
             .unwrap_err();
         assert!(matches!(err, ClientError::BadDigest));
+        let r3 = cl
+            .upload_part(BUCKET, "mp", &id, 3, pieces(p2.clone(), 2), None)
+            .await
+            .unwrap();
+        let small_first = vec![
+            CompletePart {
+                part_number: 2,
+                etag: r2.etag.clone(),
+            },
+            CompletePart {
+                part_number: 3,
+                etag: r3.etag.clone(),
+            },
+        ];
+        let err = cl
+            .complete_multipart(BUCKET, "mp", &id, small_first, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::EntityTooSmall, "{err:?}");
         let parts = vec![
             CompletePart {
                 part_number: 1,
@@ -455,54 +493,57 @@ async fn multipart_copy_list_delete() {
             },
         ];
         let m = cl
-            .complete_multipart("b", "mp", &id, parts, None)
+            .complete_multipart(BUCKET, "mp", &id, parts, None)
             .await
             .unwrap();
         assert!(m.etag.ends_with("-2"));
         assert_eq!(m.content_type, "text/plain");
-        let (_, s) = cl.get_object("b", "mp", None).await.unwrap();
+        let (_, s) = cl.get_object(BUCKET, "mp", None).await.unwrap();
         assert_eq!(read_all(s).await.unwrap(), [&p1[..], &p2[..]].concat());
 
         // Copy is metadata only: no chunk is written again.
         let puts = c.total_puts();
-        let copy = cl.copy_object("b", "mp", "b", "mp2", None).await.unwrap();
+        let copy = cl
+            .copy_object(BUCKET, "mp", BUCKET, "mp2", None)
+            .await
+            .unwrap();
         assert_eq!(c.total_puts(), puts);
         assert_eq!(copy.chunks, m.chunks);
-        let (_, s) = cl.get_object("b", "mp2", None).await.unwrap();
+        let (_, s) = cl.get_object(BUCKET, "mp2", None).await.unwrap();
         assert_eq!(read_all(s).await.unwrap(), [&p1[..], &p2[..]].concat());
 
         // Listing pages through everything.
         c.master.lock().list_page_max = 2;
         for k in ["a1", "a2", "a3", "z"] {
-            cl.put_object_bytes("b", k, Bytes::from_static(b"hi"), PutOptions::default())
+            cl.put_object_bytes(BUCKET, k, Bytes::from_static(b"hi"), PutOptions::default())
                 .await
                 .unwrap();
         }
         let keys: Vec<String> = cl
-            .list_all("b", "")
+            .list_all(BUCKET, "")
             .map_ok(|e| e.key)
             .try_collect()
             .await
             .unwrap();
         assert_eq!(keys, ["a1", "a2", "a3", "mp", "mp2", "z"]);
         let keys: Vec<String> = cl
-            .list_all("b", "a")
+            .list_all(BUCKET, "a")
             .map_ok(|e| e.key)
             .try_collect()
             .await
             .unwrap();
         assert_eq!(keys, ["a1", "a2", "a3"]);
 
-        assert!(cl.cached_manifest("b", "z").is_some());
-        assert!(cl.delete_object("b", "z").await.unwrap());
-        assert!(cl.cached_manifest("b", "z").is_none());
-        assert!(!cl.delete_object("b", "z").await.unwrap());
+        assert!(cl.cached_manifest(BUCKET, "z").is_some());
+        assert!(cl.delete_object(BUCKET, "z").await.unwrap());
+        assert!(cl.cached_manifest(BUCKET, "z").is_none());
+        assert!(!cl.delete_object(BUCKET, "z").await.unwrap());
         let deleted = cl
-            .delete_objects("b", vec!["a1".into(), "nope".into()])
+            .delete_objects(BUCKET, vec!["a1".into(), "nope".into()])
             .await
             .unwrap();
         assert_eq!(deleted, ["a1"]);
-        let n = cl.list_all("b", "").count().await;
+        let n = cl.list_all(BUCKET, "").count().await;
         assert_eq!(n, 4);
     })
     .await
@@ -525,7 +566,7 @@ async fn a_frozen_chunkserver_is_hedged_around() {
     let data = body(4 * CHUNK, seed());
     let put = async {
         c.server(2).frozen.store(true, Ordering::SeqCst);
-        cl.put_object_bytes("b", "w", data.clone(), PutOptions::default())
+        cl.put_object_bytes(BUCKET, "w", data.clone(), PutOptions::default())
             .await
             .unwrap()
     };
@@ -539,13 +580,13 @@ async fn a_frozen_chunkserver_is_hedged_around() {
     c.server(2).frozen.store(false, Ordering::SeqCst);
     // Reads: freeze the replica tried first for the first chunk of a fresh object.
     let m = cl
-        .put_object_bytes("b", "r", data.clone(), PutOptions::default())
+        .put_object_bytes(BUCKET, "r", data.clone(), PutOptions::default())
         .await
         .unwrap();
-    let first = m.chunks[0].servers[0];
+    let first = c.master.lock().locate(&m.chunks[0].sha256)[0];
     c.server(first).frozen.store(true, Ordering::SeqCst);
     let get = async {
-        let (_, s) = cl.get_object("b", "r", None).await.unwrap();
+        let (_, s) = cl.get_object(BUCKET, "r", None).await.unwrap();
         read_all(s).await.unwrap()
     };
     let got = tokio::time::timeout(Duration::from_secs(20), get)

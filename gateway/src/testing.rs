@@ -1,73 +1,161 @@
-//! Test support: an in-memory [`Backend`] with the master's semantics that matter to the
-//! gateway, and a signed-request helper.
+//! Test support: an in-memory [`Backend`] that answers from the master's own state machine.
+//!
+//! [`MemBackend`] holds an [`anode_meta::state::MemState`] (the pure state machine over a
+//! `MemKv`, a raft index counter and the fixed clock [`NOW_MS`]). Each write builds the
+//! `Command` the master service builds for that request (`master/src/service.rs`) and applies
+//! it; each read is the state machine's query (`get_object`, `list_objects`, `list_parts`,
+//! ...). Refusals are the state machine's `ErrorDetail`s mapped by
+//! [`ClientError::from_detail`], the mapping the real client applies to a master's answer. No
+//! namespace rule (bucket names, conditions, multipart checks, listing, the multipart etag) is
+//! written here.
+//!
+//! What only this fake does, standing in for the client's data path:
+//! - Object bodies travel inline in the manifest (`inline_data`) whatever their size: there are
+//!   no chunkservers. Content-MD5 is checked here, as the client does before committing.
+//! - Parts cannot be inline (the state machine refuses inline parts), so each non-empty part
+//!   body is stored as one chunk: a `ChunkRef` (its SHA-256, length, a fresh upload time) in
+//!   the `PartRecord`, and the bytes in a content-addressed blob map beside the state, as a
+//!   chunkserver would keep them. A completed upload's manifest lists those chunks (the state
+//!   machine moves the references), copies share them, and reads concatenate them.
+//! - `key_lookups` counts `get_access_key` calls (to observe the gateway's key cache).
 
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use anode_client::chunker::{etag_hex, md5, sha256};
 use anode_client::{
-    AccessKey, BucketConfig, ByteStream, ClientError, CompletePart, ErrorCode,
-    ListMultipartUploadsRequest, ListMultipartUploadsResponse, ListObjectsRequest,
-    ListObjectsResponse, ListPartsRequest, ListPartsResponse, Manifest, ObjectEntry, PartRecord,
-    PutOptions,
+    AccessKey, BucketConfig, ByteStream, ClientError, CompletePart, ListMultipartUploadsRequest,
+    ListMultipartUploadsResponse, ListObjectsRequest, ListObjectsResponse, ListPartsRequest,
+    ListPartsResponse, Manifest, PartRecord, PutOptions,
 };
-use anode_proto::MultipartUpload;
+use anode_meta::state::{self, MemState, StateError};
+use anode_proto::command::Op;
+use anode_proto::*;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use md5::{Digest, Md5};
 
 use crate::backend::{Backend, BodyStream};
 
 /// Fixed test clock: 2013-05-24T00:00:00Z in milliseconds.
 pub const NOW_MS: u64 = 1_369_353_600_000;
 
-fn remote(code: ErrorCode) -> ClientError {
-    ClientError::Remote {
-        code,
-        message: format!("{code} (memory backend)"),
-        resource: String::new(),
-    }
-}
-
-#[derive(Default)]
-struct Bucket {
-    config: BucketConfig,
-    objects: BTreeMap<String, Manifest>,
-}
-
-struct Upload {
-    record: MultipartUpload,
-    parts: BTreeMap<u32, (PartRecord, Bytes)>,
-}
-
-#[derive(Default)]
+/// The state machine and the part bodies beside it.
 struct State {
-    buckets: BTreeMap<String, Bucket>,
-    uploads: BTreeMap<(String, String, String), Upload>,
-    keys: HashMap<String, String>,
-    next_id: u64,
+    sm: MemState,
+    /// Part bodies by SHA-256 (the chunks `PartRecord`s and multipart manifests reference).
+    blobs: HashMap<Vec<u8>, Bytes>,
+    /// Uploads created so far (upload ids are this counter in hex, 32 digits like the master's
+    /// random ones).
+    uploads_created: u64,
 }
 
-/// The in-memory backend. Object bodies live in `Manifest::inline_data`.
-#[derive(Default)]
+/// The in-memory backend (see the module docs).
 pub struct MemBackend {
     state: Mutex<State>,
     /// Number of `get_access_key` calls (to observe the key cache).
-    pub key_lookups: std::sync::atomic::AtomicUsize,
+    pub key_lookups: AtomicUsize,
+}
+
+impl Default for MemBackend {
+    fn default() -> Self {
+        MemBackend {
+            state: Mutex::new(State {
+                sm: MemState::new(NOW_MS),
+                blobs: HashMap::new(),
+                uploads_created: 0,
+            }),
+            key_lookups: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// A state machine refusal as the client reports it.
+fn refused(e: StateError) -> ClientError {
+    ClientError::from_detail(e.detail())
 }
 
 impl MemBackend {
     /// A backend knowing one access key.
     pub fn with_key(ak: &str, sk: &str) -> MemBackend {
         let b = MemBackend::default();
-        b.state.lock().unwrap().keys.insert(ak.into(), sk.into());
+        let key = AccessKey {
+            version: RECORD_VERSION,
+            access_key: ak.into(),
+            secret_key: sk.into(),
+            ..Default::default()
+        };
+        b.propose(Op::CreateKey(CreateKeyCmd { key: Some(key) }))
+            .expect("a fresh backend accepts the key");
         b
     }
 
-    /// The stored body of an object, if any.
+    /// The committed manifest of an object, if any.
     pub fn object(&self, bucket: &str, key: &str) -> Option<Manifest> {
+        self.read(|kv| state::get_object(kv, bucket, key).ok())
+    }
+
+    /// Apply one command, as the master's write path does; a refusal as the client sees it.
+    fn propose(&self, op: Op) -> Result<CommandResult, ClientError> {
+        let mut s = self.state.lock().unwrap();
+        s.sm.propose(op).map_err(ClientError::from_detail)
+    }
+
+    /// A query over the applied state.
+    fn read<T>(&self, f: impl FnOnce(&anode_meta::kv::MemKv) -> T) -> T {
+        f(&self.state.lock().unwrap().sm.kv)
+    }
+
+    /// Commit `manifest` at `bucket/key` (the client's `commit`: one `PutObject`).
+    fn commit(
+        &self,
+        bucket: &str,
+        key: &str,
+        manifest: Manifest,
+        if_match_etag: Option<String>,
+    ) -> Result<Manifest, ClientError> {
+        let res = self.propose(Op::PutObject(PutObjectCmd {
+            bucket: bucket.into(),
+            key: key.into(),
+            manifest: Some(manifest.clone()),
+            if_match_etag,
+        }))?;
+        Ok(res.manifest.unwrap_or(manifest))
+    }
+
+    /// The whole body of a manifest: its inline data, or its chunks from the blob map.
+    fn body_of(&self, manifest: &Manifest) -> Result<Bytes, ClientError> {
+        if manifest.chunks.is_empty() {
+            return Ok(Bytes::from(manifest.inline_data.clone()));
+        }
         let s = self.state.lock().unwrap();
-        s.buckets.get(bucket)?.objects.get(key).cloned()
+        let mut body = BytesMut::with_capacity(manifest.size as usize);
+        for c in &manifest.chunks {
+            let blob = s
+                .blobs
+                .get(&c.sha256)
+                .ok_or_else(|| ClientError::ChunkUnavailable {
+                    sha256: hex::encode(&c.sha256),
+                })?;
+            body.extend_from_slice(blob);
+        }
+        Ok(body.freeze())
+    }
+
+    /// Keep a part body as one chunk; its reference (none for an empty body).
+    fn store_part_body(&self, data: Bytes) -> Vec<ChunkRef> {
+        if data.is_empty() {
+            return Vec::new();
+        }
+        let sha = sha256(&data).to_vec();
+        let length = data.len() as u64;
+        self.state.lock().unwrap().blobs.insert(sha.clone(), data);
+        vec![ChunkRef {
+            sha256: sha,
+            length,
+            servers: Vec::new(),
+            uploaded_ms: NOW_MS,
+        }]
     }
 }
 
@@ -79,61 +167,57 @@ async fn collect(mut body: BodyStream) -> Result<Bytes, ClientError> {
     Ok(buf.freeze())
 }
 
-fn md5(data: &[u8]) -> [u8; 16] {
-    Md5::digest(data).into()
+/// The body, after the Content-MD5 check the client makes before committing anything.
+async fn checked_body(
+    body: BodyStream,
+    content_md5: Option<[u8; 16]>,
+) -> Result<(Bytes, [u8; 16]), ClientError> {
+    let data = collect(body).await?;
+    let digest = md5(&data);
+    if content_md5.is_some_and(|m| m != digest) {
+        return Err(ClientError::BadDigest);
+    }
+    Ok((data, digest))
+}
+
+/// Stream `slice` in small pieces for small bodies, to exercise the gateway's streaming.
+fn pieces(slice: Bytes) -> ByteStream {
+    let piece = if slice.len() < 1024 { 7 } else { 64 << 10 };
+    let pieces: Vec<Result<Bytes, ClientError>> = (0..slice.len())
+        .step_by(piece)
+        .map(|i| Ok(slice.slice(i..(i + piece).min(slice.len()))))
+        .collect();
+    futures::stream::iter(pieces).boxed()
 }
 
 #[async_trait::async_trait]
 impl Backend for MemBackend {
     async fn create_bucket(&self, name: &str, owner: &str) -> Result<(), ClientError> {
-        let mut s = self.state.lock().unwrap();
-        if let Some(b) = s.buckets.get(name) {
-            return Err(remote(if b.config.owner_access_key == owner {
-                ErrorCode::BucketAlreadyOwnedByYou
-            } else {
-                ErrorCode::BucketAlreadyExists
-            }));
-        }
         let config = BucketConfig {
+            version: RECORD_VERSION,
             name: name.into(),
+            replication: 0,
             owner_access_key: owner.into(),
-            created_ms: NOW_MS,
             ..Default::default()
         };
-        s.buckets.insert(
-            name.into(),
-            Bucket {
-                config,
-                ..Default::default()
-            },
-        );
-        Ok(())
+        self.propose(Op::CreateBucket(CreateBucketCmd {
+            config: Some(config),
+        }))
+        .map(|_| ())
     }
 
     async fn delete_bucket(&self, name: &str) -> Result<(), ClientError> {
-        let mut s = self.state.lock().unwrap();
-        let b = s
-            .buckets
-            .get(name)
-            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
-        if !b.objects.is_empty() || s.uploads.keys().any(|(bk, _, _)| bk == name) {
-            return Err(remote(ErrorCode::BucketNotEmpty));
-        }
-        s.buckets.remove(name);
-        Ok(())
+        self.propose(Op::DeleteBucket(DeleteBucketCmd { name: name.into() }))
+            .map(|_| ())
     }
 
     async fn list_buckets(&self) -> Result<Vec<BucketConfig>, ClientError> {
-        let s = self.state.lock().unwrap();
-        Ok(s.buckets.values().map(|b| b.config.clone()).collect())
+        Ok(self.read(|kv| state::list_buckets(kv)))
     }
 
     async fn head_bucket(&self, name: &str) -> Result<BucketConfig, ClientError> {
-        let s = self.state.lock().unwrap();
-        s.buckets
-            .get(name)
-            .map(|b| b.config.clone())
-            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))
+        self.read(|kv| state::get_bucket(kv, name))
+            .ok_or_else(|| refused(StateError::NoSuchBucket(name.into())))
     }
 
     async fn put_object(
@@ -143,35 +227,23 @@ impl Backend for MemBackend {
         body: BodyStream,
         opts: PutOptions,
     ) -> Result<Manifest, ClientError> {
-        let data = collect(body).await?;
-        let digest = md5(&data);
-        if opts.content_md5.is_some_and(|m| m != digest) {
-            return Err(ClientError::BadDigest);
-        }
+        let (data, digest) = checked_body(body, opts.content_md5).await?;
         let manifest = Manifest {
-            version: 1,
+            version: MANIFEST_VERSION,
             size: data.len() as u64,
-            etag: hex::encode(digest),
+            etag: etag_hex(&digest),
             content_type: opts.content_type,
             user_metadata: opts.user_metadata,
             system_metadata: opts.system_metadata,
             inline_data: data.to_vec(),
-            mtime_ms: NOW_MS,
             ..Default::default()
         };
         self.commit(bucket, key, manifest, opts.if_match_etag)
     }
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Manifest, ClientError> {
-        let s = self.state.lock().unwrap();
-        let b = s
-            .buckets
-            .get(bucket)
-            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
-        b.objects
-            .get(key)
-            .cloned()
-            .ok_or_else(|| remote(ErrorCode::NoSuchKey))
+        self.read(|kv| state::get_object(kv, bucket, key))
+            .map_err(refused)
     }
 
     fn read_manifest(
@@ -180,20 +252,17 @@ impl Backend for MemBackend {
         manifest: &Manifest,
         range: Option<(u64, u64)>,
     ) -> ByteStream {
-        let data = Bytes::from(manifest.inline_data.clone());
+        let data = match self.body_of(manifest) {
+            Ok(data) => data,
+            Err(e) => return futures::stream::iter([Err(e)]).boxed(),
+        };
         let (start, end) = range.unwrap_or((0, data.len().saturating_sub(1) as u64));
         let slice = if data.is_empty() {
             data
         } else {
             data.slice(start as usize..=(end as usize).min(data.len() - 1))
         };
-        // Small pieces for small objects, to exercise streaming.
-        let piece = if slice.len() < 1024 { 7 } else { 64 << 10 };
-        let pieces: Vec<Result<Bytes, ClientError>> = (0..slice.len())
-            .step_by(piece)
-            .map(|i| Ok(slice.slice(i..(i + piece).min(slice.len()))))
-            .collect();
-        futures::stream::iter(pieces).boxed()
+        pieces(slice)
     }
 
     async fn copy_object(
@@ -204,24 +273,17 @@ impl Backend for MemBackend {
         dst_key: &str,
         replace: Option<PutOptions>,
     ) -> Result<Manifest, ClientError> {
-        let mut m = self.head_object(src_bucket, src_key).await?;
-        let mut cond = None;
-        if let Some(o) = replace {
-            m.content_type = o.content_type;
-            m.user_metadata = o.user_metadata;
-            m.system_metadata = o.system_metadata;
-            cond = o.if_match_etag;
-        }
-        self.commit(dst_bucket, dst_key, m, cond)
+        let src = self.head_object(src_bucket, src_key).await?;
+        let (manifest, if_match) = anode_client::copy_manifest(src, replace);
+        self.commit(dst_bucket, dst_key, manifest, if_match)
     }
 
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ClientError> {
-        let mut s = self.state.lock().unwrap();
-        let b = s
-            .buckets
-            .get_mut(bucket)
-            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
-        Ok(b.objects.remove(key).is_some())
+        let res = self.propose(Op::DeleteObject(DeleteObjectCmd {
+            bucket: bucket.into(),
+            key: key.into(),
+        }))?;
+        Ok(!res.deleted_keys.is_empty())
     }
 
     async fn delete_objects(
@@ -229,27 +291,19 @@ impl Backend for MemBackend {
         bucket: &str,
         keys: Vec<String>,
     ) -> Result<Vec<String>, ClientError> {
-        let mut s = self.state.lock().unwrap();
-        let b = s
-            .buckets
-            .get_mut(bucket)
-            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
-        Ok(keys
-            .into_iter()
-            .filter(|k| b.objects.remove(k).is_some())
-            .collect())
+        let res = self.propose(Op::DeleteObjects(DeleteObjectsCmd {
+            bucket: bucket.into(),
+            keys,
+        }))?;
+        Ok(res.deleted_keys)
     }
 
     async fn list_objects(
         &self,
         req: ListObjectsRequest,
     ) -> Result<ListObjectsResponse, ClientError> {
-        let s = self.state.lock().unwrap();
-        let b = s
-            .buckets
-            .get(&req.bucket)
-            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
-        Ok(list(&b.objects, &req))
+        self.read(|kv| state::list_objects(kv, &req))
+            .map_err(refused)
     }
 
     async fn create_multipart(
@@ -258,30 +312,25 @@ impl Backend for MemBackend {
         key: &str,
         opts: PutOptions,
     ) -> Result<String, ClientError> {
-        let mut s = self.state.lock().unwrap();
-        if !s.buckets.contains_key(bucket) {
-            return Err(remote(ErrorCode::NoSuchBucket));
-        }
-        s.next_id += 1;
-        let id = format!("upload-{}", s.next_id);
-        let record = MultipartUpload {
-            version: 1,
+        let upload_id = {
+            let mut s = self.state.lock().unwrap();
+            s.uploads_created += 1;
+            format!("{:032x}", s.uploads_created)
+        };
+        let upload = MultipartUpload {
+            version: RECORD_VERSION,
             bucket: bucket.into(),
             key: key.into(),
-            upload_id: id.clone(),
-            initiated_ms: NOW_MS,
+            upload_id: upload_id.clone(),
+            initiated_ms: 0,
             content_type: opts.content_type,
             user_metadata: opts.user_metadata,
             system_metadata: opts.system_metadata,
         };
-        s.uploads.insert(
-            (bucket.into(), key.into(), id.clone()),
-            Upload {
-                record,
-                parts: BTreeMap::new(),
-            },
-        );
-        Ok(id)
+        self.propose(Op::CreateMultipart(CreateMultipartCmd {
+            upload: Some(upload),
+        }))?;
+        Ok(upload_id)
     }
 
     async fn upload_part(
@@ -293,25 +342,22 @@ impl Backend for MemBackend {
         body: BodyStream,
         content_md5: Option<[u8; 16]>,
     ) -> Result<PartRecord, ClientError> {
-        let data = collect(body).await?;
-        let digest = md5(&data);
-        if content_md5.is_some_and(|m| m != digest) {
-            return Err(ClientError::BadDigest);
-        }
-        let mut s = self.state.lock().unwrap();
-        let up = s
-            .uploads
-            .get_mut(&(bucket.into(), key.into(), upload_id.into()))
-            .ok_or_else(|| remote(ErrorCode::NoSuchUpload))?;
+        let (data, digest) = checked_body(body, content_md5).await?;
         let part = PartRecord {
-            version: 1,
+            version: RECORD_VERSION,
             part_number,
-            etag: hex::encode(digest),
+            etag: etag_hex(&digest),
             size: data.len() as u64,
-            mtime_ms: NOW_MS,
-            ..Default::default()
+            chunks: self.store_part_body(data),
+            mtime_ms: 0,
+            inline_data: Vec::new(),
         };
-        up.parts.insert(part_number, (part.clone(), data));
+        self.propose(Op::PutPart(PutPartCmd {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+            part: Some(part.clone()),
+        }))?;
         Ok(part)
     }
 
@@ -323,46 +369,15 @@ impl Backend for MemBackend {
         parts: Vec<CompletePart>,
         if_match_etag: Option<String>,
     ) -> Result<Manifest, ClientError> {
-        if let Some(cond) = &if_match_etag {
-            // Like the master: a failed condition leaves the upload open.
-            let s = self.state.lock().unwrap();
-            let current = s.buckets.get(bucket).and_then(|b| b.objects.get(key));
-            if current.map(|m| m.etag.as_str()).unwrap_or("") != cond {
-                return Err(remote(ErrorCode::PreconditionFailed));
-            }
-        }
-        let up = {
-            let mut s = self.state.lock().unwrap();
-            s.uploads
-                .remove(&(bucket.into(), key.into(), upload_id.into()))
-                .ok_or_else(|| remote(ErrorCode::NoSuchUpload))?
-        };
-        let mut data = BytesMut::new();
-        let mut md5s = Vec::new();
-        let mut sizes = Vec::new();
-        for p in &parts {
-            let (rec, bytes) = up
-                .parts
-                .get(&p.part_number)
-                .filter(|(r, _)| r.etag == p.etag)
-                .ok_or_else(|| remote(ErrorCode::InvalidPart))?;
-            data.extend_from_slice(bytes);
-            md5s.extend_from_slice(&hex::decode(&rec.etag).unwrap());
-            sizes.push(rec.size);
-        }
-        let m = Manifest {
-            version: 1,
-            size: data.len() as u64,
-            etag: format!("{}-{}", hex::encode(md5(&md5s)), parts.len()),
-            content_type: up.record.content_type,
-            user_metadata: up.record.user_metadata,
-            system_metadata: up.record.system_metadata,
-            inline_data: data.to_vec(),
-            mtime_ms: NOW_MS,
-            part_sizes: sizes,
-            ..Default::default()
-        };
-        self.commit(bucket, key, m, if_match_etag)
+        let res = self.propose(Op::CompleteMultipart(CompleteMultipartCmd {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+            parts,
+            if_match_etag,
+        }))?;
+        res.manifest
+            .ok_or_else(|| ClientError::Internal("completion without a manifest".into()))
     }
 
     async fn abort_multipart(
@@ -371,157 +386,29 @@ impl Backend for MemBackend {
         key: &str,
         upload_id: &str,
     ) -> Result<(), ClientError> {
-        let mut s = self.state.lock().unwrap();
-        s.uploads
-            .remove(&(bucket.into(), key.into(), upload_id.into()))
-            .map(|_| ())
-            .ok_or_else(|| remote(ErrorCode::NoSuchUpload))
+        self.propose(Op::AbortMultipart(AbortMultipartCmd {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+        }))
+        .map(|_| ())
     }
 
     async fn list_parts(&self, req: ListPartsRequest) -> Result<ListPartsResponse, ClientError> {
-        let s = self.state.lock().unwrap();
-        let up = s
-            .uploads
-            .get(&(req.bucket, req.key, req.upload_id))
-            .ok_or_else(|| remote(ErrorCode::NoSuchUpload))?;
-        let max = req.max_parts.max(1) as usize;
-        let mut parts: Vec<PartRecord> = up
-            .parts
-            .range(req.part_number_marker + 1..)
-            .map(|(_, (p, _))| p.clone())
-            .take(max + 1)
-            .collect();
-        let is_truncated = parts.len() > max;
-        parts.truncate(max);
-        let next = if is_truncated {
-            parts.last().map_or(0, |p| p.part_number)
-        } else {
-            0
-        };
-        Ok(ListPartsResponse {
-            upload: Some(up.record.clone()),
-            parts,
-            is_truncated,
-            next_part_number_marker: next,
-        })
+        self.read(|kv| state::list_parts(kv, &req)).map_err(refused)
     }
 
     async fn list_multipart_uploads(
         &self,
         req: ListMultipartUploadsRequest,
     ) -> Result<ListMultipartUploadsResponse, ClientError> {
-        let s = self.state.lock().unwrap();
-        if !s.buckets.contains_key(&req.bucket) {
-            return Err(remote(ErrorCode::NoSuchBucket));
-        }
-        let max = req.max_uploads.max(1) as usize;
-        let mut uploads: Vec<MultipartUpload> = s
-            .uploads
-            .values()
-            .map(|u| u.record.clone())
-            .filter(|u| u.bucket == req.bucket && u.key.starts_with(&req.prefix))
-            .filter(|u| {
-                req.key_marker.is_empty()
-                    || (u.key.as_str(), u.upload_id.as_str())
-                        > (req.key_marker.as_str(), req.upload_id_marker.as_str())
-            })
-            .take(max + 1)
-            .collect();
-        let is_truncated = uploads.len() > max;
-        uploads.truncate(max);
-        Ok(ListMultipartUploadsResponse {
-            uploads,
-            is_truncated,
-        })
+        self.read(|kv| state::list_uploads(kv, &req))
+            .map_err(refused)
     }
 
     async fn get_access_key(&self, access_key: &str) -> Result<AccessKey, ClientError> {
-        self.key_lookups
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let s = self.state.lock().unwrap();
-        let secret = s
-            .keys
-            .get(access_key)
-            .ok_or_else(|| remote(ErrorCode::NoSuchAccessKey))?;
-        Ok(AccessKey {
-            access_key: access_key.into(),
-            secret_key: secret.clone(),
-            ..Default::default()
-        })
+        self.key_lookups.fetch_add(1, Ordering::Relaxed);
+        self.read(|kv| state::get_key(kv, access_key))
+            .ok_or_else(|| refused(StateError::NoSuchAccessKey(access_key.into())))
     }
-}
-
-impl MemBackend {
-    fn commit(
-        &self,
-        bucket: &str,
-        key: &str,
-        manifest: Manifest,
-        if_match: Option<String>,
-    ) -> Result<Manifest, ClientError> {
-        let mut s = self.state.lock().unwrap();
-        let b = s
-            .buckets
-            .get_mut(bucket)
-            .ok_or_else(|| remote(ErrorCode::NoSuchBucket))?;
-        if let Some(cond) = if_match {
-            let current = b.objects.get(key).map(|m| m.etag.as_str()).unwrap_or("");
-            if current != cond {
-                return Err(remote(ErrorCode::PreconditionFailed));
-            }
-        }
-        b.objects.insert(key.into(), manifest.clone());
-        Ok(manifest)
-    }
-}
-
-/// S3 listing semantics over a map (the master's behaviour, simplified).
-fn list(objects: &BTreeMap<String, Manifest>, req: &ListObjectsRequest) -> ListObjectsResponse {
-    let max = if req.max_keys == 0 {
-        1000
-    } else {
-        req.max_keys
-    } as usize;
-    let mut out = ListObjectsResponse::default();
-    let mut count = 0;
-    let start = Bound::Excluded(req.start_after.clone());
-    for (k, m) in objects.range((start, Bound::Unbounded)) {
-        if !k.starts_with(&req.prefix) {
-            continue;
-        }
-        let rest = &k[req.prefix.len()..];
-        let cp = (!req.delimiter.is_empty())
-            .then(|| rest.find(&req.delimiter))
-            .flatten()
-            .map(|i| k[..req.prefix.len() + i + req.delimiter.len()].to_string());
-        if let Some(cp) = &cp {
-            if out.common_prefixes.last() == Some(cp) || cp.as_str() <= req.start_after.as_str() {
-                continue;
-            }
-        }
-        if count == max {
-            out.is_truncated = true;
-            break;
-        }
-        count += 1;
-        match cp {
-            Some(cp) => {
-                out.next_start_after = cp.clone();
-                out.common_prefixes.push(cp);
-            }
-            None => {
-                out.next_start_after = k.clone();
-                out.objects.push(ObjectEntry {
-                    key: k.clone(),
-                    size: m.size,
-                    etag: m.etag.clone(),
-                    mtime_ms: m.mtime_ms,
-                });
-            }
-        }
-    }
-    if !out.is_truncated {
-        out.next_start_after.clear();
-    }
-    out
 }

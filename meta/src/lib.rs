@@ -9,7 +9,8 @@
 //!
 //! Code map:
 //! - [`kv`]: the narrow key-value view the state machine reads, and its mutations.
-//! - [`sm`] (also [`state`]): the deterministic state machine (`apply`) and its read queries.
+//! - [`sm`] (also [`state`]): the deterministic state machine (`apply`), its read queries, and
+//!   [`sm::MemState`], the state machine over a `MemKv` that backs the test fakes.
 //! - [`record`]: the versioned decode step every persisted record is read through.
 //! - [`control`]: the leader's decisions (leases, placement, heartbeats, healing sweep).
 //! - [`leases`], [`locations`], [`planner`], [`healer`]: chunkserver liveness, where chunk

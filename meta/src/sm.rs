@@ -29,12 +29,14 @@ use crate::validate::{self, ValidationError};
 
 mod invariants;
 mod list;
+mod mem;
 mod records;
 #[cfg(test)]
 mod tests;
 
 pub use invariants::{check_refcount_deltas, InvariantError};
 pub use list::{list_objects, list_parts, list_uploads};
+pub use mem::MemState;
 pub use records::{check_record, decode_snapshot};
 use records::{get_msg, must_decode, scan_msgs};
 
@@ -740,6 +742,12 @@ fn put_part(o: &mut Overlay<'_>, now: u64, c: &PutPartCmd) -> Res {
     check_new_refs(o, &p.chunks)?;
     stored_refs(&mut p.chunks);
     validate::part_number(p.part_number)?;
+    if part_md5(&p.etag).is_none() {
+        return Err(StateError::InvalidPart(format!(
+            "part {} etag {:?} is not an MD5 hex digest",
+            p.part_number, p.etag
+        )));
+    }
     if !p.inline_data.is_empty() {
         return Err(StateError::InvalidArgument(
             "parts are stored as chunks, never inline".into(),
@@ -796,7 +804,7 @@ fn complete_multipart(o: &mut Overlay<'_>, index: u64, now: u64, c: &CompleteMul
         }
         chosen.push(p.clone());
     }
-    let m = multipart_manifest(&u, &chosen, index, now);
+    let m = multipart_manifest(&u, &chosen, index, now)?;
     // The parts' references move to the object; parts not chosen are dropped.
     for p in stored.values() {
         adjust_refs(o, now, &p.chunks, -1, 0);
@@ -811,21 +819,45 @@ fn complete_multipart(o: &mut Overlay<'_>, index: u64, now: u64, c: &CompleteMul
     })
 }
 
-/// S3 multipart ETag: hex(md5(concat(binary md5 of each part))) + "-N".
-pub fn multipart_etag(part_etags: &[&str]) -> String {
-    let mut h = Md5::new();
-    for e in part_etags {
-        h.update(hex::decode(e.trim_matches('"')).unwrap_or_default());
-    }
-    format!("{}-{}", hex::encode(h.finalize()), part_etags.len())
+/// The binary MD5 a part etag names: 32 hex digits, quotes allowed around them (S3 quotes
+/// etags on the wire). `None` for anything else.
+pub fn part_md5(etag: &str) -> Option<[u8; 16]> {
+    let mut md5 = [0u8; 16];
+    hex::decode_to_slice(etag.trim_matches('"'), &mut md5).ok()?;
+    Some(md5)
 }
 
-fn multipart_manifest(u: &MultipartUpload, parts: &[PartRecord], index: u64, now: u64) -> Manifest {
+/// S3 multipart ETag: hex(md5(concat(binary md5 of each part))) + "-N". The one
+/// implementation (the state machine computes it on completion; the client and the gateway
+/// only carry its result). `None` when a part etag is not an MD5 hex digest: such an etag is a
+/// bug or a forged part, never something to hash as if it were zeros.
+pub fn multipart_etag<S: AsRef<str>>(part_etags: &[S]) -> Option<String> {
+    let mut h = Md5::new();
+    for e in part_etags {
+        h.update(part_md5(e.as_ref())?);
+    }
+    Some(format!(
+        "{}-{}",
+        hex::encode(h.finalize()),
+        part_etags.len()
+    ))
+}
+
+/// The manifest of a completed upload, or `InvalidPart` when a stored part's etag is not an MD5
+/// hex digest (`put_part` refuses those, so only a record from before that check can).
+fn multipart_manifest(
+    u: &MultipartUpload,
+    parts: &[PartRecord],
+    index: u64,
+    now: u64,
+) -> Result<Manifest, StateError> {
     let etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
-    Manifest {
+    let etag = multipart_etag(&etags)
+        .ok_or_else(|| StateError::InvalidPart("a part etag is not an MD5 hex digest".into()))?;
+    Ok(Manifest {
         version: MANIFEST_VERSION,
         size: parts.iter().map(|p| p.size).sum(),
-        etag: multipart_etag(&etags),
+        etag,
         content_type: u.content_type.clone(),
         user_metadata: u.user_metadata.clone(),
         system_metadata: u.system_metadata.clone(),
@@ -837,7 +869,7 @@ fn multipart_manifest(u: &MultipartUpload, parts: &[PartRecord], index: u64, now
         mtime_ms: now,
         object_version: index,
         inline_data: Vec::new(),
-    }
+    })
 }
 
 fn abort_multipart(o: &mut Overlay<'_>, now: u64, c: &AbortMultipartCmd) -> Res {

@@ -1,6 +1,20 @@
-//! An in-process fake Anode cluster for client tests: one in-memory master that follows the
-//! wire contract (error codes, leader redirects, placement answers) and chunkservers that keep
-//! blobs in memory and can be taken down, corrupted or slowed. Real gRPC over loopback TCP.
+//! An in-process fake Anode cluster for client tests: one master and chunkservers that keep
+//! blobs in memory and can be taken down, frozen, corrupted or slowed. Real gRPC over loopback
+//! TCP.
+//!
+//! The master is the real metadata core without raft: the pure state machine over an in-memory
+//! kv ([`anode_meta::state::MemState`], fixed clock [`NOW_MS`]) and the leader's decisions
+//! ([`LeaderControl`]: placement, chunk locations, leases). Each RPC builds the `Command` the
+//! master service builds for it (`master/src/service.rs`), applies it, and answers errors with
+//! `ErrorDetail::to_status()` as that service does; reads are the state machine's queries. So
+//! bucket names, conditions, multipart rules, listing and placement are the real ones, written
+//! once in `anode-meta`.
+//!
+//! What only the fake does: answer as a follower naming a leader (`redirect_to`), count calls
+//! per RPC (`calls`), keep bad-copy reports for inspection (`reports`), cap listing pages
+//! (`list_page_max`), and never let leases expire (its monotonic clock stands still, so every
+//! registered server stays alive; a "down" server is only down at the chunkserver). RPCs the
+//! client does not use (membership, keys other than `GetKey`, heartbeats) answer UNIMPLEMENTED.
 
 #![allow(dead_code)]
 
@@ -10,8 +24,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anode_client::chunker::{multipart_etag, sha256};
+use anode_client::chunker::sha256;
+use anode_meta::control::{fresh_copies, HealConfig, LeaderControl};
+use anode_meta::leases::LeaseConfig;
+use anode_meta::state::{self, MemState, StateError};
 use anode_proto::chunkserver_server::{Chunkserver, ChunkserverServer};
+use anode_proto::command::Op;
 use anode_proto::master_server::{Master, MasterServer};
 use anode_proto::*;
 use bytes::Bytes;
@@ -21,51 +39,107 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
+/// The fake master's clock: every command is stamped with it.
+pub const NOW_MS: u64 = 1_700_000_000_000;
+
+/// The leader's monotonic clock, standing still: leases granted at election never expire.
+const MONO_MS: u64 = 0;
+
 /// A status carrying an error detail, as the real master sends it.
 pub fn coded(code: ErrorCode, msg: &str) -> Status {
     ErrorDetail::new(code, msg).to_status()
 }
 
+/// A state machine refusal, as the master service sends it.
+fn refused(e: StateError) -> Status {
+    e.detail().to_status()
+}
+
 /// The fake master's state, open for tests to inspect and tweak.
-#[derive(Default)]
 pub struct MasterState {
-    pub buckets: BTreeMap<String, BucketConfig>,
-    pub objects: BTreeMap<(String, String), Manifest>,
-    pub chunks: HashMap<Vec<u8>, Vec<u64>>,
-    pub servers: Vec<ChunkserverInfo>,
+    /// The replicated state (buckets, objects, uploads, keys, chunk records, servers).
+    pub sm: MemState,
+    /// The leader's soft state and decisions (leases, placement, chunk locations).
+    pub control: LeaderControl,
+    /// Every `ReportBadChunk` received: (chunk, server).
     pub reports: Vec<(Vec<u8>, u64)>,
-    pub uploads: BTreeMap<String, (MultipartUpload, BTreeMap<u32, PartRecord>)>,
-    pub keys: BTreeMap<String, AccessKey>,
-    pub next_index: u64,
-    /// Page size cap for ListObjects (0 = 1000).
+    /// Page size cap for ListObjects (0 = none beyond the master's 1000).
     pub list_page_max: u32,
+    /// Calls per RPC (leader answers only).
     pub calls: BTreeMap<&'static str, usize>,
+    uploads_created: u64,
+}
+
+impl Default for MasterState {
+    fn default() -> Self {
+        let mut control = LeaderControl::new(LeaseConfig::default(), HealConfig::default());
+        control.observe_leadership(1, MONO_MS);
+        MasterState {
+            sm: MemState::new(NOW_MS),
+            control,
+            reports: Vec::new(),
+            list_page_max: 0,
+            calls: BTreeMap::new(),
+            uploads_created: 0,
+        }
+    }
 }
 
 impl MasterState {
-    fn next_index(&mut self) -> u64 {
-        self.next_index += 1;
-        self.next_index
+    /// Apply one command; a refusal as the master service sends it.
+    fn propose(&mut self, op: Op) -> Result<CommandResult, Status> {
+        self.sm.propose(op).map_err(|e| e.to_status())
     }
-    fn bucket(&self, name: &str) -> Result<&BucketConfig, Status> {
-        self.buckets
-            .get(name)
-            .ok_or_else(|| coded(ErrorCode::NoSuchBucket, name))
+
+    /// Commit a write whose chunk references name fresh copies, and learn those copies as
+    /// locations (the service's `put_object` and `put_part`).
+    fn propose_fresh(&mut self, op: Op, refs: &[ChunkRef]) -> Result<CommandResult, Status> {
+        let fresh = fresh_copies(refs.iter());
+        let res = self.propose(op)?;
+        self.control.learn_copies(&fresh);
+        Ok(res)
     }
-    fn commit(&mut self, bucket: &str, key: &str, mut m: Manifest) -> Manifest {
-        m.object_version = self.next_index();
-        m.mtime_ms = 1_700_000_000_000 + m.object_version;
-        for c in &m.chunks {
-            let e = self.chunks.entry(c.sha256.clone()).or_default();
-            for s in &c.servers {
-                if !e.contains(s) {
-                    e.push(*s);
-                }
-            }
-        }
-        self.objects
-            .insert((bucket.to_string(), key.to_string()), m.clone());
-        m
+
+    /// Register a chunkserver as the service does; its id.
+    pub fn register_server(&mut self, addr: &str, rack: &str) -> u64 {
+        let res = self
+            .propose(Op::RegisterChunkserver(RegisterChunkserverCmd {
+                addr: addr.into(),
+                rack: rack.into(),
+                capacity_bytes: 1 << 40,
+                uuid: format!("fake-{addr}"),
+            }))
+            .expect("registration is accepted");
+        self.control.registered(res.chunkserver_id, MONO_MS);
+        res.chunkserver_id
+    }
+
+    /// Create a bucket as the service does.
+    pub fn create_bucket(
+        &mut self,
+        name: &str,
+        replication: u32,
+        owner_access_key: &str,
+    ) -> Result<BucketConfig, Status> {
+        let config = BucketConfig {
+            version: RECORD_VERSION,
+            name: name.into(),
+            replication,
+            owner_access_key: owner_access_key.into(),
+            ..Default::default()
+        };
+        self.propose(Op::CreateBucket(CreateBucketCmd {
+            config: Some(config.clone()),
+        }))?;
+        Ok(state::get_bucket(&self.sm.kv, name).unwrap_or(config))
+    }
+
+    /// The chunkservers the master names for a chunk, in the order readers try them.
+    pub fn locate(&self, sha256: &[u8]) -> Vec<u64> {
+        let found = self
+            .control
+            .locate(&self.sm.kv, &[sha256.to_vec()], MONO_MS);
+        found[0].servers.iter().map(|s| s.id).collect()
     }
 }
 
@@ -89,6 +163,12 @@ impl FakeMaster {
     }
 }
 
+type Rpc<T> = Result<Response<T>, Status>;
+
+fn ok<T>(v: T) -> Rpc<T> {
+    Ok(Response::new(v))
+}
+
 macro_rules! fake_master_impl {
     (implemented { $($body:tt)* } stubs { $($name:ident($req:ty) -> $resp:ty;)* }) => {
         #[tonic::async_trait]
@@ -105,196 +185,132 @@ macro_rules! fake_master_impl {
 
 fake_master_impl! {
 implemented {
-    async fn create_bucket(&self, r: Request<CreateBucketRequest>) -> Result<Response<CreateBucketResponse>, Status> {
+    async fn create_bucket(&self, r: Request<CreateBucketRequest>) -> Rpc<CreateBucketResponse> {
         let mut st = self.gate("create_bucket")?;
         let r = r.into_inner();
-        if st.buckets.contains_key(&r.name) {
-            return Err(coded(ErrorCode::BucketAlreadyOwnedByYou, &r.name));
-        }
-        let config = BucketConfig {
-            version: RECORD_VERSION,
-            name: r.name.clone(),
-            replication: r.replication,
-            owner_access_key: r.owner_access_key,
-            ..Default::default()
-        };
-        st.buckets.insert(r.name, config.clone());
-        Ok(Response::new(CreateBucketResponse { config: Some(config) }))
+        let config = st.create_bucket(&r.name, r.replication, &r.owner_access_key)?;
+        ok(CreateBucketResponse { config: Some(config) })
     }
-    async fn delete_bucket(&self, r: Request<DeleteBucketRequest>) -> Result<Response<DeleteBucketResponse>, Status> {
+    async fn delete_bucket(&self, r: Request<DeleteBucketRequest>) -> Rpc<DeleteBucketResponse> {
         let mut st = self.gate("delete_bucket")?;
-        let name = r.into_inner().name;
-        st.bucket(&name)?;
-        if st.objects.keys().any(|(b, _)| *b == name) {
-            return Err(coded(ErrorCode::BucketNotEmpty, &name));
-        }
-        st.buckets.remove(&name);
-        Ok(Response::new(DeleteBucketResponse {}))
+        st.propose(Op::DeleteBucket(DeleteBucketCmd { name: r.into_inner().name }))?;
+        ok(DeleteBucketResponse {})
     }
-    async fn list_buckets(&self, _r: Request<ListBucketsRequest>) -> Result<Response<ListBucketsResponse>, Status> {
+    async fn list_buckets(&self, _r: Request<ListBucketsRequest>) -> Rpc<ListBucketsResponse> {
         let st = self.gate("list_buckets")?;
-        Ok(Response::new(ListBucketsResponse { buckets: st.buckets.values().cloned().collect() }))
+        ok(ListBucketsResponse { buckets: state::list_buckets(&st.sm.kv) })
     }
-    async fn get_bucket(&self, r: Request<GetBucketRequest>) -> Result<Response<GetBucketResponse>, Status> {
+    async fn get_bucket(&self, r: Request<GetBucketRequest>) -> Rpc<GetBucketResponse> {
         let st = self.gate("get_bucket")?;
-        let config = st.bucket(&r.into_inner().name)?.clone();
-        Ok(Response::new(GetBucketResponse { config: Some(config) }))
+        let name = r.into_inner().name;
+        let config = state::get_bucket(&st.sm.kv, &name).ok_or_else(|| refused(StateError::NoSuchBucket(name)))?;
+        ok(GetBucketResponse { config: Some(config) })
     }
-    async fn put_object(&self, r: Request<PutObjectRequest>) -> Result<Response<PutObjectResponse>, Status> {
+    async fn put_object(&self, r: Request<PutObjectRequest>) -> Rpc<PutObjectResponse> {
         let mut st = self.gate("put_object")?;
         let r = r.into_inner();
-        st.bucket(&r.bucket)?;
-        let m = r.manifest.ok_or_else(|| Status::invalid_argument("no manifest"))?;
-        if let Some(want) = r.if_match_etag {
-            let cur = st.objects.get(&(r.bucket.clone(), r.key.clone())).map(|m| m.etag.clone()).unwrap_or_default();
-            if cur != want {
-                return Err(coded(ErrorCode::PreconditionFailed, "etag"));
-            }
-        }
-        let m = st.commit(&r.bucket, &r.key, m);
-        Ok(Response::new(PutObjectResponse { manifest: Some(m) }))
+        let refs = r.manifest.as_ref().map(|m| m.chunks.clone()).unwrap_or_default();
+        let op = Op::PutObject(PutObjectCmd { bucket: r.bucket, key: r.key, manifest: r.manifest, if_match_etag: r.if_match_etag });
+        let res = st.propose_fresh(op, &refs)?;
+        ok(PutObjectResponse { manifest: res.manifest })
     }
-    async fn get_object(&self, r: Request<GetObjectRequest>) -> Result<Response<GetObjectResponse>, Status> {
+    async fn get_object(&self, r: Request<GetObjectRequest>) -> Rpc<GetObjectResponse> {
         let st = self.gate("get_object")?;
         let r = r.into_inner();
-        st.bucket(&r.bucket)?;
-        let m = st.objects.get(&(r.bucket, r.key.clone())).cloned()
-            .ok_or_else(|| coded(ErrorCode::NoSuchKey, &r.key))?;
-        Ok(Response::new(GetObjectResponse { manifest: Some(m) }))
+        let m = state::get_object(&st.sm.kv, &r.bucket, &r.key).map_err(refused)?;
+        ok(GetObjectResponse { manifest: Some(m) })
     }
-    async fn delete_object(&self, r: Request<DeleteObjectRequest>) -> Result<Response<DeleteObjectResponse>, Status> {
+    async fn delete_object(&self, r: Request<DeleteObjectRequest>) -> Rpc<DeleteObjectResponse> {
         let mut st = self.gate("delete_object")?;
         let r = r.into_inner();
-        st.bucket(&r.bucket)?;
-        let existed = st.objects.remove(&(r.bucket, r.key)).is_some();
-        Ok(Response::new(DeleteObjectResponse { existed }))
+        let res = st.propose(Op::DeleteObject(DeleteObjectCmd { bucket: r.bucket, key: r.key }))?;
+        ok(DeleteObjectResponse { existed: !res.deleted_keys.is_empty() })
     }
-    async fn delete_objects(&self, r: Request<DeleteObjectsRequest>) -> Result<Response<DeleteObjectsResponse>, Status> {
+    async fn delete_objects(&self, r: Request<DeleteObjectsRequest>) -> Rpc<DeleteObjectsResponse> {
         let mut st = self.gate("delete_objects")?;
         let r = r.into_inner();
-        st.bucket(&r.bucket)?;
-        let deleted = r.keys.into_iter().filter(|k| st.objects.remove(&(r.bucket.clone(), k.clone())).is_some()).collect();
-        Ok(Response::new(DeleteObjectsResponse { deleted }))
+        let res = st.propose(Op::DeleteObjects(DeleteObjectsCmd { bucket: r.bucket, keys: r.keys }))?;
+        ok(DeleteObjectsResponse { deleted: res.deleted_keys })
     }
-    async fn list_objects(&self, r: Request<ListObjectsRequest>) -> Result<Response<ListObjectsResponse>, Status> {
+    async fn list_objects(&self, r: Request<ListObjectsRequest>) -> Rpc<ListObjectsResponse> {
         let st = self.gate("list_objects")?;
-        let r = r.into_inner();
-        st.bucket(&r.bucket)?;
-        let cap = match (r.max_keys, st.list_page_max) { (0, 0) => 1000, (0, c) => c, (m, 0) => m.min(1000), (m, c) => m.min(c) } as usize;
-        let mut objects: Vec<ObjectEntry> = st.objects.iter()
-            .filter(|((b, k), _)| *b == r.bucket && k.starts_with(&r.prefix) && **k > *r.start_after)
-            .map(|((_, k), m)| ObjectEntry { key: k.clone(), size: m.size, etag: m.etag.clone(), mtime_ms: m.mtime_ms })
-            .take(cap + 1)
-            .collect();
-        let is_truncated = objects.len() > cap;
-        objects.truncate(cap);
-        let next_start_after = if is_truncated { objects.last().map(|o| o.key.clone()).unwrap_or_default() } else { String::new() };
-        Ok(Response::new(ListObjectsResponse { objects, common_prefixes: vec![], is_truncated, next_start_after }))
+        let mut r = r.into_inner();
+        if st.list_page_max > 0 {
+            r.max_keys = match r.max_keys { 0 => st.list_page_max, m => m.min(st.list_page_max) };
+        }
+        ok(state::list_objects(&st.sm.kv, &r).map_err(refused)?)
     }
-    async fn create_multipart(&self, r: Request<CreateMultipartRequest>) -> Result<Response<CreateMultipartResponse>, Status> {
+    async fn create_multipart(&self, r: Request<CreateMultipartRequest>) -> Rpc<CreateMultipartResponse> {
         let mut st = self.gate("create_multipart")?;
-        let mut up = r.into_inner().upload.ok_or_else(|| Status::invalid_argument("no upload"))?;
-        st.bucket(&up.bucket)?;
-        let upload_id = format!("up-{}", st.next_index());
-        up.upload_id = upload_id.clone();
-        st.uploads.insert(upload_id.clone(), (up, BTreeMap::new()));
-        Ok(Response::new(CreateMultipartResponse { upload_id }))
+        let mut upload = r.into_inner().upload.unwrap_or_default();
+        st.uploads_created += 1;
+        upload.version = RECORD_VERSION;
+        upload.upload_id = format!("{:032x}", st.uploads_created);
+        let upload_id = upload.upload_id.clone();
+        st.propose(Op::CreateMultipart(CreateMultipartCmd { upload: Some(upload) }))?;
+        ok(CreateMultipartResponse { upload_id })
     }
-    async fn put_part(&self, r: Request<PutPartRequest>) -> Result<Response<PutPartResponse>, Status> {
+    async fn put_part(&self, r: Request<PutPartRequest>) -> Rpc<PutPartResponse> {
         let mut st = self.gate("put_part")?;
         let r = r.into_inner();
-        let part = r.part.ok_or_else(|| Status::invalid_argument("no part"))?;
-        let (_, parts) = st.uploads.get_mut(&r.upload_id).ok_or_else(|| coded(ErrorCode::NoSuchUpload, &r.upload_id))?;
-        parts.insert(part.part_number, part);
-        Ok(Response::new(PutPartResponse {}))
+        let refs = r.part.as_ref().map(|p| p.chunks.clone()).unwrap_or_default();
+        let op = Op::PutPart(PutPartCmd { bucket: r.bucket, key: r.key, upload_id: r.upload_id, part: r.part });
+        st.propose_fresh(op, &refs)?;
+        ok(PutPartResponse {})
     }
-    async fn complete_multipart(&self, r: Request<CompleteMultipartRequest>) -> Result<Response<CompleteMultipartResponse>, Status> {
+    async fn complete_multipart(&self, r: Request<CompleteMultipartRequest>) -> Rpc<CompleteMultipartResponse> {
         let mut st = self.gate("complete_multipart")?;
         let r = r.into_inner();
-        let (up, parts) = st.uploads.remove(&r.upload_id).ok_or_else(|| coded(ErrorCode::NoSuchUpload, &r.upload_id))?;
-        let mut m = Manifest { version: MANIFEST_VERSION, content_type: up.content_type, user_metadata: up.user_metadata, system_metadata: up.system_metadata, ..Default::default() };
-        let mut etags = Vec::new();
-        for cp in &r.parts {
-            let p = parts.get(&cp.part_number).filter(|p| p.etag == cp.etag)
-                .ok_or_else(|| coded(ErrorCode::InvalidPart, "part"))?;
-            m.size += p.size;
-            m.chunks.extend(p.chunks.iter().cloned());
-            m.part_sizes.push(p.size);
-            etags.push(p.etag.clone());
-        }
-        m.etag = multipart_etag(&etags).unwrap();
-        let m = st.commit(&r.bucket, &r.key, m);
-        Ok(Response::new(CompleteMultipartResponse { manifest: Some(m) }))
+        let res = st.propose(Op::CompleteMultipart(CompleteMultipartCmd {
+            bucket: r.bucket, key: r.key, upload_id: r.upload_id, parts: r.parts, if_match_etag: r.if_match_etag,
+        }))?;
+        ok(CompleteMultipartResponse { manifest: res.manifest })
     }
-    async fn abort_multipart(&self, r: Request<AbortMultipartRequest>) -> Result<Response<AbortMultipartResponse>, Status> {
+    async fn abort_multipart(&self, r: Request<AbortMultipartRequest>) -> Rpc<AbortMultipartResponse> {
         let mut st = self.gate("abort_multipart")?;
         let r = r.into_inner();
-        st.uploads.remove(&r.upload_id).ok_or_else(|| coded(ErrorCode::NoSuchUpload, &r.upload_id))?;
-        Ok(Response::new(AbortMultipartResponse {}))
+        st.propose(Op::AbortMultipart(AbortMultipartCmd { bucket: r.bucket, key: r.key, upload_id: r.upload_id }))?;
+        ok(AbortMultipartResponse {})
     }
-    async fn list_parts(&self, r: Request<ListPartsRequest>) -> Result<Response<ListPartsResponse>, Status> {
+    async fn list_parts(&self, r: Request<ListPartsRequest>) -> Rpc<ListPartsResponse> {
         let st = self.gate("list_parts")?;
-        let r = r.into_inner();
-        let (up, parts) = st.uploads.get(&r.upload_id).ok_or_else(|| coded(ErrorCode::NoSuchUpload, &r.upload_id))?;
-        Ok(Response::new(ListPartsResponse { upload: Some(up.clone()), parts: parts.values().cloned().collect(), is_truncated: false, next_part_number_marker: 0 }))
+        ok(state::list_parts(&st.sm.kv, &r.into_inner()).map_err(refused)?)
     }
-    async fn list_multipart_uploads(&self, r: Request<ListMultipartUploadsRequest>) -> Result<Response<ListMultipartUploadsResponse>, Status> {
+    async fn list_multipart_uploads(&self, r: Request<ListMultipartUploadsRequest>) -> Rpc<ListMultipartUploadsResponse> {
         let st = self.gate("list_multipart_uploads")?;
-        let b = r.into_inner().bucket;
-        Ok(Response::new(ListMultipartUploadsResponse { uploads: st.uploads.values().filter(|(u, _)| u.bucket == b).map(|(u, _)| u.clone()).collect(), is_truncated: false }))
+        ok(state::list_uploads(&st.sm.kv, &r.into_inner()).map_err(refused)?)
     }
-    async fn allocate_chunks(&self, r: Request<AllocateChunksRequest>) -> Result<Response<AllocateChunksResponse>, Status> {
+    async fn allocate_chunks(&self, r: Request<AllocateChunksRequest>) -> Rpc<AllocateChunksResponse> {
         let st = self.gate("allocate_chunks")?;
-        let r = r.into_inner();
-        let bucket = st.bucket(&r.bucket)?;
-        let live = st.servers.clone();
-        let replication = match bucket.replication { 0 => live.len().min(3) as u32, n => n };
-        let usable = live.iter().filter(|s| !r.exclude.contains(&s.id)).count();
-        if usable < replication as usize {
-            // As the real master answers: the numbers travel as fields.
-            let msg = format!("need {replication} live chunkservers, have {usable}");
-            return Err(ErrorDetail::new(ErrorCode::InsufficientServers, msg)
-                .with_need_have(u64::from(replication), usable as u64)
-                .to_status());
-        }
-        let placements = r.sha256.iter().map(|sha| {
-            let mut servers: Vec<ChunkserverInfo> = live.iter().filter(|s| !r.exclude.contains(&s.id)).cloned().collect();
-            let n = servers.len().max(1);
-            servers.rotate_left(sha[0] as usize % n);
-            servers.truncate(replication as usize);
-            ChunkPlacement { sha256: sha.clone(), servers }
-        }).collect();
-        Ok(Response::new(AllocateChunksResponse { replication, placements, live, touch_after_ms: 0 }))
+        let resp = st.control.allocate(&st.sm.kv, &r.into_inner(), MONO_MS).map_err(|e| e.detail().to_status())?;
+        ok(resp)
     }
-    async fn locate_chunks(&self, r: Request<LocateChunksRequest>) -> Result<Response<LocateChunksResponse>, Status> {
+    async fn locate_chunks(&self, r: Request<LocateChunksRequest>) -> Rpc<LocateChunksResponse> {
         let st = self.gate("locate_chunks")?;
-        let placements = r.into_inner().sha256.into_iter().map(|sha| {
-            let ids = st.chunks.get(&sha).cloned().unwrap_or_default();
-            let servers = ids.iter().filter_map(|id| st.servers.iter().find(|s| s.id == *id).cloned()).collect();
-            ChunkPlacement { sha256: sha, servers }
-        }).collect();
-        Ok(Response::new(LocateChunksResponse { placements }))
+        let placements = st.control.locate(&st.sm.kv, &r.into_inner().sha256, MONO_MS);
+        ok(LocateChunksResponse { placements })
     }
-    async fn report_bad_chunk(&self, r: Request<ReportBadChunkRequest>) -> Result<Response<ReportBadChunkResponse>, Status> {
+    async fn report_bad_chunk(&self, r: Request<ReportBadChunkRequest>) -> Rpc<ReportBadChunkResponse> {
         let mut st = self.gate("report_bad_chunk")?;
         let r = r.into_inner();
+        st.control.report_bad(r.server_id, &r.sha256);
         st.reports.push((r.sha256, r.server_id));
-        Ok(Response::new(ReportBadChunkResponse {}))
+        ok(ReportBadChunkResponse {})
     }
-    async fn leader(&self, _r: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
-        Ok(Response::new(LeaderResponse {
+    async fn leader(&self, _r: Request<LeaderRequest>) -> Rpc<LeaderResponse> {
+        ok(LeaderResponse {
             id: 1,
             term: 1,
             is_leader: self.redirect_to.is_none(),
             leader_id: 1,
             leader_addr: self.redirect_to.clone().unwrap_or_default(),
-        }))
+        })
     }
-    async fn get_key(&self, r: Request<GetKeyRequest>) -> Result<Response<GetKeyResponse>, Status> {
+    async fn get_key(&self, r: Request<GetKeyRequest>) -> Rpc<GetKeyResponse> {
         let st = self.gate("get_key")?;
         let ak = r.into_inner().access_key;
-        let key = st.keys.get(&ak).cloned().ok_or_else(|| coded(ErrorCode::NoSuchAccessKey, &ak))?;
-        Ok(Response::new(GetKeyResponse { key: Some(key) }))
+        let key = state::get_key(&st.sm.kv, &ak).ok_or_else(|| refused(StateError::NoSuchAccessKey(ak)))?;
+        ok(GetKeyResponse { key: Some(key) })
     }
 }
 stubs {
@@ -446,6 +462,9 @@ impl Chunkserver for FakeChunkserver {
     }
 }
 
+/// The bucket every [`Cluster`] starts with.
+pub const BUCKET: &str = "bkt";
+
 /// A running fake cluster.
 pub struct Cluster {
     pub master: Arc<Mutex<MasterState>>,
@@ -472,7 +491,8 @@ pub async fn serve_master(state: Arc<Mutex<MasterState>>, redirect_to: Option<St
 }
 
 impl Cluster {
-    /// A master, `n` chunkservers, and a bucket `b` with replication `r`.
+    /// A master, `n` chunkservers (ids 1 to `n`, one rack each), and the bucket [`BUCKET`] with
+    /// replication `r`.
     pub async fn start(n: usize, r: u32) -> Cluster {
         let master: Arc<Mutex<MasterState>> = Arc::default();
         let in_flight = Arc::new(AtomicUsize::new(0));
@@ -491,25 +511,13 @@ impl Cluster {
                     .add_service(svc)
                     .serve_with_incoming(incoming),
             );
-            let id = i as u64 + 1;
-            master.lock().servers.push(ChunkserverInfo {
-                id,
-                addr: addr.clone(),
-                rack: format!("rack{i}"),
-                epoch: 1,
-                state: ChunkserverState::Alive as i32,
-            });
+            let id = master.lock().register_server(&addr, &format!("rack{i}"));
             servers.push((id, addr, st));
         }
-        master.lock().buckets.insert(
-            "b".into(),
-            BucketConfig {
-                version: 1,
-                name: "b".into(),
-                replication: r,
-                ..Default::default()
-            },
-        );
+        master
+            .lock()
+            .create_bucket(BUCKET, r, "")
+            .expect("the test bucket is created");
         let master_addr = serve_master(master.clone(), None).await;
         Cluster {
             master,

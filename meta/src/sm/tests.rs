@@ -416,12 +416,55 @@ fn multipart_complete_conditions() {
 
 #[test]
 fn multipart_etag_matches_s3() {
-    // md5("") and md5("a") parts -> md5 of their binary concatenation, "-2".
-    let e = multipart_etag(&[
-        "d41d8cd98f00b204e9800998ecf8427e",
-        "0cc175b9c0f1b6a831c399e269772661",
+    // md5("hello") and md5("") parts -> md5 of their binary concatenation, "-2".
+    let mut both = Md5::digest(b"hello").to_vec();
+    both.extend_from_slice(&Md5::digest(b""));
+    let want = format!("{}-2", hex::encode(Md5::digest(&both)));
+    let got = multipart_etag(&[
+        "5d41402abc4b2a76b9719d911017c592",
+        "\"d41d8cd98f00b204e9800998ecf8427e\"",
     ]);
-    assert!(e.ends_with("-2") && e.len() == 34, "{e}");
+    assert_eq!(got.as_deref(), Some(want.as_str()));
+}
+
+#[test]
+fn multipart_etag_refuses_what_is_not_an_md5() {
+    let md5_of_a = "0cc175b9c0f1b6a831c399e269772661";
+    for bad in [
+        "zz",
+        "",
+        "0cc175b9",
+        "0cc175b9c0f1b6a831c399e2697726610a",
+        "g".repeat(32).as_str(),
+    ] {
+        assert_eq!(multipart_etag(&[md5_of_a, bad]), None, "{bad:?}");
+        assert_eq!(part_md5(bad), None, "{bad:?}");
+    }
+    assert!(multipart_etag(&[md5_of_a]).is_some());
+}
+
+#[test]
+fn a_part_whose_etag_is_not_an_md5_is_refused() {
+    let mut sm = Sm::new();
+    sm.ok(bucket("mpb"));
+    sm.ok(Op::CreateMultipart(CreateMultipartCmd {
+        upload: Some(MultipartUpload {
+            bucket: "mpb".into(),
+            key: "k".into(),
+            upload_id: "u".into(),
+            ..Default::default()
+        }),
+    }));
+    let mut p = part(1, 10, 1);
+    p.etag = "not-hex".into();
+    let put = Op::PutPart(PutPartCmd {
+        bucket: "mpb".into(),
+        key: "k".into(),
+        upload_id: "u".into(),
+        part: Some(p),
+    });
+    assert_eq!(sm.err(put), ErrorCode::InvalidPart);
+    assert!(upload_parts(&sm.kv, "mpb", "k", "u").is_empty());
 }
 
 #[test]
