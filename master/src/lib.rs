@@ -5,6 +5,7 @@
 //! - [`kv`]: the narrow key-value view the state machine reads, and its mutations.
 //! - [`sm`] (also `state`): the deterministic state machine (`apply`) and its read queries. No IO.
 //! - `store`: RocksDB column families: raft log, hard state, state machine, applied index.
+//! - `log_store`: the `LogStore` trait `node::Core` is generic over, and `FaultyStore` (tests).
 //! - `node`: the raft-rs `RawNode` driver (ready loop), proposals and ReadIndex reads.
 //! - `transport`: raft messages between masters over tonic.
 //! - `control`: the leader's pure decisions (leases, placement, heartbeats, healing sweep).
@@ -12,6 +13,7 @@
 //! - `ctl`: the operator CLI (`anode ctl`).
 
 pub mod ctl;
+pub mod log_store;
 pub mod metrics;
 pub mod node;
 pub mod server;
