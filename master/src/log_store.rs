@@ -233,3 +233,202 @@ impl<S: LogStore> raft::Storage for FaultyStore<S> {
         self.inner.snapshot(request_index, to)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! `Core` over a real RocksDB store behind a [`FaultyStore`]: what a failed disk write does
+    //! to proposals (the acknowledged-write rule), and recovery after a restart.
+
+    use std::path::Path;
+
+    use anode_proto::command::Op;
+    use anode_proto::{Command, CommandResult, CreateKeyCmd};
+    use prost::Message as _;
+    use raft::eraftpb::Message;
+    use raft::StateRole;
+    use tokio::sync::oneshot::{self, error::TryRecvError};
+
+    use super::*;
+    use crate::node::{bootstrap_store, Core, NodeConfig, NodeError, Outbox};
+    use crate::store::RaftStore;
+
+    type Faulty = FaultyStore<RaftStore>;
+    type Rx = oneshot::Receiver<Result<CommandResult, NodeError>>;
+
+    /// A one-member group sends no messages that matter.
+    struct Discard;
+
+    impl Outbox for Discard {
+        fn send(&self, _msgs: Vec<Message>, _members: &BTreeMap<u64, String>) {}
+    }
+
+    fn peers() -> BTreeMap<u64, String> {
+        BTreeMap::from([(1, "solo".to_string())])
+    }
+
+    /// Open the store in `dir` (bootstrapping a one-member group when it is new), faults off.
+    fn open(dir: &Path) -> Faulty {
+        let store = RaftStore::open(dir).expect("open store");
+        if store.is_empty() {
+            bootstrap_store(&store, &peers()).expect("bootstrap");
+        }
+        FaultyStore::new(store)
+    }
+
+    /// A core over `store`, ticked until it leads and has applied its first entry.
+    fn leader(store: Faulty, nonce: u64) -> Core<Faulty> {
+        let cfg = NodeConfig {
+            id: 1,
+            election_ticks: 10,
+            min_election_ticks: 10,
+            max_election_ticks: 11,
+            heartbeat_ticks: 2,
+            ..Default::default()
+        };
+        let mut core = Core::new(cfg, store, peers(), Arc::new(Discard), nonce).expect("core");
+        for _ in 0..30 {
+            core.tick();
+            core.process().expect("process");
+        }
+        assert_eq!(core.raft().state, StateRole::Leader);
+        assert_eq!(core.store().applied(), core.raft().raft_log.last_index());
+        core
+    }
+
+    fn propose(core: &mut Core<Faulty>, access_key: &str) -> Rx {
+        let cmd = Command {
+            version: anode_proto::COMMAND_VERSION,
+            now_ms: 1,
+            op: Some(Op::CreateKey(CreateKeyCmd {
+                key: Some(anode_proto::AccessKey {
+                    version: 1,
+                    access_key: access_key.into(),
+                    secret_key: "s".into(),
+                    ..Default::default()
+                }),
+            })),
+        };
+        let (tx, rx) = oneshot::channel();
+        core.propose_bytes(cmd.encode_to_vec(), tx);
+        rx
+    }
+
+    fn has_key(store: &impl LogStore, access_key: &str) -> bool {
+        anode_meta::state::get_key(&store.view(), access_key).is_some()
+    }
+
+    fn assert_acked(rx: &mut Rx) {
+        match rx.try_recv() {
+            Ok(Ok(res)) => assert!(res.error.is_none(), "{:?}", res.error),
+            other => panic!("not acknowledged: {other:?}"),
+        }
+    }
+
+    /// The reply of a proposal caught in a failed batch: nothing while the core lives, and
+    /// never `Ok` (dropped with the core).
+    fn assert_never_acked(mut rx: Rx, core: Core<Faulty>) {
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+        drop(core);
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Closed)));
+    }
+
+    #[test]
+    fn faults_fire_after_the_armed_successes_and_leave_the_inner_store_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let entry = |index| Entry {
+            index,
+            term: 1,
+            ..Default::default()
+        };
+        store.fail_after(StoreOp::Persist, 2);
+        store.persist(&[entry(1)], None).unwrap();
+        store.persist(&[entry(2)], None).unwrap();
+        let err = store.persist(&[entry(3)], None).unwrap_err();
+        assert!(matches!(
+            err,
+            FaultyError::Injected {
+                op: StoreOp::Persist,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("injected Persist failure"), "{err}");
+        assert!(store.persist(&[entry(3)], None).is_err(), "stays failed");
+        assert_eq!(store.inner().last_log_index(), 2);
+        assert_eq!(store.calls(StoreOp::Persist), 4);
+        // Other operations are not affected; clearing lets persist through again.
+        store.commit_apply(&[], 1, 1, None).unwrap();
+        store.clear();
+        store.persist(&[entry(3)], None).unwrap();
+        assert_eq!(store.inner().last_log_index(), 3);
+    }
+
+    /// Acknowledged-write rule: a proposal whose entry was not persisted is never answered Ok,
+    /// and `process` reports the failure. After a restart over the same directory the group
+    /// serves again; the write that failed to persist is not there, the acknowledged one is.
+    #[test]
+    fn a_failed_persist_stops_the_core_and_answers_no_proposal_of_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut core = leader(store.clone(), 1);
+        store.fail_after(StoreOp::Persist, 1);
+        let mut a = propose(&mut core, "a");
+        core.process().expect("one persist still succeeds");
+        assert_acked(&mut a);
+        let applied = store.applied();
+        let last = store.last_log_index();
+        let b = propose(&mut core, "b");
+        let err = core.process().expect_err("persist failed");
+        assert!(
+            matches!(&err, NodeError::Store(m) if m.contains("injected Persist failure")),
+            "{err}"
+        );
+        assert_eq!(store.applied(), applied);
+        assert_eq!(store.last_log_index(), last, "b reached no disk");
+        assert!(!has_key(&store, "b"));
+        assert_never_acked(b, core);
+
+        drop(store);
+        let store = open(dir.path());
+        let mut core = leader(store.clone(), 2);
+        let mut c = propose(&mut core, "c");
+        core.process().expect("process after restart");
+        assert_acked(&mut c);
+        assert!(has_key(&store, "a") && has_key(&store, "c"));
+        assert!(!has_key(&store, "b"));
+    }
+
+    /// A failed apply batch stops apply: neither the store's nor raft's applied index moves,
+    /// the proposal is not answered Ok. Its entry was committed and persisted, so after a
+    /// restart it is applied from the log, and new writes succeed.
+    #[test]
+    fn a_failed_commit_apply_stops_apply_without_moving_the_applied_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut core = leader(store.clone(), 1);
+        let applied = store.applied();
+        let raft_applied = core.raft().raft_log.applied;
+        store.fail_after(StoreOp::CommitApply, 0);
+        let a = propose(&mut core, "a");
+        let err = core.process().expect_err("commit_apply failed");
+        assert!(
+            matches!(&err, NodeError::Store(m) if m.contains("injected CommitApply failure")),
+            "{err}"
+        );
+        assert_eq!(store.applied(), applied);
+        assert_eq!(core.raft().raft_log.applied, raft_applied);
+        assert!(core.raft().raft_log.committed > applied, "a was committed");
+        assert!(!has_key(&store, "a"));
+        assert_never_acked(a, core);
+
+        drop(store);
+        let store = open(dir.path());
+        let mut core = leader(store.clone(), 2);
+        assert!(store.applied() > applied);
+        assert!(has_key(&store, "a"), "the committed entry applies on restart");
+        let mut b = propose(&mut core, "b");
+        core.process().expect("process after restart");
+        assert_acked(&mut b);
+        assert!(has_key(&store, "b"));
+    }
+}
