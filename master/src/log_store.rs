@@ -200,7 +200,9 @@ impl<S: LogStore> LogStore for FaultyStore<S> {
     }
     fn install_snapshot(&self, snap: &Snapshot) -> Result<(), Self::Error> {
         self.check(StoreOp::InstallSnapshot)?;
-        self.inner.install_snapshot(snap).map_err(FaultyError::Inner)
+        self.inner
+            .install_snapshot(snap)
+            .map_err(FaultyError::Inner)
     }
     fn view(&self) -> Self::View<'_> {
         self.inner.view()
@@ -352,7 +354,10 @@ mod tests {
                 ..
             }
         ));
-        assert!(err.to_string().contains("injected Persist failure"), "{err}");
+        assert!(
+            err.to_string().contains("injected Persist failure"),
+            "{err}"
+        );
         assert!(store.persist(&[entry(3)], None).is_err(), "stays failed");
         assert_eq!(store.inner().last_log_index(), 2);
         assert_eq!(store.calls(StoreOp::Persist), 4);
@@ -425,7 +430,10 @@ mod tests {
         let store = open(dir.path());
         let mut core = leader(store.clone(), 2);
         assert!(store.applied() > applied);
-        assert!(has_key(&store, "a"), "the committed entry applies on restart");
+        assert!(
+            has_key(&store, "a"),
+            "the committed entry applies on restart"
+        );
         let mut b = propose(&mut core, "b");
         core.process().expect("process after restart");
         assert_acked(&mut b);
