@@ -1,17 +1,17 @@
 //! Anode master: one member of the raft group that replicates the namespace, bucket configs,
 //! access keys, the chunkserver registry and chunk locations.
 //!
-//! Code map:
-//! - [`kv`]: the narrow key-value view the state machine reads, and its mutations.
-//! - [`sm`] (also `state`): the deterministic state machine (`apply`) and its read queries. No IO.
+//! Code map (the pure parts, the key-value view, state machine and leader decisions, are in
+//! `anode_meta`; this crate is the IO shell around them):
 //! - `store`: RocksDB column families: raft log, hard state, state machine, applied index.
+//! - `log_store`: the `LogStore` trait `node::Core` is generic over, and `FaultyStore` (tests).
 //! - `node`: the raft-rs `RawNode` driver (ready loop), proposals and ReadIndex reads.
 //! - `transport`: raft messages between masters over tonic.
-//! - `control`: the leader's pure decisions (leases, placement, heartbeats, healing sweep).
 //! - `service`: the `Master` gRPC API.
 //! - `ctl`: the operator CLI (`anode ctl`).
 
 pub mod ctl;
+pub mod log_store;
 pub mod metrics;
 pub mod node;
 pub mod server;

@@ -27,6 +27,7 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Messa
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
+use crate::log_store::LogStore;
 use crate::store::{RaftStore, StoreError};
 use anode_meta::kv::{KvRead, Mutation, Overlay};
 
@@ -267,7 +268,7 @@ pub fn start(
     core.publish_status();
     std::thread::Builder::new()
         .name(format!("raft-{}", cfg.id))
-        .spawn(move || core.run(rx))
+        .spawn(move || drive(core, rx))
         .map_err(|e| NodeError::Raft(e.to_string()))?;
     Ok(NodeHandle { tx, status, store })
 }
@@ -323,20 +324,79 @@ pub fn read_members(kv: &dyn KvRead) -> BTreeMap<u64, String> {
         .collect()
 }
 
+/// The driver thread's loop, the only code around [`Core`] that reads a clock: it turns wall
+/// time into ticks (one per `tick_ms`), feeds queued requests to the core (everything already
+/// queued is taken before the next `Ready`: group commit), and stops on `Stop` or when handling
+/// a ready fails (a store error, or a command from a newer build).
+fn drive<S: LogStore>(mut core: Core<S>, rx: mpsc::Receiver<Request>) {
+    let tick = Duration::from_millis(core.cfg.tick_ms);
+    let mut next_tick = Instant::now() + tick;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(req) => {
+                if !core.handle(req) {
+                    break;
+                }
+                // Group commit: take everything already queued.
+                let mut stop = false;
+                for _ in 0..4096 {
+                    match rx.try_recv() {
+                        Ok(r) => {
+                            if !core.handle(r) {
+                                stop = true;
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if stop {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() >= next_tick {
+            core.tick();
+            next_tick = Instant::now() + tick;
+        }
+        if let Err(e) = core.on_ready() {
+            // A storage failure leaves no safe way to continue as a raft member.
+            tracing::error!(error = %e, "raft storage failed; stopping node");
+            break;
+        }
+        core.after_ready();
+    }
+    core.fail_all(NodeError::Stopped);
+    core.status.write().role = Role::Stopped;
+}
+
 /// Where a proposal's result goes.
 pub type Reply = oneshot::Sender<Result<CommandResult, NodeError>>;
 
-/// The core of a raft member: a `RawNode` over the RocksDB store, the apply loop and the
-/// bookkeeping of proposals and reads. No sockets, no threads, no clock and no randomness of
-/// its own: time is the ticks it is given, the proposal nonce comes from the caller, messages
-/// leave through the [`Outbox`]. It is not sans-IO: it reads and writes its [`RaftStore`]
-/// (RocksDB) synchronously, and a ready's persistence is done before `process` returns. The
-/// thread driver ([`start`]) and the deterministic simulations (`master/tests/raft_sim.rs`,
-/// `master/tests/cluster_sim/`) feed it requests and ticks and call [`Core::process`].
-pub struct Core {
+/// The core of a raft member: a `RawNode` over a log store `S`, the apply loop and the
+/// bookkeeping of proposals and reads.
+///
+/// - Generic over its storage: every durable read and write goes through [`LogStore`]
+///   (synchronously: a ready is persisted before [`Core::process`] returns). Production and the
+///   simulations use the default, [`RaftStore`] (RocksDB); tests of disk failures use
+///   [`crate::log_store::FaultyStore`]. The core is as free of IO as its store: there is no
+///   in-memory store today, so in practice it writes RocksDB.
+/// - No clock: time is the ticks it is given ([`Core::tick`]); a peer's last contact is counted
+///   in ticks.
+/// - No randomness of its own: the proposal nonce comes from the caller; election timeouts are
+///   raft-rs's, bounded by [`NodeConfig`] (simulations pin them).
+/// - No sockets or threads: messages leave through the [`Outbox`].
+///
+/// Two things feed it requests and ticks and call [`Core::process`]: the driver thread of
+/// [`start`] (the only code that reads a clock, turning 100 ms of wall time into one tick) and
+/// the deterministic simulations (`master/tests/raft_sim.rs`, `master/tests/cluster_sim/`).
+pub struct Core<S: LogStore = RaftStore> {
     cfg: NodeConfig,
-    raw: RawNode<RaftStore>,
-    store: RaftStore,
+    raw: RawNode<S>,
+    store: S,
     outbox: Arc<dyn Outbox>,
     peers: BTreeMap<u64, String>,
     status: Arc<RwLock<NodeStatus>>,
@@ -373,16 +433,21 @@ fn ctx_seq(nonce: u64, ctx: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(ctx[8..].try_into().ok()?))
 }
 
-impl Core {
+/// A failed write of the log store, as the node reports it.
+fn store_err(e: impl std::error::Error) -> NodeError {
+    NodeError::Store(e.to_string())
+}
+
+impl<S: LogStore> Core<S> {
     /// Build a core over an (already bootstrapped, if new) store. `nonce` tags this
     /// incarnation's proposals (random in production, seeded in simulations).
     pub fn new(
         cfg: NodeConfig,
-        store: RaftStore,
+        store: S,
         peers: BTreeMap<u64, String>,
         outbox: Arc<dyn Outbox>,
         nonce: u64,
-    ) -> Result<Core, NodeError> {
+    ) -> Result<Self, NodeError> {
         let logger = crate::slog_tracing::logger(cfg.id);
         let raft_cfg = raft::Config {
             id: cfg.id,
@@ -471,53 +536,13 @@ impl Core {
     }
 
     /// The underlying raft state (tests and status).
-    pub fn raft(&self) -> &raft::Raft<RaftStore> {
+    pub fn raft(&self) -> &raft::Raft<S> {
         &self.raw.raft
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Request>) {
-        let tick = Duration::from_millis(self.cfg.tick_ms);
-        let mut next_tick = Instant::now() + tick;
-        loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(req) => {
-                    if !self.handle(req) {
-                        break;
-                    }
-                    // Group commit: take everything already queued.
-                    let mut stop = false;
-                    for _ in 0..4096 {
-                        match rx.try_recv() {
-                            Ok(r) => {
-                                if !self.handle(r) {
-                                    stop = true;
-                                    break;
-                                }
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    if stop {
-                        break;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            if Instant::now() >= next_tick {
-                self.tick();
-                next_tick = Instant::now() + tick;
-            }
-            if let Err(e) = self.on_ready() {
-                // A storage failure leaves no safe way to continue as a raft member.
-                tracing::error!(error = %e, "raft storage failed; stopping node");
-                break;
-            }
-            self.after_ready();
-        }
-        self.fail_all(NodeError::Stopped);
-        self.status.write().role = Role::Stopped;
+    /// The log store this core writes (a handle sharing the one raft-rs reads).
+    pub fn store(&self) -> &S {
+        &self.store
     }
 
     /// Returns false to stop.
@@ -620,7 +645,9 @@ impl Core {
             self.outbox.send(ready.take_messages(), &self.members);
         }
         if !ready.snapshot().is_empty() {
-            self.store.install_snapshot(ready.snapshot())?;
+            self.store
+                .install_snapshot(ready.snapshot())
+                .map_err(store_err)?;
             self.reload_members();
             tracing::info!(
                 index = ready.snapshot().get_metadata().index,
@@ -635,7 +662,9 @@ impl Core {
             }
         }
         self.apply_entries(ready.take_committed_entries())?;
-        self.store.persist(ready.entries(), ready.hs())?;
+        self.store
+            .persist(ready.entries(), ready.hs())
+            .map_err(store_err)?;
         fail::fail_point!("master::node::after_persist_before_send");
         if !ready.persisted_messages().is_empty() {
             self.outbox
@@ -643,7 +672,7 @@ impl Core {
         }
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
-            self.store.set_commit(commit)?;
+            self.store.set_commit(commit).map_err(store_err)?;
         }
         if !light.messages().is_empty() {
             self.outbox.send(light.take_messages(), &self.members);
@@ -700,7 +729,8 @@ impl Core {
         }
         let muts = overlay.into_mutations();
         self.store
-            .commit_apply(&muts, last_index, last_term, new_cs.as_ref())?;
+            .commit_apply(&muts, last_index, last_term, new_cs.as_ref())
+            .map_err(store_err)?;
         if new_cs.is_some() || muts.iter().any(is_member_key) {
             self.reload_members();
         }
@@ -768,7 +798,7 @@ impl Core {
                 .compact_keep_entries
                 .min(self.cfg.compact_threshold_entries / 2);
             let to = applied.saturating_sub(keep);
-            self.store.compact(to)?;
+            self.store.compact(to).map_err(store_err)?;
             tracing::debug!(to, "compacted raft log");
         }
         Ok(())

@@ -41,6 +41,8 @@ use anode_meta::kv::{KvRead, Mutation};
 use anode_meta::record::RecordError;
 use anode_proto::STORE_FORMAT_VERSION;
 
+use crate::log_store::LogStore;
+
 const CF_LOG: &str = "log";
 const CF_META: &str = "meta";
 const CF_SM: &str = "sm";
@@ -116,7 +118,8 @@ struct Cache {
 }
 
 /// The raft log, hard state and state machine of one master, in RocksDB.
-/// Cheap to clone; implements [`raft::Storage`].
+/// Cheap to clone; implements [`raft::Storage`] and [`LogStore`], the seam the raft
+/// [`Core`](crate::node::Core) is generic over.
 #[derive(Clone)]
 pub struct RaftStore {
     db: Arc<DB>,
@@ -557,6 +560,46 @@ impl KvRead for SmView<'_> {
             out.push((k.to_vec(), v.to_vec()));
         }
         out
+    }
+}
+
+/// The production [`LogStore`]: each method is the inherent method of the same name.
+impl LogStore for RaftStore {
+    type Error = StoreError;
+    type View<'a> = SmView<'a>;
+
+    fn applied(&self) -> u64 {
+        RaftStore::applied(self)
+    }
+    fn first_log_index(&self) -> u64 {
+        RaftStore::first_log_index(self)
+    }
+    fn last_log_index(&self) -> u64 {
+        RaftStore::last_log_index(self)
+    }
+    fn persist(&self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), StoreError> {
+        RaftStore::persist(self, entries, hs)
+    }
+    fn set_commit(&self, commit: u64) -> Result<(), StoreError> {
+        RaftStore::set_commit(self, commit)
+    }
+    fn commit_apply(
+        &self,
+        muts: &[Mutation],
+        applied: u64,
+        applied_term: u64,
+        conf_state: Option<&ConfState>,
+    ) -> Result<(), StoreError> {
+        RaftStore::commit_apply(self, muts, applied, applied_term, conf_state)
+    }
+    fn compact(&self, index: u64) -> Result<(), StoreError> {
+        RaftStore::compact(self, index)
+    }
+    fn install_snapshot(&self, snap: &Snapshot) -> Result<(), StoreError> {
+        RaftStore::install_snapshot(self, snap)
+    }
+    fn view(&self) -> SmView<'_> {
+        RaftStore::view(self)
     }
 }
 

@@ -1,7 +1,7 @@
-//! A simulated master: the real sans-IO raft `Core` over a real RocksDB store, the real state
-//! machine, and the real leader decisions (`anode_meta::control::LeaderControl`). This
-//! module is only the glue `service.rs` is in production: requests in, commands proposed,
-//! replies out, and the heal loop on a timer.
+//! A simulated master: the real raft `Core` (no clock; IO only through its log store) over a
+//! real RocksDB store, the real state machine, and the real leader decisions
+//! (`anode_meta::control::LeaderControl`). This module is only the glue `service.rs` is in
+//! production: requests in, commands proposed, replies out, and the heal loop on a timer.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
