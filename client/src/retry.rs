@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use anode_proto::{ErrorCode, ErrorDetail};
+use anode_proto::{ErrorDetail, Refusal};
 use rand::Rng;
 
 /// First backoff delay between master attempts.
@@ -50,46 +50,13 @@ pub fn classify(status: &tonic::Status) -> Disposition {
     }
 }
 
-/// [`classify`] for a status that carries an error detail.
+/// [`classify`] for a status that carries an error detail ([`ErrorDetail::refusal`], the
+/// decision `anode ctl` shares).
 fn classify_detail(d: ErrorDetail) -> Disposition {
-    use ErrorCode::*;
-    match d.code() {
-        NotLeader if !d.leader_addr.is_empty() => Disposition::Redirect(d.leader_addr),
-        NotLeader | Busy | Unavailable | Timeout => Disposition::TryNext,
-        Unspecified
-        | NoSuchBucket
-        | BucketAlreadyExists
-        | BucketAlreadyOwnedByYou
-        | BucketNotEmpty
-        | InvalidBucketName
-        | NoSuchKey
-        | KeyTooLong
-        | MetadataTooLarge
-        | NoSuchUpload
-        | InvalidPart
-        | InvalidPartOrder
-        | EntityTooSmall
-        | PreconditionFailed
-        | InvalidArgument
-        | ChunkGone
-        | NoSuchAccessKey
-        | AccessKeyExists
-        | UnknownChunkserver
-        | StaleEpoch
-        | BadCommand
-        | UnsupportedVersion
-        | InsufficientServers
-        | NotMember
-        | AlreadyMember
-        | WouldLoseQuorum
-        | ConfChangeRejected
-        | Internal
-        | BadDigest
-        | NoSuchChunk
-        | InsufficientStorage
-        | CorruptChunk
-        | IncompleteBody
-        | ChunkUnavailable => Disposition::Fail,
+    match d.refusal() {
+        Refusal::Redirect(leader) => Disposition::Redirect(leader),
+        Refusal::TryNext => Disposition::TryNext,
+        Refusal::Final => Disposition::Fail,
     }
 }
 
@@ -145,6 +112,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anode_proto::ErrorCode;
     use rand::SeedableRng;
 
     fn coded(code: ErrorCode) -> tonic::Status {

@@ -177,50 +177,17 @@ enum Refusal {
     Fail(String),
 }
 
-/// Classify a refused call by its error detail (never by its text). One exhaustive match.
+/// Classify a refused call by its error detail (never by its text), with the decision the
+/// client library uses ([`ErrorDetail::refusal`]); a status without a detail is a transport
+/// failure, retried.
 fn refusal(st: &tonic::Status) -> Refusal {
-    use ErrorCode::*;
     let Some(d) = ErrorDetail::from_status(st) else {
-        // No detail: a transport failure, not an answer from a master.
         return Refusal::Retry;
     };
-    match d.code() {
-        NotLeader if !d.leader_addr.is_empty() => Refusal::Redirect(d.leader_addr),
-        NotLeader | Busy | Unavailable | Timeout => Refusal::Retry,
-        Unspecified
-        | NoSuchBucket
-        | BucketAlreadyExists
-        | BucketAlreadyOwnedByYou
-        | BucketNotEmpty
-        | InvalidBucketName
-        | NoSuchKey
-        | KeyTooLong
-        | MetadataTooLarge
-        | NoSuchUpload
-        | InvalidPart
-        | InvalidPartOrder
-        | EntityTooSmall
-        | PreconditionFailed
-        | InvalidArgument
-        | ChunkGone
-        | NoSuchAccessKey
-        | AccessKeyExists
-        | UnknownChunkserver
-        | StaleEpoch
-        | BadCommand
-        | UnsupportedVersion
-        | InsufficientServers
-        | NotMember
-        | AlreadyMember
-        | WouldLoseQuorum
-        | ConfChangeRejected
-        | Internal
-        | BadDigest
-        | NoSuchChunk
-        | InsufficientStorage
-        | CorruptChunk
-        | IncompleteBody
-        | ChunkUnavailable => Refusal::Fail(format!("{}: {}", d.code(), d.message)),
+    match d.refusal() {
+        anode_proto::Refusal::Redirect(leader) => Refusal::Redirect(leader),
+        anode_proto::Refusal::TryNext => Refusal::Retry,
+        anode_proto::Refusal::Final => Refusal::Fail(format!("{}: {}", d.code(), d.message)),
     }
 }
 

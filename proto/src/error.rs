@@ -146,6 +146,67 @@ impl ErrorDetail {
 }
 
 /// `Code: message`, for logs.
+/// What a caller of the master API does with a refusal: follow a redirect, try another master
+/// later, or take the answer as final. Shared by the client library's retry policy and
+/// `anode ctl`, so the two cannot drift.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A follower named the leader's address: call it at once.
+    Redirect(String),
+    /// This master cannot serve now (not leader and no leader known, busy, unavailable, timed
+    /// out): back off and try the next master.
+    TryNext,
+    /// A definite answer: return it, never retry.
+    Final,
+}
+
+impl ErrorDetail {
+    /// The [`Refusal`] this detail asks of a master caller. One exhaustive match.
+    pub fn refusal(&self) -> Refusal {
+        use ErrorCode::*;
+        match self.code() {
+            NotLeader if !self.leader_addr.is_empty() => {
+                Refusal::Redirect(self.leader_addr.clone())
+            }
+            NotLeader | Busy | Unavailable | Timeout => Refusal::TryNext,
+            Unspecified
+            | NoSuchBucket
+            | BucketAlreadyExists
+            | BucketAlreadyOwnedByYou
+            | BucketNotEmpty
+            | InvalidBucketName
+            | NoSuchKey
+            | KeyTooLong
+            | MetadataTooLarge
+            | NoSuchUpload
+            | InvalidPart
+            | InvalidPartOrder
+            | EntityTooSmall
+            | PreconditionFailed
+            | InvalidArgument
+            | ChunkGone
+            | NoSuchAccessKey
+            | AccessKeyExists
+            | UnknownChunkserver
+            | StaleEpoch
+            | BadCommand
+            | UnsupportedVersion
+            | InsufficientServers
+            | NotMember
+            | AlreadyMember
+            | WouldLoseQuorum
+            | ConfChangeRejected
+            | Internal
+            | BadDigest
+            | NoSuchChunk
+            | InsufficientStorage
+            | CorruptChunk
+            | IncompleteBody
+            | ChunkUnavailable => Refusal::Final,
+        }
+    }
+}
+
 impl fmt::Display for ErrorDetail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code(), self.message)

@@ -12,6 +12,7 @@ pub use v1::*;
 pub mod error;
 #[cfg(feature = "grpc")]
 pub use error::grpc::grpc_code;
+pub use error::Refusal;
 
 /// Current encoding version of [`v1::Command`].
 pub const COMMAND_VERSION: u32 = 1;
