@@ -12,7 +12,7 @@ use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::ChunkError;
-use crate::store::{BlobStore, READ_PIECE_BYTES};
+use crate::store::{check_id, BlobStore, READ_PIECE_BYTES};
 
 /// The gRPC data service.
 #[derive(Clone)]
@@ -70,6 +70,7 @@ impl Chunkserver for DataService {
         req: Request<GetChunkRequest>,
     ) -> Result<Response<GetStream>, Status> {
         let r = req.into_inner();
+        check_id(&r.sha256)?;
         let full = r.offset == 0 && r.length == 0;
         if r.verify && !full && !self.store.verify(&r.sha256).await? {
             self.store.quarantine(&r.sha256);
@@ -90,6 +91,7 @@ impl Chunkserver for DataService {
         req: Request<StatChunkRequest>,
     ) -> Result<Response<StatChunkResponse>, Status> {
         let r = req.into_inner();
+        check_id(&r.sha256)?;
         let sha = r.sha256;
         if r.touch {
             self.store.touch_async(sha.clone()).await?;
@@ -146,5 +148,58 @@ async fn stream_file(
         if tx.send(Ok(msg)).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> (tempfile::TempDir, DataService) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::open(&[dir.path().to_path_buf()], 0).expect("open");
+        (dir, DataService::new(store, Arc::new(AtomicU64::new(0))))
+    }
+
+    fn refused_as_invalid(st: Status) {
+        assert_eq!(st.code(), tonic::Code::InvalidArgument, "{st:?}");
+        let d = ErrorDetail::from_status(&st).expect("detail");
+        assert_eq!(d.code(), ErrorCode::InvalidArgument);
+    }
+
+    /// Ids of the wrong length (0, 1, 31, 33 bytes) are refused at the edge with a typed
+    /// error; before the check, a 0- or 1-byte id panicked the chunkserver.
+    #[tokio::test]
+    async fn malformed_chunk_ids_are_refused_not_panicked_on() {
+        let (_dir, svc) = service();
+        for len in [0usize, 1, 31, 33] {
+            let get = GetChunkRequest {
+                sha256: vec![7; len],
+                ..Default::default()
+            };
+            let Err(st) = svc.get_chunk(Request::new(get)).await else {
+                panic!("a {len}-byte id was accepted");
+            };
+            refused_as_invalid(st);
+            let stat = StatChunkRequest {
+                sha256: vec![7; len],
+                touch: true,
+            };
+            let Err(st) = svc.stat_chunk(Request::new(stat)).await else {
+                panic!("a {len}-byte id was accepted");
+            };
+            refused_as_invalid(st);
+            assert!(svc.store.locate(&[7u8; 33][..len]).is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_chunk_limit_is_refused() {
+        let (_dir, svc) = service();
+        let over = svc.store.begin(vec![1; 32], MAX_CHUNK_BYTES + 1).await;
+        assert!(matches!(over, Err(ChunkError::BadRequest(_))));
+        let wrapping = svc.store.begin(vec![1; 32], u64::MAX).await;
+        assert!(matches!(wrapping, Err(ChunkError::BadRequest(_))));
+        assert!(svc.store.begin(vec![1; 32], MAX_CHUNK_BYTES).await.is_ok());
     }
 }

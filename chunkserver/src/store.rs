@@ -84,9 +84,23 @@ pub fn parse_id(name: &str) -> Option<Vec<u8>> {
     (name.len() == 64).then(|| hex::decode(name).ok()).flatten()
 }
 
-fn rel_path(sha: &[u8]) -> PathBuf {
+/// Check a chunk id from the network: exactly [`anode_proto::CHUNK_ID_BYTES`] bytes.
+pub fn check_id(sha: &[u8]) -> Result<(), ChunkError> {
+    if sha.len() != anode_proto::CHUNK_ID_BYTES {
+        return Err(ChunkError::BadRequest(format!(
+            "a chunk id is {} bytes (SHA-256), got {}",
+            anode_proto::CHUNK_ID_BYTES,
+            sha.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `blobs/ab/cd/<hex>` for a checked id; `None` for an id of the wrong length.
+fn rel_path(sha: &[u8]) -> Option<PathBuf> {
+    check_id(sha).ok()?;
     let h = hex::encode(sha);
-    PathBuf::from("blobs").join(&h[0..2]).join(&h[2..4]).join(h)
+    Some(PathBuf::from("blobs").join(&h[0..2]).join(&h[2..4]).join(h))
 }
 
 fn is_enospc(e: &std::io::Error) -> bool {
@@ -174,7 +188,7 @@ impl BlobStore {
 
     /// Where `sha` lives, if present.
     pub fn locate(&self, sha: &[u8]) -> Option<PathBuf> {
-        let rel = rel_path(sha);
+        let rel = rel_path(sha)?;
         self.disks
             .iter()
             .map(|d| d.path.join(&rel))
@@ -193,8 +207,11 @@ impl BlobStore {
     /// Reserve `len` bytes against the capacity; released by the returned guard.
     fn reserve(&self, len: u64) -> Result<Reservation, ChunkError> {
         if self.capacity_bytes > 0 {
-            let r = self.reserved.fetch_add(len, Ordering::SeqCst) + len;
-            if self.used_bytes() + r > self.capacity_bytes {
+            let r = self
+                .reserved
+                .fetch_add(len, Ordering::SeqCst)
+                .saturating_add(len);
+            if self.used_bytes().saturating_add(r) > self.capacity_bytes {
                 self.reserved.fetch_sub(len, Ordering::SeqCst);
                 return Err(ChunkError::Full(format!(
                     "capacity {} bytes reached ({} used)",
@@ -212,8 +229,12 @@ impl BlobStore {
     /// Start writing blob `sha` of `len` bytes. Feed it with [`BlobWriter::write`], then
     /// [`BlobWriter::finish`], which verifies, fsyncs and renames.
     pub async fn begin(&self, sha: Vec<u8>, len: u64) -> Result<BlobWriter, ChunkError> {
-        if sha.len() != 32 {
-            return Err(ChunkError::BadRequest("sha256 must be 32 bytes".into()));
+        check_id(&sha)?;
+        if len > anode_proto::MAX_CHUNK_BYTES {
+            return Err(ChunkError::BadRequest(format!(
+                "declared length {len} exceeds the largest chunk, {} bytes",
+                anode_proto::MAX_CHUNK_BYTES
+            )));
         }
         let reservation = self.reserve(len)?;
         let disk = self.pick_disk()?;
@@ -556,7 +577,9 @@ impl BlobWriter {
             let _ = tokio::fs::remove_file(&self.tmp).await;
             return Ok(true);
         }
-        let dest = self.disk_root.join(rel_path(&self.sha));
+        let dest = self
+            .disk_root
+            .join(rel_path(&self.sha).expect("id checked by begin"));
         let (store, tmp) = (self.store.clone(), self.tmp.clone());
         tokio::task::spawn_blocking(move || store.place(&tmp, &dest))
             .await
@@ -737,7 +760,7 @@ mod tests {
         );
 
         let data = b"the first chunk under a fresh fan-out";
-        let dest = root.join(rel_path(&sha(data)));
+        let dest = root.join(rel_path(&sha(data)).unwrap());
         let (cd, ab) = (
             dest.parent().unwrap(),
             dest.parent().unwrap().parent().unwrap(),
@@ -760,7 +783,7 @@ mod tests {
         let rec = Recorder::default();
         let s = BlobStore::open_with_dir_sync(&[tmp.path().to_path_buf()], 0, rec.sync()).unwrap();
         let data = b"a chunk whose directory cannot be synced";
-        let dest = tmp.path().join(rel_path(&sha(data)));
+        let dest = tmp.path().join(rel_path(&sha(data)).unwrap());
         let ab = dest.parent().unwrap().parent().unwrap().to_path_buf();
         *rec.fail_on.lock() = Some(ab.clone());
         put(&s, data).await.unwrap_err();
@@ -778,7 +801,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         let data = b"written before the format file existed";
-        let dest = root.join(rel_path(&sha(data)));
+        let dest = root.join(rel_path(&sha(data)).unwrap());
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         std::fs::write(&dest, data).unwrap();
         let rec = Recorder::default();

@@ -94,6 +94,11 @@ impl ClientConfig {
         if self.chunk_size_bytes == 0 {
             return bad("chunk_size_bytes must be > 0");
         }
+        if self.chunk_size_bytes as u64 > anode_proto::MAX_CHUNK_BYTES {
+            return bad(
+                "chunk_size_bytes exceeds the largest chunk a chunkserver accepts (64 MiB)",
+            );
+        }
         if self.put_parallelism == 0 {
             return bad("put_parallelism must be > 0");
         }
@@ -123,5 +128,26 @@ impl ClientConfig {
     /// (a floor of about 1 MB/s).
     pub fn chunk_timeout(&self, len_bytes: u64) -> Duration {
         self.rpc_timeout + Duration::from_millis(len_bytes / 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_the_chunkservers_refuse_are_refused_up_front() {
+        let with = |n: usize| ClientConfig {
+            chunk_size_bytes: n,
+            ..ClientConfig::default()
+        };
+        assert!(with(0).validate().is_err());
+        assert!(with(anode_proto::MAX_CHUNK_BYTES as usize)
+            .validate()
+            .is_ok());
+        assert!(with(anode_proto::MAX_CHUNK_BYTES as usize + 1)
+            .validate()
+            .is_err());
+        assert!(ClientConfig::default().validate().is_ok());
     }
 }

@@ -20,6 +20,12 @@ pub const COMMAND_VERSION: u32 = 1;
 pub const MANIFEST_VERSION: u32 = 1;
 /// Current encoding version of records in the master state (buckets, keys, registry, chunks).
 pub const RECORD_VERSION: u32 = 1;
+/// Largest chunk a chunkserver accepts (the declared length of a `PutChunk`), 64 MiB; the
+/// client refuses a larger chunk size. A wire limit, so both ends read it from here.
+pub const MAX_CHUNK_BYTES: u64 = 64 << 20;
+/// Length of a chunk id (the SHA-256 of its content) on the wire.
+pub const CHUNK_ID_BYTES: usize = 32;
+
 /// Current encoding version of [`v1::SnapshotData`] (a raft snapshot's payload).
 pub const SNAPSHOT_VERSION: u32 = 1;
 /// Current format of a master's RocksDB store (column families, meta keys, the layout of the
