@@ -94,6 +94,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Create `bucket` with `replication` (0 = cluster default) unless it exists already.
+async fn ensure_bucket(
+    cl: &anode_client::Client,
+    bucket: &str,
+    replication: u32,
+) -> anyhow::Result<()> {
+    use anode_client::ErrorCode;
+    match cl.create_bucket(bucket, replication, "").await {
+        Ok(_) => Ok(()),
+        Err(e) => match e.code() {
+            ErrorCode::BucketAlreadyOwnedByYou | ErrorCode::BucketAlreadyExists => Ok(()),
+            _ => Err(anyhow::anyhow!("create bucket: {e}")),
+        },
+    }
+}
+
 async fn meta(
     masters: Vec<String>,
     writers: usize,
@@ -101,16 +117,7 @@ async fn meta(
     bucket: String,
 ) -> anyhow::Result<()> {
     let cl = anode_client::Client::connect(masters.clone()).await?;
-    if let Err(e) = cl.create_bucket(&bucket, 0, "").await {
-        use anode_client::ErrorCode;
-        anyhow::ensure!(
-            matches!(
-                e.code(),
-                ErrorCode::BucketAlreadyOwnedByYou | ErrorCode::BucketAlreadyExists
-            ),
-            "create bucket: {e}"
-        );
-    }
+    ensure_bucket(&cl, &bucket, 0).await?;
     // Find the leader once; writers talk to it directly (one channel each).
     let leader = find_leader(&masters).await?;
     let counters = Arc::new(MetaCounters::default());
@@ -220,16 +227,7 @@ async fn client(
 ) -> anyhow::Result<()> {
     use futures::StreamExt;
     let cl = anode_client::Client::connect(masters).await?;
-    if let Err(e) = cl.create_bucket(&bucket, 3, "").await {
-        use anode_client::ErrorCode;
-        anyhow::ensure!(
-            matches!(
-                e.code(),
-                ErrorCode::BucketAlreadyOwnedByYou | ErrorCode::BucketAlreadyExists
-            ),
-            "create bucket: {e}"
-        );
-    }
+    ensure_bucket(&cl, &bucket, 3).await?;
     let body = bytes::Bytes::from((0..size).map(|i| (i * 7 + size) as u8).collect::<Vec<u8>>());
     // Unique content per object and run: no deduplication of the load.
     let nonce = std::time::SystemTime::now()
