@@ -6,6 +6,7 @@
 //! - `store`: RocksDB column families: raft log, hard state, state machine, applied index.
 //! - `log_store`: the `LogStore` trait `node::Core` is generic over, and `FaultyStore` (tests).
 //! - `node`: the raft-rs `RawNode` driver (ready loop), proposals and ReadIndex reads.
+//! - `raft_check`: validation of raft messages from peers before raft-rs steps them.
 //! - `transport`: raft messages between masters over tonic.
 //! - `service`: the `Master` gRPC API.
 //! - `ctl`: the operator CLI (`anode ctl`).
@@ -14,6 +15,7 @@ pub mod ctl;
 pub mod log_store;
 pub mod metrics;
 pub mod node;
+pub mod raft_check;
 pub mod server;
 pub mod service;
 pub mod slog_tracing;

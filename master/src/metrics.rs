@@ -2,13 +2,24 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{IntCounter, IntGauge};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 
 /// Reports of bad chunk copies from readers and scrubbers.
 pub static BAD_CHUNK_REPORTS: LazyLock<IntCounter> = LazyLock::new(|| {
     prometheus::register_int_counter!(
         "anode_master_bad_chunk_reports_total",
         "bad chunk copies reported"
+    )
+    .expect("register metric")
+});
+
+/// Raft messages from peers refused before raft-rs saw them, by reason
+/// (`raft_check::RaftMessageError::reason`).
+pub static RAFT_MESSAGES_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "anode_master_raft_messages_refused_total",
+        "raft messages from peers refused by validation, by reason",
+        &["reason"]
     )
     .expect("register metric")
 });

@@ -28,6 +28,7 @@ use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
 use crate::log_store::LogStore;
+use crate::raft_check::{validate_raft_message, LocalView};
 use crate::store::{RaftStore, StoreError};
 use anode_meta::kv::{KvRead, Mutation, Overlay};
 
@@ -551,13 +552,15 @@ impl<S: LogStore> Core<S> {
             Request::Propose(data, reply) => self.propose(data, reply),
             Request::ConfChange(cc, reply) => self.propose_cc(cc, reply),
             Request::Read(reply) => self.read(reply),
-            Request::Step(m) => {
-                self.heard.insert(m.from, self.ticks);
-                if let Err(e) = self.raw.step(m) {
-                    tracing::debug!(error = %e, "raft step");
-                }
+            Request::Step(m) => self.step_checked(m),
+            // Only a leader transfers: a follower would forward the request to the leader as a
+            // raft message, a type the receiving side refuses (`raft_check`).
+            Request::TransferLeader(id) if self.raw.raft.state == StateRole::Leader => {
+                self.raw.transfer_leader(id)
             }
-            Request::TransferLeader(id) => self.raw.transfer_leader(id),
+            Request::TransferLeader(id) => {
+                tracing::info!(id, "not leading any more; leadership transfer dropped")
+            }
             Request::Unreachable(id) => self.raw.report_unreachable(id),
             Request::SnapshotDone(id, ok) => {
                 let s = if ok {
@@ -577,6 +580,33 @@ impl<S: LogStore> Core<S> {
             Request::Stop => return false,
         }
         true
+    }
+
+    /// Step a message from a peer once it passed [`validate_raft_message`]; a refused one is
+    /// dropped, logged with its sender and counted. Only members of the configuration are
+    /// remembered as heard from (a forged sender id adds nothing).
+    fn step_checked(&mut self, m: Message) {
+        let view = LocalView::of(&self.raw.raft);
+        if let Err(e) = validate_raft_message(&m, &view) {
+            crate::metrics::RAFT_MESSAGES_REFUSED
+                .with_label_values(&[e.reason()])
+                .inc();
+            tracing::warn!(
+                from = m.from,
+                to = m.to,
+                msg_type = ?m.get_msg_type(),
+                term = m.term,
+                error = %e,
+                "refused raft message"
+            );
+            return;
+        }
+        if self.raw.raft.prs().get(m.from).is_some() {
+            self.heard.insert(m.from, self.ticks);
+        }
+        if let Err(e) = self.raw.step(m) {
+            tracing::debug!(error = %e, "raft step");
+        }
     }
 
     fn not_leader(&self) -> NodeError {
