@@ -272,3 +272,164 @@ fn addrs_without(all: &[String], _id: u64) -> BTreeMap<u64, String> {
         .map(|(i, a)| (i as u64 + 1, a.clone()))
         .collect()
 }
+
+/// A raft message from `from` to `to` in `term`.
+fn raft_msg(
+    t: raft::eraftpb::MessageType,
+    from: u64,
+    to: u64,
+    term: u64,
+) -> raft::eraftpb::Message {
+    let mut m = raft::eraftpb::Message::default();
+    m.set_msg_type(t);
+    m.from = from;
+    m.to = to;
+    m.term = term;
+    m
+}
+
+/// Forged raft messages an attacker (or a buggy peer) could send to member `to`, claiming to
+/// come from member `from`: each reached a raft-rs panic (the process aborts) or an election.
+fn forged_messages(from: u64, to: u64, term: u64) -> Vec<raft::eraftpb::Message> {
+    use raft::eraftpb::{Entry, MessageType::*, Snapshot};
+    let mut heartbeat = raft_msg(MsgHeartbeat, from, to, term + 100);
+    heartbeat.commit = u64::MAX;
+    let propose = raft_msg(MsgPropose, from, to, 0);
+    let read = raft_msg(MsgReadIndex, from, to, 0);
+    let hup = raft_msg(MsgHup, from, to, 0);
+    let transfer = raft_msg(MsgTransferLeader, from, to, term);
+    let mut append = raft_msg(MsgAppend, from, to, term);
+    append.index = 2;
+    append.log_term = 1;
+    append.set_entries(
+        vec![Entry {
+            index: 1,
+            term,
+            ..Default::default()
+        }]
+        .into(),
+    );
+    let mut snapshot = raft_msg(MsgSnapshot, from, to, term + 100);
+    let mut s = Snapshot::default();
+    s.mut_metadata().index = u64::MAX;
+    s.mut_metadata().term = term + 100;
+    s.mut_metadata().mut_conf_state().voters = vec![from, to];
+    s.mut_metadata().mut_conf_state().learners = vec![to];
+    snapshot.set_snapshot(s);
+    vec![heartbeat, propose, read, hup, transfer, append, snapshot]
+}
+
+/// One counter of the master's Prometheus text on its admin port.
+async fn metric(admin: &str, line_start: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(admin).await.ok()?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {admin}\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.ok()?;
+    body.lines()
+        .find(|l| l.starts_with(line_start))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Issue 12: forged raft messages sent to every member of a real 3-master group (a heartbeat
+/// from a higher term committing u64::MAX, which used to abort the process, an empty proposal,
+/// a read index without entries, an append conflicting with committed entries, a snapshot
+/// with an impossible configuration, MsgHup, MsgTransferLeader) are refused and counted; no
+/// member stops, the term does not move and writes keep committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
+    use protobuf::Message as _;
+    let dir = tempfile::tempdir().unwrap();
+    let ports: BTreeMap<u64, (u16, u16)> =
+        (1..=3).map(|i| (i, (free_port(), free_port()))).collect();
+    let addr = |i: u64| format!("127.0.0.1:{}", ports[&i].0);
+    let peers = (1..=3)
+        .map(|i| format!("{i}={}", addr(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut procs: BTreeMap<u64, Proc> = (1..=3)
+        .map(|i| {
+            let args = master_args(i, dir.path(), ports[&i].0, ports[&i].1, &peers, false);
+            (i, Proc::spawn(dir.path(), &format!("master-{i}"), args))
+        })
+        .collect();
+    let addrs: BTreeMap<u64, String> = (1..=3).map(|i| (i, addr(i))).collect();
+    let all: Vec<String> = addrs.values().cloned().collect();
+    let (leader_id, _) = wait_for("a leader", Duration::from_secs(20), || leader(&addrs)).await;
+    anode_master::ctl::call_leader(&all, |mut c| async move {
+        c.create_bucket(CreateBucketRequest {
+            name: "bkt".into(),
+            replication: 0,
+            owner_access_key: String::new(),
+        })
+        .await
+    })
+    .await
+    .expect("create bucket");
+    put(&all, "bkt", "before", b"before")
+        .await
+        .expect("put before");
+    let term = status_of(&addr(leader_id)).await.expect("status").term;
+
+    for to in 1..=3u64 {
+        let from = if to == leader_id {
+            to % 3 + 1
+        } else {
+            leader_id
+        };
+        let batch = RaftBatch {
+            from,
+            from_addr: addr(from),
+            to,
+            messages: forged_messages(from, to, term)
+                .iter()
+                .map(|m| m.write_to_bytes().unwrap())
+                .collect(),
+        };
+        let ep = tonic::transport::Endpoint::from_shared(format!("http://{}", addr(to)))
+            .unwrap()
+            .timeout(Duration::from_secs(3));
+        let mut c = raft_transport_client::RaftTransportClient::new(ep.connect().await.unwrap());
+        c.send(batch).await.expect("the transport takes the batch");
+    }
+
+    // Every member refused (and counted) the forged heartbeat, and every one still serves.
+    for (i, p) in procs.iter_mut() {
+        let admin = format!("127.0.0.1:{}", ports[i].1);
+        let refused = wait_for("the refusal counted", Duration::from_secs(10), || {
+            let admin = admin.clone();
+            async move {
+                metric(
+                    &admin,
+                    "anode_master_raft_messages_refused_total{reason=\"commit_beyond_log\"}",
+                )
+                .await
+                .filter(|n| *n >= 1.0)
+            }
+        })
+        .await;
+        assert_eq!(refused, 1.0, "master-{i}");
+        let exited = p.child.as_mut().unwrap().try_wait().unwrap();
+        assert!(exited.is_none(), "master-{i} stopped:\n{}", p.log_tail());
+    }
+    for k in 0..20 {
+        let key = format!("after-{k}");
+        put(&all, "bkt", &key, key.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("put after the forgery: {e}"));
+    }
+    for (i, a) in &addrs {
+        let st = status_of(a)
+            .await
+            .unwrap_or_else(|| panic!("master-{i} answers"));
+        assert_eq!(st.term, term, "master-{i}: the forged term was not taken");
+        assert_eq!(st.leader_id, leader_id, "master-{i}: no election happened");
+        let p = procs.get_mut(i).unwrap();
+        assert!(p.child.as_mut().unwrap().try_wait().unwrap().is_none());
+    }
+}

@@ -559,7 +559,7 @@ fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd) -> Re
         .manifest
         .clone()
         .ok_or_else(|| StateError::BadCommand("no manifest".into()))?;
-    validate::user_metadata(&m.user_metadata)?;
+    validate::manifest(&m)?;
     let key = object_key(&c.bucket, &c.key);
     let old: Option<Manifest> = get_msg(o, &key);
     check_condition(old.as_ref(), c.if_match_etag.as_deref())?;
@@ -739,6 +739,7 @@ fn put_part(o: &mut Overlay<'_>, now: u64, c: &PutPartCmd) -> Res {
         .part
         .clone()
         .ok_or_else(|| StateError::BadCommand("no part".into()))?;
+    validate::part(&p)?;
     check_new_refs(o, &p.chunks)?;
     stored_refs(&mut p.chunks);
     validate::part_number(p.part_number)?;
@@ -805,6 +806,7 @@ fn complete_multipart(o: &mut Overlay<'_>, index: u64, now: u64, c: &CompleteMul
         chosen.push(p.clone());
     }
     let m = multipart_manifest(&u, &chosen, index, now)?;
+    validate::manifest(&m)?;
     // The parts' references move to the object; parts not chosen are dropped.
     for p in stored.values() {
         adjust_refs(o, now, &p.chunks, -1, 0);
@@ -854,9 +856,13 @@ fn multipart_manifest(
     let etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
     let etag = multipart_etag(&etags)
         .ok_or_else(|| StateError::InvalidPart("a part etag is not an MD5 hex digest".into()))?;
+    let size = parts
+        .iter()
+        .try_fold(0u64, |n, p| n.checked_add(p.size))
+        .ok_or_else(|| StateError::InvalidArgument("part sizes overflow".into()))?;
     Ok(Manifest {
         version: MANIFEST_VERSION,
-        size: parts.iter().map(|p| p.size).sum(),
+        size,
         etag,
         content_type: u.content_type.clone(),
         user_metadata: u.user_metadata.clone(),

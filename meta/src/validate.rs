@@ -1,5 +1,6 @@
 //! The one validator of names and sizes S3 restricts: bucket names, object keys, upload ids,
-//! part numbers and user metadata. The gateway checks a request with it before anything is
+//! part numbers and user metadata; and of the manifests and parts writers commit (chunk ids,
+//! chunk lengths, sizes: [`manifest`], [`part`]). The gateway checks a request with it before anything is
 //! sent; the state machine checks every command with it again (a client other than the gateway
 //! may send anything), so both refuse exactly the same inputs.
 //!
@@ -7,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use anode_proto::{ErrorCode, ErrorDetail};
+use anode_proto::{ChunkRef, ErrorCode, ErrorDetail, Manifest, PartRecord, MAX_CHUNK_BYTES};
 
 /// Shortest bucket name.
 pub const MIN_BUCKET_NAME_BYTES: usize = 3;
@@ -22,6 +23,61 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 /// Longest upload id. The master issues 32 hex digits; the bound leaves room and keeps
 /// arbitrary client input out of state keys.
 pub const MAX_UPLOAD_ID_BYTES: usize = 128;
+
+/// Largest object (S3's limit, 5 TiB).
+pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
+/// Largest part (S3's limit, 5 GiB).
+pub const MAX_PART_BYTES: u64 = 5 << 30;
+/// Largest inline body. The client inlines up to 16 KiB by default
+/// (`ClientConfig::inline_max_bytes`); the bound keeps raft entries small.
+pub const MAX_INLINE_BYTES: usize = 1 << 20;
+/// Length of a chunk id (SHA-256).
+pub const CHUNK_ID_BYTES: usize = 32;
+
+/// What is wrong with a manifest or part a writer sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// A chunk id that is not a 32-byte SHA-256.
+    #[error("chunk {position}: id of {len} bytes, not {CHUNK_ID_BYTES}")]
+    ChunkId {
+        /// Position in the chunk list.
+        position: usize,
+        /// Its length.
+        len: usize,
+    },
+    /// A chunk length of 0 or over `MAX_CHUNK_BYTES`.
+    #[error("chunk {position}: length {length} outside 1..={MAX_CHUNK_BYTES}")]
+    ChunkLength {
+        /// Position in the chunk list.
+        position: usize,
+        /// Its length.
+        length: u64,
+    },
+    /// Lengths (chunks, parts or inline data) that do not add up to the declared size
+    /// (`None`: their sum overflows).
+    #[error("{what} add up to {sum:?}, the size is {size}")]
+    SizeMismatch {
+        /// What was summed.
+        what: &'static str,
+        /// Their sum.
+        sum: Option<u64>,
+        /// The declared size.
+        size: u64,
+    },
+    /// A size over its limit.
+    #[error("{what} of {size} bytes is over {max}")]
+    TooLarge {
+        /// What is too large.
+        what: &'static str,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Inline data and chunks together.
+    #[error("a body is either inline or in chunks, not both")]
+    InlineAndChunks,
+}
 
 /// Why a name or size is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +100,9 @@ pub enum ValidationError {
     /// User metadata over [`MAX_USER_METADATA_BYTES`] in total.
     #[error("user metadata of {0} bytes is over {MAX_USER_METADATA_BYTES}")]
     MetadataTooLarge(usize),
+    /// A manifest or part that cannot describe a body.
+    #[error("bad manifest: {0}")]
+    Manifest(#[from] ManifestError),
 }
 
 impl ValidationError {
@@ -51,9 +110,9 @@ impl ValidationError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ValidationError::InvalidBucketName(..) => ErrorCode::InvalidBucketName,
-            ValidationError::EmptyKey | ValidationError::InvalidPartNumber(_) => {
-                ErrorCode::InvalidArgument
-            }
+            ValidationError::EmptyKey
+            | ValidationError::InvalidPartNumber(_)
+            | ValidationError::Manifest(_) => ErrorCode::InvalidArgument,
             ValidationError::KeyTooLong(_) => ErrorCode::KeyTooLong,
             // S3 answers a malformed upload id as it answers an unknown one.
             ValidationError::InvalidUploadId(_) => ErrorCode::NoSuchUpload,
@@ -70,7 +129,8 @@ impl ValidationError {
             ValidationError::EmptyKey
             | ValidationError::KeyTooLong(_)
             | ValidationError::InvalidPartNumber(_)
-            | ValidationError::MetadataTooLarge(_) => d,
+            | ValidationError::MetadataTooLarge(_)
+            | ValidationError::Manifest(_) => d,
         }
     }
 }
@@ -137,6 +197,89 @@ pub fn user_metadata_bytes(total: usize) -> Result<(), ValidationError> {
 /// [`user_metadata_bytes`] of a stored name -> value map.
 pub fn user_metadata(meta: &HashMap<String, String>) -> Result<(), ValidationError> {
     user_metadata_bytes(meta.iter().map(|(k, v)| k.len() + v.len()).sum())
+}
+
+/// Every chunk reference: a 32-byte id and a length in 1..=`MAX_CHUNK_BYTES`. Returns the
+/// sum of the lengths (`None` on overflow).
+fn chunk_refs(chunks: &[ChunkRef]) -> Result<Option<u64>, ManifestError> {
+    let mut sum = Some(0u64);
+    for (position, c) in chunks.iter().enumerate() {
+        if c.sha256.len() != CHUNK_ID_BYTES {
+            return Err(ManifestError::ChunkId {
+                position,
+                len: c.sha256.len(),
+            });
+        }
+        if c.length == 0 || c.length > MAX_CHUNK_BYTES {
+            return Err(ManifestError::ChunkLength {
+                position,
+                length: c.length,
+            });
+        }
+        sum = sum.and_then(|s| s.checked_add(c.length));
+    }
+    Ok(sum)
+}
+
+fn too_large(what: &'static str, size: u64, max: u64) -> Result<(), ManifestError> {
+    if size > max {
+        return Err(ManifestError::TooLarge { what, size, max });
+    }
+    Ok(())
+}
+
+fn sums_to(what: &'static str, sum: Option<u64>, size: u64) -> Result<(), ManifestError> {
+    if sum != Some(size) {
+        return Err(ManifestError::SizeMismatch { what, sum, size });
+    }
+    Ok(())
+}
+
+/// A manifest a writer commits: its body is inline (at most [`MAX_INLINE_BYTES`], exactly
+/// `size` bytes) or in chunks (valid [`ChunkRef`]s whose lengths add up to `size`), or empty
+/// (size 0); at most [`MAX_OBJECT_BYTES`]; part sizes, when present, at most 10000 of at most
+/// [`MAX_PART_BYTES`] each, adding up to `size`; user metadata within S3's limit.
+pub fn manifest(m: &Manifest) -> Result<(), ValidationError> {
+    user_metadata(&m.user_metadata)?;
+    too_large("object", m.size, MAX_OBJECT_BYTES)?;
+    let inline = m.inline_data.len();
+    too_large("inline body", inline as u64, MAX_INLINE_BYTES as u64)?;
+    let sum = chunk_refs(&m.chunks)?;
+    if inline > 0 && !m.chunks.is_empty() {
+        return Err(ManifestError::InlineAndChunks.into());
+    }
+    if inline > 0 {
+        sums_to("inline bytes", Some(inline as u64), m.size)?;
+    } else {
+        sums_to("chunk lengths", sum, m.size)?;
+    }
+    if !m.part_sizes.is_empty() {
+        too_large(
+            "part list",
+            m.part_sizes.len() as u64,
+            MAX_PART_NUMBER as u64,
+        )?;
+        let mut parts = Some(0u64);
+        for p in &m.part_sizes {
+            too_large("part", *p, MAX_PART_BYTES)?;
+            parts = parts.and_then(|s| s.checked_add(*p));
+        }
+        sums_to("part sizes", parts, m.size)?;
+    }
+    Ok(())
+}
+
+/// A part a writer commits: a valid part number, no inline body, valid [`ChunkRef`]s whose
+/// lengths add up to its size, at most [`MAX_PART_BYTES`].
+pub fn part(p: &PartRecord) -> Result<(), ValidationError> {
+    part_number(p.part_number)?;
+    too_large("part", p.size, MAX_PART_BYTES)?;
+    if !p.inline_data.is_empty() {
+        return Err(ManifestError::InlineAndChunks.into());
+    }
+    let sum = chunk_refs(&p.chunks)?;
+    sums_to("chunk lengths", sum, p.size)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -274,5 +417,302 @@ mod tests {
             ValidationError::MetadataTooLarge(3000).code(),
             ErrorCode::MetadataTooLarge
         );
+    }
+
+    fn cref(len: u64) -> ChunkRef {
+        ChunkRef {
+            sha256: vec![7; 32],
+            length: len,
+            ..Default::default()
+        }
+    }
+
+    fn chunked(lens: &[u64]) -> Manifest {
+        Manifest {
+            version: 1,
+            size: lens.iter().sum(),
+            chunks: lens.iter().map(|l| cref(*l)).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn manifests() {
+        use ManifestError as E;
+        let bad_id = {
+            let mut m = chunked(&[5]);
+            m.chunks[0].sha256 = vec![1];
+            m
+        };
+        let inline = |n: usize, size: u64| Manifest {
+            size,
+            inline_data: vec![1; n],
+            ..Default::default()
+        };
+        let table: Vec<(&str, Manifest, Result<(), ManifestError>)> = vec![
+            ("empty object", Manifest::default(), Ok(())),
+            ("chunks", chunked(&[MAX_CHUNK_BYTES, 1]), Ok(())),
+            ("inline", inline(10, 10), Ok(())),
+            (
+                "bad id",
+                bad_id,
+                Err(E::ChunkId {
+                    position: 0,
+                    len: 1,
+                }),
+            ),
+            (
+                "zero chunk",
+                chunked(&[3, 0]),
+                Err(E::ChunkLength {
+                    position: 1,
+                    length: 0,
+                }),
+            ),
+            (
+                "huge chunk",
+                chunked(&[MAX_CHUNK_BYTES + 1]),
+                Err(E::ChunkLength {
+                    position: 0,
+                    length: MAX_CHUNK_BYTES + 1,
+                }),
+            ),
+            (
+                "size differs",
+                Manifest {
+                    size: 9,
+                    ..chunked(&[5])
+                },
+                Err(E::SizeMismatch {
+                    what: "chunk lengths",
+                    sum: Some(5),
+                    size: 9,
+                }),
+            ),
+            (
+                "size without body",
+                Manifest {
+                    size: 1,
+                    ..Default::default()
+                },
+                Err(E::SizeMismatch {
+                    what: "chunk lengths",
+                    sum: Some(0),
+                    size: 1,
+                }),
+            ),
+            (
+                "inline size differs",
+                inline(10, 11),
+                Err(E::SizeMismatch {
+                    what: "inline bytes",
+                    sum: Some(10),
+                    size: 11,
+                }),
+            ),
+            (
+                "inline and chunks",
+                Manifest {
+                    inline_data: vec![1],
+                    ..chunked(&[1])
+                },
+                Err(E::InlineAndChunks),
+            ),
+            (
+                "inline too large",
+                inline(MAX_INLINE_BYTES + 1, MAX_INLINE_BYTES as u64 + 1),
+                Err(E::TooLarge {
+                    what: "inline body",
+                    size: MAX_INLINE_BYTES as u64 + 1,
+                    max: MAX_INLINE_BYTES as u64,
+                }),
+            ),
+            (
+                "object too large",
+                Manifest {
+                    size: MAX_OBJECT_BYTES + 1,
+                    ..Default::default()
+                },
+                Err(E::TooLarge {
+                    what: "object",
+                    size: MAX_OBJECT_BYTES + 1,
+                    max: MAX_OBJECT_BYTES,
+                }),
+            ),
+            (
+                "parts",
+                Manifest {
+                    part_sizes: vec![4, 3],
+                    ..chunked(&[5, 2])
+                },
+                Ok(()),
+            ),
+            (
+                "parts differ",
+                Manifest {
+                    part_sizes: vec![4, 4],
+                    ..chunked(&[5, 2])
+                },
+                Err(E::SizeMismatch {
+                    what: "part sizes",
+                    sum: Some(8),
+                    size: 7,
+                }),
+            ),
+            (
+                "parts overflow",
+                Manifest {
+                    part_sizes: vec![u64::MAX, 8],
+                    ..chunked(&[5, 2])
+                },
+                Err(E::TooLarge {
+                    what: "part",
+                    size: u64::MAX,
+                    max: MAX_PART_BYTES,
+                }),
+            ),
+        ];
+        for (name, m, want) in table {
+            assert_eq!(manifest(&m), want.map_err(ValidationError::from), "{name}");
+        }
+        // Lengths whose sum overflows u64 never match a size.
+        let many: Vec<u64> = vec![MAX_CHUNK_BYTES; 300_000];
+        let mut m = chunked(&many[..1]);
+        m.chunks = many.iter().map(|l| cref(*l)).collect();
+        m.size = MAX_OBJECT_BYTES;
+        assert!(matches!(
+            manifest(&m),
+            Err(ValidationError::Manifest(E::SizeMismatch { .. }))
+        ));
+        assert_eq!(
+            ValidationError::from(E::InlineAndChunks).code(),
+            ErrorCode::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn parts() {
+        let p = |n: u32, lens: &[u64], size: u64| PartRecord {
+            part_number: n,
+            size,
+            chunks: lens.iter().map(|l| cref(*l)).collect(),
+            ..Default::default()
+        };
+        assert_eq!(part(&p(1, &[3, 4], 7)), Ok(()));
+        assert_eq!(part(&p(1, &[], 0)), Ok(()));
+        assert_eq!(
+            part(&p(0, &[3], 3)),
+            Err(ValidationError::InvalidPartNumber(0))
+        );
+        assert!(part(&p(1, &[3], 4)).is_err());
+        assert!(part(&p(1, &[0], 0)).is_err());
+        assert!(part(&p(2, &[MAX_CHUNK_BYTES; 81], 81 * MAX_CHUNK_BYTES)).is_err());
+        let mut inline = p(1, &[], 1);
+        inline.inline_data = vec![1];
+        assert!(part(&inline).is_err());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+        use prost::Message;
+
+        fn any_len() -> impl Strategy<Value = u64> {
+            prop_oneof![
+                16 => 1u64..100,
+                1 => Just(0u64),
+                1 => Just(MAX_CHUNK_BYTES),
+                1 => Just(MAX_CHUNK_BYTES + 1),
+                1 => Just(u64::MAX),
+            ]
+        }
+
+        fn any_manifest() -> impl Strategy<Value = Manifest> {
+            let chunk = (prop_oneof![16 => Just(32usize), 1 => 0usize..40], any_len());
+            (
+                prop::collection::vec(chunk, 0..5),
+                prop_oneof![
+                    6 => Just(None),
+                    1 => any::<u64>().prop_map(Some),
+                    1 => (0u64..400).prop_map(Some)
+                ],
+                prop_oneof![3 => Just(0usize), 1 => 0usize..50],
+                prop::collection::vec(prop_oneof![any::<u64>(), 0u64..100], 0..3),
+                (
+                    any::<bool>(),
+                    prop_oneof![5 => Just(false), 1 => Just(true)],
+                ),
+            )
+                .prop_map(|(chunks, size, inline, parts, (fix_parts, mix))| {
+                    // Mostly a body either inline or in chunks.
+                    let chunks = if inline > 0 && !mix {
+                        Vec::new()
+                    } else {
+                        chunks
+                    };
+                    let chunks: Vec<ChunkRef> = chunks
+                        .into_iter()
+                        .map(|(n, len)| ChunkRef {
+                            sha256: vec![3; n],
+                            length: len,
+                            ..Default::default()
+                        })
+                        .collect();
+                    // Mostly the size the body has (wrapping: overflowing sums too).
+                    let natural = if inline > 0 {
+                        inline as u64
+                    } else {
+                        chunks.iter().fold(0u64, |s, c| s.wrapping_add(c.length))
+                    };
+                    let size = size.unwrap_or(natural);
+                    let mut part_sizes = parts;
+                    if fix_parts && !part_sizes.is_empty() {
+                        part_sizes = vec![size];
+                    }
+                    Manifest {
+                        version: 1,
+                        size,
+                        etag: "e".into(),
+                        chunks,
+                        inline_data: vec![9; inline],
+                        part_sizes,
+                        ..Default::default()
+                    }
+                })
+        }
+
+        proptest! {
+            /// Any manifest validates or is refused (never a panic); a valid one survives its
+            /// encoding and stays valid.
+            #[test]
+            fn manifests_validate_or_are_refused(m in any_manifest()) {
+                if manifest(&m).is_ok() {
+                    // What readers rely on: well-formed chunks whose lengths are the body.
+                    prop_assert!(m.size <= MAX_OBJECT_BYTES);
+                    prop_assert!(m.chunks.iter().all(|c| c.sha256.len() == 32
+                        && (1..=MAX_CHUNK_BYTES).contains(&c.length)));
+                    let body = m.chunks.iter().map(|c| c.length as u128).sum::<u128>()
+                        + m.inline_data.len() as u128;
+                    prop_assert_eq!(body, m.size as u128);
+                    let back = Manifest::decode(m.encode_to_vec().as_slice()).unwrap();
+                    prop_assert_eq!(&back, &m);
+                    prop_assert_eq!(manifest(&back), Ok(()));
+                }
+            }
+        }
+
+        /// The generator reaches valid manifests (else the property proves little).
+        #[test]
+        fn the_generator_reaches_valid_manifests() {
+            use proptest::strategy::ValueTree;
+            let mut runner = proptest::test_runner::TestRunner::deterministic();
+            let valid = (0..1000)
+                .filter(|_| {
+                    let m = any_manifest().new_tree(&mut runner).unwrap().current();
+                    manifest(&m).is_ok()
+                })
+                .count();
+            assert!(valid >= 300, "{valid}");
+        }
     }
 }

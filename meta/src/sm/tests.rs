@@ -638,3 +638,61 @@ fn copies_of_collected_chunks_fail_and_fresh_uploads_resurrect() {
     assert_eq!(get_chunk(&m.kv, &[1; 32]).unwrap().tombstone_ms, 0);
     assert_eq!(get_chunk(&m.kv, &[1; 32]).unwrap().refcount, 2);
 }
+
+/// Issue 12: a manifest that cannot describe its body is refused on apply (the same way on
+/// every replica) and writes nothing: a chunk id that is not 32 bytes (it used to become a
+/// chunk record), a zero or oversized chunk length, lengths not adding up to the size, a
+/// part whose chunks are not its size.
+#[test]
+fn malformed_manifests_are_refused_on_apply() {
+    let mut sm = Sm::new();
+    sm.ok(bucket("bkt"));
+    let before = sm.kv.scan(b"", None, usize::MAX);
+    let short_id = ChunkRef {
+        sha256: vec![1],
+        ..chunk(1, 10)
+    };
+    let mut wrong_size = put("bkt", "k", vec![chunk(2, 10)]);
+    if let Op::PutObject(c) = &mut wrong_size {
+        c.manifest.as_mut().unwrap().size = 11;
+    }
+    for (name, op) in [
+        ("short id", put("bkt", "k", vec![short_id])),
+        ("zero length", put("bkt", "k", vec![chunk(5, 0)])),
+        (
+            "over the chunk cap",
+            put("bkt", "k", vec![chunk(6, MAX_CHUNK_BYTES + 1)]),
+        ),
+        ("size mismatch", wrong_size),
+    ] {
+        assert_eq!(sm.err(op), ErrorCode::InvalidArgument, "{name}");
+    }
+    sm.ok(Op::CreateMultipart(CreateMultipartCmd {
+        upload: Some(MultipartUpload {
+            bucket: "bkt".into(),
+            key: "k".into(),
+            upload_id: "u".into(),
+            ..Default::default()
+        }),
+    }));
+    let after_upload = sm.kv.scan(b"", None, usize::MAX);
+    let part = Op::PutPart(PutPartCmd {
+        bucket: "bkt".into(),
+        key: "k".into(),
+        upload_id: "u".into(),
+        part: Some(PartRecord {
+            part_number: 1,
+            etag: "0123456789abcdef0123456789abcdef".into(),
+            size: 10,
+            chunks: vec![chunk(7, 9)],
+            ..Default::default()
+        }),
+    });
+    assert_eq!(
+        sm.err(part),
+        ErrorCode::InvalidArgument,
+        "part size mismatch"
+    );
+    assert_eq!(sm.kv.scan(b"", None, usize::MAX), after_upload);
+    assert_ne!(before, after_upload);
+}
