@@ -398,8 +398,16 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
         c.send(batch).await.expect("the transport takes the batch");
     }
 
+    for k in 0..20 {
+        let key = format!("after-{k}");
+        put(&all, "bkt", &key, key.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("put after the forgery: {e}"));
+    }
     // Every member refused (and counted) the forged heartbeat, and every one still serves.
     for (i, p) in procs.iter_mut() {
+        let exited = p.child.as_mut().unwrap().try_wait().unwrap();
+        assert!(exited.is_none(), "master-{i} stopped:\n{}", p.log_tail());
         let admin = format!("127.0.0.1:{}", ports[i].1);
         let refused = wait_for("the refusal counted", Duration::from_secs(10), || {
             let admin = admin.clone();
@@ -414,14 +422,6 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
         })
         .await;
         assert_eq!(refused, 1.0, "master-{i}");
-        let exited = p.child.as_mut().unwrap().try_wait().unwrap();
-        assert!(exited.is_none(), "master-{i} stopped:\n{}", p.log_tail());
-    }
-    for k in 0..20 {
-        let key = format!("after-{k}");
-        put(&all, "bkt", &key, key.as_bytes())
-            .await
-            .unwrap_or_else(|e| panic!("put after the forgery: {e}"));
     }
     for (i, a) in &addrs {
         let st = status_of(a)

@@ -46,6 +46,7 @@ pub fn build_request(
     full: Option<Vec<Vec<u8>>>,
     results: &Results,
 ) -> HeartbeatRequest {
+    store.refresh_full();
     let disks = store
         .disks()
         .iter()

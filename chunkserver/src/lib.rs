@@ -9,6 +9,7 @@
 pub mod error;
 pub mod format;
 pub mod heartbeat;
+pub mod limits;
 pub mod metrics;
 pub mod scrub;
 pub mod service;
@@ -106,7 +107,7 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
     health.set(true);
     tracing::info!(%addr, %admin, "chunkserver serving");
     let mut sd = shutdown.clone();
-    let serve = tonic::transport::Server::builder()
+    let serve = limits::server()
         .tcp_nodelay(true)
         .trace_fn(anode_common::rpc_span)
         .add_service(svc)

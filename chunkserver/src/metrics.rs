@@ -39,5 +39,10 @@ counter!(
     "anode_chunkserver_scrub_corrupt_total",
     "corrupt blobs found by the scrubber"
 );
+counter!(
+    READ_FAULTS,
+    "anode_chunkserver_read_faults_total",
+    "blob reads that failed with an IO error (copy quarantined and reported)"
+);
 gauge!(USED_BYTES, "anode_chunkserver_used_bytes", "bytes stored");
 gauge!(CHUNKS, "anode_chunkserver_chunks", "blobs stored");

@@ -37,7 +37,9 @@ pub async fn run(
                     crate::metrics::SCRUB_CORRUPT.inc();
                     store.quarantine(&sha);
                 }
-                Err(_) => {} // deleted meanwhile
+                // Quarantined and reported by `verify` (a read fault is a bad copy).
+                Err(crate::error::ChunkError::Corrupt(_)) => crate::metrics::SCRUB_CORRUPT.inc(),
+                Err(_) => {} // deleted meanwhile, or a resource shortage (next pass)
             }
             crate::metrics::SCRUBBED_BYTES.inc_by(len);
             tokio::select! {

@@ -12,6 +12,7 @@ use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::ChunkError;
+use crate::limits::STREAM_IDLE_TIMEOUT;
 use crate::store::{check_id, BlobStore, READ_PIECE_BYTES};
 
 /// The gRPC data service.
@@ -54,7 +55,7 @@ impl Chunkserver for DataService {
         }
         let mut w = self.store.begin(h.sha256, h.length).await?;
         w.write(&first.data).await?;
-        while let Some(m) = s.message().await? {
+        while let Some(m) = next_idle_bounded(&mut s).await? {
             w.write(&m.data).await?;
         }
         let already_present = w.finish().await?;
@@ -107,6 +108,20 @@ impl Chunkserver for DataService {
     }
 }
 
+/// The next message of a put stream; a client silent for [`STREAM_IDLE_TIMEOUT`] ends the put
+/// (its reservation and temp file are released).
+async fn next_idle_bounded(
+    s: &mut Streaming<PutChunkRequest>,
+) -> Result<Option<PutChunkRequest>, Status> {
+    match tokio::time::timeout(STREAM_IDLE_TIMEOUT, s.message()).await {
+        Ok(m) => m,
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "no chunk data for {} s",
+            STREAM_IDLE_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
 /// Send `n` bytes of `file` in pieces. A full read hashes as it goes and ends with DATA_LOSS
 /// (and quarantines the copy) if the content does not match its id.
 async fn stream_file(
@@ -125,7 +140,7 @@ async fn stream_file(
         let take = left.min(READ_PIECE_BYTES as u64) as usize;
         let mut buf = vec![0u8; take];
         if let Err(e) = file.read_exact(&mut buf).await {
-            let _ = tx.send(Err(ChunkError::Io(e).into())).await;
+            let _ = tx.send(Err(store.read_failed(&sha, e).into())).await;
             return;
         }
         left -= take as u64;
@@ -145,7 +160,11 @@ async fn stream_file(
             total_length: if first { total } else { 0 },
         };
         first = false;
-        if tx.send(Ok(msg)).await.is_err() {
+        // A reader that takes nothing for STREAM_IDLE_TIMEOUT is dropped (file closed).
+        if !matches!(
+            tokio::time::timeout(STREAM_IDLE_TIMEOUT, tx.send(Ok(msg))).await,
+            Ok(Ok(()))
+        ) {
             return;
         }
     }

@@ -30,6 +30,30 @@ use crate::format::{self, Found};
 /// Bytes read per message when streaming a blob out.
 pub const READ_PIECE_BYTES: usize = 256 * 1024;
 
+/// Free bytes a disk marked full must have again before it takes new blobs: two of the
+/// largest chunks, so a disk at the edge does not flip between full and not full on every put.
+pub const FULL_CLEAR_FREE_BYTES: u64 = 2 * anode_proto::MAX_CHUNK_BYTES;
+
+/// Whether a failed read of a blob means the copy cannot be trusted: a media or file fault
+/// (EIO, a blob that is not a regular file, no permission, ...), reported and repaired like a
+/// checksum mismatch. Not: the blob is gone (NotFound, the caller's "no such chunk"), or this
+/// process ran short of a resource (open files, memory, an interrupted call), which says
+/// nothing about the copy.
+pub fn is_bad_copy_error(e: &std::io::Error) -> bool {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        return false;
+    }
+    !matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EAGAIN | libc::EINTR)
+    )
+}
+
+/// Whether a disk marked full may take blobs again with `free` bytes free (pure).
+pub fn space_returned(free: u64) -> bool {
+    free >= FULL_CLEAR_FREE_BYTES
+}
+
 /// One data directory (disk).
 #[derive(Debug)]
 pub struct Disk {
@@ -195,8 +219,37 @@ impl BlobStore {
             .find(|p| p.exists())
     }
 
+    /// Unmark disks marked full that have [`FULL_CLEAR_FREE_BYTES`] free again (space freed by
+    /// deletes or by the operator). Called before a put picks a disk and on every heartbeat.
+    pub fn refresh_full(&self) {
+        for d in self.disks.iter().filter(|d| d.full.load(Ordering::SeqCst)) {
+            let free = free_bytes(&d.path);
+            if space_returned(free) {
+                d.full.store(false, Ordering::SeqCst);
+                tracing::info!(disk = %d.path.display(), free, "disk has space again; no longer full");
+            }
+        }
+    }
+
+    /// A read of blob `sha` failed with `e`. A fault of the copy ([`is_bad_copy_error`]) is
+    /// handled as a checksum mismatch is: the copy is quarantined and reported for repair in
+    /// the next heartbeat, and the reader gets `Corrupt` (it tries another replica).
+    pub fn read_failed(&self, sha: &[u8], e: std::io::Error) -> ChunkError {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return ChunkError::NotFound(hex::encode(sha));
+        }
+        if !is_bad_copy_error(&e) {
+            return ChunkError::Io(e);
+        }
+        tracing::warn!(chunk = %hex::encode(sha), error = %e, "read of a blob failed; copy marked bad");
+        crate::metrics::READ_FAULTS.inc();
+        self.quarantine(sha);
+        ChunkError::Corrupt(hex::encode(sha))
+    }
+
     /// Pick the disk for a new blob: not full, most free space.
     fn pick_disk(&self) -> Result<&Disk, ChunkError> {
+        self.refresh_full();
         self.disks
             .iter()
             .filter(|d| !d.full.load(Ordering::SeqCst))
@@ -207,17 +260,26 @@ impl BlobStore {
     /// Reserve `len` bytes against the capacity; released by the returned guard.
     fn reserve(&self, len: u64) -> Result<Reservation, ChunkError> {
         if self.capacity_bytes > 0 {
-            let r = self
+            let full = |used: u64| {
+                ChunkError::Full(format!(
+                    "capacity {} bytes reached ({used} used)",
+                    self.capacity_bytes
+                ))
+            };
+            // Checked arithmetic: a sum that overflows is over any capacity.
+            let Ok(before) = self
                 .reserved
-                .fetch_add(len, Ordering::SeqCst)
-                .saturating_add(len);
-            if self.used_bytes().saturating_add(r) > self.capacity_bytes {
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_add(len))
+            else {
+                return Err(full(self.used_bytes()));
+            };
+            let over = before
+                .checked_add(len)
+                .and_then(|r| r.checked_add(self.used_bytes()))
+                .is_none_or(|total| total > self.capacity_bytes);
+            if over {
                 self.reserved.fetch_sub(len, Ordering::SeqCst);
-                return Err(ChunkError::Full(format!(
-                    "capacity {} bytes reached ({} used)",
-                    self.capacity_bytes,
-                    self.used_bytes()
-                )));
+                return Err(full(self.used_bytes()));
             }
         }
         Ok(Reservation {
@@ -256,7 +318,10 @@ impl BlobStore {
         })
     }
 
-    /// Read `[offset, offset+length)` of a blob (length 0 = to the end).
+    /// Read `[offset, offset+length)` of a blob (length 0 = to the end; a range past the end
+    /// is cut at the end). An offset past the end or a range whose end overflows is refused;
+    /// a blob that cannot be opened is a bad copy ([`Self::read_failed`]), as is one whose
+    /// bytes cannot be read (the caller streaming them calls it).
     pub async fn read_range(
         &self,
         sha: &[u8],
@@ -264,11 +329,17 @@ impl BlobStore {
         length: u64,
     ) -> Result<(tokio::fs::File, u64, u64), ChunkError> {
         use tokio::io::AsyncSeekExt;
+        if offset.checked_add(length).is_none() {
+            return Err(ChunkError::BadRequest(format!(
+                "range {offset}+{length} overflows"
+            )));
+        }
         let path = self
             .locate(sha)
             .ok_or_else(|| ChunkError::NotFound(hex::encode(sha)))?;
-        let mut f = tokio::fs::File::open(&path).await?;
-        let total = f.metadata().await?.len();
+        let bad = |e| self.read_failed(sha, e);
+        let mut f = tokio::fs::File::open(&path).await.map_err(bad)?;
+        let total = f.metadata().await.map_err(bad)?.len();
         if offset > total {
             return Err(ChunkError::BadRequest(format!(
                 "offset {offset} past length {total}"
@@ -279,19 +350,27 @@ impl BlobStore {
         } else {
             length.min(total - offset)
         };
-        f.seek(std::io::SeekFrom::Start(offset)).await?;
+        f.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(bad)?;
         Ok((f, n, total))
     }
 
-    /// Hash the whole blob; Ok(true) when it matches its name.
+    /// Hash the whole blob; Ok(true) when it matches its name. A read fault is a bad copy
+    /// ([`Self::read_failed`]: quarantined, reported, `Corrupt`).
     pub async fn verify(&self, sha: &[u8]) -> Result<bool, ChunkError> {
         let path = self
             .locate(sha)
             .ok_or_else(|| ChunkError::NotFound(hex::encode(sha)))?;
-        let sha = sha.to_vec();
-        tokio::task::spawn_blocking(move || hash_file(&path).map(|h| h == sha))
+        let id = sha.to_vec();
+        let hashed = tokio::task::spawn_blocking(move || hash_file(&path))
             .await
-            .map_err(|e| ChunkError::Io(std::io::Error::other(e)))?
+            .map_err(|e| ChunkError::Io(std::io::Error::other(e)))?;
+        match hashed {
+            Ok(h) => Ok(h == id),
+            Err(ChunkError::Io(e)) => Err(self.read_failed(sha, e)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Move a bad copy to `corrupt/` and record it for the next heartbeat.
@@ -515,7 +594,7 @@ pub struct BlobWriter {
 impl BlobWriter {
     /// Append bytes.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), ChunkError> {
-        self.written += data.len() as u64;
+        self.written = self.written.saturating_add(data.len() as u64);
         if self.written > self.len {
             return Err(ChunkError::BadDigest(format!(
                 "more than the declared {} bytes",
@@ -882,5 +961,107 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    /// Replace a stored blob by a directory: every read of it then fails with a real IO error
+    /// (EISDIR), as a read of a failing disk does with EIO (tests may run as root, where a
+    /// file without read permission still reads).
+    fn break_blob(s: &BlobStore, sha: &[u8]) {
+        let p = s.locate(sha).expect("stored");
+        std::fs::remove_file(&p).unwrap();
+        std::fs::create_dir(&p).unwrap();
+    }
+
+    #[test]
+    fn which_read_errors_mark_a_copy_bad() {
+        use std::io::{Error, ErrorKind};
+        for (e, bad) in [
+            (Error::from_raw_os_error(libc::EIO), true),
+            (Error::from_raw_os_error(libc::EISDIR), true),
+            (Error::from_raw_os_error(libc::EACCES), true),
+            (Error::from(ErrorKind::UnexpectedEof), true),
+            (Error::from_raw_os_error(libc::ENOENT), false),
+            (Error::from(ErrorKind::NotFound), false),
+            (Error::from_raw_os_error(libc::EMFILE), false),
+            (Error::from_raw_os_error(libc::ENOMEM), false),
+            (Error::from_raw_os_error(libc::EINTR), false),
+        ] {
+            assert_eq!(is_bad_copy_error(&e), bad, "{e:?}");
+        }
+        assert!(!space_returned(FULL_CLEAR_FREE_BYTES - 1));
+        assert!(space_returned(FULL_CLEAR_FREE_BYTES));
+    }
+
+    /// Issue 12: a copy whose bytes cannot be read is handled like a checksum mismatch (moved
+    /// to `corrupt/`, reported in the next heartbeat, `Corrupt` to the reader), by a verified
+    /// read and by the scrubber's `verify`; before, it was an internal error and the scrubber
+    /// skipped it.
+    #[tokio::test]
+    async fn a_blob_that_cannot_be_read_is_quarantined_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(&[dir.path().to_path_buf()], 0).unwrap();
+        let (a, b) = (b"first blob".to_vec(), b"second blob".to_vec());
+        put(&s, &a).await.unwrap();
+        put(&s, &b).await.unwrap();
+        let _ = s.take_events();
+        break_blob(&s, &sha(&a));
+        let got = s.verify(&sha(&a)).await;
+        assert!(matches!(got, Err(ChunkError::Corrupt(_))), "{got:?}");
+        assert!(s.locate(&sha(&a)).is_none(), "still in blobs/");
+        assert_eq!(s.take_events().corrupt, vec![sha(&a)]);
+        // Gone now: a later read is NotFound, not another report.
+        assert!(matches!(
+            s.verify(&sha(&a)).await,
+            Err(ChunkError::NotFound(_))
+        ));
+        // A read error of a streamed read takes the same path.
+        break_blob(&s, &sha(&b));
+        let (_f, _n, _total) = s.read_range(&sha(&b), 0, 0).await.unwrap();
+        let e = std::io::Error::from_raw_os_error(libc::EISDIR);
+        assert!(matches!(s.read_failed(&sha(&b), e), ChunkError::Corrupt(_)));
+        assert!(s.locate(&sha(&b)).is_none());
+        assert_eq!(s.take_events().corrupt, vec![sha(&b)]);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("corrupt"))
+                .unwrap()
+                .count(),
+            2
+        );
+        // A resource shortage says nothing about the copy: nothing is quarantined.
+        put(&s, &a).await.unwrap();
+        let e = std::io::Error::from_raw_os_error(libc::EMFILE);
+        assert!(matches!(s.read_failed(&sha(&a), e), ChunkError::Io(_)));
+        assert!(s.locate(&sha(&a)).is_some());
+    }
+
+    /// Issue 12: a disk marked full (ENOSPC) takes blobs again once it has space; before, the
+    /// mark stayed until a restart.
+    #[tokio::test]
+    async fn a_disk_marked_full_takes_blobs_again_when_space_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            space_returned(free_bytes(dir.path())),
+            "the test needs {FULL_CLEAR_FREE_BYTES} bytes free"
+        );
+        let s = BlobStore::open(&[dir.path().to_path_buf()], 0).unwrap();
+        s.disks()[0].full.store(true, Ordering::SeqCst);
+        put(&s, b"after the disk had space again").await.unwrap();
+        assert!(!s.disks()[0].full.load(Ordering::SeqCst));
+    }
+
+    /// Capacity accounting with checked arithmetic: reservations that would pass u64::MAX are
+    /// refused and leave the count as it was (the old `fetch_add` wrapped and let them in).
+    #[test]
+    fn reservations_never_wrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(&[dir.path().to_path_buf()], u64::MAX).unwrap();
+        s.reserved.store(u64::MAX - 10, Ordering::SeqCst);
+        assert!(matches!(s.reserve(64), Err(ChunkError::Full(_))));
+        assert_eq!(s.reserved.load(Ordering::SeqCst), u64::MAX - 10);
+        s.reserved.store(0, Ordering::SeqCst);
+        let r = s.reserve(64).unwrap();
+        assert_eq!(s.reserved.load(Ordering::SeqCst), 64);
+        drop(r);
+        assert_eq!(s.reserved.load(Ordering::SeqCst), 0);
     }
 }

@@ -28,9 +28,22 @@ use anode_meta::leases::{state_name, LeaseConfig};
 use anode_meta::locations::ChunkId;
 use anode_meta::membership::{MembershipError, Role};
 use anode_meta::state;
+use anode_meta::validate;
 
 /// How long a write or read may wait on raft before the caller gets UNAVAILABLE.
 const RAFT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest encoded command a member proposes. raft-rs sends at least one entry per append
+/// whatever its size, so this bounds a raft message (`raft_check::MAX_ENTRY_BYTES_PER_MESSAGE`
+/// is this plus slack) and every follower's apply batch. 8 MiB holds a manifest of ~200k
+/// chunks (800 GiB at the default 4 MiB chunk size; larger objects use larger chunks or
+/// multipart, whose parts are separate commands).
+pub const MAX_COMMAND_BYTES: usize = 8 << 20;
+
+/// A request refused at the edge, before anything is proposed or planned.
+fn invalid(e: anode_meta::validate::ValidationError) -> Status {
+    e.detail().to_status()
+}
 
 type Rpc<T> = Result<Response<T>, Status>;
 
@@ -112,7 +125,9 @@ impl MasterService {
             now_ms: anode_common::now_ms(),
             op: Some(op),
         };
-        let res = tokio::time::timeout(RAFT_TIMEOUT, self.node.propose(cmd.encode_to_vec()))
+        let bytes = cmd.encode_to_vec();
+        validate::at_most("command bytes", bytes.len(), MAX_COMMAND_BYTES).map_err(invalid)?;
+        let res = tokio::time::timeout(RAFT_TIMEOUT, self.node.propose(bytes))
             .await
             .map_err(|_| raft_timeout("timed out waiting for raft commit"))?
             .map_err(|e| self.node_status(e))?;
@@ -212,6 +227,9 @@ impl Master for MasterService {
 
     async fn put_object(&self, req: Request<PutObjectRequest>) -> Rpc<PutObjectResponse> {
         let r = req.into_inner();
+        if let Some(m) = &r.manifest {
+            validate::manifest(m).map_err(invalid)?;
+        }
         let fresh = fresh_copies(r.manifest.iter().flat_map(|m| m.chunks.iter()));
         let res = self
             .write(Op::PutObject(PutObjectCmd {
@@ -254,6 +272,7 @@ impl Master for MasterService {
         req: Request<DeleteObjectsRequest>,
     ) -> Rpc<DeleteObjectsResponse> {
         let r = req.into_inner();
+        validate::at_most("keys", r.keys.len(), validate::MAX_DELETE_KEYS).map_err(invalid)?;
         let res = self
             .write(Op::DeleteObjects(DeleteObjectsCmd {
                 bucket: r.bucket,
@@ -291,6 +310,9 @@ impl Master for MasterService {
 
     async fn put_part(&self, req: Request<PutPartRequest>) -> Rpc<PutPartResponse> {
         let r = req.into_inner();
+        if let Some(p) = &r.part {
+            validate::part(p).map_err(invalid)?;
+        }
         let fresh = fresh_copies(r.part.iter().flat_map(|p| p.chunks.iter()));
         self.write(Op::PutPart(PutPartCmd {
             bucket: r.bucket,
@@ -362,6 +384,13 @@ impl Master for MasterService {
         req: Request<AllocateChunksRequest>,
     ) -> Rpc<AllocateChunksResponse> {
         let r = req.into_inner();
+        validate::chunk_ids("chunks", &r.sha256, validate::MAX_ALLOCATE_CHUNKS).map_err(invalid)?;
+        validate::at_most(
+            "excluded servers",
+            r.exclude.len(),
+            validate::MAX_EXCLUDED_SERVERS,
+        )
+        .map_err(invalid)?;
         self.require_leader()?;
         let resp = self
             .read(true, |kv| {
@@ -374,6 +403,7 @@ impl Master for MasterService {
 
     async fn locate_chunks(&self, req: Request<LocateChunksRequest>) -> Rpc<LocateChunksResponse> {
         let r = req.into_inner();
+        validate::chunk_ids("chunks", &r.sha256, validate::MAX_LOCATE_CHUNKS).map_err(invalid)?;
         let placements = self
             .read(true, |kv| {
                 self.control.lock().locate(kv, &r.sha256, self.mono_ms())
@@ -387,6 +417,7 @@ impl Master for MasterService {
         req: Request<ReportBadChunkRequest>,
     ) -> Rpc<ReportBadChunkResponse> {
         let r = req.into_inner();
+        validate::chunk_ids("chunks", std::slice::from_ref(&r.sha256), 1).map_err(invalid)?;
         tracing::warn!(chunk = %hex::encode(&r.sha256), server = r.server_id, reason = %r.reason, "bad chunk copy reported");
         crate::metrics::BAD_CHUNK_REPORTS.inc();
         self.require_leader()?;
@@ -419,6 +450,19 @@ impl Master for MasterService {
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Rpc<HeartbeatResponse> {
         let r = req.into_inner();
+        // Counts only: a malformed id is skipped by the location table (`chunk_id`), and
+        // refusing the whole heartbeat for it would let one stray file make a server look dead.
+        for (what, n) in [
+            ("added chunks", r.added.len()),
+            ("removed chunks", r.removed.len()),
+            ("corrupt chunks", r.corrupt.len()),
+            (
+                "finished commands",
+                r.done_commands.len() + r.failed_commands.len(),
+            ),
+        ] {
+            validate::at_most(what, n, validate::MAX_REPORT_CHUNKS).map_err(invalid)?;
+        }
         self.require_leader()?;
         let step = self
             .read(true, |kv| {

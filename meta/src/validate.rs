@@ -34,6 +34,23 @@ pub const MAX_INLINE_BYTES: usize = 1 << 20;
 /// Length of a chunk id (SHA-256).
 pub const CHUNK_ID_BYTES: usize = 32;
 
+/// Most chunk ids one `AllocateChunks` may name. The client allocates one chunk at a time;
+/// a batch API user gets room without letting one request hold the leader's control lock
+/// for long (placement is O(servers) per chunk).
+pub const MAX_ALLOCATE_CHUNKS: usize = 1024;
+/// Most servers an `AllocateChunks` may exclude (more than any cluster has chunkservers).
+pub const MAX_EXCLUDED_SERVERS: usize = 1024;
+/// Most chunk ids one `LocateChunks` may name (the client asks 64 at a time,
+/// `LOCATE_BATCH_CHUNKS`).
+pub const MAX_LOCATE_CHUNKS: usize = 1024;
+/// Most keys one `DeleteObjects` may name (S3's DeleteObjects limit).
+pub const MAX_DELETE_KEYS: usize = 1000;
+/// Most chunk ids one heartbeat may report in each list (added, removed, corrupt). A full
+/// report lists every chunk of a server: 4M chunks of 4 MiB are 16 TiB per server, and 4M ids
+/// are ~140 MB on the wire, over the 64 MiB message limit, so the limit that binds today is
+/// the message size; this cap bounds the work per heartbeat if that limit is raised.
+pub const MAX_REPORT_CHUNKS: usize = 4 << 20;
+
 /// What is wrong with a manifest or part a writer sent.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
@@ -103,6 +120,19 @@ pub enum ValidationError {
     /// A manifest or part that cannot describe a body.
     #[error("bad manifest: {0}")]
     Manifest(#[from] ManifestError),
+    /// A request listing more items than its limit.
+    #[error("{count} {what} in one request (max {max})")]
+    TooMany {
+        /// What is listed.
+        what: &'static str,
+        /// How many.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A chunk id in a request that is not a 32-byte SHA-256.
+    #[error("chunk id of {0} bytes, not {CHUNK_ID_BYTES}")]
+    ChunkId(usize),
 }
 
 impl ValidationError {
@@ -112,7 +142,9 @@ impl ValidationError {
             ValidationError::InvalidBucketName(..) => ErrorCode::InvalidBucketName,
             ValidationError::EmptyKey
             | ValidationError::InvalidPartNumber(_)
-            | ValidationError::Manifest(_) => ErrorCode::InvalidArgument,
+            | ValidationError::Manifest(_)
+            | ValidationError::TooMany { .. }
+            | ValidationError::ChunkId(_) => ErrorCode::InvalidArgument,
             ValidationError::KeyTooLong(_) => ErrorCode::KeyTooLong,
             // S3 answers a malformed upload id as it answers an unknown one.
             ValidationError::InvalidUploadId(_) => ErrorCode::NoSuchUpload,
@@ -130,7 +162,9 @@ impl ValidationError {
             | ValidationError::KeyTooLong(_)
             | ValidationError::InvalidPartNumber(_)
             | ValidationError::MetadataTooLarge(_)
-            | ValidationError::Manifest(_) => d,
+            | ValidationError::Manifest(_)
+            | ValidationError::TooMany { .. }
+            | ValidationError::ChunkId(_) => d,
         }
     }
 }
@@ -197,6 +231,23 @@ pub fn user_metadata_bytes(total: usize) -> Result<(), ValidationError> {
 /// [`user_metadata_bytes`] of a stored name -> value map.
 pub fn user_metadata(meta: &HashMap<String, String>) -> Result<(), ValidationError> {
     user_metadata_bytes(meta.iter().map(|(k, v)| k.len() + v.len()).sum())
+}
+
+/// A list of `count` items `what` holds at most `max`.
+pub fn at_most(what: &'static str, count: usize, max: usize) -> Result<(), ValidationError> {
+    if count > max {
+        return Err(ValidationError::TooMany { what, count, max });
+    }
+    Ok(())
+}
+
+/// Chunk ids of a request: at most `max`, each 32 bytes.
+pub fn chunk_ids(what: &'static str, ids: &[Vec<u8>], max: usize) -> Result<(), ValidationError> {
+    at_most(what, ids.len(), max)?;
+    match ids.iter().find(|id| id.len() != CHUNK_ID_BYTES) {
+        Some(id) => Err(ValidationError::ChunkId(id.len())),
+        None => Ok(()),
+    }
 }
 
 /// Every chunk reference: a 32-byte id and a length in 1..=`MAX_CHUNK_BYTES`. Returns the
@@ -588,6 +639,34 @@ mod tests {
             ValidationError::from(E::InlineAndChunks).code(),
             ErrorCode::InvalidArgument
         );
+    }
+
+    #[test]
+    fn request_lists() {
+        let ids = |n: usize, len: usize| vec![vec![0u8; len]; n];
+        assert_eq!(chunk_ids("chunks", &ids(3, 32), 3), Ok(()));
+        assert_eq!(chunk_ids("chunks", &[], 3), Ok(()));
+        assert_eq!(
+            chunk_ids("chunks", &ids(4, 32), 3),
+            Err(ValidationError::TooMany {
+                what: "chunks",
+                count: 4,
+                max: 3
+            })
+        );
+        assert_eq!(
+            chunk_ids("chunks", &ids(1, 31), 3),
+            Err(ValidationError::ChunkId(31))
+        );
+        assert_eq!(
+            chunk_ids("chunks", &ids(1, 0), 3),
+            Err(ValidationError::ChunkId(0))
+        );
+        assert_eq!(
+            at_most("keys", 1001, MAX_DELETE_KEYS).unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(at_most("keys", 1000, MAX_DELETE_KEYS), Ok(()));
     }
 
     #[test]

@@ -1,0 +1,37 @@
+//! Limits of the data API server (tonic): what one connection or one request may hold.
+//!
+//! Chunk transfers are streams that can legitimately run long (64 MiB at a slow link), so
+//! there is no whole-request timeout; an idle guard ends a put whose client stops sending and
+//! a get whose client stops reading.
+
+use std::time::Duration;
+
+// The largest message is `crate::MAX_MESSAGE_BYTES` (set per service in `run`).
+
+/// HTTP/2 streams (requests) one connection may have open. A client has at most
+/// `chunk_writes_max` (16) writes plus its reads in flight per chunkserver; a gateway serving
+/// many S3 requests shares one connection, hence the headroom.
+pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Requests served at once per connection (others wait in the connection's queue).
+pub const CONCURRENCY_LIMIT_PER_CONNECTION: usize = 256;
+
+/// HTTP/2 keepalive pings: a peer that vanished without closing (power loss, partition) is
+/// dropped after interval + timeout instead of holding its streams for ever.
+pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// See [`HTTP2_KEEPALIVE_INTERVAL`].
+pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A put whose client sends nothing for this long is abandoned (its reservation and temp
+/// file released); a get whose client reads nothing for this long is ended.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The server builder every chunkserver listener starts from.
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .concurrency_limit_per_connection(CONCURRENCY_LIMIT_PER_CONNECTION)
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+}
