@@ -345,11 +345,24 @@ fn run_sim(n: u64, seed: u64, steps: u64) -> usize {
         }
     }
     assert!(acked > 0, "seed {seed}: no proposal was acknowledged");
+    // The message check (`raft_check`) refuses nothing a real member sends, however the
+    // network drops, delays, reorders or partitions it.
+    assert_eq!(refused_raft_messages(), 0, "seed {seed}: legitimate raft messages refused");
     println!(
         "seed {seed}: n={n} steps={steps} terms with leaders={} acked={acked}",
         sim.leaders.len()
     );
     sim.leaders.len()
+}
+
+/// Raft messages refused by validation in this process so far (all reasons).
+fn refused_raft_messages() -> u64 {
+    let _ = &*anode_master::metrics::RAFT_MESSAGES_REFUSED;
+    prometheus::gather()
+        .iter()
+        .filter(|f| f.name() == "anode_master_raft_messages_refused_total")
+        .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value() as u64))
+        .sum()
 }
 
 fn view_of(core: &Core) -> anode_meta::kv::MemKv {
