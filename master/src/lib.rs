@@ -9,9 +9,11 @@
 //! - `raft_check`: validation of raft messages from peers before raft-rs steps them.
 //! - `transport`: raft messages between masters over tonic.
 //! - `service`: the `Master` gRPC API.
+//! - `limits`: the gRPC server's limits (message sizes, streams, keepalive).
 //! - `ctl`: the operator CLI (`anode ctl`).
 
 pub mod ctl;
+pub mod limits;
 pub mod log_store;
 pub mod metrics;
 pub mod node;

@@ -219,13 +219,13 @@ fn heal_config(args: &MasterArgs) -> crate::service::HealConfig {
 
 /// The gRPC services of a master: the metadata API and the raft transport.
 fn grpc_server(service: MasterService, node: &NodeHandle) -> Router {
-    tonic::transport::Server::builder()
+    crate::limits::server()
         .tcp_nodelay(true)
         .trace_fn(anode_common::rpc_span)
         .add_service(
             MasterServer::new(service)
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20),
+                .max_decoding_message_size(crate::limits::MAX_CLIENT_MESSAGE_BYTES)
+                .max_encoding_message_size(crate::limits::MAX_CLIENT_MESSAGE_BYTES),
         )
         .add_service(
             RaftTransportServer::new(RaftService::new(node.clone()))

@@ -31,7 +31,7 @@ use anode_meta::state;
 use anode_meta::validate;
 
 /// How long a write or read may wait on raft before the caller gets UNAVAILABLE.
-const RAFT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const RAFT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest encoded command a member proposes. raft-rs sends at least one entry per append
 /// whatever its size, so this bounds a raft message (`raft_check::MAX_ENTRY_BYTES_PER_MESSAGE`

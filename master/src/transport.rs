@@ -1,8 +1,12 @@
 //! Raft messages between masters over tonic.
 //!
-//! One task per peer drains a bounded queue, batches what is waiting into one `RaftBatch` and
-//! sends it with a timeout. A full queue drops messages (raft retransmits); a failed send
-//! reports the peer unreachable (and a failed snapshot as failed) to the node.
+//! One task per peer drains a bounded queue, batches what is waiting into one `RaftBatch` (at
+//! most [`MAX_BATCH_MESSAGES`] messages, about [`BATCH_BYTES`]) and sends it with a timeout.
+//! Snapshots travel apart, streamed in [`SNAPSHOT_PIECE_BYTES`] pieces over `SendSnapshot`
+//! (header first) and reassembled by the receiver up to its cap ([`MAX_SNAPSHOT_BYTES`]), so
+//! no gRPC message between masters exceeds [`MAX_RAFT_MESSAGE_BYTES`]. A full queue drops
+//! messages (raft retransmits); a failed send reports the peer unreachable (and a failed
+//! snapshot as failed) to the node.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -10,7 +14,7 @@ use std::time::Duration;
 
 use anode_proto::raft_transport_client::RaftTransportClient;
 use anode_proto::raft_transport_server::RaftTransport;
-use anode_proto::{RaftAck, RaftBatch};
+use anode_proto::{ErrorCode, ErrorDetail, RaftAck, RaftBatch, SnapshotPiece};
 use parking_lot::Mutex;
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
@@ -18,11 +22,151 @@ use tokio::sync::mpsc;
 
 use crate::node::{NodeHandle, Outbox};
 
-/// Largest gRPC message between masters (snapshots travel as one message).
-pub const MAX_RAFT_MESSAGE_BYTES: usize = 1 << 30;
+/// Largest gRPC message between masters. A batch is cut at [`BATCH_BYTES`] plus one message;
+/// one append carries at most one command over raft's 64 KiB cap, and commands are at most
+/// `service::MAX_COMMAND_BYTES` (8 MiB); snapshots are streamed in pieces.
+pub const MAX_RAFT_MESSAGE_BYTES: usize = 16 << 20;
+/// A batch stops taking messages once it holds this many bytes.
+pub const BATCH_BYTES: usize = 4 << 20;
+/// Snapshot data per `SnapshotPiece`.
+pub const SNAPSHOT_PIECE_BYTES: usize = 1 << 20;
+/// Largest snapshot a member accepts (the whole state machine; the default cap of
+/// [`RaftService`]).
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+/// A snapshot stream may take `SEND_TIMEOUT` plus its size at this rate before it is given up.
+const SNAPSHOT_MIN_BYTES_PER_SEC: u64 = 1 << 20;
+/// A receiver gives up on a snapshot stream silent for this long.
+const SNAPSHOT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 const PEER_QUEUE_BATCHES: usize = 1024;
-const MAX_BATCH_MESSAGES: usize = 512;
+/// Most raft messages in one batch.
+pub const MAX_BATCH_MESSAGES: usize = 512;
+
+/// Why a snapshot stream was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotStreamError {
+    /// The first piece has no raft message.
+    #[error("the first piece carries no raft message")]
+    NoHeader,
+    /// The header does not decode as a raft message.
+    #[error("bad raft message: {0}")]
+    BadMessage(String),
+    /// The header is not a MsgSnapshot with a snapshot.
+    #[error("the header is not a snapshot message")]
+    NotSnapshot,
+    /// The declared data length is over the cap.
+    #[error("snapshot of {declared} bytes is over the cap of {max}")]
+    TooLarge {
+        /// Declared length.
+        declared: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// More or fewer data bytes than declared.
+    #[error("got {got} snapshot bytes, {declared} declared")]
+    Length {
+        /// Bytes received so far.
+        got: u64,
+        /// Declared length.
+        declared: u64,
+    },
+}
+
+/// The pieces of a snapshot message, header first (pure). `piece_bytes` > 0.
+pub fn snapshot_pieces(
+    from: u64,
+    from_addr: &str,
+    to: u64,
+    mut m: Message,
+    piece_bytes: usize,
+) -> impl Iterator<Item = SnapshotPiece> + Send + 'static {
+    let data = m.mut_snapshot().take_data();
+    let header = SnapshotPiece {
+        from,
+        to,
+        from_addr: from_addr.to_string(),
+        message: m.write_to_bytes().unwrap_or_default(),
+        data_bytes: data.len() as u64,
+        data: Vec::new(),
+    };
+    let pieces = data.len().div_ceil(piece_bytes);
+    std::iter::once(header).chain((0..pieces).map(move |i| {
+        let hi = ((i + 1) * piece_bytes).min(data.len());
+        SnapshotPiece {
+            data: data[i * piece_bytes..hi].to_vec(),
+            ..Default::default()
+        }
+    }))
+}
+
+/// A snapshot message being reassembled from its pieces (pure).
+#[derive(Debug)]
+pub struct SnapshotAssembly {
+    from: u64,
+    from_addr: String,
+    message: Message,
+    declared: u64,
+    data: Vec<u8>,
+}
+
+impl SnapshotAssembly {
+    /// Start from the first piece; refuses a missing or bad header and data over `max_bytes`.
+    pub fn start(first: SnapshotPiece, max_bytes: u64) -> Result<Self, SnapshotStreamError> {
+        if first.message.is_empty() {
+            return Err(SnapshotStreamError::NoHeader);
+        }
+        let message = Message::parse_from_bytes(&first.message)
+            .map_err(|e| SnapshotStreamError::BadMessage(e.to_string()))?;
+        if message.get_msg_type() != MessageType::MsgSnapshot || !message.has_snapshot() {
+            return Err(SnapshotStreamError::NotSnapshot);
+        }
+        if first.data_bytes > max_bytes {
+            return Err(SnapshotStreamError::TooLarge {
+                declared: first.data_bytes,
+                max: max_bytes,
+            });
+        }
+        let mut a = SnapshotAssembly {
+            from: first.from,
+            from_addr: first.from_addr,
+            message,
+            declared: first.data_bytes,
+            // Grown as data arrives: a header alone never makes the receiver allocate.
+            data: Vec::new(),
+        };
+        a.push_data(&first.data)?;
+        Ok(a)
+    }
+
+    /// Add the data of a following piece (its header fields are ignored).
+    pub fn push(&mut self, piece: SnapshotPiece) -> Result<(), SnapshotStreamError> {
+        self.push_data(&piece.data)
+    }
+
+    fn push_data(&mut self, data: &[u8]) -> Result<(), SnapshotStreamError> {
+        let got = (self.data.len() as u64).saturating_add(data.len() as u64);
+        if got > self.declared {
+            return Err(SnapshotStreamError::Length {
+                got,
+                declared: self.declared,
+            });
+        }
+        self.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// The sender's id and address and the whole snapshot message, once every byte arrived.
+    pub fn finish(mut self) -> Result<(u64, String, Message), SnapshotStreamError> {
+        if self.data.len() as u64 != self.declared {
+            return Err(SnapshotStreamError::Length {
+                got: self.data.len() as u64,
+                declared: self.declared,
+            });
+        }
+        self.message.mut_snapshot().set_data(self.data.into());
+        Ok((self.from, self.from_addr, self.message))
+    }
+}
 
 struct Peer {
     addr: String,
@@ -123,9 +267,16 @@ impl PeerTask {
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES);
         while let Some(mut msgs) = rx.recv().await {
-            while msgs.len() < MAX_BATCH_MESSAGES {
+            let mut bytes: usize = msgs.iter().map(|m| m.compute_size() as usize).sum();
+            while msgs.len() < MAX_BATCH_MESSAGES && bytes < BATCH_BYTES {
                 match rx.try_recv() {
-                    Ok(more) => msgs.extend(more),
+                    Ok(more) => {
+                        bytes += more
+                            .iter()
+                            .map(|m| m.compute_size() as usize)
+                            .sum::<usize>();
+                        msgs.extend(more);
+                    }
                     Err(_) => break,
                 }
             }
@@ -138,10 +289,52 @@ impl PeerTask {
         client: &mut RaftTransportClient<tonic::transport::Channel>,
         msgs: Vec<Message>,
     ) {
-        let snapshots = msgs
-            .iter()
-            .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
-            .count();
+        let (snapshots, msgs): (Vec<Message>, Vec<Message>) = msgs
+            .into_iter()
+            .partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+        if !msgs.is_empty() {
+            self.send_batch(client, msgs).await;
+        }
+        for m in snapshots {
+            let ok = self.send_snapshot(client, m).await;
+            if let Some(node) = self.node.get() {
+                if !ok {
+                    node.report_unreachable(self.to);
+                }
+                node.report_snapshot(self.to, ok);
+            }
+        }
+    }
+
+    /// Stream one snapshot message in pieces; true when the receiver took it.
+    async fn send_snapshot(
+        &self,
+        client: &mut RaftTransportClient<tonic::transport::Channel>,
+        m: Message,
+    ) -> bool {
+        let bytes = m.get_snapshot().get_data().len() as u64;
+        let pieces = snapshot_pieces(self.from, &self.from_addr, self.to, m, SNAPSHOT_PIECE_BYTES);
+        let limit = SEND_TIMEOUT + Duration::from_secs(bytes / SNAPSHOT_MIN_BYTES_PER_SEC);
+        let sent =
+            tokio::time::timeout(limit, client.send_snapshot(futures::stream::iter(pieces))).await;
+        match sent {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(to = self.to, bytes, error = %e, "raft snapshot refused");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(to = self.to, bytes, "raft snapshot timed out");
+                false
+            }
+        }
+    }
+
+    async fn send_batch(
+        &self,
+        client: &mut RaftTransportClient<tonic::transport::Channel>,
+        msgs: Vec<Message>,
+    ) {
         let batch = RaftBatch {
             from: self.from,
             from_addr: self.from_addr.clone(),
@@ -159,21 +352,42 @@ impl PeerTask {
         if !ok {
             node.report_unreachable(self.to);
         }
-        for _ in 0..snapshots {
-            node.report_snapshot(self.to, ok);
+    }
+}
+
+/// The receiving side: steps every message of a batch (or a reassembled snapshot) into the
+/// node.
+pub struct RaftService {
+    node: NodeHandle,
+    max_snapshot_bytes: u64,
+}
+
+impl RaftService {
+    /// A service delivering into `node`, taking snapshots up to [`MAX_SNAPSHOT_BYTES`].
+    pub fn new(node: NodeHandle) -> Self {
+        Self::with_snapshot_cap(node, MAX_SNAPSHOT_BYTES)
+    }
+
+    /// A service delivering into `node`, taking snapshots up to `max_snapshot_bytes`.
+    pub fn with_snapshot_cap(node: NodeHandle, max_snapshot_bytes: u64) -> Self {
+        RaftService {
+            node,
+            max_snapshot_bytes,
         }
     }
 }
 
-/// The receiving side: steps every message of a batch into the node.
-pub struct RaftService {
-    node: NodeHandle,
+fn invalid_stream(e: SnapshotStreamError) -> tonic::Status {
+    ErrorDetail::new(ErrorCode::InvalidArgument, e.to_string()).to_status()
 }
 
-impl RaftService {
-    /// A service delivering into `node`.
-    pub fn new(node: NodeHandle) -> Self {
-        RaftService { node }
+/// The next piece of a snapshot stream, bounded by [`SNAPSHOT_IDLE_TIMEOUT`].
+async fn next_piece(
+    s: &mut tonic::Streaming<SnapshotPiece>,
+) -> Result<Option<SnapshotPiece>, tonic::Status> {
+    match tokio::time::timeout(SNAPSHOT_IDLE_TIMEOUT, s.message()).await {
+        Ok(p) => p,
+        Err(_) => Err(tonic::Status::deadline_exceeded("snapshot stream idle")),
     }
 }
 
@@ -195,5 +409,120 @@ impl RaftTransport for RaftService {
                 .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         }
         Ok(tonic::Response::new(RaftAck {}))
+    }
+
+    async fn send_snapshot(
+        &self,
+        req: tonic::Request<tonic::Streaming<SnapshotPiece>>,
+    ) -> Result<tonic::Response<RaftAck>, tonic::Status> {
+        let mut s = req.into_inner();
+        let first = next_piece(&mut s)
+            .await?
+            .ok_or(SnapshotStreamError::NoHeader)
+            .map_err(invalid_stream)?;
+        let mut asm =
+            SnapshotAssembly::start(first, self.max_snapshot_bytes).map_err(invalid_stream)?;
+        while let Some(p) = next_piece(&mut s).await? {
+            asm.push(p).map_err(invalid_stream)?;
+        }
+        let (from, from_addr, m) = asm.finish().map_err(invalid_stream)?;
+        if !from_addr.is_empty() {
+            self.node.learn_peer(from, from_addr);
+        }
+        self.node
+            .step(m)
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        Ok(tonic::Response::new(RaftAck {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::Snapshot;
+
+    fn snapshot_msg(data: Vec<u8>) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgSnapshot);
+        m.from = 1;
+        m.to = 2;
+        m.term = 3;
+        let mut s = Snapshot::default();
+        s.mut_metadata().index = 10;
+        s.mut_metadata().term = 3;
+        s.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+        s.set_data(data.into());
+        m.set_snapshot(s);
+        m
+    }
+
+    #[test]
+    fn a_snapshot_survives_its_pieces() {
+        for len in [0usize, 1, 999, 1000, 1001, 4500] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let m = snapshot_msg(data.clone());
+            let pieces: Vec<SnapshotPiece> =
+                snapshot_pieces(1, "a:1", 2, m.clone(), 1000).collect();
+            assert_eq!(pieces.len(), 1 + len.div_ceil(1000), "{len}");
+            assert!(pieces.iter().all(|p| p.data.len() <= 1000));
+            let mut it = pieces.into_iter();
+            let mut a = SnapshotAssembly::start(it.next().unwrap(), 1 << 20).unwrap();
+            for p in it {
+                a.push(p).unwrap();
+            }
+            let (from, addr, back) = a.finish().unwrap();
+            assert_eq!((from, addr.as_str()), (1, "a:1"));
+            assert_eq!(back, m, "{len}");
+        }
+    }
+
+    #[test]
+    fn bad_snapshot_streams_are_refused() {
+        use SnapshotStreamError as E;
+        let m = snapshot_msg(vec![7; 3000]);
+        let pieces: Vec<SnapshotPiece> = snapshot_pieces(1, "", 2, m.clone(), 1000).collect();
+        let start = |p: &SnapshotPiece, max| SnapshotAssembly::start(p.clone(), max).map(|_| ());
+        assert_eq!(start(&pieces[1], 1 << 20), Err(E::NoHeader));
+        let garbage = SnapshotPiece {
+            message: vec![0xff; 9],
+            ..pieces[0].clone()
+        };
+        assert!(matches!(start(&garbage, 1 << 20), Err(E::BadMessage(_))));
+        let mut hb = m.clone();
+        hb.set_msg_type(MessageType::MsgHeartbeat);
+        hb.clear_snapshot();
+        let not_snap = SnapshotPiece {
+            message: hb.write_to_bytes().unwrap(),
+            ..pieces[0].clone()
+        };
+        assert_eq!(start(&not_snap, 1 << 20), Err(E::NotSnapshot));
+        assert_eq!(
+            start(&pieces[0], 2999),
+            Err(E::TooLarge {
+                declared: 3000,
+                max: 2999
+            })
+        );
+        // Short and long streams.
+        let mut a = SnapshotAssembly::start(pieces[0].clone(), 1 << 20).unwrap();
+        a.push(pieces[1].clone()).unwrap();
+        assert_eq!(
+            a.finish().unwrap_err(),
+            E::Length {
+                got: 1000,
+                declared: 3000
+            }
+        );
+        let mut a = SnapshotAssembly::start(pieces[0].clone(), 1 << 20).unwrap();
+        for p in &pieces[1..] {
+            a.push(p.clone()).unwrap();
+        }
+        assert_eq!(
+            a.push(pieces[1].clone()).unwrap_err(),
+            E::Length {
+                got: 4000,
+                declared: 3000
+            }
+        );
     }
 }

@@ -347,7 +347,11 @@ fn run_sim(n: u64, seed: u64, steps: u64) -> usize {
     assert!(acked > 0, "seed {seed}: no proposal was acknowledged");
     // The message check (`raft_check`) refuses nothing a real member sends, however the
     // network drops, delays, reorders or partitions it.
-    assert_eq!(refused_raft_messages(), 0, "seed {seed}: legitimate raft messages refused");
+    assert_eq!(
+        refused_raft_messages(),
+        0,
+        "seed {seed}: legitimate raft messages refused"
+    );
     println!(
         "seed {seed}: n={n} steps={steps} terms with leaders={} acked={acked}",
         sim.leaders.len()
@@ -361,7 +365,11 @@ fn refused_raft_messages() -> u64 {
     prometheus::gather()
         .iter()
         .filter(|f| f.name() == "anode_master_raft_messages_refused_total")
-        .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value() as u64))
+        .flat_map(|f| {
+            f.get_metric()
+                .iter()
+                .map(|m| m.get_counter().get_value() as u64)
+        })
         .sum()
 }
 
