@@ -366,8 +366,10 @@ fn check_snapshot(m: &Message) -> Result<(), RaftMessageError> {
 /// check the result is `cs` itself; raft-rs panics on either failure.
 pub fn check_conf_state(cs: &ConfState, index: u64) -> Result<(), String> {
     let add = |id: u64, t: ConfChangeType| {
-        let mut c = ConfChangeSingle::default();
-        c.node_id = id;
+        let mut c = ConfChangeSingle {
+            node_id: id,
+            ..Default::default()
+        };
         c.set_change_type(t);
         c
     };
