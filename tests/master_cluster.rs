@@ -432,4 +432,116 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
         let p = procs.get_mut(i).unwrap();
         assert!(p.child.as_mut().unwrap().try_wait().unwrap().is_none());
     }
+    requests_over_limits_are_refused_at_the_edge(&addr(leader_id)).await;
+}
+
+fn assert_invalid<T: std::fmt::Debug>(r: Result<T, tonic::Status>, what: &str) {
+    let st = r.expect_err(what);
+    assert_eq!(st.code(), tonic::Code::InvalidArgument, "{what}: {st:?}");
+    let d = ErrorDetail::from_status(&st).expect("an error detail");
+    assert_eq!(d.code(), ErrorCode::InvalidArgument, "{what}");
+}
+
+/// Issue 12: the leader refuses, with INVALID_ARGUMENT and before proposing or planning
+/// anything, requests over their limits (batch sizes, command bytes) and manifests or parts
+/// that cannot describe a body; a good request still succeeds afterwards.
+async fn requests_over_limits_are_refused_at_the_edge(leader: &str) {
+    let mut c = master_client(leader).await.expect("leader client");
+    let id = |i: u32| -> Vec<u8> {
+        let mut v = vec![0u8; 32];
+        v[..4].copy_from_slice(&i.to_be_bytes());
+        v
+    };
+    let alloc = |n: u32, len: usize| AllocateChunksRequest {
+        bucket: "bkt".into(),
+        sha256: (0..n).map(|i| id(i)[..len].to_vec()).collect(),
+        exclude: vec![],
+    };
+    assert_invalid(c.allocate_chunks(alloc(1025, 32)).await, "1025 allocations");
+    assert_invalid(
+        c.allocate_chunks(alloc(1, 31)).await,
+        "a 31-byte id to allocate",
+    );
+    let locate = LocateChunksRequest {
+        sha256: (0..1025).map(id).collect(),
+    };
+    assert_invalid(c.locate_chunks(locate).await, "1025 locations");
+    let delete = DeleteObjectsRequest {
+        bucket: "bkt".into(),
+        keys: (0..1001).map(|i| format!("k{i}")).collect(),
+    };
+    assert_invalid(c.delete_objects(delete).await, "1001 deletes");
+    let report = ReportBadChunkRequest {
+        sha256: vec![1],
+        server_id: 1,
+        reason: String::new(),
+    };
+    assert_invalid(
+        c.report_bad_chunk(report).await,
+        "a 1-byte bad chunk report",
+    );
+
+    let chunk = |i: u32, length: u64| ChunkRef {
+        sha256: id(i),
+        length,
+        servers: vec![],
+        uploaded_ms: 1,
+    };
+    let put = |m: Manifest| PutObjectRequest {
+        bucket: "bkt".into(),
+        key: "edge".into(),
+        manifest: Some(m),
+        if_match_etag: None,
+    };
+    let chunked = |chunks: Vec<ChunkRef>, size: u64| Manifest {
+        version: MANIFEST_VERSION,
+        size,
+        etag: "e".into(),
+        chunks,
+        ..Default::default()
+    };
+    let mut short = chunk(1, 5);
+    short.sha256.truncate(1);
+    for (what, m) in [
+        ("a 1-byte chunk id", chunked(vec![short], 5)),
+        ("a zero-length chunk", chunked(vec![chunk(1, 0)], 0)),
+        (
+            "a chunk over 64 MiB",
+            chunked(vec![chunk(1, MAX_CHUNK_BYTES + 1)], MAX_CHUNK_BYTES + 1),
+        ),
+        (
+            "lengths not adding up",
+            chunked(vec![chunk(1, 5), chunk(2, 5)], 11),
+        ),
+    ] {
+        assert_invalid(c.put_object(put(m)).await, what);
+    }
+    // A valid manifest whose command is over 8 MiB (300,000 one-byte chunks).
+    let huge = chunked((0..300_000).map(|i| chunk(i, 1)).collect(), 300_000);
+    assert_invalid(c.put_object(put(huge)).await, "a command over 8 MiB");
+    let part = PutPartRequest {
+        bucket: "bkt".into(),
+        key: "edge".into(),
+        upload_id: "u".into(),
+        part: Some(PartRecord {
+            part_number: 1,
+            etag: "0123456789abcdef0123456789abcdef".into(),
+            size: 6,
+            chunks: vec![chunk(1, 5)],
+            ..Default::default()
+        }),
+    };
+    assert_invalid(
+        c.put_part(part).await,
+        "a part whose chunks are not its size",
+    );
+    // Still serving.
+    let inline = Manifest {
+        version: MANIFEST_VERSION,
+        size: 4,
+        etag: "e".into(),
+        inline_data: b"edge".to_vec(),
+        ..Default::default()
+    };
+    c.put_object(put(inline)).await.expect("a good put");
 }

@@ -439,4 +439,24 @@ mod tests {
         assert_acked(&mut b);
         assert!(has_key(&store, "b"));
     }
+
+    /// A command over `MAX_COMMAND_BYTES` is refused before it enters the log (followers would
+    /// refuse the append carrying it and the log would stall behind it); the next one commits.
+    #[test]
+    fn an_oversized_command_is_refused_before_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = leader(open(dir.path()), 9);
+        let last = core.raft().raft_log.last_index();
+        let (tx, mut rx) = oneshot::channel();
+        core.propose_bytes(vec![0; crate::service::MAX_COMMAND_BYTES + 1], tx);
+        let err = rx.try_recv().expect("answered at once").unwrap_err();
+        assert!(matches!(err, NodeError::TooLarge(_)), "{err:?}");
+        let code = err.detail(&BTreeMap::new()).code();
+        assert_eq!(code, anode_proto::ErrorCode::InvalidArgument);
+        core.process().expect("process");
+        assert_eq!(core.raft().raft_log.last_index(), last);
+        let mut ok = propose(&mut core, "after");
+        core.process().expect("process");
+        assert_acked(&mut ok);
+    }
 }

@@ -66,6 +66,10 @@ pub enum NodeError {
     /// The local store failed.
     #[error("store: {0}")]
     Store(String),
+    /// A command over `service::MAX_COMMAND_BYTES`: followers would refuse the append
+    /// carrying it (`raft_check`), stalling the log behind it.
+    #[error("command of {0} bytes is over {max}", max = crate::service::MAX_COMMAND_BYTES)]
+    TooLarge(usize),
 }
 
 impl NodeError {
@@ -82,6 +86,9 @@ impl NodeError {
                 None => ErrorDetail::new(ErrorCode::NotLeader, "no raft leader known"),
             },
             NodeError::Busy => ErrorDetail::new(ErrorCode::Busy, self.to_string()),
+            NodeError::TooLarge(_) => {
+                ErrorDetail::new(ErrorCode::InvalidArgument, self.to_string())
+            }
             NodeError::Stopped | NodeError::Timeout | NodeError::Raft(_) | NodeError::Store(_) => {
                 ErrorDetail::new(ErrorCode::Unavailable, self.to_string())
             }
@@ -621,6 +628,10 @@ impl<S: LogStore> Core<S> {
     }
 
     fn propose(&mut self, data: Vec<u8>, reply: Reply) {
+        if data.len() > crate::service::MAX_COMMAND_BYTES {
+            let _ = reply.send(Err(NodeError::TooLarge(data.len())));
+            return;
+        }
         if self.raw.raft.state != StateRole::Leader {
             let _ = reply.send(Err(self.not_leader()));
             return;

@@ -56,6 +56,12 @@ pub const MAX_ENTRIES_PER_MESSAGE: usize = 16_384;
 /// for entry contexts.
 pub const MAX_ENTRY_BYTES_PER_MESSAGE: usize = 9 << 20;
 
+// A leader's largest append (one command, or entries up to raft's 64 KiB cap) must pass.
+const _: () = assert!(
+    crate::service::MAX_COMMAND_BYTES + (64 << 10) <= MAX_ENTRY_BYTES_PER_MESSAGE,
+    "followers would refuse appends the leader sends"
+);
+
 /// What this member knows of its own raft state when a message arrives.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LocalView {
