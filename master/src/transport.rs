@@ -296,37 +296,19 @@ impl PeerTask {
             self.send_batch(client, msgs).await;
         }
         for m in snapshots {
-            let ok = self.send_snapshot(client, m).await;
-            if let Some(node) = self.node.get() {
-                if !ok {
-                    node.report_unreachable(self.to);
+            // On its own task: a snapshot may take minutes, this peer's heartbeats may not wait
+            // behind it (raft-rs has at most one snapshot in flight per peer).
+            let (from, from_addr, to) = (self.from, self.from_addr.clone(), self.to);
+            let (mut client, node) = (client.clone(), self.node.clone());
+            tokio::spawn(async move {
+                let ok = send_snapshot(&mut client, from, &from_addr, to, m).await;
+                if let Some(node) = node.get() {
+                    if !ok {
+                        node.report_unreachable(to);
+                    }
+                    node.report_snapshot(to, ok);
                 }
-                node.report_snapshot(self.to, ok);
-            }
-        }
-    }
-
-    /// Stream one snapshot message in pieces; true when the receiver took it.
-    async fn send_snapshot(
-        &self,
-        client: &mut RaftTransportClient<tonic::transport::Channel>,
-        m: Message,
-    ) -> bool {
-        let bytes = m.get_snapshot().get_data().len() as u64;
-        let pieces = snapshot_pieces(self.from, &self.from_addr, self.to, m, SNAPSHOT_PIECE_BYTES);
-        let limit = SEND_TIMEOUT + Duration::from_secs(bytes / SNAPSHOT_MIN_BYTES_PER_SEC);
-        let sent =
-            tokio::time::timeout(limit, client.send_snapshot(futures::stream::iter(pieces))).await;
-        match sent {
-            Ok(Ok(_)) => true,
-            Ok(Err(e)) => {
-                tracing::warn!(to = self.to, bytes, error = %e, "raft snapshot refused");
-                false
-            }
-            Err(_) => {
-                tracing::warn!(to = self.to, bytes, "raft snapshot timed out");
-                false
-            }
+            });
         }
     }
 
@@ -351,6 +333,32 @@ impl PeerTask {
         let Some(node) = self.node.get() else { return };
         if !ok {
             node.report_unreachable(self.to);
+        }
+    }
+}
+
+/// Stream one snapshot message in pieces; true when the receiver took it.
+async fn send_snapshot(
+    client: &mut RaftTransportClient<tonic::transport::Channel>,
+    from: u64,
+    from_addr: &str,
+    to: u64,
+    m: Message,
+) -> bool {
+    let bytes = m.get_snapshot().get_data().len() as u64;
+    let pieces = snapshot_pieces(from, from_addr, to, m, SNAPSHOT_PIECE_BYTES);
+    let limit = SEND_TIMEOUT + Duration::from_secs(bytes / SNAPSHOT_MIN_BYTES_PER_SEC);
+    let sent =
+        tokio::time::timeout(limit, client.send_snapshot(futures::stream::iter(pieces))).await;
+    match sent {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(to, bytes, error = %e, "raft snapshot refused");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(to, bytes, "raft snapshot timed out");
+            false
         }
     }
 }
