@@ -26,6 +26,9 @@ pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// file released); a get whose client reads nothing for this long is ended.
 pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Bound of the unary `StatChunk` (a touch fsyncs the blob).
+pub const UNARY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The server builder every chunkserver listener starts from.
 pub fn server() -> tonic::transport::Server {
     tonic::transport::Server::builder()

@@ -12,7 +12,7 @@ use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::ChunkError;
-use crate::limits::STREAM_IDLE_TIMEOUT;
+use crate::limits::{STREAM_IDLE_TIMEOUT, UNARY_TIMEOUT};
 use crate::store::{check_id, BlobStore, READ_PIECE_BYTES};
 
 /// The gRPC data service.
@@ -95,7 +95,12 @@ impl Chunkserver for DataService {
         check_id(&r.sha256)?;
         let sha = r.sha256;
         if r.touch {
-            self.store.touch_async(sha.clone()).await?;
+            // A touch fsyncs: bounded, so a stuck disk cannot hold the call for ever.
+            tokio::time::timeout(UNARY_TIMEOUT, self.store.touch_async(sha.clone()))
+                .await
+                .map_err(|_| {
+                    ErrorDetail::new(ErrorCode::Timeout, "touch did not finish in time").to_status()
+                })??;
         }
         let resp = match self.store.locate(&sha) {
             Some(p) => StatChunkResponse {
@@ -115,10 +120,11 @@ async fn next_idle_bounded(
 ) -> Result<Option<PutChunkRequest>, Status> {
     match tokio::time::timeout(STREAM_IDLE_TIMEOUT, s.message()).await {
         Ok(m) => m,
-        Err(_) => Err(Status::deadline_exceeded(format!(
-            "no chunk data for {} s",
-            STREAM_IDLE_TIMEOUT.as_secs()
-        ))),
+        Err(_) => Err(ErrorDetail::new(
+            ErrorCode::Timeout,
+            format!("no chunk data for {} s", STREAM_IDLE_TIMEOUT.as_secs()),
+        )
+        .to_status()),
     }
 }
 

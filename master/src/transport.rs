@@ -395,7 +395,7 @@ async fn next_piece(
 ) -> Result<Option<SnapshotPiece>, tonic::Status> {
     match tokio::time::timeout(SNAPSHOT_IDLE_TIMEOUT, s.message()).await {
         Ok(p) => p,
-        Err(_) => Err(tonic::Status::deadline_exceeded("snapshot stream idle")),
+        Err(_) => Err(ErrorDetail::new(ErrorCode::Timeout, "snapshot stream idle").to_status()),
     }
 }
 
