@@ -23,7 +23,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The S3 answer each code must produce: (code, S3 `<Code>`, HTTP status).
-const EXPECTED: [(ErrorCode, &str, u16); 38] = [
+const EXPECTED: [(ErrorCode, &str, u16); 39] = [
     (ErrorCode::Unspecified, "InternalError", 500),
     (ErrorCode::NoSuchBucket, "NoSuchBucket", 404),
     (ErrorCode::BucketAlreadyExists, "BucketAlreadyExists", 409),
@@ -66,6 +66,7 @@ const EXPECTED: [(ErrorCode, &str, u16); 38] = [
     (ErrorCode::CorruptChunk, "InternalError", 500),
     (ErrorCode::IncompleteBody, "IncompleteBody", 400),
     (ErrorCode::ChunkUnavailable, "InternalError", 500),
+    (ErrorCode::PermissionDenied, "AccessDenied", 403),
 ];
 
 /// A data API that refuses every StatChunk with the code whose wire number is the request's
