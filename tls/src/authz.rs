@@ -15,6 +15,10 @@ use anode_meta::access::{allowed, PeerIdentity};
 use anode_proto::{ErrorCode, ErrorDetail};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
+/// The layer stack of a tonic server built with [`crate::Tls::server_builder`] and
+/// `.layer(tls.authz_layer())` (the type its `Router` carries).
+pub type ServerLayers = tower::layer::util::Stack<AuthzLayer, tower::layer::util::Identity>;
+
 /// The layer; see the module docs.
 #[derive(Clone, Copy, Debug)]
 pub struct AuthzLayer {
