@@ -36,7 +36,7 @@ fn cs_flags(capacity: &str) -> [&str; 4] {
 async fn client(master: &str) -> Client {
     let cfg = ClientConfig {
         chunk_size_bytes: 1 << 20,
-        ..ClientConfig::default()
+        ..support::client_config()
     };
     Client::with_config(vec![master.to_string()], cfg)
         .await

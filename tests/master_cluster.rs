@@ -41,7 +41,8 @@ async fn put(addrs: &[String], bucket: &str, key: &str, body: &[u8]) -> Result<(
         manifest: Some(manifest(body)),
         if_match_etag: None,
     };
-    let r = anode_master::ctl::call_leader(addrs, |mut c| {
+    let masters = support::admin_masters(addrs);
+    let r = anode_master::ctl::call_leader(&masters, |mut c| {
         let req = req.clone();
         async move { c.put_object(req).await }
     });
@@ -58,7 +59,7 @@ async fn get(addrs: &[String], bucket: &str, key: &str, stale: bool) -> Result<M
         key: key.into(),
         allow_stale: stale,
     };
-    anode_master::ctl::call_leader(addrs, |mut c| {
+    anode_master::ctl::call_leader(&support::admin_masters(addrs), |mut c| {
         let req = req.clone();
         async move { c.get_object(req).await }
     })
@@ -93,7 +94,7 @@ async fn master_group_failover_restart_and_membership() {
     let all: Vec<String> = addrs.values().cloned().collect();
 
     let (l1, _) = wait_for("first leader", Duration::from_secs(20), || leader(&addrs)).await;
-    anode_master::ctl::call_leader(&all, |mut c| async move {
+    anode_master::ctl::call_leader(&support::admin_masters(&all), |mut c| async move {
         c.create_bucket(CreateBucketRequest {
             name: "bkt".into(),
             replication: 0,
@@ -182,7 +183,7 @@ async fn master_group_failover_restart_and_membership() {
             .unwrap_or_else(|e| panic!("after restart {k} missing: {e}"));
         assert_eq!(m.inline_data, k.as_bytes());
     }
-    let list = anode_master::ctl::call_leader(&all, |mut c| async move {
+    let list = anode_master::ctl::call_leader(&support::admin_masters(&all), |mut c| async move {
         c.list_objects(ListObjectsRequest {
             bucket: "bkt".into(),
             max_keys: 1000,
@@ -206,13 +207,13 @@ async fn master_group_failover_restart_and_membership() {
     addrs.insert(4, addr(4));
     let all4: Vec<String> = addrs.values().cloned().collect();
     let a4 = addr(4);
-    anode_master::ctl::call_leader(&all4, |mut c| {
+    anode_master::ctl::call_leader(&support::admin_masters(&all4), |mut c| {
         let addr = a4.clone();
         async move { c.add_member(AddMemberRequest { id: 4, addr }).await }
     })
     .await
     .expect("add member 4");
-    anode_master::ctl::call_leader(&all4, |mut c| async move {
+    anode_master::ctl::call_leader(&support::admin_masters(&all4), |mut c| async move {
         c.remove_member(RemoveMemberRequest { id: 1 }).await
     })
     .await

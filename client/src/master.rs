@@ -389,7 +389,7 @@ mod tests {
             "http://127.0.0.1:7001".into(),
             "127.0.0.1:7002,127.0.0.1:7003".into(),
             "".into(),
-        ]);
+        ], anode_tls::Tls::Insecure);
         assert_eq!(
             m.addrs(),
             [
@@ -436,6 +436,7 @@ mod tests {
                 retry_budget: Duration::from_millis(300),
                 probe_after: Duration::from_millis(100),
             },
+            anode_tls::Tls::Insecure,
         );
         let start = std::time::Instant::now();
         let r = m
@@ -466,7 +467,12 @@ mod tests {
                 socks.push(s);
             }
         });
+        // With TLS on, the frozen master holds the handshake instead of the request.
+        let certs = tempfile::tempdir().unwrap();
+        let dirs = anode_tls::certs::ensure_layout(certs.path(), &[(anode_tls::Role::Client, "1")])
+            .unwrap();
         let cfg = crate::ClientConfig {
+            tls: Some(anode_tls::Tls::load(&dirs[0]).unwrap()),
             rpc_timeout: Duration::from_secs(60),
             master_rpc_timeout: Duration::from_millis(300),
             retry_budget: Duration::from_millis(800),

@@ -114,7 +114,7 @@ impl HealCluster {
 
     /// `anode ctl status --json` of the master, if it answers.
     pub async fn status(&self) -> Option<serde_json::Value> {
-        anode_master::ctl::status(std::slice::from_ref(&self.master))
+        anode_master::ctl::status(&crate::support::admin_masters(std::slice::from_ref(&self.master)))
             .await
             .ok()
     }
