@@ -87,32 +87,38 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         v.extend(tls[i].iter().cloned());
         v
     };
-    let m: anode_master::MasterArgs = parse_args(&with_tls(vec![
-        s("--id"),
-        s("1"),
-        s("--data"),
-        s(data.join("master-1").display()),
-        s("--listen"),
-        master_addr.clone(),
-        s("--peers"),
-        format!("1={master_addr}"),
-        s("--admin-listen"),
-        format!("127.0.0.1:{}", p + 80),
-    ], 0))?;
+    let m: anode_master::MasterArgs = parse_args(&with_tls(
+        vec![
+            s("--id"),
+            s("1"),
+            s("--data"),
+            s(data.join("master-1").display()),
+            s("--listen"),
+            master_addr.clone(),
+            s("--peers"),
+            format!("1={master_addr}"),
+            s("--admin-listen"),
+            format!("127.0.0.1:{}", p + 80),
+        ],
+        0,
+    ))?;
     let master = anode_master::start(m, shutdown.clone()).await?;
     let mut tasks = vec![master.done];
     for i in 1..=3u16 {
         let dir = data.join(format!("chunkserver-{i}"));
-        let c: anode_chunkserver::ChunkserverArgs = parse_args(&with_tls(vec![
-            s("--data"),
-            s(dir.display()),
-            s("--listen"),
-            format!("127.0.0.1:{}", p + 99 + i),
-            s("--masters"),
-            master_addr.clone(),
-            s("--admin-listen"),
-            format!("127.0.0.1:{}", p + 179 + i),
-        ], i as usize))?;
+        let c: anode_chunkserver::ChunkserverArgs = parse_args(&with_tls(
+            vec![
+                s("--data"),
+                s(dir.display()),
+                s("--listen"),
+                format!("127.0.0.1:{}", p + 99 + i),
+                s("--masters"),
+                master_addr.clone(),
+                s("--admin-listen"),
+                format!("127.0.0.1:{}", p + 179 + i),
+            ],
+            i as usize,
+        ))?;
         let sd = shutdown.clone();
         tasks.push(tokio::spawn(
             async move { anode_chunkserver::run(c, sd).await },
@@ -124,14 +130,17 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     };
     let masters = anode_master::ctl::Masters::new(vec![master_addr.clone()], admin.load()?);
     ensure_key(&masters).await?;
-    let g: anode_gateway::GatewayArgs = parse_args(&with_tls(vec![
-        s("--listen"),
-        args.listen.clone(),
-        s("--masters"),
-        master_addr.clone(),
-        s("--admin-listen"),
-        format!("127.0.0.1:{}", p + 2000),
-    ], 4))?;
+    let g: anode_gateway::GatewayArgs = parse_args(&with_tls(
+        vec![
+            s("--listen"),
+            args.listen.clone(),
+            s("--masters"),
+            master_addr.clone(),
+            s("--admin-listen"),
+            format!("127.0.0.1:{}", p + 2000),
+        ],
+        4,
+    ))?;
     let sd = shutdown.clone();
     tasks.push(tokio::spawn(async move { anode_gateway::run(g, sd).await }));
     println!(
@@ -144,7 +153,9 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
             "anode dev: operator CLI: anode ctl --masters {master_addr} --certs-dir {} status",
             dir.display()
         ),
-        None => println!("anode dev: operator CLI: anode ctl --masters {master_addr} --insecure-no-tls status"),
+        None => println!(
+            "anode dev: operator CLI: anode ctl --masters {master_addr} --insecure-no-tls status"
+        ),
     }
     for t in tasks {
         t.await.context("task panicked")??;

@@ -100,11 +100,11 @@ async fn strangers_fail(c: &Cluster, label: &str, ep: impl Fn(&str, Role) -> Opt
     let master = &c.masters[0];
     if let Some(e) = ep(master, Role::Master) {
         if let Ok(ch) = e.connect().await {
-            let r = MasterClient::new(ch.clone())
-                .status(StatusRequest {})
-                .await;
+            let r = MasterClient::new(ch.clone()).status(StatusRequest {}).await;
             assert!(r.is_err(), "{label}: master Status answered");
-            let r = RaftTransportClient::new(ch).send(RaftBatch::default()).await;
+            let r = RaftTransportClient::new(ch)
+                .send(RaftBatch::default())
+                .await;
             assert!(r.is_err(), "{label}: raft Send answered");
         }
     }
@@ -132,8 +132,9 @@ async fn strangers_and_wrong_roles_are_refused_on_every_port() {
         // Sanity: with a valid certificate every port answers.
         let mut m = MasterClient::new(as_role(Role::Admin, "1", &c.masters[0], Role::Master).await);
         m.status(StatusRequest {}).await.expect("admin Status");
-        let mut cs =
-            ChunkserverClient::new(as_role(Role::Client, "1", &c.chunkserver, Role::Chunkserver).await);
+        let mut cs = ChunkserverClient::new(
+            as_role(Role::Client, "1", &c.chunkserver, Role::Chunkserver).await,
+        );
         let r = cs
             .stat_chunk(StatChunkRequest {
                 sha256: vec![0; 32],
@@ -145,7 +146,10 @@ async fn strangers_and_wrong_roles_are_refused_on_every_port() {
 
         // No certificate; plain text; a certificate of another CA (the server must refuse it
         // although the client trusts the real CA).
-        strangers_fail(&c, "no client certificate", |a, r| Some(endpoint(a, r, None))).await;
+        strangers_fail(&c, "no client certificate", |a, r| {
+            Some(endpoint(a, r, None))
+        })
+        .await;
         strangers_fail(&c, "plain text", |a, _| {
             Some(
                 Endpoint::from_shared(format!("http://{a}"))
@@ -158,7 +162,11 @@ async fn strangers_and_wrong_roles_are_refused_on_every_port() {
         let other = tempfile::tempdir().unwrap();
         let foreign = anode_tls::certs::ensure_layout(
             other.path(),
-            &[(Role::Admin, "1"), (Role::Master, "2"), (Role::Gateway, "1")],
+            &[
+                (Role::Admin, "1"),
+                (Role::Master, "2"),
+                (Role::Gateway, "1"),
+            ],
         )
         .unwrap();
         for dir in &foreign {
@@ -311,14 +319,21 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
         // Nothing reached raft: every member is up, no term jumped, and writes still commit.
         for i in 0..3 {
             let st = status_of(&c.masters[i]).await.expect("member answers");
-            assert!(st.term < 1_000_000, "a forged term reached raft: {}", st.term);
+            assert!(
+                st.term < 1_000_000,
+                "a forged term reached raft: {}",
+                st.term
+            );
         }
         for k in 0..20 {
             put(&admin, &format!("after-{k}")).await.expect("put after");
         }
         let log = std::fs::read_to_string(c.root.join("master-1.log")).unwrap();
         assert!(log.contains("raft batch refused"), "refusal logged");
-        assert!(log.contains("master-9"), "the refused peer's identity is logged");
+        assert!(
+            log.contains("master-9"),
+            "the refused peer's identity is logged"
+        );
         drop(c.procs);
     })
     .await
@@ -342,7 +357,10 @@ async fn admin_manages_members_and_keys_and_listings_carry_no_secret() {
         .expect("admin CreateKey")
         .key
         .unwrap();
-        assert!(!created.secret_key.is_empty(), "CreateKey shows the secret once");
+        assert!(
+            !created.secret_key.is_empty(),
+            "CreateKey shows the secret once"
+        );
         let listed = anode_master::ctl::call_leader(&admin, |mut cl| async move {
             cl.list_keys(ListKeysRequest {}).await
         })

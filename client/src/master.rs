@@ -384,12 +384,15 @@ mod tests {
 
     #[test]
     fn addresses_are_normalized_and_deduplicated() {
-        let m = MasterConn::new(vec![
-            "127.0.0.1:7001".into(),
-            "http://127.0.0.1:7001".into(),
-            "127.0.0.1:7002,127.0.0.1:7003".into(),
-            "".into(),
-        ], anode_tls::Tls::Insecure);
+        let m = MasterConn::new(
+            vec![
+                "127.0.0.1:7001".into(),
+                "http://127.0.0.1:7001".into(),
+                "127.0.0.1:7002,127.0.0.1:7003".into(),
+                "".into(),
+            ],
+            anode_tls::Tls::Insecure,
+        );
         assert_eq!(
             m.addrs(),
             [

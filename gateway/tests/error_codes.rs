@@ -111,11 +111,9 @@ impl Chunkserver for Refuser {
 /// does), and connect to it as a gateway.
 async fn serve(certs: &std::path::Path) -> ChunkserverClient<tonic::transport::Channel> {
     use anode_tls::Role;
-    let dirs = anode_tls::certs::ensure_layout(
-        certs,
-        &[(Role::Chunkserver, "1"), (Role::Gateway, "1")],
-    )
-    .unwrap();
+    let dirs =
+        anode_tls::certs::ensure_layout(certs, &[(Role::Chunkserver, "1"), (Role::Gateway, "1")])
+            .unwrap();
     let (server_tls, client_tls) = (
         anode_tls::Tls::load(&dirs[0]).unwrap(),
         anode_tls::Tls::load(&dirs[1]).unwrap(),

@@ -319,7 +319,11 @@ fn certs(cmd: &CertsCmd) -> anyhow::Result<()> {
     match cmd {
         CertsCmd::Init { dir } => {
             anode_tls::certs::init_ca(dir)?;
-            println!("created CA {}/ca.crt and {}/ca.key (keep ca.key offline)", dir.display(), dir.display());
+            println!(
+                "created CA {}/ca.crt and {}/ca.key (keep ca.key offline)",
+                dir.display(),
+                dir.display()
+            );
         }
         CertsCmd::Issue {
             ca,
@@ -340,7 +344,11 @@ fn certs(cmd: &CertsCmd) -> anyhow::Result<()> {
                 days: *days,
                 out: out.clone(),
             })?;
-            println!("issued {identity} in {} (pass --certs-dir {})", out.display(), out.display());
+            println!(
+                "issued {identity} in {} (pass --certs-dir {})",
+                out.display(),
+                out.display()
+            );
         }
     }
     Ok(())

@@ -238,8 +238,8 @@ impl RaftService {
                 members.insert(id);
             }
         }
-        let pairs = std::iter::once((batch.from, batch.to))
-            .chain(msgs.iter().map(|m| (m.from, m.to)));
+        let pairs =
+            std::iter::once((batch.from, batch.to)).chain(msgs.iter().map(|m| (m.from, m.to)));
         check_raft_batch(&peer, st.id, &members, pairs).map_err(|e| {
             tracing::warn!(peer = %peer, reason = %e, "raft batch refused");
             anode_tls::authz::denied_status("/anode.v1.RaftTransport/Send", &e.to_string())

@@ -187,10 +187,23 @@ pub fn roles_for(path: &str) -> Option<&'static [Role]> {
 
 fn master_roles(method: &str) -> Option<&'static [Role]> {
     Some(match method {
-        "CreateBucket" | "DeleteBucket" | "ListBuckets" | "GetBucket" | "PutObject"
-        | "GetObject" | "DeleteObject" | "DeleteObjects" | "ListObjects" | "CreateMultipart"
-        | "PutPart" | "CompleteMultipart" | "AbortMultipart" | "ListParts"
-        | "ListMultipartUploads" | "AllocateChunks" | "LocateChunks" => DATA_USERS,
+        "CreateBucket"
+        | "DeleteBucket"
+        | "ListBuckets"
+        | "GetBucket"
+        | "PutObject"
+        | "GetObject"
+        | "DeleteObject"
+        | "DeleteObjects"
+        | "ListObjects"
+        | "CreateMultipart"
+        | "PutPart"
+        | "CompleteMultipart"
+        | "AbortMultipart"
+        | "ListParts"
+        | "ListMultipartUploads"
+        | "AllocateChunks"
+        | "LocateChunks" => DATA_USERS,
         "ReportBadChunk" => &[Gateway, Client, Chunkserver],
         "RegisterChunkserver" | "Heartbeat" => &[Chunkserver],
         "CreateKey" | "ListKeys" | "DeleteKey" | "AddMember" | "RemoveMember"
@@ -386,7 +399,10 @@ mod tests {
         assert_eq!(check_raft_batch(&m2, 1, &members, [(2, 1), (2, 1)]), Ok(()));
         assert_eq!(
             check_raft_batch(&m2, 1, &members, [(2, 1), (3, 1)]),
-            Err(RaftRefusal::ForgedFrom { claimed: 3, cert: 2 })
+            Err(RaftRefusal::ForgedFrom {
+                claimed: 3,
+                cert: 2
+            })
         );
         assert_eq!(
             check_raft_batch(&m2, 1, &members, [(2, 3)]),

@@ -114,9 +114,11 @@ impl HealCluster {
 
     /// `anode ctl status --json` of the master, if it answers.
     pub async fn status(&self) -> Option<serde_json::Value> {
-        anode_master::ctl::status(&crate::support::admin_masters(std::slice::from_ref(&self.master)))
-            .await
-            .ok()
+        anode_master::ctl::status(&crate::support::admin_masters(std::slice::from_ref(
+            &self.master,
+        )))
+        .await
+        .ok()
     }
 
     /// Wait until exactly `n` chunkservers are alive.

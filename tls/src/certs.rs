@@ -78,8 +78,10 @@ pub fn init_ca(dir: &Path) -> Result<(), TlsError> {
     let now = OffsetDateTime::now_utc();
     let mut p = CertificateParams::default();
     p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name
-        .push(DnType::CommonName, format!("anode-ca-{}", now.unix_timestamp()));
+    p.distinguished_name.push(
+        DnType::CommonName,
+        format!("anode-ca-{}", now.unix_timestamp()),
+    );
     p.distinguished_name
         .push(DnType::OrganizationName, "Anode cluster");
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -200,7 +202,10 @@ mod tests {
         let ca = dir.path().join("ca");
         init_ca(&ca).unwrap();
         assert!(matches!(init_ca(&ca), Err(TlsError::Exists(_))));
-        let mode = std::fs::metadata(ca.join(CA_KEY)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(ca.join(CA_KEY))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let req = IssueRequest {
             ca_dir: ca.clone(),
@@ -217,7 +222,10 @@ mod tests {
             .mode();
         assert_eq!(key_mode & 0o777, 0o600);
         let pem = std::fs::read_to_string(req.out.join(NODE_CERT)).unwrap();
-        let der = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap().1.contents;
+        let der = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .unwrap()
+            .1
+            .contents;
         let id = crate::identity::peer_identity(&der).unwrap();
         assert_eq!(id, req.identity);
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();

@@ -486,7 +486,9 @@ pub fn tls(role: anode_tls::Role, id: &str) -> anode_tls::Tls {
 }
 
 /// A tonic server of `role` with mutual TLS and the role check.
-fn server(role: anode_tls::Role) -> tonic::transport::server::Router<anode_tls::authz::ServerLayers> {
+fn server(
+    role: anode_tls::Role,
+) -> tonic::transport::server::Router<anode_tls::authz::ServerLayers> {
     let tls = tls(role, "1");
     tls.server_builder()
         .expect("tls server")
