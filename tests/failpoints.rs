@@ -754,12 +754,15 @@ async fn crash_during_snapshot_install_recovers() {
     // `anode ctl status --json` agrees: all three members applied the same index, past the
     // writes made after the snapshot.
     let masters = all.join(",");
+    let admin_certs = certs_dir(anode_tls::Role::Admin, "1");
     wait_for(
         "equal applied indexes in `anode ctl status --json`",
         Duration::from_secs(20),
         || async {
             let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_anode"))
                 .args(["ctl", "--masters", &masters, "status", "--json"])
+                .arg("--certs-dir")
+                .arg(&admin_certs)
                 .output()
                 .await
                 .ok()?;

@@ -273,6 +273,8 @@ async fn new_servers_fill_and_drain_keeps_r_under_load() {
             &id_of_1.to_string(),
             "--json",
         ])
+        .arg("--certs-dir")
+        .arg(certs_dir(anode_tls::Role::Admin, "1"))
         .output()
         .unwrap();
     assert!(

@@ -108,6 +108,10 @@ impl HealCluster {
         .map(|s| s.to_string())
         .collect();
         args.extend(self.cs_extra.iter().cloned());
+        args.extend(crate::support::tls_args(
+            anode_tls::Role::Chunkserver,
+            &i.to_string(),
+        ));
         let p = Proc::spawn(&self.root, &format!("chunkserver-{i}"), args);
         self.cs.insert(i, p);
     }

@@ -19,11 +19,11 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct TlsArgs {
     /// Directory with this node's `ca.crt` (trust bundle), `node.crt` and `node.key`
     /// (`anode ctl certs issue`). Every gRPC connection then uses mutual TLS.
-    #[arg(long, env = "ANODE_CERTS_DIR")]
+    #[arg(long, env = "ANODE_CERTS_DIR", global = true)]
     pub certs_dir: Option<PathBuf>,
     /// Plain-text gRPC without authentication, for experiments on a trusted machine only.
     /// Logs a warning at every start.
-    #[arg(long, env = "ANODE_INSECURE_NO_TLS")]
+    #[arg(long, env = "ANODE_INSECURE_NO_TLS", global = true)]
     pub insecure_no_tls: bool,
 }
 
