@@ -35,11 +35,12 @@ pub struct DevArgs {
 
 /// The TLS flags of each in-process node: `--certs-dir DIR/certs/<role>-<id>`, made on first
 /// start (or `--insecure-no-tls`). Returns the flags for master-1, chunkserver-1..3,
-/// gateway-1 and the admin certificate directory.
+/// gateway-1, admin-1 (for `anode ctl`) and client-1 (for `anode-tools bench` and programs
+/// using the client library).
 fn node_tls_flags(args: &DevArgs, data: &std::path::Path) -> anyhow::Result<Vec<Vec<String>>> {
     use anode_tls::Role;
     if args.insecure_no_tls {
-        return Ok(vec![vec![s("--insecure-no-tls")]; 6]);
+        return Ok(vec![vec![s("--insecure-no-tls")]; 7]);
     }
     let dirs = anode_tls::certs::ensure_layout(
         &data.join("certs"),
@@ -50,6 +51,7 @@ fn node_tls_flags(args: &DevArgs, data: &std::path::Path) -> anyhow::Result<Vec<
             (Role::Chunkserver, "3"),
             (Role::Gateway, "1"),
             (Role::Admin, "1"),
+            (Role::Client, "1"),
         ],
     )
     .context("make the development certificates")?;
