@@ -93,9 +93,11 @@ async fn bundles_strangers_server_roles_and_the_role_check() {
             .expect("bundle trusts the new CA");
         // The same peer, expecting a chunkserver at that address, refuses the master's
         // certificate (server role checked by name).
-        assert!(call(&Tls::load(&peer_new).unwrap(), &addr, Role::Chunkserver)
-            .await
-            .is_err());
+        assert!(
+            call(&Tls::load(&peer_new).unwrap(), &addr, Role::Chunkserver)
+                .await
+                .is_err()
+        );
         // A certificate of a stranger CA: refused (the stranger also trusts our CA, so only
         // the server's check can stop it).
         bundle(&evil, &[old.path(), stranger.path()]);
