@@ -192,3 +192,58 @@ impl Tls {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_silent_plain_text_and_the_certificate_must_match_the_process() {
+        let none = TlsArgs::default();
+        let err = none.load().unwrap_err();
+        assert!(matches!(err, TlsError::NotConfigured));
+        assert!(err.to_string().contains("anode ctl certs init"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let m1 = crate::certs::ensure_layout(dir.path(), &[(Role::Master, "1")])
+            .unwrap()
+            .remove(0);
+        let both = TlsArgs {
+            certs_dir: Some(m1.clone()),
+            insecure_no_tls: true,
+        };
+        assert!(matches!(both.load(), Err(TlsError::Conflicting)));
+        let args = TlsArgs::certs(&m1);
+        let tls = args.load_as(Role::Master, Some("1")).unwrap();
+        assert_eq!(tls.identity().unwrap().to_string(), "master-1");
+        assert!(args.load_as(Role::Master, Some("2")).is_err(), "wrong id");
+        assert!(args.load_as(Role::Chunkserver, None).is_err(), "wrong role");
+        let insecure = TlsArgs {
+            certs_dir: None,
+            insecure_no_tls: true,
+        };
+        assert!(!insecure
+            .load_as(Role::Master, Some("1"))
+            .unwrap()
+            .is_mutual());
+        assert!(TlsArgs::certs(dir.path().join("missing")).load().is_err());
+    }
+
+    #[test]
+    fn endpoints_use_https_with_tls_and_drop_any_scheme() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::certs::ensure_layout(dir.path(), &[(Role::Client, "1")])
+            .unwrap()
+            .remove(0);
+        let tls = Tls::load(&c).unwrap();
+        for addr in [
+            "127.0.0.1:7001",
+            "http://127.0.0.1:7001",
+            " https://127.0.0.1:7001 ",
+        ] {
+            let ep = tls.endpoint(addr, Role::Master).unwrap();
+            assert_eq!(ep.uri().to_string(), "https://127.0.0.1:7001/");
+            let ep = Tls::Insecure.endpoint(addr, Role::Master).unwrap();
+            assert_eq!(ep.uri().to_string(), "http://127.0.0.1:7001/");
+        }
+    }
+}
