@@ -467,7 +467,8 @@ async fn put(addrs: &[String], bucket: &str, key: &str) -> Result<(), String> {
         }),
         if_match_etag: None,
     };
-    let r = anode_master::ctl::call_leader(&support::admin_masters(addrs), |mut c| {
+    let masters = support::admin_masters(addrs);
+    let r = anode_master::ctl::call_leader(&masters, |mut c| {
         let req = req.clone();
         async move { c.put_object(req).await }
     });
