@@ -4,8 +4,8 @@
 //! printed development keys.
 //!
 //! gRPC between the in-process nodes uses mutual TLS: the first start makes a CA and one
-//! certificate per node (plus an `admin` one for `anode ctl`) in `DIR/certs/`, later starts
-//! reuse them. S3 stays plain HTTP on 127.0.0.1.
+//! certificate per node (plus `admin-1` for `anode ctl` and `client-1` for the tools) in
+//! `DIR/certs/`, later starts reuse them. S3 stays plain HTTP on 127.0.0.1.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,13 +34,16 @@ pub struct DevArgs {
 }
 
 /// The TLS flags of each in-process node: `--certs-dir DIR/certs/<role>-<id>`, made on first
-/// start (or `--insecure-no-tls`). Returns the flags for master-1, chunkserver-1..3,
-/// gateway-1, admin-1 (for `anode ctl`) and client-1 (for `anode-tools bench` and programs
-/// using the client library).
-fn node_tls_flags(args: &DevArgs, data: &std::path::Path) -> anyhow::Result<Vec<Vec<String>>> {
+/// start (or `--insecure-no-tls`), for master-1, chunkserver-1..3, gateway-1, admin-1 (for
+/// `anode ctl`) and client-1 (for `anode-tools bench` and programs using the client library).
+fn node_tls(args: &DevArgs, data: &std::path::Path) -> anyhow::Result<Vec<anode_tls::TlsArgs>> {
     use anode_tls::Role;
     if args.insecure_no_tls {
-        return Ok(vec![vec![s("--insecure-no-tls")]; 7]);
+        let insecure = anode_tls::TlsArgs {
+            certs_dir: None,
+            insecure_no_tls: true,
+        };
+        return Ok(vec![insecure; 7]);
     }
     let dirs = anode_tls::certs::ensure_layout(
         &data.join("certs"),
@@ -55,10 +58,7 @@ fn node_tls_flags(args: &DevArgs, data: &std::path::Path) -> anyhow::Result<Vec<
         ],
     )
     .context("make the development certificates")?;
-    Ok(dirs
-        .iter()
-        .map(|d| vec![s("--certs-dir"), s(d.display())])
-        .collect())
+    Ok(dirs.into_iter().map(anode_tls::TlsArgs::certs).collect())
 }
 
 #[derive(Parser)]
@@ -84,65 +84,51 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     let data = args.data.canonicalize()?;
     let p = args.base_port;
     let master_addr = format!("127.0.0.1:{p}");
-    let tls = node_tls_flags(&args, &data)?;
-    let with_tls = |mut v: Vec<String>, i: usize| {
-        v.extend(tls[i].iter().cloned());
-        v
-    };
-    let m: anode_master::MasterArgs = parse_args(&with_tls(
-        vec![
-            s("--id"),
-            s("1"),
-            s("--data"),
-            s(data.join("master-1").display()),
-            s("--listen"),
-            master_addr.clone(),
-            s("--peers"),
-            format!("1={master_addr}"),
-            s("--admin-listen"),
-            format!("127.0.0.1:{}", p + 80),
-        ],
-        0,
-    ))?;
+    let tls = node_tls(&args, &data)?;
+    let mut m: anode_master::MasterArgs = parse_args(&[
+        s("--id"),
+        s("1"),
+        s("--data"),
+        s(data.join("master-1").display()),
+        s("--listen"),
+        master_addr.clone(),
+        s("--peers"),
+        format!("1={master_addr}"),
+        s("--admin-listen"),
+        format!("127.0.0.1:{}", p + 80),
+    ])?;
+    m.tls = tls[0].clone();
     let master = anode_master::start(m, shutdown.clone()).await?;
     let mut tasks = vec![master.done];
     for i in 1..=3u16 {
         let dir = data.join(format!("chunkserver-{i}"));
-        let c: anode_chunkserver::ChunkserverArgs = parse_args(&with_tls(
-            vec![
-                s("--data"),
-                s(dir.display()),
-                s("--listen"),
-                format!("127.0.0.1:{}", p + 99 + i),
-                s("--masters"),
-                master_addr.clone(),
-                s("--admin-listen"),
-                format!("127.0.0.1:{}", p + 179 + i),
-            ],
-            i as usize,
-        ))?;
+        let mut c: anode_chunkserver::ChunkserverArgs = parse_args(&[
+            s("--data"),
+            s(dir.display()),
+            s("--listen"),
+            format!("127.0.0.1:{}", p + 99 + i),
+            s("--masters"),
+            master_addr.clone(),
+            s("--admin-listen"),
+            format!("127.0.0.1:{}", p + 179 + i),
+        ])?;
+        c.tls = tls[usize::from(i)].clone();
         let sd = shutdown.clone();
         tasks.push(tokio::spawn(
             async move { anode_chunkserver::run(c, sd).await },
         ));
     }
-    let admin = anode_tls::TlsArgs {
-        certs_dir: tls[5].get(1).map(PathBuf::from),
-        insecure_no_tls: args.insecure_no_tls,
-    };
-    let masters = anode_master::ctl::Masters::new(vec![master_addr.clone()], admin.load()?);
+    let masters = anode_master::ctl::Masters::new(vec![master_addr.clone()], tls[5].load()?);
     ensure_key(&masters).await?;
-    let g: anode_gateway::GatewayArgs = parse_args(&with_tls(
-        vec![
-            s("--listen"),
-            args.listen.clone(),
-            s("--masters"),
-            master_addr.clone(),
-            s("--admin-listen"),
-            format!("127.0.0.1:{}", p + 2000),
-        ],
-        4,
-    ))?;
+    let mut g: anode_gateway::GatewayArgs = parse_args(&[
+        s("--listen"),
+        args.listen.clone(),
+        s("--masters"),
+        master_addr.clone(),
+        s("--admin-listen"),
+        format!("127.0.0.1:{}", p + 2000),
+    ])?;
+    g.grpc_tls = tls[4].clone();
     let sd = shutdown.clone();
     tasks.push(tokio::spawn(async move { anode_gateway::run(g, sd).await }));
     println!(
@@ -150,7 +136,7 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         args.listen,
         data.display()
     );
-    match &admin.certs_dir {
+    match &tls[5].certs_dir {
         Some(dir) => println!(
             "anode dev: operator CLI: anode ctl --masters {master_addr} --certs-dir {} status",
             dir.display()
