@@ -6,6 +6,9 @@
 # for each (`/path/anode` before the tools split, `/path/anode-tools` after), so each build
 # is measured with its own client library. Rounds alternate old/new to spread machine drift.
 # Prints one JSON line per measurement and, at the end, the median new/old ratio per workload.
+# OLD_TLS / NEW_TLS (on | insecure | none; default on) choose each side's gRPC security (see
+# ANODE_CLUSTER_TLS in scripts/local-cluster.sh): `none` for builds from before mutual TLS,
+# `insecure` against `on` with the same build measures what TLS costs.
 set -euo pipefail
 [ $# -ge 4 ] || { echo "usage: $0 OLD_ANODE OLD_LOAD NEW_ANODE NEW_LOAD [ROUNDS]" >&2; exit 2; }
 old_bin="$1"; old_load="$2"; new_bin="$3"; new_load="$4"; rounds="${5:-2}"
@@ -18,11 +21,17 @@ out="$work/results.jsonl"
 workloads=("4096 16 2000" "1048576 8 200" "16777216 4 32")
 
 run_side() { # label anode load
-  local label="$1" bin="$2" load="$3" dir="$work/$1-cluster"
-  ANODE_BIN="$bin" ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" start "$dir" >/dev/null
+  local label="$1" bin="$2" load="$3" dir="$work/$1-cluster" tls
+  if [ "$label" = old ]; then tls="${OLD_TLS:-on}"; else tls="${NEW_TLS:-on}"; fi
+  local -a env=()
+  case "$tls" in
+    on) env=(ANODE_CERTS_DIR="$dir/certs/client-1") ;;
+    insecure) env=(ANODE_INSECURE_NO_TLS=1) ;;
+  esac
+  ANODE_CLUSTER_TLS="$tls" ANODE_BIN="$bin" ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" start "$dir" >/dev/null
   for w in "${workloads[@]}"; do
     set -- $w
-    "$load" bench client --masters "$masters" --size "$1" --concurrency "$2" --objects "$3" \
+    env "${env[@]}" "$load" bench client --masters "$masters" --size "$1" --concurrency "$2" --objects "$3" \
       --bucket "ab-$1" 2>/dev/null | while read -r line; do
       echo "{\"build\":\"$label\",${line#\{}" | tee -a "$out"
     done

@@ -16,24 +16,28 @@ if [ -z "${ANODE_BIN:-}" ] || [ -z "${ANODE_TOOLS_BIN:-}" ]; then
 fi
 off="${ANODE_PORT_OFFSET:-300}"
 m="127.0.0.1:$((7001 + off))"
+c="$dir/certs"
+# Mutual TLS: a CA and one certificate per process (anode ctl certs).
+[ -f "$c/ca/ca.key" ] || "$ANODE_BIN" ctl certs init "$c/ca" >/dev/null
+certs() { [ -f "$c/$1/node.crt" ] || "$ANODE_BIN" ctl certs issue --ca "$c/ca" --role "${1%-*}" --id "${1##*-}" --out "$c/$1" >/dev/null; echo "--certs-dir $c/$1"; }
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 "$ANODE_BIN" master --id 1 --data "$dir/master-1" --listen "$m" --admin-listen "127.0.0.1:$((7081 + off))" \
-  --peers "1=$m" --lease-ms 1000 --dead-after-ms 3000 --heal-interval-ms 500 >"$dir/master-1.log" 2>&1 &
+  --peers "1=$m" $(certs master-1) --lease-ms 1000 --dead-after-ms 3000 --heal-interval-ms 500 >"$dir/master-1.log" 2>&1 &
 pids+=($!)
 declare -A cs
 for i in 1 2 3 4 5; do
   "$ANODE_BIN" chunkserver --data "$dir/chunkserver-$i" --listen "127.0.0.1:$((7100 + off + i))" \
-    --admin-listen "127.0.0.1:$((7180 + off + i))" --masters "$m" --rack "rack-$i" >"$dir/chunkserver-$i.log" 2>&1 &
+    --admin-listen "127.0.0.1:$((7180 + off + i))" --masters "$m" --rack "rack-$i" $(certs "chunkserver-$i") >"$dir/chunkserver-$i.log" 2>&1 &
   cs[$i]=$!; pids+=($!)
 done
-status() { "$ANODE_BIN" ctl --masters "$m" status --json 2>/dev/null; }
+status() { "$ANODE_BIN" ctl --masters "$m" $(certs admin-1) status --json 2>/dev/null; }
 for _ in $(seq 1 300); do
   n=$(status | python3 -c 'import json,sys; print(sum(c["state"]=="alive" for c in json.load(sys.stdin)["chunkservers"]))' 2>/dev/null || echo 0)
   [ "$n" = 5 ] && break; sleep 0.2
 done
-bench() { "$ANODE_TOOLS_BIN" bench client --masters "$m" "$@"; }
+bench() { "$ANODE_TOOLS_BIN" bench client --masters "$m" $(certs client-1) "$@"; }
 echo "# filling: 22 x 16 MiB objects (352 MiB logical, ~1.03 GiB stored at R=3)" >&2
 bench --size $((16 << 20)) --objects 22 --concurrency 4 --bucket fill >"$dir/fill.json"
 cat "$dir/fill.json"

@@ -2,6 +2,10 @@
 //! the S3 gateway on 127.0.0.1:9000) on one data directory. It keeps its data across
 //! restarts; the first access key comes from `ANODE_ACCESS_KEY`/`ANODE_SECRET_KEY` or
 //! printed development keys.
+//!
+//! gRPC between the in-process nodes uses mutual TLS: the first start makes a CA and one
+//! certificate per node (plus `admin-1` for `anode ctl` and `client-1` for the tools) in
+//! `DIR/certs/`, later starts reuse them. S3 stays plain HTTP on 127.0.0.1.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +27,38 @@ pub struct DevArgs {
     /// First port of the internal services (master, then 3 chunkservers, then admin ports).
     #[arg(long, env = "ANODE_DEV_BASE_PORT", default_value_t = 7001)]
     pub base_port: u16,
+    /// Plain-text, unauthenticated gRPC between the in-process nodes (for measuring the cost
+    /// of TLS; logs a warning).
+    #[arg(long, env = "ANODE_INSECURE_NO_TLS")]
+    pub insecure_no_tls: bool,
+}
+
+/// The TLS flags of each in-process node: `--certs-dir DIR/certs/<role>-<id>`, made on first
+/// start (or `--insecure-no-tls`), for master-1, chunkserver-1..3, gateway-1, admin-1 (for
+/// `anode ctl`) and client-1 (for `anode-tools bench` and programs using the client library).
+fn node_tls(args: &DevArgs, data: &std::path::Path) -> anyhow::Result<Vec<anode_tls::TlsArgs>> {
+    use anode_tls::Role;
+    if args.insecure_no_tls {
+        let insecure = anode_tls::TlsArgs {
+            certs_dir: None,
+            insecure_no_tls: true,
+        };
+        return Ok(vec![insecure; 7]);
+    }
+    let dirs = anode_tls::certs::ensure_layout(
+        &data.join("certs"),
+        &[
+            (Role::Master, "1"),
+            (Role::Chunkserver, "1"),
+            (Role::Chunkserver, "2"),
+            (Role::Chunkserver, "3"),
+            (Role::Gateway, "1"),
+            (Role::Admin, "1"),
+            (Role::Client, "1"),
+        ],
+    )
+    .context("make the development certificates")?;
+    Ok(dirs.into_iter().map(anode_tls::TlsArgs::certs).collect())
 }
 
 #[derive(Parser)]
@@ -48,7 +84,8 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     let data = args.data.canonicalize()?;
     let p = args.base_port;
     let master_addr = format!("127.0.0.1:{p}");
-    let m: anode_master::MasterArgs = parse_args(&[
+    let tls = node_tls(&args, &data)?;
+    let mut m: anode_master::MasterArgs = parse_args(&[
         s("--id"),
         s("1"),
         s("--data"),
@@ -60,11 +97,12 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         s("--admin-listen"),
         format!("127.0.0.1:{}", p + 80),
     ])?;
+    m.tls = tls[0].clone();
     let master = anode_master::start(m, shutdown.clone()).await?;
     let mut tasks = vec![master.done];
     for i in 1..=3u16 {
         let dir = data.join(format!("chunkserver-{i}"));
-        let c: anode_chunkserver::ChunkserverArgs = parse_args(&[
+        let mut c: anode_chunkserver::ChunkserverArgs = parse_args(&[
             s("--data"),
             s(dir.display()),
             s("--listen"),
@@ -74,13 +112,15 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
             s("--admin-listen"),
             format!("127.0.0.1:{}", p + 179 + i),
         ])?;
+        c.tls = tls[usize::from(i)].clone();
         let sd = shutdown.clone();
         tasks.push(tokio::spawn(
             async move { anode_chunkserver::run(c, sd).await },
         ));
     }
-    ensure_key(&master_addr).await?;
-    let g: anode_gateway::GatewayArgs = parse_args(&[
+    let masters = anode_master::ctl::Masters::new(vec![master_addr.clone()], tls[5].load()?);
+    ensure_key(&masters).await?;
+    let mut g: anode_gateway::GatewayArgs = parse_args(&[
         s("--listen"),
         args.listen.clone(),
         s("--masters"),
@@ -88,6 +128,7 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         s("--admin-listen"),
         format!("127.0.0.1:{}", p + 2000),
     ])?;
+    g.grpc_tls = tls[4].clone();
     let sd = shutdown.clone();
     tasks.push(tokio::spawn(async move { anode_gateway::run(g, sd).await }));
     println!(
@@ -95,6 +136,15 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         args.listen,
         data.display()
     );
+    match &tls[5].certs_dir {
+        Some(dir) => println!(
+            "anode dev: operator CLI: anode ctl --masters {master_addr} --certs-dir {} status",
+            dir.display()
+        ),
+        None => println!(
+            "anode dev: operator CLI: anode ctl --masters {master_addr} --insecure-no-tls status"
+        ),
+    }
     for t in tasks {
         t.await.context("task panicked")??;
     }
@@ -102,7 +152,7 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
 }
 
 /// Make sure the configured (or development) access key exists.
-async fn ensure_key(master: &str) -> anyhow::Result<()> {
+async fn ensure_key(masters: &anode_master::ctl::Masters) -> anyhow::Result<()> {
     let (ak, sk) = match (
         std::env::var("ANODE_ACCESS_KEY"),
         std::env::var("ANODE_SECRET_KEY"),
@@ -115,7 +165,6 @@ async fn ensure_key(master: &str) -> anyhow::Result<()> {
             (DEV_ACCESS_KEY.to_string(), DEV_SECRET_KEY.to_string())
         }
     };
-    let masters = vec![master.to_string()];
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let req = anode_proto::CreateKeyRequest {
@@ -123,7 +172,7 @@ async fn ensure_key(master: &str) -> anyhow::Result<()> {
             access_key: ak.clone(),
             secret_key: sk.clone(),
         };
-        match anode_master::ctl::call_leader(&masters, |mut c| {
+        match anode_master::ctl::call_leader(masters, |mut c| {
             let req = req.clone();
             async move { c.create_key(req).await }
         })

@@ -136,23 +136,36 @@ cluster_ports() {
   export ANODE_ACCESS_KEY ANODE_SECRET_KEY
 }
 
+# certs ROLE ID: `--certs-dir DIR` for process ROLE-ID, signed by the scenario's CA in
+# $CHAOS_DIR/certs/ca (both made on first use). Every gRPC port speaks mutual TLS; clients
+# check a server's role by name, so toxiproxy in the path changes nothing.
+certs() {
+  local c="$CHAOS_DIR/certs"
+  [ -f "$c/ca/ca.key" ] || "$ANODE" ctl certs init "$c/ca" >/dev/null
+  [ -f "$c/$1-$2/node.crt" ] || "$ANODE" ctl certs issue --ca "$c/ca" --role "$1" --id "$2" --out "$c/$1-$2" >/dev/null
+  echo "--certs-dir $c/$1-$2"
+}
+
 start_master() { # i [extra flags]
   local i="$1"; shift
   launch "master-$i" "$ANODE" master --id "$i" --data "$CHAOS_DIR/master-$i" \
     --listen "127.0.0.1:${M_PORT[$i]}" --admin-listen "127.0.0.1:${M_ADMIN[$i]}" \
-    --peers "${M_PEERS[$i]}" ${MASTER_FLAGS:-} "$@"
+    --peers "${M_PEERS[$i]}" $(certs master "$i") ${MASTER_FLAGS:-} "$@"
 }
 start_chunkserver() { # i [extra flags]
   local i="$1"
   launch "chunkserver-$i" "$ANODE" chunkserver --data "$CHAOS_DIR/chunkserver-$i" \
     --listen "127.0.0.1:${C_PORT[$i]}" --admin-listen "127.0.0.1:${C_ADMIN[$i]}" \
-    --masters "$MASTERS" --rack "rack-$i" ${CHUNKSERVER_FLAGS:-} "${@:2}"
+    --masters "$MASTERS" --rack "rack-$i" $(certs chunkserver "$i") ${CHUNKSERVER_FLAGS:-} "${@:2}"
 }
 start_gateway() { # i
   local i="$1"
   launch "gateway-$i" "$ANODE" gateway --listen "127.0.0.1:${G_PORT[$i]}" \
-    --admin-listen "127.0.0.1:${G_ADMIN[$i]}" --masters "$MASTERS"
+    --admin-listen "127.0.0.1:${G_ADMIN[$i]}" --masters "$MASTERS" $(certs gateway "$i")
 }
+
+# anode ctl as the operator (admin-1).
+ctl() { "$ANODE" ctl $(certs admin 1) "$@"; }
 
 healthy() { curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$1/health"; }
 
@@ -165,7 +178,7 @@ wait_until() { # seconds what command...
   done
 }
 
-ctl_status() { "$ANODE" ctl --masters "${1:-$MASTERS}" status --json 2>/dev/null; }
+ctl_status() { ctl --masters "${1:-$MASTERS}" status --json 2>/dev/null; }
 
 leader_id() { ctl_status "${1:-}" | jq -r '.leader_id // 0'; }
 
@@ -186,7 +199,7 @@ cluster_start() {
   wait_until 60 "a raft leader" has_leader
   local ok=""
   for _ in $(seq 1 150); do
-    if "$ANODE" ctl --masters "$MASTERS" keys create --name default \
+    if ctl --masters "$MASTERS" keys create --name default \
       --access-key "$ANODE_ACCESS_KEY" --secret-key "$ANODE_SECRET_KEY" >/dev/null 2>"$CHAOS_DIR/ctl.err" \
       || grep -q AccessKeyExists "$CHAOS_DIR/ctl.err"; then ok=1; break; fi
     sleep 0.2

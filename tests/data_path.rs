@@ -67,7 +67,7 @@ async fn start_cluster(n_cs: usize, small: Option<u64>) -> Cluster {
 async fn client(c: &Cluster) -> Client {
     let cfg = ClientConfig {
         chunk_size_bytes: CHUNK,
-        ..ClientConfig::default()
+        ..support::client_config()
     };
     Client::with_config(vec![c.master.clone()], cfg)
         .await

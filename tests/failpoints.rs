@@ -158,7 +158,7 @@ fn body(len: usize, seed: u64) -> Vec<u8> {
 async fn data_client(master: &str) -> Client {
     let cfg = ClientConfig {
         chunk_size_bytes: CHUNK,
-        ..ClientConfig::default()
+        ..support::client_config()
     };
     Client::with_config(vec![master.to_string()], cfg)
         .await
@@ -437,7 +437,7 @@ impl Masters {
 
 async fn create_bucket(addrs: &[String], name: &str) {
     let name = name.to_string();
-    anode_master::ctl::call_leader(addrs, |mut c| {
+    anode_master::ctl::call_leader(&support::admin_masters(addrs), |mut c| {
         let name = name.clone();
         async move {
             c.create_bucket(CreateBucketRequest {
@@ -467,7 +467,8 @@ async fn put(addrs: &[String], bucket: &str, key: &str) -> Result<(), String> {
         }),
         if_match_etag: None,
     };
-    let r = anode_master::ctl::call_leader(addrs, |mut c| {
+    let masters = support::admin_masters(addrs);
+    let r = anode_master::ctl::call_leader(&masters, |mut c| {
         let req = req.clone();
         async move { c.put_object(req).await }
     });
@@ -535,7 +536,7 @@ async fn masters_crashing_around_raft_persist_lose_no_ack() {
     let all = m.all();
     let first = m.wait_leader("first leader").await;
     if first.id != 1 {
-        anode_master::ctl::call_leader(&all, |mut c| async move {
+        anode_master::ctl::call_leader(&support::admin_masters(&all), |mut c| async move {
             c.transfer_leader(TransferLeaderRequest { id: 1 }).await
         })
         .await
@@ -754,12 +755,15 @@ async fn crash_during_snapshot_install_recovers() {
     // `anode ctl status --json` agrees: all three members applied the same index, past the
     // writes made after the snapshot.
     let masters = all.join(",");
+    let admin_certs = certs_dir(anode_tls::Role::Admin, "1");
     wait_for(
         "equal applied indexes in `anode ctl status --json`",
         Duration::from_secs(20),
         || async {
             let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_anode"))
                 .args(["ctl", "--masters", &masters, "status", "--json"])
+                .arg("--certs-dir")
+                .arg(&admin_certs)
                 .output()
                 .await
                 .ok()?;

@@ -36,7 +36,7 @@ fn cs_flags(capacity: &str) -> [&str; 4] {
 async fn client(master: &str) -> Client {
     let cfg = ClientConfig {
         chunk_size_bytes: 1 << 20,
-        ..ClientConfig::default()
+        ..support::client_config()
     };
     Client::with_config(vec![master.to_string()], cfg)
         .await
@@ -273,6 +273,8 @@ async fn new_servers_fill_and_drain_keeps_r_under_load() {
             &id_of_1.to_string(),
             "--json",
         ])
+        .arg("--certs-dir")
+        .arg(certs_dir(anode_tls::Role::Admin, "1"))
         .output()
         .unwrap();
     assert!(

@@ -41,7 +41,8 @@ async fn put(addrs: &[String], bucket: &str, key: &str, body: &[u8]) -> Result<(
         manifest: Some(manifest(body)),
         if_match_etag: None,
     };
-    let r = anode_master::ctl::call_leader(addrs, |mut c| {
+    let masters = support::admin_masters(addrs);
+    let r = anode_master::ctl::call_leader(&masters, |mut c| {
         let req = req.clone();
         async move { c.put_object(req).await }
     });
@@ -58,7 +59,7 @@ async fn get(addrs: &[String], bucket: &str, key: &str, stale: bool) -> Result<M
         key: key.into(),
         allow_stale: stale,
     };
-    anode_master::ctl::call_leader(addrs, |mut c| {
+    anode_master::ctl::call_leader(&support::admin_masters(addrs), |mut c| {
         let req = req.clone();
         async move { c.get_object(req).await }
     })
@@ -93,7 +94,7 @@ async fn master_group_failover_restart_and_membership() {
     let all: Vec<String> = addrs.values().cloned().collect();
 
     let (l1, _) = wait_for("first leader", Duration::from_secs(20), || leader(&addrs)).await;
-    anode_master::ctl::call_leader(&all, |mut c| async move {
+    anode_master::ctl::call_leader(&support::admin_masters(&all), |mut c| async move {
         c.create_bucket(CreateBucketRequest {
             name: "bkt".into(),
             replication: 0,
@@ -182,7 +183,7 @@ async fn master_group_failover_restart_and_membership() {
             .unwrap_or_else(|e| panic!("after restart {k} missing: {e}"));
         assert_eq!(m.inline_data, k.as_bytes());
     }
-    let list = anode_master::ctl::call_leader(&all, |mut c| async move {
+    let list = anode_master::ctl::call_leader(&support::admin_masters(&all), |mut c| async move {
         c.list_objects(ListObjectsRequest {
             bucket: "bkt".into(),
             max_keys: 1000,
@@ -206,13 +207,13 @@ async fn master_group_failover_restart_and_membership() {
     addrs.insert(4, addr(4));
     let all4: Vec<String> = addrs.values().cloned().collect();
     let a4 = addr(4);
-    anode_master::ctl::call_leader(&all4, |mut c| {
+    anode_master::ctl::call_leader(&support::admin_masters(&all4), |mut c| {
         let addr = a4.clone();
         async move { c.add_member(AddMemberRequest { id: 4, addr }).await }
     })
     .await
     .expect("add member 4");
-    anode_master::ctl::call_leader(&all4, |mut c| async move {
+    anode_master::ctl::call_leader(&support::admin_masters(&all4), |mut c| async move {
         c.remove_member(RemoveMemberRequest { id: 1 }).await
     })
     .await
@@ -361,7 +362,7 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
     let addrs: BTreeMap<u64, String> = (1..=3).map(|i| (i, addr(i))).collect();
     let all: Vec<String> = addrs.values().cloned().collect();
     let (leader_id, _) = wait_for("a leader", Duration::from_secs(20), || leader(&addrs)).await;
-    anode_master::ctl::call_leader(&all, |mut c| async move {
+    anode_master::ctl::call_leader(&support::admin_masters(&all), |mut c| async move {
         c.create_bucket(CreateBucketRequest {
             name: "bkt".into(),
             replication: 0,
@@ -391,7 +392,10 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
                 .map(|m| m.write_to_bytes().unwrap())
                 .collect(),
         };
-        let ep = tonic::transport::Endpoint::from_shared(format!("http://{}", addr(to)))
+        // Sent with the real certificate of member `from` (so the sender check of issue 12's
+        // mutual TLS passes): the content checks are what is under test here.
+        let ep = support::tls(anode_tls::Role::Master, &from.to_string())
+            .endpoint(&addr(to), anode_tls::Role::Master)
             .unwrap()
             .timeout(Duration::from_secs(3));
         let mut c = raft_transport_client::RaftTransportClient::new(ep.connect().await.unwrap());
@@ -446,7 +450,13 @@ fn assert_invalid<T: std::fmt::Debug>(r: Result<T, tonic::Status>, what: &str) {
 /// anything, requests over their limits (batch sizes, command bytes) and manifests or parts
 /// that cannot describe a body; a good request still succeeds afterwards.
 async fn requests_over_limits_are_refused_at_the_edge(leader: &str) {
-    let mut c = master_client(leader).await.expect("leader client");
+    // As a client library (`client-1`): the data-path calls, ReportBadChunk included.
+    let ep = support::tls(anode_tls::Role::Client, "1")
+        .endpoint(leader, anode_tls::Role::Master)
+        .unwrap()
+        .timeout(Duration::from_secs(3));
+    let mut c = anode_proto::master_client::MasterClient::new(ep.connect().await.unwrap())
+        .max_encoding_message_size(64 << 20);
     let id = |i: u32| -> Vec<u8> {
         let mut v = vec![0u8; 32];
         v[..4].copy_from_slice(&i.to_be_bytes());

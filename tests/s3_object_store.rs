@@ -63,7 +63,7 @@ fn store(endpoint: &str, bucket: &str) -> AmazonS3 {
 }
 
 async fn create_bucket(c: &S3Cluster, name: &str) {
-    let cl = anode_client::Client::connect(vec![c.master.clone()])
+    let cl = anode_client::Client::with_config(vec![c.master.clone()], support::client_config())
         .await
         .unwrap();
     cl.create_bucket(name, 3, ACCESS_KEY).await.unwrap();

@@ -34,6 +34,8 @@ pub struct Heartbeat {
     pub full_report_every: Duration,
     /// Current epoch, shared with the data service.
     pub epoch: Arc<AtomicU64>,
+    /// How to reach other chunkservers (replication).
+    pub tls: anode_tls::Tls,
 }
 
 /// Build a heartbeat request from the store's state and pending events (pure apart from
@@ -99,14 +101,17 @@ struct Executor {
     /// hand out the next batch without waiting a whole heartbeat interval.
     idle: Arc<tokio::sync::Notify>,
     permits: Arc<tokio::sync::Semaphore>,
+    /// How to reach the chunkservers copies are replicated from.
+    tls: anode_tls::Tls,
 }
 
 /// Copies and deletions run at once per server.
 const COMMAND_CONCURRENCY: usize = 4;
 
 impl Executor {
-    fn new() -> Executor {
+    fn new(tls: anode_tls::Tls) -> Executor {
         Executor {
+            tls,
             results: Arc::default(),
             running: Arc::default(),
             idle: Arc::default(),
@@ -124,7 +129,7 @@ impl Executor {
         tokio::spawn(async move {
             let _p = exec.permits.clone().acquire_owned().await;
             let id = c.id;
-            let ok = execute(&store, c).await;
+            let ok = execute(&store, &exec.tls, c).await;
             let mut r = exec.results.lock();
             if ok {
                 r.done.push(id)
@@ -172,7 +177,7 @@ impl Heartbeat {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut reg: Option<(u64, u64)> = None;
         let mut pending = Events::default();
-        let exec = Executor::new();
+        let exec = Executor::new(self.tls.clone());
         let mut send_full = true;
         let mut last_full = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(self.interval);
@@ -247,7 +252,7 @@ impl Heartbeat {
 }
 
 /// Run one master command; true when done, false when failed or refused.
-async fn execute(store: &BlobStore, c: ChunkCommand) -> bool {
+async fn execute(store: &BlobStore, tls: &anode_tls::Tls, c: ChunkCommand) -> bool {
     match c.op {
         Some(Op::Delete(d)) => {
             let s = store.clone();
@@ -272,7 +277,7 @@ async fn execute(store: &BlobStore, c: ChunkCommand) -> bool {
                 }
             }
         }
-        Some(Op::Replicate(r)) => match replicate(store, &r).await {
+        Some(Op::Replicate(r)) => match replicate(store, tls, &r).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(chunk = %hex::encode(&r.sha256), error = %e, "replicate failed");
@@ -284,14 +289,19 @@ async fn execute(store: &BlobStore, c: ChunkCommand) -> bool {
 }
 
 /// Copy a chunk from a peer, replacing a missing or corrupt local copy.
-pub async fn replicate(store: &BlobStore, r: &ReplicateChunkOp) -> Result<(), String> {
+pub async fn replicate(
+    store: &BlobStore,
+    tls: &anode_tls::Tls,
+    r: &ReplicateChunkOp,
+) -> Result<(), String> {
     if store.locate(&r.sha256).is_some() {
         if store.verify(&r.sha256).await.map_err(|e| e.to_string())? {
             return Ok(());
         }
         store.quarantine(&r.sha256);
     }
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{}", r.source_addr))
+    let ep = tls
+        .endpoint(&r.source_addr, anode_tls::Role::Chunkserver)
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(300));
@@ -325,7 +335,7 @@ pub async fn replicate(store: &BlobStore, r: &ReplicateChunkOp) -> Result<(), St
 }
 
 /// A master connection tuned for heartbeats (short budget: the next tick retries).
-pub fn master_conn(addrs: Vec<String>) -> MasterConn {
+pub fn master_conn(addrs: Vec<String>, tls: anode_tls::Tls) -> MasterConn {
     MasterConn::with_options(
         addrs,
         MasterConnOptions {
@@ -333,5 +343,6 @@ pub fn master_conn(addrs: Vec<String>) -> MasterConn {
             retry_budget: Duration::from_secs(2),
             probe_after: Duration::from_millis(500),
         },
+        tls,
     )
 }

@@ -70,10 +70,14 @@ pub struct ChunkserverArgs {
     /// blob file removed by hand, are noticed by the master at the next full report).
     #[arg(long, env = "ANODE_FULL_REPORT_SECS", default_value_t = 600)]
     pub full_report_secs: u64,
+    /// Mutual TLS (`--certs-dir`, a chunkserver certificate) or `--insecure-no-tls`.
+    #[command(flatten)]
+    pub tls: anode_tls::TlsArgs,
 }
 
 /// Run a chunkserver until `shutdown` turns true.
 pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let tls = args.tls.load_as(anode_tls::Role::Chunkserver, None)?;
     let store = store::BlobStore::open(&args.data, args.capacity).context("open blob store")?;
     let uuid = store::load_uuid(&args.data[0])?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -86,13 +90,14 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
     let epoch = Arc::new(AtomicU64::new(0));
     let hb = heartbeat::Heartbeat {
         store: store.clone(),
-        masters: heartbeat::master_conn(args.masters.clone()),
+        masters: heartbeat::master_conn(args.masters.clone(), tls.clone()),
         advertise: args.advertise.clone().unwrap_or_else(|| addr.to_string()),
         rack: args.rack.clone(),
         uuid,
         interval: Duration::from_millis(args.heartbeat_ms),
         full_report_every: Duration::from_secs(args.full_report_secs.max(1)),
         epoch: epoch.clone(),
+        tls: tls.clone(),
     };
     tokio::spawn(hb.run(shutdown.clone()));
     tokio::spawn(scrub::run(
@@ -107,7 +112,8 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
     health.set(true);
     tracing::info!(%addr, %admin, "chunkserver serving");
     let mut sd = shutdown.clone();
-    let serve = limits::server()
+    let serve = limits::limit(tls.server_builder()?)
+        .layer(tls.authz_layer())
         .tcp_nodelay(true)
         .trace_fn(anode_common::rpc_span)
         .add_service(svc)

@@ -31,7 +31,12 @@ pub const UNARY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server builder every chunkserver listener starts from.
 pub fn server() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
+    limit(tonic::transport::Server::builder())
+}
+
+/// `builder` (e.g. one with TLS set) with these limits.
+pub fn limit(builder: tonic::transport::Server) -> tonic::transport::Server {
+    builder
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .concurrency_limit_per_connection(CONCURRENCY_LIMIT_PER_CONNECTION)
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))

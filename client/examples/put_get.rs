@@ -4,7 +4,8 @@
 //! ```text
 //! cargo run -p anode-client --example put_get -- 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
 //! ```
-//! The masters also come from `ANODE_MASTERS`; the default is `127.0.0.1:7001`.
+//! The masters also come from `ANODE_MASTERS`; the default is `127.0.0.1:7001`. The client
+//! certificate comes from `ANODE_CERTS_DIR` (`anode ctl certs issue --role client ...`).
 
 use anode_client::{Client, ClientError, ErrorCode, PutOptions};
 use bytes::Bytes;
@@ -16,7 +17,10 @@ async fn main() -> Result<(), ClientError> {
         .nth(1)
         .or_else(|| std::env::var("ANODE_MASTERS").ok())
         .unwrap_or_else(|| "127.0.0.1:7001".to_string());
-    let client = Client::connect(masters.split(',').map(str::to_string).collect()).await?;
+    let certs = std::env::var("ANODE_CERTS_DIR").unwrap_or_else(|_| "certs/client".into());
+    let tls = anode_tls::Tls::load(std::path::Path::new(&certs))
+        .map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
+    let client = Client::connect(masters.split(',').map(str::to_string).collect(), tls).await?;
 
     // Create the bucket (replication 0 = the cluster default); fine if it already exists.
     match client.create_bucket("example", 0, "").await {

@@ -67,6 +67,11 @@ pub struct ClientConfig {
     pub manifest_cache_entries: usize,
     /// Chunks fetched ahead of the reader (default 2; at least 1).
     pub read_ahead_chunks: usize,
+    /// How to reach masters and chunkservers: mutual TLS with a certificate
+    /// ([`anode_tls::TlsArgs::load`] or [`anode_tls::Tls::load`]) or, for experiments,
+    /// [`anode_tls::Tls::insecure`]. Required: the default `None` is refused by
+    /// [`ClientConfig::validate`].
+    pub tls: Option<anode_tls::Tls>,
 }
 
 impl Default for ClientConfig {
@@ -83,6 +88,7 @@ impl Default for ClientConfig {
             retry_budget: DEFAULT_RETRY_BUDGET,
             manifest_cache_entries: DEFAULT_MANIFEST_CACHE_ENTRIES,
             read_ahead_chunks: DEFAULT_READ_AHEAD_CHUNKS,
+            tls: None,
         }
     }
 }
@@ -121,6 +127,9 @@ impl ClientConfig {
         if self.master_probe_after.is_zero() {
             return bad("master_probe_after must be > 0");
         }
+        if self.tls.is_none() {
+            return bad(&anode_tls::TlsError::NotConfigured.to_string());
+        }
         Ok(())
     }
 
@@ -139,6 +148,7 @@ mod tests {
     fn chunk_sizes_the_chunkservers_refuse_are_refused_up_front() {
         let with = |n: usize| ClientConfig {
             chunk_size_bytes: n,
+            tls: Some(anode_tls::Tls::Insecure),
             ..ClientConfig::default()
         };
         assert!(with(0).validate().is_err());
@@ -148,6 +158,11 @@ mod tests {
         assert!(with(anode_proto::MAX_CHUNK_BYTES as usize + 1)
             .validate()
             .is_err());
-        assert!(ClientConfig::default().validate().is_ok());
+        let with_tls = ClientConfig {
+            tls: Some(anode_tls::Tls::Insecure),
+            ..ClientConfig::default()
+        };
+        assert!(with_tls.validate().is_ok());
+        assert!(ClientConfig::default().validate().is_err(), "no TLS setup");
     }
 }

@@ -154,7 +154,8 @@ impl ClientError {
             | InsufficientStorage
             | CorruptChunk
             | IncompleteBody
-            | ChunkUnavailable => ClientError::Remote {
+            | ChunkUnavailable
+            | PermissionDenied => ClientError::Remote {
                 code,
                 message: d.message,
                 resource: d.resource,
@@ -211,7 +212,8 @@ pub fn retryable(code: ErrorCode) -> bool {
         | InsufficientStorage
         | CorruptChunk
         | IncompleteBody
-        | ChunkUnavailable => false,
+        | ChunkUnavailable
+        | PermissionDenied => false,
     }
 }
 

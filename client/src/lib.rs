@@ -103,11 +103,15 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for the masters at `masters` ("127.0.0.1:7001" style) with the default
-    /// [`ClientConfig`]. Connections are lazy: this dials nothing, so it succeeds while the
-    /// masters are still starting.
-    pub async fn connect(masters: Vec<String>) -> Result<Client, ClientError> {
-        Self::with_config(masters, ClientConfig::default()).await
+    /// A client for the masters at `masters` ("127.0.0.1:7001" style) over `tls`, with the
+    /// default [`ClientConfig`]. Connections are lazy: this dials nothing, so it succeeds while
+    /// the masters are still starting.
+    pub async fn connect(masters: Vec<String>, tls: anode_tls::Tls) -> Result<Client, ClientError> {
+        let cfg = ClientConfig {
+            tls: Some(tls),
+            ..ClientConfig::default()
+        };
+        Self::with_config(masters, cfg).await
     }
 
     /// Like [`Client::connect`] with explicit tuning.
@@ -116,6 +120,9 @@ impl Client {
         cfg: ClientConfig,
     ) -> Result<Client, ClientError> {
         cfg.validate()?;
+        let tls = cfg.tls.clone().ok_or_else(|| {
+            ClientError::InvalidArgument(anode_tls::TlsError::NotConfigured.to_string())
+        })?;
         let master = MasterConn::with_options(
             masters,
             MasterConnOptions {
@@ -123,6 +130,7 @@ impl Client {
                 retry_budget: cfg.retry_budget,
                 probe_after: cfg.master_probe_after,
             },
+            tls.clone(),
         );
         if master.addrs().is_empty() {
             return Err(ClientError::InvalidArgument("no master addresses".into()));
@@ -131,7 +139,7 @@ impl Client {
             NonZeroUsize::new(cfg.manifest_cache_entries).map(|n| Mutex::new(LruCache::new(n)));
         Ok(Client {
             inner: Arc::new(ClientInner {
-                pool: pool::ChunkPool::new(cfg.rpc_timeout),
+                pool: pool::ChunkPool::new(cfg.rpc_timeout, tls),
                 chunk_writes: tokio::sync::Semaphore::new(cfg.chunk_writes_max),
                 cfg,
                 master,

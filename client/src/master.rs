@@ -67,6 +67,7 @@ pub struct MasterConn {
 
 struct Inner {
     addrs: Vec<String>,
+    tls: anode_tls::Tls,
     opts: MasterConnOptions,
     state: Mutex<State>,
     /// Bumped whenever the leader hint changes, so waiting attempts can follow it.
@@ -119,10 +120,17 @@ pub(crate) fn normalize_addr(addr: &str) -> String {
     }
 }
 
-/// A lazily connecting channel to `addr` (normalized); needs a tokio runtime.
-pub(crate) fn lazy_channel(addr: &str, connect_timeout: Duration) -> Result<Channel, ClientError> {
-    let endpoint = Endpoint::from_shared(normalize_addr(addr))
-        .map_err(|e| ClientError::InvalidArgument(format!("address {addr:?}: {e}")))?
+/// A lazily connecting channel to the server of `role` at `addr`, over `tls` (which checks the
+/// server's certificate is of `role`); needs a tokio runtime.
+pub(crate) fn lazy_channel(
+    addr: &str,
+    connect_timeout: Duration,
+    tls: &anode_tls::Tls,
+    role: anode_tls::Role,
+) -> Result<Channel, ClientError> {
+    let endpoint: Endpoint = tls
+        .endpoint(addr, role)
+        .map_err(|e| ClientError::InvalidArgument(e.to_string()))?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -132,14 +140,15 @@ pub(crate) fn lazy_channel(addr: &str, connect_timeout: Duration) -> Result<Chan
 }
 
 impl MasterConn {
-    /// A handle on the masters at `addrs` ("127.0.0.1:7001" style; `http://` is added), with the
-    /// default time bounds. Connects lazily: nothing is dialed until the first call.
-    pub fn new(addrs: Vec<String>) -> Self {
-        Self::with_options(addrs, MasterConnOptions::default())
+    /// A handle on the masters at `addrs` ("127.0.0.1:7001" style; `http://` is added), reached
+    /// over `tls`, with the default time bounds. Connects lazily: nothing is dialed until the
+    /// first call.
+    pub fn new(addrs: Vec<String>, tls: anode_tls::Tls) -> Self {
+        Self::with_options(addrs, MasterConnOptions::default(), tls)
     }
 
     /// Like [`MasterConn::new`] with explicit time bounds.
-    pub fn with_options(addrs: Vec<String>, opts: MasterConnOptions) -> Self {
+    pub fn with_options(addrs: Vec<String>, opts: MasterConnOptions, tls: anode_tls::Tls) -> Self {
         let mut norm: Vec<String> = Vec::new();
         for a in addrs.iter().flat_map(|a| a.split(',')) {
             let a = normalize_addr(a);
@@ -150,6 +159,7 @@ impl MasterConn {
         MasterConn {
             inner: Arc::new(Inner {
                 addrs: norm,
+                tls,
                 opts,
                 state: Mutex::new(State::default()),
                 hint_changed: tokio::sync::watch::Sender::new(0),
@@ -320,7 +330,12 @@ impl MasterConn {
         if let Some(ch) = state.channels.get(addr) {
             return Ok(ch.clone());
         }
-        let ch = lazy_channel(addr, self.inner.opts.rpc_timeout)?;
+        let ch = lazy_channel(
+            addr,
+            self.inner.opts.rpc_timeout,
+            &self.inner.tls,
+            anode_tls::Role::Master,
+        )?;
         state.channels.insert(addr.to_string(), ch.clone());
         Ok(ch)
     }
@@ -369,12 +384,15 @@ mod tests {
 
     #[test]
     fn addresses_are_normalized_and_deduplicated() {
-        let m = MasterConn::new(vec![
-            "127.0.0.1:7001".into(),
-            "http://127.0.0.1:7001".into(),
-            "127.0.0.1:7002,127.0.0.1:7003".into(),
-            "".into(),
-        ]);
+        let m = MasterConn::new(
+            vec![
+                "127.0.0.1:7001".into(),
+                "http://127.0.0.1:7001".into(),
+                "127.0.0.1:7002,127.0.0.1:7003".into(),
+                "".into(),
+            ],
+            anode_tls::Tls::Insecure,
+        );
         assert_eq!(
             m.addrs(),
             [
@@ -421,6 +439,7 @@ mod tests {
                 retry_budget: Duration::from_millis(300),
                 probe_after: Duration::from_millis(100),
             },
+            anode_tls::Tls::Insecure,
         );
         let start = std::time::Instant::now();
         let r = m
@@ -451,7 +470,12 @@ mod tests {
                 socks.push(s);
             }
         });
+        // With TLS on, the frozen master holds the handshake instead of the request.
+        let certs = tempfile::tempdir().unwrap();
+        let dirs = anode_tls::certs::ensure_layout(certs.path(), &[(anode_tls::Role::Client, "1")])
+            .unwrap();
         let cfg = crate::ClientConfig {
+            tls: Some(anode_tls::Tls::load(&dirs[0]).unwrap()),
             rpc_timeout: Duration::from_secs(60),
             master_rpc_timeout: Duration::from_millis(300),
             retry_budget: Duration::from_millis(800),

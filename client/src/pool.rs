@@ -19,14 +19,16 @@ pub const CHUNKSERVER_MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// `ChunkRef.servers` ids when the master cannot be asked.
 pub(crate) struct ChunkPool {
     connect_timeout: Duration,
+    tls: anode_tls::Tls,
     channels: Mutex<HashMap<String, Channel>>,
     directory: Mutex<HashMap<u64, ChunkserverInfo>>,
 }
 
 impl ChunkPool {
-    pub(crate) fn new(connect_timeout: Duration) -> Self {
+    pub(crate) fn new(connect_timeout: Duration, tls: anode_tls::Tls) -> Self {
         ChunkPool {
             connect_timeout,
+            tls,
             channels: Mutex::new(HashMap::new()),
             directory: Mutex::new(HashMap::new()),
         }
@@ -43,7 +45,12 @@ impl ChunkPool {
             match channels.get(&key) {
                 Some(ch) => ch.clone(),
                 None => {
-                    let ch = lazy_channel(&key, self.connect_timeout)?;
+                    let ch = lazy_channel(
+                        &key,
+                        self.connect_timeout,
+                        &self.tls,
+                        anode_tls::Role::Chunkserver,
+                    )?;
                     channels.insert(key, ch.clone());
                     ch
                 }

@@ -25,6 +25,7 @@ fn cfg() -> ClientConfig {
         put_parallelism: 4,
         rpc_timeout: Duration::from_secs(2),
         retry_budget: Duration::from_secs(2),
+        tls: Some(support::tls(anode_tls::Role::Client, "1")),
         ..ClientConfig::default()
     }
 }

@@ -266,6 +266,8 @@ impl S3Error {
             C::BadDigest => BadDigest,
             C::IncompleteBody => IncompleteBody(message.to_string()),
             C::Busy => SlowDown,
+            // A node refused this gateway's certificate role: the gateway may not do it.
+            C::PermissionDenied => AccessDenied(message.to_string()),
             C::NotLeader | C::Unavailable | C::Timeout | C::InsufficientServers => {
                 ServiceUnavailable(message.to_string())
             }

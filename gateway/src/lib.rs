@@ -70,6 +70,10 @@ pub struct GatewayArgs {
     /// Master addresses (`host:port`, comma-separated).
     #[arg(long, env = "ANODE_MASTERS", value_delimiter = ',', required = true)]
     pub masters: Vec<String>,
+    /// gRPC to masters and chunkservers: mutual TLS with a gateway certificate
+    /// (`--certs-dir`), or `--insecure-no-tls`.
+    #[command(flatten)]
+    pub grpc_tls: anode_tls::TlsArgs,
     /// Admin HTTP address for /metrics and /health.
     #[arg(long, env = "ANODE_ADMIN_LISTEN", default_value = "127.0.0.1:9001")]
     pub admin_listen: SocketAddr,
@@ -104,7 +108,8 @@ pub async fn start(
     args: GatewayArgs,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<RunningGateway> {
-    let client = anode_client::Client::connect(args.masters.clone())
+    let tls = args.grpc_tls.load_as(anode_tls::Role::Gateway, None)?;
+    let client = anode_client::Client::connect(args.masters.clone(), tls)
         .await
         .context("client for the masters")?;
     start_with_backend(args, Arc::new(client), shutdown).await

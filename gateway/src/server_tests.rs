@@ -1002,6 +1002,7 @@ async fn over_tcp_with_keep_alive() {
     let args = crate::GatewayArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
         masters: vec![],
+        grpc_tls: Default::default(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         domain: vec![],
         region: "us-east-1".into(),
@@ -1062,6 +1063,7 @@ async fn smoke_gateway() -> (crate::RunningGateway, tokio::sync::watch::Sender<b
     let args = crate::GatewayArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
         masters: vec![],
+        grpc_tls: Default::default(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         domain: vec!["localhost".into()],
         region: "us-east-1".into(),

@@ -23,7 +23,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The S3 answer each code must produce: (code, S3 `<Code>`, HTTP status).
-const EXPECTED: [(ErrorCode, &str, u16); 38] = [
+const EXPECTED: [(ErrorCode, &str, u16); 39] = [
     (ErrorCode::Unspecified, "InternalError", 500),
     (ErrorCode::NoSuchBucket, "NoSuchBucket", 404),
     (ErrorCode::BucketAlreadyExists, "BucketAlreadyExists", 409),
@@ -66,6 +66,7 @@ const EXPECTED: [(ErrorCode, &str, u16); 38] = [
     (ErrorCode::CorruptChunk, "InternalError", 500),
     (ErrorCode::IncompleteBody, "IncompleteBody", 400),
     (ErrorCode::ChunkUnavailable, "InternalError", 500),
+    (ErrorCode::PermissionDenied, "AccessDenied", 403),
 ];
 
 /// A data API that refuses every StatChunk with the code whose wire number is the request's
@@ -106,15 +107,34 @@ impl Chunkserver for Refuser {
     }
 }
 
-async fn serve() -> String {
+/// Serve the refuser as a chunkserver with mutual TLS and the role check (as the real one
+/// does), and connect to it as a gateway.
+async fn serve(certs: &std::path::Path) -> ChunkserverClient<tonic::transport::Channel> {
+    use anode_tls::Role;
+    let dirs =
+        anode_tls::certs::ensure_layout(certs, &[(Role::Chunkserver, "1"), (Role::Gateway, "1")])
+            .unwrap();
+    let (server_tls, client_tls) = (
+        anode_tls::Tls::load(&dirs[0]).unwrap(),
+        anode_tls::Tls::load(&dirs[1]).unwrap(),
+    );
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();
     tokio::spawn(
-        tonic::transport::Server::builder()
+        server_tls
+            .server_builder()
+            .unwrap()
+            .layer(server_tls.authz_layer())
             .add_service(ChunkserverServer::new(Refuser))
             .serve_with_incoming(TcpListenerStream::new(l)),
     );
-    format!("http://{addr}")
+    let channel = client_tls
+        .endpoint(&addr, Role::Chunkserver)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    ChunkserverClient::new(channel)
 }
 
 #[test]
@@ -127,7 +147,8 @@ fn the_table_covers_every_code_once() {
 
 #[tokio::test]
 async fn every_code_round_trips_to_its_s3_answer() {
-    let mut client = ChunkserverClient::connect(serve().await).await.unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let mut client = serve(certs.path()).await;
     for (code, s3_code, http) in EXPECTED {
         let wire = u8::try_from(code as i32).expect("codes fit a byte");
         let status = client

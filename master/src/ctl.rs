@@ -21,6 +21,10 @@ pub struct CtlArgs {
         default_value = "127.0.0.1:7001"
     )]
     pub masters: Vec<String>,
+    /// Mutual TLS with an admin certificate (`--certs-dir`), or `--insecure-no-tls`. Not
+    /// needed by `certs`.
+    #[command(flatten)]
+    pub tls: anode_tls::TlsArgs,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -59,6 +63,59 @@ pub enum CtlCommand {
         #[command(subcommand)]
         cmd: BucketsCmd,
     },
+    /// The cluster CA and node certificates (local files; no master is called).
+    Certs {
+        #[command(subcommand)]
+        cmd: CertsCmd,
+    },
+}
+
+/// `certs` subcommands.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum CertsCmd {
+    /// Create a cluster CA: DIR/ca.crt and DIR/ca.key (refuses to overwrite).
+    Init {
+        /// The CA directory.
+        dir: std::path::PathBuf,
+    },
+    /// Issue a node or operator certificate signed by the CA: OUT/ca.crt (the CA's, the
+    /// trust bundle), OUT/node.crt, OUT/node.key.
+    Issue {
+        /// The CA directory (`certs init`).
+        #[arg(long)]
+        ca: std::path::PathBuf,
+        /// master, chunkserver, gateway, client or admin.
+        #[arg(long)]
+        role: String,
+        /// Id within the role (a master's raft id; any name of A-Z a-z 0-9 _ . - otherwise).
+        #[arg(long)]
+        id: String,
+        /// Output directory (given to the node as --certs-dir).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Extra subject alternative name (DNS name or IP address); repeatable.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = anode_tls::certs::DEFAULT_NODE_VALIDITY_DAYS)]
+        days: u32,
+    },
+}
+
+/// The master group as `anode ctl` (and the tests) call it: addresses and the TLS setup.
+#[derive(Clone, Debug)]
+pub struct Masters {
+    /// Master addresses (`host:port`).
+    pub addrs: Vec<String>,
+    /// How to connect.
+    pub tls: anode_tls::Tls,
+}
+
+impl Masters {
+    /// `addrs` reached with `tls`.
+    pub fn new(addrs: Vec<String>, tls: anode_tls::Tls) -> Masters {
+        Masters { addrs, tls }
+    }
 }
 
 /// `members` subcommands.
@@ -155,8 +212,9 @@ pub enum BucketsCmd {
 
 const CALL_BUDGET: Duration = Duration::from_secs(30);
 
-async fn connect(addr: &str) -> anyhow::Result<MasterClient<Channel>> {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+async fn connect(tls: &anode_tls::Tls, addr: &str) -> anyhow::Result<MasterClient<Channel>> {
+    let ep = tls
+        .endpoint(addr, anode_tls::Role::Master)?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(150));
     let ch = ep
@@ -193,7 +251,7 @@ fn refusal(st: &tonic::Status) -> Refusal {
 
 /// Call the leader: try masters in turn, follow `NotLeader` redirects (the leader's address
 /// in the error detail), retry while no leader is known, for at most 30 s.
-pub async fn call_leader<T, F, Fut>(masters: &[String], mut f: F) -> anyhow::Result<T>
+pub async fn call_leader<T, F, Fut>(masters: &Masters, mut f: F) -> anyhow::Result<T>
 where
     F: FnMut(MasterClient<Channel>) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -204,8 +262,8 @@ where
     loop {
         let addr = next
             .take()
-            .unwrap_or_else(|| masters[i % masters.len()].clone());
-        let last_err = match connect(&addr).await {
+            .unwrap_or_else(|| masters.addrs[i % masters.addrs.len()].clone());
+        let last_err = match connect(&masters.tls, &addr).await {
             Ok(c) => match f(c).await {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(st) => match refusal(&st) {
@@ -229,8 +287,12 @@ where
 
 /// Run one ctl command, printing its result.
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    if let CtlCommand::Certs { cmd } = &args.cmd {
+        return certs(cmd);
+    }
     anyhow::ensure!(!args.masters.is_empty(), "--masters is empty");
-    let out = execute(&args).await?;
+    let masters = Masters::new(args.masters.clone(), args.tls.load()?);
+    let out = execute(&args, &masters).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -240,8 +302,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
 }
 
 /// Run one ctl command against the masters `args.masters`; its result as JSON.
-async fn execute(args: &CtlArgs) -> anyhow::Result<Value> {
-    let m = &args.masters;
+async fn execute(args: &CtlArgs, m: &Masters) -> anyhow::Result<Value> {
     match &args.cmd {
         CtlCommand::Status => status(m).await,
         CtlCommand::Members { cmd } => members(m, cmd).await,
@@ -249,10 +310,51 @@ async fn execute(args: &CtlArgs) -> anyhow::Result<Value> {
         CtlCommand::Chunkservers { cmd } => chunkservers(m, cmd).await,
         CtlCommand::Keys { cmd } => keys(m, cmd).await,
         CtlCommand::Buckets { cmd } => buckets(m, cmd).await,
+        CtlCommand::Certs { .. } => anyhow::bail!("certs commands call no master"),
     }
 }
 
-async fn members(m: &[String], cmd: &MembersCmd) -> anyhow::Result<Value> {
+/// `anode ctl certs ...`: local files only.
+fn certs(cmd: &CertsCmd) -> anyhow::Result<()> {
+    match cmd {
+        CertsCmd::Init { dir } => {
+            anode_tls::certs::init_ca(dir)?;
+            println!(
+                "created CA {}/ca.crt and {}/ca.key (keep ca.key offline)",
+                dir.display(),
+                dir.display()
+            );
+        }
+        CertsCmd::Issue {
+            ca,
+            role,
+            id,
+            out,
+            sans,
+            days,
+        } => {
+            let role = anode_tls::Role::parse(role).with_context(|| {
+                format!("unknown role {role:?} (master, chunkserver, gateway, client, admin)")
+            })?;
+            let identity = anode_tls::PeerIdentity::new(role, id)?;
+            anode_tls::certs::issue(&anode_tls::certs::IssueRequest {
+                ca_dir: ca.clone(),
+                identity: identity.clone(),
+                extra_sans: sans.clone(),
+                days: *days,
+                out: out.clone(),
+            })?;
+            println!(
+                "issued {identity} in {} (pass --certs-dir {})",
+                out.display(),
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn members(m: &Masters, cmd: &MembersCmd) -> anyhow::Result<Value> {
     match cmd {
         MembersCmd::List => status(m).await,
         MembersCmd::Add { id, addr } => {
@@ -275,7 +377,7 @@ async fn members(m: &[String], cmd: &MembersCmd) -> anyhow::Result<Value> {
     }
 }
 
-async fn leader(m: &[String], cmd: &LeaderCmd) -> anyhow::Result<Value> {
+async fn leader(m: &Masters, cmd: &LeaderCmd) -> anyhow::Result<Value> {
     match cmd {
         LeaderCmd::Transfer { id } => {
             let id = *id;
@@ -288,7 +390,7 @@ async fn leader(m: &[String], cmd: &LeaderCmd) -> anyhow::Result<Value> {
     }
 }
 
-async fn chunkservers(m: &[String], cmd: &ChunkserversCmd) -> anyhow::Result<Value> {
+async fn chunkservers(m: &Masters, cmd: &ChunkserversCmd) -> anyhow::Result<Value> {
     match cmd {
         ChunkserversCmd::List => {
             let st = status(m).await?;
@@ -300,7 +402,7 @@ async fn chunkservers(m: &[String], cmd: &ChunkserversCmd) -> anyhow::Result<Val
 
 /// Mark chunkserver `id` draining (or not, with `cancel`); with `wait`, print progress until it
 /// is safe to remove.
-async fn drain(m: &[String], id: u64, cancel: bool, wait: bool) -> anyhow::Result<Value> {
+async fn drain(m: &Masters, id: u64, cancel: bool, wait: bool) -> anyhow::Result<Value> {
     call_leader(m, |mut c| async move {
         c.drain_chunkserver(DrainChunkserverRequest { id, cancel })
             .await
@@ -336,7 +438,7 @@ fn chunkserver_in(status: &Value, id: u64) -> Option<Value> {
         .and_then(|a| a.iter().find(|c| c["id"] == id).cloned())
 }
 
-async fn keys(m: &[String], cmd: &KeysCmd) -> anyhow::Result<Value> {
+async fn keys(m: &Masters, cmd: &KeysCmd) -> anyhow::Result<Value> {
     match cmd {
         KeysCmd::Create {
             name,
@@ -378,7 +480,7 @@ async fn keys(m: &[String], cmd: &KeysCmd) -> anyhow::Result<Value> {
     }
 }
 
-async fn buckets(m: &[String], cmd: &BucketsCmd) -> anyhow::Result<Value> {
+async fn buckets(m: &Masters, cmd: &BucketsCmd) -> anyhow::Result<Value> {
     match cmd {
         BucketsCmd::List => {
             let r = call_leader(m, |mut c| async move {
@@ -419,16 +521,16 @@ async fn buckets(m: &[String], cmd: &BucketsCmd) -> anyhow::Result<Value> {
 
 /// Ask every reachable master for its status; the leader's answer is the base, each member's
 /// own answer supplies its applied index.
-pub async fn status(masters: &[String]) -> anyhow::Result<Value> {
+pub async fn status(masters: &Masters) -> anyhow::Result<Value> {
     let mut answers: BTreeMap<u64, StatusResponse> = BTreeMap::new();
-    let mut to_ask: Vec<String> = masters.to_vec();
+    let mut to_ask: Vec<String> = masters.addrs.clone();
     let mut asked: Vec<String> = Vec::new();
     while let Some(addr) = to_ask.pop() {
         if asked.contains(&addr) {
             continue;
         }
         asked.push(addr.clone());
-        let Ok(mut c) = connect(&addr).await else {
+        let Ok(mut c) = connect(&masters.tls, &addr).await else {
             continue;
         };
         let Ok(Ok(r)) =
@@ -447,7 +549,7 @@ pub async fn status(masters: &[String]) -> anyhow::Result<Value> {
     anyhow::ensure!(
         !answers.is_empty(),
         "no master answered at {}",
-        masters.join(",")
+        masters.addrs.join(",")
     );
     Ok(merge_status(&answers))
 }

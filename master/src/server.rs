@@ -81,6 +81,10 @@ pub struct MasterArgs {
     /// sweep's duration when sweeps get long, so they use at most 1/5 of the leader's time).
     #[arg(long, env = "ANODE_HEAL_INTERVAL_MS", default_value_t = 500)]
     pub heal_interval_ms: u64,
+    /// Mutual TLS (`--certs-dir`, a master certificate with this member's id) or
+    /// `--insecure-no-tls`.
+    #[command(flatten)]
+    pub tls: anode_tls::TlsArgs,
 }
 
 /// Parse `1=host:port,2=host:port`.
@@ -123,8 +127,11 @@ pub async fn start(
 ) -> anyhow::Result<RunningMaster> {
     anyhow::ensure!(args.id != 0, "--id must be non-zero");
     let peers = parse_peers(&args.peers)?;
+    let tls = args
+        .tls
+        .load_as(anode_tls::Role::Master, Some(&args.id.to_string()))?;
     let store = open_store(&args, &peers)?;
-    let node = start_node(&args, store, peers)?;
+    let node = start_node(&args, store, peers, tls.clone())?;
     let health = anode_common::Health::new();
     let admin_addr =
         anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
@@ -136,7 +143,7 @@ pub async fn start(
         MasterService::with_healing(node.clone(), lease_config(&args), heal_config(&args));
     tokio::spawn(publish_metrics(node.clone(), shutdown.clone()));
     tokio::spawn(service.clone().heal_loop(shutdown.clone()));
-    let server = grpc_server(service, &node);
+    let server = grpc_server(service, &node, &tls)?;
     health.set(true);
     tracing::info!(id = args.id, %addr, %admin_addr, "master serving");
     let done = tokio::spawn(serve(server, listener, node.clone(), health, shutdown));
@@ -170,6 +177,7 @@ fn start_node(
     args: &MasterArgs,
     store: RaftStore,
     peers: BTreeMap<u64, String>,
+    tls: anode_tls::Tls,
 ) -> anyhow::Result<NodeHandle> {
     let cfg = NodeConfig {
         id: args.id,
@@ -185,7 +193,7 @@ fn start_node(
             .cloned()
             .unwrap_or_else(|| args.listen.to_string()),
     };
-    let outbox = GrpcOutbox::new(args.id, advertise, tokio::runtime::Handle::current());
+    let outbox = GrpcOutbox::new(args.id, advertise, tokio::runtime::Handle::current(), tls);
     let node = node::start(cfg, store, peers, !args.join, outbox.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     outbox.set_node(node.clone());
@@ -217,9 +225,15 @@ fn heal_config(args: &MasterArgs) -> crate::service::HealConfig {
     }
 }
 
-/// The gRPC services of a master: the metadata API and the raft transport.
-fn grpc_server(service: MasterService, node: &NodeHandle) -> Router {
-    crate::limits::server()
+/// The gRPC services of a master: the metadata API and the raft transport, behind mutual TLS
+/// and the role check of every call (`anode_tls::authz`).
+fn grpc_server(
+    service: MasterService,
+    node: &NodeHandle,
+    tls: &anode_tls::Tls,
+) -> anyhow::Result<Router<GrpcLayers>> {
+    Ok(crate::limits::limit(tls.server_builder()?)
+        .layer(tls.authz_layer())
         .tcp_nodelay(true)
         .trace_fn(anode_common::rpc_span)
         .add_service(
@@ -231,14 +245,16 @@ fn grpc_server(service: MasterService, node: &NodeHandle) -> Router {
             RaftTransportServer::new(RaftService::new(node.clone()))
                 .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
-        )
+        ))
 }
+
+type GrpcLayers = anode_tls::authz::ServerLayers;
 
 /// Serve `server` on `listener` until `shutdown`; then report unhealthy, hand leadership over
 /// and drain (at most 15 s: long-lived peer connections must not hold us forever), and stop
 /// the raft node.
 async fn serve(
-    server: Router,
+    server: Router<GrpcLayers>,
     listener: tokio::net::TcpListener,
     node: NodeHandle,
     health: anode_common::Health,

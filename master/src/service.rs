@@ -513,7 +513,12 @@ impl Master for MasterService {
     }
 
     async fn list_keys(&self, _req: Request<ListKeysRequest>) -> Rpc<ListKeysResponse> {
-        let keys = self.read(false, state::list_keys).await?;
+        // Secrets never leave the group in a listing: `CreateKey` shows a secret once to the
+        // admin who made it, and `GetKey` (gateways only) returns one key's secret.
+        let mut keys = self.read(false, state::list_keys).await?;
+        for k in &mut keys {
+            k.secret_key.clear();
+        }
         ok(ListKeysResponse { keys })
     }
 

@@ -8,10 +8,11 @@
 //! messages (raft retransmits); a failed send reports the peer unreachable (and a failed
 //! snapshot as failed) to the node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use anode_meta::access::{check_raft_batch, PeerIdentity, Role};
 use anode_proto::raft_transport_client::RaftTransportClient;
 use anode_proto::raft_transport_server::RaftTransport;
 use anode_proto::{ErrorCode, ErrorDetail, RaftAck, RaftBatch, SnapshotPiece};
@@ -176,6 +177,7 @@ struct Peer {
 /// The gRPC outbox: per-peer sender tasks.
 pub struct GrpcOutbox {
     from: u64,
+    tls: anode_tls::Tls,
     from_addr: String,
     rt: tokio::runtime::Handle,
     peers: Mutex<BTreeMap<u64, Peer>>,
@@ -184,9 +186,15 @@ pub struct GrpcOutbox {
 
 impl GrpcOutbox {
     /// A new outbox spawning its tasks on `rt`. Call [`Self::set_node`] once the node exists.
-    pub fn new(from: u64, from_addr: String, rt: tokio::runtime::Handle) -> Arc<Self> {
+    pub fn new(
+        from: u64,
+        from_addr: String,
+        rt: tokio::runtime::Handle,
+        tls: anode_tls::Tls,
+    ) -> Arc<Self> {
         Arc::new(GrpcOutbox {
             from,
+            tls,
             from_addr,
             rt,
             peers: Mutex::new(BTreeMap::new()),
@@ -209,6 +217,7 @@ impl GrpcOutbox {
         let (tx, rx) = mpsc::channel(PEER_QUEUE_BATCHES);
         let task = PeerTask {
             from: self.from,
+            tls: self.tls.clone(),
             from_addr: self.from_addr.clone(),
             to,
             addr: addr.to_string(),
@@ -247,6 +256,7 @@ impl Outbox for GrpcOutbox {
 
 struct PeerTask {
     from: u64,
+    tls: anode_tls::Tls,
     from_addr: String,
     to: u64,
     addr: String,
@@ -255,14 +265,13 @@ struct PeerTask {
 
 impl PeerTask {
     async fn run(self, mut rx: mpsc::Receiver<Vec<Message>>) {
-        let endpoint =
-            match tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr)) {
-                Ok(e) => e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
-                Err(e) => {
-                    tracing::warn!(addr = %self.addr, error = %e, "bad raft peer address");
-                    return;
-                }
-            };
+        let endpoint = match self.tls.endpoint(&self.addr, Role::Master) {
+            Ok(e) => e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
+            Err(e) => {
+                tracing::warn!(addr = %self.addr, error = %e, "bad raft peer address");
+                return;
+            }
+        };
         let mut client = RaftTransportClient::new(endpoint.connect_lazy())
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES);
@@ -405,13 +414,26 @@ impl RaftTransport for RaftService {
         &self,
         req: tonic::Request<RaftBatch>,
     ) -> Result<tonic::Response<RaftAck>, tonic::Status> {
+        let peer = req.extensions().get::<PeerIdentity>().cloned();
         let batch = req.into_inner();
+        let mut msgs = Vec::with_capacity(batch.messages.len());
+        for bytes in &batch.messages {
+            let m = Message::parse_from_bytes(bytes)
+                .map_err(|e| tonic::Status::invalid_argument(format!("bad raft message: {e}")))?;
+            msgs.push(m);
+        }
+        let pairs =
+            std::iter::once((batch.from, batch.to)).chain(msgs.iter().map(|m| (m.from, m.to)));
+        self.admit(
+            peer.as_ref(),
+            batch.from,
+            "/anode.v1.RaftTransport/Send",
+            pairs,
+        )?;
         if !batch.from_addr.is_empty() {
             self.node.learn_peer(batch.from, batch.from_addr.clone());
         }
-        for bytes in batch.messages {
-            let m = Message::parse_from_bytes(&bytes)
-                .map_err(|e| tonic::Status::invalid_argument(format!("bad raft message: {e}")))?;
+        for m in msgs {
             self.node
                 .step(m)
                 .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
@@ -423,17 +445,27 @@ impl RaftTransport for RaftService {
         &self,
         req: tonic::Request<tonic::Streaming<SnapshotPiece>>,
     ) -> Result<tonic::Response<RaftAck>, tonic::Status> {
+        const PATH: &str = "/anode.v1.RaftTransport/SendSnapshot";
+        let peer = req.extensions().get::<PeerIdentity>().cloned();
         let mut s = req.into_inner();
         let first = next_piece(&mut s)
             .await?
             .ok_or(SnapshotStreamError::NoHeader)
             .map_err(invalid_stream)?;
+        // The sender is checked on the header, before any snapshot data is taken in.
+        self.admit(
+            peer.as_ref(),
+            first.from,
+            PATH,
+            std::iter::once((first.from, first.to)),
+        )?;
         let mut asm =
             SnapshotAssembly::start(first, self.max_snapshot_bytes).map_err(invalid_stream)?;
         while let Some(p) = next_piece(&mut s).await? {
             asm.push(p).map_err(invalid_stream)?;
         }
         let (from, from_addr, m) = asm.finish().map_err(invalid_stream)?;
+        self.admit(peer.as_ref(), from, PATH, std::iter::once((m.from, m.to)))?;
         if !from_addr.is_empty() {
             self.node.learn_peer(from, from_addr);
         }
@@ -532,5 +564,38 @@ mod tests {
                 declared: 3000
             }
         );
+    }
+}
+
+impl RaftService {
+    /// The sender check ([`anode_meta::access::check_raft_batch`]): the batch's and every
+    /// message's `from` is the certificate's id (without TLS: the batch's `from`), a voter or
+    /// learner of the current configuration, and every `to` is this member. A member whose
+    /// configuration is still empty (started with `--join`, not yet caught up) takes messages
+    /// from any master certificate. Nothing of a refused batch reaches raft or the peer map.
+    fn admit(
+        &self,
+        peer: Option<&PeerIdentity>,
+        from: u64,
+        path: &str,
+        pairs: impl Iterator<Item = (u64, u64)>,
+    ) -> Result<(), tonic::Status> {
+        let st = self.node.status();
+        let members: BTreeSet<u64> = st.voters.iter().chain(&st.learners).copied().collect();
+        let peer = match peer {
+            Some(p) => p.clone(),
+            None => PeerIdentity::new(Role::Master, &from.to_string())
+                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?,
+        };
+        let mut members = members;
+        if members.is_empty() {
+            if let Some(id) = peer.master_id() {
+                members.insert(id);
+            }
+        }
+        check_raft_batch(&peer, st.id, &members, pairs).map_err(|e| {
+            tracing::warn!(peer = %peer, method = path, reason = %e, "raft batch refused");
+            anode_tls::authz::denied_status(path, &e.to_string())
+        })
     }
 }

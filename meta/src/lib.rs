@@ -8,6 +8,8 @@
 //! do the test fakes of the client and the gateway, so there is one state machine, not copies.
 //!
 //! Code map:
+//! - [`access`]: node roles and identities, the authorization table of every RPC, the raft
+//!   sender check.
 //! - [`kv`]: the narrow key-value view the state machine reads, and its mutations.
 //! - [`sm`] (also [`state`]): the deterministic state machine (`apply`), its read queries, and
 //!   [`sm::MemState`], the state machine over a `MemKv` that backs the test fakes.
@@ -23,6 +25,7 @@
 //! Errors leave this crate as `anode_proto::ErrorDetail` ([`sm::StateError::detail`],
 //! [`control::ControlError::detail`], [`membership::MembershipError::detail`]).
 
+pub mod access;
 pub mod control;
 pub mod healer;
 pub mod kv;

@@ -19,7 +19,7 @@ impl ErrorCode {
     /// Every code, in wire-number order. Its completeness is checked: [`ErrorCode::position`]
     /// names every variant (the compiler insists), and a test checks that each number the
     /// generated enum accepts sits in this list at its position.
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 39] = [
         ErrorCode::Unspecified,
         ErrorCode::NoSuchBucket,
         ErrorCode::BucketAlreadyExists,
@@ -58,6 +58,7 @@ impl ErrorCode {
         ErrorCode::CorruptChunk,
         ErrorCode::IncompleteBody,
         ErrorCode::ChunkUnavailable,
+        ErrorCode::PermissionDenied,
     ];
 
     /// The index of this code in [`ErrorCode::ALL`]. An exhaustive match: adding a code to
@@ -103,6 +104,7 @@ impl ErrorCode {
             CorruptChunk => 35,
             IncompleteBody => 36,
             ChunkUnavailable => 37,
+            PermissionDenied => 38,
         }
     }
 }
@@ -202,7 +204,8 @@ impl ErrorDetail {
             | InsufficientStorage
             | CorruptChunk
             | IncompleteBody
-            | ChunkUnavailable => Refusal::Final,
+            | ChunkUnavailable
+            | PermissionDenied => Refusal::Final,
         }
     }
 }
@@ -240,6 +243,7 @@ pub mod grpc {
             InsufficientServers | Busy | InsufficientStorage => Code::ResourceExhausted,
             Unavailable | ChunkUnavailable => Code::Unavailable,
             Timeout => Code::DeadlineExceeded,
+            PermissionDenied => Code::PermissionDenied,
             CorruptChunk => Code::DataLoss,
             Unspecified | ConfChangeRejected | Internal => Code::Internal,
         }

@@ -108,15 +108,21 @@ impl HealCluster {
         .map(|s| s.to_string())
         .collect();
         args.extend(self.cs_extra.iter().cloned());
+        args.extend(crate::support::tls_args(
+            anode_tls::Role::Chunkserver,
+            &i.to_string(),
+        ));
         let p = Proc::spawn(&self.root, &format!("chunkserver-{i}"), args);
         self.cs.insert(i, p);
     }
 
     /// `anode ctl status --json` of the master, if it answers.
     pub async fn status(&self) -> Option<serde_json::Value> {
-        anode_master::ctl::status(std::slice::from_ref(&self.master))
-            .await
-            .ok()
+        anode_master::ctl::status(&crate::support::admin_masters(std::slice::from_ref(
+            &self.master,
+        )))
+        .await
+        .ok()
     }
 
     /// Wait until exactly `n` chunkservers are alive.

@@ -152,11 +152,52 @@ pub fn test_dir() -> (Option<tempfile::TempDir>, PathBuf) {
     }
 }
 
-/// A master API client on `addr` (500 ms connect, 3 s per call), if it connects.
+/// The certs directory of `<role>-<id>` (`--certs-dir`), signed by this test binary's CA.
+/// The CA and each certificate are made on first use and shared by the binary's tests, so
+/// every process a test starts speaks mutual TLS.
+pub fn certs_dir(role: anode_tls::Role, id: &str) -> PathBuf {
+    use std::sync::{Mutex, OnceLock};
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let root = ROOT.get_or_init(|| tempfile::tempdir().expect("certs dir"));
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    anode_tls::certs::ensure_layout(root.path(), &[(role, id)])
+        .expect("test certificates")
+        .remove(0)
+}
+
+/// `--certs-dir DIR` for a process of `role` with `id`.
+pub fn tls_args(role: anode_tls::Role, id: &str) -> Vec<String> {
+    vec![
+        "--certs-dir".into(),
+        certs_dir(role, id).display().to_string(),
+    ]
+}
+
+/// The loaded TLS setup of `<role>-<id>`.
+pub fn tls(role: anode_tls::Role, id: &str) -> anode_tls::Tls {
+    anode_tls::Tls::load(&certs_dir(role, id)).expect("load test certificates")
+}
+
+/// The masters at `addrs` as an operator (`admin-1`) calls them.
+pub fn admin_masters(addrs: &[String]) -> anode_master::ctl::Masters {
+    anode_master::ctl::Masters::new(addrs.to_vec(), tls(anode_tls::Role::Admin, "1"))
+}
+
+/// A client-library configuration with a `client-1` certificate.
+pub fn client_config() -> anode_client::ClientConfig {
+    anode_client::ClientConfig {
+        tls: Some(tls(anode_tls::Role::Client, "1")),
+        ..Default::default()
+    }
+}
+
+/// A master API client on `addr` as `admin-1` (500 ms connect, 3 s per call), if it connects.
 pub async fn master_client(
     addr: &str,
 ) -> Option<anode_proto::master_client::MasterClient<tonic::transport::Channel>> {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    let ep = tls(anode_tls::Role::Admin, "1")
+        .endpoint(addr, anode_tls::Role::Master)
         .ok()?
         .connect_timeout(Duration::from_millis(500))
         .timeout(Duration::from_secs(3));
@@ -204,6 +245,7 @@ pub fn master_args(
     if join {
         a.push("--join".into());
     }
+    a.extend(tls_args(anode_tls::Role::Master, &id.to_string()));
     a
 }
 
@@ -231,12 +273,13 @@ pub fn chunkserver_args(root: &Path, i: usize, master: &str, capacity: Option<u6
         a.push("--capacity".into());
         a.push(c.to_string());
     }
+    a.extend(tls_args(anode_tls::Role::Chunkserver, &i.to_string()));
     a
 }
 
 /// Wait (up to `within`) until the master at `master` reports exactly `n` alive chunkservers.
 pub async fn wait_alive(master: &str, n: usize, what: &str, within: Duration) {
-    let ms = vec![master.to_string()];
+    let ms = admin_masters(&[master.to_string()]);
     wait_for(what, within, || {
         let ms = ms.clone();
         async move {

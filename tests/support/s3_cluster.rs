@@ -68,7 +68,13 @@ impl S3Cluster {
                     master.clone(),
                     "--region".into(),
                     REGION.into(),
-                ],
+                ]
+                .into_iter()
+                .chain(crate::support::tls_args(
+                    anode_tls::Role::Gateway,
+                    &i.to_string(),
+                ))
+                .collect(),
             ));
             endpoints.push(format!("http://127.0.0.1:{sp}"));
             admins.push(format!("http://127.0.0.1:{ap}/health"));
@@ -113,7 +119,7 @@ impl S3Cluster {
 
 /// Create the test key through the raft leader, retrying while the master elects itself.
 async fn create_key(master: &str) {
-    let masters = vec![master.to_string()];
+    let masters = crate::support::admin_masters(&[master.to_string()]);
     wait_for("access key created", Duration::from_secs(60), || {
         let masters = masters.clone();
         async move {

@@ -37,6 +37,9 @@ pub enum BenchCmd {
             default_value = "127.0.0.1:7001"
         )]
         masters: Vec<String>,
+        /// Mutual TLS (`--certs-dir`, a client certificate) or `--insecure-no-tls`.
+        #[command(flatten)]
+        tls: anode_tls::TlsArgs,
         /// Concurrent writers.
         #[arg(long, default_value_t = 1)]
         writers: usize,
@@ -57,6 +60,9 @@ pub enum BenchCmd {
             default_value = "127.0.0.1:7001"
         )]
         masters: Vec<String>,
+        /// Mutual TLS (`--certs-dir`, a client certificate) or `--insecure-no-tls`.
+        #[command(flatten)]
+        tls: anode_tls::TlsArgs,
         /// Object size in bytes.
         #[arg(long, default_value_t = 4096)]
         size: usize,
@@ -79,17 +85,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.cmd {
         BenchCmd::Meta {
             masters,
+            tls,
             writers,
             seconds,
             bucket,
-        } => meta(masters, writers, seconds, bucket).await,
+        } => {
+            let tls = tls.load_as(anode_tls::Role::Client, None)?;
+            meta(masters, tls, writers, seconds, bucket).await
+        }
         BenchCmd::Client {
             masters,
+            tls,
             size,
             concurrency,
             objects,
             bucket,
-        } => client(masters, size, concurrency, objects, bucket).await,
+        } => {
+            let tls = tls.load_as(anode_tls::Role::Client, None)?;
+            client(masters, tls, size, concurrency, objects, bucket).await
+        }
         BenchCmd::S3(a) => s3(a).await,
     }
 }
@@ -112,19 +126,22 @@ async fn ensure_bucket(
 
 async fn meta(
     masters: Vec<String>,
+    tls: anode_tls::Tls,
     writers: usize,
     seconds: u64,
     bucket: String,
 ) -> anyhow::Result<()> {
-    let cl = anode_client::Client::connect(masters.clone()).await?;
+    let cl = anode_client::Client::connect(masters.clone(), tls.clone()).await?;
     ensure_bucket(&cl, &bucket, 0).await?;
     // Find the leader once; writers talk to it directly (one channel each).
+    let masters = anode_master::ctl::Masters::new(masters, tls.clone());
     let leader = find_leader(&masters).await?;
     let counters = Arc::new(MetaCounters::default());
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
             let writer = meta_writer(
+                tls.clone(),
                 leader.clone(),
                 bucket.clone(),
                 w,
@@ -165,13 +182,15 @@ struct MetaCounters {
 /// One `bench meta` writer: commits 1-byte inline objects `w{w}/k{i}` to `bucket` over its own
 /// channel to `leader` until `deadline`.
 async fn meta_writer(
+    tls: anode_tls::Tls,
     leader: String,
     bucket: String,
     w: usize,
     deadline: Instant,
     counters: Arc<MetaCounters>,
 ) -> anyhow::Result<()> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{leader}"))?
+    let ch = tls
+        .endpoint(&leader, anode_tls::Role::Master)?
         .connect()
         .await?;
     let mut c = anode_proto::master_client::MasterClient::new(ch);
@@ -206,7 +225,7 @@ async fn meta_writer(
     Ok(())
 }
 
-async fn find_leader(masters: &[String]) -> anyhow::Result<String> {
+async fn find_leader(masters: &anode_master::ctl::Masters) -> anyhow::Result<String> {
     let st = anode_master::ctl::status(masters).await?;
     let id = st["leader_id"].as_u64().unwrap_or(0);
     st["members"]
@@ -220,13 +239,14 @@ async fn find_leader(masters: &[String]) -> anyhow::Result<String> {
 
 async fn client(
     masters: Vec<String>,
+    tls: anode_tls::Tls,
     size: usize,
     concurrency: usize,
     objects: usize,
     bucket: String,
 ) -> anyhow::Result<()> {
     use futures::StreamExt;
-    let cl = anode_client::Client::connect(masters).await?;
+    let cl = anode_client::Client::connect(masters, tls).await?;
     ensure_bucket(&cl, &bucket, 3).await?;
     let body = bytes::Bytes::from((0..size).map(|i| (i * 7 + size) as u8).collect::<Vec<u8>>());
     // Unique content per object and run: no deduplication of the load.

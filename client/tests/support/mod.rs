@@ -472,6 +472,30 @@ pub struct Cluster {
     pub servers: Vec<(u64, String, Arc<CsState>)>,
 }
 
+/// The TLS setup of `<role>-<id>`, signed by this test binary's CA (made on first use in a
+/// temporary directory shared by the binary's tests): the fakes serve mutual TLS with the
+/// role check, as the real servers do.
+pub fn tls(role: anode_tls::Role, id: &str) -> anode_tls::Tls {
+    use std::sync::OnceLock;
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let root = ROOT.get_or_init(|| tempfile::tempdir().expect("certs dir"));
+    let _g = LOCK.lock();
+    let dirs = anode_tls::certs::ensure_layout(root.path(), &[(role, id)]).expect("certificates");
+    anode_tls::Tls::load(&dirs[0]).expect("load certificates")
+}
+
+/// A tonic server of `role` with mutual TLS and the role check.
+fn server(
+    role: anode_tls::Role,
+) -> tonic::transport::server::Router<anode_tls::authz::ServerLayers> {
+    let tls = tls(role, "1");
+    tls.server_builder()
+        .expect("tls server")
+        .layer(tls.authz_layer())
+        .add_routes(Default::default())
+}
+
 async fn listen() -> (String, TcpListenerStream) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();
@@ -483,7 +507,7 @@ pub async fn serve_master(state: Arc<Mutex<MasterState>>, redirect_to: Option<St
     let (addr, incoming) = listen().await;
     let svc = MasterServer::new(FakeMaster { state, redirect_to });
     tokio::spawn(
-        tonic::transport::Server::builder()
+        server(anode_tls::Role::Master)
             .add_service(svc)
             .serve_with_incoming(incoming),
     );
@@ -507,7 +531,7 @@ impl Cluster {
             let (addr, incoming) = listen().await;
             let svc = ChunkserverServer::new(FakeChunkserver(st.clone()));
             tokio::spawn(
-                tonic::transport::Server::builder()
+                server(anode_tls::Role::Chunkserver)
                     .add_service(svc)
                     .serve_with_incoming(incoming),
             );
