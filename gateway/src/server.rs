@@ -144,7 +144,7 @@ impl Gateway {
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
-                log_error(&e, &info);
+                log_error(&e, &info, &request_id);
                 error_response(&e, &info.resource, &request_id, is_head)
             }
         };
@@ -258,9 +258,18 @@ fn unix_ms(clock: &Clock) -> u64 {
         .unwrap_or(0)
 }
 
-fn log_error(e: &S3Error, info: &ReqInfo) {
+/// Server-side failures are logged with their detail and the request id the client got (the
+/// answer itself carries generic text, see [`S3Error::public_message`]).
+fn log_error(e: &S3Error, info: &ReqInfo, request_id: &str) {
     if e.http_status().is_server_error() {
-        tracing::warn!(op = info.op, code = e.aws_code(), error = %e, "s3 request failed");
+        tracing::warn!(
+            request_id,
+            op = info.op,
+            code = e.aws_code(),
+            resource = %info.resource,
+            error = %e,
+            "s3 request failed"
+        );
     } else {
         tracing::debug!(op = info.op, code = e.aws_code(), "s3 request refused");
     }

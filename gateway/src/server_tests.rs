@@ -15,7 +15,7 @@ use crate::server::{Gateway, ServerConfig};
 use crate::sigv4::{self, ChunkSigner, SignParams, STREAMING_PAYLOAD, UNSIGNED_PAYLOAD};
 use crate::testing::{MemBackend, NOW_MS};
 
-const AK: &str = "AKTEST";
+const AK: &str = "AKTESTAKTEST0001";
 const SK: &str = "secret/key";
 const HOST: &str = "127.0.0.1:9000";
 
@@ -164,15 +164,21 @@ async fn anonymous_and_bad_signatures_are_refused() {
         (r.status, r.code().as_str()),
         (StatusCode::FORBIDDEN, "SignatureDoesNotMatch")
     );
-    // Unknown key; the miss is cached.
-    for _ in 0..3 {
+    // Unknown key; the miss is cached. A malformed one costs no lookup at all.
+    for ak in [
+        "AKUNKNOWNUNKNOWN01",
+        "NOPE",
+        "AKUNKNOWNUNKNOWN01",
+        "AK/../x",
+        "AKUNKNOWNUNKNOWN01",
+    ] {
         let mut headers = HeaderMap::new();
         headers.insert("host", HOST.parse().unwrap());
         let mut p = params(&date);
-        p.access_key = "NOPE";
+        p.access_key = ak;
         sigv4::sign_request("GET", "/", "", &mut headers, UNSIGNED_PAYLOAD, &p);
         let r = h.raw(build("GET", "/", headers, vec![])).await;
-        assert_eq!(r.code(), "InvalidAccessKeyId");
+        assert_eq!(r.code(), "InvalidAccessKeyId", "{ak}");
     }
     // Good requests: the secret is cached too.
     assert_eq!(h.get("/").await.status, StatusCode::OK);
@@ -659,6 +665,88 @@ async fn presigned_get() {
     assert!(r.text().contains("Request has expired"), "{}", r.text());
 }
 
+/// A presigned PUT URL cannot be turned into a CopyObject (or gain metadata) by adding
+/// unsigned `x-amz-*` headers; a header-signed request cannot either.
+#[tokio::test]
+async fn unsigned_amz_headers_are_refused() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    h.put("/bkt/secret", b"top secret").await;
+    let date = amz_date();
+    let q = sigv4::presign("PUT", "/bkt/upload", "", HOST, 60, &params(&date));
+    let uri = format!("/bkt/upload?{q}");
+    let with = |extra: &[(&str, &str)]| {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HOST.parse().unwrap());
+        headers.insert("content-length", "2".parse().unwrap());
+        for (k, v) in extra {
+            headers.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        build("PUT", &uri, headers, b"hi".to_vec())
+    };
+    let r = h.raw(with(&[("x-amz-copy-source", "/bkt/secret")])).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "AccessDenied")
+    );
+    assert!(
+        r.text().contains("which were not signed")
+            && r.text()
+                .contains("<HeadersNotSigned>x-amz-copy-source</HeadersNotSigned>"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        h.backend.object("bkt", "upload").is_none(),
+        "nothing copied"
+    );
+    let r = h
+        .raw(with(&[("x-amz-meta-a", "1"), ("x-amz-acl", "public-read")]))
+        .await;
+    assert!(
+        r.text()
+            .contains("<HeadersNotSigned>x-amz-acl, x-amz-meta-a</HeadersNotSigned>"),
+        "{}",
+        r.text()
+    );
+    // A streaming marker is not the URL's payload hash: refused too.
+    let r = h
+        .raw(with(&[("x-amz-content-sha256", STREAMING_PAYLOAD)]))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    // What S3 lets through: x-amz-content-sha256 repeating the URL's hash, and x-amzn-*.
+    let r = h
+        .raw(with(&[
+            ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
+            ("x-amzn-trace-id", "Root=1"),
+        ]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(h.get("/bkt/upload").await.body, "hi");
+    // Header auth: a header added after signing.
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    headers.insert("content-length", "0".parse().unwrap());
+    sigv4::sign_request(
+        "PUT",
+        "/bkt/copy",
+        "",
+        &mut headers,
+        sigv4::EMPTY_SHA256,
+        &params(&date),
+    );
+    headers.insert("x-amz-copy-source", "/bkt/secret".parse().unwrap());
+    let r = h.raw(build("PUT", "/bkt/copy", headers, vec![])).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "AccessDenied")
+    );
+    assert!(h.backend.object("bkt", "copy").is_none(), "nothing copied");
+}
+
 #[tokio::test]
 async fn listings() {
     let h = Harness::new();
@@ -701,7 +789,7 @@ async fn listings() {
         t.contains("<Key>c/x/1</Key>") && t.contains("<NextMarker>d e</NextMarker>"),
         "{t}"
     );
-    assert!(t.contains("<Owner><ID>AKTEST</ID>"));
+    assert!(t.contains("<Owner><ID>AKTESTAKTEST0001</ID>"));
     // max-keys=0 and bad parameters.
     let t = h.get("/bkt?list-type=2&max-keys=0").await.text();
     assert!(t.contains("<KeyCount>0</KeyCount>") && t.contains("<IsTruncated>false</IsTruncated>"));

@@ -23,6 +23,11 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 /// arbitrary client input out of state keys.
 pub const MAX_UPLOAD_ID_BYTES: usize = 128;
 
+/// Shortest access key id (AWS: 16).
+pub const MIN_ACCESS_KEY_BYTES: usize = 16;
+/// Longest access key id (AWS: 128).
+pub const MAX_ACCESS_KEY_BYTES: usize = 128;
+
 /// Why a name or size is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
@@ -41,6 +46,10 @@ pub enum ValidationError {
     /// A part number outside 1..=10000 (S3's message, word for word).
     #[error("Part number must be an integer between 1 and 10000, inclusive")]
     InvalidPartNumber(u32),
+    /// An access key id that could never be issued: not 16 to 128 characters of
+    /// `A-Z a-z 0-9 _` (AWS's `[\w]+`; the master issues `AK` + 18 upper-case hex digits).
+    #[error("access key id {0:?} is not 16 to 128 letters, digits or underscores")]
+    InvalidAccessKey(String),
     /// User metadata over [`MAX_USER_METADATA_BYTES`] in total.
     #[error("user metadata of {0} bytes is over {MAX_USER_METADATA_BYTES}")]
     MetadataTooLarge(usize),
@@ -51,9 +60,9 @@ impl ValidationError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ValidationError::InvalidBucketName(..) => ErrorCode::InvalidBucketName,
-            ValidationError::EmptyKey | ValidationError::InvalidPartNumber(_) => {
-                ErrorCode::InvalidArgument
-            }
+            ValidationError::EmptyKey
+            | ValidationError::InvalidPartNumber(_)
+            | ValidationError::InvalidAccessKey(_) => ErrorCode::InvalidArgument,
             ValidationError::KeyTooLong(_) => ErrorCode::KeyTooLong,
             // S3 answers a malformed upload id as it answers an unknown one.
             ValidationError::InvalidUploadId(_) => ErrorCode::NoSuchUpload,
@@ -67,7 +76,8 @@ impl ValidationError {
         match self {
             ValidationError::InvalidBucketName(name, _) => d.with_resource(name.clone()),
             ValidationError::InvalidUploadId(id) => d.with_resource(id.clone()),
-            ValidationError::EmptyKey
+            ValidationError::InvalidAccessKey(_)
+            | ValidationError::EmptyKey
             | ValidationError::KeyTooLong(_)
             | ValidationError::InvalidPartNumber(_)
             | ValidationError::MetadataTooLarge(_) => d,
@@ -114,6 +124,18 @@ pub fn upload_id(id: &str) -> Result<(), ValidationError> {
     let url_safe = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~');
     if id.is_empty() || id.len() > MAX_UPLOAD_ID_BYTES || !id.bytes().all(url_safe) {
         return Err(ValidationError::InvalidUploadId(id.to_string()));
+    }
+    Ok(())
+}
+
+/// Access key ids: 16 to 128 characters of `A-Z a-z 0-9 _`. The gateway checks this before
+/// any lookup (a malformed id costs no master call); the state machine refuses to create
+/// anything else.
+pub fn access_key(id: &str) -> Result<(), ValidationError> {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let len_ok = (MIN_ACCESS_KEY_BYTES..=MAX_ACCESS_KEY_BYTES).contains(&id.len());
+    if !len_ok || !id.bytes().all(word) {
+        return Err(ValidationError::InvalidAccessKey(id.to_string()));
     }
     Ok(())
 }
@@ -225,6 +247,31 @@ mod tests {
             assert_eq!(got.is_ok(), *ok, "{id:?}");
             if let Err(e) = got {
                 assert_eq!(e.code(), ErrorCode::NoSuchUpload);
+            }
+        }
+    }
+
+    #[test]
+    fn access_keys() {
+        let table: &[(String, bool)] = &[
+            ("AK0123456789ABCDEF01".into(), true),
+            ("anodedevaccesskey".into(), true),
+            ("AKIAIOSFODNN7EXAMPLE".into(), true),
+            ("a_b_c_d_e_f_g_h_".into(), true),
+            ("k".repeat(128), true),
+            ("k".repeat(15), false),
+            ("k".repeat(129), false),
+            (String::new(), false),
+            ("AKIAIOSFODNN7EXAMPL/".into(), false),
+            ("AKIAIOSFODNN7EXAMP-E".into(), false),
+            ("AKIAIOSFODNN7EXAMP\0E".into(), false),
+            ("AKIAIOSFODNN7EXAMP\u{e9}".into(), false),
+        ];
+        for (id, ok) in table {
+            let got = access_key(id);
+            assert_eq!(got.is_ok(), *ok, "{id:?}");
+            if let Err(e) = got {
+                assert_eq!(e.code(), ErrorCode::InvalidArgument);
             }
         }
     }
