@@ -134,6 +134,9 @@ pub enum S3Error {
     /// 400: the body ended early or its framing broke.
     #[error("You did not provide the number of bytes specified by the Content-Length HTTP header. ({0})")]
     IncompleteBody(String),
+    /// 400: the client sent the body (or read the response) too slowly.
+    #[error("Your socket connection to the server was not read from or written to within the timeout period.")]
+    RequestTimeout,
     /// 411: a body without Content-Length.
     #[error("You must provide the Content-Length HTTP header.")]
     MissingContentLength,
@@ -183,6 +186,7 @@ impl S3Error {
             ServiceUnavailable(_) => "ServiceUnavailable",
             SlowDown => "SlowDown",
             IncompleteBody(_) => "IncompleteBody",
+            RequestTimeout => "RequestTimeout",
             MissingContentLength => "MissingContentLength",
             KeyTooLongError => "KeyTooLongError",
         }
@@ -225,6 +229,7 @@ impl S3Error {
             | InvalidArgument(_)
             | InvalidRequest(_)
             | IncompleteBody(_)
+            | RequestTimeout
             | KeyTooLongError => StatusCode::BAD_REQUEST,
         }
     }
@@ -372,6 +377,7 @@ mod tests {
             (S3Error::SlowDown, "SlowDown", 503),
             (S3Error::IncompleteBody("x".into()), "IncompleteBody", 400),
             (S3Error::MissingContentLength, "MissingContentLength", 411),
+            (S3Error::RequestTimeout, "RequestTimeout", 400),
             (S3Error::KeyTooLongError, "KeyTooLongError", 400),
             (
                 S3Error::XAmzContentSHA256Mismatch,

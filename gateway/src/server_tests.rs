@@ -1088,13 +1088,8 @@ async fn over_tcp_with_keep_alive() {
     let backend = Arc::new(MemBackend::with_key(AK, SK));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let args = crate::GatewayArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        masters: vec![],
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        domain: vec![],
-        region: "us-east-1".into(),
         max_concurrency: 8,
-        multipart_stale_hours: 0,
+        ..crate::GatewayArgs::local(vec![])
     };
     let g = crate::start_with_backend(args, backend, rx).await.unwrap();
     let stream = tokio::net::TcpStream::connect(g.addr).await.unwrap();
@@ -1148,13 +1143,9 @@ async fn smoke_gateway() -> (crate::RunningGateway, tokio::sync::watch::Sender<b
     let backend = Arc::new(MemBackend::with_key(AK, SK));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let args = crate::GatewayArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        masters: vec![],
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
         domain: vec!["localhost".into()],
-        region: "us-east-1".into(),
         max_concurrency: 64,
-        multipart_stale_hours: 0,
+        ..crate::GatewayArgs::local(vec![])
     };
     (
         crate::start_with_backend(args, backend, rx).await.unwrap(),
@@ -1213,4 +1204,290 @@ async fn awscli_smoke() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/awscli_smoke.sh");
     let envs = [("S3_ENDPOINT", format!("http://127.0.0.1:{}", g.addr.port()))];
     run_smoke("bash", script, &envs, "awscli smoke: ok").await;
+}
+
+/// A PUT whose body trickles in below the minimum rate gets 400 RequestTimeout and commits
+/// nothing.
+#[tokio::test]
+async fn a_trickling_upload_gets_request_timeout() {
+    let h = Harness::with_config(ServerConfig {
+        min_rate: crate::stall::MinRate::per_sec(1000, Duration::from_millis(300)),
+        ..Default::default()
+    });
+    h.put("/bkt", b"").await;
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    headers.insert("content-length", "100000".parse().unwrap());
+    let date = amz_date();
+    sigv4::sign_request(
+        "PUT",
+        "/bkt/slow",
+        "",
+        &mut headers,
+        UNSIGNED_PAYLOAD,
+        &params(&date),
+    );
+    type Piece = Result<hyper::body::Frame<Bytes>, std::io::Error>;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(1);
+    tokio::spawn(async move {
+        for _ in 0..10_000 {
+            let frame = hyper::body::Frame::data(Bytes::from_static(&[1u8; 10]));
+            if tx.send(Ok(frame)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut req = Request::builder()
+        .method("PUT")
+        .uri("/bkt/slow")
+        .body(body)
+        .unwrap();
+    *req.headers_mut() = headers;
+    let resp = tokio::time::timeout(Duration::from_secs(10), h.gw.handle(req))
+        .await
+        .expect("answered in time");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("<Code>RequestTimeout</Code>"), "{text}");
+    assert!(
+        h.backend.object("bkt", "slow").is_none(),
+        "nothing committed"
+    );
+}
+
+/// Read one HTTP/1.1 response head from a raw stream: its status code, or `None` when the
+/// server closed without answering.
+async fn status_of<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    let mut got = 0;
+    loop {
+        let n = match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf[got..])).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => 0,
+            Err(_) => panic!("no answer within 10 s"),
+        };
+        if n == 0 {
+            return None;
+        }
+        got += n;
+        let text = String::from_utf8_lossy(&buf[..got]);
+        if let Some(line) = text.split("\r\n").next().filter(|_| text.contains("\r\n")) {
+            return line.split(' ').nth(1).and_then(|c| c.parse().ok());
+        }
+    }
+}
+
+/// Header count and size limits answer 431; past `--max-connections` new connections are
+/// closed until one of the open ones ends.
+#[tokio::test]
+async fn connection_and_header_limits() {
+    use tokio::io::AsyncWriteExt;
+    let backend = Arc::new(MemBackend::with_key(AK, SK));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let args = crate::GatewayArgs {
+        max_connections: 2,
+        max_headers: 20,
+        max_header_bytes: 4096,
+        ..crate::GatewayArgs::local(vec![])
+    };
+    let g = crate::start_with_backend(args, backend, rx).await.unwrap();
+    let anon = |extra: &str| format!("GET / HTTP/1.1\r\nhost: x\r\n{extra}\r\n");
+    // Within limits: an answer (403: anonymous) on a kept-alive connection.
+    let mut a = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    a.write_all(anon("").as_bytes()).await.unwrap();
+    assert_eq!(status_of(&mut a).await, Some(403));
+    let many: String = (0..30).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let mut b = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    b.write_all(anon(&many).as_bytes()).await.unwrap();
+    assert_eq!(status_of(&mut b).await, Some(431), "too many headers");
+    drop(b);
+    let big = format!("x-big: {}\r\n", "v".repeat(5000));
+    let mut c = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let _ = c.write_all(anon(&big).as_bytes()).await;
+    assert_eq!(status_of(&mut c).await, Some(431), "headers too large");
+    drop(c);
+    // Two open connections (a and d): a third is closed without an answer.
+    let mut d = loop {
+        let mut d = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+        d.write_all(anon("").as_bytes()).await.unwrap();
+        if status_of(&mut d).await == Some(403) {
+            break d; // b and c released their slots
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut e = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let _ = e.write_all(anon("").as_bytes()).await;
+    assert_eq!(status_of(&mut e).await, None, "over the connection limit");
+    // One closes: new connections are served again.
+    drop(a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut f = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+        let _ = f.write_all(anon("").as_bytes()).await;
+        if status_of(&mut f).await == Some(403) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a slot was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.write_all(anon("").as_bytes()).await.unwrap();
+    assert_eq!(
+        status_of(&mut d).await,
+        Some(403),
+        "open connections keep working"
+    );
+    tx.send(true).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), g.done).await;
+}
+
+/// A TLS client trusting `roots`; the certificate the server presented on each connection.
+mod tls_client {
+    use std::sync::Arc;
+
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    pub fn connector(roots: &[CertificateDer<'static>]) -> tokio_rustls::TlsConnector {
+        let mut store = rustls::RootCertStore::empty();
+        for r in roots {
+            store.add(r.clone()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(store)
+            .with_no_client_auth();
+        // Full handshakes only: a resumed session would not show the certificate served now.
+        cfg.resumption = rustls::client::Resumption::disabled();
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    }
+
+    pub async fn connect(
+        c: &tokio_rustls::TlsConnector,
+        addr: std::net::SocketAddr,
+    ) -> (
+        tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        CertificateDer<'static>,
+    ) {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let s = c.connect(name, tcp).await.expect("TLS handshake");
+        let leaf = s.get_ref().1.peer_certificates().unwrap()[0].clone();
+        (s, leaf)
+    }
+}
+
+fn pem_cert_der(pem: &str) -> rustls::pki_types::CertificateDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+}
+
+/// S3 over HTTPS; SIGHUP swaps the certificate for new handshakes while an open connection
+/// keeps working; a bad file on reload keeps the old certificate.
+#[tokio::test]
+async fn https_and_certificate_reload_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let names = vec!["localhost".to_string()];
+    let (c1, k1) = crate::tls::self_signed_pem(&names).unwrap();
+    let (c2, k2) = crate::tls::self_signed_pem(&names).unwrap();
+    std::fs::write(&cert, &c1).unwrap();
+    std::fs::write(&key, &k1).unwrap();
+    let (der1, der2) = (pem_cert_der(&c1), pem_cert_der(&c2));
+    let backend = Arc::new(MemBackend::with_key(AK, SK));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let args = crate::GatewayArgs {
+        tls_cert: Some(cert.clone()),
+        tls_key: Some(key.clone()),
+        ..crate::GatewayArgs::local(vec![])
+    };
+    let g = crate::start_with_backend(args, backend, rx).await.unwrap();
+    let https = g.https_addr.expect("an HTTPS listener");
+    let connector = tls_client::connector(&[der1.clone(), der2.clone()]);
+    let (stream, leaf) = tls_client::connect(&connector, https).await;
+    assert_eq!(leaf, der1);
+    let (mut old, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let host = format!("localhost:{}", https.port());
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let date = sigv4::format_amz_date(now);
+    let signed = |method: &str, uri: &str, body: &'static str| {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", host.parse().unwrap());
+        headers.insert("content-length", body.len().to_string().parse().unwrap());
+        let hash = hex::encode(Sha256::digest(body.as_bytes()));
+        sigv4::sign_request(method, uri, "", &mut headers, &hash, &params(&date));
+        build(method, uri, headers, body.as_bytes().to_vec())
+    };
+    let r = old.send_request(signed("PUT", "/tls", "")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // New files, then SIGHUP to this process (the gateway's handler is installed).
+    std::fs::write(&key, &k2).unwrap();
+    std::fs::write(&cert, &c2).unwrap();
+    let pid = std::process::id().to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let served = g.tls.clone().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while served.chain()[0] != der2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, leaf) = tls_client::connect(&connector, https).await;
+    assert_eq!(leaf, der2, "a new handshake sees the new certificate");
+    let r = old
+        .send_request(signed("PUT", "/tls/k", "kept"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the connection opened before keeps working"
+    );
+    // A bad file: the reload fails and the current certificate stays.
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\ngarbage\n").unwrap();
+    crate::tls::reload_logged(&served);
+    let (stream, leaf) = tls_client::connect(&connector, https).await;
+    assert_eq!(leaf, der2);
+    let (mut fresh, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let r = fresh
+        .send_request(signed("GET", "/tls/k", ""))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = r.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&got[..], b"kept");
+    // Plain HTTP is still served beside it.
+    let plain = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    drop(plain);
+    tx.send(true).unwrap();
+    drop((old, fresh));
+    tokio::time::timeout(Duration::from_secs(10), g.done)
+        .await
+        .expect("drains")
+        .unwrap()
+        .unwrap();
 }
