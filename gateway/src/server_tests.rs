@@ -747,6 +747,59 @@ async fn unsigned_amz_headers_are_refused() {
     assert!(h.backend.object("bkt", "copy").is_none(), "nothing copied");
 }
 
+/// Names and sizes S3 restricts, refused before anything reaches the cluster: NUL in keys,
+/// system headers over 8 KiB, upload ids the master never issues.
+#[tokio::test]
+async fn keys_headers_and_upload_ids_are_checked() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    let r = h.put("/bkt/a%00b", b"x").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "InvalidArgument")
+    );
+    assert!(h.backend.object("bkt", "a\0b").is_none());
+    let r = h.put("/bkt/tab%09ok", b"x").await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "S3 accepts other control characters"
+    );
+    let long = "v".repeat(8192);
+    let r = h
+        .send("PUT", "/bkt/big-headers", &[("cache-control", &long)], b"x")
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "MetadataTooLarge")
+    );
+    assert!(h.backend.object("bkt", "big-headers").is_none());
+    let r = h
+        .send("POST", "/bkt/mp?uploads", &[("content-type", &long)], b"")
+        .await;
+    assert_eq!(r.code(), "MetadataTooLarge");
+    let fits = "v".repeat(4000);
+    let r = h
+        .send("PUT", "/bkt/ok-headers", &[("cache-control", &fits)], b"x")
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    for id in [
+        "abc1234def",
+        "56788",
+        &format!("{:032X}", 1),
+        &format!("{:032x}", 99),
+    ] {
+        let r = h
+            .send("DELETE", &format!("/bkt/mp?uploadId={id}"), &[], b"")
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::NOT_FOUND, "NoSuchUpload"),
+            "{id}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn listings() {
     let h = Harness::new();
