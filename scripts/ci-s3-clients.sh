@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CI step: scripts/s3-clients.sh (awscli, s3cmd, rclone) and a short `anode-tools bench s3`
-# against `anode dev`, then s3-clients.sh against
+# CI step: scripts/s3-clients.sh (awscli, s3cmd, rclone), scripts/s3-https-smoke.sh (awscli
+# over HTTPS, `anode dev --s3-https-listen` with its self-signed certificate) and a short
+# `anode-tools bench s3` against `anode dev`, then s3-clients.sh against
 # scripts/local-cluster.sh, both on free loopback ports, with the debug `anode` and
 # `anode-tools` binaries that `cargo build` already made (set ANODE_BIN and ANODE_TOOLS_BIN to
 # use others). Stops everything it started, by
@@ -43,13 +44,16 @@ pick_offset() { # LO HI BASE...
 
 failed=0
 # ---- anode dev ------------------------------------------------------------------------------
-# Ports: S3 at base+900, internal base, base+80, base+100..102, base+180..182, base+2000.
-dev_base=$(( 20001 + $(pick_offset 0 8000 20001 20081 20101 20102 20103 20181 20182 20183 20901 22001) ))
+# Ports: S3 at base+900, HTTPS S3 at base+950, internal base, base+80, base+100..102,
+# base+180..182, base+2000.
+dev_base=$(( 20001 + $(pick_offset 0 8000 20001 20081 20101 20102 20103 20181 20182 20183 20901 20951 22001) ))
 dev_ep="127.0.0.1:$((dev_base + 900))"
-echo "== anode dev on $dev_ep (internal ports from $dev_base)"
+dev_https="127.0.0.1:$((dev_base + 950))"
+echo "== anode dev on $dev_ep and https://$dev_https (internal ports from $dev_base)"
 (
   unset ANODE_ACCESS_KEY ANODE_SECRET_KEY # the development keys
-  exec "$ANODE_BIN" dev --data "$work/dev" --listen "$dev_ep" --base-port "$dev_base"
+  exec "$ANODE_BIN" dev --data "$work/dev" --listen "$dev_ep" --base-port "$dev_base" \
+    --s3-https-listen "$dev_https"
 ) >"$work/dev.log" 2>&1 &
 dev_pid=$!
 for _ in $(seq 1 300); do
@@ -61,6 +65,10 @@ if curl -s -o /dev/null "http://$dev_ep/"; then
   t0=$SECONDS
   (unset ANODE_ACCESS_KEY ANODE_SECRET_KEY; scripts/s3-clients.sh "http://$dev_ep") || failed=1
   echo "== s3-clients on anode dev: $((SECONDS - t0)) s"
+  t0=$SECONDS
+  (unset ANODE_ACCESS_KEY ANODE_SECRET_KEY
+    scripts/s3-https-smoke.sh "https://$dev_https" "$work/dev/s3-tls/cert.pem") || failed=1
+  echo "== s3-https-smoke on anode dev: $((SECONDS - t0)) s"
   echo "== anode-tools bench s3 (signed PUT/GET, bodies verified) on anode dev"
   (unset ANODE_ACCESS_KEY ANODE_SECRET_KEY
     "$ANODE_TOOLS_BIN" bench s3 --endpoint "http://$dev_ep" --size 1KiB --concurrency 4 --objects 50 &&

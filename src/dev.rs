@@ -31,6 +31,18 @@ pub struct DevArgs {
     /// of TLS; logs a warning).
     #[arg(long, env = "ANODE_INSECURE_NO_TLS")]
     pub insecure_no_tls: bool,
+    /// Also serve S3 over HTTPS on this address (e.g. 127.0.0.1:9443), beside plain HTTP on
+    /// `--listen`. Without `--s3-tls-cert`, a self-signed certificate for `localhost` and
+    /// `127.0.0.1` is made once in `DATA/s3-tls/` (`cert.pem` is also the CA bundle to give
+    /// clients).
+    #[arg(long, env = "ANODE_DEV_S3_HTTPS_LISTEN")]
+    pub s3_https_listen: Option<String>,
+    /// Certificate (PEM) for `--s3-https-listen`.
+    #[arg(long, env = "ANODE_DEV_S3_TLS_CERT", requires = "s3_tls_key")]
+    pub s3_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--s3-tls-cert`.
+    #[arg(long, env = "ANODE_DEV_S3_TLS_KEY", requires = "s3_tls_cert")]
+    pub s3_tls_key: Option<PathBuf>,
 }
 
 /// The TLS flags of each in-process node: `--certs-dir DIR/certs/<role>-<id>`, made on first
@@ -120,14 +132,19 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     }
     let masters = anode_master::ctl::Masters::new(vec![master_addr.clone()], tls[5].load()?);
     ensure_key(&masters).await?;
-    let mut g: anode_gateway::GatewayArgs = parse_args(&[
+    let mut gateway_flags = vec![
         s("--listen"),
         args.listen.clone(),
         s("--masters"),
         master_addr.clone(),
         s("--admin-listen"),
         format!("127.0.0.1:{}", p + 2000),
-    ])?;
+    ];
+    let https = s3_https_flags(&args, &data)?;
+    if let Some((flags, _)) = &https {
+        gateway_flags.extend(flags.iter().cloned());
+    }
+    let mut g: anode_gateway::GatewayArgs = parse_args(&gateway_flags)?;
     g.grpc_tls = tls[4].clone();
     let sd = shutdown.clone();
     tasks.push(tokio::spawn(async move { anode_gateway::run(g, sd).await }));
@@ -145,10 +162,43 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
             "anode dev: operator CLI: anode ctl --masters {master_addr} --insecure-no-tls status"
         ),
     }
+    if let (Some((_, cert)), Some(addr)) = (&https, &args.s3_https_listen) {
+        println!(
+            "anode dev: S3 endpoint https://{addr}  certificate {}",
+            cert.display()
+        );
+    }
     for t in tasks {
         t.await.context("task panicked")??;
     }
     Ok(())
+}
+
+/// The gateway flags for `--s3-https-listen` and the certificate it serves: the given pair,
+/// else a self-signed one kept in `DATA/s3-tls/`.
+fn s3_https_flags(
+    args: &DevArgs,
+    data: &std::path::Path,
+) -> anyhow::Result<Option<(Vec<String>, PathBuf)>> {
+    let Some(addr) = &args.s3_https_listen else {
+        return Ok(None);
+    };
+    let (cert, key) = match (&args.s3_tls_cert, &args.s3_tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+            anode_gateway::tls::ensure_self_signed(&data.join("s3-tls"), &names)?
+        }
+    };
+    let flags = vec![
+        s("--https-listen"),
+        addr.clone(),
+        s("--tls-cert"),
+        s(cert.display()),
+        s("--tls-key"),
+        s(key.display()),
+    ];
+    Ok(Some((flags, cert)))
 }
 
 /// Make sure the configured (or development) access key exists.

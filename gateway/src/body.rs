@@ -21,6 +21,7 @@ use crate::backend::BodyStream;
 use crate::checksum::PayloadChecksum;
 use crate::error::S3Error;
 use crate::metrics::METRICS;
+use crate::stall::{MinRate, RateMeter};
 
 /// Longest time to receive a body that is read whole (XML requests).
 pub const COLLECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -74,6 +75,7 @@ type RawStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
 pub struct RequestBody {
     raw: RawStream,
     decoder: BodyDecoder,
+    min_rate: Option<MinRate>,
 }
 
 impl RequestBody {
@@ -87,7 +89,15 @@ impl RequestBody {
         RequestBody {
             raw: Box::pin(raw),
             decoder,
+            min_rate: None,
         }
+    }
+
+    /// Hold the client to `rate` while the storage layer waits for body bytes: a client
+    /// sending slower fails the body with `RequestTimeout` (see [`crate::stall`]).
+    pub fn with_min_rate(mut self, rate: MinRate) -> RequestBody {
+        self.min_rate = Some(rate);
+        self
     }
 
     /// The payload as a stream for the storage layer. Past `max_bytes` of payload it fails with
@@ -109,6 +119,7 @@ impl RequestBody {
             raw: self.raw,
             decoder: self.decoder,
             checksum,
+            meter: self.min_rate.map(RateMeter::new),
             pending: VecDeque::new(),
             total: 0,
             max_bytes,
@@ -155,6 +166,7 @@ struct Decoding {
     raw: RawStream,
     decoder: BodyDecoder,
     checksum: Option<PayloadChecksum>,
+    meter: Option<RateMeter>,
     pending: VecDeque<Bytes>,
     total: u64,
     max_bytes: u64,
@@ -172,15 +184,16 @@ impl Decoding {
             if self.done {
                 return None;
             }
-            let step = match self.raw.next().await {
-                Some(Ok(input)) => self.feed(input),
-                Some(Err(e)) => Err(S3Error::IncompleteBody(format!(
+            let step = match self.next_raw().await {
+                Ok(Some(Ok(input))) => self.feed(input),
+                Ok(Some(Err(e))) => Err(S3Error::IncompleteBody(format!(
                     "reading the request body: {e}"
                 ))),
-                None => {
+                Ok(None) => {
                     self.done = true;
                     self.finish()
                 }
+                Err(e) => Err(e),
             };
             if let Err(e) = step {
                 self.done = true;
@@ -188,6 +201,28 @@ impl Decoding {
                 let io = std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string());
                 self.err.set(e);
                 return Some(Err(io));
+            }
+        }
+    }
+
+    /// The next piece from the client, waiting no longer than the rate meter allows
+    /// (`RequestTimeout` when the client is too slow).
+    async fn next_raw(&mut self) -> Result<Option<Result<Bytes, String>>, S3Error> {
+        let Some(meter) = &mut self.meter else {
+            return Ok(self.raw.next().await);
+        };
+        loop {
+            let started = tokio::time::Instant::now();
+            let got = tokio::time::timeout(meter.budget(), self.raw.next()).await;
+            let bytes = match &got {
+                Ok(Some(Ok(b))) => b.len() as u64,
+                _ => 0,
+            };
+            meter
+                .record(started.elapsed(), bytes)
+                .map_err(|_| S3Error::RequestTimeout)?;
+            if let Ok(item) = got {
+                return Ok(item);
             }
         }
     }
@@ -244,6 +279,46 @@ mod tests {
             body.collect(10).await,
             Err(S3Error::XAmzContentSHA256Mismatch)
         );
+    }
+
+    #[tokio::test]
+    async fn a_trickling_upload_times_out() {
+        // 10 bytes every 50 ms (200 B/s) against 1000 B/s over 300 ms windows.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                if tx
+                    .send(Ok(Frame::data(Bytes::from_static(&[7u8; 10]))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let rate = MinRate::per_sec(1000, Duration::from_millis(300));
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let body = RequestBody::new(StreamBody::new(stream), BodyDecoder::Raw).with_min_rate(rate);
+        let started = std::time::Instant::now();
+        let got = tokio::time::timeout(Duration::from_secs(10), body.collect(1 << 20)).await;
+        assert_eq!(got.expect("bounded"), Err(S3Error::RequestTimeout));
+        assert!(started.elapsed() < Duration::from_secs(3));
+        // The same trickle is fine under a lower bar.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                let _ = tx
+                    .send(Ok(Frame::data(Bytes::from_static(&[7u8; 10]))))
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let rate = MinRate::per_sec(50, Duration::from_millis(300));
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let body = RequestBody::new(StreamBody::new(stream), BodyDecoder::Raw).with_min_rate(rate);
+        let got = tokio::time::timeout(Duration::from_secs(10), body.collect(1 << 20)).await;
+        assert_eq!(got.expect("bounded").unwrap().len(), 100);
     }
 
     #[tokio::test]

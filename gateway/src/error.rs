@@ -9,12 +9,20 @@ use http::StatusCode;
 
 use crate::xml::XmlWriter;
 
+/// The `<Message>` of every 500 answer (S3's own text).
+pub const INTERNAL_ERROR_MESSAGE: &str = "We encountered an internal error. Please try again.";
+/// The `<Message>` of every 503 ServiceUnavailable answer.
+pub const SERVICE_UNAVAILABLE_MESSAGE: &str = "Please reduce your request rate.";
+
 /// Every S3-visible failure. The `Display` text is the `<Message>` of the error document.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum S3Error {
     /// 403: refused (anonymous request, expired presigned URL, ...); the message says why.
     #[error("{0}")]
     AccessDenied(String),
+    /// 403 AccessDenied: `x-amz-*` headers (listed) that the signature does not cover.
+    #[error("There were headers present in the request which were not signed")]
+    HeadersNotSigned(Vec<String>),
     /// 403: the signature we computed differs from the one given.
     #[error("The request signature we calculated does not match the signature you provided. Check your key and signing method.")]
     SignatureDoesNotMatch,
@@ -126,6 +134,9 @@ pub enum S3Error {
     /// 400: the body ended early or its framing broke.
     #[error("You did not provide the number of bytes specified by the Content-Length HTTP header. ({0})")]
     IncompleteBody(String),
+    /// 400: the client sent the body (or read the response) too slowly.
+    #[error("Your socket connection to the server was not read from or written to within the timeout period.")]
+    RequestTimeout,
     /// 411: a body without Content-Length.
     #[error("You must provide the Content-Length HTTP header.")]
     MissingContentLength,
@@ -139,7 +150,7 @@ impl S3Error {
     pub fn aws_code(&self) -> &'static str {
         use S3Error::*;
         match self {
-            AccessDenied(_) => "AccessDenied",
+            AccessDenied(_) | HeadersNotSigned(_) => "AccessDenied",
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
             InvalidAccessKeyId => "InvalidAccessKeyId",
             RequestTimeTooSkewed => "RequestTimeTooSkewed",
@@ -175,6 +186,7 @@ impl S3Error {
             ServiceUnavailable(_) => "ServiceUnavailable",
             SlowDown => "SlowDown",
             IncompleteBody(_) => "IncompleteBody",
+            RequestTimeout => "RequestTimeout",
             MissingContentLength => "MissingContentLength",
             KeyTooLongError => "KeyTooLongError",
         }
@@ -184,9 +196,11 @@ impl S3Error {
     pub fn http_status(&self) -> StatusCode {
         use S3Error::*;
         match self {
-            AccessDenied(_) | SignatureDoesNotMatch | InvalidAccessKeyId | RequestTimeTooSkewed => {
-                StatusCode::FORBIDDEN
-            }
+            AccessDenied(_)
+            | HeadersNotSigned(_)
+            | SignatureDoesNotMatch
+            | InvalidAccessKeyId
+            | RequestTimeTooSkewed => StatusCode::FORBIDDEN,
             NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchConfiguration { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -215,6 +229,7 @@ impl S3Error {
             | InvalidArgument(_)
             | InvalidRequest(_)
             | IncompleteBody(_)
+            | RequestTimeout
             | KeyTooLongError => StatusCode::BAD_REQUEST,
         }
     }
@@ -224,13 +239,28 @@ impl S3Error {
         !matches!(self, S3Error::NotModified)
     }
 
-    /// The XML error document: `<Error><Code/><Message/><Resource/><RequestId/></Error>`.
+    /// The `<Message>` a client sees. Server-side failures (5xx) carry fixed text: their
+    /// detail (addresses, disks, peers) goes to the log under the request id, never to the
+    /// client. Everything else is the `Display` text.
+    pub fn public_message(&self) -> String {
+        match self {
+            S3Error::InternalError(_) => INTERNAL_ERROR_MESSAGE.to_string(),
+            S3Error::ServiceUnavailable(_) => SERVICE_UNAVAILABLE_MESSAGE.to_string(),
+            e => e.to_string(),
+        }
+    }
+
+    /// The XML error document: `<Error><Code/><Message/><Resource/><RequestId/></Error>`
+    /// (with [`S3Error::public_message`]).
     pub fn to_xml(&self, resource: &str, request_id: &str) -> String {
         let mut w = XmlWriter::new();
         w.open("Error");
         w.elem("Code", self.aws_code());
-        w.elem("Message", &self.to_string());
+        w.elem("Message", &self.public_message());
         w.elem("Resource", resource);
+        if let S3Error::HeadersNotSigned(names) = self {
+            w.elem("HeadersNotSigned", &names.join(", "));
+        }
         w.elem("RequestId", request_id);
         w.close("Error");
         w.finish()
@@ -349,6 +379,7 @@ mod tests {
             (S3Error::SlowDown, "SlowDown", 503),
             (S3Error::IncompleteBody("x".into()), "IncompleteBody", 400),
             (S3Error::MissingContentLength, "MissingContentLength", 411),
+            (S3Error::RequestTimeout, "RequestTimeout", 400),
             (S3Error::KeyTooLongError, "KeyTooLongError", 400),
             (
                 S3Error::XAmzContentSHA256Mismatch,
@@ -372,6 +403,31 @@ mod tests {
              <Message>The specified key does not exist.</Message>\
              <Resource>/b/a&amp;b</Resource><RequestId>REQ1</RequestId></Error>"
         );
+    }
+
+    #[test]
+    fn server_errors_show_no_detail() {
+        let e = S3Error::InternalError("chunkserver 10.0.0.7:7101: EIO on /srv/d3".into());
+        let xml = e.to_xml("/b/k", "REQ9");
+        assert!(
+            xml.contains("<Message>We encountered an internal error. Please try again.</Message>")
+                && xml.contains("<RequestId>REQ9</RequestId>")
+                && !xml.contains("10.0.0.7"),
+            "{xml}"
+        );
+        assert!(
+            e.to_string().contains("10.0.0.7"),
+            "the log keeps the detail"
+        );
+        let xml =
+            S3Error::ServiceUnavailable("need 3 chunkservers, have 1".into()).to_xml("/", "R");
+        assert!(
+            xml.contains("<Message>Please reduce your request rate.</Message>")
+                && !xml.contains("chunkservers"),
+            "{xml}"
+        );
+        let xml = S3Error::InvalidArgument("bad max-keys".into()).to_xml("/", "R");
+        assert!(xml.contains("<Message>bad max-keys</Message>"), "{xml}");
     }
 
     #[test]

@@ -521,7 +521,7 @@ fn put_options(h: &HeaderMap) -> Result<PutOptions, S3Error> {
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
     let content_md5 = get("content-md5").map(parse_content_md5).transpose()?;
     let if_match_etag = write_condition(h)?;
-    Ok(PutOptions {
+    let opts = PutOptions {
         content_type: get("content-type")
             .filter(|c| !c.is_empty())
             .unwrap_or(DEFAULT_CONTENT_TYPE)
@@ -530,7 +530,9 @@ fn put_options(h: &HeaderMap) -> Result<PutOptions, S3Error> {
         system_metadata: system_metadata(h),
         if_match_etag,
         content_md5,
-    })
+    };
+    anode_meta::validate::system_metadata(&opts.content_type, &opts.system_metadata)?;
+    Ok(opts)
 }
 
 /// The condition of a write (PutObject, CompleteMultipartUpload): `If-None-Match: *` -> `""`

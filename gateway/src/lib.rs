@@ -10,8 +10,8 @@
 //! - [`handlers`]: one function per operation, calling the [`backend::Backend`] trait
 //!   (implemented by [`anode_client::Client`]).
 //! - [`xml`], [`http_util`], [`error`]: the pure S3 wire layer.
-//! - [`janitor`]: aborts stale multipart uploads; [`stall`]: the write-stall guard on
-//!   connections.
+//! - [`janitor`]: aborts stale multipart uploads; [`stall`]: minimum transfer rates (response
+//!   writes and request bodies); [`tls`]: S3 over HTTPS with the certificate reloaded on SIGHUP.
 //!
 //! Architecture invariants:
 //! - Only this crate knows S3 XML and SigV4.
@@ -37,6 +37,7 @@ pub mod router;
 pub mod server;
 pub mod sigv4;
 pub mod stall;
+pub mod tls;
 pub mod xml;
 
 #[cfg(test)]
@@ -90,6 +91,67 @@ pub struct GatewayArgs {
     /// Abort multipart uploads older than this many hours (0 = never).
     #[arg(long, env = "ANODE_MULTIPART_STALE_HOURS", default_value_t = 24)]
     pub multipart_stale_hours: u64,
+    /// S3 over HTTPS: the certificate chain (PEM, leaf first). With `--tls-key`, the gateway
+    /// also serves HTTPS on `--https-listen`; the plain `--listen` stays for loopback use.
+    /// Reloaded on SIGHUP.
+    #[arg(long, env = "ANODE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "ANODE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// HTTPS listen address (used with `--tls-cert` and `--tls-key`).
+    #[arg(long, env = "ANODE_HTTPS_LISTEN", default_value = "127.0.0.1:9443")]
+    pub https_listen: SocketAddr,
+    /// Most open S3 connections over both listeners; past it new connections are closed.
+    #[arg(long, env = "ANODE_MAX_CONNECTIONS", default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Most headers in one request (431 past it).
+    #[arg(long, env = "ANODE_MAX_HEADERS", default_value_t = server::DEFAULT_MAX_HEADERS)]
+    pub max_headers: usize,
+    /// Largest request line plus headers, in bytes (431 past it).
+    #[arg(long, env = "ANODE_MAX_HEADER_BYTES", default_value_t = server::DEFAULT_MAX_HEADER_BYTES)]
+    pub max_header_bytes: usize,
+    /// Minimum transfer rate, in bytes per second, while the gateway waits for a client (an
+    /// upload body, or a response the client does not read), measured over
+    /// `--transfer-rate-window-secs` of waiting. Slower uploads get 400 RequestTimeout; slower
+    /// downloads are cut. 0 still ends a complete stall after one window.
+    #[arg(long, env = "ANODE_MIN_TRANSFER_RATE", default_value_t = stall::DEFAULT_MIN_BYTES_PER_SEC)]
+    pub min_transfer_rate: u64,
+    /// The window of `--min-transfer-rate`, in seconds.
+    #[arg(long, env = "ANODE_TRANSFER_RATE_WINDOW_SECS", default_value_t = stall::DEFAULT_RATE_WINDOW.as_secs())]
+    pub transfer_rate_window_secs: u64,
+}
+
+impl GatewayArgs {
+    /// Defaults for a gateway on loopback with OS-chosen ports (tests).
+    pub fn local(masters: Vec<String>) -> GatewayArgs {
+        GatewayArgs {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            masters,
+            // No certificates: set them for a gateway that calls real masters.
+            grpc_tls: Default::default(),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            domain: Vec::new(),
+            region: "us-east-1".into(),
+            max_concurrency: 1024,
+            multipart_stale_hours: 0,
+            tls_cert: None,
+            tls_key: None,
+            https_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_connections: server::DEFAULT_MAX_CONNECTIONS,
+            max_headers: server::DEFAULT_MAX_HEADERS,
+            max_header_bytes: server::DEFAULT_MAX_HEADER_BYTES,
+            min_transfer_rate: stall::DEFAULT_MIN_BYTES_PER_SEC,
+            transfer_rate_window_secs: stall::DEFAULT_RATE_WINDOW.as_secs(),
+        }
+    }
+
+    fn min_rate(&self) -> stall::MinRate {
+        stall::MinRate::per_sec(
+            self.min_transfer_rate,
+            Duration::from_secs(self.transfer_rate_window_secs),
+        )
+    }
 }
 
 /// A started gateway.
@@ -99,6 +161,10 @@ pub struct RunningGateway {
     pub addr: SocketAddr,
     /// Bound admin address.
     pub admin_addr: SocketAddr,
+    /// Bound HTTPS address, when serving HTTPS.
+    pub https_addr: Option<SocketAddr>,
+    /// The HTTPS certificate (reloaded on SIGHUP; tests reload it directly).
+    pub tls: Option<Arc<tls::ReloadingCert>>,
     /// Resolves when the gateway stopped (after draining).
     pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -125,11 +191,20 @@ pub async fn start_with_backend(
         args.max_concurrency > 0,
         "--max-concurrency must be positive"
     );
+    anyhow::ensure!(
+        args.max_connections > 0,
+        "--max-connections must be positive"
+    );
+    anyhow::ensure!(
+        args.max_header_bytes >= 1024,
+        "--max-header-bytes must be at least 1024"
+    );
     std::sync::LazyLock::force(&metrics::METRICS);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind S3 listener {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let https = https_listener(&args, shutdown.clone()).await?;
     let health = anode_common::Health::new();
     let admin_addr =
         anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
@@ -137,6 +212,7 @@ pub async fn start_with_backend(
         domains: args.domain.clone(),
         region: args.region.clone(),
         max_concurrency: args.max_concurrency,
+        min_rate: args.min_rate(),
     };
     let gateway = Arc::new(Gateway::new(backend.clone(), cfg));
     if args.multipart_stale_hours > 0 {
@@ -144,23 +220,89 @@ pub async fn start_with_backend(
         janitor::spawn(backend, age, shutdown.clone());
     }
     health.set(true);
-    tracing::info!(%addr, %admin_addr, "S3 gateway serving");
+    let https_addr = https.as_ref().map(|h| h.addr);
+    tracing::info!(%addr, ?https_addr, %admin_addr, "S3 gateway serving");
     let mut drain_signal = shutdown.clone();
     let drain_health = health.clone();
     tokio::spawn(async move {
         server::wait_for_true(&mut drain_signal).await;
         drain_health.set(false);
     });
+    let limits = server::ConnLimits {
+        max_connections: args.max_connections,
+        max_headers: args.max_headers,
+        max_header_bytes: args.max_header_bytes,
+        min_rate: args.min_rate(),
+    };
+    let connections = Arc::new(tokio::sync::Semaphore::new(args.max_connections));
+    let mut listeners = vec![server::Listener {
+        tcp: listener,
+        tls: None,
+    }];
+    let tls = https.map(|h| {
+        listeners.push(h.listener);
+        h.cert
+    });
+    let serving: Vec<_> = listeners
+        .into_iter()
+        .map(|l| {
+            let serve = server::serve(
+                l,
+                gateway.clone(),
+                limits.clone(),
+                connections.clone(),
+                shutdown.clone(),
+                server::DRAIN_TIMEOUT,
+            );
+            tokio::spawn(serve)
+        })
+        .collect();
     let done = tokio::spawn(async move {
-        server::serve(listener, gateway, shutdown, server::DRAIN_TIMEOUT).await?;
+        for s in serving {
+            s.await.context("S3 listener task panicked")??;
+        }
         health.set(false);
         Ok(())
     });
     Ok(RunningGateway {
         addr,
         admin_addr,
+        https_addr,
+        tls,
         done,
     })
+}
+
+struct Https {
+    listener: server::Listener,
+    addr: SocketAddr,
+    cert: Arc<tls::ReloadingCert>,
+}
+
+/// The HTTPS listener when `--tls-cert` and `--tls-key` are given (certificate reloaded on
+/// SIGHUP from then on).
+async fn https_listener(
+    args: &GatewayArgs,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<Https>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let cert = Arc::new(tls::ReloadingCert::load(cert, key)?);
+    let config = tls::server_config(cert.clone())?;
+    let tcp = tokio::net::TcpListener::bind(args.https_listen)
+        .await
+        .with_context(|| format!("bind S3 HTTPS listener {}", args.https_listen))?;
+    let addr = tcp.local_addr()?;
+    tls::spawn_sighup_reloader(cert.clone(), shutdown).context("SIGHUP handler")?;
+    Ok(Some(Https {
+        listener: server::Listener {
+            tcp,
+            tls: Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        },
+        addr,
+        cert,
+    }))
 }
 
 /// Run a gateway until `shutdown` turns true and it drained.

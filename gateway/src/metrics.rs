@@ -23,6 +23,10 @@ pub struct Metrics {
     pub bytes_out: IntCounter,
     /// Multipart uploads aborted as stale.
     pub stale_uploads_aborted: IntCounter,
+    /// Open S3 connections (plain and HTTPS).
+    pub connections: IntGauge,
+    /// Connections closed at once because `--max-connections` were open.
+    pub connections_refused: IntCounter,
 }
 
 /// The process-wide metrics, registered on first use.
@@ -57,6 +61,13 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     stale_uploads_aborted: register_int_counter!(
         "anode_gateway_stale_uploads_aborted_total",
         "Multipart uploads aborted because they were older than --multipart-stale-hours"
+    )
+    .expect("metric registers once"),
+    connections: register_int_gauge!("anode_gateway_connections", "Open S3 connections")
+        .expect("metric registers once"),
+    connections_refused: register_int_counter!(
+        "anode_gateway_connections_refused_total",
+        "Connections closed at once at the --max-connections limit"
     )
     .expect("metric registers once"),
 });

@@ -460,7 +460,7 @@ mod tests {
     fn table() {
         let b = || "b".to_string();
         let k = || "k".to_string();
-        let u = || "u1".to_string();
+        let u = || "00000000000000000000000000000001".to_string();
         type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a str, bool, Result<S3Op, &'a str>);
         let cases: Vec<Case> = vec![
             ("GET", None, None, "", false, Ok(S3Op::ListBuckets)),
@@ -494,15 +494,20 @@ mod tests {
             ("HEAD", Some("b"), Some("k"), "", false, Ok(S3Op::HeadObject { bucket: b(), key: k() })),
             ("DELETE", Some("b"), Some("k"), "", false, Ok(S3Op::DeleteObject { bucket: b(), key: k() })),
             ("POST", Some("b"), Some("k"), "uploads", false, Ok(S3Op::CreateMultipartUpload { bucket: b(), key: k() })),
-            ("PUT", Some("b"), Some("k"), "partNumber=3&uploadId=u1", false, Ok(S3Op::UploadPart { bucket: b(), key: k(), upload_id: u(), part_number: 3 })),
-            ("PUT", Some("b"), Some("k"), "partNumber=3&uploadId=u1", true, Ok(S3Op::UploadPartCopy { bucket: b(), key: k(), upload_id: u(), part_number: 3 })),
-            ("PUT", Some("b"), Some("k"), "partNumber=0&uploadId=u1", false, Err("InvalidArgument")),
-            ("PUT", Some("b"), Some("k"), "partNumber=10001&uploadId=u1", false, Err("InvalidArgument")),
-            ("PUT", Some("b"), Some("k"), "uploadId=u1", false, Err("InvalidArgument")),
+            ("PUT", Some("b"), Some("k"), "partNumber=3&uploadId=00000000000000000000000000000001", false, Ok(S3Op::UploadPart { bucket: b(), key: k(), upload_id: u(), part_number: 3 })),
+            ("PUT", Some("b"), Some("k"), "partNumber=3&uploadId=00000000000000000000000000000001", true, Ok(S3Op::UploadPartCopy { bucket: b(), key: k(), upload_id: u(), part_number: 3 })),
+            ("PUT", Some("b"), Some("k"), "partNumber=0&uploadId=00000000000000000000000000000001", false, Err("InvalidArgument")),
+            ("PUT", Some("b"), Some("k"), "partNumber=10001&uploadId=00000000000000000000000000000001", false, Err("InvalidArgument")),
+            ("PUT", Some("b"), Some("k"), "uploadId=00000000000000000000000000000001", false, Err("InvalidArgument")),
             ("PUT", Some("b"), Some("k"), "partNumber=1", false, Err("InvalidArgument")),
-            ("POST", Some("b"), Some("k"), "uploadId=u1", false, Ok(S3Op::CompleteMultipartUpload { bucket: b(), key: k(), upload_id: u() })),
-            ("DELETE", Some("b"), Some("k"), "uploadId=u1", false, Ok(S3Op::AbortMultipartUpload { bucket: b(), key: k(), upload_id: u() })),
-            ("GET", Some("b"), Some("k"), "uploadId=u1", false, Ok(S3Op::ListParts { bucket: b(), key: k(), upload_id: u() })),
+            ("POST", Some("b"), Some("k"), "uploadId=00000000000000000000000000000001", false, Ok(S3Op::CompleteMultipartUpload { bucket: b(), key: k(), upload_id: u() })),
+            ("DELETE", Some("b"), Some("k"), "uploadId=00000000000000000000000000000001", false, Ok(S3Op::AbortMultipartUpload { bucket: b(), key: k(), upload_id: u() })),
+            ("GET", Some("b"), Some("k"), "uploadId=00000000000000000000000000000001", false, Ok(S3Op::ListParts { bucket: b(), key: k(), upload_id: u() })),
+            // Ids the master never issues are unknown uploads (s3-tests: 'abc1234def', '56788').
+            ("POST", Some("b"), Some("k"), "uploadId=abc1234def", false, Err("NoSuchUpload")),
+            ("DELETE", Some("b"), Some("k"), "uploadId=56788", false, Err("NoSuchUpload")),
+            ("GET", Some("b"), Some("k"), "uploadId=0000000000000000000000000000000A", false, Err("NoSuchUpload")),
+            ("PUT", Some("b"), Some("k"), "partNumber=1&uploadId=000000000000000000000000000000001", false, Err("NoSuchUpload")),
             ("GET", Some("b"), Some("k"), "acl", false, Ok(S3Op::GetAcl { bucket: b(), key: Some(k()) })),
             ("GET", Some("b"), Some("k"), "tagging", false, Ok(S3Op::GetObjectTagging { bucket: b(), key: k() })),
             ("PUT", Some("b"), Some("k"), "tagging", false, Err("NotImplemented")),

@@ -35,7 +35,7 @@ use crate::http_util::{decode_path, resolve_target, Query};
 use crate::metrics::METRICS;
 use crate::router;
 use crate::sigv4::{self, RequestParts, Verified};
-use crate::stall::{StallGuard, WRITE_STALL_TIMEOUT};
+use crate::stall::{MinRate, StallGuard};
 
 /// How long a client may take to send request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub region: String,
     /// Most requests handled at once; more get 503 SlowDown.
     pub max_concurrency: usize,
+    /// Minimum upload rate while a handler waits for body bytes (else `RequestTimeout`).
+    pub min_rate: MinRate,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +64,7 @@ impl Default for ServerConfig {
             domains: Vec::new(),
             region: "us-east-1".into(),
             max_concurrency: 1024,
+            min_rate: MinRate::default(),
         }
     }
 }
@@ -144,7 +147,7 @@ impl Gateway {
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
-                log_error(&e, &info);
+                log_error(&e, &info, &request_id);
                 error_response(&e, &info.resource, &request_id, is_head)
             }
         };
@@ -226,7 +229,8 @@ impl Gateway {
             region: &self.cfg.region,
             now_ms: unix_ms(&self.clock),
         };
-        handlers::dispatch(&cx, op, RequestBody::new(body, decoder)).await
+        let body = RequestBody::new(body, decoder).with_min_rate(self.cfg.min_rate);
+        handlers::dispatch(&cx, op, body).await
     }
 
     async fn authenticate(
@@ -258,9 +262,18 @@ fn unix_ms(clock: &Clock) -> u64 {
         .unwrap_or(0)
 }
 
-fn log_error(e: &S3Error, info: &ReqInfo) {
+/// Server-side failures are logged with their detail and the request id the client got (the
+/// answer itself carries generic text, see [`S3Error::public_message`]).
+fn log_error(e: &S3Error, info: &ReqInfo, request_id: &str) {
     if e.http_status().is_server_error() {
-        tracing::warn!(op = info.op, code = e.aws_code(), error = %e, "s3 request failed");
+        tracing::warn!(
+            request_id,
+            op = info.op,
+            code = e.aws_code(),
+            resource = %info.resource,
+            error = %e,
+            "s3 request failed"
+        );
     } else {
         tracing::debug!(op = info.op, code = e.aws_code(), "s3 request refused");
     }
@@ -338,11 +351,56 @@ impl RequestIds {
     }
 }
 
+/// Limits of the S3 listeners (shared by the plain and the HTTPS one).
+#[derive(Clone, Debug)]
+pub struct ConnLimits {
+    /// Open connections at most, over all listeners; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Most request headers (hyper answers 431 past it).
+    pub max_headers: usize,
+    /// Largest request head (request line and headers), in bytes (431 past it).
+    pub max_header_bytes: usize,
+    /// Minimum response rate while a write is blocked on the client.
+    pub min_rate: MinRate,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            min_rate: MinRate::default(),
+        }
+    }
+}
+
+/// Default of `--max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default of `--max-headers` (hyper's own default).
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Default of `--max-header-bytes`: S3 allows 8 KiB of headers on a PUT; presigned URLs and
+/// long keys make request lines long too.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// How long a TLS handshake may take.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One S3 listener: plain HTTP, or HTTPS with `tls`.
+pub struct Listener {
+    /// The bound socket.
+    pub tcp: TcpListener,
+    /// The TLS acceptor for HTTPS.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
 /// Serve `gateway` on `listener` until `shutdown` turns true, then drain (bounded by
-/// `drain_timeout`). HTTP/1.1 with keep-alive.
+/// `drain_timeout`). HTTP/1.1 with keep-alive. `connections` is shared by every listener and
+/// holds `limits.max_connections` permits.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     gateway: Arc<Gateway>,
+    limits: ConnLimits,
+    connections: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     drain_timeout: Duration,
 ) -> std::io::Result<()> {
@@ -351,10 +409,20 @@ pub async fn serve(
     builder
         .keep_alive(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(limits.max_header_bytes);
+    if limits.max_headers != DEFAULT_MAX_HEADERS {
+        builder.max_headers(limits.max_headers);
+    }
+    let conn = ConnSetup {
+        builder: Arc::new(builder),
+        gateway,
+        tls: listener.tls.clone(),
+        min_rate: limits.min_rate,
+    };
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = listener.tcp.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -364,8 +432,14 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    METRICS.connections_refused.inc();
+                    tracing::debug!(%peer, "connection limit reached: closed");
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                spawn_connection(&builder, &graceful, stream, peer, gateway.clone());
+                conn.spawn(stream, peer, permit, graceful.watcher());
             }
             _ = wait_for_true(&mut shutdown) => break,
         }
@@ -379,25 +453,89 @@ pub async fn serve(
     Ok(())
 }
 
-fn spawn_connection(
-    builder: &hyper::server::conn::http1::Builder,
-    graceful: &GracefulShutdown,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
+/// What each accepted connection needs.
+struct ConnSetup {
+    builder: Arc<hyper::server::conn::http1::Builder>,
     gateway: Arc<Gateway>,
-) {
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    min_rate: MinRate,
+}
+
+impl ConnSetup {
+    /// Serve one connection on its own task (after the TLS handshake for HTTPS), holding
+    /// `permit` until it closes.
+    fn spawn(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        let builder = self.builder.clone();
+        let gateway = self.gateway.clone();
+        let tls = self.tls.clone();
+        let min_rate = self.min_rate;
+        tokio::spawn(async move {
+            let _permit = permit;
+            METRICS.connections.inc();
+            let _open = scopeguard(|| METRICS.connections.dec());
+            let result = match tls {
+                None => serve_io(&builder, watcher, stream, min_rate, gateway).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(tls_stream)) => {
+                            serve_io(&builder, watcher, tls_stream, min_rate, gateway).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn serve_io<S>(
+    builder: &hyper::server::conn::http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: S,
+    min_rate: MinRate,
+    gateway: Arc<Gateway>,
+) -> Result<(), hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc = hyper::service::service_fn(move |req| {
         let gateway = gateway.clone();
         async move { Ok::<_, Infallible>(gateway.handle(req).await) }
     });
-    let io = StallGuard::new(stream, WRITE_STALL_TIMEOUT);
+    let io = StallGuard::new(io, min_rate);
     let conn = builder.serve_connection(TokioIo::new(io), svc);
-    let conn = graceful.watch(conn);
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+    watcher.watch(conn).await
+}
+
+/// Run `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
         }
-    });
+    }
+    Guard(Some(f))
 }
 
 /// Resolve once the watch holds `true` (never, if its sender is gone without saying so).

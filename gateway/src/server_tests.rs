@@ -15,7 +15,7 @@ use crate::server::{Gateway, ServerConfig};
 use crate::sigv4::{self, ChunkSigner, SignParams, STREAMING_PAYLOAD, UNSIGNED_PAYLOAD};
 use crate::testing::{MemBackend, NOW_MS};
 
-const AK: &str = "AKTEST";
+const AK: &str = "AKTESTAKTEST0001";
 const SK: &str = "secret/key";
 const HOST: &str = "127.0.0.1:9000";
 
@@ -164,15 +164,21 @@ async fn anonymous_and_bad_signatures_are_refused() {
         (r.status, r.code().as_str()),
         (StatusCode::FORBIDDEN, "SignatureDoesNotMatch")
     );
-    // Unknown key; the miss is cached.
-    for _ in 0..3 {
+    // Unknown key; the miss is cached. A malformed one costs no lookup at all.
+    for ak in [
+        "AKUNKNOWNUNKNOWN01",
+        "NOPE",
+        "AKUNKNOWNUNKNOWN01",
+        "AK/../x",
+        "AKUNKNOWNUNKNOWN01",
+    ] {
         let mut headers = HeaderMap::new();
         headers.insert("host", HOST.parse().unwrap());
         let mut p = params(&date);
-        p.access_key = "NOPE";
+        p.access_key = ak;
         sigv4::sign_request("GET", "/", "", &mut headers, UNSIGNED_PAYLOAD, &p);
         let r = h.raw(build("GET", "/", headers, vec![])).await;
-        assert_eq!(r.code(), "InvalidAccessKeyId");
+        assert_eq!(r.code(), "InvalidAccessKeyId", "{ak}");
     }
     // Good requests: the secret is cached too.
     assert_eq!(h.get("/").await.status, StatusCode::OK);
@@ -659,6 +665,141 @@ async fn presigned_get() {
     assert!(r.text().contains("Request has expired"), "{}", r.text());
 }
 
+/// A presigned PUT URL cannot be turned into a CopyObject (or gain metadata) by adding
+/// unsigned `x-amz-*` headers; a header-signed request cannot either.
+#[tokio::test]
+async fn unsigned_amz_headers_are_refused() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    h.put("/bkt/secret", b"top secret").await;
+    let date = amz_date();
+    let q = sigv4::presign("PUT", "/bkt/upload", "", HOST, 60, &params(&date));
+    let uri = format!("/bkt/upload?{q}");
+    let with = |extra: &[(&str, &str)]| {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HOST.parse().unwrap());
+        headers.insert("content-length", "2".parse().unwrap());
+        for (k, v) in extra {
+            headers.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        build("PUT", &uri, headers, b"hi".to_vec())
+    };
+    let r = h.raw(with(&[("x-amz-copy-source", "/bkt/secret")])).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "AccessDenied")
+    );
+    assert!(
+        r.text().contains("which were not signed")
+            && r.text()
+                .contains("<HeadersNotSigned>x-amz-copy-source</HeadersNotSigned>"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        h.backend.object("bkt", "upload").is_none(),
+        "nothing copied"
+    );
+    let r = h
+        .raw(with(&[("x-amz-meta-a", "1"), ("x-amz-acl", "public-read")]))
+        .await;
+    assert!(
+        r.text()
+            .contains("<HeadersNotSigned>x-amz-acl, x-amz-meta-a</HeadersNotSigned>"),
+        "{}",
+        r.text()
+    );
+    // A streaming marker is not the URL's payload hash: refused too.
+    let r = h
+        .raw(with(&[("x-amz-content-sha256", STREAMING_PAYLOAD)]))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    // What S3 lets through: x-amz-content-sha256 repeating the URL's hash, and x-amzn-*.
+    let r = h
+        .raw(with(&[
+            ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
+            ("x-amzn-trace-id", "Root=1"),
+        ]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(h.get("/bkt/upload").await.body, "hi");
+    // Header auth: a header added after signing.
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    headers.insert("content-length", "0".parse().unwrap());
+    sigv4::sign_request(
+        "PUT",
+        "/bkt/copy",
+        "",
+        &mut headers,
+        sigv4::EMPTY_SHA256,
+        &params(&date),
+    );
+    headers.insert("x-amz-copy-source", "/bkt/secret".parse().unwrap());
+    let r = h.raw(build("PUT", "/bkt/copy", headers, vec![])).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "AccessDenied")
+    );
+    assert!(h.backend.object("bkt", "copy").is_none(), "nothing copied");
+}
+
+/// Names and sizes S3 restricts, refused before anything reaches the cluster: NUL in keys,
+/// system headers over 8 KiB, upload ids the master never issues.
+#[tokio::test]
+async fn keys_headers_and_upload_ids_are_checked() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    let r = h.put("/bkt/a%00b", b"x").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "InvalidArgument")
+    );
+    assert!(h.backend.object("bkt", "a\0b").is_none());
+    let r = h.put("/bkt/tab%09ok", b"x").await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "S3 accepts other control characters"
+    );
+    let long = "v".repeat(8192);
+    let r = h
+        .send("PUT", "/bkt/big-headers", &[("cache-control", &long)], b"x")
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "MetadataTooLarge")
+    );
+    assert!(h.backend.object("bkt", "big-headers").is_none());
+    let r = h
+        .send("POST", "/bkt/mp?uploads", &[("content-type", &long)], b"")
+        .await;
+    assert_eq!(r.code(), "MetadataTooLarge");
+    let fits = "v".repeat(4000);
+    let r = h
+        .send("PUT", "/bkt/ok-headers", &[("cache-control", &fits)], b"x")
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    for id in [
+        "abc1234def",
+        "56788",
+        &format!("{:032X}", 1),
+        &format!("{:032x}", 99),
+    ] {
+        let r = h
+            .send("DELETE", &format!("/bkt/mp?uploadId={id}"), &[], b"")
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::NOT_FOUND, "NoSuchUpload"),
+            "{id}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn listings() {
     let h = Harness::new();
@@ -701,7 +842,7 @@ async fn listings() {
         t.contains("<Key>c/x/1</Key>") && t.contains("<NextMarker>d e</NextMarker>"),
         "{t}"
     );
-    assert!(t.contains("<Owner><ID>AKTEST</ID>"));
+    assert!(t.contains("<Owner><ID>AKTESTAKTEST0001</ID>"));
     // max-keys=0 and bad parameters.
     let t = h.get("/bkt?list-type=2&max-keys=0").await.text();
     assert!(t.contains("<KeyCount>0</KeyCount>") && t.contains("<IsTruncated>false</IsTruncated>"));
@@ -1000,14 +1141,9 @@ async fn over_tcp_with_keep_alive() {
     let backend = Arc::new(MemBackend::with_key(AK, SK));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let args = crate::GatewayArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        masters: vec![],
         grpc_tls: Default::default(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        domain: vec![],
-        region: "us-east-1".into(),
         max_concurrency: 8,
-        multipart_stale_hours: 0,
+        ..crate::GatewayArgs::local(vec![])
     };
     let g = crate::start_with_backend(args, backend, rx).await.unwrap();
     let stream = tokio::net::TcpStream::connect(g.addr).await.unwrap();
@@ -1061,14 +1197,10 @@ async fn smoke_gateway() -> (crate::RunningGateway, tokio::sync::watch::Sender<b
     let backend = Arc::new(MemBackend::with_key(AK, SK));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let args = crate::GatewayArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        masters: vec![],
         grpc_tls: Default::default(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
         domain: vec!["localhost".into()],
-        region: "us-east-1".into(),
         max_concurrency: 64,
-        multipart_stale_hours: 0,
+        ..crate::GatewayArgs::local(vec![])
     };
     (
         crate::start_with_backend(args, backend, rx).await.unwrap(),
@@ -1127,4 +1259,290 @@ async fn awscli_smoke() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/awscli_smoke.sh");
     let envs = [("S3_ENDPOINT", format!("http://127.0.0.1:{}", g.addr.port()))];
     run_smoke("bash", script, &envs, "awscli smoke: ok").await;
+}
+
+/// A PUT whose body trickles in below the minimum rate gets 400 RequestTimeout and commits
+/// nothing.
+#[tokio::test]
+async fn a_trickling_upload_gets_request_timeout() {
+    let h = Harness::with_config(ServerConfig {
+        min_rate: crate::stall::MinRate::per_sec(1000, Duration::from_millis(300)),
+        ..Default::default()
+    });
+    h.put("/bkt", b"").await;
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    headers.insert("content-length", "100000".parse().unwrap());
+    let date = amz_date();
+    sigv4::sign_request(
+        "PUT",
+        "/bkt/slow",
+        "",
+        &mut headers,
+        UNSIGNED_PAYLOAD,
+        &params(&date),
+    );
+    type Piece = Result<hyper::body::Frame<Bytes>, std::io::Error>;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(1);
+    tokio::spawn(async move {
+        for _ in 0..10_000 {
+            let frame = hyper::body::Frame::data(Bytes::from_static(&[1u8; 10]));
+            if tx.send(Ok(frame)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut req = Request::builder()
+        .method("PUT")
+        .uri("/bkt/slow")
+        .body(body)
+        .unwrap();
+    *req.headers_mut() = headers;
+    let resp = tokio::time::timeout(Duration::from_secs(10), h.gw.handle(req))
+        .await
+        .expect("answered in time");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("<Code>RequestTimeout</Code>"), "{text}");
+    assert!(
+        h.backend.object("bkt", "slow").is_none(),
+        "nothing committed"
+    );
+}
+
+/// Read one HTTP/1.1 response head from a raw stream: its status code, or `None` when the
+/// server closed without answering.
+async fn status_of<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    let mut got = 0;
+    loop {
+        let n = match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf[got..])).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => 0,
+            Err(_) => panic!("no answer within 10 s"),
+        };
+        if n == 0 {
+            return None;
+        }
+        got += n;
+        let text = String::from_utf8_lossy(&buf[..got]);
+        if let Some(line) = text.split("\r\n").next().filter(|_| text.contains("\r\n")) {
+            return line.split(' ').nth(1).and_then(|c| c.parse().ok());
+        }
+    }
+}
+
+/// Header count and size limits answer 431; past `--max-connections` new connections are
+/// closed until one of the open ones ends.
+#[tokio::test]
+async fn connection_and_header_limits() {
+    use tokio::io::AsyncWriteExt;
+    let backend = Arc::new(MemBackend::with_key(AK, SK));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let args = crate::GatewayArgs {
+        max_connections: 2,
+        max_headers: 20,
+        max_header_bytes: 4096,
+        ..crate::GatewayArgs::local(vec![])
+    };
+    let g = crate::start_with_backend(args, backend, rx).await.unwrap();
+    let anon = |extra: &str| format!("GET / HTTP/1.1\r\nhost: x\r\n{extra}\r\n");
+    // Within limits: an answer (403: anonymous) on a kept-alive connection.
+    let mut a = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    a.write_all(anon("").as_bytes()).await.unwrap();
+    assert_eq!(status_of(&mut a).await, Some(403));
+    let many: String = (0..30).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let mut b = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    b.write_all(anon(&many).as_bytes()).await.unwrap();
+    assert_eq!(status_of(&mut b).await, Some(431), "too many headers");
+    drop(b);
+    let big = format!("x-big: {}\r\n", "v".repeat(5000));
+    let mut c = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let _ = c.write_all(anon(&big).as_bytes()).await;
+    assert_eq!(status_of(&mut c).await, Some(431), "headers too large");
+    drop(c);
+    // Two open connections (a and d): a third is closed without an answer.
+    let mut d = loop {
+        let mut d = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+        d.write_all(anon("").as_bytes()).await.unwrap();
+        if status_of(&mut d).await == Some(403) {
+            break d; // b and c released their slots
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut e = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let _ = e.write_all(anon("").as_bytes()).await;
+    assert_eq!(status_of(&mut e).await, None, "over the connection limit");
+    // One closes: new connections are served again.
+    drop(a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut f = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+        let _ = f.write_all(anon("").as_bytes()).await;
+        if status_of(&mut f).await == Some(403) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a slot was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.write_all(anon("").as_bytes()).await.unwrap();
+    assert_eq!(
+        status_of(&mut d).await,
+        Some(403),
+        "open connections keep working"
+    );
+    tx.send(true).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), g.done).await;
+}
+
+/// A TLS client trusting `roots`; the certificate the server presented on each connection.
+mod tls_client {
+    use std::sync::Arc;
+
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    pub fn connector(roots: &[CertificateDer<'static>]) -> tokio_rustls::TlsConnector {
+        let mut store = rustls::RootCertStore::empty();
+        for r in roots {
+            store.add(r.clone()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(store)
+            .with_no_client_auth();
+        // Full handshakes only: a resumed session would not show the certificate served now.
+        cfg.resumption = rustls::client::Resumption::disabled();
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    }
+
+    pub async fn connect(
+        c: &tokio_rustls::TlsConnector,
+        addr: std::net::SocketAddr,
+    ) -> (
+        tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        CertificateDer<'static>,
+    ) {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let s = c.connect(name, tcp).await.expect("TLS handshake");
+        let leaf = s.get_ref().1.peer_certificates().unwrap()[0].clone();
+        (s, leaf)
+    }
+}
+
+fn pem_cert_der(pem: &str) -> rustls::pki_types::CertificateDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+}
+
+/// S3 over HTTPS; SIGHUP swaps the certificate for new handshakes while an open connection
+/// keeps working; a bad file on reload keeps the old certificate.
+#[tokio::test]
+async fn https_and_certificate_reload_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let names = vec!["localhost".to_string()];
+    let (c1, k1) = crate::tls::self_signed_pem(&names).unwrap();
+    let (c2, k2) = crate::tls::self_signed_pem(&names).unwrap();
+    std::fs::write(&cert, &c1).unwrap();
+    std::fs::write(&key, &k1).unwrap();
+    let (der1, der2) = (pem_cert_der(&c1), pem_cert_der(&c2));
+    let backend = Arc::new(MemBackend::with_key(AK, SK));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let args = crate::GatewayArgs {
+        tls_cert: Some(cert.clone()),
+        tls_key: Some(key.clone()),
+        ..crate::GatewayArgs::local(vec![])
+    };
+    let g = crate::start_with_backend(args, backend, rx).await.unwrap();
+    let https = g.https_addr.expect("an HTTPS listener");
+    let connector = tls_client::connector(&[der1.clone(), der2.clone()]);
+    let (stream, leaf) = tls_client::connect(&connector, https).await;
+    assert_eq!(leaf, der1);
+    let (mut old, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let host = format!("localhost:{}", https.port());
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let date = sigv4::format_amz_date(now);
+    let signed = |method: &str, uri: &str, body: &'static str| {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", host.parse().unwrap());
+        headers.insert("content-length", body.len().to_string().parse().unwrap());
+        let hash = hex::encode(Sha256::digest(body.as_bytes()));
+        sigv4::sign_request(method, uri, "", &mut headers, &hash, &params(&date));
+        build(method, uri, headers, body.as_bytes().to_vec())
+    };
+    let r = old.send_request(signed("PUT", "/tls", "")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // New files, then SIGHUP to this process (the gateway's handler is installed).
+    std::fs::write(&key, &k2).unwrap();
+    std::fs::write(&cert, &c2).unwrap();
+    let pid = std::process::id().to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let served = g.tls.clone().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while served.chain()[0] != der2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, leaf) = tls_client::connect(&connector, https).await;
+    assert_eq!(leaf, der2, "a new handshake sees the new certificate");
+    let r = old
+        .send_request(signed("PUT", "/tls/k", "kept"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the connection opened before keeps working"
+    );
+    // A bad file: the reload fails and the current certificate stays.
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\ngarbage\n").unwrap();
+    crate::tls::reload_logged(&served);
+    let (stream, leaf) = tls_client::connect(&connector, https).await;
+    assert_eq!(leaf, der2);
+    let (mut fresh, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let r = fresh
+        .send_request(signed("GET", "/tls/k", ""))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = r.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&got[..], b"kept");
+    // Plain HTTP is still served beside it.
+    let plain = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    drop(plain);
+    tx.send(true).unwrap();
+    drop((old, fresh));
+    tokio::time::timeout(Duration::from_secs(10), g.done)
+        .await
+        .expect("drains")
+        .unwrap()
+        .unwrap();
 }

@@ -382,6 +382,7 @@ pub fn verify(
     now: i64,
 ) -> Result<Verified, S3Error> {
     check_time(auth, now)?;
+    check_signed_headers(req.headers, auth)?;
     let canonical = canonical_request(req, auth)?;
     let key = signing_key(secret, &auth.scope_date, &auth.region, &auth.service);
     let expected = signature(
@@ -404,6 +405,44 @@ pub fn verify(
         payload,
         chunk_signer,
     })
+}
+
+/// The `x-amz-*` request headers the signature does not cover, sorted. With an Authorization
+/// header every `x-amz-*` header must be in `SignedHeaders` (`x-amz-content-sha256` and
+/// `x-amz-date` included). A presigned URL signs its parameters in the query, so any
+/// `x-amz-*` header must be in `X-Amz-SignedHeaders`, except `x-amz-content-sha256` when it
+/// repeats the payload hash the URL was signed with (clients add it; it changes nothing).
+/// `x-amzn-*` (tracing) is not `x-amz-*`.
+pub fn unsigned_amz_headers(headers: &HeaderMap, auth: &AuthParams) -> Vec<String> {
+    let mut out: Vec<String> = headers
+        .iter()
+        .filter(|(name, value)| {
+            let name = name.as_str();
+            if !name.starts_with("x-amz-") || auth.signed_headers.iter().any(|s| s == name) {
+                return false;
+            }
+            let harmless_hash = auth.presigned_expires.is_some()
+                && name == "x-amz-content-sha256"
+                && value.to_str().is_ok_and(|v| v.trim() == auth.payload_hash);
+            !harmless_hash
+        })
+        .map(|(name, _)| name.as_str().to_string())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Refuse a request carrying `x-amz-*` headers the signature does not cover (see
+/// [`unsigned_amz_headers`]), as S3 does: 403 AccessDenied with `<HeadersNotSigned>`. Without
+/// this, the holder of a presigned PUT URL could add `x-amz-copy-source` and turn it into a
+/// copy of any object the signer can read.
+pub fn check_signed_headers(headers: &HeaderMap, auth: &AuthParams) -> Result<(), S3Error> {
+    let unsigned = unsigned_amz_headers(headers, auth);
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    Err(S3Error::HeadersNotSigned(unsigned))
 }
 
 fn check_time(auth: &AuthParams, now: i64) -> Result<(), S3Error> {

@@ -79,15 +79,20 @@ impl MemBackend {
     /// A backend knowing one access key.
     pub fn with_key(ak: &str, sk: &str) -> MemBackend {
         let b = MemBackend::default();
+        b.add_key(ak, sk);
+        b
+    }
+
+    /// Create one more access key.
+    pub fn add_key(&self, ak: &str, sk: &str) {
         let key = AccessKey {
             version: RECORD_VERSION,
             access_key: ak.into(),
             secret_key: sk.into(),
             ..Default::default()
         };
-        b.propose(Op::CreateKey(CreateKeyCmd { key: Some(key) }))
-            .expect("a fresh backend accepts the key");
-        b
+        self.propose(Op::CreateKey(CreateKeyCmd { key: Some(key) }))
+            .expect("the backend accepts the key");
     }
 
     /// The committed manifest of an object, if any.

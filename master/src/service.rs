@@ -505,6 +505,8 @@ impl Master for MasterService {
             name: r.name,
             created_ms: anode_common::now_ms(),
         };
+        // Only ids the gateway will accept (it refuses other shapes before any lookup).
+        anode_meta::validate::access_key(&key.access_key).map_err(|e| e.detail().to_status())?;
         self.write(Op::CreateKey(CreateKeyCmd {
             key: Some(key.clone()),
         }))

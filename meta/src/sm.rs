@@ -560,6 +560,7 @@ fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd) -> Re
         .clone()
         .ok_or_else(|| StateError::BadCommand("no manifest".into()))?;
     validate::manifest(&m)?;
+    validate::system_metadata(&m.content_type, &m.system_metadata)?;
     let key = object_key(&c.bucket, &c.key);
     let old: Option<Manifest> = get_msg(o, &key);
     check_condition(old.as_ref(), c.if_match_etag.as_deref())?;
@@ -719,6 +720,7 @@ fn create_multipart(o: &mut Overlay<'_>, now: u64, c: &CreateMultipartCmd) -> Re
     validate::object_key(&u.key)?;
     validate::upload_id(&u.upload_id)?;
     validate::user_metadata(&u.user_metadata)?;
+    validate::system_metadata(&u.content_type, &u.system_metadata)?;
     let u = MultipartUpload {
         version: RECORD_VERSION,
         initiated_ms: now,

@@ -18,11 +18,19 @@ pub const MAX_BUCKET_NAME_BYTES: usize = 63;
 pub const MAX_KEY_BYTES: usize = 1024;
 /// Largest total of user-metadata names and values, in bytes of UTF-8.
 pub const MAX_USER_METADATA_BYTES: usize = 2048;
+/// Largest total of stored system headers (Content-Type, Cache-Control,
+/// Content-Disposition, Content-Encoding, Content-Language, Expires), names and values, in
+/// bytes: S3's 8 KiB limit on system-defined metadata.
+pub const MAX_SYSTEM_METADATA_BYTES: usize = 8192;
 /// Largest part number (the smallest is 1).
 pub const MAX_PART_NUMBER: u32 = 10_000;
-/// Longest upload id. The master issues 32 hex digits; the bound leaves room and keeps
-/// arbitrary client input out of state keys.
-pub const MAX_UPLOAD_ID_BYTES: usize = 128;
+/// Length of an upload id: the master issues 16 random bytes as 32 lower-case hex digits.
+pub const UPLOAD_ID_HEX_DIGITS: usize = 32;
+
+/// Shortest access key id (AWS: 16).
+pub const MIN_ACCESS_KEY_BYTES: usize = 16;
+/// Longest access key id (AWS: 128).
+pub const MAX_ACCESS_KEY_BYTES: usize = 128;
 
 /// Largest object (S3's limit, 5 TiB).
 pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
@@ -105,15 +113,22 @@ pub enum ValidationError {
     /// An empty object key.
     #[error("object keys must not be empty")]
     EmptyKey,
+    /// An object key holding a NUL character (S3 clients and file systems cannot carry it).
+    #[error("object keys must not contain NUL characters")]
+    KeyHasNul,
     /// An object key over [`MAX_KEY_BYTES`].
     #[error("object key of {0} bytes is over {MAX_KEY_BYTES}")]
     KeyTooLong(usize),
-    /// An upload id that could never have been issued (empty, too long, or not URL-safe).
+    /// An upload id that could never have been issued (not 32 lower-case hex digits).
     #[error("upload id {0:?} is not valid")]
     InvalidUploadId(String),
     /// A part number outside 1..=10000 (S3's message, word for word).
     #[error("Part number must be an integer between 1 and 10000, inclusive")]
     InvalidPartNumber(u32),
+    /// An access key id that could never be issued: not 16 to 128 characters of
+    /// `A-Z a-z 0-9 _` (AWS's `[\w]+`; the master issues `AK` + 18 upper-case hex digits).
+    #[error("access key id {0:?} is not 16 to 128 letters, digits or underscores")]
+    InvalidAccessKey(String),
     /// User metadata over [`MAX_USER_METADATA_BYTES`] in total.
     #[error("user metadata of {0} bytes is over {MAX_USER_METADATA_BYTES}")]
     MetadataTooLarge(usize),
@@ -133,6 +148,9 @@ pub enum ValidationError {
     /// A chunk id in a request that is not a 32-byte SHA-256.
     #[error("chunk id of {0} bytes, not {CHUNK_ID_BYTES}")]
     ChunkId(usize),
+    /// Stored system headers over [`MAX_SYSTEM_METADATA_BYTES`] in total.
+    #[error("system metadata (Content-Type and the stored headers) of {0} bytes is over {MAX_SYSTEM_METADATA_BYTES}")]
+    SystemMetadataTooLarge(usize),
 }
 
 impl ValidationError {
@@ -141,14 +159,18 @@ impl ValidationError {
         match self {
             ValidationError::InvalidBucketName(..) => ErrorCode::InvalidBucketName,
             ValidationError::EmptyKey
+            | ValidationError::KeyHasNul
             | ValidationError::InvalidPartNumber(_)
+            | ValidationError::InvalidAccessKey(_)
             | ValidationError::Manifest(_)
             | ValidationError::TooMany { .. }
             | ValidationError::ChunkId(_) => ErrorCode::InvalidArgument,
             ValidationError::KeyTooLong(_) => ErrorCode::KeyTooLong,
             // S3 answers a malformed upload id as it answers an unknown one.
             ValidationError::InvalidUploadId(_) => ErrorCode::NoSuchUpload,
-            ValidationError::MetadataTooLarge(_) => ErrorCode::MetadataTooLarge,
+            ValidationError::MetadataTooLarge(_) | ValidationError::SystemMetadataTooLarge(_) => {
+                ErrorCode::MetadataTooLarge
+            }
         }
     }
 
@@ -158,13 +180,16 @@ impl ValidationError {
         match self {
             ValidationError::InvalidBucketName(name, _) => d.with_resource(name.clone()),
             ValidationError::InvalidUploadId(id) => d.with_resource(id.clone()),
-            ValidationError::EmptyKey
+            ValidationError::InvalidAccessKey(_)
+            | ValidationError::EmptyKey
+            | ValidationError::KeyHasNul
             | ValidationError::KeyTooLong(_)
             | ValidationError::InvalidPartNumber(_)
             | ValidationError::MetadataTooLarge(_)
             | ValidationError::Manifest(_)
             | ValidationError::TooMany { .. }
-            | ValidationError::ChunkId(_) => d,
+            | ValidationError::ChunkId(_)
+            | ValidationError::SystemMetadataTooLarge(_) => d,
         }
     }
 }
@@ -194,20 +219,35 @@ pub fn bucket_name(name: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// Object keys: 1 to 1024 bytes of UTF-8 (a `&str` is UTF-8 already).
+/// Object keys: 1 to 1024 bytes of UTF-8 (a `&str` is UTF-8 already), no NUL. (S3 accepts
+/// the other control characters, so they are accepted here too; listings escape them.)
 pub fn object_key(key: &str) -> Result<(), ValidationError> {
     match key.len() {
         0 => Err(ValidationError::EmptyKey),
         n if n > MAX_KEY_BYTES => Err(ValidationError::KeyTooLong(n)),
+        _ if key.contains('\0') => Err(ValidationError::KeyHasNul),
         _ => Ok(()),
     }
 }
 
-/// Upload ids: 1 to 128 URL-safe characters (`A-Z a-z 0-9 - _ . ~`).
+/// Upload ids: exactly what the master issues, 32 lower-case hex digits. S3 answers any other
+/// id as an unknown one (NoSuchUpload), and so does this.
 pub fn upload_id(id: &str) -> Result<(), ValidationError> {
-    let url_safe = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~');
-    if id.is_empty() || id.len() > MAX_UPLOAD_ID_BYTES || !id.bytes().all(url_safe) {
+    let hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+    if id.len() != UPLOAD_ID_HEX_DIGITS || !id.bytes().all(hex) {
         return Err(ValidationError::InvalidUploadId(id.to_string()));
+    }
+    Ok(())
+}
+
+/// Access key ids: 16 to 128 characters of `A-Z a-z 0-9 _`. The gateway checks this before
+/// any lookup (a malformed id costs no master call); the state machine refuses to create
+/// anything else.
+pub fn access_key(id: &str) -> Result<(), ValidationError> {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let len_ok = (MIN_ACCESS_KEY_BYTES..=MAX_ACCESS_KEY_BYTES).contains(&id.len());
+    if !len_ok || !id.bytes().all(word) {
+        return Err(ValidationError::InvalidAccessKey(id.to_string()));
     }
     Ok(())
 }
@@ -237,6 +277,21 @@ pub fn user_metadata(meta: &HashMap<String, String>) -> Result<(), ValidationErr
 pub fn at_most(what: &'static str, count: usize, max: usize) -> Result<(), ValidationError> {
     if count > max {
         return Err(ValidationError::TooMany { what, count, max });
+    }
+    Ok(())
+}
+
+/// The stored system headers with the content type, measured like user metadata (names and
+/// values): at most [`MAX_SYSTEM_METADATA_BYTES`].
+pub fn system_metadata(
+    content_type: &str,
+    meta: &HashMap<String, String>,
+) -> Result<(), ValidationError> {
+    let total: usize = "content-type".len()
+        + content_type.len()
+        + meta.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    if total > MAX_SYSTEM_METADATA_BYTES {
+        return Err(ValidationError::SystemMetadataTooLarge(total));
     }
     Ok(())
 }
@@ -390,6 +445,9 @@ mod tests {
             (String::new(), Err(ValidationError::EmptyKey)),
             ("k".repeat(1025), Err(ValidationError::KeyTooLong(1025))),
             ("\u{e9}".repeat(513), Err(ValidationError::KeyTooLong(1026))),
+            ("a\0b".into(), Err(ValidationError::KeyHasNul)),
+            ("\0".into(), Err(ValidationError::KeyHasNul)),
+            ("tab\tnewline\n\u{1}".into(), Ok(())),
         ];
         for (key, want) in table {
             assert_eq!(&object_key(key), want, "{} bytes", key.len());
@@ -405,20 +463,48 @@ mod tests {
     fn upload_ids() {
         let table: &[(String, bool)] = &[
             ("0123456789abcdef0123456789abcdef".into(), true),
-            ("u1".into(), true),
-            ("A-z_0.9~".into(), true),
-            ("x".repeat(128), true),
+            (format!("{:032x}", 1), true),
+            ("0123456789ABCDEF0123456789abcdef".into(), false),
+            ("0123456789abcdef0123456789abcde".into(), false),
+            ("0123456789abcdef0123456789abcdef0".into(), false),
+            ("0123456789abcdeg0123456789abcdef".into(), false),
+            ("u1".into(), false),
+            ("abc1234def".into(), false),
+            ("56788".into(), false),
             (String::new(), false),
-            ("x".repeat(129), false),
             ("a/b".into(), false),
             ("a\0b".into(), false),
-            ("a b".into(), false),
         ];
         for (id, ok) in table {
             let got = upload_id(id);
             assert_eq!(got.is_ok(), *ok, "{id:?}");
             if let Err(e) = got {
                 assert_eq!(e.code(), ErrorCode::NoSuchUpload);
+            }
+        }
+    }
+
+    #[test]
+    fn access_keys() {
+        let table: &[(String, bool)] = &[
+            ("AK0123456789ABCDEF01".into(), true),
+            ("anodedevaccesskey".into(), true),
+            ("AKIAIOSFODNN7EXAMPLE".into(), true),
+            ("a_b_c_d_e_f_g_h_".into(), true),
+            ("k".repeat(128), true),
+            ("k".repeat(15), false),
+            ("k".repeat(129), false),
+            (String::new(), false),
+            ("AKIAIOSFODNN7EXAMPL/".into(), false),
+            ("AKIAIOSFODNN7EXAMP-E".into(), false),
+            ("AKIAIOSFODNN7EXAMP\0E".into(), false),
+            ("AKIAIOSFODNN7EXAMP\u{e9}".into(), false),
+        ];
+        for (id, ok) in table {
+            let got = access_key(id);
+            assert_eq!(got.is_ok(), *ok, "{id:?}");
+            if let Err(e) = got {
+                assert_eq!(e.code(), ErrorCode::InvalidArgument);
             }
         }
     }
@@ -793,5 +879,27 @@ mod tests {
                 .count();
             assert!(valid >= 300, "{valid}");
         }
+    }
+
+    #[test]
+    fn system_metadata_sizes() {
+        let one = |k: &str, n: usize| HashMap::from([(k.to_string(), "v".repeat(n))]);
+        // "content-type" (12) + "text/plain" (10) + "cache-control" (13) = 35 bytes besides.
+        let fits = 8192 - 35;
+        assert_eq!(
+            system_metadata("text/plain", &one("cache-control", fits)),
+            Ok(())
+        );
+        assert_eq!(
+            system_metadata("text/plain", &one("cache-control", fits + 1)),
+            Err(ValidationError::SystemMetadataTooLarge(8193))
+        );
+        let long_type = "t".repeat(8180);
+        assert_eq!(system_metadata(&long_type, &HashMap::new()), Ok(()));
+        assert!(system_metadata(&"t".repeat(8181), &HashMap::new()).is_err());
+        assert_eq!(
+            ValidationError::SystemMetadataTooLarge(9000).code(),
+            ErrorCode::MetadataTooLarge
+        );
     }
 }

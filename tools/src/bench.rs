@@ -308,13 +308,16 @@ async fn client(
 /// Flags of `anode-tools bench s3`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct S3BenchArgs {
-    /// S3 endpoint (`http://HOST:PORT`; path-style requests, no TLS).
+    /// S3 endpoint (`http://HOST:PORT` or `https://HOST:PORT`; path-style requests).
     #[arg(
         long,
         env = "ANODE_S3_ENDPOINT",
         default_value = "http://127.0.0.1:9000"
     )]
     pub endpoint: String,
+    /// PEM certificates to trust for an `https://` endpoint.
+    #[arg(long)]
+    pub ca_bundle: Option<std::path::PathBuf>,
     /// Signing credentials and region.
     #[command(flatten)]
     pub signer: crate::s3http::Signer,
@@ -388,6 +391,8 @@ struct S3Ctx {
     signer: Signer,
     /// `host:port` of the endpoint.
     host: String,
+    /// HTTPS settings for an `https://` endpoint.
+    tls: Option<crate::s3http::Tls>,
     /// Key prefix of this run.
     prefix: String,
     nonce: u64,
@@ -427,6 +432,7 @@ struct PhaseStats {
 async fn s3(args: S3BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be positive");
     let host = crate::s3http::endpoint_host(&args.endpoint)?;
+    let tls = crate::s3http::endpoint_tls(&args.endpoint, args.ca_bundle.as_deref())?;
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as u64;
@@ -443,11 +449,13 @@ async fn s3(args: S3BenchArgs) -> anyhow::Result<()> {
         signer: args.signer.clone(),
         prefix: format!("s{}-{nonce:x}", args.size),
         host,
+        tls,
         nonce,
         base,
         args,
     });
-    crate::s3http::create_bucket(&ctx.signer, &ctx.host, &ctx.args.bucket).await?;
+    let conn = S3Conn::new(ctx.host.clone()).with_tls(ctx.tls.clone());
+    crate::s3http::create_bucket_over(&ctx.signer, conn, &ctx.args.bucket).await?;
     let put = s3_phase(ctx.clone(), None).await?;
     let mut written: Vec<(u64, String)> = put.written.clone();
     written.sort();
@@ -504,7 +512,7 @@ async fn s3_worker(
     deadline: Option<Instant>,
     objects: Option<&Vec<(u64, String)>>,
 ) -> PhaseStats {
-    let mut conn = S3Conn::new(ctx.host.clone());
+    let mut conn = S3Conn::new(ctx.host.clone()).with_tls(ctx.tls.clone());
     let mut stats = PhaseStats::default();
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);

@@ -113,9 +113,48 @@ pub enum SendError {
     },
 }
 
+/// HTTPS to an endpoint: the connector (trusting a CA bundle) and the name to verify.
+#[derive(Clone)]
+pub struct Tls {
+    connector: tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+/// TLS settings for `endpoint`: `None` for `http://`, a connector trusting the PEM
+/// certificates in `ca_bundle` (required) for `https://`.
+pub fn endpoint_tls(
+    endpoint: &str,
+    ca_bundle: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Tls>> {
+    if !endpoint.starts_with("https://") {
+        return Ok(None);
+    }
+    use rustls::pki_types::pem::PemObject;
+    let ca = ca_bundle.context("an https:// endpoint needs --ca-bundle")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("read {}", ca.display()))?
+    {
+        roots.add(cert.with_context(|| format!("parse {}", ca.display()))?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let host = endpoint_host(endpoint)?;
+    let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+    let name = rustls::pki_types::ServerName::try_from(name.trim_matches(['[', ']']).to_string())?;
+    Ok(Some(Tls {
+        connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)),
+        name,
+    }))
+}
+
 /// One keep-alive HTTP/1.1 connection to an endpoint (reconnects after an error).
 pub struct S3Conn {
     addr: String,
+    tls: Option<Tls>,
     sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>>,
 }
 
@@ -124,8 +163,15 @@ impl S3Conn {
     pub fn new(addr: impl Into<String>) -> Self {
         Self {
             addr: addr.into(),
+            tls: None,
             sender: None,
         }
+    }
+
+    /// Speak HTTPS with `tls` (`None`: plain HTTP).
+    pub fn with_tls(mut self, tls: Option<Tls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// `HOST:PORT` of the endpoint.
@@ -143,9 +189,21 @@ impl S3Conn {
             .await
             .context("tcp connect")?;
         tcp.set_nodelay(true)?;
-        let io = hyper_util::rt::TokioIo::new(tcp);
-        let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-        tokio::spawn(conn);
+        let sender = match &self.tls {
+            None => {
+                let io = hyper_util::rt::TokioIo::new(tcp);
+                let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+                tokio::spawn(conn);
+                sender
+            }
+            Some(tls) => {
+                let stream = tls.connector.connect(tls.name.clone(), tcp).await?;
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+                tokio::spawn(conn);
+                sender
+            }
+        };
         self.sender = Some(sender);
         Ok(())
     }
@@ -186,10 +244,11 @@ pub fn header_str(headers: &http::HeaderMap, name: &str) -> String {
         .to_string()
 }
 
-/// `HOST:PORT` of an `http://HOST:PORT` endpoint.
+/// `HOST:PORT` of an `http://HOST:PORT` (or `https://HOST:PORT`) endpoint.
 pub fn endpoint_host(endpoint: &str) -> anyhow::Result<String> {
     let host = endpoint
         .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
         .ok_or_else(|| anyhow::anyhow!("endpoint {endpoint:?} must be http://HOST:PORT"))?
         .trim_end_matches('/');
     anyhow::ensure!(!host.is_empty(), "endpoint {endpoint:?} has no host");
@@ -198,7 +257,17 @@ pub fn endpoint_host(endpoint: &str) -> anyhow::Result<String> {
 
 /// Create `bucket` through `host`; an existing bucket of ours is fine.
 pub async fn create_bucket(signer: &Signer, host: &str, bucket: &str) -> anyhow::Result<()> {
-    let mut conn = S3Conn::new(host);
+    create_bucket_over(signer, S3Conn::new(host), bucket).await
+}
+
+/// [`create_bucket`] over a given connection (HTTPS with [`S3Conn::with_tls`]).
+pub async fn create_bucket_over(
+    signer: &Signer,
+    mut conn: S3Conn,
+    bucket: &str,
+) -> anyhow::Result<()> {
+    let host = conn.addr().to_string();
+    let host = host.as_str();
     let path = format!("/{bucket}");
     let req = signer.request(
         host,
@@ -249,6 +318,15 @@ mod tests {
             endpoint_host("http://127.0.0.1:9000/").unwrap(),
             "127.0.0.1:9000"
         );
-        assert!(endpoint_host("https://x").is_err());
+        assert_eq!(
+            endpoint_host("https://localhost:9443").unwrap(),
+            "localhost:9443"
+        );
+        assert!(endpoint_host("ftp://x").is_err());
+        assert!(endpoint_tls("http://x:1", None).unwrap().is_none());
+        assert!(
+            endpoint_tls("https://x:1", None).is_err(),
+            "needs a CA bundle"
+        );
     }
 }

@@ -151,13 +151,16 @@ fn commands_are_validated_like_requests() {
     };
     assert_eq!(sm.err(upload("", "k")), ErrorCode::NoSuchUpload);
     assert_eq!(sm.err(upload("a/b", "k")), ErrorCode::NoSuchUpload);
-    assert_eq!(sm.err(upload("u1", "")), ErrorCode::InvalidArgument);
-    sm.ok(upload("u1", "k"));
+    assert_eq!(
+        sm.err(upload("00000000000000000000000000000001", "")),
+        ErrorCode::InvalidArgument
+    );
+    sm.ok(upload("00000000000000000000000000000001", "k"));
     for n in [0, 10_001] {
         let op = Op::PutPart(PutPartCmd {
             bucket: "val".into(),
             key: "k".into(),
-            upload_id: "u1".into(),
+            upload_id: "00000000000000000000000000000001".into(),
             part: Some(part(n, 5, 9)),
         });
         assert_eq!(sm.err(op), ErrorCode::InvalidArgument, "part {n}");
@@ -277,7 +280,7 @@ fn multipart_complete_abort_and_errors() {
     let upload = MultipartUpload {
         bucket: "mp1".into(),
         key: "big".into(),
-        upload_id: "u1".into(),
+        upload_id: "00000000000000000000000000000001".into(),
         content_type: "text/plain".into(),
         ..Default::default()
     };
@@ -288,7 +291,7 @@ fn multipart_complete_abort_and_errors() {
         Op::PutPart(PutPartCmd {
             bucket: "mp1".into(),
             key: "big".into(),
-            upload_id: "u1".into(),
+            upload_id: "00000000000000000000000000000001".into(),
             part: Some(p),
         })
     };
@@ -301,7 +304,7 @@ fn multipart_complete_abort_and_errors() {
         Op::CompleteMultipart(CompleteMultipartCmd {
             bucket: "mp1".into(),
             key: "big".into(),
-            upload_id: "u1".into(),
+            upload_id: "00000000000000000000000000000001".into(),
             parts: parts
                 .into_iter()
                 .map(|(n, id)| CompletePart {
@@ -336,14 +339,14 @@ fn multipart_complete_abort_and_errors() {
     assert_eq!(sm.err(complete(vec![(1, 1)])), ErrorCode::NoSuchUpload);
     sm.ok(Op::CreateMultipart(CreateMultipartCmd {
         upload: Some(MultipartUpload {
-            upload_id: "u2".into(),
+            upload_id: "00000000000000000000000000000002".into(),
             ..upload
         }),
     }));
     let pp2 = Op::PutPart(PutPartCmd {
         bucket: "mp1".into(),
         key: "big".into(),
-        upload_id: "u2".into(),
+        upload_id: "00000000000000000000000000000002".into(),
         part: Some(part(1, 5, 7)),
     });
     sm.ok(pp2);
@@ -351,7 +354,7 @@ fn multipart_complete_abort_and_errors() {
     sm.ok(Op::AbortMultipart(AbortMultipartCmd {
         bucket: "mp1".into(),
         key: "big".into(),
-        upload_id: "u2".into(),
+        upload_id: "00000000000000000000000000000002".into(),
     }));
     assert_eq!(get_chunk(&sm.kv, &[7; 32]).unwrap().refcount, 0);
 }
@@ -391,23 +394,34 @@ fn multipart_complete_conditions() {
         })
     };
     // Must not exist: succeeds on a fresh key.
-    sm.ok(upload("u1"));
-    sm.ok(put_part("u1", 1));
-    let first = sm.ok(complete("u1", 1, Some(""))).manifest.unwrap();
+    sm.ok(upload("00000000000000000000000000000001"));
+    sm.ok(put_part("00000000000000000000000000000001", 1));
+    let first = sm
+        .ok(complete("00000000000000000000000000000001", 1, Some("")))
+        .manifest
+        .unwrap();
     // Now it exists: "" and a wrong etag fail and leave the upload open; the right etag wins.
-    sm.ok(upload("u2"));
-    sm.ok(put_part("u2", 2));
+    sm.ok(upload("00000000000000000000000000000002"));
+    sm.ok(put_part("00000000000000000000000000000002", 2));
     assert_eq!(
-        sm.err(complete("u2", 2, Some(""))),
+        sm.err(complete("00000000000000000000000000000002", 2, Some(""))),
         ErrorCode::PreconditionFailed
     );
     assert_eq!(
-        sm.err(complete("u2", 2, Some("0123"))),
+        sm.err(complete(
+            "00000000000000000000000000000002",
+            2,
+            Some("0123")
+        )),
         ErrorCode::PreconditionFailed
     );
     assert_eq!(get_chunk(&sm.kv, &[2; 32]).unwrap().refcount, 1);
     let second = sm
-        .ok(complete("u2", 2, Some(&format!("\"{}\"", first.etag))))
+        .ok(complete(
+            "00000000000000000000000000000002",
+            2,
+            Some(&format!("\"{}\"", first.etag)),
+        ))
         .manifest
         .unwrap();
     assert_ne!(second.etag, first.etag);
@@ -451,7 +465,7 @@ fn a_part_whose_etag_is_not_an_md5_is_refused() {
         upload: Some(MultipartUpload {
             bucket: "mpb".into(),
             key: "k".into(),
-            upload_id: "u".into(),
+            upload_id: "0000000000000000000000000000000a".into(),
             ..Default::default()
         }),
     }));
@@ -460,7 +474,7 @@ fn a_part_whose_etag_is_not_an_md5_is_refused() {
     let put = Op::PutPart(PutPartCmd {
         bucket: "mpb".into(),
         key: "k".into(),
-        upload_id: "u".into(),
+        upload_id: "0000000000000000000000000000000a".into(),
         part: Some(p),
     });
     assert_eq!(sm.err(put), ErrorCode::InvalidPart);
@@ -671,7 +685,7 @@ fn malformed_manifests_are_refused_on_apply() {
         upload: Some(MultipartUpload {
             bucket: "bkt".into(),
             key: "k".into(),
-            upload_id: "u".into(),
+            upload_id: "00000000000000000000000000000009".into(),
             ..Default::default()
         }),
     }));
@@ -679,7 +693,7 @@ fn malformed_manifests_are_refused_on_apply() {
     let part = Op::PutPart(PutPartCmd {
         bucket: "bkt".into(),
         key: "k".into(),
-        upload_id: "u".into(),
+        upload_id: "00000000000000000000000000000009".into(),
         part: Some(PartRecord {
             part_number: 1,
             etag: "0123456789abcdef0123456789abcdef".into(),
