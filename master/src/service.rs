@@ -110,6 +110,7 @@ impl MasterService {
         let cmd = Command {
             version: COMMAND_VERSION,
             now_ms: anode_common::now_ms(),
+            session: None,
             op: Some(op),
         };
         let res = tokio::time::timeout(RAFT_TIMEOUT, self.node.propose(cmd.encode_to_vec()))

@@ -19,7 +19,7 @@ impl ErrorCode {
     /// Every code, in wire-number order. Its completeness is checked: [`ErrorCode::position`]
     /// names every variant (the compiler insists), and a test checks that each number the
     /// generated enum accepts sits in this list at its position.
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 39] = [
         ErrorCode::Unspecified,
         ErrorCode::NoSuchBucket,
         ErrorCode::BucketAlreadyExists,
@@ -42,6 +42,7 @@ impl ErrorCode {
         ErrorCode::StaleEpoch,
         ErrorCode::BadCommand,
         ErrorCode::UnsupportedVersion,
+        ErrorCode::SessionExpired,
         ErrorCode::InsufficientServers,
         ErrorCode::NotMember,
         ErrorCode::AlreadyMember,
@@ -87,22 +88,23 @@ impl ErrorCode {
             StaleEpoch => 19,
             BadCommand => 20,
             UnsupportedVersion => 21,
-            InsufficientServers => 22,
-            NotMember => 23,
-            AlreadyMember => 24,
-            WouldLoseQuorum => 25,
-            ConfChangeRejected => 26,
-            NotLeader => 27,
-            Busy => 28,
-            Unavailable => 29,
-            Timeout => 30,
-            Internal => 31,
-            BadDigest => 32,
-            NoSuchChunk => 33,
-            InsufficientStorage => 34,
-            CorruptChunk => 35,
-            IncompleteBody => 36,
-            ChunkUnavailable => 37,
+            SessionExpired => 22,
+            InsufficientServers => 23,
+            NotMember => 24,
+            AlreadyMember => 25,
+            WouldLoseQuorum => 26,
+            ConfChangeRejected => 27,
+            NotLeader => 28,
+            Busy => 29,
+            Unavailable => 30,
+            Timeout => 31,
+            Internal => 32,
+            BadDigest => 33,
+            NoSuchChunk => 34,
+            InsufficientStorage => 35,
+            CorruptChunk => 36,
+            IncompleteBody => 37,
+            ChunkUnavailable => 38,
         }
     }
 }
@@ -191,6 +193,7 @@ impl ErrorDetail {
             | StaleEpoch
             | BadCommand
             | UnsupportedVersion
+            | SessionExpired
             | InsufficientServers
             | NotMember
             | AlreadyMember
@@ -240,6 +243,7 @@ pub mod grpc {
             InsufficientServers | Busy | InsufficientStorage => Code::ResourceExhausted,
             Unavailable | ChunkUnavailable => Code::Unavailable,
             Timeout => Code::DeadlineExceeded,
+            SessionExpired => Code::Aborted,
             CorruptChunk => Code::DataLoss,
             Unspecified | ConfChangeRejected | Internal => Code::Internal,
         }

@@ -213,6 +213,7 @@ impl SimMaster {
         let cmd = Command {
             version: COMMAND_VERSION,
             now_ms: self.wall(now_ms),
+            session: None,
             op: Some(op),
         };
         let (tx, rx) = oneshot::channel();

@@ -237,6 +237,7 @@ mod tests {
         let cmd = Command {
             version: COMMAND_VERSION,
             now_ms: 1,
+            session: None,
             op: Some(command::Op::DeleteObject(DeleteObjectCmd {
                 bucket: "b".into(),
                 key: "k".into(),
