@@ -122,6 +122,7 @@ async fn ensure_key(master: &str) -> anyhow::Result<()> {
             name: "default".into(),
             access_key: ak.clone(),
             secret_key: sk.clone(),
+            session: None,
         };
         match anode_master::ctl::call_leader(&masters, |mut c| {
             let req = req.clone();

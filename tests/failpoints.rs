@@ -444,6 +444,7 @@ async fn create_bucket(addrs: &[String], name: &str) {
                 name,
                 replication: 0,
                 owner_access_key: String::new(),
+                session: None,
             })
             .await
         }
@@ -466,6 +467,7 @@ async fn put(addrs: &[String], bucket: &str, key: &str) -> Result<(), String> {
             ..Default::default()
         }),
         if_match_etag: None,
+        session: None,
     };
     let r = anode_master::ctl::call_leader(addrs, |mut c| {
         let req = req.clone();

@@ -40,6 +40,7 @@ async fn put(addrs: &[String], bucket: &str, key: &str, body: &[u8]) -> Result<(
         key: key.into(),
         manifest: Some(manifest(body)),
         if_match_etag: None,
+        session: None,
     };
     let r = anode_master::ctl::call_leader(addrs, |mut c| {
         let req = req.clone();
@@ -98,6 +99,7 @@ async fn master_group_failover_restart_and_membership() {
             name: "bkt".into(),
             replication: 0,
             owner_access_key: String::new(),
+            session: None,
         })
         .await
     })

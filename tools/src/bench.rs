@@ -188,6 +188,7 @@ async fn meta_writer(
                 ..Default::default()
             }),
             if_match_etag: None,
+            session: None,
         };
         let t = Instant::now();
         match c.put_object(req).await {

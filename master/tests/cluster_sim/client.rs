@@ -340,6 +340,7 @@ pub async fn put(io: Rc<ClientIo>, key: String, value: String, stall_ms: u64) ->
         key,
         manifest: Some(manifest),
         if_match_etag: None,
+        session: None,
     };
     match master_call(&io, Call::PutObject(req)).await {
         (Some(Reply::Put), _) => Outcome::Ok(None),
@@ -355,6 +356,7 @@ pub async fn delete(io: Rc<ClientIo>, key: String) -> Outcome {
     let req = DeleteObjectRequest {
         bucket: BUCKET.into(),
         key,
+        session: None,
     };
     match master_call(&io, Call::DeleteObject(req)).await {
         (Some(Reply::Deleted), _) => Outcome::Ok(None),
