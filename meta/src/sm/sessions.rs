@@ -146,8 +146,11 @@ pub(super) fn touch(o: &mut Overlay<'_>, now: u64, s: &ClientSession, answer: Op
             seq: s.seq,
             result: Some(result.clone()),
         };
-        o.put(answer_key(client, s.seq), a.encode_to_vec());
-        rec.answers += 1;
+        let key = answer_key(client, s.seq);
+        if o.get(&key).is_none() {
+            rec.answers += 1;
+        }
+        o.put(key, a.encode_to_vec());
     }
     rec.floor_seq = rec.floor_seq.max(s.first_unanswered);
     drop_answers_below(o, &mut rec);
