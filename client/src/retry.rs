@@ -233,7 +233,10 @@ mod tests {
         let (a, b, c) = (w.begin(), w.begin(), w.begin());
         assert_eq!((a, b, c), (1, 2, 3));
         let s = w.session(c);
-        assert_eq!((s.client_id, s.seq, s.first_unanswered), (vec![7; 16], 3, 1));
+        assert_eq!(
+            (s.client_id, s.seq, s.first_unanswered),
+            (vec![7; 16], 3, 1)
+        );
         // A retry of write 2 keeps its number.
         assert_eq!(w.session(b).seq, 2);
         w.end(a);

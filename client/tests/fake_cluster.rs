@@ -387,18 +387,34 @@ async fn a_put_whose_answer_was_lost_is_retried_but_applied_once() {
         });
         c.master.lock().lose_put_answer_then = Some(other);
         let first = cl
-            .put_object_bytes(BUCKET, "k", Bytes::from_static(b"first"), PutOptions::default())
+            .put_object_bytes(
+                BUCKET,
+                "k",
+                Bytes::from_static(b"first"),
+                PutOptions::default(),
+            )
             .await
             .expect("the retry is answered");
         assert_eq!(c.master.lock().calls["put_object"], 2, "one retry");
         let now = cl.head_object(BUCKET, "k").await.unwrap();
-        assert_eq!(now.inline_data, b"later", "the put applied once, before the overwrite");
+        assert_eq!(
+            now.inline_data, b"later",
+            "the put applied once, before the overwrite"
+        );
         assert!(first.object_version < now.object_version);
         // The next put is a new write and applies.
-        cl.put_object_bytes(BUCKET, "k", Bytes::from_static(b"third"), PutOptions::default())
-            .await
-            .unwrap();
-        assert_eq!(cl.head_object(BUCKET, "k").await.unwrap().inline_data, b"third");
+        cl.put_object_bytes(
+            BUCKET,
+            "k",
+            Bytes::from_static(b"third"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            cl.head_object(BUCKET, "k").await.unwrap().inline_data,
+            b"third"
+        );
     })
     .await
 }

@@ -305,12 +305,12 @@ async fn drain(m: &[String], id: u64, cancel: bool, wait: bool) -> anyhow::Resul
     call_leader(m, |mut c| {
         let session = session.clone();
         async move {
-        c.drain_chunkserver(DrainChunkserverRequest {
-            id,
-            cancel,
-            session: Some(session),
-        })
-        .await
+            c.drain_chunkserver(DrainChunkserverRequest {
+                id,
+                cancel,
+                session: Some(session),
+            })
+            .await
         }
     })
     .await?;

@@ -204,8 +204,11 @@ impl Master for MasterService {
 
     async fn delete_bucket(&self, req: Request<DeleteBucketRequest>) -> Rpc<DeleteBucketResponse> {
         let r = req.into_inner();
-        self.write_in(r.session, Op::DeleteBucket(DeleteBucketCmd { name: r.name }))
-            .await?;
+        self.write_in(
+            r.session,
+            Op::DeleteBucket(DeleteBucketCmd { name: r.name }),
+        )
+        .await?;
         ok(DeleteBucketResponse {})
     }
 
@@ -239,6 +242,8 @@ impl Master for MasterService {
                 }),
             )
             .await?;
+        // Applied, not yet answered: the leader dying here leaves the client unsure.
+        fail::fail_point!("master::service::put_applied_before_reply");
         self.learn_copies(&fresh);
         ok(PutObjectResponse {
             manifest: res.manifest,

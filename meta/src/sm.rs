@@ -111,7 +111,9 @@ pub enum StateError {
     ChunkGone(String),
     /// A write retried after its client session dropped the answer (see [`sessions`]): not
     /// applied now; whether an earlier copy applied is unknown.
-    #[error("write {0} of this client session is too old to be answered again; it was not applied now")]
+    #[error(
+        "write {0} of this client session is too old to be answered again; it was not applied now"
+    )]
     SessionExpired(u64),
 }
 

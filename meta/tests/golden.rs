@@ -268,7 +268,12 @@ fn snapshot() -> SnapshotData {
             value: client_session().encode_to_vec(),
         },
         KvPair {
-            key: [b"t/".as_slice(), &1_700_000_000_008u64.to_be_bytes(), &client].concat(),
+            key: [
+                b"t/".as_slice(),
+                &1_700_000_000_008u64.to_be_bytes(),
+                &client,
+            ]
+            .concat(),
             value: Vec::new(),
         },
         KvPair {

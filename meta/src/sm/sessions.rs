@@ -117,7 +117,12 @@ pub(super) fn check(kv: &dyn KvRead, s: &ClientSession) -> Check {
 /// After a command of session `s` at `now`: record `answer` (the result of a write applied
 /// now; `None` for a duplicate or a refused one), refresh the session's activity, raise its
 /// floor and drop the answers below it, and keep the bounds.
-pub(super) fn touch(o: &mut Overlay<'_>, now: u64, s: &ClientSession, answer: Option<&CommandResult>) {
+pub(super) fn touch(
+    o: &mut Overlay<'_>,
+    now: u64,
+    s: &ClientSession,
+    answer: Option<&CommandResult>,
+) {
     let client = s.client_id.as_slice();
     let key = session_key(client);
     let mut rec = match get_msg::<ClientSessionRecord>(o, &key) {
@@ -265,8 +270,12 @@ pub(super) fn check_all(kv: &dyn KvRead) -> Result<(), String> {
         }
         answers_total += rec.answers;
     }
-    let all_answers = kv.scan(b"a/", prefix_end(b"a/").as_deref(), usize::MAX).len() as u64;
-    let all_idle = kv.scan(b"t/", prefix_end(b"t/").as_deref(), usize::MAX).len() as u64;
+    let all_answers = kv
+        .scan(b"a/", prefix_end(b"a/").as_deref(), usize::MAX)
+        .len() as u64;
+    let all_idle = kv
+        .scan(b"t/", prefix_end(b"t/").as_deref(), usize::MAX)
+        .len() as u64;
     if all_answers != answers_total || all_idle != n {
         return Err(format!(
             "{all_answers} answers and {all_idle} idle entries for {n} sessions holding \
@@ -415,7 +424,10 @@ mod tests {
         };
         // "Must not exist" fails; its retry after a delete must still fail, not apply.
         let refused = st.run(s(1, 2, 2), cond(""));
-        assert_eq!(refused.error.as_ref().unwrap().code(), ErrorCode::PreconditionFailed);
+        assert_eq!(
+            refused.error.as_ref().unwrap().code(),
+            ErrorCode::PreconditionFailed
+        );
         assert_eq!(st.run(s(2, 1, 1), del("k")).error, None);
         assert_eq!(st.run(s(1, 2, 2), cond("")), refused);
         assert_eq!(etag(&st, "k"), None);
@@ -473,7 +485,11 @@ mod tests {
         st.now += 10;
         assert_eq!(st.run(None, del("x")).error, None);
         assert!(get_session(&st.kv, &client(2)).is_none());
-        assert!(st.kv.map.keys().all(|k| !k.starts_with(b"a/") && !k.starts_with(b"t/")));
+        assert!(st
+            .kv
+            .map
+            .keys()
+            .all(|k| !k.starts_with(b"a/") && !k.starts_with(b"t/")));
         assert_eq!(get_u64(&st.kv, STAT_SESSIONS), 0);
     }
 
