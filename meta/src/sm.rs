@@ -400,7 +400,7 @@ pub fn apply(kv: &dyn KvRead, index: u64, cmd: &Command) -> (Vec<Mutation>, Comm
     };
     let mut o = Overlay::new(kv);
     let (result, fresh) = match session.map(|s| sessions::check(kv, s)) {
-        Some(sessions::Check::Duplicate(r)) => (r, false),
+        Some(sessions::Check::Duplicate(r)) => (*r, false),
         Some(sessions::Check::Forgotten) => {
             let seq = session.map_or(0, |s| s.seq);
             (error_result(&StateError::SessionExpired(seq)), false)

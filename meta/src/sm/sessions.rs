@@ -95,7 +95,7 @@ pub(super) enum Check {
     /// Not seen: apply it.
     Apply,
     /// Applied before: this is its recorded result.
-    Duplicate(CommandResult),
+    Duplicate(Box<CommandResult>),
     /// Below the floor: refuse without applying.
     Forgotten,
 }
@@ -106,7 +106,7 @@ pub(super) fn check(kv: &dyn KvRead, s: &ClientSession) -> Check {
         return Check::Apply;
     };
     if let Some(a) = get_msg::<SessionAnswer>(kv, &answer_key(&s.client_id, s.seq)) {
-        return Check::Duplicate(a.result.unwrap_or_default());
+        return Check::Duplicate(Box::new(a.result.unwrap_or_default()));
     }
     if s.seq < rec.floor_seq {
         return Check::Forgotten;
