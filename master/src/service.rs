@@ -514,10 +514,14 @@ impl Master for MasterService {
                 }),
             )
             .await?;
-        // The key the state machine recorded: a retry's answer names its first copy's key.
-        ok(CreateKeyResponse {
-            key: res.access_key.or(Some(key)),
-        })
+        // The key the state machine recorded: a retry's answer names its first copy's key,
+        // whose secret (never in a result) is read from the state.
+        let recorded = res.access_key.map_or(key.access_key.clone(), |k| k.access_key);
+        if recorded == key.access_key {
+            return ok(CreateKeyResponse { key: Some(key) });
+        }
+        let first = self.read(true, |kv| state::get_key(kv, &recorded)).await?;
+        ok(CreateKeyResponse { key: first })
     }
 
     async fn list_keys(&self, _req: Request<ListKeysRequest>) -> Rpc<ListKeysResponse> {

@@ -686,8 +686,13 @@ fn create_key(o: &mut Overlay<'_>, now: u64, c: &CreateKeyCmd) -> Res {
         ..k
     };
     o.put(access_key(&k.access_key), k.encode_to_vec());
+    // The key's id, never its secret: a result may be kept as a session answer, and the
+    // secret lives only in the key's own record.
     Ok(CommandResult {
-        access_key: Some(k),
+        access_key: Some(AccessKey {
+            secret_key: String::new(),
+            ..k
+        }),
         ..Default::default()
     })
 }

@@ -198,7 +198,10 @@ fn put_result() -> CommandResult {
     CommandResult {
         manifest: Some(manifest()),
         upload_id: "u-0001".into(),
-        access_key: Some(access_key()),
+        access_key: Some(AccessKey {
+            secret_key: String::new(),
+            ..access_key()
+        }),
         ..Default::default()
     }
 }

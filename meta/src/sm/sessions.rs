@@ -542,6 +542,32 @@ mod tests {
         assert!(crate::sm::get_upload(&st.kv, "bkt", "k", id2).is_none());
     }
 
+    #[test]
+    fn a_retried_create_key_names_the_first_key_and_no_secret_is_kept() {
+        let mut st = St::new();
+        let create = |ak: &str| {
+            Op::CreateKey(CreateKeyCmd {
+                key: Some(AccessKey {
+                    access_key: ak.into(),
+                    secret_key: "s3cr3t".into(),
+                    ..Default::default()
+                }),
+            })
+        };
+        let first = st.run(s(1, 1, 1), create("AK1"));
+        assert_eq!(first.access_key.as_ref().unwrap().access_key, "AK1");
+        let retry = st.run(s(1, 1, 1), create("AK2"));
+        assert_eq!(retry, first);
+        assert!(crate::sm::get_key(&st.kv, "AK2").is_none());
+        assert_eq!(crate::sm::get_key(&st.kv, "AK1").unwrap().secret_key, "s3cr3t");
+        let secret_kept = st
+            .kv
+            .map
+            .iter()
+            .any(|(k, v)| k.starts_with(b"a/") && v.windows(6).any(|w| w == b"s3cr3t"));
+        assert!(!secret_kept, "a session answer holds the secret");
+    }
+
     #[derive(Clone, Debug)]
     enum Step {
         /// A new write of `client` on `key` (put when `put`, else delete).
