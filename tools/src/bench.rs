@@ -46,6 +46,10 @@ pub enum BenchCmd {
         /// Bucket to write into (created if missing).
         #[arg(long, default_value = "bench-meta")]
         bucket: String,
+        /// Send every commit with a client session (as the client library does), to measure
+        /// what the exactly-once bookkeeping costs.
+        #[arg(long)]
+        sessions: bool,
     },
     /// Client-library data throughput: PUT then GET of same-size objects.
     Client {
@@ -82,7 +86,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             writers,
             seconds,
             bucket,
-        } => meta(masters, writers, seconds, bucket).await,
+            sessions,
+        } => meta(masters, writers, seconds, bucket, sessions).await,
         BenchCmd::Client {
             masters,
             size,
@@ -115,6 +120,7 @@ async fn meta(
     writers: usize,
     seconds: u64,
     bucket: String,
+    sessions: bool,
 ) -> anyhow::Result<()> {
     let cl = anode_client::Client::connect(masters.clone()).await?;
     ensure_bucket(&cl, &bucket, 0).await?;
@@ -130,6 +136,7 @@ async fn meta(
                 w,
                 deadline,
                 counters.clone(),
+                sessions,
             );
             tokio::spawn(writer)
         })
@@ -145,7 +152,7 @@ async fn meta(
         0.0
     };
     println!(
-        "{{\"bench\":\"meta\",\"writers\":{writers},\"seconds\":{seconds},\"committed\":{n},\"errors\":{},\"per_sec\":{per_sec:.1},\"mean_latency_ms\":{mean_ms:.2}}}",
+        "{{\"bench\":\"meta\",\"writers\":{writers},\"sessions\":{sessions},\"seconds\":{seconds},\"committed\":{n},\"errors\":{},\"per_sec\":{per_sec:.1},\"mean_latency_ms\":{mean_ms:.2}}}",
         counters.err.load(Ordering::Relaxed)
     );
     Ok(())
@@ -170,7 +177,9 @@ async fn meta_writer(
     w: usize,
     deadline: Instant,
     counters: Arc<MetaCounters>,
+    sessions: bool,
 ) -> anyhow::Result<()> {
+    let client_id: [u8; 16] = rand::random();
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{leader}"))?
         .connect()
         .await?;
@@ -188,7 +197,12 @@ async fn meta_writer(
                 ..Default::default()
             }),
             if_match_etag: None,
-            session: None,
+            // One write at a time per writer: it is its own first unanswered write.
+            session: sessions.then(|| ClientSession {
+                client_id: client_id.to_vec(),
+                seq: i + 1,
+                first_unanswered: i + 1,
+            }),
         };
         let t = Instant::now();
         match c.put_object(req).await {
