@@ -516,7 +516,9 @@ impl Master for MasterService {
             .await?;
         // The key the state machine recorded: a retry's answer names its first copy's key,
         // whose secret (never in a result) is read from the state.
-        let recorded = res.access_key.map_or(key.access_key.clone(), |k| k.access_key);
+        let recorded = res
+            .access_key
+            .map_or(key.access_key.clone(), |k| k.access_key);
         if recorded == key.access_key {
             return ok(CreateKeyResponse { key: Some(key) });
         }

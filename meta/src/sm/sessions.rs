@@ -157,8 +157,10 @@ pub(super) fn touch(
         }
         o.put(key, a.encode_to_vec());
     }
-    rec.floor_seq = rec.floor_seq.max(s.first_unanswered);
-    drop_answers_below(o, &mut rec);
+    if s.first_unanswered > rec.floor_seq {
+        rec.floor_seq = s.first_unanswered;
+        drop_answers_below(o, &mut rec);
+    }
     while rec.answers > MAX_ANSWERS_PER_SESSION {
         let Some(lowest) = lowest_answer(o, client) else {
             break;
@@ -181,6 +183,9 @@ fn lowest_answer(kv: &dyn KvRead, client: &[u8]) -> Option<u64> {
 
 /// Delete the answers of `rec`'s client below its floor.
 fn drop_answers_below(o: &mut Overlay<'_>, rec: &mut ClientSessionRecord) {
+    if rec.answers == 0 {
+        return;
+    }
     let start = answer_key(&rec.client_id, 0);
     let end = answer_key(&rec.client_id, rec.floor_seq);
     let limit = usize::try_from(rec.answers).unwrap_or(usize::MAX);
@@ -559,7 +564,10 @@ mod tests {
         let retry = st.run(s(1, 1, 1), create("AK2"));
         assert_eq!(retry, first);
         assert!(crate::sm::get_key(&st.kv, "AK2").is_none());
-        assert_eq!(crate::sm::get_key(&st.kv, "AK1").unwrap().secret_key, "s3cr3t");
+        assert_eq!(
+            crate::sm::get_key(&st.kv, "AK1").unwrap().secret_key,
+            "s3cr3t"
+        );
         let secret_kept = st
             .kv
             .map
