@@ -14,7 +14,7 @@
 //! | `l/<client id>` | [`ClientSessionRecord`]: last activity, floor, number of answers |
 //! | `a/<client id><seq u64be>` | [`SessionAnswer`]: the result of write `seq` |
 //! | `t/<last active ms u64be><client id>` | empty: sessions in order of last activity |
-//! | `x/sessions` | number of sessions (u64be) |
+//! | `x/sessions`, `x/session_answers` | numbers of sessions and of answers (u64be) |
 //!
 //! Decisions for a command with session `(c, seq, first_unanswered)` (all in [`apply`]):
 //! - an answer is held for `(c, seq)`: a duplicate, answered with it, nothing applied;
@@ -29,7 +29,8 @@
 //! decides the same): a session idle for [`SESSION_IDLE_EXPIRY_MS`] is deleted (at most
 //! [`EXPIRE_PER_COMMAND`] per command, oldest first); at most [`MAX_SESSIONS`] sessions (a new
 //! one evicts the longest idle); at most [`MAX_ANSWERS_PER_SESSION`] answers per session (the
-//! lowest is dropped and the floor raised past it, so its retry is refused, never reapplied).
+//! lowest is dropped and the floor raised past it, so its retry is refused, never reapplied);
+//! at most [`MAX_ANSWERS_TOTAL`] answers in all (the longest idle other sessions are evicted).
 //!
 //! Limit: a retry that arrives after its session was expired or evicted finds no session and
 //! applies as a new write. The client's retry budget (seconds) is far below the idle hour, and
@@ -49,11 +50,18 @@ pub const SESSION_IDLE_EXPIRY_MS: u64 = 60 * 60 * 1000;
 /// Most sessions held; a new session beyond it evicts the one idle longest.
 pub const MAX_SESSIONS: u64 = 4096;
 /// Most answers held per session; beyond it the lowest is dropped (its retry is refused).
-pub const MAX_ANSWERS_PER_SESSION: u64 = 256;
+/// An answer stays until the client's `first_unanswered` passes it, so one write waiting on a
+/// retry keeps every later answer of its client: a busy gateway at 500 writes/s fills this in
+/// 16 s, longer than the client's retry budget (15 s).
+pub const MAX_ANSWERS_PER_SESSION: u64 = 8192;
+/// Most answers held over all sessions; beyond it the sessions idle longest (other than the
+/// writing one) are evicted whole.
+pub const MAX_ANSWERS_TOTAL: u64 = 65_536;
 /// Most idle sessions deleted by one command (bounds the work of one apply).
 pub const EXPIRE_PER_COMMAND: usize = 4;
 
 const STAT_SESSIONS: &[u8] = b"x/sessions";
+const STAT_ANSWERS: &[u8] = b"x/session_answers";
 
 fn session_key(client: &[u8]) -> Vec<u8> {
     [b"l/", client].concat()
@@ -154,6 +162,7 @@ pub(super) fn touch(
         let key = answer_key(client, s.seq);
         if o.get(&key).is_none() {
             rec.answers += 1;
+            add_u64(o, STAT_ANSWERS, 1);
         }
         o.put(key, a.encode_to_vec());
     }
@@ -169,6 +178,20 @@ pub(super) fn touch(
         drop_answers_below(o, &mut rec);
     }
     o.put(key, rec.encode_to_vec());
+    while get_u64(o, STAT_ANSWERS) > MAX_ANSWERS_TOTAL {
+        let Some(victim) = idlest_other_than(o, client) else {
+            break;
+        };
+        remove(o, &victim);
+    }
+}
+
+/// The client of the session idle longest, other than `client`.
+fn idlest_other_than(kv: &dyn KvRead, client: &[u8]) -> Option<Vec<u8>> {
+    kv.scan(b"t/", prefix_end(b"t/").as_deref(), 2)
+        .into_iter()
+        .map(|(k, _)| client_of_idle_key(&k).to_vec())
+        .find(|c| c != client)
 }
 
 /// The sequence number of the lowest answer held for `client`.
@@ -192,6 +215,7 @@ fn drop_answers_below(o: &mut Overlay<'_>, rec: &mut ClientSessionRecord) {
     for (k, _) in o.scan(&start, Some(&end), limit) {
         o.delete(k);
         rec.answers = rec.answers.saturating_sub(1);
+        add_u64(o, STAT_ANSWERS, -1);
     }
 }
 
@@ -209,6 +233,7 @@ fn remove(o: &mut Overlay<'_>, client: &[u8]) {
     o.delete(idle_key(rec.last_active_ms, client));
     o.delete(key);
     add_u64(o, STAT_SESSIONS, -1);
+    add_u64(o, STAT_ANSWERS, -(rec.answers as i64));
 }
 
 fn client_of_idle_key(k: &[u8]) -> &[u8] {
@@ -278,6 +303,12 @@ pub(super) fn check_all(kv: &dyn KvRead) -> Result<(), String> {
     let all_answers = kv
         .scan(b"a/", prefix_end(b"a/").as_deref(), usize::MAX)
         .len() as u64;
+    let counted = get_u64(kv, STAT_ANSWERS);
+    if counted != answers_total || counted > MAX_ANSWERS_TOTAL {
+        return Err(format!(
+            "answer counter {counted}, {answers_total} held (max {MAX_ANSWERS_TOTAL})"
+        ));
+    }
     let all_idle = kv
         .scan(b"t/", prefix_end(b"t/").as_deref(), usize::MAX)
         .len() as u64;
@@ -351,6 +382,7 @@ mod tests {
             let session_key = |k: &[u8]| {
                 [&b"l/"[..], b"a/", b"t/"].contains(&k.get(..2).unwrap_or_default())
                     || k == STAT_SESSIONS
+                    || k == STAT_ANSWERS
             };
             let mut ns = self.kv.map.clone();
             ns.retain(|k, _| !session_key(k));
@@ -496,6 +528,7 @@ mod tests {
             .keys()
             .all(|k| !k.starts_with(b"a/") && !k.starts_with(b"t/")));
         assert_eq!(get_u64(&st.kv, STAT_SESSIONS), 0);
+        assert_eq!(get_u64(&st.kv, STAT_ANSWERS), 0);
     }
 
     #[test]
@@ -503,8 +536,10 @@ mod tests {
         let mut st = St::new();
         // MAX_ANSWERS_PER_SESSION + 1 writes in flight at once: the lowest answer goes.
         for seq in 1..=MAX_ANSWERS_PER_SESSION + 1 {
-            assert_eq!(st.run(s(1, seq, 1), put("k", "aaa")).error, None);
+            let r = st.run_unchecked(s(1, seq, 1), put("k", "aaa"));
+            assert_eq!(r.error, None);
         }
+        check_invariants(&st.kv).unwrap();
         let rec = get_session(&st.kv, &client(1)).unwrap();
         assert_eq!((rec.answers, rec.floor_seq), (MAX_ANSWERS_PER_SESSION, 2));
         let r = st.run(s(1, 1, 1), put("k", "zzz"));
@@ -524,6 +559,28 @@ mod tests {
         check_invariants(&st.kv).unwrap();
         assert_eq!(get_u64(&st.kv, STAT_SESSIONS), MAX_SESSIONS);
         assert!(get_session(&st.kv, &client(1)).is_none(), "idlest evicted");
+    }
+
+    #[test]
+    fn answers_over_all_sessions_are_bounded_by_evicting_idle_sessions() {
+        let mut st = St::new();
+        let per = MAX_ANSWERS_PER_SESSION;
+        let sessions = MAX_ANSWERS_TOTAL / per;
+        // `sessions` clients each with a full table of unanswered writes: at the limit.
+        for c in 1..=sessions as u8 {
+            for seq in 1..=per {
+                st.run_unchecked(s(c, seq, 1), Op::Noop(NoopCmd {}));
+            }
+        }
+        check_invariants(&st.kv).unwrap();
+        assert_eq!(get_u64(&st.kv, STAT_ANSWERS), MAX_ANSWERS_TOTAL);
+        // One more answer: client 1, idle longest, goes; the writer keeps its answer.
+        let writer = sessions as u8 + 1;
+        assert_eq!(st.run(s(writer, 1, 1), Op::Noop(NoopCmd {})).error, None);
+        assert!(get_session(&st.kv, &client(1)).is_none());
+        assert!(get_session(&st.kv, &client(2)).is_some());
+        assert_eq!(get_session(&st.kv, &client(writer)).unwrap().answers, 1);
+        assert_eq!(get_u64(&st.kv, STAT_ANSWERS), MAX_ANSWERS_TOTAL - per + 1);
     }
 
     #[test]
