@@ -221,6 +221,7 @@ async fn ensure_key(masters: &anode_master::ctl::Masters) -> anyhow::Result<()> 
             name: "default".into(),
             access_key: ak.clone(),
             secret_key: sk.clone(),
+            session: None,
         };
         match anode_master::ctl::call_leader(masters, |mut c| {
             let req = req.clone();

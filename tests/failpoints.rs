@@ -15,6 +15,10 @@
 //!   a renamed blob survives the crash intact; every chunk ends at exactly R copies.
 //! - `master::store::mid_snapshot_install` (crash): a lagging member crashes while installing
 //!   the leader's snapshot, restarts, installs it and matches the leader.
+//! - `master::service::put_applied_before_reply` (crash): the leader dies after applying a
+//!   create-if-absent put and before answering; the client library retries it on the new
+//!   leader with the same client session and gets the first application's answer (a second
+//!   application would answer PreconditionFailed).
 //!
 //! A `panic` action aborts the process (the `anode` binary's panic hook), so each crash is a
 //! real `SIGABRT` death with nothing flushed or cleaned up on the way out.
@@ -444,6 +448,7 @@ async fn create_bucket(addrs: &[String], name: &str) {
                 name,
                 replication: 0,
                 owner_access_key: String::new(),
+                session: None,
             })
             .await
         }
@@ -466,6 +471,7 @@ async fn put(addrs: &[String], bucket: &str, key: &str) -> Result<(), String> {
             ..Default::default()
         }),
         if_match_etag: None,
+        session: None,
     };
     let masters = support::admin_masters(addrs);
     let r = anode_master::ctl::call_leader(&masters, |mut c| {
@@ -779,6 +785,69 @@ async fn crash_during_snapshot_install_recovers() {
                     .iter()
                     .all(|a| *a == applied_all[0] && *a > applied))
             .then_some(())
+        },
+    )
+    .await;
+}
+
+/// (e) Client sessions across a real leader crash: the leader applies a put and dies before
+/// answering. The put is create-if-absent, so if the client library's retry applied again it
+/// would fail with PreconditionFailed although the first copy created the object; with the
+/// client session the new leader answers the retry with the first copy's result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_put_applied_by_a_dying_leader_is_retried_and_applied_once() {
+    let _s = scenario();
+    const POINT: &str = "master::service::put_applied_before_reply";
+    let mut m = Masters::start(BTreeMap::from([(1, failpoints(&format!("{POINT}=panic")))]));
+    let all = m.all();
+    let first = m.wait_leader("first leader").await;
+    if first.id != 1 {
+        anode_master::ctl::call_leader(&all, |mut c| async move {
+            c.transfer_leader(TransferLeaderRequest { id: 1 }).await
+        })
+        .await
+        .expect("transfer leadership to member 1");
+    }
+    wait_for("member 1 leads", Duration::from_secs(20), || async {
+        m.leader().await.filter(|l| l.id == 1).map(|_| ())
+    })
+    .await;
+    create_bucket(&all, "bkt").await;
+    let cl = Client::connect(all.clone()).await.expect("client");
+    let create_if_absent = PutOptions {
+        if_match_etag: Some(String::new()),
+        ..Default::default()
+    };
+    let put = cl.put_object_bytes("bkt", "once", Bytes::from_static(b"once"), create_if_absent);
+    let answer = tokio::time::timeout(Duration::from_secs(60), put)
+        .await
+        .expect("the put returns within 60 s");
+    assert_crashed_at(m.procs.get_mut(&1).unwrap(), POINT).await;
+    let answer = answer.expect("the retry is answered with the first application's result");
+    assert_eq!(answer.inline_data, b"once");
+    let stored = cl
+        .head_object("bkt", "once")
+        .await
+        .expect("the object exists");
+    assert_eq!(
+        stored.object_version, answer.object_version,
+        "applied once: the answer names the stored version"
+    );
+    // The crashed member comes back and agrees.
+    m.procs.get_mut(&1).unwrap().start();
+    let a1 = m.addrs[&1].clone();
+    wait_for("member 1 answers", Duration::from_secs(30), || async {
+        status_of(&a1).await.map(|_| ())
+    })
+    .await;
+    wait_for(
+        "member 1 has the object",
+        Duration::from_secs(30),
+        || async {
+            local_keys(&m.addrs[&1], "bkt")
+                .await
+                .contains("once")
+                .then_some(())
         },
     )
     .await;

@@ -40,6 +40,7 @@ async fn put(addrs: &[String], bucket: &str, key: &str, body: &[u8]) -> Result<(
         key: key.into(),
         manifest: Some(manifest(body)),
         if_match_etag: None,
+        session: None,
     };
     let masters = support::admin_masters(addrs);
     let r = anode_master::ctl::call_leader(&masters, |mut c| {
@@ -99,6 +100,7 @@ async fn master_group_failover_restart_and_membership() {
             name: "bkt".into(),
             replication: 0,
             owner_access_key: String::new(),
+            session: None,
         })
         .await
     })
@@ -367,6 +369,7 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
             name: "bkt".into(),
             replication: 0,
             owner_access_key: String::new(),
+            session: None,
         })
         .await
     })
@@ -479,6 +482,7 @@ async fn requests_over_limits_are_refused_at_the_edge(leader: &str) {
     let delete = DeleteObjectsRequest {
         bucket: "bkt".into(),
         keys: (0..1001).map(|i| format!("k{i}")).collect(),
+        session: None,
     };
     assert_invalid(c.delete_objects(delete).await, "1001 deletes");
     let report = ReportBadChunkRequest {
@@ -502,6 +506,7 @@ async fn requests_over_limits_are_refused_at_the_edge(leader: &str) {
         key: "edge".into(),
         manifest: Some(m),
         if_match_etag: None,
+        session: None,
     };
     let chunked = |chunks: Vec<ChunkRef>, size: u64| Manifest {
         version: MANIFEST_VERSION,
@@ -540,6 +545,7 @@ async fn requests_over_limits_are_refused_at_the_edge(leader: &str) {
             chunks: vec![chunk(1, 5)],
             ..Default::default()
         }),
+        session: None,
     };
     assert_invalid(
         c.put_part(part).await,

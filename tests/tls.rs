@@ -272,6 +272,7 @@ async fn put(masters: &anode_master::ctl::Masters, key: &str) -> anyhow::Result<
             ..Default::default()
         }),
         if_match_etag: None,
+        session: None,
     };
     anode_master::ctl::call_leader(masters, |mut c| {
         let req = req.clone();
@@ -291,6 +292,7 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
                 name: "tls".into(),
                 replication: 1,
                 owner_access_key: String::new(),
+                session: None,
             })
             .await
         })
@@ -348,8 +350,9 @@ async fn admin_manages_members_and_keys_and_listings_carry_no_secret() {
         let created = anode_master::ctl::call_leader(&admin, |mut cl| async move {
             cl.create_key(CreateKeyRequest {
                 name: "k".into(),
-                access_key: "AKTLSTEST".into(),
+                access_key: "AKTLSTEST0000001".into(),
                 secret_key: String::new(),
+                session: None,
             })
             .await
         })
@@ -369,14 +372,14 @@ async fn admin_manages_members_and_keys_and_listings_carry_no_secret() {
         let k = listed
             .keys
             .iter()
-            .find(|k| k.access_key == "AKTLSTEST")
+            .find(|k| k.access_key == "AKTLSTEST0000001")
             .expect("listed");
         assert_eq!(k.secret_key, "", "ListKeys must not carry secrets");
         // The gateway fetches one secret over mutual TLS.
         let gw = anode_master::ctl::Masters::new(c.masters.clone(), tls(Role::Gateway, "1"));
         let got = anode_master::ctl::call_leader(&gw, |mut cl| async move {
             cl.get_key(GetKeyRequest {
-                access_key: "AKTLSTEST".into(),
+                access_key: "AKTLSTEST0000001".into(),
             })
             .await
         })
@@ -385,7 +388,7 @@ async fn admin_manages_members_and_keys_and_listings_carry_no_secret() {
         assert_eq!(got.key.unwrap().secret_key, created.secret_key);
         let err = anode_master::ctl::call_leader(&admin, |mut cl| async move {
             cl.get_key(GetKeyRequest {
-                access_key: "AKTLSTEST".into(),
+                access_key: "AKTLSTEST0000001".into(),
             })
             .await
         })

@@ -143,6 +143,7 @@ impl ClientError {
             | StaleEpoch
             | BadCommand
             | UnsupportedVersion
+            | SessionExpired
             | NotMember
             | AlreadyMember
             | WouldLoseQuorum
@@ -202,6 +203,7 @@ pub fn retryable(code: ErrorCode) -> bool {
         | StaleEpoch
         | BadCommand
         | UnsupportedVersion
+        | SessionExpired
         | NotMember
         | AlreadyMember
         | WouldLoseQuorum

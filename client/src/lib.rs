@@ -172,12 +172,16 @@ impl Client {
             name: name.to_string(),
             replication,
             owner_access_key: owner_access_key.to_string(),
+            session: None,
         };
         let resp = self
             .inner
             .master
-            .call(|mut c| {
-                let req = req.clone();
+            .write(|mut c, session| {
+                let req = CreateBucketRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
                 async move { c.create_bucket(req).await }
             })
             .await?;
@@ -188,11 +192,15 @@ impl Client {
     pub async fn delete_bucket(&self, name: &str) -> Result<(), ClientError> {
         let req = DeleteBucketRequest {
             name: name.to_string(),
+            session: None,
         };
         self.inner
             .master
-            .call(|mut c| {
-                let req = req.clone();
+            .write(|mut c, session| {
+                let req = DeleteBucketRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
                 async move { c.delete_bucket(req).await }
             })
             .await?;
@@ -284,12 +292,16 @@ impl Client {
             key: key.to_string(),
             manifest: Some(manifest.clone()),
             if_match_etag,
+            session: None,
         };
         let resp = self
             .inner
             .master
-            .call(|mut c| {
-                let req = req.clone();
+            .write(|mut c, session| {
+                let req = PutObjectRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
                 async move { c.put_object(req).await }
             })
             .await?;
@@ -374,13 +386,17 @@ impl Client {
         let req = DeleteObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
+            session: None,
         };
         self.inner.cache_forget(bucket, key);
         let resp = self
             .inner
             .master
-            .call(|mut c| {
-                let req = req.clone();
+            .write(|mut c, session| {
+                let req = DeleteObjectRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
                 async move { c.delete_object(req).await }
             })
             .await?;
@@ -399,12 +415,16 @@ impl Client {
         let req = DeleteObjectsRequest {
             bucket: bucket.to_string(),
             keys,
+            session: None,
         };
         let resp = self
             .inner
             .master
-            .call(|mut c| {
-                let req = req.clone();
+            .write(|mut c, session| {
+                let req = DeleteObjectsRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
                 async move { c.delete_objects(req).await }
             })
             .await?;
@@ -477,12 +497,16 @@ impl Client {
                 user_metadata: opts.user_metadata,
                 system_metadata: opts.system_metadata,
             }),
+            session: None,
         };
         let resp = self
             .inner
             .master
-            .call(|mut c| {
-                let req = req.clone();
+            .write(|mut c, session| {
+                let req = CreateMultipartRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
                 async move { c.create_multipart(req).await }
             })
             .await?;
@@ -521,11 +545,15 @@ impl Client {
             key: key.to_string(),
             upload_id: upload_id.to_string(),
             part: Some(part.clone()),
+            session: None,
         };
         self.inner
             .master
-            .call(|mut c| {
-                let req = req.clone();
+            .write(|mut c, session| {
+                let req = PutPartRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
                 async move { c.put_part(req).await }
             })
             .await?;
@@ -550,12 +578,16 @@ impl Client {
             upload_id: upload_id.to_string(),
             parts,
             if_match_etag,
+            session: None,
         };
         let resp = self
             .inner
             .master
-            .call(|mut c| {
-                let req = req.clone();
+            .write(|mut c, session| {
+                let req = CompleteMultipartRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
                 async move { c.complete_multipart(req).await }
             })
             .await?;
@@ -575,11 +607,15 @@ impl Client {
             bucket: bucket.to_string(),
             key: key.to_string(),
             upload_id: upload_id.to_string(),
+            session: None,
         };
         self.inner
             .master
-            .call(|mut c| {
-                let req = req.clone();
+            .write(|mut c, session| {
+                let req = AbortMultipartRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
                 async move { c.abort_multipart(req).await }
             })
             .await?;

@@ -14,6 +14,12 @@
 //! masters who leads (`Leader`, answered without raft). If one of them leads in the highest term
 //! seen, the hint moves there and every attempt still waiting on the old leader is redirected at
 //! once.
+//!
+//! Writes go through [`MasterConn::write`]: an attempt whose answer is lost (the leader crashed
+//! after the entry committed) is retried like any other, and the retry carries the same
+//! [`ClientSession`] (this connection's random client id, the write's sequence number), so the
+//! state machine answers it with the recorded result instead of applying it again
+//! (docs/architecture.md, "Client sessions").
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,14 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anode_proto::master_client::MasterClient;
-use anode_proto::LeaderRequest;
+use anode_proto::{ClientSession, LeaderRequest};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::{DEFAULT_MASTER_PROBE_AFTER, DEFAULT_MASTER_RPC_TIMEOUT, DEFAULT_RETRY_BUDGET};
 use crate::error::ClientError;
-use crate::retry::{classify, Backoff, Disposition};
+use crate::retry::{classify, Backoff, Disposition, WriteSessions};
 use crate::trace::{Traced, TracedChannel};
 
 /// Largest gRPC message accepted from or sent to a master (listings, manifests with inline data).
@@ -72,6 +78,8 @@ struct Inner {
     state: Mutex<State>,
     /// Bumped whenever the leader hint changes, so waiting attempts can follow it.
     hint_changed: tokio::sync::watch::Sender<u64>,
+    /// The client session of this connection's writes.
+    sessions: Mutex<WriteSessions>,
 }
 
 #[derive(Default)]
@@ -163,6 +171,7 @@ impl MasterConn {
                 opts,
                 state: Mutex::new(State::default()),
                 hint_changed: tokio::sync::watch::Sender::new(0),
+                sessions: Mutex::new(WriteSessions::new(rand::random())),
             }),
         }
     }
@@ -225,6 +234,19 @@ impl MasterConn {
             }
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// Call the leader with a write: like [`MasterConn::call`], and `f` also gets the
+    /// [`ClientSession`] to put into the request. Every attempt of this one logical write
+    /// carries the same sequence number, so a retry of an attempt that was applied (its
+    /// answer lost) is answered with the recorded result, not applied again.
+    pub async fn write<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
+    where
+        F: FnMut(MasterClient<TracedChannel>, ClientSession) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let write = OpenWrite::begin(&self.inner);
+        self.call(|c| f(c, write.session())).await
     }
 
     async fn attempt<T, F, Fut>(&self, target: &str, f: &mut F) -> Result<T, Attempt>
@@ -354,6 +376,30 @@ impl MasterConn {
         if state.leader.as_deref() == Some(addr) {
             state.leader = None;
         }
+    }
+}
+
+/// A logical write in progress: its sequence number stays open (and keeps the master's answer
+/// for it) until this is dropped, whether the write finished or its caller gave up on it.
+struct OpenWrite<'a> {
+    inner: &'a Inner,
+    seq: u64,
+}
+
+impl<'a> OpenWrite<'a> {
+    fn begin(inner: &'a Inner) -> Self {
+        let seq = inner.sessions.lock().begin();
+        OpenWrite { inner, seq }
+    }
+
+    fn session(&self) -> ClientSession {
+        self.inner.sessions.lock().session(self.seq)
+    }
+}
+
+impl Drop for OpenWrite<'_> {
+    fn drop(&mut self) {
+        self.inner.sessions.lock().end(self.seq);
     }
 }
 

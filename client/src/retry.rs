@@ -60,6 +60,53 @@ fn classify_detail(d: ErrorDetail) -> Disposition {
     }
 }
 
+/// The client side of client sessions (docs/architecture.md, "Client sessions"): a random
+/// client id per client, a sequence number per logical write (kept across its retries), and
+/// the writes still awaiting an answer. Pure bookkeeping; [`crate::master::MasterConn::write`]
+/// drives it.
+#[derive(Clone, Debug)]
+pub struct WriteSessions {
+    client_id: [u8; 16],
+    next_seq: u64,
+    unanswered: std::collections::BTreeSet<u64>,
+}
+
+impl WriteSessions {
+    /// A session with client id `client_id` (random per client process).
+    pub fn new(client_id: [u8; 16]) -> Self {
+        WriteSessions {
+            client_id,
+            next_seq: 1,
+            unanswered: Default::default(),
+        }
+    }
+
+    /// Start a logical write: its sequence number.
+    pub fn begin(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.unanswered.insert(seq);
+        seq
+    }
+
+    /// The write `seq` is over (answered, failed for good, or abandoned): no retry of it
+    /// follows, so the master may forget its answer.
+    pub fn end(&mut self, seq: u64) {
+        self.unanswered.remove(&seq);
+    }
+
+    /// What an attempt of write `seq` carries. `first_unanswered` is the lowest write still
+    /// awaiting an answer (never above `seq` while `seq` is open).
+    pub fn session(&self, seq: u64) -> anode_proto::ClientSession {
+        let first = self.unanswered.first().copied().unwrap_or(seq).min(seq);
+        anode_proto::ClientSession {
+            client_id: self.client_id.to_vec(),
+            seq,
+            first_unanswered: first,
+        }
+    }
+}
+
 /// Jittered exponential backoff: the n-th delay is drawn uniformly from
 /// `[cap/2, cap]` with `cap = min(max, base * 2^n)` ("equal jitter").
 #[derive(Clone, Debug)]
@@ -178,6 +225,27 @@ mod tests {
                 "{code:?}"
             );
         }
+    }
+
+    #[test]
+    fn write_sessions_number_writes_and_track_the_first_unanswered() {
+        let mut w = WriteSessions::new([7; 16]);
+        let (a, b, c) = (w.begin(), w.begin(), w.begin());
+        assert_eq!((a, b, c), (1, 2, 3));
+        let s = w.session(c);
+        assert_eq!(
+            (s.client_id, s.seq, s.first_unanswered),
+            (vec![7; 16], 3, 1)
+        );
+        // A retry of write 2 keeps its number.
+        assert_eq!(w.session(b).seq, 2);
+        w.end(a);
+        assert_eq!(w.session(c).first_unanswered, 2);
+        w.end(c);
+        assert_eq!(w.session(b).first_unanswered, 2);
+        w.end(b);
+        let d = w.begin();
+        assert_eq!((d, w.session(d).first_unanswered), (4, 4));
     }
 
     #[test]

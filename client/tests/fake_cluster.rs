@@ -366,6 +366,60 @@ async fn follows_the_leader_and_does_not_retry_remote_errors() {
     .await
 }
 
+/// The leader-failover anomaly, end to end through the client library: a put is applied,
+/// another client overwrites the key, and the put's answer is lost. The client retries the
+/// put (it cannot know it applied); the retry carries the same session and sequence number,
+/// so the master answers it from the session and the later overwrite stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_whose_answer_was_lost_is_retried_but_applied_once() {
+    bounded(async {
+        let c = Cluster::start(3, 3).await;
+        let cl = client(&c).await;
+        let other = anode_proto::command::Op::PutObject(anode_proto::PutObjectCmd {
+            bucket: BUCKET.into(),
+            key: "k".into(),
+            manifest: Some(anode_proto::Manifest {
+                size: 5,
+                etag: "00000000000000000000000000000b0b".into(),
+                inline_data: b"later".to_vec(),
+                ..Default::default()
+            }),
+            if_match_etag: None,
+        });
+        c.master.lock().lose_put_answer_then = Some(other);
+        let first = cl
+            .put_object_bytes(
+                BUCKET,
+                "k",
+                Bytes::from_static(b"first"),
+                PutOptions::default(),
+            )
+            .await
+            .expect("the retry is answered");
+        assert_eq!(c.master.lock().calls["put_object"], 2, "one retry");
+        let now = cl.head_object(BUCKET, "k").await.unwrap();
+        assert_eq!(
+            now.inline_data, b"later",
+            "the put applied once, before the overwrite"
+        );
+        assert!(first.object_version < now.object_version);
+        // The next put is a new write and applies.
+        cl.put_object_bytes(
+            BUCKET,
+            "k",
+            Bytes::from_static(b"third"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            cl.head_object(BUCKET, "k").await.unwrap().inline_data,
+            b"third"
+        );
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn puts_keep_a_bounded_number_of_chunks_in_flight() {
     bounded(async {

@@ -309,6 +309,7 @@ impl S3Error {
             | C::StaleEpoch
             | C::BadCommand
             | C::UnsupportedVersion
+            | C::SessionExpired
             | C::NotMember
             | C::AlreadyMember
             | C::WouldLoseQuorum

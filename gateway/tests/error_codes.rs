@@ -23,7 +23,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The S3 answer each code must produce: (code, S3 `<Code>`, HTTP status).
-const EXPECTED: [(ErrorCode, &str, u16); 39] = [
+const EXPECTED: [(ErrorCode, &str, u16); 40] = [
     (ErrorCode::Unspecified, "InternalError", 500),
     (ErrorCode::NoSuchBucket, "NoSuchBucket", 404),
     (ErrorCode::BucketAlreadyExists, "BucketAlreadyExists", 409),
@@ -50,6 +50,7 @@ const EXPECTED: [(ErrorCode, &str, u16); 39] = [
     (ErrorCode::StaleEpoch, "InternalError", 500),
     (ErrorCode::BadCommand, "InternalError", 500),
     (ErrorCode::UnsupportedVersion, "InternalError", 500),
+    (ErrorCode::SessionExpired, "InternalError", 500),
     (ErrorCode::InsufficientServers, "ServiceUnavailable", 503),
     (ErrorCode::NotMember, "InternalError", 500),
     (ErrorCode::AlreadyMember, "InternalError", 500),

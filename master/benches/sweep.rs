@@ -28,6 +28,7 @@ fn apply(kv: &mut MemKv, index: u64, op: Op) -> CommandResult {
     let cmd = Command {
         version: COMMAND_VERSION,
         now_ms: 1,
+        session: None,
         op: Some(op),
     };
     let (muts, res) = state::apply(kv, index, &cmd);

@@ -403,9 +403,17 @@ async fn chunkservers(m: &Masters, cmd: &ChunkserversCmd) -> anyhow::Result<Valu
 /// Mark chunkserver `id` draining (or not, with `cancel`); with `wait`, print progress until it
 /// is safe to remove.
 async fn drain(m: &Masters, id: u64, cancel: bool, wait: bool) -> anyhow::Result<Value> {
-    call_leader(m, |mut c| async move {
-        c.drain_chunkserver(DrainChunkserverRequest { id, cancel })
+    let session = one_write_session();
+    call_leader(m, |mut c| {
+        let session = session.clone();
+        async move {
+            c.drain_chunkserver(DrainChunkserverRequest {
+                id,
+                cancel,
+                session: Some(session),
+            })
             .await
+        }
     })
     .await?;
     if wait && !cancel {
@@ -431,6 +439,17 @@ async fn drain(m: &Masters, id: u64, cancel: bool, wait: bool) -> anyhow::Result
     Ok(json!({"id": id, "draining": !cancel, "safe_to_remove": safe}))
 }
 
+/// The client session of `anode ctl`'s one write: a fresh client id, write 1. Every retry of
+/// the write (after a leader change) carries it, so it applies once (docs/architecture.md,
+/// "Client sessions").
+fn one_write_session() -> ClientSession {
+    ClientSession {
+        client_id: rand::random::<[u8; 16]>().to_vec(),
+        seq: 1,
+        first_unanswered: 1,
+    }
+}
+
 /// Chunkserver `id`'s entry in a `status` answer.
 fn chunkserver_in(status: &Value, id: u64) -> Option<Value> {
     status["chunkservers"]
@@ -449,6 +468,7 @@ async fn keys(m: &Masters, cmd: &KeysCmd) -> anyhow::Result<Value> {
                 name: name.clone(),
                 access_key: access_key.clone(),
                 secret_key: secret_key.clone(),
+                session: Some(one_write_session()),
             };
             let r = call_leader(m, |mut c| {
                 let req = req.clone();
@@ -469,10 +489,13 @@ async fn keys(m: &Masters, cmd: &KeysCmd) -> anyhow::Result<Value> {
             ))
         }
         KeysCmd::Delete { access_key } => {
-            let ak = access_key.clone();
+            let req = DeleteKeyRequest {
+                access_key: access_key.clone(),
+                session: Some(one_write_session()),
+            };
             call_leader(m, |mut c| {
-                let access_key = ak.clone();
-                async move { c.delete_key(DeleteKeyRequest { access_key }).await }
+                let req = req.clone();
+                async move { c.delete_key(req).await }
             })
             .await?;
             Ok(json!({"deleted": access_key}))
@@ -499,6 +522,7 @@ async fn buckets(m: &Masters, cmd: &BucketsCmd) -> anyhow::Result<Value> {
                 name: name.clone(),
                 replication: *replication,
                 owner_access_key: String::new(),
+                session: Some(one_write_session()),
             };
             call_leader(m, |mut c| {
                 let req = req.clone();
@@ -508,10 +532,13 @@ async fn buckets(m: &Masters, cmd: &BucketsCmd) -> anyhow::Result<Value> {
             Ok(json!({"created": name}))
         }
         BucketsCmd::Delete { name } => {
-            let n = name.clone();
+            let req = DeleteBucketRequest {
+                name: name.clone(),
+                session: Some(one_write_session()),
+            };
             call_leader(m, |mut c| {
-                let name = n.clone();
-                async move { c.delete_bucket(DeleteBucketRequest { name }).await }
+                let req = req.clone();
+                async move { c.delete_bucket(req).await }
             })
             .await?;
             Ok(json!({"deleted": name}))

@@ -301,6 +301,7 @@ mod tests {
         let cmd = Command {
             version: anode_proto::COMMAND_VERSION,
             now_ms: 1,
+            session: None,
             op: Some(Op::CreateKey(CreateKeyCmd {
                 key: Some(anode_proto::AccessKey {
                     version: 1,

@@ -118,11 +118,18 @@ impl MasterService {
         Ok(())
     }
 
-    async fn write(&self, op: Op) -> Result<CommandResult, Status> {
+    /// Propose `op` (of the client `session` when the request carried one: a retry of a write
+    /// that already applied is answered with its recorded result) and wait for its result.
+    async fn write_in(
+        &self,
+        session: Option<ClientSession>,
+        op: Op,
+    ) -> Result<CommandResult, Status> {
         self.require_leader()?;
         let cmd = Command {
             version: COMMAND_VERSION,
             now_ms: anode_common::now_ms(),
+            session,
             op: Some(op),
         };
         let bytes = cmd.encode_to_vec();
@@ -132,6 +139,11 @@ impl MasterService {
             .map_err(|_| raft_timeout("timed out waiting for raft commit"))?
             .map_err(|e| self.node_status(e))?;
         command_outcome(res)
+    }
+
+    /// [`MasterService::write_in`] for the master's own commands (no client session).
+    async fn write(&self, op: Op) -> Result<CommandResult, Status> {
+        self.write_in(None, op).await
     }
 
     async fn read<T>(
@@ -186,14 +198,17 @@ impl Master for MasterService {
         let r = req.into_inner();
         let config = BucketConfig {
             version: RECORD_VERSION,
-            name: r.name,
+            name: r.name.clone(),
             replication: r.replication,
             owner_access_key: r.owner_access_key,
             ..Default::default()
         };
-        self.write(Op::CreateBucket(CreateBucketCmd {
-            config: Some(config.clone()),
-        }))
+        self.write_in(
+            r.session,
+            Op::CreateBucket(CreateBucketCmd {
+                config: Some(config.clone()),
+            }),
+        )
         .await?;
         let name = config.name.clone();
         let cfg = self.read(true, |kv| state::get_bucket(kv, &name)).await?;
@@ -204,8 +219,11 @@ impl Master for MasterService {
 
     async fn delete_bucket(&self, req: Request<DeleteBucketRequest>) -> Rpc<DeleteBucketResponse> {
         let r = req.into_inner();
-        self.write(Op::DeleteBucket(DeleteBucketCmd { name: r.name }))
-            .await?;
+        self.write_in(
+            r.session,
+            Op::DeleteBucket(DeleteBucketCmd { name: r.name }),
+        )
+        .await?;
         ok(DeleteBucketResponse {})
     }
 
@@ -232,13 +250,18 @@ impl Master for MasterService {
         }
         let fresh = fresh_copies(r.manifest.iter().flat_map(|m| m.chunks.iter()));
         let res = self
-            .write(Op::PutObject(PutObjectCmd {
-                bucket: r.bucket,
-                key: r.key,
-                manifest: r.manifest,
-                if_match_etag: r.if_match_etag,
-            }))
+            .write_in(
+                r.session,
+                Op::PutObject(PutObjectCmd {
+                    bucket: r.bucket,
+                    key: r.key,
+                    manifest: r.manifest,
+                    if_match_etag: r.if_match_etag,
+                }),
+            )
             .await?;
+        // Applied, not yet answered: the leader dying here leaves the client unsure.
+        fail::fail_point!("master::service::put_applied_before_reply");
         self.learn_copies(&fresh);
         ok(PutObjectResponse {
             manifest: res.manifest,
@@ -257,10 +280,13 @@ impl Master for MasterService {
     async fn delete_object(&self, req: Request<DeleteObjectRequest>) -> Rpc<DeleteObjectResponse> {
         let r = req.into_inner();
         let res = self
-            .write(Op::DeleteObject(DeleteObjectCmd {
-                bucket: r.bucket,
-                key: r.key,
-            }))
+            .write_in(
+                r.session,
+                Op::DeleteObject(DeleteObjectCmd {
+                    bucket: r.bucket,
+                    key: r.key,
+                }),
+            )
             .await?;
         ok(DeleteObjectResponse {
             existed: !res.deleted_keys.is_empty(),
@@ -274,10 +300,13 @@ impl Master for MasterService {
         let r = req.into_inner();
         validate::at_most("keys", r.keys.len(), validate::MAX_DELETE_KEYS).map_err(invalid)?;
         let res = self
-            .write(Op::DeleteObjects(DeleteObjectsCmd {
-                bucket: r.bucket,
-                keys: r.keys,
-            }))
+            .write_in(
+                r.session,
+                Op::DeleteObjects(DeleteObjectsCmd {
+                    bucket: r.bucket,
+                    keys: r.keys,
+                }),
+            )
             .await?;
         ok(DeleteObjectsResponse {
             deleted: res.deleted_keys,
@@ -297,15 +326,22 @@ impl Master for MasterService {
         &self,
         req: Request<CreateMultipartRequest>,
     ) -> Rpc<CreateMultipartResponse> {
-        let mut upload = req.into_inner().upload.unwrap_or_default();
+        let r = req.into_inner();
+        let mut upload = r.upload.unwrap_or_default();
         upload.version = RECORD_VERSION;
         upload.upload_id = random_hex(16);
-        let id = upload.upload_id.clone();
-        self.write(Op::CreateMultipart(CreateMultipartCmd {
-            upload: Some(upload),
-        }))
-        .await?;
-        ok(CreateMultipartResponse { upload_id: id })
+        let res = self
+            .write_in(
+                r.session,
+                Op::CreateMultipart(CreateMultipartCmd {
+                    upload: Some(upload),
+                }),
+            )
+            .await?;
+        // The id the state machine recorded: a retry's answer names its first copy's upload.
+        ok(CreateMultipartResponse {
+            upload_id: res.upload_id,
+        })
     }
 
     async fn put_part(&self, req: Request<PutPartRequest>) -> Rpc<PutPartResponse> {
@@ -314,12 +350,15 @@ impl Master for MasterService {
             validate::part(p).map_err(invalid)?;
         }
         let fresh = fresh_copies(r.part.iter().flat_map(|p| p.chunks.iter()));
-        self.write(Op::PutPart(PutPartCmd {
-            bucket: r.bucket,
-            key: r.key,
-            upload_id: r.upload_id,
-            part: r.part,
-        }))
+        self.write_in(
+            r.session,
+            Op::PutPart(PutPartCmd {
+                bucket: r.bucket,
+                key: r.key,
+                upload_id: r.upload_id,
+                part: r.part,
+            }),
+        )
         .await?;
         self.learn_copies(&fresh);
         ok(PutPartResponse {})
@@ -331,13 +370,16 @@ impl Master for MasterService {
     ) -> Rpc<CompleteMultipartResponse> {
         let r = req.into_inner();
         let res = self
-            .write(Op::CompleteMultipart(CompleteMultipartCmd {
-                bucket: r.bucket,
-                key: r.key,
-                upload_id: r.upload_id,
-                parts: r.parts,
-                if_match_etag: r.if_match_etag,
-            }))
+            .write_in(
+                r.session,
+                Op::CompleteMultipart(CompleteMultipartCmd {
+                    bucket: r.bucket,
+                    key: r.key,
+                    upload_id: r.upload_id,
+                    parts: r.parts,
+                    if_match_etag: r.if_match_etag,
+                }),
+            )
             .await?;
         ok(CompleteMultipartResponse {
             manifest: res.manifest,
@@ -349,11 +391,14 @@ impl Master for MasterService {
         req: Request<AbortMultipartRequest>,
     ) -> Rpc<AbortMultipartResponse> {
         let r = req.into_inner();
-        self.write(Op::AbortMultipart(AbortMultipartCmd {
-            bucket: r.bucket,
-            key: r.key,
-            upload_id: r.upload_id,
-        }))
+        self.write_in(
+            r.session,
+            Op::AbortMultipart(AbortMultipartCmd {
+                bucket: r.bucket,
+                key: r.key,
+                upload_id: r.upload_id,
+            }),
+        )
         .await?;
         ok(AbortMultipartResponse {})
     }
@@ -495,23 +540,36 @@ impl Master for MasterService {
             access_key: if r.access_key.is_empty() {
                 format!("AK{}", random_hex(9).to_uppercase())
             } else {
-                r.access_key
+                r.access_key.clone()
             },
             secret_key: if r.secret_key.is_empty() {
                 random_hex(20)
             } else {
-                r.secret_key
+                r.secret_key.clone()
             },
-            name: r.name,
+            name: r.name.clone(),
             created_ms: anode_common::now_ms(),
         };
         // Only ids the gateway will accept (it refuses other shapes before any lookup).
         anode_meta::validate::access_key(&key.access_key).map_err(|e| e.detail().to_status())?;
-        self.write(Op::CreateKey(CreateKeyCmd {
-            key: Some(key.clone()),
-        }))
-        .await?;
-        ok(CreateKeyResponse { key: Some(key) })
+        let res = self
+            .write_in(
+                r.session,
+                Op::CreateKey(CreateKeyCmd {
+                    key: Some(key.clone()),
+                }),
+            )
+            .await?;
+        // The key the state machine recorded: a retry's answer names its first copy's key,
+        // whose secret (never in a result) is read from the state.
+        let recorded = res
+            .access_key
+            .map_or(key.access_key.clone(), |k| k.access_key);
+        if recorded == key.access_key {
+            return ok(CreateKeyResponse { key: Some(key) });
+        }
+        let first = self.read(true, |kv| state::get_key(kv, &recorded)).await?;
+        ok(CreateKeyResponse { key: first })
     }
 
     async fn list_keys(&self, _req: Request<ListKeysRequest>) -> Rpc<ListKeysResponse> {
@@ -526,9 +584,12 @@ impl Master for MasterService {
 
     async fn delete_key(&self, req: Request<DeleteKeyRequest>) -> Rpc<DeleteKeyResponse> {
         let r = req.into_inner();
-        self.write(Op::DeleteKey(DeleteKeyCmd {
-            access_key: r.access_key,
-        }))
+        self.write_in(
+            r.session,
+            Op::DeleteKey(DeleteKeyCmd {
+                access_key: r.access_key,
+            }),
+        )
         .await?;
         ok(DeleteKeyResponse {})
     }
@@ -626,10 +687,13 @@ impl Master for MasterService {
         req: Request<DrainChunkserverRequest>,
     ) -> Rpc<DrainChunkserverResponse> {
         let r = req.into_inner();
-        self.write(Op::SetDraining(SetDrainingCmd {
-            id: r.id,
-            draining: !r.cancel,
-        }))
+        self.write_in(
+            r.session,
+            Op::SetDraining(SetDrainingCmd {
+                id: r.id,
+                draining: !r.cancel,
+            }),
+        )
         .await?;
         ok(DrainChunkserverResponse {})
     }

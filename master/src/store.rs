@@ -193,8 +193,8 @@ impl RaftStore {
         }
     }
 
-    /// Refuse a newer format; migrate an older one (format 0 -> 1: the layout is unchanged,
-    /// the key is written). A new store gets the key here, at creation.
+    /// Refuse a newer format; migrate an older one (formats 0 and 1 -> 2: the layout is
+    /// unchanged, format 2 only added key kinds (client sessions); the key is written). A new store gets the key here, at creation.
     fn check_format(&self, dir: &Path) -> Result<(), StoreError> {
         let found = self.format()?;
         if found > STORE_FORMAT_VERSION {
@@ -840,6 +840,20 @@ mod tests {
         let s = RaftStore::open(&path).unwrap();
         assert_eq!(s.format().unwrap(), STORE_FORMAT_VERSION);
         assert_eq!(s.conf_state().voters, vec![1, 2, 3]);
+    }
+
+    /// Format 1 (before client sessions) has the layout of format 2 without session keys.
+    #[test]
+    fn a_format_1_store_is_migrated_to_2() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RaftStore::open(dir.path()).unwrap();
+            s.bootstrap(vec![1]).unwrap();
+            s.write_format(1).unwrap();
+        }
+        let s = RaftStore::open(dir.path()).unwrap();
+        assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (2, 2));
+        assert_eq!(s.conf_state().voters, vec![1]);
     }
 
     #[test]

@@ -221,6 +221,7 @@ impl Sim {
         let cmd = Command {
             version: 1,
             now_ms: self.now,
+            session: None,
             op: Some(Op::CreateKey(CreateKeyCmd {
                 key: Some(anode_proto::AccessKey {
                     version: 1,
@@ -491,6 +492,7 @@ fn a_command_from_a_newer_build_halts_the_member() {
     let applied_before = core.raft().raft_log.store().applied();
     let newer = Command {
         version: anode_proto::COMMAND_VERSION + 1,
+        session: None,
         now_ms: 1,
         op: Some(Op::CreateKey(CreateKeyCmd::default())),
     };

@@ -616,6 +616,7 @@ mod tests {
         let cmd = Command {
             version: COMMAND_VERSION,
             now_ms,
+            session: None,
             op: Some(op),
         };
         let (muts, res) = state::apply(kv, index, &cmd);

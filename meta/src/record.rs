@@ -60,18 +60,21 @@ pub trait Record: Message + Default {
     fn migrate(self, from: u32) -> Self;
 }
 
-/// Implements [`Record`] for messages whose history so far is: version 0 (no version stamped;
-/// the layout of version 1) and version 1. A kind that changes its layout gets a hand-written
-/// `migrate` with one step per version.
+/// Implements [`Record`] for messages whose every older version decodes as the current one:
+/// version 0 (no version stamped; the layout of version 1), and for `Command` and
+/// `SnapshotData` version 1, which version 2 only extends (a v1 command is a v2 command
+/// without a client session; a v1 snapshot holds no session keys). Migration stamps the
+/// current version. A kind that changes its layout gets a hand-written `migrate` with one
+/// step per version.
 macro_rules! versioned {
     ($($t:ty => $current:expr),* $(,)?) => {$(
         impl Record for $t {
             const KIND: &'static str = stringify!($t);
             const CURRENT: u32 = $current;
             fn migrate(mut self, from: u32) -> Self {
-                if from < 1 {
-                    // v0 -> v1: same fields; the version was not stamped yet.
-                    self.version = 1;
+                if from < Self::CURRENT {
+                    // Same fields; newer versions only added optional ones.
+                    self.version = Self::CURRENT;
                 }
                 self
             }
@@ -90,6 +93,8 @@ versioned! {
     Command => COMMAND_VERSION,
     SnapshotData => SNAPSHOT_VERSION,
     MemberChangeContext => RECORD_VERSION,
+    ClientSessionRecord => RECORD_VERSION,
+    SessionAnswer => RECORD_VERSION,
 }
 
 /// The `version` (field 1) of an encoded record, without decoding the rest: 0 when absent.

@@ -13,6 +13,7 @@
 //! | `p/<bucket>\0<key>\0<upload id>\0<part u32be>` | `PartRecord` |
 //! | `x/<counter>` | u64be counters (next chunkserver id, stats) |
 //! | `r/<id u64be>` | raft member address (written by the node on conf changes) |
+//! | `l/<client id>`, `a/<client id><seq u64be>`, `t/<ms u64be><client id>` | client sessions ([`sessions`]) |
 //!
 //! Bucket names cannot contain `\0`; object keys are UTF-8 and S3 forbids nothing else that
 //! matters here, so `\0` separates components unambiguously within a bucket's range.
@@ -31,6 +32,7 @@ mod invariants;
 mod list;
 mod mem;
 mod records;
+pub mod sessions;
 #[cfg(test)]
 mod tests;
 
@@ -107,6 +109,12 @@ pub enum StateError {
     /// A reference to existing content (a copy) names a chunk that garbage collection took.
     #[error("chunk {0} is no longer stored; write the data again")]
     ChunkGone(String),
+    /// A write retried after its client session dropped the answer (see [`sessions`]): not
+    /// applied now; whether an earlier copy applied is unknown.
+    #[error(
+        "write {0} of this client session is too old to be answered again; it was not applied now"
+    )]
+    SessionExpired(u64),
 }
 
 impl StateError {
@@ -132,6 +140,7 @@ impl StateError {
             StateError::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
             StateError::InvalidArgument(_) => ErrorCode::InvalidArgument,
             StateError::ChunkGone(_) => ErrorCode::ChunkGone,
+            StateError::SessionExpired(_) => ErrorCode::SessionExpired,
         }
     }
 
@@ -153,6 +162,7 @@ impl StateError {
                 d.with_resource(id.to_string())
             }
             StateError::EntityTooSmall(part) => d.with_resource(part.to_string()),
+            StateError::SessionExpired(seq) => d.with_resource(seq.to_string()),
             StateError::InvalidPart(_)
             | StateError::InvalidPartOrder
             | StateError::PreconditionFailed(_)
@@ -371,9 +381,12 @@ fn error_result(e: &StateError) -> CommandResult {
     }
 }
 
-/// Apply one command at raft `index`. On error no mutation is returned. The mutations of a
-/// successful command are checked against the invariants first (see [`InvariantError`]); a
-/// violation panics, before anything is written.
+/// Apply one command at raft `index`. A refused operation changes nothing of the namespace;
+/// only its client session (if it carries one) records the refusal as its answer. A command
+/// of a client session that was applied before is answered with the recorded result and not
+/// applied again ([`sessions`]). Every command also expires idle sessions. The mutations are
+/// checked against the invariants first (see [`InvariantError`]); a violation panics, before
+/// anything is written.
 pub fn apply(kv: &dyn KvRead, index: u64, cmd: &Command) -> (Vec<Mutation>, CommandResult) {
     if cmd.version == 0 || cmd.version > COMMAND_VERSION {
         return (
@@ -381,18 +394,39 @@ pub fn apply(kv: &dyn KvRead, index: u64, cmd: &Command) -> (Vec<Mutation>, Comm
             error_result(&StateError::UnsupportedVersion(cmd.version)),
         );
     }
-    let mut o = Overlay::new(kv);
-    let res = match &cmd.op {
-        Some(op) => apply_op(&mut o, index, cmd.now_ms, op),
-        None => Err(StateError::BadCommand("no operation".into())),
+    let session = match cmd.session.as_ref().map(sessions::validate).transpose() {
+        Ok(s) => s,
+        Err(e) => return (Vec::new(), error_result(&e)),
     };
-    match res {
-        Ok(r) => {
-            let muts = o.into_mutations();
-            invariants::assert_command(kv, index, &muts);
-            (muts, r)
+    let mut o = Overlay::new(kv);
+    let (result, fresh) = match session.map(|s| sessions::check(kv, s)) {
+        Some(sessions::Check::Duplicate(r)) => (*r, false),
+        Some(sessions::Check::Forgotten) => {
+            let seq = session.map_or(0, |s| s.seq);
+            (error_result(&StateError::SessionExpired(seq)), false)
         }
-        Err(e) => (Vec::new(), error_result(&e)),
+        Some(sessions::Check::Apply) | None => match apply_once(&mut o, index, cmd) {
+            Ok(r) => (r, true),
+            Err(e) => {
+                // A refused operation leaves nothing behind.
+                o = Overlay::new(kv);
+                (error_result(&e), true)
+            }
+        },
+    };
+    if let Some(s) = session {
+        sessions::touch(&mut o, cmd.now_ms, s, fresh.then_some(&result));
+    }
+    sessions::expire(&mut o, cmd.now_ms);
+    let muts = o.into_mutations();
+    invariants::assert_command(kv, index, &muts);
+    (muts, result)
+}
+
+fn apply_once(o: &mut Overlay<'_>, index: u64, cmd: &Command) -> Res {
+    match &cmd.op {
+        Some(op) => apply_op(o, index, cmd.now_ms, op),
+        None => Err(StateError::BadCommand("no operation".into())),
     }
 }
 
@@ -653,7 +687,15 @@ fn create_key(o: &mut Overlay<'_>, now: u64, c: &CreateKeyCmd) -> Res {
         ..k
     };
     o.put(access_key(&k.access_key), k.encode_to_vec());
-    Ok(CommandResult::default())
+    // The key's id, never its secret: a result may be kept as a session answer, and the
+    // secret lives only in the key's own record.
+    Ok(CommandResult {
+        access_key: Some(AccessKey {
+            secret_key: String::new(),
+            ..k
+        }),
+        ..Default::default()
+    })
 }
 
 fn register(o: &mut Overlay<'_>, now: u64, c: &RegisterChunkserverCmd) -> Res {
@@ -730,7 +772,10 @@ fn create_multipart(o: &mut Overlay<'_>, now: u64, c: &CreateMultipartCmd) -> Re
         upload_key(&u.bucket, &u.key, &u.upload_id),
         u.encode_to_vec(),
     );
-    Ok(CommandResult::default())
+    Ok(CommandResult {
+        upload_id: u.upload_id,
+        ..Default::default()
+    })
 }
 
 fn put_part(o: &mut Overlay<'_>, now: u64, c: &PutPartCmd) -> Res {
@@ -891,8 +936,9 @@ fn abort_multipart(o: &mut Overlay<'_>, now: u64, c: &AbortMultipartCmd) -> Res 
     Ok(CommandResult::default())
 }
 
-/// Check that every chunk's refcount equals the references from manifests and parts, and
-/// that counters match (used by tests after every apply).
+/// Check that every chunk's refcount equals the references from manifests and parts, that
+/// counters match, and that the client session table is consistent (used by tests after
+/// every apply).
 pub fn check_invariants(kv: &dyn KvRead) -> Result<(), String> {
     let mut refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     let (mut objects, mut logical) = (0u64, 0u64);
@@ -933,5 +979,5 @@ pub fn check_invariants(kv: &dyn KvRead) -> Result<(), String> {
             "counters {st:?} but {objects} objects, {logical} bytes"
         ));
     }
-    Ok(())
+    sessions::check_all(kv)
 }

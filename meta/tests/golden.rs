@@ -156,10 +156,12 @@ fn part() -> PartRecord {
     }
 }
 
-fn command() -> Command {
+/// A command as version 1 wrote it (no client session).
+fn command_v1() -> Command {
     Command {
         version: 1,
         now_ms: 1_700_000_000_007,
+        session: None,
         op: Some(Op::PutObject(PutObjectCmd {
             bucket: "photos".into(),
             key: "2024/cat.jpg".into(),
@@ -175,6 +177,53 @@ fn command() -> Command {
     }
 }
 
+fn session() -> ClientSession {
+    ClientSession {
+        client_id: (1..=16).collect(),
+        seq: 9,
+        first_unanswered: 7,
+    }
+}
+
+/// Version 2: a command of a client session.
+fn command() -> Command {
+    Command {
+        version: 2,
+        session: Some(session()),
+        ..command_v1()
+    }
+}
+
+fn put_result() -> CommandResult {
+    CommandResult {
+        manifest: Some(manifest()),
+        upload_id: "u-0001".into(),
+        access_key: Some(AccessKey {
+            secret_key: String::new(),
+            ..access_key()
+        }),
+        ..Default::default()
+    }
+}
+
+fn client_session() -> ClientSessionRecord {
+    ClientSessionRecord {
+        version: 1,
+        client_id: session().client_id,
+        last_active_ms: 1_700_000_000_008,
+        floor_seq: 7,
+        answers: 2,
+    }
+}
+
+fn session_answer() -> SessionAnswer {
+    SessionAnswer {
+        version: 1,
+        seq: 9,
+        result: Some(put_result()),
+    }
+}
+
 fn member_context() -> MemberChangeContext {
     MemberChangeContext {
         version: 1,
@@ -183,7 +232,8 @@ fn member_context() -> MemberChangeContext {
     }
 }
 
-fn snapshot() -> SnapshotData {
+/// A snapshot as version 1 wrote it (no session keys).
+fn snapshot_v1() -> SnapshotData {
     SnapshotData {
         version: 1,
         pairs: vec![
@@ -207,6 +257,50 @@ fn snapshot() -> SnapshotData {
     }
 }
 
+/// Version 2: may hold the client session keys.
+fn snapshot() -> SnapshotData {
+    let client = session().client_id;
+    let mut pairs = snapshot_v1().pairs;
+    pairs.extend([
+        KvPair {
+            key: [b"a/".as_slice(), &client, &9u64.to_be_bytes()].concat(),
+            value: session_answer().encode_to_vec(),
+        },
+        KvPair {
+            key: [b"l/".as_slice(), &client].concat(),
+            value: client_session().encode_to_vec(),
+        },
+        KvPair {
+            key: [
+                b"t/".as_slice(),
+                &1_700_000_000_008u64.to_be_bytes(),
+                &client,
+            ]
+            .concat(),
+            value: Vec::new(),
+        },
+        KvPair {
+            key: b"x/sessions".to_vec(),
+            value: 1u64.to_be_bytes().to_vec(),
+        },
+    ]);
+    pairs.sort_by(|a, b| a.key.cmp(&b.key));
+    SnapshotData { version: 2, pairs }
+}
+
+/// `r` as this build reads it: an older version is stamped current, nothing else changes.
+fn migrated<R: Record + Clone>(r: &R, set_version: fn(&mut R, u32)) -> R {
+    let mut r = r.clone();
+    set_version(&mut r, R::CURRENT);
+    r
+}
+
+#[test]
+fn version_2_encodings_stay_readable() {
+    check_golden("command_put_object.v2", &command(), true);
+    check_golden("snapshot_data.v2", &snapshot(), true);
+}
+
 #[test]
 fn version_1_encodings_stay_readable() {
     check_golden("bucket_config.v1", &bucket(), true);
@@ -216,18 +310,46 @@ fn version_1_encodings_stay_readable() {
     check_golden("chunk_info.v1", &chunk_info(), true);
     check_golden("multipart_upload.v1", &upload(), true);
     check_golden("part_record.v1", &part(), true);
-    check_golden("command_put_object.v1", &command(), true);
     check_golden("member_change_context.v1", &member_context(), true);
-    check_golden("snapshot_data.v1", &snapshot(), true);
+    check_golden("client_session.v1", &client_session(), true);
+    check_golden("session_answer.v1", &session_answer(), true);
+    // Read as version 2 (which only added fields and key kinds).
+    let command_v1_read = migrated(&command_v1(), |r, v| r.version = v);
+    check_golden("command_put_object.v1", &command_v1_read, false);
+    let snapshot_v1_read = migrated(&snapshot_v1(), |r, v| r.version = v);
+    check_golden("snapshot_data.v1", &snapshot_v1_read, false);
 }
 
 #[test]
-fn the_golden_snapshot_passes_the_install_check() {
-    let bytes = golden_bytes("snapshot_data.v1", &snapshot());
+fn the_golden_snapshots_pass_the_install_check() {
+    let bytes = golden_bytes("snapshot_data.v2", &snapshot());
     assert_eq!(
         anode_meta::state::decode_snapshot(&bytes).unwrap(),
         snapshot()
     );
+    let bytes = golden_bytes("snapshot_data.v1", &snapshot_v1());
+    assert_eq!(
+        anode_meta::state::decode_snapshot(&bytes).unwrap(),
+        migrated(&snapshot_v1(), |r, v| r.version = v)
+    );
+}
+
+/// A version 1 command (no session) applies as it did: the golden one creates its object.
+#[test]
+fn a_version_1_command_applies_without_a_session() {
+    let mut st = anode_meta::state::MemState::new(5);
+    st.propose(Op::CreateBucket(CreateBucketCmd {
+        config: Some(bucket()),
+    }))
+    .unwrap();
+    let bytes = golden_bytes("command_put_object.v1", &command_v1());
+    let (muts, res) = anode_meta::state::apply_bytes(&st.kv, 2, &bytes);
+    assert_eq!(res.error, None);
+    st.kv.apply(&muts);
+    let m = anode_meta::state::get_object(&st.kv, "photos", "2024/cat.jpg").unwrap();
+    assert_eq!(m.object_version, 2);
+    assert!(muts.iter().all(|m| !matches!(m,
+        anode_meta::kv::Mutation::Put(k, _) if k.starts_with(b"l/") || k.starts_with(b"a/"))));
 }
 
 /// Version 0 (no version stamped) is the layout of version 1: it decodes, migrated.
@@ -278,6 +400,8 @@ macro_rules! each_kind {
         $check(&command(), |r, v| r.version = v);
         $check(&member_context(), |r, v| r.version = v);
         $check(&snapshot(), |r, v| r.version = v);
+        $check(&client_session(), |r, v| r.version = v);
+        $check(&session_answer(), |r, v| r.version = v);
     };
 }
 

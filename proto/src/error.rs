@@ -19,7 +19,7 @@ impl ErrorCode {
     /// Every code, in wire-number order. Its completeness is checked: [`ErrorCode::position`]
     /// names every variant (the compiler insists), and a test checks that each number the
     /// generated enum accepts sits in this list at its position.
-    pub const ALL: [ErrorCode; 39] = [
+    pub const ALL: [ErrorCode; 40] = [
         ErrorCode::Unspecified,
         ErrorCode::NoSuchBucket,
         ErrorCode::BucketAlreadyExists,
@@ -42,6 +42,7 @@ impl ErrorCode {
         ErrorCode::StaleEpoch,
         ErrorCode::BadCommand,
         ErrorCode::UnsupportedVersion,
+        ErrorCode::SessionExpired,
         ErrorCode::InsufficientServers,
         ErrorCode::NotMember,
         ErrorCode::AlreadyMember,
@@ -88,23 +89,24 @@ impl ErrorCode {
             StaleEpoch => 19,
             BadCommand => 20,
             UnsupportedVersion => 21,
-            InsufficientServers => 22,
-            NotMember => 23,
-            AlreadyMember => 24,
-            WouldLoseQuorum => 25,
-            ConfChangeRejected => 26,
-            NotLeader => 27,
-            Busy => 28,
-            Unavailable => 29,
-            Timeout => 30,
-            Internal => 31,
-            BadDigest => 32,
-            NoSuchChunk => 33,
-            InsufficientStorage => 34,
-            CorruptChunk => 35,
-            IncompleteBody => 36,
-            ChunkUnavailable => 37,
-            PermissionDenied => 38,
+            SessionExpired => 22,
+            InsufficientServers => 23,
+            NotMember => 24,
+            AlreadyMember => 25,
+            WouldLoseQuorum => 26,
+            ConfChangeRejected => 27,
+            NotLeader => 28,
+            Busy => 29,
+            Unavailable => 30,
+            Timeout => 31,
+            Internal => 32,
+            BadDigest => 33,
+            NoSuchChunk => 34,
+            InsufficientStorage => 35,
+            CorruptChunk => 36,
+            IncompleteBody => 37,
+            ChunkUnavailable => 38,
+            PermissionDenied => 39,
         }
     }
 }
@@ -193,6 +195,7 @@ impl ErrorDetail {
             | StaleEpoch
             | BadCommand
             | UnsupportedVersion
+            | SessionExpired
             | InsufficientServers
             | NotMember
             | AlreadyMember
@@ -244,6 +247,7 @@ pub mod grpc {
             Unavailable | ChunkUnavailable => Code::Unavailable,
             Timeout => Code::DeadlineExceeded,
             PermissionDenied => Code::PermissionDenied,
+            SessionExpired => Code::Aborted,
             CorruptChunk => Code::DataLoss,
             Unspecified | ConfChangeRejected | Internal => Code::Internal,
         }

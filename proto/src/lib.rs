@@ -14,8 +14,9 @@ pub mod error;
 pub use error::grpc::grpc_code;
 pub use error::Refusal;
 
-/// Current encoding version of [`v1::Command`].
-pub const COMMAND_VERSION: u32 = 1;
+/// Current encoding version of [`v1::Command`]. Version 2 added the client session
+/// (`Command.session`); a version 1 command reads as a version 2 command without one.
+pub const COMMAND_VERSION: u32 = 2;
 /// Current encoding version of [`v1::Manifest`].
 pub const MANIFEST_VERSION: u32 = 1;
 /// Current encoding version of records in the master state (buckets, keys, registry, chunks).
@@ -26,13 +27,15 @@ pub const MAX_CHUNK_BYTES: u64 = 64 << 20;
 /// Length of a chunk id (the SHA-256 of its content) on the wire.
 pub const CHUNK_ID_BYTES: usize = 32;
 
-/// Current encoding version of [`v1::SnapshotData`] (a raft snapshot's payload).
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// Current encoding version of [`v1::SnapshotData`] (a raft snapshot's payload). Version 2
+/// may hold the client session keys (`l/`, `a/`, `t/`), which a version 1 reader refuses.
+pub const SNAPSHOT_VERSION: u32 = 2;
 /// Current format of a master's RocksDB store (column families, meta keys, the layout of the
 /// state machine's key space). Stored under the `format` key of the `meta` column family; a
 /// store without it is format 0, the pre-versioning layout (identical to format 1).
 ///
 /// Rule: raising [`RECORD_VERSION`], [`MANIFEST_VERSION`] or the key layout raises this too,
 /// so a binary that cannot read a store's records refuses to open it instead of failing on
-/// the first record it meets.
-pub const STORE_FORMAT_VERSION: u32 = 1;
+/// the first record it meets. Format 2 added the client session keys (`l/`, `a/`, `t/`);
+/// formats 0 and 1 are read as format 2 with no sessions.
+pub const STORE_FORMAT_VERSION: u32 = 2;

@@ -49,6 +49,10 @@ pub enum BenchCmd {
         /// Bucket to write into (created if missing).
         #[arg(long, default_value = "bench-meta")]
         bucket: String,
+        /// Send every commit with a client session (as the client library does), to measure
+        /// what the exactly-once bookkeeping costs.
+        #[arg(long)]
+        sessions: bool,
     },
     /// Client-library data throughput: PUT then GET of same-size objects.
     Client {
@@ -89,9 +93,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             writers,
             seconds,
             bucket,
+            sessions,
         } => {
             let tls = tls.load_as(anode_tls::Role::Client, None)?;
-            meta(masters, tls, writers, seconds, bucket).await
+            meta(masters, tls, writers, seconds, bucket, sessions).await
         }
         BenchCmd::Client {
             masters,
@@ -130,6 +135,7 @@ async fn meta(
     writers: usize,
     seconds: u64,
     bucket: String,
+    sessions: bool,
 ) -> anyhow::Result<()> {
     let cl = anode_client::Client::connect(masters.clone(), tls.clone()).await?;
     ensure_bucket(&cl, &bucket, 0).await?;
@@ -147,6 +153,7 @@ async fn meta(
                 w,
                 deadline,
                 counters.clone(),
+                sessions,
             );
             tokio::spawn(writer)
         })
@@ -162,7 +169,7 @@ async fn meta(
         0.0
     };
     println!(
-        "{{\"bench\":\"meta\",\"writers\":{writers},\"seconds\":{seconds},\"committed\":{n},\"errors\":{},\"per_sec\":{per_sec:.1},\"mean_latency_ms\":{mean_ms:.2}}}",
+        "{{\"bench\":\"meta\",\"writers\":{writers},\"sessions\":{sessions},\"seconds\":{seconds},\"committed\":{n},\"errors\":{},\"per_sec\":{per_sec:.1},\"mean_latency_ms\":{mean_ms:.2}}}",
         counters.err.load(Ordering::Relaxed)
     );
     Ok(())
@@ -188,7 +195,9 @@ async fn meta_writer(
     w: usize,
     deadline: Instant,
     counters: Arc<MetaCounters>,
+    sessions: bool,
 ) -> anyhow::Result<()> {
+    let client_id: [u8; 16] = rand::random();
     let ch = tls
         .endpoint(&leader, anode_tls::Role::Master)?
         .connect()
@@ -207,6 +216,12 @@ async fn meta_writer(
                 ..Default::default()
             }),
             if_match_etag: None,
+            // One write at a time per writer: it is its own first unanswered write.
+            session: sessions.then(|| ClientSession {
+                client_id: client_id.to_vec(),
+                seq: i + 1,
+                first_unanswered: i + 1,
+            }),
         };
         let t = Instant::now();
         match c.put_object(req).await {

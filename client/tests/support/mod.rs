@@ -67,6 +67,9 @@ pub struct MasterState {
     pub list_page_max: u32,
     /// Calls per RPC (leader answers only).
     pub calls: BTreeMap<&'static str, usize>,
+    /// Fault: the next `PutObject` is applied, then this write of another client, and then
+    /// the put's answer is lost (UNAVAILABLE, as from a leader killed after the commit).
+    pub lose_put_answer_then: Option<Op>,
     uploads_created: u64,
 }
 
@@ -80,6 +83,7 @@ impl Default for MasterState {
             reports: Vec::new(),
             list_page_max: 0,
             calls: BTreeMap::new(),
+            lose_put_answer_then: None,
             uploads_created: 0,
         }
     }
@@ -93,9 +97,14 @@ impl MasterState {
 
     /// Commit a write whose chunk references name fresh copies, and learn those copies as
     /// locations (the service's `put_object` and `put_part`).
-    fn propose_fresh(&mut self, op: Op, refs: &[ChunkRef]) -> Result<CommandResult, Status> {
+    fn propose_fresh(
+        &mut self,
+        session: Option<ClientSession>,
+        op: Op,
+        refs: &[ChunkRef],
+    ) -> Result<CommandResult, Status> {
         let fresh = fresh_copies(refs.iter());
-        let res = self.propose(op)?;
+        let res = self.sm.propose_in(session, op).map_err(|e| e.to_status())?;
         self.control.learn_copies(&fresh);
         Ok(res)
     }
@@ -211,7 +220,11 @@ implemented {
         let r = r.into_inner();
         let refs = r.manifest.as_ref().map(|m| m.chunks.clone()).unwrap_or_default();
         let op = Op::PutObject(PutObjectCmd { bucket: r.bucket, key: r.key, manifest: r.manifest, if_match_etag: r.if_match_etag });
-        let res = st.propose_fresh(op, &refs)?;
+        let res = st.propose_fresh(r.session, op, &refs)?;
+        if let Some(other) = st.lose_put_answer_then.take() {
+            st.propose(other)?;
+            return Err(coded(ErrorCode::Unavailable, "leader lost before answering"));
+        }
         ok(PutObjectResponse { manifest: res.manifest })
     }
     async fn get_object(&self, r: Request<GetObjectRequest>) -> Rpc<GetObjectResponse> {
@@ -223,7 +236,8 @@ implemented {
     async fn delete_object(&self, r: Request<DeleteObjectRequest>) -> Rpc<DeleteObjectResponse> {
         let mut st = self.gate("delete_object")?;
         let r = r.into_inner();
-        let res = st.propose(Op::DeleteObject(DeleteObjectCmd { bucket: r.bucket, key: r.key }))?;
+        let op = Op::DeleteObject(DeleteObjectCmd { bucket: r.bucket, key: r.key });
+        let res = st.sm.propose_in(r.session, op).map_err(|e| e.to_status())?;
         ok(DeleteObjectResponse { existed: !res.deleted_keys.is_empty() })
     }
     async fn delete_objects(&self, r: Request<DeleteObjectsRequest>) -> Rpc<DeleteObjectsResponse> {
@@ -255,7 +269,7 @@ implemented {
         let r = r.into_inner();
         let refs = r.part.as_ref().map(|p| p.chunks.clone()).unwrap_or_default();
         let op = Op::PutPart(PutPartCmd { bucket: r.bucket, key: r.key, upload_id: r.upload_id, part: r.part });
-        st.propose_fresh(op, &refs)?;
+        st.propose_fresh(r.session, op, &refs)?;
         ok(PutPartResponse {})
     }
     async fn complete_multipart(&self, r: Request<CompleteMultipartRequest>) -> Rpc<CompleteMultipartResponse> {

@@ -3,7 +3,9 @@
 //! each chunk to R chunkservers (replacing failed targets), touch copies older than half the
 //! master's `touch_after_ms`, commit the manifest through raft; small bodies inline; reads take
 //! the manifest from the leader (ReadIndex) and each chunk from a holder, SHA-256 verified,
-//! reporting bad copies. Master calls follow leader hints and retry within a budget.
+//! reporting bad copies. Master calls follow leader hints and retry within a budget. Writes
+//! carry the client session of `MasterConn::write`: this client's id and the write's sequence
+//! number, the same on every retry (docs/architecture.md, "Client sessions").
 //!
 //! Each operation is an `async fn` polled by the simulation once per step; its RPCs complete
 //! when the simulated network delivers the answer or the caller's timeout passes in
@@ -16,6 +18,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use anode_client::retry::WriteSessions;
 use anode_client::write::{pick_targets, replication_of};
 use anode_proto::*;
 use md5::Md5;
@@ -40,6 +43,10 @@ pub struct ClientIo {
     leader: Cell<u64>,
     pool: RefCell<BTreeMap<u64, ChunkserverInfo>>,
     touch_after_ms: Cell<u64>,
+    /// The client session of this client's writes (`anode_client::retry::WriteSessions`).
+    sessions: RefCell<WriteSessions>,
+    /// Send writes without a session (to show what the sessions prevent).
+    pub no_sessions: Cell<bool>,
 }
 
 impl ClientIo {
@@ -55,6 +62,8 @@ impl ClientIo {
             leader: Cell::new(1),
             pool: RefCell::default(),
             touch_after_ms: Cell::new(DEFAULT_TOUCH_AFTER_MS),
+            sessions: RefCell::new(WriteSessions::new(client_id(node))),
+            no_sessions: Cell::new(false),
         })
     }
 
@@ -136,6 +145,23 @@ impl ClientIo {
     fn lookup(&self, id: u64) -> Option<ChunkserverInfo> {
         self.pool.borrow().get(&id).cloned()
     }
+
+    /// Start a logical write: the session every attempt of it carries.
+    fn begin_write(&self) -> Option<ClientSession> {
+        let mut s = self.sessions.borrow_mut();
+        let seq = s.begin();
+        let session = s.session(seq);
+        // One operation at a time: the write is open until the next one begins.
+        s.end(seq);
+        (!self.no_sessions.get()).then_some(session)
+    }
+}
+
+/// A fixed client id per simulated client (the library draws a random one per process).
+fn client_id(node: u64) -> [u8; 16] {
+    let mut id = [0xc1; 16];
+    id[..8].copy_from_slice(&node.to_be_bytes());
+    id
 }
 
 struct RpcFuture {
@@ -294,6 +320,7 @@ pub async fn create_bucket(io: Rc<ClientIo>) -> Outcome {
         let req = CreateBucketRequest {
             name: BUCKET.into(),
             replication: R,
+            session: io.begin_write(),
             ..Default::default()
         };
         match master_call(&io, Call::CreateBucket(req)).await.0 {
@@ -340,6 +367,7 @@ pub async fn put(io: Rc<ClientIo>, key: String, value: String, stall_ms: u64) ->
         key,
         manifest: Some(manifest),
         if_match_etag: None,
+        session: io.begin_write(),
     };
     match master_call(&io, Call::PutObject(req)).await {
         (Some(Reply::Put), _) => Outcome::Ok(None),
@@ -355,6 +383,7 @@ pub async fn delete(io: Rc<ClientIo>, key: String) -> Outcome {
     let req = DeleteObjectRequest {
         bucket: BUCKET.into(),
         key,
+        session: io.begin_write(),
     };
     match master_call(&io, Call::DeleteObject(req)).await {
         (Some(Reply::Deleted), _) => Outcome::Ok(None),

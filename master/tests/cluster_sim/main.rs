@@ -6,14 +6,22 @@
 //! simulation".
 //!
 //! Checked after every step: election safety; state machine safety; refcounts equal the
-//! manifests' references (`state::check_invariants`) on every member; every chunk a committed
-//! manifest references has a good copy on some disk. After a fault-free settle phase: every
+//! manifests' references and the client session table is consistent
+//! (`state::check_invariants`) on every member; every chunk a committed manifest references
+//! has a good copy on some disk; no put is applied twice (every put writes a value of its own,
+//! so one value under two object versions is a retried write applied again). After a fault-free settle phase: every
 //! referenced chunk has exactly R good copies, no other blob and no unreferenced chunk record
 //! is left, every object reads back byte-identical, and the history of client operations is
 //! linearizable (`anode-lincheck`).
 //!
+//! Besides the network's random drops, the answer to a committed write is lost now and then
+//! ([`LOSE_WRITE_ANSWER_PCT`]): the client times out and retries it on another member, as after
+//! a leader killed between commit and answer.
+//!
 //! `ANODE_SEED=<n>` replays one seed (the seed is printed on failure);
-//! `ANODE_SIM_SEEDS=<count>` runs more seeds; `ANODE_SIM_STEPS=<n>` sets the chaos steps.
+//! `ANODE_SIM_SEEDS=<count>` runs more seeds; `ANODE_SIM_STEPS=<n>` sets the chaos steps;
+//! `ANODE_SIM_NO_SESSIONS=1` sends writes without client sessions (the invariants above then
+//! catch retried writes applied twice: a demonstration that the sessions are needed).
 
 mod body;
 mod chunkserver;
@@ -66,6 +74,7 @@ struct Counts {
     wipes: u32,
     corruptions: u32,
     clock_jumps: u32,
+    lost_write_answers: u32,
     ok: u32,
     fail: u32,
     info: u32,
@@ -90,6 +99,8 @@ struct Sim {
     history: Vec<Event>,
     next_op: u64,
     counts: Counts,
+    /// (key, etag) -> the object version that committed it: each put's value once.
+    committed: BTreeMap<(String, String), u64>,
     _root: tempfile::TempDir,
 }
 
@@ -155,11 +166,14 @@ impl Sim {
             cs.start(0, rng.gen_range(0..HEARTBEAT_MS / STEP_MS) * STEP_MS);
             css.insert(node, cs);
         }
+        let no_sessions = std::env::var_os("ANODE_SIM_NO_SESSIONS").is_some();
         let clients = (1..=CLIENTS)
             .map(|i| {
                 let node = CLIENT_BASE + i;
+                let io = ClientIo::new(node);
+                io.no_sessions.set(no_sessions);
                 let c = SimClient {
-                    io: ClientIo::new(node),
+                    io,
                     op: None,
                     next_op_ms: 0,
                 };
@@ -188,6 +202,7 @@ impl Sim {
             history: Vec::new(),
             next_op: 0,
             counts: Counts::default(),
+            committed: BTreeMap::new(),
             _root: root,
         }
     }
@@ -246,9 +261,20 @@ impl Sim {
         }
         for e in due {
             let lost = self.cut.contains(&pair(e.from, e.to))
-                || (self.drop_pct > 0 && self.rng.gen_range(0..100) < self.drop_pct);
+                || (self.drop_pct > 0 && self.rng.gen_range(0..100) < self.drop_pct)
+                || self.lose_write_answer(&e);
             self.deliver_one(e, lost);
         }
+    }
+
+    /// Whether to lose `e`, the answer to a committed (applied) write, on its way to the client.
+    fn lose_write_answer(&mut self, e: &net::Envelope) -> bool {
+        let committed = matches!(e.payload, Payload::Resp(_, Reply::Put | Reply::Deleted));
+        if !(self.chaos && committed && self.rng.gen_range(0..100) < LOSE_WRITE_ANSWER_PCT) {
+            return false;
+        }
+        self.counts.lost_write_answers += 1;
+        true
     }
 
     fn deliver_one(&mut self, e: net::Envelope, lost: bool) {
@@ -664,6 +690,27 @@ impl Sim {
             }
         }
         self.check_durability();
+        self.check_applied_once();
+    }
+
+    /// No put's value is committed under two object versions (applied twice).
+    fn check_applied_once(&mut self) {
+        let Some(store) = self.reference_member().and_then(|m| m.store()) else {
+            return;
+        };
+        for (key, m) in manifests(&store.view()) {
+            let first = *self
+                .committed
+                .entry((key.clone(), m.etag.clone()))
+                .or_insert(m.object_version);
+            if first != m.object_version {
+                self.fail(format!(
+                    "the put of {key} with etag {} was applied twice: object versions {first} \
+                     and {}",
+                    m.etag, m.object_version
+                ));
+            }
+        }
     }
 
     /// Every chunk a committed manifest references has a good copy on some disk.

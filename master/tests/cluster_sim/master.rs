@@ -209,10 +209,11 @@ impl SimMaster {
         }
     }
 
-    fn propose(&mut self, now_ms: u64, op: Op) -> ProposeRx {
+    fn propose(&mut self, now_ms: u64, session: Option<ClientSession>, op: Op) -> ProposeRx {
         let cmd = Command {
             version: COMMAND_VERSION,
             now_ms: self.wall(now_ms),
+            session,
             op: Some(op),
         };
         let (tx, rx) = oneshot::channel();
@@ -266,6 +267,12 @@ impl SimMaster {
         let wall = self.wall(now_ms);
         let store = self.store().expect("up");
         let view = store.view();
+        let session = match &call {
+            Call::CreateBucket(r) => r.session.clone(),
+            Call::PutObject(r) => r.session.clone(),
+            Call::DeleteObject(r) => r.session.clone(),
+            _ => None,
+        };
         let (op, then) = match call {
             Call::CreateBucket(r) => (
                 Op::CreateBucket(CreateBucketCmd {
@@ -355,7 +362,7 @@ impl SimMaster {
             | Call::GetChunk { .. }
             | Call::StatChunk { .. } => unreachable!("not a master call"),
         };
-        let rx = self.propose(now_ms, op);
+        let rx = self.propose(now_ms, session, op);
         self.wait(now_ms, from, rpc, Rx::Propose(rx), then);
     }
 
@@ -440,7 +447,7 @@ impl SimMaster {
         let (mono, wall) = (self.mono(now_ms), self.wall(now_ms));
         let sweep = self.control.sweep(&view, mono, wall);
         for op in sweep.ops() {
-            let rx = self.propose(now_ms, op);
+            let rx = self.propose(now_ms, None, op);
             self.heal_pending.push((now_ms + RAFT_TIMEOUT_MS, rx));
         }
     }

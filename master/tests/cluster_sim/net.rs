@@ -36,6 +36,9 @@ pub const RPC_TIMEOUT_MS: u64 = 3_000;
 pub const CHUNK_TIMEOUT_MS: u64 = 2_000;
 /// A master RPC is retried (other members, leader hints) for this long.
 pub const RETRY_BUDGET_MS: u64 = 4_000;
+/// During chaos, this share (%) of the answers to committed writes is lost on the way to the
+/// client, which then retries the write (the leader-failover case client sessions handle).
+pub const LOSE_WRITE_ANSWER_PCT: u32 = 5;
 /// The master answers a request still waiting on raft after this long (production 10 s).
 pub const RAFT_TIMEOUT_MS: u64 = 10_000;
 

@@ -110,7 +110,7 @@ pub fn check_refcount_deltas(base: &dyn KvRead, muts: &[Mutation]) -> Result<(),
 }
 
 /// Panic (stopping the member: a panic aborts the process) when `muts` break an invariant.
-/// Called by [`super::apply`] for every command that succeeds.
+/// Called by [`super::apply`] for every command.
 pub(super) fn assert_command(base: &dyn KvRead, index: u64, muts: &[Mutation]) {
     if let Err(e) = check_refcount_deltas(base, muts) {
         panic!(
@@ -237,6 +237,7 @@ mod tests {
         let cmd = Command {
             version: COMMAND_VERSION,
             now_ms: 1,
+            session: None,
             op: Some(command::Op::DeleteObject(DeleteObjectCmd {
                 bucket: "b".into(),
                 key: "k".into(),

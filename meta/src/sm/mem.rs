@@ -3,7 +3,7 @@
 //! they follow the real namespace rules instead of copies of them.
 
 use anode_proto::command::Op;
-use anode_proto::{Command, CommandResult, ErrorDetail, COMMAND_VERSION};
+use anode_proto::{ClientSession, Command, CommandResult, ErrorDetail, COMMAND_VERSION};
 
 use super::{apply, check_invariants};
 use crate::kv::MemKv;
@@ -33,10 +33,21 @@ impl MemState {
     /// (`CommandResult::error`) and changes nothing. The invariants (refcounts, counters) are
     /// checked after every command; a violation is a state machine bug and panics.
     pub fn propose(&mut self, op: Op) -> Result<CommandResult, ErrorDetail> {
+        self.propose_in(None, op)
+    }
+
+    /// [`MemState::propose`] for a write of a client session (the request's
+    /// `ClientSession`): a duplicate is answered with its recorded result, not applied.
+    pub fn propose_in(
+        &mut self,
+        session: Option<ClientSession>,
+        op: Op,
+    ) -> Result<CommandResult, ErrorDetail> {
         self.index += 1;
         let cmd = Command {
             version: COMMAND_VERSION,
             now_ms: self.now_ms,
+            session,
             op: Some(op),
         };
         let (muts, res) = apply(&self.kv, self.index, &cmd);

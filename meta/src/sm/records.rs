@@ -8,7 +8,7 @@ use anode_proto::*;
 use crate::kv::KvRead;
 use crate::record::{self, show_key, Record, RecordError};
 
-use super::prefix_end;
+use super::{prefix_end, sessions};
 
 /// Decode the record at `key`, if any. A record that does not decode, or was written by a
 /// newer build, is replicated state this member cannot interpret: stop rather than guess (the
@@ -45,7 +45,8 @@ fn raw_error(key: &[u8], kind: &'static str, detail: &str) -> RecordError {
 
 /// Check that `value` is a readable record for `key` under the key layout of
 /// [`crate::sm`]: a prost record of a version this build reads, or a raw value of the right
-/// shape (`u/`, `x/`: u64 big-endian; `r/`: a UTF-8 address). Unknown prefixes are refused:
+/// shape (`u/`, `x/`: u64 big-endian; `r/`: a UTF-8 address; `t/`: empty, the session idle
+/// index). Unknown prefixes are refused:
 /// a new key kind comes with a new snapshot and store format version.
 pub fn check_record(key: &[u8], value: &[u8]) -> Result<(), RecordError> {
     match key.get(..2).unwrap_or_default() {
@@ -56,6 +57,10 @@ pub fn check_record(key: &[u8], value: &[u8]) -> Result<(), RecordError> {
         b"c/" => check::<ChunkInfo>(key, value),
         b"m/" => check::<MultipartUpload>(key, value),
         b"p/" => check::<PartRecord>(key, value),
+        b"l/" if key.len() == sessions::SESSION_KEY_LEN => check::<ClientSessionRecord>(key, value),
+        b"a/" if key.len() == sessions::ANSWER_KEY_LEN => check::<SessionAnswer>(key, value),
+        b"t/" if key.len() == sessions::IDLE_KEY_LEN && value.is_empty() => Ok(()),
+        b"l/" | b"a/" | b"t/" => Err(raw_error(key, "client session key", "bad length")),
         b"u/" | b"x/" if value.len() == 8 => Ok(()),
         b"u/" | b"x/" => Err(raw_error(key, "u64 value", "not 8 bytes")),
         b"r/" if std::str::from_utf8(value).is_ok() => Ok(()),

@@ -24,6 +24,7 @@ impl Sm {
         let cmd = Command {
             version: COMMAND_VERSION,
             now_ms: 1000 + self.index,
+            session: None,
             op: Some(op),
         };
         let (muts, res) = apply(&self.kv, self.index, &cmd);
@@ -503,6 +504,7 @@ fn golden_encodings_stay_readable() {
     );
     let c = Command {
         version: 1,
+        session: None,
         now_ms: 2,
         op: Some(Op::DeleteBucket(DeleteBucketCmd { name: "abc".into() })),
     };
