@@ -476,6 +476,39 @@ impl RaftTransport for RaftService {
     }
 }
 
+impl RaftService {
+    /// The sender check ([`anode_meta::access::check_raft_batch`]): the batch's and every
+    /// message's `from` is the certificate's id (without TLS: the batch's `from`), a voter or
+    /// learner of the current configuration, and every `to` is this member. A member whose
+    /// configuration is still empty (started with `--join`, not yet caught up) takes messages
+    /// from any master certificate. Nothing of a refused batch reaches raft or the peer map.
+    fn admit(
+        &self,
+        peer: Option<&PeerIdentity>,
+        from: u64,
+        path: &str,
+        pairs: impl Iterator<Item = (u64, u64)>,
+    ) -> Result<(), tonic::Status> {
+        let st = self.node.status();
+        let members: BTreeSet<u64> = st.voters.iter().chain(&st.learners).copied().collect();
+        let peer = match peer {
+            Some(p) => p.clone(),
+            None => PeerIdentity::new(Role::Master, &from.to_string())
+                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?,
+        };
+        let mut members = members;
+        if members.is_empty() {
+            if let Some(id) = peer.master_id() {
+                members.insert(id);
+            }
+        }
+        check_raft_batch(&peer, st.id, &members, pairs).map_err(|e| {
+            tracing::warn!(peer = %peer, method = path, reason = %e, "raft batch refused");
+            anode_tls::authz::denied_status(path, &e.to_string())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,38 +597,5 @@ mod tests {
                 declared: 3000
             }
         );
-    }
-}
-
-impl RaftService {
-    /// The sender check ([`anode_meta::access::check_raft_batch`]): the batch's and every
-    /// message's `from` is the certificate's id (without TLS: the batch's `from`), a voter or
-    /// learner of the current configuration, and every `to` is this member. A member whose
-    /// configuration is still empty (started with `--join`, not yet caught up) takes messages
-    /// from any master certificate. Nothing of a refused batch reaches raft or the peer map.
-    fn admit(
-        &self,
-        peer: Option<&PeerIdentity>,
-        from: u64,
-        path: &str,
-        pairs: impl Iterator<Item = (u64, u64)>,
-    ) -> Result<(), tonic::Status> {
-        let st = self.node.status();
-        let members: BTreeSet<u64> = st.voters.iter().chain(&st.learners).copied().collect();
-        let peer = match peer {
-            Some(p) => p.clone(),
-            None => PeerIdentity::new(Role::Master, &from.to_string())
-                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?,
-        };
-        let mut members = members;
-        if members.is_empty() {
-            if let Some(id) = peer.master_id() {
-                members.insert(id);
-            }
-        }
-        check_raft_batch(&peer, st.id, &members, pairs).map_err(|e| {
-            tracing::warn!(peer = %peer, method = path, reason = %e, "raft batch refused");
-            anode_tls::authz::denied_status(path, &e.to_string())
-        })
     }
 }
