@@ -802,7 +802,7 @@ async fn a_put_applied_by_a_dying_leader_is_retried_and_applied_once() {
     let all = m.all();
     let first = m.wait_leader("first leader").await;
     if first.id != 1 {
-        anode_master::ctl::call_leader(&all, |mut c| async move {
+        anode_master::ctl::call_leader(&support::admin_masters(&all), |mut c| async move {
             c.transfer_leader(TransferLeaderRequest { id: 1 }).await
         })
         .await
@@ -813,7 +813,9 @@ async fn a_put_applied_by_a_dying_leader_is_retried_and_applied_once() {
     })
     .await;
     create_bucket(&all, "bkt").await;
-    let cl = Client::connect(all.clone()).await.expect("client");
+    let cl = Client::connect(all.clone(), support::tls(anode_tls::Role::Client, "1"))
+        .await
+        .expect("client");
     let create_if_absent = PutOptions {
         if_match_etag: Some(String::new()),
         ..Default::default()
