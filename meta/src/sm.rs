@@ -486,6 +486,29 @@ fn delete_bucket(o: &mut Overlay<'_>, name: &str) -> Res {
 /// chunkservers refuse to delete blobs touched after the deletion's fence) or a chunk that
 /// has a record and no tombstone (a copy of an existing object). See docs/architecture.md,
 /// "Garbage collection".
+/// Largest object or part size the state machine accepts, 5 TiB (S3's object limit). With
+/// chunks capped at [`MAX_CHUNK_BYTES`], it keeps the byte counters far from overflow.
+pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
+
+/// The sizes a manifest or part may carry: at most [`MAX_OBJECT_BYTES`] in all and
+/// [`MAX_CHUNK_BYTES`] (the wire limit) per chunk. Found by the `master_ops` fuzz target: a
+/// size or chunk length of 2^63 or more was applied and turned the byte counters negative
+/// (a debug-assertion panic; clamped, wrong counters in release).
+fn check_sizes(size: u64, chunks: &[ChunkRef]) -> Result<(), StateError> {
+    if size > MAX_OBJECT_BYTES {
+        return Err(StateError::InvalidArgument(format!(
+            "size {size} exceeds the largest object, {MAX_OBJECT_BYTES} bytes"
+        )));
+    }
+    if let Some(c) = chunks.iter().find(|c| c.length > MAX_CHUNK_BYTES) {
+        return Err(StateError::InvalidArgument(format!(
+            "chunk length {} exceeds the largest chunk, {MAX_CHUNK_BYTES} bytes",
+            c.length
+        )));
+    }
+    Ok(())
+}
+
 fn check_new_refs(o: &dyn KvRead, chunks: &[ChunkRef]) -> Result<(), StateError> {
     for c in chunks.iter().filter(|c| c.uploaded_ms == 0) {
         if get_chunk(o, &c.sha256).is_none_or(|ci| ci.tombstone_ms != 0) {
@@ -563,6 +586,7 @@ fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd) -> Re
     let key = object_key(&c.bucket, &c.key);
     let old: Option<Manifest> = get_msg(o, &key);
     check_condition(old.as_ref(), c.if_match_etag.as_deref())?;
+    check_sizes(m.size, &m.chunks)?;
     check_new_refs(o, &m.chunks)?;
     let mut m = m;
     stored_refs(&mut m.chunks);
@@ -739,6 +763,7 @@ fn put_part(o: &mut Overlay<'_>, now: u64, c: &PutPartCmd) -> Res {
         .part
         .clone()
         .ok_or_else(|| StateError::BadCommand("no part".into()))?;
+    check_sizes(p.size, &p.chunks)?;
     check_new_refs(o, &p.chunks)?;
     stored_refs(&mut p.chunks);
     validate::part_number(p.part_number)?;
