@@ -601,7 +601,12 @@ mod tests {
                     .push(Bytes::copy_from_slice(a), &mut out)
                     .and_then(|()| d.push(Bytes::copy_from_slice(b), &mut out))
                     .and_then(|()| d.finish());
-                assert_eq!(res.is_ok(), ok, "line of {} bytes, split at {first}", pad + 1);
+                assert_eq!(
+                    res.is_ok(),
+                    ok,
+                    "line of {} bytes, split at {first}",
+                    pad + 1
+                );
                 if ok {
                     assert_eq!(out.concat(), b"hello");
                 }

@@ -196,7 +196,10 @@ mod tests {
         ));
         let mut back = twice.clone();
         back.extend_from_slice(&[0x08, 0x01]);
-        assert_eq!(decode::<ChunkInfo>(b"c/\x01", &back).map(|c| c.refcount), Ok(3));
+        assert_eq!(
+            decode::<ChunkInfo>(b"c/\x01", &back).map(|c| c.refcount),
+            Ok(3)
+        );
     }
 
     #[test]

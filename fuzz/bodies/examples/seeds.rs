@@ -81,7 +81,10 @@ fn sigv4_seeds() {
             "PUT",
             "/b/a%20b/c~d%2B",
             "uploads&x=a+b&y=%2F",
-            &[("x-amz-meta-a", "  two   spaces "), ("x-amz-meta-a", "again")],
+            &[
+                ("x-amz-meta-a", "  two   spaces "),
+                ("x-amz-meta-a", "again"),
+            ],
             "body",
         ),
     );
@@ -120,11 +123,24 @@ fn chunked_seeds() {
         v
     };
     let unsigned = b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n";
-    write("aws_chunked", "unsigned-trailer", framed(0, &[3, 9], unsigned));
+    write(
+        "aws_chunked",
+        "unsigned-trailer",
+        framed(0, &[3, 9], unsigned),
+    );
     let signed = encode_signed_chunks(&signer, &[b'a'; 300], 128, &[]);
     write("aws_chunked", "signed", framed(1, &[1, 90, 2], &signed));
-    let trailer = encode_signed_chunks(&signer, b"hello world", 4, &[("x-amz-checksum-crc32", "DUoRhQ==")]);
-    write("aws_chunked", "signed-trailer", framed(2, &[7, 40], &trailer));
+    let trailer = encode_signed_chunks(
+        &signer,
+        b"hello world",
+        4,
+        &[("x-amz-checksum-crc32", "DUoRhQ==")],
+    );
+    write(
+        "aws_chunked",
+        "signed-trailer",
+        framed(2, &[7, 40], &trailer),
+    );
     let mut rt = framed(3, &[5, 17], &[]);
     rt.extend_from_slice(&[0, 9, 1]);
     rt.extend_from_slice(b"round trip data of some length");
@@ -164,14 +180,28 @@ fn route_seeds() {
 }
 
 fn range_seeds() {
-    write("range_copy_source", "basic", "100\nbytes=0-9\nbytes=10-19\nsrc/key");
-    write("range_copy_source", "suffix", "0\nbytes=-5\nBYTES=1-0\n/b/%E2%82%AC");
+    write(
+        "range_copy_source",
+        "basic",
+        "100\nbytes=0-9\nbytes=10-19\nsrc/key",
+    );
+    write(
+        "range_copy_source",
+        "suffix",
+        "0\nbytes=-5\nBYTES=1-0\n/b/%E2%82%AC",
+    );
     write("range_copy_source", "open", "18446744073709551615\nbytes=18446744073709551614-\nbytes=0-18446744073709551614\nb/k?versionId=v1");
 }
 
 fn gateway_seeds() {
     let sep = "\n=====\n";
-    let put = signed("PUT", "/bkt/k1", "", &[("content-type", "text/plain")], "hello");
+    let put = signed(
+        "PUT",
+        "/bkt/k1",
+        "",
+        &[("content-type", "text/plain")],
+        "hello",
+    );
     let s = [
         "PUT /bkt\n\n".to_string(),
         "PUT /bkt/k1\ncontent-type: text/plain\nx-amz-meta-a: b\n\nhello world".into(),
@@ -207,7 +237,11 @@ fn gateway_seeds() {
     ]
     .join(sep);
     write("gateway_request", "streaming", streaming);
-    write("gateway_request", "presigned-signed", format!("{put}{sep}GET /bkt/k1\n\n"));
+    write(
+        "gateway_request",
+        "presigned-signed",
+        format!("{put}{sep}GET /bkt/k1\n\n"),
+    );
 }
 
 fn rpc(kind: u8, msg: &[u8]) -> Vec<u8> {
@@ -361,8 +395,18 @@ fn master_seeds() {
     }
     write("master_apply", "lifecycle", s);
     // master_ops: create bucket, put object with two chunks, delete it, complete a multipart.
-    write("master_ops", "bytes-a", [0u8, 0, 0, 0, 3, 2, 0, 0, 1, 2, 1, 0, 5, 1, 1, 7, 3]);
-    write("master_ops", "bytes-b", [1u8, 0, 0, 1, 12, 0, 0, 0, 0, 1, 13, 0, 0, 0, 0, 0, 1, 1, 1, 14, 0, 0, 0, 1, 1, 0]);
+    write(
+        "master_ops",
+        "bytes-a",
+        [0u8, 0, 0, 0, 3, 2, 0, 0, 1, 2, 1, 0, 5, 1, 1, 7, 3],
+    );
+    write(
+        "master_ops",
+        "bytes-b",
+        [
+            1u8, 0, 0, 1, 12, 0, 0, 0, 0, 1, 13, 0, 0, 0, 0, 0, 1, 1, 1, 14, 0, 0, 0, 1, 1, 0,
+        ],
+    );
     let b = BucketConfig {
         version: RECORD_VERSION,
         name: "bkt".into(),

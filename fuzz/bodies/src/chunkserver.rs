@@ -129,7 +129,10 @@ async fn send(
         .and_then(|v| v.parse().ok())
         .expect("every answer carries a grpc-status");
     if crate::debug() {
-        eprintln!("{method} -> grpc-status {status} {:?}", trailers.get("grpc-message"));
+        eprintln!(
+            "{method} -> grpc-status {status} {:?}",
+            trailers.get("grpc-message")
+        );
     }
     let mut body = collected.to_bytes();
     let mut messages = Vec::new();

@@ -58,7 +58,10 @@ fn parse_and_verify(r: &TextRequest, headers: &HeaderMap) {
     for now in [auth.request_time, T0] {
         if let Ok(v) = sigv4::verify(&req, &auth, SK, now) {
             assert_eq!(v.access_key, auth.access_key);
-            assert_eq!(v.chunk_signer.is_some(), v.payload.is_chunked() && v.payload != sigv4::PayloadMode::StreamingUnsignedTrailer);
+            assert_eq!(
+                v.chunk_signer.is_some(),
+                v.payload.is_chunked() && v.payload != sigv4::PayloadMode::StreamingUnsignedTrailer
+            );
         }
     }
 }
@@ -78,7 +81,12 @@ fn round_trip_header(r: &TextRequest) {
         return;
     }
     let mut h = r.header_map();
-    for name in ["authorization", "x-amz-date", "x-amz-content-sha256", "date"] {
+    for name in [
+        "authorization",
+        "x-amz-date",
+        "x-amz-content-sha256",
+        "date",
+    ] {
         h.remove(name);
     }
     if !h.contains_key("host") {
@@ -266,9 +274,16 @@ fn round_trip_chunked(c: &mut Cursor<'_>, splits: &[usize]) {
     };
     for sp in [&[][..], splits] {
         let got = decode_in_pieces(d(), &body, sp);
-        assert_eq!(got.result, Ok(()), "an encoded body does not decode (splits {sp:?})");
+        assert_eq!(
+            got.result,
+            Ok(()),
+            "an encoded body does not decode (splits {sp:?})"
+        );
         assert_eq!(got.payload, data);
-        assert_eq!(got.checksum_trailer.as_deref(), with_trailer.then_some(crc.as_str()));
+        assert_eq!(
+            got.checksum_trailer.as_deref(),
+            with_trailer.then_some(crc.as_str())
+        );
     }
 }
 
@@ -350,7 +365,10 @@ fn header_helpers(h: &HeaderMap, query: &Query) {
     }
     if let Some(t) = query.get("continuation-token") {
         if let Ok(key) = decode_continuation_token(t) {
-            assert_eq!(decode_continuation_token(&encode_continuation_token(&key)), Ok(key));
+            assert_eq!(
+                decode_continuation_token(&encode_continuation_token(&key)),
+                Ok(key)
+            );
         }
     }
     for (k, v) in &query.0 {
@@ -526,7 +544,12 @@ fn sign(r: &TextRequest, h: &mut HeaderMap) -> Option<Vec<u8>> {
             } else {
                 &[]
             };
-            Some(encode_signed_chunks(&s, &r.body, n.clamp(1, 1 << 20), trailers))
+            Some(encode_signed_chunks(
+                &s,
+                &r.body,
+                n.clamp(1, 1 << 20),
+                trailers,
+            ))
         }
         _ => Some(r.body.clone()),
     }

@@ -123,7 +123,10 @@ fn manifest(c: &mut Cursor<'_>) -> Manifest {
     let n = c.pick(8).min(4);
     let inline = c.take(n).to_vec();
     let size = match c.u8() % 3 {
-        0 => chunks.iter().map(|x| x.length).fold(0u64, u64::wrapping_add),
+        0 => chunks
+            .iter()
+            .map(|x| x.length)
+            .fold(0u64, u64::wrapping_add),
         1 => inline.len() as u64,
         _ => number(c),
     };
@@ -156,8 +159,8 @@ fn op(c: &mut Cursor<'_>) -> Op {
         2 => Op::PutObject(PutObjectCmd {
             bucket: bucket(c),
             key: key(c),
-            manifest: (c.u8() % 8 != 0).then(|| manifest(c)),
-            if_match_etag: (c.u8() % 4 == 0).then(|| etag(c)),
+            manifest: (!c.u8().is_multiple_of(8)).then(|| manifest(c)),
+            if_match_etag: (c.u8().is_multiple_of(4)).then(|| etag(c)),
         }),
         3 => Op::DeleteObject(DeleteObjectCmd {
             bucket: bucket(c),
@@ -237,7 +240,7 @@ fn op(c: &mut Cursor<'_>) -> Op {
                     etag: etag(c),
                 })
                 .collect(),
-            if_match_etag: (c.u8() % 4 == 0).then(|| etag(c)),
+            if_match_etag: (c.u8().is_multiple_of(4)).then(|| etag(c)),
         }),
         15 => Op::AbortMultipart(AbortMultipartCmd {
             bucket: bucket(c),

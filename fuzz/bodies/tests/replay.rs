@@ -12,7 +12,12 @@ fn fuzz_dir() -> PathBuf {
 fn names_in(dir: &Path, strip: &str) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter_map(|n| n.strip_suffix(strip).map(str::to_string))
         .collect()
 }

@@ -290,7 +290,10 @@ fn object_part_and_chunk_sizes_are_bounded() {
         })
     };
     assert_eq!(sm.err(huge(u64::MAX, vec![])), ErrorCode::InvalidArgument);
-    assert_eq!(sm.err(huge(MAX_OBJECT_BYTES + 1, vec![])), ErrorCode::InvalidArgument);
+    assert_eq!(
+        sm.err(huge(MAX_OBJECT_BYTES + 1, vec![])),
+        ErrorCode::InvalidArgument
+    );
     let long = chunk(1, MAX_CHUNK_BYTES + 1);
     assert_eq!(sm.err(huge(10, vec![long])), ErrorCode::InvalidArgument);
     sm.ok(huge(MAX_OBJECT_BYTES, vec![chunk(1, MAX_CHUNK_BYTES)]));
