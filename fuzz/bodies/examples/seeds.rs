@@ -428,7 +428,60 @@ fn master_seeds() {
     write("master_records", "validators", b"\x0abkt\nkey=value\nx=y");
 }
 
+fn control_seeds() {
+    let rec = |kind: u8, step: u8, msg: &[u8]| {
+        let mut v = vec![kind, step];
+        v.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        v.extend_from_slice(msg);
+        v
+    };
+    let hb = |id: u64, added: Vec<Vec<u8>>, full: bool| HeartbeatRequest {
+        id,
+        epoch: 1,
+        capacity_bytes: 1 << 30,
+        used_bytes: 200,
+        chunks: added.len() as u64,
+        added,
+        full_report: full,
+        ..Default::default()
+    };
+    let mut s = Vec::new();
+    s.extend(rec(
+        0,
+        4,
+        &hb(1, vec![vec![1; 32], vec![2; 32]], true).encode_to_vec(),
+    ));
+    s.extend(rec(0, 0, &hb(2, vec![vec![1; 32]], true).encode_to_vec()));
+    s.extend(rec(0, 0, &hb(3, vec![], true).encode_to_vec()));
+    let alloc = AllocateChunksRequest {
+        bucket: "bkt".into(),
+        sha256: vec![vec![5; 32], vec![6; 32]],
+        exclude: vec![2],
+    };
+    s.extend(rec(1, 1, &alloc.encode_to_vec()));
+    let locate = LocateChunksRequest {
+        sha256: vec![vec![1; 32], vec![9]],
+    };
+    s.extend(rec(2, 1, &locate.encode_to_vec()));
+    let bad = ReportBadChunkRequest {
+        sha256: vec![2; 32],
+        server_id: 1,
+        reason: "scrub".into(),
+    };
+    s.extend(rec(3, 1, &bad.encode_to_vec()));
+    s.extend(rec(4, 40, &[]));
+    let mut done = hb(1, vec![], false);
+    done.done_commands = vec![1, 2];
+    done.failed_commands = vec![3];
+    done.removed = vec![vec![2; 32]];
+    done.corrupt = vec![vec![1; 32]];
+    s.extend(rec(0, 8, &done.encode_to_vec()));
+    s.extend(rec(4, 255, &[]));
+    write("master_control", "heartbeats-alloc-sweep", s);
+}
+
 fn main() {
+    control_seeds();
     sigv4_seeds();
     chunked_seeds();
     xml_seeds();

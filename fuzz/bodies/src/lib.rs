@@ -17,7 +17,7 @@ pub use gateway::{
     aws_chunked, gateway_request, range_copy_source, s3_route, sigv4_header, sigv4_presigned,
     xml_complete_multipart, xml_create_bucket, xml_delete,
 };
-pub use master::{master_apply, master_ops, master_records};
+pub use master::{master_apply, master_control, master_ops, master_records};
 
 /// Whether `ANODE_FUZZ_DEBUG` is set: bodies then print what the code under test answered
 /// (for writing seeds that reach deep).
@@ -45,4 +45,5 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("master_apply", master_apply),
     ("master_ops", master_ops),
     ("master_records", master_records),
+    ("master_control", master_control),
 ];

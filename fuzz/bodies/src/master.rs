@@ -13,6 +13,7 @@ use anode_meta::validate;
 use anode_proto::command::Op;
 use anode_proto::*;
 use md5::Digest;
+use prost::Message;
 
 use crate::input::Cursor;
 
@@ -303,4 +304,111 @@ fn validators(bytes: &[u8]) {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let _ = validate::user_metadata(&meta);
+}
+
+/// The leader's chunkserver-facing decisions, driven as `master/src/service.rs` drives them:
+/// heartbeats (fencing, stats committed through the state machine, chunk reports, command
+/// outcomes, queued commands), chunk allocation and location, bad-copy reports, and healing
+/// sweeps whose GC operations are committed. Starts from a state with a bucket, three
+/// registered servers and one object.
+///
+/// Input: records `[kind byte][clock step byte][u16 length][message bytes]`; kind % 5: 0 a
+/// `HeartbeatRequest`, 1 `AllocateChunksRequest`, 2 `LocateChunksRequest`, 3
+/// `ReportBadChunkRequest`, 4 a sweep. Never a panic; invariants after every command.
+pub fn master_control(data: &[u8]) {
+    use anode_meta::control::{HealConfig, HeartbeatStep, LeaderControl};
+    use anode_meta::leases::LeaseConfig;
+    let mut st = MemState::new(1_000_000);
+    let mut ctl = LeaderControl::new(LeaseConfig::default(), HealConfig::default());
+    let mut mono = 0u64;
+    ctl.observe_leadership(1, mono);
+    control_fixture(&mut st, &mut ctl);
+    let mut c = Cursor::new(data);
+    let mut n = 0;
+    while !c.is_empty() && n < MAX_COMMANDS {
+        n += 1;
+        let kind = c.u8() % 5;
+        let step = u64::from(c.u8()) * 250;
+        mono += step;
+        st.now_ms += step;
+        let msg = c.chunk();
+        match kind {
+            0 => {
+                let Ok(r) = HeartbeatRequest::decode(msg) else {
+                    continue;
+                };
+                let HeartbeatStep::Accept { epoch, update } =
+                    ctl.heartbeat_begin(&st.kv, &r, mono, st.now_ms)
+                else {
+                    continue;
+                };
+                if let Some(u) = update {
+                    let _ = st.propose(Op::ChunkserverUpdate(u));
+                }
+                let resp = ctl.heartbeat_finish(&st.kv, &r, epoch, mono);
+                assert_eq!(resp.epoch, epoch);
+            }
+            1 => {
+                if let Ok(r) = AllocateChunksRequest::decode(msg) {
+                    if let Ok(resp) = ctl.allocate(&st.kv, &r, mono) {
+                        assert_eq!(resp.placements.len(), r.sha256.len());
+                    }
+                }
+            }
+            2 => {
+                if let Ok(r) = LocateChunksRequest::decode(msg) {
+                    assert_eq!(ctl.locate(&st.kv, &r.sha256, mono).len(), r.sha256.len());
+                }
+            }
+            3 => {
+                if let Ok(r) = ReportBadChunkRequest::decode(msg) {
+                    ctl.report_bad(r.server_id, &r.sha256);
+                }
+            }
+            _ => {
+                for op in ctl.sweep(&st.kv, mono, st.now_ms).ops() {
+                    let _ = st.propose(op);
+                }
+            }
+        }
+    }
+}
+
+/// Bucket `bkt`, servers 1-3 registered (epoch 1) and seen, object `bkt/k` with two chunks.
+fn control_fixture(st: &mut MemState, ctl: &mut anode_meta::control::LeaderControl) {
+    let must = |r: Result<CommandResult, ErrorDetail>| r.expect("the fixture applies");
+    must(st.propose(Op::CreateBucket(CreateBucketCmd {
+        config: Some(BucketConfig {
+            version: RECORD_VERSION,
+            name: "bkt".into(),
+            ..Default::default()
+        }),
+    })));
+    for i in 1..=3u64 {
+        let res = must(st.propose(Op::RegisterChunkserver(RegisterChunkserverCmd {
+            addr: format!("127.0.0.1:710{i}"),
+            rack: format!("r{i}"),
+            capacity_bytes: 1 << 30,
+            uuid: format!("u-{i}"),
+        })));
+        ctl.registered(res.chunkserver_id, 0);
+    }
+    let chunk = |b: u8| ChunkRef {
+        sha256: vec![b; 32],
+        length: 100,
+        servers: vec![1, 2],
+        uploaded_ms: 900_000,
+    };
+    must(st.propose(Op::PutObject(PutObjectCmd {
+        bucket: "bkt".into(),
+        key: "k".into(),
+        manifest: Some(Manifest {
+            version: MANIFEST_VERSION,
+            size: 200,
+            etag: "0123456789abcdef0123456789abcdef".into(),
+            chunks: vec![chunk(1), chunk(2)],
+            ..Default::default()
+        }),
+        if_match_etag: None,
+    })));
 }
