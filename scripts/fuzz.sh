@@ -19,13 +19,19 @@ cd "$(dirname "$0")/.."
 root=$PWD
 secs="${1:-60}"
 shift || true
+main_target_dir="${CARGO_TARGET_DIR:-}"
 export CARGO_TARGET_DIR="${ANODE_FUZZ_TARGET_DIR:-$HOME/.cache/anode-fuzz-target}"
 jobs="${ANODE_FUZZ_JOBS:-1}"
 rss_mb="${ANODE_FUZZ_RSS_MB:-2048}"
 
 replay() {
     echo "== fuzz: corpus replay on stable (cargo test -p anode-fuzz --test replay)"
-    (unset CARGO_TARGET_DIR; cargo test -p anode-fuzz --test replay)
+    # The stable build goes where the caller's builds go (the main target directory).
+    if [ -n "$main_target_dir" ]; then
+        CARGO_TARGET_DIR="$main_target_dir" cargo test -p anode-fuzz --test replay
+    else
+        (unset CARGO_TARGET_DIR; cargo test -p anode-fuzz --test replay)
+    fi
 }
 
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
