@@ -37,12 +37,18 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         // tmpfs when there is one: fsync is free there and the store fsyncs every put.
         let shm = PathBuf::from("/dev/shm");
-        let dir = if shm.is_dir() {
-            tempfile::tempdir_in(shm)
+        let parent = if shm.is_dir() {
+            shm
         } else {
-            tempfile::tempdir()
-        }
-        .expect("a temporary directory");
+            std::env::temp_dir()
+        };
+        // A static is never dropped, so a fuzzing process leaves its directory behind: remove
+        // those of processes that are gone, and name ours after our pid.
+        remove_stale_dirs(&parent);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{DIR_PREFIX}{}.", std::process::id()))
+            .tempdir_in(parent)
+            .expect("a temporary directory");
         let store = BlobStore::open(&[dir.path().to_path_buf()], CAPACITY_BYTES)
             .expect("a blob store in a fresh directory");
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -55,6 +61,29 @@ fn fixture() -> &'static Fixture {
             rt,
         }
     })
+}
+
+/// Name prefix of the store directories: `anode-fuzz-chunkserver.<pid>.<random>`.
+const DIR_PREFIX: &str = "anode-fuzz-chunkserver.";
+
+/// Remove store directories left by processes that no longer run (Linux: `/proc/<pid>`).
+fn remove_stale_dirs(parent: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(DIR_PREFIX)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// One RPC: its method and the encoded request messages of its stream.
