@@ -3,7 +3,8 @@
 # and runs every test of the workspace (unit, proptest, in-process raft simulation and the
 # multi-process cluster tests that start real `anode` processes on 127.0.0.1), the fail point
 # tests (a second build with `--features failpoints`), then the awscli/s3cmd/rclone smoke run
-# (scripts/ci-s3-clients.sh).
+# (scripts/ci-s3-clients.sh), the short chaos set, and every fuzz target for
+# ANODE_FUZZ_SECONDS (default 20) each when a nightly toolchain is present (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -25,3 +26,8 @@ echo "== S3 clients (awscli, s3cmd, rclone) against anode dev and local-cluster.
 bash scripts/ci-s3-clients.sh
 echo "== chaos scenarios, short set (leader failover, partition, write burst)"
 bash test_scripts/run-all.sh --short --no-report
+echo "== fuzz: every target for ANODE_FUZZ_SECONDS each (0 = skip; scripts/fuzz.sh, docs/fuzzing.md)"
+# Two targets at a time (one per core): 14 targets x 20 s in about 2.5 min after the build.
+if [ "${ANODE_FUZZ_SECONDS:-20}" -gt 0 ]; then
+    ANODE_FUZZ_JOBS="${ANODE_FUZZ_JOBS:-2}" bash scripts/fuzz.sh "${ANODE_FUZZ_SECONDS:-20}"
+fi

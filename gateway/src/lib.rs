@@ -42,8 +42,11 @@ pub mod xml;
 
 #[cfg(test)]
 mod server_tests;
-#[cfg(test)]
-mod testing;
+/// The in-memory backend of the tests, also built with the `fuzzing` feature so the fuzz
+/// targets (`fuzz/`) can drive whole requests through [`Gateway::handle`].
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod testing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

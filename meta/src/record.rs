@@ -90,27 +90,57 @@ versioned! {
     ChunkInfo => RECORD_VERSION,
     MultipartUpload => RECORD_VERSION,
     PartRecord => RECORD_VERSION,
-    Command => COMMAND_VERSION,
     SnapshotData => SNAPSHOT_VERSION,
     MemberChangeContext => RECORD_VERSION,
     ClientSessionRecord => RECORD_VERSION,
     SessionAnswer => RECORD_VERSION,
 }
 
+/// Commands keep the version they were written with (version 0 reads as 1): `apply` takes every
+/// version up to `COMMAND_VERSION` as it is, and a version decides which input checks apply
+/// (`sm::Rules`), so a log an older build wrote replays as it applied then. A v1 command is a
+/// v2 command without a client session.
+impl Record for Command {
+    const KIND: &'static str = "Command";
+    const CURRENT: u32 = COMMAND_VERSION;
+    fn migrate(mut self, from: u32) -> Self {
+        if from == 0 {
+            self.version = 1;
+        }
+        self
+    }
+}
+
 /// The `version` (field 1) of an encoded record, without decoding the rest: 0 when absent.
-/// Fast path: prost writes field 1 first, so it is usually the first byte's field.
+/// Like protobuf decoding, the last occurrence of the field wins, so the version checked is
+/// the version the decoded record carries. (A first-occurrence peek let a record with
+/// `version` 1 then 8 pass as version 1 and decode as 8; found by the `master_records` fuzz
+/// target.) The other fields are skipped, not decoded. Bytes that stop parsing after a
+/// version was seen give that version: a newer layout that this build cannot parse is still
+/// reported as newer (and any other such record fails to decode afterwards).
 pub fn peek_version(bytes: &[u8]) -> Result<u32, String> {
     let mut buf = bytes;
+    let mut version = None;
     while !buf.is_empty() {
-        let (tag, wire) = decode_key(&mut buf).map_err(|e| e.to_string())?;
-        if tag == 1 && wire == WireType::Varint {
-            let v = decode_varint(&mut buf).map_err(|e| e.to_string())?;
-            // Protobuf truncates an out-of-range uint32; saturate instead, so it reads as new.
-            return Ok(u32::try_from(v).unwrap_or(u32::MAX));
+        match next_version_field(&mut buf) {
+            Ok(Some(v)) => version = Some(v),
+            Ok(None) => {}
+            Err(e) => return version.ok_or(e),
         }
-        skip_field(wire, tag, &mut buf, DecodeContext::default()).map_err(|e| e.to_string())?;
     }
-    Ok(0)
+    Ok(version.unwrap_or(0))
+}
+
+/// Read one field: `Some(version)` for field 1, else skip it.
+fn next_version_field(buf: &mut &[u8]) -> Result<Option<u32>, String> {
+    let (tag, wire) = decode_key(buf).map_err(|e| e.to_string())?;
+    if tag == 1 && wire == WireType::Varint {
+        let v = decode_varint(buf).map_err(|e| e.to_string())?;
+        // Protobuf truncates an out-of-range uint32; saturate instead, so it reads as new.
+        return Ok(Some(u32::try_from(v).unwrap_or(u32::MAX)));
+    }
+    skip_field(wire, tag, buf, DecodeContext::default()).map_err(|e| e.to_string())?;
+    Ok(None)
 }
 
 /// Escape a key for messages (`c/\x01\x02`).
@@ -165,6 +195,30 @@ mod tests {
         assert_eq!(peek_version(&late), Ok(5));
         assert_eq!(peek_version(&[]), Ok(0));
         assert!(peek_version(&[0x0a, 0x09]).is_err(), "length past the end");
+    }
+
+    /// A repeated version field counts as protobuf decodes it: the last one. (Regression:
+    /// the first one was checked, so `version 1, ..., version 8` passed as current.)
+    #[test]
+    fn the_last_version_field_is_the_one_checked() {
+        let mut twice = ChunkInfo {
+            version: RECORD_VERSION,
+            refcount: 3,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        twice.extend_from_slice(&[0x08, 0x08]);
+        assert_eq!(peek_version(&twice), Ok(8));
+        assert!(matches!(
+            decode::<ChunkInfo>(b"c/\x01", &twice),
+            Err(RecordError::TooNew { found: 8, .. })
+        ));
+        let mut back = twice.clone();
+        back.extend_from_slice(&[0x08, 0x01]);
+        assert_eq!(
+            decode::<ChunkInfo>(b"c/\x01", &back).map(|c| c.refcount),
+            Ok(3)
+        );
     }
 
     #[test]

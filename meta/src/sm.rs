@@ -425,19 +425,103 @@ pub fn apply(kv: &dyn KvRead, index: u64, cmd: &Command) -> (Vec<Mutation>, Comm
 
 fn apply_once(o: &mut Overlay<'_>, index: u64, cmd: &Command) -> Res {
     match &cmd.op {
-        Some(op) => apply_op(o, index, cmd.now_ms, op),
+        Some(op) => apply_op(o, index, cmd.now_ms, op, Rules::of(cmd.version)),
         None => Err(StateError::BadCommand("no operation".into())),
     }
 }
 
 type Res = Result<CommandResult, StateError>;
 
-fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op) -> Res {
+/// Which apply-time input checks a command gets: those of its command version, so a log an
+/// older build wrote replays as it applied then. Version 2 (issue 12) checks manifests and
+/// parts whole (`validate::manifest`/`part`), stored system headers, NUL in keys and the one
+/// issued upload id shape; version 1 keeps the checks it had (key length, upload id charset,
+/// user metadata) plus size bounds that keep the byte counters from overflowing (found by
+/// fuzzing; no writer ever sent such sizes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rules {
+    V1,
+    V2,
+}
+
+impl Rules {
+    fn of(version: u32) -> Rules {
+        if version >= 2 {
+            Rules::V2
+        } else {
+            Rules::V1
+        }
+    }
+
+    fn object_key(self, key: &str) -> Result<(), ValidationError> {
+        match self {
+            Rules::V2 => validate::object_key(key),
+            Rules::V1 => match key.len() {
+                0 => Err(ValidationError::EmptyKey),
+                n if n > validate::MAX_KEY_BYTES => Err(ValidationError::KeyTooLong(n)),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    fn upload_id(self, id: &str) -> Result<(), ValidationError> {
+        match self {
+            Rules::V2 => validate::upload_id(id),
+            Rules::V1 => {
+                let url_safe =
+                    |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~');
+                if id.is_empty() || id.len() > 128 || !id.bytes().all(url_safe) {
+                    return Err(ValidationError::InvalidUploadId(id.to_string()));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn manifest(self, m: &Manifest) -> Result<(), StateError> {
+        match self {
+            Rules::V2 => {
+                validate::manifest(m)?;
+                validate::system_metadata(&m.content_type, &m.system_metadata)?;
+                Ok(())
+            }
+            Rules::V1 => {
+                validate::user_metadata(&m.user_metadata)?;
+                v1_sizes(m.size, validate::MAX_OBJECT_BYTES, &m.chunks)
+            }
+        }
+    }
+
+    fn part(self, p: &PartRecord) -> Result<(), StateError> {
+        match self {
+            Rules::V2 => Ok(validate::part(p)?),
+            Rules::V1 => v1_sizes(p.size, validate::MAX_PART_BYTES, &p.chunks),
+        }
+    }
+}
+
+/// Version 1 size bounds: a body of at most `max` bytes, chunks of at most `MAX_CHUNK_BYTES`.
+fn v1_sizes(size: u64, max: u64, chunks: &[ChunkRef]) -> Result<(), StateError> {
+    if size > max {
+        return Err(StateError::InvalidArgument(format!(
+            "size {size} is over {max} bytes"
+        )));
+    }
+    if let Some(c) = chunks.iter().find(|c| c.length > MAX_CHUNK_BYTES) {
+        return Err(StateError::InvalidArgument(format!(
+            "chunk length {} is over {MAX_CHUNK_BYTES} bytes",
+            c.length
+        )));
+    }
+    Ok(())
+}
+
+fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op, rules: Rules) -> Res {
     match op {
         Op::Noop(_) => Ok(CommandResult::default()),
         Op::CreateBucket(c) => create_bucket(o, now, c),
         Op::DeleteBucket(c) => delete_bucket(o, &c.name),
-        Op::PutObject(c) => put_object(o, index, now, c),
+        Op::PutObject(c) => put_object(o, index, now, c, rules),
         Op::DeleteObject(c) => delete_objects(o, now, &c.bucket, std::slice::from_ref(&c.key)),
         Op::DeleteObjects(c) => delete_objects(o, now, &c.bucket, &c.keys),
         Op::CreateKey(c) => create_key(o, now, c),
@@ -472,9 +556,9 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op) -> Res {
             }
             Ok(CommandResult::default())
         }
-        Op::CreateMultipart(c) => create_multipart(o, now, c),
-        Op::PutPart(c) => put_part(o, now, c),
-        Op::CompleteMultipart(c) => complete_multipart(o, index, now, c),
+        Op::CreateMultipart(c) => create_multipart(o, now, c, rules),
+        Op::PutPart(c) => put_part(o, now, c, rules),
+        Op::CompleteMultipart(c) => complete_multipart(o, index, now, c, rules),
         Op::AbortMultipart(c) => abort_multipart(o, now, c),
     }
 }
@@ -586,15 +670,14 @@ fn adjust_refs(o: &mut Overlay<'_>, now: u64, chunks: &[ChunkRef], delta: i64, r
     }
 }
 
-fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd) -> Res {
+fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd, rules: Rules) -> Res {
     get_bucket(o, &c.bucket).ok_or_else(|| StateError::NoSuchBucket(c.bucket.clone()))?;
-    validate::object_key(&c.key)?;
+    rules.object_key(&c.key)?;
     let m = c
         .manifest
         .clone()
         .ok_or_else(|| StateError::BadCommand("no manifest".into()))?;
-    validate::manifest(&m)?;
-    validate::system_metadata(&m.content_type, &m.system_metadata)?;
+    rules.manifest(&m)?;
     let key = object_key(&c.bucket, &c.key);
     let old: Option<Manifest> = get_msg(o, &key);
     check_condition(old.as_ref(), c.if_match_etag.as_deref())?;
@@ -753,16 +836,18 @@ fn server_update(o: &mut Overlay<'_>, now: u64, c: &ChunkserverUpdateCmd) -> Res
     })
 }
 
-fn create_multipart(o: &mut Overlay<'_>, now: u64, c: &CreateMultipartCmd) -> Res {
+fn create_multipart(o: &mut Overlay<'_>, now: u64, c: &CreateMultipartCmd, rules: Rules) -> Res {
     let u = c
         .upload
         .clone()
         .ok_or_else(|| StateError::BadCommand("no upload".into()))?;
     get_bucket(o, &u.bucket).ok_or_else(|| StateError::NoSuchBucket(u.bucket.clone()))?;
-    validate::object_key(&u.key)?;
-    validate::upload_id(&u.upload_id)?;
+    rules.object_key(&u.key)?;
+    rules.upload_id(&u.upload_id)?;
     validate::user_metadata(&u.user_metadata)?;
-    validate::system_metadata(&u.content_type, &u.system_metadata)?;
+    if rules == Rules::V2 {
+        validate::system_metadata(&u.content_type, &u.system_metadata)?;
+    }
     let u = MultipartUpload {
         version: RECORD_VERSION,
         initiated_ms: now,
@@ -778,7 +863,7 @@ fn create_multipart(o: &mut Overlay<'_>, now: u64, c: &CreateMultipartCmd) -> Re
     })
 }
 
-fn put_part(o: &mut Overlay<'_>, now: u64, c: &PutPartCmd) -> Res {
+fn put_part(o: &mut Overlay<'_>, now: u64, c: &PutPartCmd, rules: Rules) -> Res {
     get_upload(o, &c.bucket, &c.key, &c.upload_id)
         .ok_or_else(|| StateError::NoSuchUpload(c.upload_id.clone()))?;
     let replication = bucket_replication(o, &c.bucket);
@@ -786,7 +871,7 @@ fn put_part(o: &mut Overlay<'_>, now: u64, c: &PutPartCmd) -> Res {
         .part
         .clone()
         .ok_or_else(|| StateError::BadCommand("no part".into()))?;
-    validate::part(&p)?;
+    rules.part(&p)?;
     check_new_refs(o, &p.chunks)?;
     stored_refs(&mut p.chunks);
     validate::part_number(p.part_number)?;
@@ -823,7 +908,13 @@ fn upload_parts(o: &dyn KvRead, bucket: &str, key: &str, id: &str) -> BTreeMap<u
         .collect()
 }
 
-fn complete_multipart(o: &mut Overlay<'_>, index: u64, now: u64, c: &CompleteMultipartCmd) -> Res {
+fn complete_multipart(
+    o: &mut Overlay<'_>,
+    index: u64,
+    now: u64,
+    c: &CompleteMultipartCmd,
+    rules: Rules,
+) -> Res {
     let u = get_upload(o, &c.bucket, &c.key, &c.upload_id)
         .ok_or_else(|| StateError::NoSuchUpload(c.upload_id.clone()))?;
     if c.parts.is_empty() {
@@ -853,7 +944,9 @@ fn complete_multipart(o: &mut Overlay<'_>, index: u64, now: u64, c: &CompleteMul
         chosen.push(p.clone());
     }
     let m = multipart_manifest(&u, &chosen, index, now)?;
-    validate::manifest(&m)?;
+    if rules == Rules::V2 {
+        validate::manifest(&m)?;
+    }
     // The parts' references move to the object; parts not chosen are dropped.
     for p in stored.values() {
         adjust_refs(o, now, &p.chunks, -1, 0);

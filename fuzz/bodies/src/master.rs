@@ -1,0 +1,414 @@
+//! Master targets: raft command bytes applied by the real state machine on the in-memory
+//! state (`anode_meta` `MemKv`), commands built from small alphabets so sequences reach deep
+//! states, and the versioned record decoder plus the shared validator on arbitrary bytes.
+//!
+//! Every command a leader proposes is built from client requests, so any field of any `Op`
+//! may carry client data; a command that panics `apply` would stop every master at the same
+//! index. Invariants are checked after every command (refcounts equal references, counters).
+
+use anode_meta::kv::MemKv;
+use anode_meta::record::{self, Record};
+use anode_meta::sm::{self, MemState};
+use anode_meta::validate;
+use anode_proto::command::Op;
+use anode_proto::*;
+use md5::Digest;
+use prost::Message;
+
+use crate::input::Cursor;
+
+/// Most commands one input applies.
+const MAX_COMMANDS: usize = 64;
+
+/// Apply `data` as raft entries: `[u16 length][Command bytes]` records, each through
+/// `sm::apply_bytes` (the decode step of `record::decode`, then `apply`) at the next index on
+/// one in-memory state; the mutations are written and the full invariant check runs after
+/// each. Never a panic.
+pub fn master_apply(data: &[u8]) {
+    let mut c = Cursor::new(data);
+    let mut kv = MemKv::new();
+    let mut index = 0;
+    while !c.is_empty() && index < MAX_COMMANDS as u64 {
+        let entry = c.chunk();
+        index += 1;
+        let (muts, res) = sm::apply_bytes(&kv, index, entry);
+        if crate::debug() {
+            eprintln!("entry {index}: {:?}", res.error);
+        }
+        kv.apply(&muts);
+        if let Err(e) = sm::check_invariants(&kv) {
+            panic!("invariant broken after entry {index}: {e}");
+        }
+    }
+}
+
+/// Sequences of commands over small alphabets (two buckets, a few keys, upload ids and chunk
+/// ids, plus malformed ones) through [`MemState::propose`], which checks the invariants after
+/// each; the clock moves forward by fuzz amounts. Never a panic.
+pub fn master_ops(data: &[u8]) {
+    let mut c = Cursor::new(data);
+    let mut st = MemState::new(1_000_000);
+    let mut n = 0;
+    while !c.is_empty() && n < MAX_COMMANDS {
+        st.now_ms += u64::from(c.u8()) * 1000;
+        let op = op(&mut c);
+        let res = st.propose(op.clone());
+        if crate::debug() {
+            eprintln!("{op:?} -> {:?}", res.err());
+        }
+        n += 1;
+    }
+}
+
+const BUCKETS: [&str; 3] = ["bkt", "b2", "Bad_Bucket"];
+const KEYS: [&str; 4] = ["k1", "k2", "dir/k3", ""];
+const UPLOADS: [&str; 3] = ["0123456789abcdef0123456789abcdef", "u2", "bad/id"];
+
+fn bucket(c: &mut Cursor<'_>) -> String {
+    BUCKETS[c.pick(BUCKETS.len())].to_string()
+}
+
+fn key(c: &mut Cursor<'_>) -> String {
+    KEYS[c.pick(KEYS.len())].to_string()
+}
+
+fn upload_id(c: &mut Cursor<'_>) -> String {
+    UPLOADS[c.pick(UPLOADS.len())].to_string()
+}
+
+fn sha(c: &mut Cursor<'_>) -> Vec<u8> {
+    match c.u8() % 8 {
+        6 => Vec::new(),
+        7 => vec![9],
+        n => vec![n + 1; 32],
+    }
+}
+
+fn number(c: &mut Cursor<'_>) -> u64 {
+    match c.u8() % 4 {
+        0 => 0,
+        1 => u64::from(c.u8()),
+        2 => u64::from(c.u16()) << 10,
+        _ => c.u64(),
+    }
+}
+
+fn chunks(c: &mut Cursor<'_>) -> Vec<ChunkRef> {
+    (0..c.pick(4))
+        .map(|_| ChunkRef {
+            sha256: sha(c),
+            length: number(c),
+            servers: (0..c.pick(3)).map(|_| u64::from(c.u8() % 4)).collect(),
+            uploaded_ms: number(c),
+        })
+        .collect()
+}
+
+fn etag(c: &mut Cursor<'_>) -> String {
+    match c.u8() % 4 {
+        0 => hex::encode(md5::Md5::digest([c.u8()])),
+        1 => format!("{}-2", hex::encode(md5::Md5::digest([c.u8()]))),
+        2 => String::new(),
+        _ => "zz".into(),
+    }
+}
+
+fn metadata(c: &mut Cursor<'_>) -> std::collections::HashMap<String, String> {
+    (0..c.pick(3))
+        .map(|i| (format!("m{i}"), "v".repeat(c.u16() as usize % 3000)))
+        .collect()
+}
+
+fn manifest(c: &mut Cursor<'_>) -> Manifest {
+    let chunks = chunks(c);
+    let n = c.pick(8).min(4);
+    let inline = c.take(n).to_vec();
+    let size = match c.u8() % 3 {
+        0 => chunks
+            .iter()
+            .map(|x| x.length)
+            .fold(0u64, u64::wrapping_add),
+        1 => inline.len() as u64,
+        _ => number(c),
+    };
+    Manifest {
+        version: c.u8() as u32 % 3,
+        size,
+        etag: etag(c),
+        content_type: "text/plain".into(),
+        user_metadata: metadata(c),
+        chunks,
+        inline_data: inline,
+        mtime_ms: number(c),
+        object_version: number(c),
+        part_sizes: (0..c.pick(3)).map(|_| number(c)).collect(),
+        system_metadata: Default::default(),
+    }
+}
+
+fn op(c: &mut Cursor<'_>) -> Op {
+    match c.u8() % 17 {
+        0 => Op::CreateBucket(CreateBucketCmd {
+            config: Some(BucketConfig {
+                version: RECORD_VERSION,
+                name: bucket(c),
+                replication: u32::from(c.u8() % 5),
+                ..Default::default()
+            }),
+        }),
+        1 => Op::DeleteBucket(DeleteBucketCmd { name: bucket(c) }),
+        2 => Op::PutObject(PutObjectCmd {
+            bucket: bucket(c),
+            key: key(c),
+            manifest: (!c.u8().is_multiple_of(8)).then(|| manifest(c)),
+            if_match_etag: (c.u8().is_multiple_of(4)).then(|| etag(c)),
+        }),
+        3 => Op::DeleteObject(DeleteObjectCmd {
+            bucket: bucket(c),
+            key: key(c),
+        }),
+        4 => Op::DeleteObjects(DeleteObjectsCmd {
+            bucket: bucket(c),
+            keys: (0..c.pick(4)).map(|_| key(c)).collect(),
+        }),
+        5 => Op::CreateKey(CreateKeyCmd {
+            key: Some(AccessKey {
+                version: RECORD_VERSION,
+                access_key: ["AK1", "AK2", ""][c.pick(3)].into(),
+                secret_key: "sk".into(),
+                ..Default::default()
+            }),
+        }),
+        6 => Op::DeleteKey(DeleteKeyCmd {
+            access_key: ["AK1", "AK2", ""][c.pick(3)].into(),
+        }),
+        7 => Op::RegisterChunkserver(RegisterChunkserverCmd {
+            addr: format!("127.0.0.1:{}", 7100 + c.u8() as u32),
+            rack: ["", "r1"][c.pick(2)].into(),
+            capacity_bytes: number(c),
+            uuid: ["u-1", "u-2", "u-3", ""][c.pick(4)].into(),
+        }),
+        8 => Op::ChunkserverUpdate(ChunkserverUpdateCmd {
+            id: u64::from(c.u8() % 5),
+            epoch: u64::from(c.u8() % 4),
+            capacity_bytes: number(c),
+            used_bytes: number(c),
+            chunks: number(c),
+            disk_full: c.u8() % 2 == 1,
+        }),
+        9 => Op::SetDraining(SetDrainingCmd {
+            id: u64::from(c.u8() % 5),
+            draining: c.u8() % 2 == 1,
+        }),
+        10 => Op::ChunkDeleted(ChunkDeletedCmd { sha256: sha(c) }),
+        11 => Op::TombstoneChunks(TombstoneChunksCmd {
+            sha256: (0..c.pick(4)).map(|_| sha(c)).collect(),
+        }),
+        12 => Op::CreateMultipart(CreateMultipartCmd {
+            upload: Some(MultipartUpload {
+                version: RECORD_VERSION,
+                bucket: bucket(c),
+                key: key(c),
+                upload_id: upload_id(c),
+                user_metadata: metadata(c),
+                ..Default::default()
+            }),
+        }),
+        13 => Op::PutPart(PutPartCmd {
+            bucket: bucket(c),
+            key: key(c),
+            upload_id: upload_id(c),
+            part: Some(PartRecord {
+                version: RECORD_VERSION,
+                part_number: [1, 2, 3, 0, 10_001][c.pick(5)],
+                etag: etag(c),
+                size: number(c),
+                chunks: chunks(c),
+                mtime_ms: number(c),
+                inline_data: {
+                    let n = c.pick(3);
+                    c.take(n).to_vec()
+                },
+            }),
+        }),
+        14 => Op::CompleteMultipart(CompleteMultipartCmd {
+            bucket: bucket(c),
+            key: key(c),
+            upload_id: upload_id(c),
+            parts: (0..c.pick(4))
+                .map(|_| CompletePart {
+                    part_number: u32::from(c.u8() % 4),
+                    etag: etag(c),
+                })
+                .collect(),
+            if_match_etag: (c.u8().is_multiple_of(4)).then(|| etag(c)),
+        }),
+        15 => Op::AbortMultipart(AbortMultipartCmd {
+            bucket: bucket(c),
+            key: key(c),
+            upload_id: upload_id(c),
+        }),
+        _ => Op::Noop(NoopCmd {}),
+    }
+}
+
+/// Decode arbitrary bytes as every persisted record kind through `record::decode` (never a
+/// panic; a record that decodes re-encodes to one that decodes equal), and run the shared
+/// validator on arbitrary strings.
+///
+/// Input: a selector byte, then the bytes.
+pub fn master_records(data: &[u8]) {
+    let mut c = Cursor::new(data);
+    let which = c.u8();
+    let bytes = c.rest();
+    let _ = record::peek_version(bytes);
+    match which % 11 {
+        0 => decode_round_trip::<BucketConfig>(bytes),
+        1 => decode_round_trip::<Manifest>(bytes),
+        2 => decode_round_trip::<AccessKey>(bytes),
+        3 => decode_round_trip::<ChunkserverRecord>(bytes),
+        4 => decode_round_trip::<ChunkInfo>(bytes),
+        5 => decode_round_trip::<MultipartUpload>(bytes),
+        6 => decode_round_trip::<PartRecord>(bytes),
+        7 => decode_round_trip::<Command>(bytes),
+        8 => decode_round_trip::<SnapshotData>(bytes),
+        9 => decode_round_trip::<MemberChangeContext>(bytes),
+        _ => validators(bytes),
+    }
+}
+
+fn decode_round_trip<R: Record + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
+    if let Ok(r) = record::decode::<R>(b"k", bytes) {
+        let again: R = record::decode(b"k", &r.encode_to_vec()).expect("re-encoded decodes");
+        assert_eq!(again, r);
+    }
+}
+
+fn validators(bytes: &[u8]) {
+    let s = String::from_utf8_lossy(bytes);
+    if validate::bucket_name(&s).is_ok() {
+        assert!((3..=63).contains(&s.len()));
+    }
+    if validate::object_key(&s).is_ok() {
+        assert!(!s.is_empty() && s.len() <= validate::MAX_KEY_BYTES);
+    }
+    if validate::upload_id(&s).is_ok() {
+        assert!(!s.contains('/'));
+    }
+    let _ = validate::part_number(u32::from_le_bytes(
+        [0, 1, 2, 3].map(|i| bytes.get(i).copied().unwrap_or(0)),
+    ));
+    let meta = s
+        .split('\n')
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let _ = validate::user_metadata(&meta);
+}
+
+/// The leader's chunkserver-facing decisions, driven as `master/src/service.rs` drives them:
+/// heartbeats (fencing, stats committed through the state machine, chunk reports, command
+/// outcomes, queued commands), chunk allocation and location, bad-copy reports, and healing
+/// sweeps whose GC operations are committed. Starts from a state with a bucket, three
+/// registered servers and one object.
+///
+/// Input: records `[kind byte][clock step byte][u16 length][message bytes]`; kind % 5: 0 a
+/// `HeartbeatRequest`, 1 `AllocateChunksRequest`, 2 `LocateChunksRequest`, 3
+/// `ReportBadChunkRequest`, 4 a sweep. Never a panic; invariants after every command.
+pub fn master_control(data: &[u8]) {
+    use anode_meta::control::{HealConfig, HeartbeatStep, LeaderControl};
+    use anode_meta::leases::LeaseConfig;
+    let mut st = MemState::new(1_000_000);
+    let mut ctl = LeaderControl::new(LeaseConfig::default(), HealConfig::default());
+    let mut mono = 0u64;
+    ctl.observe_leadership(1, mono);
+    control_fixture(&mut st, &mut ctl);
+    let mut c = Cursor::new(data);
+    let mut n = 0;
+    while !c.is_empty() && n < MAX_COMMANDS {
+        n += 1;
+        let kind = c.u8() % 5;
+        let step = u64::from(c.u8()) * 250;
+        mono += step;
+        st.now_ms += step;
+        let msg = c.chunk();
+        match kind {
+            0 => {
+                let Ok(r) = HeartbeatRequest::decode(msg) else {
+                    continue;
+                };
+                let HeartbeatStep::Accept { epoch, update } =
+                    ctl.heartbeat_begin(&st.kv, &r, mono, st.now_ms)
+                else {
+                    continue;
+                };
+                if let Some(u) = update {
+                    let _ = st.propose(Op::ChunkserverUpdate(u));
+                }
+                let resp = ctl.heartbeat_finish(&st.kv, &r, epoch, mono);
+                assert_eq!(resp.epoch, epoch);
+            }
+            1 => {
+                if let Ok(r) = AllocateChunksRequest::decode(msg) {
+                    if let Ok(resp) = ctl.allocate(&st.kv, &r, mono) {
+                        assert_eq!(resp.placements.len(), r.sha256.len());
+                    }
+                }
+            }
+            2 => {
+                if let Ok(r) = LocateChunksRequest::decode(msg) {
+                    assert_eq!(ctl.locate(&st.kv, &r.sha256, mono).len(), r.sha256.len());
+                }
+            }
+            3 => {
+                if let Ok(r) = ReportBadChunkRequest::decode(msg) {
+                    ctl.report_bad(r.server_id, &r.sha256);
+                }
+            }
+            _ => {
+                for op in ctl.sweep(&st.kv, mono, st.now_ms).ops() {
+                    let _ = st.propose(op);
+                }
+            }
+        }
+    }
+}
+
+/// Bucket `bkt`, servers 1-3 registered (epoch 1) and seen, object `bkt/k` with two chunks.
+fn control_fixture(st: &mut MemState, ctl: &mut anode_meta::control::LeaderControl) {
+    let must = |r: Result<CommandResult, ErrorDetail>| r.expect("the fixture applies");
+    must(st.propose(Op::CreateBucket(CreateBucketCmd {
+        config: Some(BucketConfig {
+            version: RECORD_VERSION,
+            name: "bkt".into(),
+            ..Default::default()
+        }),
+    })));
+    for i in 1..=3u64 {
+        let res = must(st.propose(Op::RegisterChunkserver(RegisterChunkserverCmd {
+            addr: format!("127.0.0.1:710{i}"),
+            rack: format!("r{i}"),
+            capacity_bytes: 1 << 30,
+            uuid: format!("u-{i}"),
+        })));
+        ctl.registered(res.chunkserver_id, 0);
+    }
+    let chunk = |b: u8| ChunkRef {
+        sha256: vec![b; 32],
+        length: 100,
+        servers: vec![1, 2],
+        uploaded_ms: 900_000,
+    };
+    must(st.propose(Op::PutObject(PutObjectCmd {
+        bucket: "bkt".into(),
+        key: "k".into(),
+        manifest: Some(Manifest {
+            version: MANIFEST_VERSION,
+            size: 200,
+            etag: "0123456789abcdef0123456789abcdef".into(),
+            chunks: vec![chunk(1), chunk(2)],
+            ..Default::default()
+        }),
+        if_match_etag: None,
+    })));
+}
