@@ -29,7 +29,11 @@ pub struct DevArgs {
     pub base_port: u16,
     /// Plain-text, unauthenticated gRPC between the in-process nodes (for measuring the cost
     /// of TLS; logs a warning).
-    #[arg(long, env = "ANODE_INSECURE_NO_TLS")]
+    #[arg(
+        long,
+        env = "ANODE_INSECURE_NO_TLS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub insecure_no_tls: bool,
     /// Also serve S3 over HTTPS on this address (e.g. 127.0.0.1:9443), beside plain HTTP on
     /// `--listen`. Without `--s3-tls-cert`, a self-signed certificate for `localhost` and

@@ -22,8 +22,14 @@ pub struct TlsArgs {
     #[arg(long, env = "ANODE_CERTS_DIR", global = true)]
     pub certs_dir: Option<PathBuf>,
     /// Plain-text gRPC without authentication, for experiments on a trusted machine only.
-    /// Logs a warning at every start.
-    #[arg(long, env = "ANODE_INSECURE_NO_TLS", global = true)]
+    /// Logs a warning at every start. The environment variable takes 1/0, true/false, yes/no,
+    /// on/off.
+    #[arg(
+        long,
+        env = "ANODE_INSECURE_NO_TLS",
+        global = true,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub insecure_no_tls: bool,
 }
 
