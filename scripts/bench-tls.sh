@@ -16,10 +16,10 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/anode-bench-tls.XXXXXX")"
 out="$work/results.jsonl"
 trap 'for d in "$work"/*-cluster; do [ -d "$d" ] && ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" stop "$d" >/dev/null 2>&1 || true; done' EXIT
 
-# A server certificate for S3 over HTTPS on 127.0.0.1 (the client trusts exactly it).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -subj /CN=127.0.0.1 -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-  -keyout "$work/s3.key" -out "$work/s3.crt" 2>/dev/null
+# A server certificate for S3 over HTTPS on 127.0.0.1, from a CA of its own (the client
+# trusts that CA only).
+"$anode" ctl certs init "$work/s3-ca" >/dev/null
+"$anode" ctl certs issue --ca "$work/s3-ca" --role gateway --id s3 --san 127.0.0.1 --out "$work/s3" >/dev/null
 
 record() { # mode
   while read -r line; do echo "{\"mode\":\"$1\",${line#\{}" | tee -a "$out"; done
@@ -30,9 +30,9 @@ run_side() { # plain|tls
   local -a env=() s3=(--endpoint "http://127.0.0.1:$((9000 + off))")
   if [ "$mode" = tls ]; then
     export ANODE_CLUSTER_TLS=on
-    export ANODE_GATEWAY_ARGS="--https-listen 127.0.0.1:$((9443 + off)) --tls-cert $work/s3.crt --tls-key $work/s3.key"
+    export ANODE_GATEWAY_ARGS="--https-listen 127.0.0.1:$((9443 + off)) --tls-cert $work/s3/node.crt --tls-key $work/s3/node.key"
     env=(ANODE_CERTS_DIR="$dir/certs/client-1")
-    s3=(--endpoint "https://127.0.0.1:$((9443 + off))" --ca-bundle "$work/s3.crt")
+    s3=(--endpoint "https://127.0.0.1:$((9443 + off))" --ca-bundle "$work/s3/ca.crt")
   else
     export ANODE_CLUSTER_TLS=insecure ANODE_GATEWAY_ARGS=""
     env=(ANODE_INSECURE_NO_TLS=1)
