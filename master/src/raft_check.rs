@@ -50,6 +50,12 @@ use raft::{Changer, ProgressTracker};
 /// append carries a few thousand entries at most.
 pub const MAX_ENTRIES_PER_MESSAGE: usize = 16_384;
 
+/// Largest index or term a message may name: 2^62. No log gets near it (a million commits a
+/// second for 146,000 years), and it leaves raft-rs room for the `index + 1` arithmetic that
+/// overflows at u64::MAX (a snapshot at index u64::MAX panicked a follower in
+/// `log_unstable::restore`; found by the proptest below).
+pub const MAX_RAFT_NUMBER: u64 = 1 << 62;
+
 /// Most entry bytes (data + context) one raft message may carry: one command may exceed the
 /// leader's 64 KiB append cap on its own (raft-rs always sends at least one entry), and a
 /// command is bounded at the service edge (`service::MAX_COMMAND_BYTES`, 8 MiB), plus slack
@@ -114,6 +120,14 @@ pub enum RaftMessageError {
     /// Term 0 (raft-rs treats it as a local message).
     #[error("term 0 from the network")]
     ZeroTerm,
+    /// An index or term over [`MAX_RAFT_NUMBER`].
+    #[error("{field} {value} is over {MAX_RAFT_NUMBER}")]
+    OutOfRange {
+        /// Which field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+    },
     /// More entries than [`MAX_ENTRIES_PER_MESSAGE`].
     #[error("{count} entries (max {max})")]
     TooManyEntries {
@@ -205,6 +219,7 @@ impl RaftMessageError {
             RaftMessageError::WrongRecipient { .. } => "wrong_recipient",
             RaftMessageError::BadSender(_) => "bad_sender",
             RaftMessageError::ZeroTerm => "zero_term",
+            RaftMessageError::OutOfRange { .. } => "out_of_range",
             RaftMessageError::TooManyEntries { .. } => "too_many_entries",
             RaftMessageError::TooManyBytes { .. } => "too_many_bytes",
             RaftMessageError::UnexpectedPayload(_) => "unexpected_payload",
@@ -242,21 +257,25 @@ pub fn validate_raft_message(m: &Message, v: &LocalView) -> Result<(), RaftMessa
     }
     check_envelope(m, v)?;
     match t {
-        MsgAppend => check_append(m, v),
-        MsgHeartbeat if m.commit > v.last_index => Err(RaftMessageError::CommitBeyondLog {
-            commit: m.commit,
-            last_index: v.last_index,
-        }),
-        MsgAppendResponse => check_append_response(m, v),
-        MsgSnapshot => check_snapshot(m),
+        MsgAppend => check_append(m, v)?,
+        MsgHeartbeat if m.commit > v.last_index => {
+            return Err(RaftMessageError::CommitBeyondLog {
+                commit: m.commit,
+                last_index: v.last_index,
+            })
+        }
+        MsgAppendResponse => check_append_response(m, v)?,
+        MsgSnapshot => check_snapshot(m)?,
         MsgTimeoutNow if m.from != v.leader_id || m.term != v.term => {
-            Err(RaftMessageError::NotFromLeader {
+            return Err(RaftMessageError::NotFromLeader {
                 from: m.from,
                 leader: v.leader_id,
             })
         }
-        _ => Ok(()),
+        _ => {}
     }
+    // Last, so the specific rules above name what they catch.
+    check_numbers(m)
 }
 
 /// Addressing, term and payload rules every remote message follows.
@@ -295,6 +314,34 @@ fn check_envelope(m: &Message, v: &LocalView) -> Result<(), RaftMessageError> {
         });
     }
     Ok(())
+}
+
+/// Every index and term the message names is at most [`MAX_RAFT_NUMBER`].
+fn check_numbers(m: &Message) -> Result<(), RaftMessageError> {
+    let meta = m.get_snapshot().get_metadata();
+    let fields = [
+        ("term", m.term),
+        ("log_term", m.log_term),
+        ("index", m.index),
+        ("commit", m.commit),
+        ("commit_term", m.commit_term),
+        ("reject_hint", m.reject_hint),
+        ("request_snapshot", m.request_snapshot),
+        ("snapshot index", meta.index),
+        ("snapshot term", meta.term),
+    ];
+    let entries = m
+        .entries
+        .iter()
+        .flat_map(|e| [("entry index", e.index), ("entry term", e.term)]);
+    match fields
+        .into_iter()
+        .chain(entries)
+        .find(|(_, v)| *v > MAX_RAFT_NUMBER)
+    {
+        Some((field, value)) => Err(RaftMessageError::OutOfRange { field, value }),
+        None => Ok(()),
+    }
 }
 
 fn check_append(m: &Message, v: &LocalView) -> Result<(), RaftMessageError> {

@@ -173,6 +173,18 @@ fn each_rule_refuses_its_case_and_passes_the_legal_one() {
     };
     let cases: Vec<(&str, Who, Message, Option<&str>)> = vec![
         (
+            "snapshot at index u64::MAX",
+            Who::Follower,
+            snap(u64::MAX, 1, vec![1, 2, 3], vec![]),
+            Some("out_of_range"),
+        ),
+        (
+            "heartbeat of term 2^63",
+            Who::Follower,
+            msg(MsgHeartbeat, 1, 2, 1 << 63),
+            Some("out_of_range"),
+        ),
+        (
             "hup",
             Who::Follower,
             msg(MsgHup, 1, 2, 3),
@@ -421,7 +433,14 @@ fn the_refused_fatal_cases_do_panic_raft_rs() {
     low.index = 9;
     low.log_term = 0;
     let transfer = msg(MsgTransferLeader, 3, 2, 3);
+    let mut max_snap = msg(MsgSnapshot, 1, 2, 3);
+    let mut s = Snapshot::default();
+    s.mut_metadata().index = u64::MAX;
+    s.mut_metadata().term = 1;
+    s.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+    max_snap.set_snapshot(s);
     for (name, who, m) in [
+        ("snapshot at index u64::MAX", Who::Follower, max_snap),
         (
             "forwarded transfer-leader at a follower",
             Who::Follower,
@@ -444,7 +463,7 @@ fn any_type() -> impl Strategy<Value = MessageType> {
 }
 
 fn num() -> impl Strategy<Value = u64> {
-    prop_oneof![8 => 0u64..14, 1 => Just(u64::MAX), 1 => Just(u64::MAX - 1)]
+    prop_oneof![16 => 0u64..14, 1 => Just(u64::MAX), 1 => Just(u64::MAX - 1)]
 }
 
 fn id_of(who: Who) -> u64 {
