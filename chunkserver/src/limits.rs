@@ -29,17 +29,15 @@ pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound of the unary `StatChunk` (a touch fsyncs the blob).
 pub const UNARY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The server builder every chunkserver listener starts from.
-pub fn server() -> tonic::transport::Server {
-    limit(tonic::transport::Server::builder())
-}
+/// The limits of the chunkserver's gRPC listener (the constants above).
+pub const LIMITS: anode_tls::ServerLimits = anode_tls::ServerLimits {
+    max_concurrent_streams: MAX_CONCURRENT_STREAMS,
+    concurrency_per_connection: CONCURRENCY_LIMIT_PER_CONNECTION,
+    http2_keepalive_interval: HTTP2_KEEPALIVE_INTERVAL,
+    http2_keepalive_timeout: HTTP2_KEEPALIVE_TIMEOUT,
+};
 
-/// `builder` (e.g. one with TLS set) with these limits.
-pub fn limit(builder: tonic::transport::Server) -> tonic::transport::Server {
-    builder
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .concurrency_limit_per_connection(CONCURRENCY_LIMIT_PER_CONNECTION)
-        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
-        .tcp_keepalive(Some(Duration::from_secs(60)))
+/// The server builder every chunkserver listener starts from (plain; tests).
+pub fn server() -> tonic::transport::Server {
+    LIMITS.apply(tonic::transport::Server::builder())
 }

@@ -26,17 +26,10 @@ pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// See [`HTTP2_KEEPALIVE_INTERVAL`].
 pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The server builder of the master's gRPC listener.
-pub fn server() -> tonic::transport::Server {
-    limit(tonic::transport::Server::builder())
-}
-
-/// `builder` (e.g. one with TLS set) with these limits.
-pub fn limit(builder: tonic::transport::Server) -> tonic::transport::Server {
-    builder
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .concurrency_limit_per_connection(CONCURRENCY_LIMIT_PER_CONNECTION)
-        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
-        .tcp_keepalive(Some(Duration::from_secs(60)))
-}
+/// The limits of the master's gRPC listener (the constants above).
+pub const LIMITS: anode_tls::ServerLimits = anode_tls::ServerLimits {
+    max_concurrent_streams: MAX_CONCURRENT_STREAMS,
+    concurrency_per_connection: CONCURRENCY_LIMIT_PER_CONNECTION,
+    http2_keepalive_interval: HTTP2_KEEPALIVE_INTERVAL,
+    http2_keepalive_timeout: HTTP2_KEEPALIVE_TIMEOUT,
+};

@@ -24,6 +24,16 @@ pub static RAFT_MESSAGES_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("register metric")
 });
 
+/// [`RAFT_MESSAGES_REFUSED`] summed over every reason (what the simulations assert stays 0).
+pub fn raft_messages_refused() -> u64 {
+    let vec = &*RAFT_MESSAGES_REFUSED;
+    prometheus::core::Collector::collect(vec)
+        .iter()
+        .flat_map(|f| f.get_metric())
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
+}
+
 /// Current raft term.
 pub static RAFT_TERM: LazyLock<IntGauge> = LazyLock::new(|| {
     prometheus::register_int_gauge!("anode_master_raft_term", "current raft term")

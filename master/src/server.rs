@@ -232,7 +232,8 @@ fn grpc_server(
     node: &NodeHandle,
     tls: &anode_tls::Tls,
 ) -> anyhow::Result<Router<GrpcLayers>> {
-    Ok(crate::limits::limit(tls.server_builder()?)
+    Ok(crate::limits::LIMITS
+        .apply(tls.server_builder()?)
         .layer(tls.authz_layer())
         .tcp_nodelay(true)
         .trace_fn(anode_common::rpc_span)

@@ -349,7 +349,7 @@ fn run_sim(n: u64, seed: u64, steps: u64) -> usize {
     // The message check (`raft_check`) refuses nothing a real member sends, however the
     // network drops, delays, reorders or partitions it.
     assert_eq!(
-        refused_raft_messages(),
+        anode_master::metrics::raft_messages_refused(),
         0,
         "seed {seed}: legitimate raft messages refused"
     );
@@ -358,20 +358,6 @@ fn run_sim(n: u64, seed: u64, steps: u64) -> usize {
         sim.leaders.len()
     );
     sim.leaders.len()
-}
-
-/// Raft messages refused by validation in this process so far (all reasons).
-fn refused_raft_messages() -> u64 {
-    let _ = &*anode_master::metrics::RAFT_MESSAGES_REFUSED;
-    prometheus::gather()
-        .iter()
-        .filter(|f| f.name() == "anode_master_raft_messages_refused_total")
-        .flat_map(|f| {
-            f.get_metric()
-                .iter()
-                .map(|m| m.get_counter().get_value() as u64)
-        })
-        .sum()
 }
 
 fn view_of(core: &Core) -> anode_meta::kv::MemKv {

@@ -18,10 +18,12 @@ pub mod authz;
 pub mod certs;
 pub mod config;
 pub mod identity;
+pub mod limits;
 
 pub use anode_meta::access::{PeerIdentity, Role};
 pub use authz::AuthzLayer;
 pub use config::{Tls, TlsArgs};
+pub use limits::ServerLimits;
 
 use std::path::PathBuf;
 

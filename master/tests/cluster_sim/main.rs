@@ -990,25 +990,11 @@ fn whole_cluster_under_chaos() {
         // The raft message check refuses nothing real members send (crashes, partitions,
         // lost disks and clock jumps included).
         assert_eq!(
-            refused_raft_messages(),
+            anode_master::metrics::raft_messages_refused(),
             0,
             "seed {seed}: legitimate raft messages refused"
         );
     }
-}
-
-/// Raft messages refused by validation in this process so far (all reasons).
-fn refused_raft_messages() -> u64 {
-    let _ = &*anode_master::metrics::RAFT_MESSAGES_REFUSED;
-    prometheus::gather()
-        .iter()
-        .filter(|f| f.name() == "anode_master_raft_messages_refused_total")
-        .flat_map(|f| {
-            f.get_metric()
-                .iter()
-                .map(|m| m.get_counter().get_value() as u64)
-        })
-        .sum()
 }
 
 #[test]
