@@ -6,6 +6,7 @@
 //! - `anode-tools bench s3`: PUT then GET through an S3 endpoint, signed like a real client
 //!   (SigV4 with the gateway crate's signing code, via `crate::s3http`), one keep-alive
 //!   HTTP/1.1 connection per concurrent worker, every GET body verified.
+//! - `anode-tools bench suite` / `bench compare`: see `crate::suite`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use anode_proto::*;
 
 pub use crate::s3http::PayloadHash;
-use crate::s3http::{header_str, S3Conn, S3Request, Signer};
+use crate::s3http::{header_str, S3Conn, Signer};
 
 /// Flags of `anode-tools bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -82,6 +83,10 @@ pub enum BenchCmd {
     },
     /// S3 endpoint throughput: signed PUT then GET of same-size objects (bodies verified).
     S3(S3BenchArgs),
+    /// The benchmark matrix against any S3 endpoint, written as JSON (`crate::suite`).
+    Suite(crate::suite::SuiteArgs),
+    /// Ratios of two `bench suite` result files, cell by cell.
+    Compare(crate::suite::CompareArgs),
 }
 
 /// Run a benchmark and print its figures as one JSON line.
@@ -110,6 +115,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             client(masters, tls, size, concurrency, objects, bucket).await
         }
         BenchCmd::S3(a) => s3(a).await,
+        BenchCmd::Suite(a) => crate::suite::run(a).await,
+        BenchCmd::Compare(a) => crate::suite::compare_files(a),
     }
 }
 
@@ -359,7 +366,7 @@ pub struct S3BenchArgs {
 }
 
 /// Parse `4096`, `1KiB`, `16MiB`, `1GiB` (also `K`, `M`, `G`, `KB`..: all binary) into bytes.
-fn parse_size(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -378,7 +385,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
 /// The body of object `idx` of run `nonce`: `base` with (nonce, idx, block) stamped at the
 /// start of every 64 KiB block, so no two objects (and no two chunks) share content and the
 /// content-addressed chunk store cannot deduplicate the benchmark away.
-fn object_body(base: &[u8], nonce: u64, idx: u64) -> Vec<u8> {
+pub(crate) fn object_body(base: &[u8], nonce: u64, idx: u64) -> Vec<u8> {
     let mut v = base.to_vec();
     for (block, piece) in v.chunks_mut(64 * 1024).enumerate() {
         let mut tag = [0u8; 24];
@@ -415,17 +422,6 @@ struct S3Ctx {
 }
 
 impl S3Ctx {
-    /// A signed request for `path` (already URI-encoded), as awscli would send it.
-    fn request(
-        &self,
-        method: http::Method,
-        path: &str,
-        body: bytes::Bytes,
-    ) -> anyhow::Result<S3Request> {
-        self.signer
-            .request(&self.host, method, path, "", body, self.args.payload)
-    }
-
     fn key_path(&self, idx: u64) -> String {
         format!("/{}/{}/{idx}", self.args.bucket, self.prefix)
     }
@@ -562,39 +558,46 @@ async fn s3_worker(
 
 /// PUT object `idx`; checks the answer's ETag is the body's MD5. Returns the ETag.
 async fn s3_put(ctx: &S3Ctx, conn: &mut S3Conn, idx: u64) -> anyhow::Result<String> {
-    use md5::Digest;
     let body = object_body(&ctx.base, ctx.nonce, idx);
-    let want = format!("\"{}\"", hex::encode(md5::Md5::digest(&body)));
-    let req = ctx.request(http::Method::PUT, &ctx.key_path(idx), body.into())?;
-    let (status, headers, resp) = conn.send(req).await?;
-    anyhow::ensure!(
-        status.is_success(),
-        "PUT {idx}: {status} {}",
-        String::from_utf8_lossy(&resp)
-    );
-    let etag = header_str(&headers, "etag");
-    anyhow::ensure!(etag == want, "PUT {idx}: ETag {etag}, body MD5 {want}");
-    Ok(etag)
+    let path = ctx.key_path(idx);
+    Ok(crate::s3http::put_checked(conn, &ctx.signer, &path, body.into(), ctx.args.payload).await?)
 }
 
 /// GET object `idx`; checks status, length, ETag and every byte against the body it was
 /// written with.
 async fn s3_get(ctx: &S3Ctx, conn: &mut S3Conn, idx: u64, etag: &str) -> anyhow::Result<()> {
-    let req = ctx.request(http::Method::GET, &ctx.key_path(idx), bytes::Bytes::new())?;
-    let (status, headers, body) = conn.send(req).await?;
-    anyhow::ensure!(status == http::StatusCode::OK, "GET {idx}: {status}");
-    anyhow::ensure!(
-        body.len() == ctx.args.size,
-        "GET {idx}: {} bytes, want {}",
-        body.len(),
-        ctx.args.size
-    );
-    let got = header_str(&headers, "etag");
-    anyhow::ensure!(got == etag, "GET {idx}: ETag {got}, PUT said {etag}");
-    anyhow::ensure!(
-        body[..] == object_body(&ctx.base, ctx.nonce, idx)[..],
-        "GET {idx}: body differs from what was put"
-    );
+    let (headers, body) =
+        crate::s3http::get_checked(conn, &ctx.signer, &ctx.key_path(idx), "").await?;
+    Ok(check_body(
+        &headers,
+        &body,
+        etag,
+        &object_body(&ctx.base, ctx.nonce, idx),
+    )?)
+}
+
+/// Check a GET answer against what was put: ETag, length and every byte.
+pub(crate) fn check_body(
+    headers: &http::HeaderMap,
+    body: &[u8],
+    etag: &str,
+    want: &[u8],
+) -> Result<(), crate::s3http::CheckedError> {
+    use crate::s3http::CheckedError::Verify;
+    if body.len() != want.len() {
+        return Err(Verify(format!(
+            "GET: {} bytes, want {}",
+            body.len(),
+            want.len()
+        )));
+    }
+    let got = header_str(headers, "etag");
+    if got != etag {
+        return Err(Verify(format!("GET: ETag {got}, PUT said {etag}")));
+    }
+    if body != want {
+        return Err(Verify("GET: body differs from what was put".into()));
+    }
     Ok(())
 }
 

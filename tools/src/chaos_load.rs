@@ -1029,7 +1029,7 @@ async fn list_keys(ctx: &Ctx, host: &str) -> anyhow::Result<Vec<String>> {
 }
 
 /// The text of every `<tag>...</tag>` element, XML entities decoded (pure).
-fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+pub(crate) fn xml_values(xml: &str, tag: &str) -> Vec<String> {
     let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
     let mut out = Vec::new();
     let mut rest = xml;

@@ -1,6 +1,8 @@
 //! `anode-tools`: the load and chaos tools, kept out of the production `anode` binary.
 //!
 //! - `anode-tools bench meta|client|s3`: metadata, client-library and S3 throughput.
+//! - `anode-tools bench suite|compare`: the benchmark matrix against any S3 endpoint, and the
+//!   ratios of two result files (`crate::suite`).
 //! - `anode-tools chaos-load`: the workload recorder of the chaos scenarios (`test_scripts/`).
 //!
 //! Start-up is the same as `anode`'s (`anode_common::cli`): `--config FILE` keys become
@@ -13,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod chaos_load;
 mod s3http;
+mod suite;
 
 #[derive(Parser, Debug)]
 #[command(

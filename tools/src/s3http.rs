@@ -286,6 +286,114 @@ pub async fn create_bucket_over(
     Ok(())
 }
 
+/// The characters a query value keeps unencoded (SigV4's unreserved set).
+pub const QUERY_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Why a checked request ([`put_checked`], [`get_checked`]) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckedError {
+    /// No response (connection refused or broken mid-request).
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The request could not be built or signed.
+    #[error("sign: {0}")]
+    Sign(anyhow::Error),
+    /// The endpoint answered with an unexpected status.
+    #[error("{method} {path}: HTTP {status}: {body}")]
+    Status {
+        /// Method of the request.
+        method: http::Method,
+        /// Path of the request.
+        path: String,
+        /// The status.
+        status: http::StatusCode,
+        /// Start of the body (the S3 error document).
+        body: String,
+    },
+    /// The answer arrived but is wrong (ETag, length or content).
+    #[error("{0}")]
+    Verify(String),
+}
+
+impl CheckedError {
+    /// A short class for counting (`http_503`, `io`, `verify`, ...).
+    pub fn kind(&self) -> String {
+        match self {
+            Self::Send(SendError::Connect { .. }) => "connect".into(),
+            Self::Send(SendError::Io { .. }) => "io".into(),
+            Self::Sign(_) => "sign".into(),
+            Self::Status { status, .. } => format!("http_{}", status.as_u16()),
+            Self::Verify(_) => "verify".into(),
+        }
+    }
+
+    fn status(method: http::Method, path: &str, status: http::StatusCode, body: &[u8]) -> Self {
+        let body = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        Self::Status {
+            method,
+            path: path.to_string(),
+            status,
+            body,
+        }
+    }
+}
+
+/// PUT `body` at `path` (already URI-encoded) over `conn`; checks the answer's ETag is the
+/// body's MD5 (true of every single-part PUT on S3 and its clones). Returns the ETag.
+pub async fn put_checked(
+    conn: &mut S3Conn,
+    signer: &Signer,
+    path: &str,
+    body: bytes::Bytes,
+    payload: PayloadHash,
+) -> Result<String, CheckedError> {
+    use md5::Digest;
+    let want = format!("\"{}\"", hex::encode(md5::Md5::digest(&body)));
+    let req = signer
+        .request(conn.addr(), http::Method::PUT, path, "", body, payload)
+        .map_err(CheckedError::Sign)?;
+    let (status, headers, resp) = conn.send(req).await?;
+    if !status.is_success() {
+        return Err(CheckedError::status(http::Method::PUT, path, status, &resp));
+    }
+    let etag = header_str(&headers, "etag");
+    if etag != want {
+        return Err(CheckedError::Verify(format!(
+            "PUT {path}: ETag {etag}, body MD5 {want}"
+        )));
+    }
+    Ok(etag)
+}
+
+/// GET `path` (already URI-encoded, `query` already encoded) over `conn`; anything but
+/// 200 OK is an error. Returns the headers and the whole body.
+pub async fn get_checked(
+    conn: &mut S3Conn,
+    signer: &Signer,
+    path: &str,
+    query: &str,
+) -> Result<(http::HeaderMap, bytes::Bytes), CheckedError> {
+    let req = signer
+        .request(
+            conn.addr(),
+            http::Method::GET,
+            path,
+            query,
+            bytes::Bytes::new(),
+            PayloadHash::Unsigned,
+        )
+        .map_err(CheckedError::Sign)?;
+    let (status, headers, body) = conn.send(req).await?;
+    if status != http::StatusCode::OK {
+        return Err(CheckedError::status(http::Method::GET, path, status, &body));
+    }
+    Ok((headers, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
