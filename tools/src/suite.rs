@@ -81,7 +81,7 @@ pub struct SuiteArgs {
     /// Run each cell for this many operations instead of a duration.
     #[arg(long, conflicts_with = "seconds")]
     pub ops: Option<u64>,
-    /// CI-sized preset: a few operations per cell (at most 32 MiB of PUT or GET per cell),
+    /// CI-sized preset: a few operations per cell (at most 8 MiB of PUT or GET per cell),
     /// 1,050 LIST keys, 100 YCSB records. Explicit --seconds/--ops/--list-keys/--records win.
     #[arg(long)]
     pub quick: bool,
@@ -296,15 +296,15 @@ impl Settings {
         }
     }
 
-    /// The budget of `cell`: the run's, or the `--quick` preset's (at most 32 MiB of object
-    /// data per PUT/GET cell, between 2 and 200 ops; 20 LIST pages; 200 YCSB ops).
+    /// The budget of `cell`: the run's, or the `--quick` preset's (at most 8 MiB of object
+    /// data per PUT/GET cell, between 1 and 100 ops; 20 LIST pages; 200 YCSB ops).
     pub fn budget_of(&self, cell: &Cell) -> Budget {
         if let Some(b) = self.budget {
             return b;
         }
         let ops = match cell {
             Cell::Put { size, .. } | Cell::Get { size, .. } => {
-                ((32usize << 20) / (*size).max(1)).clamp(2, 200) as u64
+                ((8usize << 20) / (*size).max(1)).clamp(1, 100) as u64
             }
             Cell::List { .. } => 20,
             Cell::Ycsb { .. } => 200,
@@ -878,10 +878,18 @@ async fn run_cell(
     let work = match *cell {
         Cell::Put { size, .. } => put_work(state, size),
         Cell::Get { size, .. } => {
-            let have = state.objects.get(&size).map_or(0, |o| o.written.len());
-            if have < conc {
+            // As many objects as requests in flight (or ops in the cell, if fewer).
+            let want = match budget {
+                Budget::Ops(n) => (conc as u64).min(n),
+                Budget::Seconds(_) => conc as u64,
+            };
+            let have = state
+                .objects
+                .get(&size)
+                .map_or(0, |o| o.written.len() as u64);
+            if have < want {
                 let w = put_work(state, size);
-                let s = prepare(ctx, w, Budget::Ops((conc - have) as u64), conc).await?;
+                let s = prepare(ctx, w, Budget::Ops(want - have), conc).await?;
                 state
                     .objects
                     .entry(size)
@@ -939,7 +947,7 @@ async fn run_cell(
         .next()
         .and_then(|l| l.parse().ok())
         .unwrap_or(0.0);
-    let stats = run_workers(ctx, &work, budget, conc).await;
+    let stats = run_workers(ctx, &work, budget, conc, 1).await;
     if let Cell::Put { size, .. } = cell {
         let objects = &mut state.objects.entry(*size).or_default().written;
         objects.extend(stats.written.iter().cloned());
@@ -960,7 +968,7 @@ fn put_work(state: &mut RunState, size: usize) -> Work {
 /// Run `work` untimed as set-up; any error fails the run (a data set with holes would make
 /// the timed cells wrong).
 async fn prepare(ctx: &Arc<Ctx>, work: Work, n: Budget, conc: usize) -> anyhow::Result<CellStats> {
-    let s = run_workers(ctx, &work, n, conc).await;
+    let s = run_workers(ctx, &work, n, conc, SETUP_ATTEMPTS).await;
     let errors: u64 = s.error_kinds.values().sum();
     anyhow::ensure!(
         errors == 0,
@@ -970,8 +978,18 @@ async fn prepare(ctx: &Arc<Ctx>, work: Work, n: Budget, conc: usize) -> anyhow::
     Ok(s)
 }
 
-/// Run `work` on `conc` workers for `budget`; returns the merged figures.
-async fn run_workers(ctx: &Arc<Ctx>, work: &Work, budget: Budget, conc: usize) -> CellStats {
+/// Tries of one set-up operation before the run fails (a busy endpoint may shed load).
+const SETUP_ATTEMPTS: u32 = 5;
+
+/// Run `work` on `conc` workers for `budget`, each operation tried up to `attempts` times;
+/// returns the merged figures.
+async fn run_workers(
+    ctx: &Arc<Ctx>,
+    work: &Work,
+    budget: Budget,
+    conc: usize,
+    attempts: u32,
+) -> CellStats {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = match budget {
@@ -1001,7 +1019,12 @@ async fn run_workers(ctx: &Arc<Ctx>, work: &Work, budget: Budget, conc: usize) -
                     if i >= limit || deadline.is_some_and(|d| Instant::now() >= d) {
                         break;
                     }
-                    one_op(&ctx, &work, &mut worker, i).await;
+                    // PUTs take the next free object index, other work cycles with `i`.
+                    let idx = match &work {
+                        Work::Put { next, .. } => next.fetch_add(1, Ordering::Relaxed),
+                        _ => i,
+                    };
+                    one_op(&ctx, &work, &mut worker, idx, attempts).await;
                 }
                 worker.stats
             })
@@ -1019,31 +1042,38 @@ async fn run_workers(ctx: &Arc<Ctx>, work: &Work, budget: Budget, conc: usize) -
     total
 }
 
-/// One timed operation: counted as a latency and its bytes, or as an error of its kind.
-async fn one_op(ctx: &Ctx, work: &Work, w: &mut Worker, i: u64) {
-    let t = Instant::now();
-    let result = tokio::time::timeout(ctx.op_timeout, op(ctx, work, w, i)).await;
-    match result {
-        Ok(Ok(bytes)) => {
-            w.stats.latencies_us.push(t.elapsed().as_micros() as u64);
-            w.stats.bytes += bytes;
-        }
-        Ok(Err(e)) => w.stats.error(e.kind(), e.to_string()),
-        Err(_) => {
-            w.conn.reset();
-            w.stats.error(
-                "timeout".into(),
-                format!("no answer within {:?}", ctx.op_timeout),
-            );
+/// One timed operation, tried up to `attempts` times (with a short back-off): counted as a
+/// latency (of the last try) and its bytes, or as an error of the last try's kind.
+async fn one_op(ctx: &Ctx, work: &Work, w: &mut Worker, i: u64, attempts: u32) {
+    for attempt in 1..=attempts {
+        let t = Instant::now();
+        let result = tokio::time::timeout(ctx.op_timeout, op(ctx, work, w, i)).await;
+        let failure = match result {
+            Ok(Ok(bytes)) => {
+                w.stats.latencies_us.push(t.elapsed().as_micros() as u64);
+                w.stats.bytes += bytes;
+                return;
+            }
+            Ok(Err(e)) => (e.kind(), e.to_string()),
+            Err(_) => {
+                w.conn.reset();
+                let text = format!("no answer within {:?}", ctx.op_timeout);
+                ("timeout".to_string(), text)
+            }
+        };
+        if attempt == attempts {
+            w.stats.error(failure.0, failure.1);
+        } else {
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
         }
     }
 }
 
-/// Operation `i` of `work`; returns the bytes it moved.
+/// Operation `i` of `work` (PUT: object index `i`); returns the bytes it moved.
 async fn op(ctx: &Ctx, work: &Work, w: &mut Worker, i: u64) -> Result<u64, CheckedError> {
     match work {
-        Work::Put { size, space, next } => {
-            let idx = next.fetch_add(1, Ordering::Relaxed);
+        Work::Put { size, space, .. } => {
+            let idx = i;
             let body = ctx.body(*size, ctx.nonce, idx);
             let path = ctx.path(space, idx);
             let etag = crate::s3http::put_checked(
@@ -1268,28 +1298,28 @@ mod tests {
                 size: 1024,
                 conc: 64
             }),
-            Budget::Ops(200)
+            Budget::Ops(100)
         );
         assert_eq!(
             q.budget_of(&Cell::Get {
                 size: 1 << 20,
                 conc: 16
             }),
-            Budget::Ops(32)
+            Budget::Ops(8)
         );
         assert_eq!(
             q.budget_of(&Cell::Put {
                 size: 16 << 20,
                 conc: 16
             }),
-            Budget::Ops(2)
+            Budget::Ops(1)
         );
         assert_eq!(
             q.budget_of(&Cell::Put {
                 size: 1 << 30,
                 conc: 16
             }),
-            Budget::Ops(2)
+            Budget::Ops(1)
         );
         assert_eq!(q.budget_of(&Cell::List { conc: 16 }), Budget::Ops(20));
         let o = Settings::resolve(&args(&["--quick", "--ops", "7", "--records", "9"]));
