@@ -83,11 +83,19 @@ impl Signer {
         } else {
             format!("{path}?{query}")
         };
+        // Content-Length even for an empty PUT body (hyper leaves it out, and S3 endpoints
+        // answer 411 Length Required without it); unsigned, as awscli sends it.
+        let sized = method == http::Method::PUT || method == http::Method::POST;
+        let len = body.len();
         let mut req = http::Request::builder()
             .method(method)
             .uri(uri)
             .body(http_body_util::Full::new(body))?;
         *req.headers_mut() = headers;
+        if sized {
+            req.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+        }
         Ok(req)
     }
 }
