@@ -1062,7 +1062,13 @@ async fn one_op(ctx: &Ctx, work: &Work, w: &mut Worker, i: u64, attempts: u32) {
             }
         };
         if attempt == attempts {
+            // An endpoint that refuses connections would otherwise be hammered in a tight
+            // loop (and count thousands of errors a second).
+            let refused = failure.0 == "connect";
             w.stats.error(failure.0, failure.1);
+            if refused {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         } else {
             tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
         }
