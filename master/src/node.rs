@@ -33,8 +33,8 @@ use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
 use crate::log_store::LogStore;
-use crate::read_lease::{LeaseClock, LeaseConfig, ReadLease, Round};
 use crate::raft_check::{validate_raft_message, LocalView};
+use crate::read_lease::{LeaseClock, LeaseConfig, ReadLease, Round};
 use crate::store::{RaftStore, StoreError};
 use anode_meta::kv::{KvRead, Mutation, Overlay};
 
@@ -144,11 +144,8 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// The read lease this configuration gives (duration 0 when disabled).
     pub fn lease_config(&self) -> LeaseConfig {
-        let mut c = LeaseConfig::from_timing(
-            self.tick_ms,
-            self.election_ticks,
-            self.lease_max_drift_ms,
-        );
+        let mut c =
+            LeaseConfig::from_timing(self.tick_ms, self.election_ticks, self.lease_max_drift_ms);
         if !self.read_lease {
             c.duration_ms = 0;
         }
@@ -737,7 +734,11 @@ impl<S: LogStore> Core<S> {
             && m.term > self.raw.raft.term
             && m.context.as_ref() != raft::CAMPAIGN_TRANSFER;
         if refuse {
-            tracing::debug!(from = m.from, term = m.term, "vote refused: member just started");
+            tracing::debug!(
+                from = m.from,
+                term = m.term,
+                "vote refused: member just started"
+            );
         }
         refuse
     }
@@ -823,7 +824,9 @@ impl<S: LogStore> Core<S> {
             self.answer_at(self.raw.raft.raft_log.committed, reply);
             return;
         }
-        crate::metrics::READS.with_label_values(&["read_index"]).inc();
+        crate::metrics::READS
+            .with_label_values(&["read_index"])
+            .inc();
         self.queued_reads.push(reply);
     }
 

@@ -225,7 +225,10 @@ mod tests {
         let r = l.round(1_000, 1);
         l.end();
         l.confirmed(r);
-        assert!(!l.valid(1_001, 1), "a round from before the end renews nothing");
+        assert!(
+            !l.valid(1_001, 1),
+            "a round from before the end renews nothing"
+        );
         let r2 = l.round(1_100, 1);
         l.confirmed(r2);
         assert!(l.valid(1_101, 1));

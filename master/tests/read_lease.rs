@@ -187,7 +187,10 @@ fn a_leased_read_sends_nothing_and_a_lapsed_lease_needs_a_round() {
     c.now_ms += 5_000;
     let mut late = c.read(l);
     c.process();
-    assert!(answered(&mut late).is_none(), "a lapsed lease answers nothing");
+    assert!(
+        answered(&mut late).is_none(),
+        "a lapsed lease answers nothing"
+    );
     assert_eq!(round_heartbeats(&c.net), 2, "one round to both followers");
     c.settle(&[1, 2, 3]);
     assert!(answered(&mut late).is_some_and(|r| r.is_ok()));
@@ -205,7 +208,11 @@ fn one_round_covers_the_queued_reads_and_none_after_it() {
     // A read arriving while the round is in flight waits for the next one.
     let mut later = c.read(l);
     c.process();
-    assert_eq!(round_heartbeats(&c.net), 0, "no second round while one is in flight");
+    assert_eq!(
+        round_heartbeats(&c.net),
+        0,
+        "no second round while one is in flight"
+    );
     // Deliver the first round's heartbeats and bring back the answers.
     for m in sent {
         c.cores.get_mut(&m.to).unwrap().step(m);
@@ -221,7 +228,10 @@ fn one_round_covers_the_queued_reads_and_none_after_it() {
     for rx in &mut batch {
         assert!(answered(rx).is_some_and(|r| r.is_ok()));
     }
-    assert!(answered(&mut later).is_none(), "not answered by an earlier round");
+    assert!(
+        answered(&mut later).is_none(),
+        "not answered by an earlier round"
+    );
     assert_eq!(round_heartbeats(&c.net), 2, "the next round covers it");
     c.settle(&[1, 2, 3]);
     assert!(answered(&mut later).is_some_and(|r| r.is_ok()));
@@ -238,7 +248,10 @@ fn leadership_transfer_ends_the_lease() {
     let to = if l == 1 { 2 } else { 1 };
     // Transfer with the transferee cut off: the leader keeps leading, without a lease.
     c.cores.get_mut(&l).unwrap().transfer_leader(to);
-    assert!(!c.cores[&l].holds_lease(), "a transfer ends the lease at once");
+    assert!(
+        !c.cores[&l].holds_lease(),
+        "a transfer ends the lease at once"
+    );
     let up: Vec<u64> = (1..=3).filter(|i| *i != to).collect();
     for _ in 0..25 {
         c.tick(&up);
@@ -246,8 +259,15 @@ fn leadership_transfer_ends_the_lease() {
     assert_eq!(c.leader(), Some(l), "transfer aborted, same leader");
     let mut rx = c.read(l);
     c.process();
-    assert!(answered(&mut rx).is_none(), "no lease for the rest of the term");
-    assert_eq!(round_heartbeats(&c.net), 2, "a ReadIndex round (one follower is cut off)");
+    assert!(
+        answered(&mut rx).is_none(),
+        "no lease for the rest of the term"
+    );
+    assert_eq!(
+        round_heartbeats(&c.net),
+        2,
+        "a ReadIndex round (one follower is cut off)"
+    );
     c.settle(&up);
     assert!(answered(&mut rx).is_some_and(|r| r.is_ok()));
 }
@@ -269,7 +289,10 @@ fn a_member_that_just_started_refuses_votes() {
     c.cores.get_mut(&f).unwrap().step(vote.clone());
     c.process();
     let to_voter: Vec<_> = c.net.iter().filter(|m| m.to == vote.from).collect();
-    assert!(to_voter.is_empty(), "refused without an answer: {to_voter:?}");
+    assert!(
+        to_voter.is_empty(),
+        "refused without an answer: {to_voter:?}"
+    );
     c.net.clear();
     // After an election timeout of ticks it answers (grants: the log is up to date).
     for _ in 0..10 {
