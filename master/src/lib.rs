@@ -6,6 +6,7 @@
 //! - `store`: RocksDB column families: raft log, hard state, state machine, applied index.
 //! - `log_store`: the `LogStore` trait `node::Core` is generic over, and `FaultyStore` (tests).
 //! - `node`: the raft-rs `RawNode` driver (ready loop), proposals and ReadIndex reads.
+//! - `read_lease`: the leader's read lease (pure), how long a leader may read without a round.
 //! - `raft_check`: validation of raft messages from peers before raft-rs steps them.
 //! - `transport`: raft messages between masters over tonic.
 //! - `service`: the `Master` gRPC API.
@@ -18,6 +19,7 @@ pub mod log_store;
 pub mod metrics;
 pub mod node;
 pub mod raft_check;
+pub mod read_lease;
 pub mod server;
 pub mod service;
 pub mod slog_tracing;

@@ -34,6 +34,26 @@ pub fn raft_messages_refused() -> u64 {
         .sum()
 }
 
+/// Linearizable reads by how they were confirmed: `lease` (answered by the leader's read
+/// lease, no message) or `read_index` (waited for a ReadIndex round).
+pub static READS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "anode_master_reads_total",
+        "linearizable read barriers, by path (lease, read_index)",
+        &["path"]
+    )
+    .expect("register metric")
+});
+
+/// ReadIndex rounds issued (each covers every read queued when it left, and renews the lease).
+pub static READ_ROUNDS: LazyLock<IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "anode_master_read_rounds_total",
+        "ReadIndex rounds issued (one per batch of reads or lease renewal)"
+    )
+    .expect("register metric")
+});
+
 /// Current raft term.
 pub static RAFT_TERM: LazyLock<IntGauge> = LazyLock::new(|| {
     prometheus::register_int_gauge!("anode_master_raft_term", "current raft term")

@@ -12,8 +12,13 @@
 //! Proposals are grouped: every request queued while the thread worked is drained before the
 //! next `Ready`, so many proposals share one fsync (group commit).
 //!
-//! Linearizable reads use ReadIndex: the caller waits until the leader confirmed its leadership
-//! with a quorum and the local applied index reached the read index.
+//! Linearizable reads: a leader holding a read lease ([`crate::read_lease`]) answers at its
+//! commit index once applied, with no message; otherwise the read waits for a ReadIndex round
+//! (leadership confirmed by a quorum's heartbeat acknowledgements), and the local applied index
+//! reaching the read index. One round covers every read queued when it is issued; reads that
+//! arrive while a round is in flight wait for the next one (never an earlier round's answer).
+//! The same rounds renew the lease. The driver injects a monotonic clock ([`Core::set_clock`]);
+//! the core never counts ticks as time.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
@@ -29,6 +34,7 @@ use tokio::sync::oneshot;
 
 use crate::log_store::LogStore;
 use crate::raft_check::{validate_raft_message, LocalView};
+use crate::read_lease::{LeaseClock, LeaseConfig, ReadLease, Round};
 use crate::store::{RaftStore, StoreError};
 use anode_meta::kv::{KvRead, Mutation, Overlay};
 
@@ -124,7 +130,33 @@ pub struct NodeConfig {
     pub compact_keep_entries: u64,
     /// Capacity of the request queue.
     pub queue_capacity: usize,
+    /// Answer reads on a leader holding a read lease without a ReadIndex round.
+    pub read_lease: bool,
+    /// How much the leader's monotonic clock may run slow against a follower's over one
+    /// lease; the lease is `(election_ticks - 1) * tick_ms` less this
+    /// ([`LeaseConfig::from_timing`]).
+    pub lease_max_drift_ms: u64,
+    /// The lease's clock: [`LeaseClock::Monotonic`] except in tests showing a broken lease
+    /// is caught.
+    pub lease_clock: LeaseClock,
 }
+
+impl NodeConfig {
+    /// The read lease this configuration gives (duration 0 when disabled).
+    pub fn lease_config(&self) -> LeaseConfig {
+        let mut c =
+            LeaseConfig::from_timing(self.tick_ms, self.election_ticks, self.lease_max_drift_ms);
+        if !self.read_lease {
+            c.duration_ms = 0;
+        }
+        c.clock = self.lease_clock;
+        c
+    }
+}
+
+/// Default [`NodeConfig::lease_max_drift_ms`]: with 100 ms ticks and 10 election ticks the
+/// lease is 700 ms, renewed by a round every ~350 ms while reads come.
+pub const DEFAULT_LEASE_MAX_DRIFT_MS: u64 = 200;
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -138,6 +170,9 @@ impl Default for NodeConfig {
             compact_threshold_entries: 10_000,
             compact_keep_entries: 1_000,
             queue_capacity: 16_384,
+            read_lease: true,
+            lease_max_drift_ms: DEFAULT_LEASE_MAX_DRIFT_MS,
+            lease_clock: LeaseClock::Monotonic,
         }
     }
 }
@@ -338,11 +373,17 @@ pub fn read_members(kv: &dyn KvRead) -> BTreeMap<u64, String> {
 /// a ready fails (a store error, or a command from a newer build).
 fn drive<S: LogStore>(mut core: Core<S>, rx: mpsc::Receiver<Request>) {
     let tick = Duration::from_millis(core.cfg.tick_ms);
+    // The lease's clock: `Instant` is CLOCK_MONOTONIC, which keeps running while this process
+    // is stopped. Read again before every request, so a lease is checked at the time a read
+    // is handled and a round is stamped no later than its heartbeats leave.
+    let origin = Instant::now();
+    let clock = || origin.elapsed().as_millis() as u64;
     let mut next_tick = Instant::now() + tick;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(req) => {
+                core.set_clock(clock());
                 if !core.handle(req) {
                     break;
                 }
@@ -351,6 +392,7 @@ fn drive<S: LogStore>(mut core: Core<S>, rx: mpsc::Receiver<Request>) {
                 for _ in 0..4096 {
                     match rx.try_recv() {
                         Ok(r) => {
+                            core.set_clock(clock());
                             if !core.handle(r) {
                                 stop = true;
                                 break;
@@ -366,16 +408,30 @@ fn drive<S: LogStore>(mut core: Core<S>, rx: mpsc::Receiver<Request>) {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        core.set_clock(clock());
         if Instant::now() >= next_tick {
             core.tick();
             next_tick = Instant::now() + tick;
         }
-        if let Err(e) = core.on_ready() {
-            // A storage failure leaves no safe way to continue as a raft member.
-            tracing::error!(error = %e, "raft storage failed; stopping node");
+        // Twice at most: bookkeeping after a ready may issue a read round whose heartbeats
+        // should leave now, not after the next request or tick.
+        let mut failed = false;
+        for _ in 0..2 {
+            core.set_clock(clock());
+            if let Err(e) = core.on_ready() {
+                // A storage failure leaves no safe way to continue as a raft member.
+                tracing::error!(error = %e, "raft storage failed; stopping node");
+                failed = true;
+                break;
+            }
+            core.after_ready();
+            if !core.raw.has_ready() {
+                break;
+            }
+        }
+        if failed {
             break;
         }
-        core.after_ready();
     }
     core.fail_all(NodeError::Stopped);
     core.status.write().role = Role::Stopped;
@@ -383,6 +439,9 @@ fn drive<S: LogStore>(mut core: Core<S>, rx: mpsc::Receiver<Request>) {
 
 /// Where a proposal's result goes.
 pub type Reply = oneshot::Sender<Result<CommandResult, NodeError>>;
+
+/// Where a read barrier's outcome goes.
+pub type ReadReply = oneshot::Sender<Result<(), NodeError>>;
 
 /// The core of a raft member: a `RawNode` over a log store `S`, the apply loop and the
 /// bookkeeping of proposals and reads.
@@ -410,12 +469,23 @@ pub struct Core<S: LogStore = RaftStore> {
     status: Arc<RwLock<NodeStatus>>,
     /// Proposals in flight by proposal id (entry context).
     pending: BTreeMap<u64, Reply>,
-    /// ReadIndex requests by request context, waiting for their read state.
-    pending_reads: BTreeMap<u64, oneshot::Sender<Result<(), NodeError>>>,
+    /// ReadIndex rounds in flight by request context: the round's lease stamp and the reads
+    /// it covers (at most one round is issued at a time; see [`Core::flush_reads`]).
+    pending_reads: BTreeMap<u64, (Round, Vec<ReadReply>)>,
+    /// Reads waiting for the next ReadIndex round (they arrived after the one in flight).
+    queued_reads: Vec<ReadReply>,
     /// Reads whose read index is known, waiting for apply.
-    waiting_reads: Vec<(u64, oneshot::Sender<Result<(), NodeError>>)>,
+    waiting_reads: Vec<(u64, ReadReply)>,
     /// Reads that arrived before the leader committed an entry in its term.
-    deferred_reads: Vec<oneshot::Sender<Result<(), NodeError>>>,
+    deferred_reads: Vec<ReadReply>,
+    /// The leader's read lease.
+    lease: ReadLease,
+    /// A lease read was answered since the last round was issued (renew while reads come).
+    lease_used: bool,
+    /// The driver's monotonic clock, ms ([`Core::set_clock`]); never derived from ticks.
+    now_ms: u64,
+    /// Whether a driver ever set the clock (without one there are no lease reads).
+    clock_set: bool,
     nonce: u64,
     seq: u64,
     last_role: StateRole,
@@ -475,6 +545,7 @@ impl<S: LogStore> Core<S> {
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         let raw = RawNode::new(&raft_cfg, store.clone(), &logger)
             .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let lease = ReadLease::new(cfg.lease_config());
         let mut core = Core {
             cfg,
             raw,
@@ -484,8 +555,13 @@ impl<S: LogStore> Core<S> {
             status: Arc::new(RwLock::new(NodeStatus::default())),
             pending: BTreeMap::new(),
             pending_reads: BTreeMap::new(),
+            queued_reads: Vec::new(),
             waiting_reads: Vec::new(),
             deferred_reads: Vec::new(),
+            lease,
+            lease_used: false,
+            now_ms: 0,
+            clock_set: false,
             nonce,
             seq: 0,
             last_role: StateRole::Follower,
@@ -509,6 +585,13 @@ impl<S: LogStore> Core<S> {
         self.applied_log.as_deref().unwrap_or(&[])
     }
 
+    /// The driver's monotonic clock in ms (any origin; it never goes back: an earlier value is
+    /// ignored). Read leases are measured with it; call it before each request and ready.
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        self.clock_set = true;
+    }
+
     /// Advance the logical clock by one tick.
     pub fn tick(&mut self) {
         self.ticks += 1;
@@ -530,17 +613,32 @@ impl<S: LogStore> Core<S> {
         self.propose(data, reply);
     }
 
-    /// Ask for a linearizable read (ReadIndex); `reply` resolves once the local applied state
-    /// may be read (the simulation's equivalent of [`NodeHandle::read_barrier`]).
-    pub fn read_index(&mut self, reply: oneshot::Sender<Result<(), NodeError>>) {
+    /// Ask for a linearizable read (lease or ReadIndex); `reply` resolves once the local
+    /// applied state may be read (the simulation's equivalent of [`NodeHandle::read_barrier`]).
+    pub fn read_index(&mut self, reply: ReadReply) {
         self.read(reply);
     }
 
-    /// Handle `Ready` and bookkeeping after requests or ticks.
+    /// Whether this member holds a valid read lease now (tests).
+    pub fn holds_lease(&self) -> bool {
+        self.lease_usable() && self.lease.valid(self.lease_now(), self.raw.raft.term)
+    }
+
+    /// Handle `Ready` and bookkeeping after requests or ticks (twice when the bookkeeping
+    /// issued a read round, so its heartbeats leave now, as the driver does).
     pub fn process(&mut self) -> Result<(), NodeError> {
         self.on_ready()?;
         self.after_ready();
+        if self.raw.has_ready() {
+            self.on_ready()?;
+            self.after_ready();
+        }
         Ok(())
+    }
+
+    /// Ask this member, if it leads, to hand leadership to `id` (ends its read lease).
+    pub fn transfer_leader(&mut self, id: u64) {
+        let _ = self.handle(Request::TransferLeader(id));
     }
 
     /// The underlying raft state (tests and status).
@@ -563,6 +661,9 @@ impl<S: LogStore> Core<S> {
             // Only a leader transfers: a follower would forward the request to the leader as a
             // raft message, a type the receiving side refuses (`raft_check`).
             Request::TransferLeader(id) if self.raw.raft.state == StateRole::Leader => {
+                // The transferee campaigns with a forced vote that followers grant inside
+                // their election timeout: no lease for the rest of this term.
+                self.lease.end_term(self.raw.raft.term);
                 self.raw.transfer_leader(id)
             }
             Request::TransferLeader(id) => {
@@ -608,12 +709,55 @@ impl<S: LogStore> Core<S> {
             );
             return;
         }
+        if self.refuse_vote_after_start(&m) {
+            return;
+        }
         if self.raw.raft.prs().get(m.from).is_some() {
             self.heard.insert(m.from, self.ticks);
         }
         if let Err(e) = self.raw.step(m) {
             tracing::debug!(error = %e, "raft step");
         }
+    }
+
+    /// A member that (re)started does not know the leader, so raft-rs would grant votes at
+    /// once; the leader's lease counts on every member of the quorum that confirmed it
+    /// refusing votes for an election timeout. So for its first `election_ticks` ticks (each
+    /// at least `tick_ms` of wall time) a member drops vote and pre-vote requests of a newer
+    /// term, unless forced by a leadership transfer (which ended the old leader's lease).
+    fn refuse_vote_after_start(&self, m: &Message) -> bool {
+        use raft::eraftpb::MessageType::{MsgRequestPreVote, MsgRequestVote};
+        let vote = matches!(m.get_msg_type(), MsgRequestVote | MsgRequestPreVote);
+        let refuse = vote
+            && self.lease.config().duration_ms > 0
+            && self.ticks < self.cfg.election_ticks as u64
+            && m.term > self.raw.raft.term
+            && m.context.as_ref() != raft::CAMPAIGN_TRANSFER;
+        if refuse {
+            tracing::debug!(
+                from = m.from,
+                term = m.term,
+                "vote refused: member just started"
+            );
+        }
+        refuse
+    }
+
+    /// The lease's notion of now: the injected monotonic clock, or (broken, tests only) the
+    /// tick count.
+    fn lease_now(&self) -> u64 {
+        match self.cfg.lease_clock {
+            LeaseClock::BrokenTicks => self.ticks * self.cfg.tick_ms,
+            LeaseClock::Monotonic | LeaseClock::BrokenForever => self.now_ms,
+        }
+    }
+
+    /// A leader with a clock and no transfer under way (raft-rs clears `lead_transferee`
+    /// when one ends).
+    fn lease_usable(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+            && self.raw.raft.lead_transferee.is_none()
+            && (self.clock_set || self.cfg.lease_clock == LeaseClock::BrokenTicks)
     }
 
     fn not_leader(&self) -> NodeError {
@@ -663,7 +807,9 @@ impl<S: LogStore> Core<S> {
         }
     }
 
-    fn read(&mut self, reply: oneshot::Sender<Result<(), NodeError>>) {
+    /// A read barrier: answered at once on a leader holding a lease (at the commit index,
+    /// once applied), else queued for the next ReadIndex round ([`Core::flush_reads`]).
+    fn read(&mut self, reply: ReadReply) {
         if self.raw.raft.state != StateRole::Leader {
             let _ = reply.send(Err(self.not_leader()));
             return;
@@ -672,12 +818,59 @@ impl<S: LogStore> Core<S> {
             self.deferred_reads.push(reply);
             return;
         }
+        if self.lease_usable() && self.lease.valid(self.lease_now(), self.raw.raft.term) {
+            crate::metrics::READS.with_label_values(&["lease"]).inc();
+            self.lease_used = true;
+            self.answer_at(self.raw.raft.raft_log.committed, reply);
+            return;
+        }
+        crate::metrics::READS
+            .with_label_values(&["read_index"])
+            .inc();
+        self.queued_reads.push(reply);
+    }
+
+    /// Answer `reply` once the applied index reaches `index` (at once if it has).
+    fn answer_at(&mut self, index: u64, reply: ReadReply) {
+        if self.store.applied() >= index {
+            let _ = reply.send(Ok(()));
+        } else {
+            self.waiting_reads.push((index, reply));
+        }
+    }
+
+    /// Issue one ReadIndex round for every queued read, unless a round is in flight (the
+    /// queued reads arrived after it was issued, so its answer does not cover them: they wait
+    /// for the next). A leader whose lease is half spent and was used also renews it here.
+    fn flush_reads(&mut self) {
+        let leader = self.raw.raft.state == StateRole::Leader;
+        if !leader || !self.pending_reads.is_empty() || !self.raw.raft.commit_to_current_term() {
+            return;
+        }
+        let term = self.raw.raft.term;
+        let now = self.lease_now();
+        if self.lease_usable() && self.lease.valid(now, term) && !self.queued_reads.is_empty() {
+            // A round confirmed while these waited: the lease covers them now.
+            let commit = self.raw.raft.raft_log.committed;
+            for reply in std::mem::take(&mut self.queued_reads) {
+                self.answer_at(commit, reply);
+            }
+        }
+        let renew = self.lease_used && self.lease.wants_renewal(now, term);
+        if self.queued_reads.is_empty() && !renew {
+            return;
+        }
+        self.lease_used = false;
+        let round = self.lease.round(now, term);
         let (seq, ctx) = self.next_ctx();
         self.raw.read_index(ctx);
-        self.pending_reads.insert(seq, reply);
+        crate::metrics::READ_ROUNDS.inc();
+        let readers = std::mem::take(&mut self.queued_reads);
+        self.pending_reads.insert(seq, (round, readers));
     }
 
     fn on_ready(&mut self) -> Result<(), NodeError> {
+        self.flush_reads();
         if !self.raw.has_ready() {
             return Ok(());
         }
@@ -697,8 +890,10 @@ impl<S: LogStore> Core<S> {
         }
         for rs in ready.take_read_states() {
             if let Some(seq) = ctx_seq(self.nonce, &rs.request_ctx) {
-                if let Some(reply) = self.pending_reads.remove(&seq) {
-                    self.waiting_reads.push((rs.index, reply));
+                if let Some((round, readers)) = self.pending_reads.remove(&seq) {
+                    self.lease.confirmed(round);
+                    self.waiting_reads
+                        .extend(readers.into_iter().map(|r| (rs.index, r)));
                 }
             }
         }
@@ -826,6 +1021,8 @@ impl<S: LogStore> Core<S> {
                 RemoveNode => overlay.delete(member_key(ch.node_id)),
             }
         }
+        // The quorum changed: the next round, confirmed by the new one, renews the lease.
+        self.lease.end();
         tracing::info!(voters = ?cs.voters, learners = ?cs.learners, "membership changed");
         Ok(cs)
     }
@@ -864,6 +1061,10 @@ impl<S: LogStore> Core<S> {
         }
         let role = self.raw.raft.state;
         let term = self.raw.raft.term;
+        self.lease.observe_term(term);
+        if role != StateRole::Leader {
+            self.lease.end();
+        }
         if role != self.last_role || term != self.last_term {
             if role != StateRole::Leader {
                 // Proposals and reads may never finish here; their outcome is unknown to the
@@ -887,6 +1088,7 @@ impl<S: LogStore> Core<S> {
                 self.read(reply);
             }
         }
+        self.flush_reads();
         self.publish_status();
     }
 
@@ -894,7 +1096,12 @@ impl<S: LogStore> Core<S> {
         for (_, r) in std::mem::take(&mut self.pending) {
             let _ = r.send(Err(err.clone()));
         }
-        for (_, r) in std::mem::take(&mut self.pending_reads) {
+        for (_, (_, readers)) in std::mem::take(&mut self.pending_reads) {
+            for r in readers {
+                let _ = r.send(Err(err.clone()));
+            }
+        }
+        for r in std::mem::take(&mut self.queued_reads) {
             let _ = r.send(Err(err.clone()));
         }
         for (_, r) in std::mem::take(&mut self.waiting_reads) {

@@ -52,6 +52,11 @@ pub struct MasterArgs {
     /// Chunkserver lease in milliseconds (suspect after).
     #[arg(long, env = "ANODE_LEASE_MS", default_value_t = 3_000)]
     pub lease_ms: u64,
+    /// Drift bound of the leader's read lease, ms: the lease lasts
+    /// `(election_ticks - 1) * tick_ms` less this (700 ms by default). At or above that window
+    /// there is no lease and every read takes a ReadIndex round. See docs/architecture.md.
+    #[arg(long, env = "ANODE_LEASE_MAX_DRIFT_MS", default_value_t = node::DEFAULT_LEASE_MAX_DRIFT_MS)]
+    pub lease_max_drift_ms: u64,
     /// A chunkserver silent this long is dead.
     #[arg(long, env = "ANODE_DEAD_AFTER_MS", default_value_t = 30_000)]
     pub dead_after_ms: u64,
@@ -184,6 +189,7 @@ fn start_node(
         tick_ms: args.tick_ms,
         election_ticks: args.election_ticks,
         compact_threshold_entries: args.compact_threshold,
+        lease_max_drift_ms: args.lease_max_drift_ms,
         ..Default::default()
     };
     let advertise = match &args.advertise {

@@ -152,7 +152,8 @@ impl MasterService {
         f: impl FnOnce(&dyn KvRead) -> T,
     ) -> Result<T, Status> {
         if !allow_stale {
-            self.require_leader()?;
+            // No `require_leader` here: the barrier itself answers `NotLeader` (with the
+            // leader's id) and a read needs none of the leader decisions it refreshes.
             tokio::time::timeout(RAFT_TIMEOUT, self.node.read_barrier())
                 .await
                 .map_err(|_| raft_timeout("timed out waiting for read index"))?

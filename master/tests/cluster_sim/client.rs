@@ -40,7 +40,7 @@ pub struct ClientIo {
     rpc_seq: Cell<u64>,
     out: RefCell<Out>,
     waiting: RefCell<BTreeMap<u64, (u64, Option<Reply>)>>,
-    leader: Cell<u64>,
+    pub leader: Cell<u64>,
     pool: RefCell<BTreeMap<u64, ChunkserverInfo>>,
     touch_after_ms: Cell<u64>,
     /// The client session of this client's writes (`anode_client::retry::WriteSessions`).

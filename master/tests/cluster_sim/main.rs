@@ -38,6 +38,7 @@ use std::task::{Context, Poll, Waker};
 
 use anode_lincheck::{Event, EventType, Func, History, Verdict};
 use anode_master::node::bootstrap_store;
+use anode_master::read_lease::LeaseClock;
 use anode_master::store::RaftStore;
 use anode_meta::state;
 use rand::{Rng, SeedableRng};
@@ -74,6 +75,8 @@ struct Counts {
     wipes: u32,
     corruptions: u32,
     clock_jumps: u32,
+    pauses: u32,
+    gateway_restarts: u32,
     lost_write_answers: u32,
     ok: u32,
     fail: u32,
@@ -101,6 +104,10 @@ struct Sim {
     counts: Counts,
     /// (key, etag) -> the object version that committed it: each put's value once.
     committed: BTreeMap<(String, String), u64>,
+    /// Stopped masters (SIGSTOP) and when they continue.
+    paused_until: BTreeMap<u64, u64>,
+    /// Messages that reached a stopped master, handled when it continues.
+    held: Vec<net::Envelope>,
     _root: tempfile::TempDir,
 }
 
@@ -139,6 +146,12 @@ fn blobs_in(dir: &Path) -> Vec<Vec<u8>> {
 
 impl Sim {
     fn new(seed: u64) -> Sim {
+        Sim::with_lease_clock(seed, LeaseClock::Monotonic)
+    }
+
+    /// A simulation whose masters measure their read lease with `lease_clock` (anything but
+    /// `Monotonic` is a deliberately broken lease).
+    fn with_lease_clock(seed: u64, lease_clock: LeaseClock) -> Sim {
         // On tmpfs when there is one: fsyncs cost nothing there, and the simulation's crashes
         // are process crashes (the disk keeps what was written), not power losses.
         let shm = Path::new("/dev/shm");
@@ -155,7 +168,8 @@ impl Sim {
             let store = RaftStore::open(&dir).expect("open store");
             bootstrap_store(&store, &master::peers()).expect("bootstrap");
             drop(store);
-            let mut m = SimMaster::new(id, dir, rng.gen_range(10..30));
+            let drift = rng.gen_range(-MAX_DRIFT_PPM..=MAX_DRIFT_PPM);
+            let mut m = SimMaster::new(id, dir, rng.gen_range(10..30), drift, lease_clock);
             m.start(0, rng.gen());
             masters.insert(id, m);
         }
@@ -203,6 +217,8 @@ impl Sim {
             next_op: 0,
             counts: Counts::default(),
             committed: BTreeMap::new(),
+            paused_until: BTreeMap::new(),
+            held: Vec::new(),
             _root: root,
         }
     }
@@ -214,6 +230,7 @@ impl Sim {
         if self.chaos {
             self.inject_faults();
         }
+        self.continue_paused(false);
         self.deliver();
         let now = self.now;
         let ids: Vec<u64> = self.masters.keys().copied().collect();
@@ -263,7 +280,50 @@ impl Sim {
             let lost = self.cut.contains(&pair(e.from, e.to))
                 || (self.drop_pct > 0 && self.rng.gen_range(0..100) < self.drop_pct)
                 || self.lose_write_answer(&e);
+            if !lost && self.paused_until.contains_key(&e.to) {
+                self.held.push(e);
+                continue;
+            }
             self.deliver_one(e, lost);
+        }
+    }
+
+    /// Stop master `id` (SIGSTOP) for `ms`: no ticks, nothing handled; its clock runs on.
+    fn pause(&mut self, id: u64, ms: u64) {
+        let m = self.masters.get_mut(&id).expect("id");
+        if m.core.is_none() || m.paused {
+            return;
+        }
+        m.paused = true;
+        self.paused_until.insert(id, self.now + ms);
+        self.counts.pauses += 1;
+    }
+
+    /// Continue stopped masters whose time came (`all`: every one). What reached
+    /// one while it was stopped is handled now, the client requests first: after SIGCONT a
+    /// process may well serve the requests waiting on its sockets before the raft messages
+    /// that would tell it of a newer term, and a lease must hold even then.
+    fn continue_paused(&mut self, all: bool) {
+        let now = self.now;
+        let due: Vec<u64> = self
+            .paused_until
+            .iter()
+            .filter(|(_, t)| all || **t <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.paused_until.remove(&id);
+            self.masters.get_mut(&id).expect("id").paused = false;
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+                .into_iter()
+                .partition(|e| e.to == id);
+            self.held = rest;
+            let (reqs, others): (Vec<_>, Vec<_>) = mine
+                .into_iter()
+                .partition(|e| matches!(e.payload, Payload::Req(..)));
+            for e in reqs.into_iter().chain(others) {
+                self.deliver_one(e, false);
+            }
         }
     }
 
@@ -296,6 +356,7 @@ impl Sim {
             if m.core.is_none() {
                 return;
             }
+            m.set_clock(now);
             let mut out = Vec::new();
             match e.payload {
                 Payload::Raft(msg) => m.step_raft(msg),
@@ -346,6 +407,11 @@ impl Sim {
         let c = self.clients.get_mut(&id).expect("client");
         c.io.set_now(now);
         if c.op.is_none() && self.new_ops && now >= c.next_op_ms {
+            if self.chaos && self.rng.gen_range(0..100) < GATEWAY_RESTART_PCT {
+                // A gateway restart: the new process guesses the leader from its master list.
+                c.io.leader.set(self.rng.gen_range(1..=MASTERS));
+                self.counts.gateway_restarts += 1;
+            }
             let op = Self::new_op(
                 &mut self.rng,
                 &mut self.next_op,
@@ -494,6 +560,8 @@ impl Sim {
                 };
                 if let Some(id) = victim {
                     self.masters.get_mut(&id).expect("id").crash();
+                    self.paused_until.remove(&id);
+                    self.held.retain(|e| e.to != id);
                     self.counts.master_crashes += 1;
                 }
             }
@@ -523,6 +591,23 @@ impl Sim {
                 }
             }
             75..=77 => self.drop_pct = self.rng.gen_range(0..=10),
+            78..=81 => {
+                let up: Vec<u64> = self
+                    .masters
+                    .iter()
+                    .filter(|(_, m)| m.core.is_some())
+                    .map(|(id, _)| *id)
+                    .collect();
+                let leader = self.masters.values().find(|m| m.is_leader()).map(|m| m.id);
+                let victim = match leader {
+                    Some(l) if self.rng.gen_bool(0.7) => Some(l),
+                    _ => self.pick(&up),
+                };
+                if let Some(id) = victim {
+                    let ms = self.rng.gen_range(1..=MAX_PAUSE_MS / STEP_MS) * STEP_MS;
+                    self.pause(id, ms);
+                }
+            }
             _ => {}
         }
     }
@@ -762,6 +847,7 @@ impl Sim {
     fn settle(&mut self) {
         self.chaos = false;
         self.new_ops = false;
+        self.continue_paused(true);
         self.cut.clear();
         self.drop_pct = 0;
         self.restart_masters();
@@ -906,18 +992,24 @@ impl Sim {
         }
     }
 
-    fn check_history(&self) {
+    fn history_verdict(&self) -> (usize, Verdict) {
         let h = History {
             events: self.history.clone(),
         };
         let ops = h
             .operations()
             .unwrap_or_else(|e| self.fail(format!("history: {e}")));
-        match anode_lincheck::check(&ops, anode_lincheck::Options::default()) {
-            Verdict::Linearizable => {}
-            other => self.fail(format!(
-                "history of {} operations is not linearizable: {other:?}",
-                ops.len()
+        (
+            ops.len(),
+            anode_lincheck::check(&ops, anode_lincheck::Options::default()),
+        )
+    }
+
+    fn check_history(&self) {
+        match self.history_verdict() {
+            (_, Verdict::Linearizable) => {}
+            (n, other) => self.fail(format!(
+                "history of {n} operations is not linearizable: {other:?}"
             )),
         }
     }
@@ -1005,4 +1097,119 @@ fn a_seed_replays_exactly() {
         run_seed(seed, 300),
         "seed {seed} did not replay"
     );
+}
+
+impl Sim {
+    /// Start an operation of the history on `client` (which must be idle).
+    fn start_op(&mut self, client: u64, f: Func, key: &str, value: Option<String>) -> u64 {
+        self.next_op += 1;
+        let op_id = self.next_op;
+        let io = self.clients[&client].io.clone();
+        let fut: OpFuture = match (f, &value) {
+            (Func::Put, Some(v)) => Box::pin(client::put(io, key.into(), v.clone(), 0)),
+            (Func::Get, _) => Box::pin(client::get(io, key.into())),
+            _ => unreachable!("puts and gets only"),
+        };
+        self.history.push(Event {
+            process: client,
+            op_id,
+            kind: EventType::Invoke,
+            f,
+            key: key.into(),
+            value,
+            time_ns: self.now * 1_000_000,
+        });
+        let c = self.clients.get_mut(&client).expect("client");
+        c.op = Some(ClientOp {
+            op_id: Some(op_id),
+            f,
+            key: key.into(),
+            fut,
+        });
+        op_id
+    }
+
+    /// Step until no client operation runs (at most `steps`).
+    fn run_ops(&mut self, steps: u64) {
+        for _ in 0..steps {
+            self.step();
+            if !self.ops_running() {
+                return;
+            }
+        }
+        self.fail("client operations did not finish".into());
+    }
+
+    fn leader_id(&self) -> Option<u64> {
+        self.masters.values().find(|m| m.is_leader()).map(|m| m.id)
+    }
+}
+
+/// The stale read a lease must prevent, played on the real cluster: the leader `L` answers a
+/// read (taking its lease), then stops (SIGSTOP) while its clock runs on; the others elect a
+/// new leader, which commits a new value of the key; a gateway that still believes in `L`
+/// sends it a read, and `L` continues and serves that request before the raft messages of the
+/// newer term. A lease measured on the monotonic clock has lapsed by then (the read waits for
+/// a round, which the new term refuses, and the client retries on the new leader); a broken
+/// one answers the old value, and the checker must say so. Returns its verdict.
+fn stale_read_after_pause(seed: u64, clock: LeaseClock) -> Verdict {
+    let mut sim = Sim::with_lease_clock(seed, clock);
+    sim.warm_up();
+    let (c1, c2) = (CLIENT_BASE + 1, CLIENT_BASE + 2);
+    let key = KEYS[0];
+    sim.start_op(c1, Func::Put, key, Some("v1-i".into()));
+    sim.run_ops(600);
+    let old = sim.leader_id().expect("a leader");
+    sim.clients[&c2].io.leader.set(old);
+    sim.start_op(c2, Func::Get, key, None);
+    sim.run_ops(600);
+    // Stop the leader for long enough; the others elect a new one.
+    sim.pause(old, 60_000);
+    let mut new = None;
+    for _ in 0..600 {
+        sim.step();
+        new = sim.leader_id().filter(|l| *l != old);
+        if new.is_some() {
+            break;
+        }
+    }
+    let new = new.unwrap_or_else(|| sim.fail("no new leader while the old one is stopped".into()));
+    sim.clients[&c1].io.leader.set(new);
+    sim.start_op(c1, Func::Put, key, Some("v2-i".into()));
+    sim.run_ops(600);
+    // A gateway that still believes in the old leader reads (strictly after the put
+    // returned); the old leader continues.
+    sim.step();
+    sim.clients[&c2].io.leader.set(old);
+    sim.start_op(c2, Func::Get, key, None);
+    for _ in 0..3 {
+        sim.step(); // the request reaches the stopped leader and waits there
+    }
+    sim.paused_until.insert(old, sim.now);
+    sim.run_ops(600);
+    let (n, verdict) = sim.history_verdict();
+    if std::env::var_os("ANODE_SIM_DEBUG").is_some() {
+        for e in &sim.history {
+            println!("{e:?}");
+        }
+    }
+    println!("stale read after pause, lease {clock:?}, seed {seed}: {n} operations: {verdict:?}");
+    verdict
+}
+
+#[test]
+fn a_lease_survives_a_stopped_leader_and_a_broken_one_is_caught() {
+    let seed = env_u64("ANODE_SEED").unwrap_or(11);
+    assert_eq!(
+        stale_read_after_pause(seed, LeaseClock::Monotonic),
+        Verdict::Linearizable,
+        "seed {seed}: the lease on the monotonic clock served a stale read"
+    );
+    for broken in [LeaseClock::BrokenTicks, LeaseClock::BrokenForever] {
+        assert_ne!(
+            stale_read_after_pause(seed, broken),
+            Verdict::Linearizable,
+            "seed {seed}: the checker missed the stale read of a broken lease ({broken:?})"
+        );
+    }
 }

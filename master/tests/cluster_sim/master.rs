@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anode_master::node::{Core, NodeConfig, NodeError, Outbox};
+use anode_master::read_lease::LeaseClock;
 use anode_master::store::RaftStore;
 use anode_meta::control::{fresh_copies, HealConfig, HeartbeatStep, LeaderControl};
 use anode_meta::kv::KvRead;
@@ -102,6 +103,13 @@ pub struct SimMaster {
     started_ms: u64,
     /// Wall clock offset from true time.
     pub wall_offset_ms: i64,
+    /// Rate error of this member's monotonic clock in parts per million (drift): its raft
+    /// ticks and its read lease run on that clock.
+    pub drift_ppm: i64,
+    /// Raft ticks given to the core in this incarnation.
+    ticks_done: u64,
+    /// Stopped (SIGSTOP): no ticks and no messages handled; the clock runs on.
+    pub paused: bool,
     pending: Vec<Pending>,
     heal_pending: Vec<(u64, ProposeRx)>,
     next_heal_ms: u64,
@@ -109,8 +117,16 @@ pub struct SimMaster {
 
 impl SimMaster {
     /// A master over a bootstrapped store in `dir`.
-    pub fn new(id: u64, dir: PathBuf, election_ticks: usize) -> SimMaster {
+    pub fn new(
+        id: u64,
+        dir: PathBuf,
+        election_ticks: usize,
+        drift_ppm: i64,
+        lease_clock: LeaseClock,
+    ) -> SimMaster {
         let cfg = NodeConfig {
+            lease_max_drift_ms: LEASE_MAX_DRIFT_MS,
+            lease_clock,
             id,
             election_ticks: 10,
             min_election_ticks: election_ticks,
@@ -131,6 +147,9 @@ impl SimMaster {
             control: LeaderControl::new(lc, hc),
             started_ms: 0,
             wall_offset_ms: 0,
+            drift_ppm,
+            ticks_done: 0,
+            paused: false,
             pending: Vec::new(),
             heal_pending: Vec::new(),
             next_heal_ms: 0,
@@ -147,12 +166,16 @@ impl SimMaster {
         let (lc, hc) = control_settings();
         self.control = LeaderControl::new(lc, hc);
         self.started_ms = now_ms;
+        self.ticks_done = 0;
+        self.paused = false;
         self.next_heal_ms = now_ms + HEAL_INTERVAL_MS;
+        self.set_clock(now_ms);
     }
 
     /// Crash: every in-memory state goes, the disk stays.
     pub fn crash(&mut self) {
         self.core = None;
+        self.paused = false;
         self.pending.clear();
         self.heal_pending.clear();
         self.outbox.0.lock().clear();
@@ -174,6 +197,20 @@ impl SimMaster {
         now_ms - self.started_ms
     }
 
+    /// This member's monotonic clock (true time since start, off by its drift).
+    fn raft_clock(&self, now_ms: u64) -> u64 {
+        let elapsed = (now_ms - self.started_ms) as i128;
+        (elapsed * (1_000_000 + self.drift_ppm as i128) / 1_000_000) as u64
+    }
+
+    /// Give the core its clock (the driver does before every request and ready).
+    pub fn set_clock(&mut self, now_ms: u64) {
+        let t = self.raft_clock(now_ms);
+        if let Some(core) = self.core.as_mut() {
+            core.set_clock(t);
+        }
+    }
+
     fn wall(&self, now_ms: u64) -> u64 {
         (BASE_WALL_MS + now_ms).saturating_add_signed(self.wall_offset_ms)
     }
@@ -181,10 +218,19 @@ impl SimMaster {
     /// One tick: raft, applied-log bookkeeping, resolved requests, the heal loop. Returns
     /// raft messages to send.
     pub fn tick(&mut self, now_ms: u64, out: &mut Out) {
+        if self.paused {
+            return;
+        }
+        let clock = self.raft_clock(now_ms);
         let Some(core) = self.core.as_mut() else {
             return;
         };
-        core.tick();
+        core.set_clock(clock);
+        // One tick per STEP_MS of this member's own clock: a fast clock ticks more often.
+        while self.ticks_done < clock / STEP_MS {
+            core.tick();
+            self.ticks_done += 1;
+        }
         core.process().expect("raft process");
         for (i, t, d) in core.applied_log() {
             if let Some((t0, d0)) = self.applied.get(i) {

@@ -44,6 +44,17 @@ pub const RAFT_TIMEOUT_MS: u64 = 10_000;
 
 /// Lease settings of the masters (production: 3 s / 30 s).
 pub const LEASE_MS: u64 = 3_000;
+/// The masters' read-lease drift bound (`NodeConfig::lease_max_drift_ms`): with 10 election
+/// ticks of 100 ms the lease is 700 ms.
+pub const LEASE_MAX_DRIFT_MS: u64 = 200;
+/// Bound of each master's monotonic clock rate error (ppm, either way): 2 %, far above real
+/// crystals, well inside what the drift bound allows.
+pub const MAX_DRIFT_PPM: i64 = 20_000;
+/// Share of new client operations (during chaos) that start on a restarted gateway, which
+/// guesses the leader anew.
+pub const GATEWAY_RESTART_PCT: u32 = 5;
+/// Longest stop (SIGSTOP) of a master, ms.
+pub const MAX_PAUSE_MS: u64 = 4_000;
 /// A chunkserver unheard for this long is dead.
 pub const DEAD_AFTER_MS: u64 = 10_000;
 /// GC: refcount 0 for this long -> tombstone (production 60 s).
