@@ -228,9 +228,14 @@ async fn a_flipped_byte_fails_only_the_ranges_over_its_block() {
     let chunk = body(CHUNK, 42);
     let sha = hex::encode(Sha256::digest(&chunk));
     let object = chunk.repeat(3);
-    cl.put_object_bytes("blocks", "o", Bytes::from(object.clone()), PutOptions::default())
-        .await
-        .unwrap();
+    cl.put_object_bytes(
+        "blocks",
+        "o",
+        Bytes::from(object.clone()),
+        PutOptions::default(),
+    )
+    .await
+    .unwrap();
     let copies: Vec<PathBuf> = (1..=3)
         .flat_map(|i| find_blob(&c.root.join(format!("chunkserver-{i}")), &sha))
         .collect();
@@ -239,7 +244,8 @@ async fn a_flipped_byte_fails_only_the_ranges_over_its_block() {
     for copy in &copies[..2] {
         use std::os::unix::fs::FileExt;
         let f = std::fs::OpenOptions::new().write(true).open(copy).unwrap();
-        f.write_at(&[chunk[flip_at as usize] ^ 0x10], flip_at).unwrap();
+        f.write_at(&[chunk[flip_at as usize] ^ 0x10], flip_at)
+            .unwrap();
         f.sync_all().unwrap();
     }
     let in_chunk = |i: u64, a: u64, b: u64| (i * CHUNK as u64 + a, i * CHUNK as u64 + b);
@@ -253,7 +259,11 @@ async fn a_flipped_byte_fails_only_the_ranges_over_its_block() {
     let still: Vec<PathBuf> = (1..=3)
         .flat_map(|i| find_blob(&c.root.join(format!("chunkserver-{i}")), &sha))
         .collect();
-    assert_eq!(still.len(), 3, "a range away from the bad block quarantined a copy");
+    assert_eq!(
+        still.len(),
+        3,
+        "a range away from the bad block quarantined a copy"
+    );
     // Ranges over block 4: the bad copies are refused, the good one serves (twice round, in
     // case the master's answer changed between reads).
     for i in [0, 1, 2, 0, 1, 2] {

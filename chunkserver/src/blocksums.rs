@@ -329,12 +329,18 @@ mod tests {
     fn damaged_values_are_refused() {
         let good = naive(&[5u8; 200_000]);
         let enc = good.encode();
-        assert_eq!(BlockSums::decode(&enc[..10]), Err(SumsError::Malformed("too short")));
+        assert_eq!(
+            BlockSums::decode(&enc[..10]),
+            Err(SumsError::Malformed("too short"))
+        );
         let mut v = enc.clone();
         v[0] = 2;
         assert_eq!(
             BlockSums::decode(&v),
-            Err(SumsError::Unsupported { version: 2, algo: 1 })
+            Err(SumsError::Unsupported {
+                version: 2,
+                algo: 1
+            })
         );
         let mut v = enc.clone();
         v[HEADER_BYTES] ^= 1;
@@ -352,6 +358,9 @@ mod tests {
             hex::encode(&abc[..HEADER_BYTES]),
             "01011000030000000000000001000000"
         );
-        assert_eq!(u32::from_le_bytes(abc[16..20].try_into().unwrap()), 0x364B_3FB7);
+        assert_eq!(
+            u32::from_le_bytes(abc[16..20].try_into().unwrap()),
+            0x364B_3FB7
+        );
     }
 }

@@ -316,7 +316,11 @@ mod tests {
 
     async fn put(svc: &DataService, data: &[u8]) -> Vec<u8> {
         let sha = Sha256::digest(data).to_vec();
-        let mut w = svc.store.begin(sha.clone(), data.len() as u64).await.unwrap();
+        let mut w = svc
+            .store
+            .begin(sha.clone(), data.len() as u64)
+            .await
+            .unwrap();
         for piece in data.chunks(100_000) {
             w.write(piece).await.unwrap();
         }
@@ -346,7 +350,11 @@ mod tests {
     fn flip(svc: &DataService, sha: &[u8], at: u64) {
         use std::os::unix::fs::FileExt;
         let p = svc.store.locate(sha).unwrap();
-        let f = std::fs::OpenOptions::new().read(true).write(true).open(p).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(p)
+            .unwrap();
         let mut b = [0u8; 1];
         f.read_exact_at(&mut b, at).unwrap();
         f.write_at(&[b[0] ^ 1], at).unwrap();
@@ -362,9 +370,18 @@ mod tests {
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 13 + i / 7) as u8).collect();
         let sha = put(&svc, &data).await;
         let (f, _, total) = svc.store.read_range(&sha, 0, 0).await.unwrap();
-        let sums = svc.store.block_sums(&f.into_std().await, total).expect("sums");
+        let sums = svc
+            .store
+            .block_sums(&f.into_std().await, total)
+            .expect("sums");
         assert_eq!(sums.sums.len(), 16);
-        for (a, n) in [(0u64, 1u64), (65_535, 2), (100, 700_000), (999_999, 5), (0, 1 << 30)] {
+        for (a, n) in [
+            (0u64, 1u64),
+            (65_535, 2),
+            (100, 700_000),
+            (999_999, 5),
+            (0, 1 << 30),
+        ] {
             let got = get(&svc, ranged(&sha, a, n)).await.unwrap();
             let end = (a + n).min(data.len() as u64) as usize;
             assert!(got == data[a as usize..end], "range {a}+{n}");
@@ -376,10 +393,16 @@ mod tests {
         };
         let unverified = get(&svc, full.clone()).await.unwrap();
         assert_eq!(unverified.len(), data.len());
-        assert_ne!(unverified, data, "streamed as stored; the reader's hash finds it");
+        assert_ne!(
+            unverified, data,
+            "streamed as stored; the reader's hash finds it"
+        );
         for (a, n) in [(0u64, 262_144u64), (327_680, 600_000)] {
             let got = get(&svc, ranged(&sha, a, n)).await.unwrap();
-            assert!(got == data[a as usize..(a + n) as usize], "range {a}+{n} away from it");
+            assert!(
+                got == data[a as usize..(a + n) as usize],
+                "range {a}+{n} away from it"
+            );
         }
         assert!(svc.store.take_events().corrupt.is_empty());
         let verified_full = GetChunkRequest {
@@ -387,14 +410,20 @@ mod tests {
             ..full
         };
         let st = get(&svc, verified_full).await.unwrap_err();
-        assert_eq!(ErrorDetail::from_status(&st).unwrap().code(), ErrorCode::CorruptChunk);
+        assert_eq!(
+            ErrorDetail::from_status(&st).unwrap().code(),
+            ErrorCode::CorruptChunk
+        );
         assert!(svc.store.locate(&sha).is_none(), "quarantined");
         assert_eq!(svc.store.take_events().corrupt, vec![sha.clone()]);
 
         let sha = put(&svc, &data).await;
         flip(&svc, &sha, 300_000);
         let st = get(&svc, ranged(&sha, 299_990, 20)).await.unwrap_err();
-        assert_eq!(ErrorDetail::from_status(&st).unwrap().code(), ErrorCode::CorruptChunk);
+        assert_eq!(
+            ErrorDetail::from_status(&st).unwrap().code(),
+            ErrorCode::CorruptChunk
+        );
         assert!(svc.store.locate(&sha).is_none(), "quarantined");
         assert_eq!(svc.store.take_events().corrupt, vec![sha.clone()]);
     }
@@ -411,10 +440,16 @@ mod tests {
         let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
         // SAFETY: both are valid NUL-terminated strings.
         assert_eq!(unsafe { libc::removexattr(c.as_ptr(), name.as_ptr()) }, 0);
-        assert_eq!(get(&svc, ranged(&sha, 10, 10)).await.unwrap(), vec![9u8; 10]);
+        assert_eq!(
+            get(&svc, ranged(&sha, 10, 10)).await.unwrap(),
+            vec![9u8; 10]
+        );
         flip(&svc, &sha, 150_000);
         let st = get(&svc, ranged(&sha, 10, 10)).await.unwrap_err();
-        assert_eq!(ErrorDetail::from_status(&st).unwrap().code(), ErrorCode::CorruptChunk);
+        assert_eq!(
+            ErrorDetail::from_status(&st).unwrap().code(),
+            ErrorCode::CorruptChunk
+        );
         assert!(svc.store.locate(&sha).is_none(), "quarantined");
     }
 

@@ -379,7 +379,11 @@ impl BlobStore {
         match BlockSums::decode(&raw) {
             Ok(s) if s.blob_len == total => Some(s),
             Ok(s) => {
-                tracing::warn!(sums_len = s.blob_len, total, "block sums of another length ignored");
+                tracing::warn!(
+                    sums_len = s.blob_len,
+                    total,
+                    "block sums of another length ignored"
+                );
                 None
             }
             Err(e) => {
@@ -734,15 +738,7 @@ fn xattr_unsupported(e: &std::io::Error) -> bool {
 fn set_xattr(fd: std::os::fd::RawFd, name: &str, value: &[u8]) -> std::io::Result<()> {
     let name = std::ffi::CString::new(name).expect("no NUL in xattr names");
     // SAFETY: `name` is NUL-terminated and `value` valid for `value.len()` bytes.
-    let rc = unsafe {
-        libc::fsetxattr(
-            fd,
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
+    let rc = unsafe { libc::fsetxattr(fd, name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
     if rc == 0 {
         return Ok(());
     }

@@ -54,7 +54,10 @@ async fn golden_version_1_is_migrated_and_its_blobs_stay_readable() {
     std::fs::copy(golden("anode-format-v1"), tmp.path().join(FORMAT_FILE)).unwrap();
     let data = b"stored under version 1";
     let sha = old_blob(tmp.path(), data);
-    assert_eq!(format::inspect(tmp.path()).unwrap(), format::Found::Older(1));
+    assert_eq!(
+        format::inspect(tmp.path()).unwrap(),
+        format::Found::Older(1)
+    );
     let s = open(tmp.path()).unwrap();
     assert!(s.locate(&sha).is_some());
     let now = std::fs::read_to_string(golden(&format!("anode-format-v{}", format::VERSION)));

@@ -423,8 +423,14 @@ mod tests {
         assert_eq!(replica_order(&idle, 0), vec![0, 1, 2]);
         assert_eq!(replica_order(&idle, 1), vec![1, 2, 0]);
         assert_eq!(replica_order(&idle, 5), vec![2, 0, 1]);
-        assert_eq!(replica_order(&[(true, 2), (true, 0), (true, 1)], 0), vec![1, 2, 0]);
-        assert_eq!(replica_order(&[(false, 0), (true, 9), (true, 9)], 0), vec![1, 2, 0]);
+        assert_eq!(
+            replica_order(&[(true, 2), (true, 0), (true, 1)], 0),
+            vec![1, 2, 0]
+        );
+        assert_eq!(
+            replica_order(&[(false, 0), (true, 9), (true, 9)], 0),
+            vec![1, 2, 0]
+        );
         assert!(replica_order(&[], 3).is_empty());
     }
 
