@@ -7,7 +7,8 @@
 # library). Workloads: `bench client` and `bench s3` PUT then GET of 64 KiB, 1 MiB and 16 MiB
 # objects, 16 in flight. Rounds alternate old/new to spread machine drift. Prints one JSON
 # line per measurement and, at the end, the median new/old ratio per workload.
-# ANODE_PORT_OFFSET (default 1230) keeps the clusters off the ports of other benches.
+# ANODE_PORT_OFFSET (default 1230) keeps the clusters off the ports of other benches. A bench
+# that fails leaves its rows out (its stderr is in the work directory, kept on failure).
 set -euo pipefail
 [ $# -ge 4 ] || { echo "usage: $0 OLD_ANODE OLD_TOOLS NEW_ANODE NEW_TOOLS [ROUNDS]" >&2; exit 2; }
 old_bin="$1"; old_tools="$2"; new_bin="$3"; new_tools="$4"; rounds="${5:-3}"
@@ -18,7 +19,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/anode-bench-reads.XXXXXX")"
 out="$work/results.jsonl"
 trap 'for d in "$work"/*-cluster; do [ -d "$d" ] && ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" stop "$d" >/dev/null 2>&1 || true; done' EXIT
 # size concurrency objects
-workloads=("65536 16 800" "1048576 16 240" "16777216 16 48")
+workloads=("65536 16 800" "1048576 16 160" "16777216 16 16")
 
 record() { # build
   while read -r line; do echo "{\"build\":\"$1\",${line#\{}" | tee -a "$out"; done
@@ -32,10 +33,10 @@ run_side() { # old|new anode tools
   for w in "${workloads[@]}"; do
     set -- $w
     ANODE_CERTS_DIR="$dir/certs/client-1" "$tools" bench client --masters "$masters" --size "$1" \
-      --concurrency "$2" --objects "$3" --bucket "c-$1" 2>/dev/null | record "$label"
+      --concurrency "$2" --objects "$3" --bucket "c-$1" 2>>"$work/$label.err" | record "$label" || true
     "$tools" bench s3 --endpoint "http://127.0.0.1:$((9000 + off))" --access-key "$ANODE_ACCESS_KEY" \
       --secret-key "$ANODE_SECRET_KEY" --size "$1" --concurrency "$2" --objects "$3" \
-      --bucket "s-$1" 2>/dev/null | record "$label"
+      --bucket "s-$1" 2>>"$work/$label.err" | record "$label" || true
   done
   ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" stop "$dir" >/dev/null
   rm -rf "$dir"
