@@ -14,7 +14,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // messages only, so pure crates (anode-meta) can use the wire types without tonic.
     let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
     let fds = protox::compile(files, ["proto"])?;
+    // GetChunkResponse.data is `Bytes`: a piece read from disk goes into the message without a
+    // copy, and the reader decodes it as a slice of the receive buffer instead of a new Vec.
+    // (Only the read path's message: PutChunk's data is the write path's to change.)
     tonic_prost_build::configure()
+        .bytes(".anode.v1.GetChunkResponse.data")
         .build_server(grpc)
         .build_client(grpc)
         .compile_fds(fds)?;

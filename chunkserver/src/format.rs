@@ -6,6 +6,14 @@
 //! durable. Version 1 is the layout every data directory had before the file existed
 //! (`blobs/ab/cd/<sha256 hex>`), so a directory with blobs and no file is migrated by writing
 //! the file. A reader refuses a newer version or an unknown layout instead of guessing.
+//!
+//! Versions:
+//! - 1: `blobs/ab/cd/<sha256 hex>`, the blob's bytes and nothing else.
+//! - 2: the same, and a blob written by version 2 carries its per-block CRC-32Cs in the
+//!   extended attribute `user.anode.blocksums` ([`crate::blocksums`]), set before the blob is
+//!   fsynced and renamed into place. Blobs without it (written under version 1, or on a
+//!   filesystem without user xattrs) stay readable: ranged reads of them hash the whole blob.
+//!   A version 1 directory is migrated by rewriting the format file (nothing else changes).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -14,8 +22,9 @@ use std::path::{Path, PathBuf};
 pub const FORMAT_FILE: &str = "anode-format";
 /// The one blob layout this build knows: `blobs/<hex[0..2]>/<hex[2..4]>/<64 hex of sha256>`.
 pub const LAYOUT: &str = "blobs-sha256-2x2";
-/// The newest layout version this build reads and the one it writes.
-pub const VERSION: u64 = 1;
+/// The newest layout version this build reads and the one it writes (2: blobs carry block
+/// sums; see the module docs).
+pub const VERSION: u64 = 2;
 
 /// The contents of a format file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,8 +177,11 @@ pub fn write(root: &Path, sync_dir: &dyn Fn(&Path) -> io::Result<()>) -> Result<
 /// What a data directory holds before it is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Found {
-    /// A format file this build reads.
+    /// A format file of the version this build writes.
     Current,
+    /// A format file of an older version this build reads and migrates by rewriting the file
+    /// (version 1 to 2: blobs without block sums stay readable as they are).
+    Older(u64),
     /// No format file and no `blobs/`: a new directory to initialise.
     Fresh,
     /// No format file but a `blobs/` directory in the version 1 layout: a data directory from
@@ -182,6 +194,9 @@ pub enum Found {
 pub fn inspect(root: &Path) -> Result<Found, FormatError> {
     if let Some(f) = read(root)? {
         check(&root.join(FORMAT_FILE), &f)?;
+        if f.version < VERSION {
+            return Ok(Found::Older(f.version));
+        }
         return Ok(Found::Current);
     }
     let blobs = root.join("blobs");

@@ -4,8 +4,11 @@
 //! Architecture invariant: a chunkserver holds no metadata; it only knows blobs by hash.
 //! A put is acknowledged only after the bytes hashed to the id and the blob is durable
 //! (temp file fsynced, renamed, directory fsynced; every directory it had to create fsynced
-//! with its parent). Every full read re-verifies the hash.
+//! with its parent). Every read is verified once: a full read by the reader's SHA-256 (or here,
+//! when the reader asks), a ranged read here against the blob's per-block CRC-32Cs (or its
+//! whole SHA-256 for a blob without them); the scrubber re-hashes blobs at rest.
 
+pub mod blocksums;
 pub mod error;
 pub mod format;
 pub mod heartbeat;

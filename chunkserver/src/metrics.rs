@@ -30,6 +30,11 @@ counter!(
 );
 counter!(BYTES_OUT, "anode_chunkserver_bytes_out_total", "bytes read");
 counter!(
+    WHOLE_VERIFIES,
+    "anode_chunkserver_whole_blob_verifies_total",
+    "ranged reads of blobs without block sums, verified by hashing the whole blob"
+);
+counter!(
     SCRUBBED_BYTES,
     "anode_chunkserver_scrubbed_bytes_total",
     "bytes re-hashed by the scrubber"

@@ -5,7 +5,11 @@
 //! server's identity across restarts) and `anode-format` (the layout and its version, see
 //! [`crate::format`]). A put streams into `tmp/`, hashing as bytes arrive; the blob is renamed
 //! into place only after its length and SHA-256 match and the file is fsynced; the directory
-//! is fsynced after the rename. Only then is the put acknowledged.
+//! is fsynced after the rename. Only then is the put acknowledged. Since data directory format
+//! version 2 the blob's per-block CRC-32Cs ([`crate::blocksums`]) are computed as it streams
+//! in and set as its extended attribute before that fsync, so they are durable with the blob;
+//! a filesystem without user xattrs stores blobs without them (ranged reads then hash the
+//! whole blob, as for blobs from version 1).
 //!
 //! Directories are durable before anything relies on them: the fan-out directories
 //! `blobs/ab/cd` are created on a blob's first put with
@@ -24,6 +28,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use crate::blocksums::{self, BlockSums, Summer};
 use crate::error::ChunkError;
 use crate::format::{self, Found};
 
@@ -313,6 +318,7 @@ impl BlobStore {
             tmp,
             file: Some(file),
             hasher: Sha256::new(),
+            sums: Summer::new(len),
             written: 0,
             _reservation: reservation,
         })
@@ -354,6 +360,37 @@ impl BlobStore {
             .await
             .map_err(bad)?;
         Ok((f, n, total))
+    }
+
+    /// The block sums of an open blob of `total` bytes, when it has valid ones
+    /// ([`crate::blocksums`]); `None` for a blob without (format version 1, a filesystem without
+    /// user xattrs) or with sums that do not decode or do not fit its length, which readers
+    /// then verify whole.
+    pub fn block_sums(&self, file: &std::fs::File, total: u64) -> Option<BlockSums> {
+        use std::os::fd::AsRawFd;
+        let raw = match get_xattr(file.as_raw_fd(), blocksums::XATTR_NAME) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(error = %e, "block sums unreadable; verifying whole blobs");
+                return None;
+            }
+        };
+        match BlockSums::decode(&raw) {
+            Ok(s) if s.blob_len == total => Some(s),
+            Ok(s) => {
+                tracing::warn!(
+                    sums_len = s.blob_len,
+                    total,
+                    "block sums of another length ignored"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "block sums ignored");
+                None
+            }
+        }
     }
 
     /// Hash the whole blob; Ok(true) when it matches its name. A read fault is a bad copy
@@ -537,6 +574,10 @@ fn prepare_disk(
             format::write(root, sync)?;
             tracing::warn!(dir = %root.display(), layout = format::LAYOUT, version = format::VERSION, "data directory had no format file: migrated (version 1 is its layout)");
         }
+        Found::Older(from) => {
+            format::write(root, sync)?;
+            tracing::info!(dir = %root.display(), from, to = format::VERSION, "data directory format migrated (blobs without block sums are verified whole)");
+        }
     }
     Ok(())
 }
@@ -587,6 +628,7 @@ pub struct BlobWriter {
     tmp: PathBuf,
     file: Option<tokio::fs::File>,
     hasher: Sha256,
+    sums: Summer,
     written: u64,
     _reservation: Reservation,
 }
@@ -602,6 +644,7 @@ impl BlobWriter {
             )));
         }
         self.hasher.update(data);
+        self.sums.update(data);
         let f = self.file.as_mut().expect("open until finish");
         if let Err(e) = f.write_all(data).await {
             if is_enospc(&e) {
@@ -641,6 +684,12 @@ impl BlobWriter {
         }
         let mut f = self.file.take().expect("open until finish");
         f.flush().await?;
+        let sums = std::mem::replace(&mut self.sums, Summer::new(0)).finish();
+        if let Some(sums) = sums {
+            use std::os::fd::AsRawFd;
+            // Set before the fsync below, so the sums are durable with the blob.
+            set_xattr(f.as_raw_fd(), blocksums::XATTR_NAME, &sums.encode())?;
+        }
         if self.store.clock.is_some() {
             let std = f.into_std().await;
             std.set_modified(self.store.now())?;
@@ -677,6 +726,46 @@ impl Drop for BlobWriter {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Whether the filesystem refused user extended attributes (then blobs go without block sums).
+fn xattr_unsupported(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOTSUP | libc::EPERM))
+}
+
+/// Set extended attribute `name` of open file `fd`. A filesystem without user xattrs is not an
+/// error (logged once): its blobs are stored without block sums.
+fn set_xattr(fd: std::os::fd::RawFd, name: &str, value: &[u8]) -> std::io::Result<()> {
+    let name = std::ffi::CString::new(name).expect("no NUL in xattr names");
+    // SAFETY: `name` is NUL-terminated and `value` valid for `value.len()` bytes.
+    let rc = unsafe { libc::fsetxattr(fd, name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if xattr_unsupported(&e) {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| tracing::warn!(error = %e, "no user extended attributes here: blobs are stored without block sums (ranged reads hash whole blobs)"));
+        return Ok(());
+    }
+    Err(e)
+}
+
+/// Extended attribute `name` of open file `fd`; `None` when absent or unsupported.
+fn get_xattr(fd: std::os::fd::RawFd, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+    let name = std::ffi::CString::new(name).expect("no NUL in xattr names");
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: `name` is NUL-terminated and `buf` valid for `buf.len()` bytes.
+    let n = unsafe { libc::fgetxattr(fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n >= 0 {
+        buf.truncate(n as usize);
+        return Ok(Some(buf));
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENODATA) || xattr_unsupported(&e) {
+        return Ok(None);
+    }
+    Err(e)
 }
 
 /// SHA-256 of a file's contents.

@@ -1,5 +1,6 @@
-//! The data directory's format file: golden version 1, initialisation, migration of a
-//! directory from before the file, and refusals (newer version, unknown layout, malformed).
+//! The data directory's format file: golden versions 1 and 2, initialisation, migration of a
+//! directory from before the file and of a version 1 directory, and refusals (newer version,
+//! unknown layout, malformed).
 
 use std::path::{Path, PathBuf};
 
@@ -36,8 +37,10 @@ fn old_blob(root: &Path, data: &[u8]) -> Vec<u8> {
     sha
 }
 
-#[test]
-fn golden_version_1_reads_back_and_opens() {
+/// Version 1 blobs have no block sums: opening migrates the file to the current version, and
+/// the old blob stays readable, whole and by range (a ranged read hashes the whole blob).
+#[tokio::test]
+async fn golden_version_1_is_migrated_and_its_blobs_stay_readable() {
     let text = std::fs::read_to_string(golden("anode-format-v1")).unwrap();
     let f = format::parse(Path::new("anode-format-v1"), &text).unwrap();
     assert_eq!(
@@ -49,14 +52,41 @@ fn golden_version_1_reads_back_and_opens() {
     );
     let tmp = tempfile::tempdir().unwrap();
     std::fs::copy(golden("anode-format-v1"), tmp.path().join(FORMAT_FILE)).unwrap();
-    let sha = old_blob(tmp.path(), b"stored under version 1");
+    let data = b"stored under version 1";
+    let sha = old_blob(tmp.path(), data);
+    assert_eq!(
+        format::inspect(tmp.path()).unwrap(),
+        format::Found::Older(1)
+    );
     let s = open(tmp.path()).unwrap();
     assert!(s.locate(&sha).is_some());
+    let now = std::fs::read_to_string(golden(&format!("anode-format-v{}", format::VERSION)));
     assert_eq!(
         std::fs::read_to_string(tmp.path().join(FORMAT_FILE)).unwrap(),
-        text,
-        "a current file is left as it is"
+        now.unwrap(),
+        "migrated to the current version"
     );
+    assert_eq!(format::inspect(tmp.path()).unwrap(), format::Found::Current);
+    let (f, n, total) = s.read_range(&sha, 3, 5).await.unwrap();
+    assert_eq!((n, total), (5, data.len() as u64));
+    assert_eq!(s.block_sums(&f.into_std().await, total), None, "no sums");
+    assert!(s.verify(&sha).await.unwrap());
+    // Reopening the migrated directory changes nothing.
+    drop(s);
+    let before = std::fs::read_to_string(tmp.path().join(FORMAT_FILE)).unwrap();
+    open(tmp.path()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join(FORMAT_FILE)).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn golden_version_2_reads_back() {
+    let text = std::fs::read_to_string(golden("anode-format-v2")).unwrap();
+    let f = format::parse(Path::new("anode-format-v2"), &text).unwrap();
+    assert_eq!(f, Format::current());
+    assert_eq!(f.version, 2);
 }
 
 #[test]
@@ -100,16 +130,16 @@ fn a_pre_versioning_directory_is_migrated() {
 fn a_newer_version_is_refused_naming_file_and_versions() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join(FORMAT_FILE);
-    std::fs::write(&file, "layout = \"blobs-sha256-2x2\"\nversion = 2\n").unwrap();
+    std::fs::write(&file, "layout = \"blobs-sha256-2x2\"\nversion = 3\n").unwrap();
     let e = format_error(open(tmp.path()));
     assert!(
-        matches!(e, FormatError::Newer { found: 2, supported: 1, ref path } if *path == file),
+        matches!(e, FormatError::Newer { found: 3, supported: 2, ref path } if *path == file),
         "{e:?}"
     );
     let msg = e.to_string();
     assert!(msg.contains(&file.display().to_string()), "{msg}");
     assert!(
-        msg.contains("version 2") && msg.contains("version 1"),
+        msg.contains("version 3") && msg.contains("version 2"),
         "{msg}"
     );
     assert!(

@@ -22,6 +22,26 @@ pub(crate) struct ChunkPool {
     tls: anode_tls::Tls,
     channels: Mutex<HashMap<String, Channel>>,
     directory: Mutex<HashMap<u64, ChunkserverInfo>>,
+    /// Chunk reads in flight from this client, per server id (replica choice).
+    reads: Mutex<HashMap<u64, usize>>,
+}
+
+/// One read in flight from a server; counted until dropped.
+pub(crate) struct ReadGuard<'a> {
+    pool: &'a ChunkPool,
+    id: u64,
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        let mut reads = self.pool.reads.lock();
+        if let Some(n) = reads.get_mut(&self.id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                reads.remove(&self.id);
+            }
+        }
+    }
 }
 
 impl ChunkPool {
@@ -31,6 +51,7 @@ impl ChunkPool {
             tls,
             channels: Mutex::new(HashMap::new()),
             directory: Mutex::new(HashMap::new()),
+            reads: Mutex::new(HashMap::new()),
         }
     }
 
@@ -69,6 +90,17 @@ impl ChunkPool {
                 dir.insert(s.id, s.clone());
             }
         }
+    }
+
+    /// Chunk reads in flight from server `id`.
+    pub(crate) fn read_load(&self, id: u64) -> usize {
+        self.reads.lock().get(&id).copied().unwrap_or(0)
+    }
+
+    /// Count a read from server `id` until the guard is dropped.
+    pub(crate) fn reading(&self, id: u64) -> ReadGuard<'_> {
+        *self.reads.lock().entry(id).or_insert(0) += 1;
+        ReadGuard { pool: self, id }
     }
 
     /// The known server with id `id`.

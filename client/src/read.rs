@@ -2,10 +2,23 @@
 //!
 //! Order per read: plan the chunk spans of the range (pure, [`crate::range`]) -> per batch of
 //! spans, `LocateChunks` (fall back to `ChunkRef.servers` through the server directory) -> fetch
-//! up to `read_ahead_chunks` spans concurrently, yielding them in order. A whole-chunk fetch is
-//! verified here (SHA-256 against the id); a partial fetch asks the chunkserver to verify
-//! (`verify = true`). A failed or corrupt replica is skipped for the next one; a corrupt or
-//! missing copy is reported to the master (best effort, in the background).
+//! up to [`read_ahead_for`] spans concurrently (the request's chunks up to
+//! [`READ_AHEAD_BYTES`], at least `read_ahead_chunks`), yielding their bytes in order.
+//!
+//! Integrity, once per byte: a whole-chunk fetch is verified here, end to end (SHA-256 against
+//! the id, hashed as the pieces arrive; the chunkserver streams it unhashed); a partial fetch
+//! asks the chunkserver to verify (`verify = true`), which checks only the blocks the range
+//! covers against the blob's per-block CRC-32Cs. A failed or corrupt replica is skipped for the
+//! next one; a corrupt or missing copy is reported to the master (best effort, in the
+//! background). Bytes are released only once their span is verified.
+//!
+//! Copies: a piece of a chunk is the `Bytes` the chunkserver's response decoded into (prost
+//! `bytes` for `GetChunkResponse.data`); the pieces are yielded as they are, never gathered
+//! into one buffer.
+//!
+//! Replica choice ([`replica_order`]): live replicas before the others, then the one with the
+//! fewest reads in flight from this client, ties broken by rotating the list by the span's
+//! index, so the chunks of one object are fetched from different replicas.
 //!
 //! Hedging: a replica that has not started answering within `hedge_after` (frozen, overloaded)
 //! gets company: the next replica is asked too, and the first to deliver the whole span wins.
@@ -16,20 +29,52 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anode_proto::{
-    ChunkRef, ChunkserverInfo, GetChunkRequest, LocateChunksRequest, Manifest,
+    ChunkRef, ChunkserverInfo, ChunkserverState, GetChunkRequest, LocateChunksRequest, Manifest,
     ReportBadChunkRequest,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::{self, FuturesUnordered, StreamExt};
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::chunker::sha256;
 use crate::error::{ClientError, ErrorCode};
 use crate::range::{clamp_range, plan_range, ChunkSpan};
 use crate::{ByteStream, ClientInner};
 
 /// Chunks located per `LocateChunks` call.
 pub const LOCATE_BATCH_CHUNKS: usize = 64;
+
+/// Bytes of a read fetched ahead of the reader at most, unless `read_ahead_chunks` asks for
+/// more: a 16 MiB GET of 4 MiB chunks fetches its 4 chunks at once.
+pub const READ_AHEAD_BYTES: u64 = 16 << 20;
+
+/// Spans fetched concurrently for a read of `spans` (pure): as many leading spans as fit in
+/// [`READ_AHEAD_BYTES`] (at least one), and never fewer than `floor` (`read_ahead_chunks`).
+pub fn read_ahead_for(spans: &[ChunkSpan], floor: usize) -> usize {
+    let mut n = 0usize;
+    let mut bytes = 0u64;
+    for s in spans {
+        if n > 0 && bytes.saturating_add(s.length) > READ_AHEAD_BYTES {
+            break;
+        }
+        bytes = bytes.saturating_add(s.length);
+        n += 1;
+    }
+    n.max(floor).max(1)
+}
+
+/// The order to try replicas in (pure), as indexes into `replicas`, each given as (not
+/// suspect or dead, reads in flight): healthy ones first, then the least loaded, ties broken by rotating the
+/// list by `rotate` (the span's index).
+pub fn replica_order(replicas: &[(bool, usize)], rotate: usize) -> Vec<usize> {
+    let n = replicas.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| {
+        let (alive, load) = replicas[i];
+        (!alive, load, (i + n - rotate % n.max(1)) % n.max(1))
+    });
+    order
+}
 
 /// Why one replica could not serve a span.
 enum ReplicaError {
@@ -77,7 +122,7 @@ pub(crate) fn read_manifest(
         .chunks(LOCATE_BATCH_CHUNKS)
         .map(<[_]>::to_vec)
         .collect();
-    let read_ahead = inner.cfg.read_ahead_chunks.max(1);
+    let read_ahead = read_ahead_for(&spans, inner.cfg.read_ahead_chunks);
     let locate_inner = inner.clone();
     stream::iter(batches)
         .then(move |batch| {
@@ -91,6 +136,13 @@ pub(crate) fn read_manifest(
             async move { inner.fetch_span(fetch).await }
         })
         .buffered(read_ahead)
+        .flat_map(|fetched| {
+            let items: Vec<Result<Bytes, ClientError>> = match fetched {
+                Ok(pieces) => pieces.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            stream::iter(items)
+        })
         .boxed()
 }
 
@@ -165,10 +217,21 @@ impl ClientInner {
     /// The bytes of one span from the first replica that serves them verified: replicas are
     /// tried in order, the next one at once when one fails and after `hedge_after` when none
     /// has started answering yet (see the module docs).
-    async fn fetch_span(self: Arc<Self>, fetch: Fetch) -> Result<Bytes, ClientError> {
+    async fn fetch_span(self: Arc<Self>, fetch: Fetch) -> Result<Vec<Bytes>, ClientError> {
         let sha_hex = hex::encode(&fetch.chunk.sha256);
         let answering = AtomicBool::new(false);
-        let mut next = fetch.servers.iter();
+        let loads: Vec<(bool, usize)> = fetch
+            .servers
+            .iter()
+            .map(|s| {
+                let down = [ChunkserverState::Suspect, ChunkserverState::Dead]
+                    .iter()
+                    .any(|d| s.state == *d as i32);
+                (!down, self.pool.read_load(s.id))
+            })
+            .collect();
+        let order = replica_order(&loads, fetch.span.index);
+        let mut next = order.iter().map(|&i| &fetch.servers[i]);
         let mut racing = FuturesUnordered::new();
         let mut hedge_at = Instant::now();
         loop {
@@ -215,7 +278,8 @@ impl ClientInner {
         server: &ChunkserverInfo,
         fetch: &Fetch,
         answering: &AtomicBool,
-    ) -> Result<Bytes, ReplicaError> {
+    ) -> Result<Vec<Bytes>, ReplicaError> {
+        let _load = self.pool.reading(server.id);
         let span = fetch.span;
         let full = span.is_full();
         let mut client = self
@@ -238,7 +302,9 @@ impl ClientInner {
                 )))
             }
         };
-        let mut buf = BytesMut::with_capacity(span.length as usize);
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut received = 0u64;
+        let mut hasher = full.then(Sha256::new);
         let mut first = true;
         loop {
             let msg = match tokio::time::timeout(timeout, stream.message()).await {
@@ -261,29 +327,29 @@ impl ClientInner {
                 )));
             }
             first = false;
-            if buf.len() + msg.data.len() > span.length as usize {
+            received += msg.data.len() as u64;
+            if received > span.length {
                 return Err(ReplicaError::Bad("sent more bytes than asked".into()));
             }
-            buf.extend_from_slice(&msg.data);
+            if let Some(h) = hasher.as_mut() {
+                h.update(&msg.data);
+            }
+            if !msg.data.is_empty() {
+                pieces.push(msg.data);
+            }
         }
-        if buf.len() as u64 != span.length {
+        if received != span.length {
             return Err(ReplicaError::Bad(format!(
-                "sent {} of {} bytes",
-                buf.len(),
+                "sent {received} of {} bytes",
                 span.length
             )));
         }
-        let bytes = buf.freeze();
-        if full {
-            let for_hash = bytes.clone();
-            let digest = tokio::task::spawn_blocking(move || sha256(&for_hash))
-                .await
-                .map_err(|e| ReplicaError::Failed(ClientError::Internal(e.to_string())))?;
-            if digest[..] != fetch.chunk.sha256[..] {
+        if let Some(h) = hasher {
+            if h.finalize()[..] != fetch.chunk.sha256[..] {
                 return Err(ReplicaError::Bad("SHA-256 mismatch".into()));
             }
         }
-        Ok(bytes)
+        Ok(pieces)
     }
 
     /// Tell the master a copy is bad, in the background; failures are only logged.
@@ -316,5 +382,74 @@ fn replica_error(status: &tonic::Status) -> ReplicaError {
             ..
         } => ReplicaError::Bad(e.to_string()),
         e => ReplicaError::Failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn spans(lengths: &[u64]) -> Vec<ChunkSpan> {
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(index, &length)| ChunkSpan {
+                index,
+                offset: 0,
+                length,
+                chunk_length: length,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn read_ahead_is_sized_by_the_request() {
+        let mib = 1u64 << 20;
+        // A 16 MiB GET of 4 MiB chunks: all 4 at once.
+        assert_eq!(read_ahead_for(&spans(&[4 * mib; 4]), 2), 4);
+        // A 1 GiB GET: 16 MiB ahead.
+        assert_eq!(read_ahead_for(&spans(&[4 * mib; 256]), 2), 4);
+        // Small requests keep the configured floor; huge chunks still fetch one.
+        assert_eq!(read_ahead_for(&spans(&[mib]), 2), 2);
+        assert_eq!(read_ahead_for(&spans(&[64 * mib; 3]), 1), 1);
+        assert_eq!(read_ahead_for(&spans(&[64 * mib; 3]), 3), 3);
+        assert_eq!(read_ahead_for(&[], 0), 1);
+    }
+
+    #[test]
+    fn replicas_are_ordered_by_health_then_load_then_rotation() {
+        let idle = [(true, 0), (true, 0), (true, 0)];
+        assert_eq!(replica_order(&idle, 0), vec![0, 1, 2]);
+        assert_eq!(replica_order(&idle, 1), vec![1, 2, 0]);
+        assert_eq!(replica_order(&idle, 5), vec![2, 0, 1]);
+        assert_eq!(
+            replica_order(&[(true, 2), (true, 0), (true, 1)], 0),
+            vec![1, 2, 0]
+        );
+        assert_eq!(
+            replica_order(&[(false, 0), (true, 9), (true, 9)], 0),
+            vec![1, 2, 0]
+        );
+        assert!(replica_order(&[], 3).is_empty());
+    }
+
+    proptest! {
+        /// Every replica appears once; no healthy replica comes after an unhealthy one, nor a
+        /// more loaded one before a less loaded one of the same health.
+        #[test]
+        fn replica_order_is_a_sorted_permutation(
+            replicas in proptest::collection::vec((any::<bool>(), 0usize..4), 0..6),
+            rotate in 0usize..20,
+        ) {
+            let order = replica_order(&replicas, rotate);
+            let mut seen = order.clone();
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..replicas.len()).collect::<Vec<_>>());
+            for w in order.windows(2) {
+                let (a, b) = (replicas[w[0]], replicas[w[1]]);
+                prop_assert!((!a.0, a.1) <= (!b.0, b.1));
+            }
+        }
     }
 }

@@ -456,7 +456,7 @@ impl Chunkserver for FakeChunkserver {
             .enumerate()
             .map(|(i, p)| {
                 Ok(GetChunkResponse {
-                    data: p.to_vec(),
+                    data: Bytes::copy_from_slice(p),
                     total_length: if i == 0 { total } else { 0 },
                 })
             })

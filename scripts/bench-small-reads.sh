@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Small reads of two Anode builds side by side, in one run (the read path: gateway auth + one
+# master read per 1 KiB GET, objects inline in their manifests):
+#   scripts/bench-small-reads.sh OLD_ANODE OLD_TOOLS NEW_ANODE NEW_TOOLS [ROUNDS] [SECONDS]
+# Each side runs its own scripts/local-cluster.sh cluster (3 masters, 4 chunkservers, 1
+# gateway, mutual TLS) and is measured with its own `anode-tools`: `bench s3` PUT+GET of 1 KiB
+# objects at 16 and 64 in flight (each phase SECONDS long, default 10), and `bench meta`
+# (8 writers). Rounds alternate old/new to spread machine drift (other builds on the
+# machine); the summary is the median new/old ratio of throughput and the median p99 per side.
+# ANODE_PORT_OFFSET (default 1300) keeps the clusters off other runs' ports.
+set -euo pipefail
+[ $# -ge 4 ] || { echo "usage: $0 OLD_ANODE OLD_TOOLS NEW_ANODE NEW_TOOLS [ROUNDS] [SECONDS]" >&2; exit 2; }
+old_bin="$1"; old_tools="$2"; new_bin="$3"; new_tools="$4"; rounds="${5:-2}"; secs="${6:-10}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+off="${ANODE_PORT_OFFSET:-1300}"
+masters="127.0.0.1:$((7001 + off)),127.0.0.1:$((7002 + off)),127.0.0.1:$((7003 + off))"
+work="$(mktemp -d "${TMPDIR:-/tmp}/anode-bench-reads.XXXXXX")"
+out="$work/results.jsonl"
+trap 'for d in "$work"/*-cluster; do [ -d "$d" ] && ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" stop "$d" >/dev/null 2>&1 || true; done' EXIT
+
+record() { # build
+  while read -r line; do echo "{\"build\":\"$1\",${line#\{}" | tee -a "$out"; done
+}
+
+run_side() { # label anode tools
+  local label="$1" bin="$2" tools="$3" dir="$work/$1-cluster"
+  ANODE_BIN="$bin" ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" start "$dir" >/dev/null
+  # shellcheck disable=SC1091
+  source "$dir/credentials"
+  for conc in 16 64; do
+    "$tools" bench s3 --endpoint "http://127.0.0.1:$((9000 + off))" --access-key "$ANODE_ACCESS_KEY" \
+      --secret-key "$ANODE_SECRET_KEY" --size 1024 --concurrency "$conc" --duration "$secs" \
+      --bucket "r-$conc" 2>/dev/null | record "$label"
+  done
+  ANODE_CERTS_DIR="$dir/certs/client-1" "$tools" bench meta --masters "$masters" --writers 8 \
+    --seconds "$secs" 2>/dev/null | record "$label"
+  ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" stop "$dir" >/dev/null
+  rm -rf "$dir"
+}
+
+for r in $(seq 1 "$rounds"); do
+  if [ $((r % 2)) = 1 ]; then run_side old "$old_bin" "$old_tools"; run_side new "$new_bin" "$new_tools"
+  else run_side new "$new_bin" "$new_tools"; run_side old "$old_bin" "$old_tools"; fi
+done
+
+python3 - "$out" <<'PY'
+import json, sys, statistics
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+key = lambda r: (r.get("bench"), r.get("op", ""), r.get("size", 0), r.get("concurrency", r.get("writers", 0)))
+print(f"{'bench':<5} {'op':<4} {'size':>5} {'conc':>4} {'old ops/s':>10} {'new ops/s':>10} {'new/old':>8} {'old p99':>8} {'new p99':>8} errors(old/new)")
+for k in sorted({key(r) for r in rows}, key=str):
+    o = [r for r in rows if r["build"] == "old" and key(r) == k]
+    n = [r for r in rows if r["build"] == "new" and key(r) == k]
+    if not o or not n:
+        continue
+    rate = lambda r: r.get("ops_per_sec", r.get("per_sec", 0.0))
+    om = statistics.median(rate(r) for r in o)
+    nm = statistics.median(rate(r) for r in n)
+    p99 = lambda v: statistics.median(r["p99_ms"] for r in v) if all("p99_ms" in r for r in v) else float("nan")
+    err = f"{sum(r.get('errors', 0) for r in o)}/{sum(r.get('errors', 0) for r in n)}"
+    print(f"{k[0]:<5} {k[1]:<4} {k[2]:>5} {k[3]:>4} {om:>10.1f} {nm:>10.1f} {nm / om:>8.2f} {p99(o):>8.2f} {p99(n):>8.2f} {err}")
+PY
