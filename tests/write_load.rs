@@ -1,9 +1,10 @@
 //! Multi-process test of writes under a load that keeps every disk busy (issue 18): 1 master,
-//! 4 real `anode chunkserver` processes, R = 3, 16 concurrent 16 MiB puts through one client
-//! whose hedge delay is small, so most chunk writes have copies hedged as slow. Before the fix
-//! the client asked the master to exclude the slow servers, the master had fewer than R
-//! candidates left and the put failed with "need 3 chunkservers, have 2" (a 503 at the
-//! gateway). Every put must succeed and every object read back with its SHA-256.
+//! 4 real `anode chunkserver` processes, R = 3, 16 concurrent 8 MiB puts through one client
+//! whose hedge delay is small, so most chunk writes have copies hedged as slow (the issue saw
+//! it with 16 MiB puts; 8 MiB ones keep the test short in debug builds and fail the same
+//! way). Before the fix the client asked the master to exclude the slow servers, the master
+//! had fewer than R candidates left and the put failed with "need 3 chunkservers, have 2" (a
+//! 503 at the gateway). Every put must succeed and every object read back with its SHA-256.
 
 mod support;
 
@@ -16,11 +17,11 @@ use sha2::{Digest, Sha256};
 use support::*;
 
 const OBJECTS: usize = 16;
-const OBJECT_BYTES: usize = 16 << 20;
-/// 1 MiB chunks: 16 chunks per object, more races per test than 4 MiB ones.
+const OBJECT_BYTES: usize = 8 << 20;
+/// 1 MiB chunks: 8 chunks per object, more races per test than 4 MiB ones.
 const CHUNK: usize = 1 << 20;
 
-/// A 16 MiB body unique to `seed`: a shared pseudo-random base with the object and block
+/// A body unique to `seed`: a shared pseudo-random base with the object and block
 /// number stamped into every 4 KiB block, so no chunk of one object equals a chunk of another
 /// (the chunkservers would otherwise skip writing duplicates).
 fn body(base: &[u8], seed: u64) -> Bytes {
@@ -87,9 +88,11 @@ async fn concurrent_large_puts_on_busy_disks_all_succeed() {
                 .await
         }
     });
+    let started = std::time::Instant::now();
     let results = tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(puts))
         .await
-        .expect("16 puts of 16 MiB finished within 120 s");
+        .expect("the puts finished within 120 s");
+    eprintln!("{OBJECTS} puts took {:?}", started.elapsed());
     let failed: Vec<String> = results
         .iter()
         .enumerate()
@@ -108,6 +111,7 @@ async fn concurrent_large_puts_on_busy_disks_all_succeed() {
         }
     }
 
+    let started = std::time::Instant::now();
     for (i, b) in bodies.iter().enumerate() {
         let (_, s) = cl
             .get_object("load", &format!("obj-{i}"), None)
@@ -121,4 +125,5 @@ async fn concurrent_large_puts_on_busy_disks_all_succeed() {
             "obj-{i} read back with another SHA-256"
         );
     }
+    eprintln!("{OBJECTS} gets took {:?}", started.elapsed());
 }
