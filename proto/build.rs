@@ -15,6 +15,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
+        // Chunk bytes on the write path as `bytes::Bytes`: the writer slices one chunk into
+        // messages without copying, and the chunkserver decodes them out of tonic's buffer
+        // without copying (issue 18). Same wire format.
+        .bytes(".anode.v1.PutChunkRequest.data")
         .build_server(grpc)
         .build_client(grpc)
         .compile_fds(fds)?;

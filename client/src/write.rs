@@ -428,7 +428,7 @@ pub(crate) fn put_messages(
         let hi = ((i + 1) * PUT_MESSAGE_BYTES).min(data.len());
         PutChunkRequest {
             header: (i == 0).then(|| header.clone()),
-            data: data[lo..hi].to_vec(),
+            data: data.slice(lo..hi),
         }
     }))
 }
