@@ -16,9 +16,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["proto"])?;
     // GetChunkResponse.data is `Bytes`: a piece read from disk goes into the message without a
     // copy, and the reader decodes it as a slice of the receive buffer instead of a new Vec.
-    // (Only the read path's message: PutChunk's data is the write path's to change.)
     tonic_prost_build::configure()
         .bytes(".anode.v1.GetChunkResponse.data")
+        // Chunk bytes on the write path as `bytes::Bytes`: the writer slices one chunk into
+        // messages without copying, and the chunkserver decodes them out of tonic's buffer
+        // without copying (issue 18). Same wire format.
+        .bytes(".anode.v1.PutChunkRequest.data")
         .build_server(grpc)
         .build_client(grpc)
         .compile_fds(fds)?;

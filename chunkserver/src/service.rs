@@ -54,9 +54,9 @@ impl Chunkserver for DataService {
             .into());
         }
         let mut w = self.store.begin(h.sha256, h.length).await?;
-        w.write(&first.data).await?;
+        w.write_bytes(first.data).await?;
         while let Some(m) = next_idle_bounded(&mut s).await? {
-            w.write(&m.data).await?;
+            w.write_bytes(m.data).await?;
         }
         let already_present = w.finish().await?;
         crate::metrics::PUTS.inc();

@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use anode_common::fsutil;
+use bytes::Bytes;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use crate::blocksums::{self, BlockSums, Summer};
 use crate::error::ChunkError;
@@ -309,7 +309,7 @@ impl BlobStore {
             disk.path
                 .join("tmp")
                 .join(format!("{}.{}", hex::encode(&sha), rand::random::<u64>()));
-        let file = tokio::fs::File::create(&tmp).await?;
+        let file = tokio::fs::File::create(&tmp).await?.into_std().await;
         Ok(BlobWriter {
             store: self.clone(),
             disk_root: disk.path.clone(),
@@ -626,7 +626,9 @@ pub struct BlobWriter {
     sha: Vec<u8>,
     len: u64,
     tmp: PathBuf,
-    file: Option<tokio::fs::File>,
+    /// Written on the blocking pool ([`BlobWriter::write_bytes`]); `None` after `finish` (or
+    /// after a failed blocking call).
+    file: Option<std::fs::File>,
     hasher: Sha256,
     sums: Summer,
     written: u64,
@@ -634,8 +636,16 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
-    /// Append bytes.
+    /// Append bytes (copied once; [`BlobWriter::write_bytes`] takes owned bytes without a
+    /// copy).
     pub async fn write(&mut self, data: &[u8]) -> Result<(), ChunkError> {
+        self.write_bytes(Bytes::copy_from_slice(data)).await
+    }
+
+    /// Append `data`: hashed and written in one call on the blocking pool, so neither the
+    /// SHA-256 nor the write holds a runtime worker, and the bytes are not copied into a
+    /// buffer of `tokio::fs::File` first (issue 18).
+    pub async fn write_bytes(&mut self, data: Bytes) -> Result<(), ChunkError> {
         self.written = self.written.saturating_add(data.len() as u64);
         if self.written > self.len {
             return Err(ChunkError::BadDigest(format!(
@@ -643,10 +653,24 @@ impl BlobWriter {
                 self.len
             )));
         }
-        self.hasher.update(data);
-        self.sums.update(data);
-        let f = self.file.as_mut().expect("open until finish");
-        if let Err(e) = f.write_all(data).await {
+        let file = self.file.take().ok_or_else(|| {
+            ChunkError::Io(std::io::Error::other("blob writer used after a failure"))
+        })?;
+        let mut hasher = std::mem::take(&mut self.hasher);
+        let mut sums = std::mem::replace(&mut self.sums, Summer::new(0));
+        let (file, hasher, sums, res) = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            hasher.update(&data);
+            sums.update(&data);
+            let res = (&file).write_all(&data);
+            (file, hasher, sums, res)
+        })
+        .await
+        .map_err(|e| ChunkError::Io(std::io::Error::other(e)))?;
+        self.file = Some(file);
+        self.hasher = hasher;
+        self.sums = sums;
+        if let Err(e) = res {
             if is_enospc(&e) {
                 self.mark_full();
                 return Err(ChunkError::Full(format!(
@@ -682,21 +706,24 @@ impl BlobWriter {
                 hex::encode(&self.sha)
             )));
         }
-        let mut f = self.file.take().expect("open until finish");
-        f.flush().await?;
+        let f = self.file.take().ok_or_else(|| {
+            ChunkError::Io(std::io::Error::other("blob writer used after a failure"))
+        })?;
+        let modified = self.store.clock.is_some().then(|| self.store.now());
         let sums = std::mem::replace(&mut self.sums, Summer::new(0)).finish();
-        if let Some(sums) = sums {
-            use std::os::fd::AsRawFd;
-            // Set before the fsync below, so the sums are durable with the blob.
-            set_xattr(f.as_raw_fd(), blocksums::XATTR_NAME, &sums.encode())?;
-        }
-        if self.store.clock.is_some() {
-            let std = f.into_std().await;
-            std.set_modified(self.store.now())?;
-            f = tokio::fs::File::from_std(std);
-        }
-        f.sync_all().await?;
-        drop(f);
+        tokio::task::spawn_blocking(move || {
+            if let Some(sums) = sums {
+                use std::os::fd::AsRawFd;
+                // Set before the fsync below, so the sums are durable with the blob.
+                set_xattr(f.as_raw_fd(), blocksums::XATTR_NAME, &sums.encode())?;
+            }
+            if let Some(t) = modified {
+                f.set_modified(t)?;
+            }
+            f.sync_all()
+        })
+        .await
+        .map_err(|e| ChunkError::Io(std::io::Error::other(e)))??;
         fail::fail_point!("chunkserver::put::before_rename", |_| Err(ChunkError::Io(
             std::io::Error::other("failpoint")
         )));

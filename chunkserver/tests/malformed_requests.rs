@@ -74,7 +74,7 @@ async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
         let sha = Sha256::digest(&body).to_vec();
         let good = |data: Vec<u8>| PutChunkRequest {
             header: header(sha.clone(), body.len() as u64),
-            data,
+            data: data.into(),
         };
         put(&mut c, vec![good(body.clone())]).await.unwrap();
 
@@ -92,7 +92,7 @@ async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
             invalid(c.stat_chunk(stat).await, &format!("stat, {len}-byte id"));
             let p = PutChunkRequest {
                 header: header(bad, 1),
-                data: vec![1],
+                data: vec![1].into(),
             };
             invalid(put(&mut c, vec![p]).await, &format!("put, {len}-byte id"));
         }
@@ -115,7 +115,7 @@ async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
         for length in [anode_proto::MAX_CHUNK_BYTES + 1, u64::MAX] {
             let p = PutChunkRequest {
                 header: header(sha.clone(), length),
-                data: body.clone(),
+                data: body.clone().into(),
             };
             invalid(
                 put(&mut c, vec![p]).await,
@@ -124,7 +124,7 @@ async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
         }
         let headless = PutChunkRequest {
             header: None,
-            data: body.clone(),
+            data: body.clone().into(),
         };
         invalid(put(&mut c, vec![headless]).await, "no header");
         invalid(put(&mut c, vec![]).await, "empty put stream");
@@ -134,7 +134,7 @@ async fn malformed_requests_are_refused_and_the_server_keeps_serving() {
         let other_sha = Sha256::digest(&other).to_vec();
         let p = PutChunkRequest {
             header: header(other_sha.clone(), other.len() as u64),
-            data: other.clone(),
+            data: other.clone().into(),
         };
         assert!(!put(&mut c, vec![p]).await.unwrap().already_present);
         let full = GetChunkRequest {
@@ -176,7 +176,7 @@ async fn an_unreadable_copy_is_reported_corrupt_over_the_wire() {
             let sha = Sha256::digest(&body).to_vec();
             let p = PutChunkRequest {
                 header: header(sha.clone(), body.len() as u64),
-                data: body,
+                data: body.into(),
             };
             put(&mut c, vec![p]).await.unwrap();
             shas.push(sha);

@@ -306,10 +306,19 @@ impl ClientInner {
                     if !lagging.is_empty() {
                         tracing::info!(servers = ?lagging, chunk = %hex::encode(sha), "chunk write lagging; hedging to a replacement");
                     }
-                    let alloc = self.allocate(bucket, sha, &exclude).await?;
-                    ranked = pick_targets(&alloc, sha, &[], &[]);
-                    let ids: Vec<u64> = ranked.iter().map(|s| s.id).collect();
-                    race.on_placement(replication_of(&alloc), &ids)
+                    match self.allocate(bucket, sha, &exclude).await {
+                        Ok(alloc) => {
+                            ranked = pick_targets(&alloc, sha, &[], &[]);
+                            let ids: Vec<u64> = ranked.iter().map(|s| s.id).collect();
+                            race.on_placement(replication_of(&alloc), &ids)
+                        }
+                        // With writes in flight the race waits for them; with none, the
+                        // master's answer is the put's.
+                        Err(e) => {
+                            tracing::info!(chunk = %hex::encode(sha), error = %e, "no new chunk write target; waiting for the writes in flight");
+                            race.on_refused(e)?
+                        }
+                    }
                 }
                 Step::Write(ids) => {
                     for id in ids {
@@ -419,7 +428,7 @@ pub(crate) fn put_messages(
         let hi = ((i + 1) * PUT_MESSAGE_BYTES).min(data.len());
         PutChunkRequest {
             header: (i == 0).then(|| header.clone()),
-            data: data[lo..hi].to_vec(),
+            data: data.slice(lo..hi),
         }
     }))
 }

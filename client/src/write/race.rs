@@ -9,13 +9,16 @@
 //!
 //! The rules (see the module docs of `write.rs`):
 //! - Ask the master for targets at the start, after every failed write, after a hedge, and
-//!   whenever no write is in flight; start writes to as many new targets as copies are still
-//!   missing, not counting writes given up on as slow.
+//!   whenever no write is in flight, excluding only the servers whose write failed (a slow
+//!   server is busy, not gone); start writes to as many new targets as copies are still
+//!   missing, not counting writes given up on as slow, skipping servers already written to.
+//! - A refused allocation while writes are in flight is not a failure: the race waits for
+//!   them (a cluster whose every disk is busy is slow, not short of servers).
 //! - Once one copy is acknowledged, the other writes get [`hedge_delay`] to follow; the writes
 //!   still silent then are marked slow (they keep running and may still win) and replacements
 //!   are written.
 //! - The first R acknowledgements win. The write fails when too few servers are left while no
-//!   write is in flight, or at the deadline.
+//!   write is in flight (`InsufficientServers`, a 503 at the gateway), or at the deadline.
 
 use std::time::Duration;
 
@@ -118,18 +121,15 @@ impl ReplicaRace {
         self.next(Vec::new())
     }
 
-    /// Servers the master is asked not to place on: those that failed and those hedged as
-    /// slow.
+    /// Servers the master is asked not to place on: those whose write failed, only.
     ///
-    /// Issue 18: under a load that makes every disk slow, excluding merely slow servers leaves
-    /// the master fewer than R candidates and it refuses the whole allocation ("need 3
-    /// chunkservers, have 2"). The fix is to exclude only `self.failed` here:
-    /// [`ReplicaRace::on_placement`] already skips servers with a write in flight, so a slow
+    /// Servers hedged as slow are not excluded (issue 18): under a load that makes every disk
+    /// slow, excluding them left the master fewer than R candidates and it refused the whole
+    /// allocation ("need 3 chunkservers, have 2"), a 503 from a cluster with every server
+    /// alive. [`ReplicaRace::on_placement`] skips servers with a write in flight, so a slow
     /// server is never written twice.
     pub fn exclude(&self) -> Vec<u64> {
-        let mut exclude = self.failed.clone();
-        exclude.extend(self.slow.iter().filter(|id| !self.failed.contains(id)));
-        exclude
+        self.failed.clone()
     }
 
     /// The master answered with replication `r` and `ranked` targets in preference order
@@ -163,6 +163,17 @@ impl ReplicaRace {
         self.pending.extend(&candidates);
         self.started.extend(&candidates);
         Step::Write(candidates)
+    }
+
+    /// The master refused the allocation (too few servers once `exclude` is left out, or no
+    /// answer in time) with `err`. While writes are in flight the race waits for them (they
+    /// may still make R copies; a later event asks again); with none in flight it gives up
+    /// with `err`.
+    pub fn on_refused<E>(&mut self, err: E) -> Result<Step, E> {
+        if self.pending.is_empty() {
+            return Err(err);
+        }
+        Ok(self.waiting())
     }
 
     /// The wait after writes started: until the next hedge or the deadline.
@@ -309,7 +320,7 @@ mod tests {
                 vec![
                     (Ack(1, 10), wait(510)),
                     (Ack(2, 20), wait(510)),
-                    (Timer(510), hedged(&[3], &[3])),
+                    (Timer(510), hedged(&[], &[3])),
                     (Placement(3, &[1, 2, 3, 4, 5]), Step::Write(vec![4])),
                     (Ack(4, 600), Step::Done(vec![1, 2, 4])),
                 ],
@@ -318,7 +329,7 @@ mod tests {
                 "a hedge after a slow first copy waits twice its time",
                 vec![
                     (Ack(1, 2000), wait(6000)),
-                    (Timer(6000), hedged(&[2, 3], &[2, 3])),
+                    (Timer(6000), hedged(&[], &[2, 3])),
                     (Placement(3, &[1, 2, 3, 4, 5]), Step::Write(vec![4, 5])),
                 ],
             ),
@@ -326,7 +337,7 @@ mod tests {
                 "a hedged write that lands late still wins",
                 vec![
                     (Ack(1, 10), wait(510)),
-                    (Timer(510), hedged(&[2, 3], &[2, 3])),
+                    (Timer(510), hedged(&[], &[2, 3])),
                     (Placement(3, &[1, 2, 3, 4]), Step::Write(vec![4])),
                     (Ack(3, 700), wait(700 + 1400)),
                     (Ack(2, 800), Step::Done(vec![1, 2, 3])),
@@ -346,10 +357,50 @@ mod tests {
                 "slow and nothing to hedge to: keep waiting for the slow writes",
                 vec![
                     (Ack(1, 10), wait(510)),
-                    (Timer(510), hedged(&[2, 3], &[2, 3])),
+                    (Timer(510), hedged(&[], &[2, 3])),
                     (Placement(3, &[1, 2, 3]), Step::Write(vec![])),
                     (Ack(2, 5000), wait(15_000)),
                     (Ack(3, 9000), Step::Done(vec![1, 2, 3])),
+                ],
+            ),
+            (
+                "every target slow (issue 18): the hedge excludes no one, and with no server \
+                 left to hedge to the race waits for the slow writes instead of failing",
+                vec![
+                    (Ack(1, 10), wait(510)),
+                    (Timer(510), hedged(&[], &[2, 3])),
+                    (Placement(3, &[1, 2, 3, 4]), Step::Write(vec![4])),
+                    // The replacement is slow too: the next acknowledgement arms a hedge
+                    // with nothing left to hedge to.
+                    (Ack(2, 5000), wait(15_000)),
+                    (Timer(15_000), hedged(&[], &[4])),
+                    (Placement(3, &[1, 2, 3, 4]), Step::Write(vec![])),
+                    (Timer(19_000), wait(20_000)),
+                    (Ack(3, 19_500), Step::Done(vec![1, 2, 3])),
+                ],
+            ),
+            (
+                "slow and failed: only the failed server is excluded; the slow ones still win",
+                vec![
+                    (Ack(1, 10), wait(510)),
+                    (Timer(510), hedged(&[], &[2, 3])),
+                    (Placement(3, &[1, 2, 3, 4]), Step::Write(vec![4])),
+                    (Error(4), allocate(&[4])),
+                    (Placement(3, &[1, 2, 3]), Step::Write(vec![])),
+                    (Ack(3, 3000), wait(9000)),
+                    (Ack(2, 4000), Step::Done(vec![1, 2, 3])),
+                ],
+            ),
+            (
+                "slow and failed, the failed one the last: replaced once a server is back",
+                vec![
+                    (Ack(1, 10), wait(510)),
+                    (Timer(510), hedged(&[], &[2, 3])),
+                    (Placement(3, &[1, 2, 3]), Step::Write(vec![])),
+                    (Error(2), allocate(&[2])),
+                    (Placement(3, &[1, 3, 4]), Step::Write(vec![4])),
+                    (Ack(4, 900), wait(2700)),
+                    (Ack(3, 1000), Step::Done(vec![1, 3, 4])),
                 ],
             ),
             (
@@ -384,10 +435,10 @@ mod tests {
                 "a slow write that then fails is replaced too",
                 vec![
                     (Ack(1, 10), wait(510)),
-                    (Timer(510), hedged(&[2, 3], &[2, 3])),
+                    (Timer(510), hedged(&[], &[2, 3])),
                     (Placement(3, &[1, 2, 3, 4]), Step::Write(vec![4])),
-                    (Error(2), allocate(&[2, 3])),
-                    (Placement(3, &[1, 2, 3, 4, 5]), Step::Write(vec![5])),
+                    (Error(2), allocate(&[2])),
+                    (Placement(3, &[1, 3, 4, 5]), Step::Write(vec![5])),
                 ],
             ),
             (
@@ -427,6 +478,32 @@ mod tests {
             race.on_placement(0, &[1, 2]),
             Step::Fail(RaceFailure::TooFewServers { need: 1, have: 2 })
         );
+    }
+
+    #[test]
+    fn a_refused_allocation_waits_for_writes_in_flight_and_fails_without_any() {
+        // Server 2 failed, 1 and 3 are slow, and the master has no third server to offer.
+        let mut race = started(&[1, 2, 3]);
+        assert_eq!(race.on_ack(1, ms(10)), Step::Wait { until: ms(510) });
+        assert_eq!(race.on_error(2), allocate(&[2]));
+        assert_eq!(
+            race.on_refused("need 3, have 2"),
+            Ok(Step::Wait { until: ms(510) })
+        );
+        assert_eq!(
+            race.on_timer(ms(510)),
+            Step::Allocate {
+                exclude: vec![2],
+                lagging: vec![3]
+            }
+        );
+        assert_eq!(
+            race.on_refused("need 3, have 2"),
+            Ok(Step::Wait { until: DEADLINE })
+        );
+        // The slow write fails too: nothing in flight, the master's refusal is the answer.
+        assert_eq!(race.on_error(3), allocate(&[2, 3]));
+        assert_eq!(race.on_refused("need 3, have 1"), Err("need 3, have 1"));
     }
 
     #[test]

@@ -388,7 +388,7 @@ impl Chunkserver for FakeChunkserver {
             let header = first
                 .header
                 .ok_or_else(|| Status::invalid_argument("no header"))?;
-            let mut data = first.data;
+            let mut data = first.data.to_vec();
             while let Some(m) = stream.message().await? {
                 if m.header.is_some() {
                     return Err(Status::invalid_argument("second header"));

@@ -260,11 +260,11 @@ fn chunkserver_seeds() {
             length: data.len() as u64,
             epoch: 0,
         }),
-        data: data[..5].to_vec(),
+        data: data[..5].to_vec().into(),
     };
     let rest = PutChunkRequest {
         header: None,
-        data: data[5..].to_vec(),
+        data: data[5..].to_vec().into(),
     };
     let get = GetChunkRequest {
         sha256: sha.clone(),
@@ -287,7 +287,7 @@ fn chunkserver_seeds() {
             length: 0,
             epoch: 0,
         }),
-        data: Vec::new(),
+        data: Default::default(),
     };
     let mut s = rpc(0, &empty.encode_to_vec());
     s.extend(rpc(
