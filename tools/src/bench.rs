@@ -82,6 +82,10 @@ pub enum BenchCmd {
     },
     /// S3 endpoint throughput: signed PUT then GET of same-size objects (bodies verified).
     S3(S3BenchArgs),
+    /// Build a large bucket of small inline objects (metadata at scale).
+    Fill(crate::bench_scale::FillArgs),
+    /// LIST page latency of a bucket built by `fill`, with or without a delimiter.
+    List(crate::bench_scale::ListArgs),
 }
 
 /// Run a benchmark and print its figures as one JSON line.
@@ -110,11 +114,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             client(masters, tls, size, concurrency, objects, bucket).await
         }
         BenchCmd::S3(a) => s3(a).await,
+        BenchCmd::Fill(a) => crate::bench_scale::fill(a).await,
+        BenchCmd::List(a) => crate::bench_scale::list(a).await,
     }
 }
 
 /// Create `bucket` with `replication` (0 = cluster default) unless it exists already.
-async fn ensure_bucket(
+pub(crate) async fn ensure_bucket(
     cl: &anode_client::Client,
     bucket: &str,
     replication: u32,

@@ -1,6 +1,7 @@
 //! `anode-tools`: the load and chaos tools, kept out of the production `anode` binary.
 //!
 //! - `anode-tools bench meta|client|s3`: metadata, client-library and S3 throughput.
+//! - `anode-tools bench fill|list`: a large bucket of inline objects and its LIST latency.
 //! - `anode-tools chaos-load`: the workload recorder of the chaos scenarios (`test_scripts/`).
 //!
 //! Start-up is the same as `anode`'s (`anode_common::cli`): `--config FILE` keys become
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_scale;
 mod chaos_load;
 mod s3http;
 
