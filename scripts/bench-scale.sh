@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Metadata at scale (docs/architecture.md, "Master storage budget" and "Listing"): a 3-master
+# group (no chunkservers: inline objects need none) on 127.0.4.1-3, filled with small inline
+# objects by `anode-tools bench fill`, then per step: each master directory's size and its WAL
+# share, and LIST page latency (`anode-tools bench list`, with and without a delimiter).
+#
+#   scripts/bench-scale.sh DIR STEP1,STEP2,...   e.g. /work/scale/run 10000,1000000
+#
+# ANODE_BIN / ANODE_TOOLS_BIN pick the binaries (default: the release build of this tree);
+# SIZE (1024), CONCURRENCY (64), PAGES (500) tune the load. Prints JSON lines; leaves the
+# cluster stopped and DIR in place (delete it when done).
+set -euo pipefail
+dir="${1:?usage: $0 DIR STEPS}"; steps="${2:?usage: $0 DIR STEPS}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+ANODE="${ANODE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/anode}"
+TOOLS="${ANODE_TOOLS_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/anode-tools}"
+SIZE="${SIZE:-1024}"; CONCURRENCY="${CONCURRENCY:-64}"; PAGES="${PAGES:-500}"
+host() { echo "127.0.4.$1"; }
+masters="$(host 1):7001,$(host 2):7001,$(host 3):7001"
+peers="1=$(host 1):7001,2=$(host 2):7001,3=$(host 3):7001"
+mkdir -p "$dir"
+pids=()
+stop() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap stop EXIT
+for i in 1 2 3; do
+  "$ANODE" master --id "$i" --data "$dir/master-$i" --listen "$(host "$i"):7001" \
+    --admin-listen "$(host "$i"):7081" --peers "$peers" --insecure-no-tls \
+    >>"$dir/master-$i.log" 2>&1 &
+  pids+=($!)
+done
+for _ in $(seq 1 300); do
+  "$ANODE" ctl --masters "$masters" --insecure-no-tls status --json 2>/dev/null \
+    | jq -e '.leader_id > 0' >/dev/null 2>&1 && break
+  sleep 0.2
+done
+sizes() { # step
+  for i in 1 2 3; do
+    d="$dir/master-$i"
+    total=$(du -sb "$d" | cut -f1)
+    wal=$(find "$d" -name '[0-9]*.log' -printf '%s\n' | awk '{s+=$1} END {print s+0}')
+    sst=$(find "$d" -name '*.sst' -printf '%s\n' | awk '{s+=$1} END {print s+0}')
+    echo "{\"bench\":\"disk\",\"objects\":$1,\"master\":$i,\"bytes\":$total,\"wal_bytes\":$wal,\"sst_bytes\":$sst}"
+  done
+}
+done_n=0
+for n in ${steps//,/ }; do
+  "$TOOLS" bench fill --masters "$masters" --insecure-no-tls --objects $((n - done_n)) \
+    --start "$done_n" --size "$SIZE" --concurrency "$CONCURRENCY"
+  done_n=$n
+  # Let background flushes and compactions settle before measuring the disk.
+  sleep 20
+  sizes "$n"
+  for d in "" --delimiter; do
+    "$TOOLS" bench list --masters "$masters" --insecure-no-tls --objects "$n" \
+      --pages "$PAGES" $d
+  done
+done
