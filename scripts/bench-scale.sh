@@ -7,8 +7,11 @@
 #   scripts/bench-scale.sh DIR STEP1,STEP2,...   e.g. /work/scale/run 10000,1000000
 #
 # ANODE_BIN / ANODE_TOOLS_BIN pick the binaries (default: the release build of this tree);
-# SIZE (1024), CONCURRENCY (64), PAGES (500) tune the load. Prints JSON lines; leaves the
-# cluster stopped and DIR in place (delete it when done).
+# SIZE (1024), CONCURRENCY (64), PAGES (500) tune the load. JOIN=1 then adds a fourth
+# member (127.0.4.4) with `anode ctl members add`, which gets the state as a raft snapshot,
+# and reports how long it took and the peak RSS of the leader and the new member (JOIN_S,
+# default 300, bounds the wait). Prints JSON lines; leaves the cluster stopped and DIR in
+# place (delete it when done).
 set -euo pipefail
 dir="${1:?usage: $0 DIR STEPS}"; steps="${2:?usage: $0 DIR STEPS}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -55,3 +58,29 @@ for n in ${steps//,/ }; do
       --pages "$PAGES" $d
   done
 done
+
+[ "${JOIN:-0}" = 1 ] || exit 0
+ctl() { "$ANODE" ctl --masters "$masters" --insecure-no-tls "$@"; }
+leader=$(ctl status --json | jq -r .leader_id)
+lpid=${pids[$((leader - 1))]}
+"$ANODE" master --id 4 --data "$dir/master-4" --listen "$(host 4):7001" \
+  --admin-listen "$(host 4):7081" --peers "$peers,4=$(host 4):7001" --join --insecure-no-tls \
+  >>"$dir/master-4.log" 2>&1 &
+npid=$!; pids+=($npid)
+t0=$(date +%s.%N)
+ctl members add 4 "$(host 4):7001" >"$dir/members-add.out" 2>&1 &
+addpid=$!
+peak_l=0; peak_n=0; ok=false
+for _ in $(seq 1 $(( ${JOIN_S:-300} * 4 ))); do
+  r=$(ps -o rss= -p "$lpid" | tr -d ' '); [ "${r:-0}" -gt "$peak_l" ] && peak_l=$r
+  r=$(ps -o rss= -p "$npid" | tr -d ' '); [ "${r:-0}" -gt "$peak_n" ] && peak_n=$r
+  kill -0 "$npid" 2>/dev/null || break
+  if ! kill -0 "$addpid" 2>/dev/null; then
+    wait "$addpid" && ok=true
+    break
+  fi
+  sleep 0.25
+done
+t1=$(date +%s.%N)
+echo "{\"bench\":\"join\",\"objects\":$done_n,\"ok\":$ok,\"seconds\":$(echo "$t1 - $t0" | bc),\"leader_peak_rss_kb\":$peak_l,\"member_peak_rss_kb\":$peak_n,\"member_bytes\":$(du -sb "$dir/master-4" | cut -f1)}"
+grep -h "snapshot" "$dir/master-$leader.log" "$dir/master-4.log" | tail -5 >&2 || true
