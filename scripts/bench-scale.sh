@@ -7,7 +7,9 @@
 #   scripts/bench-scale.sh DIR STEP1,STEP2,...   e.g. /work/scale/run 10000,1000000
 #
 # ANODE_BIN / ANODE_TOOLS_BIN pick the binaries (default: the release build of this tree);
-# SIZE (1024), CONCURRENCY (64), PAGES (500) tune the load. JOIN=1 then adds a fourth
+# SIZE (1024), CONCURRENCY (64), PAGES (500) tune the load; FILL=0 skips the fill (measure
+# a DIR filled before: restart it and list, e.g. in alternating rounds with another build;
+# STEPS then names the object count). JOIN=1 then adds a fourth
 # member (127.0.4.4) with `anode ctl members add`, which gets the state as a raft snapshot,
 # and reports how long it took and the peak RSS of the leader and the new member (JOIN_S,
 # default 300, bounds the wait). Prints JSON lines; leaves the cluster stopped and DIR in
@@ -47,11 +49,13 @@ sizes() { # step
 }
 done_n=0
 for n in ${steps//,/ }; do
-  "$TOOLS" bench fill --masters "$masters" --insecure-no-tls --objects $((n - done_n)) \
-    --start "$done_n" --size "$SIZE" --concurrency "$CONCURRENCY"
+  if [ "${FILL:-1}" = 1 ]; then
+    "$TOOLS" bench fill --masters "$masters" --insecure-no-tls --objects $((n - done_n)) \
+      --start "$done_n" --size "$SIZE" --concurrency "$CONCURRENCY"
+    # Let background flushes and compactions settle before measuring the disk.
+    sleep 20
+  fi
   done_n=$n
-  # Let background flushes and compactions settle before measuring the disk.
-  sleep 20
   sizes "$n"
   for d in "" --delimiter; do
     "$TOOLS" bench list --masters "$masters" --insecure-no-tls --objects "$n" \
