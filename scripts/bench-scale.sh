@@ -7,7 +7,7 @@
 #   scripts/bench-scale.sh DIR STEP1,STEP2,...   e.g. /work/scale/run 10000,1000000
 #
 # ANODE_BIN / ANODE_TOOLS_BIN pick the binaries (default: the release build of this tree);
-# SIZE (1024), CONCURRENCY (64), PAGES (500) tune the load; FILL=0 skips the fill (measure
+# SIZE (1024), CONCURRENCY (64), PAGES (500), LIST_CONCURRENCY ("1 16") tune the load; FILL=0 skips the fill (measure
 # a DIR filled before: restart it and list, e.g. in alternating rounds with another build;
 # STEPS then names the object count). JOIN=1 then adds a fourth
 # member (127.0.4.4) with `anode ctl members add`, which gets the state as a raft snapshot,
@@ -57,9 +57,11 @@ for n in ${steps//,/ }; do
   fi
   done_n=$n
   sizes "$n"
-  for d in "" --delimiter; do
-    "$TOOLS" bench list --masters "$masters" --insecure-no-tls --objects "$n" \
-      --pages "$PAGES" $d
+  for c in ${LIST_CONCURRENCY:-1 16}; do
+    for d in "" --delimiter; do
+      "$TOOLS" bench list --masters "$masters" --insecure-no-tls --objects "$n" \
+        --pages "$PAGES" --concurrency "$c" $d
+    done
   done
 done
 
