@@ -21,13 +21,15 @@ ANODE="${ANODE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/anode}"
 TOOLS="${ANODE_TOOLS_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/anode-tools}"
 SIZE="${SIZE:-1024}"; CONCURRENCY="${CONCURRENCY:-64}"; PAGES="${PAGES:-500}"
 host() { echo "127.0.4.$1"; }
-masters="$(host 1):7001,$(host 2):7001,$(host 3):7001"
-peers="1=$(host 1):7001,2=$(host 2):7001,3=$(host 3):7001"
+# MASTERS=1 runs a one-member group (a third of the disk; each member holds the whole state).
+n_masters="${MASTERS:-3}"
+masters=$(for i in $(seq 1 "$n_masters"); do printf '%s:7001,' "$(host "$i")"; done); masters=${masters%,}
+peers=$(for i in $(seq 1 "$n_masters"); do printf '%s=%s:7001,' "$i" "$(host "$i")"; done); peers=${peers%,}
 mkdir -p "$dir"
 pids=()
 stop() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap stop EXIT
-for i in 1 2 3; do
+for i in $(seq 1 "$n_masters"); do
   "$ANODE" master --id "$i" --data "$dir/master-$i" --listen "$(host "$i"):7001" \
     --admin-listen "$(host "$i"):7081" --peers "$peers" --insecure-no-tls \
     >>"$dir/master-$i.log" 2>&1 &
@@ -39,7 +41,7 @@ for _ in $(seq 1 300); do
   sleep 0.2
 done
 sizes() { # step
-  for i in 1 2 3; do
+  for i in $(seq 1 "$n_masters"); do
     d="$dir/master-$i"
     total=$(du -sb "$d" | cut -f1)
     wal=$(find "$d" -name '[0-9]*.log' -printf '%s\n' | awk '{s+=$1} END {print s+0}')
