@@ -167,8 +167,13 @@ impl Default for NodeConfig {
             min_election_ticks: 0,
             max_election_ticks: 0,
             heartbeat_ticks: 2,
-            compact_threshold_entries: 10_000,
-            compact_keep_entries: 1_000,
+            // Compaction window (docs/architecture.md, "Master storage budget"): the log holds
+            // at most threshold + keep entries (60 k: ~70 MB of 1 KiB inline objects), and a
+            // follower that falls up to `keep` entries behind (20 k: several seconds at the
+            // best measured write rate, a restart) catches up from the log instead of a
+            // whole-state snapshot, which at millions of objects costs far more than the log.
+            compact_threshold_entries: 40_000,
+            compact_keep_entries: 20_000,
             queue_capacity: 16_384,
             read_lease: true,
             lease_max_drift_ms: DEFAULT_LEASE_MAX_DRIFT_MS,

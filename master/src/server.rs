@@ -60,8 +60,9 @@ pub struct MasterArgs {
     /// A chunkserver silent this long is dead.
     #[arg(long, env = "ANODE_DEAD_AFTER_MS", default_value_t = 30_000)]
     pub dead_after_ms: u64,
-    /// Compact the raft log past this many applied entries.
-    #[arg(long, env = "ANODE_COMPACT_THRESHOLD", default_value_t = 10_000)]
+    /// Compact the raft log past this many applied entries (keeping the last
+    /// min(20,000, half of this) for followers that lag; see docs/architecture.md).
+    #[arg(long, env = "ANODE_COMPACT_THRESHOLD", default_value_t = 40_000)]
     pub compact_threshold: u64,
     /// An unreferenced chunk is tombstoned (then deleted) after this long.
     #[arg(long, env = "ANODE_GC_GRACE_MS", default_value_t = 60_000)]

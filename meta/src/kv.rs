@@ -26,6 +26,54 @@ pub trait KvRead {
     /// Up to `limit` entries with `start <= key < end` in ascending key order
     /// (`end = None`: unbounded). Implementations must return keys in byte order.
     fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)>;
+
+    /// Visit the entries with `start <= key < end` in ascending key order, one at a time;
+    /// after each, `visit` says where to go: the next entry, the first entry at or after a
+    /// later key ([`Step::Seek`], which skips everything between without reading it), or
+    /// stop. Listing with a delimiter seeks past each common prefix this way, so a page costs
+    /// about one read per entry it returns, however many keys each prefix holds.
+    ///
+    /// The default reads through [`KvRead::scan`] in small batches; a store with a native
+    /// cursor (RocksDB) overrides it with one iterator per walk.
+    fn walk(&self, start: &[u8], end: Option<&[u8]>, visit: &mut dyn FnMut(&[u8], &[u8]) -> Step) {
+        let mut cursor = start.to_vec();
+        'batches: loop {
+            if end.is_some_and(|e| cursor.as_slice() >= e) {
+                return;
+            }
+            let rows = self.scan(&cursor, end, WALK_BATCH_ROWS);
+            let full = rows.len() == WALK_BATCH_ROWS;
+            for (k, v) in rows {
+                let next = [k.as_slice(), &[0]].concat();
+                match visit(&k, &v) {
+                    Step::Next => cursor = next,
+                    Step::Seek(to) => {
+                        cursor = to.max(next);
+                        continue 'batches;
+                    }
+                    Step::Stop => return,
+                }
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+}
+
+/// Rows per [`KvRead::scan`] call of the default [`KvRead::walk`].
+pub const WALK_BATCH_ROWS: usize = 32;
+
+/// What [`KvRead::walk`] does after visiting an entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Visit the next entry.
+    Next,
+    /// Visit the first entry whose key is at or after this one (a key at or before the
+    /// current one means [`Step::Next`]).
+    Seek(Vec<u8>),
+    /// End the walk.
+    Stop,
 }
 
 /// In-memory [`KvRead`] over a `BTreeMap`; deterministic, for tests and models.
@@ -61,6 +109,7 @@ impl KvRead for MemKv {
     }
     fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         let upper = match end {
+            Some(e) if e <= start => return Vec::new(),
             Some(e) => Bound::Excluded(e.to_vec()),
             None => Bound::Unbounded,
         };
@@ -122,6 +171,7 @@ impl KvRead for Overlay<'_> {
             merged.insert(k, v);
         }
         let upper = match end {
+            Some(e) if e <= start => return Vec::new(),
             Some(e) => Bound::Excluded(e.to_vec()),
             None => Bound::Unbounded,
         };

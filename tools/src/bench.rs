@@ -87,6 +87,10 @@ pub enum BenchCmd {
     Suite(crate::suite::SuiteArgs),
     /// Ratios of two `bench suite` result files, cell by cell.
     Compare(crate::suite::CompareArgs),
+    /// Build a large bucket of small inline objects (metadata at scale).
+    Fill(crate::bench_scale::FillArgs),
+    /// LIST page latency of a bucket built by `fill`, with or without a delimiter.
+    List(crate::bench_scale::ListArgs),
 }
 
 /// Run a benchmark and print its figures as one JSON line.
@@ -117,11 +121,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCmd::S3(a) => s3(a).await,
         BenchCmd::Suite(a) => crate::suite::run(a).await,
         BenchCmd::Compare(a) => crate::suite::compare_files(a),
+        BenchCmd::Fill(a) => crate::bench_scale::fill(a).await,
+        BenchCmd::List(a) => crate::bench_scale::list(a).await,
     }
 }
 
 /// Create `bucket` with `replication` (0 = cluster default) unless it exists already.
-async fn ensure_bucket(
+pub(crate) async fn ensure_bucket(
     cl: &anode_client::Client,
     bucket: &str,
     replication: u32,

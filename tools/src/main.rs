@@ -3,6 +3,7 @@
 //! - `anode-tools bench meta|client|s3`: metadata, client-library and S3 throughput.
 //! - `anode-tools bench suite|compare`: the benchmark matrix against any S3 endpoint, and the
 //!   ratios of two result files (`crate::suite`).
+//! - `anode-tools bench fill|list`: a large bucket of inline objects and its LIST latency.
 //! - `anode-tools chaos-load`: the workload recorder of the chaos scenarios (`test_scripts/`).
 //!
 //! Start-up is the same as `anode`'s (`anode_common::cli`): `--config FILE` keys become
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_scale;
 mod chaos_load;
 mod s3http;
 mod suite;

@@ -3,7 +3,7 @@
 
 use super::records::must_decode;
 use super::{get_bucket, object_prefix, part_prefix, prefix_end, upload_prefix, StateError};
-use crate::kv::KvRead;
+use crate::kv::{KvRead, Step};
 use anode_proto::*;
 
 /// Default and maximum page size.
@@ -50,54 +50,47 @@ pub fn list_objects(
         Some(e) if !req.prefix.is_empty() => [base.as_slice(), &e].concat(),
         _ => prefix_end(&base).expect("bucket prefix ends with 0 byte"),
     };
-    let mut cursor = [
+    let cursor = [
         base.as_slice(),
         &resume_point(&req.prefix, &req.delimiter, &req.start_after),
     ]
     .concat();
     let mut out = ListObjectsResponse::default();
     let mut count = 0usize;
-    'scan: loop {
-        let rows = kv.scan(&cursor, Some(&end), (max - count).max(1) + 1);
-        if rows.is_empty() {
-            break;
+    // One walk for the page: objects step to the next key, a common prefix seeks past
+    // itself (its keys are never read), and the entry after a full page stops it.
+    kv.walk(&cursor, Some(&end), &mut |k, v| {
+        if count == max {
+            out.is_truncated = true;
+            return Step::Stop;
         }
-        for (k, v) in rows {
-            let key = String::from_utf8_lossy(&k[base.len()..]).into_owned();
-            if count == max {
-                out.is_truncated = true;
-                break 'scan;
-            }
-            let rest = &key[req.prefix.len().min(key.len())..];
-            if let Some(i) = (!req.delimiter.is_empty())
-                .then(|| rest.find(&req.delimiter))
-                .flatten()
-            {
-                let cp = key[..req.prefix.len() + i + req.delimiter.len()].to_string();
-                count += 1;
-                out.next_start_after = cp.clone();
-                match prefix_end(cp.as_bytes()) {
-                    Some(e) => cursor = [base.as_slice(), &e].concat(),
-                    None => {
-                        out.common_prefixes.push(cp);
-                        break 'scan;
-                    }
-                }
-                out.common_prefixes.push(cp);
-                continue 'scan;
-            }
-            let m: Manifest = must_decode(&k, &v);
-            out.objects.push(ObjectEntry {
-                key: key.clone(),
-                size: m.size,
-                etag: m.etag,
-                mtime_ms: m.mtime_ms,
-            });
+        let key = String::from_utf8_lossy(&k[base.len()..]).into_owned();
+        let rest = &key[req.prefix.len().min(key.len())..];
+        if let Some(i) = (!req.delimiter.is_empty())
+            .then(|| rest.find(&req.delimiter))
+            .flatten()
+        {
+            let cp = key[..req.prefix.len() + i + req.delimiter.len()].to_string();
             count += 1;
-            out.next_start_after = key;
-            cursor = [k.as_slice(), &[0]].concat();
+            out.next_start_after = cp.clone();
+            let next = prefix_end(cp.as_bytes()).map(|e| [base.as_slice(), &e].concat());
+            out.common_prefixes.push(cp);
+            return match next {
+                Some(e) => Step::Seek(e),
+                None => Step::Stop,
+            };
         }
-    }
+        let m: Manifest = must_decode(k, v);
+        out.objects.push(ObjectEntry {
+            key: key.clone(),
+            size: m.size,
+            etag: m.etag,
+            mtime_ms: m.mtime_ms,
+        });
+        count += 1;
+        out.next_start_after = key;
+        Step::Next
+    });
     if !out.is_truncated {
         out.next_start_after.clear();
     }
