@@ -217,9 +217,11 @@ async fn connect(tls: &anode_tls::Tls, addr: &str) -> anyhow::Result<MasterClien
         .endpoint(addr, anode_tls::Role::Master)?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(150));
-    let ch = ep
-        .connect()
+    // Bounded as a whole: `connect_timeout` covers the TCP connect only, and a stopped master
+    // (SIGSTOP) accepts connections in its kernel backlog but never finishes the handshake.
+    let ch = tokio::time::timeout(Duration::from_secs(5), ep.connect())
         .await
+        .map_err(|_| anyhow::anyhow!("connect {addr}: no TLS handshake within 5 s"))?
         .with_context(|| format!("connect {addr}"))?;
     Ok(MasterClient::new(ch).max_decoding_message_size(64 << 20))
 }
@@ -557,12 +559,14 @@ pub async fn status(masters: &Masters) -> anyhow::Result<Value> {
             continue;
         }
         asked.push(addr.clone());
-        let Ok(mut c) = connect(&masters.tls, &addr).await else {
-            continue;
+        // One bound over connect, TLS handshake and call: a stopped master (SIGSTOP) accepts
+        // the TCP connection in its kernel backlog and then never answers the handshake,
+        // which `connect_timeout` (TCP only) does not cover.
+        let ask = async {
+            let mut c = connect(&masters.tls, &addr).await?;
+            anyhow::Ok(c.status(StatusRequest {}).await?)
         };
-        let Ok(Ok(r)) =
-            tokio::time::timeout(Duration::from_secs(3), c.status(StatusRequest {})).await
-        else {
+        let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(3), ask).await else {
             continue;
         };
         let r = r.into_inner();
