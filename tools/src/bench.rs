@@ -336,19 +336,9 @@ async fn client(
 /// Flags of `anode-tools bench s3`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct S3BenchArgs {
-    /// S3 endpoint (`http://HOST:PORT` or `https://HOST:PORT`; path-style requests).
-    #[arg(
-        long,
-        env = "ANODE_S3_ENDPOINT",
-        default_value = "http://127.0.0.1:9000"
-    )]
-    pub endpoint: String,
-    /// PEM certificates to trust for an `https://` endpoint.
-    #[arg(long)]
-    pub ca_bundle: Option<std::path::PathBuf>,
-    /// Signing credentials and region.
+    /// The endpoint, its TLS trust and the signing credentials.
     #[command(flatten)]
-    pub signer: crate::s3http::Signer,
+    pub target: crate::s3http::S3Target,
     /// Bucket (created if missing).
     #[arg(long, default_value = "bench-s3")]
     pub bucket: String,
@@ -448,8 +438,8 @@ struct PhaseStats {
 
 async fn s3(args: S3BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be positive");
-    let host = crate::s3http::endpoint_host(&args.endpoint)?;
-    let tls = crate::s3http::endpoint_tls(&args.endpoint, args.ca_bundle.as_deref())?;
+    let host = crate::s3http::endpoint_host(&args.target.endpoint)?;
+    let tls = crate::s3http::endpoint_tls(&args.target.endpoint, args.target.ca_bundle.as_deref())?;
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as u64;
@@ -463,7 +453,7 @@ async fn s3(args: S3BenchArgs) -> anyhow::Result<()> {
         })
         .collect();
     let ctx = Arc::new(S3Ctx {
-        signer: args.signer.clone(),
+        signer: args.target.signer.clone(),
         prefix: format!("s{}-{nonce:x}", args.size),
         host,
         tls,

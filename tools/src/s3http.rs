@@ -14,6 +14,25 @@ pub enum PayloadHash {
     Sha256,
 }
 
+/// Where an S3 endpoint is, which certificates to trust for it and how to sign: the flags
+/// `bench s3` and `bench suite` share.
+#[derive(clap::Args, Debug, Clone)]
+pub struct S3Target {
+    /// S3 endpoint (`http://HOST:PORT` or `https://HOST:PORT`; path-style requests).
+    #[arg(
+        long,
+        env = "ANODE_S3_ENDPOINT",
+        default_value = "http://127.0.0.1:9000"
+    )]
+    pub endpoint: String,
+    /// PEM certificates to trust for an `https://` endpoint.
+    #[arg(long)]
+    pub ca_bundle: Option<std::path::PathBuf>,
+    /// Signing credentials and region.
+    #[command(flatten)]
+    pub signer: Signer,
+}
+
 /// Credentials and region for signing; also the `--access-key`, `--secret-key` and `--region`
 /// flags of the commands that sign.
 #[derive(clap::Args, Clone, Debug)]

@@ -48,19 +48,9 @@ pub const YCSB_RECORD_BYTES: usize = 1024;
 /// Flags of `anode-tools bench suite`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SuiteArgs {
-    /// S3 endpoint (`http://HOST:PORT` or `https://HOST:PORT`; path-style requests).
-    #[arg(
-        long,
-        env = "ANODE_S3_ENDPOINT",
-        default_value = "http://127.0.0.1:9000"
-    )]
-    pub endpoint: String,
-    /// PEM certificates to trust for an `https://` endpoint.
-    #[arg(long)]
-    pub ca_bundle: Option<PathBuf>,
-    /// Signing credentials and region.
+    /// The endpoint, its TLS trust and the signing credentials.
     #[command(flatten)]
-    pub signer: Signer,
+    pub target: crate::s3http::S3Target,
     /// Bucket (created if missing; an existing bucket of the same owner is used as is).
     #[arg(long, env = "ANODE_BENCH_BUCKET", default_value = "bench-suite")]
     pub bucket: String,
@@ -786,9 +776,9 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
     let mut base = vec![0u8; max_size];
     rng.fill(&mut base[..]);
     let ctx = Arc::new(Ctx {
-        signer: args.signer.clone(),
-        host: crate::s3http::endpoint_host(&args.endpoint)?,
-        tls: crate::s3http::endpoint_tls(&args.endpoint, args.ca_bundle.as_deref())?,
+        signer: args.target.signer.clone(),
+        host: crate::s3http::endpoint_host(&args.target.endpoint)?,
+        tls: crate::s3http::endpoint_tls(&args.target.endpoint, args.target.ca_bundle.as_deref())?,
         bucket: args.bucket.clone(),
         payload: args.payload,
         op_timeout: Duration::from_secs(args.op_timeout_secs),
@@ -802,7 +792,7 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         _ => SuiteFile {
             format: FORMAT_VERSION,
             label: args.label.clone(),
-            endpoint: args.endpoint.clone(),
+            endpoint: args.target.endpoint.clone(),
             runs: Vec::new(),
             cells: Vec::new(),
         },
@@ -828,7 +818,7 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
     println!(
         "bench suite: {} at {} ({} cells, {})",
         args.label,
-        args.endpoint,
+        args.target.endpoint,
         cells.len(),
         file.runs.last().map_or("", |r| r.budget.as_str())
     );
