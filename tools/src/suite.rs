@@ -714,6 +714,26 @@ impl Ctx {
     fn body(&self, size: usize, stamp: u64, idx: u64) -> Vec<u8> {
         object_body(&self.base[..size], stamp, idx)
     }
+
+    /// A checked PUT of `body` at `path`, signed and hashed as this run says; its ETag.
+    async fn put(
+        &self,
+        conn: &mut S3Conn,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<String, CheckedError> {
+        crate::s3http::put_checked(conn, &self.signer, path, body.into(), self.payload).await
+    }
+
+    /// A checked GET of `path` with `query`, signed as this run says.
+    async fn get(
+        &self,
+        conn: &mut S3Conn,
+        path: &str,
+        query: &str,
+    ) -> Result<(http::HeaderMap, bytes::Bytes), CheckedError> {
+        crate::s3http::get_checked(conn, &self.signer, path, query).await
+    }
 }
 
 /// One operation kind as the workers run it.
@@ -1072,14 +1092,7 @@ async fn op(ctx: &Ctx, work: &Work, w: &mut Worker, i: u64) -> Result<u64, Check
             let idx = i;
             let body = ctx.body(*size, ctx.nonce, idx);
             let path = ctx.path(space, idx);
-            let etag = crate::s3http::put_checked(
-                &mut w.conn,
-                &ctx.signer,
-                &path,
-                body.into(),
-                ctx.payload,
-            )
-            .await?;
+            let etag = ctx.put(&mut w.conn, &path, body).await?;
             w.stats.written.push((idx, etag));
             Ok(*size as u64)
         }
@@ -1090,8 +1103,7 @@ async fn op(ctx: &Ctx, work: &Work, w: &mut Worker, i: u64) -> Result<u64, Check
         } => {
             let (idx, etag) = &objects[(i % objects.len() as u64) as usize];
             let path = ctx.path(space, *idx);
-            let (headers, body) =
-                crate::s3http::get_checked(&mut w.conn, &ctx.signer, &path, "").await?;
+            let (headers, body) = ctx.get(&mut w.conn, &path, "").await?;
             check_body(&headers, &body, etag, &ctx.body(*size, ctx.nonce, *idx))?;
             Ok(*size as u64)
         }
@@ -1101,21 +1113,13 @@ async fn op(ctx: &Ctx, work: &Work, w: &mut Worker, i: u64) -> Result<u64, Check
             let read = w.rng.gen_range(0..100) < mix.read_percent();
             let path = ctx.path(YCSB_SPACE, idx);
             if read {
-                let (headers, body) =
-                    crate::s3http::get_checked(&mut w.conn, &ctx.signer, &path, "").await?;
+                let (headers, body) = ctx.get(&mut w.conn, &path, "").await?;
                 check_record(&headers, &body, idx)?;
             } else {
                 // A new stamp per update: every version of every record is a unique body.
                 let v = version.fetch_add(1, Ordering::Relaxed) + 1;
                 let body = ctx.body(YCSB_RECORD_BYTES, ctx.nonce.wrapping_add(v), idx);
-                crate::s3http::put_checked(
-                    &mut w.conn,
-                    &ctx.signer,
-                    &path,
-                    body.into(),
-                    ctx.payload,
-                )
-                .await?;
+                ctx.put(&mut w.conn, &path, body).await?;
             }
             Ok(YCSB_RECORD_BYTES as u64)
         }
@@ -1155,7 +1159,7 @@ async fn list_page(ctx: &Ctx, w: &mut Worker, space: &str, keys: u64) -> Result<
         query.push_str(&format!("&continuation-token={}", enc(t)));
     }
     let path = format!("/{}", ctx.bucket);
-    let (_, body) = crate::s3http::get_checked(&mut w.conn, &ctx.signer, &path, &query).await?;
+    let (_, body) = ctx.get(&mut w.conn, &path, &query).await?;
     let page = parse_list_page(&String::from_utf8_lossy(&body));
     w.pass_keys += page.keys as u64;
     let verify = |m: String| Err(CheckedError::Verify(m));

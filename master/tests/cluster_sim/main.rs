@@ -526,6 +526,22 @@ impl Sim {
         v
     }
 
+    /// A running master to crash or pause: the leader with probability `leader_bias` (when
+    /// there is one), else any running master.
+    fn pick_master_victim(&mut self, leader_bias: f64) -> Option<u64> {
+        let up: Vec<u64> = self
+            .masters
+            .iter()
+            .filter(|(_, m)| m.core.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        let leader = self.masters.values().find(|m| m.is_leader()).map(|m| m.id);
+        match leader {
+            Some(l) if self.rng.gen_bool(leader_bias) => Some(l),
+            _ => self.pick(&up),
+        }
+    }
+
     fn pick<T: Copy>(&mut self, v: &[T]) -> Option<T> {
         (!v.is_empty()).then(|| v[self.rng.gen_range(0..v.len())])
     }
@@ -547,17 +563,7 @@ impl Sim {
             }
             12..=26 => self.cut.clear(),
             27..=30 => {
-                let up: Vec<u64> = self
-                    .masters
-                    .iter()
-                    .filter(|(_, m)| m.core.is_some())
-                    .map(|(id, _)| *id)
-                    .collect();
-                let leader = self.masters.values().find(|m| m.is_leader()).map(|m| m.id);
-                let victim = match leader {
-                    Some(l) if self.rng.gen_bool(0.5) => Some(l),
-                    _ => self.pick(&up),
-                };
+                let victim = self.pick_master_victim(0.5);
                 if let Some(id) = victim {
                     self.masters.get_mut(&id).expect("id").crash();
                     self.paused_until.remove(&id);
@@ -592,17 +598,7 @@ impl Sim {
             }
             75..=77 => self.drop_pct = self.rng.gen_range(0..=10),
             78..=81 => {
-                let up: Vec<u64> = self
-                    .masters
-                    .iter()
-                    .filter(|(_, m)| m.core.is_some())
-                    .map(|(id, _)| *id)
-                    .collect();
-                let leader = self.masters.values().find(|m| m.is_leader()).map(|m| m.id);
-                let victim = match leader {
-                    Some(l) if self.rng.gen_bool(0.7) => Some(l),
-                    _ => self.pick(&up),
-                };
+                let victim = self.pick_master_victim(0.7);
                 if let Some(id) = victim {
                     let ms = self.rng.gen_range(1..=MAX_PAUSE_MS / STEP_MS) * STEP_MS;
                     self.pause(id, ms);
