@@ -161,8 +161,11 @@ impl BlockSums {
         let blocks = data.chunks(self.block_bytes as usize);
         for (i, block) in (first..).zip(blocks) {
             let want = self.sums.get(i as usize).copied();
-            let whole = (i + 1) * self.block_bytes <= self.blob_len;
-            let tail = i * self.block_bytes + block.len() as u64 == self.blob_len;
+            // Checked: `start` past the blob (never sent by the read path) is refused, not
+            // wrapped.
+            let at = i.checked_mul(self.block_bytes);
+            let whole = at.and_then(|a| a.checked_add(self.block_bytes)) <= Some(self.blob_len);
+            let tail = at.and_then(|a| a.checked_add(block.len() as u64)) == Some(self.blob_len);
             if want != Some(crc32c(block)) || !(whole || tail) {
                 return Err(i);
             }

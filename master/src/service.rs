@@ -146,11 +146,8 @@ impl MasterService {
         self.write_in(None, op).await
     }
 
-    async fn read<T>(
-        &self,
-        allow_stale: bool,
-        f: impl FnOnce(&dyn KvRead) -> T,
-    ) -> Result<T, Status> {
+    /// Wait until this member may answer a linearizable read (unless `allow_stale`).
+    async fn read_barrier(&self, allow_stale: bool) -> Result<(), Status> {
         if !allow_stale {
             // No `require_leader` here: the barrier itself answers `NotLeader` (with the
             // leader's id) and a read needs none of the leader decisions it refreshes.
@@ -159,8 +156,35 @@ impl MasterService {
                 .map_err(|_| raft_timeout("timed out waiting for read index"))?
                 .map_err(|e| self.node_status(e))?;
         }
+        Ok(())
+    }
+
+    async fn read<T>(
+        &self,
+        allow_stale: bool,
+        f: impl FnOnce(&dyn KvRead) -> T,
+    ) -> Result<T, Status> {
+        self.read_barrier(allow_stale).await?;
         let view = self.node.store().view();
         Ok(f(&view))
+    }
+
+    /// [`MasterService::read`] for reads that walk many keys (listings): the walk runs on
+    /// tokio's blocking pool, so a long page never holds a runtime worker (and with it the
+    /// point reads and raft traffic queued behind it).
+    async fn read_blocking<T: Send + 'static>(
+        &self,
+        allow_stale: bool,
+        f: impl FnOnce(&dyn KvRead) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        self.read_barrier(allow_stale).await?;
+        let store = self.node.store().clone();
+        tokio::task::spawn_blocking(move || f(&store.view()))
+            .await
+            .map_err(|e| {
+                ErrorDetail::new(ErrorCode::Internal, format!("listing task failed: {e}"))
+                    .to_status()
+            })
     }
 
     fn live_servers(&self, kv: &dyn KvRead) -> Vec<(ChunkserverRecord, ChunkserverState)> {
@@ -317,7 +341,7 @@ impl Master for MasterService {
     async fn list_objects(&self, req: Request<ListObjectsRequest>) -> Rpc<ListObjectsResponse> {
         let r = req.into_inner();
         let resp = self
-            .read(r.allow_stale, |kv| state::list_objects(kv, &r))
+            .read_blocking(r.allow_stale, move |kv| state::list_objects(kv, &r))
             .await?
             .map_err(state_status)?;
         ok(resp)
@@ -407,7 +431,7 @@ impl Master for MasterService {
     async fn list_parts(&self, req: Request<ListPartsRequest>) -> Rpc<ListPartsResponse> {
         let r = req.into_inner();
         let resp = self
-            .read(false, |kv| state::list_parts(kv, &r))
+            .read_blocking(false, move |kv| state::list_parts(kv, &r))
             .await?
             .map_err(state_status)?;
         ok(resp)
@@ -419,7 +443,7 @@ impl Master for MasterService {
     ) -> Rpc<ListMultipartUploadsResponse> {
         let r = req.into_inner();
         let resp = self
-            .read(false, |kv| state::list_uploads(kv, &r))
+            .read_blocking(false, move |kv| state::list_uploads(kv, &r))
             .await?
             .map_err(state_status)?;
         ok(resp)

@@ -481,6 +481,42 @@ fn control_seeds() {
     write("master_control", "heartbeats-alloc-sweep", s);
 }
 
+fn blocksums_seeds() {
+    use anode_chunkserver::blocksums::{crc32c, BlockSums};
+    let range = |offset: u64, len: u64| {
+        let mut v = offset.to_be_bytes().to_vec();
+        v.extend_from_slice(&len.to_be_bytes());
+        v
+    };
+    for (name, blob_len, offset, len) in [
+        ("small", 1000u64, 10u64, 100u64),
+        ("chunk", 4 << 20, 100_000, 300_000),
+        ("large", 64 << 20, 1 << 20, 5 << 20),
+    ] {
+        let block_bytes = anode_chunkserver::blocksums::block_bytes_for(blob_len);
+        let sums = BlockSums {
+            block_bytes,
+            blob_len,
+            sums: (0..blob_len.div_ceil(block_bytes))
+                .map(|i| crc32c(&i.to_le_bytes()))
+                .collect(),
+        };
+        let mut v = range(offset, len);
+        v.extend(sums.encode());
+        write("blocksums", name, v);
+    }
+    // Without the trailer: the body recomputes it.
+    let mut v = range(0, 1);
+    let enc = BlockSums {
+        block_bytes: 64 << 10,
+        blob_len: 1,
+        sums: vec![crc32c(b"x")],
+    }
+    .encode();
+    v.extend_from_slice(&enc[..enc.len() - 4]);
+    write("blocksums", "no-trailer", v);
+}
+
 fn main() {
     control_seeds();
     sigv4_seeds();
@@ -491,6 +527,7 @@ fn main() {
     gateway_seeds();
     chunkserver_seeds();
     master_seeds();
+    blocksums_seeds();
     let _ = DOMAIN;
     println!("seeds written under {}", corpus().display());
 }

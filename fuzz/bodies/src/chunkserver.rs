@@ -244,3 +244,53 @@ async fn put(svc: &mut ChunkserverServer<DataService>, stream: &[Vec<u8>]) {
     }
     assert_eq!(hasher.finalize().as_slice(), h.sha256.as_slice());
 }
+
+/// Target `blocksums`: the block-sum xattr value (`anode_chunkserver::blocksums`), which a
+/// chunkserver reads back from disk, where a media fault or a copied file can put anything.
+/// The input is two `u64`s (an offset and a length) and a value; the value is decoded as it
+/// is and with its trailer recomputed (so mutations reach the field checks behind the CRC).
+/// Properties: a value that decodes re-encodes to one that decodes equal; `covering` of any
+/// range lies within the blob and on block boundaries (or at its end); `check` of any start
+/// and any bytes (up to 1 MiB) answers without panicking, and accepts the blocks the sums
+/// were made from.
+pub fn blocksums(data: &[u8]) {
+    use anode_chunkserver::blocksums::{crc32c, BlockSums};
+    let mut c = Cursor::new(data);
+    let (offset, len) = (c.u64(), c.u64());
+    let value = c.rest();
+    let mut fixed = value.to_vec();
+    fixed.extend_from_slice(&crc32c(value).to_le_bytes());
+    for v in [value, &fixed[..]] {
+        let Ok(s) = BlockSums::decode(v) else {
+            continue;
+        };
+        let again = BlockSums::decode(&s.encode()).expect("a decoded value re-encodes");
+        assert_eq!(again, s, "re-encoded sums decode equal");
+        let (a, b) = s.covering(offset, len);
+        assert!(
+            a <= b && b <= s.blob_len,
+            "covering {a}..{b} of {}",
+            s.blob_len
+        );
+        assert_eq!(a % s.block_bytes, 0, "covering starts on a block");
+        assert!(
+            b % s.block_bytes == 0 || b == s.blob_len,
+            "covering ends on a block"
+        );
+        // Bytes to check: zeros, at most 1 MiB, from any start (block-aligned or not).
+        let n = ((b - a).min(1 << 20)) as usize;
+        let _ = s.check(offset, &vec![0u8; n]);
+        let _ = s.check(a, &vec![0u8; n]);
+        // Sums made from real bytes accept them.
+        if s.blob_len <= 1 << 20 {
+            let blob: Vec<u8> = (0..s.blob_len).map(|i| i as u8).collect();
+            let made = BlockSums {
+                block_bytes: s.block_bytes,
+                blob_len: s.blob_len,
+                sums: blob.chunks(s.block_bytes as usize).map(crc32c).collect(),
+            };
+            let (a, b) = made.covering(offset, len);
+            assert_eq!(made.check(a, &blob[a as usize..b as usize]), Ok(()));
+        }
+    }
+}

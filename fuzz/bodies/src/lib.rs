@@ -12,7 +12,7 @@ pub mod gateway;
 pub mod input;
 pub mod master;
 
-pub use chunkserver::chunkserver_rpc;
+pub use chunkserver::{blocksums, chunkserver_rpc};
 pub use gateway::{
     aws_chunked, gateway_request, range_copy_source, s3_route, sigv4_header, sigv4_presigned,
     xml_complete_multipart, xml_create_bucket, xml_delete,
@@ -42,6 +42,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("range_copy_source", range_copy_source),
     ("gateway_request", gateway_request),
     ("chunkserver_rpc", chunkserver_rpc),
+    ("blocksums", blocksums),
     ("master_apply", master_apply),
     ("master_ops", master_ops),
     ("master_records", master_records),
