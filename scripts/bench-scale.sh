@@ -7,7 +7,8 @@
 #   scripts/bench-scale.sh DIR STEP1,STEP2,...   e.g. /work/scale/run 10000,1000000
 #
 # ANODE_BIN / ANODE_TOOLS_BIN pick the binaries (default: the release build of this tree);
-# SIZE (1024), CONCURRENCY (64), PAGES (500), LIST_CONCURRENCY ("1 16") tune the load; FILL=0 skips the fill (measure
+# SIZE (1024), CONCURRENCY (64), BATCH (1: one PUT per object through the client's write
+# path; up to 1000: that many inline objects per `PutObjects` bulk command), PAGES (500), LIST_CONCURRENCY ("1 16") tune the load; FILL=0 skips the fill (measure
 # a DIR filled before: restart it and list, e.g. in alternating rounds with another build;
 # STEPS then names the object count). JOIN=1 then adds a fourth
 # member (127.0.4.4) with `anode ctl members add`, which gets the state as a raft snapshot,
@@ -54,7 +55,7 @@ done_n=0
 for n in ${steps//,/ }; do
   if [ "${FILL:-1}" = 1 ]; then
     "$TOOLS" bench fill --masters "$masters" --insecure-no-tls --objects $((n - done_n)) \
-      --start "$done_n" --size "$SIZE" --concurrency "$CONCURRENCY"
+      --start "$done_n" --size "$SIZE" --concurrency "$CONCURRENCY" --batch "${BATCH:-1}"
     # Let background flushes and compactions settle before measuring the disk.
     sleep 20
   fi

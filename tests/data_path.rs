@@ -339,3 +339,47 @@ fn walk_size(p: &Path) -> u64 {
     }
     n
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bulk_puts_land_whole_or_not_at_all() {
+    // `PutObjects` through a real master: 1,000 inline objects in one command, read back
+    // one by one; a batch the master refuses (one bad key) writes none of its objects.
+    let c = start_cluster(1, None, &[]).await;
+    let cl = client(&c).await;
+    cl.create_bucket("bulk", 1, "").await.unwrap();
+    let objects: Vec<(String, Bytes)> = (0..1000u32)
+        .map(|i| {
+            (
+                format!("k{i:04}"),
+                Bytes::from(body(i as usize % 700, i as u8)),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cl.put_small_objects("bulk", objects.clone()).await.unwrap(),
+        1000
+    );
+    for (key, b) in objects.iter().step_by(97) {
+        assert_eq!(read_all(&cl, "bulk", key, None).await, b.to_vec(), "{key}");
+        let m = cl.head_object("bulk", key).await.unwrap();
+        assert_eq!(
+            m.etag,
+            hex::encode(<md5::Md5 as sha2::Digest>::digest(b)),
+            "{key}"
+        );
+    }
+    let listed: Vec<_> = cl.list_all("bulk", "").try_collect().await.unwrap();
+    assert_eq!(listed.len(), 1000);
+    let bad = vec![
+        ("new-1".to_string(), Bytes::from_static(b"x")),
+        (String::new(), Bytes::from_static(b"y")),
+    ];
+    assert!(cl.put_small_objects("bulk", bad).await.is_err());
+    assert!(
+        cl.head_object("bulk", "new-1").await.is_err(),
+        "nothing of a refused batch lands"
+    );
+    // Bodies over the inline limit are refused before anything is sent.
+    let big = vec![("big".to_string(), Bytes::from(vec![0u8; 1 << 20]))];
+    assert!(cl.put_small_objects("bulk", big).await.is_err());
+}

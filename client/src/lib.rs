@@ -38,7 +38,7 @@ use anode_proto::{
     AbortMultipartRequest, CompleteMultipartRequest, CreateBucketRequest, CreateMultipartRequest,
     DeleteBucketRequest, DeleteObjectRequest, DeleteObjectsRequest, GetBucketRequest,
     GetKeyRequest, GetObjectRequest, ListBucketsRequest, MultipartUpload, PutObjectRequest,
-    PutPartRequest,
+    PutObjectsRequest, PutPartRequest,
 };
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
@@ -429,6 +429,57 @@ impl Client {
             })
             .await?;
         Ok(resp.deleted)
+    }
+
+    /// Store many small objects in one bucket as one master command (bulk loads, e.g.
+    /// `anode-tools bench fill --batch`): every body goes inline in its manifest, so each must
+    /// be at most `inline_max_bytes`, and at most 1,000 objects per call. All or none are
+    /// written; returns how many were. Overwrites like [`Client::put_object`], unconditionally.
+    pub async fn put_small_objects(
+        &self,
+        bucket: &str,
+        objects: Vec<(String, Bytes)>,
+    ) -> Result<u64, ClientError> {
+        let limit = self.inner.cfg.inline_max_bytes;
+        if let Some((key, body)) = objects.iter().find(|(_, b)| b.len() > limit) {
+            return Err(ClientError::InvalidArgument(format!(
+                "{key}: {} bytes is over the inline limit of {limit} bytes",
+                body.len()
+            )));
+        }
+        let objects: Vec<anode_proto::BulkPut> = objects
+            .into_iter()
+            .map(|(key, body)| {
+                self.inner.cache_forget(bucket, &key);
+                anode_proto::BulkPut {
+                    key,
+                    manifest: Some(Manifest {
+                        version: anode_proto::MANIFEST_VERSION,
+                        size: body.len() as u64,
+                        etag: chunker::etag_hex(&chunker::md5(&body)),
+                        inline_data: body.to_vec(),
+                        ..Default::default()
+                    }),
+                }
+            })
+            .collect();
+        let req = PutObjectsRequest {
+            bucket: bucket.to_string(),
+            objects,
+            session: None,
+        };
+        let resp = self
+            .inner
+            .master
+            .write(|mut c, session| {
+                let req = PutObjectsRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
+                async move { c.put_objects(req).await }
+            })
+            .await?;
+        Ok(resp.written)
     }
 
     /// One page of a listing (see `ListObjectsRequest` for paging with `start_after`).

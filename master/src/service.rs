@@ -293,6 +293,33 @@ impl Master for MasterService {
         })
     }
 
+    async fn put_objects(&self, req: Request<PutObjectsRequest>) -> Rpc<PutObjectsResponse> {
+        let r = req.into_inner();
+        validate::at_most("objects", r.objects.len(), validate::MAX_BULK_PUTS).map_err(invalid)?;
+        for m in r.objects.iter().filter_map(|p| p.manifest.as_ref()) {
+            validate::manifest(m).map_err(invalid)?;
+        }
+        let fresh = fresh_copies(
+            r.objects
+                .iter()
+                .filter_map(|p| p.manifest.as_ref())
+                .flat_map(|m| m.chunks.iter()),
+        );
+        let res = self
+            .write_in(
+                r.session,
+                Op::PutObjects(PutObjectsCmd {
+                    bucket: r.bucket,
+                    objects: r.objects,
+                }),
+            )
+            .await?;
+        self.learn_copies(&fresh);
+        ok(PutObjectsResponse {
+            written: res.written,
+        })
+    }
+
     async fn get_object(&self, req: Request<GetObjectRequest>) -> Rpc<GetObjectResponse> {
         let r = req.into_inner();
         let m = self

@@ -163,6 +163,7 @@ const ANYONE: &[Role] = &[Master, Chunkserver, Gateway, Client, Admin];
 ///   configuration, [`check_raft_batch`]);
 /// - namespace, multipart and chunk placement: gateway, client, admin (admin for `anode ctl
 ///   buckets`);
+/// - `PutObjects` (bulk loads): client and admin, not the gateway;
 /// - registration and heartbeats: chunkservers; `ReportBadChunk`: the readers (gateway,
 ///   client) and chunkservers;
 /// - keys and cluster changes: admin; `GetKey` (returns a secret): the gateway only;
@@ -205,6 +206,8 @@ fn master_roles(method: &str) -> Option<&'static [Role]> {
         | "AllocateChunks"
         | "LocateChunks" => DATA_USERS,
         "ReportBadChunk" => &[Gateway, Client, Chunkserver],
+        // Bulk loads: tools on the client library and operators; no S3 request needs it.
+        "PutObjects" => &[Client, Admin],
         "RegisterChunkserver" | "Heartbeat" => &[Chunkserver],
         "CreateKey" | "ListKeys" | "DeleteKey" | "AddMember" | "RemoveMember"
         | "TransferLeader" | "DrainChunkserver" => &[Admin],
@@ -328,6 +331,7 @@ mod tests {
             ("/anode.v1.Master/DeleteKey", &[Admin]),
             ("/anode.v1.Master/GetKey", &[Gateway]),
             ("/anode.v1.Master/PutObject", &[Gateway, Client, Admin]),
+            ("/anode.v1.Master/PutObjects", &[Client, Admin]),
             ("/anode.v1.Master/AllocateChunks", &[Gateway, Client, Admin]),
             ("/anode.v1.Master/Heartbeat", &[Chunkserver]),
             ("/anode.v1.Master/RegisterChunkserver", &[Chunkserver]),

@@ -522,6 +522,7 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op, rules: Rules) ->
         Op::CreateBucket(c) => create_bucket(o, now, c),
         Op::DeleteBucket(c) => delete_bucket(o, &c.name),
         Op::PutObject(c) => put_object(o, index, now, c, rules),
+        Op::PutObjects(c) => put_objects(o, index, now, c, rules),
         Op::DeleteObject(c) => delete_objects(o, now, &c.bucket, std::slice::from_ref(&c.key)),
         Op::DeleteObjects(c) => delete_objects(o, now, &c.bucket, &c.keys),
         Op::CreateKey(c) => create_key(o, now, c),
@@ -694,6 +695,31 @@ fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd, rules
     replace_object(o, now, &key, old, &m, replication);
     Ok(CommandResult {
         manifest: Some(m),
+        ..Default::default()
+    })
+}
+
+/// Every put of a bulk command, in order; the first refusal refuses the whole command (the
+/// overlay is dropped, nothing is written).
+fn put_objects(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectsCmd, rules: Rules) -> Res {
+    if c.objects.len() > validate::MAX_BULK_PUTS {
+        return Err(StateError::InvalidArgument(format!(
+            "{} objects in one PutObjects, at most {}",
+            c.objects.len(),
+            validate::MAX_BULK_PUTS
+        )));
+    }
+    for p in &c.objects {
+        let put = PutObjectCmd {
+            bucket: c.bucket.clone(),
+            key: p.key.clone(),
+            manifest: p.manifest.clone(),
+            if_match_etag: None,
+        };
+        put_object(o, index, now, &put, rules)?;
+    }
+    Ok(CommandResult {
+        written: c.objects.len() as u64,
         ..Default::default()
     })
 }

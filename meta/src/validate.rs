@@ -53,6 +53,8 @@ pub const MAX_EXCLUDED_SERVERS: usize = 1024;
 pub const MAX_LOCATE_CHUNKS: usize = 1024;
 /// Most keys one `DeleteObjects` may name (S3's DeleteObjects limit).
 pub const MAX_DELETE_KEYS: usize = 1000;
+/// Most objects in one `PutObjects` (bulk) command.
+pub const MAX_BULK_PUTS: usize = 1000;
 /// Most chunk ids one heartbeat may report in each list (added, removed, corrupt). A full
 /// report lists every chunk of a server: 4M chunks of 4 MiB are 16 TiB per server, and 4M ids
 /// are ~140 MB on the wire, over the 64 MiB message limit, so the limit that binds today is

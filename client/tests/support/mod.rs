@@ -246,6 +246,12 @@ implemented {
         let res = st.propose(Op::DeleteObjects(DeleteObjectsCmd { bucket: r.bucket, keys: r.keys }))?;
         ok(DeleteObjectsResponse { deleted: res.deleted_keys })
     }
+    async fn put_objects(&self, r: Request<PutObjectsRequest>) -> Rpc<PutObjectsResponse> {
+        let mut st = self.gate("put_objects")?;
+        let r = r.into_inner();
+        let res = st.propose(Op::PutObjects(PutObjectsCmd { bucket: r.bucket, objects: r.objects }))?;
+        ok(PutObjectsResponse { written: res.written })
+    }
     async fn list_objects(&self, r: Request<ListObjectsRequest>) -> Rpc<ListObjectsResponse> {
         let st = self.gate("list_objects")?;
         let mut r = r.into_inner();

@@ -761,3 +761,61 @@ fn malformed_manifests_are_refused_on_apply() {
     assert_eq!(sm.kv.scan(b"", None, usize::MAX), after_upload);
     assert_ne!(before, after_upload);
 }
+
+fn bulk(b: &str, puts: Vec<(&str, Vec<ChunkRef>)>) -> Op {
+    Op::PutObjects(PutObjectsCmd {
+        bucket: b.into(),
+        objects: puts
+            .into_iter()
+            .map(|(k, chunks)| {
+                let Some(Op::PutObject(p)) = Some(put(b, k, chunks)) else {
+                    unreachable!()
+                };
+                BulkPut {
+                    key: k.into(),
+                    manifest: p.manifest,
+                }
+            })
+            .collect(),
+    })
+}
+
+#[test]
+fn a_bulk_put_writes_every_object_or_none() {
+    let mut sm = Sm::new();
+    sm.ok(bucket("bkt"));
+    sm.ok(put("bkt", "old", vec![chunk(1, 10)]));
+    // Three objects, one overwriting "old" and one key twice (the later wins).
+    let r = sm.ok(bulk(
+        "bkt",
+        vec![
+            ("old", vec![chunk(2, 5)]),
+            ("x", vec![chunk(2, 5)]),
+            ("x", vec![]),
+        ],
+    ));
+    assert_eq!(r.written, 3);
+    assert_eq!(get_object(&sm.kv, "bkt", "old").unwrap().size, 5);
+    assert_eq!(get_object(&sm.kv, "bkt", "x").unwrap().size, 0);
+    assert_eq!(get_chunk(&sm.kv, &[2; 32]).unwrap().refcount, 1);
+    assert_eq!(get_chunk(&sm.kv, &[1; 32]).unwrap().refcount, 0);
+    assert_eq!(stats(&sm.kv).objects, 2);
+    // One bad key refuses the whole command: nothing of it is written.
+    let before = sm.kv.clone();
+    let code = sm.err(bulk(
+        "bkt",
+        vec![("y", vec![]), ("", vec![]), ("z", vec![])],
+    ));
+    assert_eq!(code, ErrorCode::InvalidArgument);
+    assert!(get_object(&sm.kv, "bkt", "y").is_err());
+    assert_eq!(stats(&sm.kv), stats(&before));
+    // Too many objects in one command.
+    let many: Vec<(&str, Vec<ChunkRef>)> = (0..=validate::MAX_BULK_PUTS)
+        .map(|_| ("k", vec![]))
+        .collect();
+    assert_eq!(sm.err(bulk("bkt", many)), ErrorCode::InvalidArgument);
+    assert_eq!(
+        sm.err(bulk("nobucket", vec![("k", vec![])])),
+        ErrorCode::NoSuchBucket
+    );
+}
