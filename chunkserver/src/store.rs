@@ -29,6 +29,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::blocksums::{self, BlockSums, Summer};
+use crate::direct::DirectFile;
 use crate::error::ChunkError;
 use crate::format::{self, Found};
 
@@ -95,6 +96,8 @@ pub struct BlobStore {
     /// Held while fan-out directories are created and synced, so no put finds a directory
     /// another put created but has not synced yet.
     dir_lock: Arc<Mutex<()>>,
+    /// Write blobs with `O_DIRECT` where the filesystem allows ([`crate::direct`]).
+    direct_io: bool,
 }
 
 /// Changes since the last heartbeat.
@@ -177,7 +180,15 @@ impl BlobStore {
             clock: None,
             dir_sync,
             dir_lock: Arc::default(),
+            direct_io: true,
         })
+    }
+
+    /// Write blobs through the page cache (`false`) or around it with `O_DIRECT` where the
+    /// filesystem allows (`true`, the default; [`crate::direct`]).
+    pub fn with_direct_io(mut self, direct_io: bool) -> BlobStore {
+        self.direct_io = direct_io;
+        self
     }
 
     /// Stamp mtimes (writes and touches) with `clock` instead of the system clock.
@@ -309,7 +320,10 @@ impl BlobStore {
             disk.path
                 .join("tmp")
                 .join(format!("{}.{}", hex::encode(&sha), rand::random::<u64>()));
-        let file = tokio::fs::File::create(&tmp).await?.into_std().await;
+        let (path, direct) = (tmp.clone(), self.direct_io);
+        let file = tokio::task::spawn_blocking(move || DirectFile::create(&path, direct))
+            .await
+            .map_err(|e| ChunkError::Io(std::io::Error::other(e)))??;
         Ok(BlobWriter {
             store: self.clone(),
             disk_root: disk.path.clone(),
@@ -626,9 +640,10 @@ pub struct BlobWriter {
     sha: Vec<u8>,
     len: u64,
     tmp: PathBuf,
-    /// Written on the blocking pool ([`BlobWriter::write_bytes`]); `None` after `finish` (or
-    /// after a failed blocking call).
-    file: Option<std::fs::File>,
+    /// Written on the blocking pool ([`BlobWriter::write_bytes`]), around the page cache where
+    /// the filesystem allows ([`crate::direct`]); `None` after `finish` (or after a failed
+    /// blocking call).
+    file: Option<DirectFile>,
     hasher: Sha256,
     sums: Summer,
     written: u64,
@@ -659,10 +674,10 @@ impl BlobWriter {
         let mut hasher = std::mem::take(&mut self.hasher);
         let mut sums = std::mem::replace(&mut self.sums, Summer::new(0));
         let (file, hasher, sums, res) = tokio::task::spawn_blocking(move || {
-            use std::io::Write;
+            let mut file = file;
             hasher.update(&data);
             sums.update(&data);
-            let res = (&file).write_all(&data);
+            let res = file.append(&data);
             (file, hasher, sums, res)
         })
         .await
@@ -670,17 +685,16 @@ impl BlobWriter {
         self.file = Some(file);
         self.hasher = hasher;
         self.sums = sums;
-        if let Err(e) = res {
-            if is_enospc(&e) {
-                self.mark_full();
-                return Err(ChunkError::Full(format!(
-                    "disk {} is full",
-                    self.disk_root.display()
-                )));
-            }
-            return Err(e.into());
+        res.map_err(|e| self.io_error(e))
+    }
+
+    /// A failed write: ENOSPC marks the disk full ([`ChunkError::Full`]), the rest is IO.
+    fn io_error(&self, e: std::io::Error) -> ChunkError {
+        if is_enospc(&e) {
+            self.mark_full();
+            return ChunkError::Full(format!("disk {} is full", self.disk_root.display()));
         }
-        Ok(())
+        e.into()
     }
 
     fn mark_full(&self) {
@@ -711,7 +725,12 @@ impl BlobWriter {
         })?;
         let modified = self.store.clock.is_some().then(|| self.store.now());
         let sums = std::mem::replace(&mut self.sums, Summer::new(0)).finish();
-        tokio::task::spawn_blocking(move || {
+        let direct_bytes = tokio::task::spawn_blocking(move || {
+            let mut f = f;
+            // The bytes still held in the aligned buffer (and the last partial block).
+            f.finish()?;
+            let direct_bytes = f.direct_bytes();
+            let f = f.file();
             if let Some(sums) = sums {
                 use std::os::fd::AsRawFd;
                 // Set before the fsync below, so the sums are durable with the blob.
@@ -720,10 +739,15 @@ impl BlobWriter {
             if let Some(t) = modified {
                 f.set_modified(t)?;
             }
-            f.sync_all()
+            // One fsync per blob: the data written with O_DIRECT (which may still sit in the
+            // device's write cache), the buffered tail, the size and the xattr.
+            f.sync_all()?;
+            Ok::<_, std::io::Error>(direct_bytes)
         })
         .await
-        .map_err(|e| ChunkError::Io(std::io::Error::other(e)))??;
+        .map_err(|e| ChunkError::Io(std::io::Error::other(e)))?
+        .map_err(|e| self.io_error(e))?;
+        crate::metrics::BYTES_DIRECT.inc_by(direct_bytes);
         fail::fail_point!("chunkserver::put::before_rename", |_| Err(ChunkError::Io(
             std::io::Error::other("failpoint")
         )));
