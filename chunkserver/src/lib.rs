@@ -122,8 +122,7 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
     health.set(true);
     tracing::info!(%addr, %admin, "chunkserver serving");
     let mut sd = shutdown.clone();
-    let serve = limits::LIMITS
-        .apply(tls.server_builder()?)
+    let serve = limits::windows(limits::LIMITS.apply(tls.server_builder()?))
         .layer(tls.authz_layer())
         .tcp_nodelay(true)
         .trace_fn(anode_common::rpc_span)
