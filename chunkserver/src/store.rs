@@ -373,7 +373,6 @@ impl BlobStore {
         f.seek(std::io::SeekFrom::Start(offset))
             .await
             .map_err(bad)?;
-        will_need(&f, offset, n);
         Ok((f, n, total))
     }
 
@@ -870,22 +869,6 @@ impl Drop for BlobWriter {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
-}
-
-/// Ask the kernel to start reading `[offset, offset + len)` of `file` into the page cache now
-/// (`POSIX_FADV_WILLNEED`). Blobs are written around the page cache ([`crate::direct`]), so the
-/// first read of a new blob comes from the disk; without this each 256 KiB piece of the read
-/// waited for its own disk read (issue 18: GET 16 MiB at 64 in flight fell to 0.63-0.87x of
-/// the buffered build). Advisory: a refusal is ignored.
-fn will_need(file: &tokio::fs::File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
-        return;
-    };
-    // SAFETY: the descriptor is open (owned by `file`) for the duration of the call, which
-    // only reads its arguments.
-    let _ =
-        unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
 }
 
 /// Whether the filesystem refused user extended attributes (then blobs go without block sums).
