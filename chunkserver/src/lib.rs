@@ -9,6 +9,7 @@
 //! whole SHA-256 for a blob without them); the scrubber re-hashes blobs at rest.
 
 pub mod blocksums;
+pub mod direct;
 pub mod error;
 pub mod format;
 pub mod heartbeat;
@@ -73,6 +74,10 @@ pub struct ChunkserverArgs {
     /// blob file removed by hand, are noticed by the master at the next full report).
     #[arg(long, env = "ANODE_FULL_REPORT_SECS", default_value_t = 600)]
     pub full_report_secs: u64,
+    /// Write blobs through the page cache instead of around it (`O_DIRECT` is the default
+    /// where the filesystem takes it; see `anode_chunkserver::direct`).
+    #[arg(long, env = "ANODE_BUFFERED_WRITES")]
+    pub buffered_writes: bool,
     /// Mutual TLS (`--certs-dir`, a chunkserver certificate) or `--insecure-no-tls`.
     #[command(flatten)]
     pub tls: anode_tls::TlsArgs,
@@ -81,7 +86,9 @@ pub struct ChunkserverArgs {
 /// Run a chunkserver until `shutdown` turns true.
 pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let tls = args.tls.load_as(anode_tls::Role::Chunkserver, None)?;
-    let store = store::BlobStore::open(&args.data, args.capacity).context("open blob store")?;
+    let store = store::BlobStore::open(&args.data, args.capacity)
+        .context("open blob store")?
+        .with_direct_io(!args.buffered_writes);
     let uuid = store::load_uuid(&args.data[0])?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -115,8 +122,7 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
     health.set(true);
     tracing::info!(%addr, %admin, "chunkserver serving");
     let mut sd = shutdown.clone();
-    let serve = limits::LIMITS
-        .apply(tls.server_builder()?)
+    let serve = limits::windows(limits::LIMITS.apply(tls.server_builder()?))
         .layer(tls.authz_layer())
         .tcp_nodelay(true)
         .trace_fn(anode_common::rpc_span)

@@ -13,6 +13,18 @@ use std::time::Duration;
 /// many S3 requests shares one connection, hence the headroom.
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 
+/// HTTP/2 flow-control window of one PutChunk stream: what a client may send ahead of what the
+/// chunkserver has taken (hyper's default is 1 MiB). Four 256 KiB messages wait in the
+/// blob's pipe (`store::PIPE_PIECES`) while its thread writes; this lets the next ones arrive
+/// meanwhile.
+pub const STREAM_WINDOW_BYTES: u32 = 2 << 20;
+
+/// HTTP/2 flow-control window of one connection, shared by all its streams (hyper's default
+/// is 1 MiB). A gateway writes up to `chunk_writes_max` (16) chunks at once over one
+/// connection per chunkserver; with 1 MiB, one stream whose blob thread was busy with a disk
+/// write held the window of all the others (issue 18). Bounds what one connection buffers.
+pub const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
+
 /// Requests served at once per connection (others wait in the connection's queue).
 pub const CONCURRENCY_LIMIT_PER_CONNECTION: usize = 256;
 
@@ -39,5 +51,13 @@ pub const LIMITS: anode_tls::ServerLimits = anode_tls::ServerLimits {
 
 /// The server builder every chunkserver listener starts from (plain; tests).
 pub fn server() -> tonic::transport::Server {
-    LIMITS.apply(tonic::transport::Server::builder())
+    windows(LIMITS.apply(tonic::transport::Server::builder()))
+}
+
+/// `builder` with the chunkserver's flow-control windows ([`STREAM_WINDOW_BYTES`],
+/// [`CONNECTION_WINDOW_BYTES`]).
+pub fn windows(builder: tonic::transport::Server) -> tonic::transport::Server {
+    builder
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
 }

@@ -28,6 +28,11 @@ counter!(
     "anode_chunkserver_bytes_in_total",
     "bytes written"
 );
+counter!(
+    BYTES_DIRECT,
+    "anode_chunkserver_bytes_direct_total",
+    "bytes of blobs written around the page cache (O_DIRECT)"
+);
 counter!(BYTES_OUT, "anode_chunkserver_bytes_out_total", "bytes read");
 counter!(
     WHOLE_VERIFIES,

@@ -54,10 +54,20 @@ impl Chunkserver for DataService {
             .into());
         }
         let mut w = self.store.begin(h.sha256, h.length).await?;
-        w.write_bytes(first.data).await?;
-        while let Some(m) = next_idle_bounded(&mut s).await? {
-            w.write_bytes(m.data).await?;
+        // One blocking-pool thread hashes and writes while the next messages arrive.
+        let mut pipe = w.pipe();
+        let mut sent = pipe.send(first.data).await;
+        while sent.is_ok() {
+            match next_idle_bounded(&mut s).await? {
+                Some(m) => sent = pipe.send(m.data).await,
+                None => break,
+            }
         }
+        // A write error on the thread closes the pipe; `close` returns the real one (ENOSPC
+        // marks the disk full).
+        let closed = w.close(pipe).await;
+        closed?;
+        sent?;
         let already_present = w.finish().await?;
         crate::metrics::PUTS.inc();
         crate::metrics::BYTES_IN.inc_by(h.length);
