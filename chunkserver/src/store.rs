@@ -180,12 +180,12 @@ impl BlobStore {
             clock: None,
             dir_sync,
             dir_lock: Arc::default(),
-            direct_io: true,
+            direct_io: false,
         })
     }
 
     /// Write blobs through the page cache (`false`) or around it with `O_DIRECT` where the
-    /// filesystem allows (`true`, the default; [`crate::direct`]).
+    /// filesystem allows (`true`; [`crate::direct`]). Buffered is the default.
     pub fn with_direct_io(mut self, direct_io: bool) -> BlobStore {
         self.direct_io = direct_io;
         self
@@ -1169,8 +1169,16 @@ mod tests {
     /// O_DIRECT buffer fills several times) land whole, with their block sums, under their id.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_piped_blob_is_stored_whole_with_its_sums() {
+        for direct in [false, true] {
+            piped_blob_round_trip(direct).await;
+        }
+    }
+
+    async fn piped_blob_round_trip(direct: bool) {
         let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::open(&[dir.path().to_path_buf()], 0).unwrap();
+        let s = BlobStore::open(&[dir.path().to_path_buf()], 0)
+            .unwrap()
+            .with_direct_io(direct);
         let data: Vec<u8> = (0..(3 << 20) + 12_345u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
