@@ -17,7 +17,7 @@
 //! at every level under the default (non-dynamic) level sizes, which keep more obsolete
 //! versions.
 
-use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options};
+use rocksdb::{BlockBasedIndexType, BlockBasedOptions, Cache, DBCompressionType, Options};
 
 /// Bound on the live WAL files. When the WAL grows past it, RocksDB flushes the column
 /// families that pin the oldest WAL file (in practice `meta` and `log`), so the WAL stays
@@ -49,6 +49,9 @@ pub const BLOCK_CACHE_BYTES: usize = 64 << 20;
 /// context per block) and halves the index for the same data; a LIST page of 1,000 keys
 /// reads whole blocks in order anyway, and a point lookup reads one block either way.
 pub const SM_BLOCK_BYTES: usize = 16 << 10;
+
+/// Size of one index or filter partition of `sm` (see [`sm_cf`]).
+pub const SM_METADATA_BLOCK_BYTES: usize = 4 << 10;
 
 /// RocksDB's info log (`LOG`, `LOG.old.*`): bounded to a few files of a few MiB, where the
 /// default keeps 1,000 files, one per restart, unbounded in size.
@@ -116,7 +119,18 @@ pub fn sm_cf(cache: &Cache) -> Options {
     // for keys that do not exist yet (the new object, its chunk references), and a filter
     // answers them without reading a data block.
     t.set_bloom_filter(10.0, false);
+    // Partitioned index and filters: a whole-file filter is ~1.2 bytes per key, over 1 MiB
+    // for an SST of a million small manifests; with filters in the block cache, data blocks
+    // evicted them and every point lookup re-read a whole filter block (measured: a 1-master
+    // bulk fill fell from 43 k to 2.4 k objects/s past 2 M keys, 40 % of the master's CPU in
+    // `pread` of filter blocks). Partitions of `SM_METADATA_BLOCK_BYTES` load only the piece a
+    // lookup needs; the small top-level index of each file stays pinned (index and filter
+    // blocks go to the high-priority pool, RocksDB's default).
+    t.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+    t.set_partition_filters(true);
+    t.set_metadata_block_size(SM_METADATA_BLOCK_BYTES);
     t.set_cache_index_and_filter_blocks(true);
+    t.set_pin_top_level_index_and_filter(true);
     t.set_pin_l0_filter_and_index_blocks_in_cache(true);
     o.set_block_based_table_factory(&t);
     o
