@@ -33,6 +33,10 @@ fn snapshot_data() -> Vec<u8> {
     let data = anode_proto::SnapshotData {
         version: anode_proto::SNAPSHOT_VERSION,
         pairs: Vec::new(),
+        descriptor: Some(anode_proto::SnapshotDescriptor {
+            index: 5,
+            term: 3,
+        }),
     };
     prost::Message::encode_to_vec(&data)
 }
