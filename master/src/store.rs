@@ -1007,6 +1007,7 @@ mod tests {
 
         let dir2 = tempfile::tempdir().unwrap();
         let f = RaftStore::open(dir2.path()).unwrap();
+        transfer_snapshot(&s, &f, &snap).unwrap();
         f.install_snapshot(&snap).unwrap();
         drop(f);
         let f = RaftStore::open(dir2.path()).unwrap();
@@ -1038,18 +1039,24 @@ mod tests {
         assert_eq!(s.conf_state().voters, vec![1, 2, 3]);
     }
 
-    /// Format 1 (before client sessions) has the layout of format 2 without session keys.
+    /// Formats 1 (before client sessions) and 2 (before the staging column family) have the
+    /// layout of format 3 without session keys / with the state in `sm`.
     #[test]
-    fn a_format_1_store_is_migrated_to_2() {
-        let dir = tempfile::tempdir().unwrap();
-        {
+    fn formats_1_and_2_are_migrated_to_3() {
+        for old in [1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let s = RaftStore::open(dir.path()).unwrap();
+                s.bootstrap(vec![1]).unwrap();
+                s.commit_apply(&[Mutation::Put(b"u/a".to_vec(), vec![0; 8])], 0, 0, None)
+                    .unwrap();
+                s.write_format(old).unwrap();
+            }
             let s = RaftStore::open(dir.path()).unwrap();
-            s.bootstrap(vec![1]).unwrap();
-            s.write_format(1).unwrap();
+            assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (3, 3));
+            assert_eq!(s.conf_state().voters, vec![1]);
+            assert_eq!((s.sm_cf_name(), s.view().get(b"u/a")), (CF_SM, Some(vec![0; 8])));
         }
-        let s = RaftStore::open(dir.path()).unwrap();
-        assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (2, 2));
-        assert_eq!(s.conf_state().voters, vec![1]);
     }
 
     #[test]
@@ -1092,6 +1099,7 @@ mod tests {
         let newer = anode_proto::SnapshotData {
             version: anode_proto::SNAPSHOT_VERSION + 1,
             pairs: vec![pair.clone()],
+            descriptor: None,
         };
         let err = s.install_snapshot(&snapshot_at(5, &newer)).unwrap_err();
         assert!(
@@ -1113,6 +1121,7 @@ mod tests {
                     value: prost::Message::encode_to_vec(&bucket),
                 },
             ],
+            descriptor: None,
         };
         let err = s.install_snapshot(&snapshot_at(5, &mixed)).unwrap_err();
         assert!(err.to_string().contains("BucketConfig at b/x"), "{err}");
@@ -1122,6 +1131,7 @@ mod tests {
         let ok = anode_proto::SnapshotData {
             version: anode_proto::SNAPSHOT_VERSION,
             pairs: vec![pair],
+            descriptor: None,
         };
         s.install_snapshot(&snapshot_at(5, &ok)).unwrap();
         assert_eq!(s.applied(), 5);
@@ -1212,6 +1222,7 @@ mod tests {
             let empty = anode_proto::SnapshotData {
                 version: anode_proto::SNAPSHOT_VERSION,
                 pairs: Vec::new(),
+                descriptor: None,
             };
             let err = s.install_snapshot(&snapshot_at(3, &empty)).unwrap_err();
             assert!(matches!(

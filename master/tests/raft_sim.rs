@@ -198,6 +198,7 @@ impl Sim {
             let lost = self.rng.gen_range(0..100) < 5
                 || self.cut.contains(&from) != self.cut.contains(&to);
             let target_up = self.nodes.get(&to).is_some_and(|n| n.core.is_some());
+            let lost = lost || (is_snap && target_up && !self.transfer(&f.msg));
             if is_snap {
                 // What the real transport does: report the snapshot's fate to the sender.
                 if let Some(sender) = self.nodes.get_mut(&from).and_then(|n| n.core.as_mut()) {
@@ -372,6 +373,20 @@ fn view_of(core: &Core) -> anode_meta::kv::MemKv {
 }
 
 impl Sim {
+    /// What the real transport does before a snapshot message is stepped: stream the records
+    /// of the view the sender pinned into the receiver's staging area. False when either end
+    /// is down or the transfer failed (the message is then lost).
+    fn transfer(&self, m: &raft::eraftpb::Message) -> bool {
+        let store = |id: u64| {
+            let core = self.nodes.get(&id)?.core.as_ref()?;
+            Some(core.raft().raft_log.store().clone())
+        };
+        let (Some(from), Some(to)) = (store(m.from), store(m.to)) else {
+            return false;
+        };
+        anode_master::store::transfer_snapshot(&from, &to, m.get_snapshot()).is_ok()
+    }
+
     fn step_no_chaos(&mut self) {
         let saved = std::mem::take(&mut self.cut);
         self.now += 1;
@@ -403,8 +418,12 @@ impl Sim {
         for f in due {
             let (from, to) = (f.msg.from, f.msg.to);
             if f.msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+                let ok = self.transfer(&f.msg);
                 if let Some(sender) = self.nodes.get_mut(&from).and_then(|n| n.core.as_mut()) {
-                    sender.report_snapshot(to, true);
+                    sender.report_snapshot(to, ok);
+                }
+                if !ok {
+                    continue;
                 }
             }
             if let Some(core) = self.nodes.get_mut(&to).and_then(|n| n.core.as_mut()) {
