@@ -868,8 +868,13 @@ impl raft::Storage for RaftStore {
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         // Always the current applied state: its index is >= any index a follower can need
-        // from a snapshot, because the leader only compacts applied entries.
-        Ok(self.build_snapshot()?)
+        // from a snapshot, because the leader only compacts applied entries. raft-rs aborts
+        // on any error but "temporarily unavailable" (it then tries again later), so a pin
+        // that could not be made is reported as that.
+        self.build_snapshot().map_err(|e| {
+            tracing::warn!(error = %e, "raft snapshot not pinned; raft will ask again");
+            raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)
+        })
     }
 }
 

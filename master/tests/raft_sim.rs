@@ -56,6 +56,8 @@ struct Sim {
     cut: BTreeSet<u64>,
     acked: Vec<(String, oneshot_rx::Rx)>,
     seed: u64,
+    /// Snapshots streamed from a pinned view into a member's staging area.
+    snapshots_streamed: std::cell::Cell<u64>,
 }
 
 mod oneshot_rx {
@@ -107,6 +109,7 @@ impl Sim {
             cut: BTreeSet::new(),
             acked: Vec::new(),
             seed,
+            snapshots_streamed: std::cell::Cell::new(0),
         }
     }
 
@@ -355,8 +358,10 @@ fn run_sim(n: u64, seed: u64, steps: u64) -> usize {
         "seed {seed}: legitimate raft messages refused"
     );
     println!(
-        "seed {seed}: n={n} steps={steps} terms with leaders={} acked={acked}",
-        sim.leaders.len()
+        "seed {seed}: n={n} steps={steps} terms with leaders={} acked={acked} snapshots \
+         streamed={}",
+        sim.leaders.len(),
+        sim.snapshots_streamed.get()
     );
     sim.leaders.len()
 }
@@ -384,7 +389,10 @@ impl Sim {
         let (Some(from), Some(to)) = (store(m.from), store(m.to)) else {
             return false;
         };
-        anode_master::store::transfer_snapshot(&from, &to, m.get_snapshot()).is_ok()
+        let ok = anode_master::store::transfer_snapshot(&from, &to, m.get_snapshot()).is_ok();
+        self.snapshots_streamed
+            .set(self.snapshots_streamed.get() + u64::from(ok));
+        ok
     }
 
     fn step_no_chaos(&mut self) {

@@ -113,6 +113,19 @@ pub(super) enum Stage {
 #[derive(Default)]
 pub(super) struct Pins {
     map: std::collections::BTreeMap<(u64, u64), std_mpsc::Sender<PieceSender>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Dropped with the last handle of the store: every pin is released and its thread joined
+/// (after the streams it runs end), so the database is closed when the store is gone and
+/// can be opened again at once (the simulations restart members in one process).
+impl Drop for Pins {
+    fn drop(&mut self) {
+        self.map.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The streamed-snapshot descriptor in a raft snapshot's data, if it is one (a version 2
@@ -153,7 +166,7 @@ impl RaftStore {
         let (req_tx, req_rx) = std_mpsc::channel::<PieceSender>();
         let (ready_tx, ready_rx) = std_mpsc::sync_channel::<()>(1);
         let db = self.db.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("snapshot-pin-{index}"))
             .spawn(move || pin_thread(&db, cf, ready_tx, req_rx))
             .map_err(|e| StoreError::SnapshotStream(format!("spawn pin thread: {e}")))?;
@@ -165,6 +178,8 @@ impl RaftStore {
         while pins.map.len() > MAX_PINS {
             pins.map.pop_first();
         }
+        pins.threads.retain(|t| !t.is_finished());
+        pins.threads.push(thread);
         Ok(())
     }
 
