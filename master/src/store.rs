@@ -1060,7 +1060,10 @@ mod tests {
             let s = RaftStore::open(dir.path()).unwrap();
             assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (3, 3));
             assert_eq!(s.conf_state().voters, vec![1]);
-            assert_eq!((s.sm_cf_name(), s.view().get(b"u/a")), (CF_SM, Some(vec![0; 8])));
+            assert_eq!(
+                (s.sm_cf_name(), s.view().get(b"u/a")),
+                (CF_SM, Some(vec![0; 8]))
+            );
         }
     }
 

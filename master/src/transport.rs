@@ -442,11 +442,15 @@ impl Sender<'_> {
         let counter = sent.clone();
         let body = tokio_stream::wrappers::ReceiverStream::new(rx).map_while(move |p| {
             let piece = stream_piece(p, to)?;
-            counter.fetch_add(piece.data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            counter.fetch_add(
+                piece.data.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             Some(piece)
         });
         let pieces = tokio_stream::once(header).chain(body);
-        let limit = SEND_TIMEOUT + Duration::from_secs(store.state_bytes_estimate() / SNAPSHOT_MIN_BYTES_PER_SEC);
+        let limit = SEND_TIMEOUT
+            + Duration::from_secs(store.state_bytes_estimate() / SNAPSHOT_MIN_BYTES_PER_SEC);
         let started = std::time::Instant::now();
         let res = tokio::time::timeout(limit, client.send_snapshot(pieces)).await;
         let bytes = sent.load(std::sync::atomic::Ordering::Relaxed);
@@ -638,7 +642,12 @@ impl RaftTransport for RaftService {
         )?;
         if let Some((d, m)) = streamed_header(&first).map_err(invalid_stream)? {
             self.stage_stream(&mut s, &d).await?;
-            self.admit(peer.as_ref(), first.from, PATH, std::iter::once((m.from, m.to)))?;
+            self.admit(
+                peer.as_ref(),
+                first.from,
+                PATH,
+                std::iter::once((m.from, m.to)),
+            )?;
             if !first.from_addr.is_empty() {
                 self.node.learn_peer(first.from, first.from_addr);
             }
@@ -735,6 +744,58 @@ mod tests {
             assert_eq!((from, addr.as_str()), (1, "a:1"));
             assert_eq!(back, m, "{len}");
         }
+    }
+
+    #[test]
+    fn a_streamed_header_is_told_from_a_whole_one() {
+        use SnapshotStreamError as E;
+        let header = |data: Vec<u8>| SnapshotPiece {
+            from: 1,
+            to: 2,
+            message: snapshot_msg(data).write_to_bytes().unwrap(),
+            ..Default::default()
+        };
+        // The descriptor of the snapshot's own (index, term) = (10, 3).
+        let (d, m) = streamed_header(&header(store::stream::descriptor_data(10, 3)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (d.index, d.term, m.get_msg_type()),
+            (10, 3, MessageType::MsgSnapshot)
+        );
+        // A whole snapshot's header has its data stripped: reassembled as before.
+        assert!(streamed_header(&header(Vec::new())).unwrap().is_none());
+        // A descriptor of another snapshot, or a whole snapshot's data left in the header.
+        let other = header(store::stream::descriptor_data(11, 3));
+        assert!(matches!(streamed_header(&other), Err(E::BadDescriptor(_))));
+        let whole = anode_proto::SnapshotData {
+            version: anode_proto::SNAPSHOT_VERSION,
+            pairs: Vec::new(),
+            descriptor: None,
+        };
+        let whole = header(prost::Message::encode_to_vec(&whole));
+        assert!(matches!(streamed_header(&whole), Err(E::BadDescriptor(_))));
+        assert_eq!(
+            streamed_header(&SnapshotPiece::default()).unwrap_err(),
+            E::NoHeader
+        );
+        // The last read result becomes the trailer; a read error ends the stream early.
+        let end = stream_piece(
+            Ok(StreamPiece::End {
+                records: 5,
+                checksum: 9,
+            }),
+            2,
+        )
+        .unwrap();
+        assert_eq!(
+            end.trailer,
+            Some(SnapshotTrailer {
+                records: 5,
+                checksum: 9
+            })
+        );
+        assert!(stream_piece(Err(StoreError::StageBusy("x")), 2).is_none());
     }
 
     #[test]

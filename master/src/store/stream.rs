@@ -102,11 +102,7 @@ pub(super) enum Stage {
     /// A stream is writing the snapshot at (index, term).
     Receiving { index: u64, term: u64 },
     /// The snapshot at (index, term) is staged whole and checked, waiting for raft.
-    Sealed {
-        index: u64,
-        term: u64,
-        at: Instant,
-    },
+    Sealed { index: u64, term: u64, at: Instant },
 }
 
 /// The registry of pinned views, keyed by (index, term).
@@ -249,7 +245,11 @@ impl RaftStore {
     pub(super) fn clear_staging(&self) -> Result<(), StoreError> {
         let cf = self.staging_cf_name();
         let h = self.cf(cf);
-        let empty = self.db.iterator_cf(h, rocksdb::IteratorMode::Start).next().is_none();
+        let empty = self
+            .db
+            .iterator_cf(h, rocksdb::IteratorMode::Start)
+            .next()
+            .is_none();
         if empty {
             return Ok(());
         }
@@ -353,7 +353,11 @@ impl Drop for Stager {
 /// Move a streamed snapshot from `from`'s pin into `to`'s staging area, in the calling
 /// thread: what the gRPC transport does, for the deterministic simulations and tests. A
 /// version 2 snapshot (pairs in the raft snapshot) needs no transfer.
-pub fn transfer_snapshot(from: &RaftStore, to: &RaftStore, snap: &Snapshot) -> Result<(), StoreError> {
+pub fn transfer_snapshot(
+    from: &RaftStore,
+    to: &RaftStore,
+    snap: &Snapshot,
+) -> Result<(), StoreError> {
     let Some(d) = descriptor_of(snap)? else {
         return Ok(());
     };
@@ -391,14 +395,11 @@ fn pin_thread(
 
 /// Read every record of `cf` in `snap` and send them in pieces, then the end. Stops when the
 /// receiver is gone.
-fn stream_records(
-    db: &DB,
-    snap: &rocksdb::Snapshot<'_>,
-    cf: &'static str,
-    out: &PieceSender,
-) {
+fn stream_records(db: &DB, snap: &rocksdb::Snapshot<'_>, cf: &'static str, out: &PieceSender) {
     let Some(h) = db.cf_handle(cf) else {
-        let _ = out.blocking_send(Err(StoreError::SnapshotStream(format!("no column family {cf}"))));
+        let _ = out.blocking_send(Err(StoreError::SnapshotStream(format!(
+            "no column family {cf}"
+        ))));
         return;
     };
     let mut ro = ReadOptions::default();
@@ -417,7 +418,10 @@ fn stream_records(
             value: v.to_vec(),
         });
         if bytes >= STREAM_PIECE_BYTES {
-            if out.blocking_send(Ok(records_piece(std::mem::take(&mut pairs)))).is_err() {
+            if out
+                .blocking_send(Ok(records_piece(std::mem::take(&mut pairs))))
+                .is_err()
+            {
                 return;
             }
             bytes = 0;
@@ -479,7 +483,10 @@ mod tests {
                 Mutation::Put(format!("o/b\0{prefix}{i:08}").into_bytes(), v)
             })
             .collect();
-        muts.push(Mutation::Put(b"x/stat/objects".to_vec(), n.to_be_bytes().to_vec()));
+        muts.push(Mutation::Put(
+            b"x/stat/objects".to_vec(),
+            n.to_be_bytes().to_vec(),
+        ));
         s.commit_apply(&muts, applied, 1, None).unwrap();
         s
     }
@@ -512,7 +519,10 @@ mod tests {
         let want = all(&leader);
         let follower = filled(fd.path(), "old", 500, 100, 7);
         let snap = leader.snapshot(0, 2).unwrap();
-        assert!(snap.get_data().len() < 64, "the raft snapshot is only a descriptor");
+        assert!(
+            snap.get_data().len() < 64,
+            "the raft snapshot is only a descriptor"
+        );
         let d = descriptor_of(&snap).unwrap().unwrap();
         assert_eq!((d.index, d.term), (40, 1));
         // The leader's state moves on; the pinned view does not.
@@ -586,7 +596,10 @@ mod tests {
         assert!(staging_len(&follower) > 500);
         drop(stager); // the stream broke
         let err = follower.install_snapshot(&snap).unwrap_err();
-        assert!(matches!(err, StoreError::NotStaged { index: 40, .. }), "{err}");
+        assert!(
+            matches!(err, StoreError::NotStaged { index: 40, .. }),
+            "{err}"
+        );
         // A wrong count or checksum refuses the stage too.
         let mut stager = follower.stage_snapshot(40, 1).unwrap();
         stager.push(&first_piece(&leader, 40)).unwrap();
