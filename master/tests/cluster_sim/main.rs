@@ -78,6 +78,8 @@ struct Counts {
     pauses: u32,
     gateway_restarts: u32,
     lost_write_answers: u32,
+    /// Raft snapshots streamed from a pinned view into a member's staging area.
+    snapshots_streamed: u32,
     ok: u32,
     fail: u32,
     info: u32,
@@ -356,6 +358,7 @@ impl Sim {
                         )),
                     };
                     lost = moved.is_err();
+                    self.counts.snapshots_streamed += u32::from(!lost);
                 }
                 if let Some(core) = self.masters.get_mut(&e.from).and_then(|m| m.core.as_mut()) {
                     core.report_snapshot(e.to, !lost && up);
