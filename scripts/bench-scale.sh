@@ -21,8 +21,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 ANODE="${ANODE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/anode}"
 TOOLS="${ANODE_TOOLS_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/anode-tools}"
 SIZE="${SIZE:-1024}"; CONCURRENCY="${CONCURRENCY:-64}"; PAGES="${PAGES:-500}"
-# HOST_OFFSET shifts the addresses (127.0.4.(1+HOST_OFFSET)...) to run two builds side by side.
-host() { echo "127.0.4.$(( $1 + ${HOST_OFFSET:-0} ))"; }
+# HOST_OFFSET shifts the addresses (127.0.4.(1+HOST_OFFSET)...) to run two builds side by side;
+# HOST_PREFIX (127.0.4) moves them to another /24.
+host() { echo "${HOST_PREFIX:-127.0.4}.$(( $1 + ${HOST_OFFSET:-0} ))"; }
 # MASTERS=1 runs a one-member group (a third of the disk; each member holds the whole state).
 n_masters="${MASTERS:-3}"
 masters=$(for i in $(seq 1 "$n_masters"); do printf '%s:7001,' "$(host "$i")"; done); masters=${masters%,}

@@ -409,8 +409,10 @@ fn check_snapshot(m: &Message) -> Result<(), RaftMessageError> {
     }
     check_conf_state(md.get_conf_state(), md.index).map_err(RaftMessageError::Snapshot)?;
     // The store decodes and checks the data again when it installs it; a failure there stops
-    // the member, so a snapshot it would refuse never reaches raft-rs.
-    anode_meta::state::decode_snapshot(snap.get_data())
+    // the member, so a snapshot it would refuse never reaches raft-rs. A streamed snapshot's
+    // descriptor must name the snapshot's own index and term (the staged one is checked
+    // against it at install).
+    crate::store::stream::descriptor_of(snap)
         .map(|_| ())
         .map_err(|e| RaftMessageError::Snapshot(e.to_string()))
 }

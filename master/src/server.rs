@@ -137,7 +137,7 @@ pub async fn start(
         .tls
         .load_as(anode_tls::Role::Master, Some(&args.id.to_string()))?;
     let store = open_store(&args, &peers)?;
-    let node = start_node(&args, store, peers, tls.clone())?;
+    let node = start_node(&args, store.clone(), peers, tls.clone())?;
     let health = anode_common::Health::new();
     let admin_addr =
         anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
@@ -149,7 +149,7 @@ pub async fn start(
         MasterService::with_healing(node.clone(), lease_config(&args), heal_config(&args));
     tokio::spawn(publish_metrics(node.clone(), shutdown.clone()));
     tokio::spawn(service.clone().heal_loop(shutdown.clone()));
-    let server = grpc_server(service, &node, &tls)?;
+    let server = grpc_server(service, &node, store, &tls)?;
     health.set(true);
     tracing::info!(id = args.id, %addr, %admin_addr, "master serving");
     let done = tokio::spawn(serve(server, listener, node.clone(), health, shutdown));
@@ -200,7 +200,13 @@ fn start_node(
             .cloned()
             .unwrap_or_else(|| args.listen.to_string()),
     };
-    let outbox = GrpcOutbox::new(args.id, advertise, tokio::runtime::Handle::current(), tls);
+    let outbox = GrpcOutbox::new(
+        args.id,
+        advertise,
+        tokio::runtime::Handle::current(),
+        tls,
+        store.clone(),
+    );
     let node = node::start(cfg, store, peers, !args.join, outbox.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     outbox.set_node(node.clone());
@@ -237,6 +243,7 @@ fn heal_config(args: &MasterArgs) -> crate::service::HealConfig {
 fn grpc_server(
     service: MasterService,
     node: &NodeHandle,
+    store: RaftStore,
     tls: &anode_tls::Tls,
 ) -> anyhow::Result<Router<GrpcLayers>> {
     Ok(crate::limits::LIMITS
@@ -250,7 +257,7 @@ fn grpc_server(
                 .max_encoding_message_size(crate::limits::MAX_CLIENT_MESSAGE_BYTES),
         )
         .add_service(
-            RaftTransportServer::new(RaftService::new(node.clone()))
+            RaftTransportServer::new(RaftService::new(node.clone(), store))
                 .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
         ))

@@ -5,7 +5,14 @@
 //! | `log` | raft index (u64 big-endian) | `eraftpb::Entry` (protobuf 2) |
 //! | `meta` | `hard_state`, `conf_state`, `applied`, `truncated` | protobuf 2 / u64 pairs |
 //! | `meta` | `format` | store format version (u32 big-endian) |
-//! | `sm` | state machine keys (see [`anode_meta::state`]) | prost records |
+//! | `sm`, `sm2` | state machine keys (see [`anode_meta::state`]) | prost records |
+//! | `meta` | `sm_cf` | which of `sm` / `sm2` holds the state (absent: `sm`) |
+//!
+//! The other state column family is the staging area of a streamed raft snapshot
+//! ([`stream`]): a snapshot is written there piece by piece, and
+//! [`RaftStore::install_snapshot`] switches it in by rewriting `sm_cf` with the applied
+//! index, conf state and log truncation in one synced batch (a crash leaves the old state or
+//! the new one). The staging area is cleared on every open.
 //!
 //! Versions (docs/architecture.md, "Persisted formats"): [`RaftStore::open`] reads `format`
 //! and refuses a store newer than [`STORE_FORMAT_VERSION`]; a store without the key is format
@@ -43,11 +50,19 @@ use anode_proto::STORE_FORMAT_VERSION;
 
 use crate::log_store::LogStore;
 
+pub mod stream;
 pub mod tuning;
+
+pub use stream::{transfer_snapshot, PieceReceiver, Stager, StreamPiece};
 
 const CF_LOG: &str = "log";
 const CF_META: &str = "meta";
 const CF_SM: &str = "sm";
+const CF_SM2: &str = "sm2";
+const KEY_SM_CF: &[u8] = b"sm_cf";
+/// The key range of the state (every state key starts with a printable prefix such as `b/`).
+const SM_RANGE_START: &[u8] = &[0u8];
+const SM_RANGE_END: &[u8] = &[0xffu8; 64];
 const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_CONF_STATE: &[u8] = b"conf_state";
 const KEY_APPLIED: &[u8] = b"applied";
@@ -92,6 +107,30 @@ pub enum StoreError {
     /// A record (snapshot payload, state record, raft command) this build cannot read.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// A streamed snapshot stream or piece is unusable.
+    #[error("snapshot stream: {0}")]
+    SnapshotStream(String),
+    /// The leader has no pinned view for this snapshot (expired or dropped for newer ones).
+    #[error("no pinned snapshot at index {index} term {term}")]
+    SnapshotNotPinned {
+        /// Snapshot index.
+        index: u64,
+        /// Snapshot term.
+        term: u64,
+    },
+    /// The staging area is in use.
+    #[error("snapshot staging area busy: {0}")]
+    StageBusy(&'static str),
+    /// Raft asked to install a streamed snapshot that is not the one staged.
+    #[error("snapshot at index {index} term {term} is not staged ({staged})")]
+    NotStaged {
+        /// Snapshot index.
+        index: u64,
+        /// Snapshot term.
+        term: u64,
+        /// What the staging area holds.
+        staged: String,
+    },
     /// Invariant `applied-index-grows` would break: nothing was written.
     #[error("applied index would move back from {from} to {to}; refusing to write")]
     AppliedWentBack {
@@ -117,6 +156,8 @@ struct Cache {
     truncated_term: u64,
     last_index: u64,
     applied: u64,
+    /// The column family holding the state (`sm` or `sm2`); the other is the staging area.
+    sm_cf: &'static str,
 }
 
 /// The raft log, hard state and state machine of one master, in RocksDB.
@@ -126,6 +167,10 @@ struct Cache {
 pub struct RaftStore {
     db: Arc<DB>,
     cache: Arc<RwLock<Cache>>,
+    /// Views pinned for streamed snapshots (leader side).
+    pins: Arc<parking_lot::Mutex<stream::Pins>>,
+    /// The staging area's state (member side).
+    stage: Arc<parking_lot::Mutex<stream::Stage>>,
 }
 
 fn u64_key(i: u64) -> [u8; 8] {
@@ -145,6 +190,14 @@ fn decode_pair(v: &[u8]) -> Option<(u64, u64)> {
     let a = u64::from_be_bytes(v[..8].try_into().ok()?);
     let b = u64::from_be_bytes(v[8..].try_into().ok()?);
     Some((a, b))
+}
+
+fn other_sm_cf(cf: &str) -> &'static str {
+    if cf == CF_SM {
+        CF_SM2
+    } else {
+        CF_SM
+    }
 }
 
 fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
@@ -170,14 +223,20 @@ impl RaftStore {
             ColumnFamilyDescriptor::new(CF_LOG, tuning::log_cf()),
             ColumnFamilyDescriptor::new(CF_META, tuning::meta_cf()),
             ColumnFamilyDescriptor::new(CF_SM, tuning::sm_cf(&cache)),
+            ColumnFamilyDescriptor::new(CF_SM2, tuning::sm_cf(&cache)),
         ];
         let db = Arc::new(DB::open_cf_descriptors(&tuning::db(), dir, cfs)?);
         let store = RaftStore {
             db,
             cache: Arc::new(RwLock::new(Cache::default())),
+            pins: Arc::default(),
+            stage: Arc::default(),
         };
         store.check_format(dir)?;
         store.load_cache()?;
+        // A snapshot staged but not switched in when the process stopped is dropped; the
+        // leader sends a new one.
+        store.clear_staging()?;
         Ok(store)
     }
 
@@ -194,8 +253,10 @@ impl RaftStore {
         }
     }
 
-    /// Refuse a newer format; migrate an older one (formats 0 and 1 -> 2: the layout is
-    /// unchanged, format 2 only added key kinds (client sessions); the key is written). A new store gets the key here, at creation.
+    /// Refuse a newer format; migrate an older one (formats 0, 1 and 2 -> 3: the layout is
+    /// unchanged, format 2 only added key kinds (client sessions), format 3 the staging
+    /// column family `sm2` (created at open) and the `sm_cf` key (absent: `sm`); the key is
+    /// written). A new store gets the key here, at creation.
     fn check_format(&self, dir: &Path) -> Result<(), StoreError> {
         let found = self.format()?;
         if found > STORE_FORMAT_VERSION {
@@ -241,7 +302,17 @@ impl RaftStore {
 
     fn load_cache(&self) -> Result<(), StoreError> {
         let meta = self.cf(CF_META);
-        let mut c = Cache::default();
+        let mut c = Cache {
+            sm_cf: CF_SM,
+            ..Cache::default()
+        };
+        if let Some(v) = self.db.get_cf(meta, KEY_SM_CF)? {
+            c.sm_cf = match v.as_slice() {
+                b"sm" => CF_SM,
+                b"sm2" => CF_SM2,
+                _ => return Err(corrupt("sm_cf", String::from_utf8_lossy(&v))),
+            };
+        }
         if let Some(v) = self.db.get_cf(meta, KEY_HARD_STATE)? {
             c.hard_state = HardState::parse_from_bytes(&v).map_err(|e| corrupt("hard_state", e))?;
         }
@@ -388,7 +459,7 @@ impl RaftStore {
         conf_state: Option<&ConfState>,
     ) -> Result<(), StoreError> {
         let mut b = WriteBatch::default();
-        let sm = self.cf(CF_SM);
+        let sm = self.cf(self.sm_cf_name());
         for m in muts {
             match m {
                 Mutation::Put(k, v) => b.put_cf(sm, k, v),
@@ -454,23 +525,78 @@ impl RaftStore {
         Ok(())
     }
 
-    /// Install a snapshot received from the leader: replace the whole state machine, the conf
-    /// state, applied index and log, in one synced batch. The payload's version and every
-    /// record in it are checked first: a snapshot from a newer build is refused whole.
+    /// About how many bytes the state holds uncompressed (RocksDB's live data estimate of its
+    /// column family, times 4 for compression, plus its memtables): bounds a snapshot
+    /// transfer's duration.
+    pub fn state_bytes_estimate(&self) -> u64 {
+        let h = self.cf(self.sm_cf_name());
+        let prop = |name: &str| {
+            self.db
+                .property_int_value_cf(h, name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        prop("rocksdb.estimate-live-data-size").saturating_mul(4)
+            + prop("rocksdb.cur-size-all-mem-tables")
+    }
+
+    /// The column family holding the state.
+    fn sm_cf_name(&self) -> &'static str {
+        self.cache.read().sm_cf
+    }
+
+    /// The other state column family: the staging area of streamed snapshots.
+    fn staging_cf_name(&self) -> &'static str {
+        other_sm_cf(self.sm_cf_name())
+    }
+
+    /// Install a snapshot raft hands over: replace the whole state machine, the conf state,
+    /// applied index and log, in one synced batch.
+    ///
+    /// A streamed snapshot (its data a descriptor) must be the one staged and sealed by a
+    /// [`Stager`]: the staging column family is flushed (its writes skipped the WAL), then the
+    /// batch names it as the state (`sm_cf`) and the old state becomes the staging area,
+    /// cleared after the switch. A version 2 snapshot (every pair in its data; an older
+    /// leader) writes its pairs into the staging area in the same batch. The payload's version
+    /// and every record in it are checked first: a snapshot from a newer build is refused
+    /// whole, before anything is written.
     pub fn install_snapshot(&self, snap: &Snapshot) -> Result<(), StoreError> {
         let md = snap.get_metadata();
         let data = anode_meta::state::decode_snapshot(snap.get_data())?;
+        let streamed = stream::descriptor_of(snap)?.is_some();
         self.check_applied_grows(md.index)?;
+        let mut stage = self.stage.lock();
+        let (old, new) = (self.sm_cf_name(), self.staging_cf_name());
+        let staging = self.cf(new);
         let mut b = WriteBatch::default();
-        let sm = self.cf(CF_SM);
-        b.delete_range_cf(sm, vec![0u8], vec![0xffu8; 64]);
-        for p in &data.pairs {
-            b.put_cf(sm, &p.key, &p.value);
+        if streamed {
+            match *stage {
+                stream::Stage::Sealed { index, term, .. }
+                    if (index, term) == (md.index, md.term) => {}
+                other => {
+                    return Err(StoreError::NotStaged {
+                        index: md.index,
+                        term: md.term,
+                        staged: format!("{other:?}"),
+                    })
+                }
+            }
+            self.db.flush_cf(staging)?;
+        } else {
+            if matches!(*stage, stream::Stage::Receiving { .. }) {
+                return Err(StoreError::StageBusy("another snapshot is being received"));
+            }
+            b.delete_range_cf(staging, SM_RANGE_START, SM_RANGE_END);
+            for p in &data.pairs {
+                b.put_cf(staging, &p.key, &p.value);
+            }
         }
         let log = self.cf(CF_LOG);
         let last = self.cache.read().last_index;
         b.delete_range_cf(log, u64_key(0), u64_key(last.max(md.index) + 1));
         let meta = self.cf(CF_META);
+        b.put_cf(meta, KEY_SM_CF, new.as_bytes());
         b.put_cf(meta, KEY_APPLIED, pair_bytes(md.index, md.term));
         b.put_cf(meta, KEY_TRUNCATED, pair_bytes(md.index, md.term));
         let cs_bytes = md
@@ -490,44 +616,52 @@ impl RaftStore {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(b, &wo)?;
-        let mut c = self.cache.write();
-        c.applied = md.index;
-        c.truncated_index = md.index;
-        c.truncated_term = md.term;
-        c.last_index = md.index;
-        c.conf_state = md.get_conf_state().clone();
-        c.hard_state = hs;
+        {
+            let mut c = self.cache.write();
+            c.applied = md.index;
+            c.truncated_index = md.index;
+            c.truncated_term = md.term;
+            c.last_index = md.index;
+            c.conf_state = md.get_conf_state().clone();
+            c.hard_state = hs;
+            c.sm_cf = new;
+        }
+        *stage = stream::Stage::Idle;
+        drop(stage);
+        // The old state is now the staging area. Readers that took their view before the
+        // switch keep reading it through their RocksDB snapshot (the range delete does not
+        // touch what a snapshot sees). Unsynced: an open clears the staging area anyway.
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(self.cf(old), SM_RANGE_START, SM_RANGE_END);
+        self.db.write_opt(b, &wo)?;
         Ok(())
     }
 
-    /// A consistent read view of the state machine (a RocksDB snapshot).
+    /// A consistent read view of the state machine (a RocksDB snapshot). The column family
+    /// and the snapshot are taken under the cache lock, so a view never pairs the old column
+    /// family with a snapshot taken after a snapshot install cleared it.
     pub fn view(&self) -> SmView<'_> {
-        SmView {
-            snap: self.db.snapshot(),
-            cf: self.cf(CF_SM),
-        }
+        let c = self.cache.read();
+        let cf = self.cf(c.sm_cf);
+        let snap = self.db.snapshot();
+        drop(c);
+        SmView { snap, cf }
     }
 
+    /// A streamed raft snapshot of the applied state: pin a view of it and describe it.
+    /// Called by raft-rs on the raft thread (the only writer), so the pinned view is exactly
+    /// the state at the applied index.
     fn build_snapshot(&self) -> Result<Snapshot, StoreError> {
-        let view = self.view();
-        let (applied, conf_state) = {
+        let (applied, conf_state, cf) = {
             let c = self.cache.read();
-            (c.applied, c.conf_state.clone())
+            (c.applied, c.conf_state.clone(), c.sm_cf)
         };
         let term = raft::Storage::term(self, applied).map_err(|e| corrupt("term", e))?;
-        let mut data = anode_proto::SnapshotData {
-            version: anode_proto::SNAPSHOT_VERSION,
-            pairs: Vec::new(),
-        };
-        for item in view.snap.iterator_cf(view.cf, IteratorMode::Start) {
-            let (k, v) = item?;
-            data.pairs.push(anode_proto::KvPair {
-                key: k.to_vec(),
-                value: v.to_vec(),
-            });
-        }
+        self.pin(applied, term, cf)?;
         let mut snap = Snapshot::default();
-        snap.set_data(prost::Message::encode_to_vec(&data).into());
+        snap.set_data(stream::descriptor_data(applied, term).into());
         let md = snap.mut_metadata();
         md.index = applied;
         md.term = term;
@@ -734,8 +868,13 @@ impl raft::Storage for RaftStore {
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         // Always the current applied state: its index is >= any index a follower can need
-        // from a snapshot, because the leader only compacts applied entries.
-        Ok(self.build_snapshot()?)
+        // from a snapshot, because the leader only compacts applied entries. raft-rs aborts
+        // on any error but "temporarily unavailable" (it then tries again later), so a pin
+        // that could not be made is reported as that.
+        self.build_snapshot().map_err(|e| {
+            tracing::warn!(error = %e, "raft snapshot not pinned; raft will ask again");
+            raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)
+        })
     }
 }
 
@@ -873,6 +1012,7 @@ mod tests {
 
         let dir2 = tempfile::tempdir().unwrap();
         let f = RaftStore::open(dir2.path()).unwrap();
+        transfer_snapshot(&s, &f, &snap).unwrap();
         f.install_snapshot(&snap).unwrap();
         drop(f);
         let f = RaftStore::open(dir2.path()).unwrap();
@@ -904,18 +1044,27 @@ mod tests {
         assert_eq!(s.conf_state().voters, vec![1, 2, 3]);
     }
 
-    /// Format 1 (before client sessions) has the layout of format 2 without session keys.
+    /// Formats 1 (before client sessions) and 2 (before the staging column family) have the
+    /// layout of format 3 without session keys / with the state in `sm`.
     #[test]
-    fn a_format_1_store_is_migrated_to_2() {
-        let dir = tempfile::tempdir().unwrap();
-        {
+    fn formats_1_and_2_are_migrated_to_3() {
+        for old in [1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let s = RaftStore::open(dir.path()).unwrap();
+                s.bootstrap(vec![1]).unwrap();
+                s.commit_apply(&[Mutation::Put(b"u/a".to_vec(), vec![0; 8])], 0, 0, None)
+                    .unwrap();
+                s.write_format(old).unwrap();
+            }
             let s = RaftStore::open(dir.path()).unwrap();
-            s.bootstrap(vec![1]).unwrap();
-            s.write_format(1).unwrap();
+            assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (3, 3));
+            assert_eq!(s.conf_state().voters, vec![1]);
+            assert_eq!(
+                (s.sm_cf_name(), s.view().get(b"u/a")),
+                (CF_SM, Some(vec![0; 8]))
+            );
         }
-        let s = RaftStore::open(dir.path()).unwrap();
-        assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (2, 2));
-        assert_eq!(s.conf_state().voters, vec![1]);
     }
 
     #[test]
@@ -958,6 +1107,7 @@ mod tests {
         let newer = anode_proto::SnapshotData {
             version: anode_proto::SNAPSHOT_VERSION + 1,
             pairs: vec![pair.clone()],
+            descriptor: None,
         };
         let err = s.install_snapshot(&snapshot_at(5, &newer)).unwrap_err();
         assert!(
@@ -979,6 +1129,7 @@ mod tests {
                     value: prost::Message::encode_to_vec(&bucket),
                 },
             ],
+            descriptor: None,
         };
         let err = s.install_snapshot(&snapshot_at(5, &mixed)).unwrap_err();
         assert!(err.to_string().contains("BucketConfig at b/x"), "{err}");
@@ -988,6 +1139,7 @@ mod tests {
         let ok = anode_proto::SnapshotData {
             version: anode_proto::SNAPSHOT_VERSION,
             pairs: vec![pair],
+            descriptor: None,
         };
         s.install_snapshot(&snapshot_at(5, &ok)).unwrap();
         assert_eq!(s.applied(), 5);
@@ -1078,6 +1230,7 @@ mod tests {
             let empty = anode_proto::SnapshotData {
                 version: anode_proto::SNAPSHOT_VERSION,
                 pairs: Vec::new(),
+                descriptor: None,
             };
             let err = s.install_snapshot(&snapshot_at(3, &empty)).unwrap_err();
             assert!(matches!(

@@ -2,9 +2,14 @@
 //!
 //! One task per peer drains a bounded queue, batches what is waiting into one `RaftBatch` (at
 //! most [`MAX_BATCH_MESSAGES`] messages, about [`BATCH_BYTES`]) and sends it with a timeout.
-//! Snapshots travel apart, streamed in [`SNAPSHOT_PIECE_BYTES`] pieces over `SendSnapshot`
-//! (header first) and reassembled by the receiver up to its cap ([`MAX_SNAPSHOT_BYTES`]), so
-//! no gRPC message between masters exceeds [`MAX_RAFT_MESSAGE_BYTES`]. A full queue drops
+//! Snapshots travel apart over `SendSnapshot`, header (the raft message) first. A streamed
+//! snapshot (the raft snapshot's data is a descriptor, `store::stream`) follows it with the
+//! records the leader's pinned view reads, about 1 MiB per piece, and a trailer with their
+//! count and checksum; the receiver stages each piece as it arrives (bounded memory on both
+//! sides: the gRPC stream's flow control stops the leader's reader) and steps the message
+//! into raft once everything is staged and checked. A version 2 snapshot (every pair in the
+//! raft message, from an older leader) is reassembled up to [`MAX_SNAPSHOT_BYTES`]. No gRPC
+//! message between masters exceeds [`MAX_RAFT_MESSAGE_BYTES`]. A full queue drops
 //! messages (raft retransmits); a failed send reports the peer unreachable (and a failed
 //! snapshot as failed) to the node.
 
@@ -15,13 +20,15 @@ use std::time::Duration;
 use anode_meta::access::{check_raft_batch, PeerIdentity, Role};
 use anode_proto::raft_transport_client::RaftTransportClient;
 use anode_proto::raft_transport_server::RaftTransport;
-use anode_proto::{ErrorCode, ErrorDetail, RaftAck, RaftBatch, SnapshotPiece};
+use anode_proto::{ErrorCode, ErrorDetail, RaftAck, RaftBatch, SnapshotPiece, SnapshotTrailer};
 use parking_lot::Mutex;
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
 
 use crate::node::{NodeHandle, Outbox};
+use crate::store::{self, RaftStore, StoreError, StreamPiece};
 
 /// Largest gRPC message between masters. A batch is cut at [`BATCH_BYTES`] plus one message;
 /// one append carries at most one command over raft's 64 KiB cap, and commands are at most
@@ -31,8 +38,8 @@ pub const MAX_RAFT_MESSAGE_BYTES: usize = 16 << 20;
 pub const BATCH_BYTES: usize = 4 << 20;
 /// Snapshot data per `SnapshotPiece`.
 pub const SNAPSHOT_PIECE_BYTES: usize = 1 << 20;
-/// Largest snapshot a member accepts (the whole state machine; the default cap of
-/// [`RaftService`]).
+/// Largest whole (version 2, from an older leader) snapshot a member accepts (the default
+/// cap of [`RaftService`]). Streamed snapshots have no total cap (each piece is capped).
 pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 /// A snapshot stream may take `SEND_TIMEOUT` plus its size at this rate before it is given up.
 const SNAPSHOT_MIN_BYTES_PER_SEC: u64 = 1 << 20;
@@ -63,6 +70,12 @@ pub enum SnapshotStreamError {
         /// The cap.
         max: u64,
     },
+    /// A streamed snapshot ended without its trailer.
+    #[error("the snapshot stream ended without its trailer")]
+    NoTrailer,
+    /// A streamed snapshot's descriptor is unusable.
+    #[error("bad snapshot descriptor: {0}")]
+    BadDescriptor(String),
     /// More or fewer data bytes than declared.
     #[error("got {got} snapshot bytes, {declared} declared")]
     Length {
@@ -89,6 +102,7 @@ pub fn snapshot_pieces(
         message: m.write_to_bytes().unwrap_or_default(),
         data_bytes: data.len() as u64,
         data: Vec::new(),
+        trailer: None,
     };
     let pieces = data.len().div_ceil(piece_bytes);
     std::iter::once(header).chain((0..pieces).map(move |i| {
@@ -98,6 +112,31 @@ pub fn snapshot_pieces(
             ..Default::default()
         }
     }))
+}
+
+/// The descriptor and raft message of a streamed snapshot's header piece; `None` for a whole
+/// (version 2) snapshot's header, whose data follows in the pieces (pure).
+pub fn streamed_header(
+    first: &SnapshotPiece,
+) -> Result<Option<(anode_proto::SnapshotDescriptor, Message)>, SnapshotStreamError> {
+    if first.message.is_empty() {
+        return Err(SnapshotStreamError::NoHeader);
+    }
+    let message = Message::parse_from_bytes(&first.message)
+        .map_err(|e| SnapshotStreamError::BadMessage(e.to_string()))?;
+    if message.get_msg_type() != MessageType::MsgSnapshot || !message.has_snapshot() {
+        return Err(SnapshotStreamError::NotSnapshot);
+    }
+    if message.get_snapshot().get_data().is_empty() {
+        return Ok(None);
+    }
+    match store::stream::descriptor_of(message.get_snapshot()) {
+        Ok(Some(d)) => Ok(Some((d, message))),
+        Ok(None) => Err(SnapshotStreamError::BadDescriptor(
+            "a whole snapshot's data in the header".into(),
+        )),
+        Err(e) => Err(SnapshotStreamError::BadDescriptor(e.to_string())),
+    }
 }
 
 /// A snapshot message being reassembled from its pieces (pure).
@@ -182,15 +221,18 @@ pub struct GrpcOutbox {
     rt: tokio::runtime::Handle,
     peers: Mutex<BTreeMap<u64, Peer>>,
     node: Arc<OnceLock<NodeHandle>>,
+    store: RaftStore,
 }
 
 impl GrpcOutbox {
-    /// A new outbox spawning its tasks on `rt`. Call [`Self::set_node`] once the node exists.
+    /// A new outbox spawning its tasks on `rt`, streaming snapshots pinned in `store`. Call
+    /// [`Self::set_node`] once the node exists.
     pub fn new(
         from: u64,
         from_addr: String,
         rt: tokio::runtime::Handle,
         tls: anode_tls::Tls,
+        store: RaftStore,
     ) -> Arc<Self> {
         Arc::new(GrpcOutbox {
             from,
@@ -199,6 +241,7 @@ impl GrpcOutbox {
             rt,
             peers: Mutex::new(BTreeMap::new()),
             node: Arc::new(OnceLock::new()),
+            store,
         })
     }
 
@@ -222,6 +265,7 @@ impl GrpcOutbox {
             to,
             addr: addr.to_string(),
             node: self.node.clone(),
+            store: self.store.clone(),
         };
         self.rt.spawn(task.run(rx));
         peers.insert(
@@ -261,6 +305,7 @@ struct PeerTask {
     to: u64,
     addr: String,
     node: Arc<OnceLock<NodeHandle>>,
+    store: RaftStore,
 }
 
 impl PeerTask {
@@ -309,8 +354,23 @@ impl PeerTask {
             // behind it (raft-rs has at most one snapshot in flight per peer).
             let (from, from_addr, to) = (self.from, self.from_addr.clone(), self.to);
             let (mut client, node) = (client.clone(), self.node.clone());
+            let store = self.store.clone();
             tokio::spawn(async move {
-                let ok = send_snapshot(&mut client, from, &from_addr, to, m).await;
+                let ok = match store::stream::descriptor_of(m.get_snapshot()) {
+                    Ok(Some(d)) => {
+                        let sender = Sender {
+                            from,
+                            from_addr: &from_addr,
+                            to,
+                        };
+                        sender.stream(&mut client, &store, d, m).await
+                    }
+                    Ok(None) => send_snapshot(&mut client, from, &from_addr, to, m).await,
+                    Err(e) => {
+                        tracing::warn!(to, error = %e, "raft snapshot not sent");
+                        false
+                    }
+                };
                 if let Some(node) = node.get() {
                     if !ok {
                         node.report_unreachable(to);
@@ -346,7 +406,92 @@ impl PeerTask {
     }
 }
 
-/// Stream one snapshot message in pieces; true when the receiver took it.
+/// The sending end of one streamed snapshot.
+struct Sender<'a> {
+    from: u64,
+    from_addr: &'a str,
+    to: u64,
+}
+
+impl Sender<'_> {
+    /// Send the header, then the records of the view pinned for `d` and the trailer; true
+    /// when the receiver staged and took them. Pieces are read as the gRPC stream takes them.
+    async fn stream(
+        &self,
+        client: &mut RaftTransportClient<tonic::transport::Channel>,
+        store: &RaftStore,
+        d: anode_proto::SnapshotDescriptor,
+        m: Message,
+    ) -> bool {
+        let to = self.to;
+        let rx = match store.snapshot_stream(d.index, d.term) {
+            Ok(rx) => rx,
+            Err(e) => {
+                tracing::warn!(to, error = %e, "raft snapshot not sent");
+                return false;
+            }
+        };
+        let header = SnapshotPiece {
+            from: self.from,
+            to,
+            from_addr: self.from_addr.to_string(),
+            message: m.write_to_bytes().unwrap_or_default(),
+            ..Default::default()
+        };
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = sent.clone();
+        let body = tokio_stream::wrappers::ReceiverStream::new(rx).map_while(move |p| {
+            let piece = stream_piece(p, to)?;
+            counter.fetch_add(
+                piece.data.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            Some(piece)
+        });
+        let pieces = tokio_stream::once(header).chain(body);
+        let limit = SEND_TIMEOUT
+            + Duration::from_secs(store.state_bytes_estimate() / SNAPSHOT_MIN_BYTES_PER_SEC);
+        let started = std::time::Instant::now();
+        let res = tokio::time::timeout(limit, client.send_snapshot(pieces)).await;
+        let bytes = sent.load(std::sync::atomic::Ordering::Relaxed);
+        let ms = started.elapsed().as_millis() as u64;
+        match res {
+            Ok(Ok(_)) => {
+                tracing::info!(to, index = d.index, bytes, ms, "raft snapshot streamed");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(to, bytes, error = %e, "raft snapshot refused");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(to, bytes, ms, "raft snapshot timed out");
+                false
+            }
+        }
+    }
+}
+
+/// The wire piece of one read result; `None` ends the stream early (a read error, logged):
+/// the receiver then sees no trailer and refuses the snapshot.
+fn stream_piece(p: Result<StreamPiece, StoreError>, to: u64) -> Option<SnapshotPiece> {
+    match p {
+        Ok(StreamPiece::Records(data)) => Some(SnapshotPiece {
+            data,
+            ..Default::default()
+        }),
+        Ok(StreamPiece::End { records, checksum }) => Some(SnapshotPiece {
+            trailer: Some(SnapshotTrailer { records, checksum }),
+            ..Default::default()
+        }),
+        Err(e) => {
+            tracing::warn!(to, error = %e, "reading the pinned snapshot failed");
+            None
+        }
+    }
+}
+
+/// Stream one whole (version 2) snapshot message in pieces; true when the receiver took it.
 async fn send_snapshot(
     client: &mut RaftTransportClient<tonic::transport::Channel>,
     from: u64,
@@ -376,21 +521,57 @@ async fn send_snapshot(
 /// node.
 pub struct RaftService {
     node: NodeHandle,
+    store: RaftStore,
     max_snapshot_bytes: u64,
 }
 
 impl RaftService {
-    /// A service delivering into `node`, taking snapshots up to [`MAX_SNAPSHOT_BYTES`].
-    pub fn new(node: NodeHandle) -> Self {
-        Self::with_snapshot_cap(node, MAX_SNAPSHOT_BYTES)
+    /// A service delivering into `node`, staging streamed snapshots in `store` and taking
+    /// whole ones up to [`MAX_SNAPSHOT_BYTES`].
+    pub fn new(node: NodeHandle, store: RaftStore) -> Self {
+        Self::with_snapshot_cap(node, store, MAX_SNAPSHOT_BYTES)
     }
 
-    /// A service delivering into `node`, taking snapshots up to `max_snapshot_bytes`.
-    pub fn with_snapshot_cap(node: NodeHandle, max_snapshot_bytes: u64) -> Self {
+    /// A service delivering into `node`, taking whole snapshots up to `max_snapshot_bytes`.
+    pub fn with_snapshot_cap(node: NodeHandle, store: RaftStore, max_snapshot_bytes: u64) -> Self {
         RaftService {
             node,
+            store,
             max_snapshot_bytes,
         }
+    }
+
+    /// Stage the records that follow a streamed snapshot's header, piece by piece, and check
+    /// them against the trailer. Nothing reaches raft unless every record arrived and passed.
+    async fn stage_stream(
+        &self,
+        s: &mut tonic::Streaming<SnapshotPiece>,
+        d: &anode_proto::SnapshotDescriptor,
+    ) -> Result<(), tonic::Status> {
+        let store = self.store.clone();
+        let (index, term) = (d.index, d.term);
+        let mut stager = blocking(move || store.stage_snapshot(index, term)).await?;
+        while let Some(p) = next_piece(s).await? {
+            if let Some(t) = p.trailer {
+                return blocking(move || stager.finish(t.records, t.checksum)).await;
+            }
+            stager = blocking(move || stager.push(&p.data).map(|()| stager)).await?;
+        }
+        Err(invalid_stream(SnapshotStreamError::NoTrailer))
+    }
+}
+
+/// Run store IO off the async workers; a store error is the peer's bad input or our disk.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, tonic::Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "raft snapshot stream refused");
+            Err(ErrorDetail::new(ErrorCode::InvalidArgument, e.to_string()).to_status())
+        }
+        Err(e) => Err(tonic::Status::internal(e.to_string())),
     }
 }
 
@@ -459,6 +640,22 @@ impl RaftTransport for RaftService {
             PATH,
             std::iter::once((first.from, first.to)),
         )?;
+        if let Some((d, m)) = streamed_header(&first).map_err(invalid_stream)? {
+            self.stage_stream(&mut s, &d).await?;
+            self.admit(
+                peer.as_ref(),
+                first.from,
+                PATH,
+                std::iter::once((m.from, m.to)),
+            )?;
+            if !first.from_addr.is_empty() {
+                self.node.learn_peer(first.from, first.from_addr);
+            }
+            self.node
+                .step(m)
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            return Ok(tonic::Response::new(RaftAck {}));
+        }
         let mut asm =
             SnapshotAssembly::start(first, self.max_snapshot_bytes).map_err(invalid_stream)?;
         while let Some(p) = next_piece(&mut s).await? {
@@ -547,6 +744,58 @@ mod tests {
             assert_eq!((from, addr.as_str()), (1, "a:1"));
             assert_eq!(back, m, "{len}");
         }
+    }
+
+    #[test]
+    fn a_streamed_header_is_told_from_a_whole_one() {
+        use SnapshotStreamError as E;
+        let header = |data: Vec<u8>| SnapshotPiece {
+            from: 1,
+            to: 2,
+            message: snapshot_msg(data).write_to_bytes().unwrap(),
+            ..Default::default()
+        };
+        // The descriptor of the snapshot's own (index, term) = (10, 3).
+        let (d, m) = streamed_header(&header(store::stream::descriptor_data(10, 3)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (d.index, d.term, m.get_msg_type()),
+            (10, 3, MessageType::MsgSnapshot)
+        );
+        // A whole snapshot's header has its data stripped: reassembled as before.
+        assert!(streamed_header(&header(Vec::new())).unwrap().is_none());
+        // A descriptor of another snapshot, or a whole snapshot's data left in the header.
+        let other = header(store::stream::descriptor_data(11, 3));
+        assert!(matches!(streamed_header(&other), Err(E::BadDescriptor(_))));
+        let whole = anode_proto::SnapshotData {
+            version: anode_proto::SNAPSHOT_VERSION,
+            pairs: Vec::new(),
+            descriptor: None,
+        };
+        let whole = header(prost::Message::encode_to_vec(&whole));
+        assert!(matches!(streamed_header(&whole), Err(E::BadDescriptor(_))));
+        assert_eq!(
+            streamed_header(&SnapshotPiece::default()).unwrap_err(),
+            E::NoHeader
+        );
+        // The last read result becomes the trailer; a read error ends the stream early.
+        let end = stream_piece(
+            Ok(StreamPiece::End {
+                records: 5,
+                checksum: 9,
+            }),
+            2,
+        )
+        .unwrap();
+        assert_eq!(
+            end.trailer,
+            Some(SnapshotTrailer {
+                records: 5,
+                checksum: 9
+            })
+        );
+        assert!(stream_piece(Err(StoreError::StageBusy("x")), 2).is_none());
     }
 
     #[test]

@@ -56,6 +56,8 @@ struct Sim {
     cut: BTreeSet<u64>,
     acked: Vec<(String, oneshot_rx::Rx)>,
     seed: u64,
+    /// Snapshots streamed from a pinned view into a member's staging area.
+    snapshots_streamed: std::cell::Cell<u64>,
 }
 
 mod oneshot_rx {
@@ -107,6 +109,7 @@ impl Sim {
             cut: BTreeSet::new(),
             acked: Vec::new(),
             seed,
+            snapshots_streamed: std::cell::Cell::new(0),
         }
     }
 
@@ -198,6 +201,7 @@ impl Sim {
             let lost = self.rng.gen_range(0..100) < 5
                 || self.cut.contains(&from) != self.cut.contains(&to);
             let target_up = self.nodes.get(&to).is_some_and(|n| n.core.is_some());
+            let lost = lost || (is_snap && target_up && !self.transfer(&f.msg));
             if is_snap {
                 // What the real transport does: report the snapshot's fate to the sender.
                 if let Some(sender) = self.nodes.get_mut(&from).and_then(|n| n.core.as_mut()) {
@@ -354,8 +358,10 @@ fn run_sim(n: u64, seed: u64, steps: u64) -> usize {
         "seed {seed}: legitimate raft messages refused"
     );
     println!(
-        "seed {seed}: n={n} steps={steps} terms with leaders={} acked={acked}",
-        sim.leaders.len()
+        "seed {seed}: n={n} steps={steps} terms with leaders={} acked={acked} snapshots \
+         streamed={}",
+        sim.leaders.len(),
+        sim.snapshots_streamed.get()
     );
     sim.leaders.len()
 }
@@ -372,6 +378,23 @@ fn view_of(core: &Core) -> anode_meta::kv::MemKv {
 }
 
 impl Sim {
+    /// What the real transport does before a snapshot message is stepped: stream the records
+    /// of the view the sender pinned into the receiver's staging area. False when either end
+    /// is down or the transfer failed (the message is then lost).
+    fn transfer(&self, m: &raft::eraftpb::Message) -> bool {
+        let store = |id: u64| {
+            let core = self.nodes.get(&id)?.core.as_ref()?;
+            Some(core.raft().raft_log.store().clone())
+        };
+        let (Some(from), Some(to)) = (store(m.from), store(m.to)) else {
+            return false;
+        };
+        let ok = anode_master::store::transfer_snapshot(&from, &to, m.get_snapshot()).is_ok();
+        self.snapshots_streamed
+            .set(self.snapshots_streamed.get() + u64::from(ok));
+        ok
+    }
+
     fn step_no_chaos(&mut self) {
         let saved = std::mem::take(&mut self.cut);
         self.now += 1;
@@ -403,8 +426,12 @@ impl Sim {
         for f in due {
             let (from, to) = (f.msg.from, f.msg.to);
             if f.msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+                let ok = self.transfer(&f.msg);
                 if let Some(sender) = self.nodes.get_mut(&from).and_then(|n| n.core.as_mut()) {
-                    sender.report_snapshot(to, true);
+                    sender.report_snapshot(to, ok);
+                }
+                if !ok {
+                    continue;
                 }
             }
             if let Some(core) = self.nodes.get_mut(&to).and_then(|n| n.core.as_mut()) {

@@ -236,6 +236,7 @@ fn member_context() -> MemberChangeContext {
 fn snapshot_v1() -> SnapshotData {
     SnapshotData {
         version: 1,
+        descriptor: None,
         pairs: vec![
             KvPair {
                 key: b"b/photos".to_vec(),
@@ -258,7 +259,7 @@ fn snapshot_v1() -> SnapshotData {
 }
 
 /// Version 2: may hold the client session keys.
-fn snapshot() -> SnapshotData {
+fn snapshot_v2() -> SnapshotData {
     let client = session().client_id;
     let mut pairs = snapshot_v1().pairs;
     pairs.extend([
@@ -285,7 +286,32 @@ fn snapshot() -> SnapshotData {
         },
     ]);
     pairs.sort_by(|a, b| a.key.cmp(&b.key));
-    SnapshotData { version: 2, pairs }
+    SnapshotData {
+        version: 2,
+        pairs,
+        descriptor: None,
+    }
+}
+
+/// Version 3: a streamed snapshot's descriptor (the raft snapshot's data; the records come
+/// over the stream, each piece a version 3 `SnapshotData` with pairs only).
+fn snapshot() -> SnapshotData {
+    SnapshotData {
+        version: 3,
+        pairs: Vec::new(),
+        descriptor: Some(SnapshotDescriptor {
+            index: 1_234_567,
+            term: 9,
+        }),
+    }
+}
+
+/// Version 3: one piece of a streamed snapshot's records.
+fn snapshot_piece() -> SnapshotData {
+    SnapshotData {
+        version: 3,
+        ..snapshot_v2()
+    }
 }
 
 /// `r` as this build reads it: an older version is stamped current, nothing else changes.
@@ -296,9 +322,17 @@ fn migrated<R: Record + Clone>(r: &R, set_version: fn(&mut R, u32)) -> R {
 }
 
 #[test]
+fn version_3_encodings_stay_readable() {
+    check_golden("snapshot_data.v3", &snapshot(), true);
+    check_golden("snapshot_piece.v3", &snapshot_piece(), true);
+}
+
+#[test]
 fn version_2_encodings_stay_readable() {
     check_golden("command_put_object.v2", &command(), true);
-    check_golden("snapshot_data.v2", &snapshot(), true);
+    // A whole-state snapshot (before streaming) reads as version 3 holding the same pairs.
+    let snapshot_v2_read = migrated(&snapshot_v2(), |r, v| r.version = v);
+    check_golden("snapshot_data.v2", &snapshot_v2_read, false);
 }
 
 #[test]
@@ -314,7 +348,7 @@ fn version_1_encodings_stay_readable() {
     check_golden("client_session.v1", &client_session(), true);
     check_golden("session_answer.v1", &session_answer(), true);
     // A command keeps its version (it decides the apply-time checks, `sm::Rules`); a
-    // snapshot reads as version 2 (which only added fields and key kinds).
+    // snapshot reads as version 3 (2 only added key kinds, 3 the descriptor).
     check_golden("command_put_object.v1", &command_v1(), false);
     let snapshot_v1_read = migrated(&snapshot_v1(), |r, v| r.version = v);
     check_golden("snapshot_data.v1", &snapshot_v1_read, false);
@@ -322,10 +356,20 @@ fn version_1_encodings_stay_readable() {
 
 #[test]
 fn the_golden_snapshots_pass_the_install_check() {
-    let bytes = golden_bytes("snapshot_data.v2", &snapshot());
+    let bytes = golden_bytes("snapshot_data.v3", &snapshot());
     assert_eq!(
         anode_meta::state::decode_snapshot(&bytes).unwrap(),
         snapshot()
+    );
+    let bytes = golden_bytes("snapshot_piece.v3", &snapshot_piece());
+    assert_eq!(
+        anode_meta::state::decode_snapshot(&bytes).unwrap(),
+        snapshot_piece()
+    );
+    let bytes = golden_bytes("snapshot_data.v2", &snapshot_v2());
+    assert_eq!(
+        anode_meta::state::decode_snapshot(&bytes).unwrap(),
+        migrated(&snapshot_v2(), |r, v| r.version = v)
     );
     let bytes = golden_bytes("snapshot_data.v1", &snapshot_v1());
     assert_eq!(
@@ -405,6 +449,7 @@ macro_rules! each_kind {
         $check(&command(), |r, v| r.version = v);
         $check(&member_context(), |r, v| r.version = v);
         $check(&snapshot(), |r, v| r.version = v);
+        $check(&snapshot_piece(), |r, v| r.version = v);
         $check(&client_session(), |r, v| r.version = v);
         $check(&session_answer(), |r, v| r.version = v);
     };

@@ -29,7 +29,10 @@ pub const CHUNK_ID_BYTES: usize = 32;
 
 /// Current encoding version of [`v1::SnapshotData`] (a raft snapshot's payload). Version 2
 /// may hold the client session keys (`l/`, `a/`, `t/`), which a version 1 reader refuses.
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// Version 3 streams the state: the raft snapshot carries only a `SnapshotDescriptor`, the
+/// records follow in pieces (each a version 3 `SnapshotData` with pairs only); a version 2
+/// payload (every pair in the raft snapshot) still installs.
+pub const SNAPSHOT_VERSION: u32 = 3;
 /// Current format of a master's RocksDB store (column families, meta keys, the layout of the
 /// state machine's key space). Stored under the `format` key of the `meta` column family; a
 /// store without it is format 0, the pre-versioning layout (identical to format 1).
@@ -37,5 +40,8 @@ pub const SNAPSHOT_VERSION: u32 = 2;
 /// Rule: raising [`RECORD_VERSION`], [`MANIFEST_VERSION`] or the key layout raises this too,
 /// so a binary that cannot read a store's records refuses to open it instead of failing on
 /// the first record it meets. Format 2 added the client session keys (`l/`, `a/`, `t/`);
-/// formats 0 and 1 are read as format 2 with no sessions.
-pub const STORE_FORMAT_VERSION: u32 = 2;
+/// formats 0 and 1 are read as format 2 with no sessions. Format 3 added the second state
+/// column family `sm2` and the `sm_cf` key naming the one that holds the state (a streamed
+/// snapshot is staged in the other and switched in by rewriting the key); formats 0-2 have
+/// their state in `sm` and are read as format 3.
+pub const STORE_FORMAT_VERSION: u32 = 3;

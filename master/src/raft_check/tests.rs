@@ -29,12 +29,9 @@ fn entry(index: u64, term: u64) -> Entry {
     }
 }
 
-fn snapshot_data() -> Vec<u8> {
-    let data = anode_proto::SnapshotData {
-        version: anode_proto::SNAPSHOT_VERSION,
-        pairs: Vec::new(),
-    };
-    prost::Message::encode_to_vec(&data)
+/// A streamed snapshot's descriptor at (index, term).
+fn snapshot_data(index: u64, term: u64) -> Vec<u8> {
+    crate::store::stream::descriptor_data(index, term)
 }
 
 /// Which member the message is stepped into.
@@ -167,7 +164,7 @@ fn each_rule_refuses_its_case_and_passes_the_legal_one() {
         s.mut_metadata().term = term;
         s.mut_metadata().mut_conf_state().voters = voters;
         s.mut_metadata().mut_conf_state().learners = learners;
-        s.set_data(snapshot_data().into());
+        s.set_data(snapshot_data(index, term).into());
         m.set_snapshot(s);
         m
     };
@@ -548,7 +545,7 @@ fn any_message(who: Who) -> impl Strategy<Value = Message> {
                     cs.learners = learners;
                     cs.voters_outgoing = out;
                     cs.learners_next = next;
-                    s.set_data(snapshot_data().into());
+                    s.set_data(snapshot_data(i, st).into());
                     m.set_snapshot(s);
                 }
                 m

@@ -78,6 +78,8 @@ struct Counts {
     pauses: u32,
     gateway_restarts: u32,
     lost_write_answers: u32,
+    /// Raft snapshots streamed from a pinned view into a member's staging area.
+    snapshots_streamed: u32,
     ok: u32,
     fail: u32,
     info: u32,
@@ -337,12 +339,27 @@ impl Sim {
         true
     }
 
-    fn deliver_one(&mut self, e: net::Envelope, lost: bool) {
+    fn deliver_one(&mut self, e: net::Envelope, mut lost: bool) {
         let now = self.now;
         if let Payload::Raft(m) = &e.payload {
             if m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
-                // The real transport reports a snapshot's fate to its sender.
+                // What the real transport does: stream the records of the view the sender
+                // pinned into the receiver's staging area before the message is stepped, and
+                // report the snapshot's fate to the sender.
                 let up = self.masters[&e.to].core.is_some();
+                if !lost && up {
+                    let (from, to) = (self.masters[&e.from].store(), self.masters[&e.to].store());
+                    let moved = match (from, to) {
+                        (Some(f), Some(t)) => {
+                            anode_master::store::transfer_snapshot(&f, &t, m.get_snapshot())
+                        }
+                        _ => Err(anode_master::store::StoreError::SnapshotStream(
+                            "sender down".into(),
+                        )),
+                    };
+                    lost = moved.is_err();
+                    self.counts.snapshots_streamed += u32::from(!lost);
+                }
                 if let Some(core) = self.masters.get_mut(&e.from).and_then(|m| m.core.as_mut()) {
                     core.report_snapshot(e.to, !lost && up);
                 }

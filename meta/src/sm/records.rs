@@ -113,6 +113,7 @@ mod tests {
                 key: b"c/\x01".to_vec(),
                 value: newer.encode_to_vec(),
             }],
+            descriptor: None,
         };
         let err = decode_snapshot(&snap.encode_to_vec()).unwrap_err();
         assert!(
