@@ -7,6 +7,12 @@ use clap::{Parser, Subcommand};
 
 mod dev;
 
+/// mimalloc instead of glibc malloc: per-request allocations (hyper, h2, tonic, prost) were
+/// about a sixth of the CPU of a small GET on the leader and the gateway with glibc
+/// (docs/architecture.md, "Where a small GET spends its time").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "anode",

@@ -1,7 +1,9 @@
 //! The read path: stream an object's bytes from chunkservers, verified, with bounded read-ahead.
 //!
 //! Order per read: plan the chunk spans of the range (pure, [`crate::range`]) -> per batch of
-//! spans, `LocateChunks` (fall back to `ChunkRef.servers` through the server directory) -> fetch
+//! spans, the replicas: the manifest's `ChunkRef.servers` resolved through the server directory
+//! when it knows them all freshly (no master call), else `LocateChunks` (plus the manifest's
+//! servers); a span none of the manifest's servers serves asks `LocateChunks` then -> fetch
 //! up to [`read_ahead_for`] spans concurrently (the request's chunks up to
 //! [`READ_AHEAD_BYTES`], at least `read_ahead_chunks`), yielding their bytes in order.
 //!
@@ -29,8 +31,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anode_proto::{
-    ChunkRef, ChunkserverInfo, ChunkserverState, GetChunkRequest, LocateChunksRequest, Manifest,
-    ReportBadChunkRequest,
+    ChunkPlacement, ChunkRef, ChunkserverInfo, ChunkserverState, GetChunkRequest,
+    LocateChunksRequest, Manifest, ReportBadChunkRequest,
 };
 use bytes::Bytes;
 use futures::stream::{self, FuturesUnordered, StreamExt};
@@ -89,6 +91,8 @@ struct Fetch {
     span: ChunkSpan,
     chunk: ChunkRef,
     servers: Vec<ChunkserverInfo>,
+    /// `servers` are the manifest's, resolved through the directory (the master not asked).
+    from_manifest: bool,
 }
 
 /// The stream of the bytes `range` (inclusive, clamped to the object) of `manifest`.
@@ -164,16 +168,53 @@ fn read_inline(manifest: &Manifest, start: u64, end: u64) -> ByteStream {
 }
 
 impl ClientInner {
-    /// Replicas for each span of `batch`: the master's chunk table first, then the servers the
-    /// manifest recorded (resolved through the directory). Never fails: without the master the
-    /// manifest's servers are all there is.
+    /// Replicas for each span of `batch`. When the directory knows every server the manifest
+    /// lists for every span of the batch (learned from the master less than
+    /// [`crate::pool::DIRECTORY_FRESH_FOR`] ago, at least one alive per span), those are used
+    /// and the master is not asked: one master read per GET (the manifest). Otherwise
+    /// `LocateChunks` (see [`ClientInner::located`]). A span read from the manifest's servers
+    /// that none of them serves asks the master then ([`ClientInner::fetch_span`]).
     async fn locate(&self, chunks: &[ChunkRef], batch: Vec<ChunkSpan>) -> Vec<Fetch> {
-        let req = LocateChunksRequest {
-            sha256: batch
-                .iter()
-                .map(|s| chunks[s.index].sha256.clone())
-                .collect(),
-        };
+        let known: Option<Vec<Vec<ChunkserverInfo>>> = batch
+            .iter()
+            .map(|s| self.pool.lookup_fresh(&chunks[s.index].servers))
+            .collect();
+        if let Some(known) = known {
+            return batch
+                .into_iter()
+                .zip(known)
+                .map(|(span, servers)| Fetch {
+                    span,
+                    chunk: chunks[span.index].clone(),
+                    servers,
+                    from_manifest: true,
+                })
+                .collect();
+        }
+        let shas = batch
+            .iter()
+            .map(|s| chunks[s.index].sha256.clone())
+            .collect();
+        let placements = self.located(shas).await;
+        batch
+            .into_iter()
+            .map(|span| {
+                let chunk = chunks[span.index].clone();
+                let servers = self.replicas(&chunk, &placements);
+                Fetch {
+                    span,
+                    chunk,
+                    servers,
+                    from_manifest: false,
+                }
+            })
+            .collect()
+    }
+
+    /// `LocateChunks` for `sha256`, its servers learned into the directory. Never fails:
+    /// without the master the manifest's servers are all there is (an empty answer).
+    async fn located(&self, sha256: Vec<Vec<u8>>) -> Vec<ChunkPlacement> {
+        let req = LocateChunksRequest { sha256 };
         let located = self
             .master
             .call(|mut c| {
@@ -190,38 +231,66 @@ impl ClientInner {
         };
         self.pool
             .learn(placements.iter().flat_map(|p| p.servers.iter()));
-        batch
-            .into_iter()
-            .map(|span| {
-                let chunk = chunks[span.index].clone();
-                let mut servers: Vec<ChunkserverInfo> = Vec::new();
-                let from_master = placements
-                    .iter()
-                    .filter(|p| p.sha256 == chunk.sha256)
-                    .flat_map(|p| p.servers.iter().cloned());
-                let from_manifest = chunk.servers.iter().filter_map(|id| self.pool.lookup(*id));
-                for s in from_master.chain(from_manifest) {
-                    if !s.addr.is_empty() && !servers.iter().any(|o| o.id == s.id) {
-                        servers.push(s);
-                    }
-                }
-                Fetch {
-                    span,
-                    chunk,
-                    servers,
-                }
-            })
-            .collect()
+        placements
     }
 
-    /// The bytes of one span from the first replica that serves them verified: replicas are
-    /// tried in order, the next one at once when one fails and after `hedge_after` when none
-    /// has started answering yet (see the module docs).
+    /// The replicas of `chunk`: the master's placements first, then the servers the manifest
+    /// recorded (resolved through the directory), each once.
+    fn replicas(&self, chunk: &ChunkRef, placements: &[ChunkPlacement]) -> Vec<ChunkserverInfo> {
+        let mut servers: Vec<ChunkserverInfo> = Vec::new();
+        let from_master = placements
+            .iter()
+            .filter(|p| p.sha256 == chunk.sha256)
+            .flat_map(|p| p.servers.iter().cloned());
+        let from_manifest = chunk.servers.iter().filter_map(|id| self.pool.lookup(*id));
+        for s in from_master.chain(from_manifest) {
+            if !s.addr.is_empty() && !servers.iter().any(|o| o.id == s.id) {
+                servers.push(s);
+            }
+        }
+        servers
+    }
+
+    /// The bytes of one span (see [`ClientInner::try_replicas`]). When the replicas came from
+    /// the manifest alone and none served the span, the master is asked where the chunk is
+    /// (`LocateChunks`) and the replicas it names that were not tried yet are tried.
     async fn fetch_span(self: Arc<Self>, fetch: Fetch) -> Result<Vec<Bytes>, ClientError> {
+        let err = match self.try_replicas(&fetch, &fetch.servers).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) => e,
+        };
+        if !fetch.from_manifest {
+            return Err(err);
+        }
+        let placements = self.located(vec![fetch.chunk.sha256.clone()]).await;
+        let untried: Vec<ChunkserverInfo> = self
+            .replicas(&fetch.chunk, &placements)
+            .into_iter()
+            .filter(|s| {
+                !fetch
+                    .servers
+                    .iter()
+                    .any(|t| t.id == s.id && t.addr == s.addr)
+            })
+            .collect();
+        if untried.is_empty() {
+            return Err(err);
+        }
+        tracing::debug!(chunk = %hex::encode(&fetch.chunk.sha256), "the manifest's replicas failed; trying the ones the master names");
+        self.try_replicas(&fetch, &untried).await
+    }
+
+    /// The bytes of one span from the first of `servers` that serves them verified: replicas
+    /// are tried in order, the next one at once when one fails and after `hedge_after` when
+    /// none has started answering yet (see the module docs).
+    async fn try_replicas(
+        &self,
+        fetch: &Fetch,
+        servers: &[ChunkserverInfo],
+    ) -> Result<Vec<Bytes>, ClientError> {
         let sha_hex = hex::encode(&fetch.chunk.sha256);
         let answering = AtomicBool::new(false);
-        let loads: Vec<(bool, usize)> = fetch
-            .servers
+        let loads: Vec<(bool, usize)> = servers
             .iter()
             .map(|s| {
                 let down = [ChunkserverState::Suspect, ChunkserverState::Dead]
@@ -231,7 +300,7 @@ impl ClientInner {
             })
             .collect();
         let order = replica_order(&loads, fetch.span.index);
-        let mut next = order.iter().map(|&i| &fetch.servers[i]);
+        let mut next = order.iter().map(|&i| &servers[i]);
         let mut racing = FuturesUnordered::new();
         let mut hedge_at = Instant::now();
         loop {
@@ -240,9 +309,9 @@ impl ClientInner {
             if start_next {
                 match next.next() {
                     Some(server) => {
-                        let (this, fetch, answering) = (&self, &fetch, &answering);
+                        let answering = &answering;
                         racing.push(async move {
-                            (server, this.fetch_from(server, fetch, answering).await)
+                            (server, self.fetch_from(server, fetch, answering).await)
                         });
                         hedge_at = Instant::now() + self.cfg.hedge_after;
                     }
@@ -258,6 +327,7 @@ impl ClientInner {
                     Ok(bytes) => return Ok(bytes),
                     Err(ReplicaError::Failed(e)) => {
                         tracing::warn!(chunk = %sha_hex, server = server.id, error = %e, "replica unreachable; trying the next");
+                        self.pool.mark_suspect(server.id);
                     }
                     Err(ReplicaError::Bad(reason)) => {
                         tracing::warn!(chunk = %sha_hex, server = server.id, %reason, "bad replica; reporting it and trying the next");

@@ -684,3 +684,65 @@ async fn a_frozen_leader_is_left_for_the_one_the_others_report() {
     );
     held.abort();
 }
+
+/// One master read per GET: a client that learned the servers (from its own put) reads a
+/// chunked object from the manifest's servers without `LocateChunks`; a client that knows none
+/// of them asks once. When every server the manifest lists lost a chunk (moved elsewhere by a
+/// repair), the reader reports them, asks the master and reads the copy it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_skip_locate_until_the_manifests_servers_fail() {
+    bounded(async {
+        let c = Cluster::start(4, 3).await;
+        let cl = client(&c).await;
+        let data = body(2 * CHUNK + 5, seed());
+        let m = cl
+            .put_object_bytes(BUCKET, "x", data.clone(), PutOptions::default())
+            .await
+            .unwrap();
+        let locates = || c.master.lock().calls.get("locate_chunks").copied();
+        let (_, s) = cl.get_object(BUCKET, "x", None).await.unwrap();
+        assert_eq!(read_all(s).await.unwrap(), data.to_vec());
+        assert_eq!(locates(), None, "a fresh directory needs no LocateChunks");
+        // A client that never saw the servers asks the master once for the batch.
+        let other = client(&c).await;
+        let (_, s) = other.get_object(BUCKET, "x", None).await.unwrap();
+        assert_eq!(read_all(s).await.unwrap(), data.to_vec());
+        assert_eq!(locates(), Some(1));
+        // Move the first chunk off every server the manifest lists, to the fourth server.
+        let moved = &m.chunks[0];
+        let spare = c
+            .servers
+            .iter()
+            .map(|s| s.0)
+            .find(|id| !moved.servers.contains(id))
+            .unwrap();
+        let mut blob = None;
+        for id in &moved.servers {
+            blob = c.server(*id).blobs.lock().remove(&moved.sha256);
+        }
+        c.server(spare)
+            .blobs
+            .lock()
+            .insert(moved.sha256.clone(), blob.unwrap());
+        let cid = anode_meta::locations::chunk_id(&moved.sha256).unwrap();
+        c.master.lock().control.learn_copies(&[(spare, cid)]);
+        let (_, s) = cl.get_object(BUCKET, "x", None).await.unwrap();
+        assert_eq!(read_all(s).await.unwrap(), data.to_vec());
+        assert_eq!(locates(), Some(2), "only the failed span asks the master");
+        let mut reported = Vec::new();
+        for _ in 0..100 {
+            reported = c.master.lock().reports.clone();
+            if reported.len() >= moved.servers.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut ids: Vec<u64> = reported.iter().map(|r| r.1).collect();
+        ids.sort_unstable();
+        let mut want = moved.servers.clone();
+        want.sort_unstable();
+        assert_eq!(ids, want, "every missing copy is reported");
+        assert!(reported.iter().all(|r| r.0 == moved.sha256));
+    })
+    .await
+}

@@ -178,7 +178,14 @@ pub async fn start(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<RunningGateway> {
     let tls = args.grpc_tls.load_as(anode_tls::Role::Gateway, None)?;
-    let client = anode_client::Client::connect(args.masters.clone(), tls)
+    // The gateway never reads the client's manifest cache (every GET asks the leader), so it
+    // is off: no manifest clone and no LRU lock per GET and PUT.
+    let cfg = anode_client::ClientConfig {
+        tls: Some(tls),
+        manifest_cache_entries: 0,
+        ..anode_client::ClientConfig::default()
+    };
+    let client = anode_client::Client::with_config(args.masters.clone(), cfg)
         .await
         .context("client for the masters")?;
     start_with_backend(args, Arc::new(client), shutdown).await
