@@ -128,18 +128,6 @@ pub(crate) fn normalize_addr(addr: &str) -> String {
     }
 }
 
-/// HTTP/2 receive window per stream on the client's channels (hyper's default is 2 MiB): a
-/// whole default chunk, so a chunkserver streams a chunk read without waiting for window
-/// updates (the reader holds a chunk's pieces until it is verified anyway).
-pub const STREAM_WINDOW_BYTES: u32 = 4 << 20;
-/// HTTP/2 receive window per connection (hyper's default is 5 MiB): every chunk read from one
-/// chunkserver shares one connection, and a 16 MiB GET reads 4 chunks at once.
-pub const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
-/// Largest HTTP/2 frame the client accepts (default 16 KiB): a 256 KiB `GetChunk` message
-/// arrives in one DATA frame instead of 16 (one body poll and one copy into tonic's decode
-/// buffer per message instead of per 16 KiB).
-pub const MAX_FRAME_BYTES: u32 = 1 << 20;
-
 /// A lazily connecting channel to the server of `role` at `addr`, over `tls` (which checks the
 /// server's certificate is of `role`); needs a tokio runtime.
 pub(crate) fn lazy_channel(
@@ -153,9 +141,6 @@ pub(crate) fn lazy_channel(
         .map_err(|e| ClientError::InvalidArgument(e.to_string()))?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
-        .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(false);
