@@ -114,11 +114,8 @@ pub fn snapshot_pieces(
     }))
 }
 
-/// The descriptor and raft message of a streamed snapshot's header piece; `None` for a whole
-/// (version 2) snapshot's header, whose data follows in the pieces (pure).
-pub fn streamed_header(
-    first: &SnapshotPiece,
-) -> Result<Option<(anode_proto::SnapshotDescriptor, Message)>, SnapshotStreamError> {
+/// The raft message of a snapshot stream's header piece: present, decodable, a MsgSnapshot.
+fn header_message(first: &SnapshotPiece) -> Result<Message, SnapshotStreamError> {
     if first.message.is_empty() {
         return Err(SnapshotStreamError::NoHeader);
     }
@@ -127,6 +124,15 @@ pub fn streamed_header(
     if message.get_msg_type() != MessageType::MsgSnapshot || !message.has_snapshot() {
         return Err(SnapshotStreamError::NotSnapshot);
     }
+    Ok(message)
+}
+
+/// The descriptor and raft message of a streamed snapshot's header piece; `None` for a whole
+/// (version 2) snapshot's header, whose data follows in the pieces (pure).
+pub fn streamed_header(
+    first: &SnapshotPiece,
+) -> Result<Option<(anode_proto::SnapshotDescriptor, Message)>, SnapshotStreamError> {
+    let message = header_message(first)?;
     if message.get_snapshot().get_data().is_empty() {
         return Ok(None);
     }
@@ -152,14 +158,7 @@ pub struct SnapshotAssembly {
 impl SnapshotAssembly {
     /// Start from the first piece; refuses a missing or bad header and data over `max_bytes`.
     pub fn start(first: SnapshotPiece, max_bytes: u64) -> Result<Self, SnapshotStreamError> {
-        if first.message.is_empty() {
-            return Err(SnapshotStreamError::NoHeader);
-        }
-        let message = Message::parse_from_bytes(&first.message)
-            .map_err(|e| SnapshotStreamError::BadMessage(e.to_string()))?;
-        if message.get_msg_type() != MessageType::MsgSnapshot || !message.has_snapshot() {
-            return Err(SnapshotStreamError::NotSnapshot);
-        }
+        let message = header_message(&first)?;
         if first.data_bytes > max_bytes {
             return Err(SnapshotStreamError::TooLarge {
                 declared: first.data_bytes,
