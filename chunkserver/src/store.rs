@@ -661,13 +661,7 @@ impl BlobWriter {
     /// SHA-256 nor the write holds a runtime worker, and the bytes are not copied into a
     /// buffer of `tokio::fs::File` first (issue 18).
     pub async fn write_bytes(&mut self, data: Bytes) -> Result<(), ChunkError> {
-        self.written = self.written.saturating_add(data.len() as u64);
-        if self.written > self.len {
-            return Err(ChunkError::BadDigest(format!(
-                "more than the declared {} bytes",
-                self.len
-            )));
-        }
+        count_declared(&mut self.written, self.len, data.len())?;
         let file = self.file.take().ok_or_else(|| {
             ChunkError::Io(std::io::Error::other("blob writer used after a failure"))
         })?;
@@ -843,18 +837,24 @@ pub struct BlobPipe {
     len: u64,
 }
 
+/// Add `n` bytes to `written`; refuses bytes past the declared length `len` (shared by
+/// [`BlobWriter::write_bytes`] and [`BlobPipe::send`]).
+fn count_declared(written: &mut u64, len: u64, n: usize) -> Result<(), ChunkError> {
+    *written = written.saturating_add(n as u64);
+    if *written > len {
+        return Err(ChunkError::BadDigest(format!(
+            "more than the declared {len} bytes"
+        )));
+    }
+    Ok(())
+}
+
 impl BlobPipe {
     /// Queue `data` (waits while [`PIPE_PIECES`] pieces are queued). Refuses bytes past the
     /// declared length; a failed write on the thread surfaces here as a closed pipe and in
     /// full from [`BlobWriter::close`].
     pub async fn send(&mut self, data: Bytes) -> Result<(), ChunkError> {
-        self.written = self.written.saturating_add(data.len() as u64);
-        if self.written > self.len {
-            return Err(ChunkError::BadDigest(format!(
-                "more than the declared {} bytes",
-                self.len
-            )));
-        }
+        count_declared(&mut self.written, self.len, data.len())?;
         self.tx.send(data).await.map_err(|_| {
             ChunkError::Io(std::io::Error::other(
                 "blob write failed (the writer thread stopped)",
