@@ -84,7 +84,11 @@ pub fn authz_policy(data: &[u8]) {
         );
         return;
     }
-    assert_eq!(parsed, Policy::parse(&text, BUCKET), "parsing is deterministic");
+    assert_eq!(
+        parsed,
+        Policy::parse(&text, BUCKET),
+        "parsing is deterministic"
+    );
     let policy = match parsed {
         Ok(p) => p,
         Err(e) => {
@@ -151,7 +155,10 @@ fn check_grid(policy: &Policy) {
         if is_owner_or_admin(&p) {
             let explicit = matches!(d, Decision::Deny(DenyReason::ExplicitDeny { .. }));
             assert!(d.is_allowed() || explicit, "{p} {a:?}: {d:?}");
-            assert!(d.is_allowed() || has_deny, "{p} {a:?}: {d:?} without a Deny");
+            assert!(
+                d.is_allowed() || has_deny,
+                "{p} {a:?}: {d:?} without a Deny"
+            );
         }
         if p == Principal::Anonymous && d.is_allowed() {
             assert!(
