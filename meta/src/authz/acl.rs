@@ -267,16 +267,20 @@ impl Acl {
         self.grants.iter().any(|g| g.grantee.is_public())
     }
 
-    /// Whether every grant is the bucket owner's FULL_CONTROL (S3 accepts such an ACL, or
-    /// `bucket-owner-full-control`, when ACLs are disabled).
+    /// Whether this is a "bucket owner full control" ACL, the one kind S3 accepts when ACLs
+    /// are disabled: it grants the bucket owner FULL_CONTROL and nothing else, except
+    /// FULL_CONTROL to the ACL's own owner (what `bucket-owner-full-control` from another
+    /// writer expands to; `private` from the bucket owner qualifies, from anyone else not).
     pub fn is_bucket_owner_full_control(&self, bucket_owner_id: &str) -> bool {
-        self.grants.iter().all(|g| {
+        let full_to = |g: &Grant, id: &str| {
             g.permission == Permission::FullControl
-                && g.grantee
-                    == Grantee::CanonicalUser {
-                        id: bucket_owner_id.to_string(),
-                    }
-        })
+                && matches!(&g.grantee, Grantee::CanonicalUser { id: x } if x == id)
+        };
+        self.grants.iter().any(|g| full_to(g, bucket_owner_id))
+            && self
+                .grants
+                .iter()
+                .all(|g| full_to(g, bucket_owner_id) || full_to(g, &self.owner))
     }
 
     /// The grant (or the owner's implicit ACP rights) that lets `principal` do `action` on

@@ -905,6 +905,8 @@ fn bucket_owner_enforced_disables_acls() {
         ),
         Ok(())
     );
+    // bucket-owner-full-control from another writer is accepted; private from them is not
+    // (it does not give the bucket owner full control), nor any other grant.
     assert_eq!(
         check_put_acl(
             enforced,
@@ -912,8 +914,31 @@ fn bucket_owner_enforced_disables_acls() {
             &CannedAcl::BucketOwnerFullControl.expand(&bob_id(), &alice),
             &alice
         ),
-        Err(AccessSetError::AclsDisabled)
+        Ok(())
     );
+    for acl in [
+        CannedAcl::Private.expand(&bob_id(), &alice),
+        CannedAcl::BucketOwnerRead.expand(&bob_id(), &alice),
+        Acl {
+            owner: alice.clone(),
+            grants: vec![
+                Grant {
+                    grantee: Grantee::CanonicalUser { id: alice.clone() },
+                    permission: Permission::FullControl,
+                },
+                Grant {
+                    grantee: Grantee::CanonicalUser { id: bob_id() },
+                    permission: Permission::Read,
+                },
+            ],
+        },
+    ] {
+        assert_eq!(
+            check_put_acl(enforced, &pab, &acl, &alice),
+            Err(AccessSetError::AclsDisabled),
+            "{acl:?}"
+        );
+    }
     assert_eq!(
         check_put_acl(
             enforced,
