@@ -431,8 +431,8 @@ impl Condition {
         }
         match &self.test {
             Test::Ip { negated, blocks } => {
-                let ip: IpAddr = ctx.source_ip.expect("present");
-                blocks.iter().any(|b| b.contains(ip)) != *negated
+                let hit = |ip: IpAddr| blocks.iter().any(|b| b.contains(ip));
+                ctx.source_ip.is_some_and(hit) != *negated
             }
             Test::Bool(values) => values.contains(&ctx.secure_transport),
             Test::Str {
@@ -449,7 +449,8 @@ impl Condition {
                 });
                 hit != *negated
             }
-            Test::Null(_) => unreachable!("handled above"),
+            // Answered before the presence check.
+            Test::Null(_) => false,
         }
     }
 
