@@ -226,6 +226,7 @@ impl Grantee {
 
 /// One grant.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Grant {
     /// Who.
     pub grantee: Grantee,
