@@ -127,6 +127,8 @@ async fn create_key(master: &str) {
                 name: "s3tests".into(),
                 access_key: ACCESS_KEY.into(),
                 secret_key: SECRET_KEY.into(),
+                user: String::new(),
+                expires_ms: 0,
                 session: None,
             };
             let r = anode_master::ctl::call_leader(&masters, |mut c| {
