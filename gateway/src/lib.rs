@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod authz;
 pub mod aws_chunked;
 pub mod backend;
 pub mod body;
