@@ -1069,6 +1069,8 @@ impl MasterService {
             let mut c = self.control.lock();
             let out = c.sweep_scanned(&view, &table, self.mono_ms(), anode_common::now_ms());
             publish_heal_metrics(&c.healer().figures());
+            drop(c);
+            publish_usage_metrics(&view);
             out
         };
         if out.tasks_planned > 0 {
@@ -1084,6 +1086,31 @@ impl MasterService {
             self.write(op).await?;
         }
         Ok(())
+    }
+}
+
+fn publish_usage_metrics(kv: &dyn KvRead) {
+    use crate::metrics::{BUCKET_USAGE, USER_USAGE};
+    BUCKET_USAGE.reset();
+    for b in state::list_buckets(kv) {
+        if let Some(u) = state::tracked_bucket_usage(kv, &b.name) {
+            BUCKET_USAGE
+                .with_label_values(&[b.name.as_str(), "bytes"])
+                .set(u.bytes as i64);
+            BUCKET_USAGE
+                .with_label_values(&[b.name.as_str(), "objects"])
+                .set(u.objects as i64);
+        }
+    }
+    USER_USAGE.reset();
+    for user in state::list_users(kv) {
+        let u = state::user_usage(kv, &user.name);
+        USER_USAGE
+            .with_label_values(&[user.name.as_str(), "bytes"])
+            .set(u.bytes as i64);
+        USER_USAGE
+            .with_label_values(&[user.name.as_str(), "objects"])
+            .set(u.objects as i64);
     }
 }
 

@@ -43,7 +43,9 @@ pub use list::{list_objects, list_parts, list_uploads};
 pub use mem::MemState;
 pub use records::{check_record, decode_snapshot};
 use records::{get_msg, must_decode, scan_msgs};
-pub use users::{bucket_usage, get_user, list_users, user_usage, within_quota};
+pub use users::{
+    bucket_usage, get_user, list_users, tracked_bucket_usage, user_usage, within_quota,
+};
 
 /// Errors of state machine commands and queries; [`StateError::detail`] is their wire form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
