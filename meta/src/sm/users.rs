@@ -86,7 +86,8 @@ pub fn bucket_usage(kv: &dyn KvRead, bucket: &str) -> Usage {
 
 /// A bucket's counters, without scanning a bucket that has none yet (`None`).
 pub fn tracked_bucket_usage(kv: &dyn KvRead, bucket: &str) -> Option<Usage> {
-    kv.get(&bucket_objects_key(bucket)).map(|_| bucket_usage(kv, bucket))
+    kv.get(&bucket_objects_key(bucket))
+        .map(|_| bucket_usage(kv, bucket))
 }
 
 /// Live objects and bytes over the buckets `user` owns.
