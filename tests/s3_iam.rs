@@ -57,4 +57,23 @@ async fn users_ownership_and_quotas_through_boto3() {
         c.logs()
     );
     eprintln!("{stdout}");
+    // The leader publishes usage after its healing sweeps: the suite left 12 objects in
+    // alice-quota and gave bob 5 MiB + 5 bytes.
+    let url = format!("http://{}/metrics", c.master_admin);
+    let http = reqwest::Client::new();
+    support::wait_for("usage metrics", Duration::from_secs(30), || {
+        let req = http.get(&url).timeout(Duration::from_secs(2)).send();
+        async move {
+            let text = req.await.ok()?.text().await.ok()?;
+            let want = [
+                r#"anode_bucket_usage{bucket="alice-quota",kind="objects"} 12"#.to_string(),
+                format!(
+                    r#"anode_user_usage{{kind="bytes",user="bob"}} {}"#,
+                    (5 << 20) + 5
+                ),
+            ];
+            want.iter().all(|w| text.contains(w.as_str())).then_some(())
+        }
+    })
+    .await;
 }
