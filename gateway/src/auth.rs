@@ -180,7 +180,7 @@ impl KeyCache {
         match backend.get_principal(access_key).await {
             Ok((k, user)) => {
                 let info = KeyInfo {
-                    principal: Principal::of_key(access_key, user.as_ref()),
+                    principal: Principal::of_key(&k, user.as_ref()),
                     secret: k.secret_key,
                     disabled: k.disabled,
                     expires_ms: k.expires_ms,
@@ -261,7 +261,13 @@ mod tests {
         }
         let info = KeyInfo {
             secret: "s".repeat(40),
-            principal: Principal::of_key(&id(0), None),
+            principal: Principal::of_key(
+                &anode_client::AccessKey {
+                    access_key: id(0),
+                    ..Default::default()
+                },
+                None,
+            ),
             disabled: false,
             expires_ms: 0,
         };

@@ -24,19 +24,22 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// The principal of a key of `user` (`None`: an administrator key, no user record).
-    pub fn of_key(access_key: &str, user: Option<&anode_client::User>) -> Principal {
-        match user {
-            Some(u) => Principal {
-                access_key: access_key.to_string(),
-                user: u.name.clone(),
-                admin: u.admin,
-            },
-            None => Principal {
-                access_key: access_key.to_string(),
+    /// The principal of `key`, whose user record (when it names one) is `user`. A key without
+    /// a user is an administrator key. A key naming a user whose record is missing (the master
+    /// refuses to delete a user that has keys, so this is a broken state) acts as that user
+    /// without the admin flag: never more than the key names.
+    pub fn of_key(key: &anode_client::AccessKey, user: Option<&anode_client::User>) -> Principal {
+        if key.user.is_empty() {
+            return Principal {
+                access_key: key.access_key.clone(),
                 user: String::new(),
                 admin: true,
-            },
+            };
+        }
+        Principal {
+            access_key: key.access_key.clone(),
+            user: key.user.clone(),
+            admin: user.is_some_and(|u| u.name == key.user && u.admin),
         }
     }
 
@@ -120,7 +123,22 @@ mod tests {
         let alice = user("alice", false);
         let bob = user("bob", false);
         let root = user("root", true);
-        let legacy = Principal::of_key("AKLEGACY", None);
+        let key = |ak: &str, user: &str| anode_client::AccessKey {
+            access_key: ak.into(),
+            user: user.into(),
+            ..Default::default()
+        };
+        let legacy = Principal::of_key(&key("AKLEGACY", ""), None);
+        // A key naming a user without a record is that user, never an admin.
+        let orphan = Principal::of_key(&key("AKORPHAN", "ghost"), None);
+        assert_eq!((orphan.user.as_str(), orphan.admin), ("ghost", false));
+        let admin_user = anode_client::User {
+            name: "root".into(),
+            admin: true,
+            ..Default::default()
+        };
+        assert!(Principal::of_key(&key("AKROOT", "root"), Some(&admin_user)).admin);
+        assert!(!Principal::of_key(&key("AKX", "other"), Some(&admin_user)).admin);
         let alices = Resource::Bucket {
             name: "a",
             owner_user: "alice",
