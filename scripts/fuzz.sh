@@ -64,6 +64,7 @@ echo "== fuzz: built in $(($(date +%s) - start)) s"
 max_len() {
     case "$1" in
         aws_chunked | gateway_request | chunkserver_rpc | master_apply) echo 16384 ;;
+        authz_policy) echo 24576 ;; # past the 20 KiB policy limit
         *) echo 4096 ;;
     esac
 }

@@ -5,7 +5,8 @@
 //! when it knows them all freshly (no master call), else `LocateChunks` (plus the manifest's
 //! servers); a span none of the manifest's servers serves asks `LocateChunks` then -> fetch
 //! up to [`read_ahead_for`] spans concurrently (the request's chunks up to
-//! [`READ_AHEAD_BYTES`], at least `read_ahead_chunks`), yielding their bytes in order.
+//! [`READ_AHEAD_BYTES`], at least `read_ahead_chunks`), yielding their bytes in order. Each
+//! fetch is its own task ([`SpawnedFetch`]): it drains its stream while the reader is busy.
 //!
 //! Integrity, once per byte: a whole-chunk fetch is verified here, end to end (SHA-256 against
 //! the id, hashed as the pieces arrive; the chunkserver streams it unhashed); a partial fetch
@@ -27,8 +28,11 @@
 //! Once a replica has sent its first message it is trusted to finish (bounded per message by
 //! `rpc_timeout`), so large chunks are not read twice.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use anode_proto::{
     ChunkPlacement, ChunkRef, ChunkserverInfo, ChunkserverState, GetChunkRequest,
@@ -135,10 +139,7 @@ pub(crate) fn read_manifest(
             async move { inner.locate(&chunks, batch).await }
         })
         .flat_map(stream::iter)
-        .map(move |fetch| {
-            let inner = inner.clone();
-            async move { inner.fetch_span(fetch).await }
-        })
+        .map(move |fetch| SpawnedFetch::start(inner.clone(), fetch))
         .buffered(read_ahead)
         .flat_map(|fetched| {
             let items: Vec<Result<Bytes, ClientError>> = match fetched {
@@ -148,6 +149,36 @@ pub(crate) fn read_manifest(
             stream::iter(items)
         })
         .boxed()
+}
+
+/// One span's fetch running as its own task, so it drains its chunkserver stream (and frees
+/// that connection's HTTP/2 window) and keeps its hedging clock whether or not the reader is
+/// polling: a reader whose own socket is full must not stall other reads sharing the
+/// connection to that chunkserver, nor make every fetch hedge at once when it polls again.
+/// Aborted when dropped (the reader went away). At most the read-ahead of a read runs.
+struct SpawnedFetch(tokio::task::JoinHandle<Result<Vec<Bytes>, ClientError>>);
+
+impl SpawnedFetch {
+    fn start(inner: Arc<ClientInner>, fetch: Fetch) -> Self {
+        use tracing::Instrument;
+        SpawnedFetch(tokio::spawn(inner.fetch_span(fetch).in_current_span()))
+    }
+}
+
+impl Future for SpawnedFetch {
+    type Output = Result<Vec<Bytes>, ClientError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|e| Err(ClientError::Internal(format!("chunk fetch task: {e}"))))
+        })
+    }
+}
+
+impl Drop for SpawnedFetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn read_inline(manifest: &Manifest, start: u64, end: u64) -> ByteStream {

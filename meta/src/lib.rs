@@ -10,6 +10,8 @@
 //! Code map:
 //! - [`access`]: node roles and identities, the authorization table of every RPC, the raft
 //!   sender check.
+//! - [`authz`]: authorization of S3 requests (bucket policies, ACLs, PublicAccessBlock):
+//!   the one decision [`authz::authorize`] and the versioned bucket-access record.
 //! - [`kv`]: the narrow key-value view the state machine reads, and its mutations.
 //! - [`sm`] (also [`state`]): the deterministic state machine (`apply`), its read queries, and
 //!   [`sm::MemState`], the state machine over a `MemKv` that backs the test fakes.
@@ -26,6 +28,7 @@
 //! [`control::ControlError::detail`], [`membership::MembershipError::detail`]).
 
 pub mod access;
+pub mod authz;
 pub mod control;
 pub mod healer;
 pub mod kv;

@@ -517,6 +517,30 @@ fn blocksums_seeds() {
     write("blocksums", "no-trailer", v);
 }
 
+/// Real bucket policies (the shapes the AWS documentation and tools write) for bucket
+/// `fuzz-bucket`, a record, and a few refused ones.
+fn authz_seeds() {
+    let b = anode_fuzz::authz::BUCKET;
+    let seeds = [
+        ("public-read", format!(r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"PublicRead","Effect":"Allow","Principal":"*","Action":["s3:GetObject","s3:GetObjectVersion"],"Resource":["arn:aws:s3:::{b}/*"]}}]}}"#)),
+        ("user-read-write", format!(r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"ListBob","Effect":"Allow","Principal":{{"AWS":["arn:aws:iam::anode:user/bob"]}},"Action":"s3:ListBucket","Resource":"arn:aws:s3:::{b}","Condition":{{"StringLike":{{"s3:prefix":["home/bob/*","home/"]}}}}}},{{"Sid":"RWBob","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::anode:user/bob"}},"Action":["s3:GetObject","s3:PutObject","s3:DeleteObject","s3:AbortMultipartUpload","s3:ListMultipartUploadParts"],"Resource":"arn:aws:s3:::{b}/home/bob/*"}}]}}"#)),
+        ("deny-insecure", format!(r#"{{"Version":"2012-10-17","Statement":{{"Sid":"DenyInsecure","Effect":"Deny","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::{b}","arn:aws:s3:::{b}/*"],"Condition":{{"Bool":{{"aws:SecureTransport":"false"}}}}}}}}"#)),
+        ("ip-allow-deny", format!(r#"{{"Version":"2012-10-17","Id":"S3PolicyId1","Statement":[{{"Sid":"IPAllow","Effect":"Allow","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::{b}","arn:aws:s3:::{b}/*"],"Condition":{{"IpAddress":{{"aws:SourceIp":["192.0.2.0/24","2001:DB8:1234:5678::/64"]}},"NotIpAddress":{{"aws:SourceIp":"192.0.2.188/32"}}}}}},{{"Sid":"NoSecret","Effect":"Deny","Principal":{{"AWS":"*"}},"NotAction":["s3:List*","s3:Get*"],"NotResource":"arn:aws:s3:::{b}/public/*"}}]}}"#)),
+        ("tags-and-canonical", format!(r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"CanonicalUser":"{}"}},"Action":"s3:Get*","Resource":"arn:aws:s3:::{b}/*","Condition":{{"StringEquals":{{"s3:ExistingObjectTag/class":"public"}},"Null":{{"s3:prefix":"true"}}}}}}]}}"#, anode_meta::authz::canonical_id("bob"))),
+        ("not-principal", format!(r#"{{"Statement":[{{"Effect":"Deny","NotPrincipal":{{"AWS":"arn:aws:iam::anode:user/bob"}},"Action":"s3:*","Resource":"arn:aws:s3:::{b}/*"}}]}}"#)),
+        ("other-bucket", r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::other/*"}]}"#.to_string()),
+    ];
+    for (name, text) in seeds {
+        write("authz_policy", name, text);
+    }
+    let mut rec = anode_meta::authz::BucketAccessRecord::new_bucket(
+        &anode_meta::authz::canonical_id("alice"),
+        anode_meta::authz::CannedAcl::PublicRead,
+    );
+    rec.policy = Some(r#"{"Statement":[]}"#.into());
+    write("authz_policy", "record", rec.encode());
+}
+
 fn main() {
     control_seeds();
     sigv4_seeds();
@@ -528,6 +552,7 @@ fn main() {
     chunkserver_seeds();
     master_seeds();
     blocksums_seeds();
+    authz_seeds();
     let _ = DOMAIN;
     println!("seeds written under {}", corpus().display());
 }

@@ -7,11 +7,13 @@
 //! A body panics only on a finding: a panic in the code under test or a broken property
 //! (documented on each function). See docs/fuzzing.md.
 
+pub mod authz;
 pub mod chunkserver;
 pub mod gateway;
 pub mod input;
 pub mod master;
 
+pub use authz::authz_policy;
 pub use chunkserver::{blocksums, chunkserver_rpc};
 pub use gateway::{
     aws_chunked, gateway_request, range_copy_source, s3_route, sigv4_header, sigv4_presigned,
@@ -47,4 +49,5 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("master_ops", master_ops),
     ("master_records", master_records),
     ("master_control", master_control),
+    ("authz_policy", authz_policy),
 ];

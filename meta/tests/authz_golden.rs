@@ -1,0 +1,86 @@
+//! Golden encoding of the bucket-access record (`anode_meta::authz::record`), the same rules
+//! as `golden.rs`: the file `tests/golden/bucket_access.v1.json` is never edited; a new
+//! version adds `bucket_access.v<N>.json` and keeps this test's row decoding (migrated).
+//!
+//! Regenerate a *missing* file (never an existing one) with
+//! `ANODE_BLESS_GOLDEN=1 cargo test -p anode-meta --test authz_golden`.
+
+use std::path::PathBuf;
+
+use anode_meta::authz::{
+    canonical_id, BucketAccessRecord, CannedAcl, Grant, Grantee, ObjectOwnership, Permission,
+    PublicAccessBlock, RecordError, BUCKET_ACCESS_VERSION,
+};
+
+fn golden_v1() -> BucketAccessRecord {
+    let owner = canonical_id("alice");
+    let mut acl = CannedAcl::PublicRead.expand(&owner, &owner);
+    acl.grants.push(Grant {
+        grantee: Grantee::CanonicalUser {
+            id: canonical_id("bob"),
+        },
+        permission: Permission::Write,
+    });
+    acl.grants.push(Grant {
+        grantee: Grantee::AuthenticatedUsers,
+        permission: Permission::ReadAcp,
+    });
+    BucketAccessRecord {
+        version: 1,
+        policy: Some(
+            r#"{"Version":"2012-10-17","Statement":[{"Sid":"r","Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::photos/*","Condition":{"IpAddress":{"aws:SourceIp":"192.0.2.0/24"}}}]}"#
+                .into(),
+        ),
+        acl,
+        object_ownership: ObjectOwnership::BucketOwnerPreferred,
+        public_access_block: PublicAccessBlock {
+            block_public_acls: true,
+            ignore_public_acls: false,
+            block_public_policy: true,
+            restrict_public_buckets: false,
+        },
+    }
+}
+
+fn golden_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+#[test]
+fn bucket_access_v1_decodes_and_is_still_written() {
+    let path = golden_path("bucket_access.v1.json");
+    let expected = golden_v1();
+    if !path.exists() && std::env::var_os("ANODE_BLESS_GOLDEN").is_some() {
+        let mut bytes = expected.encode();
+        bytes.push(b'\n');
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bytes = text.strip_suffix(b"\n").unwrap_or(&text);
+    let got = BucketAccessRecord::decode(bytes).expect("golden v1 decodes");
+    assert_eq!(got, expected);
+    // This build writes version 1: exactly these bytes.
+    assert_eq!(BUCKET_ACCESS_VERSION, 1);
+    assert_eq!(
+        String::from_utf8(expected.encode()).unwrap(),
+        String::from_utf8(bytes.to_vec()).unwrap(),
+        "this build no longer writes golden bucket_access.v1: add a new version"
+    );
+}
+
+#[test]
+fn a_newer_bucket_access_record_is_refused() {
+    let bytes = golden_v1().encode();
+    let newer = String::from_utf8(bytes)
+        .unwrap()
+        .replacen("\"version\":1", "\"version\":2", 1);
+    assert_eq!(
+        BucketAccessRecord::decode(newer.as_bytes()),
+        Err(RecordError::Newer {
+            found: 2,
+            supported: 1
+        })
+    );
+}
