@@ -225,6 +225,8 @@ async fn ensure_key(masters: &anode_master::ctl::Masters) -> anyhow::Result<()> 
             name: "default".into(),
             access_key: ak.clone(),
             secret_key: sk.clone(),
+            user: String::new(),
+            expires_ms: 0,
             session: None,
         };
         match anode_master::ctl::call_leader(masters, |mut c| {

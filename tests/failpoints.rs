@@ -448,6 +448,7 @@ async fn create_bucket(addrs: &[String], name: &str) {
                 name,
                 replication: 0,
                 owner_access_key: String::new(),
+                owner_user: String::new(),
                 session: None,
             })
             .await

@@ -100,6 +100,7 @@ async fn master_group_failover_restart_and_membership() {
             name: "bkt".into(),
             replication: 0,
             owner_access_key: String::new(),
+            owner_user: String::new(),
             session: None,
         })
         .await
@@ -369,6 +370,7 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
             name: "bkt".into(),
             replication: 0,
             owner_access_key: String::new(),
+            owner_user: String::new(),
             session: None,
         })
         .await

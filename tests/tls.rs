@@ -292,6 +292,7 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
                 name: "tls".into(),
                 replication: 1,
                 owner_access_key: String::new(),
+                owner_user: String::new(),
                 session: None,
             })
             .await
@@ -352,6 +353,8 @@ async fn admin_manages_members_and_keys_and_listings_carry_no_secret() {
                 name: "k".into(),
                 access_key: "AKTLSTEST0000001".into(),
                 secret_key: String::new(),
+                user: String::new(),
+                expires_ms: 0,
                 session: None,
             })
             .await

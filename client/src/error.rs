@@ -144,6 +144,10 @@ impl ClientError {
             | BadCommand
             | UnsupportedVersion
             | SessionExpired
+            | QuotaExceeded
+            | NoSuchUser
+            | UserExists
+            | UserNotEmpty
             | NotMember
             | AlreadyMember
             | WouldLoseQuorum
@@ -204,6 +208,10 @@ pub fn retryable(code: ErrorCode) -> bool {
         | BadCommand
         | UnsupportedVersion
         | SessionExpired
+        | QuotaExceeded
+        | NoSuchUser
+        | UserExists
+        | UserNotEmpty
         | NotMember
         | AlreadyMember
         | WouldLoseQuorum

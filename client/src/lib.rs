@@ -48,7 +48,7 @@ use parking_lot::Mutex;
 pub use anode_proto::{
     AccessKey, BucketConfig, ChunkRef, CompletePart, ListMultipartUploadsRequest,
     ListMultipartUploadsResponse, ListObjectsRequest, ListObjectsResponse, ListPartsRequest,
-    ListPartsResponse, Manifest, ObjectEntry, PartRecord,
+    ListPartsResponse, Manifest, ObjectEntry, PartRecord, Usage, User,
 };
 pub use config::ClientConfig;
 pub use error::{ClientError, ErrorCode, ErrorDetail};
@@ -161,17 +161,33 @@ impl Client {
 
     // ---- buckets ------------------------------------------------------------------------------
 
-    /// Create bucket `name` with replication factor `replication` (0 = cluster default).
+    /// Create bucket `name` with replication factor `replication` (0 = cluster default), owned
+    /// by the administrators (see [`Client::create_bucket_owned`]).
     pub async fn create_bucket(
         &self,
         name: &str,
         replication: u32,
         owner_access_key: &str,
     ) -> Result<BucketConfig, ClientError> {
+        self.create_bucket_owned(name, replication, owner_access_key, "")
+            .await
+    }
+
+    /// Create bucket `name` owned by user `owner_user` ("" = the administrators), made with
+    /// the key `owner_access_key`. An existing bucket is `BucketAlreadyOwnedByYou` when the
+    /// same user owns it, else `BucketAlreadyExists`.
+    pub async fn create_bucket_owned(
+        &self,
+        name: &str,
+        replication: u32,
+        owner_access_key: &str,
+        owner_user: &str,
+    ) -> Result<BucketConfig, ClientError> {
         let req = CreateBucketRequest {
             name: name.to_string(),
             replication,
             owner_access_key: owner_access_key.to_string(),
+            owner_user: owner_user.to_string(),
             session: None,
         };
         let resp = self
@@ -215,6 +231,21 @@ impl Client {
             .call(|mut c| async move { c.list_buckets(ListBucketsRequest {}).await })
             .await?;
         Ok(resp.buckets)
+    }
+
+    /// Every bucket with its usage (live objects and bytes).
+    pub async fn list_buckets_with_usage(&self) -> Result<Vec<(BucketConfig, Usage)>, ClientError> {
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| async move { c.list_buckets(ListBucketsRequest {}).await })
+            .await?;
+        let mut usage = resp.usage.into_iter();
+        Ok(resp
+            .buckets
+            .into_iter()
+            .map(|b| (b, usage.next().unwrap_or_default()))
+            .collect())
     }
 
     /// The configuration of bucket `name` (`NoSuchBucket` if absent).
@@ -717,6 +748,26 @@ impl Client {
             })
             .await?;
         required(resp.key, "GetKeyResponse.key")
+    }
+
+    /// An access key (with its secret) and, when it belongs to a user, that user's record:
+    /// what a gateway needs to resolve a request's principal, in one round trip.
+    pub async fn get_principal(
+        &self,
+        access_key: &str,
+    ) -> Result<(AccessKey, Option<User>), ClientError> {
+        let req = GetKeyRequest {
+            access_key: access_key.to_string(),
+        };
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.get_key(req).await }
+            })
+            .await?;
+        Ok((required(resp.key, "GetKeyResponse.key")?, resp.user))
     }
 }
 

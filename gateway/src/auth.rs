@@ -1,5 +1,8 @@
-//! Secret-key lookup with a short-lived cache, so SigV4 verification does not cost a master
-//! round trip per request. A deleted key stops working within `ttl` at the latest.
+//! Key lookup with a short-lived cache, so SigV4 verification and the principal of a request
+//! do not cost a master round trip per request. What the master says about a key (its secret,
+//! its user and that user's admin flag, disabled, expiry) is trusted for [`KEY_CACHE_TTL`]
+//! (10 s): a deleted or disabled key, or a user's changed admin flag, takes effect on every
+//! gateway within 10 s. Expiry is checked on every request against the gateway's clock.
 //!
 //! Limits (a client can send any access key id it likes):
 //! - malformed ids never get here ([`anode_meta::validate::access_key`] refuses them first);
@@ -17,11 +20,12 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 use tokio::sync::Semaphore;
 
+use crate::authz::Principal;
 use crate::backend::Backend;
 use crate::error::S3Error;
 
-/// How long a found secret is trusted.
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long a found key (secret, principal, disabled flag) is trusted.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 /// How long "no such key" is remembered.
 pub const KEY_CACHE_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// Most bytes of cached secrets (ids + secrets + [`KEY_CACHE_ENTRY_OVERHEAD_BYTES`] each).
@@ -57,8 +61,32 @@ impl Default for KeyCacheLimits {
     }
 }
 
+/// What a request needs of its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The secret (for SigV4).
+    pub secret: String,
+    /// Who the key acts as.
+    pub principal: Principal,
+    /// Disabled by an operator: refused.
+    pub disabled: bool,
+    /// Wall-clock expiry, ms since the epoch (0 = never).
+    pub expires_ms: u64,
+}
+
+impl KeyInfo {
+    /// May the key be used at wall-clock `now_ms`? Disabled and expired keys are refused as
+    /// S3 refuses an inactive key: 403 `InvalidAccessKeyId`.
+    pub fn check_usable(&self, now_ms: u64) -> Result<(), S3Error> {
+        if self.disabled || (self.expires_ms != 0 && now_ms >= self.expires_ms) {
+            return Err(S3Error::InvalidAccessKeyId);
+        }
+        Ok(())
+    }
+}
+
 struct Entries {
-    found: LruCache<String, (String, Instant)>,
+    found: LruCache<String, (KeyInfo, Instant)>,
     found_bytes: usize,
     missing: LruCache<String, Instant>,
 }
@@ -84,8 +112,12 @@ impl Default for KeyCache {
     }
 }
 
-fn entry_bytes(access_key: &str, secret: &str) -> usize {
-    access_key.len() + secret.len() + KEY_CACHE_ENTRY_OVERHEAD_BYTES
+fn entry_bytes(access_key: &str, info: &KeyInfo) -> usize {
+    access_key.len()
+        + info.secret.len()
+        + info.principal.access_key.len()
+        + info.principal.user.len()
+        + KEY_CACHE_ENTRY_OVERHEAD_BYTES
 }
 
 impl KeyCache {
@@ -112,15 +144,26 @@ impl KeyCache {
         }
     }
 
-    /// The secret of `access_key` at `now`: cached, else fetched from `backend`. Malformed and
-    /// unknown ids are `InvalidAccessKeyId`; an unreachable cluster is `ServiceUnavailable`
-    /// (not cached).
+    /// The secret of `access_key` at `now` (see [`KeyCache::key`]).
     pub async fn secret(
         &self,
         backend: &dyn Backend,
         access_key: &str,
         now: Instant,
     ) -> Result<String, S3Error> {
+        self.key(backend, access_key, now).await.map(|k| k.secret)
+    }
+
+    /// What the master says of `access_key` at `now`: cached, else fetched from `backend`.
+    /// Malformed and unknown ids are `InvalidAccessKeyId`; an unreachable cluster is
+    /// `ServiceUnavailable` (not cached). Disabled and expired keys are returned: the caller
+    /// decides with [`KeyInfo::check_usable`].
+    pub async fn key(
+        &self,
+        backend: &dyn Backend,
+        access_key: &str,
+        now: Instant,
+    ) -> Result<KeyInfo, S3Error> {
         anode_meta::validate::access_key(access_key).map_err(|_| S3Error::InvalidAccessKeyId)?;
         if let Some(hit) = self.lookup(access_key, now) {
             return hit.ok_or(S3Error::InvalidAccessKeyId);
@@ -134,10 +177,16 @@ impl KeyCache {
         if let Some(hit) = self.lookup(access_key, now) {
             return hit.ok_or(S3Error::InvalidAccessKeyId);
         }
-        match backend.get_access_key(access_key).await {
-            Ok(k) => {
-                self.insert_found(access_key, &k.secret_key, now);
-                Ok(k.secret_key)
+        match backend.get_principal(access_key).await {
+            Ok((k, user)) => {
+                let info = KeyInfo {
+                    principal: Principal::of_key(&k, user.as_ref()),
+                    secret: k.secret_key,
+                    disabled: k.disabled,
+                    expires_ms: k.expires_ms,
+                };
+                self.insert_found(access_key, &info, now);
+                Ok(info)
             }
             Err(e) => {
                 let err = S3Error::from_client_error(&e);
@@ -149,13 +198,13 @@ impl KeyCache {
         }
     }
 
-    /// `Some(Some(secret))` hit, `Some(None)` remembered miss, `None` not cached or expired.
-    fn lookup(&self, access_key: &str, now: Instant) -> Option<Option<String>> {
+    /// `Some(Some(key))` hit, `Some(None)` remembered miss, `None` not cached or expired.
+    fn lookup(&self, access_key: &str, now: Instant) -> Option<Option<KeyInfo>> {
         let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = |at: &Instant, ttl| now.saturating_duration_since(*at) < ttl;
-        if let Some((secret, at)) = e.found.get(access_key) {
+        if let Some((info, at)) = e.found.get(access_key) {
             if fresh(at, self.limits.ttl) {
-                return Some(Some(secret.clone()));
+                return Some(Some(info.clone()));
             }
         }
         if let Some(at) = e.missing.get(access_key) {
@@ -166,14 +215,11 @@ impl KeyCache {
         None
     }
 
-    fn insert_found(&self, access_key: &str, secret: &str, now: Instant) {
+    fn insert_found(&self, access_key: &str, info: &KeyInfo, now: Instant) {
         let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         e.missing.pop(access_key);
-        let add = entry_bytes(access_key, secret);
-        if let Some((old, _)) = e
-            .found
-            .put(access_key.to_string(), (secret.to_string(), now))
-        {
+        let add = entry_bytes(access_key, info);
+        if let Some((old, _)) = e.found.put(access_key.to_string(), (info.clone(), now)) {
             e.found_bytes -= entry_bytes(access_key, &old);
         }
         e.found_bytes += add;
@@ -200,7 +246,7 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::MemBackend;
+    use crate::testing::{MemBackend, NOW_MS};
     use std::sync::atomic::Ordering;
 
     fn id(i: usize) -> String {
@@ -213,7 +259,19 @@ mod tests {
         for i in 0..50 {
             backend.add_key(&id(i), &"s".repeat(40));
         }
-        let per = entry_bytes(&id(0), &"s".repeat(40));
+        let info = KeyInfo {
+            secret: "s".repeat(40),
+            principal: Principal::of_key(
+                &anode_client::AccessKey {
+                    access_key: id(0),
+                    ..Default::default()
+                },
+                None,
+            ),
+            disabled: false,
+            expires_ms: 0,
+        };
+        let per = entry_bytes(&id(0), &info);
         let cache = KeyCache::with_limits(KeyCacheLimits {
             max_bytes: per * 10,
             ..KeyCacheLimits::default()
@@ -273,5 +331,37 @@ mod tests {
         }
         assert_eq!(backend.key_lookups.load(Ordering::Relaxed), 0);
         assert_eq!(cache.usage(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn keys_carry_their_principal_and_disabled_or_expired_keys_are_unusable() {
+        let backend = MemBackend::default();
+        backend.add_user("alice", false);
+        backend.add_user_key(&id(1), "sa", "alice", 0);
+        backend.add_user_key(&id(2), "sb", "alice", NOW_MS + 1000);
+        backend.add_key(&id(3), "sc");
+        let cache = KeyCache::default();
+        let now = Instant::now();
+        let a = cache.key(&backend, &id(1), now).await.unwrap();
+        assert_eq!(
+            (a.principal.user.as_str(), a.principal.admin),
+            ("alice", false)
+        );
+        assert_eq!(a.check_usable(NOW_MS), Ok(()));
+        let b = cache.key(&backend, &id(2), now).await.unwrap();
+        assert_eq!(b.check_usable(NOW_MS + 999), Ok(()));
+        assert_eq!(
+            b.check_usable(NOW_MS + 1000),
+            Err(S3Error::InvalidAccessKeyId)
+        );
+        let c = cache.key(&backend, &id(3), now).await.unwrap();
+        assert!(c.principal.admin && c.principal.user.is_empty());
+        // Disabling takes effect when the cached entry expires (KEY_CACHE_TTL), not before.
+        backend.set_key_disabled(&id(1), true);
+        let cached = cache.key(&backend, &id(1), now).await.unwrap();
+        assert_eq!(cached.check_usable(NOW_MS), Ok(()));
+        let later = now + KEY_CACHE_TTL;
+        let fresh = cache.key(&backend, &id(1), later).await.unwrap();
+        assert_eq!(fresh.check_usable(NOW_MS), Err(S3Error::InvalidAccessKeyId));
     }
 }

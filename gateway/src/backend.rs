@@ -8,6 +8,7 @@ use anode_client::{
     AccessKey, BucketConfig, ByteStream, Client, ClientError, CompletePart,
     ListMultipartUploadsRequest, ListMultipartUploadsResponse, ListObjectsRequest,
     ListObjectsResponse, ListPartsRequest, ListPartsResponse, Manifest, PartRecord, PutOptions,
+    User,
 };
 use bytes::Bytes;
 use futures::Stream;
@@ -20,8 +21,14 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> +
 /// The storage operations behind the S3 API (see [`anode_client::Client`] for semantics).
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// Create a bucket owned by `owner` with the default replication.
-    async fn create_bucket(&self, name: &str, owner: &str) -> Result<(), ClientError>;
+    /// Create a bucket owned by user `owner_user` ("" = the administrators), made with the key
+    /// `owner_key`, with the default replication.
+    async fn create_bucket(
+        &self,
+        name: &str,
+        owner_key: &str,
+        owner_user: &str,
+    ) -> Result<(), ClientError>;
     /// Delete an empty bucket.
     async fn delete_bucket(&self, name: &str) -> Result<(), ClientError>;
     /// Every bucket.
@@ -108,14 +115,22 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         req: ListMultipartUploadsRequest,
     ) -> Result<ListMultipartUploadsResponse, ClientError>;
-    /// The secret of an access key (`NoSuchAccessKey`).
-    async fn get_access_key(&self, access_key: &str) -> Result<AccessKey, ClientError>;
+    /// An access key with its secret, and its user when it has one (`NoSuchAccessKey`).
+    async fn get_principal(
+        &self,
+        access_key: &str,
+    ) -> Result<(AccessKey, Option<User>), ClientError>;
 }
 
 #[async_trait::async_trait]
 impl Backend for Client {
-    async fn create_bucket(&self, name: &str, owner: &str) -> Result<(), ClientError> {
-        Client::create_bucket(self, name, 0, owner)
+    async fn create_bucket(
+        &self,
+        name: &str,
+        owner_key: &str,
+        owner_user: &str,
+    ) -> Result<(), ClientError> {
+        Client::create_bucket_owned(self, name, 0, owner_key, owner_user)
             .await
             .map(|_| ())
     }
@@ -220,7 +235,10 @@ impl Backend for Client {
     ) -> Result<ListMultipartUploadsResponse, ClientError> {
         Client::list_multipart_uploads(self, req).await
     }
-    async fn get_access_key(&self, access_key: &str) -> Result<AccessKey, ClientError> {
-        Client::get_access_key(self, access_key).await
+    async fn get_principal(
+        &self,
+        access_key: &str,
+    ) -> Result<(AccessKey, Option<User>), ClientError> {
+        Client::get_principal(self, access_key).await
     }
 }

@@ -26,6 +26,11 @@ pub enum S3Error {
     /// 403: the signature we computed differs from the one given.
     #[error("The request signature we calculated does not match the signature you provided. Check your key and signing method.")]
     SignatureDoesNotMatch,
+    /// 403 `QuotaExceeded`: the write would take the bucket's or its owner's live objects or
+    /// bytes past a quota (Anode's code; MinIO answers `XMinioAdminBucketQuotaExceeded`, AWS
+    /// has no quotas). Nothing was committed.
+    #[error("The write would exceed the quota of the bucket or of its owner.")]
+    QuotaExceeded,
     /// 403: unknown access key.
     #[error("The AWS Access Key Id you provided does not exist in our records.")]
     InvalidAccessKeyId,
@@ -153,6 +158,7 @@ impl S3Error {
             AccessDenied(_) | HeadersNotSigned(_) => "AccessDenied",
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
             InvalidAccessKeyId => "InvalidAccessKeyId",
+            QuotaExceeded => "QuotaExceeded",
             RequestTimeTooSkewed => "RequestTimeTooSkewed",
             AuthorizationHeaderMalformed(_) => "AuthorizationHeaderMalformed",
             AuthorizationQueryParametersError(_) => "AuthorizationQueryParametersError",
@@ -200,6 +206,7 @@ impl S3Error {
             | HeadersNotSigned(_)
             | SignatureDoesNotMatch
             | InvalidAccessKeyId
+            | QuotaExceeded
             | RequestTimeTooSkewed => StatusCode::FORBIDDEN,
             NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchConfiguration { .. } => {
                 StatusCode::NOT_FOUND
@@ -298,6 +305,9 @@ impl S3Error {
             C::Busy => SlowDown,
             // A node refused this gateway's certificate role: the gateway may not do it.
             C::PermissionDenied => AccessDenied(message.to_string()),
+            C::QuotaExceeded => QuotaExceeded,
+            // The principal's user vanished between authentication and the write.
+            C::NoSuchUser => AccessDenied("Access Denied".into()),
             C::NotLeader | C::Unavailable | C::Timeout | C::InsufficientServers => {
                 ServiceUnavailable(message.to_string())
             }
@@ -310,6 +320,8 @@ impl S3Error {
             | C::BadCommand
             | C::UnsupportedVersion
             | C::SessionExpired
+            | C::UserExists
+            | C::UserNotEmpty
             | C::NotMember
             | C::AlreadyMember
             | C::WouldLoseQuorum

@@ -13,6 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use md5::{Digest, Md5};
 
+use crate::authz::Principal;
 use crate::backend::{Backend, BodyStream};
 use crate::body::{empty, full, streaming, BodyError, RequestBody, RespBody};
 use crate::checksum::PayloadChecksum;
@@ -52,6 +53,8 @@ pub struct Ctx<'a> {
     pub query: &'a Query,
     /// The access key that signed the request.
     pub access_key: &'a str,
+    /// Who the request acts as (authorized before the handler runs).
+    pub principal: &'a Principal,
     /// The region this gateway reports.
     pub region: &'a str,
     /// Milliseconds since the epoch, now.
@@ -61,8 +64,8 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     fn owner(&self) -> xml::Owner {
         xml::Owner {
-            id: self.access_key.to_string(),
-            display_name: self.access_key.to_string(),
+            id: self.principal.owner_id().to_string(),
+            display_name: self.principal.owner_id().to_string(),
         }
     }
 
@@ -268,6 +271,8 @@ fn set_dyn(r: &mut Response<RespBody>, name: &str, value: &str) {
 
 async fn list_buckets(cx: &Ctx<'_>) -> Result<Response<RespBody>, S3Error> {
     let mut buckets = cx.backend.list_buckets().await.map_err(ce)?;
+    // Only the caller's buckets (every bucket for an administrator).
+    buckets.retain(|b| cx.principal.admin || cx.principal.owns(&b.owner_user));
     buckets.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(xml_ok(xml::list_all_my_buckets(&cx.owner(), &buckets)))
 }
@@ -282,7 +287,7 @@ async fn create_bucket(
     check_body_md5(cx.headers, &body)?;
     let _location = xml::parse_create_bucket(&body)?;
     cx.backend
-        .create_bucket(bucket, cx.access_key)
+        .create_bucket(bucket, cx.access_key, &cx.principal.user)
         .await
         .map_err(ce)?;
     let mut r = status_only(StatusCode::OK);

@@ -4,9 +4,11 @@
 //! Code map (request order):
 //! - [`server`]: the hyper driver and the per-request pipeline ([`server::Gateway::handle`]).
 //! - [`sigv4`]: signature verification (pure), [`aws_chunked`]: body unframing and checking
-//!   (sans IO), [`checksum`]: `x-amz-checksum-*` on uploads (pure), [`auth`]: the secret-key
-//!   cache.
+//!   (sans IO), [`checksum`]: `x-amz-checksum-*` on uploads (pure), [`auth`]: the key cache
+//!   (secret, principal, disabled, expiry; 10 s).
 //! - [`router`]: (method, bucket, key, query) -> [`router::S3Op`] (pure).
+//! - [`authz`]: the principal and the one authorization decision, `authorize` (pure), called
+//!   by [`server`] for every bucket an operation touches before its handler.
 //! - [`handlers`]: one function per operation, calling the [`backend::Backend`] trait
 //!   (implemented by [`anode_client::Client`]).
 //! - [`xml`], [`http_util`], [`error`]: the pure S3 wire layer.
@@ -16,6 +18,8 @@
 //! Architecture invariants:
 //! - Only this crate knows S3 XML and SigV4.
 //! - No request reaches a handler unauthenticated; anonymous requests get 403 AccessDenied.
+//! - No request reaches a handler unauthorized: [`authz::authorize`] allowed it for the target
+//!   bucket and a copy's source bucket.
 //! - A request body that fails a check (payload hash, chunk signature, length, size limit)
 //!   ends its payload stream with an error, never a clean end, so nothing is committed.
 //! - Every response carries `x-amz-request-id`; every error is rendered once, in
@@ -24,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod authz;
 pub mod aws_chunked;
 pub mod backend;
 pub mod body;

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Requests refused with SlowDown at the concurrency limit.
     pub throttled: IntCounter,
+    /// Authenticated requests refused by authorization (403 AccessDenied).
+    pub authz_denied: IntCounter,
     /// Request body bytes received.
     pub bytes_in: IntCounter,
     /// Response body bytes of object reads sent.
@@ -49,6 +51,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     throttled: register_int_counter!(
         "anode_gateway_throttled_total",
         "Requests refused with SlowDown at the concurrency limit"
+    )
+    .expect("metric registers once"),
+    authz_denied: register_int_counter!(
+        "anode_gateway_authz_denied_total",
+        "Authenticated requests refused by authorization (403 AccessDenied)"
     )
     .expect("metric registers once"),
     bytes_in: register_int_counter!(

@@ -215,6 +215,42 @@ impl S3Op {
             S3Op::ListParts { .. } => "ListParts",
         }
     }
+
+    /// The existing bucket the operation acts on (`None`: ListBuckets, and CreateBucket,
+    /// whose bucket is new). A copy's source bucket comes from its header, not from here.
+    pub fn bucket(&self) -> Option<&str> {
+        match self {
+            S3Op::ListBuckets | S3Op::CreateBucket { .. } => None,
+            S3Op::DeleteBucket { bucket }
+            | S3Op::HeadBucket { bucket }
+            | S3Op::GetBucketLocation { bucket }
+            | S3Op::GetBucketVersioning { bucket }
+            | S3Op::GetAcl { bucket, .. }
+            | S3Op::GetObjectTagging { bucket, .. }
+            | S3Op::GetMissingBucketConfig { bucket, .. }
+            | S3Op::ListObjectsV1 { bucket }
+            | S3Op::ListObjectsV2 { bucket }
+            | S3Op::ListObjectVersions { bucket }
+            | S3Op::ListMultipartUploads { bucket }
+            | S3Op::DeleteObjects { bucket }
+            | S3Op::PutObject { bucket, .. }
+            | S3Op::CopyObject { bucket, .. }
+            | S3Op::GetObject { bucket, .. }
+            | S3Op::HeadObject { bucket, .. }
+            | S3Op::DeleteObject { bucket, .. }
+            | S3Op::CreateMultipartUpload { bucket, .. }
+            | S3Op::UploadPart { bucket, .. }
+            | S3Op::UploadPartCopy { bucket, .. }
+            | S3Op::CompleteMultipartUpload { bucket, .. }
+            | S3Op::AbortMultipartUpload { bucket, .. }
+            | S3Op::ListParts { bucket, .. } => Some(bucket),
+        }
+    }
+
+    /// Whether the operation reads a copy source (`x-amz-copy-source`).
+    pub fn copies(&self) -> bool {
+        matches!(self, S3Op::CopyObject { .. } | S3Op::UploadPartCopy { .. })
+    }
 }
 
 /// Sub-resources that select an S3 API Anode does not implement (beyond the read-only answers

@@ -2,9 +2,11 @@
 //! 1. assign a request id (`x-amz-request-id` on every response, field of the tracing span);
 //! 2. take a concurrency permit or answer 503 SlowDown at once;
 //! 3. resolve bucket and key (virtual-hosted or path style);
-//! 4. authenticate (SigV4 header or presigned URL; anonymous requests are refused);
-//! 5. route to an [`S3Op`](crate::router::S3Op) and run its handler with the body wrapped in the
-//!    decoder the signature mode requires;
+//! 4. authenticate (SigV4 header or presigned URL; anonymous requests are refused) and resolve
+//!    the principal (the signing key's user; disabled and expired keys are refused);
+//! 5. route to an [`S3Op`](crate::router::S3Op), authorize it ([`crate::authz::authorize`],
+//!    once per bucket it touches: the target and a copy's source), and run its handler with
+//!    the body wrapped in the decoder the signature mode requires;
 //! 6. render any error once as S3 XML (no body for HEAD and 304).
 //!
 //! The permit and the in-flight gauge are held until the response body is finished, so
@@ -26,6 +28,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::auth::KeyCache;
+use crate::authz::{self, Decision, Principal, Resource};
 use crate::aws_chunked::BodyDecoder;
 use crate::backend::Backend;
 use crate::body::{empty, full, RequestBody, RespBody};
@@ -201,7 +204,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .or_else(|| parts.uri.authority().map(|a| a.as_str()));
         let target = resolve_target(host, &path, &self.cfg.domains);
-        let verified = self.authenticate(&parts, &query).await?;
+        let (verified, principal) = self.authenticate(&parts, &query).await?;
         let op = router::route(
             &parts.method,
             target.bucket.as_deref(),
@@ -211,6 +214,7 @@ impl Gateway {
         )?;
         info.op = op.name();
         tracing::Span::current().record("op", op.name());
+        self.authorize(&principal, &op, &parts.headers).await?;
         let decoded_len = parts
             .headers
             .get("x-amz-decoded-content-length")
@@ -226,6 +230,7 @@ impl Gateway {
             headers: &parts.headers,
             query: &query,
             access_key: &verified.access_key,
+            principal: &principal,
             region: &self.cfg.region,
             now_ms: unix_ms(&self.clock),
         };
@@ -233,17 +238,20 @@ impl Gateway {
         handlers::dispatch(&cx, op, body).await
     }
 
+    /// The signature check and the principal: the signing key's user (a presigned URL acts as
+    /// its signing key). A disabled or expired key is refused like an unknown one.
     async fn authenticate(
         &self,
         parts: &http::request::Parts,
         query: &Query,
-    ) -> Result<Verified, S3Error> {
+    ) -> Result<(Verified, Principal), S3Error> {
         let auth = sigv4::parse_auth(&parts.headers, query)?
             .ok_or_else(|| S3Error::AccessDenied("Access Denied".into()))?;
-        let secret = self
+        let key = self
             .keys
-            .secret(&*self.backend, &auth.access_key, Instant::now())
+            .key(&*self.backend, &auth.access_key, Instant::now())
             .await?;
+        key.check_usable(unix_ms(&self.clock))?;
         let req = RequestParts {
             method: parts.method.as_str(),
             raw_path: parts.uri.path(),
@@ -251,7 +259,74 @@ impl Gateway {
             headers: &parts.headers,
         };
         let now = (unix_ms(&self.clock) / 1000) as i64;
-        sigv4::verify(&req, &auth, &secret, now)
+        let verified = sigv4::verify(&req, &auth, &key.secret, now)?;
+        Ok((verified, key.principal))
+    }
+
+    /// The one authorization point: [`authz::authorize`] for every bucket `op` touches (its
+    /// bucket, and a copy's source bucket). Administrators need no lookup; anyone else costs
+    /// one bucket read per bucket (no cache: ownership is read fresh).
+    async fn authorize(
+        &self,
+        p: &Principal,
+        op: &router::S3Op,
+        headers: &http::HeaderMap,
+    ) -> Result<(), S3Error> {
+        let mut buckets: Vec<String> = op.bucket().map(str::to_string).into_iter().collect();
+        if op.copies() {
+            if let Some(src) = headers
+                .get("x-amz-copy-source")
+                .and_then(|v| v.to_str().ok())
+            {
+                // A malformed source is the handler's to refuse (InvalidArgument).
+                if let Ok((bucket, _)) = handlers::parse_copy_source(src) {
+                    buckets.push(bucket);
+                }
+            }
+        }
+        if buckets.is_empty() {
+            return decide(p, op.name(), Resource::Service);
+        }
+        for bucket in &buckets {
+            if p.admin {
+                decide(p, op.name(), Resource::UnresolvedBucket)?;
+                continue;
+            }
+            match self.backend.head_bucket(bucket).await {
+                Ok(cfg) => decide(
+                    p,
+                    op.name(),
+                    Resource::Bucket {
+                        name: bucket,
+                        owner_user: &cfg.owner_user,
+                    },
+                )?,
+                Err(e) if e.code() == anode_client::ErrorCode::NoSuchBucket => {
+                    decide(p, op.name(), Resource::MissingBucket)?
+                }
+                Err(e) => return Err(S3Error::from_client_error(&e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`authz::authorize`] as a result: a denial is 403 AccessDenied (the reason is logged, not
+/// sent).
+fn decide(p: &Principal, action: &str, r: Resource<'_>) -> Result<(), S3Error> {
+    match authz::authorize(p, action, r) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(reason) => {
+            METRICS.authz_denied.inc();
+            tracing::info!(
+                user = %p.user,
+                access_key = %p.access_key,
+                action,
+                reason,
+                "request refused by authorization"
+            );
+            Err(S3Error::AccessDenied("Access Denied".into()))
+        }
     }
 }
 

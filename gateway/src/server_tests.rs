@@ -97,6 +97,18 @@ impl Harness {
 
     /// A signed request; `uri` is path plus optional `?query`, as sent.
     async fn send(&self, method: &str, uri: &str, extra: &[(&str, &str)], body: &[u8]) -> Reply {
+        self.send_as((AK, SK), method, uri, extra, body).await
+    }
+
+    /// [`Harness::send`] signed with another key.
+    async fn send_as(
+        &self,
+        (ak, sk): (&str, &str),
+        method: &str,
+        uri: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
         let mut headers = HeaderMap::new();
         headers.insert("host", HOST.parse().unwrap());
@@ -109,7 +121,12 @@ impl Harness {
         }
         let hash = hex::encode(Sha256::digest(body));
         let date = amz_date();
-        sigv4::sign_request(method, path, query, &mut headers, &hash, &params(&date));
+        let p = SignParams {
+            access_key: ak,
+            secret_key: sk,
+            ..params(&date)
+        };
+        sigv4::sign_request(method, path, query, &mut headers, &hash, &p);
         self.raw(build(method, uri, headers, body.to_vec())).await
     }
 
@@ -1545,4 +1562,215 @@ async fn https_and_certificate_reload_on_sighup() {
         .expect("drains")
         .unwrap()
         .unwrap();
+}
+
+// ---- users, ownership, quotas (issue 19 part A) --------------------------------------------
+
+const ALICE: (&str, &str) = ("AKALICE000000001", "alice-secret");
+const BOB: (&str, &str) = ("AKBOB00000000001", "bob-secret");
+const ROOT: (&str, &str) = ("AKROOT0000000001", "root-secret");
+
+/// A harness with users alice and bob (plain) and root (admin user), one key each, beside the
+/// administrator key `AK`.
+fn users_harness() -> Harness {
+    let h = Harness::new();
+    h.backend.add_user("alice", false);
+    h.backend.add_user("bob", false);
+    h.backend.add_user("root", true);
+    h.backend.add_user_key(ALICE.0, ALICE.1, "alice", 0);
+    h.backend.add_user_key(BOB.0, BOB.1, "bob", 0);
+    h.backend.add_user_key(ROOT.0, ROOT.1, "root", 0);
+    h
+}
+
+/// (method, uri, extra headers, body) of one request.
+type Attempt<'a> = (&'a str, String, Vec<(&'a str, String)>, &'a [u8]);
+
+fn bucket_names(xml: &str) -> Vec<String> {
+    xml.split("<Name>")
+        .skip(1)
+        .filter_map(|r| r.split("</Name>").next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn only_the_owner_or_an_admin_reaches_a_bucket() {
+    let h = users_harness();
+    let r = h.send_as(ALICE, "PUT", "/alices", &[], b"").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(h.backend.head_bucket_owner("alices"), "alice");
+    h.send_as(ALICE, "PUT", "/alices/k", &[], b"data").await;
+    h.send_as(BOB, "PUT", "/bobs", &[], b"").await;
+    h.send_as(BOB, "PUT", "/bobs/k", &[], b"bob").await;
+    let upload = h
+        .send_as(ALICE, "POST", "/alices/big?uploads", &[], b"")
+        .await;
+    let upload_id = upload
+        .text()
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|r| r.split("</UploadId>").next())
+        .unwrap()
+        .to_string();
+    let delete_body = b"<Delete><Object><Key>k</Key></Object></Delete>";
+    let part = format!("/alices/big?partNumber=1&uploadId={upload_id}");
+    let list_parts = format!("/alices/big?uploadId={upload_id}");
+    // (method, uri, extra headers, body): every operation on alice's bucket.
+    let ops: Vec<Attempt<'_>> = vec![
+        ("GET", "/alices/k".into(), vec![], b""),
+        ("HEAD", "/alices/k".into(), vec![], b""),
+        ("PUT", "/alices/k2".into(), vec![], b"x"),
+        ("GET", "/alices".into(), vec![], b""),
+        ("GET", "/alices?list-type=2".into(), vec![], b""),
+        ("HEAD", "/alices".into(), vec![], b""),
+        ("GET", "/alices?uploads".into(), vec![], b""),
+        ("POST", "/alices/new?uploads".into(), vec![], b""),
+        ("PUT", part.clone(), vec![], b"p"),
+        ("GET", list_parts.clone(), vec![], b""),
+        // Copy from alice's bucket into bob's, and from bob's into alice's.
+        (
+            "PUT",
+            "/bobs/stolen".into(),
+            vec![("x-amz-copy-source", "/alices/k".into())],
+            b"",
+        ),
+        (
+            "PUT",
+            "/alices/planted".into(),
+            vec![("x-amz-copy-source", "/bobs/k".into())],
+            b"",
+        ),
+        ("POST", "/alices?delete".into(), vec![], delete_body),
+        ("DELETE", "/alices/k".into(), vec![], b""),
+        ("DELETE", list_parts.clone(), vec![], b""),
+        ("DELETE", "/alices".into(), vec![], b""),
+    ];
+    for (method, uri, extra, body) in &ops {
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = h.send_as(BOB, method, uri, &extra, body).await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "bob {method} {uri}: {}",
+            r.text()
+        );
+        if *method != "HEAD" {
+            assert_eq!(r.code(), "AccessDenied", "bob {method} {uri}");
+        }
+    }
+    // Nothing of bob's attempts happened.
+    assert!(h.backend.object("alices", "k").is_some());
+    assert!(h.backend.object("alices", "k2").is_none());
+    assert!(h.backend.object("bobs", "stolen").is_none());
+    // The owner, an admin user and the administrator key reach it.
+    for who in [ALICE, ROOT, (AK, SK)] {
+        let r = h.send_as(who, "GET", "/alices/k", &[], b"").await;
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (StatusCode::OK, &b"data"[..]),
+            "{who:?}"
+        );
+        let r = h.send_as(who, "GET", "/alices?list-type=2", &[], b"").await;
+        assert_eq!(r.status, StatusCode::OK, "{who:?}");
+    }
+    let r = h
+        .send_as(
+            ROOT,
+            "PUT",
+            "/alices/byroot",
+            &[("x-amz-copy-source", "/bobs/k")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // A missing bucket is NoSuchBucket for anyone, as in S3.
+    let r = h.send_as(BOB, "GET", "/nobucket/k", &[], b"").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "NoSuchBucket")
+    );
+    // Creating an existing bucket: someone else's is BucketAlreadyExists, one's own
+    // BucketAlreadyOwnedByYou.
+    let r = h.send_as(BOB, "PUT", "/alices", &[], b"").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::CONFLICT, "BucketAlreadyExists")
+    );
+    let r = h.send_as(ALICE, "PUT", "/alices", &[], b"").await;
+    assert_eq!(r.code(), "BucketAlreadyOwnedByYou");
+}
+
+#[tokio::test]
+async fn list_buckets_shows_the_callers_buckets_with_the_caller_as_owner() {
+    let h = users_harness();
+    h.send_as(ALICE, "PUT", "/alice-1", &[], b"").await;
+    h.send_as(ALICE, "PUT", "/alice-2", &[], b"").await;
+    h.send_as(BOB, "PUT", "/bob-1", &[], b"").await;
+    h.put("/admin-1", b"").await;
+    let r = h.send_as(ALICE, "GET", "/", &[], b"").await;
+    assert_eq!(bucket_names(&r.text()), ["alice-1", "alice-2"]);
+    assert!(r.text().contains("<ID>alice</ID>"), "{}", r.text());
+    let r = h.send_as(BOB, "GET", "/", &[], b"").await;
+    assert_eq!(bucket_names(&r.text()), ["bob-1"]);
+    for admin in [ROOT, (AK, SK)] {
+        let r = h.send_as(admin, "GET", "/", &[], b"").await;
+        assert_eq!(
+            bucket_names(&r.text()),
+            ["admin-1", "alice-1", "alice-2", "bob-1"]
+        );
+    }
+    // Users cannot reach the administrators' buckets.
+    let r = h.send_as(ALICE, "GET", "/admin-1", &[], b"").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn disabled_and_expired_keys_are_refused() {
+    let h = users_harness();
+    h.backend
+        .add_user_key("AKEXPIRED0000001", "old", "alice", NOW_MS);
+    h.backend
+        .add_user_key("AKLATER000000001", "later", "alice", NOW_MS + 1);
+    h.backend.set_key_disabled(BOB.0, true);
+    for who in [BOB, ("AKEXPIRED0000001", "old")] {
+        let r = h.send_as(who, "GET", "/", &[], b"").await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::FORBIDDEN, "InvalidAccessKeyId"),
+            "{who:?}"
+        );
+    }
+    let r = h
+        .send_as(("AKLATER000000001", "later"), "GET", "/", &[], b"")
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_write_past_a_quota_is_quota_exceeded_and_commits_nothing() {
+    let h = users_harness();
+    h.send_as(ALICE, "PUT", "/quota", &[], b"").await;
+    h.backend.set_bucket_quota("quota", 10, 0);
+    let r = h.send_as(ALICE, "PUT", "/quota/a", &[], b"123456").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = h.send_as(ALICE, "PUT", "/quota/b", &[], b"12345").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "QuotaExceeded"),
+        "{}",
+        r.text()
+    );
+    assert!(h.backend.object("quota", "b").is_none());
+    let r = h
+        .send_as(
+            ALICE,
+            "PUT",
+            "/quota/c",
+            &[("x-amz-copy-source", "/quota/a")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.code(), "QuotaExceeded");
+    assert!(h.backend.object("quota", "c").is_none());
 }

@@ -17,7 +17,7 @@
 //!   the `PartRecord`, and the bytes in a content-addressed blob map beside the state, as a
 //!   chunkserver would keep them. A completed upload's manifest lists those chunks (the state
 //!   machine moves the references), copies share them, and reads concatenate them.
-//! - `key_lookups` counts `get_access_key` calls (to observe the gateway's key cache).
+//! - `key_lookups` counts `get_principal` calls (to observe the gateway's key cache).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,7 +53,7 @@ struct State {
 /// The in-memory backend (see the module docs).
 pub struct MemBackend {
     state: Mutex<State>,
-    /// Number of `get_access_key` calls (to observe the key cache).
+    /// Number of `get_principal` calls (to observe the key cache).
     pub key_lookups: AtomicUsize,
 }
 
@@ -93,6 +93,58 @@ impl MemBackend {
         };
         self.propose(Op::CreateKey(CreateKeyCmd { key: Some(key) }))
             .expect("the backend accepts the key");
+    }
+
+    /// Create a user.
+    pub fn add_user(&self, name: &str, admin: bool) {
+        self.propose(Op::CreateUser(CreateUserCmd {
+            user: Some(User {
+                name: name.into(),
+                admin,
+                ..Default::default()
+            }),
+        }))
+        .expect("the backend accepts the user");
+    }
+
+    /// Create an access key of `user`, expiring at `expires_ms` (0 = never).
+    pub fn add_user_key(&self, ak: &str, sk: &str, user: &str, expires_ms: u64) {
+        let key = AccessKey {
+            version: RECORD_VERSION,
+            access_key: ak.into(),
+            secret_key: sk.into(),
+            user: user.into(),
+            expires_ms,
+            ..Default::default()
+        };
+        self.propose(Op::CreateKey(CreateKeyCmd { key: Some(key) }))
+            .expect("the backend accepts the key");
+    }
+
+    /// Disable or enable a key.
+    pub fn set_key_disabled(&self, ak: &str, disabled: bool) {
+        self.propose(Op::SetKeyDisabled(SetKeyDisabledCmd {
+            access_key: ak.into(),
+            disabled,
+        }))
+        .expect("the key exists");
+    }
+
+    /// Set a bucket's quota.
+    pub fn set_bucket_quota(&self, bucket: &str, quota_bytes: u64, quota_objects: u64) {
+        self.propose(Op::SetBucketQuota(SetBucketQuotaCmd {
+            name: bucket.into(),
+            quota_bytes,
+            quota_objects,
+        }))
+        .expect("the bucket exists");
+    }
+
+    /// The owning user of a bucket ("" = the administrators).
+    pub fn head_bucket_owner(&self, bucket: &str) -> String {
+        self.read(|kv| state::get_bucket(kv, bucket))
+            .map(|b| b.owner_user)
+            .unwrap_or_default()
     }
 
     /// The committed manifest of an object, if any.
@@ -197,12 +249,18 @@ fn pieces(slice: Bytes) -> ByteStream {
 
 #[async_trait::async_trait]
 impl Backend for MemBackend {
-    async fn create_bucket(&self, name: &str, owner: &str) -> Result<(), ClientError> {
+    async fn create_bucket(
+        &self,
+        name: &str,
+        owner_key: &str,
+        owner_user: &str,
+    ) -> Result<(), ClientError> {
         let config = BucketConfig {
             version: RECORD_VERSION,
             name: name.into(),
             replication: 0,
-            owner_access_key: owner.into(),
+            owner_access_key: owner_key.into(),
+            owner_user: owner_user.into(),
             ..Default::default()
         };
         self.propose(Op::CreateBucket(CreateBucketCmd {
@@ -411,9 +469,18 @@ impl Backend for MemBackend {
             .map_err(refused)
     }
 
-    async fn get_access_key(&self, access_key: &str) -> Result<AccessKey, ClientError> {
+    async fn get_principal(
+        &self,
+        access_key: &str,
+    ) -> Result<(AccessKey, Option<User>), ClientError> {
         self.key_lookups.fetch_add(1, Ordering::Relaxed);
-        self.read(|kv| state::get_key(kv, access_key))
-            .ok_or_else(|| refused(StateError::NoSuchAccessKey(access_key.into())))
+        self.read(|kv| {
+            let k = state::get_key(kv, access_key)?;
+            let user = (!k.user.is_empty())
+                .then(|| state::get_user(kv, &k.user))
+                .flatten();
+            Some((k, user))
+        })
+        .ok_or_else(|| refused(StateError::NoSuchAccessKey(access_key.into())))
     }
 }

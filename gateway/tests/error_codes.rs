@@ -23,7 +23,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The S3 answer each code must produce: (code, S3 `<Code>`, HTTP status).
-const EXPECTED: [(ErrorCode, &str, u16); 40] = [
+const EXPECTED: [(ErrorCode, &str, u16); 44] = [
     (ErrorCode::Unspecified, "InternalError", 500),
     (ErrorCode::NoSuchBucket, "NoSuchBucket", 404),
     (ErrorCode::BucketAlreadyExists, "BucketAlreadyExists", 409),
@@ -51,6 +51,10 @@ const EXPECTED: [(ErrorCode, &str, u16); 40] = [
     (ErrorCode::BadCommand, "InternalError", 500),
     (ErrorCode::UnsupportedVersion, "InternalError", 500),
     (ErrorCode::SessionExpired, "InternalError", 500),
+    (ErrorCode::QuotaExceeded, "QuotaExceeded", 403),
+    (ErrorCode::NoSuchUser, "AccessDenied", 403),
+    (ErrorCode::UserExists, "InternalError", 500),
+    (ErrorCode::UserNotEmpty, "InternalError", 500),
     (ErrorCode::InsufficientServers, "ServiceUnavailable", 503),
     (ErrorCode::NotMember, "InternalError", 500),
     (ErrorCode::AlreadyMember, "InternalError", 500),

@@ -63,6 +63,11 @@ pub enum CtlCommand {
         #[command(subcommand)]
         cmd: BucketsCmd,
     },
+    /// Users (own access keys and buckets; administrators reach every bucket).
+    Users {
+        #[command(subcommand)]
+        cmd: UsersCmd,
+    },
     /// The cluster CA and node certificates (local files; no master is called).
     Certs {
         #[command(subcommand)]
@@ -180,6 +185,12 @@ pub enum KeysCmd {
         /// Secret key.
         #[arg(long, default_value = "")]
         secret_key: String,
+        /// The user the key acts as (must exist). Without it the key is an administrator key.
+        #[arg(long, default_value = "")]
+        user: String,
+        /// Expire the key after this long (`90s`, `30m`, `12h`, `7d`); never when absent.
+        #[arg(long, value_parser = parse_duration_ms)]
+        expires_in: Option<u64>,
     },
     /// List access keys.
     List,
@@ -188,6 +199,68 @@ pub enum KeysCmd {
         /// Access key id.
         access_key: String,
     },
+    /// Disable a key: gateways refuse it (within their key cache lifetime, 10 s).
+    Disable {
+        /// Access key id.
+        access_key: String,
+    },
+    /// Enable a disabled key again.
+    Enable {
+        /// Access key id.
+        access_key: String,
+    },
+}
+
+/// `users` subcommands.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum UsersCmd {
+    /// Create a user.
+    Create {
+        /// User name (1 to 64 characters of A-Z a-z 0-9 _ . -).
+        name: String,
+        /// An administrator: reaches every bucket.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users with their usage.
+    List,
+    /// Delete a user that owns no bucket and no key.
+    Delete {
+        /// User name.
+        name: String,
+    },
+    /// Set a user's quota over all the buckets it owns (0 = no limit).
+    Quota {
+        /// User name.
+        name: String,
+        /// Most bytes of live objects.
+        #[arg(long, default_value_t = 0)]
+        max_bytes: u64,
+        /// Most live objects.
+        #[arg(long, default_value_t = 0)]
+        max_objects: u64,
+    },
+}
+
+/// `90s`, `30m`, `12h`, `7d` or a plain number of seconds, as milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit_ms) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1_000),
+        Some((i, 'm')) => (&s[..i], 60_000),
+        Some((i, 'h')) => (&s[..i], 3_600_000),
+        Some((i, 'd')) => (&s[..i], 86_400_000),
+        _ => (s, 1_000),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 30m, 12h or 7d"))?;
+    match n.checked_mul(unit_ms) {
+        Some(ms) if ms > 0 => Ok(ms),
+        _ => Err(format!(
+            "{s:?}: a duration must be positive and under 2^64 ms"
+        )),
+    }
 }
 
 /// `buckets` subcommands.
@@ -207,6 +280,17 @@ pub enum BucketsCmd {
     Delete {
         /// Bucket name.
         name: String,
+    },
+    /// Set a bucket's quota (0 = no limit).
+    Quota {
+        /// Bucket name.
+        name: String,
+        /// Most bytes of live objects.
+        #[arg(long, default_value_t = 0)]
+        max_bytes: u64,
+        /// Most live objects.
+        #[arg(long, default_value_t = 0)]
+        max_objects: u64,
     },
 }
 
@@ -306,12 +390,17 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
 /// Run one ctl command against the masters `args.masters`; its result as JSON.
 async fn execute(args: &CtlArgs, m: &Masters) -> anyhow::Result<Value> {
     match &args.cmd {
-        CtlCommand::Status => status(m).await,
+        CtlCommand::Status => {
+            let mut v = status(m).await?;
+            v["usage"] = usage(m).await?;
+            Ok(v)
+        }
         CtlCommand::Members { cmd } => members(m, cmd).await,
         CtlCommand::Leader { cmd } => leader(m, cmd).await,
         CtlCommand::Chunkservers { cmd } => chunkservers(m, cmd).await,
         CtlCommand::Keys { cmd } => keys(m, cmd).await,
         CtlCommand::Buckets { cmd } => buckets(m, cmd).await,
+        CtlCommand::Users { cmd } => users(m, cmd).await,
         CtlCommand::Certs { .. } => anyhow::bail!("certs commands call no master"),
     }
 }
@@ -465,11 +554,15 @@ async fn keys(m: &Masters, cmd: &KeysCmd) -> anyhow::Result<Value> {
             name,
             access_key,
             secret_key,
+            user,
+            expires_in,
         } => {
             let req = CreateKeyRequest {
                 name: name.clone(),
                 access_key: access_key.clone(),
                 secret_key: secret_key.clone(),
+                user: user.clone(),
+                expires_ms: expires_in.map_or(0, |d| anode_common::now_ms().saturating_add(d)),
                 session: Some(one_write_session()),
             };
             let r = call_leader(m, |mut c| {
@@ -478,7 +571,10 @@ async fn keys(m: &Masters, cmd: &KeysCmd) -> anyhow::Result<Value> {
             })
             .await?;
             let k = r.key.unwrap_or_default();
-            Ok(json!({"access_key": k.access_key, "secret_key": k.secret_key, "name": k.name}))
+            Ok(
+                json!({"access_key": k.access_key, "secret_key": k.secret_key, "name": k.name,
+                    "user": k.user, "expires_ms": k.expires_ms}),
+            )
         }
         KeysCmd::List => {
             let r = call_leader(
@@ -487,7 +583,8 @@ async fn keys(m: &Masters, cmd: &KeysCmd) -> anyhow::Result<Value> {
             )
             .await?;
             Ok(Value::Array(
-                r.keys.iter().map(|k| json!({"access_key": k.access_key, "name": k.name, "created_ms": k.created_ms})).collect(),
+                r.keys.iter().map(|k| json!({"access_key": k.access_key, "name": k.name, "created_ms": k.created_ms,
+                    "user": k.user, "disabled": k.disabled, "expires_ms": k.expires_ms})).collect(),
             ))
         }
         KeysCmd::Delete { access_key } => {
@@ -502,6 +599,122 @@ async fn keys(m: &Masters, cmd: &KeysCmd) -> anyhow::Result<Value> {
             .await?;
             Ok(json!({"deleted": access_key}))
         }
+        KeysCmd::Disable { access_key } | KeysCmd::Enable { access_key } => {
+            let disabled = matches!(cmd, KeysCmd::Disable { .. });
+            let req = SetKeyDisabledRequest {
+                access_key: access_key.clone(),
+                disabled,
+                session: Some(one_write_session()),
+            };
+            call_leader(m, |mut c| {
+                let req = req.clone();
+                async move { c.set_key_disabled(req).await }
+            })
+            .await?;
+            Ok(json!({"access_key": access_key, "disabled": disabled}))
+        }
+    }
+}
+
+fn usage_json(u: Option<&Usage>) -> Value {
+    let u = u.cloned().unwrap_or_default();
+    json!({"objects": u.objects, "bytes": u.bytes})
+}
+
+fn user_json(u: &User, usage: Option<&Usage>) -> Value {
+    json!({"name": u.name, "admin": u.admin, "created_ms": u.created_ms,
+        "quota_bytes": u.quota_bytes, "quota_objects": u.quota_objects, "usage": usage_json(usage)})
+}
+
+fn bucket_json(b: &BucketConfig, usage: Option<&Usage>) -> Value {
+    json!({"name": b.name, "replication": b.replication, "created_ms": b.created_ms,
+        "owner": b.owner_user, "quota_bytes": b.quota_bytes, "quota_objects": b.quota_objects,
+        "usage": usage_json(usage)})
+}
+
+/// Usage per bucket and per user (for `status`).
+async fn usage(m: &Masters) -> anyhow::Result<Value> {
+    let b = call_leader(m, |mut c| async move {
+        c.list_buckets(ListBucketsRequest {}).await
+    })
+    .await?;
+    let u = call_leader(
+        m,
+        |mut c| async move { c.list_users(ListUsersRequest {}).await },
+    )
+    .await?;
+    let buckets: Vec<Value> = b
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(i, bc)| bucket_json(bc, b.usage.get(i)))
+        .collect();
+    let users: Vec<Value> = u
+        .users
+        .iter()
+        .filter_map(|s| Some(user_json(s.user.as_ref()?, s.usage.as_ref())))
+        .collect();
+    Ok(json!({"buckets": buckets, "users": users}))
+}
+
+async fn users(m: &Masters, cmd: &UsersCmd) -> anyhow::Result<Value> {
+    match cmd {
+        UsersCmd::Create { name, admin } => {
+            let req = CreateUserRequest {
+                name: name.clone(),
+                admin: *admin,
+                session: Some(one_write_session()),
+            };
+            call_leader(m, |mut c| {
+                let req = req.clone();
+                async move { c.create_user(req).await }
+            })
+            .await?;
+            Ok(json!({"created": name, "admin": admin}))
+        }
+        UsersCmd::List => {
+            let r = call_leader(
+                m,
+                |mut c| async move { c.list_users(ListUsersRequest {}).await },
+            )
+            .await?;
+            Ok(Value::Array(
+                r.users
+                    .iter()
+                    .filter_map(|s| Some(user_json(s.user.as_ref()?, s.usage.as_ref())))
+                    .collect(),
+            ))
+        }
+        UsersCmd::Delete { name } => {
+            let req = DeleteUserRequest {
+                name: name.clone(),
+                session: Some(one_write_session()),
+            };
+            call_leader(m, |mut c| {
+                let req = req.clone();
+                async move { c.delete_user(req).await }
+            })
+            .await?;
+            Ok(json!({"deleted": name}))
+        }
+        UsersCmd::Quota {
+            name,
+            max_bytes,
+            max_objects,
+        } => {
+            let req = SetUserQuotaRequest {
+                name: name.clone(),
+                quota_bytes: *max_bytes,
+                quota_objects: *max_objects,
+                session: Some(one_write_session()),
+            };
+            call_leader(m, |mut c| {
+                let req = req.clone();
+                async move { c.set_user_quota(req).await }
+            })
+            .await?;
+            Ok(json!({"user": name, "quota_bytes": max_bytes, "quota_objects": max_objects}))
+        }
     }
 }
 
@@ -515,7 +728,8 @@ async fn buckets(m: &Masters, cmd: &BucketsCmd) -> anyhow::Result<Value> {
             Ok(Value::Array(
                 r.buckets
                     .iter()
-                    .map(|b| json!({"name": b.name, "replication": b.replication, "created_ms": b.created_ms}))
+                    .enumerate()
+                    .map(|(i, b)| bucket_json(b, r.usage.get(i)))
                     .collect(),
             ))
         }
@@ -524,6 +738,7 @@ async fn buckets(m: &Masters, cmd: &BucketsCmd) -> anyhow::Result<Value> {
                 name: name.clone(),
                 replication: *replication,
                 owner_access_key: String::new(),
+                owner_user: String::new(),
                 session: Some(one_write_session()),
             };
             call_leader(m, |mut c| {
@@ -544,6 +759,24 @@ async fn buckets(m: &Masters, cmd: &BucketsCmd) -> anyhow::Result<Value> {
             })
             .await?;
             Ok(json!({"deleted": name}))
+        }
+        BucketsCmd::Quota {
+            name,
+            max_bytes,
+            max_objects,
+        } => {
+            let req = SetBucketQuotaRequest {
+                name: name.clone(),
+                quota_bytes: *max_bytes,
+                quota_objects: *max_objects,
+                session: Some(one_write_session()),
+            };
+            call_leader(m, |mut c| {
+                let req = req.clone();
+                async move { c.set_bucket_quota(req).await }
+            })
+            .await?;
+            Ok(json!({"bucket": name, "quota_bytes": max_bytes, "quota_objects": max_objects}))
         }
     }
 }
@@ -743,6 +976,18 @@ mod tests {
         ];
         for (status, want) in table {
             assert_eq!(refusal(&status), want, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_the_rest() {
+        assert_eq!(parse_duration_ms("90s"), Ok(90_000));
+        assert_eq!(parse_duration_ms("30m"), Ok(1_800_000));
+        assert_eq!(parse_duration_ms("12h"), Ok(43_200_000));
+        assert_eq!(parse_duration_ms("7d"), Ok(604_800_000));
+        assert_eq!(parse_duration_ms("15"), Ok(15_000));
+        for bad in ["", "0s", "-1h", "1w", "h", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -126,3 +126,25 @@ gauge!(
     "anode_master_garbage_chunks",
     "unreferenced chunks waiting for deletion"
 );
+
+/// Usage per bucket and per user (`kind` = `bytes` or `objects`), published by the leader after
+/// each healing sweep (one series per bucket and per user: the label sets are as many as the
+/// buckets and users). Buckets from before usage counters appear after their first write.
+pub static BUCKET_USAGE: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "anode_bucket_usage",
+        "live objects and bytes of a bucket (leader only)",
+        &["bucket", "kind"]
+    )
+    .expect("register metric")
+});
+
+/// See [`BUCKET_USAGE`].
+pub static USER_USAGE: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "anode_user_usage",
+        "live objects and bytes over the buckets a user owns (leader only)",
+        &["user", "kind"]
+    )
+    .expect("register metric")
+});

@@ -226,6 +226,7 @@ impl Master for MasterService {
             name: r.name.clone(),
             replication: r.replication,
             owner_access_key: r.owner_access_key,
+            owner_user: r.owner_user,
             ..Default::default()
         };
         self.write_in(
@@ -253,8 +254,17 @@ impl Master for MasterService {
     }
 
     async fn list_buckets(&self, _req: Request<ListBucketsRequest>) -> Rpc<ListBucketsResponse> {
-        let buckets = self.read(false, state::list_buckets).await?;
-        ok(ListBucketsResponse { buckets })
+        let (buckets, usage) = self
+            .read_blocking(false, |kv| {
+                let buckets = state::list_buckets(kv);
+                let usage = buckets
+                    .iter()
+                    .map(|b| state::bucket_usage(kv, &b.name))
+                    .collect();
+                (buckets, usage)
+            })
+            .await?;
+        ok(ListBucketsResponse { buckets, usage })
     }
 
     async fn get_bucket(&self, req: Request<GetBucketRequest>) -> Rpc<GetBucketResponse> {
@@ -601,6 +611,9 @@ impl Master for MasterService {
             },
             name: r.name.clone(),
             created_ms: anode_common::now_ms(),
+            user: r.user.clone(),
+            disabled: false,
+            expires_ms: r.expires_ms,
         };
         // Only ids the gateway will accept (it refuses other shapes before any lookup).
         anode_meta::validate::access_key(&key.access_key).map_err(|e| e.detail().to_status())?;
@@ -648,10 +661,130 @@ impl Master for MasterService {
 
     async fn get_key(&self, req: Request<GetKeyRequest>) -> Rpc<GetKeyResponse> {
         let ak = req.into_inner().access_key;
-        match self.read(false, |kv| state::get_key(kv, &ak)).await? {
-            Some(key) => ok(GetKeyResponse { key: Some(key) }),
+        let found = self
+            .read(false, |kv| {
+                state::get_key(kv, &ak).map(|k| {
+                    let user = (!k.user.is_empty())
+                        .then(|| state::get_user(kv, &k.user))
+                        .flatten();
+                    (k, user)
+                })
+            })
+            .await?;
+        match found {
+            Some((key, user)) => ok(GetKeyResponse {
+                key: Some(key),
+                user,
+            }),
             None => Err(state_status(state::StateError::NoSuchAccessKey(ak))),
         }
+    }
+
+    async fn set_key_disabled(
+        &self,
+        req: Request<SetKeyDisabledRequest>,
+    ) -> Rpc<SetKeyDisabledResponse> {
+        let r = req.into_inner();
+        self.write_in(
+            r.session,
+            Op::SetKeyDisabled(SetKeyDisabledCmd {
+                access_key: r.access_key,
+                disabled: r.disabled,
+            }),
+        )
+        .await?;
+        ok(SetKeyDisabledResponse {})
+    }
+
+    async fn create_user(&self, req: Request<CreateUserRequest>) -> Rpc<CreateUserResponse> {
+        let r = req.into_inner();
+        validate::user_name(&r.name).map_err(invalid)?;
+        let user = User {
+            version: RECORD_VERSION,
+            name: r.name.clone(),
+            admin: r.admin,
+            ..Default::default()
+        };
+        self.write_in(
+            r.session,
+            Op::CreateUser(CreateUserCmd {
+                user: Some(user.clone()),
+            }),
+        )
+        .await?;
+        let got = self.read(true, |kv| state::get_user(kv, &r.name)).await?;
+        ok(CreateUserResponse {
+            user: got.or(Some(user)),
+        })
+    }
+
+    async fn delete_user(&self, req: Request<DeleteUserRequest>) -> Rpc<DeleteUserResponse> {
+        let r = req.into_inner();
+        self.write_in(r.session, Op::DeleteUser(DeleteUserCmd { name: r.name }))
+            .await?;
+        ok(DeleteUserResponse {})
+    }
+
+    async fn list_users(&self, _req: Request<ListUsersRequest>) -> Rpc<ListUsersResponse> {
+        let users = self
+            .read_blocking(false, |kv| {
+                state::list_users(kv)
+                    .into_iter()
+                    .map(|u| UserStatus {
+                        usage: Some(state::user_usage(kv, &u.name)),
+                        user: Some(u),
+                    })
+                    .collect()
+            })
+            .await?;
+        ok(ListUsersResponse { users })
+    }
+
+    async fn get_user(&self, req: Request<GetUserRequest>) -> Rpc<GetUserResponse> {
+        let name = req.into_inner().name;
+        let found = self
+            .read(false, |kv| {
+                state::get_user(kv, &name).map(|u| (u, state::user_usage(kv, &name)))
+            })
+            .await?;
+        match found {
+            Some((user, usage)) => ok(GetUserResponse {
+                user: Some(user),
+                usage: Some(usage),
+            }),
+            None => Err(state_status(state::StateError::NoSuchUser(name))),
+        }
+    }
+
+    async fn set_user_quota(&self, req: Request<SetUserQuotaRequest>) -> Rpc<SetUserQuotaResponse> {
+        let r = req.into_inner();
+        self.write_in(
+            r.session,
+            Op::SetUserQuota(SetUserQuotaCmd {
+                name: r.name,
+                quota_bytes: r.quota_bytes,
+                quota_objects: r.quota_objects,
+            }),
+        )
+        .await?;
+        ok(SetUserQuotaResponse {})
+    }
+
+    async fn set_bucket_quota(
+        &self,
+        req: Request<SetBucketQuotaRequest>,
+    ) -> Rpc<SetBucketQuotaResponse> {
+        let r = req.into_inner();
+        self.write_in(
+            r.session,
+            Op::SetBucketQuota(SetBucketQuotaCmd {
+                name: r.name,
+                quota_bytes: r.quota_bytes,
+                quota_objects: r.quota_objects,
+            }),
+        )
+        .await?;
+        ok(SetBucketQuotaResponse {})
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Rpc<StatusResponse> {
@@ -936,6 +1069,8 @@ impl MasterService {
             let mut c = self.control.lock();
             let out = c.sweep_scanned(&view, &table, self.mono_ms(), anode_common::now_ms());
             publish_heal_metrics(&c.healer().figures());
+            drop(c);
+            publish_usage_metrics(&view);
             out
         };
         if out.tasks_planned > 0 {
@@ -951,6 +1086,31 @@ impl MasterService {
             self.write(op).await?;
         }
         Ok(())
+    }
+}
+
+fn publish_usage_metrics(kv: &dyn KvRead) {
+    use crate::metrics::{BUCKET_USAGE, USER_USAGE};
+    BUCKET_USAGE.reset();
+    for b in state::list_buckets(kv) {
+        if let Some(u) = state::tracked_bucket_usage(kv, &b.name) {
+            BUCKET_USAGE
+                .with_label_values(&[b.name.as_str(), "bytes"])
+                .set(u.bytes as i64);
+            BUCKET_USAGE
+                .with_label_values(&[b.name.as_str(), "objects"])
+                .set(u.objects as i64);
+        }
+    }
+    USER_USAGE.reset();
+    for user in state::list_users(kv) {
+        let u = state::user_usage(kv, &user.name);
+        USER_USAGE
+            .with_label_values(&[user.name.as_str(), "bytes"])
+            .set(u.bytes as i64);
+        USER_USAGE
+            .with_label_values(&[user.name.as_str(), "objects"])
+            .set(u.objects as i64);
     }
 }
 

@@ -253,10 +253,12 @@ impl RaftStore {
         }
     }
 
-    /// Refuse a newer format; migrate an older one (formats 0, 1 and 2 -> 3: the layout is
+    /// Refuse a newer format; migrate an older one (formats 0-3 -> 4: the layout is
     /// unchanged, format 2 only added key kinds (client sessions), format 3 the staging
-    /// column family `sm2` (created at open) and the `sm_cf` key (absent: `sm`); the key is
-    /// written). A new store gets the key here, at creation.
+    /// column family `sm2` (created at open) and the `sm_cf` key (absent: `sm`), format 4 key
+    /// kinds (users `i/`, usage counters `x/usage/`, which the state machine starts for an old
+    /// bucket on its first write); the key is written). A new store gets the key here, at
+    /// creation.
     fn check_format(&self, dir: &Path) -> Result<(), StoreError> {
         let found = self.format()?;
         if found > STORE_FORMAT_VERSION {
@@ -1044,11 +1046,12 @@ mod tests {
         assert_eq!(s.conf_state().voters, vec![1, 2, 3]);
     }
 
-    /// Formats 1 (before client sessions) and 2 (before the staging column family) have the
-    /// layout of format 3 without session keys / with the state in `sm`.
+    /// Formats 1 (before client sessions), 2 (before the staging column family) and 3 (before
+    /// users and usage counters) have the layout of format 4 without session keys / with the
+    /// state in `sm` / without users and counters.
     #[test]
-    fn formats_1_and_2_are_migrated_to_3() {
-        for old in [1, 2] {
+    fn formats_1_to_3_are_migrated_to_4() {
+        for old in [1, 2, 3] {
             let dir = tempfile::tempdir().unwrap();
             {
                 let s = RaftStore::open(dir.path()).unwrap();
@@ -1058,7 +1061,7 @@ mod tests {
                 s.write_format(old).unwrap();
             }
             let s = RaftStore::open(dir.path()).unwrap();
-            assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (3, 3));
+            assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (4, 4));
             assert_eq!(s.conf_state().voters, vec![1]);
             assert_eq!(
                 (s.sm_cf_name(), s.view().get(b"u/a")),

@@ -166,7 +166,8 @@ const ANYONE: &[Role] = &[Master, Chunkserver, Gateway, Client, Admin];
 /// - `PutObjects` (bulk loads): client and admin, not the gateway;
 /// - registration and heartbeats: chunkservers; `ReportBadChunk`: the readers (gateway,
 ///   client) and chunkservers;
-/// - keys and cluster changes: admin; `GetKey` (returns a secret): the gateway only;
+/// - keys, users, quotas and cluster changes: admin; `GetKey` (returns a secret): the gateway
+///   only; `GetUser`, `ListUsers` (no secrets): gateway and admin;
 /// - `Status`, `Leader`: anyone authenticated (the client probes `Leader`);
 /// - chunkserver data API: gateway, client, and chunkservers (a chunkserver replicating a
 ///   chunk reads it from another one with `GetChunk`).
@@ -209,9 +210,12 @@ fn master_roles(method: &str) -> Option<&'static [Role]> {
         // Bulk loads: tools on the client library and operators; no S3 request needs it.
         "PutObjects" => &[Client, Admin],
         "RegisterChunkserver" | "Heartbeat" => &[Chunkserver],
-        "CreateKey" | "ListKeys" | "DeleteKey" | "AddMember" | "RemoveMember"
-        | "TransferLeader" | "DrainChunkserver" => &[Admin],
+        "CreateKey" | "ListKeys" | "DeleteKey" | "SetKeyDisabled" | "CreateUser" | "DeleteUser"
+        | "SetUserQuota" | "SetBucketQuota" | "AddMember" | "RemoveMember" | "TransferLeader"
+        | "DrainChunkserver" => &[Admin],
         "GetKey" => &[Gateway],
+        // Users hold no secret: gateways read them to resolve principals, operators list them.
+        "GetUser" | "ListUsers" => &[Gateway, Admin],
         "Status" | "Leader" => ANYONE,
         _ => return None,
     })
@@ -330,6 +334,13 @@ mod tests {
             ("/anode.v1.Master/ListKeys", &[Admin]),
             ("/anode.v1.Master/DeleteKey", &[Admin]),
             ("/anode.v1.Master/GetKey", &[Gateway]),
+            ("/anode.v1.Master/CreateUser", &[Admin]),
+            ("/anode.v1.Master/DeleteUser", &[Admin]),
+            ("/anode.v1.Master/SetUserQuota", &[Admin]),
+            ("/anode.v1.Master/SetBucketQuota", &[Admin]),
+            ("/anode.v1.Master/SetKeyDisabled", &[Admin]),
+            ("/anode.v1.Master/GetUser", &[Gateway, Admin]),
+            ("/anode.v1.Master/ListUsers", &[Gateway, Admin]),
             ("/anode.v1.Master/PutObject", &[Gateway, Client, Admin]),
             ("/anode.v1.Master/PutObjects", &[Client, Admin]),
             ("/anode.v1.Master/AllocateChunks", &[Gateway, Client, Admin]),

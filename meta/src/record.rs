@@ -86,6 +86,7 @@ versioned! {
     BucketConfig => RECORD_VERSION,
     Manifest => MANIFEST_VERSION,
     AccessKey => RECORD_VERSION,
+    User => RECORD_VERSION,
     ChunkserverRecord => RECORD_VERSION,
     ChunkInfo => RECORD_VERSION,
     MultipartUpload => RECORD_VERSION,

@@ -6,12 +6,13 @@
 //! | `b/<bucket>` | `BucketConfig` |
 //! | `o/<bucket>\0<key>` | `Manifest` (a bucket's objects are one ordered range) |
 //! | `k/<access key>` | `AccessKey` |
+//! | `i/<user name>` | `User` ([`users`]) |
 //! | `s/<id u64be>` | `ChunkserverRecord` |
 //! | `u/<uuid>` | chunkserver id (u64be) |
 //! | `c/<sha256>` | `ChunkInfo` (refcount, length, servers) |
 //! | `m/<bucket>\0<key>\0<upload id>` | `MultipartUpload` |
 //! | `p/<bucket>\0<key>\0<upload id>\0<part u32be>` | `PartRecord` |
-//! | `x/<counter>` | u64be counters (next chunkserver id, stats) |
+//! | `x/<counter>` | u64be counters (next chunkserver id, stats, `x/usage/...`: [`users`]) |
 //! | `r/<id u64be>` | raft member address (written by the node on conf changes) |
 //! | `l/<client id>`, `a/<client id><seq u64be>`, `t/<ms u64be><client id>` | client sessions ([`sessions`]) |
 //!
@@ -35,12 +36,16 @@ mod records;
 pub mod sessions;
 #[cfg(test)]
 mod tests;
+pub mod users;
 
 pub use invariants::{check_refcount_deltas, InvariantError};
 pub use list::{list_objects, list_parts, list_uploads};
 pub use mem::MemState;
 pub use records::{check_record, decode_snapshot};
 use records::{get_msg, must_decode, scan_msgs};
+pub use users::{
+    bucket_usage, get_user, list_users, tracked_bucket_usage, user_usage, within_quota,
+};
 
 /// Errors of state machine commands and queries; [`StateError::detail`] is their wire form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +120,18 @@ pub enum StateError {
         "write {0} of this client session is too old to be answered again; it was not applied now"
     )]
     SessionExpired(u64),
+    /// The write would take the named bucket's or user's live objects or bytes past its quota.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
+    /// Unknown user.
+    #[error("the user {0} does not exist")]
+    NoSuchUser(String),
+    /// The user exists.
+    #[error("the user {0} already exists")]
+    UserExists(String),
+    /// The user still owns buckets or keys.
+    #[error("the user cannot be deleted: {0}")]
+    UserNotEmpty(String),
 }
 
 impl StateError {
@@ -141,6 +158,10 @@ impl StateError {
             StateError::InvalidArgument(_) => ErrorCode::InvalidArgument,
             StateError::ChunkGone(_) => ErrorCode::ChunkGone,
             StateError::SessionExpired(_) => ErrorCode::SessionExpired,
+            StateError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            StateError::NoSuchUser(_) => ErrorCode::NoSuchUser,
+            StateError::UserExists(_) => ErrorCode::UserExists,
+            StateError::UserNotEmpty(_) => ErrorCode::UserNotEmpty,
         }
     }
 
@@ -157,7 +178,11 @@ impl StateError {
             | StateError::NoSuchUpload(r)
             | StateError::NoSuchAccessKey(r)
             | StateError::AccessKeyExists(r)
-            | StateError::ChunkGone(r) => d.with_resource(r.clone()),
+            | StateError::ChunkGone(r)
+            | StateError::QuotaExceeded(r)
+            | StateError::NoSuchUser(r)
+            | StateError::UserExists(r)
+            | StateError::UserNotEmpty(r) => d.with_resource(r.clone()),
             StateError::UnknownChunkserver(id) | StateError::StaleEpoch { id, .. } => {
                 d.with_resource(id.to_string())
             }
@@ -188,7 +213,7 @@ pub(crate) fn object_prefix(bucket: &str) -> Vec<u8> {
 pub(crate) fn object_key(bucket: &str, key: &str) -> Vec<u8> {
     [object_prefix(bucket).as_slice(), key.as_bytes()].concat()
 }
-fn access_key(ak: &str) -> Vec<u8> {
+pub(crate) fn access_key(ak: &str) -> Vec<u8> {
     [b"k/", ak.as_bytes()].concat()
 }
 fn server_key(id: u64) -> Vec<u8> {
@@ -526,6 +551,11 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op, rules: Rules) ->
         Op::DeleteObject(c) => delete_objects(o, now, &c.bucket, std::slice::from_ref(&c.key)),
         Op::DeleteObjects(c) => delete_objects(o, now, &c.bucket, &c.keys),
         Op::CreateKey(c) => create_key(o, now, c),
+        Op::CreateUser(c) => users::create_user(o, now, c),
+        Op::DeleteUser(c) => users::delete_user(o, &c.name),
+        Op::SetUserQuota(c) => users::set_user_quota(o, c),
+        Op::SetBucketQuota(c) => users::set_bucket_quota(o, c),
+        Op::SetKeyDisabled(c) => users::set_key_disabled(o, c),
         Op::DeleteKey(c) => {
             let k = access_key(&c.access_key);
             o.get(&k)
@@ -571,11 +601,10 @@ fn create_bucket(o: &mut Overlay<'_>, now: u64, c: &CreateBucketCmd) -> Res {
         .ok_or_else(|| StateError::BadCommand("no bucket config".into()))?;
     validate::bucket_name(&cfg.name)?;
     if let Some(existing) = get_bucket(o, &cfg.name) {
-        return Err(if existing.owner_access_key == cfg.owner_access_key {
-            StateError::BucketAlreadyOwnedByYou(cfg.name)
-        } else {
-            StateError::BucketAlreadyExists(cfg.name)
-        });
+        return Err(users::existing_bucket_error(&existing, &cfg));
+    }
+    if !cfg.owner_user.is_empty() && get_user(o, &cfg.owner_user).is_none() {
+        return Err(StateError::NoSuchUser(cfg.owner_user));
     }
     let cfg = BucketConfig {
         version: RECORD_VERSION,
@@ -583,6 +612,7 @@ fn create_bucket(o: &mut Overlay<'_>, now: u64, c: &CreateBucketCmd) -> Res {
         ..cfg
     };
     o.put(bucket_key(&cfg.name), cfg.encode_to_vec());
+    users::start_bucket(o, &cfg.name);
     Ok(CommandResult::default())
 }
 
@@ -597,6 +627,7 @@ fn delete_bucket(o: &mut Overlay<'_>, name: &str) -> Res {
         }
     }
     o.delete(bucket_key(name));
+    users::drop_bucket(o, name);
     Ok(CommandResult::default())
 }
 
@@ -692,7 +723,7 @@ fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd, rules
         ..m
     };
     let replication = bucket_replication(o, &c.bucket);
-    replace_object(o, now, &key, old, &m, replication);
+    replace_object(o, now, (&c.bucket, &key), old, &m, replication)?;
     Ok(CommandResult {
         manifest: Some(m),
         ..Default::default()
@@ -734,15 +765,20 @@ fn check_condition(old: Option<&Manifest>, cond: Option<&str>) -> Result<(), Sta
     }
 }
 
-/// Write `m` at `key`, moving references and counters from the old manifest.
+/// Write `m` at `key` of `bucket`, moving references and counters from the old manifest;
+/// `QuotaExceeded` (and nothing written) when the bucket's or its owner's usage would grow
+/// past a quota.
 fn replace_object(
     o: &mut Overlay<'_>,
     now: u64,
-    key: &[u8],
+    (bucket, key): (&str, &[u8]),
     old: Option<Manifest>,
     m: &Manifest,
     replication: u32,
-) {
+) -> Result<(), StateError> {
+    let d_objects = i64::from(old.is_none());
+    let d_bytes = m.size as i64 - old.as_ref().map_or(0, |o| o.size as i64);
+    users::charge(o, bucket, d_objects, d_bytes)?;
     adjust_refs(o, now, &m.chunks, 1, replication);
     add_u64(o, STAT_STORED, m.inline_data.len() as i64);
     add_u64(o, STAT_LOGICAL, m.size as i64);
@@ -751,6 +787,7 @@ fn replace_object(
         None => add_u64(o, STAT_OBJECTS, 1),
     }
     o.put(key.to_vec(), m.encode_to_vec());
+    Ok(())
 }
 
 fn drop_object_refs(o: &mut Overlay<'_>, now: u64, old: &Manifest) {
@@ -765,6 +802,7 @@ fn delete_objects(o: &mut Overlay<'_>, now: u64, bucket: &str, keys: &[String]) 
     for k in keys {
         let key = object_key(bucket, k);
         if let Some(old) = get_msg::<Manifest>(o, &key) {
+            users::charge(o, bucket, -1, -(old.size as i64))?;
             drop_object_refs(o, now, &old);
             add_u64(o, STAT_OBJECTS, -1);
             o.delete(key);
@@ -790,6 +828,7 @@ fn create_key(o: &mut Overlay<'_>, now: u64, c: &CreateKeyCmd) -> Res {
     if get_key(o, &k.access_key).is_some() {
         return Err(StateError::AccessKeyExists(k.access_key));
     }
+    users::check_key_user(o, &k)?;
     let k = AccessKey {
         version: RECORD_VERSION,
         created_ms: now,
@@ -980,7 +1019,7 @@ fn complete_multipart(
     }
     o.delete(upload_key(&c.bucket, &c.key, &c.upload_id));
     let replication = bucket_replication(o, &c.bucket);
-    replace_object(o, now, &key, old, &m, replication);
+    replace_object(o, now, (&c.bucket, &key), old, &m, replication)?;
     Ok(CommandResult {
         manifest: Some(m),
         ..Default::default()
@@ -1098,5 +1137,6 @@ pub fn check_invariants(kv: &dyn KvRead) -> Result<(), String> {
             "counters {st:?} but {objects} objects, {logical} bytes"
         ));
     }
+    users::check_usage(kv)?;
     sessions::check_all(kv)
 }

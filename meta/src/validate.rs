@@ -153,6 +153,9 @@ pub enum ValidationError {
     /// Stored system headers over [`MAX_SYSTEM_METADATA_BYTES`] in total.
     #[error("system metadata (Content-Type and the stored headers) of {0} bytes is over {MAX_SYSTEM_METADATA_BYTES}")]
     SystemMetadataTooLarge(usize),
+    /// A user name outside 1..=64 characters of `A-Z a-z 0-9 _ . -`.
+    #[error("user name {0:?} is not 1 to {MAX_USER_NAME_BYTES} characters of A-Z a-z 0-9 _ . -")]
+    InvalidUserName(String),
 }
 
 impl ValidationError {
@@ -166,7 +169,8 @@ impl ValidationError {
             | ValidationError::InvalidAccessKey(_)
             | ValidationError::Manifest(_)
             | ValidationError::TooMany { .. }
-            | ValidationError::ChunkId(_) => ErrorCode::InvalidArgument,
+            | ValidationError::ChunkId(_)
+            | ValidationError::InvalidUserName(_) => ErrorCode::InvalidArgument,
             ValidationError::KeyTooLong(_) => ErrorCode::KeyTooLong,
             // S3 answers a malformed upload id as it answers an unknown one.
             ValidationError::InvalidUploadId(_) => ErrorCode::NoSuchUpload,
@@ -181,7 +185,9 @@ impl ValidationError {
         let d = ErrorDetail::new(self.code(), self.to_string());
         match self {
             ValidationError::InvalidBucketName(name, _) => d.with_resource(name.clone()),
-            ValidationError::InvalidUploadId(id) => d.with_resource(id.clone()),
+            ValidationError::InvalidUploadId(id) | ValidationError::InvalidUserName(id) => {
+                d.with_resource(id.clone())
+            }
             ValidationError::InvalidAccessKey(_)
             | ValidationError::EmptyKey
             | ValidationError::KeyHasNul
@@ -250,6 +256,19 @@ pub fn access_key(id: &str) -> Result<(), ValidationError> {
     let len_ok = (MIN_ACCESS_KEY_BYTES..=MAX_ACCESS_KEY_BYTES).contains(&id.len());
     if !len_ok || !id.bytes().all(word) {
         return Err(ValidationError::InvalidAccessKey(id.to_string()));
+    }
+    Ok(())
+}
+
+/// Longest user name.
+pub const MAX_USER_NAME_BYTES: usize = 64;
+
+/// User names: 1 to 64 characters of `A-Z a-z 0-9 _ . -` (they appear in logs, in the S3
+/// `Owner` element and on the command line, so nothing that needs escaping).
+pub fn user_name(name: &str) -> Result<(), ValidationError> {
+    let ok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-');
+    if name.is_empty() || name.len() > MAX_USER_NAME_BYTES || !name.bytes().all(ok) {
+        return Err(ValidationError::InvalidUserName(name.to_string()));
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ impl ErrorCode {
     /// Every code, in wire-number order. Its completeness is checked: [`ErrorCode::position`]
     /// names every variant (the compiler insists), and a test checks that each number the
     /// generated enum accepts sits in this list at its position.
-    pub const ALL: [ErrorCode; 40] = [
+    pub const ALL: [ErrorCode; 44] = [
         ErrorCode::Unspecified,
         ErrorCode::NoSuchBucket,
         ErrorCode::BucketAlreadyExists,
@@ -43,6 +43,10 @@ impl ErrorCode {
         ErrorCode::BadCommand,
         ErrorCode::UnsupportedVersion,
         ErrorCode::SessionExpired,
+        ErrorCode::QuotaExceeded,
+        ErrorCode::NoSuchUser,
+        ErrorCode::UserExists,
+        ErrorCode::UserNotEmpty,
         ErrorCode::InsufficientServers,
         ErrorCode::NotMember,
         ErrorCode::AlreadyMember,
@@ -90,23 +94,27 @@ impl ErrorCode {
             BadCommand => 20,
             UnsupportedVersion => 21,
             SessionExpired => 22,
-            InsufficientServers => 23,
-            NotMember => 24,
-            AlreadyMember => 25,
-            WouldLoseQuorum => 26,
-            ConfChangeRejected => 27,
-            NotLeader => 28,
-            Busy => 29,
-            Unavailable => 30,
-            Timeout => 31,
-            Internal => 32,
-            BadDigest => 33,
-            NoSuchChunk => 34,
-            InsufficientStorage => 35,
-            CorruptChunk => 36,
-            IncompleteBody => 37,
-            ChunkUnavailable => 38,
-            PermissionDenied => 39,
+            QuotaExceeded => 23,
+            NoSuchUser => 24,
+            UserExists => 25,
+            UserNotEmpty => 26,
+            InsufficientServers => 27,
+            NotMember => 28,
+            AlreadyMember => 29,
+            WouldLoseQuorum => 30,
+            ConfChangeRejected => 31,
+            NotLeader => 32,
+            Busy => 33,
+            Unavailable => 34,
+            Timeout => 35,
+            Internal => 36,
+            BadDigest => 37,
+            NoSuchChunk => 38,
+            InsufficientStorage => 39,
+            CorruptChunk => 40,
+            IncompleteBody => 41,
+            ChunkUnavailable => 42,
+            PermissionDenied => 43,
         }
     }
 }
@@ -196,6 +204,10 @@ impl ErrorDetail {
             | BadCommand
             | UnsupportedVersion
             | SessionExpired
+            | QuotaExceeded
+            | NoSuchUser
+            | UserExists
+            | UserNotEmpty
             | InsufficientServers
             | NotMember
             | AlreadyMember
@@ -234,16 +246,20 @@ pub mod grpc {
         use ErrorCode::*;
         match code {
             NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchAccessKey | UnknownChunkserver
-            | NotMember | NoSuchChunk => Code::NotFound,
-            BucketAlreadyExists | BucketAlreadyOwnedByYou | AccessKeyExists | AlreadyMember => {
-                Code::AlreadyExists
-            }
-            BucketNotEmpty | PreconditionFailed | StaleEpoch | WouldLoseQuorum | ChunkGone
-            | NotLeader => Code::FailedPrecondition,
+            | NotMember | NoSuchChunk | NoSuchUser => Code::NotFound,
+            BucketAlreadyExists
+            | BucketAlreadyOwnedByYou
+            | AccessKeyExists
+            | AlreadyMember
+            | UserExists => Code::AlreadyExists,
+            BucketNotEmpty | UserNotEmpty | PreconditionFailed | StaleEpoch | WouldLoseQuorum
+            | ChunkGone | NotLeader => Code::FailedPrecondition,
             InvalidBucketName | KeyTooLong | MetadataTooLarge | InvalidPart | InvalidPartOrder
             | EntityTooSmall | InvalidArgument | BadCommand | UnsupportedVersion | BadDigest
             | IncompleteBody => Code::InvalidArgument,
-            InsufficientServers | Busy | InsufficientStorage => Code::ResourceExhausted,
+            InsufficientServers | Busy | InsufficientStorage | QuotaExceeded => {
+                Code::ResourceExhausted
+            }
             Unavailable | ChunkUnavailable => Code::Unavailable,
             Timeout => Code::DeadlineExceeded,
             PermissionDenied => Code::PermissionDenied,

@@ -16,7 +16,10 @@ pub use error::Refusal;
 
 /// Current encoding version of [`v1::Command`]. Version 2 added the client session
 /// (`Command.session`); a version 1 command reads as a version 2 command without one.
-pub const COMMAND_VERSION: u32 = 2;
+/// Version 3 added the user, quota and key-state operations (`CreateUser`, `DeleteUser`,
+/// `SetUserQuota`, `SetBucketQuota`, `SetKeyDisabled`): a member too old for them halts at
+/// the first one instead of refusing it where newer members apply it.
+pub const COMMAND_VERSION: u32 = 3;
 /// Current encoding version of [`v1::Manifest`].
 pub const MANIFEST_VERSION: u32 = 1;
 /// Current encoding version of records in the master state (buckets, keys, registry, chunks).
@@ -44,4 +47,7 @@ pub const SNAPSHOT_VERSION: u32 = 3;
 /// column family `sm2` and the `sm_cf` key naming the one that holds the state (a streamed
 /// snapshot is staged in the other and switched in by rewriting the key); formats 0-2 have
 /// their state in `sm` and are read as format 3.
-pub const STORE_FORMAT_VERSION: u32 = 3;
+/// Format 4 added the user records (`i/`) and the per-bucket and per-user usage counters
+/// (`x/usage/...`); formats 0-3 are read as format 4 without them (a bucket without counters
+/// gets them on its first write, `anode_meta::state`).
+pub const STORE_FORMAT_VERSION: u32 = 4;

@@ -19,6 +19,8 @@ pub const REGION: &str = "us-east-1";
 pub struct S3Cluster {
     /// Master address (`host:port`).
     pub master: String,
+    /// The master's admin HTTP address (`/metrics`, `/health`).
+    pub master_admin: String,
     /// S3 endpoints (`http://127.0.0.1:PORT`), one per gateway.
     pub endpoints: Vec<String>,
     /// Processes (master, chunkservers, gateways), killed on drop.
@@ -81,6 +83,7 @@ impl S3Cluster {
         }
         let c = S3Cluster {
             master,
+            master_admin: format!("127.0.0.1:{ma}"),
             endpoints,
             procs,
             _dir: dir,
@@ -127,6 +130,8 @@ async fn create_key(master: &str) {
                 name: "s3tests".into(),
                 access_key: ACCESS_KEY.into(),
                 secret_key: SECRET_KEY.into(),
+                user: String::new(),
+                expires_ms: 0,
                 session: None,
             };
             let r = anode_master::ctl::call_leader(&masters, |mut c| {

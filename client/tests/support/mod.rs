@@ -207,7 +207,7 @@ implemented {
     }
     async fn list_buckets(&self, _r: Request<ListBucketsRequest>) -> Rpc<ListBucketsResponse> {
         let st = self.gate("list_buckets")?;
-        ok(ListBucketsResponse { buckets: state::list_buckets(&st.sm.kv) })
+        ok(ListBucketsResponse { buckets: state::list_buckets(&st.sm.kv), usage: Vec::new() })
     }
     async fn get_bucket(&self, r: Request<GetBucketRequest>) -> Rpc<GetBucketResponse> {
         let st = self.gate("get_bucket")?;
@@ -330,7 +330,7 @@ implemented {
         let st = self.gate("get_key")?;
         let ak = r.into_inner().access_key;
         let key = state::get_key(&st.sm.kv, &ak).ok_or_else(|| refused(StateError::NoSuchAccessKey(ak)))?;
-        ok(GetKeyResponse { key: Some(key) })
+        ok(GetKeyResponse { key: Some(key), user: None })
     }
 }
 stubs {
@@ -344,6 +344,13 @@ stubs {
     remove_member(RemoveMemberRequest) -> RemoveMemberResponse;
     transfer_leader(TransferLeaderRequest) -> TransferLeaderResponse;
     drain_chunkserver(DrainChunkserverRequest) -> DrainChunkserverResponse;
+    set_key_disabled(SetKeyDisabledRequest) -> SetKeyDisabledResponse;
+    create_user(CreateUserRequest) -> CreateUserResponse;
+    delete_user(DeleteUserRequest) -> DeleteUserResponse;
+    list_users(ListUsersRequest) -> ListUsersResponse;
+    get_user(GetUserRequest) -> GetUserResponse;
+    set_user_quota(SetUserQuotaRequest) -> SetUserQuotaResponse;
+    set_bucket_quota(SetBucketQuotaRequest) -> SetBucketQuotaResponse;
 }
 }
 

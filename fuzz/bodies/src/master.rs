@@ -147,12 +147,16 @@ fn manifest(c: &mut Cursor<'_>) -> Manifest {
 }
 
 fn op(c: &mut Cursor<'_>) -> Op {
-    match c.u8() % 17 {
+    match c.u8() % 22 {
         0 => Op::CreateBucket(CreateBucketCmd {
             config: Some(BucketConfig {
                 version: RECORD_VERSION,
                 name: bucket(c),
                 replication: u32::from(c.u8() % 5),
+                owner_user: user(c),
+                owner_access_key: ["AK1", "AK2", ""][c.pick(3)].into(),
+                quota_bytes: quota(c),
+                quota_objects: quota(c),
                 ..Default::default()
             }),
         }),
@@ -176,6 +180,7 @@ fn op(c: &mut Cursor<'_>) -> Op {
                 version: RECORD_VERSION,
                 access_key: ["AK1", "AK2", ""][c.pick(3)].into(),
                 secret_key: "sk".into(),
+                user: user(c),
                 ..Default::default()
             }),
         }),
@@ -248,7 +253,46 @@ fn op(c: &mut Cursor<'_>) -> Op {
             key: key(c),
             upload_id: upload_id(c),
         }),
+        17 => Op::CreateUser(CreateUserCmd {
+            user: Some(User {
+                version: RECORD_VERSION,
+                name: user(c),
+                admin: c.u8() % 2 == 1,
+                quota_bytes: quota(c),
+                quota_objects: quota(c),
+                ..Default::default()
+            }),
+        }),
+        18 => Op::DeleteUser(DeleteUserCmd { name: user(c) }),
+        19 => Op::SetUserQuota(SetUserQuotaCmd {
+            name: user(c),
+            quota_bytes: quota(c),
+            quota_objects: quota(c),
+        }),
+        20 => Op::SetBucketQuota(SetBucketQuotaCmd {
+            name: bucket(c),
+            quota_bytes: quota(c),
+            quota_objects: quota(c),
+        }),
+        21 => Op::SetKeyDisabled(SetKeyDisabledCmd {
+            access_key: ["AK1", "AK2", ""][c.pick(3)].into(),
+            disabled: c.u8() % 2 == 1,
+        }),
         _ => Op::Noop(NoopCmd {}),
+    }
+}
+
+/// A user name from a small alphabet ("" = none, and one the validator refuses).
+fn user(c: &mut Cursor<'_>) -> String {
+    ["", "u1", "u2", "bad name"][c.pick(4)].into()
+}
+
+/// A quota: none, small (so writes cross it), or any number.
+fn quota(c: &mut Cursor<'_>) -> u64 {
+    match c.u8() % 4 {
+        0 | 1 => 0,
+        2 => u64::from(c.u8()),
+        _ => number(c),
     }
 }
 

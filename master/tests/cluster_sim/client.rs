@@ -320,6 +320,7 @@ pub async fn create_bucket(io: Rc<ClientIo>) -> Outcome {
         let req = CreateBucketRequest {
             name: BUCKET.into(),
             replication: R,
+            owner_user: String::new(),
             session: io.begin_write(),
             ..Default::default()
         };

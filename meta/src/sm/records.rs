@@ -53,6 +53,7 @@ pub fn check_record(key: &[u8], value: &[u8]) -> Result<(), RecordError> {
         b"b/" => check::<BucketConfig>(key, value),
         b"o/" => check::<Manifest>(key, value),
         b"k/" => check::<AccessKey>(key, value),
+        b"i/" => check::<User>(key, value),
         b"s/" => check::<ChunkserverRecord>(key, value),
         b"c/" => check::<ChunkInfo>(key, value),
         b"m/" => check::<MultipartUpload>(key, value),

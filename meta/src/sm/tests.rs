@@ -819,3 +819,429 @@ fn a_bulk_put_writes_every_object_or_none() {
         ErrorCode::NoSuchBucket
     );
 }
+
+// ---- users, ownership, quotas (issue 19 part A) --------------------------------------------
+
+fn user(name: &str) -> Op {
+    Op::CreateUser(CreateUserCmd {
+        user: Some(User {
+            name: name.into(),
+            ..Default::default()
+        }),
+    })
+}
+
+fn owned_bucket(name: &str, owner: &str) -> Op {
+    Op::CreateBucket(CreateBucketCmd {
+        config: Some(BucketConfig {
+            name: name.into(),
+            owner_user: owner.into(),
+            owner_access_key: format!("AK_OF_{owner}"),
+            ..Default::default()
+        }),
+    })
+}
+
+fn key_of(ak: &str, user: &str) -> Op {
+    Op::CreateKey(CreateKeyCmd {
+        key: Some(AccessKey {
+            access_key: ak.into(),
+            secret_key: "s".into(),
+            user: user.into(),
+            ..Default::default()
+        }),
+    })
+}
+
+fn bucket_quota(name: &str, bytes: u64, objects: u64) -> Op {
+    Op::SetBucketQuota(SetBucketQuotaCmd {
+        name: name.into(),
+        quota_bytes: bytes,
+        quota_objects: objects,
+    })
+}
+
+fn user_quota(name: &str, bytes: u64, objects: u64) -> Op {
+    Op::SetUserQuota(SetUserQuotaCmd {
+        name: name.into(),
+        quota_bytes: bytes,
+        quota_objects: objects,
+    })
+}
+
+fn usage(objects: u64, bytes: u64) -> Usage {
+    Usage { objects, bytes }
+}
+
+#[test]
+fn users_are_created_once_and_deleted_only_when_they_own_nothing() {
+    let mut sm = Sm::new();
+    sm.ok(user("alice"));
+    assert_eq!(sm.err(user("alice")), ErrorCode::UserExists);
+    for bad in ["", "a b", "a/b", &"x".repeat(65)] {
+        assert_eq!(sm.err(user(bad)), ErrorCode::InvalidArgument, "{bad:?}");
+    }
+    assert_eq!(get_user(&sm.kv, "alice").unwrap().created_ms, 1001);
+    // A key of a user needs the user; an administrator key needs nothing.
+    assert_eq!(
+        sm.err(key_of("AK_BOB_000000000001", "bob")),
+        ErrorCode::NoSuchUser
+    );
+    sm.ok(key_of("AK_ADMIN_0000000001", ""));
+    sm.ok(key_of("AK_ALICE_0000000001", "alice"));
+    assert_eq!(
+        get_key(&sm.kv, "AK_ALICE_0000000001").unwrap().user,
+        "alice"
+    );
+    let del_user = |n: &str| Op::DeleteUser(DeleteUserCmd { name: n.into() });
+    assert_eq!(sm.err(del_user("alice")), ErrorCode::UserNotEmpty);
+    sm.ok(Op::DeleteKey(DeleteKeyCmd {
+        access_key: "AK_ALICE_0000000001".into(),
+    }));
+    sm.ok(owned_bucket("alices", "alice"));
+    assert_eq!(sm.err(owned_bucket("bobs", "bob")), ErrorCode::NoSuchUser);
+    assert_eq!(sm.err(del_user("alice")), ErrorCode::UserNotEmpty);
+    sm.ok(Op::DeleteBucket(DeleteBucketCmd {
+        name: "alices".into(),
+    }));
+    sm.ok(del_user("alice"));
+    assert_eq!(sm.err(del_user("alice")), ErrorCode::NoSuchUser);
+    assert!(list_users(&sm.kv).is_empty());
+    assert!(sm
+        .kv
+        .scan(b"x/usage/", None, 10)
+        .iter()
+        .all(|(k, _)| !k.starts_with(b"x/usage/")));
+}
+
+#[test]
+fn keys_are_disabled_and_enabled() {
+    let mut sm = Sm::new();
+    sm.ok(key_of("AK_ADMIN_0000000001", ""));
+    let set = |d: bool| {
+        Op::SetKeyDisabled(SetKeyDisabledCmd {
+            access_key: "AK_ADMIN_0000000001".into(),
+            disabled: d,
+        })
+    };
+    sm.ok(set(true));
+    assert!(get_key(&sm.kv, "AK_ADMIN_0000000001").unwrap().disabled);
+    sm.ok(set(false));
+    assert!(!get_key(&sm.kv, "AK_ADMIN_0000000001").unwrap().disabled);
+    assert_eq!(
+        sm.err(Op::SetKeyDisabled(SetKeyDisabledCmd {
+            access_key: "AK_NOPE_00000000001".into(),
+            disabled: true
+        })),
+        ErrorCode::NoSuchAccessKey
+    );
+}
+
+#[test]
+fn bucket_ownership_decides_the_create_conflict() {
+    let mut sm = Sm::new();
+    sm.ok(user("alice"));
+    sm.ok(user("bob"));
+    sm.ok(owned_bucket("shared", "alice"));
+    // Alice with another key: hers already. Bob, or an administrator bucket: someone else's.
+    let mut again = BucketConfig {
+        name: "shared".into(),
+        owner_user: "alice".into(),
+        owner_access_key: "AK_OTHER".into(),
+        ..Default::default()
+    };
+    let create = |c: &BucketConfig| {
+        Op::CreateBucket(CreateBucketCmd {
+            config: Some(c.clone()),
+        })
+    };
+    assert_eq!(sm.err(create(&again)), ErrorCode::BucketAlreadyOwnedByYou);
+    again.owner_user = "bob".into();
+    assert_eq!(sm.err(create(&again)), ErrorCode::BucketAlreadyExists);
+    again.owner_user.clear();
+    assert_eq!(sm.err(create(&again)), ErrorCode::BucketAlreadyExists);
+    // Administrator buckets (no user) keep the key comparison of old records.
+    sm.ok(owned_bucket("adm", ""));
+    let adm = |ak: &str| BucketConfig {
+        name: "adm".into(),
+        owner_access_key: ak.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        sm.err(create(&adm("AK_OF_"))),
+        ErrorCode::BucketAlreadyOwnedByYou
+    );
+    assert_eq!(sm.err(create(&adm("AK_X"))), ErrorCode::BucketAlreadyExists);
+    assert_eq!(get_bucket(&sm.kv, "shared").unwrap().owner_user, "alice");
+}
+
+#[test]
+fn bucket_quotas_stop_the_crossing_write_and_nothing_of_it() {
+    let mut sm = Sm::new();
+    sm.ok(bucket("qqq"));
+    sm.ok(bucket_quota("qqq", 100, 3));
+    sm.ok(put("qqq", "a", vec![chunk(1, 60)]));
+    let before = sm.kv.clone();
+    // 60 + 50 > 100 bytes: refused, nothing written (no object, no chunk record, no counter).
+    let r = sm.run(put("qqq", "b", vec![chunk(2, 50)]));
+    let e = r.error.unwrap();
+    assert_eq!(
+        (e.code(), e.resource.as_str()),
+        (ErrorCode::QuotaExceeded, "bucket qqq")
+    );
+    assert_eq!(sm.kv, before);
+    // Exactly up to the quota is fine.
+    sm.ok(put("qqq", "b", vec![chunk(2, 40)]));
+    assert_eq!(bucket_usage(&sm.kv, "qqq"), usage(2, 100));
+    // An overwrite that shrinks is always allowed; one that grows past is not.
+    sm.ok(put("qqq", "a", vec![chunk(3, 10)]));
+    assert_eq!(
+        sm.err(put("qqq", "a", vec![chunk(4, 61)])),
+        ErrorCode::QuotaExceeded
+    );
+    // Objects: 3 allowed.
+    sm.ok(put("qqq", "c", vec![]));
+    assert_eq!(sm.err(put("qqq", "d", vec![])), ErrorCode::QuotaExceeded);
+    // A bulk put crossing the quota halfway writes none of its objects.
+    sm.ok(del("qqq", "c"));
+    assert_eq!(
+        sm.err(bulk("qqq", vec![("e", vec![]), ("f", vec![])])),
+        ErrorCode::QuotaExceeded
+    );
+    assert!(get_object(&sm.kv, "qqq", "e").is_err());
+    // A lowered quota keeps what is there and refuses growth; deletes still work.
+    sm.ok(bucket_quota("qqq", 20, 0));
+    sm.ok(put("qqq", "g", vec![])); // no object limit now, and no bytes
+    assert_eq!(
+        sm.err(put("qqq", "h", vec![chunk(5, 1)])),
+        ErrorCode::QuotaExceeded
+    );
+    sm.ok(del("qqq", "b"));
+    assert_eq!(bucket_usage(&sm.kv, "qqq"), usage(2, 10));
+    assert_eq!(sm.err(bucket_quota("nope", 1, 1)), ErrorCode::NoSuchBucket);
+}
+
+#[test]
+fn user_quotas_count_every_bucket_the_user_owns() {
+    let mut sm = Sm::new();
+    sm.ok(user("alice"));
+    sm.ok(owned_bucket("aa1", "alice"));
+    sm.ok(owned_bucket("aa2", "alice"));
+    sm.ok(bucket("adminbucket"));
+    sm.ok(user_quota("alice", 100, 0));
+    sm.ok(put("aa1", "x", vec![chunk(1, 70)]));
+    let r = sm.run(put("aa2", "y", vec![chunk(2, 31)]));
+    let e = r.error.unwrap();
+    assert_eq!(
+        (e.code(), e.resource.as_str()),
+        (ErrorCode::QuotaExceeded, "user alice")
+    );
+    sm.ok(put("aa2", "y", vec![chunk(2, 30)]));
+    assert_eq!(user_usage(&sm.kv, "alice"), usage(2, 100));
+    // The administrators' bucket counts for no user.
+    sm.ok(put("adminbucket", "z", vec![chunk(3, 1000)]));
+    assert_eq!(user_usage(&sm.kv, "alice"), usage(2, 100));
+    // A multipart completion is a write like any other.
+    let upload_id = "00000000000000000000000000000001".to_string();
+    sm.ok(Op::CreateMultipart(CreateMultipartCmd {
+        upload: Some(MultipartUpload {
+            bucket: "aa1".into(),
+            key: "big".into(),
+            upload_id: upload_id.clone(),
+            ..Default::default()
+        }),
+    }));
+    sm.ok(Op::PutPart(PutPartCmd {
+        bucket: "aa1".into(),
+        key: "big".into(),
+        upload_id: upload_id.clone(),
+        part: Some(part(1, 1, 9)),
+    }));
+    let complete = Op::CompleteMultipart(CompleteMultipartCmd {
+        bucket: "aa1".into(),
+        key: "big".into(),
+        upload_id: upload_id.clone(),
+        parts: vec![CompletePart {
+            part_number: 1,
+            etag: format!("{:032x}", 9),
+        }],
+        if_match_etag: None,
+    });
+    assert_eq!(sm.err(complete.clone()), ErrorCode::QuotaExceeded);
+    // The upload stays open: after a delete frees room, the same completion succeeds.
+    assert!(get_upload(&sm.kv, "aa1", "big", &upload_id).is_some());
+    sm.ok(del("aa1", "x"));
+    sm.ok(complete);
+    assert_eq!(user_usage(&sm.kv, "alice"), usage(2, 31));
+    assert_eq!(bucket_usage(&sm.kv, "aa1"), usage(1, 1));
+    sm.ok(user_quota("alice", 0, 0));
+    sm.ok(put("aa2", "big2", vec![chunk(4, 5000)]));
+    assert_eq!(sm.err(user_quota("bob", 1, 1)), ErrorCode::NoSuchUser);
+}
+
+/// A store from before usage counters: its buckets get them, computed from their objects, on
+/// their first write (or quota setting); reads of an untracked bucket scan it.
+#[test]
+fn buckets_from_before_counters_are_migrated_on_their_first_write() {
+    let mut sm = Sm::new();
+    sm.ok(bucket("old"));
+    sm.ok(put("old", "a", vec![chunk(1, 10)]));
+    sm.ok(put("old", "b", vec![chunk(2, 20)]));
+    // Make it an old store: no counters at all.
+    sm.kv.map.retain(|k, _| !k.starts_with(b"x/usage/"));
+    assert_eq!(bucket_usage(&sm.kv, "old"), usage(2, 30));
+    sm.ok(del("old", "a"));
+    assert_eq!(bucket_usage(&sm.kv, "old"), usage(1, 20));
+    assert!(sm.kv.map.contains_key(b"x/usage/bo/old".as_slice()));
+    // Setting a quota also starts the counters, from the objects.
+    sm.ok(bucket("old2"));
+    sm.ok(put("old2", "a", vec![chunk(3, 5)]));
+    sm.kv.map.retain(|k, _| !k.starts_with(b"x/usage/"));
+    sm.ok(bucket_quota("old2", 6, 0));
+    assert_eq!(
+        sm.err(put("old2", "b", vec![chunk(4, 2)])),
+        ErrorCode::QuotaExceeded
+    );
+    sm.ok(put("old2", "b", vec![chunk(4, 1)]));
+    assert_eq!(bucket_usage(&sm.kv, "old2"), usage(2, 6));
+}
+
+#[derive(Clone, Debug)]
+enum QuotaStep {
+    Put { bucket: usize, key: u8, size: u64 },
+    Delete { bucket: usize, key: u8 },
+    Bulk { bucket: usize, keys: Vec<(u8, u64)> },
+}
+
+fn quota_step() -> impl Strategy<Value = QuotaStep> {
+    prop_oneof![
+        4 => (0usize..3, 0u8..8, 0u64..40).prop_map(|(bucket, key, size)| QuotaStep::Put { bucket, key, size }),
+        2 => (0usize..3, 0u8..8).prop_map(|(bucket, key)| QuotaStep::Delete { bucket, key }),
+        1 => (0usize..3, prop::collection::vec((0u8..8, 0u64..20), 1..4))
+            .prop_map(|(bucket, keys)| QuotaStep::Bulk { bucket, keys }),
+    ]
+}
+
+const QUOTA_BUCKETS: [&str; 3] = ["uaa", "ubb", "adm"];
+
+fn sized(size: u64, id: u8) -> Vec<ChunkRef> {
+    if size == 0 {
+        Vec::new()
+    } else {
+        vec![chunk(id, size)]
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Under any sequence of puts, bulk puts and deletes over two buckets of one user and an
+    /// administrator bucket: no quota is ever exceeded, a write is refused exactly when the
+    /// model says it would cross a quota, and the counters equal the sums over live objects
+    /// (`check_invariants` after every step).
+    #[test]
+    fn quotas_are_never_exceeded(
+        steps in prop::collection::vec(quota_step(), 1..60),
+        bucket_bytes in 20u64..120,
+        bucket_objects in 1u64..6,
+        user_bytes in 30u64..160,
+    ) {
+        let mut sm = Sm::new();
+        sm.ok(user("u"));
+        sm.ok(owned_bucket("uaa", "u"));
+        sm.ok(owned_bucket("ubb", "u"));
+        sm.ok(bucket("adm"));
+        sm.ok(bucket_quota("uaa", bucket_bytes, bucket_objects));
+        sm.ok(user_quota("u", user_bytes, 0));
+        // The model: live (bucket, key) -> size.
+        let mut model: BTreeMap<(usize, u8), u64> = BTreeMap::new();
+        let mut next_chunk = 1u8;
+        for step in steps {
+            let mut after = model.clone();
+            let op = match &step {
+                QuotaStep::Put { bucket, key, size } => {
+                    after.insert((*bucket, *key), *size);
+                    next_chunk = next_chunk.wrapping_add(1).max(1);
+                    put(QUOTA_BUCKETS[*bucket], &format!("k{key}"), sized(*size, next_chunk))
+                }
+                QuotaStep::Delete { bucket, key } => {
+                    after.remove(&(*bucket, *key));
+                    del(QUOTA_BUCKETS[*bucket], &format!("k{key}"))
+                }
+                QuotaStep::Bulk { bucket, keys } => {
+                    let mut puts = Vec::new();
+                    for (k, size) in keys {
+                        after.insert((*bucket, *k), *size);
+                        next_chunk = next_chunk.wrapping_add(1).max(1);
+                        puts.push((format!("k{k}"), sized(*size, next_chunk)));
+                    }
+                    bulk(
+                        QUOTA_BUCKETS[*bucket],
+                        puts.iter().map(|(k, c)| (k.as_str(), c.clone())).collect(),
+                    )
+                }
+            };
+            // Would any prefix of this step cross a quota? (Bulk puts are checked one put at a
+            // time, so the model checks every intermediate state.)
+            let crosses = model_crosses(&model, &step, bucket_bytes, bucket_objects, user_bytes);
+            let r = sm.run(op);
+            prop_assert_eq!(r.error.is_some(), crosses, "{:?}: {:?}", step, r.error);
+            if let Some(e) = r.error {
+                prop_assert_eq!(e.code(), ErrorCode::QuotaExceeded);
+            } else {
+                model = after;
+            }
+            let sum = |f: &dyn Fn(usize) -> bool| {
+                model.iter().filter(|((b, _), _)| f(*b)).fold(usage(0, 0), |u, (_, s)| usage(u.objects + 1, u.bytes + s))
+            };
+            let ua = bucket_usage(&sm.kv, "uaa");
+            prop_assert_eq!(&ua, &sum(&|b| b == 0));
+            prop_assert_eq!(bucket_usage(&sm.kv, "ubb"), sum(&|b| b == 1));
+            prop_assert_eq!(bucket_usage(&sm.kv, "adm"), sum(&|b| b == 2));
+            let uu = user_usage(&sm.kv, "u");
+            prop_assert_eq!(&uu, &sum(&|b| b < 2));
+            prop_assert!(ua.bytes <= bucket_bytes && ua.objects <= bucket_objects);
+            prop_assert!(uu.bytes <= user_bytes);
+        }
+    }
+}
+
+/// The model's answer: does applying `step` to `model` pass a quota at any intermediate state
+/// where it grows?
+fn model_crosses(
+    model: &BTreeMap<(usize, u8), u64>,
+    step: &QuotaStep,
+    bucket_bytes: u64,
+    bucket_objects: u64,
+    user_bytes: u64,
+) -> bool {
+    let puts: Vec<(usize, u8, u64)> = match step {
+        QuotaStep::Put { bucket, key, size } => vec![(*bucket, *key, *size)],
+        QuotaStep::Delete { .. } => return false,
+        QuotaStep::Bulk { bucket, keys } => keys.iter().map(|(k, s)| (*bucket, *k, *s)).collect(),
+    };
+    let mut m = model.clone();
+    for (b, k, size) in puts {
+        let old = m.get(&(b, k)).copied();
+        let sum = |m: &BTreeMap<(usize, u8), u64>, f: &dyn Fn(usize) -> bool| {
+            m.iter()
+                .filter(|((b, _), _)| f(*b))
+                .fold((0u64, 0u64), |(n, s), (_, sz)| (n + 1, s + sz))
+        };
+        let (bo, bb) = sum(&m, &|x| x == 0);
+        let (_, ub) = sum(&m, &|x| x < 2);
+        let d_obj = i64::from(old.is_none());
+        let d_bytes = size as i64 - old.unwrap_or(0) as i64;
+        let grows_past = |cur: u64, d: i64, q: u64| d > 0 && cur + d as u64 > q;
+        if b == 0
+            && (grows_past(bo, d_obj, bucket_objects) || grows_past(bb, d_bytes, bucket_bytes))
+        {
+            return true;
+        }
+        if b < 2 && grows_past(ub, d_bytes, user_bytes) {
+            return true;
+        }
+        m.insert((b, k), size);
+    }
+    false
+}
