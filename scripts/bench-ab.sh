@@ -28,7 +28,8 @@ run_side() { # label anode load
     on) env=(ANODE_CERTS_DIR="$dir/certs/client-1") ;;
     insecure) env=(ANODE_INSECURE_NO_TLS=1) ;;
   esac
-  ANODE_CLUSTER_TLS="$tls" ANODE_BIN="$bin" ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" start "$dir" >/dev/null
+  # Old builds have no --audit-log: compare builds without it.
+  ANODE_CLUSTER_AUDIT="${ANODE_CLUSTER_AUDIT:-off}" ANODE_CLUSTER_TLS="$tls" ANODE_BIN="$bin" ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" start "$dir" >/dev/null
   for w in "${workloads[@]}"; do
     set -- $w
     env "${env[@]}" "$load" bench client --masters "$masters" --size "$1" --concurrency "$2" --objects "$3" \

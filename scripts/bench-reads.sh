@@ -58,7 +58,8 @@ small_reads() { # label tools dir
 
 run_side() { # old|new anode tools
   local label="$1" bin="$2" tools="$3" dir="$work/$1-cluster"
-  ANODE_CLUSTER_TLS=on ANODE_BIN="$bin" ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" start "$dir" >/dev/null
+  # Old builds have no --audit-log: compare builds without it.
+  ANODE_CLUSTER_AUDIT="${ANODE_CLUSTER_AUDIT:-off}" ANODE_CLUSTER_TLS=on ANODE_BIN="$bin" ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" start "$dir" >/dev/null
   # shellcheck disable=SC1091
   source "$dir/credentials"
   if [ "$small" = 1 ]; then small_reads "$label" "$tools" "$dir"; else data_path "$label" "$tools" "$dir"; fi

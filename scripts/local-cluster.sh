@@ -10,6 +10,8 @@
 # flag at all (builds from before TLS, for scripts/bench-ab.sh).
 # Ports: masters 7001-7003 (admin 7081-7083), chunkservers 7101-7104 (admin 7181-7184),
 # gateway 9000 (admin 9001); ANODE_GATEWAY_ARGS adds flags to the gateway (e.g. HTTPS). Override the base with ANODE_PORT_OFFSET (added to every port).
+# The gateway writes its S3 audit log to DIR/gateway-1.audit.log (JSON lines, rotated at
+# 100 MiB, 5 kept); ANODE_CLUSTER_AUDIT=off runs it without one (to measure its cost).
 set -euo pipefail
 cmd="${1:-}"; dir="${2:-}"
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop|status DIR" >&2; exit 2; }
@@ -76,8 +78,10 @@ start)
     grep -q AccessKeyExists "$dir/ctl.err" && break
     sleep 0.2
   done
+  audit=(--audit-log "$dir/gateway-1.audit.log")
+  [ "${ANODE_CLUSTER_AUDIT:-on}" = off ] && audit=()
   alive "$dir/gateway-1.pid" || launch gateway-1 gateway --listen "127.0.0.1:$(p 9000)" \
-    --admin-listen "127.0.0.1:$(p 9001)" --masters "$masters" $(certs gateway-1) ${ANODE_GATEWAY_ARGS:-}
+    --admin-listen "127.0.0.1:$(p 9001)" --masters "$masters" $(certs gateway-1) "${audit[@]}" ${ANODE_GATEWAY_ARGS:-}
   # Ready: the S3 endpoint answers and all 4 chunkservers are alive (a put before that can
   # fail with "need 3 chunkservers, have 1").
   live() { "$ANODE" ctl --masters "$masters" $(certs admin-1) status --json 2>/dev/null | jq '[.chunkservers[] | select(.state == "alive")] | length'; }

@@ -47,6 +47,10 @@ pub struct DevArgs {
     /// Private key (PEM) of `--s3-tls-cert`.
     #[arg(long, env = "ANODE_DEV_S3_TLS_KEY", requires = "s3_tls_cert")]
     pub s3_tls_key: Option<PathBuf>,
+    /// The gateway's S3 audit log (JSON lines; a file rotated at 100 MiB, or `-` for stdout).
+    /// Off when unset.
+    #[arg(long, env = "ANODE_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
 }
 
 /// The TLS flags of each in-process node: `--certs-dir DIR/certs/<role>-<id>`, made on first
@@ -144,6 +148,9 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         s("--admin-listen"),
         format!("127.0.0.1:{}", p + 2000),
     ];
+    if let Some(path) = &args.audit_log {
+        gateway_flags.extend([s("--audit-log"), path.display().to_string()]);
+    }
     let https = s3_https_flags(&args, &data)?;
     if let Some((flags, _)) = &https {
         gateway_flags.extend(flags.iter().cloned());

@@ -229,10 +229,21 @@ async fn strangers_and_wrong_roles_are_refused_on_every_port() {
                 .await;
             assert!(r.is_err(), "a master passed as a chunkserver");
         }
+        // An operator call (any answer: this member may not lead) is audited.
+        let admin = as_role(Role::Admin, "1", &c.masters[0], Role::Master).await;
+        let _ = MasterClient::new(admin).list_keys(ListKeysRequest {}).await;
         let log = std::fs::read_to_string(c.root.join("master-1.log")).unwrap();
         assert!(
             log.contains("permission denied") && log.contains("gateway-1 may not call"),
             "refusals are logged with the peer identity"
+        );
+        let admin_line = log
+            .lines()
+            .find(|l| l.contains("admin rpc") && l.contains("ListKeys"))
+            .unwrap_or_else(|| panic!("no audit line for the operator's ListKeys:\n{log}"));
+        assert!(
+            admin_line.contains("admin-1") && admin_line.contains("audit"),
+            "{admin_line}"
         );
         drop(c.procs);
     })

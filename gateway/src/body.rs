@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,6 +77,7 @@ pub struct RequestBody {
     raw: RawStream,
     decoder: BodyDecoder,
     min_rate: Option<MinRate>,
+    received: Option<Arc<AtomicU64>>,
 }
 
 impl RequestBody {
@@ -90,7 +92,14 @@ impl RequestBody {
             raw: Box::pin(raw),
             decoder,
             min_rate: None,
+            received: None,
         }
+    }
+
+    /// Add every body byte read from the client (as sent) to `counter` (the audit record).
+    pub fn with_received_counter(mut self, counter: Arc<AtomicU64>) -> RequestBody {
+        self.received = Some(counter);
+        self
     }
 
     /// Hold the client to `rate` while the storage layer waits for body bytes: a client
@@ -125,6 +134,7 @@ impl RequestBody {
             max_bytes,
             done: false,
             err,
+            received: self.received,
         };
         Box::pin(futures::stream::unfold(state, |mut s| async move {
             let item = s.next_piece().await?;
@@ -172,6 +182,7 @@ struct Decoding {
     max_bytes: u64,
     done: bool,
     err: BodyError,
+    received: Option<Arc<AtomicU64>>,
 }
 
 impl Decoding {
@@ -241,6 +252,9 @@ impl Decoding {
 
     fn feed(&mut self, input: Bytes) -> Result<(), S3Error> {
         METRICS.bytes_in.inc_by(input.len() as u64);
+        if let Some(r) = &self.received {
+            r.fetch_add(input.len() as u64, Ordering::Relaxed);
+        }
         let mut out = Vec::new();
         self.decoder.push(input, &mut out)?;
         for piece in out.into_iter().filter(|p| !p.is_empty()) {

@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod aws_chunked;
@@ -128,6 +129,16 @@ pub struct GatewayArgs {
     /// The window of `--min-transfer-rate`, in seconds.
     #[arg(long, env = "ANODE_TRANSFER_RATE_WINDOW_SECS", default_value_t = stall::DEFAULT_RATE_WINDOW.as_secs())]
     pub transfer_rate_window_secs: u64,
+    /// Audit log: one JSON line per S3 request (allowed or refused) to this file, rotated by
+    /// size, or `-` for stdout. Off when unset. See docs/security.md.
+    #[arg(long, env = "ANODE_AUDIT_LOG")]
+    pub audit_log: Option<std::path::PathBuf>,
+    /// Rotate the audit log file before it would grow past this many bytes.
+    #[arg(long, env = "ANODE_AUDIT_LOG_MAX_BYTES", default_value_t = audit::DEFAULT_MAX_BYTES)]
+    pub audit_log_max_bytes: u64,
+    /// Rotated audit log files kept (`PATH.1` newest ... `PATH.N` oldest; 0 keeps none).
+    #[arg(long, env = "ANODE_AUDIT_LOG_KEEP", default_value_t = audit::DEFAULT_KEEP)]
+    pub audit_log_keep: usize,
 }
 
 impl GatewayArgs {
@@ -151,7 +162,26 @@ impl GatewayArgs {
             max_header_bytes: server::DEFAULT_MAX_HEADER_BYTES,
             min_transfer_rate: stall::DEFAULT_MIN_BYTES_PER_SEC,
             transfer_rate_window_secs: stall::DEFAULT_RATE_WINDOW.as_secs(),
+            audit_log: None,
+            audit_log_max_bytes: audit::DEFAULT_MAX_BYTES,
+            audit_log_keep: audit::DEFAULT_KEEP,
         }
+    }
+
+    /// The audit log of `--audit-log`, started (the file is opened now), or `None`.
+    fn audit_log(&self) -> anyhow::Result<Option<audit::AuditLog>> {
+        let Some(path) = &self.audit_log else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            self.audit_log_max_bytes >= AUDIT_LOG_MIN_BYTES,
+            "--audit-log-max-bytes must be at least {AUDIT_LOG_MIN_BYTES}"
+        );
+        let target = audit::Target::from_flag(path, self.audit_log_max_bytes, self.audit_log_keep);
+        let log = audit::AuditLog::start(target)
+            .with_context(|| format!("open the audit log {}", path.display()))?;
+        tracing::info!(path = %path.display(), "audit log on");
+        Ok(Some(log))
     }
 
     fn min_rate(&self) -> stall::MinRate {
@@ -161,6 +191,11 @@ impl GatewayArgs {
         )
     }
 }
+
+/// Smallest `--audit-log-max-bytes` (a few records).
+pub const AUDIT_LOG_MIN_BYTES: u64 = 4096;
+/// How long a stopping gateway waits for the audit log's queued records to be written.
+pub const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A started gateway.
 #[derive(Debug)]
@@ -229,7 +264,12 @@ pub async fn start_with_backend(
         max_concurrency: args.max_concurrency,
         min_rate: args.min_rate(),
     };
-    let gateway = Arc::new(Gateway::new(backend.clone(), cfg));
+    let audit = args.audit_log()?;
+    let mut gateway = Gateway::new(backend.clone(), cfg);
+    if let Some(log) = &audit {
+        gateway = gateway.with_audit(log.clone());
+    }
+    let gateway = Arc::new(gateway);
     if args.multipart_stale_hours > 0 {
         let age = Duration::from_secs(args.multipart_stale_hours * 3600);
         janitor::spawn(backend, age, shutdown.clone());
@@ -277,6 +317,14 @@ pub async fn start_with_backend(
             s.await.context("S3 listener task panicked")??;
         }
         health.set(false);
+        if let Some(log) = audit {
+            let flushed = tokio::task::spawn_blocking(move || log.flush(AUDIT_FLUSH_TIMEOUT))
+                .await
+                .unwrap_or(false);
+            if !flushed {
+                tracing::warn!("audit log not flushed at shutdown: queued records may be lost");
+            }
+        }
         Ok(())
     });
     Ok(RunningGateway {

@@ -29,6 +29,12 @@ pub struct Metrics {
     pub connections: IntGauge,
     /// Connections closed at once because `--max-connections` were open.
     pub connections_refused: IntCounter,
+    /// Audit records written.
+    pub audit_records: IntCounter,
+    /// Audit records dropped because the writer's queue was full.
+    pub audit_dropped: IntCounter,
+    /// Failed audit log writes, rotations or opens (their records are lost).
+    pub audit_write_errors: IntCounter,
 }
 
 /// The process-wide metrics, registered on first use.
@@ -75,6 +81,21 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     connections_refused: register_int_counter!(
         "anode_gateway_connections_refused_total",
         "Connections closed at once at the --max-connections limit"
+    )
+    .expect("metric registers once"),
+    audit_records: register_int_counter!(
+        "anode_gateway_audit_records_total",
+        "Audit log records written"
+    )
+    .expect("metric registers once"),
+    audit_dropped: register_int_counter!(
+        "anode_gateway_audit_dropped_total",
+        "Audit log records dropped because the writer's queue was full"
+    )
+    .expect("metric registers once"),
+    audit_write_errors: register_int_counter!(
+        "anode_gateway_audit_write_errors_total",
+        "Failed audit log writes, rotations or opens (their records are lost)"
     )
     .expect("metric registers once"),
 });

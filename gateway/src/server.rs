@@ -7,7 +7,9 @@
 //! 5. route to an [`S3Op`](crate::router::S3Op), authorize it ([`crate::authz::authorize`],
 //!    once per bucket it touches: the target and a copy's source), and run its handler with
 //!    the body wrapped in the decoder the signature mode requires;
-//! 6. render any error once as S3 XML (no body for HEAD and 304).
+//! 6. render any error once as S3 XML (no body for HEAD and 304);
+//! 7. when the response body is finished (or dropped), hand one [`audit::Record`] to the
+//!    audit log, if one is configured (never blocking: see [`crate::audit`]).
 //!
 //! The permit and the in-flight gauge are held until the response body is finished, so
 //! streaming GETs count against the limit. Shutdown stops accepting, lets connections finish
@@ -27,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
+use crate::audit::{self, AuditLog};
 use crate::auth::KeyCache;
 use crate::authz::{self, Decision, Principal, Resource};
 use crate::aws_chunked::BodyDecoder;
@@ -80,12 +83,37 @@ pub struct Gateway {
     permits: Arc<Semaphore>,
     ids: RequestIds,
     clock: Clock,
+    audit: Option<AuditLog>,
 }
 
-/// What the request path learned, for the error document, metrics and logs.
+/// The client's address, put into the request extensions by the connection loop (requests
+/// built in tests and fuzz targets have none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// What the request path learned, for the error document, metrics, logs and the audit record.
 struct ReqInfo {
     op: &'static str,
     resource: String,
+    bucket: Option<String>,
+    key: Option<String>,
+    /// The access key id presented (claimed until authentication succeeds).
+    access_key: Option<String>,
+    /// Set once authenticated, or to `anonymous` for an unsigned request.
+    principal: Option<String>,
+    /// Authorization allowed the operation (its handler ran).
+    allowed: bool,
+    /// Why the request was refused, when a stage said so.
+    reason: Option<String>,
+}
+
+/// The audit label of a principal: its user, or `admin-key:<id>` for a key without a user.
+fn principal_label(p: &Principal) -> String {
+    if p.user.is_empty() {
+        format!("admin-key:{}", p.access_key)
+    } else {
+        p.user.clone()
+    }
 }
 
 impl Gateway {
@@ -98,7 +126,14 @@ impl Gateway {
             cfg,
             ids: RequestIds::new(rand::random()),
             clock: Arc::new(SystemTime::now),
+            audit: None,
         }
+    }
+
+    /// Write one audit record per request to `log`.
+    pub fn with_audit(mut self, log: AuditLog) -> Gateway {
+        self.audit = Some(log);
+        self
     }
 
     /// Replace the clock (tests).
@@ -138,19 +173,34 @@ impl Gateway {
         let mut info = ReqInfo {
             op: "Unknown",
             resource: req.uri().path().to_string(),
+            bucket: None,
+            key: None,
+            access_key: None,
+            principal: None,
+            allowed: false,
+            reason: None,
         };
+        let audit = self.audit.as_ref().map(|log| AuditStart {
+            log: log.clone(),
+            time_ms: unix_ms(&self.clock),
+            source: req.extensions().get::<PeerAddr>().map(|p| p.0.to_string()),
+            received: Arc::new(AtomicU64::new(0)),
+        });
+        let received = audit.as_ref().map(|a| a.received.clone());
         let permit = self.permits.clone().try_acquire_owned().ok();
         let result = match permit {
             None => {
                 METRICS.throttled.inc();
                 Err(S3Error::SlowDown)
             }
-            Some(_) => self.process(req, &mut info).await,
+            Some(_) => self.process(req, &mut info, received).await,
         };
+        let mut error = None;
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
                 log_error(&e, &info, &request_id);
+                error = Some(e.aws_code());
                 error_response(&e, &info.resource, &request_id, is_head)
             }
         };
@@ -175,10 +225,16 @@ impl Gateway {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "s3 request"
         );
-        let guard = InFlight::new(permit);
+        let pending = audit.map(|a| a.finish(info, request_id, status, error, started));
+        let mut guard = InFlight::new(permit, pending);
         resp.map(move |body| {
             body.map_frame(move |frame| {
-                let _held = &guard;
+                // The whole guard moves into the closure (not only the counter), so the
+                // permit, the gauge and the audit record live as long as the body.
+                let held = &mut guard;
+                if let Some(data) = frame.data_ref() {
+                    held.sent += data.len() as u64;
+                }
                 frame
             })
             .boxed_unsync()
@@ -189,6 +245,7 @@ impl Gateway {
         &self,
         req: Request<B>,
         info: &mut ReqInfo,
+        received: Option<Arc<AtomicU64>>,
     ) -> Result<Response<RespBody>, S3Error>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -204,17 +261,34 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .or_else(|| parts.uri.authority().map(|a| a.as_str()));
         let target = resolve_target(host, &path, &self.cfg.domains);
-        let (verified, principal) = self.authenticate(&parts, &query).await?;
-        let op = router::route(
+        // Routed before authentication so a refused request's audit record names its
+        // operation; a routing error still answers only after authentication.
+        let routed = router::route(
             &parts.method,
             target.bucket.as_deref(),
             target.key.as_deref(),
             &query,
             parts.headers.contains_key("x-amz-copy-source"),
-        )?;
-        info.op = op.name();
-        tracing::Span::current().record("op", op.name());
-        self.authorize(&principal, &op, &parts.headers).await?;
+        );
+        info.bucket = target.bucket;
+        info.key = target.key;
+        if let Ok(op) = &routed {
+            info.op = op.name();
+            tracing::Span::current().record("op", op.name());
+        }
+        let (verified, principal) = match self.authenticate(&parts, &query, info).await {
+            Ok(v) => v,
+            Err(e) => {
+                if info.reason.is_none() {
+                    info.reason = Some(format!("authentication: {}", e.aws_code()));
+                }
+                return Err(e);
+            }
+        };
+        let op = routed?;
+        self.authorize(&principal, &op, &parts.headers, info)
+            .await?;
+        info.allowed = true;
         let decoded_len = parts
             .headers
             .get("x-amz-decoded-content-length")
@@ -234,7 +308,10 @@ impl Gateway {
             region: &self.cfg.region,
             now_ms: unix_ms(&self.clock),
         };
-        let body = RequestBody::new(body, decoder).with_min_rate(self.cfg.min_rate);
+        let mut body = RequestBody::new(body, decoder).with_min_rate(self.cfg.min_rate);
+        if let Some(counter) = received {
+            body = body.with_received_counter(counter);
+        }
         handlers::dispatch(&cx, op, body).await
     }
 
@@ -244,9 +321,14 @@ impl Gateway {
         &self,
         parts: &http::request::Parts,
         query: &Query,
+        info: &mut ReqInfo,
     ) -> Result<(Verified, Principal), S3Error> {
-        let auth = sigv4::parse_auth(&parts.headers, query)?
-            .ok_or_else(|| S3Error::AccessDenied("Access Denied".into()))?;
+        let Some(auth) = sigv4::parse_auth(&parts.headers, query)? else {
+            info.principal = Some("anonymous".into());
+            info.reason = Some("anonymous request".into());
+            return Err(S3Error::AccessDenied("Access Denied".into()));
+        };
+        info.access_key = Some(auth.access_key.clone());
         let key = self
             .keys
             .key(&*self.backend, &auth.access_key, Instant::now())
@@ -260,6 +342,7 @@ impl Gateway {
         };
         let now = (unix_ms(&self.clock) / 1000) as i64;
         let verified = sigv4::verify(&req, &auth, &key.secret, now)?;
+        info.principal = Some(principal_label(&key.principal));
         Ok((verified, key.principal))
     }
 
@@ -271,6 +354,7 @@ impl Gateway {
         p: &Principal,
         op: &router::S3Op,
         headers: &http::HeaderMap,
+        info: &mut ReqInfo,
     ) -> Result<(), S3Error> {
         let mut buckets: Vec<String> = op.bucket().map(str::to_string).into_iter().collect();
         if op.copies() {
@@ -285,11 +369,11 @@ impl Gateway {
             }
         }
         if buckets.is_empty() {
-            return decide(p, op.name(), Resource::Service);
+            return decide(p, op.name(), Resource::Service, info);
         }
         for bucket in &buckets {
             if p.admin {
-                decide(p, op.name(), Resource::UnresolvedBucket)?;
+                decide(p, op.name(), Resource::UnresolvedBucket, info)?;
                 continue;
             }
             match self.backend.head_bucket(bucket).await {
@@ -300,9 +384,10 @@ impl Gateway {
                         name: bucket,
                         owner_user: &cfg.owner_user,
                     },
+                    info,
                 )?,
                 Err(e) if e.code() == anode_client::ErrorCode::NoSuchBucket => {
-                    decide(p, op.name(), Resource::MissingBucket)?
+                    decide(p, op.name(), Resource::MissingBucket, info)?
                 }
                 Err(e) => return Err(S3Error::from_client_error(&e)),
             }
@@ -311,13 +396,14 @@ impl Gateway {
     }
 }
 
-/// [`authz::authorize`] as a result: a denial is 403 AccessDenied (the reason is logged, not
-/// sent).
-fn decide(p: &Principal, action: &str, r: Resource<'_>) -> Result<(), S3Error> {
+/// [`authz::authorize`] as a result: a denial is 403 AccessDenied (the reason is logged and
+/// audited, not sent).
+fn decide(p: &Principal, action: &str, r: Resource<'_>, info: &mut ReqInfo) -> Result<(), S3Error> {
     match authz::authorize(p, action, r) {
         Decision::Allow => Ok(()),
         Decision::Deny(reason) => {
             METRICS.authz_denied.inc();
+            info.reason = Some(reason.to_string());
             tracing::info!(
                 user = %p.user,
                 access_key = %p.access_key,
@@ -388,21 +474,96 @@ pub fn error_response(
     r
 }
 
-/// Held by a response body until it is dropped: the concurrency permit and the in-flight gauge.
+/// What the audit record needs from the start of a request.
+struct AuditStart {
+    log: AuditLog,
+    time_ms: u64,
+    source: Option<String>,
+    received: Arc<AtomicU64>,
+}
+
+impl AuditStart {
+    /// The record as far as the response headers; bytes and duration are filled in when the
+    /// response body is done ([`InFlight`]'s drop).
+    fn finish(
+        self,
+        info: ReqInfo,
+        request_id: String,
+        status: StatusCode,
+        error: Option<&'static str>,
+        started: Instant,
+    ) -> PendingAudit {
+        let decision = if info.allowed {
+            audit::Decision::Allow
+        } else {
+            audit::Decision::Deny
+        };
+        // A refusal no stage explained (throttling, a malformed path): its S3 error code.
+        let reason = match (&info.reason, info.allowed) {
+            (None, false) => error.map(str::to_string),
+            _ => info.reason,
+        };
+        PendingAudit {
+            log: self.log,
+            received: self.received,
+            started,
+            record: audit::Record {
+                time_ms: self.time_ms,
+                request_id,
+                principal: info.principal,
+                access_key: info.access_key,
+                source: self.source,
+                op: info.op,
+                bucket: info.bucket,
+                key: info.key,
+                decision,
+                reason,
+                status: status.as_u16(),
+                error,
+                bytes_in: 0,
+                bytes_out: 0,
+                duration_ms: 0,
+            },
+        }
+    }
+}
+
+/// An audit record waiting for its response body to finish.
+struct PendingAudit {
+    log: AuditLog,
+    received: Arc<AtomicU64>,
+    started: Instant,
+    record: audit::Record,
+}
+
+/// Held by a response body until it is dropped: the concurrency permit, the in-flight gauge,
+/// and the audit record (sent on drop with the bytes counted).
 struct InFlight {
     _permit: Option<OwnedSemaphorePermit>,
+    audit: Option<PendingAudit>,
+    sent: u64,
 }
 
 impl InFlight {
-    fn new(permit: Option<OwnedSemaphorePermit>) -> InFlight {
+    fn new(permit: Option<OwnedSemaphorePermit>, audit: Option<PendingAudit>) -> InFlight {
         METRICS.in_flight.inc();
-        InFlight { _permit: permit }
+        InFlight {
+            _permit: permit,
+            audit,
+            sent: 0,
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         METRICS.in_flight.dec();
+        if let Some(mut a) = self.audit.take() {
+            a.record.bytes_in = a.received.load(Ordering::Relaxed);
+            a.record.bytes_out = self.sent;
+            a.record.duration_ms = a.started.elapsed().as_millis() as u64;
+            a.log.record(a.record);
+        }
     }
 }
 
@@ -555,13 +716,13 @@ impl ConnSetup {
             METRICS.connections.inc();
             let _open = scopeguard(|| METRICS.connections.dec());
             let result = match tls {
-                None => serve_io(&builder, watcher, stream, min_rate, gateway).await,
+                None => serve_io(&builder, watcher, stream, peer, min_rate, gateway).await,
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
                     match handshake {
                         Ok(Ok(tls_stream)) => {
-                            serve_io(&builder, watcher, tls_stream, min_rate, gateway).await
+                            serve_io(&builder, watcher, tls_stream, peer, min_rate, gateway).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -585,13 +746,15 @@ async fn serve_io<S>(
     builder: &hyper::server::conn::http1::Builder,
     watcher: hyper_util::server::graceful::Watcher,
     io: S,
+    peer: SocketAddr,
     min_rate: MinRate,
     gateway: Arc<Gateway>,
 ) -> Result<(), hyper::Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| {
+    let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer));
         let gateway = gateway.clone();
         async move { Ok::<_, Infallible>(gateway.handle(req).await) }
     });

@@ -1774,3 +1774,154 @@ async fn a_write_past_a_quota_is_quota_exceeded_and_commits_nothing() {
     assert_eq!(r.code(), "QuotaExceeded");
     assert!(h.backend.object("quota", "c").is_none());
 }
+
+// ---- audit log (issue 19) ------------------------------------------------------------------
+
+impl Harness {
+    fn with_audit(self, log: crate::audit::AuditLog) -> Harness {
+        Harness {
+            gw: self.gw.with_audit(log),
+            backend: self.backend,
+        }
+    }
+}
+
+fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// One record per request, allowed or refused, with who, what, the decision and its reason,
+/// the status and the bytes each way.
+#[tokio::test]
+async fn every_request_writes_one_audit_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = crate::audit::AuditLog::start(crate::audit::Target::File {
+        path: path.clone(),
+        max_bytes: 1 << 20,
+        keep: 1,
+    })
+    .unwrap();
+    let h = users_harness().with_audit(log.clone());
+    assert_eq!(
+        h.send_as(ALICE, "PUT", "/alices", &[], b"").await.status,
+        StatusCode::OK
+    );
+    let put = h.send_as(ALICE, "PUT", "/alices/k", &[], b"data").await;
+    assert_eq!(put.status, StatusCode::OK);
+    let get = h.send_as(ALICE, "GET", "/alices/k", &[], b"").await;
+    assert_eq!(get.body.as_ref(), b"data");
+    let refused = h.send_as(BOB, "GET", "/alices/k", &[], b"").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    let anon = h.raw(build("GET", "/alices/k", headers, vec![])).await;
+    assert_eq!(anon.status, StatusCode::FORBIDDEN);
+    let forged = h
+        .send_as((ALICE.0, "wrong"), "GET", "/alices/k", &[], b"")
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let admin = h.send("GET", "/alices/k", &[], b"").await;
+    assert_eq!(admin.status, StatusCode::OK);
+    assert!(log.flush(Duration::from_secs(10)));
+
+    let lines = audit_lines(&path);
+    assert_eq!(lines.len(), 7, "{lines:#?}");
+    for (line, reply) in lines[1..]
+        .iter()
+        .zip([&put, &get, &refused, &anon, &forged, &admin])
+    {
+        assert_eq!(line["v"], 1);
+        assert_eq!(line["request_id"], reply.header("x-amz-request-id"));
+        assert_eq!(line["status"], reply.status.as_u16());
+        assert_eq!(line["bucket"], "alices");
+        assert_eq!(line["key"], "k");
+        // The arrival time on the pinned clock.
+        assert_eq!(line["time"], crate::audit::rfc3339_ms(NOW_MS));
+        assert_eq!(
+            line["source"],
+            serde_json::Value::Null,
+            "no socket in this harness"
+        );
+    }
+    let field = |i: usize, f: &str| lines[i][f].clone();
+    // Allowed: alice's PUT received the body, her GET sent it.
+    assert_eq!(field(1, "principal"), "alice");
+    assert_eq!(field(1, "access_key"), ALICE.0);
+    assert_eq!(field(1, "op"), "PutObject");
+    assert_eq!(field(1, "decision"), "allow");
+    assert_eq!(field(1, "reason"), serde_json::Value::Null);
+    assert_eq!(field(1, "bytes_in"), 4);
+    assert_eq!(field(2, "op"), "GetObject");
+    assert_eq!(field(2, "bytes_out"), 4);
+    assert_eq!(field(2, "bytes_in"), 0);
+    // Refused by authorization: bob on alice's bucket.
+    assert_eq!(field(3, "principal"), "bob");
+    assert_eq!(field(3, "access_key"), BOB.0);
+    assert_eq!(field(3, "op"), "GetObject");
+    assert_eq!(field(3, "decision"), "deny");
+    assert_eq!(field(3, "reason"), "not the bucket's owner");
+    assert_eq!(field(3, "error"), "AccessDenied");
+    assert_eq!(field(3, "bytes_out"), refused.body.len());
+    // Unsigned.
+    assert_eq!(field(4, "principal"), "anonymous");
+    assert_eq!(field(4, "access_key"), serde_json::Value::Null);
+    assert_eq!(field(4, "op"), "GetObject");
+    assert_eq!(field(4, "decision"), "deny");
+    assert_eq!(field(4, "reason"), "anonymous request");
+    // A signature that does not verify: the claimed key, no principal.
+    assert_eq!(field(5, "principal"), serde_json::Value::Null);
+    assert_eq!(field(5, "access_key"), ALICE.0);
+    assert_eq!(field(5, "decision"), "deny");
+    assert_eq!(field(5, "reason"), "authentication: SignatureDoesNotMatch");
+    // The administrator key without a user.
+    assert_eq!(field(6, "principal"), format!("admin-key:{AK}"));
+    assert_eq!(field(6, "decision"), "allow");
+    assert_eq!(log.stats().dropped.load(Ordering::Relaxed), 0);
+}
+
+/// Through a real listener: `--audit-log` is honoured, the record has the client's address,
+/// and a stopping gateway flushes what it queued.
+#[tokio::test]
+async fn audit_log_flag_records_the_source_address() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let backend = Arc::new(MemBackend::with_key(AK, SK));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let args = crate::GatewayArgs {
+        audit_log: Some(path.clone()),
+        ..crate::GatewayArgs::local(vec![])
+    };
+    let g = crate::start_with_backend(args, backend, rx).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let local = s.local_addr().unwrap();
+    s.write_all(b"GET /b/k HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(status_of(&mut s).await, Some(403));
+    drop(s);
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), g.done)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let lines = audit_lines(&path);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["source"], local.to_string());
+    assert_eq!(lines[0]["principal"], "anonymous");
+    assert_eq!(lines[0]["op"], "GetObject");
+    assert_eq!(lines[0]["status"], 403);
+    let bad = crate::GatewayArgs {
+        audit_log: Some(dir.path().join("no-such-dir").join("audit.log")),
+        ..crate::GatewayArgs::local(vec![])
+    };
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let backend = Arc::new(MemBackend::with_key(AK, SK));
+    assert!(crate::start_with_backend(bad, backend, rx).await.is_err());
+}

@@ -6,12 +6,18 @@
 //! `PERMISSION_DENIED` (with an `ErrorDetail`, logged with the identity and the method) or puts
 //! the identity into the request extensions and calls the service. Without TLS the layer
 //! passes every call through and handlers see no identity.
+//!
+//! Audit: every call by the operator role ([`Role::Admin`], `anode ctl`) and every refused
+//! call is logged on the tracing target `audit` with the peer, the method, the decision and,
+//! for admin calls, the gRPC status of the answer (when the handler failed, the status is in
+//! the response headers; `0` means the handler answered, a streamed error would come later in
+//! the trailers). Without TLS there is no identity, so nothing is audited here.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use anode_meta::access::{allowed, PeerIdentity};
+use anode_meta::access::{allowed, PeerIdentity, Role};
 use anode_proto::{ErrorCode, ErrorDetail};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
@@ -76,6 +82,15 @@ pub fn denied_status(path: &str, why: &str) -> tonic::Status {
         .to_status()
 }
 
+/// The `grpc-status` of a trailers-only answer (a handler's error), else 0.
+fn grpc_status_of(headers: &http::HeaderMap) -> i32 {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 impl<S, B> tower::Service<http::Request<B>> for Authz<S>
@@ -99,12 +114,41 @@ where
         match decide(&req) {
             Ok(id) => {
                 tracing::trace!(peer = %id, method = req.uri().path(), "authorized");
+                let audited = (id.role == Role::Admin)
+                    .then(|| (id.to_string(), req.uri().path().to_string()));
                 req.extensions_mut().insert(id);
-                Box::pin(self.inner.call(req))
+                let call = self.inner.call(req);
+                let Some((peer, method)) = audited else {
+                    return Box::pin(call);
+                };
+                Box::pin(async move {
+                    let started = std::time::Instant::now();
+                    let resp = call.await;
+                    let grpc_status = match &resp {
+                        Ok(r) => grpc_status_of(r.headers()),
+                        Err(_) => -1,
+                    };
+                    tracing::info!(
+                        target: "audit",
+                        peer = %peer,
+                        method = %method,
+                        decision = "allow",
+                        grpc_status,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "admin rpc"
+                    );
+                    resp
+                })
             }
             Err(why) => {
                 let path = req.uri().path().to_string();
-                tracing::warn!(method = %path, reason = %why, "permission denied");
+                tracing::warn!(
+                    target: "audit",
+                    method = %path,
+                    decision = "deny",
+                    reason = %why,
+                    "permission denied"
+                );
                 let resp = denied_status(&path, &why).into_http();
                 Box::pin(async move { Ok(resp) })
             }
