@@ -12,6 +12,8 @@
 //! - [`handlers`]: one function per operation, calling the [`backend::Backend`] trait
 //!   (implemented by [`anode_client::Client`]).
 //! - [`xml`], [`http_util`], [`error`]: the pure S3 wire layer.
+//! - [`audit`]: the audit log (one JSON line per request, a bounded queue to one writer
+//!   thread, size rotation), fed by [`server`] when a response body ends.
 //! - [`janitor`]: aborts stale multipart uploads; [`stall`]: minimum transfer rates (response
 //!   writes and request bodies); [`tls`]: S3 over HTTPS with the certificate reloaded on SIGHUP.
 //!

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# What the S3 audit log costs, measured with one build in one run: a scripts/local-cluster.sh
+# cluster whose gateway runs without `--audit-log` (ANODE_CLUSTER_AUDIT=off) against one that
+# writes DIR/gateway-1.audit.log, on the 1 KiB PUT and GET cells of `anode-tools bench suite`.
+#   scripts/bench-audit.sh ANODE ANODE_TOOLS [ROUNDS=2] [SECONDS=10]
+# Rounds alternate off/on, on/off to spread machine drift. Prints each cell's ops/s per side
+# and round, then the median on/off ratio per cell, and the audit file's size and line count.
+set -euo pipefail
+[ $# -ge 2 ] || { echo "usage: $0 ANODE ANODE_TOOLS [ROUNDS] [SECONDS]" >&2; exit 2; }
+anode="$1"; tools="$2"; rounds="${3:-2}"; secs="${4:-10}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+off="${ANODE_PORT_OFFSET:-4300}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/anode-bench-audit.XXXXXX")"
+trap 'for d in "$work"/*-cluster; do [ -d "$d" ] && ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" stop "$d" >/dev/null 2>&1 || true; done; rm -rf "$work"' EXIT
+
+run_side() { # off|on round
+  local mode="$1" round="$2" dir="$work/$1-cluster"
+  ANODE_CLUSTER_AUDIT="$mode" ANODE_BIN="$anode" ANODE_PORT_OFFSET="$off" \
+    "$root/scripts/local-cluster.sh" start "$dir" >/dev/null
+  # shellcheck disable=SC1091
+  source "$dir/credentials"
+  "$tools" bench suite --endpoint "http://127.0.0.1:$((9000 + off))" \
+    --access-key "$ANODE_ACCESS_KEY" --secret-key "$ANODE_SECRET_KEY" --sizes 1KiB \
+    --only put-1KiB-,get-1KiB- --seconds "$secs" --label "audit-$mode" \
+    --out "$work/$mode-$round.json" >"$work/$mode-$round.log" 2>&1
+  if [ "$mode" = on ]; then
+    echo "round $round: audit file $(wc -c <"$dir/gateway-1.audit.log") bytes, $(wc -l <"$dir/gateway-1.audit.log") lines"
+  fi
+  ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" stop "$dir" >/dev/null
+  rm -rf "$dir"
+}
+
+for r in $(seq 1 "$rounds"); do
+  if [ $((r % 2)) = 1 ]; then run_side off "$r"; run_side on "$r"; else run_side on "$r"; run_side off "$r"; fi
+done
+
+python3 - "$work" "$rounds" <<'PY'
+import json, statistics, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+def cells(mode, r):
+    return {c["name"]: c for c in json.load(open(f"{work}/{mode}-{r}.json"))["cells"]}
+names = sorted(cells("off", 1))
+print(f"{'cell':<16}{'round':>6}{'off ops/s':>11}{'on ops/s':>11}{'on/off':>8}  errors(off/on)")
+for n in names:
+    ratios = []
+    for r in range(1, rounds + 1):
+        a, b = cells("off", r)[n], cells("on", r)[n]
+        ratio = b["ops_per_sec"] / a["ops_per_sec"] if a["ops_per_sec"] else 0
+        ratios.append(ratio)
+        print(f"{n:<16}{r:>6}{a['ops_per_sec']:>11.1f}{b['ops_per_sec']:>11.1f}{ratio:>8.2f}  {a['errors']}/{b['errors']}")
+    print(f"{n:<16}{'median':>6}{'':>22}{statistics.median(ratios):>8.2f}")
+PY
