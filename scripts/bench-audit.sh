@@ -24,7 +24,11 @@ run_side() { # off|on round
     --only put-1KiB-,get-1KiB- --seconds "$secs" --label "audit-$mode" \
     --out "$work/$mode-$round.json" >"$work/$mode-$round.log" 2>&1
   if [ "$mode" = on ]; then
-    echo "round $round: audit file $(wc -c <"$dir/gateway-1.audit.log") bytes, $(wc -l <"$dir/gateway-1.audit.log") lines"
+    local m; m=$(curl -s "127.0.0.1:$((9001 + off))/metrics")
+    echo "round $round: audit $(cat "$dir"/gateway-1.audit.log* | wc -l) lines in $(ls "$dir"/gateway-1.audit.log* | wc -l) file(s)," \
+      "$(du -cb "$dir"/gateway-1.audit.log* | tail -1 | cut -f1) bytes;" \
+      "$(awk '/^anode_gateway_audit_dropped_total/{print "dropped " $2}' <<<"$m")," \
+      "$(awk '/^anode_gateway_requests_total/{s+=$2} END{print "requests " s}' <<<"$m")"
   fi
   ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" stop "$dir" >/dev/null
   rm -rf "$dir"
