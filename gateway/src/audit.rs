@@ -5,7 +5,7 @@
 //! blocks: records go through a bounded channel ([`AUDIT_CHANNEL_RECORDS`]) to one writer
 //! thread; when the channel is full the record is dropped and
 //! `anode_gateway_audit_dropped_total` counts it. The writer encodes ([`encode`], pure),
-//! batches, and writes to stdout or to a file rotated by size: past `max_bytes` the file is
+//! batches (lingering [`WRITER_LINGER`] between batches), and writes to stdout or to a file rotated by size: past `max_bytes` the file is
 //! renamed `PATH.1` (older ones shift to `PATH.2` ... `PATH.keep`, the oldest is overwritten)
 //! and a fresh `PATH` is opened ([`rotation_renames`], pure). Write errors (disk full) lose the
 //! batch, count in `anode_gateway_audit_write_errors_total` and are logged at most once per
@@ -18,7 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,8 @@ pub const DEFAULT_KEEP: usize = 5;
 pub const AUDIT_FORMAT_VERSION: u32 = 1;
 /// The writer writes once this many bytes are pending, or when the channel is empty.
 pub const BATCH_MAX_BYTES: usize = 64 << 10;
+/// How long the writer waits for more records after a batch before it parks.
+pub const WRITER_LINGER: Duration = Duration::from_millis(2);
 /// Write errors are logged at most once per this interval (all are counted).
 pub const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -394,13 +396,25 @@ struct Writer {
 
 impl Writer {
     /// Until every [`AuditLog`] handle is gone: take what is queued, write it in batches.
+    ///
+    /// After each batch the writer lingers [`WRITER_LINGER`] before it parks: under load more
+    /// records are queued by then and it never parks, so requests do not pay a wake-up (a
+    /// futex call) each to hand over their record; when idle it parks after one linger.
     fn run(mut self, rx: Receiver<Msg>) {
         while let Ok(msg) = rx.recv() {
             self.take(msg);
-            while let Ok(msg) = rx.try_recv() {
-                self.take(msg);
+            loop {
+                while let Ok(msg) = rx.try_recv() {
+                    self.take(msg);
+                }
+                self.write_pending();
+                std::thread::sleep(WRITER_LINGER);
+                match rx.try_recv() {
+                    Ok(msg) => self.take(msg),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
             }
-            self.write_pending();
         }
         self.write_pending();
     }
