@@ -118,6 +118,54 @@ impl S3Cluster {
             .collect::<Vec<_>>()
             .join("\n")
     }
+
+    /// Runs the Python S3 suite `tests/s3/<script>` (boto3) against both gateways with the test
+    /// key and `env`, bounded by `timeout`; panics with its output and the cluster's logs unless
+    /// it exits 0 and prints `<name> suite: ok`. Returns its stdout.
+    pub async fn run_python_suite(
+        &self,
+        script: &str,
+        name: &str,
+        env: &[(&str, String)],
+        timeout: Duration,
+    ) -> String {
+        let path = format!("{}/tests/s3/{script}", env!("CARGO_MANIFEST_DIR"));
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut cmd = tokio::process::Command::new(&python);
+        cmd.arg(&path)
+            .env("S3_ENDPOINT", &self.endpoints[0])
+            .env("S3_ENDPOINT_2", &self.endpoints[self.endpoints.len() - 1])
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot run {python} (needed with boto3 for this test): {e}")
+        });
+        let out = tokio::time::timeout(timeout, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("{name} suite timed out\n{}", self.logs()))
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains(&format!("{name} suite: ok")),
+            "{name} suite failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- cluster\n{}",
+            out.status,
+            self.logs()
+        );
+        eprintln!("{stdout}");
+        stdout
+    }
 }
 
 /// Create the test key through the raft leader, retrying while the master elects itself.
