@@ -1430,6 +1430,7 @@ mod tls_client {
         for r in roots {
             store.add(r.clone()).unwrap();
         }
+        #[allow(deprecated)] // see `tls::provider`
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

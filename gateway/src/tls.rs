@@ -47,6 +47,10 @@ pub enum TlsError {
     SelfSigned(String),
 }
 
+/// ring's provider. rustls 0.23.48 deprecates it (no post-quantum key exchange); the fuzz
+/// workspace's lock already has that version, so the allowance keeps `-D warnings` builds
+/// green until the choice of provider is revisited (TODO.md, Known gaps).
+#[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -34,6 +34,7 @@ impl S3Cluster {
     pub async fn start(gateways: usize) -> S3Cluster {
         // reqwest is built without a default TLS provider (the tests speak plain HTTP), but it
         // wants one installed before any client is built.
+        #[allow(deprecated)] // see anode-gateway's `tls::provider`
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();

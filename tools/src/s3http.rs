@@ -164,6 +164,7 @@ pub fn endpoint_tls(
     {
         roots.add(cert.with_context(|| format!("parse {}", ca.display()))?)?;
     }
+    #[allow(deprecated)] // see anode-gateway's `tls::provider`
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
