@@ -4,7 +4,8 @@
 # writes DIR/gateway-1.audit.log, on the 1 KiB PUT and GET cells of `anode-tools bench suite`.
 #   scripts/bench-audit.sh ANODE ANODE_TOOLS [ROUNDS=2] [SECONDS=10]
 # Rounds alternate off/on, on/off to spread machine drift. Prints each cell's ops/s per side
-# and round, then the median on/off ratio per cell, and the audit file's size and line count.
+# and round, the audit file's size and line count, then `anode-tools bench compare` of the two
+# sides (on/off ratio per cell, median over the rounds).
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 ANODE ANODE_TOOLS [ROUNDS] [SECONDS]" >&2; exit 2; }
 anode="$1"; tools="$2"; rounds="${3:-2}"; secs="${4:-10}"
@@ -22,7 +23,8 @@ run_side() { # off|on round
   "$tools" bench suite --endpoint "http://127.0.0.1:$((9000 + off))" \
     --access-key "$ANODE_ACCESS_KEY" --secret-key "$ANODE_SECRET_KEY" --sizes 1KiB \
     --only put-1KiB-,get-1KiB- --seconds "$secs" --label "audit-$mode" \
-    --out "$work/$mode-$round.json" >"$work/$mode-$round.log" 2>&1
+    --out "$work/$mode.json" --append >"$work/$mode-$round.log" 2>&1
+  grep -E 'c[0-9]+ ' "$work/$mode-$round.log" | sed "s/^/round $round audit $mode: /"
   if [ "$mode" = on ]; then
     local m; m=$(curl -s "127.0.0.1:$((9001 + off))/metrics")
     echo "round $round: audit $(cat "$dir"/gateway-1.audit.log* | wc -l) lines in $(ls "$dir"/gateway-1.audit.log* | wc -l) file(s)," \
@@ -38,19 +40,4 @@ for r in $(seq 1 "$rounds"); do
   if [ $((r % 2)) = 1 ]; then run_side off "$r"; run_side on "$r"; else run_side on "$r"; run_side off "$r"; fi
 done
 
-python3 - "$work" "$rounds" <<'PY'
-import json, statistics, sys
-work, rounds = sys.argv[1], int(sys.argv[2])
-def cells(mode, r):
-    return {c["name"]: c for c in json.load(open(f"{work}/{mode}-{r}.json"))["cells"]}
-names = sorted(cells("off", 1))
-print(f"{'cell':<16}{'round':>6}{'off ops/s':>11}{'on ops/s':>11}{'on/off':>8}  errors(off/on)")
-for n in names:
-    ratios = []
-    for r in range(1, rounds + 1):
-        a, b = cells("off", r)[n], cells("on", r)[n]
-        ratio = b["ops_per_sec"] / a["ops_per_sec"] if a["ops_per_sec"] else 0
-        ratios.append(ratio)
-        print(f"{n:<16}{r:>6}{a['ops_per_sec']:>11.1f}{b['ops_per_sec']:>11.1f}{ratio:>8.2f}  {a['errors']}/{b['errors']}")
-    print(f"{n:<16}{'median':>6}{'':>22}{statistics.median(ratios):>8.2f}")
-PY
+"$tools" bench compare "$work/on.json" "$work/off.json"
