@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Where a small GET spends its time: one build, one scripts/local-cluster.sh cluster, `bench s3`
-# PUT then GET of 1 KiB objects at CONC in flight (default 64, each phase SECONDS, default 10).
-#   scripts/profile-reads.sh ANODE ANODE_TOOLS [CONC] [SECONDS]
+# Where a GET spends its time: one build, one scripts/local-cluster.sh cluster, `bench s3`
+# PUT then GET of SIZE-byte objects (default 1024; e.g. SIZE=16777216 for large GETs) at CONC
+# in flight (default 64, each phase SECONDS, default 10).
+#   [SIZE=BYTES] scripts/profile-reads.sh ANODE ANODE_TOOLS [CONC] [SECONDS]
 # During the GET phase only it records the CPU time (user + system, from /proc) of every
-# process of the cluster and of the load tool, per GET; with PERF=1 also a `perf record` flat
-# profile of the leader master and the gateway (top symbols printed, full reports in OUT).
+# process of the cluster and of the load tool, per GET and per GB read, and the minor page
+# faults per MB read; with PERF=1 also a `perf record` profile of the leader master and the
+# gateway (top symbols printed, full reports in OUT).
 # OUT (default a temp dir) keeps the JSON lines and perf reports.
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 ANODE ANODE_TOOLS [CONC] [SECONDS]" >&2; exit 2; }
@@ -18,25 +20,26 @@ ANODE_BIN="$anode" ANODE_PORT_OFFSET="$off" "$root/scripts/local-cluster.sh" sta
 # shellcheck disable=SC1091
 set -a; source "$dir/credentials"; set +a
 masters="127.0.0.1:$((7001 + off)),127.0.0.1:$((7002 + off)),127.0.0.1:$((7003 + off))"
-leader="$(ANODE_CERTS_DIR="$dir/certs/client-1" "$anode" ctl --masters "$masters" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader_id"])')"
-python3 - "$dir" "$leader" "$tools" "$conc" "$secs" "$off" "$out" "${PERF:-0}" <<'PY'
+leader="$(ANODE_CERTS_DIR="$dir/certs/admin-1" "$anode" ctl --masters "$masters" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader_id"])')"
+python3 - "$dir" "$leader" "$tools" "$conc" "$secs" "$off" "$out" "${PERF:-0}" "${SIZE:-1024}" <<'PY'
 import os, subprocess, sys, time, json
-d, leader, tools, conc, secs, off, out, perf = sys.argv[1:]
+d, leader, tools, conc, secs, off, out, perf, size = sys.argv[1:]
 tick = os.sysconf("SC_CLK_TCK")
 pids = {}
 for f in sorted(os.listdir(d)):
     if f.endswith(".pid"):
         pids[f[:-4]] = int(open(os.path.join(d, f)).read().split()[0])
-def cpu(pid):
+def stat(pid):
+    """(CPU seconds, minor faults) of `pid` so far."""
     try:
         st = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(st[11]) + int(st[12])) / tick
+        return ((int(st[11]) + int(st[12])) / tick, int(st[7]))
     except FileNotFoundError:
-        return 0.0
+        return (0.0, 0)
 env = dict(os.environ)
 cmd = [tools, "bench", "s3", "--endpoint", f"http://127.0.0.1:{9000 + int(off)}",
        "--access-key", env["ANODE_ACCESS_KEY"], "--secret-key", env["ANODE_SECRET_KEY"],
-       "--size", "1024", "--concurrency", conc, "--duration", secs, "--bucket", "prof"]
+       "--size", size, "--concurrency", conc, "--duration", secs, "--bucket", "prof"]
 p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 lines = []
 before = None
@@ -45,14 +48,14 @@ for line in p.stdout:
     lines.append(json.loads(line))
     if lines[-1].get("op") == "put":
         pids["load"] = p.pid
-        before = {k: cpu(v) for k, v in pids.items()}
+        before = {k: stat(v) for k, v in pids.items()}
         t0 = time.time()
         if perf == "1":
             targets = ",".join(str(pids[k]) for k in (f"master-{leader}", "gateway-1"))
             perf_p = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", targets, "-o",
                                        os.path.join(out, "perf.data"), "--", "sleep", str(int(secs) - 1)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-after = {k: cpu(v) for k, v in pids.items()}
+after = {k: stat(v) for k, v in pids.items()}
 p.wait()
 if perf_p:
     perf_p.wait()
@@ -60,13 +63,15 @@ get = [l for l in lines if l.get("op") == "get"][0]
 n = get["ops"]
 print(json.dumps(get))
 print(f"GET phase: {n} GETs, {get['ops_per_sec']} /s, p50 {get['p50_ms']} ms, p99 {get['p99_ms']} ms; leader is master-{leader}")
-print(f"{'process':<16} {'cpu s':>7} {'us/GET':>8}")
+gb = max(n, 1) * int(size) / 1e9
+print(f"{'process':<16} {'cpu s':>7} {'us/GET':>8} {'cpu s/GB':>9} {'faults/MB':>10}")
 tot = 0.0
 for k in sorted(before):
-    c = after.get(k, before[k]) - before[k]
+    c = after.get(k, before[k])[0] - before[k][0]
+    f = after.get(k, before[k])[1] - before[k][1]
     tot += c
-    print(f"{k:<16} {c:>7.2f} {1e6 * c / max(n, 1):>8.1f}")
-print(f"{'total':<16} {tot:>7.2f} {1e6 * tot / max(n, 1):>8.1f}")
+    print(f"{k:<16} {c:>7.2f} {1e6 * c / max(n, 1):>8.1f} {c / gb:>9.2f} {f / (gb * 1000):>10.1f}")
+print(f"{'total':<16} {tot:>7.2f} {1e6 * tot / max(n, 1):>8.1f} {tot / gb:>9.2f}")
 PY
 if [ "${PERF:-0}" = 1 ]; then
   perf report -i "$out/perf.data" --no-children --sort comm,dso,sym --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -40 > "$out/perf-top.txt" || true
