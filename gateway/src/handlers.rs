@@ -13,9 +13,10 @@ use futures::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use md5::{Digest, Md5};
 
-use crate::authz::Principal;
+use crate::authz::{Authorizer, Principal};
 use crate::backend::{Backend, BodyStream};
 use crate::body::{empty, full, streaming, BodyError, RequestBody, RespBody};
+use crate::bucket_cache::BucketCache;
 use crate::checksum::PayloadChecksum;
 use crate::error::S3Error;
 use crate::http_util::{
@@ -59,12 +60,16 @@ pub struct Ctx<'a> {
     pub region: &'a str,
     /// Milliseconds since the epoch, now.
     pub now_ms: u64,
+    /// The gateway's bucket cache (handlers that change a bucket drop its entry).
+    pub buckets: &'a BucketCache,
+    /// Per-key authorization (DeleteObjects), and the request's bucket.
+    pub authz: Authorizer<'a>,
 }
 
 impl Ctx<'_> {
     fn owner(&self) -> xml::Owner {
         xml::Owner {
-            id: self.principal.owner_id().to_string(),
+            id: self.principal.canonical_id(),
             display_name: self.principal.owner_id().to_string(),
         }
     }

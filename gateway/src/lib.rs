@@ -35,6 +35,7 @@ pub mod authz;
 pub mod aws_chunked;
 pub mod backend;
 pub mod body;
+pub mod bucket_cache;
 pub mod checksum;
 pub mod error;
 pub mod handlers;
@@ -99,6 +100,12 @@ pub struct GatewayArgs {
     /// Most S3 requests handled at once; past it the gateway answers 503 SlowDown.
     #[arg(long, env = "ANODE_MAX_CONCURRENCY", default_value_t = 1024)]
     pub max_concurrency: usize,
+    /// How long, in milliseconds, a bucket's owner, policy, ACL, ownership and
+    /// PublicAccessBlock are trusted before they are read from the masters again: a change
+    /// made through another gateway takes effect here within this time (changes made through
+    /// this gateway at once). 0 reads them on every request.
+    #[arg(long, env = "ANODE_BUCKET_CACHE_TTL_MS", default_value_t = bucket_cache::BUCKET_CACHE_TTL.as_millis() as u64)]
+    pub bucket_cache_ttl_ms: u64,
     /// Abort multipart uploads older than this many hours (0 = never).
     #[arg(long, env = "ANODE_MULTIPART_STALE_HOURS", default_value_t = 24)]
     pub multipart_stale_hours: u64,
@@ -156,6 +163,7 @@ impl GatewayArgs {
             region: "us-east-1".into(),
             max_concurrency: 1024,
             multipart_stale_hours: 0,
+            bucket_cache_ttl_ms: bucket_cache::BUCKET_CACHE_TTL.as_millis() as u64,
             tls_cert: None,
             tls_key: None,
             https_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -265,6 +273,7 @@ pub async fn start_with_backend(
         region: args.region.clone(),
         max_concurrency: args.max_concurrency,
         min_rate: args.min_rate(),
+        bucket_cache_ttl: Duration::from_millis(args.bucket_cache_ttl_ms),
     };
     let audit = args.audit_log()?;
     let mut gateway = Gateway::new(backend.clone(), cfg);

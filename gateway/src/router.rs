@@ -247,6 +247,26 @@ impl S3Op {
         }
     }
 
+    /// The key the operation addresses (`None` for bucket and service operations).
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            S3Op::GetAcl { key, .. } => key.as_deref(),
+            S3Op::GetObjectTagging { key, .. }
+            | S3Op::PutObject { key, .. }
+            | S3Op::CopyObject { key, .. }
+            | S3Op::GetObject { key, .. }
+            | S3Op::HeadObject { key, .. }
+            | S3Op::DeleteObject { key, .. }
+            | S3Op::CreateMultipartUpload { key, .. }
+            | S3Op::UploadPart { key, .. }
+            | S3Op::UploadPartCopy { key, .. }
+            | S3Op::CompleteMultipartUpload { key, .. }
+            | S3Op::AbortMultipartUpload { key, .. }
+            | S3Op::ListParts { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
     /// Whether the operation reads a copy source (`x-amz-copy-source`).
     pub fn copies(&self) -> bool {
         matches!(self, S3Op::CopyObject { .. } | S3Op::UploadPartCopy { .. })
@@ -307,6 +327,12 @@ fn route_service(method: &Method) -> Result<S3Op, S3Error> {
         Method::GET => Ok(S3Op::ListBuckets),
         _ => Err(S3Error::MethodNotAllowed),
     }
+}
+
+/// The configuration sub-resource a request names (`policy`, `acl`, ...), if any: what
+/// [`anode_meta::authz::Action::for_operation`] needs for `GetBucketConfig`.
+pub fn sub_resource(query: &Query) -> Option<&'static str> {
+    unsupported(query)
 }
 
 fn unsupported(query: &Query) -> Option<&'static str> {

@@ -2,11 +2,14 @@
 //! 1. assign a request id (`x-amz-request-id` on every response, field of the tracing span);
 //! 2. take a concurrency permit or answer 503 SlowDown at once;
 //! 3. resolve bucket and key (virtual-hosted or path style);
-//! 4. authenticate (SigV4 header or presigned URL; anonymous requests are refused) and resolve
-//!    the principal (the signing key's user; disabled and expired keys are refused);
-//! 5. route to an [`S3Op`](crate::router::S3Op), authorize it ([`crate::authz::authorize`],
-//!    once per bucket it touches: the target and a copy's source), and run its handler with
-//!    the body wrapped in the decoder the signature mode requires;
+//! 4. authenticate (SigV4 header or presigned URL) and resolve the principal (the signing
+//!    key's user; disabled and expired keys are refused; an unsigned request is anonymous);
+//! 5. route to an [`S3Op`](crate::router::S3Op), authorize it ([`crate::authz::check`], once
+//!    per bucket it touches: the target and a copy's source, with the bucket's cached access
+//!    configuration and, when only an object ACL could allow it, the object's ACL), and run
+//!    its handler with the body wrapped in the decoder the signature mode requires; a GET or
+//!    HEAD of a missing key by a caller who may not list the bucket answers 403, not 404,
+//!    as S3 does;
 //! 6. render any error once as S3 XML (no body for HEAD and 304);
 //! 7. when the response body is finished (or dropped), hand one [`audit::Record`] to the
 //!    audit log, if one is configured (never blocking: see [`crate::audit`]).
@@ -31,10 +34,11 @@ use tracing::Instrument;
 
 use crate::audit::{self, AuditLog};
 use crate::auth::KeyCache;
-use crate::authz::{self, Decision, Principal, Resource};
+use crate::authz::{self, Principal};
 use crate::aws_chunked::BodyDecoder;
 use crate::backend::Backend;
 use crate::body::{empty, full, RequestBody, RespBody};
+use crate::bucket_cache::{BucketCache, BucketInfo};
 use crate::error::S3Error;
 use crate::handlers::{self, Ctx};
 use crate::http_util::{decode_path, resolve_target, Query};
@@ -62,6 +66,9 @@ pub struct ServerConfig {
     pub max_concurrency: usize,
     /// Minimum upload rate while a handler waits for body bytes (else `RequestTimeout`).
     pub min_rate: MinRate,
+    /// How long a bucket's owner and access configuration are trusted
+    /// ([`crate::bucket_cache`]).
+    pub bucket_cache_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +78,7 @@ impl Default for ServerConfig {
             region: "us-east-1".into(),
             max_concurrency: 1024,
             min_rate: MinRate::default(),
+            bucket_cache_ttl: crate::bucket_cache::BUCKET_CACHE_TTL,
         }
     }
 }
@@ -79,6 +87,7 @@ impl Default for ServerConfig {
 pub struct Gateway {
     backend: Arc<dyn Backend>,
     keys: KeyCache,
+    buckets: Arc<BucketCache>,
     cfg: ServerConfig,
     permits: Arc<Semaphore>,
     ids: RequestIds,
@@ -107,9 +116,17 @@ struct ReqInfo {
     reason: Option<String>,
 }
 
-/// The audit label of a principal: its user, or `admin-key:<id>` for a key without a user.
+/// Put into the request extensions by the connection loop of an HTTPS listener
+/// (`aws:SecureTransport`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecureTransport;
+
+/// The audit label of a principal: its user, `admin-key:<id>` for a key without a user, or
+/// `anonymous`.
 fn principal_label(p: &Principal) -> String {
-    if p.user.is_empty() {
+    if p.is_anonymous() {
+        "anonymous".into()
+    } else if p.user.is_empty() {
         format!("admin-key:{}", p.access_key)
     } else {
         p.user.clone()
@@ -122,6 +139,7 @@ impl Gateway {
         Gateway {
             backend,
             keys: KeyCache::default(),
+            buckets: Arc::new(BucketCache::new(cfg.bucket_cache_ttl)),
             permits: Arc::new(Semaphore::new(cfg.max_concurrency)),
             cfg,
             ids: RequestIds::new(rand::random()),
@@ -286,7 +304,13 @@ impl Gateway {
             }
         };
         let op = routed?;
-        self.authorize(&principal, &op, &parts.headers, info)
+        let actx = authz::context(
+            parts.extensions.get::<PeerAddr>().map(|p| p.0.ip()),
+            parts.extensions.get::<SecureTransport>().is_some(),
+            query.get("prefix"),
+        );
+        let target = self
+            .authorize(&principal, &op, &query, &parts.headers, &actx, info)
             .await?;
         info.allowed = true;
         let decoded_len = parts
@@ -307,12 +331,44 @@ impl Gateway {
             principal: &principal,
             region: &self.cfg.region,
             now_ms: unix_ms(&self.clock),
+            buckets: &self.buckets,
+            authz: authz::Authorizer {
+                principal: &principal,
+                ctx: &actx,
+                bucket: target.clone(),
+            },
         };
         let mut body = RequestBody::new(body, decoder).with_min_rate(self.cfg.min_rate);
         if let Some(counter) = received {
             body = body.with_received_counter(counter);
         }
-        handlers::dispatch(&cx, op, body).await
+        let hides_missing = matches!(
+            op,
+            router::S3Op::GetObject { .. } | router::S3Op::HeadObject { .. }
+        );
+        let bucket_name = op.bucket().unwrap_or_default().to_string();
+        match handlers::dispatch(&cx, op, body).await {
+            Err(S3Error::NoSuchKey) if hides_missing => {
+                // S3: without s3:ListBucket, a missing key is 403, so that keys cannot be
+                // probed for existence.
+                let list = authz::check(
+                    &principal,
+                    anode_meta::authz::Action::ListBucket,
+                    &bucket_name,
+                    None,
+                    &actx,
+                    target.as_deref(),
+                    None,
+                );
+                if list.is_allowed() {
+                    Err(S3Error::NoSuchKey)
+                } else {
+                    info.reason = Some(format!("missing key, and {list} for s3:ListBucket"));
+                    Err(S3Error::AccessDenied("Access Denied".into()))
+                }
+            }
+            other => other,
+        }
     }
 
     /// The signature check and the principal: the signing key's user (a presigned URL acts as
@@ -325,8 +381,12 @@ impl Gateway {
     ) -> Result<(Verified, Principal), S3Error> {
         let Some(auth) = sigv4::parse_auth(&parts.headers, query)? else {
             info.principal = Some("anonymous".into());
-            info.reason = Some("anonymous request".into());
-            return Err(S3Error::AccessDenied("Access Denied".into()));
+            let verified = Verified {
+                access_key: String::new(),
+                payload: sigv4::PayloadMode::Unsigned,
+                chunk_signer: None,
+            };
+            return Ok((verified, Principal::anonymous()));
         };
         info.access_key = Some(auth.access_key.clone());
         let key = self
@@ -346,74 +406,127 @@ impl Gateway {
         Ok((verified, key.principal))
     }
 
-    /// The one authorization point: [`authz::authorize`] for every bucket `op` touches (its
-    /// bucket, and a copy's source bucket). Administrators need no lookup; anyone else costs
-    /// one bucket read per bucket (no cache: ownership is read fresh).
+    /// The one authorization point: [`authz::check`] for the bucket (or object) `op`
+    /// addresses, and for a copy's source object (`s3:GetObject`). The buckets come from the
+    /// cache; an object's ACL is read only when nothing else allows the request and the
+    /// bucket honours ACLs. Returns the target bucket, when it exists, for the handler.
     async fn authorize(
         &self,
         p: &Principal,
         op: &router::S3Op,
+        query: &Query,
         headers: &http::HeaderMap,
+        actx: &anode_meta::authz::Context,
         info: &mut ReqInfo,
-    ) -> Result<(), S3Error> {
-        let mut buckets: Vec<String> = op.bucket().map(str::to_string).into_iter().collect();
+    ) -> Result<Option<Arc<BucketInfo>>, S3Error> {
+        let Some(action) =
+            authz::action_of(op.name(), router::sub_resource(query), op.key().is_some())
+        else {
+            return Err(deny(
+                p,
+                op.name(),
+                "operation not in the action table".into(),
+                info,
+            ));
+        };
+        let Some(bucket) = op.bucket() else {
+            let d = authz::check(p, action, "", None, actx, None, None);
+            return match d.is_allowed() {
+                true => Ok(None),
+                false => Err(deny(p, op.name(), d.to_string(), info)),
+            };
+        };
+        let target = self
+            .buckets
+            .get(&*self.backend, bucket, Instant::now())
+            .await?;
+        self.check_one(p, action, bucket, op.key(), target.as_deref(), actx, info)
+            .await?;
         if op.copies() {
             if let Some(src) = headers
                 .get("x-amz-copy-source")
                 .and_then(|v| v.to_str().ok())
             {
                 // A malformed source is the handler's to refuse (InvalidArgument).
-                if let Ok((bucket, _)) = handlers::parse_copy_source(src) {
-                    buckets.push(bucket);
+                if let Ok((src_bucket, src_key)) = handlers::parse_copy_source(src) {
+                    let source = self
+                        .buckets
+                        .get(&*self.backend, &src_bucket, Instant::now())
+                        .await?;
+                    let get = anode_meta::authz::Action::GetObject;
+                    self.check_one(
+                        p,
+                        get,
+                        &src_bucket,
+                        Some(&src_key),
+                        source.as_deref(),
+                        actx,
+                        info,
+                    )
+                    .await?;
                 }
             }
         }
-        if buckets.is_empty() {
-            return decide(p, op.name(), Resource::Service, info);
-        }
-        for bucket in &buckets {
-            if p.admin {
-                decide(p, op.name(), Resource::UnresolvedBucket, info)?;
-                continue;
-            }
-            match self.backend.head_bucket(bucket).await {
-                Ok(cfg) => decide(
-                    p,
-                    op.name(),
-                    Resource::Bucket {
-                        name: bucket,
-                        owner_user: &cfg.owner_user,
-                    },
-                    info,
-                )?,
-                Err(e) if e.code() == anode_client::ErrorCode::NoSuchBucket => {
-                    decide(p, op.name(), Resource::MissingBucket, info)?
+        Ok(target)
+    }
+
+    /// One [`authz::check`], with a second try with the object's ACL when only that could
+    /// allow it.
+    #[allow(clippy::too_many_arguments)]
+    async fn check_one(
+        &self,
+        p: &Principal,
+        action: anode_meta::authz::Action,
+        bucket: &str,
+        key: Option<&str>,
+        info_b: Option<&BucketInfo>,
+        actx: &anode_meta::authz::Context,
+        info: &mut ReqInfo,
+    ) -> Result<(), S3Error> {
+        let mut d = authz::check(p, action, bucket, key, actx, info_b, None);
+        if let (Some(b), Some(k)) = (info_b, key) {
+            if authz::object_acl_may_allow(&d, action, b) {
+                if let Some(acl) = self.object_acl(bucket, k).await? {
+                    d = authz::check(p, action, bucket, key, actx, info_b, Some(&acl));
                 }
-                Err(e) => return Err(S3Error::from_client_error(&e)),
             }
         }
-        Ok(())
+        if d.is_allowed() {
+            tracing::trace!(decision = %d, "authorized");
+            return Ok(());
+        }
+        Err(deny(p, action.iam_name(), d.to_string(), info))
+    }
+
+    /// The stored ACL of an object, when it has its own (`None`: no such object, or the
+    /// default ACL, which grants only the bucket owner).
+    async fn object_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<anode_meta::authz::Acl>, S3Error> {
+        let manifest = match self.backend.head_object(bucket, key).await {
+            Ok(m) => m,
+            Err(e) if e.code() == anode_client::ErrorCode::NoSuchKey => return Ok(None),
+            Err(e) => return Err(S3Error::from_client_error(&e)),
+        };
+        crate::bucket_cache::object_acl(&manifest)
     }
 }
 
-/// [`authz::authorize`] as a result: a denial is 403 AccessDenied (the reason is logged and
-/// audited, not sent).
-fn decide(p: &Principal, action: &str, r: Resource<'_>, info: &mut ReqInfo) -> Result<(), S3Error> {
-    match authz::authorize(p, action, r) {
-        Decision::Allow => Ok(()),
-        Decision::Deny(reason) => {
-            METRICS.authz_denied.inc();
-            info.reason = Some(reason.to_string());
-            tracing::info!(
-                user = %p.user,
-                access_key = %p.access_key,
-                action,
-                reason,
-                "request refused by authorization"
-            );
-            Err(S3Error::AccessDenied("Access Denied".into()))
-        }
-    }
+/// A denial: 403 AccessDenied (the reason is logged and audited, not sent).
+fn deny(p: &Principal, action: &str, reason: String, info: &mut ReqInfo) -> S3Error {
+    METRICS.authz_denied.inc();
+    tracing::info!(
+        user = %p.user,
+        access_key = %p.access_key,
+        anonymous = p.is_anonymous(),
+        action,
+        reason = %reason,
+        "request refused by authorization"
+    );
+    info.reason = Some(reason);
+    S3Error::AccessDenied("Access Denied".into())
 }
 
 fn unix_ms(clock: &Clock) -> u64 {
@@ -716,13 +829,14 @@ impl ConnSetup {
             METRICS.connections.inc();
             let _open = scopeguard(|| METRICS.connections.dec());
             let result = match tls {
-                None => serve_io(&builder, watcher, stream, peer, min_rate, gateway).await,
+                None => serve_io(&builder, watcher, stream, peer, min_rate, gateway, false).await,
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
                     match handshake {
                         Ok(Ok(tls_stream)) => {
-                            serve_io(&builder, watcher, tls_stream, peer, min_rate, gateway).await
+                            serve_io(&builder, watcher, tls_stream, peer, min_rate, gateway, true)
+                                .await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -749,12 +863,16 @@ async fn serve_io<S>(
     peer: SocketAddr,
     min_rate: MinRate,
     gateway: Arc<Gateway>,
+    secure: bool,
 ) -> Result<(), hyper::Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(PeerAddr(peer));
+        if secure {
+            req.extensions_mut().insert(SecureTransport);
+        }
         let gateway = gateway.clone();
         async move { Ok::<_, Infallible>(gateway.handle(req).await) }
     });

@@ -1,0 +1,174 @@
+//! What authorization needs of a bucket (its owner and access configuration), cached for a
+//! short time so a request does not cost a master round trip per bucket it touches.
+//!
+//! Consistency: an entry is trusted for [`BUCKET_CACHE_TTL`] (2 s by default,
+//! `--bucket-cache-ttl-ms`; 0 turns the cache off). A change made through this gateway
+//! (CreateBucket, DeleteBucket, a policy, ACL, ownership or PublicAccessBlock change) drops
+//! the entry at once; a change made through another gateway or `anode ctl` takes effect here
+//! within the TTL. S3 documents the same kind of delay for policy changes; docs/security.md
+//! says so. A missing bucket is remembered as missing for the same time.
+//!
+//! Limits: at most [`BUCKET_CACHE_MAX_ENTRIES`] buckets (LRU); bucket names are validated
+//! before they get here, and the stored record is at most 64 KiB, so the cache holds at most a
+//! few hundred MiB in the worst case and a few MiB in practice.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anode_client::BucketConfig;
+use anode_meta::authz::{canonical_id, BucketAccess, BucketAccessRecord, CannedAcl};
+use lru::LruCache;
+
+use crate::backend::Backend;
+use crate::error::S3Error;
+
+/// How long a bucket's owner and access configuration are trusted.
+pub const BUCKET_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Most buckets cached.
+pub const BUCKET_CACHE_MAX_ENTRIES: usize = 4096;
+
+/// A bucket as authorization sees it.
+#[derive(Clone, Debug)]
+pub struct BucketInfo {
+    /// The stored configuration.
+    pub config: BucketConfig,
+    /// The stored access record (the default one when the bucket has none).
+    pub record: BucketAccessRecord,
+    /// The record parsed for evaluation.
+    pub access: BucketAccess,
+}
+
+impl BucketInfo {
+    /// Parse a stored configuration. A bucket without an access record (made before records
+    /// existed) has the default: no policy, private ACL owned by its owner, ObjectWriter,
+    /// nothing blocked.
+    pub fn from_config(config: BucketConfig) -> Result<BucketInfo, S3Error> {
+        let stored = stored_access(&config);
+        let record = if stored.is_empty() {
+            BucketAccessRecord::new_bucket(&canonical_id(&config.owner_user), CannedAcl::Private)
+        } else {
+            BucketAccessRecord::decode(stored).map_err(|e| {
+                tracing::error!(bucket = %config.name, error = %e, "stored bucket access record does not decode");
+                S3Error::InternalError(format!("bucket access record: {e}"))
+            })?
+        };
+        let access = BucketAccess::from_record(&record, &config.name).map_err(|e| {
+            tracing::error!(bucket = %config.name, error = %e, "stored bucket policy does not parse");
+            S3Error::InternalError(format!("bucket policy: {e}"))
+        })?;
+        Ok(BucketInfo {
+            config,
+            record,
+            access,
+        })
+    }
+}
+
+/// The encoded access record of `config` (empty: none stored).
+fn stored_access(config: &BucketConfig) -> &[u8] {
+    // MERGE: `&config.access` once the storage plane lands.
+    let _ = config;
+    &[]
+}
+
+type Entry = (Option<Arc<BucketInfo>>, Instant);
+
+/// The cache (see the module docs).
+pub struct BucketCache {
+    ttl: Duration,
+    entries: Mutex<LruCache<String, Entry>>,
+}
+
+impl std::fmt::Debug for BucketCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketCache")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for BucketCache {
+    fn default() -> Self {
+        BucketCache::new(BUCKET_CACHE_TTL)
+    }
+}
+
+impl BucketCache {
+    /// A cache trusting entries for `ttl` (zero: every request reads the master).
+    pub fn new(ttl: Duration) -> BucketCache {
+        let cap = NonZeroUsize::new(BUCKET_CACHE_MAX_ENTRIES).unwrap_or(NonZeroUsize::MIN);
+        BucketCache {
+            ttl,
+            entries: Mutex::new(LruCache::new(cap)),
+        }
+    }
+
+    /// Bucket `name` at `now`: `None` when it does not exist. An unreachable cluster is an
+    /// error (not cached).
+    pub async fn get(
+        &self,
+        backend: &dyn Backend,
+        name: &str,
+        now: Instant,
+    ) -> Result<Option<Arc<BucketInfo>>, S3Error> {
+        if let Some(hit) = self.lookup(name, now) {
+            return Ok(hit);
+        }
+        let found = match backend.head_bucket(name).await {
+            Ok(cfg) => Some(Arc::new(BucketInfo::from_config(cfg)?)),
+            Err(e) if e.code() == anode_client::ErrorCode::NoSuchBucket => None,
+            Err(e) => return Err(S3Error::from_client_error(&e)),
+        };
+        if !self.ttl.is_zero() {
+            let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            e.put(name.to_string(), (found.clone(), now));
+        }
+        Ok(found)
+    }
+
+    fn lookup(&self, name: &str, now: Instant) -> Option<Option<Arc<BucketInfo>>> {
+        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match e.get(name) {
+            Some((info, at)) if now.saturating_duration_since(*at) < self.ttl => Some(info.clone()),
+            _ => None,
+        }
+    }
+
+    /// Forget `name` (this gateway changed it).
+    pub fn invalidate(&self, name: &str) {
+        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        e.pop(name);
+    }
+
+    /// Number of cached buckets (for tests).
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The encoded ACL stored in `manifest` (empty: none of its own).
+fn stored_object_acl(manifest: &anode_client::Manifest) -> &[u8] {
+    // MERGE: `&manifest.acl` once the storage plane lands.
+    let _ = manifest;
+    &[]
+}
+
+/// The object's own ACL (`None`: the default, private to the bucket owner). A stored ACL that
+/// does not decode is an internal error (the state machine validated it when it was stored).
+pub fn object_acl(
+    manifest: &anode_client::Manifest,
+) -> Result<Option<anode_meta::authz::Acl>, S3Error> {
+    let stored = stored_object_acl(manifest);
+    if stored.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_slice::<anode_meta::authz::Acl>(stored)
+        .map(Some)
+        .map_err(|e| S3Error::InternalError(format!("object ACL: {e}")))
+}
