@@ -154,7 +154,9 @@ pub async fn dispatch(
 // ---- small handlers ---------------------------------------------------------------------------
 
 async fn delete_bucket(cx: &Ctx<'_>, bucket: &str) -> Result<Response<RespBody>, S3Error> {
-    cx.backend.delete_bucket(bucket).await.map_err(ce)?;
+    let deleted = cx.backend.delete_bucket(bucket).await.map_err(ce);
+    cx.buckets.invalidate(bucket);
+    deleted?;
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 
@@ -295,6 +297,7 @@ async fn create_bucket(
         .create_bucket(bucket, cx.access_key, &cx.principal.user)
         .await
         .map_err(ce)?;
+    cx.buckets.invalidate(bucket);
     let mut r = status_only(StatusCode::OK);
     set(&mut r, "location", &format!("/{bucket}"));
     Ok(r)
@@ -832,9 +835,25 @@ async fn delete_objects(
                 code: "InvalidArgument".into(),
                 message: "Invalid key".into(),
             });
+        } else if !cx
+            .authz
+            .allows(anode_meta::authz::Action::DeleteObject, bucket, &key)
+            .is_allowed()
+        {
+            crate::metrics::METRICS.authz_denied.inc();
+            errors.push(xml::DeleteError {
+                key,
+                code: "AccessDenied".into(),
+                message: "Access Denied".into(),
+            });
         } else {
             keys.push(key);
         }
+    }
+    if keys.is_empty() && !errors.is_empty() && errors.iter().all(|e| e.code == "AccessDenied") {
+        // Nothing the caller asked for may be deleted by them: refuse the request as a whole
+        // (Ceph RGW does the same without a policy); a partial refusal is per key.
+        return Err(S3Error::AccessDenied("Access Denied".into()));
     }
     if !keys.is_empty() {
         cx.backend
