@@ -73,8 +73,10 @@ pub struct Record {
     pub key: Option<String>,
     /// Allowed or refused.
     pub decision: Decision,
-    /// Why it was refused: the authorization reason, `authentication: <S3 code>`,
-    /// `anonymous request`, or the S3 error code of an earlier refusal.
+    /// Why it was allowed (`allow: bucket owner`, `allow: policy statement <Sid>`,
+    /// `allow: object ACL grant READ to AllUsers`, ...) or refused (`deny: policy statement
+    /// <Sid>`, `deny: nothing allows it`, `authentication: <S3 code>`, or the S3 error code of
+    /// an earlier refusal).
     pub reason: Option<String>,
     /// The HTTP status of the answer.
     pub status: u16,

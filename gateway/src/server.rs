@@ -431,10 +431,11 @@ impl Gateway {
         };
         let Some(bucket) = op.bucket() else {
             let d = authz::check(p, action, "", None, actx, None, None);
-            return match d.is_allowed() {
-                true => Ok(None),
-                false => Err(deny(p, op.name(), d.to_string(), info)),
-            };
+            if !d.is_allowed() {
+                return Err(deny(p, op.name(), d.to_string(), info));
+            }
+            info.reason = Some(d.to_string());
+            return Ok(None);
         };
         let target = self
             .buckets
@@ -497,7 +498,11 @@ impl Gateway {
             }
         }
         if d.is_allowed() {
-            tracing::trace!(decision = %d, "authorized");
+            // The audit record says why (a copy: the target's reason, then the source's).
+            info.reason = Some(match info.reason.take() {
+                None => d.to_string(),
+                Some(first) => format!("{first}; source {d}"),
+            });
             return Ok(());
         }
         Err(deny(p, action.iam_name(), d.to_string(), info))

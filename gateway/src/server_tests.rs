@@ -1867,7 +1867,7 @@ async fn every_request_writes_one_audit_record() {
     assert_eq!(field(1, "access_key"), ALICE.0);
     assert_eq!(field(1, "op"), "PutObject");
     assert_eq!(field(1, "decision"), "allow");
-    assert_eq!(field(1, "reason"), serde_json::Value::Null);
+    assert_eq!(field(1, "reason"), "allow: bucket owner");
     assert_eq!(field(1, "bytes_in"), 4);
     assert_eq!(field(2, "op"), "GetObject");
     assert_eq!(field(2, "bytes_out"), 4);
@@ -1894,6 +1894,7 @@ async fn every_request_writes_one_audit_record() {
     // The administrator key without a user.
     assert_eq!(field(6, "principal"), format!("admin-key:{AK}"));
     assert_eq!(field(6, "decision"), "allow");
+    assert_eq!(field(6, "reason"), "allow: admin");
     assert_eq!(log.stats().dropped.load(Ordering::Relaxed), 0);
 }
 
