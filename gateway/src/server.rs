@@ -347,6 +347,7 @@ impl Gateway {
             router::S3Op::GetObject { .. } | router::S3Op::HeadObject { .. }
         );
         let bucket_name = op.bucket().unwrap_or_default().to_string();
+        let is_delete_objects = matches!(op, router::S3Op::DeleteObjects { .. });
         match handlers::dispatch(&cx, op, body).await {
             Err(S3Error::NoSuchKey) if hides_missing => {
                 // S3: without s3:ListBucket, a missing key is 403, so that keys cannot be
@@ -363,9 +364,15 @@ impl Gateway {
                 if list.is_allowed() {
                     Err(S3Error::NoSuchKey)
                 } else {
+                    info.allowed = false;
                     info.reason = Some(format!("missing key, and {list} for s3:ListBucket"));
                     Err(S3Error::AccessDenied("Access Denied".into()))
                 }
+            }
+            Err(S3Error::AccessDenied(m)) if is_delete_objects => {
+                info.allowed = false;
+                info.reason = Some("deny: s3:DeleteObject refused for every key".into());
+                Err(S3Error::AccessDenied(m))
             }
             other => other,
         }

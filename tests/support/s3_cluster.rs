@@ -25,6 +25,8 @@ pub struct S3Cluster {
     pub endpoints: Vec<String>,
     /// Processes (master, chunkservers, gateways), killed on drop.
     pub procs: Vec<Proc>,
+    /// Each gateway's audit log (`--audit-log`), in gateway order.
+    pub audit_logs: Vec<std::path::PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -56,7 +58,9 @@ impl S3Cluster {
         create_key(&master).await;
         let mut endpoints = Vec::new();
         let mut admins = Vec::new();
+        let mut audit_logs = Vec::new();
         for i in 1..=gateways {
+            let audit = root.join(format!("gateway-{i}.audit.log"));
             let (sp, ap) = (free_port(), free_port());
             procs.push(Proc::spawn(
                 &root,
@@ -71,6 +75,8 @@ impl S3Cluster {
                     master.clone(),
                     "--region".into(),
                     REGION.into(),
+                    "--audit-log".into(),
+                    audit.display().to_string(),
                 ]
                 .into_iter()
                 .chain(crate::support::tls_args(
@@ -81,12 +87,14 @@ impl S3Cluster {
             ));
             endpoints.push(format!("http://127.0.0.1:{sp}"));
             admins.push(format!("http://127.0.0.1:{ap}/health"));
+            audit_logs.push(audit);
         }
         let c = S3Cluster {
             master,
             master_admin: format!("127.0.0.1:{ma}"),
             endpoints,
             procs,
+            audit_logs,
             _dir: dir,
         };
         c.wait_ready(&admins).await;
@@ -121,7 +129,8 @@ impl S3Cluster {
     }
 
     /// Runs the Python S3 suite `tests/s3/<script>` (boto3) against both gateways with the test
-    /// key and `env`, bounded by `timeout`; panics with its output and the cluster's logs unless
+    /// key and `env` (and `AUDIT_LOGS`, a JSON list of the gateways' audit log paths), bounded
+    /// by `timeout`; panics with its output and the cluster's logs unless
     /// it exits 0 and prints `<name> suite: ok`. Returns its stdout.
     pub async fn run_python_suite(
         &self,
@@ -136,6 +145,10 @@ impl S3Cluster {
         cmd.arg(&path)
             .env("S3_ENDPOINT", &self.endpoints[0])
             .env("S3_ENDPOINT_2", &self.endpoints[self.endpoints.len() - 1])
+            .env(
+                "AUDIT_LOGS",
+                serde_json::to_string(&self.audit_logs).expect("paths are strings"),
+            )
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
             .env_remove("AWS_PROFILE")
