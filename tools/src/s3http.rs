@@ -283,7 +283,7 @@ pub fn endpoint_host(endpoint: &str) -> anyhow::Result<String> {
     Ok(host.to_string())
 }
 
-/// Create `bucket` through `host`; an existing bucket of ours is fine.
+/// Create `bucket` through `host`; an existing bucket is fine.
 pub async fn create_bucket(signer: &Signer, host: &str, bucket: &str) -> anyhow::Result<()> {
     create_bucket_over(signer, S3Conn::new(host), bucket).await
 }
@@ -307,8 +307,12 @@ pub async fn create_bucket_over(
     )?;
     let (status, _, body) = conn.send(req).await?;
     let text = String::from_utf8_lossy(&body);
+    // Another user's bucket is fine too: the signing user may write into it through a bucket
+    // policy or an ACL grant (scripts/bench-authz.sh); if not, the first PUT says so.
     anyhow::ensure!(
-        status.is_success() || text.contains("BucketAlreadyOwnedByYou"),
+        status.is_success()
+            || text.contains("BucketAlreadyOwnedByYou")
+            || text.contains("BucketAlreadyExists"),
         "create bucket {bucket}: {status} {text}"
     );
     Ok(())
