@@ -115,6 +115,16 @@ pub enum S3Error {
     /// 400: the XML body does not parse or does not validate.
     #[error("The XML you provided was not well-formed or did not validate against our published schema.")]
     MalformedXML,
+    /// 400: an `AccessControlPolicy` body (PutBucketAcl, PutObjectAcl) does not parse or does
+    /// not validate (unknown permission or grantee type, too many grants).
+    #[error("The XML you provided was not well-formed or did not validate against our published schema.")]
+    MalformedACLError,
+    /// 400: a grant names a grantee by e-mail address (Anode has no e-mail addresses).
+    #[error("The e-mail address you provided does not match any account on record.")]
+    UnresolvableGrantByEmailAddress,
+    /// 400: a body on a request that takes none (an ACL given by headers and a body at once).
+    #[error("This request does not support content")]
+    UnexpectedContent,
     /// 400: an argument is invalid; the message says which.
     #[error("{0}")]
     InvalidArgument(String),
@@ -184,6 +194,9 @@ impl S3Error {
             EntityTooLarge => "EntityTooLarge",
             MetadataTooLarge => "MetadataTooLarge",
             MalformedXML => "MalformedXML",
+            MalformedACLError => "MalformedACLError",
+            UnresolvableGrantByEmailAddress => "UnresolvableGrantByEmailAddress",
+            UnexpectedContent => "UnexpectedContent",
             InvalidArgument(_) => "InvalidArgument",
             InvalidRequest(_) => "InvalidRequest",
             MethodNotAllowed => "MethodNotAllowed",
@@ -233,6 +246,9 @@ impl S3Error {
             | EntityTooLarge
             | MetadataTooLarge
             | MalformedXML
+            | MalformedACLError
+            | UnresolvableGrantByEmailAddress
+            | UnexpectedContent
             | InvalidArgument(_)
             | InvalidRequest(_)
             | IncompleteBody(_)
@@ -379,6 +395,13 @@ mod tests {
             (S3Error::EntityTooSmall, "EntityTooSmall", 400),
             (S3Error::EntityTooLarge, "EntityTooLarge", 400),
             (S3Error::MalformedXML, "MalformedXML", 400),
+            (S3Error::MalformedACLError, "MalformedACLError", 400),
+            (
+                S3Error::UnresolvableGrantByEmailAddress,
+                "UnresolvableGrantByEmailAddress",
+                400,
+            ),
+            (S3Error::UnexpectedContent, "UnexpectedContent", 400),
             (S3Error::InvalidArgument("x".into()), "InvalidArgument", 400),
             (S3Error::InvalidRequest("x".into()), "InvalidRequest", 400),
             (S3Error::MethodNotAllowed, "MethodNotAllowed", 405),

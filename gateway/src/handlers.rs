@@ -104,7 +104,30 @@ pub async fn dispatch(
         S3Op::GetBucketVersioning { bucket } => {
             bucket_document(cx, &bucket, xml::versioning_configuration()).await
         }
-        S3Op::GetAcl { bucket, key } => get_acl(cx, &bucket, key.as_deref()).await,
+        // TODO(lead): the stored ACL (access_xml::access_control_policy); until then the
+        // fixed owner FULL_CONTROL document.
+        S3Op::GetBucketAcl { bucket } => get_acl(cx, &bucket, None).await,
+        S3Op::GetObjectAcl { bucket, key } => get_acl(cx, &bucket, Some(&key)).await,
+        // TODO(lead): the stored policy; until then every bucket has none, as before.
+        S3Op::GetBucketPolicy { bucket } => {
+            cx.backend.head_bucket(&bucket).await.map_err(ce)?;
+            Err(crate::access_xml::no_such_bucket_policy())
+        }
+        // TODO(lead): handlers over the stored access configuration (access_xml, acl_headers).
+        op @ (S3Op::PutBucketAcl { .. }
+        | S3Op::PutObjectAcl { .. }
+        | S3Op::PutBucketPolicy { .. }
+        | S3Op::DeleteBucketPolicy { .. }
+        | S3Op::GetBucketPolicyStatus { .. }
+        | S3Op::GetPublicAccessBlock { .. }
+        | S3Op::PutPublicAccessBlock { .. }
+        | S3Op::DeletePublicAccessBlock { .. }
+        | S3Op::GetBucketOwnershipControls { .. }
+        | S3Op::PutBucketOwnershipControls { .. }
+        | S3Op::DeleteBucketOwnershipControls { .. }) => Err(S3Error::NotImplemented(format!(
+            "{} is not implemented yet",
+            op.name()
+        ))),
         S3Op::GetObjectTagging { bucket, key } => object_tagging(cx, &bucket, &key).await,
         S3Op::GetMissingBucketConfig { bucket, missing } => {
             cx.backend.head_bucket(&bucket).await.map_err(ce)?;

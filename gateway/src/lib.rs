@@ -11,7 +11,9 @@
 //!   by [`server`] for every bucket an operation touches before its handler.
 //! - [`handlers`]: one function per operation, calling the [`backend::Backend`] trait
 //!   (implemented by [`anode_client::Client`]).
-//! - [`xml`], [`http_util`], [`error`]: the pure S3 wire layer.
+//! - [`xml`], [`http_util`], [`error`]: the pure S3 wire layer; [`access_xml`] and
+//!   [`acl_headers`]: its access-configuration documents (ACLs, PublicAccessBlock,
+//!   OwnershipControls, PolicyStatus) and ACL request headers.
 //! - [`audit`]: the audit log (one JSON line per request, a bounded queue to one writer
 //!   thread, size rotation), fed by [`server`] when a response body ends.
 //! - [`janitor`]: aborts stale multipart uploads; [`stall`]: minimum transfer rates (response
@@ -29,6 +31,8 @@
 
 #![warn(missing_docs)]
 
+pub mod access_xml;
+pub mod acl_headers;
 pub mod audit;
 pub mod auth;
 pub mod authz;

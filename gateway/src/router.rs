@@ -1,9 +1,13 @@
 //! Request routing: (method, bucket, key, query, a few headers) -> [`S3Op`]. Pure.
 //!
-//! Sub-resources Anode does not implement answer the way a bucket without that configuration
-//! does where S3 has such an answer (`GET ?policy` -> `NoSuchBucketPolicy`, `GET ?tagging` on an
-//! object -> an empty tag set, `GET ?versioning` -> an empty configuration, `GET ?acl` -> the
-//! owner with FULL_CONTROL, as MinIO does); everything else is `NotImplemented`.
+//! The access configuration has an operation per method and sub-resource: `?acl` on buckets
+//! and objects (GET, PUT), `?policy` (GET, PUT, DELETE), `?policyStatus` (GET),
+//! `?publicAccessBlock` and `?ownershipControls` (GET, PUT, DELETE).
+//!
+//! Other sub-resources Anode does not implement answer the way a bucket without that
+//! configuration does where S3 has such an answer (`GET ?lifecycle` ->
+//! `NoSuchLifecycleConfiguration`, `GET ?tagging` on an object -> an empty tag set,
+//! `GET ?versioning` -> an empty configuration); everything else is `NotImplemented`.
 
 use http::Method;
 
@@ -45,12 +49,79 @@ pub enum S3Op {
         /// Bucket.
         bucket: String,
     },
-    /// `GET /b?acl`, `GET /b/k?acl`: a fixed owner FULL_CONTROL policy.
-    GetAcl {
+    /// `GET /b?acl`.
+    GetBucketAcl {
         /// Bucket.
         bucket: String,
-        /// Key for an object ACL.
-        key: Option<String>,
+    },
+    /// `PUT /b?acl`: the ACL from `x-amz-acl` / `x-amz-grant-*` or the body.
+    PutBucketAcl {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `GET /b/k?acl`.
+    GetObjectAcl {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `PUT /b/k?acl`.
+    PutObjectAcl {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `GET /b?policy` (404 `NoSuchBucketPolicy` without one).
+    GetBucketPolicy {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `PUT /b?policy` (answers 204).
+    PutBucketPolicy {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `DELETE /b?policy` (answers 204).
+    DeleteBucketPolicy {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `GET /b?policyStatus`.
+    GetBucketPolicyStatus {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `GET /b?publicAccessBlock`.
+    GetPublicAccessBlock {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `PUT /b?publicAccessBlock`.
+    PutPublicAccessBlock {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `DELETE /b?publicAccessBlock` (answers 204).
+    DeletePublicAccessBlock {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `GET /b?ownershipControls`.
+    GetBucketOwnershipControls {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `PUT /b?ownershipControls`.
+    PutBucketOwnershipControls {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `DELETE /b?ownershipControls` (answers 204).
+    DeleteBucketOwnershipControls {
+        /// Bucket.
+        bucket: String,
     },
     /// `GET /b/k?tagging`: always an empty tag set.
     GetObjectTagging {
@@ -194,7 +265,20 @@ impl S3Op {
             S3Op::HeadBucket { .. } => "HeadBucket",
             S3Op::GetBucketLocation { .. } => "GetBucketLocation",
             S3Op::GetBucketVersioning { .. } => "GetBucketVersioning",
-            S3Op::GetAcl { .. } => "GetAcl",
+            S3Op::GetBucketAcl { .. } => "GetBucketAcl",
+            S3Op::PutBucketAcl { .. } => "PutBucketAcl",
+            S3Op::GetObjectAcl { .. } => "GetObjectAcl",
+            S3Op::PutObjectAcl { .. } => "PutObjectAcl",
+            S3Op::GetBucketPolicy { .. } => "GetBucketPolicy",
+            S3Op::PutBucketPolicy { .. } => "PutBucketPolicy",
+            S3Op::DeleteBucketPolicy { .. } => "DeleteBucketPolicy",
+            S3Op::GetBucketPolicyStatus { .. } => "GetBucketPolicyStatus",
+            S3Op::GetPublicAccessBlock { .. } => "GetPublicAccessBlock",
+            S3Op::PutPublicAccessBlock { .. } => "PutPublicAccessBlock",
+            S3Op::DeletePublicAccessBlock { .. } => "DeletePublicAccessBlock",
+            S3Op::GetBucketOwnershipControls { .. } => "GetBucketOwnershipControls",
+            S3Op::PutBucketOwnershipControls { .. } => "PutBucketOwnershipControls",
+            S3Op::DeleteBucketOwnershipControls { .. } => "DeleteBucketOwnershipControls",
             S3Op::GetObjectTagging { .. } => "GetObjectTagging",
             S3Op::GetMissingBucketConfig { .. } => "GetBucketConfig",
             S3Op::ListObjectsV1 { .. } => "ListObjects",
@@ -225,7 +309,20 @@ impl S3Op {
             | S3Op::HeadBucket { bucket }
             | S3Op::GetBucketLocation { bucket }
             | S3Op::GetBucketVersioning { bucket }
-            | S3Op::GetAcl { bucket, .. }
+            | S3Op::GetBucketAcl { bucket }
+            | S3Op::PutBucketAcl { bucket }
+            | S3Op::GetObjectAcl { bucket, .. }
+            | S3Op::PutObjectAcl { bucket, .. }
+            | S3Op::GetBucketPolicy { bucket }
+            | S3Op::PutBucketPolicy { bucket }
+            | S3Op::DeleteBucketPolicy { bucket }
+            | S3Op::GetBucketPolicyStatus { bucket }
+            | S3Op::GetPublicAccessBlock { bucket }
+            | S3Op::PutPublicAccessBlock { bucket }
+            | S3Op::DeletePublicAccessBlock { bucket }
+            | S3Op::GetBucketOwnershipControls { bucket }
+            | S3Op::PutBucketOwnershipControls { bucket }
+            | S3Op::DeleteBucketOwnershipControls { bucket }
             | S3Op::GetObjectTagging { bucket, .. }
             | S3Op::GetMissingBucketConfig { bucket, .. }
             | S3Op::ListObjectsV1 { bucket }
@@ -250,8 +347,9 @@ impl S3Op {
     /// The key the operation addresses (`None` for bucket and service operations).
     pub fn key(&self) -> Option<&str> {
         match self {
-            S3Op::GetAcl { key, .. } => key.as_deref(),
-            S3Op::GetObjectTagging { key, .. }
+            S3Op::GetObjectAcl { key, .. }
+            | S3Op::PutObjectAcl { key, .. }
+            | S3Op::GetObjectTagging { key, .. }
             | S3Op::PutObject { key, .. }
             | S3Op::CopyObject { key, .. }
             | S3Op::GetObject { key, .. }
@@ -267,6 +365,12 @@ impl S3Op {
         }
     }
 
+    /// Whether the operation acts on an object's ACL rather than the bucket's (the
+    /// `acl_of_object` argument of `anode_meta::authz::Action::for_operation`).
+    pub fn acl_of_object(&self) -> bool {
+        matches!(self, S3Op::GetObjectAcl { .. } | S3Op::PutObjectAcl { .. })
+    }
+
     /// Whether the operation reads a copy source (`x-amz-copy-source`).
     pub fn copies(&self) -> bool {
         matches!(self, S3Op::CopyObject { .. } | S3Op::UploadPartCopy { .. })
@@ -275,8 +379,7 @@ impl S3Op {
 
 /// Sub-resources that select an S3 API Anode does not implement (beyond the read-only answers
 /// listed in the module docs).
-const UNSUPPORTED_SUBRESOURCES: [&str; 27] = [
-    "acl",
+const UNSUPPORTED_SUBRESOURCES: [&str; 22] = [
     "accelerate",
     "analytics",
     "attributes",
@@ -290,10 +393,6 @@ const UNSUPPORTED_SUBRESOURCES: [&str; 27] = [
     "metrics",
     "notification",
     "object-lock",
-    "ownershipControls",
-    "policy",
-    "policyStatus",
-    "publicAccessBlock",
     "replication",
     "requestPayment",
     "restore",
@@ -350,7 +449,6 @@ fn not_implemented(what: &str) -> S3Error {
 
 fn missing_config(sub: &str) -> Option<S3Error> {
     let (code, message) = match sub {
-        "policy" => ("NoSuchBucketPolicy", "The bucket policy does not exist"),
         "lifecycle" => (
             "NoSuchLifecycleConfiguration",
             "The lifecycle configuration does not exist",
@@ -381,14 +479,46 @@ fn missing_config(sub: &str) -> Option<S3Error> {
     Some(S3Error::NoSuchConfiguration { code, message })
 }
 
+/// Sub-resources of the access configuration, each with its own operations (`acl` first: the
+/// only one objects have too).
+const ACCESS_SUBRESOURCES: [&str; 5] = [
+    "acl",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "ownershipControls",
+];
+
+/// The access-configuration operation `method` `?sub` names on `bucket`.
+fn route_bucket_access(method: &Method, bucket: String, sub: &str) -> Result<S3Op, S3Error> {
+    use S3Op as O;
+    Ok(match (method.as_str(), sub) {
+        ("GET", "acl") => O::GetBucketAcl { bucket },
+        ("PUT", "acl") => O::PutBucketAcl { bucket },
+        ("GET", "policy") => O::GetBucketPolicy { bucket },
+        ("PUT", "policy") => O::PutBucketPolicy { bucket },
+        ("DELETE", "policy") => O::DeleteBucketPolicy { bucket },
+        ("GET", "policyStatus") => O::GetBucketPolicyStatus { bucket },
+        ("GET", "publicAccessBlock") => O::GetPublicAccessBlock { bucket },
+        ("PUT", "publicAccessBlock") => O::PutPublicAccessBlock { bucket },
+        ("DELETE", "publicAccessBlock") => O::DeletePublicAccessBlock { bucket },
+        ("GET", "ownershipControls") => O::GetBucketOwnershipControls { bucket },
+        ("PUT", "ownershipControls") => O::PutBucketOwnershipControls { bucket },
+        ("DELETE", "ownershipControls") => O::DeleteBucketOwnershipControls { bucket },
+        _ => return Err(S3Error::MethodNotAllowed),
+    })
+}
+
 fn route_bucket(method: &Method, bucket: String, q: &Query) -> Result<S3Op, S3Error> {
+    if let Some(sub) = ACCESS_SUBRESOURCES.iter().copied().find(|s| q.has(s)) {
+        return route_bucket_access(method, bucket, sub);
+    }
     if let Some(sub) = unsupported(q) {
         if *method != Method::GET {
             return Err(not_implemented(sub));
         }
         return match sub {
             "versioning" => Ok(S3Op::GetBucketVersioning { bucket }),
-            "acl" => Ok(S3Op::GetAcl { bucket, key: None }),
             _ => match missing_config(sub) {
                 Some(missing) => Ok(S3Op::GetMissingBucketConfig { bucket, missing }),
                 None => Err(not_implemented(sub)),
@@ -428,12 +558,19 @@ fn route_object(
             "Invalid version id specified".into(),
         ));
     }
+    // The bucket-only access sub-resources name nothing on an object.
+    if let Some(sub) = ACCESS_SUBRESOURCES[1..].iter().copied().find(|s| q.has(s)) {
+        return Err(not_implemented(sub));
+    }
+    if q.has("acl") {
+        return match *method {
+            Method::GET => Ok(S3Op::GetObjectAcl { bucket, key }),
+            Method::PUT => Ok(S3Op::PutObjectAcl { bucket, key }),
+            _ => Err(S3Error::MethodNotAllowed),
+        };
+    }
     if let Some(sub) = unsupported(q) {
         return match (method.clone(), sub) {
-            (Method::GET, "acl") => Ok(S3Op::GetAcl {
-                bucket,
-                key: Some(key),
-            }),
             (Method::GET, "tagging") => Ok(S3Op::GetObjectTagging { bucket, key }),
             _ => Err(not_implemented(sub)),
         };
@@ -540,12 +677,27 @@ mod tests {
             ("POST", Some("b"), None, "delete", false, Ok(S3Op::DeleteObjects { bucket: b() })),
             ("POST", Some("b"), None, "", false, Err("MethodNotAllowed")),
             ("GET", Some("b"), None, "versioning", false, Ok(S3Op::GetBucketVersioning { bucket: b() })),
-            ("GET", Some("b"), None, "acl", false, Ok(S3Op::GetAcl { bucket: b(), key: None })),
-            ("PUT", Some("b"), None, "acl", false, Err("NotImplemented")),
+            ("GET", Some("b"), None, "acl", false, Ok(S3Op::GetBucketAcl { bucket: b() })),
+            ("PUT", Some("b"), None, "acl", false, Ok(S3Op::PutBucketAcl { bucket: b() })),
+            ("DELETE", Some("b"), None, "acl", false, Err("MethodNotAllowed")),
+            ("POST", Some("b"), None, "acl", false, Err("MethodNotAllowed")),
+            ("GET", Some("b"), None, "policy", false, Ok(S3Op::GetBucketPolicy { bucket: b() })),
+            ("PUT", Some("b"), None, "policy", false, Ok(S3Op::PutBucketPolicy { bucket: b() })),
+            ("DELETE", Some("b"), None, "policy", false, Ok(S3Op::DeleteBucketPolicy { bucket: b() })),
+            ("GET", Some("b"), None, "policyStatus", false, Ok(S3Op::GetBucketPolicyStatus { bucket: b() })),
+            ("PUT", Some("b"), None, "policyStatus", false, Err("MethodNotAllowed")),
+            ("DELETE", Some("b"), None, "policyStatus", false, Err("MethodNotAllowed")),
+            ("GET", Some("b"), None, "publicAccessBlock", false, Ok(S3Op::GetPublicAccessBlock { bucket: b() })),
+            ("PUT", Some("b"), None, "publicAccessBlock", false, Ok(S3Op::PutPublicAccessBlock { bucket: b() })),
+            ("DELETE", Some("b"), None, "publicAccessBlock", false, Ok(S3Op::DeletePublicAccessBlock { bucket: b() })),
+            ("GET", Some("b"), None, "ownershipControls", false, Ok(S3Op::GetBucketOwnershipControls { bucket: b() })),
+            ("PUT", Some("b"), None, "ownershipControls", false, Ok(S3Op::PutBucketOwnershipControls { bucket: b() })),
+            ("DELETE", Some("b"), None, "ownershipControls", false, Ok(S3Op::DeleteBucketOwnershipControls { bucket: b() })),
+            ("HEAD", Some("b"), None, "ownershipControls", false, Err("MethodNotAllowed")),
             ("PUT", Some("b"), None, "versioning", false, Err("NotImplemented")),
-            ("GET", Some("b"), None, "policy", false, Ok(S3Op::GetMissingBucketConfig {
+            ("GET", Some("b"), None, "lifecycle", false, Ok(S3Op::GetMissingBucketConfig {
                 bucket: b(),
-                missing: S3Error::NoSuchConfiguration { code: "NoSuchBucketPolicy", message: "The bucket policy does not exist" },
+                missing: S3Error::NoSuchConfiguration { code: "NoSuchLifecycleConfiguration", message: "The lifecycle configuration does not exist" },
             })),
             ("GET", Some("b"), None, "notification", false, Err("NotImplemented")),
             ("DELETE", Some("b"), None, "cors", false, Err("NotImplemented")),
@@ -570,7 +722,15 @@ mod tests {
             ("DELETE", Some("b"), Some("k"), "uploadId=56788", false, Err("NoSuchUpload")),
             ("GET", Some("b"), Some("k"), "uploadId=0000000000000000000000000000000A", false, Err("NoSuchUpload")),
             ("PUT", Some("b"), Some("k"), "partNumber=1&uploadId=000000000000000000000000000000001", false, Err("NoSuchUpload")),
-            ("GET", Some("b"), Some("k"), "acl", false, Ok(S3Op::GetAcl { bucket: b(), key: Some(k()) })),
+            ("GET", Some("b"), Some("k"), "acl", false, Ok(S3Op::GetObjectAcl { bucket: b(), key: k() })),
+            ("PUT", Some("b"), Some("k"), "acl", false, Ok(S3Op::PutObjectAcl { bucket: b(), key: k() })),
+            ("PUT", Some("b"), Some("k"), "acl&versionId=null", false, Ok(S3Op::PutObjectAcl { bucket: b(), key: k() })),
+            ("GET", Some("b"), Some("k"), "acl&versionId=v1", false, Err("InvalidArgument")),
+            ("DELETE", Some("b"), Some("k"), "acl", false, Err("MethodNotAllowed")),
+            ("GET", Some("b"), Some("k"), "policy", false, Err("NotImplemented")),
+            ("PUT", Some("b"), Some("k"), "publicAccessBlock", false, Err("NotImplemented")),
+            ("GET", Some("b"), Some("k"), "ownershipControls", false, Err("NotImplemented")),
+            ("GET", Some("b"), Some("k"), "policyStatus", false, Err("NotImplemented")),
             ("GET", Some("b"), Some("k"), "tagging", false, Ok(S3Op::GetObjectTagging { bucket: b(), key: k() })),
             ("PUT", Some("b"), Some("k"), "tagging", false, Err("NotImplemented")),
             ("GET", Some("b"), Some("k"), "retention", false, Err("NotImplemented")),
@@ -593,6 +753,66 @@ mod tests {
                 _ => panic!("{method} {bucket:?} {key:?} ?{query}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    /// Every operation name is one `anode_meta::authz::Action::for_operation` knows, with the
+    /// action S3 documents for it.
+    #[test]
+    #[rustfmt::skip]
+    fn every_operation_has_its_action() {
+        use anode_meta::authz::Action as A;
+        let s = || "b".to_string();
+        let k = || "k".to_string();
+        let u = || "00000000000000000000000000000001".to_string();
+        let ops = [
+            (S3Op::ListBuckets, A::ListAllMyBuckets),
+            (S3Op::CreateBucket { bucket: s() }, A::CreateBucket),
+            (S3Op::DeleteBucket { bucket: s() }, A::DeleteBucket),
+            (S3Op::HeadBucket { bucket: s() }, A::ListBucket),
+            (S3Op::GetBucketLocation { bucket: s() }, A::GetBucketLocation),
+            (S3Op::GetBucketVersioning { bucket: s() }, A::GetBucketVersioning),
+            (S3Op::GetBucketAcl { bucket: s() }, A::GetBucketAcl),
+            (S3Op::PutBucketAcl { bucket: s() }, A::PutBucketAcl),
+            (S3Op::GetObjectAcl { bucket: s(), key: k() }, A::GetObjectAcl),
+            (S3Op::PutObjectAcl { bucket: s(), key: k() }, A::PutObjectAcl),
+            (S3Op::GetBucketPolicy { bucket: s() }, A::GetBucketPolicy),
+            (S3Op::PutBucketPolicy { bucket: s() }, A::PutBucketPolicy),
+            (S3Op::DeleteBucketPolicy { bucket: s() }, A::DeleteBucketPolicy),
+            (S3Op::GetBucketPolicyStatus { bucket: s() }, A::GetBucketPolicyStatus),
+            (S3Op::GetPublicAccessBlock { bucket: s() }, A::GetBucketPublicAccessBlock),
+            (S3Op::PutPublicAccessBlock { bucket: s() }, A::PutBucketPublicAccessBlock),
+            (S3Op::DeletePublicAccessBlock { bucket: s() }, A::PutBucketPublicAccessBlock),
+            (S3Op::GetBucketOwnershipControls { bucket: s() }, A::GetBucketOwnershipControls),
+            (S3Op::PutBucketOwnershipControls { bucket: s() }, A::PutBucketOwnershipControls),
+            (S3Op::DeleteBucketOwnershipControls { bucket: s() }, A::PutBucketOwnershipControls),
+            (S3Op::GetObjectTagging { bucket: s(), key: k() }, A::GetObjectTagging),
+            (S3Op::ListObjectsV1 { bucket: s() }, A::ListBucket),
+            (S3Op::ListObjectsV2 { bucket: s() }, A::ListBucket),
+            (S3Op::ListObjectVersions { bucket: s() }, A::ListBucketVersions),
+            (S3Op::ListMultipartUploads { bucket: s() }, A::ListBucketMultipartUploads),
+            (S3Op::DeleteObjects { bucket: s() }, A::DeleteObject),
+            (S3Op::PutObject { bucket: s(), key: k() }, A::PutObject),
+            (S3Op::CopyObject { bucket: s(), key: k() }, A::PutObject),
+            (S3Op::GetObject { bucket: s(), key: k() }, A::GetObject),
+            (S3Op::HeadObject { bucket: s(), key: k() }, A::GetObject),
+            (S3Op::DeleteObject { bucket: s(), key: k() }, A::DeleteObject),
+            (S3Op::CreateMultipartUpload { bucket: s(), key: k() }, A::PutObject),
+            (S3Op::UploadPart { bucket: s(), key: k(), upload_id: u(), part_number: 1 }, A::PutObject),
+            (S3Op::UploadPartCopy { bucket: s(), key: k(), upload_id: u(), part_number: 1 }, A::PutObject),
+            (S3Op::CompleteMultipartUpload { bucket: s(), key: k(), upload_id: u() }, A::PutObject),
+            (S3Op::AbortMultipartUpload { bucket: s(), key: k(), upload_id: u() }, A::AbortMultipartUpload),
+            (S3Op::ListParts { bucket: s(), key: k(), upload_id: u() }, A::ListMultipartUploadParts),
+        ];
+        for (op, want) in ops {
+            assert_eq!(
+                A::for_operation(op.name(), None, op.acl_of_object()),
+                Some(want),
+                "{op:?}"
+            );
+        }
+        // The 404 answers of unset configurations need the sub-resource.
+        let missing = route(&Method::GET, Some("b"), None, &Query::parse("cors"), false).unwrap();
+        assert_eq!(A::for_operation(missing.name(), Some("cors"), false), Some(A::GetBucketCors));
     }
 
     #[test]

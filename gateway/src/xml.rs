@@ -55,6 +55,20 @@ impl XmlWriter {
         self.buf.push_str("\">");
     }
 
+    /// `<name k="v" ...>` with the attribute values escaped.
+    pub fn open_with_attrs(&mut self, name: &str, attrs: &[(&str, &str)]) {
+        self.buf.push('<');
+        self.buf.push_str(name);
+        for (k, v) in attrs {
+            self.buf.push(' ');
+            self.buf.push_str(k);
+            self.buf.push_str("=\"");
+            push_escaped(&mut self.buf, v);
+            self.buf.push('"');
+        }
+        self.buf.push('>');
+    }
+
     /// `</name>`.
     pub fn close(&mut self, name: &str) {
         self.buf.push_str("</");
@@ -572,7 +586,7 @@ pub fn empty_tagging() -> String {
     w.finish()
 }
 
-fn bool_str(b: bool) -> &'static str {
+pub(crate) fn bool_str(b: bool) -> &'static str {
     if b {
         "true"
     } else {
@@ -582,12 +596,15 @@ fn bool_str(b: bool) -> &'static str {
 
 // ---- request bodies -------------------------------------------------------------------------
 
-/// One element of a parsed request body: local name (namespace prefix dropped), text content
-/// (unescaped, not trimmed) and child elements in order.
+/// One element of a parsed request body: local name (namespace prefix dropped), attributes,
+/// text content (unescaped, not trimmed) and child elements in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct XmlNode {
     /// Local element name.
     pub name: String,
+    /// Attributes as (local name, unescaped value), in document order; namespace declarations
+    /// (`xmlns`, `xmlns:p`) are left out. `xsi:type="Group"` is `("type", "Group")`.
+    pub attrs: Vec<(String, String)>,
     /// Concatenated text content.
     pub text: String,
     /// Child elements.
@@ -595,6 +612,14 @@ pub struct XmlNode {
 }
 
 impl XmlNode {
+    /// The value of the first attribute with local name `name`.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The first child named `name`.
     pub fn child(&self, name: &str) -> Option<&XmlNode> {
         self.children.iter().find(|c| c.name == name)
@@ -619,16 +644,10 @@ pub fn parse_tree(body: &[u8]) -> Result<XmlNode, S3Error> {
                 if root.is_some() || stack.len() >= MAX_XML_DEPTH {
                     return Err(S3Error::MalformedXML);
                 }
-                stack.push(XmlNode {
-                    name: local_name(e.local_name().as_ref())?,
-                    ..Default::default()
-                });
+                stack.push(element(&e)?);
             }
             Event::Empty(e) => {
-                let node = XmlNode {
-                    name: local_name(e.local_name().as_ref())?,
-                    ..Default::default()
-                };
+                let node = element(&e)?;
                 attach(&mut stack, &mut root, node)?;
             }
             Event::End(_) => {
@@ -651,6 +670,32 @@ pub fn parse_tree(body: &[u8]) -> Result<XmlNode, S3Error> {
         return Err(S3Error::MalformedXML);
     }
     root.ok_or(S3Error::MalformedXML)
+}
+
+/// Most attributes one element may carry.
+const MAX_XML_ATTRS: usize = 16;
+
+/// A new node for a start (or empty) tag: its local name and attributes, namespace
+/// declarations left out. Duplicate or unparsable attributes are `MalformedXML`.
+fn element(e: &quick_xml::events::BytesStart<'_>) -> Result<XmlNode, S3Error> {
+    let mut attrs = Vec::new();
+    for a in e.attributes() {
+        let a = a.map_err(|_| S3Error::MalformedXML)?;
+        let key = a.key.as_ref();
+        if key == b"xmlns" || key.starts_with(b"xmlns:") {
+            continue;
+        }
+        if attrs.len() >= MAX_XML_ATTRS {
+            return Err(S3Error::MalformedXML);
+        }
+        let value = a.unescape_value().map_err(|_| S3Error::MalformedXML)?;
+        attrs.push((local_name(a.key.local_name().as_ref())?, value.into_owned()));
+    }
+    Ok(XmlNode {
+        name: local_name(e.local_name().as_ref())?,
+        attrs,
+        ..Default::default()
+    })
 }
 
 fn local_name(raw: &[u8]) -> Result<String, S3Error> {
@@ -679,7 +724,7 @@ fn push_text(stack: &mut [XmlNode], root: &Option<XmlNode>, text: &str) -> Resul
     Ok(())
 }
 
-fn expect_root<'a>(node: &'a XmlNode, name: &str) -> Result<&'a XmlNode, S3Error> {
+pub(crate) fn expect_root<'a>(node: &'a XmlNode, name: &str) -> Result<&'a XmlNode, S3Error> {
     if node.name == name {
         Ok(node)
     } else {
@@ -1034,6 +1079,33 @@ mod tests {
             "<Object><Key>k</Key></Object>".repeat(MAX_DELETE_OBJECTS + 1)
         );
         assert_eq!(parse_delete(many.as_bytes()), Err(S3Error::MalformedXML));
+    }
+
+    #[test]
+    fn attributes_by_local_name() {
+        let tree = parse_tree(
+            br#"<a xmlns="urn:x" xmlns:xsi="urn:y" xsi:type="Group" b='1&amp;2'><c/></a>"#,
+        )
+        .unwrap();
+        assert_eq!(
+            tree.attrs,
+            vec![
+                ("type".to_string(), "Group".to_string()),
+                ("b".to_string(), "1&2".to_string())
+            ]
+        );
+        assert_eq!(tree.attr("type"), Some("Group"));
+        assert_eq!(tree.attr("xsi"), None);
+        assert_eq!(tree.children[0].attrs, vec![]);
+        let bad: &[&[u8]] = &[b"<a b=\"1\" b=\"2\"/>", b"<a b=1/>", b"<a b=\"&bogus;\"/>"];
+        for body in bad {
+            assert_eq!(parse_tree(body), Err(S3Error::MalformedXML), "{body:?}");
+        }
+        let many: String = (0..=MAX_XML_ATTRS).map(|i| format!(" a{i}=\"\"")).collect();
+        assert_eq!(
+            parse_tree(format!("<a{many}/>").as_bytes()),
+            Err(S3Error::MalformedXML)
+        );
     }
 
     #[test]

@@ -166,6 +166,42 @@ fn xml_seeds() {
     write("xml_create_bucket", "empty", " \n");
 }
 
+fn access_seeds() {
+    let alice = anode_meta::authz::canonical_id("alice");
+    let bob = anode_meta::authz::canonical_id("bob");
+    let xsi = "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"";
+    let acl = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<AccessControlPolicy xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Owner><ID>{alice}</ID><DisplayName>alice</DisplayName></Owner><AccessControlList><Grant><Grantee {xsi} xsi:type=\"CanonicalUser\"><ID>{alice}</ID></Grantee><Permission>FULL_CONTROL</Permission></Grant><Grant><Grantee {xsi} xsi:type=\"CanonicalUser\"><ID>{bob}</ID><DisplayName>bob</DisplayName></Grantee><Permission>WRITE_ACP</Permission></Grant><Grant><Grantee {xsi} xsi:type=\"Group\"><URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee><Permission>READ</Permission></Grant><Grant><Grantee {xsi} xsi:type=\"Group\"><URI>http://acs.amazonaws.com/groups/global/AuthenticatedUsers</URI></Grantee><Permission>READ_ACP</Permission></Grant></AccessControlList></AccessControlPolicy>"
+    );
+    write("xml_access", "acl", &acl);
+    write(
+        "xml_access",
+        "acl-email",
+        format!("<AccessControlPolicy><AccessControlList><Grant><Grantee {xsi} xsi:type=\"AmazonCustomerByEmail\"><EmailAddress>a@example.com</EmailAddress></Grantee><Permission>WRITE</Permission></Grant></AccessControlList></AccessControlPolicy>"),
+    );
+    write(
+        "xml_access",
+        "public-access-block",
+        "<PublicAccessBlockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><BlockPublicAcls>true</BlockPublicAcls><IgnorePublicAcls>false</IgnorePublicAcls><BlockPublicPolicy>TRUE</BlockPublicPolicy><RestrictPublicBuckets>false</RestrictPublicBuckets></PublicAccessBlockConfiguration>",
+    );
+    write(
+        "xml_access",
+        "ownership-controls",
+        "<OwnershipControls xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Rule><ObjectOwnership>BucketOwnerEnforced</ObjectOwnership></Rule></OwnershipControls>",
+    );
+    write(
+        "xml_access",
+        "grant-headers",
+        format!("PUT /b?acl\nx-amz-grant-read: id=\"{alice}\", uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"\nx-amz-grant-full-control: id={bob}\nx-amz-grant-write-acp: uri=\"http://acs.amazonaws.com/groups/global/AuthenticatedUsers\"\nx-amz-object-ownership: ObjectWriter\n\n"),
+    );
+    write(
+        "xml_access",
+        "canned-and-body",
+        format!("PUT /b/k?acl\nx-amz-acl: bucket-owner-full-control\n\n{acl}"),
+    );
+    write("xml_access", "body-only", format!("PUT /b?acl\n\n{acl}"));
+}
+
 fn route_seeds() {
     for (n, r) in [
         ("put-copy", "PUT /b/k?partNumber=3&uploadId=0123456789abcdef0123456789abcdef\nhost: s3.local\nx-amz-copy-source: /src/a%20b?versionId=null\nx-amz-copy-source-range: bytes=0-9\nx-amz-copy-source-if-match: \"abc\"\n\n"),
@@ -546,6 +582,7 @@ fn main() {
     sigv4_seeds();
     chunked_seeds();
     xml_seeds();
+    access_seeds();
     route_seeds();
     range_seeds();
     gateway_seeds();
