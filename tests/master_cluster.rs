@@ -101,6 +101,7 @@ async fn master_group_failover_restart_and_membership() {
             replication: 0,
             owner_access_key: String::new(),
             owner_user: String::new(),
+            access: Vec::new(),
             session: None,
         })
         .await
@@ -371,6 +372,7 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
             replication: 0,
             owner_access_key: String::new(),
             owner_user: String::new(),
+            access: Vec::new(),
             session: None,
         })
         .await

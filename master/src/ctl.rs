@@ -739,6 +739,7 @@ async fn buckets(m: &Masters, cmd: &BucketsCmd) -> anyhow::Result<Value> {
                 replication: *replication,
                 owner_access_key: String::new(),
                 owner_user: String::new(),
+                access: Vec::new(),
                 session: Some(one_write_session()),
             };
             call_leader(m, |mut c| {
