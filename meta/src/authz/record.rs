@@ -90,6 +90,23 @@ impl BucketAccessRecord {
         }
     }
 
+    /// The record of a bucket owned by user `owner_user` whose stored record is empty (every
+    /// bucket until its access is first set): no policy, a `private` ACL owned by the owner's
+    /// [`super::canonical_id`], ObjectWriter, nothing blocked. The administrators' buckets
+    /// (`owner_user` "") have the canonical id of the empty name, which no user has.
+    pub fn default_for(owner_user: &str) -> BucketAccessRecord {
+        BucketAccessRecord::new_bucket(&super::canonical_id(owner_user), CannedAcl::Private)
+    }
+
+    /// The record stored as `bytes` (`BucketConfig.access`) for a bucket owned by
+    /// `owner_user`: decoded, or [`BucketAccessRecord::default_for`] when empty.
+    pub fn load(bytes: &[u8], owner_user: &str) -> Result<BucketAccessRecord, RecordError> {
+        if bytes.is_empty() {
+            return Ok(BucketAccessRecord::default_for(owner_user));
+        }
+        BucketAccessRecord::decode(bytes)
+    }
+
     /// The bytes stored, stamped with the current version.
     pub fn encode(&self) -> Vec<u8> {
         let mut r = self.clone();
@@ -283,6 +300,20 @@ mod tests {
             decode_acl(&huge),
             Err(RecordError::Malformed(m)) if m.contains("at most")
         ));
+    }
+
+    #[test]
+    fn an_empty_record_loads_as_the_owners_default() {
+        let d = BucketAccessRecord::load(b"", "alice").unwrap();
+        assert_eq!(d.policy, None);
+        assert_eq!(d.acl, CannedAcl::Private.expand(&canonical_id("alice"), ""));
+        assert_eq!(d.object_ownership, ObjectOwnership::ObjectWriter);
+        assert_eq!(d.public_access_block, PublicAccessBlock::default());
+        assert_ne!(d, BucketAccessRecord::default_for("bob"));
+        let mut set = d.clone();
+        set.policy = Some("x".into());
+        assert_eq!(BucketAccessRecord::load(&set.encode(), "bob"), Ok(set));
+        assert!(BucketAccessRecord::load(b"{", "alice").is_err());
     }
 
     #[test]
