@@ -521,6 +521,7 @@ async fn access_configuration_through_the_leader(leader: &str) {
         bucket: "bkt".into(),
         key: "before".into(),
         acl: acl.clone(),
+        expect_object_version: Some(m.object_version),
         session: None,
     };
     gw.set_object_acl(set_acl.clone())

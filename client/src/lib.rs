@@ -453,19 +453,22 @@ impl Client {
     }
 
     /// Replace the ACL of the current object `bucket/key` in place (`Manifest.acl`; empty =
-    /// private, owned by the bucket's owner): its body, etag, mtime and version stay.
-    /// `NoSuchKey` / `NoSuchBucket` when absent; `InvalidArgument` for an ACL the master
-    /// cannot decode.
+    /// private, owned by the bucket's owner): its body, etag, mtime and version stay. With
+    /// `expect_version`, only if the object is still that `object_version` (else
+    /// `PreconditionFailed`: it was overwritten since it was read). `NoSuchKey` /
+    /// `NoSuchBucket` when absent; `InvalidArgument` for an ACL the master cannot decode.
     pub async fn set_object_acl(
         &self,
         bucket: &str,
         key: &str,
         acl: Vec<u8>,
+        expect_version: Option<u64>,
     ) -> Result<(), ClientError> {
         let req = SetObjectAclRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
             acl,
+            expect_object_version: expect_version,
             session: None,
         };
         let res = self
@@ -977,7 +980,7 @@ mod tests {
         send(c.read_manifest("b", m, None));
         send(c.copy_object("b", "k", "b", "k2", None));
         send(c.set_bucket_access("b", Vec::new(), None));
-        send(c.set_object_acl("b", "k", Vec::new()));
+        send(c.set_object_acl("b", "k", Vec::new(), None));
         send(c.list_all("b", ""));
         send(c.delete_objects("b", vec![]));
     }

@@ -856,7 +856,12 @@ async fn bucket_access_and_object_acls() {
         assert_eq!(m.acl, acl);
         assert_eq!(cl.cached_manifest(BUCKET, "o").unwrap().acl, acl);
         let private = encode_acl(&CannedAcl::Private.expand(&alice, &alice));
-        cl.set_object_acl(BUCKET, "o", private.clone())
+        let err = cl
+            .set_object_acl(BUCKET, "o", private.clone(), Some(m.object_version + 1))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::PreconditionFailed, "{err:?}");
+        cl.set_object_acl(BUCKET, "o", private.clone(), Some(m.object_version))
             .await
             .unwrap();
         assert!(
@@ -870,7 +875,7 @@ async fn bucket_access_and_object_acls() {
             (m.etag.as_str(), m.mtime_ms, m.object_version)
         );
         let err = cl
-            .set_object_acl(BUCKET, "missing", private.clone())
+            .set_object_acl(BUCKET, "missing", private.clone(), None)
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::NoSuchKey, "{err:?}");
@@ -915,7 +920,7 @@ async fn bucket_access_and_object_acls() {
         // The client role may not change access configuration.
         let plain_client = client(&c).await;
         let err = plain_client
-            .set_object_acl(BUCKET, "o", Vec::new())
+            .set_object_acl(BUCKET, "o", Vec::new(), None)
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::PermissionDenied, "{err:?}");

@@ -47,12 +47,15 @@ pub trait Backend: Send + Sync + 'static {
         access: Vec<u8>,
         expect: Option<Vec<u8>>,
     ) -> Result<(), ClientError>;
-    /// Replace the ACL of the current object in place (`NoSuchKey`, `NoSuchBucket`).
+    /// Replace the ACL of the current object in place (`NoSuchKey`, `NoSuchBucket`); with
+    /// `expect_version`, only if the object is still that `object_version` (else
+    /// `PreconditionFailed`).
     async fn set_object_acl(
         &self,
         bucket: &str,
         key: &str,
         acl: Vec<u8>,
+        expect_version: Option<u64>,
     ) -> Result<(), ClientError>;
     /// Store and commit an object.
     async fn put_object(
@@ -176,8 +179,9 @@ impl Backend for Client {
         bucket: &str,
         key: &str,
         acl: Vec<u8>,
+        expect_version: Option<u64>,
     ) -> Result<(), ClientError> {
-        Client::set_object_acl(self, bucket, key, acl).await
+        Client::set_object_acl(self, bucket, key, acl, expect_version).await
     }
     async fn put_object(
         &self,

@@ -304,11 +304,13 @@ impl Backend for MemBackend {
         bucket: &str,
         key: &str,
         acl: Vec<u8>,
+        expect_version: Option<u64>,
     ) -> Result<(), ClientError> {
         self.propose(Op::SetObjectAcl(SetObjectAclCmd {
             bucket: bucket.into(),
             key: key.into(),
             acl,
+            expect_object_version: expect_version,
         }))
         .map(|_| ())
     }

@@ -307,6 +307,7 @@ impl Master for MasterService {
                 bucket: r.bucket,
                 key: r.key,
                 acl: r.acl,
+                expect_object_version: r.expect_object_version,
             }),
         )
         .await?;

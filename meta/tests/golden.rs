@@ -219,6 +219,8 @@ fn command_set_object_acl() -> Command {
             bucket: "photos".into(),
             key: "2024/cat.jpg".into(),
             acl: object_acl(),
+            // The version of the object `the_version_4_commands_apply` writes (raft index 2).
+            expect_object_version: Some(2),
         })),
     }
 }

@@ -239,7 +239,7 @@ implemented {
     async fn set_object_acl(&self, r: Request<SetObjectAclRequest>) -> Rpc<SetObjectAclResponse> {
         let mut st = self.gate("set_object_acl")?;
         let r = r.into_inner();
-        let op = Op::SetObjectAcl(SetObjectAclCmd { bucket: r.bucket, key: r.key, acl: r.acl });
+        let op = Op::SetObjectAcl(SetObjectAclCmd { bucket: r.bucket, key: r.key, acl: r.acl, expect_object_version: r.expect_object_version });
         st.sm.propose_in(r.session, op).map_err(|e| e.to_status())?;
         ok(SetObjectAclResponse {})
     }

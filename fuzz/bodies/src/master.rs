@@ -325,6 +325,7 @@ fn op(c: &mut Cursor<'_>) -> Op {
             bucket: bucket(c),
             key: key(c),
             acl: acl(c),
+            expect_object_version: (c.u8().is_multiple_of(2)).then(|| number(c)),
         }),
         _ => Op::Noop(NoopCmd {}),
     }

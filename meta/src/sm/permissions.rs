@@ -61,11 +61,20 @@ pub(super) fn set_bucket_access(o: &mut Overlay<'_>, c: &SetBucketAccessCmd) -> 
 }
 
 /// `SetObjectAcl`: the current manifest of `bucket/key` with its ACL replaced; nothing else
-/// of it changes (body, etag, mtime, object version), so no reference or counter moves.
+/// of it changes (body, etag, mtime, object version), so no reference or counter moves. With
+/// `expect_object_version`, only when the object is still that version.
 pub(super) fn set_object_acl(o: &mut Overlay<'_>, c: &SetObjectAclCmd) -> Res {
     get_bucket(o, &c.bucket).ok_or_else(|| StateError::NoSuchBucket(c.bucket.clone()))?;
     let key = object_key(&c.bucket, &c.key);
     let mut m: Manifest = get_msg(o, &key).ok_or_else(|| StateError::NoSuchKey(c.key.clone()))?;
+    if let Some(v) = c.expect_object_version {
+        if v != m.object_version {
+            return Err(StateError::PreconditionFailed(format!(
+                "object {} is version {}, not {v}",
+                c.key, m.object_version
+            )));
+        }
+    }
     check_object_acl(&c.acl)?;
     m.acl = c.acl.clone();
     o.put(key, m.encode_to_vec());

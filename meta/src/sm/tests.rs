@@ -1281,6 +1281,7 @@ fn set_acl(b: &str, k: &str, acl: Vec<u8>) -> Op {
         bucket: b.into(),
         key: k.into(),
         acl,
+        expect_object_version: None,
     })
 }
 
@@ -1432,7 +1433,24 @@ fn an_object_acl_is_replaced_in_place() {
     assert_eq!(get_object(&sm.kv, "photos", "cat").unwrap().acl, acl);
     // An overwrite takes the ACL it carries (none: the default again).
     sm.ok(put("photos", "cat", vec![chunk(2, 10)]));
+    let overwritten = get_object(&sm.kv, "photos", "cat").unwrap();
+    assert!(overwritten.acl.is_empty());
+    // Compare-and-set on the object version: an ACL decided for the old object is refused.
+    let for_version = |v: u64| {
+        Op::SetObjectAcl(SetObjectAclCmd {
+            bucket: "photos".into(),
+            key: "cat".into(),
+            acl: acl.clone(),
+            expect_object_version: Some(v),
+        })
+    };
+    assert_eq!(
+        sm.err(for_version(before.object_version)),
+        ErrorCode::PreconditionFailed
+    );
     assert!(get_object(&sm.kv, "photos", "cat").unwrap().acl.is_empty());
+    sm.ok(for_version(overwritten.object_version));
+    assert_eq!(get_object(&sm.kv, "photos", "cat").unwrap().acl, acl);
 }
 
 #[test]
