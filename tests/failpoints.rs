@@ -449,6 +449,7 @@ async fn create_bucket(addrs: &[String], name: &str) {
                 replication: 0,
                 owner_access_key: String::new(),
                 owner_user: String::new(),
+                access: Vec::new(),
                 session: None,
             })
             .await

@@ -101,6 +101,7 @@ async fn master_group_failover_restart_and_membership() {
             replication: 0,
             owner_access_key: String::new(),
             owner_user: String::new(),
+            access: Vec::new(),
             session: None,
         })
         .await
@@ -371,6 +372,7 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
             replication: 0,
             owner_access_key: String::new(),
             owner_user: String::new(),
+            access: Vec::new(),
             session: None,
         })
         .await
@@ -442,6 +444,107 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
         assert!(p.child.as_mut().unwrap().try_wait().unwrap().is_none());
     }
     requests_over_limits_are_refused_at_the_edge(&addr(leader_id)).await;
+    access_configuration_through_the_leader(&addr(leader_id)).await;
+}
+
+/// Issue 19: a gateway sets a bucket's access record (compare-and-set on the bytes it read)
+/// and an object's ACL through the real service and raft; GetBucket / GetObject return them,
+/// the object keeps its version; bad records are INVALID_ARGUMENT; the client role is refused.
+async fn access_configuration_through_the_leader(leader: &str) {
+    // The stored JSON forms (`anode_meta::authz::record`), written out: this crate does not
+    // link anode-meta, and the master must take them as any writer sends them.
+    let (alice, bob) = ("a".repeat(64), "b".repeat(64));
+    let record = format!(
+        r#"{{"version":1,"policy":null,"acl":{{"owner":"{alice}","grants":[{{"grantee":{{"type":"AllUsers"}},"permission":"READ"}}]}},"object_ownership":"ObjectWriter","public_access_block":{{"block_public_acls":false,"ignore_public_acls":false,"block_public_policy":false,"restrict_public_buckets":false}}}}"#
+    )
+    .into_bytes();
+    let acl = format!(
+        r#"{{"version":1,"owner":"{bob}","grants":[{{"grantee":{{"type":"CanonicalUser","id":"{alice}"}},"permission":"READ"}}]}}"#
+    )
+    .into_bytes();
+    let connect = |role: anode_tls::Role| {
+        let ep = support::tls(role, "1")
+            .endpoint(leader, anode_tls::Role::Master)
+            .unwrap()
+            .timeout(Duration::from_secs(5));
+        async move { anode_proto::master_client::MasterClient::new(ep.connect().await.unwrap()) }
+    };
+    let mut gw = connect(anode_tls::Role::Gateway).await;
+    let bucket = |c: &mut anode_proto::master_client::MasterClient<_>| {
+        let mut c = c.clone();
+        async move {
+            c.get_bucket(GetBucketRequest { name: "bkt".into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .config
+                .unwrap()
+        }
+    };
+    let before = bucket(&mut gw).await;
+    assert!(before.access.is_empty());
+    let set = |access: Vec<u8>, expect: Option<Vec<u8>>| SetBucketAccessRequest {
+        name: "bkt".into(),
+        access,
+        expect_access: expect,
+        session: None,
+    };
+    gw.set_bucket_access(set(record.clone(), Some(Vec::new())))
+        .await
+        .expect("set the record");
+    assert_eq!(bucket(&mut gw).await.access, record.clone());
+    let stale = gw
+        .set_bucket_access(set(Vec::new(), Some(Vec::new())))
+        .await
+        .expect_err("a stale compare-and-set");
+    let d = ErrorDetail::from_status(&stale).expect("an error detail");
+    assert_eq!(d.code(), ErrorCode::PreconditionFailed, "{stale:?}");
+    assert_invalid(
+        gw.set_bucket_access(set(b"{".to_vec(), None)).await,
+        "a record that does not decode",
+    );
+    assert_eq!(bucket(&mut gw).await.access, record.clone());
+
+    let get = GetObjectRequest {
+        bucket: "bkt".into(),
+        key: "before".into(),
+        allow_stale: false,
+    };
+    let m = gw
+        .get_object(get.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .manifest
+        .unwrap();
+    let set_acl = SetObjectAclRequest {
+        bucket: "bkt".into(),
+        key: "before".into(),
+        acl: acl.clone(),
+        expect_object_version: Some(m.object_version),
+        session: None,
+    };
+    gw.set_object_acl(set_acl.clone())
+        .await
+        .expect("set the object ACL");
+    let after = gw
+        .get_object(get)
+        .await
+        .unwrap()
+        .into_inner()
+        .manifest
+        .unwrap();
+    assert_eq!(after.acl, acl);
+    assert_eq!(
+        (after.object_version, after.mtime_ms),
+        (m.object_version, m.mtime_ms)
+    );
+    let mut client = connect(anode_tls::Role::Client).await;
+    let denied = client
+        .set_object_acl(set_acl)
+        .await
+        .expect_err("client role");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
 }
 
 fn assert_invalid<T: std::fmt::Debug>(r: Result<T, tonic::Status>, what: &str) {

@@ -304,6 +304,7 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
                 replication: 1,
                 owner_access_key: String::new(),
                 owner_user: String::new(),
+                access: Vec::new(),
                 session: None,
             })
             .await

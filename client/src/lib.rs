@@ -38,7 +38,7 @@ use anode_proto::{
     AbortMultipartRequest, CompleteMultipartRequest, CreateBucketRequest, CreateMultipartRequest,
     DeleteBucketRequest, DeleteObjectRequest, DeleteObjectsRequest, GetBucketRequest,
     GetKeyRequest, GetObjectRequest, ListBucketsRequest, MultipartUpload, PutObjectRequest,
-    PutObjectsRequest, PutPartRequest,
+    PutObjectsRequest, PutPartRequest, SetBucketAccessRequest, SetObjectAclRequest,
 };
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
@@ -71,6 +71,10 @@ pub struct PutOptions {
     /// Expected MD5 of the body; a mismatch fails with [`ClientError::BadDigest`] and nothing is
     /// committed.
     pub content_md5: Option<[u8; 16]>,
+    /// The object's ACL as stored (`Manifest.acl`: `anode_meta::authz::encode_acl`; empty =
+    /// private, owned by the bucket's owner). A multipart upload keeps it until completion; a
+    /// copy with `replace` takes it from here.
+    pub acl: Vec<u8>,
 }
 
 /// The Anode client. Cheap to clone; clones share connections and caches.
@@ -169,25 +173,29 @@ impl Client {
         replication: u32,
         owner_access_key: &str,
     ) -> Result<BucketConfig, ClientError> {
-        self.create_bucket_owned(name, replication, owner_access_key, "")
+        self.create_bucket_owned(name, replication, owner_access_key, "", Vec::new())
             .await
     }
 
     /// Create bucket `name` owned by user `owner_user` ("" = the administrators), made with
-    /// the key `owner_access_key`. An existing bucket is `BucketAlreadyOwnedByYou` when the
-    /// same user owns it, else `BucketAlreadyExists`.
+    /// the key `owner_access_key`, with the initial access record `access`
+    /// (`BucketConfig.access`: an encoded `anode_meta::authz::BucketAccessRecord`; empty = the
+    /// default). An existing bucket is `BucketAlreadyOwnedByYou` when the same user owns it,
+    /// else `BucketAlreadyExists`; a record the master cannot decode is `InvalidArgument`.
     pub async fn create_bucket_owned(
         &self,
         name: &str,
         replication: u32,
         owner_access_key: &str,
         owner_user: &str,
+        access: Vec<u8>,
     ) -> Result<BucketConfig, ClientError> {
         let req = CreateBucketRequest {
             name: name.to_string(),
             replication,
             owner_access_key: owner_access_key.to_string(),
             owner_user: owner_user.to_string(),
+            access,
             session: None,
         };
         let resp = self
@@ -218,6 +226,37 @@ impl Client {
                     ..req.clone()
                 };
                 async move { c.delete_bucket(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Replace the access record of bucket `name` (`BucketConfig.access`, read with
+    /// [`Client::head_bucket`]; empty = the default). With `expect`, only when the current
+    /// record is exactly those bytes: a read-modify-write that lost a race to another writer
+    /// fails with `PreconditionFailed` and changes nothing (read again and retry). A record
+    /// the master cannot decode, or whose policy is not one of this bucket, is
+    /// `InvalidArgument`.
+    pub async fn set_bucket_access(
+        &self,
+        name: &str,
+        access: Vec<u8>,
+        expect: Option<Vec<u8>>,
+    ) -> Result<(), ClientError> {
+        let req = SetBucketAccessRequest {
+            name: name.to_string(),
+            access,
+            expect_access: expect,
+            session: None,
+        };
+        self.inner
+            .master
+            .write(|mut c, session| {
+                let req = SetBucketAccessRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
+                async move { c.set_bucket_access(req).await }
             })
             .await?;
         Ok(())
@@ -295,6 +334,7 @@ impl Client {
             object_version: 0,
             part_sizes: Vec::new(),
             system_metadata: opts.system_metadata,
+            acl: opts.acl,
         };
         self.commit(bucket, key, manifest, opts.if_match_etag).await
     }
@@ -410,6 +450,41 @@ impl Client {
         let src = self.head_object(src_bucket, src_key).await?;
         let (manifest, if_match) = copy_manifest(src, replace);
         self.commit(dst_bucket, dst_key, manifest, if_match).await
+    }
+
+    /// Replace the ACL of the current object `bucket/key` in place (`Manifest.acl`; empty =
+    /// private, owned by the bucket's owner): its body, etag, mtime and version stay. With
+    /// `expect_version`, only if the object is still that `object_version` (else
+    /// `PreconditionFailed`: it was overwritten since it was read). `NoSuchKey` /
+    /// `NoSuchBucket` when absent; `InvalidArgument` for an ACL the master cannot decode.
+    pub async fn set_object_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        acl: Vec<u8>,
+        expect_version: Option<u64>,
+    ) -> Result<(), ClientError> {
+        let req = SetObjectAclRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            acl,
+            expect_object_version: expect_version,
+            session: None,
+        };
+        let res = self
+            .inner
+            .master
+            .write(|mut c, session| {
+                let req = SetObjectAclRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
+                async move { c.set_object_acl(req).await }
+            })
+            .await;
+        // The object version stays, so a cached manifest would keep the old ACL: drop it.
+        self.inner.cache_forget(bucket, key);
+        res.map(|_| ())
     }
 
     /// Delete `bucket/key`; returns whether it existed.
@@ -578,6 +653,7 @@ impl Client {
                 content_type: opts.content_type,
                 user_metadata: opts.user_metadata,
                 system_metadata: opts.system_metadata,
+                acl: opts.acl,
             }),
             session: None,
         };
@@ -795,13 +871,15 @@ impl ClientInner {
 
 /// Pure: the manifest a copy commits, and its condition (what [`Client::copy_object`] sends;
 /// public so the gateway's in-memory test backend copies by the same rule). Keeps the body
-/// (chunks or inline data), size, etag and part sizes; takes content type and metadata from
-/// `replace` when given.
+/// (chunks or inline data), size, etag and part sizes; takes content type, metadata and ACL
+/// from `replace` when given. The source's ACL is never copied (S3: a copy gets the ACL of its
+/// request, `private` when it names none), so without `replace` the copy has the default ACL.
 pub fn copy_manifest(src: Manifest, replace: Option<PutOptions>) -> (Manifest, Option<String>) {
     let mut m = Manifest {
         version: anode_proto::MANIFEST_VERSION,
         mtime_ms: 0,
         object_version: 0,
+        acl: Vec::new(),
         ..src
     };
     let mut if_match = None;
@@ -809,6 +887,7 @@ pub fn copy_manifest(src: Manifest, replace: Option<PutOptions>) -> (Manifest, O
         m.content_type = opts.content_type;
         m.user_metadata = opts.user_metadata;
         m.system_metadata = opts.system_metadata;
+        m.acl = opts.acl;
         if_match = opts.if_match_etag;
     }
     (m, if_match)
@@ -862,21 +941,25 @@ mod tests {
             }],
             mtime_ms: 9,
             object_version: 7,
+            acl: b"source acl".to_vec(),
             ..Default::default()
         };
         let (same, cond) = copy_manifest(src.clone(), None);
         assert_eq!(same.chunks, src.chunks);
         assert_eq!(same.user_metadata, src.user_metadata);
         assert_eq!((same.mtime_ms, same.object_version, cond), (0, 0, None));
+        assert!(same.acl.is_empty(), "a copy never takes the source's ACL");
         let (replaced, cond) = copy_manifest(
             src.clone(),
             Some(PutOptions {
                 content_type: "image/png".into(),
                 if_match_etag: Some(String::new()),
+                acl: b"request acl".to_vec(),
                 ..Default::default()
             }),
         );
         assert_eq!(replaced.content_type, "image/png");
+        assert_eq!(replaced.acl, b"request acl");
         assert!(replaced.user_metadata.is_empty());
         assert_eq!((replaced.etag.as_str(), replaced.size), ("e", 5));
         assert_eq!(cond, Some(String::new()));
@@ -896,6 +979,8 @@ mod tests {
         send(c.get_object("b", "k", None));
         send(c.read_manifest("b", m, None));
         send(c.copy_object("b", "k", "b", "k2", None));
+        send(c.set_bucket_access("b", Vec::new(), None));
+        send(c.set_object_acl("b", "k", Vec::new(), None));
         send(c.list_all("b", ""));
         send(c.delete_objects("b", vec![]));
     }

@@ -798,3 +798,132 @@ async fn a_stalled_reader_does_not_stall_the_others() {
     })
     .await
 }
+
+/// Access configuration through the client (issue 19): the bucket record with its
+/// compare-and-set, object ACLs written with the object, carried through multipart uploads,
+/// set on a copy only when given, and replaced in place. The calls take the gateway role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_access_and_object_acls() {
+    use anode_meta::authz::{canonical_id, encode_acl, BucketAccessRecord, CannedAcl};
+    bounded(async {
+        let c = Cluster::start(3, 2).await;
+        let gw = ClientConfig {
+            tls: Some(support::tls(anode_tls::Role::Gateway, "1")),
+            ..cfg()
+        };
+        let cl = Client::with_config(vec![c.master_addr.clone()], gw)
+            .await
+            .unwrap();
+        let alice = canonical_id("alice");
+        let record = |canned: CannedAcl| BucketAccessRecord::new_bucket(&alice, canned).encode();
+
+        // The initial record comes back with the bucket.
+        let initial = record(CannedAcl::PublicRead);
+        let b = cl
+            .create_bucket_owned("acl-bucket", 0, "", "", initial.clone())
+            .await
+            .unwrap();
+        assert_eq!(b.access, initial);
+        assert_eq!(cl.head_bucket("acl-bucket").await.unwrap().access, initial);
+        // Compare-and-set: a stale expectation is refused and changes nothing.
+        let next = record(CannedAcl::Private);
+        let err = cl
+            .set_bucket_access("acl-bucket", next.clone(), Some(Vec::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::PreconditionFailed, "{err:?}");
+        assert_eq!(cl.head_bucket("acl-bucket").await.unwrap().access, initial);
+        cl.set_bucket_access("acl-bucket", next.clone(), Some(initial))
+            .await
+            .unwrap();
+        assert_eq!(cl.head_bucket("acl-bucket").await.unwrap().access, next);
+        let err = cl
+            .set_bucket_access("acl-bucket", b"{".to_vec(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidArgument, "{err:?}");
+
+        // An object's ACL is written with it and replaced in place.
+        let acl = encode_acl(&CannedAcl::PublicRead.expand(&alice, &alice));
+        let opts = PutOptions {
+            acl: acl.clone(),
+            ..Default::default()
+        };
+        let m = cl
+            .put_object_bytes(BUCKET, "o", Bytes::from_static(b"hello"), opts)
+            .await
+            .unwrap();
+        assert_eq!(m.acl, acl);
+        assert_eq!(cl.cached_manifest(BUCKET, "o").unwrap().acl, acl);
+        let private = encode_acl(&CannedAcl::Private.expand(&alice, &alice));
+        let err = cl
+            .set_object_acl(BUCKET, "o", private.clone(), Some(m.object_version + 1))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::PreconditionFailed, "{err:?}");
+        cl.set_object_acl(BUCKET, "o", private.clone(), Some(m.object_version))
+            .await
+            .unwrap();
+        assert!(
+            cl.cached_manifest(BUCKET, "o").is_none(),
+            "the cached manifest had the old ACL"
+        );
+        let after = cl.head_object(BUCKET, "o").await.unwrap();
+        assert_eq!(after.acl, private);
+        assert_eq!(
+            (after.etag.as_str(), after.mtime_ms, after.object_version),
+            (m.etag.as_str(), m.mtime_ms, m.object_version)
+        );
+        let err = cl
+            .set_object_acl(BUCKET, "missing", private.clone(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::NoSuchKey, "{err:?}");
+
+        // A copy gets the ACL of its request, never the source's.
+        let plain = cl
+            .copy_object(BUCKET, "o", BUCKET, "c1", None)
+            .await
+            .unwrap();
+        assert!(plain.acl.is_empty());
+        let replaced = PutOptions {
+            acl: acl.clone(),
+            ..Default::default()
+        };
+        let c2 = cl
+            .copy_object(BUCKET, "o", BUCKET, "c2", Some(replaced))
+            .await
+            .unwrap();
+        assert_eq!(c2.acl, acl);
+
+        // A multipart upload keeps its ACL until completion.
+        let opts = PutOptions {
+            acl: acl.clone(),
+            ..Default::default()
+        };
+        let id = cl.create_multipart(BUCKET, "mp", opts).await.unwrap();
+        let part = body(100, 3);
+        let r1 = cl
+            .upload_part(BUCKET, "mp", &id, 1, pieces(part.clone(), 1), None)
+            .await
+            .unwrap();
+        let parts = vec![CompletePart {
+            part_number: 1,
+            etag: r1.etag,
+        }];
+        let done = cl
+            .complete_multipart(BUCKET, "mp", &id, parts, None)
+            .await
+            .unwrap();
+        assert_eq!(done.acl, acl);
+
+        // The client role may not change access configuration.
+        let plain_client = client(&c).await;
+        let err = plain_client
+            .set_object_acl(BUCKET, "o", Vec::new(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::PermissionDenied, "{err:?}");
+    })
+    .await
+}

@@ -22,19 +22,41 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> +
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// Create a bucket owned by user `owner_user` ("" = the administrators), made with the key
-    /// `owner_key`, with the default replication.
+    /// `owner_key`, with the default replication and the initial access record `access`
+    /// (`BucketConfig.access`, an encoded `anode_meta::authz::BucketAccessRecord`; empty = the
+    /// default).
     async fn create_bucket(
         &self,
         name: &str,
         owner_key: &str,
         owner_user: &str,
+        access: Vec<u8>,
     ) -> Result<(), ClientError>;
     /// Delete an empty bucket.
     async fn delete_bucket(&self, name: &str) -> Result<(), ClientError>;
     /// Every bucket.
     async fn list_buckets(&self) -> Result<Vec<BucketConfig>, ClientError>;
-    /// One bucket's configuration (`NoSuchBucket`).
+    /// One bucket's configuration (`NoSuchBucket`), its access record (`access`) included.
     async fn head_bucket(&self, name: &str) -> Result<BucketConfig, ClientError>;
+    /// Replace a bucket's access record (policy, ACL, Object Ownership, PublicAccessBlock);
+    /// with `expect`, only if the current record is exactly those bytes (else
+    /// `PreconditionFailed`: read again and retry).
+    async fn set_bucket_access(
+        &self,
+        name: &str,
+        access: Vec<u8>,
+        expect: Option<Vec<u8>>,
+    ) -> Result<(), ClientError>;
+    /// Replace the ACL of the current object in place (`NoSuchKey`, `NoSuchBucket`); with
+    /// `expect_version`, only if the object is still that `object_version` (else
+    /// `PreconditionFailed`).
+    async fn set_object_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        acl: Vec<u8>,
+        expect_version: Option<u64>,
+    ) -> Result<(), ClientError>;
     /// Store and commit an object.
     async fn put_object(
         &self,
@@ -129,8 +151,9 @@ impl Backend for Client {
         name: &str,
         owner_key: &str,
         owner_user: &str,
+        access: Vec<u8>,
     ) -> Result<(), ClientError> {
-        Client::create_bucket_owned(self, name, 0, owner_key, owner_user)
+        Client::create_bucket_owned(self, name, 0, owner_key, owner_user, access)
             .await
             .map(|_| ())
     }
@@ -142,6 +165,23 @@ impl Backend for Client {
     }
     async fn head_bucket(&self, name: &str) -> Result<BucketConfig, ClientError> {
         Client::head_bucket(self, name).await
+    }
+    async fn set_bucket_access(
+        &self,
+        name: &str,
+        access: Vec<u8>,
+        expect: Option<Vec<u8>>,
+    ) -> Result<(), ClientError> {
+        Client::set_bucket_access(self, name, access, expect).await
+    }
+    async fn set_object_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        acl: Vec<u8>,
+        expect_version: Option<u64>,
+    ) -> Result<(), ClientError> {
+        Client::set_object_acl(self, bucket, key, acl, expect_version).await
     }
     async fn put_object(
         &self,

@@ -317,7 +317,7 @@ async fn create_bucket(
     check_body_md5(cx.headers, &body)?;
     let _location = xml::parse_create_bucket(&body)?;
     cx.backend
-        .create_bucket(bucket, cx.access_key, &cx.principal.user)
+        .create_bucket(bucket, cx.access_key, &cx.principal.user, Vec::new())
         .await
         .map_err(ce)?;
     cx.buckets.invalidate(bucket);
@@ -566,6 +566,8 @@ fn put_options(h: &HeaderMap) -> Result<PutOptions, S3Error> {
         system_metadata: system_metadata(h),
         if_match_etag,
         content_md5,
+        // The default ACL (private, owned by the bucket's owner) until x-amz-acl is read.
+        acl: Vec::new(),
     };
     anode_meta::validate::system_metadata(&opts.content_type, &opts.system_metadata)?;
     Ok(opts)

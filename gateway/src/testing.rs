@@ -254,6 +254,7 @@ impl Backend for MemBackend {
         name: &str,
         owner_key: &str,
         owner_user: &str,
+        access: Vec<u8>,
     ) -> Result<(), ClientError> {
         let config = BucketConfig {
             version: RECORD_VERSION,
@@ -261,6 +262,7 @@ impl Backend for MemBackend {
             replication: 0,
             owner_access_key: owner_key.into(),
             owner_user: owner_user.into(),
+            access,
             ..Default::default()
         };
         self.propose(Op::CreateBucket(CreateBucketCmd {
@@ -283,6 +285,36 @@ impl Backend for MemBackend {
             .ok_or_else(|| refused(StateError::NoSuchBucket(name.into())))
     }
 
+    async fn set_bucket_access(
+        &self,
+        name: &str,
+        access: Vec<u8>,
+        expect: Option<Vec<u8>>,
+    ) -> Result<(), ClientError> {
+        self.propose(Op::SetBucketAccess(SetBucketAccessCmd {
+            name: name.into(),
+            access,
+            expect_access: expect,
+        }))
+        .map(|_| ())
+    }
+
+    async fn set_object_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        acl: Vec<u8>,
+        expect_version: Option<u64>,
+    ) -> Result<(), ClientError> {
+        self.propose(Op::SetObjectAcl(SetObjectAclCmd {
+            bucket: bucket.into(),
+            key: key.into(),
+            acl,
+            expect_object_version: expect_version,
+        }))
+        .map(|_| ())
+    }
+
     async fn put_object(
         &self,
         bucket: &str,
@@ -299,6 +331,7 @@ impl Backend for MemBackend {
             user_metadata: opts.user_metadata,
             system_metadata: opts.system_metadata,
             inline_data: data.to_vec(),
+            acl: opts.acl,
             ..Default::default()
         };
         self.commit(bucket, key, manifest, opts.if_match_etag)
@@ -389,6 +422,7 @@ impl Backend for MemBackend {
             content_type: opts.content_type,
             user_metadata: opts.user_metadata,
             system_metadata: opts.system_metadata,
+            acl: opts.acl,
         };
         self.propose(Op::CreateMultipart(CreateMultipartCmd {
             upload: Some(upload),

@@ -292,6 +292,46 @@ pub enum BucketsCmd {
         #[arg(long, default_value_t = 0)]
         max_objects: u64,
     },
+    /// A bucket's access configuration (policy, ACL, Object Ownership, PublicAccessBlock).
+    Access {
+        #[command(subcommand)]
+        cmd: BucketAccessCmd,
+    },
+    /// A bucket's policy.
+    Policy {
+        #[command(subcommand)]
+        cmd: BucketPolicyCmd,
+    },
+}
+
+/// `buckets access` subcommands.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum BucketAccessCmd {
+    /// Print the decoded access record (the default one when none was set).
+    Get {
+        /// Bucket name.
+        name: String,
+    },
+}
+
+/// `buckets policy` subcommands. The rest of the access record is kept; the change is a
+/// compare-and-set against the record read, so a concurrent change (through S3) is refused
+/// rather than overwritten: run the command again.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum BucketPolicyCmd {
+    /// Set the policy from a JSON file (checked as S3's PutBucketPolicy checks it, including
+    /// the bucket's BlockPublicPolicy setting).
+    Set {
+        /// Bucket name.
+        name: String,
+        /// The policy document (JSON).
+        file: std::path::PathBuf,
+    },
+    /// Remove the policy (always allowed, whatever the policy says).
+    Delete {
+        /// Bucket name.
+        name: String,
+    },
 }
 
 const CALL_BUDGET: Duration = Duration::from_secs(30);
@@ -739,6 +779,7 @@ async fn buckets(m: &Masters, cmd: &BucketsCmd) -> anyhow::Result<Value> {
                 replication: *replication,
                 owner_access_key: String::new(),
                 owner_user: String::new(),
+                access: Vec::new(),
                 session: Some(one_write_session()),
             };
             call_leader(m, |mut c| {
@@ -778,7 +819,110 @@ async fn buckets(m: &Masters, cmd: &BucketsCmd) -> anyhow::Result<Value> {
             .await?;
             Ok(json!({"bucket": name, "quota_bytes": max_bytes, "quota_objects": max_objects}))
         }
+        BucketsCmd::Access {
+            cmd: BucketAccessCmd::Get { name },
+        } => access_json(&get_bucket(m, name).await?),
+        BucketsCmd::Policy { cmd } => {
+            let (name, text) = match cmd {
+                BucketPolicyCmd::Set { name, file } => {
+                    let text = std::fs::read_to_string(file)
+                        .with_context(|| format!("read {}", file.display()))?;
+                    (name, Some(text))
+                }
+                BucketPolicyCmd::Delete { name } => (name, None),
+            };
+            let b = get_bucket(m, name).await?;
+            let access = with_policy(&b, text.as_deref())?;
+            let req = SetBucketAccessRequest {
+                name: name.clone(),
+                access,
+                expect_access: Some(b.access.clone()),
+                session: Some(one_write_session()),
+            };
+            call_leader(m, |mut c| {
+                let req = req.clone();
+                async move { c.set_bucket_access(req).await }
+            })
+            .await
+            .context("the access configuration may have changed meanwhile: run again")?;
+            Ok(json!({"bucket": name, "policy": if text.is_some() { "set" } else { "deleted" }}))
+        }
     }
+}
+
+async fn get_bucket(m: &Masters, name: &str) -> anyhow::Result<BucketConfig> {
+    let req = GetBucketRequest {
+        name: name.to_string(),
+    };
+    let r = call_leader(m, |mut c| {
+        let req = req.clone();
+        async move { c.get_bucket(req).await }
+    })
+    .await?;
+    r.config
+        .ok_or_else(|| anyhow::anyhow!("GetBucket answered without a config"))
+}
+
+/// Pure: bucket `b`'s access record as `buckets access get` prints it (the default record of
+/// its owner when none was set: `"default": true`).
+fn access_json(b: &BucketConfig) -> anyhow::Result<Value> {
+    use anode_meta::authz::BucketAccessRecord;
+    let rec = BucketAccessRecord::load(&b.access, &b.owner_user)
+        .with_context(|| format!("bucket {}", b.name))?;
+    let policy = match &rec.policy {
+        None => Value::Null,
+        // The text as stored; shown as JSON when it is (the state machine parsed it).
+        Some(text) => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone())),
+    };
+    let grants: Vec<Value> = rec
+        .acl
+        .grants
+        .iter()
+        .map(|g| {
+            let grantee = match &g.grantee {
+                anode_meta::authz::Grantee::CanonicalUser { id } => json!({"canonical_user": id}),
+                group => json!({"group": group.group_uri()}),
+            };
+            json!({"grantee": grantee, "permission": g.permission.as_str()})
+        })
+        .collect();
+    let pab = rec.public_access_block;
+    Ok(json!({
+        "bucket": b.name,
+        "owner": b.owner_user,
+        "default": b.access.is_empty(),
+        "policy": policy,
+        "acl": {"owner": rec.acl.owner, "grants": grants},
+        "object_ownership": rec.object_ownership.as_str(),
+        "public_access_block": {
+            "block_public_acls": pab.block_public_acls,
+            "ignore_public_acls": pab.ignore_public_acls,
+            "block_public_policy": pab.block_public_policy,
+            "restrict_public_buckets": pab.restrict_public_buckets,
+        },
+    }))
+}
+
+/// Pure: the access record of bucket `b` with its policy replaced by `policy` (`None`:
+/// removed), the rest kept. A policy must parse as a policy of this bucket and pass the
+/// bucket's BlockPublicPolicy setting, as S3's PutBucketPolicy requires; removing one is
+/// always allowed. A record equal to the owner's default is stored as empty bytes.
+fn with_policy(b: &BucketConfig, policy: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    use anode_meta::authz::{check_put_policy, BucketAccessRecord, Policy};
+    let mut rec = BucketAccessRecord::load(&b.access, &b.owner_user)
+        .with_context(|| format!("bucket {}", b.name))?;
+    rec.policy = match policy {
+        None => None,
+        Some(text) => {
+            let parsed = Policy::parse(text, &b.name).context("MalformedPolicy")?;
+            check_put_policy(&rec.public_access_block, &parsed)?;
+            Some(text.to_string())
+        }
+    };
+    if rec == BucketAccessRecord::default_for(&b.owner_user) {
+        return Ok(Vec::new());
+    }
+    Ok(rec.encode())
 }
 
 /// Ask every reachable master for its status; the leader's answer is the base, each member's
@@ -977,6 +1121,83 @@ mod tests {
         for (status, want) in table {
             assert_eq!(refusal(&status), want, "{status:?}");
         }
+    }
+
+    fn policy(bucket: &str, principal: &str) -> String {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{principal},"Action":"s3:GetObject","Resource":"arn:aws:s3:::{bucket}/*"}}]}}"#
+        )
+    }
+
+    #[test]
+    fn policy_edits_keep_the_rest_of_the_record() {
+        use anode_meta::authz::{canonical_id, BucketAccessRecord, CannedAcl, PublicAccessBlock};
+        let mut b = BucketConfig {
+            name: "photos".into(),
+            owner_user: "alice".into(),
+            ..Default::default()
+        };
+        // Set on a bucket with the default record, then delete: back to empty bytes.
+        let public = policy("photos", r#""*""#);
+        let set = with_policy(&b, Some(&public)).unwrap();
+        let rec = BucketAccessRecord::decode(&set).unwrap();
+        assert_eq!(rec.policy.as_deref(), Some(public.as_str()));
+        assert_eq!(rec.acl, BucketAccessRecord::default_for("alice").acl);
+        b.access = set;
+        assert_eq!(with_policy(&b, None).unwrap(), Vec::<u8>::new());
+        // The ACL and PublicAccessBlock are kept; BlockPublicPolicy refuses a public policy
+        // but not a private one, and never a removal.
+        let mut rec = BucketAccessRecord::new_bucket(&canonical_id("alice"), CannedAcl::PublicRead);
+        rec.public_access_block = PublicAccessBlock {
+            block_public_policy: true,
+            ..Default::default()
+        };
+        b.access = rec.encode();
+        let err = with_policy(&b, Some(&public)).unwrap_err();
+        assert!(err.to_string().contains("BlockPublicPolicy"), "{err:#}");
+        let private = policy("photos", r#"{"AWS":"arn:aws:iam::anode:user/bob"}"#);
+        let kept = BucketAccessRecord::decode(&with_policy(&b, Some(&private)).unwrap()).unwrap();
+        assert_eq!(kept.acl, rec.acl);
+        assert_eq!(kept.public_access_block, rec.public_access_block);
+        assert_eq!(kept.policy.as_deref(), Some(private.as_str()));
+        assert_eq!(with_policy(&b, None).unwrap(), rec.encode());
+        // A policy of another bucket, or no JSON, is refused.
+        let err = with_policy(&b, Some(&policy("other", r#""*""#))).unwrap_err();
+        assert!(format!("{err:#}").contains("MalformedPolicy"), "{err:#}");
+        assert!(with_policy(&b, Some("{")).is_err());
+    }
+
+    #[test]
+    fn the_access_record_prints_decoded() {
+        use anode_meta::authz::{canonical_id, BucketAccessRecord, CannedAcl};
+        let mut b = BucketConfig {
+            name: "photos".into(),
+            owner_user: "alice".into(),
+            ..Default::default()
+        };
+        let v = access_json(&b).unwrap();
+        assert_eq!(v["default"], true);
+        assert_eq!(v["policy"], Value::Null);
+        assert_eq!(v["object_ownership"], "ObjectWriter");
+        assert_eq!(v["acl"]["owner"], canonical_id("alice"));
+        assert_eq!(
+            v["acl"]["grants"],
+            json!([{"grantee": {"canonical_user": canonical_id("alice")}, "permission": "FULL_CONTROL"}])
+        );
+        let mut rec = BucketAccessRecord::new_bucket(&canonical_id("alice"), CannedAcl::PublicRead);
+        rec.policy = Some(policy("photos", r#""*""#));
+        rec.public_access_block.ignore_public_acls = true;
+        b.access = rec.encode();
+        let v = access_json(&b).unwrap();
+        assert_eq!(v["default"], false);
+        assert_eq!(v["policy"]["Statement"][0]["Action"], "s3:GetObject");
+        assert_eq!(
+            v["acl"]["grants"][1],
+            json!({"grantee": {"group": "http://acs.amazonaws.com/groups/global/AllUsers"}, "permission": "READ"})
+        );
+        assert_eq!(v["public_access_block"]["ignore_public_acls"], true);
+        b.access = b"{".to_vec();
+        assert!(access_json(&b).is_err());
     }
 
     #[test]

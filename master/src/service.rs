@@ -227,6 +227,7 @@ impl Master for MasterService {
             replication: r.replication,
             owner_access_key: r.owner_access_key,
             owner_user: r.owner_user,
+            access: r.access,
             ..Default::default()
         };
         self.write_in(
@@ -276,6 +277,41 @@ impl Master for MasterService {
             }),
             None => Err(state_status(state::StateError::NoSuchBucket(name))),
         }
+    }
+
+    /// The state machine decodes the record (and parses its policy) before storing it:
+    /// `InvalidArgument` otherwise, `PreconditionFailed` when `expect_access` is not the
+    /// current record.
+    async fn set_bucket_access(
+        &self,
+        req: Request<SetBucketAccessRequest>,
+    ) -> Rpc<SetBucketAccessResponse> {
+        let r = req.into_inner();
+        self.write_in(
+            r.session,
+            Op::SetBucketAccess(SetBucketAccessCmd {
+                name: r.name,
+                access: r.access,
+                expect_access: r.expect_access,
+            }),
+        )
+        .await?;
+        ok(SetBucketAccessResponse {})
+    }
+
+    async fn set_object_acl(&self, req: Request<SetObjectAclRequest>) -> Rpc<SetObjectAclResponse> {
+        let r = req.into_inner();
+        self.write_in(
+            r.session,
+            Op::SetObjectAcl(SetObjectAclCmd {
+                bucket: r.bucket,
+                key: r.key,
+                acl: r.acl,
+                expect_object_version: r.expect_object_version,
+            }),
+        )
+        .await?;
+        ok(SetObjectAclResponse {})
     }
 
     async fn put_object(&self, req: Request<PutObjectRequest>) -> Rpc<PutObjectResponse> {

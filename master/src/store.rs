@@ -257,8 +257,8 @@ impl RaftStore {
     /// unchanged, format 2 only added key kinds (client sessions), format 3 the staging
     /// column family `sm2` (created at open) and the `sm_cf` key (absent: `sm`), format 4 key
     /// kinds (users `i/`, usage counters `x/usage/`, which the state machine starts for an old
-    /// bucket on its first write); the key is written). A new store gets the key here, at
-    /// creation.
+    /// bucket on its first write), format 5 fields of version 1 records (access configuration;
+    /// absent = the default); the key is written). A new store gets the key here, at creation.
     fn check_format(&self, dir: &Path) -> Result<(), StoreError> {
         let found = self.format()?;
         if found > STORE_FORMAT_VERSION {
@@ -1046,12 +1046,13 @@ mod tests {
         assert_eq!(s.conf_state().voters, vec![1, 2, 3]);
     }
 
-    /// Formats 1 (before client sessions), 2 (before the staging column family) and 3 (before
-    /// users and usage counters) have the layout of format 4 without session keys / with the
-    /// state in `sm` / without users and counters.
+    /// Formats 1 (before client sessions), 2 (before the staging column family), 3 (before
+    /// users and usage counters) and 4 (before access configuration) have the layout of format
+    /// 5 without session keys / with the state in `sm` / without users and counters / without
+    /// access fields.
     #[test]
-    fn formats_1_to_3_are_migrated_to_4() {
-        for old in [1, 2, 3] {
+    fn formats_1_to_4_are_migrated_to_5() {
+        for old in [1, 2, 3, 4] {
             let dir = tempfile::tempdir().unwrap();
             {
                 let s = RaftStore::open(dir.path()).unwrap();
@@ -1061,7 +1062,7 @@ mod tests {
                 s.write_format(old).unwrap();
             }
             let s = RaftStore::open(dir.path()).unwrap();
-            assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (4, 4));
+            assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (5, 5));
             assert_eq!(s.conf_state().voters, vec![1]);
             assert_eq!(
                 (s.sm_cf_name(), s.view().get(b"u/a")),

@@ -168,6 +168,10 @@ const ANYONE: &[Role] = &[Master, Chunkserver, Gateway, Client, Admin];
 ///   client) and chunkservers;
 /// - keys, users, quotas and cluster changes: admin; `GetKey` (returns a secret): the gateway
 ///   only; `GetUser`, `ListUsers` (no secrets): gateway and admin;
+/// - access configuration (`SetBucketAccess`, `SetObjectAcl`: bucket policies and ACLs, which
+///   the S3 gateway authorizes per request): gateway and admin, not the client role (a program
+///   on the client library still writes an object's ACL with the object, as `PutObject` takes
+///   the manifest whole);
 /// - `Status`, `Leader`: anyone authenticated (the client probes `Leader`);
 /// - chunkserver data API: gateway, client, and chunkservers (a chunkserver replicating a
 ///   chunk reads it from another one with `GetChunk`).
@@ -216,6 +220,7 @@ fn master_roles(method: &str) -> Option<&'static [Role]> {
         "GetKey" => &[Gateway],
         // Users hold no secret: gateways read them to resolve principals, operators list them.
         "GetUser" | "ListUsers" => &[Gateway, Admin],
+        "SetBucketAccess" | "SetObjectAcl" => &[Gateway, Admin],
         "Status" | "Leader" => ANYONE,
         _ => return None,
     })
@@ -341,6 +346,8 @@ mod tests {
             ("/anode.v1.Master/SetKeyDisabled", &[Admin]),
             ("/anode.v1.Master/GetUser", &[Gateway, Admin]),
             ("/anode.v1.Master/ListUsers", &[Gateway, Admin]),
+            ("/anode.v1.Master/SetBucketAccess", &[Gateway, Admin]),
+            ("/anode.v1.Master/SetObjectAcl", &[Gateway, Admin]),
             ("/anode.v1.Master/PutObject", &[Gateway, Client, Admin]),
             ("/anode.v1.Master/PutObjects", &[Client, Admin]),
             ("/anode.v1.Master/AllocateChunks", &[Gateway, Client, Admin]),

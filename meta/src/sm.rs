@@ -3,8 +3,8 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `b/<bucket>` | `BucketConfig` |
-//! | `o/<bucket>\0<key>` | `Manifest` (a bucket's objects are one ordered range) |
+//! | `b/<bucket>` | `BucketConfig` (its access record inside: [`permissions`]) |
+//! | `o/<bucket>\0<key>` | `Manifest` (a bucket's objects are one ordered range; the object's ACL inside) |
 //! | `k/<access key>` | `AccessKey` |
 //! | `i/<user name>` | `User` ([`users`]) |
 //! | `s/<id u64be>` | `ChunkserverRecord` |
@@ -32,6 +32,7 @@ use crate::validate::{self, ValidationError};
 mod invariants;
 mod list;
 mod mem;
+mod permissions;
 mod records;
 pub mod sessions;
 #[cfg(test)]
@@ -132,6 +133,10 @@ pub enum StateError {
     /// The user still owns buckets or keys.
     #[error("the user cannot be deleted: {0}")]
     UserNotEmpty(String),
+    /// A bucket access record or object ACL that does not decode, or whose policy does not
+    /// parse as its bucket's (`InvalidArgument` on the wire).
+    #[error("invalid access configuration: {0}")]
+    InvalidAccess(crate::authz::RecordError),
 }
 
 impl StateError {
@@ -162,6 +167,7 @@ impl StateError {
             StateError::NoSuchUser(_) => ErrorCode::NoSuchUser,
             StateError::UserExists(_) => ErrorCode::UserExists,
             StateError::UserNotEmpty(_) => ErrorCode::UserNotEmpty,
+            StateError::InvalidAccess(_) => ErrorCode::InvalidArgument,
         }
     }
 
@@ -193,7 +199,8 @@ impl StateError {
             | StateError::PreconditionFailed(_)
             | StateError::BadCommand(_)
             | StateError::UnsupportedVersion(_)
-            | StateError::InvalidArgument(_) => d,
+            | StateError::InvalidArgument(_)
+            | StateError::InvalidAccess(_) => d,
         }
     }
 }
@@ -556,6 +563,8 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op, rules: Rules) ->
         Op::SetUserQuota(c) => users::set_user_quota(o, c),
         Op::SetBucketQuota(c) => users::set_bucket_quota(o, c),
         Op::SetKeyDisabled(c) => users::set_key_disabled(o, c),
+        Op::SetBucketAccess(c) => permissions::set_bucket_access(o, c),
+        Op::SetObjectAcl(c) => permissions::set_object_acl(o, c),
         Op::DeleteKey(c) => {
             let k = access_key(&c.access_key);
             o.get(&k)
@@ -606,6 +615,7 @@ fn create_bucket(o: &mut Overlay<'_>, now: u64, c: &CreateBucketCmd) -> Res {
     if !cfg.owner_user.is_empty() && get_user(o, &cfg.owner_user).is_none() {
         return Err(StateError::NoSuchUser(cfg.owner_user));
     }
+    permissions::check_bucket_access(&cfg.access, &cfg.name)?;
     let cfg = BucketConfig {
         version: RECORD_VERSION,
         created_ms: now,
@@ -710,6 +720,7 @@ fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd, rules
         .clone()
         .ok_or_else(|| StateError::BadCommand("no manifest".into()))?;
     rules.manifest(&m)?;
+    permissions::check_object_acl(&m.acl)?;
     let key = object_key(&c.bucket, &c.key);
     let old: Option<Manifest> = get_msg(o, &key);
     check_condition(old.as_ref(), c.if_match_etag.as_deref())?;
@@ -913,6 +924,7 @@ fn create_multipart(o: &mut Overlay<'_>, now: u64, c: &CreateMultipartCmd, rules
     if rules == Rules::V2 {
         validate::system_metadata(&u.content_type, &u.system_metadata)?;
     }
+    permissions::check_object_acl(&u.acl)?;
     let u = MultipartUpload {
         version: RECORD_VERSION,
         initiated_ms: now,
@@ -1080,6 +1092,8 @@ fn multipart_manifest(
         mtime_ms: now,
         object_version: index,
         inline_data: Vec::new(),
+        // The ACL given when the upload started (checked then).
+        acl: u.acl.clone(),
     })
 }
 

@@ -84,3 +84,39 @@ fn a_newer_bucket_access_record_is_refused() {
         })
     );
 }
+
+/// An object ACL as stored in `Manifest.acl`: two owners' grants and both groups.
+fn golden_object_acl_v1() -> anode_meta::authz::Acl {
+    let owner = canonical_id("bob");
+    let mut acl = CannedAcl::BucketOwnerFullControl.expand(&owner, &canonical_id("alice"));
+    acl.grants.push(Grant {
+        grantee: Grantee::AllUsers,
+        permission: Permission::Read,
+    });
+    acl.grants.push(Grant {
+        grantee: Grantee::AuthenticatedUsers,
+        permission: Permission::ReadAcp,
+    });
+    acl
+}
+
+#[test]
+fn object_acl_v1_decodes_and_is_still_written() {
+    use anode_meta::authz::{decode_acl, encode_acl, OBJECT_ACL_VERSION};
+    let path = golden_path("object_acl.v1.json");
+    let expected = golden_object_acl_v1();
+    if !path.exists() && std::env::var_os("ANODE_BLESS_GOLDEN").is_some() {
+        let mut bytes = encode_acl(&expected);
+        bytes.push(b'\n');
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bytes = text.strip_suffix(b"\n").unwrap_or(&text);
+    assert_eq!(decode_acl(bytes), Ok(Some(expected.clone())));
+    assert_eq!(OBJECT_ACL_VERSION, 1);
+    assert_eq!(
+        String::from_utf8(encode_acl(&expected)).unwrap(),
+        String::from_utf8(bytes.to_vec()).unwrap(),
+        "this build no longer writes golden object_acl.v1: add a new version"
+    );
+}

@@ -89,6 +89,7 @@ fn manifest() -> Manifest {
         object_version: 42,
         part_sizes: vec![5 << 20, 3 << 20],
         system_metadata: one("cache-control", "max-age=60"),
+        acl: Vec::new(),
     }
 }
 
@@ -156,6 +157,74 @@ fn command_set_bucket_quota() -> Command {
     }
 }
 
+/// An object ACL as stored (`Manifest.acl`, `MultipartUpload.acl`): owner alice, public read.
+fn object_acl() -> Vec<u8> {
+    let alice = anode_meta::authz::canonical_id("alice");
+    anode_meta::authz::encode_acl(&anode_meta::authz::CannedAcl::PublicRead.expand(&alice, &alice))
+}
+
+/// A bucket access record as stored (`BucketConfig.access`), with a policy of `photos`.
+fn bucket_access() -> Vec<u8> {
+    use anode_meta::authz::{canonical_id, BucketAccessRecord, CannedAcl};
+    let mut rec = BucketAccessRecord::new_bucket(&canonical_id("alice"), CannedAcl::Private);
+    rec.policy = Some(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::photos/*"}]}"#
+            .into(),
+    );
+    rec.encode()
+}
+
+/// Fields added within version 1 with command version 4 (empty = the default access).
+fn bucket_with_access() -> BucketConfig {
+    BucketConfig {
+        access: bucket_access(),
+        ..bucket_owned()
+    }
+}
+
+fn manifest_with_acl() -> Manifest {
+    Manifest {
+        acl: object_acl(),
+        ..manifest()
+    }
+}
+
+fn upload_with_acl() -> MultipartUpload {
+    MultipartUpload {
+        acl: object_acl(),
+        ..upload()
+    }
+}
+
+/// Version 4: the access operations.
+fn command_set_bucket_access() -> Command {
+    Command {
+        version: 4,
+        now_ms: 1_700_000_000_013,
+        session: Some(session()),
+        op: Some(Op::SetBucketAccess(SetBucketAccessCmd {
+            name: "photos".into(),
+            access: bucket_access(),
+            expect_access: Some(Vec::new()),
+        })),
+    }
+}
+
+fn command_set_object_acl() -> Command {
+    Command {
+        version: 4,
+        now_ms: 1_700_000_000_014,
+        session: None,
+        op: Some(Op::SetObjectAcl(SetObjectAclCmd {
+            bucket: "photos".into(),
+            key: "2024/cat.jpg".into(),
+            acl: object_acl(),
+            // The version of the object `the_version_4_commands_apply` writes (raft index 2).
+            expect_object_version: Some(2),
+        })),
+    }
+}
+
 fn chunkserver() -> ChunkserverRecord {
     ChunkserverRecord {
         version: 1,
@@ -196,6 +265,7 @@ fn upload() -> MultipartUpload {
         content_type: "application/x-tar".into(),
         user_metadata: one("owner", "ann"),
         system_metadata: one("content-encoding", "gzip"),
+        acl: Vec::new(),
     }
 }
 
@@ -390,6 +460,58 @@ fn issue_19_encodings_stay_readable() {
 }
 
 #[test]
+fn access_encodings_stay_readable() {
+    check_golden("bucket_config_access.v1", &bucket_with_access(), true);
+    check_golden("manifest_acl.v1", &manifest_with_acl(), true);
+    check_golden("multipart_upload_acl.v1", &upload_with_acl(), true);
+    check_golden(
+        "command_set_bucket_access.v4",
+        &command_set_bucket_access(),
+        true,
+    );
+    check_golden("command_set_object_acl.v4", &command_set_object_acl(), true);
+}
+
+/// The golden version 4 commands apply: the bucket gets its record, the object its ACL.
+#[test]
+fn the_version_4_commands_apply() {
+    let mut st = anode_meta::state::MemState::new(5);
+    st.propose(Op::CreateBucket(CreateBucketCmd {
+        config: Some(bucket()),
+    }))
+    .unwrap();
+    st.propose(Op::PutObject(PutObjectCmd {
+        bucket: "photos".into(),
+        key: "2024/cat.jpg".into(),
+        manifest: Some(Manifest {
+            size: 4,
+            etag: "e".into(),
+            inline_data: b"tiny".to_vec(),
+            ..Default::default()
+        }),
+        if_match_etag: None,
+    }))
+    .unwrap();
+    for (index, name, cmd) in [
+        (
+            10,
+            "command_set_bucket_access.v4",
+            command_set_bucket_access(),
+        ),
+        (11, "command_set_object_acl.v4", command_set_object_acl()),
+    ] {
+        let bytes = golden_bytes(name, &cmd);
+        let (muts, res) = anode_meta::state::apply_bytes(&st.kv, index, &bytes);
+        assert_eq!(res.error, None, "{name}");
+        st.kv.apply(&muts);
+    }
+    let b = anode_meta::state::get_bucket(&st.kv, "photos").unwrap();
+    assert_eq!(b.access, bucket_access());
+    let m = anode_meta::state::get_object(&st.kv, "photos", "2024/cat.jpg").unwrap();
+    assert_eq!(m.acl, object_acl());
+}
+
+#[test]
 fn version_3_encodings_stay_readable() {
     check_golden("snapshot_data.v3", &snapshot(), true);
     check_golden("snapshot_piece.v3", &snapshot_piece(), true);
@@ -522,6 +644,9 @@ macro_rules! each_kind {
         $check(&session_answer(), |r, v| r.version = v);
         $check(&user(), |r, v| r.version = v);
         $check(&command_create_user(), |r, v| r.version = v);
+        $check(&command_set_bucket_access(), |r, v| r.version = v);
+        $check(&bucket_with_access(), |r, v| r.version = v);
+        $check(&manifest_with_acl(), |r, v| r.version = v);
     };
 }
 

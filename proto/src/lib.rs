@@ -19,7 +19,11 @@ pub use error::Refusal;
 /// Version 3 added the user, quota and key-state operations (`CreateUser`, `DeleteUser`,
 /// `SetUserQuota`, `SetBucketQuota`, `SetKeyDisabled`): a member too old for them halts at
 /// the first one instead of refusing it where newer members apply it.
-pub const COMMAND_VERSION: u32 = 3;
+/// Version 4 added access configuration (`BucketConfig.access`, `Manifest.acl`,
+/// `MultipartUpload.acl`, `SetBucketAccess`, `SetObjectAcl`): a version 3 member would drop
+/// those fields while decoding and apply the rest, so it halts at the first version 4
+/// command instead.
+pub const COMMAND_VERSION: u32 = 4;
 /// Current encoding version of [`v1::Manifest`].
 pub const MANIFEST_VERSION: u32 = 1;
 /// Current encoding version of records in the master state (buckets, keys, registry, chunks).
@@ -50,4 +54,9 @@ pub const SNAPSHOT_VERSION: u32 = 3;
 /// Format 4 added the user records (`i/`) and the per-bucket and per-user usage counters
 /// (`x/usage/...`); formats 0-3 are read as format 4 without them (a bucket without counters
 /// gets them on its first write, `anode_meta::state`).
-pub const STORE_FORMAT_VERSION: u32 = 4;
+/// Format 5 added fields within record version 1 (`BucketConfig.access`, `Manifest.acl`,
+/// `MultipartUpload.acl`): a format 4 binary would read such records, drop the fields and
+/// write them back without (an older binary opening a newer store loses access
+/// configuration silently), so it refuses the store instead; formats 0-4 read as format 5
+/// (empty fields: the default access).
+pub const STORE_FORMAT_VERSION: u32 = 5;

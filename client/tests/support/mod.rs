@@ -129,12 +129,14 @@ impl MasterState {
         name: &str,
         replication: u32,
         owner_access_key: &str,
+        access: Vec<u8>,
     ) -> Result<BucketConfig, Status> {
         let config = BucketConfig {
             version: RECORD_VERSION,
             name: name.into(),
             replication,
             owner_access_key: owner_access_key.into(),
+            access,
             ..Default::default()
         };
         self.propose(Op::CreateBucket(CreateBucketCmd {
@@ -197,7 +199,7 @@ implemented {
     async fn create_bucket(&self, r: Request<CreateBucketRequest>) -> Rpc<CreateBucketResponse> {
         let mut st = self.gate("create_bucket")?;
         let r = r.into_inner();
-        let config = st.create_bucket(&r.name, r.replication, &r.owner_access_key)?;
+        let config = st.create_bucket(&r.name, r.replication, &r.owner_access_key, r.access)?;
         ok(CreateBucketResponse { config: Some(config) })
     }
     async fn delete_bucket(&self, r: Request<DeleteBucketRequest>) -> Rpc<DeleteBucketResponse> {
@@ -226,6 +228,20 @@ implemented {
             return Err(coded(ErrorCode::Unavailable, "leader lost before answering"));
         }
         ok(PutObjectResponse { manifest: res.manifest })
+    }
+    async fn set_bucket_access(&self, r: Request<SetBucketAccessRequest>) -> Rpc<SetBucketAccessResponse> {
+        let mut st = self.gate("set_bucket_access")?;
+        let r = r.into_inner();
+        let op = Op::SetBucketAccess(SetBucketAccessCmd { name: r.name, access: r.access, expect_access: r.expect_access });
+        st.sm.propose_in(r.session, op).map_err(|e| e.to_status())?;
+        ok(SetBucketAccessResponse {})
+    }
+    async fn set_object_acl(&self, r: Request<SetObjectAclRequest>) -> Rpc<SetObjectAclResponse> {
+        let mut st = self.gate("set_object_acl")?;
+        let r = r.into_inner();
+        let op = Op::SetObjectAcl(SetObjectAclCmd { bucket: r.bucket, key: r.key, acl: r.acl, expect_object_version: r.expect_object_version });
+        st.sm.propose_in(r.session, op).map_err(|e| e.to_status())?;
+        ok(SetObjectAclResponse {})
     }
     async fn get_object(&self, r: Request<GetObjectRequest>) -> Rpc<GetObjectResponse> {
         let st = self.gate("get_object")?;
@@ -567,7 +583,7 @@ impl Cluster {
         }
         master
             .lock()
-            .create_bucket(BUCKET, r, "")
+            .create_bucket(BUCKET, r, "", Vec::new())
             .expect("the test bucket is created");
         let master_addr = serve_master(master.clone(), None).await;
         Cluster {

@@ -143,11 +143,47 @@ fn manifest(c: &mut Cursor<'_>) -> Manifest {
         object_version: number(c),
         part_sizes: (0..c.pick(3)).map(|_| number(c)).collect(),
         system_metadata: Default::default(),
+        acl: acl(c),
+    }
+}
+
+/// An object ACL as stored: mostly none (the default), a valid one, or fuzz bytes.
+fn acl(c: &mut Cursor<'_>) -> Vec<u8> {
+    use anode_meta::authz::{canonical_id, encode_acl, CannedAcl};
+    match c.u8() % 4 {
+        0 | 1 => Vec::new(),
+        2 => encode_acl(&CannedAcl::PublicRead.expand(&canonical_id("u1"), &canonical_id("u2"))),
+        _ => {
+            let n = c.pick(64);
+            c.take(n).to_vec()
+        }
+    }
+}
+
+/// A bucket access record as stored: none (the default), a valid one with a policy of bucket
+/// `bkt` (refused for any other bucket), one without a policy, or fuzz bytes.
+fn access(c: &mut Cursor<'_>) -> Vec<u8> {
+    use anode_meta::authz::{canonical_id, BucketAccessRecord, CannedAcl};
+    let mut rec = BucketAccessRecord::new_bucket(&canonical_id("u1"), CannedAcl::Private);
+    match c.u8() % 4 {
+        0 => Vec::new(),
+        1 => {
+            rec.policy = Some(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::bkt/*"}]}"#
+                    .into(),
+            );
+            rec.encode()
+        }
+        2 => rec.encode(),
+        _ => {
+            let n = c.pick(64);
+            c.take(n).to_vec()
+        }
     }
 }
 
 fn op(c: &mut Cursor<'_>) -> Op {
-    match c.u8() % 22 {
+    match c.u8() % 24 {
         0 => Op::CreateBucket(CreateBucketCmd {
             config: Some(BucketConfig {
                 version: RECORD_VERSION,
@@ -157,6 +193,7 @@ fn op(c: &mut Cursor<'_>) -> Op {
                 owner_access_key: ["AK1", "AK2", ""][c.pick(3)].into(),
                 quota_bytes: quota(c),
                 quota_objects: quota(c),
+                access: access(c),
                 ..Default::default()
             }),
         }),
@@ -216,6 +253,7 @@ fn op(c: &mut Cursor<'_>) -> Op {
                 key: key(c),
                 upload_id: upload_id(c),
                 user_metadata: metadata(c),
+                acl: acl(c),
                 ..Default::default()
             }),
         }),
@@ -278,6 +316,17 @@ fn op(c: &mut Cursor<'_>) -> Op {
             access_key: ["AK1", "AK2", ""][c.pick(3)].into(),
             disabled: c.u8() % 2 == 1,
         }),
+        22 => Op::SetBucketAccess(SetBucketAccessCmd {
+            name: bucket(c),
+            access: access(c),
+            expect_access: (c.u8().is_multiple_of(2)).then(|| access(c)),
+        }),
+        23 => Op::SetObjectAcl(SetObjectAclCmd {
+            bucket: bucket(c),
+            key: key(c),
+            acl: acl(c),
+            expect_object_version: (c.u8().is_multiple_of(2)).then(|| number(c)),
+        }),
         _ => Op::Noop(NoopCmd {}),
     }
 }
@@ -306,7 +355,7 @@ pub fn master_records(data: &[u8]) {
     let which = c.u8();
     let bytes = c.rest();
     let _ = record::peek_version(bytes);
-    match which % 11 {
+    match which % 13 {
         0 => decode_round_trip::<BucketConfig>(bytes),
         1 => decode_round_trip::<Manifest>(bytes),
         2 => decode_round_trip::<AccessKey>(bytes),
@@ -317,7 +366,25 @@ pub fn master_records(data: &[u8]) {
         7 => decode_round_trip::<Command>(bytes),
         8 => decode_round_trip::<SnapshotData>(bytes),
         9 => decode_round_trip::<MemberChangeContext>(bytes),
+        11 => access_round_trip(bytes),
+        12 => acl_round_trip(bytes),
         _ => validators(bytes),
+    }
+}
+
+/// A bucket access record that decodes re-encodes to one that decodes equal.
+fn access_round_trip(bytes: &[u8]) {
+    use anode_meta::authz::BucketAccessRecord;
+    if let Ok(r) = BucketAccessRecord::decode(bytes) {
+        assert_eq!(BucketAccessRecord::decode(&r.encode()), Ok(r));
+    }
+}
+
+/// An object ACL that decodes re-encodes to one that decodes equal.
+fn acl_round_trip(bytes: &[u8]) {
+    use anode_meta::authz::{decode_acl, encode_acl};
+    if let Ok(Some(acl)) = decode_acl(bytes) {
+        assert_eq!(decode_acl(&encode_acl(&acl)), Ok(Some(acl)));
     }
 }
 

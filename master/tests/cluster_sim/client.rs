@@ -321,6 +321,7 @@ pub async fn create_bucket(io: Rc<ClientIo>) -> Outcome {
             name: BUCKET.into(),
             replication: R,
             owner_user: String::new(),
+            access: Vec::new(),
             session: io.begin_write(),
             ..Default::default()
         };
@@ -402,7 +403,7 @@ pub async fn get(io: Rc<ClientIo>, key: String) -> Outcome {
         allow_stale: false,
     };
     let m = match master_call(&io, Call::GetObject(req)).await.0 {
-        Some(Reply::Got(m)) => m,
+        Some(Reply::Got(m)) => *m,
         Some(Reply::Error(ErrorCode::NoSuchKey)) => return Outcome::Ok(None),
         Some(Reply::Error(code)) => panic!("GetObject failed: {code}"),
         _ => return Outcome::Fail,

@@ -470,7 +470,7 @@ impl SimMaster {
         let store = self.store().expect("up");
         let view = store.view();
         match state::get_object(&view, &r.bucket, &r.key) {
-            Ok(m) => Reply::Got(m),
+            Ok(m) => Reply::Got(Box::new(m)),
             Err(e) => Reply::Error(e.code()),
         }
     }

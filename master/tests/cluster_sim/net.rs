@@ -162,7 +162,7 @@ pub enum Reply {
     /// Committed.
     Put,
     /// A manifest read.
-    Got(Manifest),
+    Got(Box<Manifest>),
     /// Delete done.
     Deleted,
     /// Acknowledged without payload.

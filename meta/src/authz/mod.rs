@@ -39,7 +39,10 @@ pub use acl::{Acl, AclError, CannedAcl, Grant, Grantee, ObjectOwnership, Permiss
 pub use action::Action;
 pub use pab::{check_put_acl, check_put_policy, AccessSetError, PublicAccessBlock};
 pub use policy::{Policy, PolicyError};
-pub use record::{BucketAccessRecord, RecordError, BUCKET_ACCESS_VERSION};
+pub use record::{
+    decode_acl, encode_acl, BucketAccessRecord, RecordError, BUCKET_ACCESS_VERSION,
+    OBJECT_ACL_VERSION,
+};
 
 /// The account part of every user ARN.
 pub const ACCOUNT: &str = "anode";

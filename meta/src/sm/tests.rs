@@ -1245,3 +1245,322 @@ fn model_crosses(
     }
     false
 }
+
+// ---- access configuration (issue 19: policies, ACLs) ----------------------------------------
+
+fn owner_access(policy: Option<&str>) -> Vec<u8> {
+    let mut rec = crate::authz::BucketAccessRecord::new_bucket(
+        &crate::authz::canonical_id("alice"),
+        crate::authz::CannedAcl::PublicRead,
+    );
+    rec.policy = policy.map(str::to_string);
+    rec.encode()
+}
+
+fn read_policy(bucket: &str) -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::{bucket}/*"}}]}}"#
+    )
+}
+
+fn set_access(name: &str, access: Vec<u8>, expect: Option<Vec<u8>>) -> Op {
+    Op::SetBucketAccess(SetBucketAccessCmd {
+        name: name.into(),
+        access,
+        expect_access: expect,
+    })
+}
+
+fn object_acl(user: &str, canned: crate::authz::CannedAcl) -> Vec<u8> {
+    let id = crate::authz::canonical_id(user);
+    crate::authz::encode_acl(&canned.expand(&id, &id))
+}
+
+fn set_acl(b: &str, k: &str, acl: Vec<u8>) -> Op {
+    Op::SetObjectAcl(SetObjectAclCmd {
+        bucket: b.into(),
+        key: k.into(),
+        acl,
+        expect_object_version: None,
+    })
+}
+
+fn put_with_acl(b: &str, k: &str, chunks: Vec<ChunkRef>, acl: Vec<u8>) -> Op {
+    let Op::PutObject(mut p) = put(b, k, chunks) else {
+        unreachable!()
+    };
+    if let Some(m) = p.manifest.as_mut() {
+        m.acl = acl;
+    }
+    Op::PutObject(p)
+}
+
+#[test]
+fn bucket_access_is_set_read_back_and_compared_before_it_is_replaced() {
+    let mut sm = Sm::new();
+    sm.ok(bucket("photos"));
+    assert!(get_bucket(&sm.kv, "photos").unwrap().access.is_empty());
+    let first = owner_access(Some(&read_policy("photos")));
+    sm.ok(set_access("photos", first.clone(), None));
+    let b = get_bucket(&sm.kv, "photos").unwrap();
+    assert_eq!(b.access, first);
+    let rec = crate::authz::BucketAccessRecord::decode(&b.access).unwrap();
+    assert_eq!(rec.policy.as_deref(), Some(read_policy("photos").as_str()));
+    // Compare-and-set: the bytes read succeed, stale ones are refused and change nothing.
+    let second = owner_access(None);
+    assert_eq!(
+        sm.err(set_access("photos", second.clone(), Some(Vec::new()))),
+        ErrorCode::PreconditionFailed
+    );
+    assert_eq!(get_bucket(&sm.kv, "photos").unwrap().access, first);
+    sm.ok(set_access("photos", second.clone(), Some(first.clone())));
+    assert_eq!(get_bucket(&sm.kv, "photos").unwrap().access, second);
+    // Back to the default, and the other fields of the bucket never move.
+    sm.ok(bucket_quota("photos", 100, 0));
+    sm.ok(set_access("photos", Vec::new(), Some(second)));
+    let b = get_bucket(&sm.kv, "photos").unwrap();
+    assert!(b.access.is_empty());
+    assert_eq!(b.quota_bytes, 100);
+    assert_eq!(
+        sm.err(set_access("nope", Vec::new(), None)),
+        ErrorCode::NoSuchBucket
+    );
+}
+
+#[test]
+fn invalid_access_records_are_refused_and_nothing_is_stored() {
+    let mut sm = Sm::new();
+    sm.ok(bucket("photos"));
+    let good = owner_access(None);
+    sm.ok(set_access("photos", good.clone(), None));
+    let newer =
+        String::from_utf8(good.clone())
+            .unwrap()
+            .replacen("\"version\":1", "\"version\":2", 1);
+    let bad_acl = String::from_utf8(good.clone()).unwrap().replacen(
+        &crate::authz::canonical_id("alice"),
+        "not-an-id",
+        1,
+    );
+    for (what, bytes) in [
+        ("not json", b"{".to_vec()),
+        ("newer version", newer.into_bytes()),
+        ("bad acl owner", bad_acl.into_bytes()),
+        (
+            "policy of another bucket",
+            owner_access(Some(&read_policy("other"))),
+        ),
+        ("policy not json", owner_access(Some("{"))),
+        (
+            "too large",
+            [
+                b" ".repeat(crate::authz::record::MAX_BUCKET_ACCESS_BYTES),
+                good.clone(),
+            ]
+            .concat(),
+        ),
+    ] {
+        let r = sm.run(set_access("photos", bytes.clone(), None));
+        let e = r.error.unwrap_or_else(|| panic!("{what}: accepted"));
+        assert_eq!(e.code(), ErrorCode::InvalidArgument, "{what}");
+        assert!(
+            e.message.contains("invalid access configuration"),
+            "{what}: {e:?}"
+        );
+        assert_eq!(get_bucket(&sm.kv, "photos").unwrap().access, good, "{what}");
+        // The same record is refused at creation, and no bucket is made.
+        let create = Op::CreateBucket(CreateBucketCmd {
+            config: Some(BucketConfig {
+                name: "fresh".into(),
+                access: bytes,
+                ..Default::default()
+            }),
+        });
+        assert_eq!(sm.err(create), ErrorCode::InvalidArgument, "{what}");
+        assert!(get_bucket(&sm.kv, "fresh").is_none(), "{what}");
+    }
+    // A valid initial record is stored at creation.
+    let initial = owner_access(Some(&read_policy("fresh")));
+    sm.ok(Op::CreateBucket(CreateBucketCmd {
+        config: Some(BucketConfig {
+            name: "fresh".into(),
+            access: initial.clone(),
+            ..Default::default()
+        }),
+    }));
+    assert_eq!(get_bucket(&sm.kv, "fresh").unwrap().access, initial);
+}
+
+#[test]
+fn an_object_acl_is_replaced_in_place() {
+    use crate::authz::CannedAcl;
+    let mut sm = Sm::new();
+    sm.ok(bucket("photos"));
+    sm.ok(put("photos", "cat", vec![chunk(1, 10)]));
+    let before = get_object(&sm.kv, "photos", "cat").unwrap();
+    assert!(before.acl.is_empty());
+    let chunk_before = get_chunk(&sm.kv, &[1; 32]).unwrap();
+    let usage_before = bucket_usage(&sm.kv, "photos");
+    let stats_before = stats(&sm.kv);
+    let acl = object_acl("bob", CannedAcl::PublicRead);
+    sm.ok(set_acl("photos", "cat", acl.clone()));
+    let after = get_object(&sm.kv, "photos", "cat").unwrap();
+    assert_eq!(after.acl, acl);
+    assert_eq!(
+        Manifest {
+            acl: Vec::new(),
+            ..after
+        },
+        before,
+        "only the ACL changes: etag, mtime, object version, body stay"
+    );
+    assert_eq!(get_chunk(&sm.kv, &[1; 32]).unwrap(), chunk_before);
+    assert_eq!(bucket_usage(&sm.kv, "photos"), usage_before);
+    assert_eq!(stats(&sm.kv), stats_before);
+    // Refusals change nothing.
+    assert_eq!(
+        sm.err(set_acl("photos", "dog", acl.clone())),
+        ErrorCode::NoSuchKey
+    );
+    assert_eq!(
+        sm.err(set_acl("nope", "cat", acl.clone())),
+        ErrorCode::NoSuchBucket
+    );
+    assert_eq!(
+        sm.err(set_acl("photos", "cat", b"{\"version\":1}".to_vec())),
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(get_object(&sm.kv, "photos", "cat").unwrap().acl, acl);
+    // An overwrite takes the ACL it carries (none: the default again).
+    sm.ok(put("photos", "cat", vec![chunk(2, 10)]));
+    let overwritten = get_object(&sm.kv, "photos", "cat").unwrap();
+    assert!(overwritten.acl.is_empty());
+    // Compare-and-set on the object version: an ACL decided for the old object is refused.
+    let for_version = |v: u64| {
+        Op::SetObjectAcl(SetObjectAclCmd {
+            bucket: "photos".into(),
+            key: "cat".into(),
+            acl: acl.clone(),
+            expect_object_version: Some(v),
+        })
+    };
+    assert_eq!(
+        sm.err(for_version(before.object_version)),
+        ErrorCode::PreconditionFailed
+    );
+    assert!(get_object(&sm.kv, "photos", "cat").unwrap().acl.is_empty());
+    sm.ok(for_version(overwritten.object_version));
+    assert_eq!(get_object(&sm.kv, "photos", "cat").unwrap().acl, acl);
+}
+
+#[test]
+fn puts_store_the_acl_they_carry_and_refuse_a_bad_one() {
+    use crate::authz::CannedAcl;
+    let mut sm = Sm::new();
+    sm.ok(bucket("photos"));
+    let acl = object_acl("bob", CannedAcl::AuthenticatedRead);
+    sm.ok(put_with_acl("photos", "a", vec![chunk(1, 10)], acl.clone()));
+    assert_eq!(get_object(&sm.kv, "photos", "a").unwrap().acl, acl);
+    assert_eq!(
+        sm.err(put_with_acl(
+            "photos",
+            "b",
+            vec![chunk(2, 10)],
+            b"[]".to_vec()
+        )),
+        ErrorCode::InvalidArgument
+    );
+    assert!(get_object(&sm.kv, "photos", "b").is_err());
+    // A bulk put with one bad ACL writes nothing.
+    let Op::PutObjects(mut many) = bulk(
+        "photos",
+        vec![("c", vec![chunk(3, 1)]), ("d", vec![chunk(4, 1)])],
+    ) else {
+        unreachable!()
+    };
+    many.objects[0].manifest.as_mut().unwrap().acl = acl.clone();
+    many.objects[1].manifest.as_mut().unwrap().acl = b"{".to_vec();
+    assert_eq!(
+        sm.err(Op::PutObjects(many.clone())),
+        ErrorCode::InvalidArgument
+    );
+    assert!(get_object(&sm.kv, "photos", "c").is_err());
+    many.objects[1].manifest.as_mut().unwrap().acl = Vec::new();
+    sm.ok(Op::PutObjects(many));
+    assert_eq!(get_object(&sm.kv, "photos", "c").unwrap().acl, acl);
+    assert!(get_object(&sm.kv, "photos", "d").unwrap().acl.is_empty());
+}
+
+#[test]
+fn complete_multipart_carries_the_acl_of_the_upload() {
+    use crate::authz::CannedAcl;
+    let mut sm = Sm::new();
+    sm.ok(bucket("mpu"));
+    let id = "00000000000000000000000000000007";
+    let acl = object_acl("carol", CannedAcl::PublicRead);
+    let upload = |acl: Vec<u8>| {
+        Op::CreateMultipart(CreateMultipartCmd {
+            upload: Some(MultipartUpload {
+                bucket: "mpu".into(),
+                key: "big".into(),
+                upload_id: id.into(),
+                acl,
+                ..Default::default()
+            }),
+        })
+    };
+    assert_eq!(sm.err(upload(b"nope".to_vec())), ErrorCode::InvalidArgument);
+    assert!(get_upload(&sm.kv, "mpu", "big", id).is_none());
+    sm.ok(upload(acl.clone()));
+    assert_eq!(get_upload(&sm.kv, "mpu", "big", id).unwrap().acl, acl);
+    sm.ok(Op::PutPart(PutPartCmd {
+        bucket: "mpu".into(),
+        key: "big".into(),
+        upload_id: id.into(),
+        part: Some(part(1, 10, 1)),
+    }));
+    let m = sm
+        .ok(Op::CompleteMultipart(CompleteMultipartCmd {
+            bucket: "mpu".into(),
+            key: "big".into(),
+            upload_id: id.into(),
+            parts: vec![CompletePart {
+                part_number: 1,
+                etag: format!("{:032x}", 1),
+            }],
+            if_match_etag: None,
+        }))
+        .manifest
+        .unwrap();
+    assert_eq!(m.acl, acl);
+    assert_eq!(get_object(&sm.kv, "mpu", "big").unwrap().acl, acl);
+}
+
+/// State written before access configuration existed (version 3 commands: no fields) reads as
+/// the default, and takes an ACL in place later.
+#[test]
+fn state_from_before_access_configuration_reads_as_the_default() {
+    let mut sm = Sm::new();
+    for op in [bucket("old"), put("old", "a", vec![chunk(1, 10)])] {
+        sm.index += 1;
+        let cmd = Command {
+            version: 3,
+            now_ms: 1000 + sm.index,
+            session: None,
+            op: Some(op),
+        };
+        let (muts, res) = apply(&sm.kv, sm.index, &cmd);
+        assert_eq!(res.error, None);
+        sm.kv.apply(&muts);
+    }
+    let b = get_bucket(&sm.kv, "old").unwrap();
+    assert_eq!(
+        crate::authz::BucketAccessRecord::decode_checked(&b.access, "old"),
+        Ok(None)
+    );
+    let m = get_object(&sm.kv, "old", "a").unwrap();
+    assert_eq!(crate::authz::decode_acl(&m.acl), Ok(None));
+    let acl = object_acl("dave", crate::authz::CannedAcl::Private);
+    sm.ok(set_acl("old", "a", acl.clone()));
+    assert_eq!(get_object(&sm.kv, "old", "a").unwrap().acl, acl);
+}
