@@ -67,9 +67,7 @@ impl BucketInfo {
 
 /// The encoded access record of `config` (empty: none stored).
 fn stored_access(config: &BucketConfig) -> &[u8] {
-    // MERGE: `&config.access` once the storage plane lands.
-    let _ = config;
-    &[]
+    &config.access
 }
 
 type Entry = (Option<Arc<BucketInfo>>, Instant);
@@ -152,23 +150,13 @@ impl BucketCache {
     }
 }
 
-/// The encoded ACL stored in `manifest` (empty: none of its own).
-fn stored_object_acl(manifest: &anode_client::Manifest) -> &[u8] {
-    // MERGE: `&manifest.acl` once the storage plane lands.
-    let _ = manifest;
-    &[]
-}
-
 /// The object's own ACL (`None`: the default, private to the bucket owner). A stored ACL that
 /// does not decode is an internal error (the state machine validated it when it was stored).
 pub fn object_acl(
     manifest: &anode_client::Manifest,
 ) -> Result<Option<anode_meta::authz::Acl>, S3Error> {
-    let stored = stored_object_acl(manifest);
-    if stored.is_empty() {
-        return Ok(None);
-    }
-    serde_json::from_slice::<anode_meta::authz::Acl>(stored)
-        .map(Some)
-        .map_err(|e| S3Error::InternalError(format!("object ACL: {e}")))
+    anode_meta::authz::record::decode_acl(&manifest.acl).map_err(|e| {
+        tracing::error!(error = %e, "stored object ACL does not decode");
+        S3Error::InternalError(format!("object ACL: {e}"))
+    })
 }

@@ -125,6 +125,21 @@ pub enum S3Error {
     /// 400: a body on a request that takes none (an ACL given by headers and a body at once).
     #[error("This request does not support content")]
     UnexpectedContent,
+    /// 400: a bucket policy that does not parse or uses what Anode does not support (the
+    /// message says what; nothing was stored).
+    #[error("{0}")]
+    MalformedPolicy(String),
+    /// 400: the bucket's Object Ownership is BucketOwnerEnforced and the request sets an ACL
+    /// other than the bucket owner's full control.
+    #[error("The bucket does not allow ACLs")]
+    AccessControlListNotSupported,
+    /// 400: CreateBucket with BucketOwnerEnforced and an ACL other than the owner's full
+    /// control.
+    #[error("Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting")]
+    InvalidBucketAclWithObjectOwnership,
+    /// 409: a conflicting change to the same configuration kept winning the race.
+    #[error("A conflicting conditional operation is currently in progress against this resource. Please try again.")]
+    OperationAborted,
     /// 400: an argument is invalid; the message says which.
     #[error("{0}")]
     InvalidArgument(String),
@@ -197,6 +212,10 @@ impl S3Error {
             MalformedACLError => "MalformedACLError",
             UnresolvableGrantByEmailAddress => "UnresolvableGrantByEmailAddress",
             UnexpectedContent => "UnexpectedContent",
+            MalformedPolicy(_) => "MalformedPolicy",
+            AccessControlListNotSupported => "AccessControlListNotSupported",
+            InvalidBucketAclWithObjectOwnership => "InvalidBucketAclWithObjectOwnership",
+            OperationAborted => "OperationAborted",
             InvalidArgument(_) => "InvalidArgument",
             InvalidRequest(_) => "InvalidRequest",
             MethodNotAllowed => "MethodNotAllowed",
@@ -224,7 +243,9 @@ impl S3Error {
             NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchConfiguration { .. } => {
                 StatusCode::NOT_FOUND
             }
-            BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty => StatusCode::CONFLICT,
+            BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | OperationAborted => {
+                StatusCode::CONFLICT
+            }
             InvalidRange | InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             NotModified => StatusCode::NOT_MODIFIED,
@@ -249,6 +270,9 @@ impl S3Error {
             | MalformedACLError
             | UnresolvableGrantByEmailAddress
             | UnexpectedContent
+            | MalformedPolicy(_)
+            | AccessControlListNotSupported
+            | InvalidBucketAclWithObjectOwnership
             | InvalidArgument(_)
             | InvalidRequest(_)
             | IncompleteBody(_)
@@ -402,6 +426,18 @@ mod tests {
                 400,
             ),
             (S3Error::UnexpectedContent, "UnexpectedContent", 400),
+            (S3Error::MalformedPolicy("x".into()), "MalformedPolicy", 400),
+            (
+                S3Error::AccessControlListNotSupported,
+                "AccessControlListNotSupported",
+                400,
+            ),
+            (
+                S3Error::InvalidBucketAclWithObjectOwnership,
+                "InvalidBucketAclWithObjectOwnership",
+                400,
+            ),
+            (S3Error::OperationAborted, "OperationAborted", 409),
             (S3Error::InvalidArgument("x".into()), "InvalidArgument", 400),
             (S3Error::InvalidRequest("x".into()), "InvalidRequest", 400),
             (S3Error::MethodNotAllowed, "MethodNotAllowed", 405),

@@ -13,6 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use md5::{Digest, Md5};
 
+use crate::access;
 use crate::authz::{Authorizer, Principal};
 use crate::backend::{Backend, BodyStream};
 use crate::body::{empty, full, streaming, BodyError, RequestBody, RespBody};
@@ -82,7 +83,7 @@ impl Ctx<'_> {
     }
 }
 
-fn ce(e: ClientError) -> S3Error {
+pub(crate) fn ce(e: ClientError) -> S3Error {
     S3Error::from_client_error(&e)
 }
 
@@ -104,30 +105,28 @@ pub async fn dispatch(
         S3Op::GetBucketVersioning { bucket } => {
             bucket_document(cx, &bucket, xml::versioning_configuration()).await
         }
-        // TODO(lead): the stored ACL (access_xml::access_control_policy); until then the
-        // fixed owner FULL_CONTROL document.
-        S3Op::GetBucketAcl { bucket } => get_acl(cx, &bucket, None).await,
-        S3Op::GetObjectAcl { bucket, key } => get_acl(cx, &bucket, Some(&key)).await,
-        // TODO(lead): the stored policy; until then every bucket has none, as before.
-        S3Op::GetBucketPolicy { bucket } => {
-            cx.backend.head_bucket(&bucket).await.map_err(ce)?;
-            Err(crate::access_xml::no_such_bucket_policy())
+        S3Op::GetBucketAcl { .. } => access::get_bucket_acl(cx).await,
+        S3Op::PutBucketAcl { bucket } => access::put_bucket_acl(cx, &bucket, body).await,
+        S3Op::GetObjectAcl { bucket, key } => access::get_object_acl(cx, &bucket, &key).await,
+        S3Op::PutObjectAcl { bucket, key } => access::put_object_acl(cx, &bucket, &key, body).await,
+        S3Op::GetBucketPolicy { .. } => access::get_bucket_policy(cx).await,
+        S3Op::PutBucketPolicy { bucket } => access::put_bucket_policy(cx, &bucket, body).await,
+        S3Op::DeleteBucketPolicy { bucket } => access::delete_bucket_policy(cx, &bucket).await,
+        S3Op::GetBucketPolicyStatus { .. } => access::get_bucket_policy_status(cx).await,
+        S3Op::GetPublicAccessBlock { .. } => access::get_public_access_block(cx).await,
+        S3Op::PutPublicAccessBlock { bucket } => {
+            access::put_public_access_block(cx, &bucket, body).await
         }
-        // TODO(lead): handlers over the stored access configuration (access_xml, acl_headers).
-        op @ (S3Op::PutBucketAcl { .. }
-        | S3Op::PutObjectAcl { .. }
-        | S3Op::PutBucketPolicy { .. }
-        | S3Op::DeleteBucketPolicy { .. }
-        | S3Op::GetBucketPolicyStatus { .. }
-        | S3Op::GetPublicAccessBlock { .. }
-        | S3Op::PutPublicAccessBlock { .. }
-        | S3Op::DeletePublicAccessBlock { .. }
-        | S3Op::GetBucketOwnershipControls { .. }
-        | S3Op::PutBucketOwnershipControls { .. }
-        | S3Op::DeleteBucketOwnershipControls { .. }) => Err(S3Error::NotImplemented(format!(
-            "{} is not implemented yet",
-            op.name()
-        ))),
+        S3Op::DeletePublicAccessBlock { bucket } => {
+            access::delete_public_access_block(cx, &bucket).await
+        }
+        S3Op::GetBucketOwnershipControls { .. } => access::get_ownership_controls(cx).await,
+        S3Op::PutBucketOwnershipControls { bucket } => {
+            access::put_ownership_controls(cx, &bucket, body).await
+        }
+        S3Op::DeleteBucketOwnershipControls { bucket } => {
+            access::delete_ownership_controls(cx, &bucket).await
+        }
         S3Op::GetObjectTagging { bucket, key } => object_tagging(cx, &bucket, &key).await,
         S3Op::GetMissingBucketConfig { bucket, missing } => {
             cx.backend.head_bucket(&bucket).await.map_err(ce)?;
@@ -200,20 +199,6 @@ async fn bucket_document(
     Ok(xml_ok(doc))
 }
 
-/// The ACL of a bucket or object: always the owner's full control.
-async fn get_acl(
-    cx: &Ctx<'_>,
-    bucket: &str,
-    key: Option<&str>,
-) -> Result<Response<RespBody>, S3Error> {
-    let found = match key {
-        Some(k) => cx.backend.head_object(bucket, k).await.map(|_| ()),
-        None => cx.backend.head_bucket(bucket).await.map(|_| ()),
-    };
-    found.map_err(ce)?;
-    Ok(xml_ok(xml::access_control_policy(&cx.owner())))
-}
-
 /// The tags of an existing object: always none.
 async fn object_tagging(
     cx: &Ctx<'_>,
@@ -242,6 +227,7 @@ async fn create_multipart(
     check_key(key)?;
     let mut opts = put_options(cx.headers)?;
     opts.content_md5 = None;
+    opts.acl = access::acl_for_write(cx, cx.authz.bucket.as_deref())?;
     let id = cx
         .backend
         .create_multipart(bucket, key, opts)
@@ -265,7 +251,7 @@ async fn abort_multipart(
 
 // ---- responses ------------------------------------------------------------------------------
 
-fn status_only(status: StatusCode) -> Response<RespBody> {
+pub(crate) fn status_only(status: StatusCode) -> Response<RespBody> {
     let mut r = Response::new(empty());
     *r.status_mut() = status;
     if status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
@@ -274,7 +260,7 @@ fn status_only(status: StatusCode) -> Response<RespBody> {
     r
 }
 
-fn xml_ok(doc: String) -> Response<RespBody> {
+pub(crate) fn xml_ok(doc: String) -> Response<RespBody> {
     let len = doc.len();
     let mut r = Response::new(full(doc));
     set(&mut r, "content-type", "application/xml");
@@ -317,7 +303,12 @@ async fn create_bucket(
     check_body_md5(cx.headers, &body)?;
     let _location = xml::parse_create_bucket(&body)?;
     cx.backend
-        .create_bucket(bucket, cx.access_key, &cx.principal.user, Vec::new())
+        .create_bucket(
+            bucket,
+            cx.access_key,
+            &cx.principal.user,
+            access::record_for_new_bucket(cx, &cx.principal.user)?,
+        )
         .await
         .map_err(ce)?;
     cx.buckets.invalidate(bucket);
@@ -566,7 +557,7 @@ fn put_options(h: &HeaderMap) -> Result<PutOptions, S3Error> {
         system_metadata: system_metadata(h),
         if_match_etag,
         content_md5,
-        // The default ACL (private, owned by the bucket's owner) until x-amz-acl is read.
+        // Set by the handler from x-amz-acl / x-amz-grant-* (access::acl_for_write).
         acl: Vec::new(),
     };
     anode_meta::validate::system_metadata(&opts.content_type, &opts.system_metadata)?;
@@ -645,7 +636,8 @@ async fn put_object(
     body: RequestBody,
 ) -> Result<Response<RespBody>, S3Error> {
     check_key(key)?;
-    let opts = put_options(cx.headers)?;
+    let mut opts = put_options(cx.headers)?;
+    opts.acl = access::acl_for_write(cx, cx.authz.bucket.as_deref())?;
     let err = BodyError::default();
     let stream = payload_stream(cx, body, is_chunked(cx.headers), MAX_PUT_OBJECT_BYTES, &err)?;
     let m = cx
@@ -725,7 +717,7 @@ async fn copy_source(cx: &Ctx<'_>) -> Result<(String, String, Manifest), S3Error
 
 async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<RespBody>, S3Error> {
     check_key(key)?;
-    let (sb, sk, _src) = copy_source(cx).await?;
+    let (sb, sk, src) = copy_source(cx).await?;
     let replace = match cx.header("x-amz-metadata-directive") {
         None => false,
         Some(d) if d.eq_ignore_ascii_case("COPY") => false,
@@ -744,10 +736,23 @@ async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<R
                 .into(),
         ));
     }
+    // The copy gets the ACL of its own headers (never the source's, as in S3).
+    let acl = access::acl_for_write(cx, cx.authz.bucket.as_deref())?;
     let replace = if replace {
         let mut opts = put_options(cx.headers)?;
         opts.content_md5 = None;
+        opts.acl = acl;
         Some(opts)
+    } else if !acl.is_empty() {
+        // COPY keeps the source's metadata; the ACL still comes from this request.
+        Some(PutOptions {
+            content_type: src.content_type,
+            user_metadata: src.user_metadata.into_iter().collect(),
+            system_metadata: src.system_metadata.into_iter().collect(),
+            if_match_etag: None,
+            content_md5: None,
+            acl,
+        })
     } else {
         None
     };
@@ -893,7 +898,7 @@ async fn delete_objects(
 }
 
 /// When Content-MD5 is present, the collected body must match it.
-fn check_body_md5(h: &HeaderMap, body: &Bytes) -> Result<(), S3Error> {
+pub(crate) fn check_body_md5(h: &HeaderMap, body: &Bytes) -> Result<(), S3Error> {
     let Some(v) = h.get("content-md5").and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };

@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod access_xml;
 pub mod acl_headers;
 pub mod audit;

@@ -556,26 +556,6 @@ pub fn versioning_configuration() -> String {
     w.finish()
 }
 
-/// `AccessControlPolicy` granting the owner FULL_CONTROL (the only policy Anode has).
-pub fn access_control_policy(owner: &Owner) -> String {
-    let mut w = XmlWriter::new();
-    w.open_root("AccessControlPolicy");
-    owner.write(&mut w, "Owner");
-    w.open("AccessControlList");
-    w.buf.push_str(
-        "<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
-         xsi:type=\"CanonicalUser\">",
-    );
-    w.elem("ID", &owner.id);
-    w.elem("DisplayName", &owner.display_name);
-    w.close("Grantee");
-    w.elem("Permission", "FULL_CONTROL");
-    w.close("Grant");
-    w.close("AccessControlList");
-    w.close("AccessControlPolicy");
-    w.finish()
-}
-
 /// An empty `Tagging` document (objects carry no tags).
 pub fn empty_tagging() -> String {
     let mut w = XmlWriter::new();
@@ -988,12 +968,6 @@ mod tests {
         assert!(location_constraint("eu-west-1").contains(">eu-west-1</"));
         assert!(copy_object_result("e", 0).contains("<ETag>&quot;e&quot;</ETag>"));
         assert!(copy_part_result("e", 0).contains("<CopyPartResult"));
-        let acl = access_control_policy(&Owner {
-            id: "i".into(),
-            display_name: "d".into(),
-        });
-        assert!(acl.contains("<Permission>FULL_CONTROL</Permission>"));
-        parse_tree(acl.as_bytes()).expect("our own ACL document parses");
     }
 
     #[test]
