@@ -499,8 +499,20 @@ impl Gateway {
         let mut d = authz::check(p, action, bucket, key, actx, info_b, None);
         if let (Some(b), Some(k)) = (info_b, key) {
             if authz::object_acl_may_allow(&d, action, b) {
-                if let Some(acl) = self.object_acl(bucket, k).await? {
-                    d = authz::check(p, action, bucket, key, actx, info_b, Some(&acl));
+                match self.object_acl(bucket, k).await? {
+                    ObjectAcl::Own(acl) => {
+                        d = authz::check(p, action, bucket, key, actx, info_b, Some(&acl));
+                    }
+                    ObjectAcl::Default => {}
+                    ObjectAcl::Missing => {
+                        // No object: whoever may list the bucket learns that (404 from the
+                        // handler); anyone else is refused below, as S3 does.
+                        let list = anode_meta::authz::Action::ListBucket;
+                        let l = authz::check(p, list, bucket, None, actx, info_b, None);
+                        if l.is_allowed() {
+                            d = l;
+                        }
+                    }
                 }
             }
         }
@@ -515,20 +527,30 @@ impl Gateway {
         Err(deny(p, action.iam_name(), d.to_string(), info))
     }
 
-    /// The stored ACL of an object, when it has its own (`None`: no such object, or the
-    /// default ACL, which grants only the bucket owner).
-    async fn object_acl(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Result<Option<anode_meta::authz::Acl>, S3Error> {
+    /// The stored ACL of an object.
+    async fn object_acl(&self, bucket: &str, key: &str) -> Result<ObjectAcl, S3Error> {
         let manifest = match self.backend.head_object(bucket, key).await {
             Ok(m) => m,
-            Err(e) if e.code() == anode_client::ErrorCode::NoSuchKey => return Ok(None),
+            Err(e) if e.code() == anode_client::ErrorCode::NoSuchKey => {
+                return Ok(ObjectAcl::Missing)
+            }
             Err(e) => return Err(S3Error::from_client_error(&e)),
         };
-        crate::bucket_cache::object_acl(&manifest)
+        Ok(match crate::bucket_cache::object_acl(&manifest)? {
+            Some(acl) => ObjectAcl::Own(acl),
+            None => ObjectAcl::Default,
+        })
     }
+}
+
+/// What an object's ACL lookup found.
+enum ObjectAcl {
+    /// No such object.
+    Missing,
+    /// The default ACL (private to the bucket owner, who needs no grant).
+    Default,
+    /// Its own ACL.
+    Own(anode_meta::authz::Acl),
 }
 
 /// A denial: 403 AccessDenied (the reason is logged and audited, not sent).

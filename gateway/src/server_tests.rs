@@ -1939,3 +1939,165 @@ async fn audit_log_flag_records_the_source_address() {
     let backend = Arc::new(MemBackend::with_key(AK, SK));
     assert!(crate::start_with_backend(bad, backend, rx).await.is_err());
 }
+
+/// An unsigned request (the anonymous principal).
+async fn anonymous(h: &Harness, method: &str, uri: &str, body: &[u8]) -> Reply {
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    h.raw(build(method, uri, headers, body.to_vec())).await
+}
+
+#[tokio::test]
+async fn policies_acls_public_access_block_and_anonymous_requests() {
+    let h = users_harness();
+    let ok = |r: &Reply| assert!(r.status.is_success(), "{} {}", r.status, r.text());
+    ok(&h
+        .send_as(ALICE, "PUT", "/pub", &[("x-amz-acl", "public-read")], b"")
+        .await);
+    ok(&h
+        .send_as(
+            ALICE,
+            "PUT",
+            "/pub/o",
+            &[("x-amz-acl", "public-read")],
+            b"open",
+        )
+        .await);
+    ok(&h.send_as(ALICE, "PUT", "/pub/p", &[], b"closed").await);
+    // Anonymous: the bucket's READ grant lists, the object's READ grant reads.
+    let anon = |m: &'static str, u: &'static str| anonymous(&h, m, u, b"");
+    assert_eq!(anon("GET", "/pub/o").await.status, StatusCode::OK);
+    assert_eq!(&anon("GET", "/pub/o").await.body[..], b"open");
+    assert_eq!(anon("HEAD", "/pub/o").await.status, StatusCode::OK);
+    assert_eq!(anon("GET", "/pub?list-type=2").await.status, StatusCode::OK);
+    assert_eq!(anon("GET", "/pub/p").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(anon("GET", "/pub/none").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(anon("PUT", "/pub/x").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(anon("GET", "/").await.status, StatusCode::FORBIDDEN);
+    // Bob has nothing on alice's bucket but what the public grants give anyone signed too.
+    let r = h.send_as(BOB, "GET", "/pub/p", &[], b"").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // A policy granting bob reads: in force at once on this gateway.
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"BobReads","Effect":"Allow",
+        "Principal":{"AWS":"arn:aws:iam::anode:user/bob"},"Action":"s3:GetObject",
+        "Resource":"arn:aws:s3:::pub/*"}]}"#;
+    let r = h
+        .send_as(BOB, "PUT", "/pub?policy", &[], policy.as_bytes())
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    let r = h
+        .send_as(ALICE, "PUT", "/pub?policy", &[], policy.as_bytes())
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let r = h.send_as(ALICE, "GET", "/pub?policy", &[], b"").await;
+    assert_eq!(r.text(), policy);
+    let r = h.send_as(BOB, "GET", "/pub/p", &[], b"").await;
+    assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"closed"[..]));
+    let r = h.send_as(BOB, "PUT", "/pub/p", &[], b"mine").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = h.send_as(ALICE, "GET", "/pub?policyStatus", &[], b"").await;
+    assert!(
+        r.text().contains("<IsPublic>false</IsPublic>"),
+        "{}",
+        r.text()
+    );
+    // Malformed policies are refused and change nothing.
+    for bad in [
+        "{",
+        r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:Nope","Resource":"*"}]}"#,
+    ] {
+        let r = h
+            .send_as(ALICE, "PUT", "/pub?policy", &[], bad.as_bytes())
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::BAD_REQUEST, "MalformedPolicy")
+        );
+    }
+    assert_eq!(
+        h.send_as(ALICE, "GET", "/pub?policy", &[], b"")
+            .await
+            .text(),
+        policy
+    );
+    // ACL documents; PutObjectAcl keeps the object as it was.
+    let r = h.send_as(ALICE, "GET", "/pub/o?acl", &[], b"").await;
+    assert!(
+        r.text().contains("AllUsers") && r.text().contains("<Permission>READ</Permission>"),
+        "{}",
+        r.text()
+    );
+    let before = h.send_as(ALICE, "HEAD", "/pub/p", &[], b"").await;
+    let r = h
+        .send_as(
+            ALICE,
+            "PUT",
+            "/pub/p?acl",
+            &[("x-amz-acl", "public-read")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let after = h.send_as(ALICE, "HEAD", "/pub/p", &[], b"").await;
+    assert_eq!(before.header("etag"), after.header("etag"));
+    assert_eq!(
+        before.header("last-modified"),
+        after.header("last-modified")
+    );
+    assert_eq!(anon("GET", "/pub/p").await.status, StatusCode::OK);
+    let r = h
+        .send_as(BOB, "PUT", "/pub/p?acl", &[("x-amz-acl", "private")], b"")
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // PublicAccessBlock: public grants stop counting; new public ACLs are refused.
+    let pab = b"<PublicAccessBlockConfiguration><BlockPublicAcls>true</BlockPublicAcls>\
+        <IgnorePublicAcls>true</IgnorePublicAcls></PublicAccessBlockConfiguration>";
+    let r = h
+        .send_as(ALICE, "PUT", "/pub?publicAccessBlock", &[], pab)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(anon("GET", "/pub/o").await.status, StatusCode::FORBIDDEN);
+    let r = h
+        .send_as(
+            ALICE,
+            "PUT",
+            "/pub/q",
+            &[("x-amz-acl", "public-read")],
+            b"q",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "AccessDenied")
+    );
+    let r = h
+        .send_as(ALICE, "DELETE", "/pub?publicAccessBlock", &[], b"")
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(anon("GET", "/pub/o").await.status, StatusCode::OK);
+    // BucketOwnerEnforced: ACLs no longer count, and only the owner's full control is taken.
+    let enforced = b"<OwnershipControls><Rule><ObjectOwnership>BucketOwnerEnforced</ObjectOwnership></Rule></OwnershipControls>";
+    let r = h
+        .send_as(ALICE, "PUT", "/pub?ownershipControls", &[], enforced)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(anon("GET", "/pub/o").await.status, StatusCode::FORBIDDEN);
+    let r = h
+        .send_as(
+            ALICE,
+            "PUT",
+            "/pub/q",
+            &[("x-amz-acl", "public-read")],
+            b"q",
+        )
+        .await;
+    assert_eq!(r.code(), "AccessControlListNotSupported");
+    // Every refusal above counted; bob's policy survives the other edits (compare-and-set
+    // read-modify-writes of one record).
+    assert_eq!(
+        h.send_as(ALICE, "GET", "/pub?policy", &[], b"")
+            .await
+            .text(),
+        policy
+    );
+}
