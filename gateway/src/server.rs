@@ -369,9 +369,15 @@ impl Gateway {
                     Err(S3Error::AccessDenied("Access Denied".into()))
                 }
             }
-            Err(S3Error::AccessDenied(m)) if is_delete_objects => {
+            Err(S3Error::AccessDenied(m)) => {
+                // A refusal after authorization (BlockPublicAcls, BlockPublicPolicy, a body's
+                // Owner, DeleteObjects with every key refused): audited as a denial.
                 info.allowed = false;
-                info.reason = Some("deny: s3:DeleteObject refused for every key".into());
+                info.reason = Some(if is_delete_objects {
+                    "deny: s3:DeleteObject refused for every key".into()
+                } else {
+                    format!("deny: {m}")
+                });
                 Err(S3Error::AccessDenied(m))
             }
             other => other,

@@ -86,9 +86,12 @@ def new_key(user, *extra):
 
 
 def status_of(fn):
-    """The HTTP status of a boto3 call (200 family on success) and the error code."""
+    """The HTTP status of a boto3 call and the error code (200 for a call whose answer is
+    not a response dict, such as a body read)."""
     try:
-        fn()
+        r = fn()
+        if isinstance(r, dict) and "ResponseMetadata" in r:
+            return r["ResponseMetadata"]["HTTPStatusCode"], ""
         return 200, ""
     except ClientError as e:
         return e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"]
@@ -528,7 +531,10 @@ def audit_check(principals):
         if who.startswith("anonymous"):
             assert r["principal"] == "anonymous", (op, who, r)
         for name in ("alice", "bob", "root"):
-            if who.startswith(name):
+            if who.startswith(name) and r["principal"] is None:
+                # Refused before a principal existed: a disabled or expired key.
+                assert r["reason"].startswith("authentication"), (op, who, r)
+            elif who.startswith(name):
                 assert r["principal"] == name, (op, who, r)
         if who == "admin":
             assert r["principal"] == principals[ADMIN_KEY[0]], (op, who, r)
