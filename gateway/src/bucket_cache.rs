@@ -10,7 +10,10 @@
 //!
 //! Limits: at most [`BUCKET_CACHE_MAX_ENTRIES`] buckets (LRU); bucket names are validated
 //! before they get here, and the stored record is at most 64 KiB, so the cache holds at most a
-//! few hundred MiB in the worst case and a few MiB in practice.
+//! few hundred MiB in the worst case and a few MiB in practice. Anonymous requests reach this
+//! cache with any bucket name they like, so at most [`BUCKET_LOOKUPS_MAX_IN_FLIGHT`] master
+//! lookups run at once (the rest wait): a flood of made-up names costs the masters a bounded
+//! rate, as for unknown access keys ([`crate::auth`]).
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,8 @@ use crate::error::S3Error;
 pub const BUCKET_CACHE_TTL: Duration = Duration::from_secs(2);
 /// Most buckets cached.
 pub const BUCKET_CACHE_MAX_ENTRIES: usize = 4096;
+/// Most master lookups of buckets in flight at once.
+pub const BUCKET_LOOKUPS_MAX_IN_FLIGHT: usize = 16;
 
 /// A bucket as authorization sees it.
 #[derive(Clone, Debug)]
@@ -76,6 +81,7 @@ type Entry = (Option<Arc<BucketInfo>>, Instant);
 pub struct BucketCache {
     ttl: Duration,
     entries: Mutex<LruCache<String, Entry>>,
+    lookups: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for BucketCache {
@@ -99,6 +105,7 @@ impl BucketCache {
         BucketCache {
             ttl,
             entries: Mutex::new(LruCache::new(cap)),
+            lookups: tokio::sync::Semaphore::new(BUCKET_LOOKUPS_MAX_IN_FLIGHT),
         }
     }
 
@@ -110,6 +117,15 @@ impl BucketCache {
         name: &str,
         now: Instant,
     ) -> Result<Option<Arc<BucketInfo>>, S3Error> {
+        if let Some(hit) = self.lookup(name, now) {
+            return Ok(hit);
+        }
+        let _permit = self
+            .lookups
+            .acquire()
+            .await
+            .map_err(|_| S3Error::ServiceUnavailable("bucket lookups closed".into()))?;
+        // Another request may have fetched it while this one waited.
         if let Some(hit) = self.lookup(name, now) {
             return Ok(hit);
         }
@@ -159,4 +175,68 @@ pub fn object_acl(
         tracing::error!(error = %e, "stored object ACL does not decode");
         S3Error::InternalError(format!("object ACL: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::MemBackend;
+    use std::sync::atomic::Ordering;
+
+    #[tokio::test]
+    async fn entries_live_for_the_ttl_and_changes_here_drop_them() {
+        let backend = MemBackend::default();
+        backend.add_user("alice", false);
+        backend
+            .create_bucket("bkt", "AKTESTAKTEST0001", "alice", Vec::new())
+            .await
+            .unwrap();
+        let lookups = || backend.bucket_lookups.load(Ordering::Relaxed);
+        let cache = BucketCache::new(Duration::from_secs(2));
+        let t0 = Instant::now();
+        let b = cache.get(&backend, "bkt", t0).await.unwrap().expect("exists");
+        assert_eq!(b.config.owner_user, "alice");
+        // The default record of a bucket that stores none: private to its owner.
+        assert_eq!(b.record.acl.owner, canonical_id("alice"));
+        assert!(b.access.policy.is_none());
+        cache
+            .get(&backend, "bkt", t0 + Duration::from_millis(1999))
+            .await
+            .unwrap();
+        assert_eq!(lookups(), 1);
+        cache
+            .get(&backend, "bkt", t0 + Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(lookups(), 2);
+        cache.invalidate("bkt");
+        cache
+            .get(&backend, "bkt", t0 + Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(lookups(), 3);
+        // A missing bucket is remembered as missing for the TTL too.
+        assert!(cache.get(&backend, "nope-bucket", t0).await.unwrap().is_none());
+        assert!(cache.get(&backend, "nope-bucket", t0).await.unwrap().is_none());
+        assert_eq!(lookups(), 4);
+        assert_eq!(cache.len(), 2);
+        // TTL 0: no cache at all.
+        let off = BucketCache::new(Duration::ZERO);
+        off.get(&backend, "bkt", t0).await.unwrap();
+        off.get(&backend, "bkt", t0).await.unwrap();
+        assert_eq!(lookups(), 6);
+        assert!(off.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_record_that_does_not_decode_is_an_internal_error() {
+        let cfg = BucketConfig {
+            name: "bkt".into(),
+            owner_user: "alice".into(),
+            access: b"{not json".to_vec(),
+            ..Default::default()
+        };
+        let e = BucketInfo::from_config(cfg).unwrap_err();
+        assert_eq!(e.aws_code(), "InternalError");
+    }
 }

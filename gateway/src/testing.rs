@@ -17,7 +17,8 @@
 //!   the `PartRecord`, and the bytes in a content-addressed blob map beside the state, as a
 //!   chunkserver would keep them. A completed upload's manifest lists those chunks (the state
 //!   machine moves the references), copies share them, and reads concatenate them.
-//! - `key_lookups` counts `get_principal` calls (to observe the gateway's key cache).
+//! - `key_lookups` counts `get_principal` calls (to observe the gateway's key cache);
+//!   `bucket_lookups` counts `head_bucket` calls (the bucket cache).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,6 +56,8 @@ pub struct MemBackend {
     state: Mutex<State>,
     /// Number of `get_principal` calls (to observe the key cache).
     pub key_lookups: AtomicUsize,
+    /// Number of `head_bucket` calls (to observe the bucket cache).
+    pub bucket_lookups: AtomicUsize,
 }
 
 impl Default for MemBackend {
@@ -66,6 +69,7 @@ impl Default for MemBackend {
                 uploads_created: 0,
             }),
             key_lookups: AtomicUsize::new(0),
+            bucket_lookups: AtomicUsize::new(0),
         }
     }
 }
@@ -281,6 +285,7 @@ impl Backend for MemBackend {
     }
 
     async fn head_bucket(&self, name: &str) -> Result<BucketConfig, ClientError> {
+        self.bucket_lookups.fetch_add(1, Ordering::Relaxed);
         self.read(|kv| state::get_bucket(kv, name))
             .ok_or_else(|| refused(StateError::NoSuchBucket(name.into())))
     }
