@@ -8,6 +8,7 @@
 #   policy  this build, audit log on, user bob writing and reading alice's bucket through a
 #           bucket policy (Allow s3:PutObject, s3:GetObject, s3:ListBucket to bob)
 #   scripts/bench-authz.sh PRE_ANODE ANODE ANODE_TOOLS [ROUNDS=2] [SECONDS=10]
+# With ANODE_BENCH_OUT=DIR the raw JSON of each side is kept there (authz-SIDE.json).
 # Rounds run the sides in rotated order to spread machine drift. Prints each cell per side and
 # round, then `anode-tools bench compare` of every side against `pre` (ratio per cell, median
 # over the rounds). Needs python3 with boto3 (scripts/setup.sh installs it) for the policy.
@@ -87,3 +88,9 @@ for side in admin owner policy; do
   echo "== $side / pre"
   "$tools" bench compare "$work/$side.json" "$work/pre.json"
 done
+echo "== policy / admin (same build: a policy grantee with the audit log against an administrator key without it)"
+"$tools" bench compare "$work/policy.json" "$work/admin.json"
+if [ -n "${ANODE_BENCH_OUT:-}" ]; then
+  mkdir -p "$ANODE_BENCH_OUT"
+  for side in "${sides[@]}"; do cp "$work/$side.json" "$ANODE_BENCH_OUT/authz-$side.json"; done
+fi

@@ -194,7 +194,11 @@ mod tests {
         let lookups = || backend.bucket_lookups.load(Ordering::Relaxed);
         let cache = BucketCache::new(Duration::from_secs(2));
         let t0 = Instant::now();
-        let b = cache.get(&backend, "bkt", t0).await.unwrap().expect("exists");
+        let b = cache
+            .get(&backend, "bkt", t0)
+            .await
+            .unwrap()
+            .expect("exists");
         assert_eq!(b.config.owner_user, "alice");
         // The default record of a bucket that stores none: private to its owner.
         assert_eq!(b.record.acl.owner, canonical_id("alice"));
@@ -216,8 +220,16 @@ mod tests {
             .unwrap();
         assert_eq!(lookups(), 3);
         // A missing bucket is remembered as missing for the TTL too.
-        assert!(cache.get(&backend, "nope-bucket", t0).await.unwrap().is_none());
-        assert!(cache.get(&backend, "nope-bucket", t0).await.unwrap().is_none());
+        assert!(cache
+            .get(&backend, "nope-bucket", t0)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(cache
+            .get(&backend, "nope-bucket", t0)
+            .await
+            .unwrap()
+            .is_none());
         assert_eq!(lookups(), 4);
         assert_eq!(cache.len(), 2);
         // TTL 0: no cache at all.
