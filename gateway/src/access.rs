@@ -154,12 +154,7 @@ pub async fn delete_bucket_policy(
     cx: &Ctx<'_>,
     bucket: &str,
 ) -> Result<Response<RespBody>, S3Error> {
-    update_access(cx, bucket, |_, rec| {
-        rec.policy = None;
-        Ok(())
-    })
-    .await?;
-    Ok(status_only(StatusCode::NO_CONTENT))
+    set_access(cx, bucket, StatusCode::NO_CONTENT, |rec| rec.policy = None).await
 }
 
 /// GetBucketPolicyStatus: whether the policy is public (NoSuchBucketPolicy without one).
@@ -366,15 +361,11 @@ pub async fn put_public_access_block(
     bucket: &str,
     body: RequestBody,
 ) -> Result<Response<RespBody>, S3Error> {
-    let body = body.collect(MAX_ACCESS_XML_BYTES).await?;
-    check_body_md5(cx.headers, &body)?;
-    let pab = access_xml::parse_public_access_block(&body)?;
-    update_access(cx, bucket, |_, rec| {
-        rec.public_access_block = pab;
-        Ok(())
+    let pab = access_xml::parse_public_access_block(&config_body(cx, body).await?)?;
+    set_access(cx, bucket, StatusCode::OK, |rec| {
+        rec.public_access_block = pab
     })
-    .await?;
-    Ok(status_only(StatusCode::OK))
+    .await
 }
 
 /// DeletePublicAccessBlock: every setting off.
@@ -382,12 +373,10 @@ pub async fn delete_public_access_block(
     cx: &Ctx<'_>,
     bucket: &str,
 ) -> Result<Response<RespBody>, S3Error> {
-    update_access(cx, bucket, |_, rec| {
-        rec.public_access_block = PublicAccessBlock::default();
-        Ok(())
+    set_access(cx, bucket, StatusCode::NO_CONTENT, |rec| {
+        rec.public_access_block = PublicAccessBlock::default()
     })
-    .await?;
-    Ok(status_only(StatusCode::NO_CONTENT))
+    .await
 }
 
 /// GetBucketOwnershipControls: the bucket's setting (ObjectWriter unless changed).
@@ -404,15 +393,11 @@ pub async fn put_ownership_controls(
     bucket: &str,
     body: RequestBody,
 ) -> Result<Response<RespBody>, S3Error> {
-    let body = body.collect(MAX_ACCESS_XML_BYTES).await?;
-    check_body_md5(cx.headers, &body)?;
-    let ownership = access_xml::parse_ownership_controls(&body)?;
-    update_access(cx, bucket, |_, rec| {
-        rec.object_ownership = ownership;
-        Ok(())
+    let ownership = access_xml::parse_ownership_controls(&config_body(cx, body).await?)?;
+    set_access(cx, bucket, StatusCode::OK, |rec| {
+        rec.object_ownership = ownership
     })
-    .await?;
-    Ok(status_only(StatusCode::OK))
+    .await
 }
 
 /// DeleteBucketOwnershipControls: back to the default (ObjectWriter).
@@ -420,10 +405,30 @@ pub async fn delete_ownership_controls(
     cx: &Ctx<'_>,
     bucket: &str,
 ) -> Result<Response<RespBody>, S3Error> {
+    set_access(cx, bucket, StatusCode::NO_CONTENT, |rec| {
+        rec.object_ownership = ObjectOwnership::default()
+    })
+    .await
+}
+
+/// A configuration body: at most [`MAX_ACCESS_XML_BYTES`], Content-MD5 checked.
+async fn config_body(cx: &Ctx<'_>, body: RequestBody) -> Result<Bytes, S3Error> {
+    let body = body.collect(MAX_ACCESS_XML_BYTES).await?;
+    check_body_md5(cx.headers, &body)?;
+    Ok(body)
+}
+
+/// An edit that cannot fail, stored with [`update_access`], answered with `status`.
+async fn set_access(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    status: StatusCode,
+    mut edit: impl FnMut(&mut BucketAccessRecord),
+) -> Result<Response<RespBody>, S3Error> {
     update_access(cx, bucket, |_, rec| {
-        rec.object_ownership = ObjectOwnership::default();
+        edit(rec);
         Ok(())
     })
     .await?;
-    Ok(status_only(StatusCode::NO_CONTENT))
+    Ok(status_only(status))
 }

@@ -2092,8 +2092,8 @@ async fn policies_acls_public_access_block_and_anonymous_requests() {
         )
         .await;
     assert_eq!(r.code(), "AccessControlListNotSupported");
-    // Every refusal above counted; bob's policy survives the other edits (compare-and-set
-    // read-modify-writes of one record).
+    // Bob's policy survived the ACL, PublicAccessBlock and ownership edits (each a
+    // read-modify-write of the one record).
     assert_eq!(
         h.send_as(ALICE, "GET", "/pub?policy", &[], b"")
             .await
