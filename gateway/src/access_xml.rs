@@ -318,12 +318,12 @@ mod tests {
             format!(
                 "{DECL}<AccessControlPolicy xmlns=\"{S3_XMLNS}\"><Owner><ID>{a}</ID>\
                  <DisplayName>alice</DisplayName></Owner><AccessControlList>\
-                 <Grant><Grantee xmlns:xsi=\"{XSI_NS}\" xsi:type=\"CanonicalUser\">\
-                 <ID>{a}</ID><DisplayName>alice</DisplayName></Grantee>\
-                 <Permission>FULL_CONTROL</Permission></Grant>\
                  <Grant><Grantee xmlns:xsi=\"{XSI_NS}\" xsi:type=\"Group\">\
                  <URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee>\
                  <Permission>READ</Permission></Grant>\
+                 <Grant><Grantee xmlns:xsi=\"{XSI_NS}\" xsi:type=\"CanonicalUser\">\
+                 <ID>{a}</ID><DisplayName>alice</DisplayName></Grantee>\
+                 <Permission>FULL_CONTROL</Permission></Grant>\
                  </AccessControlList></AccessControlPolicy>"
             )
         );

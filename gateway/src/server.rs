@@ -188,6 +188,14 @@ impl Gateway {
     {
         let started = Instant::now();
         let is_head = req.method() == Method::HEAD;
+        // A request that announced a body: if it is refused, the body may be unread (and, with
+        // `Expect: 100-continue`, may still be on its way), so the connection is closed after
+        // the answer rather than parsing the late body bytes as the next request.
+        let announced_body = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+            || req.headers().contains_key(http::header::TRANSFER_ENCODING);
         let mut info = ReqInfo {
             op: "Unknown",
             resource: req.uri().path().to_string(),
@@ -229,6 +237,10 @@ impl Gateway {
         }
         resp.headers_mut()
             .insert("server", HeaderValue::from_static("Anode"));
+        if error.is_some() && announced_body {
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         METRICS
             .requests
             .with_label_values(&[info.op, status.as_str()])

@@ -14,7 +14,21 @@ use anode_meta::authz::{
 
 fn golden_v1() -> BucketAccessRecord {
     let owner = canonical_id("alice");
-    let mut acl = CannedAcl::PublicRead.expand(&owner, &owner);
+    // Spelled out (not `CannedAcl::expand`, whose grant order may change): the record as the
+    // golden file holds it.
+    let mut acl = anode_meta::authz::Acl {
+        owner: owner.clone(),
+        grants: vec![
+            Grant {
+                grantee: Grantee::CanonicalUser { id: owner.clone() },
+                permission: Permission::FullControl,
+            },
+            Grant {
+                grantee: Grantee::AllUsers,
+                permission: Permission::Read,
+            },
+        ],
+    };
     acl.grants.push(Grant {
         grantee: Grantee::CanonicalUser {
             id: canonical_id("bob"),

@@ -159,8 +159,22 @@ fn command_set_bucket_quota() -> Command {
 
 /// An object ACL as stored (`Manifest.acl`, `MultipartUpload.acl`): owner alice, public read.
 fn object_acl() -> Vec<u8> {
+    use anode_meta::authz::{Acl, Grant, Grantee, Permission};
     let alice = anode_meta::authz::canonical_id("alice");
-    anode_meta::authz::encode_acl(&anode_meta::authz::CannedAcl::PublicRead.expand(&alice, &alice))
+    // Spelled out (not `CannedAcl::expand`, whose grant order may change): as the files hold it.
+    anode_meta::authz::encode_acl(&Acl {
+        owner: alice.clone(),
+        grants: vec![
+            Grant {
+                grantee: Grantee::CanonicalUser { id: alice },
+                permission: Permission::FullControl,
+            },
+            Grant {
+                grantee: Grantee::AllUsers,
+                permission: Permission::Read,
+            },
+        ],
+    })
 }
 
 /// A bucket access record as stored (`BucketConfig.access`), with a policy of `photos`.

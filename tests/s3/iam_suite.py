@@ -490,12 +490,17 @@ def ownership_controls(alice, bob):
     assert got == [{"ObjectOwnership": "ObjectWriter"}], got
     enforced = {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
     expect("bob", "PutBucketOwnershipControls(A's)", lambda: bob.put_bucket_ownership_controls(Bucket="dropbox", OwnershipControls=enforced), 403, "AccessDenied")
+    # Not while the bucket ACL grants bob WRITE (S3's rule).
+    expect("alice", "PutBucketOwnershipControls(grant)", lambda: alice.put_bucket_ownership_controls(Bucket="dropbox", OwnershipControls=enforced), 400, "InvalidBucketAclWithObjectOwnership")
+    alice.put_object(Bucket="dropbox", Key="pub", Body=b"public", ACL="public-read")
+    expect_curl("GetObject(ObjectWriter, public obj)", "GET", f"{ENDPOINTS[0]}/dropbox/pub", 200)
+    alice.put_bucket_acl(Bucket="dropbox", ACL="private")
     alice.put_bucket_ownership_controls(Bucket="dropbox", OwnershipControls=enforced)
+    expect_curl("GetObject(ACLs disabled)", "GET", f"{ENDPOINTS[0]}/dropbox/pub", 403)
     got = alice.get_bucket_ownership_controls(Bucket="dropbox")["OwnershipControls"]["Rules"]
     assert got == [{"ObjectOwnership": "BucketOwnerEnforced"}], got
-    # ACLs disabled: Bob's WRITE grant no longer counts; ACLs other than the owner's full
-    # control are refused.
-    expect("bob", "PutObject(ACLs disabled)", lambda: bob.put_object(Bucket="dropbox", Key="again", Body=b"x"), 403, "AccessDenied")
+    # ACLs disabled: ACLs other than the owner's full control are refused.
+    expect("bob", "PutObject(no grant)", lambda: bob.put_object(Bucket="dropbox", Key="again", Body=b"x"), 403, "AccessDenied")
     expect("alice", "PutObject(ACL, enforced)", lambda: alice.put_object(Bucket="dropbox", Key="a", Body=b"a", ACL="public-read"), 400, "AccessControlListNotSupported")
     expect("alice", "PutObject(owner full control)", lambda: alice.put_object(Bucket="dropbox", Key="a", Body=b"a", ACL="bucket-owner-full-control"), 200)
     expect("alice", "PutBucketAcl(enforced)", lambda: alice.put_bucket_acl(Bucket="dropbox", ACL="public-read"), 400, "AccessControlListNotSupported")

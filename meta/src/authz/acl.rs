@@ -361,24 +361,30 @@ impl CannedAcl {
             grantee,
             permission,
         };
-        let mut grants = vec![user(owner_id, Permission::FullControl)];
-        match self {
-            CannedAcl::Private => {}
-            CannedAcl::PublicRead => grants.push(group(Grantee::AllUsers, Permission::Read)),
-            CannedAcl::PublicReadWrite => {
-                grants.push(group(Grantee::AllUsers, Permission::Read));
-                grants.push(group(Grantee::AllUsers, Permission::Write));
-            }
+        // Group grants first, then the owner's (the order Ceph RGW answers and its s3-tests
+        // expect; S3 defines none).
+        let owner = user(owner_id, Permission::FullControl);
+        let grants = match self {
+            CannedAcl::Private => vec![owner],
+            CannedAcl::PublicRead => vec![group(Grantee::AllUsers, Permission::Read), owner],
+            CannedAcl::PublicReadWrite => vec![
+                group(Grantee::AllUsers, Permission::Read),
+                group(Grantee::AllUsers, Permission::Write),
+                owner,
+            ],
             CannedAcl::AuthenticatedRead => {
-                grants.push(group(Grantee::AuthenticatedUsers, Permission::Read))
+                vec![group(Grantee::AuthenticatedUsers, Permission::Read), owner]
             }
             CannedAcl::BucketOwnerRead | CannedAcl::BucketOwnerFullControl
-                if owner_id == bucket_owner_id => {}
-            CannedAcl::BucketOwnerRead => grants.push(user(bucket_owner_id, Permission::Read)),
-            CannedAcl::BucketOwnerFullControl => {
-                grants.push(user(bucket_owner_id, Permission::FullControl))
+                if owner_id == bucket_owner_id =>
+            {
+                vec![owner]
             }
-        }
+            CannedAcl::BucketOwnerRead => vec![owner, user(bucket_owner_id, Permission::Read)],
+            CannedAcl::BucketOwnerFullControl => {
+                vec![owner, user(bucket_owner_id, Permission::FullControl)]
+            }
+        };
         Acl {
             owner: owner_id.to_string(),
             grants,
