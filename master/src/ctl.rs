@@ -1192,7 +1192,7 @@ mod tests {
         assert_eq!(v["default"], false);
         assert_eq!(v["policy"]["Statement"][0]["Action"], "s3:GetObject");
         assert_eq!(
-            v["acl"]["grants"][1],
+            v["acl"]["grants"][0],
             json!({"grantee": {"group": "http://acs.amazonaws.com/groups/global/AllUsers"}, "permission": "READ"})
         );
         assert_eq!(v["public_access_block"]["ignore_public_acls"], true);
