@@ -197,18 +197,17 @@ fn default_object_acl(b: &BucketInfo) -> Acl {
 }
 
 /// The ACL a PutBucketAcl / PutObjectAcl request asks for, owned by `owner_id`: its
-/// `x-amz-acl` / `x-amz-grant-*` headers or its AccessControlPolicy body
-/// ([`acl_headers::acl_for_put`]).
+/// `x-amz-acl` / `x-amz-grant-*` headers (parsed by the caller) or its AccessControlPolicy
+/// body ([`acl_headers::acl_for_put`]).
 async fn requested_acl(
     cx: &Ctx<'_>,
+    headers: &AclHeaders,
     body: RequestBody,
     owner_id: &str,
     bucket_owner_id: &str,
 ) -> Result<Acl, S3Error> {
-    let headers = acl_headers::parse_acl_headers(cx.headers)?;
-    let body = body.collect(MAX_ACCESS_XML_BYTES).await?;
-    check_body_md5(cx.headers, &body)?;
-    acl_headers::acl_for_put(&headers, &body, owner_id, bucket_owner_id)
+    let body = config_body(cx, body).await?;
+    acl_headers::acl_for_put(headers, &body, owner_id, bucket_owner_id)
 }
 
 /// PutBucketAcl.
@@ -219,7 +218,8 @@ pub async fn put_bucket_acl(
 ) -> Result<Response<RespBody>, S3Error> {
     let b = target(cx)?;
     let owner = canonical_id(&b.config.owner_user);
-    let acl = requested_acl(cx, body, &owner, &owner).await?;
+    let headers = acl_headers::parse_acl_headers(cx.headers)?;
+    let acl = requested_acl(cx, &headers, body, &owner, &owner).await?;
     update_access(cx, bucket, |b, rec| {
         check_put_acl(
             b.access.object_ownership,
@@ -248,7 +248,7 @@ pub async fn put_object_acl(
     let manifest = cx.backend.head_object(bucket, key).await.map_err(ce)?;
     let current = bucket_cache::object_acl(&manifest)?.unwrap_or_else(|| default_object_acl(b));
     let headers = acl_headers::parse_acl_headers(cx.headers)?;
-    let acl = requested_acl(cx, body, &current.owner, &bucket_owner).await?;
+    let acl = requested_acl(cx, &headers, body, &current.owner, &bucket_owner).await?;
     check_as_caller(cx, b, &headers, &acl)?;
     cx.backend
         .set_object_acl(
@@ -277,9 +277,9 @@ fn stored_object_acl(b: &BucketInfo, acl: &Acl) -> Vec<u8> {
 /// bucket owner (BucketOwnerEnforced; BucketOwnerPreferred with `bucket-owner-full-control`;
 /// anonymous writers). Checked against Object Ownership and BlockPublicAcls; empty bytes for
 /// the default ACL.
-pub fn acl_for_write(cx: &Ctx<'_>, bucket: Option<&BucketInfo>) -> Result<Vec<u8>, S3Error> {
+pub fn acl_for_write(cx: &Ctx<'_>) -> Result<Vec<u8>, S3Error> {
     let requested = acl_headers::parse_acl_headers(cx.headers)?;
-    let Some(b) = bucket else {
+    let Some(b) = cx.authz.bucket.as_deref() else {
         // A missing bucket: the write fails with NoSuchBucket anyway.
         return Ok(Vec::new());
     };

@@ -110,13 +110,6 @@ impl Principal {
     }
 }
 
-/// The action of an S3 operation as the router names it (`sub`: the sub-resource of a
-/// configuration GET; `on_object`: the operation addresses an object). `None` for an
-/// operation the table does not know: refused.
-pub fn action_of(op: &str, sub: Option<&str>, on_object: bool) -> Option<Action> {
-    Action::for_operation(op, sub, on_object)
-}
-
 /// The facts of the request that policy conditions test.
 pub fn context(source_ip: Option<IpAddr>, secure: bool, prefix: Option<&str>) -> Context {
     Context {

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anode_client::BucketConfig;
-use anode_meta::authz::{canonical_id, BucketAccess, BucketAccessRecord, CannedAcl};
+use anode_meta::authz::{BucketAccess, BucketAccessRecord};
 use lru::LruCache;
 
 use crate::backend::Backend;
@@ -49,15 +49,11 @@ impl BucketInfo {
     /// existed) has the default: no policy, private ACL owned by its owner, ObjectWriter,
     /// nothing blocked.
     pub fn from_config(config: BucketConfig) -> Result<BucketInfo, S3Error> {
-        let stored = stored_access(&config);
-        let record = if stored.is_empty() {
-            BucketAccessRecord::new_bucket(&canonical_id(&config.owner_user), CannedAcl::Private)
-        } else {
-            BucketAccessRecord::decode(stored).map_err(|e| {
+        let record =
+            BucketAccessRecord::load(&config.access, &config.owner_user).map_err(|e| {
                 tracing::error!(bucket = %config.name, error = %e, "stored bucket access record does not decode");
                 S3Error::InternalError(format!("bucket access record: {e}"))
-            })?
-        };
+            })?;
         let access = BucketAccess::from_record(&record, &config.name).map_err(|e| {
             tracing::error!(bucket = %config.name, error = %e, "stored bucket policy does not parse");
             S3Error::InternalError(format!("bucket policy: {e}"))
@@ -68,11 +64,6 @@ impl BucketInfo {
             access,
         })
     }
-}
-
-/// The encoded access record of `config` (empty: none stored).
-fn stored_access(config: &BucketConfig) -> &[u8] {
-    &config.access
 }
 
 type Entry = (Option<Arc<BucketInfo>>, Instant);
@@ -181,6 +172,7 @@ pub fn object_acl(
 mod tests {
     use super::*;
     use crate::testing::MemBackend;
+    use anode_meta::authz::canonical_id;
     use std::sync::atomic::Ordering;
 
     #[tokio::test]

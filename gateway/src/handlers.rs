@@ -128,7 +128,9 @@ pub async fn dispatch(
             access::delete_ownership_controls(cx, &bucket).await
         }
         S3Op::GetObjectTagging { bucket, key } => object_tagging(cx, &bucket, &key).await,
-        S3Op::GetMissingBucketConfig { bucket, missing } => {
+        S3Op::GetMissingBucketConfig {
+            bucket, missing, ..
+        } => {
             cx.backend.head_bucket(&bucket).await.map_err(ce)?;
             Err(missing)
         }
@@ -227,7 +229,7 @@ async fn create_multipart(
     check_key(key)?;
     let mut opts = put_options(cx.headers)?;
     opts.content_md5 = None;
-    opts.acl = access::acl_for_write(cx, cx.authz.bucket.as_deref())?;
+    opts.acl = access::acl_for_write(cx)?;
     let id = cx
         .backend
         .create_multipart(bucket, key, opts)
@@ -637,7 +639,7 @@ async fn put_object(
 ) -> Result<Response<RespBody>, S3Error> {
     check_key(key)?;
     let mut opts = put_options(cx.headers)?;
-    opts.acl = access::acl_for_write(cx, cx.authz.bucket.as_deref())?;
+    opts.acl = access::acl_for_write(cx)?;
     let err = BodyError::default();
     let stream = payload_stream(cx, body, is_chunked(cx.headers), MAX_PUT_OBJECT_BYTES, &err)?;
     let m = cx
@@ -737,7 +739,7 @@ async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<R
         ));
     }
     // The copy gets the ACL of its own headers (never the source's, as in S3).
-    let acl = access::acl_for_write(cx, cx.authz.bucket.as_deref())?;
+    let acl = access::acl_for_write(cx)?;
     let replace = if replace {
         let mut opts = put_options(cx.headers)?;
         opts.content_md5 = None;

@@ -134,6 +134,8 @@ pub enum S3Op {
     GetMissingBucketConfig {
         /// Bucket.
         bucket: String,
+        /// The sub-resource (`lifecycle`, `cors`, ...).
+        sub: &'static str,
         /// The 404 answer.
         missing: S3Error,
     },
@@ -371,6 +373,16 @@ impl S3Op {
         matches!(self, S3Op::GetObjectAcl { .. } | S3Op::PutObjectAcl { .. })
     }
 
+    /// The S3 action the operation needs ([`anode_meta::authz::Action::for_operation`]);
+    /// `None` for an operation that table does not know (refused).
+    pub fn action(&self) -> Option<anode_meta::authz::Action> {
+        let sub = match self {
+            S3Op::GetMissingBucketConfig { sub, .. } => Some(*sub),
+            _ => None,
+        };
+        anode_meta::authz::Action::for_operation(self.name(), sub, self.acl_of_object())
+    }
+
     /// Whether the operation reads a copy source (`x-amz-copy-source`).
     pub fn copies(&self) -> bool {
         matches!(self, S3Op::CopyObject { .. } | S3Op::UploadPartCopy { .. })
@@ -426,12 +438,6 @@ fn route_service(method: &Method) -> Result<S3Op, S3Error> {
         Method::GET => Ok(S3Op::ListBuckets),
         _ => Err(S3Error::MethodNotAllowed),
     }
-}
-
-/// The configuration sub-resource a request names (`policy`, `acl`, ...), if any: what
-/// [`anode_meta::authz::Action::for_operation`] needs for `GetBucketConfig`.
-pub fn sub_resource(query: &Query) -> Option<&'static str> {
-    unsupported(query)
 }
 
 fn unsupported(query: &Query) -> Option<&'static str> {
@@ -520,7 +526,11 @@ fn route_bucket(method: &Method, bucket: String, q: &Query) -> Result<S3Op, S3Er
         return match sub {
             "versioning" => Ok(S3Op::GetBucketVersioning { bucket }),
             _ => match missing_config(sub) {
-                Some(missing) => Ok(S3Op::GetMissingBucketConfig { bucket, missing }),
+                Some(missing) => Ok(S3Op::GetMissingBucketConfig {
+                    bucket,
+                    sub,
+                    missing,
+                }),
                 None => Err(not_implemented(sub)),
             },
         };
@@ -697,6 +707,7 @@ mod tests {
             ("PUT", Some("b"), None, "versioning", false, Err("NotImplemented")),
             ("GET", Some("b"), None, "lifecycle", false, Ok(S3Op::GetMissingBucketConfig {
                 bucket: b(),
+                sub: "lifecycle",
                 missing: S3Error::NoSuchConfiguration { code: "NoSuchLifecycleConfiguration", message: "The lifecycle configuration does not exist" },
             })),
             ("GET", Some("b"), None, "notification", false, Err("NotImplemented")),
@@ -804,15 +815,11 @@ mod tests {
             (S3Op::ListParts { bucket: s(), key: k(), upload_id: u() }, A::ListMultipartUploadParts),
         ];
         for (op, want) in ops {
-            assert_eq!(
-                A::for_operation(op.name(), None, op.acl_of_object()),
-                Some(want),
-                "{op:?}"
-            );
+            assert_eq!(op.action(), Some(want), "{op:?}");
         }
-        // The 404 answers of unset configurations need the sub-resource.
+        // The 404 answers of unset configurations carry their sub-resource.
         let missing = route(&Method::GET, Some("b"), None, &Query::parse("cors"), false).unwrap();
-        assert_eq!(A::for_operation(missing.name(), Some("cors"), false), Some(A::GetBucketCors));
+        assert_eq!(missing.action(), Some(A::GetBucketCors));
     }
 
     #[test]

@@ -322,7 +322,7 @@ impl Gateway {
             query.get("prefix"),
         );
         let target = self
-            .authorize(&principal, &op, &query, &parts.headers, &actx, info)
+            .authorize(&principal, &op, &parts.headers, &actx, info)
             .await?;
         info.allowed = true;
         let decoded_len = parts
@@ -439,14 +439,11 @@ impl Gateway {
         &self,
         p: &Principal,
         op: &router::S3Op,
-        query: &Query,
         headers: &http::HeaderMap,
         actx: &anode_meta::authz::Context,
         info: &mut ReqInfo,
     ) -> Result<Option<Arc<BucketInfo>>, S3Error> {
-        let Some(action) =
-            authz::action_of(op.name(), router::sub_resource(query), op.key().is_some())
-        else {
+        let Some(action) = op.action() else {
             return Err(deny(
                 p,
                 op.name(),
