@@ -126,6 +126,12 @@ cluster_ports() {
   for i in $(seq 1 "$NM"); do M_PEERS[$i]="$peers"; done
   ENDPOINTS=""
   for i in $(seq 1 "$NG"); do ENDPOINTS="${ENDPOINTS:+$ENDPOINTS,}http://127.0.0.1:${G_PORT[$i]}"; done
+  chaos_credentials
+}
+
+# chaos_credentials: the scenario's S3 key (random, kept in CHAOS_DIR/credentials) exported as
+# ANODE_ACCESS_KEY / ANODE_SECRET_KEY.
+chaos_credentials() {
   if [ ! -f "$CHAOS_DIR/credentials" ]; then
     printf 'ANODE_ACCESS_KEY=AK%s\nANODE_SECRET_KEY=%s\n' \
       "$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)" \

@@ -19,6 +19,10 @@ struct Args {
     /// Seed for the per-connection randomness of toxics (toxicity, jitter, slicer sizes).
     #[arg(long, env = "ANODE_SEED")]
     seed: Option<u64>,
+    /// JSON file of proxies to create at start (the body of `POST /populate`: a list, or
+    /// `{"proxies": [...]}`), like `toxiproxy-server -config`.
+    #[arg(long, env = "TOXIPROXY_CONFIG")]
+    config: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -33,6 +37,19 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding the API on {addr}"))?;
     tracing::info!(api = %listener.local_addr()?, seed = ?args.seed, "anode-toxiproxy listening");
     let registry = Arc::new(anode_toxiproxy::Registry::new(args.seed));
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --config {}", path.display()))?;
+        let list = serde_json::from_str::<anode_toxiproxy::model::PopulateBody>(&text)
+            .with_context(|| format!("parsing --config {}", path.display()))?
+            .into_list();
+        let n = list.len();
+        registry
+            .populate(list)
+            .await
+            .with_context(|| format!("creating the proxies of {}", path.display()))?;
+        tracing::info!(proxies = n, config = %path.display(), "proxies created from the config file");
+    }
     let shutdown = anode_common::shutdown_on_signals();
     anode_toxiproxy::http::serve(listener, registry, shutdown).await;
     tracing::info!("anode-toxiproxy stopped");
