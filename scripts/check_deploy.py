@@ -8,6 +8,9 @@
       the ServiceMonitor (no schema here: a CRD) selects Services that have its port; every
       Secret the pods mount, with every key they name, exists in SECRETS.yaml (the output of
       deploy/kubernetes/make-secrets.sh) when given.
+  check_deploy.py dashboard-rules DASHBOARD.json OUT.yml
+      Every PromQL expression of the dashboard as a recording rule (Grafana variables
+      replaced), for `promtool check rules` to parse.
   check_deploy.py metrics --source DIR... [--exported FILE] FILE...
       Every metric name in every PromQL expression of FILE (Prometheus rule files, Grafana
       dashboards) is one the binaries export: registered in the Rust sources under DIR (a
@@ -212,7 +215,7 @@ def exprs_of(path):
         def walk(x):
             if isinstance(x, dict):
                 for k, v in x.items():
-                    if k in ("expr", "query") and isinstance(v, str):
+                    if k == "expr" and isinstance(v, str):
                         found.append(v)
                     else:
                         walk(v)
@@ -220,7 +223,14 @@ def exprs_of(path):
                 for v in x:
                     walk(v)
 
-        walk(json.loads(text))
+        dash = json.loads(text)
+        walk(dash.get("panels", []))
+        # Query variables: `label_values(SELECTOR, label)` names a metric in SELECTOR.
+        for v in dash.get("templating", {}).get("list", []):
+            if v.get("type") == "query":
+                q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+                m = re.fullmatch(r"\s*label_values\((.*),\s*\w+\s*\)\s*", q)
+                found.append(m.group(1) if m else q)
         return found
     doc = yaml.safe_load(text)
     return [r["expr"] for g in doc["groups"] for r in g["rules"]]
@@ -251,8 +261,22 @@ def check_metrics(files, sources, exported=None):
     print(f"check_deploy: {len(files)} files use {len(used)} metric names, all exported: {' '.join(sorted(used))}")
 
 
+def dashboard_rules(dashboard, out):
+    rules = []
+    for i, e in enumerate(exprs_of(dashboard)):
+        e = e.replace("$__rate_interval", "1m").replace("${op}", ".*").replace("$op", ".*")
+        if "$" in e:
+            fail(f"{dashboard}: unknown Grafana variable in {e!r}")
+        rules.append({"record": f"anode:dashboard_expr_{i}", "expr": e})
+    with open(out, "w") as f:
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f)
+    print(f"check_deploy: {len(rules)} dashboard expressions in {out}")
+
+
 def main(argv):
-    if len(argv) >= 2 and argv[0] == "k8s":
+    if len(argv) == 3 and argv[0] == "dashboard-rules":
+        dashboard_rules(argv[1], argv[2])
+    elif len(argv) >= 2 and argv[0] == "k8s":
         check_k8s(argv[1], argv[2] if len(argv) > 2 else None)
     elif argv and argv[0] == "metrics":
         args, sources, exported, files = argv[1:], [], None, []
