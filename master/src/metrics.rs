@@ -512,6 +512,28 @@ pub fn clear_leader_only() {
     DISK_REPORTS.lock().clear();
 }
 
+/// Register the metrics without labels now, so each series is on `/metrics` from the start (a
+/// counter that first appears at 1 shows no `increase()` for its first event).
+pub fn init() {
+    LazyLock::force(&BAD_CHUNK_REPORTS);
+    LazyLock::force(&READ_ROUNDS);
+    LazyLock::force(&RAFT_TERM);
+    LazyLock::force(&RAFT_APPLIED);
+    LazyLock::force(&RAFT_COMMIT);
+    LazyLock::force(&IS_LEADER);
+    LazyLock::force(&UNDER_REPLICATED);
+    LazyLock::force(&MISSING_COPIES);
+    LazyLock::force(&LOST_CHUNKS);
+    LazyLock::force(&TASKS_IN_FLIGHT);
+    LazyLock::force(&REPAIR_BYTES_PER_SEC);
+    LazyLock::force(&GARBAGE_CHUNKS);
+    LazyLock::force(&RAFT_ELECTIONS);
+    LazyLock::force(&RAFT_LEADER_CHANGES);
+    LazyLock::force(&RAFT_HAS_LEADER);
+    LazyLock::force(&RAFT_APPLY_LAG);
+    LazyLock::force(&RAFT_PROPOSAL_SECONDS);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -152,6 +152,7 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let service =
         MasterService::with_healing(node.clone(), lease_config(&args), heal_config(&args));
+    crate::metrics::init();
     crate::metrics::set_usage_series_cap(args.metrics_max_buckets);
     tokio::spawn(publish_metrics(node.clone(), shutdown.clone()));
     tokio::spawn(service.clone().heal_loop(shutdown.clone()));
