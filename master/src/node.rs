@@ -1085,8 +1085,9 @@ impl<S: LogStore> Core<S> {
             self.lease.end();
         }
         if role != self.last_role || term != self.last_term {
-            // A candidate in a new role or term started an election.
-            if role == StateRole::Candidate {
+            // An election this member started: it is a candidate (in a new role or term), or
+            // it leads in a term it was not seen campaigning in (a lone voter wins at once).
+            if role == StateRole::Candidate || role == StateRole::Leader && term != self.last_term {
                 crate::metrics::RAFT_ELECTIONS.inc();
             }
             if role != StateRole::Leader {
