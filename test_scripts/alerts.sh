@@ -29,6 +29,8 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --user pyyaml 2>/dev/null ||
+  python3 -m pip install --quiet --user --break-system-packages pyyaml
 CHAOS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/anode-chaos-$SCENARIO.XXXXXX")"
 CHAOS_T0="$(now_ms)"
 trap chaos_cleanup EXIT
