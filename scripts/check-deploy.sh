@@ -2,7 +2,7 @@
 # Offline checks of deploy/ (CI runs this from scripts/test.sh; no cluster, no network):
 #  1. Kubernetes: render the base and every overlay with `kubectl kustomize`, validate every
 #     manifest against the Kubernetes JSON schemas of each version in ANODE_K8S_VERSIONS
-#     (kubernetes-validate from PyPI, strict: unknown fields are errors). The ServiceMonitor is
+#     (kubernetes-validate 1.37.0 from PyPI, strict: unknown fields are errors). The ServiceMonitor is
 #     a CRD with no schema in that bundle: it is left out of the schema run and checked by
 #     scripts/check_deploy.py instead (apiVersion, selector, port), with the cross-object checks
 #     (MASTER_COUNT = master replicas, probes on /health, Secrets and keys that
@@ -30,8 +30,8 @@ export PATH="$HOME/.local/bin:$PATH"
 command -v kubectl >/dev/null || die "kubectl (with kustomize) is needed"
 if ! command -v kubernetes-validate >/dev/null; then
   say "installing kubernetes-validate (PyPI)"
-  python3 -m pip install --quiet --user kubernetes-validate 2>/dev/null ||
-    python3 -m pip install --quiet --user --break-system-packages kubernetes-validate
+  python3 -m pip install --quiet --user "kubernetes-validate==1.37.0" 2>/dev/null ||
+    python3 -m pip install --quiet --user --break-system-packages "kubernetes-validate==1.37.0"
 fi
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --user pyyaml 2>/dev/null ||
   python3 -m pip install --quiet --user --break-system-packages pyyaml
