@@ -24,6 +24,12 @@ cargo clippy -p anode --features failpoints --all-targets -- -D warnings
 cargo test --features failpoints --test failpoints
 echo "== S3 clients (awscli, s3cmd, rclone) against anode dev and local-cluster.sh"
 bash scripts/ci-s3-clients.sh
+# ---- deploy and operate (issue 13): manifests, units, alerts, dashboard --------------------
+echo "== deploy: Kubernetes schemas (kubernetes-validate), systemd units, promtool rules and tests, metric names (scripts/check-deploy.sh)"
+bash scripts/check-deploy.sh
+echo "== deploy: a real alert on a real fault (Prometheus + kill -9 of a chunkserver; test_scripts/alerts.sh)"
+bash test_scripts/alerts.sh
+# ---- end of deploy and operate ---------------------------------------------------------------
 echo "== chaos scenarios, short set (leader failover, partition, write burst)"
 bash test_scripts/run-all.sh --short --no-report
 echo "== fuzz: every target for ANODE_FUZZ_SECONDS each (0 = skip; scripts/fuzz.sh, docs/fuzzing.md)"

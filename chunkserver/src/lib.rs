@@ -88,6 +88,7 @@ pub struct ChunkserverArgs {
 
 /// Run a chunkserver until `shutdown` turns true.
 pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    metrics::init();
     let tls = args.tls.load_as(anode_tls::Role::Chunkserver, None)?;
     let store = store::BlobStore::open(&args.data, args.capacity)
         .context("open blob store")?

@@ -56,3 +56,19 @@ counter!(
 );
 gauge!(USED_BYTES, "anode_chunkserver_used_bytes", "bytes stored");
 gauge!(CHUNKS, "anode_chunkserver_chunks", "blobs stored");
+
+/// Register every metric now, so each series is on `/metrics` from the start (a counter that
+/// first appears at 1 shows no `increase()` for its first event).
+pub fn init() {
+    LazyLock::force(&PUTS);
+    LazyLock::force(&GETS);
+    LazyLock::force(&BYTES_IN);
+    LazyLock::force(&BYTES_DIRECT);
+    LazyLock::force(&BYTES_OUT);
+    LazyLock::force(&WHOLE_VERIFIES);
+    LazyLock::force(&SCRUBBED_BYTES);
+    LazyLock::force(&SCRUB_CORRUPT);
+    LazyLock::force(&READ_FAULTS);
+    LazyLock::force(&USED_BYTES);
+    LazyLock::force(&CHUNKS);
+}

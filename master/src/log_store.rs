@@ -335,6 +335,20 @@ mod tests {
         assert!(matches!(rx.try_recv(), Err(TryRecvError::Closed)));
     }
 
+    /// Winning the first election counts as an election started and a leader change seen
+    /// (other tests in this binary may add to the counters at the same time).
+    #[test]
+    fn a_won_election_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (elections, changes) = (
+            crate::metrics::RAFT_ELECTIONS.get(),
+            crate::metrics::RAFT_LEADER_CHANGES.get(),
+        );
+        let _core = leader(open(dir.path()), 7);
+        assert!(crate::metrics::RAFT_ELECTIONS.get() > elections);
+        assert!(crate::metrics::RAFT_LEADER_CHANGES.get() > changes);
+    }
+
     #[test]
     fn faults_fire_after_the_armed_successes_and_leave_the_inner_store_untouched() {
         let dir = tempfile::tempdir().unwrap();

@@ -224,9 +224,15 @@ impl NodeHandle {
 
     /// Propose an encoded [`anode_proto::Command`]; resolves with its apply result.
     pub async fn propose(&self, data: Vec<u8>) -> Result<CommandResult, NodeError> {
+        let started = std::time::Instant::now();
         let (tx, rx) = oneshot::channel();
         self.send(Request::Propose(data, tx))?;
-        rx.await.map_err(|_| NodeError::Stopped)?
+        let r = rx.await.map_err(|_| NodeError::Stopped)?;
+        // Accepted proposals only: a refusal (not the leader, too large) is no raft latency.
+        if r.is_ok() {
+            crate::metrics::RAFT_PROPOSAL_SECONDS.observe(started.elapsed().as_secs_f64());
+        }
+        r
     }
 
     /// Propose a membership change; resolves when it is applied.
@@ -495,6 +501,8 @@ pub struct Core<S: LogStore = RaftStore> {
     seq: u64,
     last_role: StateRole,
     last_term: u64,
+    /// The leader seen at the last ready (0 = none), for the leader-change counter.
+    last_leader: u64,
     members: BTreeMap<u64, String>,
     applied_log: Option<Vec<(u64, u64, Vec<u8>)>>,
     /// Ticks since this core started: the core's only notion of time (no clock inside).
@@ -571,6 +579,7 @@ impl<S: LogStore> Core<S> {
             seq: 0,
             last_role: StateRole::Follower,
             last_term: 0,
+            last_leader: 0,
             members: BTreeMap::new(),
             applied_log: None,
             ticks: 0,
@@ -1066,11 +1075,21 @@ impl<S: LogStore> Core<S> {
         }
         let role = self.raw.raft.state;
         let term = self.raw.raft.term;
+        let leader = self.raw.raft.leader_id;
+        if leader != self.last_leader {
+            crate::metrics::RAFT_LEADER_CHANGES.inc();
+            self.last_leader = leader;
+        }
         self.lease.observe_term(term);
         if role != StateRole::Leader {
             self.lease.end();
         }
         if role != self.last_role || term != self.last_term {
+            // An election this member started: it is a candidate (in a new role or term), or
+            // it leads in a term it was not seen campaigning in (a lone voter wins at once).
+            if role == StateRole::Candidate || role == StateRole::Leader && term != self.last_term {
+                crate::metrics::RAFT_ELECTIONS.inc();
+            }
             if role != StateRole::Leader {
                 // Proposals and reads may never finish here; their outcome is unknown to the
                 // caller, who retries against the new leader.

@@ -87,6 +87,11 @@ pub struct MasterArgs {
     /// sweep's duration when sweeps get long, so they use at most 1/5 of the leader's time).
     #[arg(long, env = "ANODE_HEAL_INTERVAL_MS", default_value_t = 500)]
     pub heal_interval_ms: u64,
+    /// Most buckets (and users) with their own usage series on the leader's `/metrics`
+    /// (`anode_bucket_usage`, `anode_user_usage`); the others are summed under the label
+    /// `(other)`, so the series stay bounded however many buckets there are.
+    #[arg(long, env = "ANODE_METRICS_MAX_BUCKETS", default_value_t = crate::metrics::DEFAULT_USAGE_SERIES_CAP)]
+    pub metrics_max_buckets: usize,
     /// Mutual TLS (`--certs-dir`, a master certificate with this member's id) or
     /// `--insecure-no-tls`.
     #[command(flatten)]
@@ -147,6 +152,8 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let service =
         MasterService::with_healing(node.clone(), lease_config(&args), heal_config(&args));
+    crate::metrics::init();
+    crate::metrics::set_usage_series_cap(args.metrics_max_buckets);
     tokio::spawn(publish_metrics(node.clone(), shutdown.clone()));
     tokio::spawn(service.clone().heal_loop(shutdown.clone()));
     let server = grpc_server(service, &node, store, &tls)?;
@@ -330,10 +337,6 @@ async fn publish_metrics(node: NodeHandle, mut shutdown: watch::Receiver<bool>) 
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let st = node.status();
-        crate::metrics::RAFT_TERM.set(st.term as i64);
-        crate::metrics::RAFT_APPLIED.set(st.applied as i64);
-        crate::metrics::RAFT_COMMIT.set(st.commit as i64);
-        crate::metrics::IS_LEADER.set(i64::from(st.role == Role::Leader));
+        crate::metrics::publish_raft(&node.status());
     }
 }

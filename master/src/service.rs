@@ -607,6 +607,7 @@ impl Master for MasterService {
             validate::at_most(what, n, validate::MAX_REPORT_CHUNKS).map_err(invalid)?;
         }
         self.require_leader()?;
+        crate::metrics::observe_heartbeat_disks(r.id, &r.disks);
         let step = self
             .read(true, |kv| {
                 self.control
@@ -1084,6 +1085,7 @@ impl MasterService {
             }
             wait = self.heal_interval;
             if self.require_leader().is_err() {
+                crate::metrics::clear_leader_only();
                 continue;
             }
             let started = Instant::now();
@@ -1105,7 +1107,9 @@ impl MasterService {
             let mut c = self.control.lock();
             let out = c.sweep_scanned(&view, &table, self.mono_ms(), anode_common::now_ms());
             publish_heal_metrics(&c.healer().figures());
+            let servers = c.server_states(&view, self.mono_ms());
             drop(c);
+            publish_chunkserver_metrics(&servers);
             publish_usage_metrics(&view);
             out
         };
@@ -1125,29 +1129,42 @@ impl MasterService {
     }
 }
 
+/// Usage per bucket and per user, the largest `--metrics-max-buckets` of each with their own
+/// series and the rest summed (`crate::metrics::publish_usage`).
 fn publish_usage_metrics(kv: &dyn KvRead) {
-    use crate::metrics::{BUCKET_USAGE, USER_USAGE};
-    BUCKET_USAGE.reset();
-    for b in state::list_buckets(kv) {
-        if let Some(u) = state::tracked_bucket_usage(kv, &b.name) {
-            BUCKET_USAGE
-                .with_label_values(&[b.name.as_str(), "bytes"])
-                .set(u.bytes as i64);
-            BUCKET_USAGE
-                .with_label_values(&[b.name.as_str(), "objects"])
-                .set(u.objects as i64);
-        }
-    }
-    USER_USAGE.reset();
-    for user in state::list_users(kv) {
-        let u = state::user_usage(kv, &user.name);
-        USER_USAGE
-            .with_label_values(&[user.name.as_str(), "bytes"])
-            .set(u.bytes as i64);
-        USER_USAGE
-            .with_label_values(&[user.name.as_str(), "objects"])
-            .set(u.objects as i64);
-    }
+    use crate::metrics::{publish_usage, UsageFigures, BUCKET_USAGE, USER_USAGE};
+    let figures = |u: Usage| UsageFigures {
+        objects: u.objects,
+        bytes: u.bytes,
+    };
+    let buckets = state::list_buckets(kv)
+        .into_iter()
+        .filter_map(|b| state::tracked_bucket_usage(kv, &b.name).map(|u| (b.name, figures(u))))
+        .collect();
+    publish_usage(&BUCKET_USAGE, buckets);
+    let users = state::list_users(kv)
+        .into_iter()
+        .map(|user| {
+            let u = state::user_usage(kv, &user.name);
+            (user.name, figures(u))
+        })
+        .collect();
+    publish_usage(&USER_USAGE, users);
+}
+
+/// The leader's view of every registered chunkserver (state, rack, space, disks).
+fn publish_chunkserver_metrics(servers: &[(ChunkserverRecord, ChunkserverState)]) {
+    let figures: Vec<crate::metrics::ChunkserverFigures> = servers
+        .iter()
+        .map(|(r, s)| crate::metrics::ChunkserverFigures {
+            id: r.id,
+            rack: r.rack.clone(),
+            state: state_name(*s),
+            used_bytes: r.used_bytes,
+            capacity_bytes: r.capacity_bytes,
+        })
+        .collect();
+    crate::metrics::publish_chunkservers(&figures);
 }
 
 fn publish_heal_metrics(f: &HealthFigures) {

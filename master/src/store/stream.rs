@@ -235,6 +235,8 @@ impl RaftStore {
             index,
             term,
             records: 0,
+            bytes: 0,
+            started: Instant::now(),
             sum: Checksum::default(),
             done: false,
         })
@@ -276,6 +278,10 @@ pub struct Stager {
     index: u64,
     term: u64,
     records: u64,
+    /// Bytes of keys and values staged so far.
+    bytes: u64,
+    /// When the stage was opened (for `anode_master_raft_snapshot_duration_seconds`).
+    started: Instant,
     sum: Checksum,
     done: bool,
 }
@@ -300,6 +306,7 @@ impl Stager {
         let mut b = WriteBatch::default();
         for p in &data.pairs {
             self.sum.add(&p.key, &p.value);
+            self.bytes += (p.key.len() + p.value.len()) as u64;
             b.put_cf(h, &p.key, &p.value);
         }
         self.records += data.pairs.len() as u64;
@@ -324,6 +331,7 @@ impl Stager {
             )));
         }
         self.done = true;
+        record_snapshot_metrics("received", self.bytes, self.started.elapsed());
         *self.store.stage.lock() = Stage::Sealed {
             index: self.index,
             term: self.term,
@@ -409,10 +417,12 @@ fn stream_records(db: &DB, snap: &rocksdb::Snapshot<'_>, cf: &'static str, out: 
     it.seek_to_first();
     let (mut sum, mut records) = (Checksum::default(), 0u64);
     let (mut pairs, mut bytes) = (Vec::new(), 0usize);
+    let (started, mut total) = (Instant::now(), 0u64);
     while let (Some(k), Some(v)) = (it.key(), it.value()) {
         sum.add(k, v);
         records += 1;
         bytes += k.len() + v.len();
+        total += (k.len() + v.len()) as u64;
         pairs.push(KvPair {
             key: k.to_vec(),
             value: v.to_vec(),
@@ -435,10 +445,22 @@ fn stream_records(db: &DB, snap: &rocksdb::Snapshot<'_>, cf: &'static str, out: 
     if !pairs.is_empty() && out.blocking_send(Ok(records_piece(pairs))).is_err() {
         return;
     }
+    // Recorded before the last piece leaves, so a receiver that has it sees the figures.
+    record_snapshot_metrics("sent", total, started.elapsed());
     let _ = out.blocking_send(Ok(StreamPiece::End {
         records,
         checksum: sum.value(),
     }));
+}
+
+/// Size and duration of a whole snapshot stream, `sent` or `received`.
+fn record_snapshot_metrics(direction: &str, bytes: u64, took: std::time::Duration) {
+    crate::metrics::SNAPSHOT_BYTES
+        .with_label_values(&[direction])
+        .set(bytes as i64);
+    crate::metrics::SNAPSHOT_SECONDS
+        .with_label_values(&[direction])
+        .observe(took.as_secs_f64());
 }
 
 fn records_piece(pairs: Vec<KvPair>) -> StreamPiece {
@@ -536,7 +558,15 @@ mod tests {
             }
         }
         assert!(pieces >= 3, "{pieces} pieces");
+        let streams = |dir: &str| {
+            crate::metrics::SNAPSHOT_SECONDS
+                .with_label_values(&[dir])
+                .get_sample_count()
+        };
+        let (sent, received) = (streams("sent"), streams("received"));
         transfer_snapshot(&leader, &follower, &snap).unwrap();
+        // Both ends timed their stream (other tests may add more at the same time).
+        assert!(streams("sent") > sent && streams("received") > received);
         // Staged, not yet switched in: the follower still reads its old state.
         let old_key = b"o/b\0old00000001";
         assert!(follower.view().get(old_key).is_some());
