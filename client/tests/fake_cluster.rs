@@ -153,9 +153,14 @@ async fn chunk_reads_of_a_streamed_body_carry_the_request_id() {
         let c = Cluster::start(3, 3).await;
         let cl = client(&c).await;
         let data = body(4 * CHUNK + 3, seed());
-        cl.put_object(BUCKET, "streamed", pieces(data.clone(), 1), PutOptions::default())
-            .await
-            .unwrap();
+        cl.put_object(
+            BUCKET,
+            "streamed",
+            pieces(data.clone(), 1),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
         let (_, stream) = anode_client::trace::with_request_id("req-stream-1".into(), async {
             cl.get_object(BUCKET, "streamed", None).await.unwrap()
         })

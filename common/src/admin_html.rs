@@ -109,7 +109,9 @@ impl NodePage {
             }
             h.push_str("</ul>\n");
         }
-        h.push_str("<p>gRPC addresses this node uses (<code>--masters</code>):</p><ul id=\"master-grpc\">");
+        h.push_str(
+            "<p>gRPC addresses this node uses (<code>--masters</code>):</p><ul id=\"master-grpc\">",
+        );
         for m in &self.master_grpc {
             h.push_str(&format!("<li><code>{}</code></li>", escape(m)));
         }
@@ -130,13 +132,22 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(escape("<a href='x'>&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
     }
 
     #[test]
     fn admin_links_only_http() {
-        assert_eq!(admin_link("10.0.0.1:7081").as_deref(), Some("http://10.0.0.1:7081/"));
-        assert_eq!(admin_link("https://m1:7081").as_deref(), Some("https://m1:7081/"));
+        assert_eq!(
+            admin_link("10.0.0.1:7081").as_deref(),
+            Some("http://10.0.0.1:7081/")
+        );
+        assert_eq!(
+            admin_link("https://m1:7081").as_deref(),
+            Some("https://m1:7081/")
+        );
         assert_eq!(admin_link("javascript://alert(1)"), None);
         assert_eq!(admin_link("a\" onclick=\"x"), None);
         assert_eq!(admin_link(" "), None);

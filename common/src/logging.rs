@@ -168,12 +168,14 @@ pub fn set_filter(spec: &str) -> Result<(), CommonError> {
 pub fn reload_from_config(config: Option<&PathBuf>) -> Result<(String, String), CommonError> {
     let startup = RELOAD.get().map(|r| r.startup.clone()).unwrap_or_default();
     let text = match config {
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|source| {
-            CommonError::ReadConfig {
-                path: path.display().to_string(),
-                source,
-            }
-        })?),
+        Some(path) => {
+            Some(
+                std::fs::read_to_string(path).map_err(|source| CommonError::ReadConfig {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            )
+        }
         None => None,
     };
     let (spec, from) = reloaded_filter_spec(text.as_deref(), &startup).map_err(|source| {

@@ -97,6 +97,9 @@ pub struct Observed {
     pub missing_copies: u64,
     /// Referenced chunks without a live copy (leader only).
     pub lost: u64,
+    /// Every live server sent its full chunk report: the healing figures are real (a new
+    /// leader counts every chunk as missing until the reports arrive).
+    pub locations_complete: bool,
 }
 
 impl Observed {
@@ -122,13 +125,16 @@ impl Observed {
             under_replicated: s.under_replicated_chunks,
             missing_copies: s.missing_copies,
             lost: s.lost_chunks,
+            locations_complete: s.locations_complete,
         }
     }
 }
 
 /// What changed from `prev` to `next` (pure). The first observation (`prev` = `None`) only
 /// names the leader. Chunkserver and healing events need both observations to be the
-/// leader's: a new leader re-learns leases and locations, and its first figures are not news.
+/// leader's: a new leader re-learns leases and locations, and its first figures are not news;
+/// healing events also need complete chunk locations in both (until every live server sent
+/// its full report, every chunk looks under-replicated).
 pub fn diff_events(prev: Option<&Observed>, next: &Observed) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     let Some(prev) = prev else {
@@ -191,6 +197,9 @@ pub fn diff_events(prev: Option<&Observed>, next: &Observed) -> Vec<(&'static st
             out.push(("chunkserver", format!("chunkserver {id} removed")));
         }
     }
+    if !(prev.locations_complete && next.locations_complete) {
+        return out;
+    }
     if prev.under_replicated == 0 && next.under_replicated > 0 {
         out.push((
             "healing",
@@ -212,10 +221,7 @@ pub fn diff_events(prev: Option<&Observed>, next: &Observed) -> Vec<(&'static st
         out.push(("healing", msg));
     }
     if next.lost > prev.lost {
-        out.push((
-            "healing",
-            format!("{} chunks have no live copy", next.lost),
-        ));
+        out.push(("healing", format!("{} chunks have no live copy", next.lost)));
     }
     out
 }
@@ -479,11 +485,16 @@ mod tests {
             commit_index: 42,
             applied_index: 42,
             last_index: 43,
-            members: vec![member(1, "leader"), member(2, "follower"), member(3, "learner")],
+            members: vec![
+                member(1, "leader"),
+                member(2, "follower"),
+                member(3, "learner"),
+            ],
             chunkservers: vec![server(1, "alive"), server(2, "suspect")],
             under_replicated_chunks: 7,
             missing_bytes: 7 << 20,
             eta_secs: 12,
+            locations_complete: true,
             admin_addr: "127.0.0.1:7081".into(),
             ..Default::default()
         }
@@ -508,11 +519,27 @@ mod tests {
             status: leader_status(),
             role: "leader".into(),
             buckets: vec![
-                (BucketConfig { name: "small".into(), ..Default::default() }, usage(1, 10)),
-                (BucketConfig { name: "big".into(), ..Default::default() }, usage(2, 900)),
+                (
+                    BucketConfig {
+                        name: "small".into(),
+                        ..Default::default()
+                    },
+                    usage(1, 10),
+                ),
+                (
+                    BucketConfig {
+                        name: "big".into(),
+                        ..Default::default()
+                    },
+                    usage(2, 900),
+                ),
             ],
             disks,
-            events: vec![Event { time_ms: 9, kind: "leader", message: "leader is 1".into() }],
+            events: vec![Event {
+                time_ms: 9,
+                kind: "leader",
+                message: "leader is 1".into(),
+            }],
             now_ms: 10,
         });
         assert_eq!(v["id"], 1);
@@ -537,7 +564,10 @@ mod tests {
         assert_eq!(v["events"][0]["message"], "leader is 1");
         // Nothing that looks like a credential.
         let text = v.to_string();
-        assert!(!text.contains("secret") && !text.contains("access_key"), "{text}");
+        assert!(
+            !text.contains("secret") && !text.contains("access_key"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -564,7 +594,10 @@ mod tests {
         assert_eq!(disk_health(None), "unknown");
         assert_eq!(disk_health(Some(&vec![])), "unknown");
         let ok = DiskHealth::default();
-        let full = DiskHealth { full: true, ..Default::default() };
+        let full = DiskHealth {
+            full: true,
+            ..Default::default()
+        };
         assert_eq!(disk_health(Some(&vec![ok.clone()])), "ok");
         assert_eq!(disk_health(Some(&vec![ok, full])), "full: 1 of 2");
     }
@@ -624,7 +657,10 @@ mod tests {
         let mut a0 = a.clone();
         a0.under_replicated = 5;
         a0.missing_copies = 9;
-        let msgs: Vec<String> = diff_events(Some(&a0), &b).into_iter().map(|e| e.1).collect();
+        let msgs: Vec<String> = diff_events(Some(&a0), &b)
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
         assert_eq!(
             msgs,
             vec![
@@ -648,8 +684,30 @@ mod tests {
                 "1 chunks have no live copy",
             ]
         );
-        let msgs: Vec<String> = diff_events(Some(&c), &a0).into_iter().map(|e| e.1).collect();
-        assert!(msgs[msgs.len() - 1].starts_with("healing started: 5 chunks"), "{msgs:?}");
+        let msgs: Vec<String> = diff_events(Some(&c), &a0)
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
+        assert!(
+            msgs[msgs.len() - 1].starts_with("healing started: 5 chunks"),
+            "{msgs:?}"
+        );
+        // Before the full reports arrive the figures are not news.
+        let mut early = a0.clone();
+        early.locations_complete = false;
+        let mut early2 = early.clone();
+        early2.under_replicated = 0;
+        early2.missing_copies = 0;
+        early2.lost = 3;
+        assert!(diff_events(Some(&early), &early2).is_empty());
+        let healing = |p: &Observed, n: &Observed| {
+            diff_events(Some(p), n)
+                .into_iter()
+                .filter(|e| e.0 == "healing")
+                .count()
+        };
+        assert_eq!(healing(&early2, &c), 0);
+        assert_eq!(healing(&b, &c), 2);
         // A follower's view (or a new leader's first one) says nothing about servers.
         let mut f = b.clone();
         f.is_leader = false;
@@ -662,7 +720,11 @@ mod tests {
     fn event_ring_is_bounded_newest_first() {
         let log = EventLog::new(3);
         for i in 0..5 {
-            log.push(Event { time_ms: i, kind: "leader", message: format!("e{i}") });
+            log.push(Event {
+                time_ms: i,
+                kind: "leader",
+                message: format!("e{i}"),
+            });
         }
         let got: Vec<u64> = log.newest_first().iter().map(|e| e.time_ms).collect();
         assert_eq!(got, vec![4, 3, 2]);
@@ -671,11 +733,24 @@ mod tests {
     #[test]
     fn page_is_self_contained() {
         assert!(STATUS_HTML.contains("/api/status"));
-        for id in ["id=\"leader\"", "id=\"members\"", "id=\"chunkservers\"", "id=\"healing\"", "id=\"buckets\"", "id=\"events\""] {
+        for id in [
+            "id=\"leader\"",
+            "id=\"members\"",
+            "id=\"chunkservers\"",
+            "id=\"healing\"",
+            "id=\"buckets\"",
+            "id=\"events\"",
+        ] {
             assert!(STATUS_HTML.contains(id), "{id}");
         }
         // No external asset: no absolute URL in a src or href.
-        for bad in ["src=\"http", "href=\"http", "src=\"//", "href=\"//", "@import"] {
+        for bad in [
+            "src=\"http",
+            "href=\"http",
+            "src=\"//",
+            "href=\"//",
+            "@import",
+        ] {
             assert!(!STATUS_HTML.contains(bad), "{bad}");
         }
     }
