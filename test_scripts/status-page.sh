@@ -7,7 +7,8 @@
 #   name the leader and every chunkserver that `anode ctl status --json` names (not hard-coded),
 #   show that chunkserver as suspect with an event about it; the PNG must be 1400x1800, larger
 #   than a blank page's, and hold more than a few colours (decoded here; no Pillow needed);
-# - /api/status of a follower names the leader; every node's admin / names its role;
+# - /api/status of a follower names the leader and its admin address, and the follower's page
+#   (in Chromium) links the leader's; every node's admin / names its role;
 # - logs: every line a master wrote is JSON (stderr is a file); a chunkserver started with
 #   `log-level = "warn"` in its --config file logs no info line until SIGHUP after the file
 #   says "info,anode_common=debug": one line says so, and the chunk reads of a GET then log
@@ -65,11 +66,16 @@ jq -e --argjson l "$leader" '.id == $l and .is_leader and .role == "leader" and 
   and (.chunkservers | length) == 4 and (.buckets | map(.name) | index("status-page")) != null
   and ([.events[] | select(.kind == "leader")] | length) >= 1' <<<"$api" >/dev/null || fail api-content
 grep -qiE 'secret|"access_key"' <<<"$api" && fail api-leaks
+# Followers name the leader and, once they asked it, link its page.
+follower_links() {
+  curl -fsS --max-time 2 "http://127.0.0.1:${M_ADMIN[$1]}/api/status" | jq -e --argjson l "$leader" \
+    --arg a "$leader_admin" '.is_leader == false and .leader_id == $l and (.leader_addr | length) > 0
+      and .leader_admin_addr == $a'
+}
 for i in 1 2 3; do
   [ "$i" = "$leader" ] && continue
-  f="$(curl -fsS --max-time 5 "http://127.0.0.1:${M_ADMIN[$i]}/api/status")" || fail "follower-api-$i"
-  jq -e --argjson l "$leader" '.is_leader == false and .leader_id == $l and (.leader_addr | length) > 0' \
-    <<<"$f" >/dev/null || fail "follower-view-$i"
+  follower="$i"
+  wait_until 15 "master-$i links the leader's page" follower_links "$i" || fail "follower-view-$i"
 done
 curl -fsS --max-time 5 "http://127.0.0.1:${C_ADMIN[1]}/" | grep -q "http://$leader_admin/" || fail chunkserver-page
 curl -fsS --max-time 5 "http://127.0.0.1:${G_ADMIN[1]}/" | grep -q 'id="role">gateway<' || fail gateway-page
@@ -91,6 +97,10 @@ chrome() {
 chrome --dump-dom "http://$leader_admin/" >"$CHAOS_DIR/dom.html" || fail chromium-dom
 chrome --screenshot="$CHAOS_DIR/status.png" "http://$leader_admin/" >/dev/null || fail chromium-shot
 chrome --screenshot="$CHAOS_DIR/blank.png" "about:blank" >/dev/null || fail chromium-blank
+chrome --dump-dom "http://127.0.0.1:${M_ADMIN[$follower]}/" >"$CHAOS_DIR/follower.html" || fail chromium-follower
+grep -q "id=\"leader-link\" href=\"http://$leader_admin/\"" "$CHAOS_DIR/follower.html" \
+  || grep -q "href=\"http://$leader_admin/\" id=\"leader-link\"" "$CHAOS_DIR/follower.html" \
+  || fail follower-page-no-leader-link
 kill -CONT "$(pid_of chunkserver-4)"
 
 check="$(python3 - "$CHAOS_DIR/dom.html" "$leader" "$cs_ids" "$CHAOS_DIR/status.png" "$CHAOS_DIR/blank.png" "$victim" <<'EOF'

@@ -145,13 +145,24 @@ pub async fn start(
     let service =
         MasterService::with_healing(node.clone(), lease_config(&args), heal_config(&args));
     let events = Arc::new(EventLog::new(crate::status_page::EVENT_CAPACITY));
+    let leader_admin = crate::status_page::LeaderAdmin::default();
     let admin_addr = anode_common::serve_admin_with(
         args.admin_listen,
         health.clone(),
-        Arc::new(MasterAdmin::new(service.clone(), events.clone())),
+        Arc::new(MasterAdmin::new(
+            service.clone(),
+            events.clone(),
+            leader_admin.clone(),
+        )),
         shutdown.clone(),
     )
     .await?;
+    tokio::spawn(crate::status_page::track_leader_admin(
+        service.clone(),
+        tls.clone(),
+        leader_admin,
+        shutdown.clone(),
+    ));
     service.set_admin_addr(admin_addr.to_string());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

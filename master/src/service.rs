@@ -108,6 +108,13 @@ impl MasterService {
         (self.build_status(), role)
     }
 
+    /// The known leader's id and gRPC address, and this member's id.
+    pub fn leader_and_self(&self) -> (u64, String, u64) {
+        let st = self.node.status();
+        let addr = st.members.get(&st.leader_id).cloned().unwrap_or_default();
+        (st.leader_id, addr, st.id)
+    }
+
     /// Every bucket with its usage from this member's applied state (the source of
     /// `ListBuckets`, read locally: on a follower it may lag the leader a little).
     pub fn local_buckets_with_usage(&self) -> Vec<(BucketConfig, Usage)> {

@@ -243,6 +243,76 @@ pub fn disk_health(disks: Option<&Vec<DiskHealth>>) -> String {
     }
 }
 
+/// The address to link for a member's admin page (pure): its `admin` address, with the host
+/// of its gRPC address `grpc` when the admin port is bound to every interface (`0.0.0.0`,
+/// `[::]`). `None` for an empty or unusable address.
+pub fn admin_link_addr(grpc: &str, admin: &str) -> Option<String> {
+    let sa: std::net::SocketAddr = admin.parse().ok()?;
+    if !sa.ip().is_unspecified() {
+        return Some(admin.to_string());
+    }
+    let host = grpc
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .filter(|h| !h.is_empty())?;
+    Some(format!("{host}:{}", sa.port()))
+}
+
+/// Where a follower keeps the leader's admin address: `(leader id, address)`.
+pub type LeaderAdmin = Arc<Mutex<Option<(u64, String)>>>;
+
+/// On a follower, every 2 s until `shutdown`: when the leader changed since the last answer,
+/// ask it for its `Status` (masters may call it) and keep its admin address in `cache`, so
+/// this member's status page can link to the leader's. Bounded: one call at a time, 4 s each.
+pub async fn track_leader_admin(
+    service: MasterService,
+    tls: anode_tls::Tls,
+    cache: LeaderAdmin,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let (leader_id, leader_addr, me) = service.leader_and_self();
+        if leader_id == 0 || leader_id == me || leader_addr.is_empty() {
+            continue;
+        }
+        if cache
+            .lock()
+            .as_ref()
+            .is_some_and(|(id, _)| *id == leader_id)
+        {
+            continue;
+        }
+        if let Some(admin) = ask_admin_addr(&tls, &leader_addr).await {
+            *cache.lock() = Some((leader_id, admin));
+        }
+    }
+}
+
+async fn ask_admin_addr(tls: &anode_tls::Tls, addr: &str) -> Option<String> {
+    let ep = tls
+        .endpoint(addr, anode_tls::Role::Master)
+        .ok()?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(3));
+    let ask = async {
+        let ch = ep.connect().await.ok()?;
+        let r = anode_proto::master_client::MasterClient::new(ch)
+            .status(anode_proto::StatusRequest {})
+            .await
+            .ok()?;
+        Some(r.into_inner().admin_addr).filter(|a| !a.is_empty())
+    };
+    tokio::time::timeout(Duration::from_secs(4), ask)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Everything the JSON is made of.
 #[derive(Clone, Debug, Default)]
 pub struct StatusInputs {
@@ -258,6 +328,9 @@ pub struct StatusInputs {
     pub events: Vec<Event>,
     /// When the view was taken (ms since the epoch).
     pub now_ms: u64,
+    /// The leader's admin address as `(leader id, address)`, learned from its `Status`
+    /// answer ([`track_leader_admin`]); followers only.
+    pub leader_admin: Option<(u64, String)>,
 }
 
 /// The `/api/status` document (pure).
@@ -314,6 +387,14 @@ pub fn status_json(i: &StatusInputs) -> Value {
             })
         })
         .collect();
+    let leader_admin = if is_leader {
+        Some(s.admin_addr.clone()).filter(|a| !a.is_empty())
+    } else {
+        i.leader_admin
+            .as_ref()
+            .filter(|(id, _)| *id == s.leader_id && s.leader_id != 0)
+            .and_then(|(_, a)| admin_link_addr(&leader_addr, a))
+    };
     let mut buckets: Vec<&(BucketConfig, Usage)> = i.buckets.iter().collect();
     buckets.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.name.cmp(&b.0.name)));
     let shown: Vec<Value> = buckets
@@ -336,6 +417,7 @@ pub fn status_json(i: &StatusInputs) -> Value {
         "last_index": s.last_index,
         "leader_id": s.leader_id,
         "leader_addr": leader_addr,
+        "leader_admin_addr": leader_admin,
         "admin_addr": s.admin_addr,
         "generated_ms": i.now_ms,
         "view": if is_leader {
@@ -375,12 +457,18 @@ pub fn status_json(i: &StatusInputs) -> Value {
 pub struct MasterAdmin {
     service: MasterService,
     events: Arc<EventLog>,
+    leader_admin: LeaderAdmin,
 }
 
 impl MasterAdmin {
-    /// Routes over `service`, showing `events`.
-    pub fn new(service: MasterService, events: Arc<EventLog>) -> Self {
-        MasterAdmin { service, events }
+    /// Routes over `service`, showing `events` and the leader's admin address in
+    /// `leader_admin` (kept by [`track_leader_admin`]).
+    pub fn new(service: MasterService, events: Arc<EventLog>, leader_admin: LeaderAdmin) -> Self {
+        MasterAdmin {
+            service,
+            events,
+            leader_admin,
+        }
     }
 
     /// The inputs of [`status_json`] now.
@@ -393,6 +481,7 @@ impl MasterAdmin {
             disks: self.service.disk_reports(),
             events: self.events.newest_first(),
             now_ms: anode_common::now_ms(),
+            leader_admin: self.leader_admin.lock().clone(),
         }
     }
 }
@@ -541,12 +630,14 @@ mod tests {
                 message: "leader is 1".into(),
             }],
             now_ms: 10,
+            leader_admin: None,
         });
         assert_eq!(v["id"], 1);
         assert_eq!(v["role"], "leader");
         assert_eq!(v["is_leader"], true);
         assert_eq!(v["leader_addr"], "127.0.0.1:7001");
         assert_eq!(v["admin_addr"], "127.0.0.1:7081");
+        assert_eq!(v["leader_admin_addr"], "127.0.0.1:7081");
         assert_eq!(v["members"][2]["voter"], false);
         assert_eq!(v["members"][1]["lag"], 1);
         assert_eq!(v["members"][0]["applied_index"], 42);
@@ -576,10 +667,22 @@ mod tests {
         s.id = 2;
         s.members[1].role = "follower".into();
         let v = status_json(&StatusInputs {
-            status: s,
+            status: s.clone(),
             role: "follower".into(),
             ..Default::default()
         });
+        assert!(v["leader_admin_addr"].is_null());
+        // Learned from the leader: linked, with the gRPC host for a wildcard bind.
+        let learned = |id: u64, a: &str| StatusInputs {
+            status: s.clone(),
+            role: "follower".into(),
+            leader_admin: Some((id, a.into())),
+            ..Default::default()
+        };
+        let v2 = status_json(&learned(1, "0.0.0.0:7081"));
+        assert_eq!(v2["leader_admin_addr"], "127.0.0.1:7081");
+        // Learned from an earlier leader: not shown.
+        assert!(status_json(&learned(3, "10.0.0.3:7083"))["leader_admin_addr"].is_null());
         assert_eq!(v["is_leader"], false);
         assert_eq!(v["leader_id"], 1);
         assert_eq!(v["leader_addr"], "127.0.0.1:7001");
@@ -587,6 +690,24 @@ mod tests {
         assert_eq!(v["chunkservers"][0]["disk_health"], "unknown");
         assert_eq!(v["healing"]["known"], false);
         assert!(v["view"].as_str().unwrap().starts_with("follower"));
+    }
+
+    #[test]
+    fn admin_link_addresses() {
+        assert_eq!(
+            admin_link_addr("10.0.0.1:7001", "10.0.0.1:7081").as_deref(),
+            Some("10.0.0.1:7081")
+        );
+        assert_eq!(
+            admin_link_addr("m1.example:7001", "0.0.0.0:7081").as_deref(),
+            Some("m1.example:7081")
+        );
+        assert_eq!(
+            admin_link_addr("[fd00::1]:7001", "[::]:7081").as_deref(),
+            Some("[fd00::1]:7081")
+        );
+        assert_eq!(admin_link_addr("x:1", ""), None);
+        assert_eq!(admin_link_addr("", "0.0.0.0:7081"), None);
     }
 
     #[test]
