@@ -32,6 +32,16 @@ bash test_scripts/alerts.sh
 # ---- end of deploy and operate ---------------------------------------------------------------
 echo "== chaos scenarios, short set (leader failover, partition, write burst)"
 bash test_scripts/run-all.sh --short --no-report
+# ---- issue 13, status page and logs (branch `status`) -------------------------------------
+echo "== status page in headless Chromium, JSON logs, SIGHUP (test_scripts/status-page.sh)"
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing chromium" >&2
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+bash test_scripts/status-page.sh
+# ---- end of issue 13 status page block ---------------------------------------------------------
 echo "== fuzz: every target for ANODE_FUZZ_SECONDS each (0 = skip; scripts/fuzz.sh, docs/fuzzing.md)"
 # Two targets at a time (one per core): 16 targets x 20 s in about 2.9 min after the build.
 if [ "${ANODE_FUZZ_SECONDS:-20}" -gt 0 ]; then

@@ -119,6 +119,7 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     ])?;
     m.tls = tls[0].clone();
     let master = anode_master::start(m, shutdown.clone()).await?;
+    let master_admin = master.admin_addr.to_string();
     let mut tasks = vec![master.done];
     for i in 1..=3u16 {
         let dir = data.join(format!("chunkserver-{i}"));
@@ -131,6 +132,8 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
             master_addr.clone(),
             s("--admin-listen"),
             format!("127.0.0.1:{}", p + 179 + i),
+            s("--master-admin"),
+            master_admin.clone(),
         ])?;
         c.tls = tls[usize::from(i)].clone();
         let sd = shutdown.clone();
@@ -147,6 +150,8 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         master_addr.clone(),
         s("--admin-listen"),
         format!("127.0.0.1:{}", p + 2000),
+        s("--master-admin"),
+        master_admin.clone(),
     ];
     if let Some(path) = &args.audit_log {
         gateway_flags.extend([s("--audit-log"), path.display().to_string()]);
@@ -164,6 +169,7 @@ pub async fn run(args: DevArgs, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         args.listen,
         data.display()
     );
+    println!("anode dev: status page http://{master_admin}/");
     match &tls[5].certs_dir {
         Some(dir) => println!(
             "anode dev: operator CLI: anode ctl --masters {master_addr} --certs-dir {} status",

@@ -24,6 +24,14 @@ struct Cli {
     /// `masters = "a:7001,b:7001"`; keys are flag names, `-` or `_`).
     #[arg(long, global = true, env = "ANODE_CONFIG")]
     config: Option<PathBuf>,
+    /// Log lines as `json` or `text` (default: json when stderr is not a terminal). Text
+    /// carries ANSI colours only on a terminal.
+    #[arg(long, global = true, env = "ANODE_LOG_FORMAT")]
+    log_format: Option<anode_common::logging::LogFormat>,
+    /// Log filter in the RUST_LOG syntax (`info`, `anode_gateway=debug,info`); default
+    /// RUST_LOG, else info. SIGHUP sets it again from the `log-level` key of --config.
+    #[arg(long, global = true, env = "ANODE_LOG_LEVEL")]
+    log_level: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -49,8 +57,17 @@ fn main() -> anyhow::Result<()> {
     let _failpoints = fail::FailScenario::setup();
     anode_common::cli::apply_config_file()?;
     let cli = Cli::parse();
-    let _ = &cli.config;
-    anode_common::init_tracing();
+    // The operator CLI logs text unless asked otherwise; servers default by terminal.
+    let format = match cli.cmd {
+        Cmd::Ctl(_) => cli
+            .log_format
+            .or(Some(anode_common::logging::LogFormat::Text)),
+        _ => cli.log_format,
+    };
+    anode_common::logging::init_logging(&anode_common::logging::LogOptions {
+        format,
+        level: cli.log_level.clone(),
+    })?;
     #[cfg(feature = "failpoints")]
     if let Ok(fp) = std::env::var("FAILPOINTS") {
         tracing::warn!(failpoints = %fp, "fail points configured");
@@ -61,12 +78,21 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Ctl(a) => anode_master::ctl::run(a).await,
-            Cmd::Master(a) => anode_master::run(a, anode_common::shutdown_on_signals()).await,
-            Cmd::Chunkserver(a) => {
-                anode_chunkserver::run(a, anode_common::shutdown_on_signals()).await
-            }
-            Cmd::Gateway(a) => anode_gateway::run(a, anode_common::shutdown_on_signals()).await,
-            Cmd::Dev(a) => dev::run(a, anode_common::shutdown_on_signals()).await,
+            server => serve(server, cli.config).await,
         }
     })
+}
+
+/// Run a server role until it drained: SIGTERM/SIGINT drain it, SIGHUP reloads the log
+/// filter (`anode_common::logging`).
+async fn serve(cmd: Cmd, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let shutdown = anode_common::shutdown_on_signals();
+    anode_common::logging::spawn_sighup_log_reloader(config, shutdown.clone())?;
+    match cmd {
+        Cmd::Master(a) => anode_master::run(a, shutdown).await,
+        Cmd::Chunkserver(a) => anode_chunkserver::run(a, shutdown).await,
+        Cmd::Gateway(a) => anode_gateway::run(a, shutdown).await,
+        Cmd::Dev(a) => dev::run(a, shutdown).await,
+        Cmd::Ctl(a) => anode_master::ctl::run(a).await,
+    }
 }

@@ -413,11 +413,12 @@ split_brain() {
 elected_after() {
   cat "$CHAOS_DIR"/master-*.log | sed 's/\x1b\[[0-9;]*m//g' | grep 'became leader at term' \
     | python3 -c '
-import sys, datetime
+import datetime, json, sys
 t0 = int(sys.argv[1])
 best = None
 for line in sys.stdin:
-    ts = line.split()[0]
+    # JSON lines (the default when stderr is a file) or text lines (--log-format text).
+    ts = json.loads(line)["timestamp"] if line.startswith("{") else line.split()[0]
     d = datetime.datetime.strptime(ts[:26].rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f")
     ms = int(d.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
     if ms > t0 and (best is None or ms < best):

@@ -1,7 +1,8 @@
 //! One S3 request id, followed through the logs of every process it touched: the gateway
 //! answers with `x-amz-request-id`, and the master and the chunkservers that stored the
 //! object's chunk log the same id (the client library sends it as `anode-request-id` gRPC
-//! metadata; servers put it in each call's span).
+//! metadata; servers put it in each call's span), also for the chunk reads of a GET, whose
+//! body is streamed after the gateway's handler returned. The log files are JSON lines.
 
 #[path = "support/s3_cluster.rs"]
 mod s3_cluster;
@@ -98,4 +99,43 @@ async fn request_id_reaches_master_and_chunkserver_logs() {
     )
     .await;
     eprintln!("request {id} logged by {names:?}");
+
+    // A GET: its body is streamed after the gateway's handler returned, and the chunk reads
+    // behind it still carry its id. Logs are files here, so every line is JSON.
+    let r = signed(&http, ep, reqwest::Method::GET, "/ids/obj", Vec::new()).await;
+    assert!(r.status().is_success(), "get: {}", r.status());
+    let get_id = r.headers()["x-amz-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(r.bytes().await.unwrap().len(), 200_000);
+    let chunk_reads = || {
+        let mut n = 0;
+        for (name, log) in &logs {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{name}: not a JSON line ({e}): {line}"));
+                assert!(
+                    v["timestamp"].is_string() && v["level"].is_string(),
+                    "{line}"
+                );
+                let span = &v["span"];
+                if span["request_id"] == get_id.as_str()
+                    && span["path"]
+                        .as_str()
+                        .is_some_and(|p| p.ends_with("/GetChunk"))
+                {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    wait_for(
+        "the GET's chunk reads logged with its id",
+        Duration::from_secs(20),
+        || async { (chunk_reads() > 0).then_some(()) },
+    )
+    .await;
 }

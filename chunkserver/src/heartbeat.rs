@@ -34,6 +34,8 @@ pub struct Heartbeat {
     pub full_report_every: Duration,
     /// Current epoch, shared with the data service.
     pub epoch: Arc<AtomicU64>,
+    /// The id the master gave at registration (0 until then), shared with the admin page.
+    pub id: Arc<AtomicU64>,
     /// How to reach other chunkservers (replication).
     pub tls: anode_tls::Tls,
 }
@@ -189,7 +191,8 @@ impl Heartbeat {
             }
             let Some((id, epoch)) = reg else {
                 reg = self.register().await;
-                if let Some((_, e)) = reg {
+                if let Some((i, e)) = reg {
+                    self.id.store(i, Ordering::SeqCst);
                     self.epoch.store(e, Ordering::SeqCst);
                     send_full = true;
                 }

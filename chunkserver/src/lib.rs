@@ -58,9 +58,14 @@ pub struct ChunkserverArgs {
     /// Capacity in bytes (0 = no limit beyond the disks).
     #[arg(long, env = "ANODE_CAPACITY", default_value_t = 0)]
     pub capacity: u64,
-    /// Admin HTTP address for /metrics and /health.
+    /// Admin HTTP address: a page naming this server at /, /metrics and /health.
+    /// Unauthenticated and read-only: bind it to a private address.
     #[arg(long, env = "ANODE_ADMIN_LISTEN", default_value = "127.0.0.1:7181")]
     pub admin_listen: SocketAddr,
+    /// Admin addresses of the masters (`host:port` or URLs, comma-separated), linked from
+    /// this server's admin page (the status page is on the masters).
+    #[arg(long, env = "ANODE_MASTER_ADMIN", value_delimiter = ',')]
+    pub master_admin: Vec<String>,
     /// Heartbeat interval.
     #[arg(long, env = "ANODE_HEARTBEAT_MS", default_value_t = 1000)]
     pub heartbeat_ms: u64,
@@ -86,6 +91,23 @@ pub struct ChunkserverArgs {
     pub tls: anode_tls::TlsArgs,
 }
 
+/// The admin page at `/`: role, the id the master gave (once registered), master links.
+struct AdminPage {
+    id: Arc<AtomicU64>,
+    page: anode_common::admin_html::NodePage,
+}
+
+impl anode_common::AdminRoutes for AdminPage {
+    fn get(&self, path: &str) -> Option<anode_common::AdminPage> {
+        let mut page = self.page.clone();
+        page.id = match self.id.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => "(not registered yet)".into(),
+            n => n.to_string(),
+        };
+        page.get(path)
+    }
+}
+
 /// Run a chunkserver until `shutdown` turns true.
 pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     metrics::init();
@@ -99,8 +121,27 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
         .with_context(|| format!("bind {}", args.listen))?;
     let addr = listener.local_addr()?;
     let health = anode_common::Health::new();
-    let admin =
-        anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
+    let id = Arc::new(AtomicU64::new(0));
+    let page = AdminPage {
+        id: id.clone(),
+        page: anode_common::admin_html::NodePage {
+            role: "chunkserver".into(),
+            id: String::new(),
+            serves: vec![
+                ("data API (gRPC)".into(), addr.to_string()),
+                ("rack".into(), args.rack.clone()),
+            ],
+            master_grpc: args.masters.clone(),
+            master_admin: args.master_admin.clone(),
+        },
+    };
+    let admin = anode_common::serve_admin_with(
+        args.admin_listen,
+        health.clone(),
+        Arc::new(page),
+        shutdown.clone(),
+    )
+    .await?;
     let epoch = Arc::new(AtomicU64::new(0));
     let hb = heartbeat::Heartbeat {
         store: store.clone(),
@@ -111,6 +152,7 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
         interval: Duration::from_millis(args.heartbeat_ms),
         full_report_every: Duration::from_secs(args.full_report_secs.max(1)),
         epoch: epoch.clone(),
+        id,
         tls: tls.clone(),
     };
     tokio::spawn(hb.run(shutdown.clone()));

@@ -45,6 +45,7 @@ use tokio::time::Instant;
 
 use crate::error::{ClientError, ErrorCode};
 use crate::range::{clamp_range, plan_range, ChunkSpan};
+use crate::trace::RequestContext;
 use crate::{ByteStream, ClientInner};
 
 /// Chunks located per `LocateChunks` call.
@@ -132,14 +133,20 @@ pub(crate) fn read_manifest(
         .collect();
     let read_ahead = read_ahead_for(&spans, inner.cfg.read_ahead_chunks);
     let locate_inner = inner.clone();
+    // The stream is polled after the caller returns it (an S3 GET body is written by hyper
+    // once the handler is done): its RPCs and logs keep the caller's request id and span.
+    let ctx = RequestContext::current();
+    let locate_ctx = ctx.clone();
     stream::iter(batches)
         .then(move |batch| {
             let inner = locate_inner.clone();
             let chunks = chunks.clone();
-            async move { inner.locate(&chunks, batch).await }
+            locate_ctx
+                .clone()
+                .run(async move { inner.locate(&chunks, batch).await })
         })
         .flat_map(stream::iter)
-        .map(move |fetch| SpawnedFetch::start(inner.clone(), fetch))
+        .map(move |fetch| SpawnedFetch::start(inner.clone(), fetch, ctx.clone()))
         .buffered(read_ahead)
         .flat_map(|fetched| {
             let items: Vec<Result<Bytes, ClientError>> = match fetched {
@@ -159,9 +166,8 @@ pub(crate) fn read_manifest(
 struct SpawnedFetch(tokio::task::JoinHandle<Result<Vec<Bytes>, ClientError>>);
 
 impl SpawnedFetch {
-    fn start(inner: Arc<ClientInner>, fetch: Fetch) -> Self {
-        use tracing::Instrument;
-        SpawnedFetch(tokio::spawn(inner.fetch_span(fetch).in_current_span()))
+    fn start(inner: Arc<ClientInner>, fetch: Fetch, ctx: RequestContext) -> Self {
+        SpawnedFetch(tokio::spawn(ctx.run(inner.fetch_span(fetch))))
     }
 }
 
@@ -461,7 +467,7 @@ impl ClientInner {
             server_id,
             reason,
         };
-        tokio::spawn(async move {
+        tokio::spawn(RequestContext::current().run(async move {
             let res = master
                 .call(|mut c| {
                     let req = req.clone();
@@ -471,7 +477,7 @@ impl ClientInner {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "ReportBadChunk failed");
             }
-        });
+        }));
     }
 }
 

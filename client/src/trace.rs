@@ -24,6 +24,45 @@ pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// The request id and the tracing span of the code that creates a lazy stream, to be
+/// carried into the work the stream does later: an S3 GET returns its body stream from the
+/// handler, and hyper polls it (and the chunk fetches it spawns) after the handler's span and
+/// task-local id are gone. Work run through [`RequestContext::run`] logs in the request's span
+/// and stamps its id on every RPC, wherever and whenever it is polled.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    id: Option<String>,
+    span: tracing::Span,
+}
+
+impl RequestContext {
+    /// The context of the caller: its task's request id and its current span.
+    pub fn current() -> Self {
+        RequestContext {
+            id: current_request_id(),
+            span: tracing::Span::current(),
+        }
+    }
+
+    /// The request id carried, if any.
+    pub fn request_id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// `fut` run inside this context.
+    pub fn run<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
+        use tracing::Instrument;
+        let RequestContext { id, span } = self;
+        async move {
+            match id {
+                Some(id) => with_request_id(id, fut).await,
+                None => fut.await,
+            }
+        }
+        .instrument(span)
+    }
+}
+
 /// A channel that stamps the current task's request id on every request.
 #[derive(Clone, Debug)]
 pub struct Traced<S>(pub S);
@@ -61,5 +100,19 @@ mod tests {
         let got = with_request_id("r1".into(), async { current_request_id() }).await;
         assert_eq!(got.as_deref(), Some("r1"));
         assert_eq!(current_request_id(), None);
+    }
+
+    #[tokio::test]
+    async fn context_follows_work_polled_outside_the_request() {
+        // Captured inside the request, as a lazy body stream is built...
+        let ctx = with_request_id("r7".into(), async { RequestContext::current() }).await;
+        assert_eq!(ctx.request_id(), Some("r7"));
+        // ...and its work polled later, in another task, outside any request.
+        let got = tokio::spawn(ctx.run(async { current_request_id() }))
+            .await
+            .unwrap();
+        assert_eq!(got.as_deref(), Some("r7"));
+        let none = RequestContext::current();
+        assert_eq!(none.run(async { current_request_id() }).await, None);
     }
 }

@@ -145,6 +145,39 @@ async fn put_get_round_trip_around_boundaries() {
     .await
 }
 
+/// The body stream of a GET is built inside the request (its id in scope) and read after the
+/// handler returned, as hyper writes an S3 response: every chunk read still carries the id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_reads_of_a_streamed_body_carry_the_request_id() {
+    bounded(async {
+        let c = Cluster::start(3, 3).await;
+        let cl = client(&c).await;
+        let data = body(4 * CHUNK + 3, seed());
+        cl.put_object(
+            BUCKET,
+            "streamed",
+            pieces(data.clone(), 1),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+        let (_, stream) = anode_client::trace::with_request_id("req-stream-1".into(), async {
+            cl.get_object(BUCKET, "streamed", None).await.unwrap()
+        })
+        .await;
+        assert_eq!(anode_client::trace::current_request_id(), None);
+        // Polled from another task, outside the request's scope.
+        let got = tokio::spawn(read_all(stream)).await.unwrap().unwrap();
+        assert_eq!(got, data.to_vec());
+        let ids: Vec<String> = (1..=3)
+            .flat_map(|i| c.server(i).get_request_ids.lock().clone())
+            .collect();
+        assert!(ids.len() >= 5, "a GetChunk per chunk at least: {ids:?}");
+        assert!(ids.iter().all(|id| id == "req-stream-1"), "{ids:?}");
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranges_read_only_what_they_need() {
     bounded(async {

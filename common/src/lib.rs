@@ -1,11 +1,14 @@
 //! Process plumbing shared by every Anode server process: the admin HTTP endpoint
-//! (`GET /metrics`, `GET /health`), tracing setup, shutdown signals, and the start-up steps
-//! of the binaries ([`cli`]: `--config FILE`, abort on panic).
+//! (`GET /metrics`, `GET /health`, and the pages a role adds through [`AdminRoutes`]), logs
+//! ([`logging`]: JSON or text, filter reloaded on SIGHUP), shutdown signals, and the start-up
+//! steps of the binaries ([`cli`]: `--config FILE`, abort on panic).
 //!
 //! Architecture invariant: nothing here knows about S3, raft or chunks.
 
+pub mod admin_html;
 pub mod cli;
 pub mod fsutil;
+pub mod logging;
 
 /// The tracing span of one incoming gRPC call (for tonic's `Server::trace_fn`): carries the
 /// caller's `anode-request-id` (an S3 request id from a gateway), so every log line of the
@@ -61,6 +64,54 @@ pub enum CommonError {
         /// Parse error.
         source: toml::de::Error,
     },
+    /// A log filter could not be parsed or installed.
+    #[error("log filter {spec:?}: {reason}")]
+    LogFilter {
+        /// The filter asked for.
+        spec: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// One answer of an extra admin route: status code, content type and body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminPage {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Content-Type` header.
+    pub content_type: &'static str,
+    /// Body.
+    pub body: String,
+}
+
+impl AdminPage {
+    /// A 200 answer.
+    pub fn ok(content_type: &'static str, body: String) -> Self {
+        AdminPage {
+            status: 200,
+            content_type,
+            body,
+        }
+    }
+}
+
+/// The pages a role adds to its admin port (the master's status page and JSON, every node's
+/// `/`). Called for `GET` paths other than `/metrics` and `/health`, on a blocking thread, so
+/// an implementation may read local state synchronously; `None` answers 404.
+pub trait AdminRoutes: Send + Sync + 'static {
+    /// The answer for `path` (without the query string).
+    fn get(&self, path: &str) -> Option<AdminPage>;
+}
+
+/// No extra routes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoRoutes;
+
+impl AdminRoutes for NoRoutes {
+    fn get(&self, _path: &str) -> Option<AdminPage> {
+        None
+    }
 }
 
 /// Health flag a process flips to `true` once it serves and back to `false` while draining.
@@ -88,6 +139,16 @@ impl Health {
 pub async fn serve_admin(
     addr: SocketAddr,
     health: Health,
+    shutdown: watch::Receiver<bool>,
+) -> Result<SocketAddr, CommonError> {
+    serve_admin_with(addr, health, Arc::new(NoRoutes), shutdown).await
+}
+
+/// [`serve_admin`] plus the pages of `routes` (every other `GET` path).
+pub async fn serve_admin_with(
+    addr: SocketAddr,
+    health: Health,
+    routes: Arc<dyn AdminRoutes>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<SocketAddr, CommonError> {
     let listener = TcpListener::bind(addr)
@@ -103,10 +164,14 @@ pub async fn serve_admin(
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let health = health.clone();
+                    let routes = routes.clone();
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
                             let health = health.clone();
-                            async move { Ok::<_, Infallible>(admin_response(&req, &health)) }
+                            let routes = routes.clone();
+                            async move {
+                                Ok::<_, Infallible>(admin_response(&req, &health, routes).await)
+                            }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), svc)
@@ -119,7 +184,27 @@ pub async fn serve_admin(
     Ok(local)
 }
 
-fn admin_response(req: &Request<Incoming>, health: &Health) -> Response<Full<Bytes>> {
+async fn admin_response(
+    req: &Request<Incoming>,
+    health: &Health,
+    routes: Arc<dyn AdminRoutes>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let extra = match path.as_str() {
+        "/metrics" | "/health" => None,
+        _ if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD => None,
+        _ => tokio::task::spawn_blocking(move || routes.get(&path))
+            .await
+            .ok()
+            .flatten(),
+    };
+    if let Some(page) = extra {
+        return page_response(
+            StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            page.body,
+            page.content_type,
+        );
+    }
     let (status, body, ctype) = match req.uri().path() {
         "/metrics" => (StatusCode::OK, metrics_text(), "text/plain; version=0.0.4"),
         "/health" if health.is_serving() => (StatusCode::OK, "ok\n".to_string(), "text/plain"),
@@ -134,11 +219,24 @@ fn admin_response(req: &Request<Incoming>, health: &Health) -> Response<Full<Byt
             "text/plain",
         ),
     };
+    page_response(status, body, ctype)
+}
+
+fn page_response(status: StatusCode, body: String, ctype: &str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     if let Ok(v) = ctype.parse() {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
+    // A read-only status port: nothing here may be cached by a proxy or framed by a page.
+    resp.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    resp.headers_mut().insert(
+        hyper::header::X_FRAME_OPTIONS,
+        hyper::header::HeaderValue::from_static("DENY"),
+    );
     resp
 }
 
@@ -150,15 +248,17 @@ pub fn metrics_text() -> String {
         .unwrap_or_default()
 }
 
-/// Install a `tracing` subscriber writing to stderr, filtered by `RUST_LOG` (default `info`).
-/// Safe to call more than once (later calls are ignored).
+/// Install a `tracing` subscriber writing to stderr, filtered by `RUST_LOG` (default `info`),
+/// JSON unless stderr is a terminal ([`logging::init_logging`] with no flags). Safe to call
+/// more than once (later calls are ignored).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    if let Err(e) = logging::init_logging(&logging::LogOptions::default()) {
+        eprintln!("logging: {e}; using RUST_LOG=info");
+        let _ = logging::init_logging(&logging::LogOptions {
+            format: None,
+            level: Some("info".into()),
+        });
+    }
 }
 
 /// A shutdown controller: the first SIGTERM/SIGINT flips the returned watch to `true`
@@ -230,5 +330,50 @@ mod tests {
         let c = prometheus::register_int_counter!("anode_test_counter", "test").unwrap();
         c.inc();
         assert!(get("/metrics").await.contains("anode_test_counter 1"));
+        assert!(get("/").await.starts_with("HTTP/1.1 404"));
+    }
+
+    struct Pages;
+    impl AdminRoutes for Pages {
+        fn get(&self, path: &str) -> Option<AdminPage> {
+            match path {
+                "/" => Some(AdminPage::ok("text/html", "<p>hi</p>".into())),
+                "/health" => Some(AdminPage::ok("text/plain", "shadowed".into())),
+                _ => None,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn admin_serves_extra_routes_without_shadowing_builtins() {
+        let health = Health::new();
+        let (_tx, rx) = watch::channel(false);
+        let addr = serve_admin_with(
+            "127.0.0.1:0".parse().unwrap(),
+            health.clone(),
+            Arc::new(Pages),
+            rx,
+        )
+        .await
+        .unwrap();
+        let get = |path: &'static str| async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        let root = get("/?x=1").await;
+        assert!(root.starts_with("HTTP/1.1 200"), "{root}");
+        assert!(root.contains("content-type: text/html"), "{root}");
+        assert!(root.contains("cache-control: no-store"), "{root}");
+        assert!(root.ends_with("<p>hi</p>"), "{root}");
+        assert!(get("/health").await.starts_with("HTTP/1.1 503"));
+        assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
     }
 }

@@ -1004,6 +1004,8 @@ fn object_stream(
     range: Option<(u64, u64)>,
 ) -> RespBody {
     let what = format!("{bucket}/{key}");
+    // Polled by hyper after the handler returned: log in the request's span.
+    let span = tracing::Span::current();
     let stream = backend
         .read_manifest(bucket, m, range)
         .map(move |item| match item {
@@ -1012,6 +1014,7 @@ fn object_stream(
                 Ok(b)
             }
             Err(e) => {
+                let _in = span.enter();
                 tracing::warn!(object = %what, error = %e, "object read failed mid-response");
                 Err(std::io::Error::other(e.to_string()))
             }

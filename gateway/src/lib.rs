@@ -92,9 +92,14 @@ pub struct GatewayArgs {
     /// (`--certs-dir`), or `--insecure-no-tls`.
     #[command(flatten)]
     pub grpc_tls: anode_tls::TlsArgs,
-    /// Admin HTTP address for /metrics and /health.
+    /// Admin HTTP address: a page naming this gateway at /, /metrics and /health.
+    /// Unauthenticated and read-only: bind it to a private address.
     #[arg(long, env = "ANODE_ADMIN_LISTEN", default_value = "127.0.0.1:9001")]
     pub admin_listen: SocketAddr,
+    /// Admin addresses of the masters (`host:port` or URLs, comma-separated), linked from
+    /// this gateway's admin page (the status page is on the masters).
+    #[arg(long, env = "ANODE_MASTER_ADMIN", value_delimiter = ',')]
+    pub master_admin: Vec<String>,
     /// Base domain(s) for virtual-hosted-style requests (`<bucket>.<domain>`), comma-separated.
     /// Requests to other hosts use path style.
     #[arg(long, env = "ANODE_DOMAIN", value_delimiter = ',')]
@@ -164,6 +169,7 @@ impl GatewayArgs {
             // No certificates: set them for a gateway that calls real masters.
             grpc_tls: Default::default(),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            master_admin: Vec::new(),
             domain: Vec::new(),
             region: "us-east-1".into(),
             max_concurrency: 1024,
@@ -271,8 +277,25 @@ pub async fn start_with_backend(
     let addr = listener.local_addr()?;
     let https = https_listener(&args, shutdown.clone()).await?;
     let health = anode_common::Health::new();
-    let admin_addr =
-        anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
+    let mut serves = vec![("S3".to_string(), addr.to_string())];
+    if let Some(h) = &https {
+        serves.push(("S3 over HTTPS".to_string(), h.addr.to_string()));
+    }
+    // A gateway has no cluster id: it is named by its S3 address.
+    let page = anode_common::admin_html::NodePage {
+        role: "gateway".into(),
+        id: addr.to_string(),
+        serves,
+        master_grpc: args.masters.clone(),
+        master_admin: args.master_admin.clone(),
+    };
+    let admin_addr = anode_common::serve_admin_with(
+        args.admin_listen,
+        health.clone(),
+        Arc::new(page),
+        shutdown.clone(),
+    )
+    .await?;
     let cfg = ServerConfig {
         domains: args.domain.clone(),
         region: args.region.clone(),

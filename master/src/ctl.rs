@@ -666,7 +666,7 @@ fn user_json(u: &User, usage: Option<&Usage>) -> Value {
         "quota_bytes": u.quota_bytes, "quota_objects": u.quota_objects, "usage": usage_json(usage)})
 }
 
-fn bucket_json(b: &BucketConfig, usage: Option<&Usage>) -> Value {
+pub(crate) fn bucket_json(b: &BucketConfig, usage: Option<&Usage>) -> Value {
     json!({"name": b.name, "replication": b.replication, "created_ms": b.created_ms,
         "owner": b.owner_user, "quota_bytes": b.quota_bytes, "quota_objects": b.quota_objects,
         "usage": usage_json(usage)})
@@ -984,6 +984,7 @@ pub fn merge_status(answers: &BTreeMap<u64, StatusResponse>) -> Value {
                 "match_index": mem.match_index,
                 "lag": mem.lag,
                 "reachable": own.is_some(),
+                "admin_addr": own.map(|o| o.admin_addr.clone()).unwrap_or_default(),
             })
         })
         .collect();

@@ -12,6 +12,7 @@
 //! - `service`: the `Master` gRPC API.
 //! - `limits`: the gRPC server's limits (message sizes, streams, keepalive).
 //! - `ctl`: the operator CLI (`anode ctl`).
+//! - `status_page`: the status page and `/api/status` on the admin port, and its event ring.
 
 pub mod ctl;
 pub mod limits;
@@ -23,6 +24,7 @@ pub mod read_lease;
 pub mod server;
 pub mod service;
 pub mod slog_tracing;
+pub mod status_page;
 pub mod store;
 pub mod transport;
 

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anode_proto::master_server::MasterServer;
@@ -14,6 +15,7 @@ use tonic::transport::server::Router;
 
 use crate::node::{self, NodeConfig, NodeHandle};
 use crate::service::MasterService;
+use crate::status_page::{EventLog, MasterAdmin};
 use crate::store::RaftStore;
 use crate::transport::{GrpcOutbox, RaftService, MAX_RAFT_MESSAGE_BYTES};
 use anode_meta::leases::LeaseConfig;
@@ -40,7 +42,8 @@ pub struct MasterArgs {
     /// Start empty and wait to be added with `anode ctl members add` (do not bootstrap).
     #[arg(long, env = "ANODE_JOIN")]
     pub join: bool,
-    /// Admin HTTP address for /metrics and /health.
+    /// Admin HTTP address: the status page at /, its JSON at /api/status, /metrics and
+    /// /health. Unauthenticated and read-only: bind it to a private address.
     #[arg(long, env = "ANODE_ADMIN_LISTEN", default_value = "127.0.0.1:7081")]
     pub admin_listen: SocketAddr,
     /// Milliseconds per raft tick.
@@ -144,17 +147,41 @@ pub async fn start(
     let store = open_store(&args, &peers)?;
     let node = start_node(&args, store.clone(), peers, tls.clone())?;
     let health = anode_common::Health::new();
-    let admin_addr =
-        anode_common::serve_admin(args.admin_listen, health.clone(), shutdown.clone()).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("bind {}", args.listen))?;
-    let addr = listener.local_addr()?;
     let service =
         MasterService::with_healing(node.clone(), lease_config(&args), heal_config(&args));
     crate::metrics::init();
     crate::metrics::set_usage_series_cap(args.metrics_max_buckets);
+    let events = Arc::new(EventLog::new(crate::status_page::EVENT_CAPACITY));
+    let leader_admin = crate::status_page::LeaderAdmin::default();
+    let admin_addr = anode_common::serve_admin_with(
+        args.admin_listen,
+        health.clone(),
+        Arc::new(MasterAdmin::new(
+            service.clone(),
+            events.clone(),
+            leader_admin.clone(),
+        )),
+        shutdown.clone(),
+    )
+    .await?;
+    tokio::spawn(crate::status_page::track_leader_admin(
+        service.clone(),
+        tls.clone(),
+        leader_admin,
+        shutdown.clone(),
+    ));
+    service.set_admin_addr(admin_addr.to_string());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("bind {}", args.listen))?;
+    let addr = listener.local_addr()?;
     tokio::spawn(publish_metrics(node.clone(), shutdown.clone()));
+    tokio::spawn(crate::status_page::record_events(
+        service.clone(),
+        events,
+        Duration::from_secs(1),
+        shutdown.clone(),
+    ));
     tokio::spawn(service.clone().heal_loop(shutdown.clone()));
     let server = grpc_server(service, &node, store, &tls)?;
     health.set(true);

@@ -55,6 +55,10 @@ pub struct MasterService {
     /// Leases, locations and healing: the pure leader-side decisions (`control.rs`).
     control: Arc<Mutex<LeaderControl>>,
     heal_interval: Duration,
+    /// Disk health of each chunkserver's last heartbeat to this member (status page).
+    disk_reports: Arc<Mutex<BTreeMap<u64, Vec<DiskHealth>>>>,
+    /// This member's admin HTTP address (in `Status` answers), once bound.
+    admin_addr: Arc<std::sync::OnceLock<String>>,
 }
 
 fn state_status(e: state::StateError) -> Status {
@@ -86,7 +90,41 @@ impl MasterService {
             started: Instant::now(),
             heal_interval: heal_cfg.interval,
             control: Arc::new(Mutex::new(LeaderControl::new(lease_cfg, heal_cfg))),
+            disk_reports: Arc::default(),
+            admin_addr: Arc::default(),
         }
+    }
+
+    /// Name this member's admin address in its `Status` answers (once).
+    pub fn set_admin_addr(&self, addr: String) {
+        let _ = self.admin_addr.set(addr);
+    }
+
+    /// This member's `Status` answer (what `anode ctl status` merges) and its own raft role
+    /// (`leader`, `follower`, `candidate`, `learner`, ...).
+    pub fn status_response_and_role(&self) -> (StatusResponse, String) {
+        let st = self.node.status();
+        let role = anode_meta::membership::member_status(&st, st.id).role;
+        (self.build_status(), role)
+    }
+
+    /// The known leader's id and gRPC address, and this member's id.
+    pub fn leader_and_self(&self) -> (u64, String, u64) {
+        let st = self.node.status();
+        let addr = st.members.get(&st.leader_id).cloned().unwrap_or_default();
+        (st.leader_id, addr, st.id)
+    }
+
+    /// Every bucket with its usage from this member's applied state (the source of
+    /// `ListBuckets`, read locally: on a follower it may lag the leader a little).
+    pub fn local_buckets_with_usage(&self) -> Vec<(BucketConfig, Usage)> {
+        let (buckets, usage) = buckets_with_usage(&self.node.store().view());
+        buckets.into_iter().zip(usage).collect()
+    }
+
+    /// The disk health of each chunkserver's last heartbeat to this member.
+    pub fn disk_reports(&self) -> BTreeMap<u64, Vec<DiskHealth>> {
+        self.disk_reports.lock().clone()
     }
 
     fn mono_ms(&self) -> u64 {
@@ -255,16 +293,7 @@ impl Master for MasterService {
     }
 
     async fn list_buckets(&self, _req: Request<ListBucketsRequest>) -> Rpc<ListBucketsResponse> {
-        let (buckets, usage) = self
-            .read_blocking(false, |kv| {
-                let buckets = state::list_buckets(kv);
-                let usage = buckets
-                    .iter()
-                    .map(|b| state::bucket_usage(kv, &b.name))
-                    .collect();
-                (buckets, usage)
-            })
-            .await?;
+        let (buckets, usage) = self.read_blocking(false, buckets_with_usage).await?;
         ok(ListBucketsResponse { buckets, usage })
     }
 
@@ -615,6 +644,9 @@ impl Master for MasterService {
                     .heartbeat_begin(kv, &r, self.mono_ms(), anode_common::now_ms())
             })
             .await?;
+        if !r.disks.is_empty() {
+            self.disk_reports.lock().insert(r.id, r.disks.clone());
+        }
         let HeartbeatStep::Accept { epoch, update } = step else {
             return ok(HeartbeatResponse {
                 reregister: true,
@@ -1069,8 +1101,19 @@ impl MasterService {
             chunks: stats.chunks,
             logical_bytes: stats.logical_bytes,
             stored_bytes: stats.stored_bytes,
+            admin_addr: self.admin_addr.get().cloned().unwrap_or_default(),
         }
     }
+}
+
+/// Every bucket and its usage, in the same order (for `ListBuckets` and the status page).
+pub(crate) fn buckets_with_usage(kv: &dyn KvRead) -> (Vec<BucketConfig>, Vec<Usage>) {
+    let buckets = state::list_buckets(kv);
+    let usage = buckets
+        .iter()
+        .map(|b| state::bucket_usage(kv, &b.name))
+        .collect();
+    (buckets, usage)
 }
 
 impl MasterService {

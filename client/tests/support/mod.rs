@@ -382,6 +382,8 @@ pub struct CsState {
     pub corrupt: AtomicBool,
     pub puts: AtomicUsize,
     pub gets: AtomicUsize,
+    /// The `anode-request-id` of every GetChunk call ("" when absent).
+    pub get_request_ids: Mutex<Vec<String>>,
     pub put_delay_ms: AtomicU64,
     /// Shared across the cluster: PutChunk calls in progress, and the most seen at once.
     pub in_flight: Arc<AtomicUsize>,
@@ -455,6 +457,13 @@ impl Chunkserver for FakeChunkserver {
             std::future::pending::<()>().await;
         }
         st.gets.fetch_add(1, Ordering::SeqCst);
+        let id = r
+            .metadata()
+            .get(anode_client::trace::REQUEST_ID_METADATA_KEY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        st.get_request_ids.lock().push(id);
         let r = r.into_inner();
         let blob = st
             .blobs
