@@ -22,6 +22,9 @@ use support::*;
 
 const CHUNK: usize = 64 << 10;
 
+/// Puts acknowledged by the writer, in order: key and body.
+type Acked = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 fn body(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
@@ -166,7 +169,7 @@ async fn backup_under_writes_then_restore_a_new_group_on_the_same_chunkservers()
     println!("FILL: {fill} inline objects in {:?}", t_fill.elapsed());
 
     // A writer of chunked objects that records every acknowledged put, in order.
-    let acked: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let acked: Acked = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (acked, stop, cl) = (acked.clone(), stop.clone(), cl.clone());
@@ -229,11 +232,9 @@ async fn backup_under_writes_then_restore_a_new_group_on_the_same_chunkservers()
             .unwrap();
         anode_proto::master_client::MasterClient::new(ep.connect().await.unwrap())
     };
-    let refused = as_client
-        .backup(BackupRequest {})
-        .await
-        .err()
-        .expect("refused");
+    let Err(refused) = as_client.backup(BackupRequest {}).await else {
+        panic!("a client certificate took a backup");
+    };
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
 
     // Stop everything; every master's data is lost.
