@@ -150,6 +150,18 @@ pub async fn start(
     let tls = args
         .tls
         .load_as(anode_tls::Role::Master, Some(&args.id.to_string()))?;
+    let seeds = crate::join::Seeds::from_args(&args);
+    if seeds.is_some() {
+        let advertise = advertise_addr(&args, &peers);
+        let unspecified = advertise
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_unspecified());
+        anyhow::ensure!(
+            !unspecified,
+            "--join-seeds/--join-dns: this member would ask to be added at {advertise}, which \
+             other members cannot reach; set --advertise"
+        );
+    }
     let store = open_store(&args, &peers)?;
     let (node, advertise) = start_node(&args, store.clone(), peers, tls.clone())?;
     let health = anode_common::Health::new();
@@ -173,7 +185,7 @@ pub async fn start(
         health,
         shutdown.clone(),
     ));
-    if let Some(seeds) = crate::join::Seeds::from_args(&args) {
+    if let Some(seeds) = seeds {
         tokio::spawn(crate::join::join_loop(
             node.clone(),
             advertise,
@@ -193,7 +205,7 @@ pub async fn start(
 /// Whether this member waits to be added instead of bootstrapping (`--join`, or a way to
 /// find the group).
 fn joins(args: &MasterArgs) -> bool {
-    args.join || !args.join_seeds.is_empty() || args.join_dns.is_some()
+    args.join || crate::join::Seeds::from_args(args).is_some()
 }
 
 /// Open (or create) the raft store in DATA/raft. A new store bootstraps a group only when
@@ -277,13 +289,7 @@ fn start_node(
         lease_max_drift_ms: args.lease_max_drift_ms,
         ..Default::default()
     };
-    let advertise = match &args.advertise {
-        Some(a) => a.clone(),
-        None => peers
-            .get(&args.id)
-            .cloned()
-            .unwrap_or_else(|| args.listen.to_string()),
-    };
+    let advertise = advertise_addr(args, &peers);
     let outbox = GrpcOutbox::new(
         args.id,
         advertise.clone(),
@@ -295,6 +301,18 @@ fn start_node(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     outbox.set_node(node.clone());
     Ok((node, advertise))
+}
+
+/// The address this member gives its peers: `--advertise`, else its `--peers` entry, else
+/// `--listen`.
+fn advertise_addr(args: &MasterArgs, peers: &BTreeMap<u64, String>) -> String {
+    match &args.advertise {
+        Some(a) => a.clone(),
+        None => peers
+            .get(&args.id)
+            .cloned()
+            .unwrap_or_else(|| args.listen.to_string()),
+    }
 }
 
 /// Chunkserver lease timing from the flags.
