@@ -68,6 +68,13 @@ pub enum CtlCommand {
         #[command(subcommand)]
         cmd: UsersCmd,
     },
+    /// Write a consistent copy of the metadata (taken on the leader while it serves, with
+    /// its raft index and membership) to DIR: `manifest.json` and `metadata.pieces`.
+    /// `anode master --restore DIR` starts a new group from it.
+    Backup {
+        /// The backup directory (created; must not hold a backup already).
+        dir: std::path::PathBuf,
+    },
     /// The cluster CA and node certificates (local files; no master is called).
     Certs {
         #[command(subcommand)]
@@ -441,8 +448,44 @@ async fn execute(args: &CtlArgs, m: &Masters) -> anyhow::Result<Value> {
         CtlCommand::Keys { cmd } => keys(m, cmd).await,
         CtlCommand::Buckets { cmd } => buckets(m, cmd).await,
         CtlCommand::Users { cmd } => users(m, cmd).await,
+        CtlCommand::Backup { dir } => backup(m, dir).await,
         CtlCommand::Certs { .. } => anyhow::bail!("certs commands call no master"),
     }
+}
+
+/// `anode ctl backup DIR`: stream the leader's pinned snapshot into DIR (see
+/// [`crate::backup`]); the JSON answer is the manifest plus the time taken.
+pub async fn backup(m: &Masters, dir: &std::path::Path) -> anyhow::Result<Value> {
+    use crate::backup::BackupWriter;
+    use tokio_stream::StreamExt as _;
+    let t0 = Instant::now();
+    let mut w = BackupWriter::create(dir)?;
+    let mut stream = call_leader(m, |mut c| async move { c.backup(BackupRequest {}).await })
+        .await
+        .context("start the backup on the leader")?;
+    let mut trailer = None;
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|st| anyhow::anyhow!("backup stream: {}", st.message()))?;
+        if let Some(h) = piece.header {
+            w.header(h)?;
+        }
+        if !piece.records.is_empty() {
+            w.records(&piece.records)?;
+        }
+        if let Some(t) = piece.trailer {
+            trailer = Some(t);
+            break;
+        }
+    }
+    let t = trailer.context("the backup stream ended without its trailer; nothing was kept")?;
+    let written = tokio::task::spawn_blocking(move || w.finish(t.records, t.checksum))
+        .await
+        .context("backup writer")??;
+    let mut v = serde_json::to_value(&written.manifest)?;
+    v["dir"] = json!(dir.display().to_string());
+    v["pieces"] = json!(written.pieces);
+    v["seconds"] = json!(t0.elapsed().as_secs_f64());
+    Ok(v)
 }
 
 /// `anode ctl certs ...`: local files only.
@@ -1061,6 +1104,16 @@ fn print_human(cmd: &CtlCommand, v: &Value) {
         CtlCommand::Chunkservers {
             cmd: ChunkserversCmd::List,
         } => print_chunkservers(v),
+        CtlCommand::Backup { .. } => println!(
+            "backup of raft index {} (term {}) written to {}: {} records, {} B, sha256 {}, {:.1} s",
+            v["raft_index"],
+            v["raft_term"],
+            v["dir"].as_str().unwrap_or(""),
+            v["records"],
+            v["payload_bytes"],
+            v["payload_sha256"].as_str().unwrap_or(""),
+            v["seconds"].as_f64().unwrap_or(0.0)
+        ),
         _ => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
     }
 }

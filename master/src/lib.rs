@@ -11,10 +11,14 @@
 //! - `transport`: raft messages between masters over tonic.
 //! - `service`: the `Master` gRPC API.
 //! - `limits`: the gRPC server's limits (message sizes, streams, keepalive).
+//! - `backup`: metadata backups (`anode ctl backup`) and restores (`anode master --restore`).
+//! - `join`: discovery of the group by a starting member (`--join-seeds`, `--join-dns`).
 //! - `ctl`: the operator CLI (`anode ctl`).
 //! - `status_page`: the status page and `/api/status` on the admin port, and its event ring.
 
+pub mod backup;
 pub mod ctl;
+pub mod join;
 pub mod limits;
 pub mod log_store;
 pub mod metrics;

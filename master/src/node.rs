@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anode_proto::{CommandResult, ErrorCode, ErrorDetail};
 use parking_lot::RwLock;
 use protobuf::Message as PbMessage;
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
@@ -203,6 +203,7 @@ enum Request {
     SnapshotDone(u64, bool),
     Campaign,
     LearnPeer(u64, String),
+    PinSnapshot(oneshot::Sender<Result<Snapshot, NodeError>>),
     Stop,
 }
 
@@ -246,6 +247,17 @@ impl NodeHandle {
     pub async fn read_barrier(&self) -> Result<(), NodeError> {
         let (tx, rx) = oneshot::channel();
         self.send(Request::Read(tx))?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Pin a streamed snapshot of the applied state (on the raft thread, the only writer, so
+    /// the pinned view is exactly the state at the snapshot's index) and return its
+    /// descriptor: index, term and the conf state at that index. Stream its records with
+    /// [`RaftStore::snapshot_stream`]. Call after [`Self::read_barrier`] to cover every write
+    /// acknowledged before.
+    pub async fn pin_snapshot(&self) -> Result<Snapshot, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::PinSnapshot(tx))?;
         rx.await.map_err(|_| NodeError::Stopped)?
     }
 
@@ -327,7 +339,8 @@ pub fn start(
     Ok(NodeHandle { tx, status, store })
 }
 
-fn member_key(id: u64) -> Vec<u8> {
+/// The state key of member `id`'s address.
+pub fn member_key(id: u64) -> Vec<u8> {
     let mut k = MEMBER_PREFIX.to_vec();
     k.extend_from_slice(&id.to_be_bytes());
     k
@@ -698,6 +711,11 @@ impl<S: LogStore> Core<S> {
             Request::LearnPeer(id, addr) => {
                 self.peers.entry(id).or_insert(addr);
                 self.reload_members();
+            }
+            Request::PinSnapshot(reply) => {
+                let r = raft::Storage::snapshot(self.raw.store(), 0, 0)
+                    .map_err(|e| NodeError::Store(e.to_string()));
+                let _ = reply.send(r);
             }
             Request::Stop => return false,
         }

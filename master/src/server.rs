@@ -42,6 +42,20 @@ pub struct MasterArgs {
     /// Start empty and wait to be added with `anode ctl members add` (do not bootstrap).
     #[arg(long, env = "ANODE_JOIN")]
     pub join: bool,
+    /// Find the group through these masters (`host:port,...`; dead ones are skipped) and ask
+    /// its leader to add this member (learner, then voter). Implies --join. Needs
+    /// --advertise (or a --peers entry) for the address the group will use.
+    #[arg(long, env = "ANODE_JOIN_SEEDS", value_delimiter = ',')]
+    pub join_seeds: Vec<String>,
+    /// Find the group through every A/AAAA record of `NAME:PORT` (a Kubernetes headless
+    /// Service) and ask to be added, as --join-seeds. Implies --join.
+    #[arg(long, env = "ANODE_JOIN_DNS")]
+    pub join_dns: Option<String>,
+    /// Start a NEW group from the backup in DIR (`anode ctl backup DIR`): every member of the
+    /// new group passes the same DIR and --peers. Refused when the data dir is already
+    /// initialized (unless by a restore of this same backup). See docs/operations.md.
+    #[arg(long, env = "ANODE_RESTORE", conflicts_with_all = ["join", "join_seeds", "join_dns"])]
+    pub restore: Option<PathBuf>,
     /// Admin HTTP address: the status page at /, its JSON at /api/status, /metrics and
     /// /health. Unauthenticated and read-only: bind it to a private address.
     #[arg(long, env = "ANODE_ADMIN_LISTEN", default_value = "127.0.0.1:7081")]
@@ -144,8 +158,20 @@ pub async fn start(
     let tls = args
         .tls
         .load_as(anode_tls::Role::Master, Some(&args.id.to_string()))?;
+    let seeds = crate::join::Seeds::from_args(&args);
+    if seeds.is_some() {
+        let advertise = advertise_addr(&args, &peers);
+        let unspecified = advertise
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_unspecified());
+        anyhow::ensure!(
+            !unspecified,
+            "--join-seeds/--join-dns: this member would ask to be added at {advertise}, which \
+             other members cannot reach; set --advertise"
+        );
+    }
     let store = open_store(&args, &peers)?;
-    let node = start_node(&args, store.clone(), peers, tls.clone())?;
+    let (node, advertise) = start_node(&args, store.clone(), peers, tls.clone())?;
     let health = anode_common::Health::new();
     let service =
         MasterService::with_healing(node.clone(), lease_config(&args), heal_config(&args));
@@ -186,7 +212,22 @@ pub async fn start(
     let server = grpc_server(service, &node, store, &tls)?;
     health.set(true);
     tracing::info!(id = args.id, %addr, %admin_addr, "master serving");
-    let done = tokio::spawn(serve(server, listener, node.clone(), health, shutdown));
+    let done = tokio::spawn(serve(
+        server,
+        listener,
+        node.clone(),
+        health,
+        shutdown.clone(),
+    ));
+    if let Some(seeds) = seeds {
+        tokio::spawn(crate::join::join_loop(
+            node.clone(),
+            advertise,
+            seeds,
+            tls.clone(),
+            shutdown,
+        ));
+    }
     Ok(RunningMaster {
         addr,
         admin_addr,
@@ -195,13 +236,24 @@ pub async fn start(
     })
 }
 
+/// Whether this member waits to be added instead of bootstrapping (`--join`, or a way to
+/// find the group).
+fn joins(args: &MasterArgs) -> bool {
+    args.join || crate::join::Seeds::from_args(args).is_some()
+}
+
 /// Open (or create) the raft store in DATA/raft. A new store bootstraps a group only when
-/// `--peers` lists this member, unless the member waits to be added (`--join`).
+/// `--peers` lists this member, unless the member waits to be added (`--join`); with
+/// `--restore` it is initialized from a backup first.
 fn open_store(args: &MasterArgs, peers: &BTreeMap<u64, String>) -> anyhow::Result<RaftStore> {
     anode_common::fsutil::create_dir_all_durable(&args.data)
         .with_context(|| format!("create {}", args.data.display()))?;
-    let store = RaftStore::open(&args.data.join("raft")).context("open raft store")?;
-    if store.is_empty() && !args.join {
+    let path = args.data.join("raft");
+    let store = RaftStore::open(&path).context("open raft store")?;
+    if let Some(dir) = &args.restore {
+        restore(args, &store, &path, dir, peers)?;
+    }
+    if store.is_empty() && !joins(args) {
         anyhow::ensure!(
             peers.contains_key(&args.id),
             "--peers must list this member ({}) to bootstrap a new group, or pass --join",
@@ -211,14 +263,58 @@ fn open_store(args: &MasterArgs, peers: &BTreeMap<u64, String>) -> anyhow::Resul
     Ok(store)
 }
 
+/// `--restore DIR`: initialize the empty store from the backup (or find it already restored
+/// from this same backup and start from it).
+fn restore(
+    args: &MasterArgs,
+    store: &RaftStore,
+    path: &std::path::Path,
+    dir: &std::path::Path,
+    peers: &BTreeMap<u64, String>,
+) -> anyhow::Result<()> {
+    use crate::backup;
+    anyhow::ensure!(
+        peers.contains_key(&args.id),
+        "--restore starts a new group: --peers must list this member ({}) and every member \
+         of the new group (the same on each)",
+        args.id
+    );
+    if !store.is_empty() {
+        let m = backup::read_manifest(dir)?;
+        if backup::restored_from(&args.data, &m) {
+            tracing::info!(
+                backup = %dir.display(),
+                index = m.raft_index,
+                "data dir already restored from this backup; starting from it"
+            );
+            return Ok(());
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let m = backup::restore_store(store, path, dir, peers)?;
+    backup::write_marker(&args.data, &m)?;
+    tracing::info!(
+        backup = %dir.display(),
+        index = m.raft_index,
+        term = m.raft_term,
+        records = m.records,
+        bytes = m.payload_bytes,
+        voters = ?peers.keys().collect::<Vec<_>>(),
+        ms = t0.elapsed().as_millis() as u64,
+        "restored the metadata from a backup; starting a new group"
+    );
+    Ok(())
+}
+
 /// Start the raft node over `store`, with the gRPC outbox that carries its messages to the
 /// peers (advertising `--advertise`, else this member's `--peers` entry, else `--listen`).
+/// Returns the node and the advertised address.
 fn start_node(
     args: &MasterArgs,
     store: RaftStore,
     peers: BTreeMap<u64, String>,
     tls: anode_tls::Tls,
-) -> anyhow::Result<NodeHandle> {
+) -> anyhow::Result<(NodeHandle, String)> {
     let cfg = NodeConfig {
         id: args.id,
         tick_ms: args.tick_ms,
@@ -227,24 +323,30 @@ fn start_node(
         lease_max_drift_ms: args.lease_max_drift_ms,
         ..Default::default()
     };
-    let advertise = match &args.advertise {
+    let advertise = advertise_addr(args, &peers);
+    let outbox = GrpcOutbox::new(
+        args.id,
+        advertise.clone(),
+        tokio::runtime::Handle::current(),
+        tls,
+        store.clone(),
+    );
+    let node = node::start(cfg, store, peers, !joins(args), outbox.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    outbox.set_node(node.clone());
+    Ok((node, advertise))
+}
+
+/// The address this member gives its peers: `--advertise`, else its `--peers` entry, else
+/// `--listen`.
+fn advertise_addr(args: &MasterArgs, peers: &BTreeMap<u64, String>) -> String {
+    match &args.advertise {
         Some(a) => a.clone(),
         None => peers
             .get(&args.id)
             .cloned()
             .unwrap_or_else(|| args.listen.to_string()),
-    };
-    let outbox = GrpcOutbox::new(
-        args.id,
-        advertise,
-        tokio::runtime::Handle::current(),
-        tls,
-        store.clone(),
-    );
-    let node = node::start(cfg, store, peers, !args.join, outbox.clone())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    outbox.set_node(node.clone());
-    Ok(node)
+    }
 }
 
 /// Chunkserver lease timing from the flags.

@@ -20,6 +20,8 @@ use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use tonic::{Request, Response, Status};
 
 use crate::node::{NodeError, NodeHandle};
+use crate::store::StreamPiece;
+use anode_meta::access::PeerIdentity;
 pub use anode_meta::control::HealConfig;
 use anode_meta::control::{fresh_copies, ChunkTable, HeartbeatStep, LeaderControl};
 use anode_meta::healer::HealthFigures;
@@ -29,6 +31,7 @@ use anode_meta::locations::ChunkId;
 use anode_meta::membership::{MembershipError, Role};
 use anode_meta::state;
 use anode_meta::validate;
+use tokio_stream::StreamExt as _;
 
 /// How long a write or read may wait on raft before the caller gets UNAVAILABLE.
 pub const RAFT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +49,10 @@ fn invalid(e: anode_meta::validate::ValidationError) -> Status {
 }
 
 type Rpc<T> = Result<Response<T>, Status>;
+
+/// The pieces of a `Backup` answer.
+pub type BackupStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<BackupPiece, Status>> + Send>>;
 
 /// The master's gRPC service.
 #[derive(Clone)]
@@ -882,15 +889,90 @@ impl Master for MasterService {
         if st.voters.contains(&r.id) {
             return Err(membership_status(MembershipError::AlreadyMember(r.id)));
         }
-        if !st.learners.contains(&r.id) {
-            self.conf_change(ConfChangeType::AddLearnerNode, r.id, &r.addr)
-                .await?;
-        }
-        self.wait_caught_up(r.id).await?;
-        self.conf_change(ConfChangeType::AddNode, r.id, &r.addr)
-            .await?;
-        tracing::info!(id = r.id, addr = %r.addr, "member added as voter");
+        self.add_voter(r.id, &r.addr).await?;
         ok(AddMemberResponse {})
+    }
+
+    type BackupStream = BackupStream;
+
+    /// On the leader: a read barrier (the state then covers every write acknowledged before
+    /// this call), a view pinned on the raft thread at the applied index, then its records
+    /// in the raft snapshot stream's pieces.
+    async fn backup(&self, _req: Request<BackupRequest>) -> Rpc<BackupStream> {
+        self.require_leader()?;
+        self.read_barrier(false).await?;
+        let snap = tokio::time::timeout(RAFT_TIMEOUT, self.node.pin_snapshot())
+            .await
+            .map_err(|_| raft_timeout("timed out pinning a snapshot"))?
+            .map_err(|e| self.node_status(e))?;
+        let md = snap.get_metadata();
+        let (index, term) = (md.index, md.term);
+        let cs = md.get_conf_state();
+        let st = self.node.status();
+        let header = BackupHeader {
+            index,
+            term,
+            voters: cs.voters.clone(),
+            learners: cs.learners.clone(),
+            members: st.members.clone().into_iter().collect(),
+            leader_id: st.id,
+            snapshot_version: SNAPSHOT_VERSION,
+        };
+        let rx = self
+            .node
+            .store()
+            .snapshot_stream(index, term)
+            .map_err(|e| ErrorDetail::new(ErrorCode::Unavailable, e.to_string()).to_status())?;
+        tracing::info!(index, term, "backup: streaming the metadata at this index");
+        let first = BackupPiece {
+            header: Some(header),
+            ..Default::default()
+        };
+        let rest = tokio_stream::wrappers::ReceiverStream::new(rx).map(|p| match p {
+            Ok(StreamPiece::Records(records)) => Ok(BackupPiece {
+                records,
+                ..Default::default()
+            }),
+            Ok(StreamPiece::End { records, checksum }) => Ok(BackupPiece {
+                trailer: Some(SnapshotTrailer { records, checksum }),
+                ..Default::default()
+            }),
+            Err(e) => Err(ErrorDetail::new(ErrorCode::Unavailable, e.to_string()).to_status()),
+        });
+        let stream = tokio_stream::once(Ok(first)).chain(rest);
+        ok(Box::pin(stream))
+    }
+
+    /// A master asks to be added (its certificate names the id it asks for); a voter already
+    /// is answered at once.
+    async fn join_group(&self, req: Request<JoinGroupRequest>) -> Rpc<JoinGroupResponse> {
+        let peer = req.extensions().get::<PeerIdentity>().cloned();
+        let r = req.into_inner();
+        if let Some(p) = &peer {
+            if p.master_id() != Some(r.id) {
+                tracing::warn!(peer = %p, id = r.id, "join refused: certificate names another member");
+                return Err(ErrorDetail::new(
+                    ErrorCode::PermissionDenied,
+                    format!("{p} may not join as member {}", r.id),
+                )
+                .with_resource(r.id.to_string())
+                .to_status());
+            }
+        }
+        self.require_leader()?;
+        if r.id == 0 || r.addr.is_empty() {
+            return Err(membership_status(MembershipError::InvalidMember));
+        }
+        if self.node.status().voters.contains(&r.id) {
+            return ok(JoinGroupResponse {
+                already_voter: true,
+            });
+        }
+        tracing::info!(id = r.id, addr = %r.addr, "member asks to join");
+        self.add_voter(r.id, &r.addr).await?;
+        ok(JoinGroupResponse {
+            already_voter: false,
+        })
     }
 
     async fn remove_member(&self, req: Request<RemoveMemberRequest>) -> Rpc<RemoveMemberResponse> {
@@ -954,6 +1036,19 @@ impl Master for MasterService {
 }
 
 impl MasterService {
+    /// Add `id` at `addr` as a learner (unless it is one), wait until it caught up, then make
+    /// it a voter.
+    async fn add_voter(&self, id: u64, addr: &str) -> Result<(), Status> {
+        if !self.node.status().learners.contains(&id) {
+            self.conf_change(ConfChangeType::AddLearnerNode, id, addr)
+                .await?;
+        }
+        self.wait_caught_up(id).await?;
+        self.conf_change(ConfChangeType::AddNode, id, addr).await?;
+        tracing::info!(id, addr = %addr, "member added as voter");
+        Ok(())
+    }
+
     async fn conf_change(&self, t: ConfChangeType, id: u64, addr: &str) -> Result<(), Status> {
         let mut single = ConfChangeSingle::default();
         single.set_change_type(t);

@@ -166,8 +166,10 @@ const ANYONE: &[Role] = &[Master, Chunkserver, Gateway, Client, Admin];
 /// - `PutObjects` (bulk loads): client and admin, not the gateway;
 /// - registration and heartbeats: chunkservers; `ReportBadChunk`: the readers (gateway,
 ///   client) and chunkservers;
-/// - keys, users, quotas and cluster changes: admin; `GetKey` (returns a secret): the gateway
-///   only; `GetUser`, `ListUsers` (no secrets): gateway and admin;
+/// - keys, users, quotas, cluster changes and metadata backups: admin; `GetKey` (returns a
+///   secret): the gateway only; `GetUser`, `ListUsers` (no secrets): gateway and admin;
+/// - `JoinGroup`: masters (a starting member asking to be added; the handler checks that the
+///   certificate's id is the member id asked for);
 /// - access configuration (`SetBucketAccess`, `SetObjectAcl`: bucket policies and ACLs, which
 ///   the S3 gateway authorizes per request): gateway and admin, not the client role (a program
 ///   on the client library still writes an object's ACL with the object, as `PutObject` takes
@@ -216,7 +218,10 @@ fn master_roles(method: &str) -> Option<&'static [Role]> {
         "RegisterChunkserver" | "Heartbeat" => &[Chunkserver],
         "CreateKey" | "ListKeys" | "DeleteKey" | "SetKeyDisabled" | "CreateUser" | "DeleteUser"
         | "SetUserQuota" | "SetBucketQuota" | "AddMember" | "RemoveMember" | "TransferLeader"
-        | "DrainChunkserver" => &[Admin],
+        | "DrainChunkserver" | "Backup" => &[Admin],
+        // A starting master asks to be added; the handler also checks that the certificate's
+        // id is the member id asked for.
+        "JoinGroup" => &[Master],
         "GetKey" => &[Gateway],
         // Users hold no secret: gateways read them to resolve principals, operators list them.
         "GetUser" | "ListUsers" => &[Gateway, Admin],
@@ -335,6 +340,8 @@ mod tests {
             ("/anode.v1.Master/RemoveMember", &[Admin]),
             ("/anode.v1.Master/TransferLeader", &[Admin]),
             ("/anode.v1.Master/DrainChunkserver", &[Admin]),
+            ("/anode.v1.Master/Backup", &[Admin]),
+            ("/anode.v1.Master/JoinGroup", &[Master]),
             ("/anode.v1.Master/CreateKey", &[Admin]),
             ("/anode.v1.Master/ListKeys", &[Admin]),
             ("/anode.v1.Master/DeleteKey", &[Admin]),

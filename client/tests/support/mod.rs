@@ -196,6 +196,10 @@ macro_rules! fake_master_impl {
 
 fake_master_impl! {
 implemented {
+    type BackupStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<BackupPiece, Status>> + Send>>;
+    async fn backup(&self, _r: Request<BackupRequest>) -> Rpc<Self::BackupStream> {
+        Err(Status::unimplemented("backup"))
+    }
     async fn create_bucket(&self, r: Request<CreateBucketRequest>) -> Rpc<CreateBucketResponse> {
         let mut st = self.gate("create_bucket")?;
         let r = r.into_inner();
@@ -367,6 +371,7 @@ stubs {
     get_user(GetUserRequest) -> GetUserResponse;
     set_user_quota(SetUserQuotaRequest) -> SetUserQuotaResponse;
     set_bucket_quota(SetBucketQuotaRequest) -> SetBucketQuotaResponse;
+    join_group(JoinGroupRequest) -> JoinGroupResponse;
 }
 }
 
