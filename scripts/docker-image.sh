@@ -5,6 +5,10 @@
 # PREBUILT pointing at them. Also builds anode-prometheus:local (Debian's prometheus binary on
 # the same base) for deploy/compose, unless ANODE_NO_PROMETHEUS_IMAGE=1.
 # A full build inside Docker (what users elsewhere run) is `docker build -t anode:latest .`.
+# ANODE_IMAGE_REV=COMMIT: the image's `anode` is built from that git revision instead (in a
+# temporary worktree, with its own target directory under CARGO_TARGET_DIR so the current
+# build's binaries stay as they are); anode-toxiproxy, the Dockerfile and the healthcheck stay
+# the current ones. test_scripts/compose-cluster.sh upgrades from such an image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE="${1:-anode:latest}"
@@ -27,6 +31,18 @@ for b in anode anode-toxiproxy; do
   # Debug info stays in the cargo cache; the image gets the stripped binary.
   objcopy --strip-debug "$CARGO_TARGET_DIR/$profile/$b" ".docker-bin/$b"
 done
+if [ -n "${ANODE_IMAGE_REV:-}" ]; then
+  rev="$(git rev-parse --verify "$ANODE_IMAGE_REV^{commit}")"
+  wt="$(mktemp -d "${TMPDIR:-/tmp}/anode-rev.XXXXXX")"
+  git worktree add -q --detach "$wt" "$rev"
+  echo "docker-image: cargo build of anode at ${rev:0:12} ($profile)" >&2
+  rel=(); [ "$profile" = release ] && rel=(--release)
+  if ! (cd "$wt" && cargo build "${rel[@]}" --locked --workspace --target-dir "$CARGO_TARGET_DIR/rev-build"); then
+    git worktree remove --force "$wt"; exit 1
+  fi
+  git worktree remove --force "$wt"
+  objcopy --strip-debug "$CARGO_TARGET_DIR/rev-build/$profile/anode" .docker-bin/anode
+fi
 docker build -q -t "$IMAGE" --build-arg BASE="$BASE_IMAGE" --build-arg BUILD_BASE="$BASE_IMAGE" \
   --build-arg PREBUILT=.docker-bin . >/dev/null
 rm -rf .docker-bin

@@ -2,9 +2,14 @@
 # The container test: deploy/compose (3 masters, 4 chunkservers on distinct racks, 2 gateways,
 # anode-toxiproxy in front of the raft links, Prometheus) on a private Docker network, each
 # container on its own address, data on named volumes. Steps:
-#   1. build the image (scripts/docker-image.sh: debootstrap base, no registry needed), make
-#      the certificates with deploy/compose/init-certs.sh, `docker-compose up`;
-#   2. awscli, s3cmd and rclone through both gateways (scripts/s3-clients.sh);
+#   1. build the image (scripts/docker-image.sh: debootstrap base, no registry needed) and the
+#      previous release's image (its `anode` built from git at deploy/previous-release), make
+#      the certificates with deploy/compose/init-certs.sh, `docker-compose up` on the PREVIOUS
+#      release;
+#   2. a rolling upgrade to this tree under a recorded load (each container recreated on the
+#      new image, one at a time, each healthy before the next): zero failed requests, with a
+#      10 s per-attempt timeout (the client SDKs' default is 60 s); then awscli, s3cmd and
+#      rclone through both gateways (scripts/s3-clients.sh);
 #   3. four faults across containers, each under a recorded load through both gateways
 #      (random put/get/delete on a few keys, checked for linearizability by anode-lincheck,
 #      and write-once objects whose acknowledged writes must all be listed and byte-identical
@@ -18,11 +23,13 @@
 # Prints one PASS/FAIL line per phase (and a JSON line each in $CHAOS_RESULTS when set); exits
 # non-zero if any failed. Stops and removes only its own compose project (containers, network,
 # volumes), whatever happens.
-# Env: LOAD_SECONDS (24), ANODE_NET_PREFIX (a free 172.31.x, probed), CHAOS_KEEP=1 keeps the
-# project and the temp dir for a look afterwards, UNAVAILABLE_MAX_MS (20000).
+# Env: SETTLE_SECONDS (8: load before and after each fault), ANODE_NET_PREFIX (a free 172.31.x, probed), CHAOS_KEEP=1 keeps the
+# project and the temp dir for a look afterwards, UNAVAILABLE_MAX_MS (20000),
+# ANODE_IMAGE_PROFILE (release; CI: debug), COMPOSE_PREV_REV (deploy/previous-release; "none"
+# skips the upgrade and starts on this tree).
 source "$(dirname "$0")/lib.sh"
 chaos_init compose-cluster
-LOAD_SECONDS="${LOAD_SECONDS:-24}"
+SETTLE_SECONDS="${SETTLE_SECONDS:-8}"
 UNAVAILABLE_MAX_MS="${UNAVAILABLE_MAX_MS:-20000}"
 COMPOSE_FILE="$CHAOS_ROOT/deploy/compose/docker-compose.yml"
 PROJECT="anodeci$$"
@@ -45,8 +52,13 @@ pick_prefix() {
 }
 export ANODE_NET_PREFIX="${ANODE_NET_PREFIX:-$(pick_prefix)}"
 export ANODE_IMAGE="${ANODE_IMAGE:-anode:latest}"
+NEW_IMAGE="$ANODE_IMAGE"
+PREV_REV="${COMPOSE_PREV_REV:-$(grep -v '^#' "$CHAOS_ROOT/deploy/previous-release" | head -1)}"
 export ANODE_PROMETHEUS_IMAGE="${ANODE_PROMETHEUS_IMAGE:-anode-prometheus:local}"
 export ANODE_CERTS="$CHAOS_DIR/certs"
+# A stopped chunkserver is dead after 10 s (so the alert check takes ~80 s, not ~100 s); the
+# pause phase stays under it.
+export ANODE_DEAD_AFTER_MS="${ANODE_DEAD_AFTER_MS:-10000}"
 export ANODE_S3_PORT_1="$(free_port)" ANODE_S3_PORT_2="$(free_port)"
 P="$ANODE_NET_PREFIX"
 dc() { docker-compose -p "$PROJECT" -f "$COMPOSE_FILE" "$@"; }
@@ -67,6 +79,20 @@ t0="$(now_ms)"
 log "building the image"
 bash "$CHAOS_ROOT/scripts/docker-image.sh" "$ANODE_IMAGE" >"$CHAOS_DIR/image.log" 2>&1 ||
   { tail -30 "$CHAOS_DIR/image.log" >&2; result FAIL phase=image; exit 1; }
+if [ "$PREV_REV" != none ]; then
+  if ! git -C "$CHAOS_ROOT" cat-file -e "$PREV_REV^{commit}" 2>/dev/null; then
+    # A shallow clone has no history to build from: say so loudly and test without it.
+    log "previous release $PREV_REV is not in this clone's history: NO UPGRADE TEST"
+    SCENARIO=compose-rolling-upgrade; echo "SKIP compose-rolling-upgrade reason=no-history rev=$PREV_REV"
+    PREV_REV=none
+  fi
+fi
+if [ "$PREV_REV" != none ]; then
+  log "building the previous release's image (anode at ${PREV_REV:0:12})"
+  ANODE_IMAGE_REV="$PREV_REV" ANODE_NO_PROMETHEUS_IMAGE=1 bash "$CHAOS_ROOT/scripts/docker-image.sh" anode:previous \
+    >"$CHAOS_DIR/image-prev.log" 2>&1 || { tail -30 "$CHAOS_DIR/image-prev.log" >&2; result FAIL phase=prev-image; exit 1; }
+  export ANODE_IMAGE=anode:previous
+fi
 image_ms=$(( $(now_ms) - t0 ))
 ANODE_CERTS="$ANODE_CERTS" bash "$CHAOS_ROOT/deploy/compose/init-certs.sh" >/dev/null
 
@@ -105,33 +131,39 @@ wait_until 60 "gateway-1" s3_up "http://$P.31:9000"
 wait_until 60 "gateway-2" s3_up "http://$P.32:9000"
 log "cluster up in ${up_ms} ms (image ${image_ms} ms)"
 
-# ---- S3 clients through both gateways --------------------------------------------------------
-smoke=PASS
-for ep in "http://$P.31:9000" "http://$P.32:9000"; do
-  if ! bash "$CHAOS_ROOT/scripts/s3-clients.sh" "$ep" >"$CHAOS_DIR/clients-${ep##*.}.log" 2>&1; then
-    smoke=FAIL; grep -E 'FAIL' "$CHAOS_DIR/clients-${ep##*.}.log" | head -10 >&2
-  fi
-done
-SCENARIO=compose-s3-clients result "$smoke" gateways=2 tools=aws,s3cmd,rclone || FAILED+=(s3-clients)
+# ---- S3 clients through both gateways (in parallel) -----------------------------------------
+s3_clients() {
+  local ep pids=() rc=PASS
+  for ep in "http://$P.31:9000" "http://$P.32:9000"; do
+    bash "$CHAOS_ROOT/scripts/s3-clients.sh" "$ep" >"$CHAOS_DIR/clients-${ep##*.}.log" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || rc=FAIL; done
+  [ "$rc" = PASS ] || grep -h FAIL "$CHAOS_DIR"/clients-*.log | head -10 >&2
+  SCENARIO=compose-s3-clients result "$rc" gateways=2 tools=aws,s3cmd,rclone version=new || FAILED+=(s3-clients)
+}
 
 # ---- faults under recorded load --------------------------------------------------------------
 leader_cid() { local id; id="$(leader_id)"; [ "$id" != 0 ] && cid "master-$id"; }
 PHASES=()
 
-# phase NAME FAULT: loads for LOAD_SECONDS, FAULT at a third of it, then the checks.
+# phase NAME FAULT: loads through both gateways; FAULT after SETTLE_SECONDS; the loads stop
+# SETTLE_SECONDS after FAULT returned (a stop file; 600 s at most); then the checks.
 phase() {
   local name="$1" fault="$2"
   SCENARIO="compose-$name"
   PHASES+=("$name")
   chaos_load_bg "load-$name" --processes 4 --keys 8 --key-prefix "$name-k" \
-    --seconds "$LOAD_SECONDS" --timeout-ms 3000 --mix 4,5,1
-  chaos_load_bg "acked-$name" --unique 1000000 --processes 2 --seconds "$LOAD_SECONDS" \
-    --key-prefix "$name-u" --value-bytes 20000 --timeout-ms 3000 \
+    --seconds 600 --stop-file "$CHAOS_DIR/stop-$name" --timeout-ms "${TIMEOUT_MS:-3000}" --mix 4,5,1
+  chaos_load_bg "acked-$name" --unique 1000000 --processes 2 --seconds 600 --stop-file "$CHAOS_DIR/stop-$name" \
+    --key-prefix "$name-u" --value-bytes 20000 --timeout-ms "${TIMEOUT_MS:-3000}" \
     --writes "$CHAOS_DIR/acked-$name.writes" --no-final-reads
-  sleep $(( LOAD_SECONDS / 3 ))
+  sleep "$SETTLE_SECONDS"
   FAULT_INFO=""
   T_FAULT="$(now_ms)"
   "$fault" || FAULT_INFO="${FAULT_INFO} fault=error"
+  sleep "$SETTLE_SECONDS"
+  touch "$CHAOS_DIR/stop-$name"
   local ok=1
   wait_load "load-$name" || ok=0
   wait_load "acked-$name" || ok=0
@@ -151,6 +183,12 @@ phase() {
   lin_ok || pass=0
   [ "$VERIFY_RC" = 0 ] && [ "$corrupt" = 0 ] && [ "$lost" = 0 ] || pass=0
   python3 -c "import sys; sys.exit(0 if $unavail <= $UNAVAILABLE_MAX_MS else 1)" || pass=0
+  if [ -n "${ZERO_FAILURES:-}" ]; then
+    local failed_ops
+    failed_ops="$(( $(summary "load-$name" fail) + $(summary "load-$name" info) + $(summary "acked-$name" fail) + $(summary "acked-$name" info) ))"
+    figures+=(failed_or_unknown_requests="$failed_ops")
+    [ "$failed_ops" = 0 ] || pass=0
+  fi
   if [ "$pass" = 1 ]; then
     result PASS "${figures[@]}"
   else
@@ -214,10 +252,27 @@ fault_rolling_restart() {
   FAULT_INFO="restarted=${#SERVICES[@]}"
 }
 
+fault_rolling_upgrade() {
+  local s
+  for s in master-1 master-2 master-3 chunkserver-1 chunkserver-2 chunkserver-3 chunkserver-4 gateway-1 gateway-2; do
+    log "upgrade $s to $NEW_IMAGE (stop with SIGTERM, recreate on the same volume)"
+    ANODE_IMAGE="$NEW_IMAGE" dc up -d --no-deps "$s" >>"$CHAOS_DIR/upgrade.log" 2>&1 || return 1
+    wait_until 60 "$s healthy" is_healthy "$s" || return 1
+    [[ "$s" == chunkserver-* ]] && { wait_until 60 "4 live chunkservers" chunkservers_alive 4 || return 1; }
+    [[ "$s" == master-* ]] && { wait_until 30 "a raft leader" has_leader || return 1; }
+  done
+  FAULT_INFO="upgraded=9 from=${PREV_REV:0:12}"
+}
+
+if [ "$PREV_REV" != none ]; then
+  TIMEOUT_MS=10000 ZERO_FAILURES=1 phase rolling-upgrade fault_rolling_upgrade
+  export ANODE_IMAGE="$NEW_IMAGE"
+fi
+s3_clients
 phase kill-leader fault_kill_leader
 phase pause-chunkserver fault_pause_chunkserver
 phase partition-leader fault_disconnect_leader
-LOAD_SECONDS=$(( LOAD_SECONDS * 3 )) phase rolling-restart fault_rolling_restart
+phase rolling-restart fault_rolling_restart
 
 # ---- an alert on a real fault ----------------------------------------------------------------
 SCENARIO=compose-alert

@@ -4,8 +4,9 @@
 #   raft id   = pod ordinal + 1 (anode-master-0 is member 1)
 #   --peers   = the first MASTER_COUNT pods by their stable names in the headless Service
 #   certs     = /etc/anode/tls/master-<id>/ (ca.crt, node.crt, node.key from the Secret)
-# A pod past MASTER_COUNT (the StatefulSet scaled up later) starts with --join and waits to be
-# added with `anode ctl members add <id> <pod>.<service>:<port>` (docs/operations.md).
+# A pod past MASTER_COUNT (the StatefulSet scaled up later) starts with --join-dns on the
+# headless Service: it finds the group's leader through the Service's records and asks to be
+# added (learner, then voter), with no `anode ctl members add` (docs/operations.md).
 set -eu
 ord="${POD_NAME##*-}"
 case "$ord" in
@@ -20,7 +21,7 @@ while [ "$i" -lt "$MASTER_COUNT" ]; do
   i=$((i + 1))
 done
 join=""
-if [ "$id" -gt "$MASTER_COUNT" ]; then join="--join"; fi
+if [ "$id" -gt "$MASTER_COUNT" ]; then join="--join-dns $MASTER_SERVICE:$MASTER_PORT"; fi
 echo "master.sh: raft id $id, peers $peers ${join:-(initial member)}" >&2
 # shellcheck disable=SC2086
 exec anode master --id "$id" --data /data \
