@@ -156,9 +156,11 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
         tls: tls.clone(),
     };
     tokio::spawn(hb.run(shutdown.clone()));
+    let scrub_rate = Arc::new(AtomicU64::new(args.scrub_bytes_per_sec));
+    scrub::spawn_rate_reloader(scrub_rate.clone(), shutdown.clone())?;
     tokio::spawn(scrub::run(
         store.clone(),
-        args.scrub_bytes_per_sec,
+        scrub_rate,
         Duration::from_secs(args.scrub_interval_secs),
         shutdown.clone(),
     ));

@@ -28,6 +28,63 @@ pub fn apply_config_file() -> Result<(), CommonError> {
     Ok(())
 }
 
+/// This process's `--config FILE` (from its command line, else `ANODE_CONFIG`), if any: the
+/// file SIGHUP reloads read again.
+pub fn config_file() -> Option<std::path::PathBuf> {
+    let args: Vec<String> = std::env::args().collect();
+    config_path(&args)
+        .or_else(|| std::env::var("ANODE_CONFIG").ok())
+        .map(std::path::PathBuf::from)
+}
+
+/// Read and parse a `--config` file (for a reload).
+pub fn read_config_table(path: &std::path::Path) -> Result<toml::Table, CommonError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CommonError::ReadConfig {
+        path: path.display().to_string(),
+        source,
+    })?;
+    text.parse().map_err(|source| CommonError::ParseConfig {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// A setting of a config table by its flag name, spelt with `-` or `_`.
+pub fn config_key<'a>(table: &'a toml::Table, flag: &str) -> Option<&'a toml::Value> {
+    table
+        .get(flag)
+        .or_else(|| table.get(&flag.replace('-', "_")))
+}
+
+/// A non-negative integer setting (`Err` names the key when it is of another type).
+pub fn config_u64(table: &toml::Table, flag: &str) -> Result<Option<u64>, String> {
+    match config_key(table, flag) {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
+        Some(toml::Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{flag}: not a non-negative integer: {s:?}")),
+        Some(other) => Err(format!("{flag}: not a non-negative integer: {other}")),
+    }
+}
+
+/// A number setting (integers accepted).
+pub fn config_f64(table: &toml::Table, flag: &str) -> Result<Option<f64>, String> {
+    match config_key(table, flag) {
+        None => Ok(None),
+        Some(toml::Value::Float(f)) => Ok(Some(*f)),
+        Some(toml::Value::Integer(i)) => Ok(Some(*i as f64)),
+        Some(toml::Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{flag}: not a number: {s:?}")),
+        Some(other) => Err(format!("{flag}: not a number: {other}")),
+    }
+}
+
 /// The value of `--config FILE` or `--config=FILE` in a command line, if any.
 fn config_path(args: &[String]) -> Option<String> {
     args.iter()
@@ -82,6 +139,21 @@ pub fn abort_on_panic() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reload_settings_by_flag_name() {
+        let t: toml::Table =
+            "repair-per-server = 4\nrepair_total = \"9\"\nspread = 0.2\nbad = -1\nname = \"x\"\n"
+                .parse()
+                .unwrap();
+        assert_eq!(config_u64(&t, "repair-per-server"), Ok(Some(4)));
+        assert_eq!(config_u64(&t, "repair-total"), Ok(Some(9)));
+        assert_eq!(config_u64(&t, "missing"), Ok(None));
+        assert!(config_u64(&t, "bad").is_err());
+        assert!(config_u64(&t, "name").is_err());
+        assert_eq!(config_f64(&t, "spread"), Ok(Some(0.2)));
+        assert_eq!(config_f64(&t, "repair-per-server"), Ok(Some(4.0)));
+    }
 
     #[test]
     fn config_path_forms() {

@@ -292,6 +292,31 @@ async fn wait_signal() {
     }
 }
 
+/// Run `reload` on every SIGHUP until `shutdown` turns true (beside the log filter reload and
+/// the gateway's certificate reload, which listen for the same signal). `reload` re-reads
+/// what it can change at run time and logs what it did.
+pub fn on_sighup<F>(mut shutdown: watch::Receiver<bool>, mut reload: F) -> std::io::Result<()>
+where
+    F: FnMut() + Send + 'static,
+{
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = hup.recv() => {
+                    if got.is_none() { return; }
+                    reload();
+                }
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() { return; }
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Milliseconds since the Unix epoch from the system clock. Only drivers call this; state
 /// machines receive time inside commands.
 pub fn now_ms() -> u64 {

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod node;
 pub mod raft_check;
 pub mod read_lease;
+pub mod reload;
 pub mod server;
 pub mod service;
 pub mod slog_tracing;

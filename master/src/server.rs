@@ -177,6 +177,7 @@ pub async fn start(
         MasterService::with_healing(node.clone(), lease_config(&args), heal_config(&args));
     crate::metrics::init();
     crate::metrics::set_usage_series_cap(args.metrics_max_buckets);
+    crate::reload::spawn_limits_reloader(service.clone(), shutdown.clone())?;
     let events = Arc::new(EventLog::new(crate::status_page::EVENT_CAPACITY));
     let leader_admin = crate::status_page::LeaderAdmin::default();
     let admin_addr = anode_common::serve_admin_with(

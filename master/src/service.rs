@@ -102,6 +102,20 @@ impl MasterService {
         }
     }
 
+    /// Replace the repair limits with what `f` makes of the current ones (a SIGHUP reload);
+    /// returns `f`'s list of changes.
+    pub fn reload_repair_limits<F>(&self, f: F) -> Result<Vec<String>, String>
+    where
+        F: FnOnce(
+            &anode_meta::planner::Limits,
+        ) -> Result<(anode_meta::planner::Limits, Vec<String>), String>,
+    {
+        let mut control = self.control.lock();
+        let (next, changes) = f(&control.heal_cfg().limits)?;
+        control.set_limits(next);
+        Ok(changes)
+    }
+
     /// Name this member's admin address in its `Status` answers (once).
     pub fn set_admin_addr(&self, addr: String) {
         let _ = self.admin_addr.set(addr);

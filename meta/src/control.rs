@@ -258,6 +258,12 @@ impl LeaderControl {
         &self.heal_cfg
     }
 
+    /// Replace the repair limits (a reload at run time): tasks in flight run to their end,
+    /// the next plans follow the new limits. Returns the previous ones.
+    pub fn set_limits(&mut self, limits: Limits) -> Limits {
+        std::mem::replace(&mut self.heal_cfg.limits, limits)
+    }
+
     /// The healing bookkeeping (figures, locations).
     pub fn healer(&self) -> &Healer {
         &self.healer
