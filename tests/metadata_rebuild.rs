@@ -78,10 +78,7 @@ fn ctl(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-async fn list_exports(
-    addr: &str,
-    role: anode_tls::Role,
-) -> Result<Vec<ExportInfo>, tonic::Status> {
+async fn list_exports(addr: &str, role: anode_tls::Role) -> Result<Vec<ExportInfo>, tonic::Status> {
     let ep = tls(role, "1")
         .endpoint(addr, anode_tls::Role::Chunkserver)
         .unwrap()
@@ -235,7 +232,10 @@ async fn every_master_lost_then_rebuilt_from_the_chunkservers_exports() {
         }
     }
     holders.sort();
-    assert!(holders.len() >= 2, "the newest export has one copy: {holders:?}");
+    assert!(
+        holders.len() >= 2,
+        "the newest export has one copy: {holders:?}"
+    );
     let (bad_addr, bad_i) = holders[0].clone();
     let bad_file = export_files(&root.join(format!("chunkserver-{bad_i}")))
         .pop()
@@ -316,7 +316,13 @@ async fn every_master_lost_then_rebuilt_from_the_chunkservers_exports() {
     for p in chunkservers.iter_mut() {
         p.start();
     }
-    wait_alive(&la, 3, "3 chunkservers alive again", Duration::from_secs(60)).await;
+    wait_alive(
+        &la,
+        3,
+        "3 chunkservers alive again",
+        Duration::from_secs(60),
+    )
+    .await;
     // The new leader knows where chunks are only from the chunkservers' full reports.
     let ms = admin_masters(std::slice::from_ref(&la));
     wait_for("every chunk report in", Duration::from_secs(60), || {

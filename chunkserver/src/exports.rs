@@ -80,7 +80,9 @@ impl ExportStore {
     /// directory; leftover temporary files are removed.
     pub fn open(roots: &[PathBuf], keep: usize) -> Result<ExportStore, ChunkError> {
         if keep == 0 {
-            return Err(ChunkError::Config("--exports-keep must be at least 1".into()));
+            return Err(ChunkError::Config(
+                "--exports-keep must be at least 1".into(),
+            ));
         }
         let mut dirs = Vec::new();
         for r in roots {
@@ -105,7 +107,9 @@ impl ExportStore {
         S: futures::Stream<Item = Result<Vec<u8>, tonic::Status>> + Unpin,
     {
         if h.sha256.len() != 32 {
-            return Err(ChunkError::BadRequest("export sha256 must be 32 bytes".into()));
+            return Err(ChunkError::BadRequest(
+                "export sha256 must be 32 bytes".into(),
+            ));
         }
         let head = h.encode_to_vec();
         if head.len() > MAX_HEADER_BYTES {
@@ -163,9 +167,8 @@ impl ExportStore {
                 .await
                 .map_err(|_| ChunkError::BadRequest("export stream went idle".into()))?;
             let Some(data) = piece else { break };
-            let data = data.map_err(|st| {
-                ChunkError::BadRequest(format!("export stream: {}", st.message()))
-            })?;
+            let data = data
+                .map_err(|st| ChunkError::BadRequest(format!("export stream: {}", st.message())))?;
             n += data.len() as u64;
             if n > h.size {
                 return Err(ChunkError::BadDigest(format!(
@@ -207,7 +210,9 @@ impl ExportStore {
                         header,
                         disk: d.parent().unwrap_or(d).to_path_buf(),
                     }),
-                    Err(err) => tracing::warn!(file = %e.path().display(), %err, "unreadable metadata export"),
+                    Err(err) => {
+                        tracing::warn!(file = %e.path().display(), %err, "unreadable metadata export")
+                    }
                 }
             }
         }
@@ -254,8 +259,12 @@ impl ExportStore {
         let mut to = path.as_os_str().to_owned();
         to.push(".corrupt");
         match std::fs::rename(path, &to) {
-            Ok(()) => tracing::error!(file = %path.display(), "corrupt metadata export moved aside"),
-            Err(e) => tracing::error!(file = %path.display(), %e, "corrupt metadata export could not be moved"),
+            Ok(()) => {
+                tracing::error!(file = %path.display(), "corrupt metadata export moved aside")
+            }
+            Err(e) => {
+                tracing::error!(file = %path.display(), %e, "corrupt metadata export could not be moved")
+            }
         }
     }
 }
@@ -339,7 +348,9 @@ pub async fn stream_payload<T>(
     if sha.finalize().as_slice() != h.sha256.as_slice() {
         ExportStore::quarantine(&path);
         let _ = tx
-            .send(Err(corrupt(&name, "payload does not hash to its sha256").into()))
+            .send(Err(
+                corrupt(&name, "payload does not hash to its sha256").into()
+            ))
             .await;
         return;
     }

@@ -140,9 +140,9 @@ impl Chunkserver for DataService {
             .message()
             .await?
             .ok_or_else(|| ChunkError::BadRequest("empty export stream".into()))?;
-        let h = first.header.ok_or_else(|| {
-            ChunkError::BadRequest("first message must carry the header".into())
-        })?;
+        let h = first
+            .header
+            .ok_or_else(|| ChunkError::BadRequest("first message must carry the header".into()))?;
         let (index, size) = (h.raft_index, h.size);
         let first_piece: Result<Vec<u8>, Status> = Ok(first.data);
         let pieces = futures::StreamExt::chain(

@@ -131,8 +131,7 @@ pub async fn export_loop(
                     .with_label_values(&["ok"])
                     .inc();
                 crate::metrics::METADATA_EXPORT_SECONDS.observe(took.as_secs_f64());
-                crate::metrics::METADATA_EXPORT_BYTES
-                    .inc_by(e.bytes * e.stored_on.len() as u64);
+                crate::metrics::METADATA_EXPORT_BYTES.inc_by(e.bytes * e.stored_on.len() as u64);
                 crate::metrics::METADATA_EXPORT_LAST_INDEX.set(e.raft_index as i64);
                 crate::metrics::METADATA_EXPORT_LAST_TIME
                     .set((anode_common::now_ms() / 1000) as i64);

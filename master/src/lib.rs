@@ -19,9 +19,8 @@
 //! - `status_page`: the status page and `/api/status` on the admin port, and its event ring.
 
 pub mod backup;
-pub mod export;
-pub mod rebuild;
 pub mod ctl;
+pub mod export;
 pub mod join;
 pub mod limits;
 pub mod log_store;
@@ -29,6 +28,7 @@ pub mod metrics;
 pub mod node;
 pub mod raft_check;
 pub mod read_lease;
+pub mod rebuild;
 pub mod server;
 pub mod service;
 pub mod slog_tracing;

@@ -71,7 +71,8 @@ async fn fetch(tls: &anode_tls::Tls, f: &Found, out: &Path) -> anyhow::Result<ba
         .map_err(|st| anyhow::anyhow!("{}", st.message()))?
         .into_inner();
     let tmp = out.join(format!("{}.tmp", backup::PAYLOAD_FILE));
-    let mut file = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(&tmp).await?);
+    let mut file =
+        tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(&tmp).await?);
     let mut sha = Sha256::new();
     let mut bytes = 0u64;
     let mut header = None;

@@ -112,7 +112,11 @@ pub struct MasterArgs {
     /// Seconds between metadata exports to chunkservers, taken by the leader for `anode ctl
     /// rebuild` when every master's data is lost (0 = off). Objects committed after the
     /// newest export are not in a rebuilt namespace: this is the recovery point.
-    #[arg(long, env = "ANODE_METADATA_EXPORT_INTERVAL_SECS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "ANODE_METADATA_EXPORT_INTERVAL_SECS",
+        default_value_t = 300
+    )]
     pub metadata_export_interval_secs: u64,
     /// Chunkservers that keep a copy of each metadata export (distinct racks where possible).
     #[arg(long, env = "ANODE_METADATA_EXPORT_COPIES", default_value_t = 3)]
