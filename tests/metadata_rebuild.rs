@@ -94,6 +94,24 @@ async fn list_exports(addr: &str, role: anode_tls::Role) -> Result<Vec<ExportInf
         .exports)
 }
 
+/// One sample of the Prometheus text on admin address `admin` (the line starting with
+/// `line_start`).
+async fn metric(admin: &str, line_start: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(admin).await.ok()?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {admin}\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.ok()?;
+    body.lines()
+        .find(|l| l.starts_with(line_start))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn master_procs(root: &Path, ports: &BTreeMap<u64, (u16, u16)>, extra: &[String]) -> Vec<Proc> {
     let peers = ports
         .iter()
@@ -201,6 +219,33 @@ async fn every_master_lost_then_rebuilt_from_the_chunkservers_exports() {
         "EXPORT: covering raft index {covered} on 3 chunkservers {:?} after the last write",
         t_wait.elapsed()
     );
+    // The leader's metrics say so too (they are set once every copy answered).
+    let admin = ports
+        .values()
+        .find(|(p, _)| la.ends_with(&format!(":{p}")))
+        .map(|(_, a)| format!("127.0.0.1:{a}"))
+        .unwrap();
+    wait_for(
+        "the leader's export metrics",
+        Duration::from_secs(30),
+        || {
+            let admin = admin.clone();
+            async move {
+                let idx =
+                    metric(&admin, "anode_master_metadata_export_last_success_index ").await?;
+                let ok =
+                    metric(&admin, "anode_master_metadata_exports_total{result=\"ok\"}").await?;
+                let copies = metric(&admin, "anode_master_metadata_export_last_copies ").await?;
+                let ts = metric(
+                    &admin,
+                    "anode_master_metadata_export_last_success_timestamp_seconds ",
+                )
+                .await?;
+                (idx >= covered as f64 && ok >= 1.0 && copies == 3.0 && ts > 0.0).then_some(())
+            }
+        },
+    )
+    .await;
     // Exports are kept per disk, newest 3 only.
     assert!(export_files(&root.join("chunkserver-1")).len() <= 3);
     // Only masters write exports, and only admin (and masters) read them.
