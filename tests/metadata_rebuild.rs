@@ -336,6 +336,22 @@ async fn every_master_lost_then_rebuilt_from_the_chunkservers_exports() {
         v["raft_index"],
         v["age_secs"].as_f64().unwrap()
     );
+    // The same for people: what it chose, from where, and how old it is.
+    let out2 = root.join("rebuilt-2").display().to_string();
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking({
+        let cs_list = cs_list.clone();
+        move || ctl(&["rebuild", "--chunkservers", &cs_list, "--out", &out2])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&format!("raft index {}", top.raft_index))
+            && stdout.contains("s ago")
+            && stdout.contains("anode master --restore"),
+        "{stdout}"
+    );
+    println!("{stdout}");
     // A second rebuild into the same directory is refused.
     let (ok, _, stderr) = tokio::task::spawn_blocking({
         let (out_s, cs_list) = (out_s.clone(), cs_list.clone());
