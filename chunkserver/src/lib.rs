@@ -11,6 +11,7 @@
 pub mod blocksums;
 pub mod direct;
 pub mod error;
+pub mod exports;
 pub mod format;
 pub mod heartbeat;
 pub mod limits;
@@ -86,6 +87,10 @@ pub struct ChunkserverArgs {
     /// users notice first.
     #[arg(long, env = "ANODE_DIRECT_WRITES")]
     pub direct_writes: bool,
+    /// Metadata exports (copies of the master's metadata, for `anode ctl rebuild`) kept per
+    /// data directory; older ones are removed as new ones arrive.
+    #[arg(long, env = "ANODE_EXPORTS_KEEP", default_value_t = exports::DEFAULT_KEEP)]
+    pub exports_keep: usize,
     /// Mutual TLS (`--certs-dir`, a chunkserver certificate) or `--insecure-no-tls`.
     #[command(flatten)]
     pub tls: anode_tls::TlsArgs,
@@ -116,6 +121,8 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
         .context("open blob store")?
         .with_direct_io(args.direct_writes);
     let uuid = store::load_uuid(&args.data[0])?;
+    let exports =
+        exports::ExportStore::open(&args.data, args.exports_keep).context("open exports")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind {}", args.listen))?;
@@ -164,7 +171,7 @@ pub async fn run(args: ChunkserverArgs, shutdown: watch::Receiver<bool>) -> anyh
         Duration::from_secs(args.scrub_interval_secs),
         shutdown.clone(),
     ));
-    let svc = ChunkserverServer::new(service::DataService::new(store, epoch))
+    let svc = ChunkserverServer::new(service::DataService::new(store, epoch).with_exports(exports))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     health.set(true);

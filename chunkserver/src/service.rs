@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::blocksums::BlockSums;
 use crate::error::ChunkError;
+use crate::exports::ExportStore;
 use crate::limits::{STREAM_IDLE_TIMEOUT, UNARY_TIMEOUT};
 use crate::store::{check_id, BlobStore, READ_PIECE_BYTES};
 
@@ -20,16 +21,35 @@ use crate::store::{check_id, BlobStore, READ_PIECE_BYTES};
 pub struct DataService {
     store: BlobStore,
     epoch: Arc<AtomicU64>,
+    exports: Option<ExportStore>,
 }
 
 impl DataService {
     /// A service over `store`; `epoch` is this server's current registration epoch.
     pub fn new(store: BlobStore, epoch: Arc<AtomicU64>) -> Self {
-        DataService { store, epoch }
+        DataService {
+            store,
+            epoch,
+            exports: None,
+        }
+    }
+
+    /// Keep the master's metadata exports in `exports` (without, the export calls are
+    /// refused).
+    pub fn with_exports(mut self, exports: ExportStore) -> Self {
+        self.exports = Some(exports);
+        self
+    }
+
+    fn exports(&self) -> Result<&ExportStore, ChunkError> {
+        self.exports
+            .as_ref()
+            .ok_or_else(|| ChunkError::Config("this server keeps no metadata exports".into()))
     }
 }
 
 type GetStream = Pin<Box<dyn Stream<Item = Result<GetChunkResponse, Status>> + Send>>;
+type ExportStream = Pin<Box<dyn Stream<Item = Result<GetExportResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Chunkserver for DataService {
@@ -105,6 +125,84 @@ impl Chunkserver for DataService {
         let plan = ReadPlan::new(r.offset, n, total, check);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(stream_file(self.store.clone(), r.sha256, file, plan, tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn put_export(
+        &self,
+        req: Request<Streaming<PutExportRequest>>,
+    ) -> Result<Response<PutExportResponse>, Status> {
+        let exports = self.exports()?.clone();
+        let mut s = req.into_inner();
+        let first = s
+            .message()
+            .await?
+            .ok_or_else(|| ChunkError::BadRequest("empty export stream".into()))?;
+        let h = first
+            .header
+            .ok_or_else(|| ChunkError::BadRequest("first message must carry the header".into()))?;
+        let (index, size) = (h.raft_index, h.size);
+        let first_piece: Result<Vec<u8>, Status> = Ok(first.data);
+        let pieces = futures::StreamExt::chain(
+            futures::stream::iter([first_piece]),
+            futures::StreamExt::map(s, |m| m.map(|m| m.data)),
+        );
+        let kept = exports.put(h, pieces).await?;
+        tracing::info!(
+            raft_index = index,
+            bytes = size,
+            kept,
+            "metadata export stored"
+        );
+        Ok(Response::new(PutExportResponse { kept: kept as u32 }))
+    }
+
+    async fn list_exports(
+        &self,
+        _req: Request<ListExportsRequest>,
+    ) -> Result<Response<ListExportsResponse>, Status> {
+        let exports = self.exports()?.clone();
+        let list = tokio::task::spawn_blocking(move || exports.list())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(ListExportsResponse {
+            exports: list
+                .into_iter()
+                .map(|e| ExportInfo {
+                    name: e.name,
+                    header: Some(e.header),
+                    disk: e.disk.display().to_string(),
+                })
+                .collect(),
+        }))
+    }
+
+    type GetExportStream = ExportStream;
+
+    async fn get_export(
+        &self,
+        req: Request<GetExportRequest>,
+    ) -> Result<Response<ExportStream>, Status> {
+        let name = req.into_inner().name;
+        let (h, file, path) = self.exports()?.open_export(&name).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let first = GetExportResponse {
+            header: Some(h.clone()),
+            data: Vec::new(),
+        };
+        tx.send(Ok(first))
+            .await
+            .map_err(|_| Status::cancelled("reader went away"))?;
+        tokio::spawn(crate::exports::stream_payload(
+            name,
+            path,
+            h,
+            file,
+            |data| GetExportResponse { header: None, data },
+            tx,
+        ));
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))

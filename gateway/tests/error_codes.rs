@@ -14,8 +14,9 @@ use anode_gateway::S3Error;
 use anode_proto::chunkserver_client::ChunkserverClient;
 use anode_proto::chunkserver_server::{Chunkserver, ChunkserverServer};
 use anode_proto::{
-    GetChunkRequest, GetChunkResponse, PutChunkRequest, PutChunkResponse, StatChunkRequest,
-    StatChunkResponse,
+    GetChunkRequest, GetChunkResponse, GetExportRequest, GetExportResponse, ListExportsRequest,
+    ListExportsResponse, PutChunkRequest, PutChunkResponse, PutExportRequest, PutExportResponse,
+    StatChunkRequest, StatChunkResponse,
 };
 use futures::Stream;
 use tokio::net::TcpListener;
@@ -86,6 +87,7 @@ fn detail_for(code: ErrorCode) -> ErrorDetail {
 }
 
 type GetStream = Pin<Box<dyn Stream<Item = Result<GetChunkResponse, Status>> + Send>>;
+type ExportStream = Pin<Box<dyn Stream<Item = Result<GetExportResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Chunkserver for Refuser {
@@ -109,6 +111,29 @@ impl Chunkserver for Refuser {
         let n = i32::from(r.into_inner().sha256.first().copied().unwrap_or(0));
         let code = ErrorCode::try_from(n).map_err(|_| Status::invalid_argument("no such code"))?;
         Err(detail_for(code).to_status())
+    }
+
+    async fn put_export(
+        &self,
+        _r: Request<Streaming<PutExportRequest>>,
+    ) -> Result<Response<PutExportResponse>, Status> {
+        Err(Status::unimplemented("put_export"))
+    }
+
+    async fn list_exports(
+        &self,
+        _r: Request<ListExportsRequest>,
+    ) -> Result<Response<ListExportsResponse>, Status> {
+        Err(Status::unimplemented("list_exports"))
+    }
+
+    type GetExportStream = ExportStream;
+
+    async fn get_export(
+        &self,
+        _r: Request<GetExportRequest>,
+    ) -> Result<Response<ExportStream>, Status> {
+        Err(Status::unimplemented("get_export"))
     }
 }
 

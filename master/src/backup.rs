@@ -305,7 +305,7 @@ impl Drop for BackupWriter {
 }
 
 /// Write `name` in `dir`: temporary file, fsync, rename, fsync of the directory.
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), BackupError> {
+pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), BackupError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
     f.write_all(bytes).map_err(io_err(&tmp))?;

@@ -75,6 +75,23 @@ pub enum CtlCommand {
         /// The backup directory (created; must not hold a backup already).
         dir: std::path::PathBuf,
     },
+    /// When every master's data is lost: fetch the newest metadata export that verifies
+    /// from the chunkservers (no master is called) into OUT, in the format `backup` writes;
+    /// `anode master --restore OUT` then starts a new group. Objects committed after that
+    /// export are not in it (docs/operations.md, "Rebuild after losing every master").
+    Rebuild {
+        /// Chunkserver data API addresses, comma-separated.
+        #[arg(
+            long,
+            env = "ANODE_REBUILD_CHUNKSERVERS",
+            value_delimiter = ',',
+            required = true
+        )]
+        chunkservers: Vec<String>,
+        /// The backup directory to write (created; must not hold a backup already).
+        #[arg(long, env = "ANODE_REBUILD_OUT")]
+        out: std::path::PathBuf,
+    },
     /// The cluster CA and node certificates (local files; no master is called).
     Certs {
         #[command(subcommand)]
@@ -423,9 +440,13 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     if let CtlCommand::Certs { cmd } = &args.cmd {
         return certs(cmd);
     }
-    anyhow::ensure!(!args.masters.is_empty(), "--masters is empty");
-    let masters = Masters::new(args.masters.clone(), args.tls.load()?);
-    let out = execute(&args, &masters).await?;
+    let out = if let CtlCommand::Rebuild { chunkservers, out } = &args.cmd {
+        crate::rebuild::rebuild(&args.tls.load()?, chunkservers, out).await?
+    } else {
+        anyhow::ensure!(!args.masters.is_empty(), "--masters is empty");
+        let masters = Masters::new(args.masters.clone(), args.tls.load()?);
+        execute(&args, &masters).await?
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -449,7 +470,9 @@ async fn execute(args: &CtlArgs, m: &Masters) -> anyhow::Result<Value> {
         CtlCommand::Buckets { cmd } => buckets(m, cmd).await,
         CtlCommand::Users { cmd } => users(m, cmd).await,
         CtlCommand::Backup { dir } => backup(m, dir).await,
-        CtlCommand::Certs { .. } => anyhow::bail!("certs commands call no master"),
+        CtlCommand::Certs { .. } | CtlCommand::Rebuild { .. } => {
+            anyhow::bail!("certs and rebuild call no master")
+        }
     }
 }
 
@@ -1114,6 +1137,40 @@ fn print_human(cmd: &CtlCommand, v: &Value) {
             v["payload_sha256"].as_str().unwrap_or(""),
             v["seconds"].as_f64().unwrap_or(0.0)
         ),
+        CtlCommand::Rebuild { .. } => {
+            for s in v["skipped"].as_array().into_iter().flatten() {
+                println!(
+                    "skipped export {} on {}: {}",
+                    s["export"].as_str().unwrap_or(""),
+                    s["chunkserver"].as_str().unwrap_or(""),
+                    s["error"].as_str().unwrap_or("")
+                );
+            }
+            for s in v["unreachable"].as_array().into_iter().flatten() {
+                println!(
+                    "chunkserver {} did not answer: {}",
+                    s["chunkserver"].as_str().unwrap_or(""),
+                    s["error"].as_str().unwrap_or("")
+                );
+            }
+            println!(
+                "rebuilt from export {} on {} ({} copies listed): raft index {} (term {}), taken {:.0} s ago \
+                 (objects committed after it are not in the rebuilt namespace), {} records, {} B, sha256 {}; \
+                 written to {} in {:.1} s. Start the new group with `anode master --restore {}`.",
+                v["export"].as_str().unwrap_or(""),
+                v["source"].as_str().unwrap_or(""),
+                v["copies_listed"],
+                v["raft_index"],
+                v["raft_term"],
+                v["age_secs"].as_f64().unwrap_or(0.0),
+                v["records"],
+                v["payload_bytes"],
+                v["payload_sha256"].as_str().unwrap_or(""),
+                v["dir"].as_str().unwrap_or(""),
+                v["seconds"].as_f64().unwrap_or(0.0),
+                v["dir"].as_str().unwrap_or(""),
+            );
+        }
         _ => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
     }
 }

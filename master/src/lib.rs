@@ -12,12 +12,15 @@
 //! - `service`: the `Master` gRPC API.
 //! - `limits`: the gRPC server's limits (message sizes, streams, keepalive).
 //! - `backup`: metadata backups (`anode ctl backup`) and restores (`anode master --restore`).
+//! - `export`: the leader's periodic metadata exports to chunkservers; `rebuild`: `anode ctl
+//!   rebuild`, a backup directory from the newest good export when every master is lost.
 //! - `join`: discovery of the group by a starting member (`--join-seeds`, `--join-dns`).
 //! - `ctl`: the operator CLI (`anode ctl`).
 //! - `status_page`: the status page and `/api/status` on the admin port, and its event ring.
 
 pub mod backup;
 pub mod ctl;
+pub mod export;
 pub mod join;
 pub mod limits;
 pub mod log_store;
@@ -25,6 +28,7 @@ pub mod metrics;
 pub mod node;
 pub mod raft_check;
 pub mod read_lease;
+pub mod rebuild;
 pub mod reload;
 pub mod server;
 pub mod service;

@@ -512,6 +512,62 @@ pub fn clear_leader_only() {
     DISK_REPORTS.lock().clear();
 }
 
+/// Metadata exports to chunkservers by outcome (`ok`: at least one copy stored, `failed`),
+/// counted on the leader that took them.
+pub static METADATA_EXPORTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "anode_master_metadata_exports_total",
+        "metadata exports to chunkservers, by result (ok, failed)",
+        &["result"]
+    )
+    .expect("register metric")
+});
+
+/// Time of one metadata export (snapshot, staging and the copies to chunkservers).
+pub static METADATA_EXPORT_SECONDS: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+    prometheus::register_histogram!(
+        "anode_master_metadata_export_duration_seconds",
+        "time of one metadata export, from the pinned snapshot to the last chunkserver copy",
+        vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]
+    )
+    .expect("register metric")
+});
+
+/// Payload bytes of metadata exports stored on chunkservers (each copy counted).
+pub static METADATA_EXPORT_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "anode_master_metadata_export_bytes_total",
+        "payload bytes of metadata exports stored on chunkservers (every copy)"
+    )
+    .expect("register metric")
+});
+
+gauge!(
+    /// The export interval in seconds (0: exports are off); the alert on stale exports
+    /// compares the last success's age with it.
+    METADATA_EXPORT_INTERVAL,
+    "anode_master_metadata_export_interval_seconds",
+    "configured interval between metadata exports (0 = off)"
+);
+gauge!(
+    /// Raft index of the last export this member stored as leader.
+    METADATA_EXPORT_LAST_INDEX,
+    "anode_master_metadata_export_last_success_index",
+    "raft index of the last metadata export stored on a chunkserver by this member"
+);
+gauge!(
+    /// When that export finished (Unix seconds; 0 = none yet by this member).
+    METADATA_EXPORT_LAST_TIME,
+    "anode_master_metadata_export_last_success_timestamp_seconds",
+    "Unix time of the last metadata export stored by this member (0 = none yet)"
+);
+gauge!(
+    /// Copies the last export stored.
+    METADATA_EXPORT_LAST_COPIES,
+    "anode_master_metadata_export_last_copies",
+    "chunkservers that stored the last metadata export"
+);
+
 /// Register the metrics without labels now, so each series is on `/metrics` from the start (a
 /// counter that first appears at 1 shows no `increase()` for its first event).
 pub fn init() {
@@ -532,6 +588,15 @@ pub fn init() {
     LazyLock::force(&RAFT_HAS_LEADER);
     LazyLock::force(&RAFT_APPLY_LAG);
     LazyLock::force(&RAFT_PROPOSAL_SECONDS);
+    LazyLock::force(&METADATA_EXPORT_SECONDS);
+    LazyLock::force(&METADATA_EXPORT_BYTES);
+    LazyLock::force(&METADATA_EXPORT_INTERVAL);
+    LazyLock::force(&METADATA_EXPORT_LAST_INDEX);
+    LazyLock::force(&METADATA_EXPORT_LAST_TIME);
+    LazyLock::force(&METADATA_EXPORT_LAST_COPIES);
+    for r in ["ok", "failed"] {
+        METADATA_EXPORTS.with_label_values(&[r]);
+    }
 }
 
 #[cfg(test)]

@@ -109,6 +109,18 @@ pub struct MasterArgs {
     /// `(other)`, so the series stay bounded however many buckets there are.
     #[arg(long, env = "ANODE_METRICS_MAX_BUCKETS", default_value_t = crate::metrics::DEFAULT_USAGE_SERIES_CAP)]
     pub metrics_max_buckets: usize,
+    /// Seconds between metadata exports to chunkservers, taken by the leader for `anode ctl
+    /// rebuild` when every master's data is lost (0 = off). Objects committed after the
+    /// newest export are not in a rebuilt namespace: this is the recovery point.
+    #[arg(
+        long,
+        env = "ANODE_METADATA_EXPORT_INTERVAL_SECS",
+        default_value_t = 300
+    )]
+    pub metadata_export_interval_secs: u64,
+    /// Chunkservers that keep a copy of each metadata export (distinct racks where possible).
+    #[arg(long, env = "ANODE_METADATA_EXPORT_COPIES", default_value_t = 3)]
+    pub metadata_export_copies: usize,
     /// Mutual TLS (`--certs-dir`, a master certificate with this member's id) or
     /// `--insecure-no-tls`.
     #[command(flatten)]
@@ -210,6 +222,16 @@ pub async fn start(
         shutdown.clone(),
     ));
     tokio::spawn(service.clone().heal_loop(shutdown.clone()));
+    tokio::spawn(crate::export::export_loop(
+        service.clone(),
+        args.data.clone(),
+        tls.clone(),
+        crate::export::ExportConfig {
+            interval: Duration::from_secs(args.metadata_export_interval_secs),
+            copies: args.metadata_export_copies.max(1),
+        },
+        shutdown.clone(),
+    ));
     let server = grpc_server(service, &node, store, &tls)?;
     health.set(true);
     tracing::info!(id = args.id, %addr, %admin_addr, "master serving");

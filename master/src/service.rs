@@ -246,6 +246,54 @@ impl MasterService {
             })
     }
 
+    /// A view pinned on the raft thread at the applied index: the backup header and the
+    /// stream of its records (what `Backup` sends and the metadata exports store). The
+    /// caller checks leadership (and takes a read barrier when it must cover every write
+    /// acknowledged before the call).
+    pub async fn pin_backup(
+        &self,
+    ) -> Result<(BackupHeader, crate::store::stream::PieceReceiver), Status> {
+        let snap = tokio::time::timeout(RAFT_TIMEOUT, self.node.pin_snapshot())
+            .await
+            .map_err(|_| raft_timeout("timed out pinning a snapshot"))?
+            .map_err(|e| self.node_status(e))?;
+        let md = snap.get_metadata();
+        let (index, term) = (md.index, md.term);
+        let cs = md.get_conf_state();
+        let st = self.node.status();
+        let header = BackupHeader {
+            index,
+            term,
+            voters: cs.voters.clone(),
+            learners: cs.learners.clone(),
+            members: st.members.clone().into_iter().collect(),
+            leader_id: st.id,
+            snapshot_version: SNAPSHOT_VERSION,
+        };
+        let rx = self
+            .node
+            .store()
+            .snapshot_stream(index, term)
+            .map_err(|e| ErrorDetail::new(ErrorCode::Unavailable, e.to_string()).to_status())?;
+        Ok((header, rx))
+    }
+
+    /// Whether this member leads now.
+    pub fn is_leader(&self) -> bool {
+        let st = self.node.status();
+        st.role == Role::Leader
+    }
+
+    /// The live (alive, not draining) chunkservers as the leader sees them: id, address, rack.
+    pub fn live_chunkservers(&self) -> Vec<(u64, String, String)> {
+        let view = self.node.store().view();
+        self.live_servers(&view)
+            .into_iter()
+            .filter(|(_, s)| *s == ChunkserverState::Alive)
+            .map(|(r, _)| (r.id, r.addr, r.rack))
+            .collect()
+    }
+
     fn live_servers(&self, kv: &dyn KvRead) -> Vec<(ChunkserverRecord, ChunkserverState)> {
         self.control.lock().server_states(kv, self.mono_ms())
     }
@@ -915,28 +963,8 @@ impl Master for MasterService {
     async fn backup(&self, _req: Request<BackupRequest>) -> Rpc<BackupStream> {
         self.require_leader()?;
         self.read_barrier(false).await?;
-        let snap = tokio::time::timeout(RAFT_TIMEOUT, self.node.pin_snapshot())
-            .await
-            .map_err(|_| raft_timeout("timed out pinning a snapshot"))?
-            .map_err(|e| self.node_status(e))?;
-        let md = snap.get_metadata();
-        let (index, term) = (md.index, md.term);
-        let cs = md.get_conf_state();
-        let st = self.node.status();
-        let header = BackupHeader {
-            index,
-            term,
-            voters: cs.voters.clone(),
-            learners: cs.learners.clone(),
-            members: st.members.clone().into_iter().collect(),
-            leader_id: st.id,
-            snapshot_version: SNAPSHOT_VERSION,
-        };
-        let rx = self
-            .node
-            .store()
-            .snapshot_stream(index, term)
-            .map_err(|e| ErrorDetail::new(ErrorCode::Unavailable, e.to_string()).to_status())?;
+        let (header, rx) = self.pin_backup().await?;
+        let (index, term) = (header.index, header.term);
         tracing::info!(index, term, "backup: streaming the metadata at this index");
         let first = BackupPiece {
             header: Some(header),

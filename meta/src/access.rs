@@ -176,7 +176,9 @@ const ANYONE: &[Role] = &[Master, Chunkserver, Gateway, Client, Admin];
 ///   the manifest whole);
 /// - `Status`, `Leader`: anyone authenticated (the client probes `Leader`);
 /// - chunkserver data API: gateway, client, and chunkservers (a chunkserver replicating a
-///   chunk reads it from another one with `GetChunk`).
+///   chunk reads it from another one with `GetChunk`);
+/// - metadata exports on chunkservers: `PutExport` from masters only; `ListExports` and
+///   `GetExport` from admin (`anode ctl rebuild`) and masters.
 pub fn roles_for(path: &str) -> Option<&'static [Role]> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     match service {
@@ -186,6 +188,10 @@ pub fn roles_for(path: &str) -> Option<&'static [Role]> {
         },
         "anode.v1.Chunkserver" => match method {
             "PutChunk" | "GetChunk" | "StatChunk" => Some(&[Gateway, Client, Chunkserver]),
+            // Metadata exports: written by the master leader only, read by operators
+            // (`anode ctl rebuild`) and masters.
+            "PutExport" => Some(&[Master]),
+            "ListExports" | "GetExport" => Some(&[Admin, Master]),
             _ => None,
         },
         "anode.v1.Master" => master_roles(method),
@@ -374,6 +380,9 @@ mod tests {
                 "/anode.v1.Chunkserver/PutChunk",
                 &[Gateway, Client, Chunkserver],
             ),
+            ("/anode.v1.Chunkserver/PutExport", &[Master]),
+            ("/anode.v1.Chunkserver/ListExports", &[Admin, Master]),
+            ("/anode.v1.Chunkserver/GetExport", &[Admin, Master]),
             ("/anode.v1.Master/NoSuchMethod", &[]),
             ("/anode.v1.Nope/Send", &[]),
             ("/grpc.health.v1.Health/Check", &[]),

@@ -399,6 +399,7 @@ pub struct CsState {
 pub struct FakeChunkserver(pub Arc<CsState>);
 
 type GetStream = Pin<Box<dyn Stream<Item = Result<GetChunkResponse, Status>> + Send>>;
+type ExportStream = Pin<Box<dyn Stream<Item = Result<GetExportResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Chunkserver for FakeChunkserver {
@@ -516,6 +517,29 @@ impl Chunkserver for FakeChunkserver {
             present: blob.is_some(),
             length: blob.map_or(0, |b| b.len() as u64),
         }))
+    }
+
+    async fn put_export(
+        &self,
+        _r: Request<Streaming<PutExportRequest>>,
+    ) -> Result<Response<PutExportResponse>, Status> {
+        Err(Status::unimplemented("put_export"))
+    }
+
+    async fn list_exports(
+        &self,
+        _r: Request<ListExportsRequest>,
+    ) -> Result<Response<ListExportsResponse>, Status> {
+        Err(Status::unimplemented("list_exports"))
+    }
+
+    type GetExportStream = ExportStream;
+
+    async fn get_export(
+        &self,
+        _r: Request<GetExportRequest>,
+    ) -> Result<Response<ExportStream>, Status> {
+        Err(Status::unimplemented("get_export"))
     }
 }
 
