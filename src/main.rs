@@ -91,6 +91,9 @@ fn main() -> anyhow::Result<()> {
                         .clone()
                         .unwrap_or_else(|| format!("anode-{role}")),
                     sample_ratio: cli.otlp_sample_ratio,
+                    // Traces start at S3 requests (the gateway's span); background RPCs
+                    // (heartbeats, raft, operator calls) are not traced.
+                    root_spans: vec!["s3".into()],
                 },
             ),
             None => None,

@@ -293,6 +293,20 @@ async fn one_trace_per_s3_request_across_processes() {
     assert_eq!(groot.trace, client_trace, "the client's trace continues");
     assert_eq!(groot.parent, client_span, "the client's span is the parent");
     assert_ne!(groot.trace, root.trace);
+    // Traces start only at S3 requests: the heartbeats the master served meanwhile, with no
+    // traceparent, were not recorded.
+    let roots: Vec<Got> = rx
+        .spans()
+        .into_iter()
+        .filter(|s| s.parent.is_empty())
+        .collect();
+    assert!(
+        roots
+            .iter()
+            .all(|s| s.service == "anode-gateway" && s.name == "s3"),
+        "roots other than S3 requests:\n{}",
+        summary(&roots)
+    );
     // Every service reports under its default name.
     let services: std::collections::BTreeSet<String> =
         rx.spans().into_iter().map(|s| s.service).collect();

@@ -7,7 +7,10 @@
 //! - With one, the `tracing` spans the log filter lets through (the gateway's `s3` span, the
 //!   `rpc` span of every gRPC call a master or chunkserver serves, and their children) become
 //!   OpenTelemetry spans, batched and sent to the endpoint, sampled by
-//!   `ParentBased(TraceIdRatioBased(ratio))`: a request's root decides, every process follows.
+//!   `ParentBased(root)`: a request's root decides, every process follows. A trace starts
+//!   only at a span named in [`OtelOptions::root_spans`] (the gateway's `s3` span), kept with
+//!   the sampling ratio; other spans without a parent (a chunkserver's heartbeat arriving at
+//!   a master, a raft message, an operator's call) are not recorded.
 //! - Propagation: W3C `traceparent`. The gateway takes the S3 client's as the parent of its
 //!   request span ([`set_parent_from_headers`]; a new root without one), the client library
 //!   writes the current span's into every gRPC call ([`inject_current`]), and
@@ -23,7 +26,9 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::Context;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample,
+};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::CommonError;
@@ -41,8 +46,49 @@ pub struct OtelOptions {
     pub endpoint: String,
     /// The `service.name` resource attribute (`anode-gateway`, ...).
     pub service_name: String,
-    /// The fraction of new traces (requests without a sampled parent) that are recorded.
+    /// The fraction of new traces (requests without a parent) that are recorded.
     pub sample_ratio: f64,
+    /// The names of the spans that may start a trace (`["s3"]`).
+    pub root_spans: Vec<String>,
+}
+
+/// The sampler of spans without a parent: those named in `names` with probability `ratio`
+/// (by trace id), all others never.
+#[derive(Clone, Debug)]
+struct RootSampler {
+    names: Vec<String>,
+    ratio: Sampler,
+}
+
+impl ShouldSample for RootSampler {
+    fn should_sample(
+        &self,
+        parent_context: Option<&Context>,
+        trace_id: opentelemetry::trace::TraceId,
+        name: &str,
+        span_kind: &opentelemetry::trace::SpanKind,
+        attributes: &[opentelemetry::KeyValue],
+        links: &[opentelemetry::trace::Link],
+    ) -> SamplingResult {
+        if self.names.iter().any(|n| n == name) {
+            self.ratio
+                .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
+        } else {
+            SamplingResult {
+                decision: SamplingDecision::Drop,
+                attributes: Vec::new(),
+                trace_state: Default::default(),
+            }
+        }
+    }
+}
+
+/// The sampler of a process: a parent's decision, else [`RootSampler`].
+fn sampler(opts: &OtelOptions) -> Sampler {
+    Sampler::ParentBased(Box::new(RootSampler {
+        names: opts.root_spans.clone(),
+        ratio: Sampler::TraceIdRatioBased(opts.sample_ratio),
+    }))
 }
 
 /// The endpoint in force (pure): the flag (or `ANODE_OTLP_ENDPOINT`), else the first
@@ -104,9 +150,7 @@ pub(crate) fn start(opts: &OtelOptions) -> Result<opentelemetry_sdk::trace::Trac
         .map_err(|e| bad(e.to_string()))?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            opts.sample_ratio,
-        ))))
+        .with_sampler(sampler(opts))
         .with_resource(
             opentelemetry_sdk::Resource::builder()
                 .with_service_name(opts.service_name.clone())
@@ -208,6 +252,51 @@ mod tests {
         );
         assert_eq!(resolve_endpoint(None, &env(None, Some(""))), None);
         assert_eq!(resolve_endpoint(None, &env(None, None)), None);
+    }
+
+    #[test]
+    fn traces_start_only_at_root_spans_and_follow_parents() {
+        use opentelemetry::trace::SpanKind;
+        let opts = |ratio| OtelOptions {
+            endpoint: String::new(),
+            service_name: String::new(),
+            sample_ratio: ratio,
+            root_spans: vec!["s3".into()],
+        };
+        let decide = |ratio: f64, parent: Option<&Context>, name: &str| {
+            sampler(&opts(ratio))
+                .should_sample(
+                    parent,
+                    TraceId::from(7u128),
+                    name,
+                    &SpanKind::Internal,
+                    &[],
+                    &[],
+                )
+                .decision
+        };
+        assert_eq!(decide(1.0, None, "s3"), SamplingDecision::RecordAndSample);
+        assert_eq!(decide(0.0, None, "s3"), SamplingDecision::Drop);
+        // A heartbeat's or raft message's span: no parent, not a root span.
+        assert_eq!(decide(1.0, None, "rpc"), SamplingDecision::Drop);
+        // An RPC of a sampled request is recorded whatever the local ratio; of an unsampled
+        // one, never.
+        let parent = |flags| {
+            Context::new().with_remote_span_context(SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(9u64),
+                flags,
+                true,
+                TraceState::default(),
+            ))
+        };
+        let sampled = parent(TraceFlags::SAMPLED);
+        let unsampled = parent(TraceFlags::default());
+        assert_eq!(
+            decide(0.0, Some(&sampled), "rpc"),
+            SamplingDecision::RecordAndSample
+        );
+        assert_eq!(decide(1.0, Some(&unsampled), "rpc"), SamplingDecision::Drop);
     }
 
     #[test]
