@@ -32,6 +32,19 @@ struct Cli {
     /// RUST_LOG, else info. SIGHUP sets it again from the `log-level` key of --config.
     #[arg(long, global = true, env = "ANODE_LOG_LEVEL")]
     log_level: Option<String>,
+    /// Export traces over OTLP/gRPC to this URL (`http://collector:4317`); default the
+    /// standard OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT. Without an
+    /// endpoint nothing is exported. Server roles only.
+    #[arg(long, global = true, env = "ANODE_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// The `service.name` of exported spans (default `anode-<role>`: `anode-gateway`, ...).
+    #[arg(long, global = true, env = "ANODE_OTLP_SERVICE_NAME")]
+    otlp_service_name: Option<String>,
+    /// Fraction (0 to 1) of new traces recorded; a request whose caller's `traceparent` says
+    /// sampled (or not) follows its caller.
+    #[arg(long, global = true, env = "ANODE_OTLP_SAMPLE_RATIO", default_value = "1",
+          value_parser = anode_common::otel::parse_sample_ratio)]
+    otlp_sample_ratio: f64,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -64,23 +77,62 @@ fn main() -> anyhow::Result<()> {
             .or(Some(anode_common::logging::LogFormat::Text)),
         _ => cli.log_format,
     };
-    anode_common::logging::init_logging(&anode_common::logging::LogOptions {
-        format,
-        level: cli.log_level.clone(),
-    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // Traces: server roles only, and only with an endpoint (no exporter otherwise).
+    let otel =
+        match cli.cmd.role() {
+            Some(role) => anode_common::otel::endpoint_from_env(cli.otlp_endpoint.as_deref()).map(
+                |endpoint| anode_common::otel::OtelOptions {
+                    endpoint,
+                    service_name: cli
+                        .otlp_service_name
+                        .clone()
+                        .unwrap_or_else(|| format!("anode-{role}")),
+                    sample_ratio: cli.otlp_sample_ratio,
+                    // Traces start at S3 requests (the gateway's span); background RPCs
+                    // (heartbeats, raft, operator calls) are not traced.
+                    root_spans: vec!["s3".into()],
+                },
+            ),
+            None => None,
+        };
+    {
+        // The OTLP exporter's gRPC channel lives on the runtime.
+        let _rt = rt.enter();
+        anode_common::logging::init_logging(&anode_common::logging::LogOptions {
+            format,
+            level: cli.log_level.clone(),
+            otel,
+        })?;
+    }
     #[cfg(feature = "failpoints")]
     if let Ok(fp) = std::env::var("FAILPOINTS") {
         tracing::warn!(failpoints = %fp, "fail points configured");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         match cli.cmd {
             Cmd::Ctl(a) => anode_master::ctl::run(a).await,
             server => serve(server, cli.config).await,
         }
-    })
+    });
+    // Send the spans still buffered while the runtime (which carries the export) is alive.
+    anode_common::otel::shutdown();
+    result
+}
+
+impl Cmd {
+    /// The server role's name (`None` for the operator CLI).
+    fn role(&self) -> Option<&'static str> {
+        match self {
+            Cmd::Master(_) => Some("master"),
+            Cmd::Chunkserver(_) => Some("chunkserver"),
+            Cmd::Gateway(_) => Some("gateway"),
+            Cmd::Dev(_) => Some("dev"),
+            Cmd::Ctl(_) => None,
+        }
+    }
 }
 
 /// Run a server role until it drained: SIGTERM/SIGINT drain it, SIGHUP reloads the log

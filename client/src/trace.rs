@@ -2,7 +2,9 @@
 //! [`with_request_id`]; every RPC the client library sends from that task carries the id in the
 //! `anode-request-id` gRPC metadata, and masters and chunkservers log it in the span of that
 //! RPC (see `anode_common::rpc_span`). One S3 request id can then be followed through the
-//! logs of every process it touched.
+//! logs of every process it touched. With traces on (`anode_common::otel`) each RPC also
+//! carries the W3C `traceparent` of the span it is sent from, so the serving process's span
+//! joins the S3 request's trace.
 
 use std::future::Future;
 use std::task::{Context, Poll};
@@ -63,7 +65,7 @@ impl RequestContext {
     }
 }
 
-/// A channel that stamps the current task's request id on every request.
+/// A channel that stamps the current task's request id (and trace context) on every request.
 #[derive(Clone, Debug)]
 pub struct Traced<S>(pub S);
 
@@ -83,6 +85,8 @@ where
         if let Some(v) = current_request_id().and_then(|id| id.parse().ok()) {
             req.headers_mut().insert(REQUEST_ID_METADATA_KEY, v);
         }
+        // W3C `traceparent` of the caller's span (the S3 request's), when traces are on.
+        anode_common::otel::inject_current(req.headers_mut());
         self.0.call(req)
     }
 }

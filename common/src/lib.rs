@@ -9,10 +9,12 @@ pub mod admin_html;
 pub mod cli;
 pub mod fsutil;
 pub mod logging;
+pub mod otel;
 
 /// The tracing span of one incoming gRPC call (for tonic's `Server::trace_fn`): carries the
 /// caller's `anode-request-id` (an S3 request id from a gateway), so every log line of the
-/// call names it; a debug event marks each call.
+/// call names it; a debug event marks each call. With traces on ([`otel`]) the span is a
+/// child of the caller's W3C `traceparent` (the gateway's request span), or a new root.
 pub fn rpc_span(req: &hyper::Request<()>) -> tracing::Span {
     let id = req
         .headers()
@@ -20,6 +22,7 @@ pub fn rpc_span(req: &hyper::Request<()>) -> tracing::Span {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let span = tracing::info_span!("rpc", path = %req.uri().path(), request_id = %id);
+    otel::set_parent_from_headers(&span, req.headers());
     span.in_scope(|| tracing::debug!("rpc"));
     span
 }
@@ -63,6 +66,14 @@ pub enum CommonError {
         path: String,
         /// Parse error.
         source: toml::de::Error,
+    },
+    /// The OTLP trace exporter could not be set up.
+    #[error("traces to {endpoint}: {reason}")]
+    Otel {
+        /// The endpoint configured.
+        endpoint: String,
+        /// Why it failed.
+        reason: String,
     },
     /// A log filter could not be parsed or installed.
     #[error("log filter {spec:?}: {reason}")]
@@ -257,6 +268,7 @@ pub fn init_tracing() {
         let _ = logging::init_logging(&logging::LogOptions {
             format: None,
             level: Some("info".into()),
+            otel: None,
         });
     }
 }

@@ -67,6 +67,9 @@ pub struct LogOptions {
     pub format: Option<LogFormat>,
     /// `--log-level`, if given (a `RUST_LOG`-style filter).
     pub level: Option<String>,
+    /// Trace export ([`crate::otel`]), when an OTLP endpoint is configured. The spans the
+    /// filter lets through are exported; this needs a Tokio runtime (enter it first).
+    pub otel: Option<crate::otel::OtelOptions>,
 }
 
 /// The filter spec at start-up: `--log-level`, else `RUST_LOG`, else `info` (pure).
@@ -136,9 +139,14 @@ pub fn init_logging(opts: &LogOptions) -> Result<(), CommonError> {
             .with_writer(std::io::stderr)
             .boxed(),
     };
+    let otel = match &opts.otel {
+        Some(o) => Some(tracing_opentelemetry::layer().with_tracer(crate::otel::start(o)?)),
+        None => None,
+    };
     if tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
+        .with(otel)
         .try_init()
         .is_ok()
     {

@@ -173,6 +173,8 @@ impl Gateway {
             method = %req.method(),
             op = tracing::field::Empty,
         );
+        // The S3 client's W3C `traceparent`, if any, is the parent; else a new trace.
+        anode_common::otel::set_parent_from_headers(&span, req.headers());
         anode_client::trace::with_request_id(
             request_id.clone(),
             self.handle_in_span(req, request_id),

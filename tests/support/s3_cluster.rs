@@ -34,6 +34,11 @@ impl S3Cluster {
     /// Start 1 master, 3 chunkservers and `gateways` gateways; return once the chunkservers
     /// are alive, the key exists and every gateway reports healthy.
     pub async fn start(gateways: usize) -> S3Cluster {
+        S3Cluster::start_with_env(gateways, Vec::new()).await
+    }
+
+    /// [`S3Cluster::start`] with extra environment variables for every process.
+    pub async fn start_with_env(gateways: usize, env: Vec<(String, String)>) -> S3Cluster {
         // reqwest is built without a default TLS provider (the tests speak plain HTTP), but it
         // wants one installed before any client is built.
         #[allow(deprecated)] // see anode-gateway's `tls::provider`
@@ -43,16 +48,18 @@ impl S3Cluster {
         eprintln!("s3 cluster dir {}", root.display());
         let (mp, ma) = (free_port(), free_port());
         let master = format!("127.0.0.1:{mp}");
-        let mut procs = vec![Proc::spawn(
+        let mut procs = vec![Proc::spawn_env(
             &root,
             "master-1",
             master_args(1, &root, mp, ma, &format!("1={master}"), false),
+            env.clone(),
         )];
         for i in 1..=3 {
-            procs.push(Proc::spawn(
+            procs.push(Proc::spawn_env(
                 &root,
                 &format!("chunkserver-{i}"),
                 chunkserver_args(&root, i, &master, None),
+                env.clone(),
             ));
         }
         create_key(&master).await;
@@ -62,7 +69,7 @@ impl S3Cluster {
         for i in 1..=gateways {
             let audit = root.join(format!("gateway-{i}.audit.log"));
             let (sp, ap) = (free_port(), free_port());
-            procs.push(Proc::spawn(
+            procs.push(Proc::spawn_env(
                 &root,
                 &format!("gateway-{i}"),
                 vec![
@@ -84,6 +91,7 @@ impl S3Cluster {
                     &i.to_string(),
                 ))
                 .collect(),
+                env.clone(),
             ));
             endpoints.push(format!("http://127.0.0.1:{sp}"));
             admins.push(format!("http://127.0.0.1:{ap}/health"));
