@@ -18,18 +18,23 @@
 #      lease, `docker network disconnect` of the leader (a real partition: no proxy), and a
 #      rolling restart of every container (SIGTERM, one at a time, each back healthy first);
 #   4. Prometheus: the chunkserver-dead alert (deploy/prometheus/alerts.yml) fires while a
-#      chunkserver container is stopped (when the rules file exists);
+#      chunkserver container is stopped (during the S3 clients' run);
 #   5. `docker-compose down` and `up` on the same volumes: every acknowledged object of every
 #      phase is still there, byte for byte.
 # Prints one PASS/FAIL line per phase (and a JSON line each in $CHAOS_RESULTS when set); exits
 # non-zero if any failed. Stops and removes only its own compose project (containers, network,
 # volumes), whatever happens.
+# COMPOSE_REPORT=FILE writes a Markdown report of the run there (docs/compose-report.md).
 # Env: SETTLE_SECONDS (8: load before and after each fault), ANODE_NET_PREFIX (a free 172.31.x, probed), CHAOS_KEEP=1 keeps the
 # project and the temp dir for a look afterwards, UNAVAILABLE_MAX_MS (20000),
 # ANODE_IMAGE_PROFILE (release; CI: debug), COMPOSE_PREV_REV (deploy/previous-release; "none"
 # skips the upgrade and starts on this tree).
 source "$(dirname "$0")/lib.sh"
 chaos_init compose-cluster
+# Every result line also goes to results.jsonl here (for COMPOSE_REPORT), and to the caller's
+# CHAOS_RESULTS when set.
+CALLER_RESULTS="${CHAOS_RESULTS:-}"
+export CHAOS_RESULTS="$CHAOS_DIR/results.jsonl"
 SETTLE_SECONDS="${SETTLE_SECONDS:-8}"
 UNAVAILABLE_MAX_MS="${UNAVAILABLE_MAX_MS:-20000}"
 COMPOSE_FILE="$CHAOS_ROOT/deploy/compose/docker-compose.yml"
@@ -142,6 +147,30 @@ s3_clients() {
   for p in "${pids[@]}"; do wait "$p" || rc=FAIL; done
   [ "$rc" = PASS ] || grep -h FAIL "$CHAOS_DIR"/clients-*.log | head -10 >&2
   SCENARIO=compose-s3-clients result "$rc" gateways=2 tools=aws,s3cmd,rclone version=new || FAILED+=(s3-clients)
+}
+
+# ---- an alert on a real fault (overlapping the S3 clients' run) ------------------------------
+# chunkserver-4 is stopped while awscli, s3cmd and rclone run (so they also run with one
+# server down); the real rules of deploy/prometheus/alerts.yml must fire AnodeChunkserverDead
+# (dead after ANODE_DEAD_AFTER_MS, then its `for:` of 1 minute) before it comes back.
+alert_firing() {
+  curl -fs --max-time 2 "http://$P.41:9090/api/v1/alerts" |
+    jq -e '[.data.alerts[] | select(.labels.alertname == "AnodeChunkserverDead" and .state == "firing")] | length > 0' >/dev/null
+}
+alert_start() {
+  log "docker stop chunkserver-4 (AnodeChunkserverDead must fire)"
+  docker stop -t 5 "$(cid chunkserver-4)" >/dev/null
+  T_ALERT="$(now_ms)"
+}
+alert_check() {
+  SCENARIO=compose-alert
+  if wait_until 180 "AnodeChunkserverDead firing" alert_firing; then
+    result PASS alert=AnodeChunkserverDead stopped=chunkserver-4 fired_after_ms=$(( $(now_ms) - T_ALERT ))
+  else
+    result FAIL alert=AnodeChunkserverDead || true; FAILED+=(alert)
+  fi
+  docker start "$(cid chunkserver-4)" >/dev/null
+  wait_until 60 "4 live chunkservers" chunkservers_alive 4 || true
 }
 
 # ---- faults under recorded load --------------------------------------------------------------
@@ -274,32 +303,13 @@ if [ "$PREV_REV" != none ]; then
   ROUTING=per-process TIMEOUT_MS=10000 ZERO_FAILURES=1 phase rolling-upgrade fault_rolling_upgrade
   export ANODE_IMAGE="$NEW_IMAGE"
 fi
+alert_start
 s3_clients
+alert_check
 phase kill-leader fault_kill_leader
 phase pause-chunkserver fault_pause_chunkserver
 phase partition-leader fault_disconnect_leader
 phase rolling-restart fault_rolling_restart
-
-# ---- an alert on a real fault ----------------------------------------------------------------
-SCENARIO=compose-alert
-if [ -f "$CHAOS_ROOT/deploy/prometheus/alerts.yml" ]; then
-  alert_firing() {
-    curl -fs --max-time 2 "http://$P.41:9090/api/v1/alerts" |
-      jq -e '[.data.alerts[] | select(.labels.alertname == "AnodeChunkserverDead" and .state == "firing")] | length > 0' >/dev/null
-  }
-  log "docker stop chunkserver-4; waiting for AnodeChunkserverDead to fire"
-  docker stop -t 5 "$(cid chunkserver-4)" >/dev/null
-  t="$(now_ms)"
-  if wait_until 180 "AnodeChunkserverDead firing" alert_firing; then
-    result PASS alert=AnodeChunkserverDead fired_after_ms=$(( $(now_ms) - t ))
-  else
-    result FAIL alert=AnodeChunkserverDead || true; FAILED+=(alert)
-  fi
-  docker start "$(cid chunkserver-4)" >/dev/null
-  wait_until 60 "4 live chunkservers" chunkservers_alive 4 || true
-else
-  log "no deploy/prometheus/alerts.yml: alert check skipped"
-fi
 
 # ---- down and up on the same volumes ---------------------------------------------------------
 SCENARIO=compose-down-up
@@ -311,15 +321,25 @@ wait_until 60 "gateway-1" s3_up "http://$P.31:9000"
 wait_until 60 "gateway-2" s3_up "http://$P.32:9000"
 restart_ms=$(( $(now_ms) - t0 ))
 all=PASS total=0 lost=0
+# Every phase's acknowledged objects, checked through both gateways, the phases at once.
 for name in "${PHASES[@]}"; do
-  verify_writes "acked-$name" "$name-u"
+  (verify_writes "acked-$name" "$name-u"; echo "$VERIFY_RC" >"$CHAOS_DIR/verify-rc-$name") &
+done
+wait
+for name in "${PHASES[@]}"; do
   n="$(vsum "acked-$name" acked)"; total=$(( total + n ))
   l="$(( $(vsum "acked-$name" acked_missing) + $(vsum "acked-$name" acked_corrupt) + $(vsum "acked-$name" acked_unlisted) ))"
   lost=$(( lost + l ))
-  [ "$VERIFY_RC" = 0 ] && [ "$l" = 0 ] || all=FAIL
+  [ "$(cat "$CHAOS_DIR/verify-rc-$name")" = 0 ] && [ "$l" = 0 ] || all=FAIL
 done
 result "$all" objects_checked="$total" acked_lost="$lost" down_up_ms="$restart_ms" || FAILED+=(down-up)
 
+if [ -n "${COMPOSE_REPORT:-}" ] && [ -s "$CHAOS_DIR/results.jsonl" ]; then
+  python3 "$CHAOS_ROOT/test_scripts/compose-report.py" "$CHAOS_DIR/results.jsonl" "$COMPOSE_REPORT" \
+    "$(git -C "$CHAOS_ROOT" rev-parse --short HEAD)" "${ANODE_IMAGE_PROFILE:-release}" $(( ($(now_ms) - CHAOS_T0) / 1000 ))
+  log "report: $COMPOSE_REPORT"
+fi
+[ -z "$CALLER_RESULTS" ] || cat "$CHAOS_DIR/results.jsonl" >>"$CALLER_RESULTS"
 if [ "${#FAILED[@]}" -gt 0 ]; then
   log "failed: ${FAILED[*]}"
   dc logs --tail 40 >"$CHAOS_DIR/compose.log" 2>&1 || true
