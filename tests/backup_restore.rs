@@ -273,6 +273,17 @@ async fn backup_under_writes_then_restore_a_new_group_on_the_same_chunkservers()
         vec![1, 2, 3]
     );
     assert!(st.applied_index >= manifest["raft_index"].as_u64().unwrap());
+    // The new leader knows where chunks are only from the chunkservers' full reports.
+    wait_for("every chunk report in", Duration::from_secs(60), || {
+        let la = la.clone();
+        async move {
+            let st = tokio::task::spawn_blocking(move || ctl_json(&[la], &["status"]))
+                .await
+                .ok()?;
+            (st["locations_complete"] == true).then_some(())
+        }
+    })
+    .await;
 
     // Every object written before the backup, byte-identical; the writer's puts acknowledged
     // before the backup started too. Puts acknowledged during or after it are either absent
