@@ -9,50 +9,17 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anode_client::{Client, ClientConfig, PutOptions};
+use anode_client::PutOptions;
 use anode_proto::*;
 use bytes::Bytes;
-use futures::TryStreamExt;
 use support::*;
-
-const CHUNK: usize = 64 << 10;
 
 /// Puts acknowledged by the writer, in order: key and body.
 type Acked = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
-
-fn body(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-async fn client(masters: &[String]) -> Client {
-    let cfg = ClientConfig {
-        chunk_size_bytes: CHUNK,
-        ..client_config()
-    };
-    Client::with_config(masters.to_vec(), cfg).await.unwrap()
-}
-
-async fn read_all(cl: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
-    let (_, s) = cl
-        .get_object(bucket, key, None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let parts: Vec<Bytes> = s.try_collect().await.map_err(|e| e.to_string())?;
-    Ok(parts.concat())
-}
 
 /// The leader's id, as a member that leads reports it.
 async fn leader_of(addrs: &[String]) -> Option<u64> {
@@ -84,22 +51,6 @@ fn ctl_json(masters: &[String], args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("ctl JSON")
 }
 
-fn master_procs(root: &Path, ports: &BTreeMap<u64, (u16, u16)>, extra: &[String]) -> Vec<Proc> {
-    let peers = ports
-        .iter()
-        .map(|(i, (p, _))| format!("{i}=127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    ports
-        .iter()
-        .map(|(i, (p, a))| {
-            let mut args = master_args(*i, root, *p, *a, &peers, false);
-            args.extend(extra.iter().cloned());
-            Proc::spawn(root, &format!("master-{i}"), args)
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backup_under_writes_then_restore_a_new_group_on_the_same_chunkservers() {
     let (_keep, root) = test_dir();
@@ -109,7 +60,7 @@ async fn backup_under_writes_then_restore_a_new_group_on_the_same_chunkservers()
         .values()
         .map(|(p, _)| format!("127.0.0.1:{p}"))
         .collect();
-    let mut masters = master_procs(&root, &ports, &[]);
+    let mut masters = master_group(&root, &ports, &[]);
     wait_for("a leader", Duration::from_secs(30), || leader_of(&addrs)).await;
     let cs_args: Vec<Vec<String>> = (1..=3)
         .map(|i| chunkserver_args(&root, i, &addrs.join(","), None))
@@ -133,7 +84,7 @@ async fn backup_under_writes_then_restore_a_new_group_on_the_same_chunkservers()
     wait_alive(&la, 3, "3 chunkservers alive", Duration::from_secs(30)).await;
 
     // The data: chunked objects in two buckets, small inline ones, and a bulk fill.
-    let cl = client(&addrs).await;
+    let cl = small_chunk_client(&addrs).await;
     cl.create_bucket("data", 0, "").await.unwrap();
     cl.create_bucket("more", 0, "").await.unwrap();
     let mut want: BTreeMap<(String, String), Vec<u8>> = BTreeMap::new();
@@ -144,7 +95,7 @@ async fn backup_under_writes_then_restore_a_new_group_on_the_same_chunkservers()
             ("more", 3_000 + i as usize)
         };
         let key = format!("obj/{i:03}");
-        let b = body(i, len);
+        let b = pattern_body(i, len);
         cl.put_object_bytes(bucket, &key, Bytes::from(b.clone()), PutOptions::default())
             .await
             .unwrap();
@@ -177,7 +128,7 @@ async fn backup_under_writes_then_restore_a_new_group_on_the_same_chunkservers()
             let mut i = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 let key = format!("w/{i:06}");
-                let b = body(1_000_000 + i, 70_000 + (i as usize % 5) * 1_000);
+                let b = pattern_body(1_000_000 + i, 70_000 + (i as usize % 5) * 1_000);
                 let r = cl
                     .put_object_bytes("data", &key, Bytes::from(b.clone()), PutOptions::default())
                     .await;
@@ -248,7 +199,7 @@ async fn backup_under_writes_then_restore_a_new_group_on_the_same_chunkservers()
     // A new group from the backup, on the same addresses, then the same chunkservers.
     let t1 = Instant::now();
     let restore = ["--restore".to_string(), bdir.display().to_string()];
-    let mut masters = master_procs(&root, &ports, &restore);
+    let mut masters = master_group(&root, &ports, &restore);
     wait_for(
         "a leader of the restored group",
         Duration::from_secs(60),
@@ -288,22 +239,22 @@ async fn backup_under_writes_then_restore_a_new_group_on_the_same_chunkservers()
     // Every object written before the backup, byte-identical; the writer's puts acknowledged
     // before the backup started too. Puts acknowledged during or after it are either absent
     // or intact.
-    let cl = client(&addrs).await;
+    let cl = small_chunk_client(&addrs).await;
     for ((bucket, key), b) in &want {
-        let got = read_all(&cl, bucket, key)
+        let got = read_object(&cl, bucket, key)
             .await
             .unwrap_or_else(|e| panic!("{bucket}/{key}: {e}"));
         assert!(got == *b, "{bucket}/{key} differs after the restore");
     }
     for (key, b) in &before {
-        let got = read_all(&cl, "data", key)
+        let got = read_object(&cl, "data", key)
             .await
             .unwrap_or_else(|e| panic!("data/{key} acknowledged before the backup: {e}"));
         assert!(got == *b, "data/{key} differs after the restore");
     }
     let mut later_present = 0;
     for (key, b) in &all_acked[before.len()..] {
-        if let Ok(got) = read_all(&cl, "data", key).await {
+        if let Ok(got) = read_object(&cl, "data", key).await {
             assert!(got == *b, "data/{key} differs after the restore");
             later_present += 1;
         }
@@ -311,7 +262,7 @@ async fn backup_under_writes_then_restore_a_new_group_on_the_same_chunkservers()
     let readable = t1.elapsed();
     for i in (0..fill).step_by((fill as usize / 50).max(1)) {
         let key = format!("fill/{i:08}");
-        let got = read_all(&cl, "more", &key).await.unwrap();
+        let got = read_object(&cl, "more", &key).await.unwrap();
         assert_eq!(got, format!("fill object {i}").as_bytes());
     }
     let log = std::fs::read_to_string(root.join("master-1.log")).unwrap();
@@ -348,7 +299,10 @@ async fn backup_under_writes_then_restore_a_new_group_on_the_same_chunkservers()
         log.contains("already restored from this backup"),
         "restart with --restore did not start from the data dir"
     );
-    assert_eq!(read_all(&cl, "data", "after").await.unwrap(), b"new group");
+    assert_eq!(
+        read_object(&cl, "data", "after").await.unwrap(),
+        b"new group"
+    );
 }
 
 /// A data dir that holds a store is never overwritten by `--restore`.

@@ -13,43 +13,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anode_client::{Client, ClientConfig, PutOptions};
+use anode_client::PutOptions;
 use anode_proto::chunkserver_client::ChunkserverClient;
 use anode_proto::{ExportInfo, ListExportsRequest};
 use bytes::Bytes;
-use futures::TryStreamExt;
 use support::*;
-
-const CHUNK: usize = 64 << 10;
-
-fn body(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-async fn client(masters: &[String]) -> Client {
-    let cfg = ClientConfig {
-        chunk_size_bytes: CHUNK,
-        ..client_config()
-    };
-    Client::with_config(masters.to_vec(), cfg).await.unwrap()
-}
-
-async fn read_all(cl: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
-    let (_, s) = cl
-        .get_object(bucket, key, None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let parts: Vec<Bytes> = s.try_collect().await.map_err(|e| e.to_string())?;
-    Ok(parts.concat())
-}
 
 /// The leader's address, as the member that leads reports it.
 async fn leader_addr(addrs: &[String]) -> Option<String> {
@@ -112,22 +80,6 @@ async fn metric(admin: &str, line_start: &str) -> Option<f64> {
         .ok()
 }
 
-fn master_procs(root: &Path, ports: &BTreeMap<u64, (u16, u16)>, extra: &[String]) -> Vec<Proc> {
-    let peers = ports
-        .iter()
-        .map(|(i, (p, _))| format!("{i}=127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    ports
-        .iter()
-        .map(|(i, (p, a))| {
-            let mut args = master_args(*i, root, *p, *a, &peers, false);
-            args.extend(extra.iter().cloned());
-            Proc::spawn(root, &format!("master-{i}"), args)
-        })
-        .collect()
-}
-
 fn export_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("exports"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -147,7 +99,7 @@ async fn every_master_lost_then_rebuilt_from_the_chunkservers_exports() {
         .map(|(p, _)| format!("127.0.0.1:{p}"))
         .collect();
     let export_every = ["--metadata-export-interval-secs".to_string(), "2".into()];
-    let mut masters = master_procs(&root, &ports, &export_every);
+    let mut masters = master_group(&root, &ports, &export_every);
     let la = wait_for("a leader", Duration::from_secs(30), || leader_addr(&addrs)).await;
     let cs_args: Vec<Vec<String>> = (1..=3)
         .map(|i| chunkserver_args(&root, i, &addrs.join(","), None))
@@ -161,7 +113,7 @@ async fn every_master_lost_then_rebuilt_from_the_chunkservers_exports() {
     wait_alive(&la, 3, "3 chunkservers alive", Duration::from_secs(30)).await;
 
     // The data: chunked objects in two buckets, small inline ones, and a bulk fill.
-    let cl = client(&addrs).await;
+    let cl = small_chunk_client(&addrs).await;
     cl.create_bucket("data", 0, "").await.unwrap();
     cl.create_bucket("more", 0, "").await.unwrap();
     let mut want: BTreeMap<(String, String), Vec<u8>> = BTreeMap::new();
@@ -172,7 +124,7 @@ async fn every_master_lost_then_rebuilt_from_the_chunkservers_exports() {
             ("more", 3_000 + i as usize)
         };
         let key = format!("obj/{i:03}");
-        let b = body(i, len);
+        let b = pattern_body(i, len);
         cl.put_object_bytes(bucket, &key, Bytes::from(b.clone()), PutOptions::default())
             .await
             .unwrap();
@@ -367,7 +319,7 @@ async fn every_master_lost_then_rebuilt_from_the_chunkservers_exports() {
     }
     let t1 = Instant::now();
     let restore = ["--restore".to_string(), out_s.clone()];
-    let _masters = master_procs(&root, &ports, &restore);
+    let _masters = master_group(&root, &ports, &restore);
     let la = wait_for(
         "a leader of the rebuilt group",
         Duration::from_secs(60),
@@ -394,16 +346,16 @@ async fn every_master_lost_then_rebuilt_from_the_chunkservers_exports() {
         }
     })
     .await;
-    let cl = client(&addrs).await;
+    let cl = small_chunk_client(&addrs).await;
     for ((bucket, key), b) in &want {
-        let got = read_all(&cl, bucket, key)
+        let got = read_object(&cl, bucket, key)
             .await
             .unwrap_or_else(|e| panic!("{bucket}/{key}: {e}"));
         assert!(got == *b, "{bucket}/{key} differs after the rebuild");
     }
     for i in (0..fill).step_by((fill as usize / 50).max(1)) {
         let key = format!("fill/{i:08}");
-        let got = read_all(&cl, "more", &key).await.unwrap();
+        let got = read_object(&cl, "more", &key).await.unwrap();
         assert_eq!(got, format!("fill object {i}").as_bytes());
     }
     println!(
@@ -419,7 +371,10 @@ async fn every_master_lost_then_rebuilt_from_the_chunkservers_exports() {
     )
     .await
     .unwrap();
-    assert_eq!(read_all(&cl, "data", "after").await.unwrap(), b"new group");
+    assert_eq!(
+        read_object(&cl, "data", "after").await.unwrap(),
+        b"new group"
+    );
 }
 
 /// A rebuild from chunkservers that hold no export fails with a clear error and writes no

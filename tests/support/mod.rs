@@ -294,3 +294,68 @@ pub async fn wait_alive(master: &str, n: usize, what: &str, within: Duration) {
     })
     .await;
 }
+
+// ---- restored groups (tests/backup_restore.rs, tests/metadata_rebuild.rs) -------------------
+
+/// Chunk size of [`small_chunk_client`]: small, so modest bodies span several chunks.
+pub const SMALL_CHUNK: usize = 64 << 10;
+
+/// `len` pseudo-random bytes from `seed` (xorshift; the same seed gives the same body).
+pub fn pattern_body(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A client library instance with [`SMALL_CHUNK`] chunks.
+pub async fn small_chunk_client(masters: &[String]) -> anode_client::Client {
+    let cfg = anode_client::ClientConfig {
+        chunk_size_bytes: SMALL_CHUNK,
+        ..client_config()
+    };
+    anode_client::Client::with_config(masters.to_vec(), cfg)
+        .await
+        .unwrap()
+}
+
+/// The whole body of an object through the client library.
+pub async fn read_object(
+    cl: &anode_client::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<u8>, String> {
+    use futures::TryStreamExt;
+    let (_, s) = cl
+        .get_object(bucket, key, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let parts: Vec<bytes::Bytes> = s.try_collect().await.map_err(|e| e.to_string())?;
+    Ok(parts.concat())
+}
+
+/// A master group on the given (gRPC, admin) ports, each started with `extra` flags too.
+pub fn master_group(
+    root: &Path,
+    ports: &std::collections::BTreeMap<u64, (u16, u16)>,
+    extra: &[String],
+) -> Vec<Proc> {
+    let peers = ports
+        .iter()
+        .map(|(i, (p, _))| format!("{i}=127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    ports
+        .iter()
+        .map(|(i, (p, a))| {
+            let mut args = master_args(*i, root, *p, *a, &peers, false);
+            args.extend(extra.iter().cloned());
+            Proc::spawn(root, &format!("master-{i}"), args)
+        })
+        .collect()
+}
