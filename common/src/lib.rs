@@ -320,8 +320,9 @@ where
                     if got.is_none() { return; }
                     reload();
                 }
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() { return; }
+                changed = shutdown.changed() => {
+                    // A dropped sender ends the loop too (no spinning on a closed channel).
+                    if changed.is_err() || *shutdown.borrow() { return; }
                 }
             }
         }
@@ -342,6 +343,20 @@ pub fn now_ms() -> u64 {
 mod tests {
     use super::*;
 
+    /// `GET path` on `addr`; the whole response as text.
+    async fn http_get(addr: SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
     #[tokio::test]
     async fn admin_serves_health_and_metrics() {
         let health = Health::new();
@@ -349,18 +364,7 @@ mod tests {
         let addr = serve_admin("127.0.0.1:0".parse().unwrap(), health.clone(), rx)
             .await
             .unwrap();
-        let get = |path: &'static str| async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            s.write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-            )
-            .await
-            .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            out
-        };
+        let get = |path: &'static str| http_get(addr, path);
         assert!(get("/health").await.starts_with("HTTP/1.1 503"));
         health.set(true);
         assert!(get("/health").await.starts_with("HTTP/1.1 200"));
@@ -393,18 +397,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let get = |path: &'static str| async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            s.write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-            )
-            .await
-            .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            out
-        };
+        let get = |path: &'static str| http_get(addr, path);
         let root = get("/?x=1").await;
         assert!(root.starts_with("HTTP/1.1 200"), "{root}");
         assert!(root.contains("content-type: text/html"), "{root}");

@@ -205,32 +205,18 @@ pub fn reload_from_config(config: Option<&PathBuf>) -> Result<(String, String), 
 /// process (the gateway's certificate reload) run as well.
 pub fn spawn_sighup_log_reloader(
     config: Option<PathBuf>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                got = hup.recv() => {
-                    if got.is_none() { return; }
-                }
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() { return; }
-                    continue;
-                }
+    crate::on_sighup(shutdown, move || {
+        match reload_from_config(config.as_ref()) {
+            Ok((spec, from)) => {
+                tracing::info!(filter = %spec, from = %from, "SIGHUP: log filter reloaded");
             }
-            match reload_from_config(config.as_ref()) {
-                Ok((spec, from)) => {
-                    tracing::info!(filter = %spec, from = %from, "SIGHUP: log filter reloaded");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "SIGHUP: log filter unchanged");
-                }
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGHUP: log filter unchanged");
             }
         }
-    });
-    Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -141,24 +141,9 @@ pub fn server_config(cert: Arc<ReloadingCert>) -> Result<rustls::ServerConfig, T
 /// the old certificate kept.
 pub fn spawn_sighup_reloader(
     cert: Arc<ReloadingCert>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                got = hup.recv() => {
-                    if got.is_none() {
-                        return;
-                    }
-                    reload_logged(&cert);
-                }
-                _ = crate::server::wait_for_true(&mut shutdown) => return,
-            }
-        }
-    });
-    Ok(())
+    anode_common::on_sighup(shutdown, move || reload_logged(&cert))
 }
 
 /// [`ReloadingCert::reload`] with the outcome logged.
