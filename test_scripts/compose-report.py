@@ -24,9 +24,10 @@ out = [
     "while one fault is applied to the containers of deploy/compose. *unavailability* is the "
     "clients' longest window without a successful operation; *ops* are attempts, of which "
     "*failed attempts* failed (a retry may have succeeded); *failed requests* (upgrade only) "
-    "failed after SDK-style retries or left a PUT of unknown outcome.",
+    "failed after SDK-style retries or left a PUT of unknown outcome; *done at* is seconds since "
+    "the script started.",
     "",
-    "| check | verdict | unavailability | ops | failed attempts | acked writes | acked lost | linearizable | run time |",
+    "| check | verdict | unavailability | ops | failed attempts | acked writes | acked lost | linearizable | done at |",
     "|---|---|---|---|---|---|---|---|---|",
 ]
 for r in rows:
