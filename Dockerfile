@@ -21,6 +21,7 @@ ARG PREBUILT=
 WORKDIR /src
 COPY . .
 # Debian's RocksDB 7.8 (see docs/building.md); .cargo/config.toml points the rocksdb crate at it.
+# The image gets the binaries without their line tables (objcopy --strip-debug).
 RUN set -eu; mkdir -p /out; \
     if [ -n "$PREBUILT" ]; then \
         install -m 0755 "$PREBUILT/anode" "$PREBUILT/anode-toxiproxy" /out/; \
@@ -31,6 +32,7 @@ RUN set -eu; mkdir -p /out; \
         CARGO_TARGET_DIR=/tmp/target cargo build --release --locked -p anode -p anode-toxiproxy; \
         install -m 0755 /tmp/target/release/anode /tmp/target/release/anode-toxiproxy /out/; \
         rm -rf /tmp/target; \
+        objcopy --strip-debug /out/anode; objcopy --strip-debug /out/anode-toxiproxy; \
     fi; \
     /out/anode --version
 
