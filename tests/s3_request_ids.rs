@@ -10,55 +10,19 @@ mod support;
 
 use std::time::Duration;
 
-use anode_gateway::sigv4;
-use s3_cluster::{S3Cluster, ACCESS_KEY, REGION, SECRET_KEY};
+use s3_cluster::{signed, S3Cluster};
 use support::wait_for;
-
-async fn signed(
-    http: &reqwest::Client,
-    endpoint: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Vec<u8>,
-) -> reqwest::Response {
-    let host = endpoint.trim_start_matches("http://");
-    let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::HOST, host.parse().unwrap());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let amz_date = sigv4::format_amz_date(now.as_secs() as i64);
-    let params = sigv4::SignParams {
-        access_key: ACCESS_KEY,
-        secret_key: SECRET_KEY,
-        region: REGION,
-        amz_date: &amz_date,
-    };
-    sigv4::sign_request(
-        method.as_str(),
-        path,
-        "",
-        &mut headers,
-        sigv4::UNSIGNED_PAYLOAD,
-        &params,
-    );
-    let mut req = http.request(method, format!("{endpoint}{path}")).body(body);
-    for (k, v) in &headers {
-        req = req.header(k.as_str(), v.to_str().unwrap());
-    }
-    req.send().await.unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_id_reaches_master_and_chunkserver_logs() {
     let c = S3Cluster::start(1).await;
     let http = reqwest::Client::new();
     let ep = &c.endpoints[0];
-    let r = signed(&http, ep, reqwest::Method::PUT, "/ids", Vec::new()).await;
+    let r = signed(&http, ep, reqwest::Method::PUT, "/ids", Vec::new(), None).await;
     assert!(r.status().is_success(), "create bucket: {}", r.status());
     // Larger than the inline limit, so the chunk goes to chunkservers.
     let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    let r = signed(&http, ep, reqwest::Method::PUT, "/ids/obj", body).await;
+    let r = signed(&http, ep, reqwest::Method::PUT, "/ids/obj", body, None).await;
     assert!(r.status().is_success(), "put: {}", r.status());
     let id = r
         .headers()
@@ -102,7 +66,15 @@ async fn request_id_reaches_master_and_chunkserver_logs() {
 
     // A GET: its body is streamed after the gateway's handler returned, and the chunk reads
     // behind it still carry its id. Logs are files here, so every line is JSON.
-    let r = signed(&http, ep, reqwest::Method::GET, "/ids/obj", Vec::new()).await;
+    let r = signed(
+        &http,
+        ep,
+        reqwest::Method::GET,
+        "/ids/obj",
+        Vec::new(),
+        None,
+    )
+    .await;
     assert!(r.status().is_success(), "get: {}", r.status());
     let get_id = r.headers()["x-amz-request-id"]
         .to_str()

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anode_gateway::sigv4;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -24,7 +23,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use parking_lot::Mutex;
-use s3_cluster::{S3Cluster, ACCESS_KEY, REGION, SECRET_KEY};
+use s3_cluster::{signed, S3Cluster};
 use support::wait_for;
 
 /// One span as received: its process's `service.name`, ids in hex, name and string attributes.
@@ -112,45 +111,6 @@ impl Receiver {
     fn spans(&self) -> Vec<Got> {
         self.spans.lock().clone()
     }
-}
-
-async fn signed(
-    http: &reqwest::Client,
-    endpoint: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Vec<u8>,
-    traceparent: Option<&str>,
-) -> reqwest::Response {
-    let host = endpoint.trim_start_matches("http://");
-    let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::HOST, host.parse().unwrap());
-    if let Some(tp) = traceparent {
-        headers.insert("traceparent", tp.parse().unwrap());
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let amz_date = sigv4::format_amz_date(now.as_secs() as i64);
-    let params = sigv4::SignParams {
-        access_key: ACCESS_KEY,
-        secret_key: SECRET_KEY,
-        region: REGION,
-        amz_date: &amz_date,
-    };
-    sigv4::sign_request(
-        method.as_str(),
-        path,
-        "",
-        &mut headers,
-        sigv4::UNSIGNED_PAYLOAD,
-        &params,
-    );
-    let mut req = http.request(method, format!("{endpoint}{path}")).body(body);
-    for (k, v) in &headers {
-        req = req.header(k.as_str(), v.to_str().unwrap());
-    }
-    req.send().await.unwrap()
 }
 
 fn request_id(r: &reqwest::Response) -> String {

@@ -218,3 +218,44 @@ async fn create_key(master: &str) {
     })
     .await;
 }
+
+/// A request to `endpoint` signed with the cluster's key (SigV4, unsigned payload), with a
+/// W3C `traceparent` header when given.
+pub async fn signed(
+    http: &reqwest::Client,
+    endpoint: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Vec<u8>,
+    traceparent: Option<&str>,
+) -> reqwest::Response {
+    let host = endpoint.trim_start_matches("http://");
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::HOST, host.parse().unwrap());
+    if let Some(tp) = traceparent {
+        headers.insert("traceparent", tp.parse().unwrap());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let amz_date = anode_gateway::sigv4::format_amz_date(now.as_secs() as i64);
+    let params = anode_gateway::sigv4::SignParams {
+        access_key: ACCESS_KEY,
+        secret_key: SECRET_KEY,
+        region: REGION,
+        amz_date: &amz_date,
+    };
+    anode_gateway::sigv4::sign_request(
+        method.as_str(),
+        path,
+        "",
+        &mut headers,
+        anode_gateway::sigv4::UNSIGNED_PAYLOAD,
+        &params,
+    );
+    let mut req = http.request(method, format!("{endpoint}{path}")).body(body);
+    for (k, v) in &headers {
+        req = req.header(k.as_str(), v.to_str().unwrap());
+    }
+    req.send().await.unwrap()
+}
