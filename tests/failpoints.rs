@@ -518,6 +518,7 @@ async fn local_keys(addr: &str, bucket: &str) -> BTreeSet<String> {
                 bucket: bucket.into(),
                 key: k.clone(),
                 allow_stale: true,
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|e| panic!("get {k} on {addr}: {e}"))

@@ -59,6 +59,7 @@ async fn get(addrs: &[String], bucket: &str, key: &str, stale: bool) -> Result<M
         bucket: bucket.into(),
         key: key.into(),
         allow_stale: stale,
+        ..Default::default()
     };
     anode_master::ctl::call_leader(&support::admin_masters(addrs), |mut c| {
         let req = req.clone();
@@ -509,6 +510,7 @@ async fn access_configuration_through_the_leader(leader: &str) {
         bucket: "bkt".into(),
         key: "before".into(),
         allow_stale: false,
+        ..Default::default()
     };
     let m = gw
         .get_object(get.clone())
@@ -588,6 +590,7 @@ async fn requests_over_limits_are_refused_at_the_edge(leader: &str) {
         bucket: "bkt".into(),
         keys: (0..1001).map(|i| format!("k{i}")).collect(),
         session: None,
+        ..Default::default()
     };
     assert_invalid(c.delete_objects(delete).await, "1001 deletes");
     let report = ReportBadChunkRequest {

@@ -148,6 +148,11 @@ impl ClientError {
             | NoSuchUser
             | UserExists
             | UserNotEmpty
+            | NoSuchVersion
+            | InvalidBucketState
+            | ObjectLocked
+            | NoSuchConfiguration
+            | MethodNotAllowed
             | NotMember
             | AlreadyMember
             | WouldLoseQuorum
@@ -212,6 +217,11 @@ pub fn retryable(code: ErrorCode) -> bool {
         | NoSuchUser
         | UserExists
         | UserNotEmpty
+        | NoSuchVersion
+        | InvalidBucketState
+        | ObjectLocked
+        | NoSuchConfiguration
+        | MethodNotAllowed
         | NotMember
         | AlreadyMember
         | WouldLoseQuorum

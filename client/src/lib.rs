@@ -38,7 +38,9 @@ use anode_proto::{
     AbortMultipartRequest, CompleteMultipartRequest, CreateBucketRequest, CreateMultipartRequest,
     DeleteBucketRequest, DeleteObjectRequest, DeleteObjectsRequest, GetBucketRequest,
     GetKeyRequest, GetObjectRequest, ListBucketsRequest, MultipartUpload, PutObjectRequest,
-    PutObjectsRequest, PutPartRequest, SetBucketAccessRequest, SetObjectAclRequest,
+    PutObjectsRequest, PutPartRequest, SetBucketAccessRequest, SetBucketLifecycleRequest,
+    SetBucketObjectLockRequest, SetBucketVersioningRequest, SetObjectAclRequest,
+    SetObjectLockRequest,
 };
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
@@ -49,6 +51,10 @@ pub use anode_proto::{
     AccessKey, BucketConfig, ChunkRef, CompletePart, ListMultipartUploadsRequest,
     ListMultipartUploadsResponse, ListObjectsRequest, ListObjectsResponse, ListPartsRequest,
     ListPartsResponse, Manifest, ObjectEntry, PartRecord, Usage, User,
+};
+pub use anode_proto::{
+    DefaultRetention, DeleteOutcome, LifecycleConfig, LifecycleRule, ListObjectVersionsRequest,
+    ListObjectVersionsResponse, ObjectVersionRef, SetObjectLockCmd, VersionEntry,
 };
 pub use config::ClientConfig;
 pub use error::{ClientError, ErrorCode, ErrorDetail};
@@ -75,6 +81,13 @@ pub struct PutOptions {
     /// private, owned by the bucket's owner). A multipart upload keeps it until completion; a
     /// copy with `replace` takes it from here.
     pub acl: Vec<u8>,
+    /// Object lock retention to set on the new version: mode (`GOVERNANCE`, `COMPLIANCE`;
+    /// empty = the bucket's default) and until when (ms since the epoch).
+    pub lock_mode: String,
+    /// See [`PutOptions::lock_mode`].
+    pub retain_until_ms: u64,
+    /// A legal hold on the new version.
+    pub legal_hold: bool,
 }
 
 /// The Anode client. Cheap to clone; clones share connections and caches.
@@ -335,6 +348,10 @@ impl Client {
             part_sizes: Vec::new(),
             system_metadata: opts.system_metadata,
             acl: opts.acl,
+            lock_mode: opts.lock_mode,
+            retain_until_ms: opts.retain_until_ms,
+            legal_hold: opts.legal_hold,
+            ..Default::default()
         };
         self.commit(bucket, key, manifest, opts.if_match_etag).await
     }
@@ -387,6 +404,7 @@ impl Client {
             bucket: bucket.to_string(),
             key: key.to_string(),
             allow_stale: false,
+            ..Default::default()
         };
         let resp = self
             .inner
@@ -492,7 +510,7 @@ impl Client {
         let req = DeleteObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
-            session: None,
+            ..Default::default()
         };
         self.inner.cache_forget(bucket, key);
         let resp = self
@@ -521,7 +539,7 @@ impl Client {
         let req = DeleteObjectsRequest {
             bucket: bucket.to_string(),
             keys,
-            session: None,
+            ..Default::default()
         };
         let resp = self
             .inner
@@ -602,6 +620,205 @@ impl Client {
             .await
     }
 
+    // ---- versions, object lock, lifecycle (issue 14) ----------------------------------------
+
+    /// One version of `bucket/key` from the leader: `version_id` None = the newest. With
+    /// `include_delete_markers`, a delete marker is answered as a manifest with
+    /// `delete_marker` set (otherwise `NoSuchKey`, or `MethodNotAllowed` for a version id).
+    pub async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        include_delete_markers: bool,
+    ) -> Result<Manifest, ClientError> {
+        let req = GetObjectRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            allow_stale: false,
+            version_id: version_id.map(str::to_string),
+            include_delete_markers,
+            ..Default::default()
+        };
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.get_object(req).await }
+            })
+            .await?;
+        required(resp.manifest, "GetObjectResponse.manifest")
+    }
+
+    /// Delete one version of `bucket/key` for good (`version_id` Some; `"null"` names the null
+    /// version), or make the S3 simple delete (None: a delete marker in a versioned bucket).
+    /// `bypass_governance` lifts GOVERNANCE retention (the caller must be allowed to).
+    pub async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        bypass_governance: bool,
+    ) -> Result<DeleteOutcome, ClientError> {
+        let req = DeleteObjectRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: version_id.map(str::to_string),
+            bypass_governance,
+            session: None,
+            ..Default::default()
+        };
+        self.inner.cache_forget(bucket, key);
+        let resp = self
+            .inner
+            .master
+            .write(|mut c, session| {
+                let req = DeleteObjectRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
+                async move { c.delete_object(req).await }
+            })
+            .await?;
+        Ok(resp.outcome.unwrap_or_default())
+    }
+
+    /// Delete many entries (with or without version ids) in one command; one outcome per
+    /// entry, in order (a refused entry carries its error, the others still apply).
+    pub async fn delete_versions(
+        &self,
+        bucket: &str,
+        objects: Vec<ObjectVersionRef>,
+        bypass_governance: bool,
+    ) -> Result<Vec<DeleteOutcome>, ClientError> {
+        for o in &objects {
+            self.inner.cache_forget(bucket, &o.key);
+        }
+        let req = DeleteObjectsRequest {
+            bucket: bucket.to_string(),
+            objects,
+            bypass_governance,
+            ..Default::default()
+        };
+        let resp = self
+            .inner
+            .master
+            .write(|mut c, session| {
+                let req = DeleteObjectsRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
+                async move { c.delete_objects(req).await }
+            })
+            .await?;
+        Ok(resp.outcomes)
+    }
+
+    /// One page of ListObjectVersions.
+    pub async fn list_object_versions(
+        &self,
+        req: ListObjectVersionsRequest,
+    ) -> Result<ListObjectVersionsResponse, ClientError> {
+        self.inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.list_object_versions(req).await }
+            })
+            .await
+    }
+
+    /// Enable (1) or suspend (2) versioning on `bucket`.
+    pub async fn set_bucket_versioning(&self, bucket: &str, state: u32) -> Result<(), ClientError> {
+        let req = SetBucketVersioningRequest {
+            name: bucket.to_string(),
+            state,
+            session: None,
+        };
+        self.inner
+            .master
+            .write(|mut c, session| {
+                let req = SetBucketVersioningRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
+                async move { c.set_bucket_versioning(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Enable object lock on `bucket` (versioning must be enabled) with a default retention
+    /// (None = no default).
+    pub async fn set_bucket_object_lock(
+        &self,
+        bucket: &str,
+        default_retention: Option<DefaultRetention>,
+    ) -> Result<(), ClientError> {
+        let req = SetBucketObjectLockRequest {
+            name: bucket.to_string(),
+            default_retention,
+            session: None,
+        };
+        self.inner
+            .master
+            .write(|mut c, session| {
+                let req = SetBucketObjectLockRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
+                async move { c.set_bucket_object_lock(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Replace (Some) or delete (None) the lifecycle rules of `bucket`.
+    pub async fn set_bucket_lifecycle(
+        &self,
+        bucket: &str,
+        config: Option<LifecycleConfig>,
+    ) -> Result<(), ClientError> {
+        let req = SetBucketLifecycleRequest {
+            name: bucket.to_string(),
+            config,
+            session: None,
+        };
+        self.inner
+            .master
+            .write(|mut c, session| {
+                let req = SetBucketLifecycleRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
+                async move { c.set_bucket_lifecycle(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Set the retention and/or legal hold of one version; returns its manifest.
+    pub async fn set_object_lock(&self, cmd: SetObjectLockCmd) -> Result<Manifest, ClientError> {
+        self.inner.cache_forget(&cmd.bucket, &cmd.key);
+        let req = SetObjectLockRequest {
+            cmd: Some(cmd),
+            session: None,
+        };
+        let resp = self
+            .inner
+            .master
+            .write(|mut c, session| {
+                let req = SetObjectLockRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
+                async move { c.set_object_lock(req).await }
+            })
+            .await?;
+        required(resp.manifest, "SetObjectLockResponse.manifest")
+    }
+
     /// Every object of `bucket` under `prefix`, in key order, fetching pages as it goes.
     pub fn list_all(
         &self,
@@ -654,6 +871,9 @@ impl Client {
                 user_metadata: opts.user_metadata,
                 system_metadata: opts.system_metadata,
                 acl: opts.acl,
+                lock_mode: opts.lock_mode,
+                retain_until_ms: opts.retain_until_ms,
+                legal_hold: opts.legal_hold,
             }),
             session: None,
         };

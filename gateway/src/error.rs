@@ -173,6 +173,13 @@ pub enum S3Error {
     /// 400: the key is over 1024 bytes.
     #[error("Your key is too long")]
     KeyTooLongError,
+    /// 404: the version id names no version of the key.
+    #[error("The specified version does not exist.")]
+    NoSuchVersion,
+    /// 409: the bucket's state forbids the request (e.g. suspending versioning with object
+    /// lock).
+    #[error("{0}")]
+    InvalidBucketState(String),
 }
 
 impl S3Error {
@@ -227,6 +234,8 @@ impl S3Error {
             RequestTimeout => "RequestTimeout",
             MissingContentLength => "MissingContentLength",
             KeyTooLongError => "KeyTooLongError",
+            NoSuchVersion => "NoSuchVersion",
+            InvalidBucketState(_) => "InvalidBucketState",
         }
     }
 
@@ -240,12 +249,16 @@ impl S3Error {
             | InvalidAccessKeyId
             | QuotaExceeded
             | RequestTimeTooSkewed => StatusCode::FORBIDDEN,
-            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchConfiguration { .. } => {
-                StatusCode::NOT_FOUND
-            }
-            BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | OperationAborted => {
-                StatusCode::CONFLICT
-            }
+            NoSuchBucket
+            | NoSuchKey
+            | NoSuchUpload
+            | NoSuchConfiguration { .. }
+            | NoSuchVersion => StatusCode::NOT_FOUND,
+            BucketAlreadyExists
+            | BucketAlreadyOwnedByYou
+            | BucketNotEmpty
+            | OperationAborted
+            | InvalidBucketState(_) => StatusCode::CONFLICT,
             InvalidRange | InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             NotModified => StatusCode::NOT_MODIFIED,
@@ -348,6 +361,14 @@ impl S3Error {
             C::QuotaExceeded => QuotaExceeded,
             // The principal's user vanished between authentication and the write.
             C::NoSuchUser => AccessDenied("Access Denied".into()),
+            C::NoSuchVersion => NoSuchVersion,
+            C::InvalidBucketState => InvalidBucketState(message.to_string()),
+            // A locked version: S3 answers AccessDenied to everyone, owners included.
+            C::ObjectLocked => AccessDenied(message.to_string()),
+            C::MethodNotAllowed => MethodNotAllowed,
+            // The master's text names the configuration; the S3 code is chosen by the handler
+            // that knows which one was asked for.
+            C::NoSuchConfiguration => InvalidRequest(message.to_string()),
             C::NotLeader | C::Unavailable | C::Timeout | C::InsufficientServers => {
                 ServiceUnavailable(message.to_string())
             }

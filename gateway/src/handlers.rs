@@ -561,6 +561,7 @@ fn put_options(h: &HeaderMap) -> Result<PutOptions, S3Error> {
         content_md5,
         // Set by the handler from x-amz-acl / x-amz-grant-* (access::acl_for_write).
         acl: Vec::new(),
+        ..Default::default()
     };
     anode_meta::validate::system_metadata(&opts.content_type, &opts.system_metadata)?;
     Ok(opts)
@@ -754,6 +755,7 @@ async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<R
             if_match_etag: None,
             content_md5: None,
             acl,
+            ..Default::default()
         })
     } else {
         None

@@ -383,6 +383,7 @@ impl Backend for MemBackend {
         let res = self.propose(Op::DeleteObject(DeleteObjectCmd {
             bucket: bucket.into(),
             key: key.into(),
+            ..Default::default()
         }))?;
         Ok(!res.deleted_keys.is_empty())
     }
@@ -395,6 +396,7 @@ impl Backend for MemBackend {
         let res = self.propose(Op::DeleteObjects(DeleteObjectsCmd {
             bucket: bucket.into(),
             keys,
+            ..Default::default()
         }))?;
         Ok(res.deleted_keys)
     }
@@ -428,6 +430,9 @@ impl Backend for MemBackend {
             user_metadata: opts.user_metadata,
             system_metadata: opts.system_metadata,
             acl: opts.acl,
+            lock_mode: opts.lock_mode,
+            retain_until_ms: opts.retain_until_ms,
+            legal_hold: opts.legal_hold,
         };
         self.propose(Op::CreateMultipart(CreateMultipartCmd {
             upload: Some(upload),

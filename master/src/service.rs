@@ -467,7 +467,15 @@ impl Master for MasterService {
     async fn get_object(&self, req: Request<GetObjectRequest>) -> Rpc<GetObjectResponse> {
         let r = req.into_inner();
         let m = self
-            .read(r.allow_stale, |kv| state::get_object(kv, &r.bucket, &r.key))
+            .read(r.allow_stale, |kv| {
+                state::versions::get_version(
+                    kv,
+                    &r.bucket,
+                    &r.key,
+                    r.version_id.as_deref(),
+                    r.include_delete_markers,
+                )
+            })
             .await?
             .map_err(state_status)?;
         ok(GetObjectResponse { manifest: Some(m) })
@@ -481,11 +489,15 @@ impl Master for MasterService {
                 Op::DeleteObject(DeleteObjectCmd {
                     bucket: r.bucket,
                     key: r.key,
+                    version_id: r.version_id,
+                    bypass_governance: r.bypass_governance,
                 }),
             )
             .await?;
+        let outcome = res.deletions.into_iter().next();
         ok(DeleteObjectResponse {
-            existed: !res.deleted_keys.is_empty(),
+            existed: outcome.as_ref().is_some_and(|o| o.existed),
+            outcome,
         })
     }
 
@@ -494,18 +506,105 @@ impl Master for MasterService {
         req: Request<DeleteObjectsRequest>,
     ) -> Rpc<DeleteObjectsResponse> {
         let r = req.into_inner();
-        validate::at_most("keys", r.keys.len(), validate::MAX_DELETE_KEYS).map_err(invalid)?;
+        validate::at_most(
+            "keys",
+            r.keys.len() + r.objects.len(),
+            validate::MAX_DELETE_KEYS,
+        )
+        .map_err(invalid)?;
         let res = self
             .write_in(
                 r.session,
                 Op::DeleteObjects(DeleteObjectsCmd {
                     bucket: r.bucket,
                     keys: r.keys,
+                    objects: r.objects,
+                    bypass_governance: r.bypass_governance,
                 }),
             )
             .await?;
         ok(DeleteObjectsResponse {
             deleted: res.deleted_keys,
+            outcomes: res.deletions,
+        })
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: Request<ListObjectVersionsRequest>,
+    ) -> Rpc<ListObjectVersionsResponse> {
+        let r = req.into_inner();
+        let resp = self
+            .read_blocking(r.allow_stale, move |kv| state::list_object_versions(kv, &r))
+            .await?
+            .map_err(state_status)?;
+        ok(resp)
+    }
+
+    async fn set_bucket_versioning(
+        &self,
+        req: Request<SetBucketVersioningRequest>,
+    ) -> Rpc<SetBucketVersioningResponse> {
+        let r = req.into_inner();
+        self.write_in(
+            r.session,
+            Op::SetBucketVersioning(SetBucketVersioningCmd {
+                name: r.name,
+                state: r.state,
+            }),
+        )
+        .await?;
+        ok(SetBucketVersioningResponse {})
+    }
+
+    async fn set_bucket_object_lock(
+        &self,
+        req: Request<SetBucketObjectLockRequest>,
+    ) -> Rpc<SetBucketObjectLockResponse> {
+        let r = req.into_inner();
+        self.write_in(
+            r.session,
+            Op::SetBucketObjectLock(SetBucketObjectLockCmd {
+                name: r.name,
+                default_retention: r.default_retention,
+            }),
+        )
+        .await?;
+        ok(SetBucketObjectLockResponse {})
+    }
+
+    async fn set_bucket_lifecycle(
+        &self,
+        req: Request<SetBucketLifecycleRequest>,
+    ) -> Rpc<SetBucketLifecycleResponse> {
+        let r = req.into_inner();
+        if let Some(cfg) = &r.config {
+            anode_meta::lifecycle::validate(cfg).map_err(|e| {
+                ErrorDetail::new(ErrorCode::InvalidArgument, e.to_string()).to_status()
+            })?;
+        }
+        self.write_in(
+            r.session,
+            Op::SetBucketLifecycle(SetBucketLifecycleCmd {
+                name: r.name,
+                config: r.config,
+            }),
+        )
+        .await?;
+        ok(SetBucketLifecycleResponse {})
+    }
+
+    async fn set_object_lock(
+        &self,
+        req: Request<SetObjectLockRequest>,
+    ) -> Rpc<SetObjectLockResponse> {
+        let r = req.into_inner();
+        let cmd = r.cmd.ok_or_else(|| {
+            ErrorDetail::new(ErrorCode::InvalidArgument, "no command").to_status()
+        })?;
+        let res = self.write_in(r.session, Op::SetObjectLock(cmd)).await?;
+        ok(SetObjectLockResponse {
+            manifest: res.manifest,
         })
     }
 

@@ -1052,7 +1052,7 @@ mod tests {
     /// access fields.
     #[test]
     fn formats_1_to_4_are_migrated_to_5() {
-        for old in [1, 2, 3, 4] {
+        for old in [1, 2, 3, 4, 5] {
             let dir = tempfile::tempdir().unwrap();
             {
                 let s = RaftStore::open(dir.path()).unwrap();
@@ -1062,7 +1062,7 @@ mod tests {
                 s.write_format(old).unwrap();
             }
             let s = RaftStore::open(dir.path()).unwrap();
-            assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (5, 5));
+            assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (6, 6));
             assert_eq!(s.conf_state().voters, vec![1]);
             assert_eq!(
                 (s.sm_cf_name(), s.view().get(b"u/a")),

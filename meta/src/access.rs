@@ -210,6 +210,7 @@ fn master_roles(method: &str) -> Option<&'static [Role]> {
         | "DeleteObject"
         | "DeleteObjects"
         | "ListObjects"
+        | "ListObjectVersions"
         | "CreateMultipart"
         | "PutPart"
         | "CompleteMultipart"
@@ -232,6 +233,11 @@ fn master_roles(method: &str) -> Option<&'static [Role]> {
         // Users hold no secret: gateways read them to resolve principals, operators list them.
         "GetUser" | "ListUsers" => &[Gateway, Admin],
         "SetBucketAccess" | "SetObjectAcl" => &[Gateway, Admin],
+        // Versioning, object lock and lifecycle configuration (issue 14): set by the gateway
+        // for S3 principals it authorized, and by operators.
+        "SetBucketVersioning" | "SetBucketObjectLock" | "SetBucketLifecycle" | "SetObjectLock" => {
+            &[Gateway, Admin]
+        }
         "Status" | "Leader" => ANYONE,
         _ => return None,
     })
@@ -361,6 +367,14 @@ mod tests {
             ("/anode.v1.Master/ListUsers", &[Gateway, Admin]),
             ("/anode.v1.Master/SetBucketAccess", &[Gateway, Admin]),
             ("/anode.v1.Master/SetObjectAcl", &[Gateway, Admin]),
+            ("/anode.v1.Master/SetBucketVersioning", &[Gateway, Admin]),
+            ("/anode.v1.Master/SetBucketObjectLock", &[Gateway, Admin]),
+            ("/anode.v1.Master/SetBucketLifecycle", &[Gateway, Admin]),
+            ("/anode.v1.Master/SetObjectLock", &[Gateway, Admin]),
+            (
+                "/anode.v1.Master/ListObjectVersions",
+                &[Gateway, Client, Admin],
+            ),
             ("/anode.v1.Master/PutObject", &[Gateway, Client, Admin]),
             ("/anode.v1.Master/PutObjects", &[Client, Admin]),
             ("/anode.v1.Master/AllocateChunks", &[Gateway, Client, Admin]),

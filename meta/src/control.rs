@@ -697,6 +697,7 @@ mod tests {
         let del = DeleteObjectCmd {
             bucket: "bkt".into(),
             key: "k".into(),
+            ..Default::default()
         };
         apply(&mut kv, 5, 0, Op::DeleteObject(del));
         let (lc, hc) = (LeaseConfig::default(), HealConfig::default());

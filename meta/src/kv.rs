@@ -144,6 +144,15 @@ impl<'a> Overlay<'a> {
     pub fn delete(&mut self, key: Vec<u8>) {
         self.pending.insert(key, None);
     }
+    /// Stage the writes of another overlay (one made on top of this one).
+    pub fn apply_mutations(&mut self, muts: Vec<Mutation>) {
+        for m in muts {
+            match m {
+                Mutation::Put(k, v) => self.put(k, v),
+                Mutation::Delete(k) => self.delete(k),
+            }
+        }
+    }
     /// The staged writes, in key order (deterministic).
     pub fn into_mutations(self) -> Vec<Mutation> {
         self.pending

@@ -33,6 +33,7 @@ pub mod control;
 pub mod healer;
 pub mod kv;
 pub mod leases;
+pub mod lifecycle;
 pub mod locations;
 pub mod membership;
 pub mod placement;

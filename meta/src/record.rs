@@ -95,6 +95,7 @@ versioned! {
     MemberChangeContext => RECORD_VERSION,
     ClientSessionRecord => RECORD_VERSION,
     SessionAnswer => RECORD_VERSION,
+    LifecycleProgress => RECORD_VERSION,
 }
 
 /// Commands keep the version they were written with (version 0 reads as 1): `apply` takes every

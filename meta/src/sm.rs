@@ -10,6 +10,8 @@
 //! | `s/<id u64be>` | `ChunkserverRecord` |
 //! | `u/<uuid>` | chunkserver id (u64be) |
 //! | `c/<sha256>` | `ChunkInfo` (refcount, length, servers) |
+//! | `v/<bucket>\0<key>\0<!seq u64be>`, `n/<bucket>\0<key>` | noncurrent versions and delete markers, the null version's seq ([`versions`]) |
+//! | `y/<bucket>` | `LifecycleProgress` (the lifecycle worker's cursor) |
 //! | `m/<bucket>\0<key>\0<upload id>` | `MultipartUpload` |
 //! | `p/<bucket>\0<key>\0<upload id>\0<part u32be>` | `PartRecord` |
 //! | `x/<counter>` | u64be counters (next chunkserver id, stats, `x/usage/...`: [`users`]) |
@@ -30,6 +32,7 @@ use crate::kv::{KvRead, Mutation, Overlay};
 use crate::validate::{self, ValidationError};
 
 mod invariants;
+mod lifecycle_apply;
 mod list;
 mod mem;
 mod permissions;
@@ -38,9 +41,11 @@ pub mod sessions;
 #[cfg(test)]
 mod tests;
 pub mod users;
+pub mod versions;
 
 pub use invariants::{check_refcount_deltas, InvariantError};
-pub use list::{list_objects, list_parts, list_uploads};
+pub use lifecycle_apply::{lifecycle_plan, lifecycle_progress};
+pub use list::{list_object_versions, list_objects, list_parts, list_uploads};
 pub use mem::MemState;
 pub use records::{check_record, decode_snapshot};
 use records::{get_msg, must_decode, scan_msgs};
@@ -133,6 +138,21 @@ pub enum StateError {
     /// The user still owns buckets or keys.
     #[error("the user cannot be deleted: {0}")]
     UserNotEmpty(String),
+    /// A version id that names no version of the key.
+    #[error("no such version: {0}")]
+    NoSuchVersion(String),
+    /// The version asked for is a delete marker.
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(String),
+    /// A locked version (retention, legal hold).
+    #[error("access denied: {0}")]
+    ObjectLocked(String),
+    /// The bucket's state forbids the change.
+    #[error("invalid bucket state: {0}")]
+    InvalidBucketState(String),
+    /// The bucket has no such configuration.
+    #[error("{0}")]
+    NoSuchConfiguration(String),
     /// A bucket access record or object ACL that does not decode, or whose policy does not
     /// parse as its bucket's (`InvalidArgument` on the wire).
     #[error("invalid access configuration: {0}")]
@@ -168,6 +188,11 @@ impl StateError {
             StateError::UserExists(_) => ErrorCode::UserExists,
             StateError::UserNotEmpty(_) => ErrorCode::UserNotEmpty,
             StateError::InvalidAccess(_) => ErrorCode::InvalidArgument,
+            StateError::NoSuchVersion(_) => ErrorCode::NoSuchVersion,
+            StateError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            StateError::ObjectLocked(_) => ErrorCode::ObjectLocked,
+            StateError::InvalidBucketState(_) => ErrorCode::InvalidBucketState,
+            StateError::NoSuchConfiguration(_) => ErrorCode::NoSuchConfiguration,
         }
     }
 
@@ -188,7 +213,8 @@ impl StateError {
             | StateError::QuotaExceeded(r)
             | StateError::NoSuchUser(r)
             | StateError::UserExists(r)
-            | StateError::UserNotEmpty(r) => d.with_resource(r.clone()),
+            | StateError::UserNotEmpty(r)
+            | StateError::NoSuchVersion(r) => d.with_resource(r.clone()),
             StateError::UnknownChunkserver(id) | StateError::StaleEpoch { id, .. } => {
                 d.with_resource(id.to_string())
             }
@@ -200,7 +226,11 @@ impl StateError {
             | StateError::BadCommand(_)
             | StateError::UnsupportedVersion(_)
             | StateError::InvalidArgument(_)
-            | StateError::InvalidAccess(_) => d,
+            | StateError::InvalidAccess(_)
+            | StateError::MethodNotAllowed(_)
+            | StateError::ObjectLocked(_)
+            | StateError::InvalidBucketState(_)
+            | StateError::NoSuchConfiguration(_) => d,
         }
     }
 }
@@ -555,8 +585,45 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op, rules: Rules) ->
         Op::DeleteBucket(c) => delete_bucket(o, &c.name),
         Op::PutObject(c) => put_object(o, index, now, c, rules),
         Op::PutObjects(c) => put_objects(o, index, now, c, rules),
-        Op::DeleteObject(c) => delete_objects(o, now, &c.bucket, std::slice::from_ref(&c.key)),
-        Op::DeleteObjects(c) => delete_objects(o, now, &c.bucket, &c.keys),
+        Op::DeleteObject(c) => {
+            let entry = [(c.key.clone(), c.version_id.clone())];
+            delete_objects(o, index, now, &c.bucket, &entry, c.bypass_governance, true)
+        }
+        Op::DeleteObjects(c) => {
+            let entries: Vec<(String, Option<String>)> = c
+                .keys
+                .iter()
+                .map(|k| (k.clone(), None))
+                .chain(
+                    c.objects
+                        .iter()
+                        .map(|r| (r.key.clone(), r.version_id.clone())),
+                )
+                .collect();
+            delete_objects(
+                o,
+                index,
+                now,
+                &c.bucket,
+                &entries,
+                c.bypass_governance,
+                false,
+            )
+        }
+        Op::SetBucketVersioning(c) => {
+            versions::set_versioning(o, c)?;
+            Ok(CommandResult::default())
+        }
+        Op::SetBucketObjectLock(c) => {
+            versions::set_object_lock_config(o, c)?;
+            Ok(CommandResult::default())
+        }
+        Op::SetBucketLifecycle(c) => lifecycle_apply::set_lifecycle(o, c),
+        Op::SetObjectLock(c) => Ok(CommandResult {
+            manifest: Some(versions::set_lock(o, now, c)?),
+            ..Default::default()
+        }),
+        Op::LifecycleBatch(c) => lifecycle_apply::apply_batch(o, index, now, c),
         Op::CreateKey(c) => create_key(o, now, c),
         Op::CreateUser(c) => users::create_user(o, now, c),
         Op::DeleteUser(c) => users::delete_user(o, &c.name),
@@ -628,7 +695,11 @@ fn create_bucket(o: &mut Overlay<'_>, now: u64, c: &CreateBucketCmd) -> Res {
 
 fn delete_bucket(o: &mut Overlay<'_>, name: &str) -> Res {
     get_bucket(o, name).ok_or_else(|| StateError::NoSuchBucket(name.into()))?;
-    for prefix in [object_prefix(name), upload_prefix(name)] {
+    for prefix in [
+        object_prefix(name),
+        upload_prefix(name),
+        versions::versions_prefix(name),
+    ] {
         if !o
             .scan(&prefix, prefix_end(&prefix).as_deref(), 1)
             .is_empty()
@@ -637,6 +708,7 @@ fn delete_bucket(o: &mut Overlay<'_>, name: &str) -> Res {
         }
     }
     o.delete(bucket_key(name));
+    o.delete([b"y/", name.as_bytes()].concat());
     users::drop_bucket(o, name);
     Ok(CommandResult::default())
 }
@@ -720,6 +792,11 @@ fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd, rules
         .clone()
         .ok_or_else(|| StateError::BadCommand("no manifest".into()))?;
     rules.manifest(&m)?;
+    if m.delete_marker || !m.version_id.is_empty() || m.version_seq != 0 {
+        return Err(StateError::BadCommand(
+            "a written manifest names no version and is no delete marker".into(),
+        ));
+    }
     permissions::check_object_acl(&m.acl)?;
     let key = object_key(&c.bucket, &c.key);
     let old: Option<Manifest> = get_msg(o, &key);
@@ -733,8 +810,7 @@ fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd, rules
         object_version: index,
         ..m
     };
-    let replication = bucket_replication(o, &c.bucket);
-    replace_object(o, now, (&c.bucket, &key), old, &m, replication)?;
+    let m = write_version(o, index, now, &c.bucket, &c.key, m)?;
     Ok(CommandResult {
         manifest: Some(m),
         ..Default::default()
@@ -776,54 +852,108 @@ fn check_condition(old: Option<&Manifest>, cond: Option<&str>) -> Result<(), Sta
     }
 }
 
-/// Write `m` at `key` of `bucket`, moving references and counters from the old manifest;
-/// `QuotaExceeded` (and nothing written) when the bucket's or its owner's usage would grow
-/// past a quota.
-fn replace_object(
+/// Write `m` as the newest version of `bucket/key` (see [`versions::install`]), moving
+/// references and counters: the version it replaces for good (an unversioned or suspended
+/// bucket's null version) gives its up, `m` takes its own. `QuotaExceeded` (and nothing
+/// written) when the bucket's or its owner's usage would grow past a quota.
+fn write_version(
     o: &mut Overlay<'_>,
+    index: u64,
     now: u64,
-    (bucket, key): (&str, &[u8]),
-    old: Option<Manifest>,
-    m: &Manifest,
-    replication: u32,
-) -> Result<(), StateError> {
-    let d_objects = i64::from(old.is_none());
-    let d_bytes = m.size as i64 - old.as_ref().map_or(0, |o| o.size as i64);
-    users::charge(o, bucket, d_objects, d_bytes)?;
-    adjust_refs(o, now, &m.chunks, 1, replication);
-    add_u64(o, STAT_STORED, m.inline_data.len() as i64);
-    add_u64(o, STAT_LOGICAL, m.size as i64);
-    match old {
-        Some(old) => drop_object_refs(o, now, &old),
-        None => add_u64(o, STAT_OBJECTS, 1),
+    bucket: &str,
+    key: &str,
+    mut m: Manifest,
+) -> Result<Manifest, StateError> {
+    track_usage(o, bucket)?;
+    let installed = versions::install(o, index, now, bucket, key, &mut m)?;
+    if let Some(old) = installed.replaced.filter(|r| !r.delete_marker) {
+        drop_version(o, now, bucket, &old)?;
     }
-    o.put(key.to_vec(), m.encode_to_vec());
+    if !m.delete_marker {
+        let replication = bucket_replication(o, bucket);
+        users::charge(o, bucket, 1, m.size as i64)?;
+        adjust_refs(o, now, &m.chunks, 1, replication);
+        add_u64(o, STAT_STORED, m.inline_data.len() as i64);
+        add_u64(o, STAT_LOGICAL, m.size as i64);
+        add_u64(o, STAT_OBJECTS, 1);
+    }
+    Ok(m)
+}
+
+/// Make sure the bucket has usage counters before versions move (the counters of a bucket
+/// from before them are computed by a scan, which must see the state before the command).
+fn track_usage(o: &mut Overlay<'_>, bucket: &str) -> Result<(), StateError> {
+    let cfg = get_bucket(o, bucket).ok_or_else(|| StateError::NoSuchBucket(bucket.into()))?;
+    users::ensure_tracked(o, bucket, &cfg);
     Ok(())
 }
 
-fn drop_object_refs(o: &mut Overlay<'_>, now: u64, old: &Manifest) {
+/// Give up the references, usage and counters of a version removed for good.
+fn drop_version(
+    o: &mut Overlay<'_>,
+    now: u64,
+    bucket: &str,
+    old: &Manifest,
+) -> Result<(), StateError> {
+    users::charge(o, bucket, -1, -(old.size as i64))?;
     adjust_refs(o, now, &old.chunks, -1, 0);
     add_u64(o, STAT_STORED, -(old.inline_data.len() as i64));
     add_u64(o, STAT_LOGICAL, -(old.size as i64));
+    add_u64(o, STAT_OBJECTS, -1);
+    Ok(())
 }
 
-fn delete_objects(o: &mut Overlay<'_>, now: u64, bucket: &str, keys: &[String]) -> Res {
-    get_bucket(o, bucket).ok_or_else(|| StateError::NoSuchBucket(bucket.into()))?;
-    let mut deleted = Vec::new();
-    for k in keys {
-        let key = object_key(bucket, k);
-        if let Some(old) = get_msg::<Manifest>(o, &key) {
-            users::charge(o, bucket, -1, -(old.size as i64))?;
-            drop_object_refs(o, now, &old);
-            add_u64(o, STAT_OBJECTS, -1);
-            o.delete(key);
-            deleted.push(k.clone());
+/// Deletes, in order: the plain `keys` (S3 simple deletes), then the `objects` with their
+/// version ids. In a bulk delete a refused entry (a locked version, a bad version id) is
+/// reported in its outcome and the others still apply; a single delete's refusal is the
+/// command's.
+fn delete_objects(
+    o: &mut Overlay<'_>,
+    index: u64,
+    now: u64,
+    bucket: &str,
+    entries: &[(String, Option<String>)],
+    bypass: bool,
+    single: bool,
+) -> Res {
+    track_usage(o, bucket)?;
+    if entries.len() > validate::MAX_DELETE_KEYS {
+        return Err(StateError::InvalidArgument(format!(
+            "{} keys in one delete, at most {}",
+            entries.len(),
+            validate::MAX_DELETE_KEYS
+        )));
+    }
+    let mut result = CommandResult::default();
+    for (k, vid) in entries {
+        // Each entry on its own overlay, so a refused one leaves nothing behind.
+        let mut entry = Overlay::new(&*o);
+        let done = versions::delete(&mut entry, index, now, bucket, k, vid.as_deref(), bypass)
+            .and_then(|d| {
+                if let Some(old) = &d.removed {
+                    drop_version(&mut entry, now, bucket, old)?;
+                }
+                Ok(d.outcome)
+            });
+        match done {
+            Ok(outcome) => {
+                let muts = entry.into_mutations();
+                o.apply_mutations(muts);
+                if outcome.existed && vid.is_none() {
+                    result.deleted_keys.push(k.clone());
+                }
+                result.deletions.push(outcome);
+            }
+            Err(e) if single => return Err(e),
+            Err(e) => result.deletions.push(DeleteOutcome {
+                key: k.clone(),
+                version_id: vid.clone().unwrap_or_default(),
+                error: Some(e.detail()),
+                ..Default::default()
+            }),
         }
     }
-    Ok(CommandResult {
-        deleted_keys: deleted,
-        ..Default::default()
-    })
+    Ok(result)
 }
 
 fn create_key(o: &mut Overlay<'_>, now: u64, c: &CreateKeyCmd) -> Res {
@@ -1030,8 +1160,7 @@ fn complete_multipart(
         o.delete(part_key(&c.bucket, &c.key, &c.upload_id, p.part_number));
     }
     o.delete(upload_key(&c.bucket, &c.key, &c.upload_id));
-    let replication = bucket_replication(o, &c.bucket);
-    replace_object(o, now, (&c.bucket, &key), old, &m, replication)?;
+    let m = write_version(o, index, now, &c.bucket, &c.key, m)?;
     Ok(CommandResult {
         manifest: Some(m),
         ..Default::default()
@@ -1094,6 +1223,10 @@ fn multipart_manifest(
         inline_data: Vec::new(),
         // The ACL given when the upload started (checked then).
         acl: u.acl.clone(),
+        lock_mode: u.lock_mode.clone(),
+        retain_until_ms: u.retain_until_ms,
+        legal_hold: u.legal_hold,
+        ..Default::default()
     })
 }
 
@@ -1114,8 +1247,16 @@ fn abort_multipart(o: &mut Overlay<'_>, now: u64, c: &AbortMultipartCmd) -> Res 
 pub fn check_invariants(kv: &dyn KvRead) -> Result<(), String> {
     let mut refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     let (mut objects, mut logical) = (0u64, 0u64);
-    for (k, v) in kv.scan(b"o/", prefix_end(b"o/").as_deref(), usize::MAX) {
+    let versions = kv.scan(b"v/", prefix_end(b"v/").as_deref(), usize::MAX);
+    for (k, v) in kv
+        .scan(b"o/", prefix_end(b"o/").as_deref(), usize::MAX)
+        .into_iter()
+        .chain(versions)
+    {
         let m: Manifest = crate::record::decode(&k, &v).map_err(|e| e.to_string())?;
+        if m.delete_marker {
+            continue;
+        }
         objects += 1;
         logical += m.size;
         for c in &m.chunks {

@@ -90,6 +90,7 @@ fn manifest() -> Manifest {
         part_sizes: vec![5 << 20, 3 << 20],
         system_metadata: one("cache-control", "max-age=60"),
         acl: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -280,6 +281,7 @@ fn upload() -> MultipartUpload {
         user_metadata: one("owner", "ann"),
         system_metadata: one("content-encoding", "gzip"),
         acl: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -523,6 +525,134 @@ fn the_version_4_commands_apply() {
     assert_eq!(b.access, bucket_access());
     let m = anode_meta::state::get_object(&st.kv, "photos", "2024/cat.jpg").unwrap();
     assert_eq!(m.acl, object_acl());
+}
+
+/// Fields added within version 1 with issue 14 (versions and object lock).
+fn manifest_versioned() -> Manifest {
+    Manifest {
+        version_id: "0000002a00010000".into(),
+        version_seq: 0x2a_0001_0000,
+        lock_mode: "GOVERNANCE".into(),
+        retain_until_ms: 1_800_000_000_000,
+        legal_hold: true,
+        ..manifest()
+    }
+}
+
+fn delete_marker() -> Manifest {
+    Manifest {
+        version: 1,
+        delete_marker: true,
+        version_id: "0000002b00000000".into(),
+        version_seq: 0x2b_0000_0000,
+        mtime_ms: 1_700_000_000_200,
+        object_version: 43,
+        ..Default::default()
+    }
+}
+
+fn bucket_versioned() -> BucketConfig {
+    BucketConfig {
+        versioning: false,
+        versioning_state: 2,
+        object_lock: true,
+        default_retention: Some(DefaultRetention {
+            mode: "COMPLIANCE".into(),
+            days: 3,
+            years: 0,
+        }),
+        lifecycle: Some(LifecycleConfig {
+            rules: vec![LifecycleRule {
+                id: "logs".into(),
+                enabled: true,
+                prefix: "logs/".into(),
+                size_greater_than: 10,
+                expiration_days: 30,
+                noncurrent_days: 7,
+                newer_noncurrent_versions: 2,
+                abort_multipart_days: 1,
+                ..Default::default()
+            }],
+        }),
+        ..bucket()
+    }
+}
+
+fn lifecycle_progress() -> LifecycleProgress {
+    LifecycleProgress {
+        version: 1,
+        pass_started_ms: 1_700_000_000_300,
+        last_pass_done_ms: 1_700_000_000_100,
+        phase: 1,
+        after_key: "logs/a\0u-1".into(),
+        pass_done: false,
+        expired: 5,
+        noncurrent_deleted: 4,
+        markers_removed: 3,
+        uploads_aborted: 2,
+        passes: 1,
+    }
+}
+
+fn v5(op: Op) -> Command {
+    Command {
+        version: 5,
+        now_ms: 1_700_000_000_400,
+        session: None,
+        op: Some(op),
+    }
+}
+
+fn command_set_bucket_versioning() -> Command {
+    v5(Op::SetBucketVersioning(SetBucketVersioningCmd {
+        name: "photos".into(),
+        state: 1,
+    }))
+}
+
+fn command_delete_version() -> Command {
+    v5(Op::DeleteObjects(DeleteObjectsCmd {
+        bucket: "photos".into(),
+        keys: vec!["a".into()],
+        objects: vec![ObjectVersionRef {
+            key: "b".into(),
+            version_id: Some("null".into()),
+        }],
+        bypass_governance: true,
+    }))
+}
+
+fn command_set_object_lock() -> Command {
+    v5(Op::SetObjectLock(SetObjectLockCmd {
+        bucket: "photos".into(),
+        key: "2024/cat.jpg".into(),
+        version_id: Some("0000002a00010000".into()),
+        set_retention: true,
+        mode: "GOVERNANCE".into(),
+        retain_until_ms: 1_900_000_000_000,
+        bypass_governance: false,
+        set_legal_hold: true,
+        legal_hold: false,
+    }))
+}
+
+#[test]
+fn issue_14_encodings_stay_readable() {
+    check_golden("manifest_versioned.v1", &manifest_versioned(), true);
+    check_golden("manifest_delete_marker.v1", &delete_marker(), true);
+    check_golden("bucket_config_versioned.v1", &bucket_versioned(), true);
+    check_golden("lifecycle_progress.v1", &lifecycle_progress(), true);
+    check_golden(
+        "command_set_bucket_versioning.v5",
+        &command_set_bucket_versioning(),
+        true,
+    );
+    check_golden("command_delete_version.v5", &command_delete_version(), true);
+    check_golden(
+        "command_set_object_lock.v5",
+        &command_set_object_lock(),
+        true,
+    );
 }
 
 #[test]

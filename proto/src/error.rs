@@ -19,7 +19,7 @@ impl ErrorCode {
     /// Every code, in wire-number order. Its completeness is checked: [`ErrorCode::position`]
     /// names every variant (the compiler insists), and a test checks that each number the
     /// generated enum accepts sits in this list at its position.
-    pub const ALL: [ErrorCode; 44] = [
+    pub const ALL: [ErrorCode; 49] = [
         ErrorCode::Unspecified,
         ErrorCode::NoSuchBucket,
         ErrorCode::BucketAlreadyExists,
@@ -47,7 +47,12 @@ impl ErrorCode {
         ErrorCode::NoSuchUser,
         ErrorCode::UserExists,
         ErrorCode::UserNotEmpty,
+        ErrorCode::NoSuchVersion,
+        ErrorCode::InvalidBucketState,
+        ErrorCode::ObjectLocked,
         ErrorCode::InsufficientServers,
+        ErrorCode::NoSuchConfiguration,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::NotMember,
         ErrorCode::AlreadyMember,
         ErrorCode::WouldLoseQuorum,
@@ -98,23 +103,28 @@ impl ErrorCode {
             NoSuchUser => 24,
             UserExists => 25,
             UserNotEmpty => 26,
-            InsufficientServers => 27,
-            NotMember => 28,
-            AlreadyMember => 29,
-            WouldLoseQuorum => 30,
-            ConfChangeRejected => 31,
-            NotLeader => 32,
-            Busy => 33,
-            Unavailable => 34,
-            Timeout => 35,
-            Internal => 36,
-            BadDigest => 37,
-            NoSuchChunk => 38,
-            InsufficientStorage => 39,
-            CorruptChunk => 40,
-            IncompleteBody => 41,
-            ChunkUnavailable => 42,
-            PermissionDenied => 43,
+            NoSuchVersion => 27,
+            InvalidBucketState => 28,
+            ObjectLocked => 29,
+            NoSuchConfiguration => 31,
+            MethodNotAllowed => 32,
+            InsufficientServers => 30,
+            NotMember => 33,
+            AlreadyMember => 34,
+            WouldLoseQuorum => 35,
+            ConfChangeRejected => 36,
+            NotLeader => 37,
+            Busy => 38,
+            Unavailable => 39,
+            Timeout => 40,
+            Internal => 41,
+            BadDigest => 42,
+            NoSuchChunk => 43,
+            InsufficientStorage => 44,
+            CorruptChunk => 45,
+            IncompleteBody => 46,
+            ChunkUnavailable => 47,
+            PermissionDenied => 48,
         }
     }
 }
@@ -208,6 +218,11 @@ impl ErrorDetail {
             | NoSuchUser
             | UserExists
             | UserNotEmpty
+            | NoSuchVersion
+            | InvalidBucketState
+            | ObjectLocked
+            | NoSuchConfiguration
+            | MethodNotAllowed
             | InsufficientServers
             | NotMember
             | AlreadyMember
@@ -246,14 +261,18 @@ pub mod grpc {
         use ErrorCode::*;
         match code {
             NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchAccessKey | UnknownChunkserver
-            | NotMember | NoSuchChunk | NoSuchUser => Code::NotFound,
+            | NotMember | NoSuchChunk | NoSuchUser | NoSuchVersion | NoSuchConfiguration => {
+                Code::NotFound
+            }
             BucketAlreadyExists
             | BucketAlreadyOwnedByYou
             | AccessKeyExists
             | AlreadyMember
             | UserExists => Code::AlreadyExists,
             BucketNotEmpty | UserNotEmpty | PreconditionFailed | StaleEpoch | WouldLoseQuorum
-            | ChunkGone | NotLeader => Code::FailedPrecondition,
+            | ChunkGone | NotLeader | InvalidBucketState | MethodNotAllowed => {
+                Code::FailedPrecondition
+            }
             InvalidBucketName | KeyTooLong | MetadataTooLarge | InvalidPart | InvalidPartOrder
             | EntityTooSmall | InvalidArgument | BadCommand | UnsupportedVersion | BadDigest
             | IncompleteBody => Code::InvalidArgument,
@@ -262,7 +281,7 @@ pub mod grpc {
             }
             Unavailable | ChunkUnavailable => Code::Unavailable,
             Timeout => Code::DeadlineExceeded,
-            PermissionDenied => Code::PermissionDenied,
+            PermissionDenied | ObjectLocked => Code::PermissionDenied,
             SessionExpired => Code::Aborted,
             CorruptChunk => Code::DataLoss,
             Unspecified | ConfChangeRejected | Internal => Code::Internal,

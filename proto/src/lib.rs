@@ -23,7 +23,11 @@ pub use error::Refusal;
 /// `MultipartUpload.acl`, `SetBucketAccess`, `SetObjectAcl`): a version 3 member would drop
 /// those fields while decoding and apply the rest, so it halts at the first version 4
 /// command instead.
-pub const COMMAND_VERSION: u32 = 4;
+/// Version 5 added versioning, object lock and lifecycle (`SetBucketVersioning`,
+/// `SetBucketObjectLock`, `SetBucketLifecycle`, `SetObjectLock`, `LifecycleBatch`, the version
+/// fields of `DeleteObject(s)`): a version 4 member would delete current objects where newer
+/// members add delete markers, so it halts at the first version 5 command instead.
+pub const COMMAND_VERSION: u32 = 5;
 /// Current encoding version of [`v1::Manifest`].
 pub const MANIFEST_VERSION: u32 = 1;
 /// Current encoding version of records in the master state (buckets, keys, registry, chunks).
@@ -59,4 +63,9 @@ pub const SNAPSHOT_VERSION: u32 = 3;
 /// write them back without (an older binary opening a newer store loses access
 /// configuration silently), so it refuses the store instead; formats 0-4 read as format 5
 /// (empty fields: the default access).
-pub const STORE_FORMAT_VERSION: u32 = 5;
+/// Format 6 added object versions (issue 14): the key ranges `v/` (noncurrent versions and
+/// delete markers) and `n/` (where a key's null version sits among them), the version and
+/// lock fields of `Manifest`, and the versioning, object lock and lifecycle fields of
+/// `BucketConfig`. Formats 0-5 read as format 6 with no versions: every object is the
+/// current, `null` version of its key.
+pub const STORE_FORMAT_VERSION: u32 = 6;

@@ -256,15 +256,15 @@ implemented {
     async fn delete_object(&self, r: Request<DeleteObjectRequest>) -> Rpc<DeleteObjectResponse> {
         let mut st = self.gate("delete_object")?;
         let r = r.into_inner();
-        let op = Op::DeleteObject(DeleteObjectCmd { bucket: r.bucket, key: r.key });
+        let op = Op::DeleteObject(DeleteObjectCmd { bucket: r.bucket, key: r.key, ..Default::default() });
         let res = st.sm.propose_in(r.session, op).map_err(|e| e.to_status())?;
-        ok(DeleteObjectResponse { existed: !res.deleted_keys.is_empty() })
+        ok(DeleteObjectResponse { existed: !res.deleted_keys.is_empty(), outcome: res.deletions.into_iter().next() })
     }
     async fn delete_objects(&self, r: Request<DeleteObjectsRequest>) -> Rpc<DeleteObjectsResponse> {
         let mut st = self.gate("delete_objects")?;
         let r = r.into_inner();
-        let res = st.propose(Op::DeleteObjects(DeleteObjectsCmd { bucket: r.bucket, keys: r.keys }))?;
-        ok(DeleteObjectsResponse { deleted: res.deleted_keys })
+        let res = st.propose(Op::DeleteObjects(DeleteObjectsCmd { bucket: r.bucket, keys: r.keys, ..Default::default() }))?;
+        ok(DeleteObjectsResponse { deleted: res.deleted_keys, outcomes: res.deletions })
     }
     async fn put_objects(&self, r: Request<PutObjectsRequest>) -> Rpc<PutObjectsResponse> {
         let mut st = self.gate("put_objects")?;
@@ -354,6 +354,11 @@ implemented {
     }
 }
 stubs {
+    list_object_versions(ListObjectVersionsRequest) -> ListObjectVersionsResponse;
+    set_bucket_versioning(SetBucketVersioningRequest) -> SetBucketVersioningResponse;
+    set_bucket_object_lock(SetBucketObjectLockRequest) -> SetBucketObjectLockResponse;
+    set_bucket_lifecycle(SetBucketLifecycleRequest) -> SetBucketLifecycleResponse;
+    set_object_lock(SetObjectLockRequest) -> SetObjectLockResponse;
     register_chunkserver(RegisterChunkserverRequest) -> RegisterChunkserverResponse;
     heartbeat(HeartbeatRequest) -> HeartbeatResponse;
     create_key(CreateKeyRequest) -> CreateKeyResponse;

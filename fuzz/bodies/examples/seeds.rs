@@ -416,6 +416,7 @@ fn master_seeds() {
         Op::DeleteObject(DeleteObjectCmd {
             bucket: "bkt".into(),
             key: "k".into(),
+            ..Default::default()
         }),
         Op::TombstoneChunks(TombstoneChunksCmd {
             sha256: vec![vec![2; 32]],

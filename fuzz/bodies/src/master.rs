@@ -144,6 +144,18 @@ fn manifest(c: &mut Cursor<'_>) -> Manifest {
         part_sizes: (0..c.pick(3)).map(|_| number(c)).collect(),
         system_metadata: Default::default(),
         acl: acl(c),
+        // Object lock fields (refused on buckets without object lock) and, rarely, version
+        // fields a writer must never set.
+        lock_mode: ["", "", "GOVERNANCE", "COMPLIANCE", "bogus"][c.pick(5)].into(),
+        retain_until_ms: if c.u8() % 2 == 0 { 0 } else { number(c) },
+        legal_hold: c.u8() % 4 == 0,
+        version_id: if c.u8() % 8 == 0 {
+            "0000000000000001".into()
+        } else {
+            String::new()
+        },
+        delete_marker: c.u8() % 16 == 0,
+        version_seq: 0,
     }
 }
 
@@ -207,10 +219,12 @@ fn op(c: &mut Cursor<'_>) -> Op {
         3 => Op::DeleteObject(DeleteObjectCmd {
             bucket: bucket(c),
             key: key(c),
+            ..Default::default()
         }),
         4 => Op::DeleteObjects(DeleteObjectsCmd {
             bucket: bucket(c),
             keys: (0..c.pick(4)).map(|_| key(c)).collect(),
+            ..Default::default()
         }),
         5 => Op::CreateKey(CreateKeyCmd {
             key: Some(AccessKey {

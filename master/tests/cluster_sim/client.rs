@@ -386,6 +386,7 @@ pub async fn delete(io: Rc<ClientIo>, key: String) -> Outcome {
         bucket: BUCKET.into(),
         key,
         session: io.begin_write(),
+        ..Default::default()
     };
     match master_call(&io, Call::DeleteObject(req)).await {
         (Some(Reply::Deleted), _) => Outcome::Ok(None),
@@ -401,6 +402,7 @@ pub async fn get(io: Rc<ClientIo>, key: String) -> Outcome {
         bucket: BUCKET.into(),
         key: key.clone(),
         allow_stale: false,
+        ..Default::default()
     };
     let m = match master_call(&io, Call::GetObject(req)).await.0 {
         Some(Reply::Got(m)) => *m,

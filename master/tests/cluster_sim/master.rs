@@ -347,6 +347,7 @@ impl SimMaster {
                 Op::DeleteObject(DeleteObjectCmd {
                     bucket: r.bucket,
                     key: r.key,
+                    ..Default::default()
                 }),
                 Then::Deleted,
             ),

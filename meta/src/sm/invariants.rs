@@ -2,7 +2,7 @@
 //! to the driver (and so before the batch that makes them durable is written).
 //!
 //! **Refcounts equal references** (`refcounts-equal-references` in docs/architecture.md),
-//! checked incrementally: for every chunk whose references (manifests `o/`, parts `p/`) or
+//! checked incrementally: for every chunk whose references (manifests `o/` and `v/`, parts `p/`) or
 //! record (`c/`) a command changes, the change of its refcount equals the change of its
 //! references. Given a state where the invariant holds, the state after the command holds it
 //! too. The cost is the old values of the keys the command writes (point reads), never a scan.
@@ -61,7 +61,7 @@ fn account(
     new: Option<&Vec<u8>>,
 ) -> Result<(), RecordError> {
     match key.get(..2).unwrap_or_default() {
-        b"o/" => {
+        b"o/" | b"v/" => {
             let chunks = |m: Option<Manifest>| m.map(|m| m.chunks).unwrap_or_default();
             count_refs(deltas, &chunks(decode_opt(key, old)?), -1);
             count_refs(deltas, &chunks(decode_opt(key, new)?), 1);
@@ -94,7 +94,7 @@ pub fn check_refcount_deltas(base: &dyn KvRead, muts: &[Mutation]) -> Result<(),
     }
     let mut deltas: BTreeMap<Vec<u8>, Deltas> = BTreeMap::new();
     for (key, new) in last {
-        if matches!(key.get(..2), Some(b"o/" | b"p/" | b"c/")) {
+        if matches!(key.get(..2), Some(b"o/" | b"v/" | b"p/" | b"c/")) {
             let old = base.get(key);
             account(&mut deltas, key, old.as_ref(), new)?;
         }
@@ -241,6 +241,7 @@ mod tests {
             op: Some(command::Op::DeleteObject(DeleteObjectCmd {
                 bucket: "b".into(),
                 key: "k".into(),
+                ..Default::default()
             })),
         };
         let _ = super::super::apply(&kv, 7, &cmd);

@@ -2,7 +2,9 @@
 //! common prefixes instead of scanning their contents.
 
 use super::records::must_decode;
-use super::{get_bucket, object_prefix, part_prefix, prefix_end, upload_prefix, StateError};
+use super::{
+    get_bucket, object_prefix, part_prefix, prefix_end, upload_prefix, versions, StateError,
+};
 use crate::kv::{KvRead, Step};
 use anode_proto::*;
 
@@ -95,6 +97,173 @@ pub fn list_objects(
         out.next_start_after.clear();
     }
     Ok(out)
+}
+
+/// One page of S3 ListObjectVersions: every version of the bucket's keys (current objects
+/// from `o/`, the rest from `v/`), by key, newest first within a key, with the S3 markers
+/// (`key_marker` alone: after every version of that key; with `version_id_marker`: after that
+/// version), prefix, delimiter (a common prefix counts as one entry) and max-keys.
+pub fn list_object_versions(
+    kv: &dyn KvRead,
+    req: &ListObjectVersionsRequest,
+) -> Result<ListObjectVersionsResponse, StateError> {
+    get_bucket(kv, &req.bucket).ok_or_else(|| StateError::NoSuchBucket(req.bucket.clone()))?;
+    let max = if req.max_keys == 0 {
+        MAX_KEYS
+    } else {
+        req.max_keys.min(MAX_KEYS)
+    } as usize;
+    let ob = object_prefix(&req.bucket);
+    let vb = versions::versions_prefix(&req.bucket);
+    let range_end = |base: &[u8]| match prefix_end(req.prefix.as_bytes()) {
+        Some(e) if !req.prefix.is_empty() => [base, &e].concat(),
+        _ => prefix_end(base).expect("bucket prefix ends with 0 byte"),
+    };
+    let (o_end, v_end) = (range_end(&ob), range_end(&vb));
+    // Cursors in both ranges.
+    let mut o_cur = [ob.as_slice(), req.prefix.as_bytes()].concat();
+    let mut v_cur = [vb.as_slice(), req.prefix.as_bytes()].concat();
+    if !req.key_marker.is_empty() {
+        let skip_key = |o_cur: &mut Vec<u8>, v_cur: &mut Vec<u8>, key: &str| {
+            let oc = [ob.as_slice(), key.as_bytes(), b"\0"].concat();
+            let vp = versions::key_versions_prefix(&req.bucket, key);
+            let vc = prefix_end(&vp).unwrap_or(vp);
+            *o_cur = (*o_cur).clone().max(oc);
+            *v_cur = (*v_cur).clone().max(vc);
+        };
+        match req.version_id_marker.as_str() {
+            "" => skip_key(&mut o_cur, &mut v_cur, &req.key_marker),
+            vid => {
+                // After that version: the current object (if it is the marker's version, or
+                // newer) is passed; versions older than it follow.
+                let seq = marker_seq(kv, &req.bucket, &req.key_marker, vid)?;
+                let oc = [ob.as_slice(), req.key_marker.as_bytes(), b"\0"].concat();
+                o_cur = o_cur.max(oc);
+                match seq.checked_sub(1) {
+                    Some(next) if next > 0 => {
+                        let vc = [
+                            versions::key_versions_prefix(&req.bucket, &req.key_marker).as_slice(),
+                            &(!next).to_be_bytes(),
+                        ]
+                        .concat();
+                        v_cur = v_cur.max(vc);
+                    }
+                    _ => skip_key(&mut o_cur, &mut v_cur, &req.key_marker),
+                }
+            }
+        }
+        // A marker inside a common prefix resumes after the whole prefix.
+        if !req.delimiter.is_empty() && req.key_marker.starts_with(&req.prefix) {
+            let rest = &req.key_marker[req.prefix.len()..];
+            if let Some(i) = rest.find(&req.delimiter) {
+                let cp = &req.key_marker[..req.prefix.len() + i + req.delimiter.len()];
+                if let Some(e) = prefix_end(cp.as_bytes()) {
+                    o_cur = o_cur.max([ob.as_slice(), &e].concat());
+                    v_cur = v_cur.max([vb.as_slice(), &e].concat());
+                }
+            }
+        }
+    }
+    let mut out = ListObjectVersionsResponse::default();
+    let mut count = 0usize;
+    // The newest version of the key whose versions are being listed, to mark is_latest.
+    let mut latest_of: Option<(String, u64)> = None;
+    loop {
+        let o_next = kv.scan(&o_cur, Some(&o_end), 1).pop();
+        let v_next = kv.scan(&v_cur, Some(&v_end), 1).pop();
+        let o_key = o_next.as_ref().map(|(k, _)| &k[ob.len()..]);
+        let v_key = v_next.as_ref().map(|(k, _)| &k[vb.len()..k.len() - 9]);
+        let take_o = match (o_key, v_key) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            // The current object of a key comes before its other versions.
+            (Some(a), Some(b)) => a <= b,
+        };
+        let key_bytes = if take_o { o_key } else { v_key }.expect("one side has an entry");
+        let key = String::from_utf8_lossy(key_bytes).into_owned();
+        if count == max {
+            out.is_truncated = true;
+            break;
+        }
+        let rest = &key[req.prefix.len().min(key.len())..];
+        if let Some(i) = (!req.delimiter.is_empty())
+            .then(|| rest.find(&req.delimiter))
+            .flatten()
+        {
+            let cp = key[..req.prefix.len() + i + req.delimiter.len()].to_string();
+            count += 1;
+            out.next_key_marker = cp.clone();
+            out.next_version_id_marker.clear();
+            let Some(e) = prefix_end(cp.as_bytes()) else {
+                out.common_prefixes.push(cp);
+                break;
+            };
+            o_cur = [ob.as_slice(), &e].concat();
+            v_cur = [vb.as_slice(), &e].concat();
+            out.common_prefixes.push(cp);
+            continue;
+        }
+        let (k, v) = if take_o { o_next } else { v_next }.expect("entry");
+        let m: Manifest = must_decode(&k, &v);
+        let seq = versions::seq_of(&m);
+        let is_latest = match &latest_of {
+            Some((lk, _)) if *lk == key => false,
+            _ => {
+                // First entry seen of this key in this page: the newest unless the page
+                // resumed inside the key.
+                let newest = newest_seq(kv, &req.bucket, &key);
+                latest_of = Some((key.clone(), newest));
+                newest == seq
+            }
+        };
+        let vid = versions::version_id_of(&m).to_string();
+        out.versions.push(VersionEntry {
+            key: key.clone(),
+            version_id: vid.clone(),
+            is_latest,
+            delete_marker: m.delete_marker,
+            size: m.size,
+            etag: m.etag,
+            mtime_ms: m.mtime_ms,
+        });
+        count += 1;
+        out.next_key_marker = key;
+        out.next_version_id_marker = vid;
+        let mut next = k.clone();
+        next.push(0);
+        if take_o {
+            o_cur = next;
+        } else {
+            v_cur = next;
+        }
+    }
+    if !out.is_truncated {
+        out.next_key_marker.clear();
+        out.next_version_id_marker.clear();
+    }
+    Ok(out)
+}
+
+/// The seq of the newest version of a key.
+fn newest_seq(kv: &dyn KvRead, bucket: &str, key: &str) -> u64 {
+    if let Some(m) = super::get_msg::<Manifest>(kv, &super::object_key(bucket, key)) {
+        return versions::seq_of(&m);
+    }
+    versions::stored_versions(kv, bucket, key, 1)
+        .first()
+        .map_or(0, versions::seq_of)
+}
+
+/// The seq a version-id-marker names (the null version's is looked up).
+fn marker_seq(kv: &dyn KvRead, bucket: &str, key: &str, vid: &str) -> Result<u64, StateError> {
+    match versions::parse_version_id(vid)? {
+        Some(seq) => Ok(seq),
+        None => Ok(versions::get_version(kv, bucket, key, Some(vid), true)
+            .map(|m| versions::seq_of(&m))
+            // A null marker of a version gone meanwhile: resume after the whole key.
+            .unwrap_or(1)),
+    }
 }
 
 /// One page of an upload's parts.

@@ -51,7 +51,8 @@ fn raw_error(key: &[u8], kind: &'static str, detail: &str) -> RecordError {
 pub fn check_record(key: &[u8], value: &[u8]) -> Result<(), RecordError> {
     match key.get(..2).unwrap_or_default() {
         b"b/" => check::<BucketConfig>(key, value),
-        b"o/" => check::<Manifest>(key, value),
+        b"o/" | b"v/" => check::<Manifest>(key, value),
+        b"y/" => check::<LifecycleProgress>(key, value),
         b"k/" => check::<AccessKey>(key, value),
         b"i/" => check::<User>(key, value),
         b"s/" => check::<ChunkserverRecord>(key, value),
@@ -62,8 +63,8 @@ pub fn check_record(key: &[u8], value: &[u8]) -> Result<(), RecordError> {
         b"a/" if key.len() == sessions::ANSWER_KEY_LEN => check::<SessionAnswer>(key, value),
         b"t/" if key.len() == sessions::IDLE_KEY_LEN && value.is_empty() => Ok(()),
         b"l/" | b"a/" | b"t/" => Err(raw_error(key, "client session key", "bad length")),
-        b"u/" | b"x/" if value.len() == 8 => Ok(()),
-        b"u/" | b"x/" => Err(raw_error(key, "u64 value", "not 8 bytes")),
+        b"u/" | b"x/" | b"n/" if value.len() == 8 => Ok(()),
+        b"u/" | b"x/" | b"n/" => Err(raw_error(key, "u64 value", "not 8 bytes")),
         b"r/" if std::str::from_utf8(value).is_ok() => Ok(()),
         b"r/" => Err(raw_error(key, "member address", "not UTF-8")),
         _ => Err(raw_error(key, "state key", "unknown key prefix")),

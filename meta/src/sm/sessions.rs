@@ -420,6 +420,7 @@ mod tests {
         Op::DeleteObject(DeleteObjectCmd {
             bucket: "bkt".into(),
             key: key.into(),
+            ..Default::default()
         })
     }
 

@@ -83,6 +83,7 @@ fn del(b: &str, k: &str) -> Op {
     Op::DeleteObject(DeleteObjectCmd {
         bucket: b.into(),
         key: k.into(),
+        ..Default::default()
     })
 }
 

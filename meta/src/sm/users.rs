@@ -101,9 +101,18 @@ pub fn user_usage(kv: &dyn KvRead, user: &str) -> Usage {
 /// The sum over a bucket's objects (a scan).
 fn scan_usage(kv: &dyn KvRead, bucket: &str) -> Usage {
     let prefix = object_prefix(bucket);
+    let vprefix = super::versions::versions_prefix(bucket);
     let mut u = Usage::default();
-    for (k, v) in kv.scan(&prefix, prefix_end(&prefix).as_deref(), usize::MAX) {
+    let versions = kv.scan(&vprefix, prefix_end(&vprefix).as_deref(), usize::MAX);
+    for (k, v) in kv
+        .scan(&prefix, prefix_end(&prefix).as_deref(), usize::MAX)
+        .into_iter()
+        .chain(versions)
+    {
         let m: Manifest = super::records::must_decode(&k, &v);
+        if m.delete_marker {
+            continue;
+        }
         u.objects += 1;
         u.bytes += m.size;
     }
