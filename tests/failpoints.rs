@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -357,6 +357,8 @@ struct Masters {
     _dir: Option<tempfile::TempDir>,
     procs: BTreeMap<u64, Proc>,
     addrs: BTreeMap<u64, String>,
+    /// Set once [`MARKS_BUCKET`] exists.
+    marks_bucket: tokio::sync::OnceCell<()>,
 }
 
 impl Masters {
@@ -390,6 +392,7 @@ impl Masters {
             _dir: dir,
             procs,
             addrs,
+            marks_bucket: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -421,23 +424,56 @@ impl Masters {
         wait_for(what, Duration::from_secs(30), || self.leader()).await
     }
 
-    /// Wait until member `id` has applied everything the leader has committed (no writes
-    /// running), and return its applied index.
+    /// Wait until member `id` has applied every write acknowledged before this call, and
+    /// return its applied index.
+    ///
+    /// A marker write goes through the leader first: it is proposed after every earlier
+    /// acknowledgement, so it sits at a higher log index than all of them, and a member
+    /// applies in log order. Once the member's own state (read locally, `allow_stale`) holds
+    /// the marker, it holds everything acknowledged before. Comparing `Status` figures
+    /// instead (the member's applied index against the leader's commit index) is racy: a
+    /// member publishes its status after the whole raft ready is handled, one or more
+    /// fsyncs after it has applied the entries and answered their writers, so right after
+    /// the last acknowledgement the leader's status can still show the commit index from
+    /// before it, and a member that has applied up to that stale index but not the last
+    /// writes passes the check.
     async fn wait_caught_up(&self, id: u64) -> u64 {
+        static MARKS: AtomicU64 = AtomicU64::new(0);
+        let all = self.all();
+        self.marks_bucket
+            .get_or_init(|| create_bucket(&all, MARKS_BUCKET))
+            .await;
+        let key = format!("mark-{:06}", MARKS.fetch_add(1, Ordering::SeqCst));
+        // Retried until acknowledged: the same put again is harmless.
+        wait_for(
+            &format!("marker write {key} acknowledged"),
+            Duration::from_secs(60),
+            || async { put(&all, MARKS_BUCKET, &key).await.ok() },
+        )
+        .await;
         let addr = self.addrs[&id].clone();
         wait_for(
-            &format!("member {id} caught up with the leader"),
+            &format!("member {id} applied marker write {key}"),
             Duration::from_secs(60),
             || async {
-                let l = self.leader().await?;
-                let st = status_of(&addr).await?;
-                (st.applied_index >= l.commit_index && l.commit_index > 0)
-                    .then_some(st.applied_index)
+                let mut c = master_client(&addr).await?;
+                c.get_object(GetObjectRequest {
+                    bucket: MARKS_BUCKET.into(),
+                    key: key.clone(),
+                    allow_stale: true,
+                })
+                .await
+                .ok()?;
+                Some(status_of(&addr).await?.applied_index)
             },
         )
         .await
     }
 }
+
+/// The bucket of [`Masters::wait_caught_up`]'s marker writes (kept out of the buckets the
+/// tests compare).
+const MARKS_BUCKET: &str = "caught-up-marks";
 
 async fn create_bucket(addrs: &[String], name: &str) {
     let name = name.to_string();
@@ -681,11 +717,18 @@ async fn masters_crashing_around_raft_persist_lose_no_ack() {
     for id in 1..=3 {
         let applied = m.wait_caught_up(id).await;
         let keys = local_keys(&m.addrs[&id], "bkt").await;
-        let missing: Vec<&String> = acked.iter().filter(|k| !keys.contains(*k)).collect();
+        // Each missing write with its place in the order of acknowledgements.
+        let missing: Vec<(usize, &String)> = acked
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| !keys.contains(*k))
+            .collect();
         assert!(
             missing.is_empty(),
-            "member {id} (applied {applied}) lost {} acknowledged writes, e.g. {:?}",
+            "member {id} (applied {applied}) lost {} of {} acknowledged writes, e.g. (n-th \
+             acknowledged, key) {:?}",
             missing.len(),
+            acked.len(),
             &missing[..missing.len().min(5)]
         );
         lists.insert(id, keys);
