@@ -1100,6 +1100,14 @@ pub fn copy_manifest(src: Manifest, replace: Option<PutOptions>) -> (Manifest, O
         mtime_ms: 0,
         object_version: 0,
         acl: Vec::new(),
+        // A copy is a new version with its own id, and never inherits the source's
+        // retention or legal hold (S3: those come from the copy request).
+        version_id: String::new(),
+        version_seq: 0,
+        delete_marker: false,
+        lock_mode: String::new(),
+        retain_until_ms: 0,
+        legal_hold: false,
         ..src
     };
     let mut if_match = None;
@@ -1108,6 +1116,9 @@ pub fn copy_manifest(src: Manifest, replace: Option<PutOptions>) -> (Manifest, O
         m.user_metadata = opts.user_metadata;
         m.system_metadata = opts.system_metadata;
         m.acl = opts.acl;
+        m.lock_mode = opts.lock_mode;
+        m.retain_until_ms = opts.retain_until_ms;
+        m.legal_hold = opts.legal_hold;
         if_match = opts.if_match_etag;
     }
     (m, if_match)

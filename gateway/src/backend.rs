@@ -10,6 +10,9 @@ use anode_client::{
     ListObjectsResponse, ListPartsRequest, ListPartsResponse, Manifest, PartRecord, PutOptions,
     User,
 };
+use anode_client::{
+    DeleteOutcome, ListObjectVersionsRequest, ListObjectVersionsResponse, ObjectVersionRef,
+};
 use bytes::Bytes;
 use futures::Stream;
 
@@ -96,6 +99,37 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         req: ListObjectsRequest,
     ) -> Result<ListObjectsResponse, ClientError>;
+    /// One version (None: the newest); with `include_markers` a delete marker is answered as
+    /// a manifest with `delete_marker` (issue 14).
+    async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        include_markers: bool,
+    ) -> Result<Manifest, ClientError>;
+    /// Delete one version for good (Some) or the S3 simple delete (None).
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        bypass_governance: bool,
+    ) -> Result<DeleteOutcome, ClientError>;
+    /// Bulk delete with version ids; one outcome per entry.
+    async fn delete_versions(
+        &self,
+        bucket: &str,
+        objects: Vec<ObjectVersionRef>,
+        bypass_governance: bool,
+    ) -> Result<Vec<DeleteOutcome>, ClientError>;
+    /// One page of ListObjectVersions.
+    async fn list_object_versions(
+        &self,
+        req: ListObjectVersionsRequest,
+    ) -> Result<ListObjectVersionsResponse, ClientError>;
+    /// Enable (1) or suspend (2) versioning.
+    async fn set_bucket_versioning(&self, bucket: &str, state: u32) -> Result<(), ClientError>;
     /// Start a multipart upload; its id.
     async fn create_multipart(
         &self,
@@ -228,6 +262,41 @@ impl Backend for Client {
         req: ListObjectsRequest,
     ) -> Result<ListObjectsResponse, ClientError> {
         Client::list_objects(self, req).await
+    }
+    async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        include_markers: bool,
+    ) -> Result<Manifest, ClientError> {
+        Client::get_version(self, bucket, key, version_id, include_markers).await
+    }
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        bypass_governance: bool,
+    ) -> Result<DeleteOutcome, ClientError> {
+        Client::delete_version(self, bucket, key, version_id, bypass_governance).await
+    }
+    async fn delete_versions(
+        &self,
+        bucket: &str,
+        objects: Vec<ObjectVersionRef>,
+        bypass_governance: bool,
+    ) -> Result<Vec<DeleteOutcome>, ClientError> {
+        Client::delete_versions(self, bucket, objects, bypass_governance).await
+    }
+    async fn list_object_versions(
+        &self,
+        req: ListObjectVersionsRequest,
+    ) -> Result<ListObjectVersionsResponse, ClientError> {
+        Client::list_object_versions(self, req).await
+    }
+    async fn set_bucket_versioning(&self, bucket: &str, state: u32) -> Result<(), ClientError> {
+        Client::set_bucket_versioning(self, bucket, state).await
     }
     async fn create_multipart(
         &self,

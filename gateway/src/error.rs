@@ -180,9 +180,30 @@ pub enum S3Error {
     /// lock).
     #[error("{0}")]
     InvalidBucketState(String),
+    /// A GET or HEAD that met a delete marker: `NoSuchKey` (404, the newest version) or
+    /// `MethodNotAllowed` (405, a version id), answered with `x-amz-delete-marker: true` and
+    /// the marker's `x-amz-version-id`.
+    #[error("{inner}")]
+    DeleteMarker {
+        /// The error answered.
+        inner: Box<S3Error>,
+        /// The marker's version id.
+        version_id: String,
+    },
 }
 
 impl S3Error {
+    /// Extra response headers of this error (a delete marker's).
+    pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            S3Error::DeleteMarker { version_id, .. } => vec![
+                ("x-amz-delete-marker", "true".into()),
+                ("x-amz-version-id", version_id.clone()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
     /// The S3 error code (`<Code>`).
     pub fn aws_code(&self) -> &'static str {
         use S3Error::*;
@@ -236,6 +257,7 @@ impl S3Error {
             KeyTooLongError => "KeyTooLongError",
             NoSuchVersion => "NoSuchVersion",
             InvalidBucketState(_) => "InvalidBucketState",
+            DeleteMarker { inner, .. } => inner.aws_code(),
         }
     }
 
@@ -243,6 +265,7 @@ impl S3Error {
     pub fn http_status(&self) -> StatusCode {
         use S3Error::*;
         match self {
+            DeleteMarker { inner, .. } => inner.http_status(),
             AccessDenied(_)
             | HeadersNotSigned(_)
             | SignatureDoesNotMatch

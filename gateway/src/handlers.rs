@@ -28,6 +28,7 @@ use crate::http_util::{
 };
 use crate::metrics::METRICS;
 use crate::router::{parse_part_number, S3Op};
+use crate::versioning;
 use crate::xml;
 
 /// Largest object a single PUT may store (S3: 5 GiB).
@@ -68,7 +69,7 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn owner(&self) -> xml::Owner {
+    pub(crate) fn owner(&self) -> xml::Owner {
         xml::Owner {
             id: self.principal.canonical_id(),
             display_name: self.principal.owner_id().to_string(),
@@ -103,7 +104,10 @@ pub async fn dispatch(
             bucket_document(cx, &bucket, xml::location_constraint(cx.region)).await
         }
         S3Op::GetBucketVersioning { bucket } => {
-            bucket_document(cx, &bucket, xml::versioning_configuration()).await
+            versioning::get_bucket_versioning(cx, &bucket).await
+        }
+        S3Op::PutBucketVersioning { bucket } => {
+            versioning::put_bucket_versioning(cx, &bucket, body).await
         }
         S3Op::GetBucketAcl { .. } => access::get_bucket_acl(cx).await,
         S3Op::PutBucketAcl { bucket } => access::put_bucket_acl(cx, &bucket, body).await,
@@ -136,14 +140,14 @@ pub async fn dispatch(
         }
         S3Op::ListObjectsV1 { bucket } => list_objects(cx, &bucket, ListKind::V1).await,
         S3Op::ListObjectsV2 { bucket } => list_objects(cx, &bucket, ListKind::V2).await,
-        S3Op::ListObjectVersions { bucket } => list_objects(cx, &bucket, ListKind::Versions).await,
+        S3Op::ListObjectVersions { bucket } => versioning::list_object_versions(cx, &bucket).await,
         S3Op::ListMultipartUploads { bucket } => list_uploads(cx, &bucket).await,
-        S3Op::DeleteObjects { bucket } => delete_objects(cx, &bucket, body).await,
+        S3Op::DeleteObjects { bucket } => versioning::delete_objects(cx, &bucket, body).await,
         S3Op::PutObject { bucket, key } => put_object(cx, &bucket, &key, body).await,
         S3Op::CopyObject { bucket, key } => copy_object(cx, &bucket, &key).await,
         S3Op::GetObject { bucket, key } => get_object(cx, &bucket, &key, false).await,
         S3Op::HeadObject { bucket, key } => get_object(cx, &bucket, &key, true).await,
-        S3Op::DeleteObject { bucket, key } => delete_object(cx, &bucket, &key).await,
+        S3Op::DeleteObject { bucket, key } => versioning::delete_object(cx, &bucket, &key).await,
         S3Op::CreateMultipartUpload { bucket, key } => create_multipart(cx, &bucket, &key).await,
         S3Op::UploadPart {
             bucket,
@@ -211,16 +215,6 @@ async fn object_tagging(
     Ok(xml_ok(xml::empty_tagging()))
 }
 
-async fn delete_object(
-    cx: &Ctx<'_>,
-    bucket: &str,
-    key: &str,
-) -> Result<Response<RespBody>, S3Error> {
-    check_key(key)?;
-    cx.backend.delete_object(bucket, key).await.map_err(ce)?;
-    Ok(status_only(StatusCode::NO_CONTENT))
-}
-
 async fn create_multipart(
     cx: &Ctx<'_>,
     bucket: &str,
@@ -268,6 +262,11 @@ pub(crate) fn xml_ok(doc: String) -> Response<RespBody> {
     set(&mut r, "content-type", "application/xml");
     set(&mut r, "content-length", &len.to_string());
     r
+}
+
+/// Set a response header (a value that is no valid header value is left out).
+pub(crate) fn set_header(r: &mut Response<RespBody>, name: &'static str, value: &str) {
+    set(r, name, value);
 }
 
 fn set(r: &mut Response<RespBody>, name: &'static str, value: &str) {
@@ -325,11 +324,10 @@ async fn create_bucket(
 enum ListKind {
     V1,
     V2,
-    Versions,
 }
 
 /// `max-keys`-style parameter: absent = 1000, capped at 1000, negative or non-numeric invalid.
-fn page_size(q: &Query, name: &str) -> Result<u32, S3Error> {
+pub(crate) fn page_size(q: &Query, name: &str) -> Result<u32, S3Error> {
     match q.get(name) {
         None | Some("") => Ok(MAX_KEYS),
         Some(v) => match v.trim().parse::<i64>() {
@@ -341,7 +339,7 @@ fn page_size(q: &Query, name: &str) -> Result<u32, S3Error> {
     }
 }
 
-fn encoding_url(q: &Query) -> Result<bool, S3Error> {
+pub(crate) fn encoding_url(q: &Query) -> Result<bool, S3Error> {
     match q.get("encoding-type") {
         None => Ok(false),
         Some(v) if v.eq_ignore_ascii_case("url") => Ok(true),
@@ -367,7 +365,6 @@ async fn list_objects(
     let token = nonempty(q.get("continuation-token"));
     let start_after = match kind {
         ListKind::V1 => q.get("marker").unwrap_or_default().to_string(),
-        ListKind::Versions => q.get("key-marker").unwrap_or_default().to_string(),
         ListKind::V2 => match &token {
             Some(t) => decode_continuation_token(t)?,
             None => q.get("start-after").unwrap_or_default().to_string(),
@@ -425,7 +422,6 @@ async fn list_objects(
                 next_continuation_token: next.as_deref().map(encode_continuation_token),
             },
         ),
-        ListKind::Versions => xml::list_versions_result(&page, &start_after, next.as_deref()),
     };
     Ok(xml_ok(doc))
 }
@@ -650,7 +646,15 @@ async fn put_object(
         .map_err(|e| err.take().unwrap_or_else(|| ce(e)))?;
     let mut r = status_only(StatusCode::OK);
     set(&mut r, "etag", &xml::quote_etag(&m.etag));
+    version_header(&mut r, &m);
     Ok(r)
+}
+
+/// `x-amz-version-id` of a version written in a versioned bucket.
+fn version_header(r: &mut Response<RespBody>, m: &Manifest) {
+    if !m.version_id.is_empty() {
+        set(r, "x-amz-version-id", &m.version_id);
+    }
 }
 
 async fn upload_part(
@@ -843,64 +847,6 @@ async fn complete_multipart(
     )))
 }
 
-async fn delete_objects(
-    cx: &Ctx<'_>,
-    bucket: &str,
-    body: RequestBody,
-) -> Result<Response<RespBody>, S3Error> {
-    let body = body.collect(MAX_DELETE_BODY_BYTES).await?;
-    check_body_md5(cx.headers, &body)?;
-    let req = xml::parse_delete(&body)?;
-    let mut errors = Vec::new();
-    let mut keys = Vec::new();
-    for (key, version) in req.objects {
-        if version
-            .as_deref()
-            .is_some_and(|v| v != "null" && !v.is_empty())
-        {
-            errors.push(xml::DeleteError {
-                key,
-                code: "NoSuchVersion".into(),
-                message: "The specified version does not exist.".into(),
-            });
-        } else if key.is_empty() || check_key(&key).is_err() {
-            errors.push(xml::DeleteError {
-                key,
-                code: "InvalidArgument".into(),
-                message: "Invalid key".into(),
-            });
-        } else if !cx
-            .authz
-            .allows(anode_meta::authz::Action::DeleteObject, bucket, &key)
-            .is_allowed()
-        {
-            crate::metrics::METRICS.authz_denied.inc();
-            errors.push(xml::DeleteError {
-                key,
-                code: "AccessDenied".into(),
-                message: "Access Denied".into(),
-            });
-        } else {
-            keys.push(key);
-        }
-    }
-    if keys.is_empty() && !errors.is_empty() && errors.iter().all(|e| e.code == "AccessDenied") {
-        // Nothing the caller asked for may be deleted by them: refuse the request as a whole
-        // (Ceph RGW does the same without a policy); a partial refusal is per key.
-        return Err(S3Error::AccessDenied("Access Denied".into()));
-    }
-    if !keys.is_empty() {
-        cx.backend
-            .delete_objects(bucket, keys.clone())
-            .await
-            .map_err(ce)?;
-    } else {
-        cx.backend.head_bucket(bucket).await.map_err(ce)?;
-    }
-    // S3 reports every requested key as deleted, whether or not it existed.
-    Ok(xml_ok(xml::delete_result(&keys, &errors, req.quiet)))
-}
-
 /// When Content-MD5 is present, the collected body must match it.
 pub(crate) fn check_body_md5(h: &HeaderMap, body: &Bytes) -> Result<(), S3Error> {
     let Some(v) = h.get("content-md5").and_then(|v| v.to_str().ok()) else {
@@ -953,7 +899,24 @@ async fn get_object(
             "Cannot specify both Range header and partNumber query parameter".into(),
         ));
     }
-    let m = cx.backend.head_object(bucket, key).await.map_err(ce)?;
+    let vid = cx.query.get("versionId");
+    let m = cx
+        .backend
+        .get_version(bucket, key, vid, true)
+        .await
+        .map_err(ce)?;
+    if m.delete_marker {
+        // S3: 404 NoSuchKey for the newest version, 405 for a version id; both say so.
+        let e = if vid.is_some() {
+            S3Error::MethodNotAllowed
+        } else {
+            S3Error::NoSuchKey
+        };
+        return Err(S3Error::DeleteMarker {
+            inner: Box::new(e),
+            version_id: anode_meta::state::versions::version_id_of(&m).to_string(),
+        });
+    }
     match Conditions::from_headers(cx.headers, "").evaluate(&m.etag, m.mtime_ms) {
         CondOutcome::Proceed => {}
         CondOutcome::PreconditionFailed => return Err(S3Error::PreconditionFailed),
@@ -980,6 +943,13 @@ async fn get_object(
     let mut r = Response::new(body);
     *r.status_mut() = status;
     object_headers(&mut r, &m, len);
+    if !m.version_id.is_empty() || vid.is_some() {
+        set(
+            &mut r,
+            "x-amz-version-id",
+            anode_meta::state::versions::version_id_of(&m),
+        );
+    }
     if let Some((a, b)) = range {
         set(&mut r, "content-range", &content_range(a, b, m.size));
     }

@@ -52,6 +52,7 @@ pub mod server;
 pub mod sigv4;
 pub mod stall;
 pub mod tls;
+pub mod versioning;
 pub mod xml;
 
 #[cfg(test)]

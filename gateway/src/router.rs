@@ -7,7 +7,8 @@
 //! Other sub-resources Anode does not implement answer the way a bucket without that
 //! configuration does where S3 has such an answer (`GET ?lifecycle` ->
 //! `NoSuchLifecycleConfiguration`, `GET ?tagging` on an object -> an empty tag set,
-//! `GET ?versioning` -> an empty configuration); everything else is `NotImplemented`.
+//! ); everything else is `NotImplemented`. Versioning (`?versioning`, `?versions`,
+//! `versionId`) is real (issue 14).
 
 use http::Method;
 
@@ -44,8 +45,13 @@ pub enum S3Op {
         /// Bucket.
         bucket: String,
     },
-    /// `GET /b?versioning`: always an empty configuration.
+    /// `GET /b?versioning`.
     GetBucketVersioning {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `PUT /b?versioning`.
+    PutBucketVersioning {
         /// Bucket.
         bucket: String,
     },
@@ -149,7 +155,7 @@ pub enum S3Op {
         /// Bucket.
         bucket: String,
     },
-    /// `GET /b?versions`: every object as its `null` version.
+    /// `GET /b?versions`.
     ListObjectVersions {
         /// Bucket.
         bucket: String,
@@ -267,6 +273,7 @@ impl S3Op {
             S3Op::HeadBucket { .. } => "HeadBucket",
             S3Op::GetBucketLocation { .. } => "GetBucketLocation",
             S3Op::GetBucketVersioning { .. } => "GetBucketVersioning",
+            S3Op::PutBucketVersioning { .. } => "PutBucketVersioning",
             S3Op::GetBucketAcl { .. } => "GetBucketAcl",
             S3Op::PutBucketAcl { .. } => "PutBucketAcl",
             S3Op::GetObjectAcl { .. } => "GetObjectAcl",
@@ -311,6 +318,7 @@ impl S3Op {
             | S3Op::HeadBucket { bucket }
             | S3Op::GetBucketLocation { bucket }
             | S3Op::GetBucketVersioning { bucket }
+            | S3Op::PutBucketVersioning { bucket }
             | S3Op::GetBucketAcl { bucket }
             | S3Op::PutBucketAcl { bucket }
             | S3Op::GetObjectAcl { bucket, .. }
@@ -376,6 +384,23 @@ impl S3Op {
     /// The S3 action the operation needs ([`anode_meta::authz::Action::for_operation`]);
     /// `None` for an operation that table does not know (refused).
     pub fn action(&self) -> Option<anode_meta::authz::Action> {
+        self.action_for(false)
+    }
+
+    /// [`S3Op::action`] for a request that names a version (`versionId`): reading or
+    /// deleting a given version needs `s3:GetObjectVersion` / `s3:DeleteObjectVersion`, as in
+    /// AWS.
+    pub fn action_for(&self, versioned: bool) -> Option<anode_meta::authz::Action> {
+        use anode_meta::authz::Action as A;
+        if versioned {
+            match self {
+                S3Op::GetObject { .. } | S3Op::HeadObject { .. } => {
+                    return Some(A::GetObjectVersion)
+                }
+                S3Op::DeleteObject { .. } => return Some(A::DeleteObjectVersion),
+                _ => {}
+            }
+        }
         let sub = match self {
             S3Op::GetMissingBucketConfig { sub, .. } => Some(*sub),
             _ => None,
@@ -391,7 +416,7 @@ impl S3Op {
 
 /// Sub-resources that select an S3 API Anode does not implement (beyond the read-only answers
 /// listed in the module docs).
-const UNSUPPORTED_SUBRESOURCES: [&str; 22] = [
+const UNSUPPORTED_SUBRESOURCES: [&str; 21] = [
     "accelerate",
     "analytics",
     "attributes",
@@ -412,7 +437,6 @@ const UNSUPPORTED_SUBRESOURCES: [&str; 22] = [
     "select",
     "tagging",
     "torrent",
-    "versioning",
     "website",
 ];
 
@@ -519,20 +543,24 @@ fn route_bucket(method: &Method, bucket: String, q: &Query) -> Result<S3Op, S3Er
     if let Some(sub) = ACCESS_SUBRESOURCES.iter().copied().find(|s| q.has(s)) {
         return route_bucket_access(method, bucket, sub);
     }
+    if q.has("versioning") {
+        return match *method {
+            Method::GET => Ok(S3Op::GetBucketVersioning { bucket }),
+            Method::PUT => Ok(S3Op::PutBucketVersioning { bucket }),
+            _ => Err(S3Error::MethodNotAllowed),
+        };
+    }
     if let Some(sub) = unsupported(q) {
         if *method != Method::GET {
             return Err(not_implemented(sub));
         }
-        return match sub {
-            "versioning" => Ok(S3Op::GetBucketVersioning { bucket }),
-            _ => match missing_config(sub) {
-                Some(missing) => Ok(S3Op::GetMissingBucketConfig {
-                    bucket,
-                    sub,
-                    missing,
-                }),
-                None => Err(not_implemented(sub)),
-            },
+        return match missing_config(sub) {
+            Some(missing) => Ok(S3Op::GetMissingBucketConfig {
+                bucket,
+                sub,
+                missing,
+            }),
+            None => Err(not_implemented(sub)),
         };
     }
     match *method {
@@ -561,12 +589,14 @@ fn route_object(
     q: &Query,
     has_copy_source: bool,
 ) -> Result<S3Op, S3Error> {
-    // Only the `null` version exists. Any other id must not fall through to the current object
-    // (a DELETE of an old version would delete the live one).
-    if q.get("versionId").is_some_and(|v| v != "null") {
-        return Err(S3Error::InvalidArgument(
-            "Invalid version id specified".into(),
-        ));
+    // A version id must be well formed (the handlers pass it to the master as given).
+    if let Some(v) = q.get("versionId") {
+        anode_meta::state::versions::parse_version_id(v)
+            .map_err(|_| S3Error::InvalidArgument("Invalid version id specified".into()))?;
+        // ACLs and tags of other versions than the current one are not kept apart yet.
+        if v != "null" && (q.has("acl") || q.has("tagging")) {
+            return Err(not_implemented("versionId on ?acl and ?tagging"));
+        }
     }
     // The bucket-only access sub-resources name nothing on an object.
     if let Some(sub) = ACCESS_SUBRESOURCES[1..].iter().copied().find(|s| q.has(s)) {
@@ -704,7 +734,11 @@ mod tests {
             ("PUT", Some("b"), None, "ownershipControls", false, Ok(S3Op::PutBucketOwnershipControls { bucket: b() })),
             ("DELETE", Some("b"), None, "ownershipControls", false, Ok(S3Op::DeleteBucketOwnershipControls { bucket: b() })),
             ("HEAD", Some("b"), None, "ownershipControls", false, Err("MethodNotAllowed")),
-            ("PUT", Some("b"), None, "versioning", false, Err("NotImplemented")),
+            ("PUT", Some("b"), None, "versioning", false, Ok(S3Op::PutBucketVersioning { bucket: b() })),
+            ("DELETE", Some("b"), None, "versioning", false, Err("MethodNotAllowed")),
+            ("GET", Some("b"), Some("k"), "versionId=000000000000002a", false, Ok(S3Op::GetObject { bucket: b(), key: k() })),
+            ("DELETE", Some("b"), Some("k"), "versionId=000000000000002a", false, Ok(S3Op::DeleteObject { bucket: b(), key: k() })),
+            ("GET", Some("b"), Some("k"), "acl&versionId=000000000000002a", false, Err("NotImplemented")),
             ("GET", Some("b"), None, "lifecycle", false, Ok(S3Op::GetMissingBucketConfig {
                 bucket: b(),
                 sub: "lifecycle",

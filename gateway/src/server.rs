@@ -324,7 +324,14 @@ impl Gateway {
             query.get("prefix"),
         );
         let target = self
-            .authorize(&principal, &op, &parts.headers, &actx, info)
+            .authorize(
+                &principal,
+                &op,
+                &parts.headers,
+                &actx,
+                query.get("versionId").is_some(),
+                info,
+            )
             .await?;
         info.allowed = true;
         let decoded_len = parts
@@ -443,9 +450,10 @@ impl Gateway {
         op: &router::S3Op,
         headers: &http::HeaderMap,
         actx: &anode_meta::authz::Context,
+        versioned: bool,
         info: &mut ReqInfo,
     ) -> Result<Option<Arc<BucketInfo>>, S3Error> {
-        let Some(action) = op.action() else {
+        let Some(action) = op.action_for(versioned) else {
             return Err(deny(
                 p,
                 op.name(),
@@ -636,6 +644,11 @@ pub fn error_response(
         r
     };
     *r.status_mut() = status;
+    for (name, value) in e.extra_headers() {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(name, v);
+        }
+    }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         r.headers_mut()
             .insert("retry-after", HeaderValue::from_static("1"));

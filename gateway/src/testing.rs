@@ -409,6 +409,64 @@ impl Backend for MemBackend {
             .map_err(refused)
     }
 
+    async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        include_markers: bool,
+    ) -> Result<Manifest, ClientError> {
+        self.read(|kv| state::versions::get_version(kv, bucket, key, version_id, include_markers))
+            .map_err(refused)
+    }
+
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        bypass_governance: bool,
+    ) -> Result<anode_client::DeleteOutcome, ClientError> {
+        let res = self.propose(Op::DeleteObject(DeleteObjectCmd {
+            bucket: bucket.into(),
+            key: key.into(),
+            version_id: version_id.map(str::to_string),
+            bypass_governance,
+        }))?;
+        Ok(res.deletions.into_iter().next().unwrap_or_default())
+    }
+
+    async fn delete_versions(
+        &self,
+        bucket: &str,
+        objects: Vec<anode_client::ObjectVersionRef>,
+        bypass_governance: bool,
+    ) -> Result<Vec<anode_client::DeleteOutcome>, ClientError> {
+        let res = self.propose(Op::DeleteObjects(DeleteObjectsCmd {
+            bucket: bucket.into(),
+            objects,
+            bypass_governance,
+            ..Default::default()
+        }))?;
+        Ok(res.deletions)
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: anode_client::ListObjectVersionsRequest,
+    ) -> Result<anode_client::ListObjectVersionsResponse, ClientError> {
+        self.read(|kv| state::list_object_versions(kv, &req))
+            .map_err(refused)
+    }
+
+    async fn set_bucket_versioning(&self, bucket: &str, state: u32) -> Result<(), ClientError> {
+        self.propose(Op::SetBucketVersioning(SetBucketVersioningCmd {
+            name: bucket.into(),
+            state,
+        }))?;
+        Ok(())
+    }
+
     async fn create_multipart(
         &self,
         bucket: &str,

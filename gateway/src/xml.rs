@@ -297,52 +297,6 @@ fn write_common_prefixes(w: &mut XmlWriter, url: bool, prefixes: &[String]) {
     }
 }
 
-/// `ListVersionsResult` for an unversioned bucket: every object is its own `null` version.
-pub fn list_versions_result(
-    page: &ListPage,
-    key_marker: &str,
-    next_key_marker: Option<&str>,
-) -> String {
-    let url = page.encoding_url;
-    let mut w = XmlWriter::new();
-    w.open_root("ListVersionsResult");
-    w.elem("Name", &page.bucket);
-    w.elem("Prefix", &enc(url, &page.prefix));
-    w.elem("KeyMarker", &enc(url, key_marker));
-    w.elem("VersionIdMarker", "");
-    if page.is_truncated {
-        if let Some(next) = next_key_marker {
-            w.elem("NextKeyMarker", &enc(url, next));
-            w.elem("NextVersionIdMarker", "null");
-        }
-    }
-    w.elem("MaxKeys", &page.max_keys.to_string());
-    if let Some(d) = &page.delimiter {
-        w.elem("Delimiter", &enc(url, d));
-    }
-    if url {
-        w.elem("EncodingType", "url");
-    }
-    w.elem("IsTruncated", bool_str(page.is_truncated));
-    for o in &page.objects {
-        w.open("Version");
-        w.elem("Key", &enc(url, &o.key));
-        w.elem("VersionId", "null");
-        w.elem("IsLatest", "true");
-        w.elem("LastModified", &iso8601_ms(o.mtime_ms));
-        w.elem("ETag", &quote_etag(&o.etag));
-        w.elem("Size", &o.size.to_string());
-        if let Some(owner) = &page.owner {
-            owner.write(&mut w, "Owner");
-        }
-        w.elem("StorageClass", "STANDARD");
-        w.close("Version");
-    }
-    write_common_prefixes(&mut w, url, &page.common_prefixes);
-    w.close("ListVersionsResult");
-    w.finish()
-}
-
 /// `InitiateMultipartUploadResult`.
 pub fn initiate_multipart_upload(bucket: &str, key: &str, upload_id: &str) -> String {
     let mut w = XmlWriter::new();
@@ -549,10 +503,149 @@ pub fn location_constraint(region: &str) -> String {
 }
 
 /// An empty `VersioningConfiguration` (versioning never enabled).
-pub fn versioning_configuration() -> String {
+/// `VersioningConfiguration`: no `Status` for a bucket never versioned, else `Enabled` or
+/// `Suspended`.
+pub fn versioning_configuration(status: Option<&str>) -> String {
     let mut w = XmlWriter::new();
     w.open_root("VersioningConfiguration");
+    if let Some(s) = status {
+        w.elem("Status", s);
+    }
     w.close("VersioningConfiguration");
+    w.finish()
+}
+
+/// Parse a PutBucketVersioning body: its `Status` (`Enabled` -> 1, `Suspended` -> 2).
+/// `MfaDelete` Enabled is refused (Anode has no MFA); a missing or other status is
+/// `MalformedXML`, as S3 answers.
+pub fn parse_versioning(body: &[u8]) -> Result<u32, S3Error> {
+    let tree = parse_tree(body)?;
+    let root = expect_root(&tree, "VersioningConfiguration")?;
+    if root
+        .child("MfaDelete")
+        .is_some_and(|m| m.text.trim() == "Enabled")
+    {
+        return Err(S3Error::NotImplemented(
+            "MFA delete is not supported".into(),
+        ));
+    }
+    match root.child("Status").map(|s| s.text.trim()) {
+        Some("Enabled") => Ok(1),
+        Some("Suspended") => Ok(2),
+        _ => Err(S3Error::MalformedXML),
+    }
+}
+
+/// One entry of a versions listing page, with `ListVersionsResult`'s paging fields.
+pub struct VersionsPage {
+    /// The common fields (bucket, prefix, delimiter, max-keys, encoding, owner, truncation,
+    /// common prefixes; `objects` unused).
+    pub page: ListPage,
+    /// `key-marker` and `version-id-marker` asked for.
+    pub key_marker: String,
+    /// See above.
+    pub version_id_marker: String,
+    /// Where the next page starts (when truncated).
+    pub next_key_marker: String,
+    /// See above.
+    pub next_version_id_marker: String,
+    /// The versions and delete markers, in order.
+    pub versions: Vec<anode_client::VersionEntry>,
+}
+
+/// `ListVersionsResult` of real versions: `Version` and `DeleteMarker` entries in order.
+pub fn list_object_versions_result(v: &VersionsPage) -> String {
+    let page = &v.page;
+    let url = page.encoding_url;
+    let mut w = XmlWriter::new();
+    w.open_root("ListVersionsResult");
+    w.elem("Name", &page.bucket);
+    w.elem("Prefix", &enc(url, &page.prefix));
+    w.elem("KeyMarker", &enc(url, &v.key_marker));
+    w.elem("VersionIdMarker", &v.version_id_marker);
+    if page.is_truncated {
+        w.elem("NextKeyMarker", &enc(url, &v.next_key_marker));
+        if !v.next_version_id_marker.is_empty() {
+            w.elem("NextVersionIdMarker", &v.next_version_id_marker);
+        }
+    }
+    w.elem("MaxKeys", &page.max_keys.to_string());
+    if let Some(d) = &page.delimiter {
+        w.elem("Delimiter", &enc(url, d));
+    }
+    if url {
+        w.elem("EncodingType", "url");
+    }
+    w.elem("IsTruncated", bool_str(page.is_truncated));
+    for e in &v.versions {
+        let tag = if e.delete_marker {
+            "DeleteMarker"
+        } else {
+            "Version"
+        };
+        w.open(tag);
+        w.elem("Key", &enc(url, &e.key));
+        w.elem("VersionId", &e.version_id);
+        w.elem("IsLatest", bool_str(e.is_latest));
+        w.elem("LastModified", &iso8601_ms(e.mtime_ms));
+        if !e.delete_marker {
+            w.elem("ETag", &quote_etag(&e.etag));
+            w.elem("Size", &e.size.to_string());
+        }
+        if let Some(owner) = &page.owner {
+            owner.write(&mut w, "Owner");
+        }
+        if !e.delete_marker {
+            w.elem("StorageClass", "STANDARD");
+        }
+        w.close(tag);
+    }
+    write_common_prefixes(&mut w, url, &page.common_prefixes);
+    w.close("ListVersionsResult");
+    w.finish()
+}
+
+/// One `Deleted` entry of a DeleteObjects answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// Key.
+    pub key: String,
+    /// The version deleted (when the request named one).
+    pub version_id: Option<String>,
+    /// A delete marker was deleted or created.
+    pub delete_marker: bool,
+    /// The delete marker created (simple deletes in versioned buckets).
+    pub delete_marker_version_id: Option<String>,
+}
+
+/// `DeleteResult` with version details.
+pub fn delete_result_versions(deleted: &[Deleted], errors: &[DeleteError], quiet: bool) -> String {
+    let mut w = XmlWriter::new();
+    w.open_root("DeleteResult");
+    if !quiet {
+        for d in deleted {
+            w.open("Deleted");
+            w.elem("Key", &d.key);
+            if let Some(v) = &d.version_id {
+                w.elem("VersionId", v);
+            }
+            if d.delete_marker {
+                w.elem("DeleteMarker", "true");
+            }
+            if let Some(v) = &d.delete_marker_version_id {
+                w.elem("DeleteMarkerVersionId", v);
+            }
+            w.close("Deleted");
+        }
+    }
+    for e in errors {
+        w.open("Error");
+        w.elem("Key", &e.key);
+        w.elem("Code", &e.code);
+        w.elem("Message", &e.message);
+        w.close("Error");
+    }
+    w.close("DeleteResult");
     w.finish()
 }
 

@@ -24,7 +24,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The S3 answer each code must produce: (code, S3 `<Code>`, HTTP status).
-const EXPECTED: [(ErrorCode, &str, u16); 44] = [
+const EXPECTED: [(ErrorCode, &str, u16); 49] = [
     (ErrorCode::Unspecified, "InternalError", 500),
     (ErrorCode::NoSuchBucket, "NoSuchBucket", 404),
     (ErrorCode::BucketAlreadyExists, "BucketAlreadyExists", 409),
@@ -56,6 +56,11 @@ const EXPECTED: [(ErrorCode, &str, u16); 44] = [
     (ErrorCode::NoSuchUser, "AccessDenied", 403),
     (ErrorCode::UserExists, "InternalError", 500),
     (ErrorCode::UserNotEmpty, "InternalError", 500),
+    (ErrorCode::NoSuchVersion, "NoSuchVersion", 404),
+    (ErrorCode::InvalidBucketState, "InvalidBucketState", 409),
+    (ErrorCode::ObjectLocked, "AccessDenied", 403),
+    (ErrorCode::NoSuchConfiguration, "InvalidRequest", 400),
+    (ErrorCode::MethodNotAllowed, "MethodNotAllowed", 405),
     (ErrorCode::InsufficientServers, "ServiceUnavailable", 503),
     (ErrorCode::NotMember, "InternalError", 500),
     (ErrorCode::AlreadyMember, "InternalError", 500),

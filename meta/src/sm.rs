@@ -792,9 +792,9 @@ fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd, rules
         .clone()
         .ok_or_else(|| StateError::BadCommand("no manifest".into()))?;
     rules.manifest(&m)?;
-    if m.delete_marker || !m.version_id.is_empty() || m.version_seq != 0 {
+    if m.delete_marker {
         return Err(StateError::BadCommand(
-            "a written manifest names no version and is no delete marker".into(),
+            "a written manifest is no delete marker".into(),
         ));
     }
     permissions::check_object_acl(&m.acl)?;

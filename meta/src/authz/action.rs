@@ -162,6 +162,7 @@ impl Action {
             "HeadBucket" | "ListObjects" | "ListObjectsV2" => Action::ListBucket,
             "GetBucketLocation" => Action::GetBucketLocation,
             "GetBucketVersioning" => Action::GetBucketVersioning,
+            "PutBucketVersioning" => Action::PutBucketVersioning,
             "ListObjectVersions" => Action::ListBucketVersions,
             "ListMultipartUploads" => Action::ListBucketMultipartUploads,
             "GetAcl" | "GetBucketAcl" | "GetObjectAcl" if acl_of_object || op == "GetObjectAcl" => {

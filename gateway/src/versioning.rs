@@ -1,0 +1,223 @@
+//! S3 object versioning (issue 14): Get/PutBucketVersioning, ListObjectVersions, and the
+//! version-aware DeleteObject and DeleteObjects. The state machine decides what a delete does
+//! in each versioning state (`anode_meta::state::versions`); these handlers map requests and
+//! answers.
+
+use anode_client::{ListObjectVersionsRequest, ObjectVersionRef};
+use http::{Response, StatusCode};
+
+use crate::body::{RequestBody, RespBody};
+use crate::error::S3Error;
+use crate::handlers::{ce, check_body_md5, status_only, xml_ok, Ctx, MAX_DELETE_BODY_BYTES};
+use crate::http_util::check_key;
+use crate::xml;
+
+/// The bucket's versioning as `GetBucketVersioning` shows it.
+pub async fn get_bucket_versioning(
+    cx: &Ctx<'_>,
+    bucket: &str,
+) -> Result<Response<RespBody>, S3Error> {
+    let cfg = cx.backend.head_bucket(bucket).await.map_err(ce)?;
+    let status = match anode_meta::state::versions::versioning_of(&cfg) {
+        anode_meta::state::versions::ENABLED => Some("Enabled"),
+        anode_meta::state::versions::SUSPENDED => Some("Suspended"),
+        _ => None,
+    };
+    Ok(xml_ok(xml::versioning_configuration(status)))
+}
+
+/// Enable or suspend versioning.
+pub async fn put_bucket_versioning(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    body: RequestBody,
+) -> Result<Response<RespBody>, S3Error> {
+    let body = body.collect(crate::handlers::MAX_SMALL_BODY_BYTES).await?;
+    check_body_md5(cx.headers, &body)?;
+    let state = xml::parse_versioning(&body)?;
+    let done = cx
+        .backend
+        .set_bucket_versioning(bucket, state)
+        .await
+        .map_err(ce);
+    cx.buckets.invalidate(bucket);
+    done?;
+    Ok(status_only(StatusCode::OK))
+}
+
+/// One page of ListObjectVersions.
+pub async fn list_object_versions(
+    cx: &Ctx<'_>,
+    bucket: &str,
+) -> Result<Response<RespBody>, S3Error> {
+    let q = cx.query;
+    let max_keys = crate::handlers::page_size(q, "max-keys")?;
+    let prefix = q.get("prefix").unwrap_or_default().to_string();
+    let delimiter = q.get("delimiter").filter(|d| !d.is_empty()).map(str::to_string);
+    let key_marker = q.get("key-marker").unwrap_or_default().to_string();
+    let version_id_marker = q.get("version-id-marker").unwrap_or_default().to_string();
+    if !version_id_marker.is_empty() {
+        if key_marker.is_empty() {
+            return Err(S3Error::InvalidArgument(
+                "A version-id marker cannot be specified without a key marker.".into(),
+            ));
+        }
+        anode_meta::state::versions::parse_version_id(&version_id_marker)
+            .map_err(|_| S3Error::InvalidArgument("Invalid version id specified".into()))?;
+    }
+    let mut out = xml::VersionsPage {
+        page: xml::ListPage {
+            bucket: bucket.to_string(),
+            prefix: prefix.clone(),
+            delimiter: delimiter.clone(),
+            max_keys,
+            encoding_url: crate::handlers::encoding_url(q)?,
+            owner: Some(cx.owner()),
+            ..Default::default()
+        },
+        key_marker: key_marker.clone(),
+        version_id_marker: version_id_marker.clone(),
+        next_key_marker: String::new(),
+        next_version_id_marker: String::new(),
+        versions: Vec::new(),
+    };
+    if max_keys == 0 {
+        cx.backend.head_bucket(bucket).await.map_err(ce)?;
+    } else {
+        let resp = cx
+            .backend
+            .list_object_versions(ListObjectVersionsRequest {
+                bucket: bucket.to_string(),
+                prefix,
+                delimiter: delimiter.unwrap_or_default(),
+                key_marker,
+                version_id_marker,
+                max_keys,
+                allow_stale: false,
+            })
+            .await
+            .map_err(ce)?;
+        out.page.is_truncated = resp.is_truncated;
+        out.page.common_prefixes = resp.common_prefixes;
+        out.next_key_marker = resp.next_key_marker;
+        out.next_version_id_marker = resp.next_version_id_marker;
+        out.versions = resp.versions;
+    }
+    Ok(xml_ok(xml::list_object_versions_result(&out)))
+}
+
+/// DeleteObject: a given version for good, or the simple delete (a delete marker in a
+/// versioned bucket). Answers 204 with `x-amz-version-id` and `x-amz-delete-marker` as S3
+/// does.
+pub async fn delete_object(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+) -> Result<Response<RespBody>, S3Error> {
+    check_key(key)?;
+    let vid = cx.query.get("versionId");
+    let outcome = cx
+        .backend
+        .delete_version(bucket, key, vid, false)
+        .await
+        .map_err(ce)?;
+    let mut r = status_only(StatusCode::NO_CONTENT);
+    if !outcome.version_id.is_empty() {
+        crate::handlers::set_header(&mut r, "x-amz-version-id", &outcome.version_id);
+    }
+    if outcome.delete_marker {
+        crate::handlers::set_header(&mut r, "x-amz-delete-marker", "true");
+    }
+    Ok(r)
+}
+
+/// DeleteObjects with or without version ids: each entry is authorized on its own
+/// (`s3:DeleteObject`, or `s3:DeleteObjectVersion` for an entry with a version id), and
+/// answered on its own.
+pub async fn delete_objects(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    body: RequestBody,
+) -> Result<Response<RespBody>, S3Error> {
+    use anode_meta::authz::Action;
+    let body = body.collect(MAX_DELETE_BODY_BYTES).await?;
+    check_body_md5(cx.headers, &body)?;
+    let req = xml::parse_delete(&body)?;
+    let mut errors = Vec::new();
+    let mut wanted = Vec::new();
+    for (key, version) in req.objects {
+        let version = version.filter(|v| !v.is_empty());
+        let action = if version.is_some() {
+            Action::DeleteObjectVersion
+        } else {
+            Action::DeleteObject
+        };
+        let bad_version = version
+            .as_deref()
+            .is_some_and(|v| anode_meta::state::versions::parse_version_id(v).is_err());
+        if key.is_empty() || check_key(&key).is_err() {
+            errors.push(xml::DeleteError {
+                key,
+                code: "InvalidArgument".into(),
+                message: "Invalid key".into(),
+            });
+        } else if bad_version {
+            errors.push(xml::DeleteError {
+                key,
+                code: "NoSuchVersion".into(),
+                message: "The specified version does not exist.".into(),
+            });
+        } else if !cx.authz.allows(action, bucket, &key).is_allowed() {
+            crate::metrics::METRICS.authz_denied.inc();
+            errors.push(xml::DeleteError {
+                key,
+                code: "AccessDenied".into(),
+                message: "Access Denied".into(),
+            });
+        } else {
+            wanted.push(ObjectVersionRef {
+                key,
+                version_id: version,
+            });
+        }
+    }
+    if wanted.is_empty() && !errors.is_empty() && errors.iter().all(|e| e.code == "AccessDenied")
+    {
+        // Nothing the caller asked for may be deleted by them: refuse the request as a whole
+        // (Ceph RGW does the same without a policy); a partial refusal is per key.
+        return Err(S3Error::AccessDenied("Access Denied".into()));
+    }
+    let mut deleted = Vec::new();
+    if wanted.is_empty() {
+        cx.backend.head_bucket(bucket).await.map_err(ce)?;
+    } else {
+        let asked: Vec<Option<String>> = wanted.iter().map(|w| w.version_id.clone()).collect();
+        let outcomes = cx
+            .backend
+            .delete_versions(bucket, wanted, false)
+            .await
+            .map_err(ce)?;
+        for (o, asked) in outcomes.into_iter().zip(asked) {
+            if let Some(e) = o.error {
+                let s3 = S3Error::from_error_code(e.code(), &e.message);
+                errors.push(xml::DeleteError {
+                    key: o.key,
+                    code: s3.aws_code().into(),
+                    message: s3.public_message(),
+                });
+                continue;
+            }
+            // S3 reports every requested key as deleted, whether or not it existed.
+            let created_marker = asked.is_none() && o.delete_marker;
+            deleted.push(xml::Deleted {
+                key: o.key,
+                version_id: asked,
+                delete_marker: o.delete_marker,
+                delete_marker_version_id: created_marker.then(|| o.version_id.clone()),
+            });
+        }
+    }
+    Ok(xml_ok(xml::delete_result_versions(
+        &deleted, &errors, req.quiet,
+    )))
+}
