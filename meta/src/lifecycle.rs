@@ -275,17 +275,17 @@ mod tests {
         };
         let vs = [v(7, false, 1000)];
         let day = 100;
-        assert!(decide_key(&[r.clone()], "logs/a", &vs, 1199, day).is_empty());
+        assert!(decide_key(std::slice::from_ref(&r), "logs/a", &vs, 1199, day).is_empty());
         assert_eq!(
-            decide_key(&[r.clone()], "logs/a", &vs, 1200, day),
+            decide_key(std::slice::from_ref(&r), "logs/a", &vs, 1200, day),
             vec![(ActionKind::ExpireCurrent, 7)]
         );
-        assert!(decide_key(&[r.clone()], "data/a", &vs, 5000, day).is_empty());
+        assert!(decide_key(std::slice::from_ref(&r), "data/a", &vs, 5000, day).is_empty());
         let small = [VersionView {
             size: 5,
             ..vs[0].clone()
         }];
-        assert!(decide_key(&[r.clone()], "logs/a", &small, 5000, day).is_empty());
+        assert!(decide_key(std::slice::from_ref(&r), "logs/a", &small, 5000, day).is_empty());
         let disabled = LifecycleRule {
             enabled: false,
             ..r
@@ -310,7 +310,7 @@ mod tests {
         let day = 50;
         // Version 3 is the newest noncurrent one: kept. 2 became noncurrent at 300, 1 at 200.
         assert_eq!(
-            decide_key(&[r.clone()], "k", &vs, 260, day),
+            decide_key(std::slice::from_ref(&r), "k", &vs, 260, day),
             vec![(ActionKind::DeleteNoncurrent, 1)]
         );
         assert_eq!(
@@ -329,7 +329,7 @@ mod tests {
             ..rule()
         };
         assert_eq!(
-            decide_key(&[r.clone()], "k", &[v(2, true, 0)], 0, 1),
+            decide_key(std::slice::from_ref(&r), "k", &[v(2, true, 0)], 0, 1),
             vec![(ActionKind::RemoveExpiredMarker, 2)]
         );
         assert!(decide_key(&[r], "k", &[v(2, true, 0), v(1, false, 0)], 0, 1).is_empty());
@@ -341,7 +341,13 @@ mod tests {
             abort_multipart_days: 2,
             ..rule()
         };
-        assert!(!abort_upload_due(&[r.clone()], "k", 100, 299, 100));
+        assert!(!abort_upload_due(
+            std::slice::from_ref(&r),
+            "k",
+            100,
+            299,
+            100
+        ));
         assert!(abort_upload_due(&[r], "k", 100, 300, 100));
     }
 }

@@ -42,6 +42,8 @@ pub mod sessions;
 mod tests;
 pub mod users;
 pub mod versions;
+#[cfg(test)]
+mod versions_tests;
 
 pub use invariants::{check_refcount_deltas, InvariantError};
 pub use lifecycle_apply::{lifecycle_plan, lifecycle_progress};
