@@ -487,6 +487,7 @@ async fn create_bucket(addrs: &[String], name: &str) {
                 owner_user: String::new(),
                 access: Vec::new(),
                 session: None,
+                ..Default::default()
             })
             .await
         }

@@ -104,6 +104,7 @@ async fn master_group_failover_restart_and_membership() {
             owner_user: String::new(),
             access: Vec::new(),
             session: None,
+            ..Default::default()
         })
         .await
     })
@@ -375,6 +376,7 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
             owner_user: String::new(),
             access: Vec::new(),
             session: None,
+            ..Default::default()
         })
         .await
     })

@@ -306,6 +306,7 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
                 owner_user: String::new(),
                 access: Vec::new(),
                 session: None,
+                ..Default::default()
             })
             .await
         })

@@ -209,8 +209,16 @@ impl Client {
             owner_access_key: owner_access_key.to_string(),
             owner_user: owner_user.to_string(),
             access,
-            session: None,
+            ..Default::default()
         };
+        self.create_bucket_request(req).await
+    }
+
+    /// Create a bucket as `req` describes (owner, access record, object lock).
+    pub async fn create_bucket_request(
+        &self,
+        req: CreateBucketRequest,
+    ) -> Result<BucketConfig, ClientError> {
         let resp = self
             .inner
             .master
@@ -466,6 +474,19 @@ impl Client {
         replace: Option<PutOptions>,
     ) -> Result<Manifest, ClientError> {
         let src = self.head_object(src_bucket, src_key).await?;
+        self.copy_from_manifest(src, dst_bucket, dst_key, replace)
+            .await
+    }
+
+    /// Copy the version `src` (a manifest as read, e.g. by [`Client::get_version`]) to
+    /// `dst_bucket/dst_key` by reference; `replace` replaces the metadata.
+    pub async fn copy_from_manifest(
+        &self,
+        src: Manifest,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<PutOptions>,
+    ) -> Result<Manifest, ClientError> {
         let (manifest, if_match) = copy_manifest(src, replace);
         self.commit(dst_bucket, dst_key, manifest, if_match).await
     }

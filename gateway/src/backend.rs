@@ -11,7 +11,8 @@ use anode_client::{
     User,
 };
 use anode_client::{
-    DeleteOutcome, ListObjectVersionsRequest, ListObjectVersionsResponse, ObjectVersionRef,
+    DefaultRetention, DeleteOutcome, LifecycleConfig, ListObjectVersionsRequest,
+    ListObjectVersionsResponse, ObjectVersionRef, SetObjectLockCmd,
 };
 use bytes::Bytes;
 use futures::Stream;
@@ -34,6 +35,7 @@ pub trait Backend: Send + Sync + 'static {
         owner_key: &str,
         owner_user: &str,
         access: Vec<u8>,
+        object_lock: bool,
     ) -> Result<(), ClientError>;
     /// Delete an empty bucket.
     async fn delete_bucket(&self, name: &str) -> Result<(), ClientError>;
@@ -86,6 +88,15 @@ pub trait Backend: Send + Sync + 'static {
         dst_key: &str,
         replace: Option<PutOptions>,
     ) -> Result<Manifest, ClientError>;
+    /// Copy the version `src` (as read, conditions checked) to `dst_bucket/dst_key` by
+    /// reference; `replace` replaces the metadata.
+    async fn copy_from(
+        &self,
+        src: Manifest,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<PutOptions>,
+    ) -> Result<Manifest, ClientError>;
     /// Delete one object; whether it existed.
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ClientError>;
     /// Delete several objects; the keys that existed.
@@ -130,6 +141,20 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<ListObjectVersionsResponse, ClientError>;
     /// Enable (1) or suspend (2) versioning.
     async fn set_bucket_versioning(&self, bucket: &str, state: u32) -> Result<(), ClientError>;
+    /// Enable object lock with a default retention (None: none).
+    async fn set_bucket_object_lock(
+        &self,
+        bucket: &str,
+        default_retention: Option<DefaultRetention>,
+    ) -> Result<(), ClientError>;
+    /// Replace (Some) or delete (None) the lifecycle rules.
+    async fn set_bucket_lifecycle(
+        &self,
+        bucket: &str,
+        config: Option<LifecycleConfig>,
+    ) -> Result<(), ClientError>;
+    /// Set a version's retention and/or legal hold.
+    async fn set_object_lock(&self, cmd: SetObjectLockCmd) -> Result<Manifest, ClientError>;
     /// Start a multipart upload; its id.
     async fn create_multipart(
         &self,
@@ -186,10 +211,17 @@ impl Backend for Client {
         owner_key: &str,
         owner_user: &str,
         access: Vec<u8>,
+        object_lock: bool,
     ) -> Result<(), ClientError> {
-        Client::create_bucket_owned(self, name, 0, owner_key, owner_user, access)
-            .await
-            .map(|_| ())
+        let req = anode_proto::CreateBucketRequest {
+            name: name.to_string(),
+            owner_access_key: owner_key.to_string(),
+            owner_user: owner_user.to_string(),
+            access,
+            object_lock,
+            ..Default::default()
+        };
+        Client::create_bucket_request(self, req).await.map(|_| ())
     }
     async fn delete_bucket(&self, name: &str) -> Result<(), ClientError> {
         Client::delete_bucket(self, name).await
@@ -247,6 +279,15 @@ impl Backend for Client {
     ) -> Result<Manifest, ClientError> {
         Client::copy_object(self, src_bucket, src_key, dst_bucket, dst_key, replace).await
     }
+    async fn copy_from(
+        &self,
+        src: Manifest,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<PutOptions>,
+    ) -> Result<Manifest, ClientError> {
+        Client::copy_from_manifest(self, src, dst_bucket, dst_key, replace).await
+    }
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ClientError> {
         Client::delete_object(self, bucket, key).await
     }
@@ -297,6 +338,23 @@ impl Backend for Client {
     }
     async fn set_bucket_versioning(&self, bucket: &str, state: u32) -> Result<(), ClientError> {
         Client::set_bucket_versioning(self, bucket, state).await
+    }
+    async fn set_bucket_object_lock(
+        &self,
+        bucket: &str,
+        default_retention: Option<DefaultRetention>,
+    ) -> Result<(), ClientError> {
+        Client::set_bucket_object_lock(self, bucket, default_retention).await
+    }
+    async fn set_bucket_lifecycle(
+        &self,
+        bucket: &str,
+        config: Option<LifecycleConfig>,
+    ) -> Result<(), ClientError> {
+        Client::set_bucket_lifecycle(self, bucket, config).await
+    }
+    async fn set_object_lock(&self, cmd: SetObjectLockCmd) -> Result<Manifest, ClientError> {
+        Client::set_object_lock(self, cmd).await
     }
     async fn create_multipart(
         &self,

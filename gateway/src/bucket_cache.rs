@@ -180,7 +180,7 @@ mod tests {
         let backend = MemBackend::default();
         backend.add_user("alice", false);
         backend
-            .create_bucket("bkt", "AKTESTAKTEST0001", "alice", Vec::new())
+            .create_bucket("bkt", "AKTESTAKTEST0001", "alice", Vec::new(), false)
             .await
             .unwrap();
         let lookups = || backend.bucket_lookups.load(Ordering::Relaxed);

@@ -30,6 +30,7 @@ use crate::metrics::METRICS;
 use crate::router::{parse_part_number, S3Op};
 use crate::versioning;
 use crate::xml;
+use crate::{lifecycle, object_lock};
 
 /// Largest object a single PUT may store (S3: 5 GiB).
 pub const MAX_PUT_OBJECT_BYTES: u64 = 5 << 30;
@@ -109,6 +110,29 @@ pub async fn dispatch(
         S3Op::PutBucketVersioning { bucket } => {
             versioning::put_bucket_versioning(cx, &bucket, body).await
         }
+        S3Op::GetObjectLockConfiguration { bucket } => object_lock::get_config(cx, &bucket).await,
+        S3Op::PutObjectLockConfiguration { bucket } => {
+            object_lock::put_config(cx, &bucket, body).await
+        }
+        S3Op::GetObjectRetention { bucket, key } => {
+            object_lock::get_retention(cx, &bucket, &key).await
+        }
+        S3Op::PutObjectRetention { bucket, key } => {
+            object_lock::put_retention(cx, &bucket, &key, body).await
+        }
+        S3Op::GetObjectLegalHold { bucket, key } => {
+            object_lock::get_legal_hold(cx, &bucket, &key).await
+        }
+        S3Op::PutObjectLegalHold { bucket, key } => {
+            object_lock::put_legal_hold(cx, &bucket, &key, body).await
+        }
+        S3Op::GetBucketLifecycleConfiguration { bucket } => {
+            lifecycle::get_lifecycle(cx, &bucket).await
+        }
+        S3Op::PutBucketLifecycleConfiguration { bucket } => {
+            lifecycle::put_lifecycle(cx, &bucket, body).await
+        }
+        S3Op::DeleteBucketLifecycle { bucket } => lifecycle::delete_lifecycle(cx, &bucket).await,
         S3Op::GetBucketAcl { .. } => access::get_bucket_acl(cx).await,
         S3Op::PutBucketAcl { bucket } => access::put_bucket_acl(cx, &bucket, body).await,
         S3Op::GetObjectAcl { bucket, key } => access::get_object_acl(cx, &bucket, &key).await,
@@ -224,6 +248,7 @@ async fn create_multipart(
     let mut opts = put_options(cx.headers)?;
     opts.content_md5 = None;
     opts.acl = access::acl_for_write(cx)?;
+    with_lock(cx, &mut opts)?;
     let id = cx
         .backend
         .create_multipart(bucket, key, opts)
@@ -309,6 +334,7 @@ async fn create_bucket(
             cx.access_key,
             &cx.principal.user,
             access::record_for_new_bucket(cx, &cx.principal.user)?,
+            object_lock::lock_enabled_on_create(cx.headers)?,
         )
         .await
         .map_err(ce)?;
@@ -637,6 +663,7 @@ async fn put_object(
     check_key(key)?;
     let mut opts = put_options(cx.headers)?;
     opts.acl = access::acl_for_write(cx)?;
+    with_lock(cx, &mut opts)?;
     let err = BodyError::default();
     let stream = payload_stream(cx, body, is_chunked(cx.headers), MAX_PUT_OBJECT_BYTES, &err)?;
     let m = cx
@@ -648,6 +675,15 @@ async fn put_object(
     set(&mut r, "etag", &xml::quote_etag(&m.etag));
     version_header(&mut r, &m);
     Ok(r)
+}
+
+/// The object lock a write's headers ask for (`x-amz-object-lock-*`).
+fn with_lock(cx: &Ctx<'_>, opts: &mut PutOptions) -> Result<(), S3Error> {
+    let (mode, until, hold) = object_lock::lock_from_headers(cx.headers, cx.now_ms)?;
+    opts.lock_mode = mode;
+    opts.retain_until_ms = until;
+    opts.legal_hold = hold;
+    Ok(())
 }
 
 /// `x-amz-version-id` of a version written in a versioned bucket.
@@ -684,6 +720,11 @@ async fn upload_part(
 
 /// `x-amz-copy-source`: `[/]bucket/key[?versionId=...]`, URL-encoded.
 pub fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
+    parse_copy_source_version(value).map(|(b, k, _)| (b, k))
+}
+
+/// [`parse_copy_source`] with the source's `versionId` (None: the current version).
+pub fn parse_copy_source_version(value: &str) -> Result<(String, String, Option<String>), S3Error> {
     let bad = || {
         S3Error::InvalidArgument(
             "Copy Source must mention the source bucket and key: sourcebucket/sourcekey".into(),
@@ -693,10 +734,9 @@ pub fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
         Some((p, q)) => (p, Query::parse(q).get("versionId").map(str::to_string)),
         None => (value, None),
     };
-    if version.is_some_and(|v| v != "null") {
-        return Err(S3Error::NotImplemented(
-            "object versions are not supported".into(),
-        ));
+    if let Some(v) = &version {
+        anode_meta::state::versions::parse_version_id(v)
+            .map_err(|_| S3Error::InvalidArgument("Invalid version id specified".into()))?;
     }
     let path = decode_path(path.trim())?;
     let path = path.strip_prefix('/').unwrap_or(&path);
@@ -705,7 +745,7 @@ pub fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
         return Err(bad());
     }
     check_key(key)?;
-    Ok((bucket.to_string(), key.to_string()))
+    Ok((bucket.to_string(), key.to_string(), version))
 }
 
 /// Head the copy source and check the `x-amz-copy-source-if-*` conditions (any failure is 412).
@@ -713,8 +753,22 @@ async fn copy_source(cx: &Ctx<'_>) -> Result<(String, String, Manifest), S3Error
     let value = cx
         .header("x-amz-copy-source")
         .ok_or_else(|| S3Error::InvalidArgument("missing x-amz-copy-source".into()))?;
-    let (sb, sk) = parse_copy_source(value)?;
-    let src = cx.backend.head_object(&sb, &sk).await.map_err(ce)?;
+    let (sb, sk, version) = parse_copy_source_version(value)?;
+    let src = match cx
+        .backend
+        .get_version(&sb, &sk, version.as_deref(), false)
+        .await
+    {
+        Ok(m) => m,
+        // S3 answers a copy of a delete marker as a bad request.
+        Err(e) if e.code() == anode_client::ErrorCode::MethodNotAllowed => {
+            return Err(S3Error::InvalidRequest(
+                "The source of a copy request may not specifically refer to a delete marker by version id."
+                    .into(),
+            ))
+        }
+        Err(e) => return Err(ce(e)),
+    };
     let cond = Conditions::from_headers(cx.headers, "x-amz-copy-source-");
     if cond.evaluate(&src.etag, src.mtime_ms) != CondOutcome::Proceed {
         return Err(S3Error::PreconditionFailed);
@@ -745,28 +799,34 @@ async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<R
     }
     // The copy gets the ACL of its own headers (never the source's, as in S3).
     let acl = access::acl_for_write(cx)?;
+    let lock = object_lock::lock_from_headers(cx.headers, cx.now_ms)?;
+    let locked = !lock.0.is_empty() || lock.2;
     let replace = if replace {
         let mut opts = put_options(cx.headers)?;
         opts.content_md5 = None;
         opts.acl = acl;
+        (opts.lock_mode, opts.retain_until_ms, opts.legal_hold) = lock;
         Some(opts)
-    } else if !acl.is_empty() {
+    } else if !acl.is_empty() || locked {
         // COPY keeps the source's metadata; the ACL still comes from this request.
         Some(PutOptions {
-            content_type: src.content_type,
-            user_metadata: src.user_metadata.into_iter().collect(),
-            system_metadata: src.system_metadata.into_iter().collect(),
+            content_type: src.content_type.clone(),
+            user_metadata: src.user_metadata.clone(),
+            system_metadata: src.system_metadata.clone(),
             if_match_etag: None,
             content_md5: None,
             acl,
-            ..Default::default()
+            lock_mode: lock.0,
+            retain_until_ms: lock.1,
+            legal_hold: lock.2,
         })
     } else {
         None
     };
+    let src_version = (!src.version_id.is_empty()).then(|| src.version_id.clone());
     let m = cx
         .backend
-        .copy_object(&sb, &sk, bucket, key, replace)
+        .copy_from(src, bucket, key, replace)
         .await
         .map_err(ce)?;
     let mtime = if m.mtime_ms == 0 {
@@ -774,7 +834,12 @@ async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<R
     } else {
         m.mtime_ms
     };
-    Ok(xml_ok(xml::copy_object_result(&m.etag, mtime)))
+    let mut r = xml_ok(xml::copy_object_result(&m.etag, mtime));
+    version_header(&mut r, &m);
+    if let Some(v) = src_version {
+        set(&mut r, "x-amz-copy-source-version-id", &v);
+    }
+    Ok(r)
 }
 
 async fn upload_part_copy(
@@ -842,9 +907,11 @@ async fn complete_multipart(
         .map_err(ce)?;
     let host = cx.header("host").unwrap_or("localhost");
     let location = format!("http://{host}/{bucket}/{}", uri_encode(key, true));
-    Ok(xml_ok(xml::complete_multipart_upload(
+    let mut r = xml_ok(xml::complete_multipart_upload(
         &location, bucket, key, &m.etag,
-    )))
+    ));
+    version_header(&mut r, &m);
+    Ok(r)
 }
 
 /// When Content-MD5 is present, the collected body must match it.
@@ -950,6 +1017,7 @@ async fn get_object(
             anode_meta::state::versions::version_id_of(&m),
         );
     }
+    object_lock::lock_response_headers(&mut r, &m);
     if let Some((a, b)) = range {
         set(&mut r, "content-range", &content_range(a, b, m.size));
     }
@@ -1031,10 +1099,14 @@ mod tests {
         assert_eq!(ok("b/dir/a%20b"), ("b".into(), "dir/a b".into()));
         assert_eq!(ok("b/k?versionId=null"), ("b".into(), "k".into()));
         assert_eq!(
+            parse_copy_source_version("b/k?versionId=000000000000002a").unwrap(),
+            ("b".into(), "k".into(), Some("000000000000002a".into()))
+        );
+        assert_eq!(
             parse_copy_source("b/k?versionId=v1")
                 .unwrap_err()
                 .aws_code(),
-            "NotImplemented"
+            "InvalidArgument"
         );
         for bad in ["b", "/b/", "/k", ""] {
             assert_eq!(

@@ -55,6 +55,59 @@ pub enum S3Op {
         /// Bucket.
         bucket: String,
     },
+    /// `GET /b?object-lock`.
+    GetObjectLockConfiguration {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `PUT /b?object-lock`.
+    PutObjectLockConfiguration {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `GET /b?lifecycle`.
+    GetBucketLifecycleConfiguration {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `PUT /b?lifecycle`.
+    PutBucketLifecycleConfiguration {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `DELETE /b?lifecycle`.
+    DeleteBucketLifecycle {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `GET /b/k?retention`.
+    GetObjectRetention {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `PUT /b/k?retention`.
+    PutObjectRetention {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `GET /b/k?legal-hold`.
+    GetObjectLegalHold {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `PUT /b/k?legal-hold`.
+    PutObjectLegalHold {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
     /// `GET /b?acl`.
     GetBucketAcl {
         /// Bucket.
@@ -274,6 +327,15 @@ impl S3Op {
             S3Op::GetBucketLocation { .. } => "GetBucketLocation",
             S3Op::GetBucketVersioning { .. } => "GetBucketVersioning",
             S3Op::PutBucketVersioning { .. } => "PutBucketVersioning",
+            S3Op::GetObjectLockConfiguration { .. } => "GetObjectLockConfiguration",
+            S3Op::PutObjectLockConfiguration { .. } => "PutObjectLockConfiguration",
+            S3Op::GetBucketLifecycleConfiguration { .. } => "GetBucketLifecycleConfiguration",
+            S3Op::PutBucketLifecycleConfiguration { .. } => "PutBucketLifecycleConfiguration",
+            S3Op::DeleteBucketLifecycle { .. } => "DeleteBucketLifecycle",
+            S3Op::GetObjectRetention { .. } => "GetObjectRetention",
+            S3Op::PutObjectRetention { .. } => "PutObjectRetention",
+            S3Op::GetObjectLegalHold { .. } => "GetObjectLegalHold",
+            S3Op::PutObjectLegalHold { .. } => "PutObjectLegalHold",
             S3Op::GetBucketAcl { .. } => "GetBucketAcl",
             S3Op::PutBucketAcl { .. } => "PutBucketAcl",
             S3Op::GetObjectAcl { .. } => "GetObjectAcl",
@@ -319,6 +381,15 @@ impl S3Op {
             | S3Op::GetBucketLocation { bucket }
             | S3Op::GetBucketVersioning { bucket }
             | S3Op::PutBucketVersioning { bucket }
+            | S3Op::GetObjectLockConfiguration { bucket }
+            | S3Op::PutObjectLockConfiguration { bucket }
+            | S3Op::GetBucketLifecycleConfiguration { bucket }
+            | S3Op::PutBucketLifecycleConfiguration { bucket }
+            | S3Op::DeleteBucketLifecycle { bucket }
+            | S3Op::GetObjectRetention { bucket, .. }
+            | S3Op::PutObjectRetention { bucket, .. }
+            | S3Op::GetObjectLegalHold { bucket, .. }
+            | S3Op::PutObjectLegalHold { bucket, .. }
             | S3Op::GetBucketAcl { bucket }
             | S3Op::PutBucketAcl { bucket }
             | S3Op::GetObjectAcl { bucket, .. }
@@ -359,6 +430,10 @@ impl S3Op {
         match self {
             S3Op::GetObjectAcl { key, .. }
             | S3Op::PutObjectAcl { key, .. }
+            | S3Op::GetObjectRetention { key, .. }
+            | S3Op::PutObjectRetention { key, .. }
+            | S3Op::GetObjectLegalHold { key, .. }
+            | S3Op::PutObjectLegalHold { key, .. }
             | S3Op::GetObjectTagging { key, .. }
             | S3Op::PutObject { key, .. }
             | S3Op::CopyObject { key, .. }
@@ -416,7 +491,7 @@ impl S3Op {
 
 /// Sub-resources that select an S3 API Anode does not implement (beyond the read-only answers
 /// listed in the module docs).
-const UNSUPPORTED_SUBRESOURCES: [&str; 21] = [
+const UNSUPPORTED_SUBRESOURCES: [&str; 17] = [
     "accelerate",
     "analytics",
     "attributes",
@@ -424,16 +499,12 @@ const UNSUPPORTED_SUBRESOURCES: [&str; 21] = [
     "encryption",
     "intelligent-tiering",
     "inventory",
-    "legal-hold",
-    "lifecycle",
     "logging",
     "metrics",
     "notification",
-    "object-lock",
     "replication",
     "requestPayment",
     "restore",
-    "retention",
     "select",
     "tagging",
     "torrent",
@@ -543,6 +614,21 @@ fn route_bucket(method: &Method, bucket: String, q: &Query) -> Result<S3Op, S3Er
     if let Some(sub) = ACCESS_SUBRESOURCES.iter().copied().find(|s| q.has(s)) {
         return route_bucket_access(method, bucket, sub);
     }
+    if q.has("object-lock") {
+        return match *method {
+            Method::GET => Ok(S3Op::GetObjectLockConfiguration { bucket }),
+            Method::PUT => Ok(S3Op::PutObjectLockConfiguration { bucket }),
+            _ => Err(S3Error::MethodNotAllowed),
+        };
+    }
+    if q.has("lifecycle") {
+        return match *method {
+            Method::GET => Ok(S3Op::GetBucketLifecycleConfiguration { bucket }),
+            Method::PUT => Ok(S3Op::PutBucketLifecycleConfiguration { bucket }),
+            Method::DELETE => Ok(S3Op::DeleteBucketLifecycle { bucket }),
+            _ => Err(S3Error::MethodNotAllowed),
+        };
+    }
     if q.has("versioning") {
         return match *method {
             Method::GET => Ok(S3Op::GetBucketVersioning { bucket }),
@@ -601,6 +687,20 @@ fn route_object(
     // The bucket-only access sub-resources name nothing on an object.
     if let Some(sub) = ACCESS_SUBRESOURCES[1..].iter().copied().find(|s| q.has(s)) {
         return Err(not_implemented(sub));
+    }
+    if q.has("retention") {
+        return match *method {
+            Method::GET => Ok(S3Op::GetObjectRetention { bucket, key }),
+            Method::PUT => Ok(S3Op::PutObjectRetention { bucket, key }),
+            _ => Err(S3Error::MethodNotAllowed),
+        };
+    }
+    if q.has("legal-hold") {
+        return match *method {
+            Method::GET => Ok(S3Op::GetObjectLegalHold { bucket, key }),
+            Method::PUT => Ok(S3Op::PutObjectLegalHold { bucket, key }),
+            _ => Err(S3Error::MethodNotAllowed),
+        };
     }
     if q.has("acl") {
         return match *method {
@@ -739,11 +839,14 @@ mod tests {
             ("GET", Some("b"), Some("k"), "versionId=000000000000002a", false, Ok(S3Op::GetObject { bucket: b(), key: k() })),
             ("DELETE", Some("b"), Some("k"), "versionId=000000000000002a", false, Ok(S3Op::DeleteObject { bucket: b(), key: k() })),
             ("GET", Some("b"), Some("k"), "acl&versionId=000000000000002a", false, Err("NotImplemented")),
-            ("GET", Some("b"), None, "lifecycle", false, Ok(S3Op::GetMissingBucketConfig {
-                bucket: b(),
-                sub: "lifecycle",
-                missing: S3Error::NoSuchConfiguration { code: "NoSuchLifecycleConfiguration", message: "The lifecycle configuration does not exist" },
-            })),
+            ("GET", Some("b"), None, "lifecycle", false, Ok(S3Op::GetBucketLifecycleConfiguration { bucket: b() })),
+            ("PUT", Some("b"), None, "lifecycle", false, Ok(S3Op::PutBucketLifecycleConfiguration { bucket: b() })),
+            ("DELETE", Some("b"), None, "lifecycle", false, Ok(S3Op::DeleteBucketLifecycle { bucket: b() })),
+            ("GET", Some("b"), None, "object-lock", false, Ok(S3Op::GetObjectLockConfiguration { bucket: b() })),
+            ("PUT", Some("b"), None, "object-lock", false, Ok(S3Op::PutObjectLockConfiguration { bucket: b() })),
+            ("PUT", Some("b"), Some("k"), "legal-hold", false, Ok(S3Op::PutObjectLegalHold { bucket: b(), key: k() })),
+            ("GET", Some("b"), Some("k"), "legal-hold", false, Ok(S3Op::GetObjectLegalHold { bucket: b(), key: k() })),
+            ("PUT", Some("b"), Some("k"), "retention", false, Ok(S3Op::PutObjectRetention { bucket: b(), key: k() })),
             ("GET", Some("b"), None, "notification", false, Err("NotImplemented")),
             ("DELETE", Some("b"), None, "cors", false, Err("NotImplemented")),
             ("PUT", Some("b"), Some("k"), "", false, Ok(S3Op::PutObject { bucket: b(), key: k() })),
@@ -778,7 +881,7 @@ mod tests {
             ("GET", Some("b"), Some("k"), "policyStatus", false, Err("NotImplemented")),
             ("GET", Some("b"), Some("k"), "tagging", false, Ok(S3Op::GetObjectTagging { bucket: b(), key: k() })),
             ("PUT", Some("b"), Some("k"), "tagging", false, Err("NotImplemented")),
-            ("GET", Some("b"), Some("k"), "retention", false, Err("NotImplemented")),
+            ("GET", Some("b"), Some("k"), "retention", false, Ok(S3Op::GetObjectRetention { bucket: b(), key: k() })),
             ("POST", Some("b"), Some("k"), "select&select-type=2", false, Err("NotImplemented")),
             ("POST", Some("b"), Some("k"), "", false, Err("NotImplemented")),
             ("PATCH", Some("b"), Some("k"), "", false, Err("MethodNotAllowed")),
@@ -816,6 +919,16 @@ mod tests {
             (S3Op::HeadBucket { bucket: s() }, A::ListBucket),
             (S3Op::GetBucketLocation { bucket: s() }, A::GetBucketLocation),
             (S3Op::GetBucketVersioning { bucket: s() }, A::GetBucketVersioning),
+            (S3Op::PutBucketVersioning { bucket: s() }, A::PutBucketVersioning),
+            (S3Op::GetObjectLockConfiguration { bucket: s() }, A::GetBucketObjectLockConfiguration),
+            (S3Op::PutObjectLockConfiguration { bucket: s() }, A::PutBucketObjectLockConfiguration),
+            (S3Op::GetBucketLifecycleConfiguration { bucket: s() }, A::GetLifecycleConfiguration),
+            (S3Op::PutBucketLifecycleConfiguration { bucket: s() }, A::PutLifecycleConfiguration),
+            (S3Op::DeleteBucketLifecycle { bucket: s() }, A::PutLifecycleConfiguration),
+            (S3Op::GetObjectRetention { bucket: s(), key: s() }, A::GetObjectRetention),
+            (S3Op::PutObjectRetention { bucket: s(), key: s() }, A::PutObjectRetention),
+            (S3Op::GetObjectLegalHold { bucket: s(), key: s() }, A::GetObjectLegalHold),
+            (S3Op::PutObjectLegalHold { bucket: s(), key: s() }, A::PutObjectLegalHold),
             (S3Op::GetBucketAcl { bucket: s() }, A::GetBucketAcl),
             (S3Op::PutBucketAcl { bucket: s() }, A::PutBucketAcl),
             (S3Op::GetObjectAcl { bucket: s(), key: k() }, A::GetObjectAcl),

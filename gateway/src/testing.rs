@@ -259,6 +259,7 @@ impl Backend for MemBackend {
         owner_key: &str,
         owner_user: &str,
         access: Vec<u8>,
+        object_lock: bool,
     ) -> Result<(), ClientError> {
         let config = BucketConfig {
             version: RECORD_VERSION,
@@ -267,6 +268,8 @@ impl Backend for MemBackend {
             owner_access_key: owner_key.into(),
             owner_user: owner_user.into(),
             access,
+            object_lock,
+            versioning_state: u32::from(object_lock),
             ..Default::default()
         };
         self.propose(Op::CreateBucket(CreateBucketCmd {
@@ -379,6 +382,17 @@ impl Backend for MemBackend {
         self.commit(dst_bucket, dst_key, manifest, if_match)
     }
 
+    async fn copy_from(
+        &self,
+        src: Manifest,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<PutOptions>,
+    ) -> Result<Manifest, ClientError> {
+        let (manifest, if_match) = anode_client::copy_manifest(src, replace);
+        self.commit(dst_bucket, dst_key, manifest, if_match)
+    }
+
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ClientError> {
         let res = self.propose(Op::DeleteObject(DeleteObjectCmd {
             bucket: bucket.into(),
@@ -457,6 +471,39 @@ impl Backend for MemBackend {
     ) -> Result<anode_client::ListObjectVersionsResponse, ClientError> {
         self.read(|kv| state::list_object_versions(kv, &req))
             .map_err(refused)
+    }
+
+    async fn set_bucket_object_lock(
+        &self,
+        bucket: &str,
+        default_retention: Option<anode_client::DefaultRetention>,
+    ) -> Result<(), ClientError> {
+        self.propose(Op::SetBucketObjectLock(SetBucketObjectLockCmd {
+            name: bucket.into(),
+            default_retention,
+        }))?;
+        Ok(())
+    }
+
+    async fn set_bucket_lifecycle(
+        &self,
+        bucket: &str,
+        config: Option<anode_client::LifecycleConfig>,
+    ) -> Result<(), ClientError> {
+        self.propose(Op::SetBucketLifecycle(SetBucketLifecycleCmd {
+            name: bucket.into(),
+            config,
+        }))?;
+        Ok(())
+    }
+
+    async fn set_object_lock(
+        &self,
+        cmd: anode_client::SetObjectLockCmd,
+    ) -> Result<Manifest, ClientError> {
+        let res = self.propose(Op::SetObjectLock(cmd))?;
+        res.manifest
+            .ok_or_else(|| ClientError::Internal("no manifest in the answer".into()))
     }
 
     async fn set_bucket_versioning(&self, bucket: &str, state: u32) -> Result<(), ClientError> {

@@ -53,7 +53,10 @@ pub async fn list_object_versions(
     let q = cx.query;
     let max_keys = crate::handlers::page_size(q, "max-keys")?;
     let prefix = q.get("prefix").unwrap_or_default().to_string();
-    let delimiter = q.get("delimiter").filter(|d| !d.is_empty()).map(str::to_string);
+    let delimiter = q
+        .get("delimiter")
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
     let key_marker = q.get("key-marker").unwrap_or_default().to_string();
     let version_id_marker = q.get("version-id-marker").unwrap_or_default().to_string();
     if !version_id_marker.is_empty() {
@@ -116,9 +119,10 @@ pub async fn delete_object(
 ) -> Result<Response<RespBody>, S3Error> {
     check_key(key)?;
     let vid = cx.query.get("versionId");
+    let bypass = crate::object_lock::bypass_governance(cx, bucket, key);
     let outcome = cx
         .backend
-        .delete_version(bucket, key, vid, false)
+        .delete_version(bucket, key, vid, bypass)
         .await
         .map_err(ce)?;
     let mut r = status_only(StatusCode::NO_CONTENT);
@@ -181,8 +185,7 @@ pub async fn delete_objects(
             });
         }
     }
-    if wanted.is_empty() && !errors.is_empty() && errors.iter().all(|e| e.code == "AccessDenied")
-    {
+    if wanted.is_empty() && !errors.is_empty() && errors.iter().all(|e| e.code == "AccessDenied") {
         // Nothing the caller asked for may be deleted by them: refuse the request as a whole
         // (Ceph RGW does the same without a policy); a partial refusal is per key.
         return Err(S3Error::AccessDenied("Access Denied".into()));
@@ -192,9 +195,14 @@ pub async fn delete_objects(
         cx.backend.head_bucket(bucket).await.map_err(ce)?;
     } else {
         let asked: Vec<Option<String>> = wanted.iter().map(|w| w.version_id.clone()).collect();
+        // The bypass is asked for the request as a whole; it is granted when the caller may
+        // bypass on every key named.
+        let bypass = wanted
+            .iter()
+            .all(|w| crate::object_lock::bypass_governance(cx, bucket, &w.key));
         let outcomes = cx
             .backend
-            .delete_versions(bucket, wanted, false)
+            .delete_versions(bucket, wanted, bypass)
             .await
             .map_err(ce)?;
         for (o, asked) in outcomes.into_iter().zip(asked) {

@@ -847,6 +847,7 @@ async fn buckets(m: &Masters, cmd: &BucketsCmd) -> anyhow::Result<Value> {
                 owner_user: String::new(),
                 access: Vec::new(),
                 session: Some(one_write_session()),
+                ..Default::default()
             };
             call_leader(m, |mut c| {
                 let req = req.clone();

@@ -335,6 +335,12 @@ impl Master for MasterService {
             owner_access_key: r.owner_access_key,
             owner_user: r.owner_user,
             access: r.access,
+            object_lock: r.object_lock,
+            versioning_state: if r.object_lock {
+                anode_meta::state::versions::ENABLED
+            } else {
+                anode_meta::state::versions::UNVERSIONED
+            },
             ..Default::default()
         };
         self.write_in(

@@ -17,8 +17,10 @@ pub const REGION: &str = "us-east-1";
 
 /// The running cluster; dropping it kills every process.
 pub struct S3Cluster {
-    /// Master address (`host:port`).
+    /// Master address (`host:port`) of member 1; all of them in `masters`.
     pub master: String,
+    /// Every master's address, by member id - 1.
+    pub masters: Vec<String>,
     /// The master's admin HTTP address (`/metrics`, `/health`).
     pub master_admin: String,
     /// S3 endpoints (`http://127.0.0.1:PORT`), one per gateway.
@@ -39,6 +41,16 @@ impl S3Cluster {
 
     /// [`S3Cluster::start`] with extra environment variables for every process.
     pub async fn start_with_env(gateways: usize, env: Vec<(String, String)>) -> S3Cluster {
+        S3Cluster::start_group(1, gateways, env).await
+    }
+
+    /// [`S3Cluster::start_with_env`] with a raft group of `masters` members (processes
+    /// `master-1`..); gateways and chunkservers know every master.
+    pub async fn start_group(
+        masters: usize,
+        gateways: usize,
+        env: Vec<(String, String)>,
+    ) -> S3Cluster {
         // reqwest is built without a default TLS provider (the tests speak plain HTTP), but it
         // wants one installed before any client is built.
         #[allow(deprecated)] // see anode-gateway's `tls::provider`
@@ -46,14 +58,32 @@ impl S3Cluster {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         eprintln!("s3 cluster dir {}", root.display());
-        let (mp, ma) = (free_port(), free_port());
-        let master = format!("127.0.0.1:{mp}");
-        let mut procs = vec![Proc::spawn_env(
-            &root,
-            "master-1",
-            master_args(1, &root, mp, ma, &format!("1={master}"), false),
-            env.clone(),
-        )];
+        let ports: Vec<(u16, u16)> = (0..masters).map(|_| (free_port(), free_port())).collect();
+        let addrs: Vec<String> = ports
+            .iter()
+            .map(|(p, _)| format!("127.0.0.1:{p}"))
+            .collect();
+        let peers = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let master = addrs.join(",");
+        let ma = ports[0].1;
+        let mut procs: Vec<Proc> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (p, a))| {
+                let id = i as u64 + 1;
+                Proc::spawn_env(
+                    &root,
+                    &format!("master-{id}"),
+                    master_args(id, &root, *p, *a, &peers, false),
+                    env.clone(),
+                )
+            })
+            .collect();
         for i in 1..=3 {
             procs.push(Proc::spawn_env(
                 &root,
@@ -62,7 +92,7 @@ impl S3Cluster {
                 env.clone(),
             ));
         }
-        create_key(&master).await;
+        create_key(&addrs).await;
         let mut endpoints = Vec::new();
         let mut admins = Vec::new();
         let mut audit_logs = Vec::new();
@@ -98,7 +128,8 @@ impl S3Cluster {
             audit_logs.push(audit);
         }
         let c = S3Cluster {
-            master,
+            master: addrs[0].clone(),
+            masters: addrs,
             master_admin: format!("127.0.0.1:{ma}"),
             endpoints,
             procs,
@@ -147,6 +178,17 @@ impl S3Cluster {
         env: &[(&str, String)],
         timeout: Duration,
     ) -> String {
+        let child = self.spawn_python_suite(script, env);
+        self.finish_python_suite(child, name, timeout).await
+    }
+
+    /// Start the Python S3 suite `tests/s3/<script>` (see [`S3Cluster::run_python_suite`])
+    /// without waiting for it, for tests that act on the cluster while it runs.
+    pub fn spawn_python_suite(
+        &self,
+        script: &str,
+        env: &[(&str, String)],
+    ) -> tokio::process::Child {
         let path = format!("{}/tests/s3/{script}", env!("CARGO_MANIFEST_DIR"));
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         let mut cmd = tokio::process::Command::new(&python);
@@ -170,9 +212,20 @@ impl S3Cluster {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap_or_else(|e| {
+        cmd.spawn().unwrap_or_else(|e| {
             panic!("cannot run {python} (needed with boto3 for this test): {e}")
-        });
+        })
+    }
+
+    /// Wait for a suite started by [`S3Cluster::spawn_python_suite`]: panics with its output
+    /// and the cluster's logs unless it exits 0 within `timeout` and prints
+    /// `<name> suite: ok`. Returns its stdout.
+    pub async fn finish_python_suite(
+        &self,
+        child: tokio::process::Child,
+        name: &str,
+        timeout: Duration,
+    ) -> String {
         let out = tokio::time::timeout(timeout, child.wait_with_output())
             .await
             .unwrap_or_else(|_| panic!("{name} suite timed out\n{}", self.logs()))
@@ -191,8 +244,8 @@ impl S3Cluster {
 }
 
 /// Create the test key through the raft leader, retrying while the master elects itself.
-async fn create_key(master: &str) {
-    let masters = crate::support::admin_masters(&[master.to_string()]);
+async fn create_key(addrs: &[String]) {
+    let masters = crate::support::admin_masters(addrs);
     wait_for("access key created", Duration::from_secs(60), || {
         let masters = masters.clone();
         async move {

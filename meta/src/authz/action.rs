@@ -103,6 +103,7 @@ actions! {
     PutObjectRetention => "s3:PutObjectRetention", Object;
     GetObjectLegalHold => "s3:GetObjectLegalHold", Object;
     PutObjectLegalHold => "s3:PutObjectLegalHold", Object;
+    BypassGovernanceRetention => "s3:BypassGovernanceRetention", Object;
 }
 
 /// The sub-resource of `GET /bucket?<name>` for a configuration Anode answers as absent, and
@@ -163,6 +164,16 @@ impl Action {
             "GetBucketLocation" => Action::GetBucketLocation,
             "GetBucketVersioning" => Action::GetBucketVersioning,
             "PutBucketVersioning" => Action::PutBucketVersioning,
+            "GetObjectLockConfiguration" => Action::GetBucketObjectLockConfiguration,
+            "PutObjectLockConfiguration" => Action::PutBucketObjectLockConfiguration,
+            "GetBucketLifecycleConfiguration" => Action::GetLifecycleConfiguration,
+            "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => {
+                Action::PutLifecycleConfiguration
+            }
+            "GetObjectRetention" => Action::GetObjectRetention,
+            "PutObjectRetention" => Action::PutObjectRetention,
+            "GetObjectLegalHold" => Action::GetObjectLegalHold,
+            "PutObjectLegalHold" => Action::PutObjectLegalHold,
             "ListObjectVersions" => Action::ListBucketVersions,
             "ListMultipartUploads" => Action::ListBucketMultipartUploads,
             "GetAcl" | "GetBucketAcl" | "GetObjectAcl" if acl_of_object || op == "GetObjectAcl" => {
