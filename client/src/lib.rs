@@ -659,7 +659,6 @@ impl Client {
             allow_stale: false,
             version_id: version_id.map(str::to_string),
             include_delete_markers,
-            ..Default::default()
         };
         let resp = self
             .inner
@@ -688,7 +687,6 @@ impl Client {
             version_id: version_id.map(str::to_string),
             bypass_governance,
             session: None,
-            ..Default::default()
         };
         self.inner.cache_forget(bucket, key);
         let resp = self

@@ -1082,7 +1082,59 @@ pub fn merge_status(answers: &BTreeMap<u64, StatusResponse>) -> Value {
         "chunks": base.chunks,
         "logical_bytes": base.logical_bytes,
         "stored_bytes": base.stored_bytes,
+        "lifecycle": base.lifecycle.iter().map(lifecycle_json).collect::<Vec<Value>>(),
     })
+}
+
+/// One bucket's lifecycle pass in `anode ctl status`: `state` is `not_started`, `running`
+/// (`phase` `versions` or `uploads`, resuming after `after_key`) or `done` (at
+/// `last_pass_done_ms`).
+fn lifecycle_json(s: &BucketLifecycleStatus) -> Value {
+    let p = s.progress.clone().unwrap_or_default();
+    let state = if p.pass_done {
+        "done"
+    } else if p.pass_started_ms == 0 {
+        "not_started"
+    } else {
+        "running"
+    };
+    json!({
+        "bucket": s.bucket,
+        "state": state,
+        "phase": if p.phase == 0 { "versions" } else { "uploads" },
+        "after_key": p.after_key,
+        "pass_started_ms": p.pass_started_ms,
+        "last_pass_done_ms": p.last_pass_done_ms,
+        "passes": p.passes,
+        "expired": p.expired,
+        "noncurrent_deleted": p.noncurrent_deleted,
+        "markers_removed": p.markers_removed,
+        "uploads_aborted": p.uploads_aborted,
+    })
+}
+
+/// The human line of one bucket's lifecycle pass.
+fn lifecycle_line(l: &Value) -> String {
+    let when = match l["state"].as_str() {
+        Some("done") => format!("done at {} ms", l["last_pass_done_ms"]),
+        Some("running") => format!(
+            "running since {} ms, {} after {:?}",
+            l["pass_started_ms"],
+            l["phase"].as_str().unwrap_or(""),
+            l["after_key"].as_str().unwrap_or("")
+        ),
+        _ => "not started".to_string(),
+    };
+    format!(
+        "lifecycle {}: {}; passes {}, expired {}, noncurrent deleted {}, markers removed {}, uploads aborted {}",
+        l["bucket"].as_str().unwrap_or(""),
+        when,
+        l["passes"],
+        l["expired"],
+        l["noncurrent_deleted"],
+        l["markers_removed"],
+        l["uploads_aborted"]
+    )
 }
 
 fn print_human(cmd: &CtlCommand, v: &Value) {
@@ -1123,6 +1175,9 @@ fn print_human(cmd: &CtlCommand, v: &Value) {
                     v["rebalance_bytes_pending"],
                     if v["locations_complete"] == true { "" } else { "  (waiting for chunk reports)" }
                 );
+                for l in v["lifecycle"].as_array().into_iter().flatten() {
+                    println!("{}", lifecycle_line(l));
+                }
             }
         }
         CtlCommand::Chunkservers {
@@ -1198,6 +1253,47 @@ fn print_chunkservers(v: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lifecycle_status_names_the_pass_state() {
+        let st = |p: LifecycleProgress| BucketLifecycleStatus {
+            bucket: "logs".into(),
+            progress: Some(p),
+        };
+        let v = lifecycle_json(&st(LifecycleProgress::default()));
+        assert_eq!(v["state"], "not_started");
+        let v = lifecycle_json(&st(LifecycleProgress {
+            pass_started_ms: 1000,
+            phase: 0,
+            after_key: "tmp/b".into(),
+            expired: 4,
+            ..Default::default()
+        }));
+        assert_eq!(v["state"], "running");
+        assert_eq!(v["after_key"], "tmp/b");
+        assert_eq!(v["expired"], 4);
+        assert!(lifecycle_line(&v).contains(r#"versions after "tmp/b""#));
+        let v = lifecycle_json(&st(LifecycleProgress {
+            pass_started_ms: 1000,
+            pass_done: true,
+            last_pass_done_ms: 2500,
+            passes: 3,
+            ..Default::default()
+        }));
+        assert_eq!(v["state"], "done");
+        assert!(lifecycle_line(&v).starts_with("lifecycle logs: done at 2500 ms; passes 3"));
+        let mut answers = BTreeMap::new();
+        answers.insert(
+            1,
+            StatusResponse {
+                id: 1,
+                leader_id: 1,
+                lifecycle: vec![st(LifecycleProgress::default())],
+                ..Default::default()
+            },
+        );
+        assert_eq!(merge_status(&answers)["lifecycle"][0]["bucket"], "logs");
+    }
 
     #[test]
     fn refusals_follow_the_detail() {

@@ -14,6 +14,7 @@
 //! - `backup`: metadata backups (`anode ctl backup`) and restores (`anode master --restore`).
 //! - `export`: the leader's periodic metadata exports to chunkservers; `rebuild`: `anode ctl
 //!   rebuild`, a backup directory from the newest good export when every master is lost.
+//! - `lifecycle`: the leader's lifecycle worker (batches of expirations through raft).
 //! - `join`: discovery of the group by a starting member (`--join-seeds`, `--join-dns`).
 //! - `ctl`: the operator CLI (`anode ctl`).
 //! - `status_page`: the status page and `/api/status` on the admin port, and its event ring.
@@ -22,6 +23,7 @@ pub mod backup;
 pub mod ctl;
 pub mod export;
 pub mod join;
+pub mod lifecycle;
 pub mod limits;
 pub mod log_store;
 pub mod metrics;

@@ -568,6 +568,91 @@ gauge!(
     "chunkservers that stored the last metadata export"
 );
 
+/// Versions and uploads the lifecycle worker removed, by action (`expired`,
+/// `noncurrent_deleted`, `markers_removed`, `uploads_aborted`), counted on the leader that
+/// proposed the batches (from the bucket's stored counters before and after each batch).
+pub static LIFECYCLE_ACTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "anode_master_lifecycle_actions_total",
+        "lifecycle actions applied, by action (expired, noncurrent_deleted, markers_removed, uploads_aborted)",
+        &["action"]
+    )
+    .expect("register metric")
+});
+
+/// Lifecycle batches this member proposed and saw applied as leader.
+pub static LIFECYCLE_BATCHES: LazyLock<IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "anode_master_lifecycle_batches_total",
+        "lifecycle batches proposed and applied by this member as leader"
+    )
+    .expect("register metric")
+});
+
+/// Lifecycle passes over a bucket that this member's batches finished.
+pub static LIFECYCLE_PASSES: LazyLock<IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "anode_master_lifecycle_passes_total",
+        "lifecycle passes over a bucket finished by this member's batches"
+    )
+    .expect("register metric")
+});
+
+/// When each bucket's last lifecycle pass finished (Unix seconds, 0 = none yet; leader only):
+/// the first `--metrics-max-buckets` buckets with rules by name have their own series, the
+/// rest share [`OTHER_LABEL`] with the oldest of their times (what a staleness alert wants).
+pub static LIFECYCLE_LAST_PASS: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "anode_master_lifecycle_last_pass_done_timestamp_seconds",
+        "Unix time the last lifecycle pass over the bucket finished (0 = none yet; leader only)",
+        &["bucket"]
+    )
+    .expect("register metric")
+});
+
+/// The lifecycle actions `anode_master_lifecycle_actions_total` always shows.
+pub const LIFECYCLE_ACTION_LABELS: [&str; 4] = [
+    "expired",
+    "noncurrent_deleted",
+    "markers_removed",
+    "uploads_aborted",
+];
+
+/// The series of [`LIFECYCLE_LAST_PASS`] for `buckets` (name, last pass done in Unix ms, by
+/// name): the first `cap` on their own, the oldest time of the rest as [`OTHER_LABEL`].
+pub fn last_pass_series(buckets: &[(String, u64)], cap: usize) -> Vec<(String, i64)> {
+    let secs = |ms: u64| (ms / 1000) as i64;
+    let mut out: Vec<(String, i64)> = buckets
+        .iter()
+        .take(cap)
+        .map(|(b, ms)| (b.clone(), secs(*ms)))
+        .collect();
+    if let Some(oldest) = buckets.iter().skip(cap).map(|(_, ms)| *ms).min() {
+        out.push((OTHER_LABEL.to_string(), secs(oldest)));
+    }
+    out
+}
+
+/// Publish [`LIFECYCLE_LAST_PASS`] from each bucket's stored progress (reset first, so a
+/// bucket whose rules were removed disappears).
+pub fn publish_lifecycle_passes(buckets: &[(String, anode_proto::LifecycleProgress)]) {
+    let times: Vec<(String, u64)> = buckets
+        .iter()
+        .map(|(b, p)| (b.clone(), p.last_pass_done_ms))
+        .collect();
+    LIFECYCLE_LAST_PASS.reset();
+    for (bucket, t) in last_pass_series(&times, usage_series_cap()) {
+        LIFECYCLE_LAST_PASS
+            .with_label_values(&[bucket.as_str()])
+            .set(t);
+    }
+}
+
+/// Clear the lifecycle series only a leader publishes.
+pub fn clear_lifecycle_leader_only() {
+    LIFECYCLE_LAST_PASS.reset();
+}
+
 /// Register the metrics without labels now, so each series is on `/metrics` from the start (a
 /// counter that first appears at 1 shows no `increase()` for its first event).
 pub fn init() {
@@ -596,6 +681,11 @@ pub fn init() {
     LazyLock::force(&METADATA_EXPORT_LAST_COPIES);
     for r in ["ok", "failed"] {
         METADATA_EXPORTS.with_label_values(&[r]);
+    }
+    LazyLock::force(&LIFECYCLE_BATCHES);
+    LazyLock::force(&LIFECYCLE_PASSES);
+    for a in LIFECYCLE_ACTION_LABELS {
+        LIFECYCLE_ACTIONS.with_label_values(&[a]);
     }
 }
 
@@ -626,6 +716,23 @@ mod tests {
         let (top, other) = top_usage(all, 0);
         assert!(top.is_empty());
         assert_eq!(other, Some(u(19, 1211)));
+    }
+
+    #[test]
+    fn last_pass_series_are_capped_with_the_oldest_of_the_rest() {
+        let b = |n: &str, ms| (n.to_string(), ms);
+        let all = [b("a", 5_000), b("b", 9_000), b("c", 7_999), b("d", 0)];
+        assert_eq!(
+            last_pass_series(&all, 2),
+            [b("a", 5), b("b", 9), b(OTHER_LABEL, 0)]
+                .map(|(n, s)| (n, s as i64))
+                .to_vec()
+        );
+        assert_eq!(last_pass_series(&all[..3], 3).len(), 3);
+        assert_eq!(
+            last_pass_series(&all[..3], 0),
+            vec![(OTHER_LABEL.to_string(), 5)]
+        );
     }
 
     #[test]

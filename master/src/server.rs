@@ -121,6 +121,19 @@ pub struct MasterArgs {
     /// Chunkservers that keep a copy of each metadata export (distinct racks where possible).
     #[arg(long, env = "ANODE_METADATA_EXPORT_COPIES", default_value_t = 3)]
     pub metadata_export_copies: usize,
+    /// Length of a lifecycle "day" in seconds: rule ages count in these. DEBUG SETTING for
+    /// tests (as RGW's `rgw_lc_debug_interval`); anything but 86400 makes objects expire
+    /// sooner, and the master logs a warning.
+    #[arg(long, env = "ANODE_LIFECYCLE_DAY_SECS", default_value_t = crate::lifecycle::DAY_SECS)]
+    pub lifecycle_day_secs: u64,
+    /// Seconds from the end of a bucket's lifecycle pass to the start of its next one (at
+    /// most one lifecycle day).
+    #[arg(long, env = "ANODE_LIFECYCLE_INTERVAL_SECS", default_value_t = 3600)]
+    pub lifecycle_interval_secs: u64,
+    /// Most lifecycle batches (each up to 1,000 keys examined and 100 actions) the leader
+    /// proposes per second, over every bucket.
+    #[arg(long, env = "ANODE_LIFECYCLE_BATCHES_PER_SEC", default_value_t = 10)]
+    pub lifecycle_batches_per_sec: u32,
     /// Mutual TLS (`--certs-dir`, a master certificate with this member's id) or
     /// `--insecure-no-tls`.
     #[command(flatten)]
@@ -230,6 +243,15 @@ pub async fn start(
             interval: Duration::from_secs(args.metadata_export_interval_secs),
             copies: args.metadata_export_copies.max(1),
         },
+        shutdown.clone(),
+    ));
+    tokio::spawn(crate::lifecycle::lifecycle_loop(
+        service.clone(),
+        crate::lifecycle::LifecycleWorkerConfig::from_flags(
+            args.lifecycle_day_secs,
+            args.lifecycle_interval_secs,
+            args.lifecycle_batches_per_sec,
+        ),
         shutdown.clone(),
     ));
     let server = grpc_server(service, &node, store, &tls)?;

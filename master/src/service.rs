@@ -284,6 +284,54 @@ impl MasterService {
         st.role == Role::Leader
     }
 
+    /// Every bucket with lifecycle rules and the worker's stored progress on it, by name,
+    /// from this member's applied state.
+    pub fn lifecycle_buckets(&self) -> Vec<(String, LifecycleProgress)> {
+        lifecycle_statuses(&self.node.store().view())
+            .into_iter()
+            .map(|s| (s.bucket, s.progress.unwrap_or_default()))
+            .collect()
+    }
+
+    /// The lifecycle worker's next batch for `bucket` ([`state::lifecycle_plan`] over the
+    /// applied state), planned on tokio's blocking pool: a batch examines up to `max_keys`
+    /// keys.
+    pub async fn plan_lifecycle(
+        &self,
+        bucket: String,
+        now_ms: u64,
+        limits: crate::lifecycle::PlanLimits,
+    ) -> Result<Option<LifecycleBatchCmd>, Status> {
+        let store = self.node.store().clone();
+        tokio::task::spawn_blocking(move || {
+            state::lifecycle_plan(
+                &store.view(),
+                &bucket,
+                now_ms,
+                limits.day_ms,
+                limits.pass_interval_ms,
+                limits.max_keys,
+                limits.max_actions,
+            )
+        })
+        .await
+        .map_err(|e| {
+            ErrorDetail::new(
+                ErrorCode::Internal,
+                format!("lifecycle planning failed: {e}"),
+            )
+            .to_status()
+        })
+    }
+
+    /// Propose one lifecycle batch as the master itself and wait for its result.
+    pub async fn propose_lifecycle(
+        &self,
+        batch: LifecycleBatchCmd,
+    ) -> Result<CommandResult, Status> {
+        self.write(Op::LifecycleBatch(batch)).await
+    }
+
     /// The live (alive, not draining) chunkservers as the leader sees them: id, address, rack.
     pub fn live_chunkservers(&self) -> Vec<(u64, String, String)> {
         let view = self.node.store().view();
@@ -1344,8 +1392,21 @@ impl MasterService {
             logical_bytes: stats.logical_bytes,
             stored_bytes: stats.stored_bytes,
             admin_addr: self.admin_addr.get().cloned().unwrap_or_default(),
+            lifecycle: lifecycle_statuses(&view),
         }
     }
+}
+
+/// The lifecycle progress of every bucket that has lifecycle rules, by bucket name.
+fn lifecycle_statuses(kv: &dyn KvRead) -> Vec<BucketLifecycleStatus> {
+    state::list_buckets(kv)
+        .into_iter()
+        .filter(|b| b.lifecycle.is_some())
+        .map(|b| BucketLifecycleStatus {
+            progress: Some(state::lifecycle_progress(kv, &b.name)),
+            bucket: b.name,
+        })
+        .collect()
 }
 
 /// Every bucket and its usage, in the same order (for `ListBuckets` and the status page).

@@ -200,7 +200,11 @@ pub(super) fn apply_batch(o: &mut Overlay<'_>, index: u64, now: u64, c: &Lifecyc
     p.noncurrent_deleted = stored.noncurrent_deleted;
     p.markers_removed = stored.markers_removed;
     p.uploads_aborted = stored.uploads_aborted;
-    p.passes = stored.passes + u64::from(p.pass_done && !stored.pass_done);
+    // A pass ends when a batch finishes it: also the batch that starts and ends a pass at
+    // once (a small bucket), whose stored progress was the previous pass's end.
+    let ends_a_pass =
+        p.pass_done && (!stored.pass_done || p.pass_started_ms != stored.pass_started_ms);
+    p.passes = stored.passes + u64::from(ends_a_pass);
     if p.pass_done {
         p.last_pass_done_ms = now;
     }
