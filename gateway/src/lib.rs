@@ -46,6 +46,7 @@ pub mod error;
 pub mod handlers;
 pub mod http_util;
 pub mod janitor;
+pub mod lifecycle_xml;
 pub mod metrics;
 pub mod router;
 pub mod server;
