@@ -11,7 +11,8 @@
 //!   than `Enabled` / `Disabled`, a day count or size that is not an integer, a date that is
 //!   not an ISO 8601 date-time, a rule with both the legacy top-level `Prefix` and a `Filter`
 //!   or with neither, a `Filter` with more than one condition outside `And`, an `Expiration`
-//!   with none or more than one of `Days`, `Date` and `ExpiredObjectDeleteMarker`.
+//!   with none or more than one of `Days`, `Date` and `ExpiredObjectDeleteMarker`, a NUL in
+//!   an id, prefix or tag (no XML character; it could not be written back).
 //! - `InvalidArgument`: a well-formed value S3 refuses: a day count of 0 or below, a date that
 //!   is not midnight UTC (or is not after 1970-01-01), `ObjectSizeLessThan` of 0, a tag over
 //!   S3's key (128) or value (256) length, a tag key given twice, and everything
@@ -145,11 +146,25 @@ fn date_ms(node: &XmlNode) -> Result<u64, S3Error> {
     }
 }
 
+/// The text of an element kept in the configuration (an id, a prefix, a tag key or value),
+/// unescaped and untrimmed. NUL is refused: it is no XML character, and it would be written
+/// back as `&#x0;`, which no client parses.
+fn kept_text(node: &XmlNode) -> Result<String, S3Error> {
+    if node.text.contains('\0') {
+        return Err(S3Error::MalformedXML);
+    }
+    Ok(node.text.clone())
+}
+
 fn tag(node: &XmlNode) -> Result<LifecycleTag, S3Error> {
     only(node, &["Key", "Value"])?;
     let key = single(node, "Key")?.ok_or(S3Error::MalformedXML)?;
-    let value = single(node, "Value")?.map_or("", |v| v.text.as_str());
-    if key.text.is_empty() || key.text.chars().count() > MAX_TAG_KEY_CHARS {
+    let key = kept_text(key)?;
+    let value = single(node, "Value")?
+        .map(kept_text)
+        .transpose()?
+        .unwrap_or_default();
+    if key.is_empty() || key.chars().count() > MAX_TAG_KEY_CHARS {
         return Err(invalid(format!(
             "a tag key has 1 to {MAX_TAG_KEY_CHARS} characters"
         )));
@@ -159,16 +174,13 @@ fn tag(node: &XmlNode) -> Result<LifecycleTag, S3Error> {
             "a tag value has at most {MAX_TAG_VALUE_CHARS} characters"
         )));
     }
-    Ok(LifecycleTag {
-        key: key.text.clone(),
-        value: value.to_string(),
-    })
+    Ok(LifecycleTag { key, value })
 }
 
 /// One filter condition (a child of `Filter` or `And`) into `r`.
 fn condition(r: &mut LifecycleRule, c: &XmlNode) -> Result<(), S3Error> {
     match c.name.as_str() {
-        "Prefix" => r.prefix = c.text.clone(),
+        "Prefix" => r.prefix = kept_text(c)?,
         "Tag" => {
             let t = tag(c)?;
             if r.tags.iter().any(|o| o.key == t.key) {
@@ -257,7 +269,11 @@ fn rule(node: &XmlNode) -> Result<LifecycleRule, S3Error> {
         ));
     }
     let mut r = LifecycleRule {
-        id: node.child("ID").map(|i| i.text.clone()).unwrap_or_default(),
+        id: node
+            .child("ID")
+            .map(kept_text)
+            .transpose()?
+            .unwrap_or_default(),
         ..Default::default()
     };
     r.enabled = match node.child("Status").map(|s| s.text.trim()) {
@@ -267,7 +283,7 @@ fn rule(node: &XmlNode) -> Result<LifecycleRule, S3Error> {
     };
     match (node.child("Prefix"), node.child("Filter")) {
         (Some(p), None) => {
-            r.prefix = p.text.clone();
+            r.prefix = kept_text(p)?;
             r.filter_form = 1;
         }
         (None, Some(f)) => filter(&mut r, f)?,
@@ -635,6 +651,29 @@ mod tests {
     }
 
     #[test]
+    fn nul_is_refused_other_characters_round_trip() {
+        let rule = |prefix: &str, id: &str| {
+            doc(&format!(
+                "<Rule><ID>{id}</ID><Filter><Tag><Key>k{id}</Key><Value>{id}</Value></Tag></Filter>\
+                 <Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>\
+                 <Rule><Prefix>{prefix}</Prefix><Status>Enabled</Status>\
+                 <Expiration><Days>1</Days></Expiration></Rule>"
+            ))
+        };
+        // A raw NUL would be stored and then rendered as `&#x0;`, which no parser reads back.
+        for (prefix, id) in [("a\u{0}b", "i"), ("a", "i\u{0}"), ("a", "&#x0;")] {
+            let got = parse_lifecycle(rule(prefix, id).as_bytes());
+            assert_eq!(code(got), "MalformedXML", "{prefix:?} {id:?}");
+        }
+        for c in ["\u{1}", "&#x1;", "\r", "&#xD;", "\u{7f}", " "] {
+            let cfg =
+                parse_lifecycle(rule(&format!("a{c}b"), &format!("i{c}")).as_bytes()).unwrap();
+            let again = parse_lifecycle(render_lifecycle(&cfg).as_bytes());
+            assert_eq!(again, Ok(cfg), "{c:?}");
+        }
+    }
+
+    #[test]
     fn rule_counts() {
         assert_eq!(code(parse("")), "MalformedXML");
         let r =
@@ -860,6 +899,24 @@ mod tests {
             prop_assert!(anode_meta::lifecycle::validate(&cfg).is_ok());
             let xml = render_lifecycle(&cfg);
             prop_assert_eq!(parse_lifecycle(xml.as_bytes()), Ok(cfg), "{}", xml);
+        }
+
+        /// A valid document with one byte replaced or cut short never panics the parser, and
+        /// what still parses validates and round-trips.
+        #[test]
+        fn mutated_documents(cfg in arb_config(), at in any::<proptest::sample::Index>(), byte: u8, cut: bool) {
+            let mut xml = render_lifecycle(&cfg).into_bytes();
+            let i = at.index(xml.len());
+            if cut {
+                xml.truncate(i);
+            } else {
+                xml[i] = byte;
+            }
+            if let Ok(got) = parse_lifecycle(&xml) {
+                prop_assert!(anode_meta::lifecycle::validate(&got).is_ok());
+                let again = render_lifecycle(&got);
+                prop_assert_eq!(parse_lifecycle(again.as_bytes()), Ok(got));
+            }
         }
 
         /// Arbitrary bytes never panic the parser, and what parses validates.
