@@ -180,6 +180,9 @@ pub enum S3Error {
     /// lock).
     #[error("{0}")]
     InvalidBucketState(String),
+    /// 400: a default retention period that is not a positive number of days or years.
+    #[error("{0}")]
+    InvalidRetentionPeriod(String),
     /// A GET or HEAD that met a delete marker: `NoSuchKey` (404, the newest version) or
     /// `MethodNotAllowed` (405, a version id), answered with `x-amz-delete-marker: true` and
     /// the marker's `x-amz-version-id`.
@@ -258,6 +261,7 @@ impl S3Error {
             NoSuchVersion => "NoSuchVersion",
             InvalidBucketState(_) => "InvalidBucketState",
             DeleteMarker { inner, .. } => inner.aws_code(),
+            InvalidRetentionPeriod(_) => "InvalidRetentionPeriod",
         }
     }
 
@@ -311,6 +315,7 @@ impl S3Error {
             | InvalidBucketAclWithObjectOwnership
             | InvalidArgument(_)
             | InvalidRequest(_)
+            | InvalidRetentionPeriod(_)
             | IncompleteBody(_)
             | RequestTimeout
             | KeyTooLongError => StatusCode::BAD_REQUEST,

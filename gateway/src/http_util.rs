@@ -393,12 +393,12 @@ pub fn parse_content_md5(value: &str) -> Result<[u8; 16], S3Error> {
 /// Request headers that ask for a guarantee Anode cannot give. Ignoring them would store the
 /// object while the client believes it is encrypted under its own or a KMS key, or locked
 /// against deletion, so such requests are refused with `NotImplemented` instead. (SSE-S3,
-/// `x-amz-server-side-encryption: AES256`, stays accepted: see docs/s3-compatibility.md.)
+/// `x-amz-server-side-encryption: AES256`, stays accepted: see docs/s3-compatibility.md.
+/// Object lock headers are honoured since issue 14.)
 pub fn refuse_unhonored_headers(headers: &HeaderMap) -> Result<(), S3Error> {
-    const REFUSED_PREFIXES: [&str; 3] = [
+    const REFUSED_PREFIXES: [&str; 2] = [
         "x-amz-server-side-encryption-customer-",
         "x-amz-copy-source-server-side-encryption-customer-",
-        "x-amz-object-lock-",
     ];
     const REFUSED: [&str; 2] = [
         "x-amz-server-side-encryption-aws-kms-key-id",
@@ -510,6 +510,7 @@ mod tests {
             Ok(())
         );
         assert_eq!(with(&[("x-amz-server-side-encryption", "AES256")]), Ok(()));
+        assert_eq!(with(&[("x-amz-object-lock-legal-hold", "ON")]), Ok(()));
         for refused in [
             vec![("x-amz-server-side-encryption", "aws:kms")],
             vec![("x-amz-server-side-encryption", "aws:kms:dsse")],
@@ -517,12 +518,6 @@ mod tests {
             vec![("x-amz-server-side-encryption-customer-algorithm", "AES256")],
             vec![("x-amz-server-side-encryption-customer-key-md5", "x")],
             vec![("x-amz-copy-source-server-side-encryption-customer-key", "x")],
-            vec![("x-amz-object-lock-mode", "GOVERNANCE")],
-            vec![(
-                "x-amz-object-lock-retain-until-date",
-                "2030-01-01T00:00:00Z",
-            )],
-            vec![("x-amz-object-lock-legal-hold", "ON")],
         ] {
             assert_eq!(with(&refused), Err("NotImplemented"), "{refused:?}");
         }

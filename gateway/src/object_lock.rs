@@ -196,7 +196,7 @@ pub fn parse_config(body: &[u8]) -> Result<Option<DefaultRetention>, S3Error> {
         years,
     };
     anode_meta::state::versions::check_default_retention(&d)
-        .map_err(|e| S3Error::InvalidArgument(e.to_string()))?;
+        .map_err(|e| S3Error::InvalidRetentionPeriod(e.to_string()))?;
     Ok(Some(d))
 }
 

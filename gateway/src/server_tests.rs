@@ -499,8 +499,9 @@ async fn payload_checks() {
     assert_eq!(r.code(), "EntityTooLarge");
 }
 
-/// SSE-C, SSE-KMS and object-lock requests are refused, not stored unprotected; SSE-S3 is
-/// accepted.
+/// SSE-C and SSE-KMS requests are refused, not stored unprotected; SSE-S3 is accepted.
+/// Object lock headers on a bucket without object lock are refused (`InvalidArgument`, from
+/// the state machine), never ignored.
 #[tokio::test]
 async fn unhonored_protection_headers_are_refused() {
     let h = Harness::new();
@@ -508,7 +509,6 @@ async fn unhonored_protection_headers_are_refused() {
     for header in [
         ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
         ("x-amz-server-side-encryption", "aws:kms"),
-        ("x-amz-object-lock-mode", "COMPLIANCE"),
     ] {
         let r = h.send("PUT", "/bkt/k", &[header], b"hello").await;
         assert_eq!(
@@ -518,6 +518,16 @@ async fn unhonored_protection_headers_are_refused() {
         );
         assert!(h.backend.object("bkt", "k").is_none(), "{header:?}");
     }
+    let r = h
+        .send(
+            "PUT",
+            "/bkt/k",
+            &[("x-amz-object-lock-legal-hold", "ON")],
+            b"hello",
+        )
+        .await;
+    assert_eq!(r.code(), "InvalidArgument");
+    assert!(h.backend.object("bkt", "k").is_none());
     let r = h
         .send(
             "PUT",
@@ -904,7 +914,7 @@ async fn delete_objects() {
         "{t}"
     );
     assert!(
-        t.contains("<Error><Key>y</Key><Code>NoSuchVersion</Code>"),
+        t.contains("<Error><Key>y</Key><VersionId>v9</VersionId><Code>NoSuchVersion</Code>"),
         "{t}"
     );
     assert!(h.backend.object("bkt", "x").is_none());

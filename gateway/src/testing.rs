@@ -340,6 +340,9 @@ impl Backend for MemBackend {
             system_metadata: opts.system_metadata,
             inline_data: data.to_vec(),
             acl: opts.acl,
+            lock_mode: opts.lock_mode,
+            retain_until_ms: opts.retain_until_ms,
+            legal_hold: opts.legal_hold,
             ..Default::default()
         };
         self.commit(bucket, key, manifest, opts.if_match_etag)

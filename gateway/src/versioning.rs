@@ -162,12 +162,14 @@ pub async fn delete_objects(
         if key.is_empty() || check_key(&key).is_err() {
             errors.push(xml::DeleteError {
                 key,
+                version_id: version,
                 code: "InvalidArgument".into(),
                 message: "Invalid key".into(),
             });
         } else if bad_version {
             errors.push(xml::DeleteError {
                 key,
+                version_id: version,
                 code: "NoSuchVersion".into(),
                 message: "The specified version does not exist.".into(),
             });
@@ -175,6 +177,7 @@ pub async fn delete_objects(
             crate::metrics::METRICS.authz_denied.inc();
             errors.push(xml::DeleteError {
                 key,
+                version_id: version,
                 code: "AccessDenied".into(),
                 message: "Access Denied".into(),
             });
@@ -210,6 +213,7 @@ pub async fn delete_objects(
                 let s3 = S3Error::from_error_code(e.code(), &e.message);
                 errors.push(xml::DeleteError {
                     key: o.key,
+                    version_id: asked,
                     code: s3.aws_code().into(),
                     message: s3.public_message(),
                 });

@@ -463,32 +463,12 @@ fn copy_result(root: &str, etag: &str, mtime_ms: u64) -> String {
 pub struct DeleteError {
     /// The key.
     pub key: String,
+    /// The version id the request named, if any.
+    pub version_id: Option<String>,
     /// S3 error code.
     pub code: String,
     /// Message.
     pub message: String,
-}
-
-/// `DeleteResult`: `deleted` keys (omitted in quiet mode) and `errors`.
-pub fn delete_result(deleted: &[String], errors: &[DeleteError], quiet: bool) -> String {
-    let mut w = XmlWriter::new();
-    w.open_root("DeleteResult");
-    if !quiet {
-        for k in deleted {
-            w.open("Deleted");
-            w.elem("Key", k);
-            w.close("Deleted");
-        }
-    }
-    for e in errors {
-        w.open("Error");
-        w.elem("Key", &e.key);
-        w.elem("Code", &e.code);
-        w.elem("Message", &e.message);
-        w.close("Error");
-    }
-    w.close("DeleteResult");
-    w.finish()
 }
 
 /// `LocationConstraint` (empty for us-east-1, as S3 does).
@@ -641,6 +621,9 @@ pub fn delete_result_versions(deleted: &[Deleted], errors: &[DeleteError], quiet
     for e in errors {
         w.open("Error");
         w.elem("Key", &e.key);
+        if let Some(v) = &e.version_id {
+            w.elem("VersionId", v);
+        }
         w.elem("Code", &e.code);
         w.elem("Message", &e.message);
         w.close("Error");
@@ -1048,12 +1031,29 @@ mod tests {
     fn delete_and_misc_documents() {
         let errors = vec![DeleteError {
             key: "x".into(),
+            version_id: Some("000000000000002a".into()),
             code: "AccessDenied".into(),
             message: "no".into(),
         }];
-        let loud = delete_result(&["a".into()], &errors, false);
-        assert!(loud.contains("<Deleted><Key>a</Key></Deleted><Error><Key>x</Key>"));
-        let quiet = delete_result(&["a".into()], &errors, true);
+        let deleted = [
+            Deleted {
+                key: "a".into(),
+                ..Default::default()
+            },
+            Deleted {
+                key: "b".into(),
+                delete_marker: true,
+                delete_marker_version_id: Some("000000000000002b".into()),
+                ..Default::default()
+            },
+        ];
+        let loud = delete_result_versions(&deleted, &errors, false);
+        assert!(loud.contains(
+            "<Deleted><Key>a</Key></Deleted><Deleted><Key>b</Key><DeleteMarker>true</DeleteMarker>\
+             <DeleteMarkerVersionId>000000000000002b</DeleteMarkerVersionId></Deleted>\
+             <Error><Key>x</Key><VersionId>000000000000002a</VersionId>"
+        ));
+        let quiet = delete_result_versions(&deleted, &errors, true);
         assert!(!quiet.contains("Deleted") && quiet.contains("<Error>"));
         assert!(location_constraint("us-east-1").ends_with(&format!(
             "<LocationConstraint xmlns=\"{S3_XMLNS}\"></LocationConstraint>"
