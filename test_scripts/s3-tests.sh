@@ -116,6 +116,10 @@ EOF
 )
 rnd() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 export ANODE_ACCESS_KEY="S3TADMIN$(rnd 8 | tr a-f A-F)" ANODE_SECRET_KEY="$(rnd 20)"
+# The suite's lifecycle tests take a lifecycle "day" to be `lc_debug_interval` seconds (10, as
+# RGW's rgw_lc_debug_interval in its test setup): the master's debug setting, the same length.
+export ANODE_LIFECYCLE_DAY_SECS="${ANODE_LIFECYCLE_DAY_SECS:-10}"
+export ANODE_LIFECYCLE_INTERVAL_SECS="${ANODE_LIFECYCLE_INTERVAL_SECS:-1}"
 "$anode" dev --data "$dir/data" --listen "127.0.0.1:$s3port" --base-port "$base" >"$dir/anode.log" 2>&1 &
 pid=$!
 ctl() { "$anode" ctl --masters "127.0.0.1:$base" --certs-dir "$dir/data/certs/admin-1" "$@" 2>>"$dir/ctl.log"; }
