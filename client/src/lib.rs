@@ -692,13 +692,7 @@ impl Client {
         let resp = self
             .inner
             .master
-            .write(|mut c, session| {
-                let req = DeleteObjectRequest {
-                    session: Some(session),
-                    ..req.clone()
-                };
-                async move { c.delete_object(req).await }
-            })
+            .write_req(req, |mut c, req| async move { c.delete_object(req).await })
             .await?;
         Ok(resp.outcome.unwrap_or_default())
     }
@@ -723,13 +717,7 @@ impl Client {
         let resp = self
             .inner
             .master
-            .write(|mut c, session| {
-                let req = DeleteObjectsRequest {
-                    session: Some(session),
-                    ..req.clone()
-                };
-                async move { c.delete_objects(req).await }
-            })
+            .write_req(req, |mut c, req| async move { c.delete_objects(req).await })
             .await?;
         Ok(resp.outcomes)
     }
@@ -757,12 +745,8 @@ impl Client {
         };
         self.inner
             .master
-            .write(|mut c, session| {
-                let req = SetBucketVersioningRequest {
-                    session: Some(session),
-                    ..req.clone()
-                };
-                async move { c.set_bucket_versioning(req).await }
+            .write_req(req, |mut c, req| async move {
+                c.set_bucket_versioning(req).await
             })
             .await?;
         Ok(())
@@ -782,12 +766,8 @@ impl Client {
         };
         self.inner
             .master
-            .write(|mut c, session| {
-                let req = SetBucketObjectLockRequest {
-                    session: Some(session),
-                    ..req.clone()
-                };
-                async move { c.set_bucket_object_lock(req).await }
+            .write_req(req, |mut c, req| async move {
+                c.set_bucket_object_lock(req).await
             })
             .await?;
         Ok(())
@@ -806,12 +786,8 @@ impl Client {
         };
         self.inner
             .master
-            .write(|mut c, session| {
-                let req = SetBucketLifecycleRequest {
-                    session: Some(session),
-                    ..req.clone()
-                };
-                async move { c.set_bucket_lifecycle(req).await }
+            .write_req(req, |mut c, req| async move {
+                c.set_bucket_lifecycle(req).await
             })
             .await?;
         Ok(())
@@ -827,13 +803,10 @@ impl Client {
         let resp = self
             .inner
             .master
-            .write(|mut c, session| {
-                let req = SetObjectLockRequest {
-                    session: Some(session),
-                    ..req.clone()
-                };
-                async move { c.set_object_lock(req).await }
-            })
+            .write_req(
+                req,
+                |mut c, req| async move { c.set_object_lock(req).await },
+            )
             .await?;
         required(resp.manifest, "SetObjectLockResponse.manifest")
     }

@@ -249,6 +249,18 @@ impl MasterConn {
         self.call(|c| f(c, write.session())).await
     }
 
+    /// [`MasterConn::write`] of a request that carries its client session in a `session`
+    /// field ([`Sessioned`]): `req` is sent with this write's session on every attempt.
+    pub async fn write_req<R, T, F, Fut>(&self, req: R, mut f: F) -> Result<T, ClientError>
+    where
+        R: Sessioned,
+        F: FnMut(MasterClient<TracedChannel>, R) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.write(|c, session| f(c, req.clone().with_session(session)))
+            .await
+    }
+
     async fn attempt<T, F, Fut>(&self, target: &str, f: &mut F) -> Result<T, Attempt>
     where
         F: FnMut(MasterClient<TracedChannel>) -> Fut,
@@ -540,3 +552,30 @@ mod tests {
         held.abort();
     }
 }
+
+/// A master request with a client session field (`session = 15`), for
+/// [`MasterConn::write_req`].
+pub trait Sessioned: Clone {
+    /// The request with `session` set.
+    fn with_session(self, session: ClientSession) -> Self;
+}
+
+macro_rules! sessioned {
+    ($($t:ty),* $(,)?) => {$(
+        impl Sessioned for $t {
+            fn with_session(mut self, session: ClientSession) -> Self {
+                self.session = Some(session);
+                self
+            }
+        }
+    )*};
+}
+
+sessioned!(
+    anode_proto::DeleteObjectRequest,
+    anode_proto::DeleteObjectsRequest,
+    anode_proto::SetBucketVersioningRequest,
+    anode_proto::SetBucketObjectLockRequest,
+    anode_proto::SetBucketLifecycleRequest,
+    anode_proto::SetObjectLockRequest,
+);

@@ -163,9 +163,18 @@ fn measure(store: &RaftStore, keys: usize, label: &str) {
         km = r.next_key_marker;
         vm = r.next_version_id_marker;
     }
-    println!("{label}: ListObjects 1000-key pages, random starts: {}", stats(random));
-    println!("{label}: ListObjects 1000-key pages, consecutive:   {}", stats(seq));
-    println!("{label}: ListObjectVersions 1000-entry pages:        {}", stats(vers));
+    println!(
+        "{label}: ListObjects 1000-key pages, random starts: {}",
+        stats(random)
+    );
+    println!(
+        "{label}: ListObjects 1000-key pages, consecutive:   {}",
+        stats(seq)
+    );
+    println!(
+        "{label}: ListObjectVersions 1000-entry pages:        {}",
+        stats(vers)
+    );
 }
 
 fn main() {

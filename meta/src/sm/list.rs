@@ -11,6 +11,16 @@ use anode_proto::*;
 /// Default and maximum page size.
 pub const MAX_KEYS: u32 = 1000;
 
+/// The page size a request's `max_keys` (or `max_parts`, `max_uploads`) asks for: 0 is the
+/// default, anything above it is capped to it.
+fn page_limit(asked: u32) -> usize {
+    if asked == 0 {
+        MAX_KEYS as usize
+    } else {
+        asked.min(MAX_KEYS) as usize
+    }
+}
+
 /// Where the listing of `prefix` resumes after `start_after` (exclusive), as a key suffix
 /// relative to the bucket's object range. When `start_after` is (inside) a common prefix,
 /// resume after that whole prefix.
@@ -42,11 +52,7 @@ pub fn list_objects(
     req: &ListObjectsRequest,
 ) -> Result<ListObjectsResponse, StateError> {
     get_bucket(kv, &req.bucket).ok_or_else(|| StateError::NoSuchBucket(req.bucket.clone()))?;
-    let max = if req.max_keys == 0 {
-        MAX_KEYS
-    } else {
-        req.max_keys.min(MAX_KEYS)
-    } as usize;
+    let max = page_limit(req.max_keys);
     let base = object_prefix(&req.bucket);
     let end = match prefix_end(req.prefix.as_bytes()) {
         Some(e) if !req.prefix.is_empty() => [base.as_slice(), &e].concat(),
@@ -108,11 +114,7 @@ pub fn list_object_versions(
     req: &ListObjectVersionsRequest,
 ) -> Result<ListObjectVersionsResponse, StateError> {
     get_bucket(kv, &req.bucket).ok_or_else(|| StateError::NoSuchBucket(req.bucket.clone()))?;
-    let max = if req.max_keys == 0 {
-        MAX_KEYS
-    } else {
-        req.max_keys.min(MAX_KEYS)
-    } as usize;
+    let max = page_limit(req.max_keys);
     let ob = object_prefix(&req.bucket);
     let vb = versions::versions_prefix(&req.bucket);
     let range_end = |base: &[u8]| match prefix_end(req.prefix.as_bytes()) {
@@ -273,11 +275,7 @@ pub fn list_parts(
 ) -> Result<ListPartsResponse, StateError> {
     let upload = super::get_upload(kv, &req.bucket, &req.key, &req.upload_id)
         .ok_or_else(|| StateError::NoSuchUpload(req.upload_id.clone()))?;
-    let max = if req.max_parts == 0 {
-        MAX_KEYS
-    } else {
-        req.max_parts.min(MAX_KEYS)
-    } as usize;
+    let max = page_limit(req.max_parts);
     let prefix = part_prefix(&req.bucket, &req.key, &req.upload_id);
     let start = [
         prefix.as_slice(),
@@ -310,11 +308,7 @@ pub fn list_uploads(
     req: &ListMultipartUploadsRequest,
 ) -> Result<ListMultipartUploadsResponse, StateError> {
     get_bucket(kv, &req.bucket).ok_or_else(|| StateError::NoSuchBucket(req.bucket.clone()))?;
-    let max = if req.max_uploads == 0 {
-        MAX_KEYS
-    } else {
-        req.max_uploads.min(MAX_KEYS)
-    } as usize;
+    let max = page_limit(req.max_uploads);
     let base = upload_prefix(&req.bucket);
     let mut start = [base.as_slice(), req.prefix.as_bytes()].concat();
     if !req.key_marker.is_empty() {
