@@ -217,7 +217,7 @@ async fn propose(service: &MasterService, batch: LifecycleBatchCmd) -> Result<()
     }
     let passes = after.passes.saturating_sub(before.passes);
     crate::metrics::LIFECYCLE_PASSES.inc_by(passes);
-    if actions > 0 || passes > 0 {
+    if actions > 0 {
         tracing::info!(
             bucket,
             proposed = actions,
@@ -226,6 +226,8 @@ async fn propose(service: &MasterService, batch: LifecycleBatchCmd) -> Result<()
             after_key = after.after_key,
             "lifecycle batch applied"
         );
+    } else if passes > 0 {
+        tracing::debug!(bucket, "lifecycle pass done with nothing to do");
     }
     Ok(())
 }

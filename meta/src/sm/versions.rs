@@ -470,8 +470,8 @@ pub(crate) fn delete(
 }
 
 /// Change the retention and/or legal hold of one version in place (its body, etag, seq and
-/// id stay). Retention rules: COMPLIANCE can only be extended; GOVERNANCE can be extended or
-/// made COMPLIANCE, and shortened or removed only with `bypass`.
+/// id stay). Retention rules: COMPLIANCE can only be extended; GOVERNANCE can be extended, and
+/// shortened, removed or made COMPLIANCE only with `bypass`.
 pub(crate) fn set_lock(
     o: &mut Overlay<'_>,
     now_ms: u64,
@@ -501,10 +501,12 @@ pub(crate) fn set_lock(
         let active = m.retain_until_ms > now_ms && !m.lock_mode.is_empty();
         if active {
             let extends = c.retain_until_ms >= m.retain_until_ms;
+            // As S3 and Ceph RGW: GOVERNANCE can only be extended as GOVERNANCE; any other
+            // change (shorter, removed, or made COMPLIANCE) needs the bypass.
             let allowed = match (m.lock_mode.as_str(), c.mode.as_str()) {
                 (COMPLIANCE, COMPLIANCE) => extends,
                 (COMPLIANCE, _) => false,
-                (_, GOVERNANCE | COMPLIANCE) if extends => true,
+                (GOVERNANCE, GOVERNANCE) if extends => true,
                 _ => c.bypass_governance,
             };
             if !allowed {

@@ -594,7 +594,7 @@ fn retention_can_be_extended_but_compliance_never_shortened() {
         (m.lock_mode.as_str(), m.retain_until_ms),
         (COMPLIANCE, until + 500)
     );
-    // GOVERNANCE: extend or upgrade freely; shorten or remove only with the bypass.
+    // GOVERNANCE: extend freely; shorten, remove or make COMPLIANCE only with the bypass.
     let g = put_m(&mut st, l, "g", manifest(2)).unwrap().version_id;
     st.propose(retain(l, "g", &g, GOVERNANCE, until, false))
         .unwrap();
@@ -617,7 +617,13 @@ fn retention_can_be_extended_but_compliance_never_shortened() {
     let g2 = put_m(&mut st, l, "g", manifest(3)).unwrap().version_id;
     st.propose(retain(l, "g", &g2, GOVERNANCE, until, false))
         .unwrap();
-    st.propose(retain(l, "g", &g2, COMPLIANCE, until, false))
+    assert_eq!(
+        st.propose(retain(l, "g", &g2, COMPLIANCE, until, false))
+            .unwrap_err()
+            .code(),
+        ErrorCode::ObjectLocked
+    );
+    st.propose(retain(l, "g", &g2, COMPLIANCE, until, true))
         .unwrap();
     assert_eq!(
         del_in(&mut st, l, "g", Some(&g2), true).unwrap_err().code(),
