@@ -461,6 +461,7 @@ impl Masters {
                     bucket: MARKS_BUCKET.into(),
                     key: key.clone(),
                     allow_stale: true,
+                    ..Default::default()
                 })
                 .await
                 .ok()?;

@@ -147,14 +147,18 @@ fn manifest(c: &mut Cursor<'_>) -> Manifest {
         // Object lock fields (refused on buckets without object lock) and, rarely, version
         // fields a writer must never set.
         lock_mode: ["", "", "GOVERNANCE", "COMPLIANCE", "bogus"][c.pick(5)].into(),
-        retain_until_ms: if c.u8() % 2 == 0 { 0 } else { number(c) },
-        legal_hold: c.u8() % 4 == 0,
-        version_id: if c.u8() % 8 == 0 {
+        retain_until_ms: if c.u8().is_multiple_of(2) {
+            0
+        } else {
+            number(c)
+        },
+        legal_hold: c.u8().is_multiple_of(4),
+        version_id: if c.u8().is_multiple_of(8) {
             "0000000000000001".into()
         } else {
             String::new()
         },
-        delete_marker: c.u8() % 16 == 0,
+        delete_marker: c.u8().is_multiple_of(16),
         version_seq: 0,
     }
 }

@@ -90,6 +90,8 @@ pub fn cs_node(addr: &str) -> Option<u64> {
 }
 
 /// A request over the simulated network.
+// Simulated messages are moved a few times each; their size does not matter here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Call {
     /// Master: create the bucket.
@@ -182,6 +184,7 @@ pub enum Reply {
 }
 
 /// What travels between nodes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Payload {
     /// A raft message between masters.
