@@ -354,6 +354,22 @@ const SWEEP_DUTY_DIVISOR: u32 = 5;
 
 /// Pure: the pause before the next sweep, `interval` or long enough that the last sweep
 /// (`took`) is at most 1/[`SWEEP_DUTY_DIVISOR`] of the time.
+/// The governance bypass is for callers that check `s3:BypassGovernanceRetention` themselves
+/// (the gateway, for the S3 principal) and for operators; a data client (`Client` role)
+/// asking for it is refused. Without TLS (`--insecure-no-tls`) there is no identity to check.
+fn check_bypass<T>(req: &Request<T>, bypass: bool) -> Result<(), Status> {
+    use anode_meta::access::Role;
+    let role = req.extensions().get::<PeerIdentity>().map(|p| p.role);
+    match role {
+        Some(Role::Client) if bypass => Err(ErrorDetail::new(
+            ErrorCode::PermissionDenied,
+            "a client certificate may not bypass governance retention",
+        )
+        .to_status()),
+        _ => Ok(()),
+    }
+}
+
 fn next_sweep_delay(interval: Duration, took: Duration) -> Duration {
     interval.max(took * (SWEEP_DUTY_DIVISOR - 1))
 }
@@ -536,6 +552,7 @@ impl Master for MasterService {
     }
 
     async fn delete_object(&self, req: Request<DeleteObjectRequest>) -> Rpc<DeleteObjectResponse> {
+        check_bypass(&req, req.get_ref().bypass_governance)?;
         let r = req.into_inner();
         let res = self
             .write_in(
@@ -559,6 +576,7 @@ impl Master for MasterService {
         &self,
         req: Request<DeleteObjectsRequest>,
     ) -> Rpc<DeleteObjectsResponse> {
+        check_bypass(&req, req.get_ref().bypass_governance)?;
         let r = req.into_inner();
         validate::at_most(
             "keys",
