@@ -186,7 +186,7 @@ impl MasterService {
     ) -> Result<CommandResult, Status> {
         self.require_leader()?;
         let cmd = Command {
-            version: COMMAND_VERSION,
+            version: state::command_version_for(&op),
             now_ms: anode_common::now_ms(),
             session,
             op: Some(op),

@@ -438,6 +438,47 @@ pub fn apply_bytes(kv: &dyn KvRead, index: u64, data: &[u8]) -> (Vec<Mutation>, 
     }
 }
 
+/// The lowest command version that expresses `op`, which the leader stamps on it: a member of
+/// the previous release (which refuses newer versions by halting) keeps applying every command
+/// it can apply the same way during a rolling upgrade, and halts only at one that needs the
+/// new version (versioning, object lock and lifecycle: version 5). Commands of version 4 apply
+/// the same on both (an unversioned bucket's put and delete; a bucket only becomes versioned
+/// through a version 5 command, which the old member never applies).
+pub fn command_version_for(op: &Op) -> u32 {
+    let locked = |m: &Manifest| !m.lock_mode.is_empty() || m.retain_until_ms != 0 || m.legal_hold;
+    let v5 = match op {
+        Op::SetBucketVersioning(_)
+        | Op::SetBucketObjectLock(_)
+        | Op::SetBucketLifecycle(_)
+        | Op::SetObjectLock(_)
+        | Op::LifecycleBatch(_) => true,
+        Op::DeleteObject(c) => c.version_id.is_some() || c.bypass_governance,
+        Op::DeleteObjects(c) => !c.objects.is_empty() || c.bypass_governance,
+        Op::PutObject(c) => c.manifest.as_ref().is_some_and(locked),
+        Op::PutObjects(c) => c
+            .objects
+            .iter()
+            .filter_map(|p| p.manifest.as_ref())
+            .any(locked),
+        Op::CreateBucket(c) => c.config.as_ref().is_some_and(|b| {
+            b.object_lock
+                || b.versioning_state != 0
+                || b.default_retention.is_some()
+                || b.lifecycle.is_some()
+        }),
+        Op::CreateMultipart(c) => c
+            .upload
+            .as_ref()
+            .is_some_and(|u| !u.lock_mode.is_empty() || u.retain_until_ms != 0 || u.legal_hold),
+        _ => false,
+    };
+    if v5 {
+        COMMAND_VERSION
+    } else {
+        COMMAND_VERSION.min(4)
+    }
+}
+
 fn error_result(e: &StateError) -> CommandResult {
     CommandResult {
         error: Some(e.detail()),

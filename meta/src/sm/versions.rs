@@ -286,7 +286,10 @@ pub(crate) fn install(
     let state = versioning_of(&cfg);
     let newest_seq = newest(o, bucket, key).map_or(0, |(n, _)| seq_of(&n));
     let seq = (index << 16).max(newest_seq + 1);
-    m.version_seq = seq;
+    // Stored only when it differs from what `seq_of` derives from the raft index, so a put
+    // into an unversioned bucket writes the same bytes as before versioning existed (a member
+    // of the previous release applying the same command during a rolling upgrade).
+    m.version_seq = if seq == index << 16 { 0 } else { seq };
     m.object_version = index;
     m.version_id = if state == ENABLED {
         format_version_id(seq)
