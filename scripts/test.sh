@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+source scripts/test-tools.sh
 export RUST_BACKTRACE=1
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

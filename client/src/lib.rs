@@ -38,9 +38,9 @@ use anode_proto::{
     AbortMultipartRequest, CompleteMultipartRequest, CreateBucketRequest, CreateMultipartRequest,
     DeleteBucketRequest, DeleteObjectRequest, DeleteObjectsRequest, GetBucketRequest,
     GetKeyRequest, GetObjectRequest, ListBucketsRequest, MultipartUpload, PutObjectRequest,
-    PutObjectsRequest, PutPartRequest, SetBucketAccessRequest, SetBucketLifecycleRequest,
-    SetBucketObjectLockRequest, SetBucketVersioningRequest, SetObjectAclRequest,
-    SetObjectLockRequest,
+    PutObjectsRequest, PutPartRequest, SetBucketAccessRequest, SetBucketCorsRequest,
+    SetBucketLifecycleRequest, SetBucketObjectLockRequest, SetBucketVersioningRequest,
+    SetObjectAclRequest, SetObjectLockRequest,
 };
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
@@ -53,8 +53,9 @@ pub use anode_proto::{
     ListPartsResponse, Manifest, ObjectEntry, PartRecord, Usage, User,
 };
 pub use anode_proto::{
-    DefaultRetention, DeleteOutcome, LifecycleConfig, LifecycleRule, ListObjectVersionsRequest,
-    ListObjectVersionsResponse, ObjectVersionRef, SetObjectLockCmd, VersionEntry,
+    CorsConfig, CorsRule, DefaultRetention, DeleteOutcome, LifecycleConfig, LifecycleRule,
+    ListObjectVersionsRequest, ListObjectVersionsResponse, ObjectVersionRef, SetObjectLockCmd,
+    VersionEntry,
 };
 pub use config::ClientConfig;
 pub use error::{ClientError, ErrorCode, ErrorDetail};
@@ -789,6 +790,27 @@ impl Client {
             .write_req(req, |mut c, req| async move {
                 c.set_bucket_lifecycle(req).await
             })
+            .await?;
+        Ok(())
+    }
+
+    /// Replace (Some) or delete (None) the CORS rules of `bucket`.
+    pub async fn set_bucket_cors(
+        &self,
+        bucket: &str,
+        config: Option<CorsConfig>,
+    ) -> Result<(), ClientError> {
+        let req = SetBucketCorsRequest {
+            name: bucket.to_string(),
+            config,
+            session: None,
+        };
+        self.inner
+            .master
+            .write_req(
+                req,
+                |mut c, req| async move { c.set_bucket_cors(req).await },
+            )
             .await?;
         Ok(())
     }

@@ -577,5 +577,6 @@ sessioned!(
     anode_proto::SetBucketVersioningRequest,
     anode_proto::SetBucketObjectLockRequest,
     anode_proto::SetBucketLifecycleRequest,
+    anode_proto::SetBucketCorsRequest,
     anode_proto::SetObjectLockRequest,
 );

@@ -11,7 +11,7 @@ use anode_client::{
     User,
 };
 use anode_client::{
-    DefaultRetention, DeleteOutcome, LifecycleConfig, ListObjectVersionsRequest,
+    CorsConfig, DefaultRetention, DeleteOutcome, LifecycleConfig, ListObjectVersionsRequest,
     ListObjectVersionsResponse, ObjectVersionRef, SetObjectLockCmd,
 };
 use bytes::Bytes;
@@ -152,6 +152,12 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         bucket: &str,
         config: Option<LifecycleConfig>,
+    ) -> Result<(), ClientError>;
+    /// Replace (Some) or delete (None) the CORS rules.
+    async fn set_bucket_cors(
+        &self,
+        bucket: &str,
+        config: Option<CorsConfig>,
     ) -> Result<(), ClientError>;
     /// Set a version's retention and/or legal hold.
     async fn set_object_lock(&self, cmd: SetObjectLockCmd) -> Result<Manifest, ClientError>;
@@ -352,6 +358,13 @@ impl Backend for Client {
         config: Option<LifecycleConfig>,
     ) -> Result<(), ClientError> {
         Client::set_bucket_lifecycle(self, bucket, config).await
+    }
+    async fn set_bucket_cors(
+        &self,
+        bucket: &str,
+        config: Option<CorsConfig>,
+    ) -> Result<(), ClientError> {
+        Client::set_bucket_cors(self, bucket, config).await
     }
     async fn set_object_lock(&self, cmd: SetObjectLockCmd) -> Result<Manifest, ClientError> {
         Client::set_object_lock(self, cmd).await

@@ -183,6 +183,12 @@ pub enum S3Error {
     /// 400: a default retention period that is not a positive number of days or years.
     #[error("{0}")]
     InvalidRetentionPeriod(String),
+    /// 400 `BadRequest`: a CORS preflight without `Origin` or `Access-Control-Request-Method`.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 403 `AccessForbidden`: a CORS preflight no rule of the bucket allows.
+    #[error("{0}")]
+    AccessForbidden(String),
     /// A GET or HEAD that met a delete marker: `NoSuchKey` (404, the newest version) or
     /// `MethodNotAllowed` (405, a version id), answered with `x-amz-delete-marker: true` and
     /// the marker's `x-amz-version-id`.
@@ -262,6 +268,8 @@ impl S3Error {
             InvalidBucketState(_) => "InvalidBucketState",
             DeleteMarker { inner, .. } => inner.aws_code(),
             InvalidRetentionPeriod(_) => "InvalidRetentionPeriod",
+            BadRequest(_) => "BadRequest",
+            AccessForbidden(_) => "AccessForbidden",
         }
     }
 
@@ -275,6 +283,7 @@ impl S3Error {
             | SignatureDoesNotMatch
             | InvalidAccessKeyId
             | QuotaExceeded
+            | AccessForbidden(_)
             | RequestTimeTooSkewed => StatusCode::FORBIDDEN,
             NoSuchBucket
             | NoSuchKey
@@ -316,6 +325,7 @@ impl S3Error {
             | InvalidArgument(_)
             | InvalidRequest(_)
             | InvalidRetentionPeriod(_)
+            | BadRequest(_)
             | IncompleteBody(_)
             | RequestTimeout
             | KeyTooLongError => StatusCode::BAD_REQUEST,

@@ -133,6 +133,9 @@ pub async fn dispatch(
             lifecycle::put_lifecycle(cx, &bucket, body).await
         }
         S3Op::DeleteBucketLifecycle { bucket } => lifecycle::delete_lifecycle(cx, &bucket).await,
+        S3Op::GetBucketCors { bucket } => crate::cors::get_cors(cx, &bucket).await,
+        S3Op::PutBucketCors { bucket } => crate::cors::put_cors(cx, &bucket, body).await,
+        S3Op::DeleteBucketCors { bucket } => crate::cors::delete_cors(cx, &bucket).await,
         S3Op::GetBucketAcl { .. } => access::get_bucket_acl(cx).await,
         S3Op::PutBucketAcl { bucket } => access::put_bucket_acl(cx, &bucket, body).await,
         S3Op::GetObjectAcl { bucket, key } => access::get_object_acl(cx, &bucket, &key).await,
@@ -388,6 +391,12 @@ async fn list_objects(
     let max_keys = page_size(q, "max-keys")?;
     let prefix = q.get("prefix").unwrap_or_default().to_string();
     let delimiter = nonempty(q.get("delimiter"));
+    // S3: a `continuation-token` given empty is refused, not read as "from the start".
+    if q.get("continuation-token") == Some("") {
+        return Err(S3Error::InvalidArgument(
+            "The continuation token provided is incorrect".into(),
+        ));
+    }
     let token = nonempty(q.get("continuation-token"));
     let start_after = match kind {
         ListKind::V1 => q.get("marker").unwrap_or_default().to_string(),

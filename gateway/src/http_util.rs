@@ -90,14 +90,13 @@ pub fn uri_encode(s: &str, keep_slash: bool) -> String {
 }
 
 /// The encoding S3 uses for `encoding-type=url` listings: unreserved characters and `/` stay,
-/// a space becomes `+`, every other byte `%XX`. Inverse: [`url_decode_s3`].
+/// every other byte is `%XX` (a space is `%20`, a plus `%2B`, as S3 and RGW send them).
+/// Inverse: [`url_decode_s3`].
 pub fn url_encode_s3(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
             out.push(b as char);
-        } else if b == b' ' {
-            out.push('+');
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
@@ -742,7 +741,8 @@ mod tests {
     fn encodings() {
         assert_eq!(uri_encode("a b/c~d+é", true), "a%20b/c~d%2B%C3%A9");
         assert_eq!(uri_encode("a/b=", false), "a%2Fb%3D");
-        assert_eq!(url_encode_s3("a b+c/ü"), "a+b%2Bc/%C3%BC");
+        assert_eq!(url_encode_s3("a b+c/ü"), "a%20b%2Bc/%C3%BC");
+        assert_eq!(url_encode_s3("quux ab/"), "quux%20ab/");
         assert!(decode_continuation_token("!!").is_err());
         assert!(decode_continuation_token("").is_err());
         // Valid base64 with the wrong version byte.

@@ -42,6 +42,7 @@ pub mod backend;
 pub mod body;
 pub mod bucket_cache;
 pub mod checksum;
+pub mod cors;
 pub mod error;
 pub mod handlers;
 pub mod http_util;

@@ -80,6 +80,21 @@ pub enum S3Op {
         /// Bucket.
         bucket: String,
     },
+    /// `GET /b?cors`.
+    GetBucketCors {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `PUT /b?cors`.
+    PutBucketCors {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `DELETE /b?cors`.
+    DeleteBucketCors {
+        /// Bucket.
+        bucket: String,
+    },
     /// `GET /b/k?retention`.
     GetObjectRetention {
         /// Bucket.
@@ -332,6 +347,9 @@ impl S3Op {
             S3Op::GetBucketLifecycleConfiguration { .. } => "GetBucketLifecycleConfiguration",
             S3Op::PutBucketLifecycleConfiguration { .. } => "PutBucketLifecycleConfiguration",
             S3Op::DeleteBucketLifecycle { .. } => "DeleteBucketLifecycle",
+            S3Op::GetBucketCors { .. } => "GetBucketCors",
+            S3Op::PutBucketCors { .. } => "PutBucketCors",
+            S3Op::DeleteBucketCors { .. } => "DeleteBucketCors",
             S3Op::GetObjectRetention { .. } => "GetObjectRetention",
             S3Op::PutObjectRetention { .. } => "PutObjectRetention",
             S3Op::GetObjectLegalHold { .. } => "GetObjectLegalHold",
@@ -386,6 +404,9 @@ impl S3Op {
             | S3Op::GetBucketLifecycleConfiguration { bucket }
             | S3Op::PutBucketLifecycleConfiguration { bucket }
             | S3Op::DeleteBucketLifecycle { bucket }
+            | S3Op::GetBucketCors { bucket }
+            | S3Op::PutBucketCors { bucket }
+            | S3Op::DeleteBucketCors { bucket }
             | S3Op::GetObjectRetention { bucket, .. }
             | S3Op::PutObjectRetention { bucket, .. }
             | S3Op::GetObjectLegalHold { bucket, .. }
@@ -491,11 +512,10 @@ impl S3Op {
 
 /// Sub-resources that select an S3 API Anode does not implement (beyond the read-only answers
 /// listed in the module docs).
-const UNSUPPORTED_SUBRESOURCES: [&str; 17] = [
+const UNSUPPORTED_SUBRESOURCES: [&str; 16] = [
     "accelerate",
     "analytics",
     "attributes",
-    "cors",
     "encryption",
     "intelligent-tiering",
     "inventory",
@@ -626,6 +646,14 @@ fn route_bucket(method: &Method, bucket: String, q: &Query) -> Result<S3Op, S3Er
             Method::GET => Ok(S3Op::GetBucketLifecycleConfiguration { bucket }),
             Method::PUT => Ok(S3Op::PutBucketLifecycleConfiguration { bucket }),
             Method::DELETE => Ok(S3Op::DeleteBucketLifecycle { bucket }),
+            _ => Err(S3Error::MethodNotAllowed),
+        };
+    }
+    if q.has("cors") {
+        return match *method {
+            Method::GET => Ok(S3Op::GetBucketCors { bucket }),
+            Method::PUT => Ok(S3Op::PutBucketCors { bucket }),
+            Method::DELETE => Ok(S3Op::DeleteBucketCors { bucket }),
             _ => Err(S3Error::MethodNotAllowed),
         };
     }
@@ -848,7 +876,7 @@ mod tests {
             ("GET", Some("b"), Some("k"), "legal-hold", false, Ok(S3Op::GetObjectLegalHold { bucket: b(), key: k() })),
             ("PUT", Some("b"), Some("k"), "retention", false, Ok(S3Op::PutObjectRetention { bucket: b(), key: k() })),
             ("GET", Some("b"), None, "notification", false, Err("NotImplemented")),
-            ("DELETE", Some("b"), None, "cors", false, Err("NotImplemented")),
+            ("DELETE", Some("b"), None, "cors", false, Ok(S3Op::DeleteBucketCors { bucket: b() })),
             ("PUT", Some("b"), Some("k"), "", false, Ok(S3Op::PutObject { bucket: b(), key: k() })),
             ("PUT", Some("b"), Some("k"), "", true, Ok(S3Op::CopyObject { bucket: b(), key: k() })),
             ("GET", Some("b"), Some("k"), "", false, Ok(S3Op::GetObject { bucket: b(), key: k() })),
@@ -965,8 +993,15 @@ mod tests {
             assert_eq!(op.action(), Some(want), "{op:?}");
         }
         // The 404 answers of unset configurations carry their sub-resource.
-        let missing = route(&Method::GET, Some("b"), None, &Query::parse("cors"), false).unwrap();
-        assert_eq!(missing.action(), Some(A::GetBucketCors));
+        let missing = route(&Method::GET, Some("b"), None, &Query::parse("website"), false).unwrap();
+        assert_eq!(missing.action(), Some(A::GetBucketWebsite));
+        for (op, want) in [
+            (S3Op::GetBucketCors { bucket: s() }, A::GetBucketCors),
+            (S3Op::PutBucketCors { bucket: s() }, A::PutBucketCors),
+            (S3Op::DeleteBucketCors { bucket: s() }, A::PutBucketCors),
+        ] {
+            assert_eq!(op.action(), Some(want), "{op:?}");
+        }
     }
 
     #[test]

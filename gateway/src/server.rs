@@ -215,6 +215,9 @@ impl Gateway {
             received: Arc::new(AtomicU64::new(0)),
         });
         let received = audit.as_ref().map(|a| a.received.clone());
+        // CORS (crate::cors): what the request asks, for the headers of the actual response.
+        let cors_ask = crate::cors::CorsAsk::from_headers(req.headers());
+        let method = req.method().clone();
         let permit = self.permits.clone().try_acquire_owned().ok();
         let result = match permit {
             None => {
@@ -232,6 +235,11 @@ impl Gateway {
                 error_response(&e, &info.resource, &request_id, is_head)
             }
         };
+        if let (Some(ask), Some(bucket)) = (&cors_ask, &info.bucket) {
+            if method != Method::OPTIONS {
+                self.add_cors_headers(ask, bucket, &method, &mut resp).await;
+            }
+        }
         let status = resp.status();
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-amz-request-id", v.clone());
@@ -304,6 +312,12 @@ impl Gateway {
         );
         info.bucket = target.bucket;
         info.key = target.key;
+        if parts.method == Method::OPTIONS {
+            // A CORS preflight: answered from the bucket's rules, without a signature.
+            info.op = "PreflightCors";
+            tracing::Span::current().record("op", info.op);
+            return self.preflight(&parts.headers, info).await;
+        }
         if let Ok(op) = &routed {
             info.op = op.name();
             tracing::Span::current().record("op", op.name());
@@ -402,6 +416,52 @@ impl Gateway {
                 Err(S3Error::AccessDenied(m))
             }
             other => other,
+        }
+    }
+
+    /// Answer a CORS preflight (`OPTIONS`) from the rules of the bucket it names.
+    async fn preflight(
+        &self,
+        headers: &http::HeaderMap,
+        info: &mut ReqInfo,
+    ) -> Result<Response<RespBody>, S3Error> {
+        let ask = crate::cors::CorsAsk::from_headers(headers);
+        let rules = match (&ask, &info.bucket) {
+            (Some(_), Some(bucket)) => self
+                .buckets
+                .get(&*self.backend, bucket, Instant::now())
+                .await?
+                .and_then(|b| b.config.cors.clone()),
+            _ => None,
+        };
+        let cors = crate::cors::preflight(rules.as_ref(), ask.as_ref())?;
+        info.allowed = true;
+        let mut r = Response::new(empty());
+        r.headers_mut()
+            .insert("content-length", HeaderValue::from_static("0"));
+        r.headers_mut().extend(cors);
+        Ok(r)
+    }
+
+    /// Add the CORS headers the bucket's rules give an actual request with an `Origin`. A
+    /// bucket that cannot be read (missing, or the cluster unreachable) adds nothing.
+    async fn add_cors_headers(
+        &self,
+        ask: &crate::cors::CorsAsk,
+        bucket: &str,
+        method: &Method,
+        resp: &mut Response<RespBody>,
+    ) {
+        let info = match self
+            .buckets
+            .get(&*self.backend, bucket, Instant::now())
+            .await
+        {
+            Ok(Some(info)) => info,
+            _ => return,
+        };
+        if let Some(rules) = &info.config.cors {
+            crate::cors::decorate(rules, ask, method.as_str(), resp.headers_mut());
         }
     }
 

@@ -500,6 +500,18 @@ impl Backend for MemBackend {
         Ok(())
     }
 
+    async fn set_bucket_cors(
+        &self,
+        bucket: &str,
+        config: Option<anode_client::CorsConfig>,
+    ) -> Result<(), ClientError> {
+        self.propose(Op::SetBucketCors(SetBucketCorsCmd {
+            name: bucket.into(),
+            config,
+        }))?;
+        Ok(())
+    }
+
     async fn set_object_lock(
         &self,
         cmd: anode_client::SetObjectLockCmd,

@@ -964,10 +964,10 @@ mod tests {
             },
         );
         assert!(
-            xml.contains("<Marker>m+k</Marker><NextMarker>p/d/</NextMarker>"),
+            xml.contains("<Marker>m%20k</Marker><NextMarker>p/d/</NextMarker>"),
             "{xml}"
         );
-        assert!(xml.contains("<Key>p/a+b</Key>"), "{xml}");
+        assert!(xml.contains("<Key>p/a%20b</Key>"), "{xml}");
         assert!(xml.contains("<EncodingType>url</EncodingType>"), "{xml}");
         assert!(xml.contains("<Owner><ID>o</ID><DisplayName>o</DisplayName></Owner>"));
         assert!(!xml.contains("KeyCount"));

@@ -666,6 +666,27 @@ impl Master for MasterService {
         ok(SetBucketLifecycleResponse {})
     }
 
+    async fn set_bucket_cors(
+        &self,
+        req: Request<SetBucketCorsRequest>,
+    ) -> Rpc<SetBucketCorsResponse> {
+        let r = req.into_inner();
+        if let Some(cfg) = &r.config {
+            anode_meta::cors::validate(cfg).map_err(|e| {
+                ErrorDetail::new(ErrorCode::InvalidArgument, e.to_string()).to_status()
+            })?;
+        }
+        self.write_in(
+            r.session,
+            Op::SetBucketCors(SetBucketCorsCmd {
+                name: r.name,
+                config: r.config,
+            }),
+        )
+        .await?;
+        ok(SetBucketCorsResponse {})
+    }
+
     async fn set_object_lock(
         &self,
         req: Request<SetObjectLockRequest>,

@@ -238,6 +238,8 @@ fn master_roles(method: &str) -> Option<&'static [Role]> {
         "SetBucketVersioning" | "SetBucketObjectLock" | "SetBucketLifecycle" | "SetObjectLock" => {
             &[Gateway, Admin]
         }
+        // CORS rules (issue 15): set by the gateway for S3 principals it authorized.
+        "SetBucketCors" => &[Gateway, Admin],
         "Status" | "Leader" => ANYONE,
         _ => return None,
     })
@@ -370,6 +372,7 @@ mod tests {
             ("/anode.v1.Master/SetBucketVersioning", &[Gateway, Admin]),
             ("/anode.v1.Master/SetBucketObjectLock", &[Gateway, Admin]),
             ("/anode.v1.Master/SetBucketLifecycle", &[Gateway, Admin]),
+            ("/anode.v1.Master/SetBucketCors", &[Gateway, Admin]),
             ("/anode.v1.Master/SetObjectLock", &[Gateway, Admin]),
             (
                 "/anode.v1.Master/ListObjectVersions",

@@ -472,10 +472,21 @@ pub fn command_version_for(op: &Op) -> u32 {
             .is_some_and(|u| !u.lock_mode.is_empty() || u.retain_until_ms != 0 || u.legal_hold),
         _ => false,
     };
-    if v5 {
-        COMMAND_VERSION
+    if needs_v6(op) {
+        COMMAND_VERSION.min(6)
+    } else if v5 {
+        COMMAND_VERSION.min(5)
     } else {
         COMMAND_VERSION.min(4)
+    }
+}
+
+/// Whether `op` needs command version 6 (issue 15: CORS, tagging, stored checksums).
+fn needs_v6(op: &Op) -> bool {
+    match op {
+        Op::SetBucketCors(_) => true,
+        Op::CreateBucket(c) => c.config.as_ref().is_some_and(|b| b.cors.is_some()),
+        _ => false,
     }
 }
 
@@ -662,6 +673,7 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op, rules: Rules) ->
             Ok(CommandResult::default())
         }
         Op::SetBucketLifecycle(c) => lifecycle_apply::set_lifecycle(o, c),
+        Op::SetBucketCors(c) => set_cors(o, c),
         Op::SetObjectLock(c) => Ok(CommandResult {
             manifest: Some(versions::set_lock(o, now, c)?),
             ..Default::default()
@@ -997,6 +1009,17 @@ fn delete_objects(
         }
     }
     Ok(result)
+}
+
+/// Replace or delete (config absent) a bucket's CORS rules.
+fn set_cors(o: &mut Overlay<'_>, c: &SetBucketCorsCmd) -> Res {
+    let mut cfg = get_bucket(o, &c.name).ok_or_else(|| StateError::NoSuchBucket(c.name.clone()))?;
+    if let Some(rules) = &c.config {
+        crate::cors::validate(rules).map_err(|e| StateError::InvalidArgument(e.to_string()))?;
+    }
+    cfg.cors = c.config.clone();
+    o.put(bucket_key(&c.name), cfg.encode_to_vec());
+    Ok(CommandResult::default())
 }
 
 fn create_key(o: &mut Overlay<'_>, now: u64, c: &CreateKeyCmd) -> Res {

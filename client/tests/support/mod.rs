@@ -358,6 +358,7 @@ stubs {
     set_bucket_versioning(SetBucketVersioningRequest) -> SetBucketVersioningResponse;
     set_bucket_object_lock(SetBucketObjectLockRequest) -> SetBucketObjectLockResponse;
     set_bucket_lifecycle(SetBucketLifecycleRequest) -> SetBucketLifecycleResponse;
+    set_bucket_cors(SetBucketCorsRequest) -> SetBucketCorsResponse;
     set_object_lock(SetObjectLockRequest) -> SetObjectLockResponse;
     register_chunkserver(RegisterChunkserverRequest) -> RegisterChunkserverResponse;
     heartbeat(HeartbeatRequest) -> HeartbeatResponse;

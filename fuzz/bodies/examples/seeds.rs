@@ -176,6 +176,19 @@ fn xml_seeds() {
     );
 }
 
+fn cors_seeds() {
+    write(
+        "xml_cors",
+        "rules",
+        "<CORSConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><CORSRule><ID>web</ID><AllowedOrigin>https://*.example.com</AllowedOrigin><AllowedMethod>GET</AllowedMethod><AllowedMethod>PUT</AllowedMethod><AllowedHeader>x-amz-*</AllowedHeader><ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>3000</MaxAgeSeconds></CORSRule><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>HEAD</AllowedMethod></CORSRule></CORSConfiguration>",
+    );
+    write(
+        "xml_cors",
+        "bad-method",
+        "<CORSConfiguration><CORSRule><AllowedOrigin>a*b</AllowedOrigin><AllowedMethod>PATCH</AllowedMethod></CORSRule></CORSConfiguration>",
+    );
+}
+
 fn access_seeds() {
     let alice = anode_meta::authz::canonical_id("alice");
     let bob = anode_meta::authz::canonical_id("bob");
@@ -594,6 +607,7 @@ fn main() {
     chunked_seeds();
     xml_seeds();
     access_seeds();
+    cors_seeds();
     route_seeds();
     range_seeds();
     gateway_seeds();

@@ -340,6 +340,45 @@ pub fn xml_lifecycle(data: &[u8]) {
     assert_eq!(lifecycle_xml::parse_lifecycle(xml.as_bytes()), Ok(cfg));
 }
 
+/// `CORSConfiguration` (PutBucketCors) bodies, and the preflight and actual-response
+/// decisions over what parsed. Properties: a parsed configuration has 1 to 100 rules, validates
+/// as the state machine validates it, renders to a document that parses back equal; a
+/// preflight from an origin the input's last line names either is refused or allows exactly
+/// that origin (or `*`).
+pub fn xml_cors(data: &[u8]) {
+    let Ok(cfg) = anode_gateway::cors::parse_cors(data) else {
+        return;
+    };
+    if crate::debug() {
+        eprintln!("xml_cors: {cfg:?}");
+    }
+    assert!((1..=anode_meta::cors::MAX_RULES).contains(&cfg.rules.len()));
+    assert!(anode_meta::cors::validate(&cfg).is_ok());
+    let xml = anode_gateway::cors::render_cors(&cfg);
+    assert_eq!(
+        anode_gateway::cors::parse_cors(xml.as_bytes()),
+        Ok(cfg.clone())
+    );
+    let origin = cfg.rules[0]
+        .allowed_origins
+        .first()
+        .map(|o| o.replace('*', "x"))
+        .unwrap_or_default();
+    let ask = anode_gateway::cors::CorsAsk {
+        origin: origin.clone(),
+        request_method: Some("GET".into()),
+        request_headers: cfg.rules[0].allowed_headers.join(","),
+    };
+    if let Ok(h) = anode_gateway::cors::preflight(Some(&cfg), Some(&ask)) {
+        let allowed = h["access-control-allow-origin"]
+            .to_str()
+            .unwrap_or_default();
+        assert!(allowed == "*" || allowed == origin);
+    }
+    let mut h = http::HeaderMap::new();
+    anode_gateway::cors::decorate(&cfg, &ask, "PUT", &mut h);
+}
+
 /// The owner of the ACLs `xml_access` parses (a canonical id).
 fn access_owner() -> String {
     anode_meta::authz::canonical_id("alice")

@@ -167,6 +167,8 @@ impl Action {
             "GetObjectLockConfiguration" => Action::GetBucketObjectLockConfiguration,
             "PutObjectLockConfiguration" => Action::PutBucketObjectLockConfiguration,
             "GetBucketLifecycleConfiguration" => Action::GetLifecycleConfiguration,
+            "GetBucketCors" => Action::GetBucketCors,
+            "PutBucketCors" | "DeleteBucketCors" => Action::PutBucketCors,
             "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => {
                 Action::PutLifecycleConfiguration
             }

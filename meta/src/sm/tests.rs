@@ -1567,6 +1567,50 @@ fn state_from_before_access_configuration_reads_as_the_default() {
 }
 
 #[test]
+fn cors_rules_are_validated_stored_and_deleted() {
+    let mut sm = Sm::new();
+    let set = |name: &str, config: Option<CorsConfig>| {
+        Op::SetBucketCors(SetBucketCorsCmd {
+            name: name.into(),
+            config,
+        })
+    };
+    let rule = |method: &str| CorsRule {
+        allowed_origins: vec!["https://*.example.com".into()],
+        allowed_methods: vec![method.into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        sm.err(set(
+            "none",
+            Some(CorsConfig {
+                rules: vec![rule("GET")]
+            })
+        )),
+        ErrorCode::NoSuchBucket
+    );
+    sm.ok(bucket("web"));
+    // A forged command with a rule the gateway would refuse changes nothing.
+    assert_eq!(
+        sm.err(set(
+            "web",
+            Some(CorsConfig {
+                rules: vec![rule("PATCH")]
+            })
+        )),
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(get_bucket(&sm.kv, "web").unwrap().cors, None);
+    let cfg = CorsConfig {
+        rules: vec![rule("GET"), rule("PUT")],
+    };
+    sm.ok(set("web", Some(cfg.clone())));
+    assert_eq!(get_bucket(&sm.kv, "web").unwrap().cors, Some(cfg));
+    sm.ok(set("web", None));
+    assert_eq!(get_bucket(&sm.kv, "web").unwrap().cors, None);
+}
+
+#[test]
 fn a_lifecycle_pass_in_one_batch_counts_as_a_pass() {
     let mut sm = Sm::new();
     sm.ok(bucket("lcb"));
@@ -1635,6 +1679,11 @@ fn commands_carry_the_lowest_version_that_expresses_them() {
         state: versions::ENABLED,
     });
     assert_eq!(command_version_for(&versioning), 5);
+    let cors = Op::SetBucketCors(SetBucketCorsCmd {
+        name: "b".into(),
+        config: None,
+    });
+    assert_eq!(command_version_for(&cors), 6);
 
     // The same put applied as version 4 and as version 5 writes the same bytes.
     let mut kv = MemKv::new();

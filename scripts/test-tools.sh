@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs, only when missing, the programs the cargo tests drive besides python3 + boto3
+# (scripts/setup.sh): headless Chromium (tests/s3_cors.rs makes a real cross-origin fetch) and
+# s3cmd (SigV2 URLs from `s3cmd signurl`). Sourced by scripts/test.sh before `cargo test`;
+# not by scripts/dev.sh, which needs none of them.
+anode_test_pkgs=()
+command -v chromium >/dev/null 2>&1 || anode_test_pkgs+=(chromium)
+command -v s3cmd >/dev/null 2>&1 || anode_test_pkgs+=(s3cmd)
+if [ ${#anode_test_pkgs[@]} -gt 0 ]; then
+  echo "test-tools: installing ${anode_test_pkgs[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${anode_test_pkgs[@]}" >/dev/null
+fi
