@@ -317,7 +317,22 @@ pub fn verify(
         }
     };
     let expected = sign(secret, &string_to_sign(req, &date_line));
-    if !constant_time_eq(expected.as_bytes(), p.signature.as_bytes()) {
+    let mut ok = constant_time_eq(expected.as_bytes(), p.signature.as_bytes());
+    // A bucket addressed without its trailing slash (`/bucket`): botocore and s3cmd sign the
+    // resource as `/bucket/`, as S3 names a bucket.
+    if !ok && req.vhost_bucket.is_none() {
+        let path = req.raw_path.trim_start_matches('/');
+        if !path.is_empty() && !path.contains('/') {
+            let slashed = format!("/{path}/");
+            let alt = V2Request {
+                raw_path: &slashed,
+                ..*req
+            };
+            let expected = sign(secret, &string_to_sign(&alt, &date_line));
+            ok = constant_time_eq(expected.as_bytes(), p.signature.as_bytes());
+        }
+    }
+    if !ok {
         return Err(S3Error::SignatureDoesNotMatch);
     }
     Ok(Verified {
@@ -559,6 +574,15 @@ mod tests {
             parse(&HeaderMap::new(), &q).unwrap_err().aws_code(),
             "AccessDenied"
         );
+        // A bucket without its slash is signed as `/bucket/` by botocore and s3cmd.
+        let mut h = headers(&[("date", date)]);
+        let q = Query::default();
+        let sig = sign(SK, &format!("PUT\n\n\n{date}\n/bkt/"));
+        h.insert("authorization", format!("AWS {AK}:{sig}").parse().unwrap());
+        let p = parse(&h, &q).unwrap().unwrap();
+        verify(&req("PUT", "/bkt", None, &q, &h), &p, SK, t).unwrap();
+        verify(&req("PUT", "/bkt/", None, &q, &h), &p, SK, t).unwrap();
+        assert!(verify(&req("PUT", "/bkt2", None, &q, &h), &p, SK, t).is_err());
         // SigV4 is not SigV2.
         let q = Query::parse("X-Amz-Algorithm=AWS4-HMAC-SHA256&AWSAccessKeyId=x");
         assert_eq!(parse(&HeaderMap::new(), &q), Ok(None));
