@@ -13,7 +13,7 @@
 //!    bucket policy, ACLs, ownership).
 //! 4. The `file` part streams into the ordinary put path ([`handlers::put_object_stream`]),
 //!    bounded by the policy's `content-length-range` (`EntityTooLarge` / `EntityTooSmall`)
-//!    and by the largest PUT.
+//!    and by the largest PUT; a declared `x-amz-checksum-*` field is checked (`BadDigest`).
 //! 5. The answer: `success_action_redirect` (or `redirect`) -> 303 to it with `bucket`, `key`
 //!    and `etag` in the query; else `success_action_status` 200, 201 (with the XML
 //!    `PostResponse`) or 204 (the default, and for any other value).
@@ -31,6 +31,7 @@ use crate::authz::{self, Principal};
 use crate::aws_chunked::BodyDecoder;
 use crate::backend::BodyStream;
 use crate::body::{full, BodyError, RequestBody, RespBody};
+use crate::checksum::PayloadChecksum;
 use crate::error::S3Error;
 use crate::handlers::{self, Ctx, MAX_PUT_OBJECT_BYTES};
 use crate::post_form::{FormEvent, FormParser};
@@ -137,21 +138,28 @@ impl FormReader {
     }
 
     /// The `file` part's data as a payload stream, within `min..=max` bytes.
-    fn into_file_stream(self, min: u64, max: u64, err: BodyError) -> BodyStream {
-        let state = (self, 0u64, false);
+    /// A declared `x-amz-checksum-*` is checked at the end (`BadDigest`).
+    fn into_file_stream(
+        self,
+        min: u64,
+        max: u64,
+        checksum: Option<PayloadChecksum>,
+        err: BodyError,
+    ) -> BodyStream {
+        let state = ((self, checksum), 0u64, false);
         Box::pin(futures::stream::unfold(
             state,
-            move |(mut r, mut total, done)| {
+            move |((mut r, mut checksum), mut total, done)| {
                 let err = err.clone();
                 async move {
                     if done {
                         return None;
                     }
-                    let fail = |e: S3Error, r, total| {
+                    let fail = |e: S3Error, r: FormReader, total| {
                         let io =
                             std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string());
                         err.set(e);
-                        Some((Err(io), (r, total, true)))
+                        Some((Err(io), ((r, None), total, true)))
                     };
                     loop {
                         match r.next().await {
@@ -163,11 +171,22 @@ impl FormReader {
                                 if d.is_empty() {
                                     continue;
                                 }
-                                return Some((Ok::<Bytes, std::io::Error>(d), (r, total, false)));
+                                if let Some(c) = &mut checksum {
+                                    c.update(&d);
+                                }
+                                return Some((
+                                    Ok::<Bytes, std::io::Error>(d),
+                                    ((r, checksum), total, false),
+                                ));
                             }
                             Ok(Some(FormEvent::PartEnd)) => {
                                 if total < min {
                                     return fail(S3Error::EntityTooSmall, r, total);
+                                }
+                                if let Some(c) = checksum.take() {
+                                    if let Err(e) = c.finish(None) {
+                                        return fail(e, r, total);
+                                    }
                                 }
                                 return None;
                             }
@@ -413,7 +432,9 @@ impl Gateway {
                 bucket: target,
             },
         };
-        let stream = reader.into_file_stream(min, max.min(MAX_PUT_OBJECT_BYTES), err.clone());
+        let checksum = PayloadChecksum::from_headers(&headers)?;
+        let stream =
+            reader.into_file_stream(min, max.min(MAX_PUT_OBJECT_BYTES), checksum, err.clone());
         let m = handlers::put_object_stream(&cx, &bucket, &key, stream, &err).await?;
         let host = parts
             .headers

@@ -2424,6 +2424,28 @@ async fn post_object_forms() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(&h.get("/open/anon").await.body[..], b"anon");
+    // A declared checksum is checked.
+    let good = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"sum"))
+    };
+    let r = post_form(
+        &h,
+        "/open",
+        &[("key", "ck"), ("x-amz-checksum-sha256", &good)],
+        b"sum",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let r = post_form(
+        &h,
+        "/open",
+        &[("key", "ck2"), ("x-amz-checksum-sha256", &good)],
+        b"sun",
+    )
+    .await;
+    assert_eq!(code(&r), (400, "BadDigest".into()));
+    assert_eq!(h.get("/open/ck2").await.status, StatusCode::NOT_FOUND);
     // Too many bytes before the file; no file at all; a body that is not a form.
     let big = "x".repeat(crate::server::post_object::MAX_PRE_FILE_BYTES + 1);
     let r = post_form(&h, "/open", &[("key", "k"), ("x-ignore-pad", &big)], b"x").await;

@@ -83,9 +83,9 @@ def http(method, url, data=None, headers=None):
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with opener.open(req, timeout=60) as r:
-            return r.status, r.read(), dict(r.headers)
+            return r.status, r.read(), {k.lower(): v for k, v in r.headers.items()}
     except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
+        return e.code, e.read(), {k.lower(): v for k, v in e.headers.items()}
 
 
 def error_code(body):
@@ -146,13 +146,16 @@ def sigv2():
     url = v2.generate_presigned_url("get_object", Params={
         "Bucket": b, "Key": "dir/a b+c.txt", "ResponseContentType": "application/x-test"}, ExpiresIn=300)
     st, body, hdrs = http("GET", url)
-    check("SigV2 presigned GET with response-content-type", st == 200 and hdrs.get("Content-Type") == "application/x-test", (st, hdrs))
-    url = v2.generate_presigned_url("put_object", Params={"Bucket": b, "Key": "put-by-url"}, ExpiresIn=300)
-    st, body, _ = http("PUT", url, data=b"via url")
+    check("SigV2 presigned GET with response-content-type", st == 200 and hdrs.get("content-type") == "application/x-test", (st, hdrs))
+    # The Content-Type is signed by SigV2 (urllib would add its own form type otherwise).
+    ct = {"Content-Type": "application/octet-stream"}
+    url = v2.generate_presigned_url("put_object", Params={
+        "Bucket": b, "Key": "put-by-url", "ContentType": ct["Content-Type"]}, ExpiresIn=300)
+    st, body, _ = http("PUT", url, data=b"via url", headers=ct)
     check("SigV2 presigned PUT", st == 200, (st, body))
     check("SigV2 presigned PUT stored", v4.get_object(Bucket=b, Key="put-by-url")["Body"].read() == b"via url")
     tampered = url.replace("put-by-url", "put-by-urx")
-    st, body, _ = http("PUT", tampered, data=b"x")
+    st, body, _ = http("PUT", tampered, data=b"x", headers=ct)
     check("SigV2 presigned: tampered path", (st, error_code(body)) == (403, "SignatureDoesNotMatch"), (st, body))
     expired = v2.generate_presigned_url("get_object", Params={"Bucket": b, "Key": "mp"}, ExpiresIn=-10)
     st, body, _ = http("GET", expired)
@@ -238,7 +241,7 @@ def post_object():
     o = v4.get_object(Bucket=b, Key="uploads/f1.txt")
     check("POST SigV4: stored with ${filename} and Content-Type",
           o["Body"].read() == b"hello form" and o["ContentType"] == "text/plain", o["ContentType"])
-    check("POST SigV4: ETag header", hdrs.get("ETag") == o["ETag"], (hdrs, o["ETag"]))
+    check("POST SigV4: ETag header", hdrs.get("etag") == o["ETag"], (hdrs, o["ETag"]))
     # Fields after the file are ignored.
     st, _, _ = post(p["url"], list(p["fields"].items()), b"x", file_name="f2.txt", after=[("key", "elsewhere")])
     check("POST: fields after file ignored", st == 204 and code(v4.head_object, Bucket=b, Key="elsewhere")[1] == 404)
@@ -289,7 +292,7 @@ def post_object():
                           [("success_action_redirect", "http://app.example/done")])
     etag = v4.head_object(Bucket=b, Key="v2/d")["ETag"]
     want = f"http://app.example/done?bucket={b}&key=v2%2Fd&etag={urllib.parse.quote(etag, safe='')}"
-    check("POST: redirect 303", st == 303 and hdrs.get("Location") == want, (st, hdrs.get("Location"), want))
+    check("POST: redirect 303", st == 303 and hdrs.get("location") == want, (st, hdrs.get("location"), want))
     policy_bad, _ = v2_policy(doc)
     st, body, _ = post(url, [("key", "v2/e"), ("AWSAccessKeyId", AK), ("policy", policy_bad), ("signature", "AAAA")])
     check("POST SigV2: bad signature", (st, error_code(body)) == (403, "SignatureDoesNotMatch"), (st, body))
