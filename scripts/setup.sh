@@ -6,7 +6,8 @@ set -euo pipefail
 
 anode_need_pkgs=()
 # jq, curl: the chaos scenarios (test_scripts/). libssl-dev: the toxiproxy_rust dev-dependency (anode-toxiproxy tests) links OpenSSL.
-for p in librocksdb-dev libclang-dev pkg-config libssl-dev jq curl; do
+# s3cmd: `s3cmd signurl` (SigV2 only) in tests/s3_auth.rs.
+for p in librocksdb-dev libclang-dev pkg-config libssl-dev jq curl s3cmd; do
   dpkg -s "$p" >/dev/null 2>&1 || anode_need_pkgs+=("$p")
 done
 # python3 + boto3 for the S3 client test (tests/s3_boto3.rs).
