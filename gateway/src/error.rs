@@ -510,6 +510,26 @@ mod tests {
             (S3Error::OperationAborted, "OperationAborted", 409),
             (S3Error::InvalidArgument("x".into()), "InvalidArgument", 400),
             (S3Error::InvalidRequest("x".into()), "InvalidRequest", 400),
+            (
+                S3Error::InvalidPolicyDocument("x".into()),
+                "InvalidPolicyDocument",
+                400,
+            ),
+            (
+                S3Error::MalformedPOSTRequest("x".into()),
+                "MalformedPOSTRequest",
+                400,
+            ),
+            (
+                S3Error::MaxPostPreDataLengthExceeded,
+                "MaxPostPreDataLengthExceeded",
+                400,
+            ),
+            (
+                S3Error::IncorrectNumberOfFilesInPostRequest,
+                "IncorrectNumberOfFilesInPostRequest",
+                400,
+            ),
             (S3Error::MethodNotAllowed, "MethodNotAllowed", 405),
             (S3Error::NotImplemented("x".into()), "NotImplemented", 501),
             (S3Error::InternalError("x".into()), "InternalError", 500),

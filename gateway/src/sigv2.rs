@@ -521,6 +521,14 @@ mod tests {
             verify(&r, &p, "wrong", 1175139000).unwrap_err(),
             S3Error::SignatureDoesNotMatch
         );
+        // Every x-amz-* header is signed: a presigned PUT cannot become a copy.
+        let mut h2 = h.clone();
+        h2.insert("x-amz-copy-source", "/other/secret".parse().unwrap());
+        let r2 = req("GET", "/photos/puppy.jpg", Some("johnsmith"), &q, &h2);
+        assert_eq!(
+            verify(&r2, &p, SK, 1175139000).unwrap_err(),
+            S3Error::SignatureDoesNotMatch
+        );
         // An unencoded '+' arrives as a space and still verifies.
         let q2 = Query::parse(&format!(
             "AWSAccessKeyId={AK}&Expires=1175139620&Signature=NpgCjnDzrM+WFzoENXmpNDUsSn8%3D"
