@@ -6,7 +6,7 @@
 //! as soon as it cannot be the start of the next delimiter, so the `file` part streams into the
 //! store with at most one delimiter length held back. Limits: a part's header block is at most
 //! [`MAX_PART_HEADER_BYTES`]; the caller caps what it keeps of the fields (see
-//! [`crate::post_object`]).
+//! [`crate::server::post_object`]).
 
 use bytes::{Buf, Bytes, BytesMut};
 
