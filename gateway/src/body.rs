@@ -59,7 +59,8 @@ where
 pub struct BodyError(Arc<Mutex<Option<S3Error>>>);
 
 impl BodyError {
-    fn set(&self, e: S3Error) {
+    /// Record `e` unless a failure is already recorded.
+    pub fn set(&self, e: S3Error) {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         slot.get_or_insert(e);
     }

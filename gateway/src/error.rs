@@ -146,6 +146,19 @@ pub enum S3Error {
     /// 400: the request is invalid as a whole; the message says why.
     #[error("{0}")]
     InvalidRequest(String),
+    /// 400: a POST Object policy document is not valid (not base64 JSON, no expiration, no
+    /// conditions, a malformed condition).
+    #[error("{0}")]
+    InvalidPolicyDocument(String),
+    /// 400: a POST Object form is not a valid `multipart/form-data` body or lacks a field.
+    #[error("{0}")]
+    MalformedPOSTRequest(String),
+    /// 400: the POST Object form fields before the file are over the limit.
+    #[error("Your POST request fields preceeding the upload file was too large.")]
+    MaxPostPreDataLengthExceeded,
+    /// 400: a POST Object form without exactly one `file` field.
+    #[error("POST requires exactly one file upload per request.")]
+    IncorrectNumberOfFilesInPostRequest,
     /// 405: the method is not allowed on this resource.
     #[error("The specified method is not allowed against this resource.")]
     MethodNotAllowed,
@@ -255,6 +268,10 @@ impl S3Error {
             OperationAborted => "OperationAborted",
             InvalidArgument(_) => "InvalidArgument",
             InvalidRequest(_) => "InvalidRequest",
+            InvalidPolicyDocument(_) => "InvalidPolicyDocument",
+            MalformedPOSTRequest(_) => "MalformedPOSTRequest",
+            MaxPostPreDataLengthExceeded => "MaxPostPreDataLengthExceeded",
+            IncorrectNumberOfFilesInPostRequest => "IncorrectNumberOfFilesInPostRequest",
             MethodNotAllowed => "MethodNotAllowed",
             NotImplemented(_) => "NotImplemented",
             InternalError(_) => "InternalError",
@@ -324,6 +341,10 @@ impl S3Error {
             | InvalidBucketAclWithObjectOwnership
             | InvalidArgument(_)
             | InvalidRequest(_)
+            | InvalidPolicyDocument(_)
+            | MalformedPOSTRequest(_)
+            | MaxPostPreDataLengthExceeded
+            | IncorrectNumberOfFilesInPostRequest
             | InvalidRetentionPeriod(_)
             | BadRequest(_)
             | IncompleteBody(_)
@@ -499,6 +520,26 @@ mod tests {
             (S3Error::OperationAborted, "OperationAborted", 409),
             (S3Error::InvalidArgument("x".into()), "InvalidArgument", 400),
             (S3Error::InvalidRequest("x".into()), "InvalidRequest", 400),
+            (
+                S3Error::InvalidPolicyDocument("x".into()),
+                "InvalidPolicyDocument",
+                400,
+            ),
+            (
+                S3Error::MalformedPOSTRequest("x".into()),
+                "MalformedPOSTRequest",
+                400,
+            ),
+            (
+                S3Error::MaxPostPreDataLengthExceeded,
+                "MaxPostPreDataLengthExceeded",
+                400,
+            ),
+            (
+                S3Error::IncorrectNumberOfFilesInPostRequest,
+                "IncorrectNumberOfFilesInPostRequest",
+                400,
+            ),
             (S3Error::MethodNotAllowed, "MethodNotAllowed", 405),
             (S3Error::NotImplemented("x".into()), "NotImplemented", 501),
             (S3Error::InternalError("x".into()), "InternalError", 500),

@@ -686,6 +686,27 @@ async fn put_object(
     Ok(r)
 }
 
+/// Store a POST Object upload: `stream` is the form's `file` part (already bounded by the
+/// policy's size range; its failures recorded in `err`), `cx.headers` the headers the form
+/// fields stand for (Content-Type, `x-amz-meta-*`, `x-amz-acl`, ...).
+pub async fn put_object_stream(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    stream: BodyStream,
+    err: &BodyError,
+) -> Result<Manifest, S3Error> {
+    refuse_unhonored_headers(cx.headers)?;
+    check_key(key)?;
+    let mut opts = put_options(cx.headers)?;
+    opts.acl = access::acl_for_write(cx)?;
+    with_lock(cx, &mut opts)?;
+    cx.backend
+        .put_object(bucket, key, stream, opts)
+        .await
+        .map_err(|e| err.take().unwrap_or_else(|| ce(e)))
+}
+
 /// The object lock a write's headers ask for (`x-amz-object-lock-*`).
 fn with_lock(cx: &Ctx<'_>, opts: &mut PutOptions) -> Result<(), S3Error> {
     let (mode, until, hold) = object_lock::lock_from_headers(cx.headers, cx.now_ms)?;

@@ -3,9 +3,12 @@
 //!
 //! Code map (request order):
 //! - [`server`]: the hyper driver and the per-request pipeline ([`server::Gateway::handle`]).
-//! - [`sigv4`]: signature verification (pure), [`aws_chunked`]: body unframing and checking
+//! - [`sigv4`] and [`sigv2`]: signature verification (pure), [`aws_chunked`]: body unframing and checking
 //!   (sans IO), [`checksum`]: `x-amz-checksum-*` on uploads (pure), [`auth`]: the key cache
 //!   (secret, principal, disabled, expiry; 10 s).
+//! - POST Object (browser form uploads, authenticated by their fields): [`post_form`] (the
+//!   streaming `multipart/form-data` parser, sans IO), [`post_policy`] (the policy document and
+//!   its decision, pure), `server::post_object` (the driver).
 //! - [`router`]: (method, bucket, key, query) -> [`router::S3Op`] (pure).
 //! - [`authz`]: the principal and the one authorization decision, `authorize` (pure), called
 //!   by [`server`] for every bucket an operation touches before its handler.
@@ -20,7 +23,7 @@
 //!   writes and request bodies); [`tls`]: S3 over HTTPS with the certificate reloaded on SIGHUP.
 //!
 //! Architecture invariants:
-//! - Only this crate knows S3 XML and SigV4.
+//! - Only this crate knows S3 XML, SigV4 and SigV2.
 //! - No request reaches a handler unauthenticated; anonymous requests get 403 AccessDenied.
 //! - No request reaches a handler unauthorized: [`authz::authorize`] allowed it for the target
 //!   bucket and a copy's source bucket.
@@ -51,8 +54,11 @@ pub mod lifecycle;
 pub mod lifecycle_xml;
 pub mod metrics;
 pub mod object_lock;
+pub mod post_form;
+pub mod post_policy;
 pub mod router;
 pub mod server;
+pub mod sigv2;
 pub mod sigv4;
 pub mod stall;
 pub mod tls;

@@ -2,7 +2,7 @@
 //! 1. assign a request id (`x-amz-request-id` on every response, field of the tracing span);
 //! 2. take a concurrency permit or answer 503 SlowDown at once;
 //! 3. resolve bucket and key (virtual-hosted or path style);
-//! 4. authenticate (SigV4 header or presigned URL) and resolve the principal (the signing
+//! 4. authenticate (SigV4 or SigV2, header or presigned URL) and resolve the principal (the signing
 //!    key's user; disabled and expired keys are refused; an unsigned request is anonymous);
 //! 5. route to an [`S3Op`](crate::router::S3Op), authorize it ([`crate::authz::check`], once
 //!    per bucket it touches: the target and a copy's source, with the bucket's cached access
@@ -44,6 +44,10 @@ use crate::handlers::{self, Ctx};
 use crate::http_util::{decode_path, resolve_target, Query};
 use crate::metrics::METRICS;
 use crate::router;
+use crate::sigv2;
+
+#[path = "post_object.rs"]
+pub mod post_object;
 use crate::sigv4::{self, RequestParts, Verified};
 use crate::stall::{MinRate, StallGuard};
 
@@ -301,6 +305,23 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .or_else(|| parts.uri.authority().map(|a| a.as_str()));
         let target = resolve_target(host, &path, &self.cfg.domains);
+        // POST Object (a browser form upload): authenticated by its fields, not its headers.
+        if parts.method == Method::POST && target.key.is_none() && parts.uri.query().is_none() {
+            if let (Some(bucket), Some(ct)) = (
+                target.bucket.clone(),
+                parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok()),
+            ) {
+                if let Some(boundary) = crate::post_form::boundary(ct) {
+                    info.bucket = Some(bucket.clone());
+                    return self
+                        .post_object(&parts, body, bucket, &boundary?, info, received)
+                        .await;
+                }
+            }
+        }
         // Routed before authentication so a refused request's audit record names its
         // operation; a routing error still answers only after authentication.
         let routed = router::route(
@@ -473,6 +494,32 @@ impl Gateway {
         query: &Query,
         info: &mut ReqInfo,
     ) -> Result<(Verified, Principal), S3Error> {
+        if let Some(v2) = sigv2::parse(&parts.headers, query)? {
+            info.access_key = Some(v2.access_key.clone());
+            let key = self
+                .keys
+                .key(&*self.backend, &v2.access_key, Instant::now())
+                .await?;
+            key.check_usable(unix_ms(&self.clock))?;
+            let host = parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+            // Virtual-hosted: the bucket is in the host, and in front of the signed resource.
+            let vhost_bucket = resolve_target(host, "/", &self.cfg.domains).bucket;
+            let req = sigv2::V2Request {
+                method: parts.method.as_str(),
+                raw_path: parts.uri.path(),
+                vhost_bucket: vhost_bucket.as_deref(),
+                query,
+                headers: &parts.headers,
+            };
+            let now = (unix_ms(&self.clock) / 1000) as i64;
+            let verified = sigv2::verify(&req, &v2, &key.secret, now)?;
+            info.principal = Some(principal_label(&key.principal));
+            return Ok((verified, key.principal));
+        }
         let Some(auth) = sigv4::parse_auth(&parts.headers, query)? else {
             info.principal = Some("anonymous".into());
             let verified = Verified {

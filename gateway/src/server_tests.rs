@@ -2148,3 +2148,333 @@ async fn policies_acls_public_access_block_and_anonymous_requests() {
         policy
     );
 }
+
+/// A SigV2 header-signed request (`date` as the Date header).
+async fn send_v2(h: &Harness, method: &str, uri: &str, date: &str, sk: &str, body: &[u8]) -> Reply {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    headers.insert("date", date.parse().unwrap());
+    headers.insert("content-length", body.len().to_string().parse().unwrap());
+    headers.insert("x-amz-meta-v", "2".parse().unwrap());
+    let q = crate::http_util::Query::parse(query);
+    let req = crate::sigv2::V2Request {
+        method,
+        raw_path: path,
+        vhost_bucket: None,
+        query: &q,
+        headers: &headers,
+    };
+    let sig = crate::sigv2::sign(sk, &crate::sigv2::string_to_sign(&req, date));
+    headers.insert("authorization", format!("AWS {AK}:{sig}").parse().unwrap());
+    h.raw(build(method, uri, headers, body.to_vec())).await
+}
+
+#[tokio::test]
+async fn sigv2_header_and_presigned() {
+    let h = Harness::new();
+    let now = (NOW_MS / 1000) as i64;
+    let date = crate::http_util::http_date_ms(NOW_MS);
+    assert_eq!(
+        send_v2(&h, "PUT", "/bkt", &date, SK, b"").await.status,
+        StatusCode::OK
+    );
+    let r = send_v2(&h, "PUT", "/bkt/a%20b", &date, SK, b"v2 data").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = send_v2(&h, "GET", "/bkt/a%20b", &date, SK, b"").await;
+    assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"v2 data"[..]));
+    assert_eq!(r.header("x-amz-meta-v"), "2");
+    // A signed sub-resource.
+    let r = send_v2(&h, "GET", "/bkt?acl", &date, SK, b"").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // Wrong secret, skewed clock.
+    let r = send_v2(&h, "GET", "/bkt/a%20b", &date, "wrong", b"").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "SignatureDoesNotMatch")
+    );
+    let late = crate::http_util::http_date_ms(NOW_MS + 20 * 60 * 1000);
+    let r = send_v2(&h, "GET", "/bkt/a%20b", &late, SK, b"").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "RequestTimeTooSkewed")
+    );
+    // Presigned (query) form: valid, expired, tampered.
+    let url = |expires: i64, path: &str| {
+        let sts = format!("GET\n\n\n{expires}\n{path}");
+        let sig = crate::sigv2::sign(SK, &sts);
+        let enc = crate::http_util::uri_encode(&sig, false);
+        format!("{path}?AWSAccessKeyId={AK}&Expires={expires}&Signature={enc}")
+    };
+    let h = &h;
+    let anon = |u: String| async move {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HOST.parse().unwrap());
+        h.raw(build("GET", &u, headers, vec![])).await
+    };
+    let r = anon(url(now + 60, "/bkt/a%20b")).await;
+    assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"v2 data"[..]));
+    let r = anon(url(now - 1, "/bkt/a%20b")).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "AccessDenied")
+    );
+    assert!(r.text().contains("Request has expired"), "{}", r.text());
+    let r = anon(url(now + 60, "/bkt/a%20b").replace("/bkt/a%20b?", "/bkt/a%20c?")).await;
+    assert_eq!(r.code(), "SignatureDoesNotMatch");
+    // Virtual-hosted: the bucket from the host is part of the signed resource.
+    let mut headers = HeaderMap::new();
+    headers.insert("host", "bkt.s3.test".parse().unwrap());
+    headers.insert("date", date.parse().unwrap());
+    let sts = format!("GET\n\n\n{date}\n/bkt/a%20b");
+    let sig = crate::sigv2::sign(SK, &sts);
+    headers.insert("authorization", format!("AWS {AK}:{sig}").parse().unwrap());
+    let r = h.raw(build("GET", "/a%20b", headers, vec![])).await;
+    assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"v2 data"[..]));
+}
+
+#[tokio::test]
+async fn presigned_expires_out_of_range_is_400() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    h.put("/bkt/k", b"data").await;
+    let date = amz_date();
+    let q = sigv4::presign("GET", "/bkt/k", "", HOST, 60, &params(&date));
+    for bad in ["0", "-7", "604801", "x"] {
+        let q = q.replace("X-Amz-Expires=60", &format!("X-Amz-Expires={bad}"));
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HOST.parse().unwrap());
+        let r = h
+            .raw(build("GET", &format!("/bkt/k?{q}"), headers, vec![]))
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError"),
+            "{bad}"
+        );
+    }
+}
+
+fn form_body(fields: &[(&str, &str)], filename: &str, data: &[u8]) -> (Vec<u8>, String) {
+    let b = "formBoundary7MA4YWxk";
+    let mut out = Vec::new();
+    for (k, v) in fields {
+        out.extend_from_slice(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    out.extend_from_slice(
+        format!("--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+    );
+    out.extend_from_slice(data);
+    out.extend_from_slice(format!("\r\n--{b}\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nignored\r\n--{b}--\r\n").as_bytes());
+    (out, format!("multipart/form-data; boundary={b}"))
+}
+
+async fn post_form(h: &Harness, uri: &str, fields: &[(&str, &str)], data: &[u8]) -> Reply {
+    let (body, ct) = form_body(fields, "photo.jpg", data);
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    headers.insert("content-type", ct.parse().unwrap());
+    headers.insert("content-length", body.len().to_string().parse().unwrap());
+    h.raw(build("POST", uri, headers, body)).await
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test]
+async fn post_object_forms() {
+    let h = Harness::new();
+    h.put("/bkt", b"").await;
+    let exp = "2099-01-01T00:00:00Z";
+    let policy = b64(&format!(
+        r#"{{"expiration":"{exp}","conditions":[{{"bucket":"bkt"}},["starts-with","$key","up/"],["starts-with","$Content-Type","image/"],["starts-with","$x-amz-meta-tag",""],["eq","$success_action_status","201"],["content-length-range",1,10]]}}"#
+    ));
+    // SigV2 form fields.
+    let sig2 = crate::sigv2::sign(SK, &policy);
+    let v2 = |key: &'static str| {
+        vec![
+            ("key", key),
+            ("AWSAccessKeyId", AK),
+            ("policy", policy.as_str()),
+            ("signature", sig2.as_str()),
+            ("Content-Type", "image/jpeg"),
+            ("x-amz-meta-tag", "t1"),
+            ("success_action_status", "201"),
+        ]
+    };
+    let r = post_form(&h, "/bkt", &v2("up/${filename}"), b"jpeg!").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert!(r.text().contains("<Key>up/photo.jpg</Key>"), "{}", r.text());
+    assert!(r.text().contains("<Bucket>bkt</Bucket>"), "{}", r.text());
+    let g = h.get("/bkt/up/photo.jpg").await;
+    assert_eq!(&g.body[..], b"jpeg!");
+    assert_eq!(g.header("content-type"), "image/jpeg");
+    assert_eq!(g.header("x-amz-meta-tag"), "t1");
+    assert_eq!(r.header("etag"), g.header("etag"));
+    // Policy violations, sizes, signatures.
+    let code = |r: &Reply| (r.status.as_u16(), r.code());
+    let r = post_form(&h, "/bkt", &v2("down/x"), b"jpeg!").await;
+    assert_eq!(code(&r), (403, "AccessDenied".into()));
+    let r = post_form(&h, "/bkt", &v2("up/big"), b"01234567890").await;
+    assert_eq!(code(&r), (400, "EntityTooLarge".into()));
+    let r = post_form(&h, "/bkt", &v2("up/small"), b"").await;
+    assert_eq!(code(&r), (400, "EntityTooSmall".into()));
+    assert_eq!(h.get("/bkt/up/big").await.status, StatusCode::NOT_FOUND);
+    let mut extra = v2("up/e");
+    extra.push(("x-amz-meta-other", "1"));
+    let r = post_form(&h, "/bkt", &extra, b"x").await;
+    assert_eq!(code(&r), (403, "AccessDenied".into()));
+    let mut ignored = v2("up/i");
+    ignored.push(("x-ignore-other", "1"));
+    assert_eq!(
+        post_form(&h, "/bkt", &ignored, b"x").await.status,
+        StatusCode::CREATED
+    );
+    let mut bad = v2("up/s");
+    bad[3].1 = "AAAA";
+    assert_eq!(
+        code(&post_form(&h, "/bkt", &bad, b"x").await),
+        (403, "SignatureDoesNotMatch".into())
+    );
+    let mut unknown = v2("up/s");
+    unknown[1].1 = "AKUNKNOWNUNKNOWN01";
+    assert_eq!(
+        code(&post_form(&h, "/bkt", &unknown, b"x").await),
+        (403, "InvalidAccessKeyId".into())
+    );
+    let mut nokey = v2("x");
+    nokey.remove(0);
+    assert_eq!(
+        code(&post_form(&h, "/bkt", &nokey, b"x").await),
+        (400, "InvalidArgument".into())
+    );
+    let expired = b64(r#"{"expiration":"2001-01-01T00:00:00Z","conditions":[]}"#);
+    let sig_e = crate::sigv2::sign(SK, &expired);
+    let r = post_form(
+        &h,
+        "/bkt",
+        &[
+            ("key", "k"),
+            ("AWSAccessKeyId", AK),
+            ("policy", &expired),
+            ("signature", &sig_e),
+        ],
+        b"x",
+    )
+    .await;
+    assert_eq!(code(&r), (403, "AccessDenied".into()));
+    let nocond = b64(r#"{"expiration":"2099-01-01T00:00:00Z"}"#);
+    let sig_n = crate::sigv2::sign(SK, &nocond);
+    let r = post_form(
+        &h,
+        "/bkt",
+        &[
+            ("key", "k"),
+            ("AWSAccessKeyId", AK),
+            ("policy", &nocond),
+            ("signature", &sig_n),
+        ],
+        b"x",
+    )
+    .await;
+    assert_eq!(code(&r), (400, "InvalidPolicyDocument".into()));
+    // SigV4 form fields; redirect.
+    let date = amz_date();
+    let cred = format!("{AK}/{}/us-east-1/s3/aws4_request", &date[..8]);
+    let policy4 = b64(&format!(
+        r#"{{"expiration":"{exp}","conditions":[{{"bucket":"bkt"}},{{"key":"v4"}},{{"x-amz-algorithm":"AWS4-HMAC-SHA256"}},{{"x-amz-credential":"{cred}"}},{{"x-amz-date":"{date}"}},["starts-with","$success_action_redirect","http://app/"]]}}"#
+    ));
+    let key4 = sigv4::signing_key(SK, &date[..8], "us-east-1", "s3");
+    let sig4 = sigv4::signature(&key4, &policy4);
+    let f4 = [
+        ("key", "v4"),
+        ("x-amz-algorithm", "AWS4-HMAC-SHA256"),
+        ("x-amz-credential", cred.as_str()),
+        ("x-amz-date", date.as_str()),
+        ("policy", policy4.as_str()),
+        ("x-amz-signature", sig4.as_str()),
+        ("success_action_redirect", "http://app/done"),
+    ];
+    let r = post_form(&h, "/bkt", &f4, b"v4 data").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    let etag = h.get("/bkt/v4").await.header("etag").to_string();
+    assert_eq!(
+        r.header("location"),
+        format!(
+            "http://app/done?bucket=bkt&key=v4&etag={}",
+            crate::http_util::uri_encode(&etag, false)
+        )
+    );
+    // Anonymous: refused on a private bucket, allowed where anyone may write.
+    let r = post_form(&h, "/bkt", &[("key", "anon")], b"x").await;
+    assert_eq!(code(&r), (403, "AccessDenied".into()));
+    h.send("PUT", "/open", &[("x-amz-acl", "public-read-write")], b"")
+        .await;
+    let r = post_form(
+        &h,
+        "/open",
+        &[("key", "anon"), ("success_action_status", "200")],
+        b"anon",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(&h.get("/open/anon").await.body[..], b"anon");
+    // A declared checksum is checked.
+    let good = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"sum"))
+    };
+    let r = post_form(
+        &h,
+        "/open",
+        &[("key", "ck"), ("x-amz-checksum-sha256", &good)],
+        b"sum",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let r = post_form(
+        &h,
+        "/open",
+        &[("key", "ck2"), ("x-amz-checksum-sha256", &good)],
+        b"sun",
+    )
+    .await;
+    assert_eq!(code(&r), (400, "BadDigest".into()));
+    assert_eq!(h.get("/open/ck2").await.status, StatusCode::NOT_FOUND);
+    // Too many bytes before the file; no file at all; a body that is not a form.
+    let big = "x".repeat(crate::server::post_object::MAX_PRE_FILE_BYTES + 1);
+    let r = post_form(&h, "/open", &[("key", "k"), ("x-ignore-pad", &big)], b"x").await;
+    assert_eq!(code(&r), (400, "MaxPostPreDataLengthExceeded".into()));
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    headers.insert(
+        "content-type",
+        "multipart/form-data; boundary=zz".parse().unwrap(),
+    );
+    let r = h
+        .raw(build(
+            "POST",
+            "/open",
+            headers.clone(),
+            b"--zz\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nk\r\n--zz--\r\n".to_vec(),
+        ))
+        .await;
+    assert_eq!(
+        code(&r),
+        (400, "IncorrectNumberOfFilesInPostRequest".into())
+    );
+    let r = h
+        .raw(build(
+            "POST",
+            "/open",
+            headers,
+            b"--zz\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nk\r\n--zz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nunterminated".to_vec(),
+        ))
+        .await;
+    assert_eq!(code(&r), (400, "MalformedPOSTRequest".into()));
+}

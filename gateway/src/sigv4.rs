@@ -133,7 +133,8 @@ pub struct Verified {
 
 /// Read the signature parameters: the Authorization header, else presigned query parameters,
 /// else `Ok(None)` (anonymous). Malformed parameters are errors; so is an algorithm other than
-/// `AWS4-HMAC-SHA256` (SigV2 is not supported).
+/// `AWS4-HMAC-SHA256` (SigV2 requests are read by [`crate::sigv2::parse`] first: the driver
+/// asks it before this).
 pub fn parse_auth(headers: &HeaderMap, query: &Query) -> Result<Option<AuthParams>, S3Error> {
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
         let value = value
@@ -231,6 +232,9 @@ fn parse_presigned(query: &Query) -> Result<AuthParams, S3Error> {
     if expires < 0 {
         return Err(err("X-Amz-Expires must be non-negative"));
     }
+    if expires == 0 {
+        return Err(err("X-Amz-Expires must be greater than 0"));
+    }
     if expires > MAX_PRESIGN_EXPIRES_SECS {
         return Err(err(
             "X-Amz-Expires must be less than a week (in seconds) that is 7 days",
@@ -259,7 +263,7 @@ fn parse_presigned(query: &Query) -> Result<AuthParams, S3Error> {
 }
 
 /// `AK/20130524/us-east-1/s3/aws4_request` -> (AK, date, region, service).
-fn parse_credential(c: &str) -> Option<(String, String, String, String)> {
+pub(crate) fn parse_credential(c: &str) -> Option<(String, String, String, String)> {
     // The access key itself cannot contain '/', so split from the right.
     let mut it = c.rsplitn(5, '/');
     let terminal = it.next()?;
@@ -914,12 +918,26 @@ mod tests {
             check("GET", "/test.txt", q, &h, T0 - 3600).unwrap_err(),
             S3Error::AccessDenied("Request is not valid yet".into())
         );
-        let long = q.replace("X-Amz-Expires=86400", "X-Amz-Expires=604801");
+        for bad in [
+            "604801",
+            "0",
+            "-7",
+            "-0",
+            "1e3",
+            "",
+            "soon",
+            "99999999999999999999",
+        ] {
+            let q = q.replace("X-Amz-Expires=86400", &format!("X-Amz-Expires={bad}"));
+            let e = check("GET", "/test.txt", &q, &h, T0).unwrap_err();
+            assert_eq!(e.aws_code(), "AuthorizationQueryParametersError", "{bad}");
+            assert_eq!(e.http_status(), http::StatusCode::BAD_REQUEST, "{bad}");
+        }
+        // The longest lifetime is accepted.
+        let week = q.replace("X-Amz-Expires=86400", "X-Amz-Expires=604800");
         assert_eq!(
-            check("GET", "/test.txt", &long, &h, T0)
-                .unwrap_err()
-                .aws_code(),
-            "AuthorizationQueryParametersError"
+            check("GET", "/test.txt", &week, &h, T0).unwrap_err(),
+            S3Error::SignatureDoesNotMatch
         );
         let missing = q.replace("X-Amz-Date=20130524T000000Z&", "");
         assert_eq!(

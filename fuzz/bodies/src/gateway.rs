@@ -720,3 +720,137 @@ fn sign(r: &TextRequest, h: &mut HeaderMap) -> Option<Vec<u8>> {
         _ => Some(r.body.clone()),
     }
 }
+
+/// SigV2 (issue 15): a request in text form through `sigv2::parse` + `verify` (at a fixed time
+/// and at its own `Expires`); then the same request signed by `sigv2::sign` in the header
+/// form (its `Date` as sent or a fixed one) and in the query form must verify.
+pub fn sigv2(data: &[u8]) {
+    use anode_gateway::sigv2::{self, V2Request};
+    let Some(r) = TextRequest::parse(data) else {
+        return;
+    };
+    let h = r.header_map();
+    let q = Query::parse(&r.query);
+    let req = V2Request {
+        method: &r.method,
+        raw_path: &r.path,
+        vhost_bucket: None,
+        query: &q,
+        headers: &h,
+    };
+    if let Ok(Some(p)) = sigv2::parse(&h, &q) {
+        let _ = sigv2::verify(&req, &p, SK, T0);
+        if let sigv2::V2Time::Expires(e) = p.time {
+            let _ = sigv2::verify(&req, &p, SK, e);
+        }
+    }
+    // Round trip, query form: the client's own query plus our three parameters.
+    let own: Vec<&str> = r
+        .query
+        .split('&')
+        .filter(|p| {
+            let k = Query::parse(p).0.first().map(|(k, _)| k.clone());
+            !k.is_some_and(|k| {
+                matches!(
+                    k.as_str(),
+                    "AWSAccessKeyId" | "Signature" | "Expires" | "X-Amz-Algorithm"
+                )
+            })
+        })
+        .collect();
+    let mut h = h.clone();
+    h.remove("authorization");
+    let base = own.join("&");
+    let unsigned_q = if base.is_empty() {
+        format!("AWSAccessKeyId={AK}&Expires={T0}")
+    } else {
+        format!("{base}&AWSAccessKeyId={AK}&Expires={T0}")
+    };
+    let q0 = Query::parse(&unsigned_q);
+    let r0 = V2Request {
+        method: &r.method,
+        raw_path: &r.path,
+        vhost_bucket: Some("b"),
+        query: &q0,
+        headers: &h,
+    };
+    let sig = sigv2::sign(SK, &sigv2::string_to_sign(&r0, &T0.to_string()));
+    let enc = http_util::uri_encode(&sig, false);
+    let q1 = Query::parse(&format!("{unsigned_q}&Signature={enc}"));
+    let r1 = V2Request { query: &q1, ..r0 };
+    let p = sigv2::parse(&h, &q1)
+        .expect("our own query parses")
+        .expect("and is SigV2");
+    if let Err(e) = sigv2::verify(&r1, &p, SK, T0) {
+        panic!("a URL signed by sigv2::sign did not verify: {e:?}");
+    }
+}
+
+/// POST Object forms (issue 15): arbitrary bytes as a `multipart/form-data` body with the
+/// boundary `XyZ`, fed whole and in pieces of the size the first byte says.
+/// Property: the events (data merged per part) do not depend on the split, and part data
+/// never contains the delimiter.
+pub fn post_form(data: &[u8]) {
+    use anode_gateway::post_form::{parse_all, FormEvent};
+    let Some((&n, body)) = data.split_first() else {
+        return;
+    };
+    let whole = parse_all("XyZ", &[body]);
+    let size = (n as usize % 64) + 1;
+    let pieces: Vec<&[u8]> = body.chunks(size).collect();
+    let split = parse_all("XyZ", &pieces);
+    match (&whole, &split) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "events depend on the split ({size})"),
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        _ => panic!("the outcome depends on the split ({size}): {whole:?} vs {split:?}"),
+    }
+    if let Ok(events) = whole {
+        for e in events {
+            if let FormEvent::Data(d) = e {
+                assert!(!contains(&d, b"\r\n--XyZ"), "part data holds the delimiter");
+            }
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// POST Object policy documents (issue 15): arbitrary bytes through `parse_policy_json` and,
+/// as text, `parse_policy` (base64). Property: for a parsed policy whose conditions name each
+/// field once, the form that satisfies every condition (each field set to its `eq` value or
+/// `starts-with` prefix) passes `check_policy` before the expiration and is refused with
+/// AccessDenied after it; a field no condition names is refused.
+pub fn post_policy(data: &[u8]) {
+    use anode_gateway::post_policy::{check_policy, parse_policy, parse_policy_json, Condition};
+    let _ = parse_policy(&String::from_utf8_lossy(data));
+    let Ok(p) = parse_policy_json(data) else {
+        return;
+    };
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for c in &p.conditions {
+        let (f, v) = match c {
+            Condition::Eq { field, value } => (field, value),
+            Condition::StartsWith { field, prefix } => (field, prefix),
+            Condition::LengthRange { .. } => continue,
+        };
+        if fields.iter().any(|(n, _)| n == f) || f == "bucket" {
+            return;
+        }
+        fields.push((f.clone(), v.clone()));
+    }
+    if p.expiration_ms == i64::MAX || p.expiration_ms == i64::MIN {
+        return;
+    }
+    let before = check_policy(&p, &fields, "b", p.expiration_ms);
+    assert!(before.is_ok(), "a satisfying form was refused: {before:?}");
+    let after = check_policy(&p, &fields, "b", p.expiration_ms + 1);
+    assert_eq!(after.unwrap_err().aws_code(), "AccessDenied");
+    let mut extra = fields.clone();
+    extra.push(("x-amz-meta-fuzz-unnamed".into(), String::new()));
+    if !fields.iter().any(|(n, _)| n == "x-amz-meta-fuzz-unnamed") {
+        let e = check_policy(&p, &extra, "b", p.expiration_ms).unwrap_err();
+        assert_eq!(e.aws_code(), "AccessDenied");
+    }
+}
