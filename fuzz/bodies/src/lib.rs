@@ -17,8 +17,8 @@ pub use authz::authz_policy;
 pub use chunkserver::{blocksums, chunkserver_rpc};
 pub use gateway::{
     aws_chunked, gateway_request, post_form, post_policy, range_copy_source, s3_route, sigv2,
-    sigv4_header, sigv4_presigned, xml_access, xml_complete_multipart, xml_cors,
-    xml_create_bucket, xml_delete, xml_lifecycle,
+    sigv4_header, sigv4_presigned, xml_access, xml_complete_multipart, xml_cors, xml_create_bucket,
+    xml_delete, xml_lifecycle,
 };
 pub use master::{master_apply, master_control, master_ops, master_records};
 
