@@ -196,6 +196,11 @@ pub enum S3Error {
     /// 400: a default retention period that is not a positive number of days or years.
     #[error("{0}")]
     InvalidRetentionPeriod(String),
+    /// 400 `InvalidStorageClass`: a storage class other than `STANDARD`.
+    #[error(
+        "The storage class you specified is not valid (Anode stores every object as STANDARD)"
+    )]
+    InvalidStorageClass,
     /// 400 `BadRequest`: a CORS preflight without `Origin` or `Access-Control-Request-Method`.
     #[error("{0}")]
     BadRequest(String),
@@ -286,6 +291,7 @@ impl S3Error {
             DeleteMarker { inner, .. } => inner.aws_code(),
             InvalidRetentionPeriod(_) => "InvalidRetentionPeriod",
             BadRequest(_) => "BadRequest",
+            InvalidStorageClass => "InvalidStorageClass",
             AccessForbidden(_) => "AccessForbidden",
         }
     }
@@ -347,6 +353,7 @@ impl S3Error {
             | IncorrectNumberOfFilesInPostRequest
             | InvalidRetentionPeriod(_)
             | BadRequest(_)
+            | InvalidStorageClass
             | IncompleteBody(_)
             | RequestTimeout
             | KeyTooLongError => StatusCode::BAD_REQUEST,

@@ -13,12 +13,13 @@ pub use anode_meta::validate::{MAX_KEY_BYTES, MAX_USER_METADATA_BYTES};
 /// Prefix of user-metadata headers.
 pub const USER_META_PREFIX: &str = "x-amz-meta-";
 /// Headers stored verbatim as system metadata and returned on GET/HEAD.
-pub const SYSTEM_METADATA_HEADERS: [&str; 5] = [
+pub const SYSTEM_METADATA_HEADERS: [&str; 6] = [
     "cache-control",
     "content-disposition",
     "content-encoding",
     "content-language",
     "expires",
+    "x-amz-website-redirect-location",
 ];
 
 // ---- query strings --------------------------------------------------------------------------
@@ -390,34 +391,34 @@ pub fn parse_content_md5(value: &str) -> Result<[u8; 16], S3Error> {
 }
 
 /// Request headers that ask for a guarantee Anode cannot give. Ignoring them would store the
-/// object while the client believes it is encrypted under its own or a KMS key, or locked
-/// against deletion, so such requests are refused with `NotImplemented` instead. (SSE-S3,
-/// `x-amz-server-side-encryption: AES256`, stays accepted: see docs/s3-compatibility.md.
-/// Object lock headers are honoured since issue 14.)
+/// object while the client believes it is encrypted (SSE-S3, SSE-C, SSE-KMS) or kept in
+/// another storage class, so such requests are refused instead: `NotImplemented` for
+/// encryption at rest (issue 17 adds it), `InvalidStorageClass` for a class other than
+/// `STANDARD`. (Object lock headers are honoured since issue 14.)
 pub fn refuse_unhonored_headers(headers: &HeaderMap) -> Result<(), S3Error> {
     const REFUSED_PREFIXES: [&str; 2] = [
         "x-amz-server-side-encryption-customer-",
         "x-amz-copy-source-server-side-encryption-customer-",
     ];
-    const REFUSED: [&str; 2] = [
+    const REFUSED: [&str; 3] = [
+        "x-amz-server-side-encryption",
         "x-amz-server-side-encryption-aws-kms-key-id",
         "x-amz-server-side-encryption-context",
     ];
     for name in headers.keys().map(|n| n.as_str()) {
         if REFUSED_PREFIXES.iter().any(|p| name.starts_with(p)) || REFUSED.contains(&name) {
             return Err(S3Error::NotImplemented(format!(
-                "A header you provided implies functionality that is not implemented ({name})"
+                "A header you provided implies functionality that is not implemented ({name}: \
+                 server-side encryption at rest)"
             )));
         }
     }
-    let sse = headers
-        .get("x-amz-server-side-encryption")
-        .and_then(|v| v.to_str().ok());
-    match sse.map(str::trim) {
-        None | Some("AES256") => Ok(()),
-        Some(other) => Err(S3Error::NotImplemented(format!(
-            "Server-side encryption {other} is not implemented"
-        ))),
+    match headers
+        .get("x-amz-storage-class")
+        .map(|v| v.to_str().unwrap_or_default().trim())
+    {
+        None | Some("STANDARD") => Ok(()),
+        Some(_) => Err(S3Error::InvalidStorageClass),
     }
 }
 
@@ -508,9 +509,14 @@ mod tests {
             with(&[("x-amz-meta-a", "1"), ("content-type", "a/b")]),
             Ok(())
         );
-        assert_eq!(with(&[("x-amz-server-side-encryption", "AES256")]), Ok(()));
+        assert_eq!(with(&[("x-amz-storage-class", "STANDARD")]), Ok(()));
+        assert_eq!(
+            with(&[("x-amz-storage-class", "GLACIER")]),
+            Err("InvalidStorageClass")
+        );
         assert_eq!(with(&[("x-amz-object-lock-legal-hold", "ON")]), Ok(()));
         for refused in [
+            vec![("x-amz-server-side-encryption", "AES256")],
             vec![("x-amz-server-side-encryption", "aws:kms")],
             vec![("x-amz-server-side-encryption", "aws:kms:dsse")],
             vec![("x-amz-server-side-encryption-aws-kms-key-id", "k")],

@@ -368,6 +368,18 @@ impl Gateway {
                 info,
             )
             .await?;
+        // `x-amz-expected-bucket-owner`: refused unless it names the bucket's owner (its
+        // canonical id), as S3 refuses a request to a bucket of another account.
+        if let (Some(expected), Some(b)) = (
+            parts.headers.get("x-amz-expected-bucket-owner"),
+            target.as_deref(),
+        ) {
+            let owner = anode_meta::authz::canonical_id(&b.config.owner_user);
+            if expected.as_bytes() != owner.as_bytes() {
+                info.reason = Some("x-amz-expected-bucket-owner is not the bucket's owner".into());
+                return Err(S3Error::AccessDenied("Access Denied".into()));
+            }
+        }
         info.allowed = true;
         let decoded_len = parts
             .headers

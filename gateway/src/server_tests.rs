@@ -536,6 +536,50 @@ async fn unhonored_protection_headers_are_refused() {
             b"hello",
         )
         .await;
+    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
+    assert!(h.backend.object("bkt", "k").is_none());
+    let r = h
+        .send(
+            "PUT",
+            "/bkt/k",
+            &[("x-amz-storage-class", "GLACIER")],
+            b"hello",
+        )
+        .await;
+    assert_eq!(r.code(), "InvalidStorageClass");
+    let r = h
+        .send(
+            "PUT",
+            "/bkt/k",
+            &[
+                ("x-amz-storage-class", "STANDARD"),
+                ("x-amz-website-redirect-location", "/other"),
+            ],
+            b"hello",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = h.send("HEAD", "/bkt/k", &[], b"").await;
+    assert_eq!(r.headers["x-amz-website-redirect-location"], "/other");
+    // x-amz-expected-bucket-owner: the owner's canonical id, or 403.
+    let owner = anode_meta::authz::canonical_id(&h.backend.head_bucket_owner("bkt"));
+    let r = h
+        .send(
+            "HEAD",
+            "/bkt/k",
+            &[("x-amz-expected-bucket-owner", "111122223333")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = h
+        .send(
+            "HEAD",
+            "/bkt/k",
+            &[("x-amz-expected-bucket-owner", owner.as_str())],
+            b"",
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let r = h
         .send(
