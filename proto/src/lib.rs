@@ -70,4 +70,8 @@ pub const SNAPSHOT_VERSION: u32 = 3;
 /// lock fields of `Manifest`, and the versioning, object lock and lifecycle fields of
 /// `BucketConfig`. Formats 0-5 read as format 6 with no versions: every object is the
 /// current, `null` version of its key.
-pub const STORE_FORMAT_VERSION: u32 = 6;
+/// Format 7 added issue 15's fields within record version 1 (`BucketConfig.cors` and
+/// `.tags`, `Manifest.tags` and the stored checksums of manifests, parts and uploads): a
+/// format 6 binary would drop them when it rewrites a record, so it refuses the store instead;
+/// formats 0-6 read as format 7 with none of them.
+pub const STORE_FORMAT_VERSION: u32 = 7;
