@@ -39,8 +39,9 @@ use anode_proto::{
     DeleteBucketRequest, DeleteObjectRequest, DeleteObjectsRequest, GetBucketRequest,
     GetKeyRequest, GetObjectRequest, ListBucketsRequest, MultipartUpload, PutObjectRequest,
     PutObjectsRequest, PutPartRequest, SetBucketAccessRequest, SetBucketLifecycleRequest,
-    SetBucketObjectLockRequest, SetBucketVersioningRequest, SetObjectAclRequest,
-    SetObjectLockRequest,
+    SetBucketObjectLockRequest, SetBucketTaggingCmd, SetBucketTaggingRequest,
+    SetBucketVersioningRequest, SetObjectAclRequest, SetObjectLockRequest, SetObjectTaggingCmd,
+    SetObjectTaggingRequest,
 };
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
@@ -54,7 +55,7 @@ pub use anode_proto::{
 };
 pub use anode_proto::{
     DefaultRetention, DeleteOutcome, LifecycleConfig, LifecycleRule, ListObjectVersionsRequest,
-    ListObjectVersionsResponse, ObjectVersionRef, SetObjectLockCmd, VersionEntry,
+    ListObjectVersionsResponse, ObjectVersionRef, SetObjectLockCmd, Tag, VersionEntry,
 };
 pub use config::ClientConfig;
 pub use error::{ClientError, ErrorCode, ErrorDetail};
@@ -88,6 +89,10 @@ pub struct PutOptions {
     pub retain_until_ms: u64,
     /// A legal hold on the new version.
     pub legal_hold: bool,
+    /// The new version's tags (S3 object tagging: at most 10, unique keys; see
+    /// `anode_meta::tagging`). A multipart upload keeps them until completion; a copy with
+    /// `replace` takes them from here (give the source's tags to keep them).
+    pub tags: Vec<Tag>,
 }
 
 /// The Anode client. Cheap to clone; clones share connections and caches.
@@ -359,6 +364,7 @@ impl Client {
             lock_mode: opts.lock_mode,
             retain_until_ms: opts.retain_until_ms,
             legal_hold: opts.legal_hold,
+            tags: opts.tags,
             ..Default::default()
         };
         self.commit(bucket, key, manifest, opts.if_match_etag).await
@@ -811,6 +817,77 @@ impl Client {
         required(resp.manifest, "SetObjectLockResponse.manifest")
     }
 
+    /// Replace the tag set of one version of `bucket/key` (`version_id` None: the current
+    /// one; `"null"` names the null version); an empty `tags` deletes the tag set. The
+    /// version keeps its id, mtime and ETag. Returns the version as tagged.
+    pub async fn set_object_tagging(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        tags: Vec<Tag>,
+    ) -> Result<Manifest, ClientError> {
+        self.inner.cache_forget(bucket, key);
+        let req = SetObjectTaggingRequest {
+            cmd: Some(SetObjectTaggingCmd {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                version_id: version_id.map(str::to_string),
+                tags,
+            }),
+            session: None,
+        };
+        let resp = self
+            .inner
+            .master
+            .write_req(
+                req,
+                |mut c, req| async move { c.set_object_tagging(req).await },
+            )
+            .await?;
+        required(resp.manifest, "SetObjectTaggingResponse.manifest")
+    }
+
+    /// The tag set of one version of `bucket/key` (`version_id` None: the current one), read
+    /// from the leader, with the version id it belongs to ("" = the null version).
+    pub async fn get_object_tagging(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<(Vec<Tag>, String), ClientError> {
+        let m = self.get_version(bucket, key, version_id, false).await?;
+        Ok((m.tags, m.version_id))
+    }
+
+    /// Replace the tag set of `bucket` (empty: delete it; at most 50 tags).
+    pub async fn set_bucket_tagging(
+        &self,
+        bucket: &str,
+        tags: Vec<Tag>,
+    ) -> Result<(), ClientError> {
+        let req = SetBucketTaggingRequest {
+            cmd: Some(SetBucketTaggingCmd {
+                name: bucket.to_string(),
+                tags,
+            }),
+            session: None,
+        };
+        self.inner
+            .master
+            .write_req(
+                req,
+                |mut c, req| async move { c.set_bucket_tagging(req).await },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The tag set of `bucket` (empty: none).
+    pub async fn get_bucket_tagging(&self, bucket: &str) -> Result<Vec<Tag>, ClientError> {
+        Ok(self.head_bucket(bucket).await?.tags)
+    }
+
     /// Every object of `bucket` under `prefix`, in key order, fetching pages as it goes.
     pub fn list_all(
         &self,
@@ -866,6 +943,7 @@ impl Client {
                 lock_mode: opts.lock_mode,
                 retain_until_ms: opts.retain_until_ms,
                 legal_hold: opts.legal_hold,
+                tags: opts.tags,
             }),
             session: None,
         };
@@ -1111,6 +1189,7 @@ pub fn copy_manifest(src: Manifest, replace: Option<PutOptions>) -> (Manifest, O
         m.lock_mode = opts.lock_mode;
         m.retain_until_ms = opts.retain_until_ms;
         m.legal_hold = opts.legal_hold;
+        m.tags = opts.tags;
         if_match = opts.if_match_etag;
     }
     (m, if_match)

@@ -578,4 +578,6 @@ sessioned!(
     anode_proto::SetBucketObjectLockRequest,
     anode_proto::SetBucketLifecycleRequest,
     anode_proto::SetObjectLockRequest,
+    anode_proto::SetObjectTaggingRequest,
+    anode_proto::SetBucketTaggingRequest,
 );

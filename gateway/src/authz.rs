@@ -120,6 +120,28 @@ pub fn context(source_ip: Option<IpAddr>, secure: bool, prefix: Option<&str>) ->
     }
 }
 
+/// Whether the bucket's policy tests `s3:ExistingObjectTag/<key>`: only then does an object
+/// request read the object's tags before it is decided ([`with_object_tags`]).
+pub fn policy_reads_object_tags(bucket: &BucketInfo) -> bool {
+    bucket
+        .record
+        .policy
+        .as_deref()
+        .is_some_and(|p| p.to_ascii_lowercase().contains("s3:existingobjecttag/"))
+}
+
+/// `ctx` with the addressed object's tags (`s3:ExistingObjectTag/<key>`; no object: none).
+pub fn with_object_tags(ctx: &Context, tags: &[anode_client::Tag]) -> Context {
+    Context {
+        existing_object_tags: Some(
+            tags.iter()
+                .map(|t| (t.key.clone(), t.value.clone()))
+                .collect(),
+        ),
+        ..ctx.clone()
+    }
+}
+
 /// May `p` do `action` on `key` (or the bucket itself) of `bucket`, a bucket that exists
 /// (`Some`, with its owner and access configuration) or not (`None`: any signed user goes on
 /// so the handler answers `NoSuchBucket`; anonymous is refused)? `object_acl` is the
@@ -208,6 +230,43 @@ mod tests {
             record: rec,
             access,
         }
+    }
+
+    #[test]
+    fn existing_object_tags_decide_when_the_policy_tests_them() {
+        let bob = user("bob", false);
+        let by_tag = bucket("alice", |r| {
+            r.policy = Some(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",
+                "Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*",
+                "Condition":{"StringEquals":{"s3:ExistingObjectTag/security":"public"}}}]}"#
+                    .into(),
+            )
+        });
+        assert!(policy_reads_object_tags(&by_tag));
+        assert!(!policy_reads_object_tags(&bucket("alice", |_| {})));
+        let ctx = context(None, false, None);
+        let tag = |k: &str, v: &str| anode_client::Tag {
+            key: k.into(),
+            value: v.into(),
+        };
+        let get = |tags: &[anode_client::Tag]| {
+            let c = with_object_tags(&ctx, tags);
+            check(
+                &bob,
+                Action::GetObject,
+                "b",
+                Some("k"),
+                &c,
+                Some(&by_tag),
+                None,
+            )
+            .is_allowed()
+        };
+        assert!(get(&[tag("security", "public"), tag("foo", "bar")]));
+        assert!(!get(&[tag("security", "private")]));
+        assert!(!get(&[tag("security1", "public")]));
+        assert!(!get(&[]));
     }
 
     #[test]

@@ -183,6 +183,10 @@ pub enum S3Error {
     /// 400: a default retention period that is not a positive number of days or years.
     #[error("{0}")]
     InvalidRetentionPeriod(String),
+    /// 400: a tag set over S3's limits (count, key or value length, duplicate keys, the
+    /// reserved `aws:` prefix); the message says which.
+    #[error("{0}")]
+    InvalidTag(String),
     /// A GET or HEAD that met a delete marker: `NoSuchKey` (404, the newest version) or
     /// `MethodNotAllowed` (405, a version id), answered with `x-amz-delete-marker: true` and
     /// the marker's `x-amz-version-id`.
@@ -262,6 +266,7 @@ impl S3Error {
             InvalidBucketState(_) => "InvalidBucketState",
             DeleteMarker { inner, .. } => inner.aws_code(),
             InvalidRetentionPeriod(_) => "InvalidRetentionPeriod",
+            InvalidTag(_) => "InvalidTag",
         }
     }
 
@@ -316,6 +321,7 @@ impl S3Error {
             | InvalidArgument(_)
             | InvalidRequest(_)
             | InvalidRetentionPeriod(_)
+            | InvalidTag(_)
             | IncompleteBody(_)
             | RequestTimeout
             | KeyTooLongError => StatusCode::BAD_REQUEST,

@@ -54,6 +54,7 @@ pub mod router;
 pub mod server;
 pub mod sigv4;
 pub mod stall;
+pub mod tagging;
 pub mod tls;
 pub mod versioning;
 pub mod xml;

@@ -238,6 +238,10 @@ fn master_roles(method: &str) -> Option<&'static [Role]> {
         "SetBucketVersioning" | "SetBucketObjectLock" | "SetBucketLifecycle" | "SetObjectLock" => {
             &[Gateway, Admin]
         }
+        // Tagging (issue 15): object tags as objects are written (clients put objects, so
+        // they tag them), bucket tags as bucket configuration.
+        "SetObjectTagging" => &[Gateway, Client, Admin],
+        "SetBucketTagging" => &[Gateway, Admin],
         "Status" | "Leader" => ANYONE,
         _ => return None,
     })
@@ -371,6 +375,11 @@ mod tests {
             ("/anode.v1.Master/SetBucketObjectLock", &[Gateway, Admin]),
             ("/anode.v1.Master/SetBucketLifecycle", &[Gateway, Admin]),
             ("/anode.v1.Master/SetObjectLock", &[Gateway, Admin]),
+            (
+                "/anode.v1.Master/SetObjectTagging",
+                &[Gateway, Client, Admin],
+            ),
+            ("/anode.v1.Master/SetBucketTagging", &[Gateway, Admin]),
             (
                 "/anode.v1.Master/ListObjectVersions",
                 &[Gateway, Client, Admin],

@@ -27,7 +27,10 @@ pub use error::Refusal;
 /// `SetBucketObjectLock`, `SetBucketLifecycle`, `SetObjectLock`, `LifecycleBatch`, the version
 /// fields of `DeleteObject(s)`): a version 4 member would delete current objects where newer
 /// members add delete markers, so it halts at the first version 5 command instead.
-pub const COMMAND_VERSION: u32 = 5;
+/// Version 6 added tagging (`Manifest.tags`, `MultipartUpload.tags`, `BucketConfig.tags`,
+/// `SetObjectTagging`, `SetBucketTagging`): a version 5 member would drop the tags while
+/// decoding, so it halts at the first command carrying them instead.
+pub const COMMAND_VERSION: u32 = 6;
 /// Current encoding version of [`v1::Manifest`].
 pub const MANIFEST_VERSION: u32 = 1;
 /// Current encoding version of records in the master state (buckets, keys, registry, chunks).

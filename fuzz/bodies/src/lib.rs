@@ -17,7 +17,7 @@ pub use authz::authz_policy;
 pub use chunkserver::{blocksums, chunkserver_rpc};
 pub use gateway::{
     aws_chunked, gateway_request, range_copy_source, s3_route, sigv4_header, sigv4_presigned,
-    xml_access, xml_complete_multipart, xml_create_bucket, xml_delete, xml_lifecycle,
+    xml_access, xml_complete_multipart, xml_create_bucket, xml_delete, xml_lifecycle, xml_tagging,
 };
 pub use master::{master_apply, master_control, master_ops, master_records};
 
@@ -42,6 +42,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("xml_create_bucket", xml_create_bucket),
     ("xml_access", xml_access),
     ("xml_lifecycle", xml_lifecycle),
+    ("xml_tagging", xml_tagging),
     ("s3_route", s3_route),
     ("range_copy_source", range_copy_source),
     ("gateway_request", gateway_request),
