@@ -129,8 +129,7 @@ bad = [
     {"TagSet": [{"Key": "k", "Value": "v" * 257}]},
     {"TagSet": [{"Key": "k", "Value": "1"}, {"Key": "k", "Value": "2"}]},
     {"TagSet": [{"Key": "aws:reserved", "Value": "1"}]},
-    {"TagSet": [{"Key": "", "Value": "1"}]},
-]
+]  # (an empty key: boto3 refuses it before sending; the gateway's unit tests cover it)
 for t in bad:
     assert code(a.put_object_tagging, Bucket=T, Key="k", Tagging=t) == ("InvalidTag", 400), t
     assert tags_of(b, T, "k") == [], "a refused tag set changed the object"
