@@ -1267,6 +1267,30 @@ mod tests {
         assert_eq!(cond, Some(String::new()));
     }
 
+    #[test]
+    fn copies_keep_the_source_tags_unless_replaced() {
+        let tag = |k: &str| Tag {
+            key: k.into(),
+            value: String::new(),
+        };
+        let src = Manifest {
+            etag: "e".into(),
+            tags: vec![tag("a")],
+            ..Default::default()
+        };
+        assert_eq!(copy_manifest(src.clone(), None).0.tags, vec![tag("a")]);
+        let opts = PutOptions {
+            tags: vec![tag("b"), tag("c")],
+            ..Default::default()
+        };
+        assert_eq!(
+            copy_manifest(src.clone(), Some(opts)).0.tags,
+            vec![tag("b"), tag("c")]
+        );
+        let none = copy_manifest(src, Some(PutOptions::default())).0;
+        assert!(none.tags.is_empty(), "replace without tags: none");
+    }
+
     /// The gateway runs these futures on a multi-threaded runtime: they must be `Send`.
     #[allow(dead_code)]
     fn futures_are_send(c: &Client, m: &Manifest) {
