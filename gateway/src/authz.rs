@@ -117,6 +117,23 @@ pub fn context(source_ip: Option<IpAddr>, secure: bool, prefix: Option<&str>) ->
         secure_transport: secure,
         prefix: prefix.map(str::to_string),
         existing_object_tags: None,
+        request_object_tags: None,
+    }
+}
+
+/// `ctx` with the tags a write gives its object (`x-amz-tagging`, for
+/// `s3:RequestObjectTag/<key>`); unchanged when it gives none or they do not parse (the
+/// handler refuses those).
+pub fn with_request_tags(ctx: Context, headers: &http::HeaderMap) -> Context {
+    if !headers.contains_key("x-amz-tagging") {
+        return ctx;
+    }
+    match crate::tagging::tags_from_headers(headers) {
+        Ok(tags) => Context {
+            request_object_tags: Some(tags.into_iter().map(|t| (t.key, t.value)).collect()),
+            ..ctx
+        },
+        Err(_) => ctx,
     }
 }
 
@@ -267,6 +284,43 @@ mod tests {
         assert!(!get(&[tag("security", "private")]));
         assert!(!get(&[tag("security1", "public")]));
         assert!(!get(&[]));
+    }
+
+    #[test]
+    fn request_object_tags_come_from_x_amz_tagging() {
+        let bob = user("bob", false);
+        let by_tag = bucket("alice", |r| {
+            r.policy = Some(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",
+                "Action":"s3:PutObject","Resource":"arn:aws:s3:::b/*",
+                "Condition":{"StringEquals":{"s3:RequestObjectTag/security":"public"}}}]}"#
+                    .into(),
+            )
+        });
+        let put = |tagging: Option<&str>| {
+            let mut h = http::HeaderMap::new();
+            if let Some(t) = tagging {
+                h.insert("x-amz-tagging", t.parse().unwrap());
+            }
+            let c = with_request_tags(context(None, false, None), &h);
+            check(
+                &bob,
+                Action::PutObject,
+                "b",
+                Some("k"),
+                &c,
+                Some(&by_tag),
+                None,
+            )
+            .is_allowed()
+        };
+        assert!(put(Some("security=public&x=1")));
+        assert!(!put(Some("security=private")));
+        assert!(!put(None));
+        assert!(
+            !put(Some("security=public&security=x")),
+            "undecodable: no tags"
+        );
     }
 
     #[test]

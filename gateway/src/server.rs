@@ -318,10 +318,13 @@ impl Gateway {
             }
         };
         let op = routed?;
-        let actx = authz::context(
-            parts.extensions.get::<PeerAddr>().map(|p| p.0.ip()),
-            parts.extensions.get::<SecureTransport>().is_some(),
-            query.get("prefix"),
+        let actx = authz::with_request_tags(
+            authz::context(
+                parts.extensions.get::<PeerAddr>().map(|p| p.0.ip()),
+                parts.extensions.get::<SecureTransport>().is_some(),
+                query.get("prefix"),
+            ),
+            &parts.headers,
         );
         let target = self
             .authorize(
