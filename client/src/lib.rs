@@ -39,8 +39,9 @@ use anode_proto::{
     DeleteBucketRequest, DeleteObjectRequest, DeleteObjectsRequest, GetBucketRequest,
     GetKeyRequest, GetObjectRequest, ListBucketsRequest, MultipartUpload, PutObjectRequest,
     PutObjectsRequest, PutPartRequest, SetBucketAccessRequest, SetBucketCorsRequest,
-    SetBucketLifecycleRequest, SetBucketObjectLockRequest, SetBucketVersioningRequest,
-    SetObjectAclRequest, SetObjectLockRequest,
+    SetBucketLifecycleRequest, SetBucketObjectLockRequest, SetBucketTaggingCmd,
+    SetBucketTaggingRequest, SetBucketVersioningRequest, SetObjectAclRequest, SetObjectLockRequest,
+    SetObjectTaggingCmd, SetObjectTaggingRequest,
 };
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
@@ -54,7 +55,7 @@ pub use anode_proto::{
 };
 pub use anode_proto::{
     CorsConfig, CorsRule, DefaultRetention, DeleteOutcome, LifecycleConfig, LifecycleRule,
-    ListObjectVersionsRequest, ListObjectVersionsResponse, ObjectVersionRef, SetObjectLockCmd,
+    ListObjectVersionsRequest, ListObjectVersionsResponse, ObjectVersionRef, SetObjectLockCmd, Tag,
     VersionEntry,
 };
 pub use config::ClientConfig;
@@ -89,6 +90,10 @@ pub struct PutOptions {
     pub retain_until_ms: u64,
     /// A legal hold on the new version.
     pub legal_hold: bool,
+    /// The new version's tags (S3 object tagging: at most 10, unique keys; see
+    /// `anode_meta::tagging`). A multipart upload keeps them until completion; a copy with
+    /// `replace` takes them from here (give the source's tags to keep them).
+    pub tags: Vec<Tag>,
 }
 
 /// The Anode client. Cheap to clone; clones share connections and caches.
@@ -360,6 +365,7 @@ impl Client {
             lock_mode: opts.lock_mode,
             retain_until_ms: opts.retain_until_ms,
             legal_hold: opts.legal_hold,
+            tags: opts.tags,
             ..Default::default()
         };
         self.commit(bucket, key, manifest, opts.if_match_etag).await
@@ -833,6 +839,77 @@ impl Client {
         required(resp.manifest, "SetObjectLockResponse.manifest")
     }
 
+    /// Replace the tag set of one version of `bucket/key` (`version_id` None: the current
+    /// one; `"null"` names the null version); an empty `tags` deletes the tag set. The
+    /// version keeps its id, mtime and ETag. Returns the version as tagged.
+    pub async fn set_object_tagging(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        tags: Vec<Tag>,
+    ) -> Result<Manifest, ClientError> {
+        self.inner.cache_forget(bucket, key);
+        let req = SetObjectTaggingRequest {
+            cmd: Some(SetObjectTaggingCmd {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                version_id: version_id.map(str::to_string),
+                tags,
+            }),
+            session: None,
+        };
+        let resp = self
+            .inner
+            .master
+            .write_req(
+                req,
+                |mut c, req| async move { c.set_object_tagging(req).await },
+            )
+            .await?;
+        required(resp.manifest, "SetObjectTaggingResponse.manifest")
+    }
+
+    /// The tag set of one version of `bucket/key` (`version_id` None: the current one), read
+    /// from the leader, with the version id it belongs to ("" = the null version).
+    pub async fn get_object_tagging(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<(Vec<Tag>, String), ClientError> {
+        let m = self.get_version(bucket, key, version_id, false).await?;
+        Ok((m.tags, m.version_id))
+    }
+
+    /// Replace the tag set of `bucket` (empty: delete it; at most 50 tags).
+    pub async fn set_bucket_tagging(
+        &self,
+        bucket: &str,
+        tags: Vec<Tag>,
+    ) -> Result<(), ClientError> {
+        let req = SetBucketTaggingRequest {
+            cmd: Some(SetBucketTaggingCmd {
+                name: bucket.to_string(),
+                tags,
+            }),
+            session: None,
+        };
+        self.inner
+            .master
+            .write_req(
+                req,
+                |mut c, req| async move { c.set_bucket_tagging(req).await },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The tag set of `bucket` (empty: none).
+    pub async fn get_bucket_tagging(&self, bucket: &str) -> Result<Vec<Tag>, ClientError> {
+        Ok(self.head_bucket(bucket).await?.tags)
+    }
+
     /// Every object of `bucket` under `prefix`, in key order, fetching pages as it goes.
     pub fn list_all(
         &self,
@@ -888,6 +965,7 @@ impl Client {
                 lock_mode: opts.lock_mode,
                 retain_until_ms: opts.retain_until_ms,
                 legal_hold: opts.legal_hold,
+                tags: opts.tags,
             }),
             session: None,
         };
@@ -1133,6 +1211,7 @@ pub fn copy_manifest(src: Manifest, replace: Option<PutOptions>) -> (Manifest, O
         m.lock_mode = opts.lock_mode;
         m.retain_until_ms = opts.retain_until_ms;
         m.legal_hold = opts.legal_hold;
+        m.tags = opts.tags;
         if_match = opts.if_match_etag;
     }
     (m, if_match)
@@ -1208,6 +1287,30 @@ mod tests {
         assert!(replaced.user_metadata.is_empty());
         assert_eq!((replaced.etag.as_str(), replaced.size), ("e", 5));
         assert_eq!(cond, Some(String::new()));
+    }
+
+    #[test]
+    fn copies_keep_the_source_tags_unless_replaced() {
+        let tag = |k: &str| Tag {
+            key: k.into(),
+            value: String::new(),
+        };
+        let src = Manifest {
+            etag: "e".into(),
+            tags: vec![tag("a")],
+            ..Default::default()
+        };
+        assert_eq!(copy_manifest(src.clone(), None).0.tags, vec![tag("a")]);
+        let opts = PutOptions {
+            tags: vec![tag("b"), tag("c")],
+            ..Default::default()
+        };
+        assert_eq!(
+            copy_manifest(src.clone(), Some(opts)).0.tags,
+            vec![tag("b"), tag("c")]
+        );
+        let none = copy_manifest(src, Some(PutOptions::default())).0;
+        assert!(none.tags.is_empty(), "replace without tags: none");
     }
 
     /// The gateway runs these futures on a multi-threaded runtime: they must be `Send`.

@@ -579,4 +579,6 @@ sessioned!(
     anode_proto::SetBucketLifecycleRequest,
     anode_proto::SetBucketCorsRequest,
     anode_proto::SetObjectLockRequest,
+    anode_proto::SetObjectTaggingRequest,
+    anode_proto::SetBucketTaggingRequest,
 );

@@ -117,6 +117,45 @@ pub fn context(source_ip: Option<IpAddr>, secure: bool, prefix: Option<&str>) ->
         secure_transport: secure,
         prefix: prefix.map(str::to_string),
         existing_object_tags: None,
+        request_object_tags: None,
+    }
+}
+
+/// `ctx` with the tags a write gives its object (`x-amz-tagging`, for
+/// `s3:RequestObjectTag/<key>`); unchanged when it gives none or they do not parse (the
+/// handler refuses those).
+pub fn with_request_tags(ctx: Context, headers: &http::HeaderMap) -> Context {
+    if !headers.contains_key("x-amz-tagging") {
+        return ctx;
+    }
+    match crate::tagging::tags_from_headers(headers) {
+        Ok(tags) => Context {
+            request_object_tags: Some(tags.into_iter().map(|t| (t.key, t.value)).collect()),
+            ..ctx
+        },
+        Err(_) => ctx,
+    }
+}
+
+/// Whether the bucket's policy tests `s3:ExistingObjectTag/<key>`: only then does an object
+/// request read the object's tags before it is decided ([`with_object_tags`]).
+pub fn policy_reads_object_tags(bucket: &BucketInfo) -> bool {
+    bucket
+        .record
+        .policy
+        .as_deref()
+        .is_some_and(|p| p.to_ascii_lowercase().contains("s3:existingobjecttag/"))
+}
+
+/// `ctx` with the addressed object's tags (`s3:ExistingObjectTag/<key>`; no object: none).
+pub fn with_object_tags(ctx: &Context, tags: &[anode_client::Tag]) -> Context {
+    Context {
+        existing_object_tags: Some(
+            tags.iter()
+                .map(|t| (t.key.clone(), t.value.clone()))
+                .collect(),
+        ),
+        ..ctx.clone()
     }
 }
 
@@ -208,6 +247,80 @@ mod tests {
             record: rec,
             access,
         }
+    }
+
+    #[test]
+    fn existing_object_tags_decide_when_the_policy_tests_them() {
+        let bob = user("bob", false);
+        let by_tag = bucket("alice", |r| {
+            r.policy = Some(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",
+                "Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*",
+                "Condition":{"StringEquals":{"s3:ExistingObjectTag/security":"public"}}}]}"#
+                    .into(),
+            )
+        });
+        assert!(policy_reads_object_tags(&by_tag));
+        assert!(!policy_reads_object_tags(&bucket("alice", |_| {})));
+        let ctx = context(None, false, None);
+        let tag = |k: &str, v: &str| anode_client::Tag {
+            key: k.into(),
+            value: v.into(),
+        };
+        let get = |tags: &[anode_client::Tag]| {
+            let c = with_object_tags(&ctx, tags);
+            check(
+                &bob,
+                Action::GetObject,
+                "b",
+                Some("k"),
+                &c,
+                Some(&by_tag),
+                None,
+            )
+            .is_allowed()
+        };
+        assert!(get(&[tag("security", "public"), tag("foo", "bar")]));
+        assert!(!get(&[tag("security", "private")]));
+        assert!(!get(&[tag("security1", "public")]));
+        assert!(!get(&[]));
+    }
+
+    #[test]
+    fn request_object_tags_come_from_x_amz_tagging() {
+        let bob = user("bob", false);
+        let by_tag = bucket("alice", |r| {
+            r.policy = Some(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",
+                "Action":"s3:PutObject","Resource":"arn:aws:s3:::b/*",
+                "Condition":{"StringEquals":{"s3:RequestObjectTag/security":"public"}}}]}"#
+                    .into(),
+            )
+        });
+        let put = |tagging: Option<&str>| {
+            let mut h = http::HeaderMap::new();
+            if let Some(t) = tagging {
+                h.insert("x-amz-tagging", t.parse().unwrap());
+            }
+            let c = with_request_tags(context(None, false, None), &h);
+            check(
+                &bob,
+                Action::PutObject,
+                "b",
+                Some("k"),
+                &c,
+                Some(&by_tag),
+                None,
+            )
+            .is_allowed()
+        };
+        assert!(put(Some("security=public&x=1")));
+        assert!(!put(Some("security=private")));
+        assert!(!put(None));
+        assert!(
+            !put(Some("security=public&security=x")),
+            "undecodable: no tags"
+        );
     }
 
     #[test]

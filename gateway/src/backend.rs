@@ -12,7 +12,7 @@ use anode_client::{
 };
 use anode_client::{
     CorsConfig, DefaultRetention, DeleteOutcome, LifecycleConfig, ListObjectVersionsRequest,
-    ListObjectVersionsResponse, ObjectVersionRef, SetObjectLockCmd,
+    ListObjectVersionsResponse, ObjectVersionRef, SetObjectLockCmd, Tag,
 };
 use bytes::Bytes;
 use futures::Stream;
@@ -161,6 +161,17 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), ClientError>;
     /// Set a version's retention and/or legal hold.
     async fn set_object_lock(&self, cmd: SetObjectLockCmd) -> Result<Manifest, ClientError>;
+    /// Replace a version's tag set (`version_id` None: the current one; empty: delete it);
+    /// the version as tagged.
+    async fn set_object_tagging(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        tags: Vec<Tag>,
+    ) -> Result<Manifest, ClientError>;
+    /// Replace a bucket's tag set (empty: delete it).
+    async fn set_bucket_tagging(&self, bucket: &str, tags: Vec<Tag>) -> Result<(), ClientError>;
     /// Start a multipart upload; its id.
     async fn create_multipart(
         &self,
@@ -368,6 +379,18 @@ impl Backend for Client {
     }
     async fn set_object_lock(&self, cmd: SetObjectLockCmd) -> Result<Manifest, ClientError> {
         Client::set_object_lock(self, cmd).await
+    }
+    async fn set_object_tagging(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        tags: Vec<Tag>,
+    ) -> Result<Manifest, ClientError> {
+        Client::set_object_tagging(self, bucket, key, version_id, tags).await
+    }
+    async fn set_bucket_tagging(&self, bucket: &str, tags: Vec<Tag>) -> Result<(), ClientError> {
+        Client::set_bucket_tagging(self, bucket, tags).await
     }
     async fn create_multipart(
         &self,

@@ -207,6 +207,10 @@ pub enum S3Error {
     /// 403 `AccessForbidden`: a CORS preflight no rule of the bucket allows.
     #[error("{0}")]
     AccessForbidden(String),
+    /// 400: a tag set over S3's limits (count, key or value length, duplicate keys, the
+    /// reserved `aws:` prefix); the message says which.
+    #[error("{0}")]
+    InvalidTag(String),
     /// A GET or HEAD that met a delete marker: `NoSuchKey` (404, the newest version) or
     /// `MethodNotAllowed` (405, a version id), answered with `x-amz-delete-marker: true` and
     /// the marker's `x-amz-version-id`.
@@ -293,6 +297,7 @@ impl S3Error {
             BadRequest(_) => "BadRequest",
             InvalidStorageClass => "InvalidStorageClass",
             AccessForbidden(_) => "AccessForbidden",
+            InvalidTag(_) => "InvalidTag",
         }
     }
 
@@ -354,6 +359,7 @@ impl S3Error {
             | InvalidRetentionPeriod(_)
             | BadRequest(_)
             | InvalidStorageClass
+            | InvalidTag(_)
             | IncompleteBody(_)
             | RequestTimeout
             | KeyTooLongError => StatusCode::BAD_REQUEST,

@@ -30,7 +30,7 @@ use crate::metrics::METRICS;
 use crate::router::{parse_part_number, S3Op};
 use crate::versioning;
 use crate::xml;
-use crate::{lifecycle, object_lock};
+use crate::{lifecycle, object_lock, tagging};
 
 /// Largest object a single PUT may store (S3: 5 GiB).
 pub const MAX_PUT_OBJECT_BYTES: u64 = 5 << 30;
@@ -158,7 +158,16 @@ pub async fn dispatch(
         S3Op::DeleteBucketOwnershipControls { bucket } => {
             access::delete_ownership_controls(cx, &bucket).await
         }
-        S3Op::GetObjectTagging { bucket, key } => object_tagging(cx, &bucket, &key).await,
+        S3Op::GetObjectTagging { bucket, key } => tagging::get_object(cx, &bucket, &key).await,
+        S3Op::PutObjectTagging { bucket, key } => {
+            tagging::put_object(cx, &bucket, &key, Some(body)).await
+        }
+        S3Op::DeleteObjectTagging { bucket, key } => {
+            tagging::put_object(cx, &bucket, &key, None).await
+        }
+        S3Op::GetBucketTagging { bucket } => tagging::get_bucket(cx, &bucket).await,
+        S3Op::PutBucketTagging { bucket } => tagging::put_bucket(cx, &bucket, Some(body)).await,
+        S3Op::DeleteBucketTagging { bucket } => tagging::put_bucket(cx, &bucket, None).await,
         S3Op::GetMissingBucketConfig {
             bucket, missing, ..
         } => {
@@ -230,16 +239,6 @@ async fn bucket_document(
 ) -> Result<Response<RespBody>, S3Error> {
     cx.backend.head_bucket(bucket).await.map_err(ce)?;
     Ok(xml_ok(doc))
-}
-
-/// The tags of an existing object: always none.
-async fn object_tagging(
-    cx: &Ctx<'_>,
-    bucket: &str,
-    key: &str,
-) -> Result<Response<RespBody>, S3Error> {
-    cx.backend.head_object(bucket, key).await.map_err(ce)?;
-    Ok(xml_ok(xml::empty_tagging()))
 }
 
 async fn create_multipart(
@@ -576,8 +575,16 @@ async fn list_parts(
 
 // ---- object writes --------------------------------------------------------------------------
 
-/// Content type, metadata, Content-MD5 and write conditions of a PUT.
+/// Content type, metadata, Content-MD5, write conditions and tags (`x-amz-tagging`) of a PUT.
 fn put_options(h: &HeaderMap) -> Result<PutOptions, S3Error> {
+    Ok(PutOptions {
+        tags: tagging::tags_from_headers(h)?,
+        ..put_options_untagged(h)?
+    })
+}
+
+/// [`put_options`] without the tags (a copy takes them by its tagging directive).
+fn put_options_untagged(h: &HeaderMap) -> Result<PutOptions, S3Error> {
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
     let content_md5 = get("content-md5").map(parse_content_md5).transpose()?;
     let if_match_etag = write_condition(h)?;
@@ -831,13 +838,17 @@ async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<R
     let acl = access::acl_for_write(cx)?;
     let lock = object_lock::lock_from_headers(cx.headers, cx.now_ms)?;
     let locked = !lock.0.is_empty() || lock.2;
+    // x-amz-tagging-directive: COPY (default) keeps the source's tags, REPLACE takes
+    // x-amz-tagging's.
+    let new_tags = tagging::copy_tags(cx.headers)?;
     let replace = if replace {
-        let mut opts = put_options(cx.headers)?;
+        let mut opts = put_options_untagged(cx.headers)?;
         opts.content_md5 = None;
         opts.acl = acl;
         (opts.lock_mode, opts.retain_until_ms, opts.legal_hold) = lock;
+        opts.tags = new_tags.unwrap_or_else(|| src.tags.clone());
         Some(opts)
-    } else if !acl.is_empty() || locked {
+    } else if !acl.is_empty() || locked || new_tags.is_some() {
         // COPY keeps the source's metadata; the ACL still comes from this request.
         Some(PutOptions {
             content_type: src.content_type.clone(),
@@ -849,6 +860,7 @@ async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<R
             lock_mode: lock.0,
             retain_until_ms: lock.1,
             legal_hold: lock.2,
+            tags: new_tags.unwrap_or_else(|| src.tags.clone()),
         })
     } else {
         None
@@ -1104,6 +1116,7 @@ fn object_headers(r: &mut Response<RespBody>, m: &Manifest, len: u64) {
     set(r, "etag", &xml::quote_etag(&m.etag));
     set(r, "last-modified", &http_date_ms(m.mtime_ms));
     set(r, "accept-ranges", "bytes");
+    tagging::count_header(r, m);
     for (k, v) in sorted(&m.system_metadata) {
         set_dyn(r, k, v);
     }

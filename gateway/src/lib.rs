@@ -61,6 +61,7 @@ pub mod server;
 pub mod sigv2;
 pub mod sigv4;
 pub mod stall;
+pub mod tagging;
 pub mod tls;
 pub mod versioning;
 pub mod xml;

@@ -6,9 +6,9 @@
 //!
 //! Other sub-resources Anode does not implement answer the way a bucket without that
 //! configuration does where S3 has such an answer (`GET ?lifecycle` ->
-//! `NoSuchLifecycleConfiguration`, `GET ?tagging` on an object -> an empty tag set,
-//! ); everything else is `NotImplemented`. Versioning (`?versioning`, `?versions`,
-//! `versionId`) is real (issue 14).
+//! `NoSuchCORSConfiguration`, ...); everything else is `NotImplemented`. Versioning
+//! (`?versioning`, `?versions`, `versionId`) is real (issue 14), and so is tagging
+//! (`?tagging` on buckets and objects, issue 15).
 
 use http::Method;
 
@@ -197,12 +197,41 @@ pub enum S3Op {
         /// Bucket.
         bucket: String,
     },
-    /// `GET /b/k?tagging`: always an empty tag set.
+    /// `GET /b/k?tagging` (with `versionId`: that version's).
     GetObjectTagging {
         /// Bucket.
         bucket: String,
         /// Key.
         key: String,
+    },
+    /// `PUT /b/k?tagging`.
+    PutObjectTagging {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `DELETE /b/k?tagging` (answers 204).
+    DeleteObjectTagging {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// `GET /b?tagging`.
+    GetBucketTagging {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `PUT /b?tagging`.
+    PutBucketTagging {
+        /// Bucket.
+        bucket: String,
+    },
+    /// `DELETE /b?tagging` (answers 204).
+    DeleteBucketTagging {
+        /// Bucket.
+        bucket: String,
     },
     /// `GET /b?<config>` for a configuration that is never set: 404 with `code`.
     GetMissingBucketConfig {
@@ -369,6 +398,11 @@ impl S3Op {
             S3Op::PutBucketOwnershipControls { .. } => "PutBucketOwnershipControls",
             S3Op::DeleteBucketOwnershipControls { .. } => "DeleteBucketOwnershipControls",
             S3Op::GetObjectTagging { .. } => "GetObjectTagging",
+            S3Op::PutObjectTagging { .. } => "PutObjectTagging",
+            S3Op::DeleteObjectTagging { .. } => "DeleteObjectTagging",
+            S3Op::GetBucketTagging { .. } => "GetBucketTagging",
+            S3Op::PutBucketTagging { .. } => "PutBucketTagging",
+            S3Op::DeleteBucketTagging { .. } => "DeleteBucketTagging",
             S3Op::GetMissingBucketConfig { .. } => "GetBucketConfig",
             S3Op::ListObjectsV1 { .. } => "ListObjects",
             S3Op::ListObjectsV2 { .. } => "ListObjectsV2",
@@ -426,6 +460,11 @@ impl S3Op {
             | S3Op::PutBucketOwnershipControls { bucket }
             | S3Op::DeleteBucketOwnershipControls { bucket }
             | S3Op::GetObjectTagging { bucket, .. }
+            | S3Op::PutObjectTagging { bucket, .. }
+            | S3Op::DeleteObjectTagging { bucket, .. }
+            | S3Op::GetBucketTagging { bucket }
+            | S3Op::PutBucketTagging { bucket }
+            | S3Op::DeleteBucketTagging { bucket }
             | S3Op::GetMissingBucketConfig { bucket, .. }
             | S3Op::ListObjectsV1 { bucket }
             | S3Op::ListObjectsV2 { bucket }
@@ -456,6 +495,8 @@ impl S3Op {
             | S3Op::GetObjectLegalHold { key, .. }
             | S3Op::PutObjectLegalHold { key, .. }
             | S3Op::GetObjectTagging { key, .. }
+            | S3Op::PutObjectTagging { key, .. }
+            | S3Op::DeleteObjectTagging { key, .. }
             | S3Op::PutObject { key, .. }
             | S3Op::CopyObject { key, .. }
             | S3Op::GetObject { key, .. }
@@ -494,6 +535,9 @@ impl S3Op {
                     return Some(A::GetObjectVersion)
                 }
                 S3Op::DeleteObject { .. } => return Some(A::DeleteObjectVersion),
+                S3Op::GetObjectTagging { .. } => return Some(A::GetObjectVersionTagging),
+                S3Op::PutObjectTagging { .. } => return Some(A::PutObjectVersionTagging),
+                S3Op::DeleteObjectTagging { .. } => return Some(A::DeleteObjectVersionTagging),
                 _ => {}
             }
         }
@@ -512,7 +556,7 @@ impl S3Op {
 
 /// Sub-resources that select an S3 API Anode does not implement (beyond the read-only answers
 /// listed in the module docs).
-const UNSUPPORTED_SUBRESOURCES: [&str; 16] = [
+const UNSUPPORTED_SUBRESOURCES: [&str; 15] = [
     "accelerate",
     "analytics",
     "attributes",
@@ -526,7 +570,6 @@ const UNSUPPORTED_SUBRESOURCES: [&str; 16] = [
     "requestPayment",
     "restore",
     "select",
-    "tagging",
     "torrent",
     "website",
 ];
@@ -578,7 +621,6 @@ fn missing_config(sub: &str) -> Option<S3Error> {
             "NoSuchCORSConfiguration",
             "The CORS configuration does not exist",
         ),
-        "tagging" => ("NoSuchTagSet", "The TagSet does not exist"),
         "website" => (
             "NoSuchWebsiteConfiguration",
             "The specified bucket does not have a website configuration",
@@ -657,6 +699,14 @@ fn route_bucket(method: &Method, bucket: String, q: &Query) -> Result<S3Op, S3Er
             _ => Err(S3Error::MethodNotAllowed),
         };
     }
+    if q.has("tagging") {
+        return match *method {
+            Method::GET => Ok(S3Op::GetBucketTagging { bucket }),
+            Method::PUT => Ok(S3Op::PutBucketTagging { bucket }),
+            Method::DELETE => Ok(S3Op::DeleteBucketTagging { bucket }),
+            _ => Err(S3Error::MethodNotAllowed),
+        };
+    }
     if q.has("versioning") {
         return match *method {
             Method::GET => Ok(S3Op::GetBucketVersioning { bucket }),
@@ -707,9 +757,9 @@ fn route_object(
     if let Some(v) = q.get("versionId") {
         anode_meta::state::versions::parse_version_id(v)
             .map_err(|_| S3Error::InvalidArgument("Invalid version id specified".into()))?;
-        // ACLs and tags of other versions than the current one are not kept apart yet.
-        if v != "null" && (q.has("acl") || q.has("tagging")) {
-            return Err(not_implemented("versionId on ?acl and ?tagging"));
+        // ACLs of other versions than the current one are not kept apart yet.
+        if v != "null" && q.has("acl") {
+            return Err(not_implemented("versionId on ?acl"));
         }
     }
     // The bucket-only access sub-resources name nothing on an object.
@@ -737,11 +787,16 @@ fn route_object(
             _ => Err(S3Error::MethodNotAllowed),
         };
     }
-    if let Some(sub) = unsupported(q) {
-        return match (method.clone(), sub) {
-            (Method::GET, "tagging") => Ok(S3Op::GetObjectTagging { bucket, key }),
-            _ => Err(not_implemented(sub)),
+    if q.has("tagging") {
+        return match *method {
+            Method::GET => Ok(S3Op::GetObjectTagging { bucket, key }),
+            Method::PUT => Ok(S3Op::PutObjectTagging { bucket, key }),
+            Method::DELETE => Ok(S3Op::DeleteObjectTagging { bucket, key }),
+            _ => Err(S3Error::MethodNotAllowed),
         };
+    }
+    if let Some(sub) = unsupported(q) {
+        return Err(not_implemented(sub));
     }
     if let Some(upload_id) = q.get("uploadId").map(str::to_string) {
         return route_upload(method, bucket, key, upload_id, q, has_copy_source);
@@ -908,7 +963,13 @@ mod tests {
             ("GET", Some("b"), Some("k"), "ownershipControls", false, Err("NotImplemented")),
             ("GET", Some("b"), Some("k"), "policyStatus", false, Err("NotImplemented")),
             ("GET", Some("b"), Some("k"), "tagging", false, Ok(S3Op::GetObjectTagging { bucket: b(), key: k() })),
-            ("PUT", Some("b"), Some("k"), "tagging", false, Err("NotImplemented")),
+            ("PUT", Some("b"), Some("k"), "tagging", false, Ok(S3Op::PutObjectTagging { bucket: b(), key: k() })),
+            ("DELETE", Some("b"), Some("k"), "tagging", false, Ok(S3Op::DeleteObjectTagging { bucket: b(), key: k() })),
+            ("POST", Some("b"), Some("k"), "tagging", false, Err("MethodNotAllowed")),
+            ("PUT", Some("b"), Some("k"), "tagging&versionId=000000000000002a", false, Ok(S3Op::PutObjectTagging { bucket: b(), key: k() })),
+            ("GET", Some("b"), None, "tagging", false, Ok(S3Op::GetBucketTagging { bucket: b() })),
+            ("PUT", Some("b"), None, "tagging", false, Ok(S3Op::PutBucketTagging { bucket: b() })),
+            ("DELETE", Some("b"), None, "tagging", false, Ok(S3Op::DeleteBucketTagging { bucket: b() })),
             ("GET", Some("b"), Some("k"), "retention", false, Ok(S3Op::GetObjectRetention { bucket: b(), key: k() })),
             ("POST", Some("b"), Some("k"), "select&select-type=2", false, Err("NotImplemented")),
             ("POST", Some("b"), Some("k"), "", false, Err("NotImplemented")),
@@ -972,6 +1033,11 @@ mod tests {
             (S3Op::PutBucketOwnershipControls { bucket: s() }, A::PutBucketOwnershipControls),
             (S3Op::DeleteBucketOwnershipControls { bucket: s() }, A::PutBucketOwnershipControls),
             (S3Op::GetObjectTagging { bucket: s(), key: k() }, A::GetObjectTagging),
+            (S3Op::PutObjectTagging { bucket: s(), key: k() }, A::PutObjectTagging),
+            (S3Op::DeleteObjectTagging { bucket: s(), key: k() }, A::DeleteObjectTagging),
+            (S3Op::GetBucketTagging { bucket: s() }, A::GetBucketTagging),
+            (S3Op::PutBucketTagging { bucket: s() }, A::PutBucketTagging),
+            (S3Op::DeleteBucketTagging { bucket: s() }, A::PutBucketTagging),
             (S3Op::ListObjectsV1 { bucket: s() }, A::ListBucket),
             (S3Op::ListObjectsV2 { bucket: s() }, A::ListBucket),
             (S3Op::ListObjectVersions { bucket: s() }, A::ListBucketVersions),
@@ -991,6 +1057,15 @@ mod tests {
         ];
         for (op, want) in ops {
             assert_eq!(op.action(), Some(want), "{op:?}");
+        }
+        // With a versionId, tagging needs the ...VersionTagging actions, as in AWS.
+        for (op, want) in [
+            (S3Op::GetObjectTagging { bucket: s(), key: k() }, A::GetObjectVersionTagging),
+            (S3Op::PutObjectTagging { bucket: s(), key: k() }, A::PutObjectVersionTagging),
+            (S3Op::DeleteObjectTagging { bucket: s(), key: k() }, A::DeleteObjectVersionTagging),
+            (S3Op::GetBucketTagging { bucket: s() }, A::GetBucketTagging),
+        ] {
+            assert_eq!(op.action_for(true), Some(want), "{op:?}");
         }
         // The 404 answers of unset configurations carry their sub-resource.
         let missing = route(&Method::GET, Some("b"), None, &Query::parse("website"), false).unwrap();

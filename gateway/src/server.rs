@@ -353,10 +353,13 @@ impl Gateway {
             }
         };
         let op = routed?;
-        let actx = authz::context(
-            parts.extensions.get::<PeerAddr>().map(|p| p.0.ip()),
-            parts.extensions.get::<SecureTransport>().is_some(),
-            query.get("prefix"),
+        let actx = authz::with_request_tags(
+            authz::context(
+                parts.extensions.get::<PeerAddr>().map(|p| p.0.ip()),
+                parts.extensions.get::<SecureTransport>().is_some(),
+                query.get("prefix"),
+            ),
+            &parts.headers,
         );
         let target = self
             .authorize(
@@ -640,6 +643,23 @@ impl Gateway {
         actx: &anode_meta::authz::Context,
         info: &mut ReqInfo,
     ) -> Result<(), S3Error> {
+        // A policy testing s3:ExistingObjectTag needs the object's tags (current version).
+        let tagged;
+        let actx = match (info_b, key) {
+            (Some(b), Some(k))
+                if action.level() == anode_meta::authz::action::Level::Object
+                    && authz::policy_reads_object_tags(b) =>
+            {
+                let tags = match self.backend.head_object(bucket, k).await {
+                    Ok(m) => m.tags,
+                    Err(e) if e.code() == anode_client::ErrorCode::NoSuchKey => Vec::new(),
+                    Err(e) => return Err(handlers::ce(e)),
+                };
+                tagged = authz::with_object_tags(actx, &tags);
+                &tagged
+            }
+            _ => actx,
+        };
         let mut d = authz::check(p, action, bucket, key, actx, info_b, None);
         if let (Some(b), Some(k)) = (info_b, key) {
             if authz::object_acl_may_allow(&d, action, b) {

@@ -2522,3 +2522,95 @@ async fn post_object_forms() {
         .await;
     assert_eq!(code(&r), (400, "MalformedPOSTRequest".into()));
 }
+
+#[tokio::test]
+async fn tagging() {
+    let h = Harness::new();
+    h.put("/tagb", b"").await;
+    let tags = |n: usize| {
+        let mut s = String::from("<Tagging><TagSet>");
+        for i in 0..n {
+            s.push_str(&format!("<Tag><Key>k{i}</Key><Value>v{i}</Value></Tag>"));
+        }
+        s + "</TagSet></Tagging>"
+    };
+    // x-amz-tagging on PUT; GET/HEAD count it; GetObjectTagging lists it sorted by key.
+    let r = h
+        .send(
+            "PUT",
+            "/tagb/o",
+            &[("x-amz-tagging", "foo=bar&bar")],
+            b"data",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let etag = h.backend.object("tagb", "o").unwrap().etag;
+    let r = h.send("HEAD", "/tagb/o", &[], b"").await;
+    assert_eq!(r.headers["x-amz-tagging-count"], "2");
+    let r = h.get("/tagb/o?tagging").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let t = r.text();
+    assert!(
+        t.find("<Key>bar</Key><Value></Value>").unwrap()
+            < t.find("<Key>foo</Key><Value>bar</Value>").unwrap(),
+        "{t}"
+    );
+    // PutObjectTagging replaces, keeping the ETag; DeleteObjectTagging answers 204.
+    let r = h.put("/tagb/o?tagging", tags(10).as_bytes()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let m = h.backend.object("tagb", "o").unwrap();
+    assert_eq!((m.tags.len(), m.etag), (10, etag));
+    assert_eq!(
+        h.put("/tagb/o?tagging", tags(11).as_bytes()).await.code(),
+        "InvalidTag"
+    );
+    assert_eq!(
+        h.put("/tagb/o?tagging", b"<Tagging>").await.code(),
+        "MalformedXML"
+    );
+    let r = h.send("DELETE", "/tagb/o?tagging", &[], b"").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(h.backend.object("tagb", "o").unwrap().tags.is_empty());
+    let r = h.send("HEAD", "/tagb/o", &[], b"").await;
+    assert!(!r.headers.contains_key("x-amz-tagging-count"));
+    assert_eq!(h.get("/tagb/missing?tagging").await.code(), "NoSuchKey");
+    let r = h
+        .send("PUT", "/tagb/bad", &[("x-amz-tagging", "aws:x=1")], b"data")
+        .await;
+    assert_eq!(r.code(), "InvalidTag");
+    assert!(h.backend.object("tagb", "bad").is_none());
+    // Copies: COPY keeps the source's tags, REPLACE takes x-amz-tagging's.
+    h.send("PUT", "/tagb/src", &[("x-amz-tagging", "a=1")], b"s")
+        .await;
+    h.send(
+        "PUT",
+        "/tagb/c1",
+        &[("x-amz-copy-source", "/tagb/src")],
+        b"",
+    )
+    .await;
+    assert_eq!(h.backend.object("tagb", "c1").unwrap().tags.len(), 1);
+    let replace = [
+        ("x-amz-copy-source", "/tagb/src"),
+        ("x-amz-tagging-directive", "REPLACE"),
+        ("x-amz-tagging", "b=2&c=3"),
+    ];
+    h.send("PUT", "/tagb/c2", &replace, b"").await;
+    assert_eq!(h.backend.object("tagb", "c2").unwrap().tags.len(), 2);
+    // Bucket tags.
+    assert_eq!(h.get("/tagb?tagging").await.code(), "NoSuchTagSet");
+    let r = h.put("/tagb?tagging", tags(50).as_bytes()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    assert!(h
+        .get("/tagb?tagging")
+        .await
+        .text()
+        .contains("<Key>k49</Key>"));
+    assert_eq!(
+        h.put("/tagb?tagging", tags(51).as_bytes()).await.code(),
+        "InvalidTag"
+    );
+    let r = h.send("DELETE", "/tagb?tagging", &[], b"").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(h.get("/tagb?tagging").await.code(), "NoSuchTagSet");
+}

@@ -343,6 +343,7 @@ impl Backend for MemBackend {
             lock_mode: opts.lock_mode,
             retain_until_ms: opts.retain_until_ms,
             legal_hold: opts.legal_hold,
+            tags: opts.tags,
             ..Default::default()
         };
         self.commit(bucket, key, manifest, opts.if_match_etag)
@@ -521,6 +522,35 @@ impl Backend for MemBackend {
             .ok_or_else(|| ClientError::Internal("no manifest in the answer".into()))
     }
 
+    async fn set_object_tagging(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        tags: Vec<anode_client::Tag>,
+    ) -> Result<Manifest, ClientError> {
+        let res = self.propose(Op::SetObjectTagging(anode_proto::SetObjectTaggingCmd {
+            bucket: bucket.into(),
+            key: key.into(),
+            version_id: version_id.map(str::to_string),
+            tags,
+        }))?;
+        res.manifest
+            .ok_or_else(|| ClientError::Internal("no manifest in the answer".into()))
+    }
+
+    async fn set_bucket_tagging(
+        &self,
+        bucket: &str,
+        tags: Vec<anode_client::Tag>,
+    ) -> Result<(), ClientError> {
+        self.propose(Op::SetBucketTagging(anode_proto::SetBucketTaggingCmd {
+            name: bucket.into(),
+            tags,
+        }))?;
+        Ok(())
+    }
+
     async fn set_bucket_versioning(&self, bucket: &str, state: u32) -> Result<(), ClientError> {
         self.propose(Op::SetBucketVersioning(SetBucketVersioningCmd {
             name: bucket.into(),
@@ -553,6 +583,7 @@ impl Backend for MemBackend {
             lock_mode: opts.lock_mode,
             retain_until_ms: opts.retain_until_ms,
             legal_hold: opts.legal_hold,
+            tags: opts.tags,
         };
         self.propose(Op::CreateMultipart(CreateMultipartCmd {
             upload: Some(upload),

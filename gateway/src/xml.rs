@@ -632,16 +632,6 @@ pub fn delete_result_versions(deleted: &[Deleted], errors: &[DeleteError], quiet
     w.finish()
 }
 
-/// An empty `Tagging` document (objects carry no tags).
-pub fn empty_tagging() -> String {
-    let mut w = XmlWriter::new();
-    w.open_root("Tagging");
-    w.open("TagSet");
-    w.close("TagSet");
-    w.close("Tagging");
-    w.finish()
-}
-
 pub(crate) fn bool_str(b: bool) -> &'static str {
     if b {
         "true"

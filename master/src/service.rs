@@ -701,6 +701,32 @@ impl Master for MasterService {
         })
     }
 
+    async fn set_object_tagging(
+        &self,
+        req: Request<SetObjectTaggingRequest>,
+    ) -> Rpc<SetObjectTaggingResponse> {
+        let r = req.into_inner();
+        let cmd = r.cmd.ok_or_else(|| {
+            ErrorDetail::new(ErrorCode::InvalidArgument, "no command").to_status()
+        })?;
+        let res = self.write_in(r.session, Op::SetObjectTagging(cmd)).await?;
+        ok(SetObjectTaggingResponse {
+            manifest: res.manifest,
+        })
+    }
+
+    async fn set_bucket_tagging(
+        &self,
+        req: Request<SetBucketTaggingRequest>,
+    ) -> Rpc<SetBucketTaggingResponse> {
+        let r = req.into_inner();
+        let cmd = r.cmd.ok_or_else(|| {
+            ErrorDetail::new(ErrorCode::InvalidArgument, "no command").to_status()
+        })?;
+        self.write_in(r.session, Op::SetBucketTagging(cmd)).await?;
+        ok(SetBucketTaggingResponse {})
+    }
+
     async fn list_objects(&self, req: Request<ListObjectsRequest>) -> Rpc<ListObjectsResponse> {
         let r = req.into_inner();
         let resp = self

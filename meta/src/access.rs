@@ -240,6 +240,10 @@ fn master_roles(method: &str) -> Option<&'static [Role]> {
         }
         // CORS rules (issue 15): set by the gateway for S3 principals it authorized.
         "SetBucketCors" => &[Gateway, Admin],
+        // Tagging (issue 15): object tags as objects are written (clients put objects, so
+        // they tag them), bucket tags as bucket configuration.
+        "SetObjectTagging" => &[Gateway, Client, Admin],
+        "SetBucketTagging" => &[Gateway, Admin],
         "Status" | "Leader" => ANYONE,
         _ => return None,
     })
@@ -374,6 +378,11 @@ mod tests {
             ("/anode.v1.Master/SetBucketLifecycle", &[Gateway, Admin]),
             ("/anode.v1.Master/SetBucketCors", &[Gateway, Admin]),
             ("/anode.v1.Master/SetObjectLock", &[Gateway, Admin]),
+            (
+                "/anode.v1.Master/SetObjectTagging",
+                &[Gateway, Client, Admin],
+            ),
+            ("/anode.v1.Master/SetBucketTagging", &[Gateway, Admin]),
             (
                 "/anode.v1.Master/ListObjectVersions",
                 &[Gateway, Client, Admin],

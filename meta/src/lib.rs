@@ -21,6 +21,7 @@
 //!   copies are, the repair plan, and the task book that executes it.
 //! - [`placement`]: rendezvous placement of chunks on chunkservers.
 //! - [`membership`]: raft membership decisions (safe removal, successor, status rows).
+//! - [`tagging`]: S3 tag set limits and lifecycle tag filters.
 //! - [`validate`]: the one validator of bucket names, keys, upload ids, part numbers and
 //!   metadata sizes, shared with the S3 gateway.
 //!
@@ -41,6 +42,7 @@ pub mod placement;
 pub mod planner;
 pub mod record;
 pub mod sm;
+pub mod tagging;
 pub mod validate;
 /// The state machine under its documented name.
 pub use sm as state;

@@ -125,6 +125,8 @@ pub struct VersionView {
     pub size: u64,
     /// When it was written.
     pub mtime_ms: u64,
+    /// Its tags (a rule's tag filter is matched per version).
+    pub tags: Vec<Tag>,
 }
 
 impl From<&Manifest> for VersionView {
@@ -134,14 +136,19 @@ impl From<&Manifest> for VersionView {
             delete_marker: m.delete_marker,
             size: m.size,
             mtime_ms: m.mtime_ms,
+            tags: m.tags.clone(),
         }
     }
 }
 
 fn filter_matches(r: &LifecycleRule, key: &str) -> bool {
-    // Objects carry no tags yet (tagging comes with the S3 surface II issue): a rule that
-    // filters by tags matches nothing, as it would match no untagged object on S3.
-    r.enabled && key.starts_with(&r.prefix) && r.tags.is_empty()
+    r.enabled && key.starts_with(&r.prefix)
+}
+
+/// Whether the rule's tag filter takes version `v`: every tag of the filter is on it with an
+/// equal value. A delete marker has no tags, so a rule with a tag filter never takes one.
+fn tags_match(r: &LifecycleRule, v: &VersionView) -> bool {
+    crate::tagging::filter_matches(&r.tags, &v.tags)
 }
 
 fn size_matches(r: &LifecycleRule, size: u64) -> bool {
@@ -167,7 +174,7 @@ pub fn decide_key(
     };
     for r in rules.iter().filter(|r| filter_matches(r, key)) {
         // The current version.
-        if !newest.delete_marker && size_matches(r, newest.size) {
+        if !newest.delete_marker && size_matches(r, newest.size) && tags_match(r, newest) {
             let by_days = r.expiration_days > 0
                 && now_ms >= after_days(newest.mtime_ms, r.expiration_days, day_ms);
             let by_date = r.expiration_date_ms > 0 && now_ms >= r.expiration_date_ms;
@@ -176,7 +183,11 @@ pub fn decide_key(
             }
         }
         // A lone delete marker.
-        if r.expired_object_delete_marker && versions.len() == 1 && newest.delete_marker {
+        if r.expired_object_delete_marker
+            && versions.len() == 1
+            && newest.delete_marker
+            && r.tags.is_empty()
+        {
             out.push((ActionKind::RemoveExpiredMarker, newest.seq));
         }
         // Noncurrent versions: each became noncurrent when the next newer one was written.
@@ -188,6 +199,9 @@ pub fn decide_key(
                     continue;
                 }
                 if !v.delete_marker && !size_matches(r, v.size) {
+                    continue;
+                }
+                if !tags_match(r, v) {
                     continue;
                 }
                 if now_ms >= after_days(newer.mtime_ms, r.noncurrent_days, day_ms) {
@@ -209,8 +223,11 @@ pub fn abort_upload_due(
     now_ms: u64,
     day_ms: u64,
 ) -> bool {
+    // S3 refuses a tag filter on a rule that aborts uploads (uploads have no tags yet); a
+    // rule with one never aborts.
     rules.iter().any(|r| {
         filter_matches(r, key)
+            && r.tags.is_empty()
             && r.abort_multipart_days > 0
             && now_ms >= after_days(initiated_ms, r.abort_multipart_days, day_ms)
     })
@@ -234,6 +251,7 @@ mod tests {
             delete_marker: marker,
             size: 10,
             mtime_ms,
+            tags: Vec::new(),
         }
     }
 
@@ -349,5 +367,56 @@ mod tests {
             100
         ));
         assert!(abort_upload_due(&[r], "k", 100, 300, 100));
+    }
+
+    #[test]
+    fn tag_filters_match_each_versions_own_tags() {
+        use crate::tagging::tag;
+        let r = LifecycleRule {
+            expiration_days: 1,
+            noncurrent_days: 1,
+            tags: vec![LifecycleTag {
+                key: "class".into(),
+                value: "tmp".into(),
+            }],
+            ..rule()
+        };
+        let tagged = |seq, value: &str| VersionView {
+            tags: vec![tag("other", "x"), tag("class", value)],
+            ..v(seq, false, 0)
+        };
+        let rules = std::slice::from_ref(&r);
+        // The current version: only with the tag and its value.
+        assert_eq!(
+            decide_key(rules, "k", &[tagged(3, "tmp")], 10, 1),
+            vec![(ActionKind::ExpireCurrent, 3)]
+        );
+        assert!(decide_key(rules, "k", &[tagged(3, "keep")], 10, 1).is_empty());
+        assert!(decide_key(rules, "k", &[v(3, false, 0)], 10, 1).is_empty());
+        // Noncurrent versions are judged by their own tags, not the current one's.
+        assert_eq!(
+            decide_key(
+                rules,
+                "k",
+                &[tagged(5, "keep"), tagged(4, "tmp"), v(3, false, 0)],
+                10,
+                1
+            ),
+            vec![(ActionKind::DeleteNoncurrent, 4)]
+        );
+        // A delete marker has no tags: a tag rule never removes one.
+        let markers = LifecycleRule {
+            expired_object_delete_marker: true,
+            expiration_days: 0,
+            noncurrent_days: 0,
+            ..r.clone()
+        };
+        assert!(decide_key(&[markers], "k", &[v(2, true, 0)], 10, 1).is_empty());
+        // Nor aborts an upload.
+        let uploads = LifecycleRule {
+            abort_multipart_days: 1,
+            ..r
+        };
+        assert!(!abort_upload_due(&[uploads], "k", 0, 10, 1));
     }
 }

@@ -161,6 +161,12 @@ pub enum StateError {
     InvalidAccess(crate::authz::RecordError),
 }
 
+impl From<crate::tagging::TagError> for StateError {
+    fn from(e: crate::tagging::TagError) -> Self {
+        StateError::InvalidArgument(format!("invalid tag set: {e}"))
+    }
+}
+
 impl StateError {
     /// The wire code of this error.
     pub fn code(&self) -> ErrorCode {
@@ -477,15 +483,26 @@ pub fn command_version_for(op: &Op) -> u32 {
     } else if v5 {
         COMMAND_VERSION.min(5)
     } else {
-        COMMAND_VERSION.min(4)
+        4
     }
 }
 
-/// Whether `op` needs command version 6 (issue 15: CORS, tagging, stored checksums).
+/// Whether `op` needs command version 6 (issue 15): the CORS and tagging commands, and writes
+/// carrying tags or CORS rules.
 fn needs_v6(op: &Op) -> bool {
     match op {
-        Op::SetBucketCors(_) => true,
-        Op::CreateBucket(c) => c.config.as_ref().is_some_and(|b| b.cors.is_some()),
+        Op::SetObjectTagging(_) | Op::SetBucketTagging(_) | Op::SetBucketCors(_) => true,
+        Op::PutObject(c) => c.manifest.as_ref().is_some_and(|m| !m.tags.is_empty()),
+        Op::PutObjects(c) => c
+            .objects
+            .iter()
+            .filter_map(|p| p.manifest.as_ref())
+            .any(|m| !m.tags.is_empty()),
+        Op::CreateMultipart(c) => c.upload.as_ref().is_some_and(|u| !u.tags.is_empty()),
+        Op::CreateBucket(c) => c
+            .config
+            .as_ref()
+            .is_some_and(|b| !b.tags.is_empty() || b.cors.is_some()),
         _ => false,
     }
 }
@@ -595,6 +612,7 @@ impl Rules {
     }
 
     fn manifest(self, m: &Manifest) -> Result<(), StateError> {
+        crate::tagging::validate_object(&m.tags)?;
         match self {
             Rules::V2 => {
                 validate::manifest(m)?;
@@ -679,6 +697,18 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op, rules: Rules) ->
             ..Default::default()
         }),
         Op::LifecycleBatch(c) => lifecycle_apply::apply_batch(o, index, now, c),
+        Op::SetObjectTagging(c) => Ok(CommandResult {
+            manifest: Some(versions::set_tagging(o, c)?),
+            ..Default::default()
+        }),
+        Op::SetBucketTagging(c) => {
+            let mut cfg =
+                get_bucket(o, &c.name).ok_or_else(|| StateError::NoSuchBucket(c.name.clone()))?;
+            crate::tagging::validate_bucket(&c.tags)?;
+            cfg.tags = c.tags.clone();
+            o.put(bucket_key(&c.name), cfg.encode_to_vec());
+            Ok(CommandResult::default())
+        }
         Op::CreateKey(c) => create_key(o, now, c),
         Op::CreateUser(c) => users::create_user(o, now, c),
         Op::DeleteUser(c) => users::delete_user(o, &c.name),
@@ -738,6 +768,7 @@ fn create_bucket(o: &mut Overlay<'_>, now: u64, c: &CreateBucketCmd) -> Res {
         return Err(StateError::NoSuchUser(cfg.owner_user));
     }
     permissions::check_bucket_access(&cfg.access, &cfg.name)?;
+    crate::tagging::validate_bucket(&cfg.tags)?;
     let cfg = BucketConfig {
         version: RECORD_VERSION,
         created_ms: now,
@@ -1121,6 +1152,7 @@ fn create_multipart(o: &mut Overlay<'_>, now: u64, c: &CreateMultipartCmd, rules
         validate::system_metadata(&u.content_type, &u.system_metadata)?;
     }
     permissions::check_object_acl(&u.acl)?;
+    crate::tagging::validate_object(&u.tags)?;
     let u = MultipartUpload {
         version: RECORD_VERSION,
         initiated_ms: now,
@@ -1292,6 +1324,8 @@ fn multipart_manifest(
         lock_mode: u.lock_mode.clone(),
         retain_until_ms: u.retain_until_ms,
         legal_hold: u.legal_hold,
+        // The tags given when the upload started (checked then).
+        tags: u.tags.clone(),
         ..Default::default()
     })
 }

@@ -60,6 +60,7 @@ fn context() -> impl Strategy<Value = Context> {
             prefix: prefix.map(str::to_string),
             existing_object_tags: class
                 .map(|c| BTreeMap::from([("class".to_string(), c.to_string())])),
+            request_object_tags: None,
         })
 }
 

@@ -828,3 +828,83 @@ fn a_newer_command_is_answered_unsupported_without_mutations() {
     let want = format!("unsupported command version {}", COMMAND_VERSION + 1);
     assert_eq!(err.message, want);
 }
+
+// ---- tagging (issue 15; command version 6) ----
+
+fn tags() -> Vec<Tag> {
+    vec![
+        Tag {
+            key: "project".into(),
+            value: "apollo".into(),
+        },
+        Tag {
+            key: "empty".into(),
+            value: String::new(),
+        },
+    ]
+}
+
+fn v6(op: Op) -> Command {
+    Command {
+        version: 6,
+        now_ms: 1_700_000_000_600,
+        session: None,
+        op: Some(op),
+    }
+}
+
+fn manifest_tagged() -> Manifest {
+    Manifest {
+        tags: tags(),
+        ..manifest_versioned()
+    }
+}
+
+fn bucket_tagged() -> BucketConfig {
+    BucketConfig {
+        tags: tags(),
+        ..bucket()
+    }
+}
+
+fn upload_tagged() -> MultipartUpload {
+    MultipartUpload {
+        tags: tags(),
+        ..upload()
+    }
+}
+
+#[test]
+fn issue_15_encodings_stay_readable() {
+    check_golden("tagging_manifest.v1", &manifest_tagged(), true);
+    check_golden("tagging_bucket_config.v1", &bucket_tagged(), true);
+    check_golden("tagging_multipart_upload.v1", &upload_tagged(), true);
+    check_golden(
+        "tagging_command_set_object_tagging.v6",
+        &v6(Op::SetObjectTagging(SetObjectTaggingCmd {
+            bucket: "photos".into(),
+            key: "2024/cat.jpg".into(),
+            version_id: Some("0000002a00010000".into()),
+            tags: tags(),
+        })),
+        true,
+    );
+    check_golden(
+        "tagging_command_set_bucket_tagging.v6",
+        &v6(Op::SetBucketTagging(SetBucketTaggingCmd {
+            name: "photos".into(),
+            tags: tags(),
+        })),
+        true,
+    );
+    check_golden(
+        "tagging_command_put_object.v6",
+        &v6(Op::PutObject(PutObjectCmd {
+            bucket: "photos".into(),
+            key: "2024/cat.jpg".into(),
+            manifest: Some(manifest_tagged()),
+            if_match_etag: None,
+        })),
+        true,
+    );
+}

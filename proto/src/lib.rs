@@ -27,8 +27,10 @@ pub use error::Refusal;
 /// `SetBucketObjectLock`, `SetBucketLifecycle`, `SetObjectLock`, `LifecycleBatch`, the version
 /// fields of `DeleteObject(s)`): a version 4 member would delete current objects where newer
 /// members add delete markers, so it halts at the first version 5 command instead.
-/// Version 6 (issue 15) added CORS rules (`SetBucketCors`, `BucketConfig.cors`), tagging and
-/// stored checksums: a version 5 member would drop those fields, so it halts instead.
+/// Version 6 (issue 15) added CORS rules (`SetBucketCors`, `BucketConfig.cors`), tagging
+/// (`Manifest.tags`, `MultipartUpload.tags`, `BucketConfig.tags`, `SetObjectTagging`,
+/// `SetBucketTagging`) and stored checksums: a version 5 member would drop those fields while
+/// decoding, so it halts at the first command carrying them instead.
 pub const COMMAND_VERSION: u32 = 6;
 /// Current encoding version of [`v1::Manifest`].
 pub const MANIFEST_VERSION: u32 = 1;

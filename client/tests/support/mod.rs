@@ -360,6 +360,8 @@ stubs {
     set_bucket_lifecycle(SetBucketLifecycleRequest) -> SetBucketLifecycleResponse;
     set_bucket_cors(SetBucketCorsRequest) -> SetBucketCorsResponse;
     set_object_lock(SetObjectLockRequest) -> SetObjectLockResponse;
+    set_object_tagging(SetObjectTaggingRequest) -> SetObjectTaggingResponse;
+    set_bucket_tagging(SetBucketTaggingRequest) -> SetBucketTaggingResponse;
     register_chunkserver(RegisterChunkserverRequest) -> RegisterChunkserverResponse;
     heartbeat(HeartbeatRequest) -> HeartbeatResponse;
     create_key(CreateKeyRequest) -> CreateKeyResponse;

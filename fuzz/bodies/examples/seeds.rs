@@ -174,6 +174,17 @@ fn xml_seeds() {
         "filters",
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LifecycleConfiguration><Rule><ID>a</ID><Filter><And><Prefix>p/</Prefix><Tag><Key>k</Key><Value>v</Value></Tag><ObjectSizeGreaterThan>1</ObjectSizeGreaterThan><ObjectSizeLessThan>100</ObjectSizeLessThan></And></Filter><Status>Enabled</Status><Expiration><Date>2030-01-01T00:00:00Z</Date></Expiration><NoncurrentVersionExpiration><NoncurrentDays>2</NoncurrentDays><NewerNoncurrentVersions>3</NewerNoncurrentVersions></NoncurrentVersionExpiration></Rule><Rule><ID>b</ID><Filter/><Status>Enabled</Status><Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration></Rule><Rule><Filter><Tag><Key>t</Key><Value></Value></Tag></Filter><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule></LifecycleConfiguration>",
     );
+    write(
+        "xml_tagging",
+        "object",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Tagging xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><TagSet><Tag><Key>0</Key><Value>0</Value></Tag><Tag><Key>a &amp; b</Key><Value></Value></Tag><Tag><Key><![CDATA[c<d]]></Key><Value>é</Value></Tag></TagSet></Tagging>",
+    );
+    write("xml_tagging", "header", "foo=bar&bar&a%20b=c+d&%C3%A9=%26");
+    write(
+        "xml_tagging",
+        "bucket-many",
+        "<Tagging><TagSet><Tag><Key>k0</Key><Value>v0</Value></Tag><Tag><Key>k1</Key><Value>v1</Value></Tag><Tag><Key>k2</Key><Value>v2</Value></Tag><Tag><Key>k3</Key><Value>v3</Value></Tag><Tag><Key>k4</Key><Value>v4</Value></Tag><Tag><Key>k5</Key><Value>v5</Value></Tag><Tag><Key>k6</Key><Value>v6</Value></Tag><Tag><Key>k7</Key><Value>v7</Value></Tag><Tag><Key>k8</Key><Value>v8</Value></Tag><Tag><Key>k9</Key><Value>v9</Value></Tag><Tag><Key>k10</Key><Value>v10</Value></Tag><Tag><Key>k11</Key><Value>v11</Value></Tag></TagSet></Tagging>",
+    );
 }
 
 fn cors_seeds() {

@@ -39,6 +39,7 @@ fn requests() -> Vec<(Principal, Action, Resource, Context)> {
             secure_transport: true,
             prefix: Some("home/".into()),
             existing_object_tags: Some(BTreeMap::from([("class".into(), "public".into())])),
+            request_object_tags: Some(BTreeMap::from([("security".into(), "public".into())])),
         },
         Context {
             source_ip: Some("2001:db8::1".parse().expect("ip")),

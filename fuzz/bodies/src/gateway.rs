@@ -14,7 +14,9 @@ use anode_gateway::http_util::{
 };
 use anode_gateway::sigv4::{self, ChunkSigner, RequestParts, SignParams};
 use anode_gateway::testing::MemBackend;
-use anode_gateway::{access_xml, acl_headers, lifecycle_xml, router, xml, Gateway, ServerConfig};
+use anode_gateway::{
+    access_xml, acl_headers, lifecycle_xml, router, tagging, xml, Gateway, ServerConfig,
+};
 use anode_meta::authz::acl::MAX_GRANTS;
 use anode_meta::authz::{Grantee, ObjectOwnership};
 use bytes::Bytes;
@@ -377,6 +379,52 @@ pub fn xml_cors(data: &[u8]) {
     }
     let mut h = http::HeaderMap::new();
     anode_gateway::cors::decorate(&cfg, &ask, "PUT", &mut h);
+}
+
+/// `Tagging` bodies (Put{Object,Bucket}Tagging) and, the input read as text, the
+/// `x-amz-tagging` header. Properties: an accepted object tag set passes
+/// `anode_meta::tagging::validate_object` (at most 10 tags, key 1..=128 and value 0..=256
+/// characters, unique keys, no `aws:`), a bucket set `validate_bucket`; every accepted set
+/// renders to a document that parses back to the same tags (sorted by key); header tags
+/// validate and, re-encoded as a header, parse back equal.
+pub fn xml_tagging(data: &[u8]) {
+    let sorted = |mut t: Vec<anode_proto::Tag>| {
+        t.sort_by(|a, b| a.key.cmp(&b.key));
+        t
+    };
+    if let Ok(tags) = tagging::parse_object_tagging(data) {
+        assert!(anode_meta::tagging::validate_object(&tags).is_ok());
+        let doc = tagging::render_tagging(&tags);
+        let back = tagging::parse_object_tagging(doc.as_bytes()).expect("rendered tags parse");
+        assert_eq!(back, sorted(tags));
+    }
+    if let Ok(tags) = tagging::parse_bucket_tagging(data) {
+        if crate::debug() {
+            eprintln!("xml_tagging: {tags:?}");
+        }
+        assert!(anode_meta::tagging::validate_bucket(&tags).is_ok());
+        let doc = tagging::render_tagging(&tags);
+        let back = tagging::parse_bucket_tagging(doc.as_bytes()).expect("rendered tags parse");
+        assert_eq!(back, sorted(tags));
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(tags) = tagging::parse_tagging_header(text) {
+            assert!(anode_meta::tagging::validate_object(&tags).is_ok());
+            let enc = |s: &str| {
+                s.bytes()
+                    .map(|b| match b {
+                        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => char::from(b).to_string(),
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect::<String>()
+            };
+            let header: Vec<String> = tags
+                .iter()
+                .map(|t| format!("{}={}", enc(&t.key), enc(&t.value)))
+                .collect();
+            assert_eq!(tagging::parse_tagging_header(&header.join("&")), Ok(tags));
+        }
+    }
 }
 
 /// The owner of the ACLs `xml_access` parses (a canonical id).

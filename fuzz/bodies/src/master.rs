@@ -160,6 +160,26 @@ fn manifest(c: &mut Cursor<'_>) -> Manifest {
         },
         delete_marker: c.u8().is_multiple_of(16),
         version_seq: 0,
+        tags: tags(c),
+    }
+}
+
+/// A tag set: mostly none, a few valid tags, or one the limits refuse (too many, duplicate,
+/// reserved, too long).
+fn tags(c: &mut Cursor<'_>) -> Vec<Tag> {
+    let t = |k: &str, v: &str| Tag {
+        key: k.into(),
+        value: v.into(),
+    };
+    match c.u8() % 8 {
+        0..=4 => Vec::new(),
+        5 => vec![t("a", "1"), t("b", "")],
+        6 => vec![t("a", "1"), t("a", "2")],
+        _ => match c.pick(3) {
+            0 => (0..11).map(|i| t(&i.to_string(), "")).collect(),
+            1 => vec![t("aws:x", "")],
+            _ => vec![t(&"k".repeat(129), "")],
+        },
     }
 }
 
@@ -199,7 +219,7 @@ fn access(c: &mut Cursor<'_>) -> Vec<u8> {
 }
 
 fn op(c: &mut Cursor<'_>) -> Op {
-    match c.u8() % 24 {
+    match c.u8() % 26 {
         0 => Op::CreateBucket(CreateBucketCmd {
             config: Some(BucketConfig {
                 version: RECORD_VERSION,
@@ -344,6 +364,16 @@ fn op(c: &mut Cursor<'_>) -> Op {
             key: key(c),
             acl: acl(c),
             expect_object_version: (c.u8().is_multiple_of(2)).then(|| number(c)),
+        }),
+        24 => Op::SetObjectTagging(SetObjectTaggingCmd {
+            bucket: bucket(c),
+            key: key(c),
+            version_id: (c.u8().is_multiple_of(2)).then(|| "null".to_string()),
+            tags: tags(c),
+        }),
+        25 => Op::SetBucketTagging(SetBucketTaggingCmd {
+            name: bucket(c),
+            tags: tags(c),
         }),
         _ => Op::Noop(NoopCmd {}),
     }

@@ -96,6 +96,9 @@ actions! {
     GetObjectTagging => "s3:GetObjectTagging", Object;
     PutObjectTagging => "s3:PutObjectTagging", Object;
     DeleteObjectTagging => "s3:DeleteObjectTagging", Object;
+    GetObjectVersionTagging => "s3:GetObjectVersionTagging", Object;
+    PutObjectVersionTagging => "s3:PutObjectVersionTagging", Object;
+    DeleteObjectVersionTagging => "s3:DeleteObjectVersionTagging", Object;
     AbortMultipartUpload => "s3:AbortMultipartUpload", Object;
     ListMultipartUploadParts => "s3:ListMultipartUploadParts", Object;
     RestoreObject => "s3:RestoreObject", Object;
@@ -199,6 +202,9 @@ impl Action {
                 Action::PutBucketOwnershipControls
             }
             "GetBucketConfig" => config_get_action(sub?)?,
+            "GetBucketTagging" => Action::GetBucketTagging,
+            // S3 has no s3:DeleteBucketTagging: deleting the tag set needs s3:PutBucketTagging.
+            "PutBucketTagging" | "DeleteBucketTagging" => Action::PutBucketTagging,
             "GetObjectTagging" => Action::GetObjectTagging,
             "PutObjectTagging" => Action::PutObjectTagging,
             "DeleteObjectTagging" => Action::DeleteObjectTagging,

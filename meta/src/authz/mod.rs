@@ -147,8 +147,11 @@ pub struct Context {
     pub secure_transport: bool,
     /// ListBucket's `prefix` parameter (`s3:prefix`); `None` when the request has none.
     pub prefix: Option<String>,
-    /// The object's tags (`s3:ExistingObjectTag/<key>`); `None` until tagging exists.
+    /// The object's tags (`s3:ExistingObjectTag/<key>`); `None` when not looked up.
     pub existing_object_tags: Option<BTreeMap<String, String>>,
+    /// The tags the request gives the object (`s3:RequestObjectTag/<key>`: `x-amz-tagging`
+    /// of a write); `None` when it gives none.
+    pub request_object_tags: Option<BTreeMap<String, String>>,
 }
 
 /// A bucket's access configuration, parsed for evaluation.

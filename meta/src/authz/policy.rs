@@ -181,6 +181,8 @@ pub enum ConditionKey {
     Prefix,
     /// `s3:ExistingObjectTag/<key>`.
     ExistingObjectTag(String),
+    /// `s3:RequestObjectTag/<key>`.
+    RequestObjectTag(String),
 }
 
 impl ConditionKey {
@@ -190,17 +192,22 @@ impl ConditionKey {
             "aws:sourceip" => ConditionKey::SourceIp,
             "aws:securetransport" => ConditionKey::SecureTransport,
             "s3:prefix" => ConditionKey::Prefix,
-            _ => match lower.strip_prefix("s3:existingobjecttag/") {
-                Some(_) => {
-                    // The tag key keeps its case (tags are case-sensitive).
-                    let tag = &s["s3:existingobjecttag/".len()..];
-                    if tag.is_empty() || tag.chars().count() > MAX_TAG_KEY_CHARS {
+            _ => {
+                let (prefix, make): (&str, fn(String) -> ConditionKey) =
+                    if lower.starts_with("s3:existingobjecttag/") {
+                        ("s3:existingobjecttag/", ConditionKey::ExistingObjectTag)
+                    } else if lower.starts_with("s3:requestobjecttag/") {
+                        ("s3:requestobjecttag/", ConditionKey::RequestObjectTag)
+                    } else {
                         return Err(PolicyError::UnknownConditionKey(s.to_string()));
-                    }
-                    ConditionKey::ExistingObjectTag(tag.to_string())
+                    };
+                // The tag key keeps its case (tags are case-sensitive).
+                let tag = &s[prefix.len()..];
+                if tag.is_empty() || tag.chars().count() > MAX_TAG_KEY_CHARS {
+                    return Err(PolicyError::UnknownConditionKey(s.to_string()));
                 }
-                None => return Err(PolicyError::UnknownConditionKey(s.to_string())),
-            },
+                make(tag.to_string())
+            }
         })
     }
 
@@ -210,6 +217,7 @@ impl ConditionKey {
             ConditionKey::SecureTransport => "aws:SecureTransport".into(),
             ConditionKey::Prefix => "s3:prefix".into(),
             ConditionKey::ExistingObjectTag(t) => format!("s3:ExistingObjectTag/{t}"),
+            ConditionKey::RequestObjectTag(t) => format!("s3:RequestObjectTag/{t}"),
         }
     }
 }
@@ -416,6 +424,10 @@ impl Condition {
                 .existing_object_tags
                 .as_ref()
                 .is_some_and(|t| t.contains_key(k)),
+            ConditionKey::RequestObjectTag(k) => ctx
+                .request_object_tags
+                .as_ref()
+                .is_some_and(|t| t.contains_key(k)),
         };
         if let Test::Null(values) = &self.test {
             // Null: true asks "absent"; values ORed.
@@ -459,6 +471,11 @@ impl Condition {
             ConditionKey::Prefix => ctx.prefix.as_deref(),
             ConditionKey::ExistingObjectTag(k) => ctx
                 .existing_object_tags
+                .as_ref()
+                .and_then(|t| t.get(k))
+                .map(String::as_str),
+            ConditionKey::RequestObjectTag(k) => ctx
+                .request_object_tags
                 .as_ref()
                 .and_then(|t| t.get(k))
                 .map(String::as_str),
@@ -736,7 +753,9 @@ fn parse_test(
     let vals = condition_values(values, key)?;
     let is_string_key = matches!(
         key,
-        ConditionKey::Prefix | ConditionKey::ExistingObjectTag(_)
+        ConditionKey::Prefix
+            | ConditionKey::ExistingObjectTag(_)
+            | ConditionKey::RequestObjectTag(_)
     );
     let string_test = |negated: bool, like: bool, ignore_case: bool| {
         if is_string_key {

@@ -34,6 +34,7 @@ fn ctx() -> Context {
         secure_transport: true,
         prefix: None,
         existing_object_tags: None,
+        request_object_tags: None,
     }
 }
 
@@ -332,6 +333,19 @@ fn existing_object_tag_conditions() {
     assert!(anon_get(&a, &c));
     c.existing_object_tags = Some([("Class".to_string(), "public".to_string())].into());
     assert!(!anon_get(&a, &c), "tag keys are case-sensitive");
+}
+
+#[test]
+fn request_object_tag_conditions() {
+    let a = cond_policy(r#"{"StringEquals":{"s3:RequestObjectTag/security":"public"}}"#);
+    let mut c = ctx();
+    assert!(!anon_get(&a, &c), "no tags given: absent");
+    c.request_object_tags = Some([("security".to_string(), "public".to_string())].into());
+    assert!(anon_get(&a, &c));
+    c.request_object_tags = Some([("security".to_string(), "private".to_string())].into());
+    assert!(!anon_get(&a, &c));
+    c.existing_object_tags = Some([("security".to_string(), "public".to_string())].into());
+    assert!(!anon_get(&a, &c), "the object's own tags are another key");
 }
 
 #[test]

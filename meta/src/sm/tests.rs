@@ -1705,3 +1705,149 @@ fn commands_carry_the_lowest_version_that_expresses_them() {
     assert_eq!((m.version_seq, m.version_id.as_str()), (0, ""));
     assert_eq!(versions::seq_of(&m), 2 << 16);
 }
+
+#[test]
+fn complete_multipart_carries_the_tags_of_the_upload() {
+    use crate::tagging::tag;
+    let mut sm = Sm::new();
+    sm.ok(bucket("mpu"));
+    let id = "00000000000000000000000000000008";
+    let upload = |tags: Vec<Tag>| {
+        Op::CreateMultipart(CreateMultipartCmd {
+            upload: Some(MultipartUpload {
+                bucket: "mpu".into(),
+                key: "big".into(),
+                upload_id: id.into(),
+                tags,
+                ..Default::default()
+            }),
+        })
+    };
+    let eleven = (0..11).map(|i| tag(&i.to_string(), "")).collect();
+    assert_eq!(sm.err(upload(eleven)), ErrorCode::InvalidArgument);
+    let tags = vec![tag("Hello", "World"), tag("foo", "bar")];
+    sm.ok(upload(tags.clone()));
+    sm.ok(Op::PutPart(PutPartCmd {
+        bucket: "mpu".into(),
+        key: "big".into(),
+        upload_id: id.into(),
+        part: Some(part(1, 10, 1)),
+    }));
+    let m = sm
+        .ok(Op::CompleteMultipart(CompleteMultipartCmd {
+            bucket: "mpu".into(),
+            key: "big".into(),
+            upload_id: id.into(),
+            parts: vec![CompletePart {
+                part_number: 1,
+                etag: format!("{:032x}", 1),
+            }],
+            if_match_etag: None,
+        }))
+        .manifest
+        .unwrap();
+    assert_eq!(m.tags, tags);
+    assert_eq!(get_object(&sm.kv, "mpu", "big").unwrap().tags, tags);
+}
+
+#[test]
+fn tagging_commands_and_tagged_writes_need_version_6() {
+    use crate::tagging::tag;
+    let tagged_put = Op::PutObject(PutObjectCmd {
+        bucket: "b".into(),
+        key: "k".into(),
+        manifest: Some(Manifest {
+            tags: vec![tag("a", "1")],
+            ..Default::default()
+        }),
+        if_match_etag: None,
+    });
+    assert_eq!(command_version_for(&tagged_put), 6);
+    let tagged_locked_put = Op::PutObject(PutObjectCmd {
+        bucket: "b".into(),
+        key: "k".into(),
+        manifest: Some(Manifest {
+            tags: vec![tag("a", "1")],
+            legal_hold: true,
+            ..Default::default()
+        }),
+        if_match_etag: None,
+    });
+    assert_eq!(command_version_for(&tagged_locked_put), 6);
+    let untagged_upload = Op::CreateMultipart(CreateMultipartCmd {
+        upload: Some(MultipartUpload::default()),
+    });
+    assert_eq!(command_version_for(&untagged_upload), 4);
+    let tagged_upload = Op::CreateMultipart(CreateMultipartCmd {
+        upload: Some(MultipartUpload {
+            tags: vec![tag("a", "1")],
+            ..Default::default()
+        }),
+    });
+    assert_eq!(command_version_for(&tagged_upload), 6);
+    let bulk = Op::PutObjects(PutObjectsCmd {
+        bucket: "b".into(),
+        objects: vec![BulkPut {
+            key: "k".into(),
+            manifest: Some(Manifest {
+                tags: vec![tag("a", "1")],
+                ..Default::default()
+            }),
+        }],
+    });
+    assert_eq!(command_version_for(&bulk), 6);
+    let set = Op::SetObjectTagging(SetObjectTaggingCmd::default());
+    assert_eq!(command_version_for(&set), 6);
+    // Deleting a tag set (an empty list) is still a tagging command.
+    let bset = Op::SetBucketTagging(SetBucketTaggingCmd::default());
+    assert_eq!(command_version_for(&bset), 6);
+
+    // A version 5 member refuses a version 6 command without applying it.
+    let kv = MemKv::new();
+    let (muts, res) = apply(
+        &kv,
+        1,
+        &Command {
+            version: 7,
+            now_ms: 1,
+            session: None,
+            op: Some(set),
+        },
+    );
+    assert!(muts.is_empty());
+    assert_eq!(
+        res.error.map(|e| e.code()),
+        Some(ErrorCode::UnsupportedVersion)
+    );
+}
+
+#[test]
+fn bucket_tags_are_set_replaced_and_deleted() {
+    use crate::tagging::tag;
+    let mut sm = Sm::new();
+    sm.ok(bucket("tagb"));
+    let set = |tags: Vec<Tag>| {
+        Op::SetBucketTagging(SetBucketTaggingCmd {
+            name: "tagb".into(),
+            tags,
+        })
+    };
+    sm.ok(set(vec![tag("Hello", "World")]));
+    assert_eq!(
+        get_bucket(&sm.kv, "tagb").unwrap().tags,
+        vec![tag("Hello", "World")]
+    );
+    let fifty: Vec<Tag> = (0..50).map(|i| tag(&i.to_string(), "v")).collect();
+    sm.ok(set(fifty.clone()));
+    assert_eq!(get_bucket(&sm.kv, "tagb").unwrap().tags, fifty);
+    let fifty_one = (0..51).map(|i| tag(&i.to_string(), "v")).collect();
+    assert_eq!(sm.err(set(fifty_one)), ErrorCode::InvalidArgument);
+    assert_eq!(get_bucket(&sm.kv, "tagb").unwrap().tags, fifty);
+    sm.ok(set(Vec::new()));
+    assert!(get_bucket(&sm.kv, "tagb").unwrap().tags.is_empty());
+    let missing = Op::SetBucketTagging(SetBucketTaggingCmd {
+        name: "nope".into(),
+        tags: vec![tag("a", "")],
+    });
+    assert_eq!(sm.err(missing), ErrorCode::NoSuchBucket);
+}

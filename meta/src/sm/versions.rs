@@ -537,6 +537,33 @@ pub(crate) fn set_lock(
     Ok(m)
 }
 
+/// Replace the tag set of one version (absent version id: the current one; S3 tags a delete
+/// marker never). Its version id, mtime and ETag stay, and so does its place among the key's
+/// versions. Object lock does not stop it: S3 allows tagging retained and held versions.
+pub(crate) fn set_tagging(
+    o: &mut Overlay<'_>,
+    c: &SetObjectTaggingCmd,
+) -> Result<Manifest, StateError> {
+    get_bucket(o, &c.bucket).ok_or_else(|| StateError::NoSuchBucket(c.bucket.clone()))?;
+    crate::tagging::validate_object(&c.tags)?;
+    let (mut m, slot) = match c.version_id.as_deref() {
+        None => match newest(o, &c.bucket, &c.key) {
+            Some((m, slot)) if !m.delete_marker => (m, slot),
+            _ => return Err(StateError::NoSuchKey(c.key.clone())),
+        },
+        Some(id) => find(o, &c.bucket, &c.key, parse_version_id(id)?)
+            .ok_or_else(|| StateError::NoSuchVersion(format!("{} version {id}", c.key)))?,
+    };
+    if m.delete_marker {
+        return Err(StateError::MethodNotAllowed(
+            "a delete marker has no tags".into(),
+        ));
+    }
+    m.tags = c.tags.clone();
+    store(o, &c.bucket, &c.key, &m, &slot);
+    Ok(m)
+}
+
 /// Change a bucket's versioning state: Enabled or Suspended, never back to unversioned;
 /// object lock keeps it Enabled.
 pub(crate) fn set_versioning(

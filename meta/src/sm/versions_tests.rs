@@ -1564,3 +1564,175 @@ fn lifecycle_skips_a_locked_version() {
     assert_eq!(refcount(&st, 1), 0);
     assert_eq!(lifecycle_progress(&st.kv, l).noncurrent_deleted, 2);
 }
+
+// ---- tagging (issue 15) ----------------------------------------------------------------------
+
+fn set_tags(
+    st: &mut MemState,
+    b: &str,
+    key: &str,
+    vid: Option<&str>,
+    tags: Vec<Tag>,
+) -> Result<Manifest, ErrorDetail> {
+    st.propose(Op::SetObjectTagging(SetObjectTaggingCmd {
+        bucket: b.into(),
+        key: key.into(),
+        version_id: vid.map(str::to_string),
+        tags,
+    }))
+    .map(|r| r.manifest.expect("tagging returns the version"))
+}
+
+#[test]
+fn tagging_a_version_keeps_its_id_mtime_etag_and_place() {
+    use crate::tagging::tag;
+    let mut st = state();
+    set_versioning(&mut st, ENABLED);
+    let v1 = put(&mut st, "k", 1);
+    st.now_ms += 50;
+    let v2 = put(&mut st, "k", 2);
+    st.now_ms += 50;
+    let before = rows(&st.kv);
+    // The older version, by id.
+    let t = set_tags(&mut st, B, "k", Some(&v1.version_id), vec![tag("a", "1")]).unwrap();
+    assert_eq!(
+        (&t.version_id, t.mtime_ms, &t.etag, t.version_seq),
+        (&v1.version_id, v1.mtime_ms, &v1.etag, v1.version_seq)
+    );
+    assert_eq!(
+        get(&st, "k", Some(&v1.version_id), false).unwrap().tags,
+        vec![tag("a", "1")]
+    );
+    assert!(
+        get(&st, "k", None, false).unwrap().tags.is_empty(),
+        "the current one untouched"
+    );
+    // The current version, without an id.
+    let t = set_tags(&mut st, B, "k", None, vec![tag("b", "2"), tag("c", "")]).unwrap();
+    assert_eq!((&t.version_id, t.mtime_ms), (&v2.version_id, v2.mtime_ms));
+    assert_eq!(get(&st, "k", None, false).unwrap().tags.len(), 2);
+    assert_eq!(rows(&st.kv), before, "the listing did not change");
+    // Replace, then delete (an empty set).
+    set_tags(&mut st, B, "k", None, vec![tag("d", "4")]).unwrap();
+    assert_eq!(
+        get(&st, "k", None, false).unwrap().tags,
+        vec![tag("d", "4")]
+    );
+    set_tags(&mut st, B, "k", None, Vec::new()).unwrap();
+    assert!(get(&st, "k", None, false).unwrap().tags.is_empty());
+    // A delete marker has no tags; missing keys and versions are refused.
+    let marker = del(&mut st, "k", None).unwrap();
+    let e = set_tags(&mut st, B, "k", None, vec![tag("a", "")]).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NoSuchKey);
+    let e = set_tags(&mut st, B, "k", Some(&marker.version_id), vec![]).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::MethodNotAllowed);
+    let e = set_tags(&mut st, B, "k", Some("00000000000000ff"), vec![]).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NoSuchVersion);
+    let e = set_tags(&mut st, "nope", "k", None, vec![]).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NoSuchBucket);
+    // Over the limits: refused, nothing changed.
+    let eleven = (0..11).map(|i| tag(&i.to_string(), "")).collect();
+    let e = set_tags(&mut st, B, "k", Some(&v1.version_id), eleven).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    let dup = vec![tag("a", "1"), tag("a", "2")];
+    assert!(set_tags(&mut st, B, "k", Some(&v1.version_id), dup).is_err());
+    assert_eq!(
+        get(&st, "k", Some(&v1.version_id), false).unwrap().tags,
+        vec![tag("a", "1")]
+    );
+}
+
+#[test]
+fn tagging_works_on_the_null_version_and_in_unversioned_buckets() {
+    use crate::tagging::tag;
+    let mut st = state();
+    let m = put(&mut st, "plain", 3);
+    let t = set_tags(&mut st, B, "plain", None, vec![tag("x", "y")]).unwrap();
+    assert_eq!(
+        (t.version_id.as_str(), t.etag.as_str()),
+        ("", m.etag.as_str())
+    );
+    assert_eq!(
+        get_object(&st.kv, B, "plain").unwrap().tags,
+        vec![tag("x", "y")]
+    );
+    set_versioning(&mut st, ENABLED);
+    put(&mut st, "plain", 4);
+    set_tags(&mut st, B, "plain", Some("null"), vec![tag("n", "1")]).unwrap();
+    assert_eq!(
+        get(&st, "plain", Some("null"), false).unwrap().tags,
+        vec![tag("n", "1")]
+    );
+    assert!(get(&st, "plain", None, false).unwrap().tags.is_empty());
+}
+
+#[test]
+fn locked_versions_can_be_tagged_as_in_s3() {
+    use crate::tagging::tag;
+    let mut st = state();
+    lock_bucket(&mut st, "locked", None);
+    let m = put_m(&mut st, "locked", "k", manifest(5)).unwrap();
+    st.propose(retain(
+        "locked",
+        "k",
+        &m.version_id,
+        COMPLIANCE,
+        T0 + 1_000_000,
+        false,
+    ))
+    .unwrap();
+    st.propose(hold("locked", "k", &m.version_id, true))
+        .unwrap();
+    let t = set_tags(
+        &mut st,
+        "locked",
+        "k",
+        Some(&m.version_id),
+        vec![tag("a", "")],
+    )
+    .unwrap();
+    assert_eq!((t.lock_mode.as_str(), t.legal_hold), (COMPLIANCE, true));
+    assert_eq!(t.tags, vec![tag("a", "")]);
+}
+
+#[test]
+fn lifecycle_tag_filters_expire_only_the_tagged_objects() {
+    use crate::tagging::tag;
+    let mut st = state();
+    put(&mut st, "tmp/tagged", 1);
+    put(&mut st, "tmp/other-value", 2);
+    put(&mut st, "tmp/untagged", 3);
+    put(&mut st, "keep/tagged", 4);
+    set_tags(
+        &mut st,
+        B,
+        "tmp/tagged",
+        None,
+        vec![tag("x", "1"), tag("class", "tmp")],
+    )
+    .unwrap();
+    set_tags(
+        &mut st,
+        B,
+        "tmp/other-value",
+        None,
+        vec![tag("class", "keep")],
+    )
+    .unwrap();
+    set_tags(&mut st, B, "keep/tagged", None, vec![tag("class", "tmp")]).unwrap();
+    set_rules(
+        &mut st,
+        B,
+        vec![LifecycleRule {
+            expiration_days: 1,
+            tags: vec![LifecycleTag {
+                key: "class".into(),
+                value: "tmp".into(),
+            }],
+            ..rule("r", "tmp/")
+        }],
+    );
+    run_pass(&mut st, B, T0 + 2 * DAY);
+    let left: Vec<String> = rows(&st.kv).into_iter().map(|r| r.0).collect();
+    assert_eq!(left, ["keep/tagged", "tmp/other-value", "tmp/untagged"]);
+}
