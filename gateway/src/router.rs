@@ -189,6 +189,13 @@ pub enum S3Op {
         /// Key.
         key: String,
     },
+    /// `GET /b/k?attributes`: GetObjectAttributes.
+    GetObjectAttributes {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
     /// `GET /b?<config>` for a configuration that is never set: 404 with `code`.
     GetMissingBucketConfig {
         /// Bucket.
@@ -351,6 +358,7 @@ impl S3Op {
             S3Op::PutBucketOwnershipControls { .. } => "PutBucketOwnershipControls",
             S3Op::DeleteBucketOwnershipControls { .. } => "DeleteBucketOwnershipControls",
             S3Op::GetObjectTagging { .. } => "GetObjectTagging",
+            S3Op::GetObjectAttributes { .. } => "GetObjectAttributes",
             S3Op::GetMissingBucketConfig { .. } => "GetBucketConfig",
             S3Op::ListObjectsV1 { .. } => "ListObjects",
             S3Op::ListObjectsV2 { .. } => "ListObjectsV2",
@@ -405,6 +413,7 @@ impl S3Op {
             | S3Op::PutBucketOwnershipControls { bucket }
             | S3Op::DeleteBucketOwnershipControls { bucket }
             | S3Op::GetObjectTagging { bucket, .. }
+            | S3Op::GetObjectAttributes { bucket, .. }
             | S3Op::GetMissingBucketConfig { bucket, .. }
             | S3Op::ListObjectsV1 { bucket }
             | S3Op::ListObjectsV2 { bucket }
@@ -435,6 +444,7 @@ impl S3Op {
             | S3Op::GetObjectLegalHold { key, .. }
             | S3Op::PutObjectLegalHold { key, .. }
             | S3Op::GetObjectTagging { key, .. }
+            | S3Op::GetObjectAttributes { key, .. }
             | S3Op::PutObject { key, .. }
             | S3Op::CopyObject { key, .. }
             | S3Op::GetObject { key, .. }
@@ -473,6 +483,7 @@ impl S3Op {
                     return Some(A::GetObjectVersion)
                 }
                 S3Op::DeleteObject { .. } => return Some(A::DeleteObjectVersion),
+                S3Op::GetObjectAttributes { .. } => return Some(A::GetObjectVersionAttributes),
                 _ => {}
             }
         }
@@ -712,6 +723,7 @@ fn route_object(
     if let Some(sub) = unsupported(q) {
         return match (method.clone(), sub) {
             (Method::GET, "tagging") => Ok(S3Op::GetObjectTagging { bucket, key }),
+            (Method::GET, "attributes") => Ok(S3Op::GetObjectAttributes { bucket, key }),
             _ => Err(not_implemented(sub)),
         };
     }

@@ -29,6 +29,7 @@
 
 pub mod access;
 pub mod authz;
+pub mod checksum;
 pub mod control;
 pub mod healer;
 pub mod kv;

@@ -27,7 +27,11 @@ pub use error::Refusal;
 /// `SetBucketObjectLock`, `SetBucketLifecycle`, `SetObjectLock`, `LifecycleBatch`, the version
 /// fields of `DeleteObject(s)`): a version 4 member would delete current objects where newer
 /// members add delete markers, so it halts at the first version 5 command instead.
-pub const COMMAND_VERSION: u32 = 5;
+/// Version 6 added stored checksums, conditional deletes and the completed upload id
+/// (`Manifest.checksum_*`, `part_checksums`, `part_etags`, `completed_upload_id`,
+/// `PartRecord.checksum_*`, `MultipartUpload.checksum_*`, `DeleteObjectCmd.if_match_*`): a
+/// version 5 member would drop them and write different manifests, so it halts instead.
+pub const COMMAND_VERSION: u32 = 6;
 /// Current encoding version of [`v1::Manifest`].
 pub const MANIFEST_VERSION: u32 = 1;
 /// Current encoding version of records in the master state (buckets, keys, registry, chunks).

@@ -290,6 +290,7 @@ fn op(c: &mut Cursor<'_>) -> Op {
                     let n = c.pick(3);
                     c.take(n).to_vec()
                 },
+                ..Default::default()
             }),
         }),
         14 => Op::CompleteMultipart(CompleteMultipartCmd {

@@ -400,6 +400,51 @@ pub fn check_default_retention(d: &DefaultRetention) -> Result<(), StateError> {
     }
 }
 
+/// What one delete names: a key, a version (None: the S3 simple delete), the governance
+/// bypass, and a condition.
+pub(crate) struct Target<'a> {
+    pub key: &'a str,
+    pub version_id: Option<&'a str>,
+    pub bypass: bool,
+    pub cond: &'a DeleteCondition,
+}
+
+/// The conditions of a conditional delete (S3's 2024 `If-Match`,
+/// `x-amz-if-match-last-modified-time`, `x-amz-if-match-size`, and their DeleteObjects
+/// entry forms), checked against the version the delete acts on: the named version, or the
+/// newest one (a delete marker included: its etag is empty, its size 0). When there is
+/// nothing to delete the delete succeeds as a no-op, as S3 answers it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteCondition {
+    /// The ETag (quotes allowed), or `*` for any.
+    pub etag: Option<String>,
+    /// Last-Modified, compared in whole seconds (HTTP dates carry no more).
+    pub mtime_ms: Option<u64>,
+    /// The size in bytes.
+    pub size: Option<u64>,
+}
+
+impl DeleteCondition {
+    /// `PreconditionFailed` unless `m` meets every condition given.
+    pub fn check(&self, m: &Manifest) -> Result<(), StateError> {
+        if let Some(e) = &self.etag {
+            let e = e.trim();
+            if e != "*" && e.trim_matches('"') != m.etag {
+                return Err(StateError::PreconditionFailed("etag does not match".into()));
+            }
+        }
+        if self.mtime_ms.is_some_and(|t| t / 1000 != m.mtime_ms / 1000) {
+            return Err(StateError::PreconditionFailed(
+                "last modified time does not match".into(),
+            ));
+        }
+        if self.size.is_some_and(|n| n != m.size) {
+            return Err(StateError::PreconditionFailed("size does not match".into()));
+        }
+        Ok(())
+    }
+}
+
 /// The outcome of deleting one entry.
 pub(crate) struct Deletion {
     pub outcome: DeleteOutcome,
@@ -415,10 +460,9 @@ pub(crate) fn delete(
     index: u64,
     now_ms: u64,
     bucket: &str,
-    key: &str,
-    version_id: Option<&str>,
-    bypass: bool,
+    t: &Target<'_>,
 ) -> Result<Deletion, StateError> {
+    let (key, version_id, bypass) = (t.key, t.version_id, t.bypass);
     let cfg = get_bucket(o, bucket).ok_or_else(|| StateError::NoSuchBucket(bucket.into()))?;
     let mut outcome = DeleteOutcome {
         key: key.to_string(),
@@ -433,6 +477,7 @@ pub(crate) fn delete(
                 removed: None,
             });
         };
+        t.cond.check(&m)?;
         check_lock(&m, now_ms, bypass)?;
         unstore(o, bucket, key, &m, &slot);
         promote(o, bucket, key);
@@ -448,6 +493,7 @@ pub(crate) fn delete(
                 removed: None,
             });
         };
+        t.cond.check(&m)?;
         check_lock(&m, now_ms, bypass)?;
         o.delete(object_key(bucket, key));
         outcome.existed = true;
@@ -455,6 +501,9 @@ pub(crate) fn delete(
             outcome,
             removed: Some(m),
         });
+    }
+    if let Some((m, _)) = newest(o, bucket, key) {
+        t.cond.check(&m)?;
     }
     let mut marker = Manifest {
         version: MANIFEST_VERSION,
