@@ -1020,29 +1020,29 @@ async fn complete_multipart(
         return Err(S3Error::InvalidPartOrder);
     }
     let whole = whole_checksum(cx.headers)?;
-    if whole.is_some() || parts.iter().any(|p| !p.checksums.is_empty()) {
-        check_part_checksums(cx, bucket, key, upload_id, &parts, whole.as_ref()).await?;
-    }
     let etags: Vec<String> = parts.iter().map(|p| p.etag.clone()).collect();
-    let parts = parts
-        .into_iter()
-        .map(|p| CompletePart {
-            part_number: p.part_number,
-            etag: p.etag,
-        })
-        .collect();
-    let m = match cx
-        .backend
-        .complete_multipart(bucket, key, upload_id, parts, condition)
-        .await
-    {
-        Ok(m) => m,
-        Err(e) if e.code() == anode_client::ErrorCode::NoSuchUpload => {
-            completed_before(cx, bucket, key, upload_id, &etags)
-                .await
-                .ok_or_else(|| ce(e))?
+    let done = async {
+        if whole.is_some() || parts.iter().any(|p| !p.checksums.is_empty()) {
+            check_part_checksums(cx, bucket, key, upload_id, &parts, whole.as_ref()).await?;
         }
-        Err(e) => return Err(ce(e)),
+        let parts = parts
+            .iter()
+            .map(|p| CompletePart {
+                part_number: p.part_number,
+                etag: p.etag.clone(),
+            })
+            .collect();
+        cx.backend
+            .complete_multipart(bucket, key, upload_id, parts, condition)
+            .await
+            .map_err(ce)
+    };
+    let m = match done.await {
+        Ok(m) => m,
+        Err(S3Error::NoSuchUpload) => completed_before(cx, bucket, key, upload_id, &etags)
+            .await
+            .ok_or(S3Error::NoSuchUpload)?,
+        Err(e) => return Err(e),
     };
     let host = cx.header("host").unwrap_or("localhost");
     let location = format!("http://{host}/{bucket}/{}", uri_encode(key, true));

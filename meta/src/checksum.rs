@@ -166,7 +166,10 @@ pub fn check_stored(
     if algorithm != alg.name() {
         return Err(ChecksumError::UnknownAlgorithm(algorithm.to_string()));
     }
-    if !checksum_type.is_empty() && !alg.allows_type(checksum_type) {
+    // A whole body's checksum (a single PUT, a recomputed copy) is FULL_OBJECT with any
+    // algorithm; an upload's type is checked against the algorithm when it starts.
+    let whole = checksum_type == FULL_OBJECT && composite_parts.is_none();
+    if !checksum_type.is_empty() && !whole && !alg.allows_type(checksum_type) {
         return Err(ChecksumError::BadType(
             checksum_type.to_string(),
             algorithm.to_string(),
@@ -256,6 +259,9 @@ mod tests {
         assert!(check_stored("crc32", &v, "", None).is_err());
         assert!(check_stored("CRC32C", "AAAA", "", None).is_err());
         assert!(check_stored("SHA1", &v, "", None).is_err());
+        let sha = b64(&Algorithm::Sha1.digest(b"a"));
+        assert_eq!(check_stored("SHA1", &sha, FULL_OBJECT, None), Ok(()));
+        assert!(check_stored("SHA1", &sha, "PARTIAL", None).is_err());
         assert!(check_stored("CRC64NVME", &v, "COMPOSITE", None).is_err());
         let c = composite(Algorithm::Crc32, &[&v, &v]).unwrap();
         assert!(c.ends_with("-2"));
