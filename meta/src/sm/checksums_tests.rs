@@ -152,6 +152,10 @@ fn conditional_deletes_unversioned() {
 #[test]
 fn conditional_deletes_versioned() {
     let mut st = state(true);
+    // No versions at all: a conditional delete is a no-op and adds no delete marker.
+    let o = del_if(&mut st, "k", None, etag("*")).unwrap();
+    assert!(!o.existed && !o.delete_marker);
+    assert!(!del_if(&mut st, "k", None, etag("bad")).unwrap().existed);
     let m = put(&mut st, "k", 1);
     assert_eq!(
         code(del_if(&mut st, "k", None, etag("bad"))),

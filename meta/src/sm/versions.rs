@@ -425,6 +425,11 @@ pub struct DeleteCondition {
 }
 
 impl DeleteCondition {
+    /// Whether no condition is given.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.mtime_ms.is_none() && self.size.is_none()
+    }
+
     /// `PreconditionFailed` unless `m` meets every condition given.
     pub fn check(&self, m: &Manifest) -> Result<(), StateError> {
         if let Some(e) = &self.etag {
@@ -502,8 +507,16 @@ pub(crate) fn delete(
             removed: Some(m),
         });
     }
-    if let Some((m, _)) = newest(o, bucket, key) {
-        t.cond.check(&m)?;
+    match newest(o, bucket, key) {
+        Some((m, _)) => t.cond.check(&m)?,
+        // A conditional delete of a key with no versions is a no-op (no delete marker).
+        None if !t.cond.is_empty() => {
+            return Ok(Deletion {
+                outcome,
+                removed: None,
+            })
+        }
+        None => {}
     }
     let mut marker = Manifest {
         version: MANIFEST_VERSION,
