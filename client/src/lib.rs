@@ -94,6 +94,47 @@ pub struct PutOptions {
     /// `anode_meta::tagging`). A multipart upload keeps them until completion; a copy with
     /// `replace` takes them from here (give the source's tags to keep them).
     pub tags: Vec<Tag>,
+    /// The S3 additional checksum of the body (issue 15), filled by the caller while the
+    /// client reads the body (the gateway verifies or computes it as the payload streams) and
+    /// stored in the manifest as FULL_OBJECT. For CreateMultipartUpload its algorithm and
+    /// type (value empty) are the upload's; for a copy it replaces the source's checksum.
+    pub checksum: ChecksumCell,
+}
+
+/// An S3 additional checksum: algorithm (`CRC32`, `CRC32C`, `CRC64NVME`, `SHA1`, `SHA256`),
+/// base64 value, and type (`FULL_OBJECT` or `COMPOSITE`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredChecksum {
+    /// S3's algorithm name.
+    pub algorithm: String,
+    /// Base64 value (a composite one ends in `-N`).
+    pub value: String,
+    /// `FULL_OBJECT` or `COMPOSITE`.
+    pub checksum_type: String,
+}
+
+/// A [`StoredChecksum`] known only once a body has been read: shared between the reader of
+/// the body, which sets it when the payload ends, and the client, which stores it.
+#[derive(Clone, Debug, Default)]
+pub struct ChecksumCell(Arc<std::sync::Mutex<Option<StoredChecksum>>>);
+
+impl ChecksumCell {
+    /// A cell already holding `c`.
+    pub fn with(c: StoredChecksum) -> ChecksumCell {
+        let cell = ChecksumCell::default();
+        cell.set(c);
+        cell
+    }
+
+    /// Record the checksum.
+    pub fn set(&self, c: StoredChecksum) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+    }
+
+    /// The checksum recorded, if any.
+    pub fn get(&self) -> Option<StoredChecksum> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// The Anode client. Cheap to clone; clones share connections and caches.
@@ -368,6 +409,7 @@ impl Client {
             tags: opts.tags,
             ..Default::default()
         };
+        let manifest = with_checksum(manifest, opts.checksum.get());
         self.commit(bucket, key, manifest, opts.if_match_etag).await
     }
 
@@ -688,11 +730,30 @@ impl Client {
         version_id: Option<&str>,
         bypass_governance: bool,
     ) -> Result<DeleteOutcome, ClientError> {
+        let cond = DeleteIf::default();
+        self.delete_version_if(bucket, key, version_id, bypass_governance, cond)
+            .await
+    }
+
+    /// [`Client::delete_version`] under a condition, decided by the state machine against the
+    /// version the delete acts on (`PreconditionFailed` when it fails; nothing to delete is a
+    /// successful no-op).
+    pub async fn delete_version_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        bypass_governance: bool,
+        cond: DeleteIf,
+    ) -> Result<DeleteOutcome, ClientError> {
         let req = DeleteObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
             version_id: version_id.map(str::to_string),
             bypass_governance,
+            if_match_etag: cond.etag,
+            if_match_last_modified_ms: cond.mtime_ms,
+            if_match_size: cond.size,
             session: None,
         };
         self.inner.cache_forget(bucket, key);
@@ -951,6 +1012,7 @@ impl Client {
         key: &str,
         opts: PutOptions,
     ) -> Result<String, ClientError> {
+        let checksum = opts.checksum.get().unwrap_or_default();
         let req = CreateMultipartRequest {
             upload: Some(MultipartUpload {
                 version: anode_proto::RECORD_VERSION,
@@ -966,6 +1028,8 @@ impl Client {
                 retain_until_ms: opts.retain_until_ms,
                 legal_hold: opts.legal_hold,
                 tags: opts.tags,
+                checksum_algorithm: checksum.algorithm,
+                checksum_type: checksum.checksum_type,
             }),
             session: None,
         };
@@ -997,10 +1061,39 @@ impl Client {
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
     {
+        let id = PartId {
+            bucket,
+            key,
+            upload_id,
+            part_number,
+        };
+        self.upload_part_checked(id, body, content_md5, ChecksumCell::default())
+            .await
+    }
+
+    /// [`Client::upload_part`] that also stores the part's S3 checksum, as `checksum` holds it
+    /// once the body has been read.
+    pub async fn upload_part_checked<S>(
+        &self,
+        id: PartId<'_>,
+        body: S,
+        content_md5: Option<[u8; 16]>,
+        checksum: ChecksumCell,
+    ) -> Result<PartRecord, ClientError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
+    {
+        let PartId {
+            bucket,
+            key,
+            upload_id,
+            part_number,
+        } = id;
         let stored = self
             .inner
             .store_body(bucket, body, false, content_md5)
             .await?;
+        let sum = checksum.get().unwrap_or_default();
         let part = PartRecord {
             version: anode_proto::RECORD_VERSION,
             part_number,
@@ -1009,6 +1102,8 @@ impl Client {
             chunks: stored.chunks,
             mtime_ms: 0,
             inline_data: Vec::new(),
+            checksum_algorithm: sum.algorithm,
+            checksum_value: sum.value,
         };
         let req = PutPartRequest {
             bucket: bucket.to_string(),
@@ -1200,6 +1295,8 @@ pub fn copy_manifest(src: Manifest, replace: Option<PutOptions>) -> (Manifest, O
         lock_mode: String::new(),
         retain_until_ms: 0,
         legal_hold: false,
+        // The copy is no completion of the source's upload.
+        completed_upload_id: String::new(),
         ..src
     };
     let mut if_match = None;
@@ -1213,8 +1310,57 @@ pub fn copy_manifest(src: Manifest, replace: Option<PutOptions>) -> (Manifest, O
         m.legal_hold = opts.legal_hold;
         m.tags = opts.tags;
         if_match = opts.if_match_etag;
+        m = with_checksum(m, opts.checksum.get());
     }
     (m, if_match)
+}
+
+/// The conditions of a conditional delete: ETag (`*` = any), Last-Modified (compared in
+/// whole seconds), size.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteIf {
+    /// The ETag the version must have.
+    pub etag: Option<String>,
+    /// Its Last-Modified, ms since the epoch.
+    pub mtime_ms: Option<u64>,
+    /// Its size in bytes.
+    pub size: Option<u64>,
+}
+
+impl DeleteIf {
+    /// Whether no condition is given.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.mtime_ms.is_none() && self.size.is_none()
+    }
+}
+
+/// Which part an upload names.
+#[derive(Clone, Copy, Debug)]
+pub struct PartId<'a> {
+    /// The bucket.
+    pub bucket: &'a str,
+    /// The object key.
+    pub key: &'a str,
+    /// The upload.
+    pub upload_id: &'a str,
+    /// 1..=10000.
+    pub part_number: u32,
+}
+
+/// `m` with the checksum `c` of its whole body (a single PUT's or a recomputed copy's), which
+/// replaces any the manifest had.
+pub fn with_checksum(mut m: Manifest, c: Option<StoredChecksum>) -> Manifest {
+    if let Some(c) = c {
+        m.checksum_algorithm = c.algorithm;
+        m.checksum_value = c.value;
+        m.checksum_type = if c.checksum_type.is_empty() {
+            "FULL_OBJECT".to_string()
+        } else {
+            c.checksum_type
+        };
+        m.part_checksums = Vec::new();
+    }
+    m
 }
 
 /// Pure: where the next page of a listing starts, or `None` when this was the last page.

@@ -126,6 +126,7 @@ pub trait Backend: Send + Sync + 'static {
         key: &str,
         version_id: Option<&str>,
         bypass_governance: bool,
+        cond: anode_client::DeleteIf,
     ) -> Result<DeleteOutcome, ClientError>;
     /// Bulk delete with version ids; one outcome per entry.
     async fn delete_versions(
@@ -182,12 +183,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Store one part.
     async fn upload_part(
         &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
+        id: anode_client::PartId<'_>,
         body: BodyStream,
         content_md5: Option<[u8; 16]>,
+        checksum: anode_client::ChecksumCell,
     ) -> Result<PartRecord, ClientError>;
     /// Complete an upload, if the object's current etag matches `if_match_etag` when set
     /// (`""` = the object must not exist).
@@ -336,8 +335,9 @@ impl Backend for Client {
         key: &str,
         version_id: Option<&str>,
         bypass_governance: bool,
+        cond: anode_client::DeleteIf,
     ) -> Result<DeleteOutcome, ClientError> {
-        Client::delete_version(self, bucket, key, version_id, bypass_governance).await
+        Client::delete_version_if(self, bucket, key, version_id, bypass_governance, cond).await
     }
     async fn delete_versions(
         &self,
@@ -402,14 +402,12 @@ impl Backend for Client {
     }
     async fn upload_part(
         &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
+        id: anode_client::PartId<'_>,
         body: BodyStream,
         content_md5: Option<[u8; 16]>,
+        checksum: anode_client::ChecksumCell,
     ) -> Result<PartRecord, ClientError> {
-        Client::upload_part(self, bucket, key, upload_id, part_number, body, content_md5).await
+        Client::upload_part_checked(self, id, body, content_md5, checksum).await
     }
     async fn complete_multipart(
         &self,

@@ -11,6 +11,8 @@ use crc_fast::{CrcAlgorithm, Digest as CrcDigest};
 use http::HeaderMap;
 use sha1::Digest as _;
 
+use anode_client::{ChecksumCell, StoredChecksum};
+
 use crate::error::S3Error;
 
 /// A checksum algorithm S3 accepts.
@@ -45,6 +47,34 @@ impl Algorithm {
             Algorithm::Crc64Nvme => "x-amz-checksum-crc64nvme",
             Algorithm::Sha1 => "x-amz-checksum-sha1",
             Algorithm::Sha256 => "x-amz-checksum-sha256",
+        }
+    }
+
+    /// S3's name of the algorithm (`CRC32`, ...), as stored in manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Crc32 => "CRC32",
+            Algorithm::Crc32c => "CRC32C",
+            Algorithm::Crc64Nvme => "CRC64NVME",
+            Algorithm::Sha1 => "SHA1",
+            Algorithm::Sha256 => "SHA256",
+        }
+    }
+
+    /// The algorithm S3 names `name` (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        ALL.into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The XML element of this checksum in S3 documents (`ChecksumCRC32`, ...).
+    pub fn xml_name(self) -> &'static str {
+        match self {
+            Algorithm::Crc32 => "ChecksumCRC32",
+            Algorithm::Crc32c => "ChecksumCRC32C",
+            Algorithm::Crc64Nvme => "ChecksumCRC64NVME",
+            Algorithm::Sha1 => "ChecksumSHA1",
+            Algorithm::Sha256 => "ChecksumSHA256",
         }
     }
 
@@ -84,6 +114,8 @@ enum Hasher {
 enum Expected {
     Header(Vec<u8>),
     Trailer,
+    /// Nothing to check: `x-amz-sdk-checksum-algorithm` only asks the server to compute it.
+    Compute,
 }
 
 /// The checksum one upload declared, being computed over its payload.
@@ -91,6 +123,7 @@ pub struct PayloadChecksum {
     alg: Algorithm,
     expected: Expected,
     hasher: Hasher,
+    cell: ChecksumCell,
 }
 
 impl std::fmt::Debug for PayloadChecksum {
@@ -104,8 +137,9 @@ impl std::fmt::Debug for PayloadChecksum {
 
 impl PayloadChecksum {
     /// The checksum the request declares: an `x-amz-checksum-ALG` header, else one named in
-    /// `x-amz-trailer`; `None` when it declares none. More than one declared checksum, or a
-    /// header value that is not base64 of the algorithm's length, is `InvalidRequest`.
+    /// `x-amz-trailer`, else one `x-amz-sdk-checksum-algorithm` asks the server to compute;
+    /// `None` when it declares none. More than one declared checksum, a header value that is
+    /// not base64 of the algorithm's length, or an unknown algorithm is `InvalidRequest`.
     pub fn from_headers(h: &HeaderMap) -> Result<Option<PayloadChecksum>, S3Error> {
         let mut declared = ALL.into_iter().filter_map(|a| {
             h.get(a.header())
@@ -125,7 +159,24 @@ impl PayloadChecksum {
             .get("x-amz-trailer")
             .and_then(|v| v.to_str().ok())
             .and_then(Algorithm::from_header);
-        Ok(trailer.map(|alg| PayloadChecksum::new(alg, Expected::Trailer)))
+        if let Some(alg) = trailer {
+            return Ok(Some(PayloadChecksum::new(alg, Expected::Trailer)));
+        }
+        match h.get("x-amz-sdk-checksum-algorithm") {
+            None => Ok(None),
+            Some(v) => {
+                let alg = v
+                    .to_str()
+                    .ok()
+                    .and_then(Algorithm::from_name)
+                    .ok_or_else(|| {
+                        S3Error::InvalidRequest(
+                            "Value for x-amz-sdk-checksum-algorithm header is invalid.".into(),
+                        )
+                    })?;
+                Ok(Some(PayloadChecksum::new(alg, Expected::Compute)))
+            }
+        }
     }
 
     fn new(alg: Algorithm, expected: Expected) -> PayloadChecksum {
@@ -133,7 +184,23 @@ impl PayloadChecksum {
             alg,
             expected,
             hasher: alg.hasher(),
+            cell: ChecksumCell::default(),
         }
+    }
+
+    /// A checksum to compute only (nothing expected), e.g. over a copy's source.
+    pub fn compute(alg: Algorithm) -> PayloadChecksum {
+        PayloadChecksum::new(alg, Expected::Compute)
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// Where the verified checksum is recorded when the payload ends (for the manifest).
+    pub fn cell(&self) -> ChecksumCell {
+        self.cell.clone()
     }
 
     /// The header or trailer name of the declared checksum.
@@ -154,7 +221,8 @@ impl PayloadChecksum {
     /// when the checksum was announced as a trailer). A mismatch is `BadDigest`.
     pub fn finish(self, trailer: Option<&str>) -> Result<(), S3Error> {
         let expected = match self.expected {
-            Expected::Header(v) => v,
+            Expected::Header(v) => Some(v),
+            Expected::Compute => None,
             Expected::Trailer => {
                 let value = trailer.ok_or_else(|| {
                     S3Error::InvalidRequest(format!(
@@ -162,7 +230,7 @@ impl PayloadChecksum {
                         self.alg.header()
                     ))
                 })?;
-                decode(self.alg, value)?
+                Some(decode(self.alg, value)?)
             }
         };
         let got = match self.hasher {
@@ -173,11 +241,15 @@ impl PayloadChecksum {
             Hasher::Sha1(d) => d.finalize().to_vec(),
             Hasher::Sha256(d) => d.finalize().to_vec(),
         };
-        if got == expected {
-            Ok(())
-        } else {
-            Err(S3Error::BadDigest)
+        if expected.is_some_and(|e| e != got) {
+            return Err(S3Error::BadDigest);
         }
+        self.cell.set(StoredChecksum {
+            algorithm: self.alg.name().to_string(),
+            value: base64::engine::general_purpose::STANDARD.encode(&got),
+            checksum_type: anode_meta::checksum::FULL_OBJECT.to_string(),
+        });
+        Ok(())
     }
 }
 

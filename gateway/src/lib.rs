@@ -37,6 +37,7 @@
 pub mod access;
 pub mod access_xml;
 pub mod acl_headers;
+pub mod attributes;
 pub mod audit;
 pub mod auth;
 pub mod authz;

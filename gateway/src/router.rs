@@ -211,6 +211,13 @@ pub enum S3Op {
         /// Key.
         key: String,
     },
+    /// `GET /b/k?attributes`: GetObjectAttributes.
+    GetObjectAttributes {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
     /// `DELETE /b/k?tagging` (answers 204).
     DeleteObjectTagging {
         /// Bucket.
@@ -403,6 +410,7 @@ impl S3Op {
             S3Op::GetBucketTagging { .. } => "GetBucketTagging",
             S3Op::PutBucketTagging { .. } => "PutBucketTagging",
             S3Op::DeleteBucketTagging { .. } => "DeleteBucketTagging",
+            S3Op::GetObjectAttributes { .. } => "GetObjectAttributes",
             S3Op::GetMissingBucketConfig { .. } => "GetBucketConfig",
             S3Op::ListObjectsV1 { .. } => "ListObjects",
             S3Op::ListObjectsV2 { .. } => "ListObjectsV2",
@@ -465,6 +473,7 @@ impl S3Op {
             | S3Op::GetBucketTagging { bucket }
             | S3Op::PutBucketTagging { bucket }
             | S3Op::DeleteBucketTagging { bucket }
+            | S3Op::GetObjectAttributes { bucket, .. }
             | S3Op::GetMissingBucketConfig { bucket, .. }
             | S3Op::ListObjectsV1 { bucket }
             | S3Op::ListObjectsV2 { bucket }
@@ -497,6 +506,7 @@ impl S3Op {
             | S3Op::GetObjectTagging { key, .. }
             | S3Op::PutObjectTagging { key, .. }
             | S3Op::DeleteObjectTagging { key, .. }
+            | S3Op::GetObjectAttributes { key, .. }
             | S3Op::PutObject { key, .. }
             | S3Op::CopyObject { key, .. }
             | S3Op::GetObject { key, .. }
@@ -538,6 +548,7 @@ impl S3Op {
                 S3Op::GetObjectTagging { .. } => return Some(A::GetObjectVersionTagging),
                 S3Op::PutObjectTagging { .. } => return Some(A::PutObjectVersionTagging),
                 S3Op::DeleteObjectTagging { .. } => return Some(A::DeleteObjectVersionTagging),
+                S3Op::GetObjectAttributes { .. } => return Some(A::GetObjectVersionAttributes),
                 _ => {}
             }
         }
@@ -792,6 +803,12 @@ fn route_object(
             Method::GET => Ok(S3Op::GetObjectTagging { bucket, key }),
             Method::PUT => Ok(S3Op::PutObjectTagging { bucket, key }),
             Method::DELETE => Ok(S3Op::DeleteObjectTagging { bucket, key }),
+            _ => Err(S3Error::MethodNotAllowed),
+        };
+    }
+    if q.has("attributes") {
+        return match *method {
+            Method::GET => Ok(S3Op::GetObjectAttributes { bucket, key }),
             _ => Err(S3Error::MethodNotAllowed),
         };
     }

@@ -346,6 +346,7 @@ impl Backend for MemBackend {
             tags: opts.tags,
             ..Default::default()
         };
+        let manifest = anode_client::with_checksum(manifest, opts.checksum.get());
         self.commit(bucket, key, manifest, opts.if_match_etag)
     }
 
@@ -444,12 +445,16 @@ impl Backend for MemBackend {
         key: &str,
         version_id: Option<&str>,
         bypass_governance: bool,
+        cond: anode_client::DeleteIf,
     ) -> Result<anode_client::DeleteOutcome, ClientError> {
         let res = self.propose(Op::DeleteObject(DeleteObjectCmd {
             bucket: bucket.into(),
             key: key.into(),
             version_id: version_id.map(str::to_string),
             bypass_governance,
+            if_match_etag: cond.etag,
+            if_match_last_modified_ms: cond.mtime_ms,
+            if_match_size: cond.size,
         }))?;
         Ok(res.deletions.into_iter().next().unwrap_or_default())
     }
@@ -584,6 +589,8 @@ impl Backend for MemBackend {
             retain_until_ms: opts.retain_until_ms,
             legal_hold: opts.legal_hold,
             tags: opts.tags,
+            checksum_algorithm: opts.checksum.get().unwrap_or_default().algorithm,
+            checksum_type: opts.checksum.get().unwrap_or_default().checksum_type,
         };
         self.propose(Op::CreateMultipart(CreateMultipartCmd {
             upload: Some(upload),
@@ -593,14 +600,19 @@ impl Backend for MemBackend {
 
     async fn upload_part(
         &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
+        id: anode_client::PartId<'_>,
         body: BodyStream,
         content_md5: Option<[u8; 16]>,
+        checksum: anode_client::ChecksumCell,
     ) -> Result<PartRecord, ClientError> {
+        let anode_client::PartId {
+            bucket,
+            key,
+            upload_id,
+            part_number,
+        } = id;
         let (data, digest) = checked_body(body, content_md5).await?;
+        let sum = checksum.get().unwrap_or_default();
         let part = PartRecord {
             version: RECORD_VERSION,
             part_number,
@@ -609,6 +621,8 @@ impl Backend for MemBackend {
             chunks: self.store_part_body(data),
             mtime_ms: 0,
             inline_data: Vec::new(),
+            checksum_algorithm: sum.algorithm,
+            checksum_value: sum.value,
         };
         self.propose(Op::PutPart(PutPartCmd {
             bucket: bucket.into(),

@@ -3,7 +3,7 @@
 //! in each versioning state (`anode_meta::state::versions`); these handlers map requests and
 //! answers.
 
-use anode_client::{ListObjectVersionsRequest, ObjectVersionRef};
+use anode_client::{DeleteIf, DeleteOutcome, ListObjectVersionsRequest, ObjectVersionRef};
 use http::{Response, StatusCode};
 
 use crate::body::{RequestBody, RespBody};
@@ -120,9 +120,10 @@ pub async fn delete_object(
     check_key(key)?;
     let vid = cx.query.get("versionId");
     let bypass = crate::object_lock::bypass_governance(cx, bucket, key);
+    let cond = delete_condition(cx.headers)?;
     let outcome = cx
         .backend
-        .delete_version(bucket, key, vid, bypass)
+        .delete_version(bucket, key, vid, bypass, cond)
         .await
         .map_err(ce)?;
     let mut r = status_only(StatusCode::NO_CONTENT);
@@ -133,6 +134,70 @@ pub async fn delete_object(
         crate::handlers::set_header(&mut r, "x-amz-delete-marker", "true");
     }
     Ok(r)
+}
+
+/// How a successful delete is reported: S3 reports every requested key as deleted, whether
+/// or not it existed.
+fn deleted_entry(o: DeleteOutcome, asked: Option<String>) -> xml::Deleted {
+    let created_marker = asked.is_none() && o.delete_marker;
+    xml::Deleted {
+        key: o.key,
+        version_id: asked,
+        delete_marker: o.delete_marker,
+        delete_marker_version_id: created_marker.then(|| o.version_id.clone()),
+    }
+}
+
+/// The conditions of a DeleteObject (S3's 2024 conditional deletes): `If-Match` (an ETag or
+/// `*`), `x-amz-if-match-last-modified-time` (an HTTP date), `x-amz-if-match-size`. Decided
+/// by the state machine when the delete applies. A malformed value is `InvalidArgument`.
+pub fn delete_condition(h: &http::HeaderMap) -> Result<DeleteIf, S3Error> {
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    let mtime_ms = get("x-amz-if-match-last-modified-time")
+        .map(|v| {
+            crate::http_util::parse_http_date_secs(v)
+                .or_else(|| crate::object_lock::parse_iso8601_ms(v).map(|ms| ms / 1000))
+                .map(|s| s.saturating_mul(1000))
+                .ok_or_else(|| {
+                    S3Error::InvalidArgument("Invalid x-amz-if-match-last-modified-time".into())
+                })
+        })
+        .transpose()?;
+    let size = get("x-amz-if-match-size")
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| S3Error::InvalidArgument("Invalid x-amz-if-match-size".into()))
+        })
+        .transpose()?;
+    Ok(DeleteIf {
+        etag: get("if-match").map(str::to_string),
+        mtime_ms,
+        size,
+    })
+}
+
+/// The conditions of one DeleteObjects entry (`ETag`, `LastModifiedTime` in ISO 8601,
+/// `Size`).
+pub fn entry_condition(c: &xml::DeleteCond) -> Result<DeleteIf, S3Error> {
+    let mtime_ms = c
+        .last_modified
+        .as_deref()
+        .map(|v| {
+            crate::object_lock::parse_iso8601_ms(v)
+                .or_else(|| crate::http_util::parse_http_date_secs(v).map(|s| s * 1000))
+                .ok_or(S3Error::MalformedXML)
+        })
+        .transpose()?;
+    let size = c
+        .size
+        .as_deref()
+        .map(|v| v.parse::<u64>().map_err(|_| S3Error::MalformedXML))
+        .transpose()?;
+    Ok(DeleteIf {
+        etag: c.etag.clone(),
+        mtime_ms,
+        size,
+    })
 }
 
 /// DeleteObjects with or without version ids: each entry is authorized on its own
@@ -147,9 +212,15 @@ pub async fn delete_objects(
     let body = body.collect(MAX_DELETE_BODY_BYTES).await?;
     check_body_md5(cx.headers, &body)?;
     let req = xml::parse_delete(&body)?;
+    let conds = req
+        .conditions
+        .iter()
+        .map(entry_condition)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut errors = Vec::new();
     let mut wanted = Vec::new();
-    for (key, version) in req.objects {
+    let mut conditional = Vec::new();
+    for ((key, version), cond) in req.objects.into_iter().zip(conds) {
         let version = version.filter(|v| !v.is_empty());
         let action = if version.is_some() {
             Action::DeleteObjectVersion
@@ -181,6 +252,8 @@ pub async fn delete_objects(
                 code: "AccessDenied".into(),
                 message: "Access Denied".into(),
             });
+        } else if !cond.is_empty() {
+            conditional.push((key, version, cond));
         } else {
             wanted.push(ObjectVersionRef {
                 key,
@@ -188,12 +261,36 @@ pub async fn delete_objects(
             });
         }
     }
-    if wanted.is_empty() && !errors.is_empty() && errors.iter().all(|e| e.code == "AccessDenied") {
+    let mut deleted = Vec::new();
+    // Conditional entries are single conditional deletes, each decided when it applies.
+    for (key, version, cond) in conditional {
+        let bypass = crate::object_lock::bypass_governance(cx, bucket, &key);
+        let done = cx
+            .backend
+            .delete_version(bucket, &key, version.as_deref(), bypass, cond)
+            .await;
+        match done {
+            Ok(o) => deleted.push(deleted_entry(o, version)),
+            Err(e) => {
+                let s3 = ce(e);
+                errors.push(xml::DeleteError {
+                    key,
+                    version_id: version,
+                    code: s3.aws_code().into(),
+                    message: s3.public_message(),
+                });
+            }
+        }
+    }
+    if wanted.is_empty()
+        && deleted.is_empty()
+        && !errors.is_empty()
+        && errors.iter().all(|e| e.code == "AccessDenied")
+    {
         // Nothing the caller asked for may be deleted by them: refuse the request as a whole
         // (Ceph RGW does the same without a policy); a partial refusal is per key.
         return Err(S3Error::AccessDenied("Access Denied".into()));
     }
-    let mut deleted = Vec::new();
     if wanted.is_empty() {
         cx.backend.head_bucket(bucket).await.map_err(ce)?;
     } else {
@@ -219,14 +316,7 @@ pub async fn delete_objects(
                 });
                 continue;
             }
-            // S3 reports every requested key as deleted, whether or not it existed.
-            let created_marker = asked.is_none() && o.delete_marker;
-            deleted.push(xml::Deleted {
-                key: o.key,
-                version_id: asked,
-                delete_marker: o.delete_marker,
-                delete_marker_version_id: created_marker.then(|| o.version_id.clone()),
-            });
+            deleted.push(deleted_entry(o, asked));
         }
     }
     Ok(xml_ok(xml::delete_result_versions(

@@ -310,13 +310,122 @@ pub fn initiate_multipart_upload(bucket: &str, key: &str, upload_id: &str) -> St
 
 /// `CompleteMultipartUploadResult`.
 pub fn complete_multipart_upload(location: &str, bucket: &str, key: &str, etag: &str) -> String {
+    complete_multipart_upload_checksum(location, bucket, key, etag, None)
+}
+
+/// A checksum in an S3 document: element (`ChecksumCRC32`...), base64 value, type.
+pub type ChecksumElem<'a> = (&'a str, &'a str, &'a str);
+
+/// [`complete_multipart_upload`] with the object's checksum and its type.
+pub fn complete_multipart_upload_checksum(
+    location: &str,
+    bucket: &str,
+    key: &str,
+    etag: &str,
+    checksum: Option<ChecksumElem<'_>>,
+) -> String {
     let mut w = XmlWriter::new();
     w.open_root("CompleteMultipartUploadResult");
     w.elem("Location", location);
     w.elem("Bucket", bucket);
     w.elem("Key", key);
     w.elem("ETag", &quote_etag(etag));
+    if let Some((name, value, kind)) = checksum {
+        w.elem(name, value);
+        w.elem("ChecksumType", kind);
+    }
     w.close("CompleteMultipartUploadResult");
+    w.finish()
+}
+
+/// The XML element of an algorithm's checksum (`CRC32` -> `ChecksumCRC32`); None for none.
+pub fn checksum_elem(algorithm: &str) -> Option<&'static str> {
+    match algorithm {
+        "CRC32" => Some("ChecksumCRC32"),
+        "CRC32C" => Some("ChecksumCRC32C"),
+        "CRC64NVME" => Some("ChecksumCRC64NVME"),
+        "SHA1" => Some("ChecksumSHA1"),
+        "SHA256" => Some("ChecksumSHA256"),
+        _ => None,
+    }
+}
+
+/// What GetObjectAttributes answers (each part only when asked for).
+#[derive(Clone, Debug, Default)]
+pub struct ObjectAttributes {
+    /// ETag (unquoted, as S3 writes it here).
+    pub etag: Option<String>,
+    /// The checksum: algorithm, value, type.
+    pub checksum: Option<(String, String, String)>,
+    /// ObjectParts: (total parts, part number marker, next marker, max parts, truncated,
+    /// parts as (number, size, checksum value)).
+    pub parts: Option<PartsAttr>,
+    /// StorageClass.
+    pub storage_class: bool,
+    /// ObjectSize.
+    pub size: Option<u64>,
+}
+
+/// The `ObjectParts` of GetObjectAttributes.
+#[derive(Clone, Debug, Default)]
+pub struct PartsAttr {
+    /// Parts of the object.
+    pub total: usize,
+    /// `x-amz-part-number-marker` given.
+    pub marker: u32,
+    /// Where the next page starts.
+    pub next_marker: u32,
+    /// `x-amz-max-parts` in force.
+    pub max_parts: u32,
+    /// More parts follow.
+    pub truncated: bool,
+    /// The checksum algorithm of the parts ("" none).
+    pub algorithm: String,
+    /// This page: (part number, size, checksum value).
+    pub parts: Vec<(u32, u64, String)>,
+}
+
+/// `GetObjectAttributesResponse`.
+pub fn object_attributes(a: &ObjectAttributes) -> String {
+    let mut w = XmlWriter::new();
+    w.open_root("GetObjectAttributesResponse");
+    if let Some(e) = &a.etag {
+        w.elem("ETag", e);
+    }
+    if let Some((alg, value, kind)) = &a.checksum {
+        if let Some(name) = checksum_elem(alg) {
+            w.open("Checksum");
+            w.elem(name, value);
+            w.elem("ChecksumType", kind);
+            w.close("Checksum");
+        }
+    }
+    if let Some(p) = &a.parts {
+        w.open("ObjectParts");
+        w.elem("PartsCount", &p.total.to_string());
+        w.elem("TotalPartsCount", &p.total.to_string());
+        w.elem("PartNumberMarker", &p.marker.to_string());
+        w.elem("NextPartNumberMarker", &p.next_marker.to_string());
+        w.elem("MaxParts", &p.max_parts.to_string());
+        w.elem("IsTruncated", bool_str(p.truncated));
+        for (n, size, sum) in &p.parts {
+            w.open("Part");
+            w.elem("PartNumber", &n.to_string());
+            w.elem("Size", &size.to_string());
+            if let Some(name) = checksum_elem(&p.algorithm).filter(|_| !sum.is_empty()) {
+                w.elem(name, sum);
+            }
+            w.close("Part");
+        }
+        w.close("ObjectParts");
+    }
+    if a.storage_class {
+        w.elem("StorageClass", "STANDARD");
+    }
+    if let Some(n) = a.size {
+        w.elem("ObjectSize", &n.to_string());
+    }
+    w.close("GetObjectAttributesResponse");
     w.finish()
 }
 
@@ -366,6 +475,9 @@ pub fn list_parts_result(page: &PartsPage) -> String {
         w.elem("LastModified", &iso8601_ms(p.mtime_ms));
         w.elem("ETag", &quote_etag(&p.etag));
         w.elem("Size", &p.size.to_string());
+        if let Some(name) = checksum_elem(&p.checksum_algorithm) {
+            w.elem(name, &p.checksum_value);
+        }
         w.close("Part");
     }
     w.close("ListPartsResult");
@@ -785,6 +897,8 @@ pub struct CompletePartSpec {
     pub part_number: u32,
     /// ETag, quotes removed.
     pub etag: String,
+    /// The part checksums given (`ChecksumCRC32` ... element name, base64 value).
+    pub checksums: Vec<(String, String)>,
 }
 
 /// Parse a `CompleteMultipartUpload` body. No parts, or a part without a number or ETag, is
@@ -800,9 +914,16 @@ pub fn parse_complete_multipart(body: &[u8]) -> Result<Vec<CompletePartSpec>, S3
             .ok_or(S3Error::MalformedXML)?;
         let etag = p.child("ETag").ok_or(S3Error::MalformedXML)?;
         let etag = etag.text.trim().trim_matches('"').to_string();
+        let checksums = p
+            .children
+            .iter()
+            .filter(|c| c.name.starts_with("Checksum"))
+            .map(|c| (c.name.clone(), c.text.trim().to_string()))
+            .collect();
         parts.push(CompletePartSpec {
             part_number: number,
             etag,
+            checksums,
         });
     }
     if parts.is_empty() {
@@ -818,6 +939,19 @@ pub struct DeleteRequest {
     pub quiet: bool,
     /// Keys to delete, in request order, with their version id if any.
     pub objects: Vec<(String, Option<String>)>,
+    /// Each object's conditions (`ETag`, `LastModifiedTime`, `Size`), in the same order.
+    pub conditions: Vec<DeleteCond>,
+}
+
+/// The conditions of one DeleteObjects entry, as given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteCond {
+    /// `ETag`.
+    pub etag: Option<String>,
+    /// `LastModifiedTime` (ISO 8601).
+    pub last_modified: Option<String>,
+    /// `Size`.
+    pub size: Option<String>,
 }
 
 /// Parse a `Delete` body (1..=1000 objects).
@@ -831,15 +965,26 @@ pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
         Some(_) => return Err(S3Error::MalformedXML),
     };
     let mut objects = Vec::new();
+    let mut conditions = Vec::new();
     for o in root.children_named("Object") {
         let key = o.child("Key").ok_or(S3Error::MalformedXML)?.text.clone();
         let version = o.child("VersionId").map(|v| v.text.trim().to_string());
         objects.push((key, version));
+        let text = |n: &str| o.child(n).map(|v| v.text.trim().to_string());
+        conditions.push(DeleteCond {
+            etag: text("ETag"),
+            last_modified: text("LastModifiedTime"),
+            size: text("Size"),
+        });
     }
     if objects.is_empty() || objects.len() > MAX_DELETE_OBJECTS {
         return Err(S3Error::MalformedXML);
     }
-    Ok(DeleteRequest { quiet, objects })
+    Ok(DeleteRequest {
+        quiet,
+        objects,
+        conditions,
+    })
 }
 
 /// Parse an optional `CreateBucketConfiguration` body; returns its `LocationConstraint` (empty
@@ -1074,11 +1219,13 @@ mod tests {
             vec![
                 CompletePartSpec {
                     part_number: 1,
-                    etag: "a54357aff0632cce46d942af68356b38".into()
+                    etag: "a54357aff0632cce46d942af68356b38".into(),
+                    checksums: vec![],
                 },
                 CompletePartSpec {
                     part_number: 2,
-                    etag: "0c78aef83f66abc1fa1e8477f296d394".into()
+                    etag: "0c78aef83f66abc1fa1e8477f296d394".into(),
+                    checksums: vec![("ChecksumCRC32".into(), "x".into())],
                 },
             ]
         );

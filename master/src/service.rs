@@ -562,6 +562,9 @@ impl Master for MasterService {
                     key: r.key,
                     version_id: r.version_id,
                     bypass_governance: r.bypass_governance,
+                    if_match_etag: r.if_match_etag,
+                    if_match_last_modified_ms: r.if_match_last_modified_ms,
+                    if_match_size: r.if_match_size,
                 }),
             )
             .await?;

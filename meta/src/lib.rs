@@ -30,6 +30,7 @@
 
 pub mod access;
 pub mod authz;
+pub mod checksum;
 pub mod control;
 pub mod cors;
 pub mod healer;

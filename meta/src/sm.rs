@@ -28,9 +28,12 @@ use anode_proto::*;
 use md5::{Digest, Md5};
 use prost::Message;
 
+use crate::checksum;
 use crate::kv::{KvRead, Mutation, Overlay};
 use crate::validate::{self, ValidationError};
 
+#[cfg(test)]
+mod checksums_tests;
 mod invariants;
 mod lifecycle_apply;
 mod list;
@@ -487,18 +490,43 @@ pub fn command_version_for(op: &Op) -> u32 {
     }
 }
 
-/// Whether `op` needs command version 6 (issue 15): the CORS and tagging commands, and writes
-/// carrying tags or CORS rules.
+/// Whether `op` needs command version 6 (issue 15): the CORS and tagging commands; writes
+/// carrying tags, CORS rules or stored checksums; conditional deletes and puts (conditions
+/// decide as S3 does since version 6, see `check_write_condition`); and every completion (it
+/// records part etags and the upload id in the manifest).
 fn needs_v6(op: &Op) -> bool {
+    let checksummed = |m: &Manifest| {
+        !m.checksum_algorithm.is_empty()
+            || !m.checksum_value.is_empty()
+            || !m.checksum_type.is_empty()
+            || !m.part_checksums.is_empty()
+            || !m.part_etags.is_empty()
+            || !m.completed_upload_id.is_empty()
+    };
+    let new_manifest = |m: &Manifest| !m.tags.is_empty() || checksummed(m);
     match op {
         Op::SetObjectTagging(_) | Op::SetBucketTagging(_) | Op::SetBucketCors(_) => true,
-        Op::PutObject(c) => c.manifest.as_ref().is_some_and(|m| !m.tags.is_empty()),
+        Op::CompleteMultipart(_) => true,
+        Op::DeleteObject(c) => {
+            c.if_match_etag.is_some()
+                || c.if_match_last_modified_ms.is_some()
+                || c.if_match_size.is_some()
+        }
+        Op::PutObject(c) => {
+            c.if_match_etag.is_some() || c.manifest.as_ref().is_some_and(new_manifest)
+        }
         Op::PutObjects(c) => c
             .objects
             .iter()
             .filter_map(|p| p.manifest.as_ref())
-            .any(|m| !m.tags.is_empty()),
-        Op::CreateMultipart(c) => c.upload.as_ref().is_some_and(|u| !u.tags.is_empty()),
+            .any(new_manifest),
+        Op::PutPart(c) => c
+            .part
+            .as_ref()
+            .is_some_and(|p| !p.checksum_algorithm.is_empty() || !p.checksum_value.is_empty()),
+        Op::CreateMultipart(c) => c.upload.as_ref().is_some_and(|u| {
+            !u.tags.is_empty() || !u.checksum_algorithm.is_empty() || !u.checksum_type.is_empty()
+        }),
         Op::CreateBucket(c) => c
             .config
             .as_ref()
@@ -571,15 +599,20 @@ type Res = Result<CommandResult, StateError>;
 /// issued upload id shape; version 1 keeps the checks it had (key length, upload id charset,
 /// user metadata) plus size bounds that keep the byte counters from overflowing (found by
 /// fuzzing; no writer ever sent such sizes).
+/// Version 6 (issue 15) adds the checks of stored checksums and conditional deletes, and
+/// completions that record part etags, checksums and the upload id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Rules {
     V1,
     V2,
+    V6,
 }
 
 impl Rules {
     fn of(version: u32) -> Rules {
-        if version >= 2 {
+        if version >= 6 {
+            Rules::V6
+        } else if version >= 2 {
             Rules::V2
         } else {
             Rules::V1
@@ -588,7 +621,7 @@ impl Rules {
 
     fn object_key(self, key: &str) -> Result<(), ValidationError> {
         match self {
-            Rules::V2 => validate::object_key(key),
+            Rules::V2 | Rules::V6 => validate::object_key(key),
             Rules::V1 => match key.len() {
                 0 => Err(ValidationError::EmptyKey),
                 n if n > validate::MAX_KEY_BYTES => Err(ValidationError::KeyTooLong(n)),
@@ -599,7 +632,7 @@ impl Rules {
 
     fn upload_id(self, id: &str) -> Result<(), ValidationError> {
         match self {
-            Rules::V2 => validate::upload_id(id),
+            Rules::V2 | Rules::V6 => validate::upload_id(id),
             Rules::V1 => {
                 let url_safe =
                     |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~');
@@ -614,9 +647,12 @@ impl Rules {
     fn manifest(self, m: &Manifest) -> Result<(), StateError> {
         crate::tagging::validate_object(&m.tags)?;
         match self {
-            Rules::V2 => {
+            Rules::V2 | Rules::V6 => {
                 validate::manifest(m)?;
                 validate::system_metadata(&m.content_type, &m.system_metadata)?;
+                if self == Rules::V6 {
+                    check_manifest_checksum(m)?;
+                }
                 Ok(())
             }
             Rules::V1 => {
@@ -629,9 +665,106 @@ impl Rules {
     fn part(self, p: &PartRecord) -> Result<(), StateError> {
         match self {
             Rules::V2 => Ok(validate::part(p)?),
+            Rules::V6 => {
+                validate::part(p)?;
+                checksum::check_stored(&p.checksum_algorithm, &p.checksum_value, "", None)
+                    .map_err(|e| StateError::InvalidArgument(e.to_string()))
+            }
             Rules::V1 => v1_sizes(p.size, validate::MAX_PART_BYTES, &p.chunks),
         }
     }
+}
+
+/// A stored manifest's checksum: a known algorithm, a type it allows, a value of its length
+/// (`-N` when composite of N parts), and part checksums of the algorithm.
+fn check_manifest_checksum(m: &Manifest) -> Result<(), StateError> {
+    let bad = |e: checksum::ChecksumError| StateError::InvalidArgument(e.to_string());
+    let parts = (m.checksum_type == checksum::COMPOSITE && !m.part_checksums.is_empty())
+        .then_some(m.part_checksums.len());
+    checksum::check_stored(
+        &m.checksum_algorithm,
+        &m.checksum_value,
+        &m.checksum_type,
+        parts,
+    )
+    .map_err(bad)?;
+    if m.part_checksums.len() > MAX_PART_NUMBER as usize
+        || m.part_etags.len() > MAX_PART_NUMBER as usize
+    {
+        return Err(StateError::InvalidArgument("too many part records".into()));
+    }
+    for v in &m.part_checksums {
+        checksum::check_stored(&m.checksum_algorithm, v, "", None).map_err(bad)?;
+    }
+    if m.part_etags.iter().any(|e| part_md5(e).is_none()) || m.completed_upload_id.len() > 128 {
+        return Err(StateError::InvalidArgument(
+            "bad part etag or upload id".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An upload's checksum settings: none, or a known algorithm with a type it allows.
+fn check_upload_checksum(u: &MultipartUpload) -> Result<(), StateError> {
+    if u.checksum_algorithm.is_empty() && u.checksum_type.is_empty() {
+        return Ok(());
+    }
+    let alg = checksum::Algorithm::parse(&u.checksum_algorithm)
+        .ok()
+        .filter(|a| a.name() == u.checksum_algorithm)
+        .ok_or_else(|| {
+            StateError::InvalidArgument(format!(
+                "unknown checksum algorithm {:?}",
+                u.checksum_algorithm
+            ))
+        })?;
+    if !alg.allows_type(&u.checksum_type) {
+        return Err(StateError::InvalidArgument(format!(
+            "checksum type {:?} is not supported with {:?}",
+            u.checksum_type, u.checksum_algorithm
+        )));
+    }
+    Ok(())
+}
+
+/// What a version 6 completion records besides the body: the part etags, the upload id (a
+/// repeated completion is answered from them), and the object's checksum when the upload
+/// declared an algorithm (every chosen part must carry a checksum of it: `InvalidPart`).
+fn completion_records(
+    m: &mut Manifest,
+    u: &MultipartUpload,
+    parts: &[PartRecord],
+) -> Result<(), StateError> {
+    m.part_etags = parts
+        .iter()
+        .map(|p| p.etag.trim_matches('"').to_string())
+        .collect();
+    m.completed_upload_id = u.upload_id.clone();
+    if u.checksum_algorithm.is_empty() {
+        return Ok(());
+    }
+    let alg = checksum::Algorithm::parse(&u.checksum_algorithm)
+        .map_err(|e| StateError::InvalidArgument(e.to_string()))?;
+    if let Some(p) = parts
+        .iter()
+        .find(|p| p.checksum_algorithm != u.checksum_algorithm || p.checksum_value.is_empty())
+    {
+        return Err(StateError::InvalidPart(format!(
+            "part {} has no {} checksum",
+            p.part_number, u.checksum_algorithm
+        )));
+    }
+    let pairs: Vec<(&str, u64)> = parts
+        .iter()
+        .map(|p| (p.checksum_value.as_str(), p.size))
+        .collect();
+    let value = checksum::of_parts(alg, &u.checksum_type, &pairs)
+        .ok_or_else(|| StateError::InvalidPart("a part checksum is invalid".into()))?;
+    m.checksum_algorithm = u.checksum_algorithm.clone();
+    m.checksum_type = u.checksum_type.clone();
+    m.checksum_value = value;
+    m.part_checksums = parts.iter().map(|p| p.checksum_value.clone()).collect();
+    Ok(())
 }
 
 /// Version 1 size bounds: a body of at most `max` bytes, chunks of at most `MAX_CHUNK_BYTES`.
@@ -659,7 +792,16 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op, rules: Rules) ->
         Op::PutObjects(c) => put_objects(o, index, now, c, rules),
         Op::DeleteObject(c) => {
             let entry = [(c.key.clone(), c.version_id.clone())];
-            delete_objects(o, index, now, &c.bucket, &entry, c.bypass_governance, true)
+            let mode = DeleteMode {
+                bypass: c.bypass_governance,
+                single: true,
+                cond: versions::DeleteCondition {
+                    etag: c.if_match_etag.clone(),
+                    mtime_ms: c.if_match_last_modified_ms,
+                    size: c.if_match_size,
+                },
+            };
+            delete_objects(o, index, now, &c.bucket, &entry, &mode)
         }
         Op::DeleteObjects(c) => {
             let entries: Vec<(String, Option<String>)> = c
@@ -672,15 +814,11 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op, rules: Rules) ->
                         .map(|r| (r.key.clone(), r.version_id.clone())),
                 )
                 .collect();
-            delete_objects(
-                o,
-                index,
-                now,
-                &c.bucket,
-                &entries,
-                c.bypass_governance,
-                false,
-            )
+            let mode = DeleteMode {
+                bypass: c.bypass_governance,
+                ..Default::default()
+            };
+            delete_objects(o, index, now, &c.bucket, &entries, &mode)
         }
         Op::SetBucketVersioning(c) => {
             versions::set_versioning(o, c)?;
@@ -886,7 +1024,7 @@ fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd, rules
     permissions::check_object_acl(&m.acl)?;
     let key = object_key(&c.bucket, &c.key);
     let old: Option<Manifest> = get_msg(o, &key);
-    check_condition(old.as_ref(), c.if_match_etag.as_deref())?;
+    check_write_condition(old.as_ref(), c.if_match_etag.as_deref(), rules)?;
     check_new_refs(o, &m.chunks)?;
     let mut m = m;
     stored_refs(&mut m.chunks);
@@ -926,6 +1064,28 @@ fn put_objects(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectsCmd, rul
         written: c.objects.len() as u64,
         ..Default::default()
     })
+}
+
+/// A write's condition as its command version decides it: version 6 follows S3's 2024
+/// conditional writes (a current delete marker is no object; `If-Match` on no object is
+/// `NoSuchKey`; `*` matches any object), older versions as they applied then.
+fn check_write_condition(
+    old: Option<&Manifest>,
+    cond: Option<&str>,
+    rules: Rules,
+) -> Result<(), StateError> {
+    if rules != Rules::V6 {
+        return check_condition(old, cond);
+    }
+    let old = old.filter(|m| !m.delete_marker);
+    match (cond.map(|c| c.trim().trim_matches('"')), old) {
+        (None, _) | (Some(""), None) => Ok(()),
+        (Some(""), Some(_)) => Err(StateError::PreconditionFailed("object exists".into())),
+        (Some(_), None) => Err(StateError::NoSuchKey("no object to match".into())),
+        (Some("*"), Some(_)) => Ok(()),
+        (Some(e), Some(m)) if m.etag == e => Ok(()),
+        (Some(_), Some(_)) => Err(StateError::PreconditionFailed("etag does not match".into())),
+    }
 }
 
 fn check_condition(old: Option<&Manifest>, cond: Option<&str>) -> Result<(), StateError> {
@@ -993,15 +1153,24 @@ fn drop_version(
 /// version ids. In a bulk delete a refused entry (a locked version, a bad version id) is
 /// reported in its outcome and the others still apply; a single delete's refusal is the
 /// command's.
+/// How [`delete_objects`] deletes: bypassing GOVERNANCE retention, as a single delete (whose
+/// refusal is the command's), under a condition (version 6; checked against each entry).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DeleteMode {
+    pub bypass: bool,
+    pub single: bool,
+    pub cond: versions::DeleteCondition,
+}
+
 fn delete_objects(
     o: &mut Overlay<'_>,
     index: u64,
     now: u64,
     bucket: &str,
     entries: &[(String, Option<String>)],
-    bypass: bool,
-    single: bool,
+    mode: &DeleteMode,
 ) -> Res {
+    let (bypass, single) = (mode.bypass, mode.single);
     track_usage(o, bucket)?;
     if entries.len() > validate::MAX_DELETE_KEYS {
         return Err(StateError::InvalidArgument(format!(
@@ -1014,13 +1183,18 @@ fn delete_objects(
     for (k, vid) in entries {
         // Each entry on its own overlay, so a refused one leaves nothing behind.
         let mut entry = Overlay::new(&*o);
-        let done = versions::delete(&mut entry, index, now, bucket, k, vid.as_deref(), bypass)
-            .and_then(|d| {
-                if let Some(old) = &d.removed {
-                    drop_version(&mut entry, now, bucket, old)?;
-                }
-                Ok(d.outcome)
-            });
+        let target = versions::Target {
+            key: k,
+            version_id: vid.as_deref(),
+            bypass,
+            cond: &mode.cond,
+        };
+        let done = versions::delete(&mut entry, index, now, bucket, &target).and_then(|d| {
+            if let Some(old) = &d.removed {
+                drop_version(&mut entry, now, bucket, old)?;
+            }
+            Ok(d.outcome)
+        });
         match done {
             Ok(outcome) => {
                 let muts = entry.into_mutations();
@@ -1148,8 +1322,11 @@ fn create_multipart(o: &mut Overlay<'_>, now: u64, c: &CreateMultipartCmd, rules
     rules.object_key(&u.key)?;
     rules.upload_id(&u.upload_id)?;
     validate::user_metadata(&u.user_metadata)?;
-    if rules == Rules::V2 {
+    if rules != Rules::V1 {
         validate::system_metadata(&u.content_type, &u.system_metadata)?;
+    }
+    if rules == Rules::V6 {
+        check_upload_checksum(&u)?;
     }
     permissions::check_object_acl(&u.acl)?;
     crate::tagging::validate_object(&u.tags)?;
@@ -1233,7 +1410,7 @@ fn complete_multipart(
     }
     let key = object_key(&c.bucket, &c.key);
     let old: Option<Manifest> = get_msg(o, &key);
-    check_condition(old.as_ref(), c.if_match_etag.as_deref())?;
+    check_write_condition(old.as_ref(), c.if_match_etag.as_deref(), rules)?;
     let stored = upload_parts(o, &c.bucket, &c.key, &c.upload_id);
     let mut chosen = Vec::with_capacity(c.parts.len());
     for (i, cp) in c.parts.iter().enumerate() {
@@ -1248,8 +1425,11 @@ fn complete_multipart(
         }
         chosen.push(p.clone());
     }
-    let m = multipart_manifest(&u, &chosen, index, now)?;
-    if rules == Rules::V2 {
+    let mut m = multipart_manifest(&u, &chosen, index, now)?;
+    if rules == Rules::V6 {
+        completion_records(&mut m, &u, &chosen)?;
+    }
+    if rules != Rules::V1 {
         validate::manifest(&m)?;
     }
     // The parts' references move to the object; parts not chosen are dropped.

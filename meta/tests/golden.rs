@@ -294,6 +294,7 @@ fn part() -> PartRecord {
         chunks: vec![chunk_ref(0xcc)],
         mtime_ms: 1_700_000_000_006,
         inline_data: b"x".to_vec(),
+        ..Default::default()
     }
 }
 
@@ -655,6 +656,69 @@ fn issue_14_encodings_stay_readable() {
     );
 }
 
+// ---- issue 15: stored checksums, conditional deletes, completed upload ids ----
+
+fn checksums_manifest() -> Manifest {
+    Manifest {
+        part_sizes: vec![5 << 20, 1 << 20],
+        checksum_algorithm: "CRC32".into(),
+        checksum_value: "jAxrMA==".into(),
+        checksum_type: "FULL_OBJECT".into(),
+        part_checksums: vec!["AAAAAA==".into(), "/////w==".into()],
+        part_etags: vec![
+            "0cc175b9c0f1b6a831c399e269772661".into(),
+            "92eb5ffee6ae2fec3ad71c777531578f".into(),
+        ],
+        completed_upload_id: "0123456789abcdef0123456789abcdef".into(),
+        ..manifest_versioned()
+    }
+}
+
+fn checksums_upload() -> MultipartUpload {
+    MultipartUpload {
+        checksum_algorithm: "SHA256".into(),
+        checksum_type: "COMPOSITE".into(),
+        ..upload()
+    }
+}
+
+fn checksums_part() -> PartRecord {
+    PartRecord {
+        checksum_algorithm: "SHA256".into(),
+        checksum_value: "ypeBEsobvcr6wjGzmiPcTaeG7/gUfE5yuYB3ha/uSLs=".into(),
+        ..part()
+    }
+}
+
+fn checksums_command_delete_if() -> Command {
+    Command {
+        version: 6,
+        now_ms: 1_700_000_000_500,
+        session: None,
+        op: Some(Op::DeleteObject(DeleteObjectCmd {
+            bucket: "photos".into(),
+            key: "2024/cat.jpg".into(),
+            version_id: Some("0000002a00010000".into()),
+            bypass_governance: false,
+            if_match_etag: Some("\"0cc175b9c0f1b6a831c399e269772661\"".into()),
+            if_match_last_modified_ms: Some(1_700_000_000_000),
+            if_match_size: Some(0),
+        })),
+    }
+}
+
+#[test]
+fn checksum_encodings_stay_readable() {
+    check_golden("checksums_manifest.v1", &checksums_manifest(), true);
+    check_golden("checksums_multipart_upload.v1", &checksums_upload(), true);
+    check_golden("checksums_part_record.v1", &checksums_part(), true);
+    check_golden(
+        "checksums_command_delete_if.v6",
+        &checksums_command_delete_if(),
+        true,
+    );
+}
+
 #[test]
 fn version_3_encodings_stay_readable() {
     check_golden("snapshot_data.v3", &snapshot(), true);
@@ -875,7 +939,7 @@ fn upload_tagged() -> MultipartUpload {
 }
 
 #[test]
-fn issue_15_encodings_stay_readable() {
+fn tagging_encodings_stay_readable() {
     check_golden("tagging_manifest.v1", &manifest_tagged(), true);
     check_golden("tagging_bucket_config.v1", &bucket_tagged(), true);
     check_golden("tagging_multipart_upload.v1", &upload_tagged(), true);
@@ -904,6 +968,46 @@ fn issue_15_encodings_stay_readable() {
             key: "2024/cat.jpg".into(),
             manifest: Some(manifest_tagged()),
             if_match_etag: None,
+        })),
+        true,
+    );
+}
+
+fn cors_rules() -> CorsConfig {
+    CorsConfig {
+        rules: vec![
+            CorsRule {
+                id: "web".into(),
+                allowed_origins: vec!["https://*.example.com".into()],
+                allowed_methods: vec!["GET".into(), "PUT".into()],
+                allowed_headers: vec!["x-amz-*".into()],
+                expose_headers: vec!["ETag".into()],
+                max_age_seconds: Some(3000),
+            },
+            CorsRule {
+                allowed_origins: vec!["*".into()],
+                allowed_methods: vec!["HEAD".into()],
+                ..Default::default()
+            },
+        ],
+    }
+}
+
+#[test]
+fn cors_encodings_stay_readable() {
+    check_golden(
+        "cors_bucket_config.v1",
+        &BucketConfig {
+            cors: Some(cors_rules()),
+            ..bucket()
+        },
+        true,
+    );
+    check_golden(
+        "cors_command_set_bucket_cors.v6",
+        &v6(Op::SetBucketCors(SetBucketCorsCmd {
+            name: "photos".into(),
+            config: Some(cors_rules()),
         })),
         true,
     );

@@ -29,8 +29,11 @@ pub use error::Refusal;
 /// members add delete markers, so it halts at the first version 5 command instead.
 /// Version 6 (issue 15) added CORS rules (`SetBucketCors`, `BucketConfig.cors`), tagging
 /// (`Manifest.tags`, `MultipartUpload.tags`, `BucketConfig.tags`, `SetObjectTagging`,
-/// `SetBucketTagging`) and stored checksums: a version 5 member would drop those fields while
-/// decoding, so it halts at the first command carrying them instead.
+/// `SetBucketTagging`), stored checksums, conditional deletes and the completed upload id
+/// (`Manifest.checksum_*`, `part_checksums`, `part_etags`, `completed_upload_id`,
+/// `PartRecord.checksum_*`, `MultipartUpload.checksum_*`, `DeleteObjectCmd.if_match_*`): a
+/// version 5 member would drop those fields while decoding and write different records, so it
+/// halts at the first command carrying them instead.
 pub const COMMAND_VERSION: u32 = 6;
 /// Current encoding version of [`v1::Manifest`].
 pub const MANIFEST_VERSION: u32 = 1;

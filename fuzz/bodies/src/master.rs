@@ -161,6 +161,18 @@ fn manifest(c: &mut Cursor<'_>) -> Manifest {
         delete_marker: c.u8().is_multiple_of(16),
         version_seq: 0,
         tags: tags(c),
+        // Stored checksums (issue 15): mostly none, sometimes one a writer could send, or a
+        // malformed one; completion records a writer must never set.
+        checksum_algorithm: ["", "", "CRC32", "SHA256", "bogus"][c.pick(5)].into(),
+        checksum_value: ["", "AAAAAA==", "not base64"][c.pick(3)].into(),
+        checksum_type: ["", "FULL_OBJECT", "COMPOSITE"][c.pick(3)].into(),
+        part_checksums: Vec::new(),
+        part_etags: Vec::new(),
+        completed_upload_id: if c.u8().is_multiple_of(16) {
+            "0123456789abcdef0123456789abcdef".into()
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -310,6 +322,7 @@ fn op(c: &mut Cursor<'_>) -> Op {
                     let n = c.pick(3);
                     c.take(n).to_vec()
                 },
+                ..Default::default()
             }),
         }),
         14 => Op::CompleteMultipart(CompleteMultipartCmd {

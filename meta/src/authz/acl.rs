@@ -126,7 +126,10 @@ impl Permission {
             (Permission::Read, true) => {
                 matches!(
                     action,
-                    A::GetObject | A::GetObjectVersion | A::GetObjectAttributes
+                    A::GetObject
+                        | A::GetObjectVersion
+                        | A::GetObjectAttributes
+                        | A::GetObjectVersionAttributes
                 )
             }
             (Permission::Write, true) => false,

@@ -88,6 +88,7 @@ actions! {
     GetObject => "s3:GetObject", Object;
     GetObjectVersion => "s3:GetObjectVersion", Object;
     GetObjectAttributes => "s3:GetObjectAttributes", Object;
+    GetObjectVersionAttributes => "s3:GetObjectVersionAttributes", Object;
     PutObject => "s3:PutObject", Object;
     DeleteObject => "s3:DeleteObject", Object;
     DeleteObjectVersion => "s3:DeleteObjectVersion", Object;
@@ -206,6 +207,7 @@ impl Action {
             // S3 has no s3:DeleteBucketTagging: deleting the tag set needs s3:PutBucketTagging.
             "PutBucketTagging" | "DeleteBucketTagging" => Action::PutBucketTagging,
             "GetObjectTagging" => Action::GetObjectTagging,
+            "GetObjectAttributes" => Action::GetObjectAttributes,
             "PutObjectTagging" => Action::PutObjectTagging,
             "DeleteObjectTagging" => Action::DeleteObjectTagging,
             "GetObject" | "HeadObject" => Action::GetObject,

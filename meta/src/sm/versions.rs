@@ -400,6 +400,56 @@ pub fn check_default_retention(d: &DefaultRetention) -> Result<(), StateError> {
     }
 }
 
+/// What one delete names: a key, a version (None: the S3 simple delete), the governance
+/// bypass, and a condition.
+pub(crate) struct Target<'a> {
+    pub key: &'a str,
+    pub version_id: Option<&'a str>,
+    pub bypass: bool,
+    pub cond: &'a DeleteCondition,
+}
+
+/// The conditions of a conditional delete (S3's 2024 `If-Match`,
+/// `x-amz-if-match-last-modified-time`, `x-amz-if-match-size`, and their DeleteObjects
+/// entry forms), checked against the version the delete acts on: the named version, or the
+/// newest one (a delete marker included: its etag is empty, its size 0). When there is
+/// nothing to delete the delete succeeds as a no-op, as S3 answers it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteCondition {
+    /// The ETag (quotes allowed), or `*` for any.
+    pub etag: Option<String>,
+    /// Last-Modified, compared in whole seconds (HTTP dates carry no more).
+    pub mtime_ms: Option<u64>,
+    /// The size in bytes.
+    pub size: Option<u64>,
+}
+
+impl DeleteCondition {
+    /// Whether no condition is given.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.mtime_ms.is_none() && self.size.is_none()
+    }
+
+    /// `PreconditionFailed` unless `m` meets every condition given.
+    pub fn check(&self, m: &Manifest) -> Result<(), StateError> {
+        if let Some(e) = &self.etag {
+            let e = e.trim();
+            if e != "*" && e.trim_matches('"') != m.etag {
+                return Err(StateError::PreconditionFailed("etag does not match".into()));
+            }
+        }
+        if self.mtime_ms.is_some_and(|t| t / 1000 != m.mtime_ms / 1000) {
+            return Err(StateError::PreconditionFailed(
+                "last modified time does not match".into(),
+            ));
+        }
+        if self.size.is_some_and(|n| n != m.size) {
+            return Err(StateError::PreconditionFailed("size does not match".into()));
+        }
+        Ok(())
+    }
+}
+
 /// The outcome of deleting one entry.
 pub(crate) struct Deletion {
     pub outcome: DeleteOutcome,
@@ -415,10 +465,9 @@ pub(crate) fn delete(
     index: u64,
     now_ms: u64,
     bucket: &str,
-    key: &str,
-    version_id: Option<&str>,
-    bypass: bool,
+    t: &Target<'_>,
 ) -> Result<Deletion, StateError> {
+    let (key, version_id, bypass) = (t.key, t.version_id, t.bypass);
     let cfg = get_bucket(o, bucket).ok_or_else(|| StateError::NoSuchBucket(bucket.into()))?;
     let mut outcome = DeleteOutcome {
         key: key.to_string(),
@@ -433,6 +482,7 @@ pub(crate) fn delete(
                 removed: None,
             });
         };
+        t.cond.check(&m)?;
         check_lock(&m, now_ms, bypass)?;
         unstore(o, bucket, key, &m, &slot);
         promote(o, bucket, key);
@@ -448,6 +498,7 @@ pub(crate) fn delete(
                 removed: None,
             });
         };
+        t.cond.check(&m)?;
         check_lock(&m, now_ms, bypass)?;
         o.delete(object_key(bucket, key));
         outcome.existed = true;
@@ -455,6 +506,17 @@ pub(crate) fn delete(
             outcome,
             removed: Some(m),
         });
+    }
+    match newest(o, bucket, key) {
+        Some((m, _)) => t.cond.check(&m)?,
+        // A conditional delete of a key with no versions is a no-op (no delete marker).
+        None if !t.cond.is_empty() => {
+            return Ok(Deletion {
+                outcome,
+                removed: None,
+            })
+        }
+        None => {}
     }
     let mut marker = Manifest {
         version: MANIFEST_VERSION,

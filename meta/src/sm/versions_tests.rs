@@ -77,6 +77,7 @@ fn del_in(
         key: key.into(),
         version_id: vid.map(str::to_string),
         bypass_governance: bypass,
+        ..Default::default()
     }))
     .map(|mut r| r.deletions.pop().expect("one outcome"))
 }
