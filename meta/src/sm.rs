@@ -729,7 +729,11 @@ fn check_upload_checksum(u: &MultipartUpload) -> Result<(), StateError> {
 
 /// What a version 6 completion records besides the body: the part etags, the upload id (a
 /// repeated completion is answered from them), and the object's checksum when the upload
-/// declared an algorithm (every chosen part must carry a checksum of it: `InvalidPart`).
+/// declared an algorithm and every chosen part carries a checksum of it. A part without one
+/// (an UploadPartCopy part: copies are made by reference and not read, so S3's computed
+/// checksum of the copied range is missing) leaves the object without a stored checksum
+/// rather than failing the completion (object_store's `copy_if_not_exists` completes such
+/// uploads).
 fn completion_records(
     m: &mut Manifest,
     u: &MultipartUpload,
@@ -745,14 +749,11 @@ fn completion_records(
     }
     let alg = checksum::Algorithm::parse(&u.checksum_algorithm)
         .map_err(|e| StateError::InvalidArgument(e.to_string()))?;
-    if let Some(p) = parts
+    if parts
         .iter()
-        .find(|p| p.checksum_algorithm != u.checksum_algorithm || p.checksum_value.is_empty())
+        .any(|p| p.checksum_algorithm != u.checksum_algorithm || p.checksum_value.is_empty())
     {
-        return Err(StateError::InvalidPart(format!(
-            "part {} has no {} checksum",
-            p.part_number, u.checksum_algorithm
-        )));
+        return Ok(());
     }
     let pairs: Vec<(&str, u64)> = parts
         .iter()
