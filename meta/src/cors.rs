@@ -45,6 +45,10 @@ pub enum CorsError {
     /// An id, entry or list over the limits.
     #[error("CORS rule over a limit: {0}")]
     TooLarge(&'static str),
+    /// A control character in an id or entry (it could not be sent in a header or written
+    /// back in XML).
+    #[error("CORS rule with a control character in {0}")]
+    BadCharacter(&'static str),
     /// A negative MaxAgeSeconds.
     #[error("MaxAgeSeconds must not be negative")]
     BadMaxAge,
@@ -78,6 +82,20 @@ pub fn validate(cfg: &CorsConfig) -> Result<(), CorsError> {
             if list.iter().any(|e| e.chars().count() > MAX_ENTRY_CHARS) {
                 return Err(CorsError::TooLarge("an entry longer than 1024 characters"));
             }
+        }
+        if r.id.chars().any(char::is_control) {
+            return Err(CorsError::BadCharacter("ID"));
+        }
+        if [
+            &r.allowed_origins,
+            &r.allowed_methods,
+            &r.allowed_headers,
+            &r.expose_headers,
+        ]
+        .iter()
+        .any(|list| list.iter().any(|e| e.chars().any(char::is_control)))
+        {
+            return Err(CorsError::BadCharacter("an entry"));
         }
         if let Some(m) = r
             .allowed_methods

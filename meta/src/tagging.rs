@@ -64,6 +64,14 @@ fn validate(tags: &[Tag], what: &'static str, max: usize) -> Result<(), TagError
         if t.value.chars().count() > MAX_TAG_VALUE_CHARS {
             return Err(TagError::InvalidValue);
         }
+        // S3 allows letters, digits, spaces and `_ . : / = + - @`; control characters could
+        // not even be written back in XML (a NUL, say), so they are refused here.
+        if t.key.chars().any(char::is_control) {
+            return Err(TagError::InvalidKey);
+        }
+        if t.value.chars().any(char::is_control) {
+            return Err(TagError::InvalidValue);
+        }
         if t.key.starts_with(RESERVED_PREFIX) {
             return Err(TagError::Reserved);
         }
@@ -132,6 +140,15 @@ mod tests {
             Err(TagError::Reserved)
         );
         assert_eq!(validate_object(&[tag("AWS:x", "1")]), Ok(()));
+        // Control characters (a NUL could not be written back in XML).
+        assert_eq!(
+            validate_object(&[tag("k\0", "")]),
+            Err(TagError::InvalidKey)
+        );
+        assert_eq!(
+            validate_object(&[tag("k", "a\u{5}b")]),
+            Err(TagError::InvalidValue)
+        );
     }
 
     #[test]
