@@ -6,7 +6,7 @@ use http::{HeaderMap, Response, StatusCode};
 
 use crate::body::RespBody;
 use crate::error::S3Error;
-use crate::handlers::{ce, set_header, xml_ok, Ctx};
+use crate::handlers::{set_header, xml_ok, Ctx};
 use crate::http_util::{check_key, http_date_ms};
 use crate::xml::{self, ObjectAttributes, PartsAttr};
 
@@ -119,23 +119,7 @@ pub async fn get_object_attributes(
     check_key(key)?;
     let w = wanted(cx.headers)?;
     let (max, marker) = part_paging(cx.headers)?;
-    let vid = cx.query.get("versionId");
-    let m = cx
-        .backend
-        .get_version(bucket, key, vid, true)
-        .await
-        .map_err(ce)?;
-    if m.delete_marker {
-        let e = if vid.is_some() {
-            S3Error::MethodNotAllowed
-        } else {
-            S3Error::NoSuchKey
-        };
-        return Err(S3Error::DeleteMarker {
-            inner: Box::new(e),
-            version_id: anode_meta::state::versions::version_id_of(&m).to_string(),
-        });
-    }
+    let m = crate::handlers::read_version(cx, bucket, key).await?;
     let attrs = ObjectAttributes {
         etag: w.etag.then(|| m.etag.clone()),
         checksum: (w.checksum && !m.checksum_algorithm.is_empty()).then(|| {
@@ -160,7 +144,7 @@ pub async fn get_object_attributes(
     let mut r = xml_ok(xml::object_attributes(&attrs));
     *r.status_mut() = StatusCode::OK;
     set_header(&mut r, "last-modified", &http_date_ms(m.mtime_ms));
-    if !m.version_id.is_empty() || vid.is_some() {
+    if !m.version_id.is_empty() || cx.query.get("versionId").is_some() {
         set_header(
             &mut r,
             "x-amz-version-id",

@@ -1150,6 +1150,34 @@ fn whole_checksum(
     Ok(first)
 }
 
+/// The version a GET, HEAD or GetObjectAttributes reads (`versionId`, else the newest), read
+/// from the leader. A delete marker is S3's error: 404 `NoSuchKey` for the newest version,
+/// 405 for a version id, both answered with the marker's `x-amz-delete-marker` and version id.
+pub(crate) async fn read_version(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+) -> Result<Manifest, S3Error> {
+    let vid = cx.query.get("versionId");
+    let m = cx
+        .backend
+        .get_version(bucket, key, vid, true)
+        .await
+        .map_err(ce)?;
+    if m.delete_marker {
+        let e = if vid.is_some() {
+            S3Error::MethodNotAllowed
+        } else {
+            S3Error::NoSuchKey
+        };
+        return Err(S3Error::DeleteMarker {
+            inner: Box::new(e),
+            version_id: anode_meta::state::versions::version_id_of(&m).to_string(),
+        });
+    }
+    Ok(m)
+}
+
 /// Check the part checksums a CompleteMultipartUpload names against the stored parts
 /// (`InvalidPart` on a mismatch), and a whole-object checksum sent with it against the one
 /// the parts give (`BadDigest`). The state machine checks the part etags again at apply time,
@@ -1284,24 +1312,7 @@ async fn get_object(
             "Cannot specify both Range header and partNumber query parameter".into(),
         ));
     }
-    let vid = cx.query.get("versionId");
-    let m = cx
-        .backend
-        .get_version(bucket, key, vid, true)
-        .await
-        .map_err(ce)?;
-    if m.delete_marker {
-        // S3: 404 NoSuchKey for the newest version, 405 for a version id; both say so.
-        let e = if vid.is_some() {
-            S3Error::MethodNotAllowed
-        } else {
-            S3Error::NoSuchKey
-        };
-        return Err(S3Error::DeleteMarker {
-            inner: Box::new(e),
-            version_id: anode_meta::state::versions::version_id_of(&m).to_string(),
-        });
-    }
+    let m = read_version(cx, bucket, key).await?;
     match Conditions::from_headers(cx.headers, "").evaluate(&m.etag, m.mtime_ms) {
         CondOutcome::Proceed => {}
         CondOutcome::PreconditionFailed => return Err(S3Error::PreconditionFailed),
@@ -1328,7 +1339,7 @@ async fn get_object(
     let mut r = Response::new(body);
     *r.status_mut() = status;
     object_headers(&mut r, &m, len);
-    if !m.version_id.is_empty() || vid.is_some() {
+    if !m.version_id.is_empty() || cx.query.get("versionId").is_some() {
         set(
             &mut r,
             "x-amz-version-id",

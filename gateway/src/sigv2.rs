@@ -28,7 +28,9 @@ use sha1::Sha1;
 
 use crate::error::S3Error;
 use crate::http_util::Query;
-use crate::sigv4::{constant_time_eq, PayloadMode, Verified, MAX_CLOCK_SKEW_SECS};
+use crate::sigv4::{
+    canonical_header_value, constant_time_eq, PayloadMode, Verified, MAX_CLOCK_SKEW_SECS,
+};
 
 type HmacSha1 = Hmac<Sha1>;
 
@@ -246,19 +248,9 @@ pub fn canonical_amz_headers(headers: &HeaderMap) -> String {
     names.dedup();
     let mut out = String::new();
     for name in names {
-        let values: Vec<String> = headers
-            .get_all(name)
-            .iter()
-            .map(|v| {
-                String::from_utf8_lossy(v.as_bytes())
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
         out.push_str(name);
         out.push(':');
-        out.push_str(&values.join(","));
+        out.push_str(&canonical_header_value(headers, name));
         out.push('\n');
     }
     out

@@ -511,7 +511,7 @@ fn canonical_query(query: &Query, presigned: bool) -> String {
 }
 
 /// All values of `name`, each trimmed with inner whitespace runs collapsed, joined by `,`.
-fn canonical_header_value(headers: &HeaderMap, name: &str) -> String {
+pub(crate) fn canonical_header_value(headers: &HeaderMap, name: &str) -> String {
     headers
         .get_all(name)
         .iter()
