@@ -79,15 +79,6 @@ pub trait Backend: Send + Sync + 'static {
         manifest: &Manifest,
         range: Option<(u64, u64)>,
     ) -> ByteStream;
-    /// Copy by reference; `replace` replaces the metadata.
-    async fn copy_object(
-        &self,
-        src_bucket: &str,
-        src_key: &str,
-        dst_bucket: &str,
-        dst_key: &str,
-        replace: Option<PutOptions>,
-    ) -> Result<Manifest, ClientError>;
     /// Copy the version `src` (as read, conditions checked) to `dst_bucket/dst_key` by
     /// reference; `replace` replaces the metadata.
     async fn copy_from(
@@ -284,16 +275,6 @@ impl Backend for Client {
         range: Option<(u64, u64)>,
     ) -> ByteStream {
         Client::read_manifest(self, bucket, manifest, range)
-    }
-    async fn copy_object(
-        &self,
-        src_bucket: &str,
-        src_key: &str,
-        dst_bucket: &str,
-        dst_key: &str,
-        replace: Option<PutOptions>,
-    ) -> Result<Manifest, ClientError> {
-        Client::copy_object(self, src_bucket, src_key, dst_bucket, dst_key, replace).await
     }
     async fn copy_from(
         &self,

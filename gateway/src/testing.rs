@@ -374,19 +374,6 @@ impl Backend for MemBackend {
         pieces(slice)
     }
 
-    async fn copy_object(
-        &self,
-        src_bucket: &str,
-        src_key: &str,
-        dst_bucket: &str,
-        dst_key: &str,
-        replace: Option<PutOptions>,
-    ) -> Result<Manifest, ClientError> {
-        let src = self.head_object(src_bucket, src_key).await?;
-        let (manifest, if_match) = anode_client::copy_manifest(src, replace);
-        self.commit(dst_bucket, dst_key, manifest, if_match)
-    }
-
     async fn copy_from(
         &self,
         src: Manifest,
