@@ -512,6 +512,7 @@ async fn put(addrs: &[String], bucket: &str, key: &str) -> Result<(), String> {
         }),
         if_match_etag: None,
         session: None,
+        source: String::new(),
     };
     let masters = support::admin_masters(addrs);
     let r = anode_master::ctl::call_leader(&masters, |mut c| {

@@ -41,6 +41,7 @@ async fn put(addrs: &[String], bucket: &str, key: &str, body: &[u8]) -> Result<(
         manifest: Some(manifest(body)),
         if_match_etag: None,
         session: None,
+        source: String::new(),
     };
     let masters = support::admin_masters(addrs);
     let r = anode_master::ctl::call_leader(&masters, |mut c| {
@@ -617,6 +618,7 @@ async fn requests_over_limits_are_refused_at_the_edge(leader: &str) {
         manifest: Some(m),
         if_match_etag: None,
         session: None,
+        source: String::new(),
     };
     let chunked = |chunks: Vec<ChunkRef>, size: u64| Manifest {
         version: MANIFEST_VERSION,

@@ -284,6 +284,7 @@ async fn put(masters: &anode_master::ctl::Masters, key: &str) -> anyhow::Result<
         }),
         if_match_etag: None,
         session: None,
+        source: String::new(),
     };
     anode_master::ctl::call_leader(masters, |mut c| {
         let req = req.clone();

@@ -438,6 +438,7 @@ impl Client {
             manifest: Some(manifest.clone()),
             if_match_etag,
             session: None,
+            source: String::new(),
         };
         let resp = self
             .inner

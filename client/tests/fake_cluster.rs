@@ -418,6 +418,7 @@ async fn a_put_whose_answer_was_lost_is_retried_but_applied_once() {
                 ..Default::default()
             }),
             if_match_etag: None,
+            source: String::new(),
         });
         c.master.lock().lose_put_answer_then = Some(other);
         let first = cl

@@ -180,6 +180,7 @@ impl MemBackend {
             key: key.into(),
             manifest: Some(manifest.clone()),
             if_match_etag,
+            source: String::new(),
         }))?;
         Ok(res.manifest.unwrap_or(manifest))
     }

@@ -111,6 +111,7 @@ fn build(n: usize) -> (MemKv, Vec<u64>, Vec<Vec<Vec<u8>>>) {
                     ..Default::default()
                 }),
                 if_match_etag: None,
+                source: String::new(),
             }),
         );
         obj += 1;

@@ -213,7 +213,14 @@ pub struct NodeHandle {
     tx: SyncSender<Request>,
     status: Arc<RwLock<NodeStatus>>,
     store: RaftStore,
+    events: EventSender,
 }
+
+/// Object events as this member applies them (after they are stored), for watchers.
+pub type EventSender = tokio::sync::broadcast::Sender<Arc<anode_proto::NotificationEvent>>;
+
+/// Events a watcher may fall behind by before its stream ends.
+pub const WATCH_BUFFER: usize = 4096;
 
 impl NodeHandle {
     fn send(&self, r: Request) -> Result<(), NodeError> {
@@ -308,6 +315,13 @@ impl NodeHandle {
     pub fn store(&self) -> &RaftStore {
         &self.store
     }
+
+    /// Receive the object events of every command this member applies from now on.
+    pub fn subscribe_events(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<Arc<anode_proto::NotificationEvent>> {
+        self.events.subscribe()
+    }
 }
 
 /// Start the node thread. `peers` are the configured member addresses (id -> addr);
@@ -331,12 +345,18 @@ pub fn start(
         rand::random::<u64>(),
     )?;
     let status = core.status.clone();
+    let events = core.events.clone();
     core.publish_status();
     std::thread::Builder::new()
         .name(format!("raft-{}", cfg.id))
         .spawn(move || drive(core, rx))
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-    Ok(NodeHandle { tx, status, store })
+    Ok(NodeHandle {
+        tx,
+        status,
+        store,
+        events,
+    })
 }
 
 /// The state key of member `id`'s address.
@@ -518,6 +538,8 @@ pub struct Core<S: LogStore = RaftStore> {
     last_leader: u64,
     members: BTreeMap<u64, String>,
     applied_log: Option<Vec<(u64, u64, Vec<u8>)>>,
+    /// Object events of applied commands, for watchers (sent once stored).
+    pub(crate) events: EventSender,
     /// Ticks since this core started: the core's only notion of time (no clock inside).
     ticks: u64,
     /// The tick at which each peer was last heard from.
@@ -595,6 +617,7 @@ impl<S: LogStore> Core<S> {
             last_leader: 0,
             members: BTreeMap::new(),
             applied_log: None,
+            events: tokio::sync::broadcast::channel(WATCH_BUFFER).0,
             ticks: 0,
             heard: BTreeMap::new(),
         };
@@ -961,12 +984,15 @@ impl<S: LogStore> Core<S> {
         let mut overlay = Overlay::new(&view);
         let mut new_cs: Option<ConfState> = None;
         let mut replies: Vec<(u64, Result<CommandResult, NodeError>)> = Vec::new();
+        let mut events = Vec::new();
         for e in &entries {
             let result = match e.get_entry_type() {
                 EntryType::EntryNormal if e.data.is_empty() => CommandResult::default(),
                 EntryType::EntryNormal => {
                     refuse_newer_command(e)?;
-                    let (muts, res) = anode_meta::state::apply_bytes(&overlay, e.index, &e.data);
+                    let (muts, res, evs) =
+                        anode_meta::state::apply_bytes_with_events(&overlay, e.index, &e.data);
+                    events.extend(evs);
                     for m in muts {
                         match m {
                             Mutation::Put(k, v) => overlay.put(k, v),
@@ -1001,6 +1027,11 @@ impl<S: LogStore> Core<S> {
             .map_err(store_err)?;
         if new_cs.is_some() || muts.iter().any(is_member_key) {
             self.reload_members();
+        }
+        if self.events.receiver_count() > 0 {
+            for ev in events {
+                let _ = self.events.send(Arc::new(ev));
+            }
         }
         for (seq, r) in replies {
             if let Some(reply) = self.pending.remove(&seq) {

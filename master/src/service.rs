@@ -50,6 +50,17 @@ fn invalid(e: anode_meta::validate::ValidationError) -> Status {
 
 type Rpc<T> = Result<Response<T>, Status>;
 
+fn invalid_notify(e: anode_meta::notify::NotifyError) -> Status {
+    ErrorDetail::new(ErrorCode::InvalidArgument, e.to_string()).to_status()
+}
+
+/// The events of a `Watch` answer.
+pub type WatchStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+/// Silence after which a watch stream sends a keep-alive (an answer without an event).
+pub const WATCH_KEEPALIVE: Duration = Duration::from_secs(5);
+
 /// The pieces of a `Backup` answer.
 pub type BackupStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<BackupPiece, Status>> + Send>>;
@@ -325,6 +336,32 @@ impl MasterService {
     }
 
     /// Propose one lifecycle batch as the master itself and wait for its result.
+    /// Every notification target with its queue figures, from this member's applied state.
+    pub fn notification_targets(&self) -> Vec<NotificationTargetStatus> {
+        state::list_targets(&self.node.store().view())
+    }
+
+    /// Up to `limit` queued events of `target` after `after_id`, from this member's applied
+    /// state.
+    pub fn queued_events(
+        &self,
+        target: &str,
+        after_id: Option<&str>,
+        limit: usize,
+    ) -> Vec<NotificationEvent> {
+        state::queued_events(&self.node.store().view(), target, after_id, limit)
+    }
+
+    /// Propose that `target`'s events up to `up_to_id` were delivered.
+    pub async fn propose_ack(&self, target: &str, up_to_id: &str) -> Result<(), Status> {
+        self.write(Op::AckNotifications(AckNotificationsCmd {
+            target: target.to_string(),
+            up_to_id: up_to_id.to_string(),
+        }))
+        .await
+        .map(|_| ())
+    }
+
     pub async fn propose_lifecycle(
         &self,
         batch: LifecycleBatchCmd,
@@ -496,6 +533,7 @@ impl Master for MasterService {
                     key: r.key,
                     manifest: r.manifest,
                     if_match_etag: r.if_match_etag,
+                    source: String::new(),
                 }),
             )
             .await?;
@@ -688,6 +726,118 @@ impl Master for MasterService {
         )
         .await?;
         ok(SetBucketCorsResponse {})
+    }
+
+    async fn set_bucket_notification(
+        &self,
+        req: Request<SetBucketNotificationRequest>,
+    ) -> Rpc<SetBucketNotificationResponse> {
+        let r = req.into_inner();
+        if let Some(cfg) = &r.config {
+            anode_meta::notify::validate_config(cfg).map_err(invalid_notify)?;
+        }
+        self.write_in(
+            r.session,
+            Op::SetBucketNotification(SetBucketNotificationCmd {
+                name: r.name,
+                config: r.config,
+            }),
+        )
+        .await?;
+        ok(SetBucketNotificationResponse {})
+    }
+
+    async fn set_notification_target(
+        &self,
+        req: Request<SetNotificationTargetRequest>,
+    ) -> Rpc<SetNotificationTargetResponse> {
+        let r = req.into_inner();
+        anode_meta::notify::validate_target_name(&r.name).map_err(invalid_notify)?;
+        if let Some(t) = &r.target {
+            anode_meta::notify::validate_target(t).map_err(invalid_notify)?;
+        }
+        self.write_in(
+            r.session,
+            Op::SetNotificationTarget(SetNotificationTargetCmd {
+                name: r.name,
+                target: r.target,
+            }),
+        )
+        .await?;
+        ok(SetNotificationTargetResponse {})
+    }
+
+    async fn list_notification_targets(
+        &self,
+        _req: Request<ListNotificationTargetsRequest>,
+    ) -> Rpc<ListNotificationTargetsResponse> {
+        let targets = self.read(false, state::list_targets).await?;
+        ok(ListNotificationTargetsResponse { targets })
+    }
+
+    type WatchStream = WatchStream;
+
+    /// Subscribe first, then check the bucket (so no event applied after the check is
+    /// missed), then stream the matching events with a keep-alive every
+    /// [`WATCH_KEEPALIVE`] of silence.
+    async fn watch(&self, req: Request<WatchRequest>) -> Rpc<WatchStream> {
+        let r = req.into_inner();
+        if let Some(e) = r
+            .events
+            .iter()
+            .find(|e| !anode_meta::notify::EVENT_NAMES.contains(&e.as_str()))
+        {
+            return Err(invalid_notify(
+                anode_meta::notify::NotifyError::UnknownEvent(e.clone()),
+            ));
+        }
+        let rx = self.node.subscribe_events();
+        let name = r.bucket.clone();
+        if self
+            .read(true, |kv| state::get_bucket(kv, &name))
+            .await?
+            .is_none()
+        {
+            return Err(state_status(state::StateError::NoSuchBucket(r.bucket)));
+        }
+        crate::metrics::WATCHERS.inc();
+        let guard = WatcherGauge;
+        let stream = futures::stream::unfold((rx, r, guard), |(mut rx, r, guard)| async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match tokio::time::timeout(WATCH_KEEPALIVE, rx.recv()).await {
+                    Err(_) => return Some((Ok(WatchResponse { event: None }), (rx, r, guard))),
+                    Ok(Ok(e)) => {
+                        let take = e.bucket == r.bucket
+                            && anode_meta::notify::filter_matches(
+                                &r.events,
+                                &r.prefix,
+                                &r.suffix,
+                                &e.event_name,
+                                &e.key,
+                            );
+                        if take {
+                            let event = Some((*e).clone());
+                            return Some((Ok(WatchResponse { event }), (rx, r, guard)));
+                        }
+                    }
+                    Ok(Err(RecvError::Lagged(n))) => {
+                        let msg = format!("the watcher fell {n} events behind; watch again");
+                        let status = ErrorDetail::new(ErrorCode::Busy, msg).to_status();
+                        return Some((Err(status), (rx, r, guard)));
+                    }
+                    Ok(Err(RecvError::Closed)) => return None,
+                }
+            }
+        });
+        // After an error (a lagged watcher) the stream ends.
+        let mut failed = false;
+        let stream = stream.take_while(move |item| {
+            let go = !failed;
+            failed |= item.is_err();
+            go
+        });
+        ok(Box::pin(stream) as WatchStream)
     }
 
     async fn set_object_lock(
@@ -1605,5 +1755,14 @@ mod tests {
             next_sweep_delay(interval, Duration::from_millis(1600)),
             Duration::from_millis(6400)
         );
+    }
+}
+
+/// Counts an open watch stream in `anode_master_watchers` while it lives.
+struct WatcherGauge;
+
+impl Drop for WatcherGauge {
+    fn drop(&mut self) {
+        crate::metrics::WATCHERS.dec();
     }
 }

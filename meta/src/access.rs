@@ -244,6 +244,12 @@ fn master_roles(method: &str) -> Option<&'static [Role]> {
         // they tag them), bucket tags as bucket configuration.
         "SetObjectTagging" => &[Gateway, Client, Admin],
         "SetBucketTagging" => &[Gateway, Admin],
+        // Event notifications (issue 15): bucket rules set by the gateway for S3 principals
+        // it authorized; targets (where the leader sends events) by operators only; watches
+        // by gateways (S3 listeners), clients (`Client::watch`) and operators.
+        "SetBucketNotification" => &[Gateway, Admin],
+        "SetNotificationTarget" | "ListNotificationTargets" => &[Admin],
+        "Watch" => &[Gateway, Client, Admin],
         "Status" | "Leader" => ANYONE,
         _ => return None,
     })
@@ -383,6 +389,10 @@ mod tests {
                 &[Gateway, Client, Admin],
             ),
             ("/anode.v1.Master/SetBucketTagging", &[Gateway, Admin]),
+            ("/anode.v1.Master/SetBucketNotification", &[Gateway, Admin]),
+            ("/anode.v1.Master/SetNotificationTarget", &[Admin]),
+            ("/anode.v1.Master/ListNotificationTargets", &[Admin]),
+            ("/anode.v1.Master/Watch", &[Gateway, Client, Admin]),
             (
                 "/anode.v1.Master/ListObjectVersions",
                 &[Gateway, Client, Admin],

@@ -692,6 +692,7 @@ mod tests {
             key: "k".into(),
             manifest: Some(manifest),
             if_match_etag: None,
+            source: String::new(),
         };
         apply(&mut kv, 4, 0, Op::PutObject(put));
         let del = DeleteObjectCmd {

@@ -126,6 +126,9 @@ impl KvRead for MemKv {
 pub struct Overlay<'a> {
     base: &'a dyn KvRead,
     pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The object events the staged writes make (`anode_meta::notify`), in order; the state
+    /// machine numbers and queues them when the command applies.
+    pub events: Vec<anode_proto::NotificationEvent>,
 }
 
 impl<'a> Overlay<'a> {
@@ -134,6 +137,7 @@ impl<'a> Overlay<'a> {
         Self {
             base,
             pending: BTreeMap::new(),
+            events: Vec::new(),
         }
     }
     /// Stage a put.

@@ -22,6 +22,7 @@
 //! - [`placement`]: rendezvous placement of chunks on chunkservers.
 //! - [`membership`]: raft membership decisions (safe removal, successor, status rows).
 //! - [`tagging`]: S3 tag set limits and lifecycle tag filters.
+//! - [`notify`]: S3 event notification rules, targets, event ids and event records.
 //! - [`validate`]: the one validator of bucket names, keys, upload ids, part numbers and
 //!   metadata sizes, shared with the S3 gateway.
 //!
@@ -39,6 +40,7 @@ pub mod leases;
 pub mod lifecycle;
 pub mod locations;
 pub mod membership;
+pub mod notify;
 pub mod placement;
 pub mod planner;
 pub mod record;

@@ -96,6 +96,8 @@ versioned! {
     ClientSessionRecord => RECORD_VERSION,
     SessionAnswer => RECORD_VERSION,
     LifecycleProgress => RECORD_VERSION,
+    NotificationTarget => RECORD_VERSION,
+    NotificationEvent => RECORD_VERSION,
 }
 
 /// Commands keep the version they were written with (version 0 reads as 1): `apply` takes every

@@ -38,6 +38,7 @@ mod invariants;
 mod lifecycle_apply;
 mod list;
 mod mem;
+mod notify_apply;
 mod permissions;
 mod records;
 pub mod sessions;
@@ -52,6 +53,7 @@ pub use invariants::{check_refcount_deltas, InvariantError};
 pub use lifecycle_apply::{lifecycle_plan, lifecycle_progress};
 pub use list::{list_object_versions, list_objects, list_parts, list_uploads};
 pub use mem::MemState;
+pub use notify_apply::{get_target, list_targets, queued_events};
 pub use records::{check_record, decode_snapshot};
 use records::{get_msg, must_decode, scan_msgs};
 pub use users::{
@@ -433,19 +435,32 @@ pub fn stats(kv: &dyn KvRead) -> Stats {
 /// command's bytes. Undecodable bytes give an error result and no mutations, and so does a
 /// newer command version (as [`apply`] answers it; the node refuses such an entry before).
 pub fn apply_bytes(kv: &dyn KvRead, index: u64, data: &[u8]) -> (Vec<Mutation>, CommandResult) {
+    let (muts, res, _) = apply_bytes_with_events(kv, index, data);
+    (muts, res)
+}
+
+/// [`apply_bytes`], also giving the object events the command made (numbered; see
+/// [`apply_with_events`]).
+pub fn apply_bytes_with_events(kv: &dyn KvRead, index: u64, data: &[u8]) -> Applied {
     let at = format!("raft entry {index}");
     match crate::record::decode::<Command>(at.as_bytes(), data) {
-        Ok(cmd) => apply(kv, index, &cmd),
+        Ok(cmd) => apply_with_events(kv, index, &cmd),
         Err(crate::record::RecordError::TooNew { found, .. }) => (
             Vec::new(),
             error_result(&StateError::UnsupportedVersion(found)),
+            Vec::new(),
         ),
         Err(e) => (
             Vec::new(),
             error_result(&StateError::BadCommand(e.to_string())),
+            Vec::new(),
         ),
     }
 }
+
+/// What applying one command gives: its mutations, its result, and the object events it made
+/// (`anode_meta::notify`; empty for a refused or repeated command).
+pub type Applied = (Vec<Mutation>, CommandResult, Vec<NotificationEvent>);
 
 /// The lowest command version that expresses `op`, which the leader stamps on it: a member of
 /// the previous release (which refuses newer versions by halting) keeps applying every command
@@ -481,12 +496,27 @@ pub fn command_version_for(op: &Op) -> u32 {
             .is_some_and(|u| !u.lock_mode.is_empty() || u.retain_until_ms != 0 || u.legal_hold),
         _ => false,
     };
-    if needs_v6(op) {
+    if needs_v7(op) {
+        COMMAND_VERSION.min(7)
+    } else if needs_v6(op) {
         COMMAND_VERSION.min(6)
     } else if v5 {
         COMMAND_VERSION.min(5)
     } else {
         4
+    }
+}
+
+/// Whether `op` needs command version 7 (issue 15's event notifications): the notification
+/// commands, and a bucket created with notification rules. `PutObjectCmd.source` does not:
+/// it only names events, and no bucket has rules before a version 7 command.
+fn needs_v7(op: &Op) -> bool {
+    match op {
+        Op::SetBucketNotification(_) | Op::SetNotificationTarget(_) | Op::AckNotifications(_) => {
+            true
+        }
+        Op::CreateBucket(c) => c.config.as_ref().is_some_and(|b| b.notification.is_some()),
+        _ => false,
     }
 }
 
@@ -549,15 +579,24 @@ fn error_result(e: &StateError) -> CommandResult {
 /// checked against the invariants first (see [`InvariantError`]); a violation panics, before
 /// anything is written.
 pub fn apply(kv: &dyn KvRead, index: u64, cmd: &Command) -> (Vec<Mutation>, CommandResult) {
+    let (muts, res, _) = apply_with_events(kv, index, cmd);
+    (muts, res)
+}
+
+/// [`apply`], also giving the object events the command made, numbered from `index`
+/// (`anode_meta::notify::event_id`) and stamped with the command's time. The copies for the
+/// bucket's notification targets are queued by the mutations themselves.
+pub fn apply_with_events(kv: &dyn KvRead, index: u64, cmd: &Command) -> Applied {
     if cmd.version == 0 || cmd.version > COMMAND_VERSION {
         return (
             Vec::new(),
             error_result(&StateError::UnsupportedVersion(cmd.version)),
+            Vec::new(),
         );
     }
     let session = match cmd.session.as_ref().map(sessions::validate).transpose() {
         Ok(s) => s,
-        Err(e) => return (Vec::new(), error_result(&e)),
+        Err(e) => return (Vec::new(), error_result(&e), Vec::new()),
     };
     let mut o = Overlay::new(kv);
     let (result, fresh) = match session.map(|s| sessions::check(kv, s)) {
@@ -575,13 +614,15 @@ pub fn apply(kv: &dyn KvRead, index: u64, cmd: &Command) -> (Vec<Mutation>, Comm
             }
         },
     };
+    let events = std::mem::take(&mut o.events);
+    let events = notify_apply::enqueue(&mut o, index, cmd.now_ms, events);
     if let Some(s) = session {
         sessions::touch(&mut o, cmd.now_ms, s, fresh.then_some(&result));
     }
     sessions::expire(&mut o, cmd.now_ms);
     let muts = o.into_mutations();
     invariants::assert_command(kv, index, &muts);
-    (muts, result)
+    (muts, result, events)
 }
 
 fn apply_once(o: &mut Overlay<'_>, index: u64, cmd: &Command) -> Res {
@@ -801,6 +842,7 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op, rules: Rules) ->
                     mtime_ms: c.if_match_last_modified_ms,
                     size: c.if_match_size,
                 },
+                lifecycle: false,
             };
             delete_objects(o, index, now, &c.bucket, &entry, &mode)
         }
@@ -836,10 +878,22 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op, rules: Rules) ->
             ..Default::default()
         }),
         Op::LifecycleBatch(c) => lifecycle_apply::apply_batch(o, index, now, c),
-        Op::SetObjectTagging(c) => Ok(CommandResult {
-            manifest: Some(versions::set_tagging(o, c)?),
-            ..Default::default()
-        }),
+        Op::SetObjectTagging(c) => {
+            let m = versions::set_tagging(o, c)?;
+            let name = if c.tags.is_empty() {
+                "ObjectTagging:Delete"
+            } else {
+                "ObjectTagging:Put"
+            };
+            notify_apply::object_event(o, name, &c.bucket, &c.key, Some(&m), "");
+            Ok(CommandResult {
+                manifest: Some(m),
+                ..Default::default()
+            })
+        }
+        Op::SetBucketNotification(c) => notify_apply::set_bucket_notification(o, c),
+        Op::SetNotificationTarget(c) => notify_apply::set_target(o, now, c),
+        Op::AckNotifications(c) => notify_apply::ack(o, c),
         Op::SetBucketTagging(c) => {
             let mut cfg =
                 get_bucket(o, &c.name).ok_or_else(|| StateError::NoSuchBucket(c.name.clone()))?;
@@ -1035,7 +1089,18 @@ fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd, rules
         object_version: index,
         ..m
     };
+    let name = match c.source.as_str() {
+        "" => "ObjectCreated:Put",
+        "Copy" => "ObjectCreated:Copy",
+        "Post" => "ObjectCreated:Post",
+        other => {
+            return Err(StateError::InvalidArgument(format!(
+                "unknown put source {other:?}"
+            )))
+        }
+    };
     let m = write_version(o, index, now, &c.bucket, &c.key, m)?;
+    notify_apply::object_event(o, name, &c.bucket, &c.key, Some(&m), "");
     Ok(CommandResult {
         manifest: Some(m),
         ..Default::default()
@@ -1058,6 +1123,7 @@ fn put_objects(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectsCmd, rul
             key: p.key.clone(),
             manifest: p.manifest.clone(),
             if_match_etag: None,
+            source: String::new(),
         };
         put_object(o, index, now, &put, rules)?;
     }
@@ -1161,6 +1227,8 @@ pub(crate) struct DeleteMode {
     pub bypass: bool,
     pub single: bool,
     pub cond: versions::DeleteCondition,
+    /// The lifecycle worker's expiration (its events are `LifecycleExpiration:*`).
+    pub lifecycle: bool,
 }
 
 fn delete_objects(
@@ -1200,6 +1268,15 @@ fn delete_objects(
             Ok(outcome) => {
                 let muts = entry.into_mutations();
                 o.apply_mutations(muts);
+                if outcome.existed {
+                    let name = match (mode.lifecycle, vid.is_none() && outcome.delete_marker) {
+                        (false, false) => "ObjectRemoved:Delete",
+                        (false, true) => "ObjectRemoved:DeleteMarkerCreated",
+                        (true, false) => "LifecycleExpiration:Delete",
+                        (true, true) => "LifecycleExpiration:DeleteMarkerCreated",
+                    };
+                    notify_apply::object_event(o, name, bucket, k, None, &outcome.version_id);
+                }
                 if outcome.existed && vid.is_none() {
                     result.deleted_keys.push(k.clone());
                 }
@@ -1440,6 +1517,8 @@ fn complete_multipart(
     }
     o.delete(upload_key(&c.bucket, &c.key, &c.upload_id));
     let m = write_version(o, index, now, &c.bucket, &c.key, m)?;
+    let name = "ObjectCreated:CompleteMultipartUpload";
+    notify_apply::object_event(o, name, &c.bucket, &c.key, Some(&m), "");
     Ok(CommandResult {
         manifest: Some(m),
         ..Default::default()

@@ -315,6 +315,7 @@ fn command_v1() -> Command {
                 ..manifest()
             }),
             if_match_etag: Some(String::new()),
+            source: String::new(),
         })),
     }
 }
@@ -507,6 +508,7 @@ fn the_version_4_commands_apply() {
             ..Default::default()
         }),
         if_match_etag: None,
+        source: String::new(),
     }))
     .unwrap();
     for (index, name, cmd) in [
@@ -968,6 +970,7 @@ fn tagging_encodings_stay_readable() {
             key: "2024/cat.jpg".into(),
             manifest: Some(manifest_tagged()),
             if_match_etag: None,
+            source: String::new(),
         })),
         true,
     );

@@ -34,7 +34,9 @@ pub use error::Refusal;
 /// `PartRecord.checksum_*`, `MultipartUpload.checksum_*`, `DeleteObjectCmd.if_match_*`): a
 /// version 5 member would drop those fields while decoding and write different records, so it
 /// halts at the first command carrying them instead.
-pub const COMMAND_VERSION: u32 = 6;
+/// Version 7 (issue 15) added event notifications (`SetBucketNotification`,
+/// `SetNotificationTarget`, `AckNotifications`, `BucketConfig.notification`).
+pub const COMMAND_VERSION: u32 = 7;
 /// Current encoding version of [`v1::Manifest`].
 pub const MANIFEST_VERSION: u32 = 1;
 /// Current encoding version of records in the master state (buckets, keys, registry, chunks).
@@ -79,4 +81,7 @@ pub const SNAPSHOT_VERSION: u32 = 3;
 /// `.tags`, `Manifest.tags` and the stored checksums of manifests, parts and uploads): a
 /// format 6 binary would drop them when it rewrites a record, so it refuses the store instead;
 /// formats 0-6 read as format 7 with none of them.
-pub const STORE_FORMAT_VERSION: u32 = 7;
+/// Format 8 added event notifications: `BucketConfig.notification`, the targets (`e/`) and
+/// the event queues (`q/`, counters under `x/nq/` and `x/nd/`); formats 0-7 read as format 8
+/// with none.
+pub const STORE_FORMAT_VERSION: u32 = 8;

@@ -235,6 +235,7 @@ async fn meta_writer(
                 seq: i + 1,
                 first_unanswered: i + 1,
             }),
+            source: String::new(),
         };
         let t = Instant::now();
         match c.put_object(req).await {

@@ -200,6 +200,10 @@ implemented {
     async fn backup(&self, _r: Request<BackupRequest>) -> Rpc<Self::BackupStream> {
         Err(Status::unimplemented("backup"))
     }
+    type WatchStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<WatchResponse, Status>> + Send>>;
+    async fn watch(&self, _r: Request<WatchRequest>) -> Rpc<Self::WatchStream> {
+        Err(Status::unimplemented("watch"))
+    }
     async fn create_bucket(&self, r: Request<CreateBucketRequest>) -> Rpc<CreateBucketResponse> {
         let mut st = self.gate("create_bucket")?;
         let r = r.into_inner();
@@ -225,7 +229,7 @@ implemented {
         let mut st = self.gate("put_object")?;
         let r = r.into_inner();
         let refs = r.manifest.as_ref().map(|m| m.chunks.clone()).unwrap_or_default();
-        let op = Op::PutObject(PutObjectCmd { bucket: r.bucket, key: r.key, manifest: r.manifest, if_match_etag: r.if_match_etag });
+        let op = Op::PutObject(PutObjectCmd { bucket: r.bucket, key: r.key, manifest: r.manifest, if_match_etag: r.if_match_etag, source: r.source });
         let res = st.propose_fresh(r.session, op, &refs)?;
         if let Some(other) = st.lose_put_answer_then.take() {
             st.propose(other)?;
@@ -359,6 +363,9 @@ stubs {
     set_bucket_object_lock(SetBucketObjectLockRequest) -> SetBucketObjectLockResponse;
     set_bucket_lifecycle(SetBucketLifecycleRequest) -> SetBucketLifecycleResponse;
     set_bucket_cors(SetBucketCorsRequest) -> SetBucketCorsResponse;
+    set_bucket_notification(SetBucketNotificationRequest) -> SetBucketNotificationResponse;
+    set_notification_target(SetNotificationTargetRequest) -> SetNotificationTargetResponse;
+    list_notification_targets(ListNotificationTargetsRequest) -> ListNotificationTargetsResponse;
     set_object_lock(SetObjectLockRequest) -> SetObjectLockResponse;
     set_object_tagging(SetObjectTaggingRequest) -> SetObjectTaggingResponse;
     set_bucket_tagging(SetBucketTaggingRequest) -> SetBucketTaggingResponse;

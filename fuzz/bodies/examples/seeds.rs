@@ -414,6 +414,7 @@ fn master_seeds() {
                 ..Default::default()
             }),
             if_match_etag: None,
+            source: String::new(),
         }),
         Op::CreateMultipart(CreateMultipartCmd {
             upload: Some(MultipartUpload {

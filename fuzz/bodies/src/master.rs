@@ -251,6 +251,7 @@ fn op(c: &mut Cursor<'_>) -> Op {
             key: key(c),
             manifest: (!c.u8().is_multiple_of(8)).then(|| manifest(c)),
             if_match_etag: (c.u8().is_multiple_of(4)).then(|| etag(c)),
+            source: String::new(),
         }),
         3 => Op::DeleteObject(DeleteObjectCmd {
             bucket: bucket(c),
@@ -582,5 +583,6 @@ fn control_fixture(st: &mut MemState, ctl: &mut anode_meta::control::LeaderContr
             ..Default::default()
         }),
         if_match_etag: None,
+        source: String::new(),
     })));
 }

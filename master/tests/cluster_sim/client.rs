@@ -370,6 +370,7 @@ pub async fn put(io: Rc<ClientIo>, key: String, value: String, stall_ms: u64) ->
         manifest: Some(manifest),
         if_match_etag: None,
         session: io.begin_write(),
+        source: String::new(),
     };
     match master_call(&io, Call::PutObject(req)).await {
         (Some(Reply::Put), _) => Outcome::Ok(None),

@@ -339,6 +339,7 @@ impl SimMaster {
                         key: r.key,
                         manifest: r.manifest,
                         if_match_etag: r.if_match_etag,
+                        source: String::new(),
                     }),
                     Then::Put(fresh),
                 )

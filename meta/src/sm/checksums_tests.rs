@@ -60,6 +60,7 @@ fn put_if(
             ..Default::default()
         }),
         if_match_etag: cond.map(str::to_string),
+        source: String::new(),
     }))
     .map(|r| r.manifest.unwrap())
 }
@@ -397,6 +398,7 @@ fn uploads_and_parts_with_bad_checksums_are_refused() {
             ..Default::default()
         }),
         if_match_etag: None,
+        source: String::new(),
     }));
     assert_eq!(code(put), ErrorCode::InvalidArgument);
 }
@@ -452,6 +454,7 @@ fn issue_15_commands_carry_version_6() {
             key: "k".into(),
             manifest: Some(m),
             if_match_etag: cond,
+            source: String::new(),
         })
     };
     assert_eq!(command_version_for(&put(Manifest::default(), None)), 4);

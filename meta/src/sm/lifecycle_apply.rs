@@ -243,7 +243,11 @@ pub(super) fn apply_batch(o: &mut Overlay<'_>, index: u64, now: u64, c: &Lifecyc
         };
         let entry = [(a.key.clone(), vid)];
         // A locked version is skipped (its outcome carries the refusal), never forced.
-        let r = super::delete_objects(o, index, now, &c.bucket, &entry, &Default::default())?;
+        let mode = super::DeleteMode {
+            lifecycle: true,
+            ..Default::default()
+        };
+        let r = super::delete_objects(o, index, now, &c.bucket, &entry, &mode)?;
         if r.deletions.iter().all(|d| d.error.is_none()) {
             match kind {
                 ActionKind::ExpireCurrent => p.expired += 1,

@@ -53,6 +53,8 @@ pub fn check_record(key: &[u8], value: &[u8]) -> Result<(), RecordError> {
         b"b/" => check::<BucketConfig>(key, value),
         b"o/" | b"v/" => check::<Manifest>(key, value),
         b"y/" => check::<LifecycleProgress>(key, value),
+        b"e/" => check::<NotificationTarget>(key, value),
+        b"q/" => check::<NotificationEvent>(key, value),
         b"k/" => check::<AccessKey>(key, value),
         b"i/" => check::<User>(key, value),
         b"s/" => check::<ChunkserverRecord>(key, value),

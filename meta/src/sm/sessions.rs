@@ -413,6 +413,7 @@ mod tests {
                 ..Default::default()
             }),
             if_match_etag: None,
+            source: String::new(),
         })
     }
 

@@ -76,6 +76,7 @@ fn put(b: &str, k: &str, chunks: Vec<ChunkRef>) -> Op {
             ..Default::default()
         }),
         if_match_etag: None,
+        source: String::new(),
     })
 }
 
@@ -292,6 +293,7 @@ fn object_part_and_chunk_sizes_are_bounded() {
                 ..Default::default()
             }),
             if_match_etag: None,
+            source: String::new(),
         })
     };
     assert_eq!(sm.err(huge(u64::MAX, vec![])), ErrorCode::InvalidArgument);
@@ -1672,6 +1674,7 @@ fn commands_carry_the_lowest_version_that_expresses_them() {
             ..Default::default()
         }),
         if_match_etag: None,
+        source: String::new(),
     });
     assert_eq!(command_version_for(&locked), 5);
     let versioning = Op::SetBucketVersioning(SetBucketVersioningCmd {
@@ -1761,6 +1764,7 @@ fn tagging_commands_and_tagged_writes_need_version_6() {
             ..Default::default()
         }),
         if_match_etag: None,
+        source: String::new(),
     });
     assert_eq!(command_version_for(&tagged_put), 6);
     let tagged_locked_put = Op::PutObject(PutObjectCmd {
@@ -1772,6 +1776,7 @@ fn tagging_commands_and_tagged_writes_need_version_6() {
             ..Default::default()
         }),
         if_match_etag: None,
+        source: String::new(),
     });
     assert_eq!(command_version_for(&tagged_locked_put), 6);
     let untagged_upload = Op::CreateMultipart(CreateMultipartCmd {
@@ -1808,7 +1813,7 @@ fn tagging_commands_and_tagged_writes_need_version_6() {
         &kv,
         1,
         &Command {
-            version: 7,
+            version: COMMAND_VERSION + 1,
             now_ms: 1,
             session: None,
             op: Some(set),

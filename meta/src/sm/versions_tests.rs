@@ -57,6 +57,7 @@ fn put_m(st: &mut MemState, b: &str, key: &str, m: Manifest) -> Result<Manifest,
         key: key.into(),
         manifest: Some(m),
         if_match_etag: None,
+        source: String::new(),
     }))
     .map(|r| r.manifest.expect("a put returns its manifest"))
 }
