@@ -27,6 +27,7 @@ pub mod range;
 mod read;
 pub mod retry;
 pub mod trace;
+pub mod watch;
 pub mod write;
 
 use std::collections::HashMap;
@@ -39,9 +40,9 @@ use anode_proto::{
     DeleteBucketRequest, DeleteObjectRequest, DeleteObjectsRequest, GetBucketRequest,
     GetKeyRequest, GetObjectRequest, ListBucketsRequest, MultipartUpload, PutObjectRequest,
     PutObjectsRequest, PutPartRequest, SetBucketAccessRequest, SetBucketCorsRequest,
-    SetBucketLifecycleRequest, SetBucketObjectLockRequest, SetBucketTaggingCmd,
-    SetBucketTaggingRequest, SetBucketVersioningRequest, SetObjectAclRequest, SetObjectLockRequest,
-    SetObjectTaggingCmd, SetObjectTaggingRequest,
+    SetBucketLifecycleRequest, SetBucketNotificationRequest, SetBucketObjectLockRequest,
+    SetBucketTaggingCmd, SetBucketTaggingRequest, SetBucketVersioningRequest, SetObjectAclRequest,
+    SetObjectLockRequest, SetObjectTaggingCmd, SetObjectTaggingRequest,
 };
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
@@ -55,12 +56,13 @@ pub use anode_proto::{
 };
 pub use anode_proto::{
     CorsConfig, CorsRule, DefaultRetention, DeleteOutcome, LifecycleConfig, LifecycleRule,
-    ListObjectVersionsRequest, ListObjectVersionsResponse, ObjectVersionRef, SetObjectLockCmd, Tag,
-    VersionEntry,
+    ListObjectVersionsRequest, ListObjectVersionsResponse, NotificationConfig, NotificationEvent,
+    NotificationRule, ObjectVersionRef, SetObjectLockCmd, Tag, VersionEntry,
 };
 pub use config::ClientConfig;
 pub use error::{ClientError, ErrorCode, ErrorDetail};
 pub use master::{MasterConn, MasterConnOptions};
+pub use watch::{EventStream, WatchOptions};
 
 /// A stream of object bytes, in order. Every item was verified before it was yielded.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ClientError>> + Send>>;
@@ -99,6 +101,10 @@ pub struct PutOptions {
     /// stored in the manifest as FULL_OBJECT. For CreateMultipartUpload its algorithm and
     /// type (value empty) are the upload's; for a copy it replaces the source's checksum.
     pub checksum: ChecksumCell,
+    /// What made the object, naming its event (`PutObjectRequest.source`): "" a put
+    /// (`ObjectCreated:Put`), "Post" a browser form upload (`ObjectCreated:Post`). Copies are
+    /// always "Copy" ([`Client::copy_from_manifest`]).
+    pub event_source: String,
 }
 
 /// An S3 additional checksum: algorithm (`CRC32`, `CRC32C`, `CRC64NVME`, `SHA1`, `SHA256`),
@@ -410,7 +416,8 @@ impl Client {
             ..Default::default()
         };
         let manifest = with_checksum(manifest, opts.checksum.get());
-        self.commit(bucket, key, manifest, opts.if_match_etag).await
+        self.commit(bucket, key, manifest, opts.if_match_etag, opts.event_source)
+            .await
     }
 
     /// [`Client::put_object`] for a body already in memory.
@@ -431,6 +438,7 @@ impl Client {
         key: &str,
         manifest: Manifest,
         if_match_etag: Option<String>,
+        source: String,
     ) -> Result<Manifest, ClientError> {
         let req = PutObjectRequest {
             bucket: bucket.to_string(),
@@ -438,7 +446,7 @@ impl Client {
             manifest: Some(manifest.clone()),
             if_match_etag,
             session: None,
-            source: String::new(),
+            source,
         };
         let resp = self
             .inner
@@ -538,7 +546,8 @@ impl Client {
         replace: Option<PutOptions>,
     ) -> Result<Manifest, ClientError> {
         let (manifest, if_match) = copy_manifest(src, replace);
-        self.commit(dst_bucket, dst_key, manifest, if_match).await
+        self.commit(dst_bucket, dst_key, manifest, if_match, "Copy".into())
+            .await
     }
 
     /// Replace the ACL of the current object `bucket/key` in place (`Manifest.acl`; empty =
@@ -879,6 +888,28 @@ impl Client {
                 req,
                 |mut c, req| async move { c.set_bucket_cors(req).await },
             )
+            .await?;
+        Ok(())
+    }
+
+    /// Replace (Some) or delete (None) the event notification rules of `bucket`. Every
+    /// rule's target must exist (`InvalidArgument` otherwise; see
+    /// `anode_meta::notify::validate_config` for the rest of the checks).
+    pub async fn set_bucket_notification(
+        &self,
+        bucket: &str,
+        config: Option<NotificationConfig>,
+    ) -> Result<(), ClientError> {
+        let req = SetBucketNotificationRequest {
+            name: bucket.to_string(),
+            config,
+            session: None,
+        };
+        self.inner
+            .master
+            .write_req(req, |mut c, req| async move {
+                c.set_bucket_notification(req).await
+            })
             .await?;
         Ok(())
     }

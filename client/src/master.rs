@@ -578,6 +578,7 @@ sessioned!(
     anode_proto::SetBucketObjectLockRequest,
     anode_proto::SetBucketLifecycleRequest,
     anode_proto::SetBucketCorsRequest,
+    anode_proto::SetBucketNotificationRequest,
     anode_proto::SetObjectLockRequest,
     anode_proto::SetObjectTaggingRequest,
     anode_proto::SetBucketTaggingRequest,

@@ -12,8 +12,9 @@ use anode_client::{
 };
 use anode_client::{
     CorsConfig, DefaultRetention, DeleteOutcome, LifecycleConfig, ListObjectVersionsRequest,
-    ListObjectVersionsResponse, ObjectVersionRef, SetObjectLockCmd, Tag,
+    ListObjectVersionsResponse, NotificationConfig, ObjectVersionRef, SetObjectLockCmd, Tag,
 };
+use anode_client::{EventStream, WatchOptions};
 use bytes::Bytes;
 use futures::Stream;
 
@@ -151,6 +152,17 @@ pub trait Backend: Send + Sync + 'static {
         bucket: &str,
         config: Option<CorsConfig>,
     ) -> Result<(), ClientError>;
+    /// Replace (Some) or delete (None) the event notification rules (every rule's target
+    /// must exist: `InvalidArgument`).
+    async fn set_bucket_notification(
+        &self,
+        bucket: &str,
+        config: Option<NotificationConfig>,
+    ) -> Result<(), ClientError>;
+    /// The events of `bucket` matching `opts` as they are applied (not durable; the stream
+    /// ends, after an error item, when the member serving it fails: see
+    /// [`anode_client::watch`]).
+    async fn watch(&self, bucket: &str, opts: WatchOptions) -> Result<EventStream, ClientError>;
     /// Set a version's retention and/or legal hold.
     async fn set_object_lock(&self, cmd: SetObjectLockCmd) -> Result<Manifest, ClientError>;
     /// Replace a version's tag set (`version_id` None: the current one; empty: delete it);
@@ -357,6 +369,16 @@ impl Backend for Client {
         config: Option<CorsConfig>,
     ) -> Result<(), ClientError> {
         Client::set_bucket_cors(self, bucket, config).await
+    }
+    async fn set_bucket_notification(
+        &self,
+        bucket: &str,
+        config: Option<NotificationConfig>,
+    ) -> Result<(), ClientError> {
+        Client::set_bucket_notification(self, bucket, config).await
+    }
+    async fn watch(&self, bucket: &str, opts: WatchOptions) -> Result<EventStream, ClientError> {
+        Client::watch_with(self, bucket, opts).await
     }
     async fn set_object_lock(&self, cmd: SetObjectLockCmd) -> Result<Manifest, ClientError> {
         Client::set_object_lock(self, cmd).await

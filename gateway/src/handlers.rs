@@ -67,6 +67,8 @@ pub struct Ctx<'a> {
     pub buckets: &'a BucketCache,
     /// Per-key authorization (DeleteObjects), and the request's bucket.
     pub authz: Authorizer<'a>,
+    /// The gateway's ListenBucketNotification slots ([`crate::notify`]).
+    pub listeners: &'a std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Ctx<'_> {
@@ -136,6 +138,13 @@ pub async fn dispatch(
         S3Op::GetBucketCors { bucket } => crate::cors::get_cors(cx, &bucket).await,
         S3Op::PutBucketCors { bucket } => crate::cors::put_cors(cx, &bucket, body).await,
         S3Op::DeleteBucketCors { bucket } => crate::cors::delete_cors(cx, &bucket).await,
+        S3Op::GetBucketNotification { bucket } => {
+            crate::notify::get_notification(cx, &bucket).await
+        }
+        S3Op::PutBucketNotification { bucket } => {
+            crate::notify::put_notification(cx, &bucket, body).await
+        }
+        S3Op::ListenBucketNotification { bucket } => crate::notify::listen(cx, &bucket).await,
         S3Op::GetBucketAcl { .. } => access::get_bucket_acl(cx).await,
         S3Op::PutBucketAcl { bucket } => access::put_bucket_acl(cx, &bucket, body).await,
         S3Op::GetObjectAcl { bucket, key } => access::get_object_acl(cx, &bucket, &key).await,
@@ -771,7 +780,8 @@ async fn put_object(
 
 /// Store a POST Object upload: `stream` is the form's `file` part (already bounded by the
 /// policy's size range; its failures recorded in `err`), `cx.headers` the headers the form
-/// fields stand for (Content-Type, `x-amz-meta-*`, `x-amz-acl`, ...).
+/// fields stand for (Content-Type, `x-amz-meta-*`, `x-amz-acl`, ...). Its event is
+/// `ObjectCreated:Post`.
 pub async fn put_object_stream(
     cx: &Ctx<'_>,
     bucket: &str,
@@ -783,6 +793,7 @@ pub async fn put_object_stream(
     check_key(key)?;
     let mut opts = put_options(cx.headers)?;
     opts.acl = access::acl_for_write(cx)?;
+    opts.event_source = "Post".into();
     with_lock(cx, &mut opts)?;
     cx.backend
         .put_object(bucket, key, stream, opts)
@@ -957,6 +968,8 @@ async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<R
             legal_hold: lock.2,
             tags: new_tags.unwrap_or_else(|| src.tags.clone()),
             checksum,
+            // Copies are always `ObjectCreated:Copy` (Backend::copy_from).
+            event_source: String::new(),
         })
     } else {
         None

@@ -54,6 +54,8 @@ pub mod janitor;
 pub mod lifecycle;
 pub mod lifecycle_xml;
 pub mod metrics;
+pub mod notify;
+pub mod notify_xml;
 pub mod object_lock;
 pub mod post_form;
 pub mod post_policy;
@@ -315,6 +317,7 @@ pub async fn start_with_backend(
         max_concurrency: args.max_concurrency,
         min_rate: args.min_rate(),
         bucket_cache_ttl: Duration::from_millis(args.bucket_cache_ttl_ms),
+        max_listeners: crate::notify::DEFAULT_MAX_LISTENERS,
     };
     let audit = args.audit_log()?;
     let mut gateway = Gateway::new(backend.clone(), cfg);

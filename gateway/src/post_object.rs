@@ -431,6 +431,7 @@ impl Gateway {
                 ctx: &actx,
                 bucket: target,
             },
+            listeners: &self.listeners,
         };
         let checksum = PayloadChecksum::from_headers(&headers)?;
         let stream =

@@ -73,6 +73,9 @@ pub struct ServerConfig {
     /// How long a bucket's owner and access configuration are trusted
     /// ([`crate::bucket_cache`]).
     pub bucket_cache_ttl: Duration,
+    /// Most ListenBucketNotification answers streaming at once; more get 503 SlowDown
+    /// ([`crate::notify`]).
+    pub max_listeners: usize,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +86,7 @@ impl Default for ServerConfig {
             max_concurrency: 1024,
             min_rate: MinRate::default(),
             bucket_cache_ttl: crate::bucket_cache::BUCKET_CACHE_TTL,
+            max_listeners: crate::notify::DEFAULT_MAX_LISTENERS,
         }
     }
 }
@@ -94,6 +98,7 @@ pub struct Gateway {
     buckets: Arc<BucketCache>,
     cfg: ServerConfig,
     permits: Arc<Semaphore>,
+    listeners: Arc<Semaphore>,
     ids: RequestIds,
     clock: Clock,
     audit: Option<AuditLog>,
@@ -145,6 +150,7 @@ impl Gateway {
             keys: KeyCache::default(),
             buckets: Arc::new(BucketCache::new(cfg.bucket_cache_ttl)),
             permits: Arc::new(Semaphore::new(cfg.max_concurrency)),
+            listeners: crate::notify::listener_slots(cfg.max_listeners),
             cfg,
             ids: RequestIds::new(rand::random()),
             clock: Arc::new(SystemTime::now),
@@ -408,6 +414,7 @@ impl Gateway {
                 ctx: &actx,
                 bucket: target.clone(),
             },
+            listeners: &self.listeners,
         };
         let mut body = RequestBody::new(body, decoder).with_min_rate(self.cfg.min_rate);
         if let Some(counter) = received {

@@ -260,7 +260,7 @@ async fn buckets() {
     );
     assert_eq!(h.get("/nope?policy").await.code(), "NoSuchBucket");
     assert_eq!(
-        h.get("/photos?notification").await.status,
+        h.get("/photos?logging").await.status,
         StatusCode::NOT_IMPLEMENTED
     );
     assert_eq!(h.put("/photos/k", b"x").await.status, StatusCode::OK);
@@ -2612,4 +2612,180 @@ async fn tagging() {
     let r = h.send("DELETE", "/tagb?tagging", &[], b"").await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(h.get("/tagb?tagging").await.code(), "NoSuchTagSet");
+}
+
+// ---- event notifications (issue 15) ---------------------------------------------------------
+
+const NOTIFY_HOOKS: &str = "<NotificationConfiguration><QueueConfiguration><Id>img</Id>\
+    <Queue>arn:anode:sqs::hooks</Queue><Event>s3:ObjectCreated:*</Event><Event>s3:ObjectRemoved:*</Event>\
+    <Filter><S3Key><FilterRule><Name>prefix</Name><Value>img/</Value></FilterRule></S3Key></Filter>\
+    </QueueConfiguration></NotificationConfiguration>";
+
+#[tokio::test]
+async fn notification_configuration_and_queued_events() {
+    let h = users_harness();
+    h.put("/bkt", b"").await;
+    let r = h.get("/bkt?notification").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.text().contains("<NotificationConfiguration"),
+        "{}",
+        r.text()
+    );
+    assert!(!r.text().contains("Configuration><"), "{}", r.text());
+    // The target does not exist yet: the master refuses.
+    let r = h.put("/bkt?notification", NOTIFY_HOOKS.as_bytes()).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "InvalidArgument"),
+        "{}",
+        r.text()
+    );
+    h.backend
+        .set_notification_target("hooks", Some("http://127.0.0.1:9/hook"));
+    let r = h.put("/bkt?notification", NOTIFY_HOOKS.as_bytes()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = h.get("/bkt?notification").await;
+    assert!(
+        r.text()
+            .contains("<QueueConfiguration><Id>img</Id><Queue>arn:anode:sqs::hooks</Queue>"),
+        "{}",
+        r.text()
+    );
+    // Bad documents.
+    for (body, code) in [
+        ("<NotificationConfiguration><EventBridgeConfiguration/></NotificationConfiguration>", "NotImplemented"),
+        ("<NotificationConfiguration><QueueConfiguration><Queue>arn:anode:sqs::hooks</Queue><Event>s3:ObjectAccessed:*</Event></QueueConfiguration></NotificationConfiguration>", "InvalidArgument"),
+        ("<NotificationConfiguration><QueueConfiguration>", "MalformedXML"),
+    ] {
+        assert_eq!(h.put("/bkt?notification", body.as_bytes()).await.code(), code, "{body}");
+    }
+    // Only the owner (or an admin, or a policy) may read or change the rules.
+    h.send_as(ALICE, "PUT", "/alices", &[], b"").await;
+    for (method, body) in [("GET", ""), ("PUT", NOTIFY_HOOKS)] {
+        let r = h
+            .send_as(BOB, method, "/alices?notification", &[], body.as_bytes())
+            .await;
+        assert_eq!(r.code(), "AccessDenied", "{method}");
+    }
+    let r = h
+        .send_as(
+            ALICE,
+            "PUT",
+            "/alices?notification",
+            &[],
+            NOTIFY_HOOKS.as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // Events: put, copy (named Copy), delete; the key outside the prefix makes none.
+    h.put("/bkt/img/a.jpg", b"x").await;
+    h.put("/bkt/doc/x", b"x").await;
+    let r = h
+        .send(
+            "PUT",
+            "/bkt/img/b.jpg",
+            &[("x-amz-copy-source", "/bkt/img/a.jpg")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    h.send("DELETE", "/bkt/img/a.jpg", &[], b"").await;
+    let queued = h.backend.queued_events("hooks");
+    let names: Vec<(&str, &str)> = queued
+        .iter()
+        .filter(|e| e.bucket == "bkt")
+        .map(|e| (e.key.as_str(), e.event_name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("img/a.jpg", "ObjectCreated:Put"),
+            ("img/b.jpg", "ObjectCreated:Copy"),
+            ("img/a.jpg", "ObjectRemoved:Delete")
+        ]
+    );
+    assert!(queued.windows(2).all(|w| w[0].id < w[1].id));
+    // An empty configuration removes the rules.
+    let r = h
+        .put("/bkt?notification", b"<NotificationConfiguration/>")
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!h.get("/bkt?notification").await.text().contains("Queue"));
+}
+
+/// A signed request whose answer is not collected (a listen stream).
+async fn open_stream(
+    h: &Harness,
+    key: (&str, &str),
+    uri: &str,
+) -> http::Response<crate::body::RespBody> {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HOST.parse().unwrap());
+    let date = amz_date();
+    let p = SignParams {
+        access_key: key.0,
+        secret_key: key.1,
+        ..params(&date)
+    };
+    let hash = hex::encode(Sha256::digest(b""));
+    sigv4::sign_request("GET", path, query, &mut headers, &hash, &p);
+    h.gw.handle(build("GET", uri, headers, Vec::new())).await
+}
+
+async fn next_line(body: &mut crate::body::RespBody) -> String {
+    let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("a line within 10 s")
+        .expect("the stream goes on")
+        .expect("no error");
+    String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn listen_streams_matching_events_and_is_bounded() {
+    let h = Harness::with_config(ServerConfig {
+        max_listeners: 1,
+        ..Default::default()
+    });
+    h.put("/bkt", b"").await;
+    let uri = "/bkt?prefix=img%2F&suffix=&events=s3%3AObjectCreated%3A%2A&events=s3%3AObjectAccessed%3A%2A";
+    let resp = open_stream(&h, (AK, SK), uri).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let mut body = resp.into_body();
+    assert_eq!(next_line(&mut body).await, "{\"Records\":[]}\n");
+    // The only slot is taken.
+    let r = open_stream(&h, (AK, SK), uri).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    h.put("/bkt/doc/x", b"x").await;
+    h.send("DELETE", "/bkt/img/a", &[], b"").await;
+    h.put("/bkt/img/a", b"xyz").await;
+    let line = next_line(&mut body).await;
+    let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+    assert_eq!(v["Records"][0]["eventName"], "ObjectCreated:Put");
+    assert_eq!(v["Records"][0]["s3"]["object"]["key"], "img/a");
+    assert_eq!(v["Records"][0]["s3"]["object"]["size"], 3);
+    assert_eq!(v["Records"][0]["s3"]["bucket"]["name"], "bkt");
+    // Hanging up gives the slot back.
+    drop(body);
+    let resp = open_stream(&h, (AK, SK), uri).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    drop(resp);
+    // Errors before the stream starts are S3 errors.
+    let r = h.get("/nope?events=s3%3AObjectCreated%3A%2A").await;
+    assert_eq!(r.code(), "NoSuchBucket");
+    let r = h.get("/bkt?events=ObjectCreated").await;
+    assert_eq!(r.code(), "InvalidArgument");
+}
+
+#[tokio::test]
+async fn listen_needs_the_bucket_owner() {
+    let h = users_harness();
+    h.send_as(ALICE, "PUT", "/alices", &[], b"").await;
+    let r = open_stream(&h, BOB, "/alices?events=s3%3AObjectCreated%3A%2A").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = open_stream(&h, ALICE, "/alices?events=s3%3AObjectCreated%3A%2A").await;
+    assert_eq!(r.status(), StatusCode::OK);
 }

@@ -54,6 +54,8 @@ struct State {
 /// The in-memory backend (see the module docs).
 pub struct MemBackend {
     state: Mutex<State>,
+    /// The object events of applied commands, for watchers (as the master's broadcast).
+    events: tokio::sync::broadcast::Sender<std::sync::Arc<NotificationEvent>>,
     /// Number of `get_principal` calls (to observe the key cache).
     pub key_lookups: AtomicUsize,
     /// Number of `head_bucket` calls (to observe the bucket cache).
@@ -70,6 +72,7 @@ impl Default for MemBackend {
             }),
             key_lookups: AtomicUsize::new(0),
             bucket_lookups: AtomicUsize::new(0),
+            events: tokio::sync::broadcast::channel(1024).0,
         }
     }
 }
@@ -156,10 +159,51 @@ impl MemBackend {
         self.read(|kv| state::get_object(kv, bucket, key).ok())
     }
 
-    /// Apply one command, as the master's write path does; a refusal as the client sees it.
+    /// Create (Some url) or remove (None) a notification target, as `anode ctl notify` does.
+    pub fn set_notification_target(&self, name: &str, url: Option<&str>) {
+        self.propose(Op::SetNotificationTarget(SetNotificationTargetCmd {
+            name: name.into(),
+            target: url.map(|u| NotificationTarget {
+                name: name.into(),
+                url: u.into(),
+                ..Default::default()
+            }),
+        }))
+        .expect("the backend accepts the target");
+    }
+
+    /// The events queued for `target` (what the leader would deliver), oldest first.
+    pub fn queued_events(&self, target: &str) -> Vec<NotificationEvent> {
+        self.read(|kv| state::queued_events(kv, target, None, usize::MAX))
+    }
+
+    /// Apply one command, as the master's write path does (`MemState::propose`, also sending
+    /// the command's object events to watchers); a refusal as the client sees it.
     fn propose(&self, op: Op) -> Result<CommandResult, ClientError> {
         let mut s = self.state.lock().unwrap();
-        s.sm.propose(op).map_err(ClientError::from_detail)
+        let sm = &mut s.sm;
+        sm.index += 1;
+        let cmd = Command {
+            version: COMMAND_VERSION,
+            now_ms: sm.now_ms,
+            session: None,
+            op: Some(op),
+        };
+        let (muts, res, events) = state::apply_with_events(&sm.kv, sm.index, &cmd);
+        sm.kv.apply(&muts);
+        if let Err(e) = state::check_invariants(&sm.kv) {
+            panic!(
+                "state machine invariant broken after command {}: {e}",
+                sm.index
+            );
+        }
+        if let Some(e) = res.error {
+            return Err(ClientError::from_detail(e));
+        }
+        for e in events {
+            let _ = self.events.send(std::sync::Arc::new(e));
+        }
+        Ok(res)
     }
 
     /// A query over the applied state.
@@ -174,13 +218,14 @@ impl MemBackend {
         key: &str,
         manifest: Manifest,
         if_match_etag: Option<String>,
+        source: String,
     ) -> Result<Manifest, ClientError> {
         let res = self.propose(Op::PutObject(PutObjectCmd {
             bucket: bucket.into(),
             key: key.into(),
             manifest: Some(manifest.clone()),
             if_match_etag,
-            source: String::new(),
+            source,
         }))?;
         Ok(res.manifest.unwrap_or(manifest))
     }
@@ -348,7 +393,7 @@ impl Backend for MemBackend {
             ..Default::default()
         };
         let manifest = anode_client::with_checksum(manifest, opts.checksum.get());
-        self.commit(bucket, key, manifest, opts.if_match_etag)
+        self.commit(bucket, key, manifest, opts.if_match_etag, opts.event_source)
     }
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Manifest, ClientError> {
@@ -383,7 +428,7 @@ impl Backend for MemBackend {
         replace: Option<PutOptions>,
     ) -> Result<Manifest, ClientError> {
         let (manifest, if_match) = anode_client::copy_manifest(src, replace);
-        self.commit(dst_bucket, dst_key, manifest, if_match)
+        self.commit(dst_bucket, dst_key, manifest, if_match, "Copy".into())
     }
 
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ClientError> {
@@ -504,6 +549,66 @@ impl Backend for MemBackend {
             config,
         }))?;
         Ok(())
+    }
+
+    async fn set_bucket_notification(
+        &self,
+        bucket: &str,
+        config: Option<NotificationConfig>,
+    ) -> Result<(), ClientError> {
+        self.propose(Op::SetBucketNotification(SetBucketNotificationCmd {
+            name: bucket.into(),
+            config,
+        }))?;
+        Ok(())
+    }
+
+    /// As the master's `Watch`: subscribe, then check the bucket, then the matching events
+    /// (no keep-alives: the stream only ends when the backend is dropped).
+    async fn watch(
+        &self,
+        bucket: &str,
+        opts: anode_client::WatchOptions,
+    ) -> Result<anode_client::EventStream, ClientError> {
+        if let Some(e) = opts
+            .events
+            .iter()
+            .find(|e| !anode_meta::notify::EVENT_NAMES.contains(&e.as_str()))
+        {
+            return Err(ClientError::InvalidArgument(format!("unknown event {e}")));
+        }
+        let rx = self.events.subscribe();
+        self.read(|kv| state::get_bucket(kv, bucket))
+            .ok_or_else(|| refused(StateError::NoSuchBucket(bucket.into())))?;
+        let bucket = bucket.to_string();
+        let stream = futures::stream::unfold(Some(rx), move |rx| {
+            let (bucket, opts) = (bucket.clone(), opts.clone());
+            async move {
+                let mut rx = rx?;
+                loop {
+                    match rx.recv().await {
+                        Ok(e) => {
+                            let take = e.bucket == bucket
+                                && anode_meta::notify::filter_matches(
+                                    &opts.events,
+                                    &opts.prefix,
+                                    &opts.suffix,
+                                    &e.event_name,
+                                    &e.key,
+                                );
+                            if take {
+                                return Some((Ok((*e).clone()), Some(rx)));
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                        Err(e) => {
+                            return Some((Err(ClientError::Unavailable(e.to_string())), None))
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(stream))
     }
 
     async fn set_object_lock(
