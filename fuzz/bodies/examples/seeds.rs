@@ -200,6 +200,29 @@ fn cors_seeds() {
     );
 }
 
+fn notification_seeds() {
+    for (name, doc) in NOTIFICATION_SEEDS {
+        write("xml_notification", name, doc);
+    }
+}
+
+/// The `xml_notification` seeds (also written by hand to fuzz/corpus/xml_notification/).
+const NOTIFICATION_SEEDS: [(&str, &str); 4] = [
+    (
+        "rules",
+        "<NotificationConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><QueueConfiguration><Id>images</Id><Queue>arn:aws:sqs:us-east-1:123456789012:hooks</Queue><Event>s3:ObjectCreated:*</Event><Event>s3:ObjectRemoved:Delete</Event><Filter><S3Key><FilterRule><Name>prefix</Name><Value>images/</Value></FilterRule><FilterRule><Name>Suffix</Name><Value>.jpg</Value></FilterRule></S3Key></Filter></QueueConfiguration><TopicConfiguration><Topic>arn:minio:sqs::1:other</Topic><Event>s3:ObjectTagging:*</Event></TopicConfiguration><CloudFunctionConfiguration><CloudFunction>arn:anode:lambda::fn_1</CloudFunction><Event>s3:ObjectRemoved:*</Event><Filter><S3Key><FilterRule><Name>prefix</Name><Value>logs/</Value></FilterRule></S3Key></Filter></CloudFunctionConfiguration></NotificationConfiguration>",
+    ),
+    ("empty", "<NotificationConfiguration/>"),
+    (
+        "overlap",
+        "<NotificationConfiguration><QueueConfiguration><Queue>arn:anode:sqs::a</Queue><Event>s3:ObjectCreated:*</Event></QueueConfiguration><QueueConfiguration><Queue>arn:anode:sqs::b</Queue><Event>s3:ObjectCreated:Put</Event><Filter><S3Key><FilterRule><Name>suffix</Name><Value> x</Value></FilterRule></S3Key></Filter></QueueConfiguration></NotificationConfiguration>",
+    ),
+    (
+        "eventbridge",
+        "<NotificationConfiguration><EventBridgeConfiguration/></NotificationConfiguration>",
+    ),
+];
+
 fn access_seeds() {
     let alice = anode_meta::authz::canonical_id("alice");
     let bob = anode_meta::authz::canonical_id("bob");
@@ -620,6 +643,7 @@ fn main() {
     xml_seeds();
     access_seeds();
     cors_seeds();
+    notification_seeds();
     route_seeds();
     range_seeds();
     gateway_seeds();

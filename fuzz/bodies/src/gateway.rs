@@ -380,6 +380,31 @@ pub fn xml_cors(data: &[u8]) {
     anode_gateway::cors::decorate(&cfg, &ask, "PUT", &mut h);
 }
 
+/// `NotificationConfiguration` (PutBucketNotificationConfiguration) bodies. Properties: a
+/// parsed configuration has at most 100 rules, each with an id and its target taken from its
+/// ARN, validates as the state machine validates it, has no two overlapping rules, and renders
+/// to a document that parses back equal (generated ids included).
+pub fn xml_notification(data: &[u8]) {
+    let Ok(cfg) = anode_gateway::notify_xml::parse_notification(data) else {
+        return;
+    };
+    if crate::debug() {
+        eprintln!("xml_notification: {cfg:?}");
+    }
+    assert!(cfg.rules.len() <= anode_meta::notify::MAX_RULES);
+    for r in &cfg.rules {
+        assert!(!r.id.is_empty());
+        assert_eq!(anode_meta::notify::target_of_arn(&r.arn).as_ref(), Ok(&r.target));
+    }
+    assert!(anode_meta::notify::validate_config(&cfg).is_ok());
+    assert_eq!(anode_gateway::notify_xml::overlapping(&cfg), None);
+    let xml = anode_gateway::notify_xml::render_notification(Some(&cfg));
+    assert_eq!(
+        anode_gateway::notify_xml::parse_notification(xml.as_bytes()),
+        Ok(cfg)
+    );
+}
+
 /// `Tagging` bodies (Put{Object,Bucket}Tagging) and, the input read as text, the
 /// `x-amz-tagging` header. Properties: an accepted object tag set passes
 /// `anode_meta::tagging::validate_object` (at most 10 tags, key 1..=128 and value 0..=256

@@ -18,7 +18,7 @@ pub use chunkserver::{blocksums, chunkserver_rpc};
 pub use gateway::{
     aws_chunked, gateway_request, post_form, post_policy, range_copy_source, s3_route, sigv2,
     sigv4_header, sigv4_presigned, xml_access, xml_complete_multipart, xml_cors, xml_create_bucket,
-    xml_delete, xml_lifecycle, xml_tagging,
+    xml_delete, xml_lifecycle, xml_notification, xml_tagging,
 };
 pub use master::{master_apply, master_control, master_ops, master_records};
 
@@ -44,6 +44,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("xml_access", xml_access),
     ("xml_lifecycle", xml_lifecycle),
     ("xml_cors", xml_cors),
+    ("xml_notification", xml_notification),
     ("xml_tagging", xml_tagging),
     ("s3_route", s3_route),
     ("range_copy_source", range_copy_source),
