@@ -68,6 +68,12 @@ pub enum CtlCommand {
         #[command(subcommand)]
         cmd: UsersCmd,
     },
+    /// Event notification targets: the webhooks buckets' notification rules may send events
+    /// to (`arn:anode:sqs::NAME` in a rule).
+    Notify {
+        #[command(subcommand)]
+        cmd: NotifyCmd,
+    },
     /// Write a consistent copy of the metadata (taken on the leader while it serves, with
     /// its raft index and membership) to DIR: `manifest.json` and `metadata.pieces`.
     /// `anode master --restore DIR` starts a new group from it.
@@ -97,6 +103,29 @@ pub enum CtlCommand {
         #[command(subcommand)]
         cmd: CertsCmd,
     },
+}
+
+/// `notify` subcommands.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum NotifyCmd {
+    /// Add a webhook target, or replace the URL of one (its queue stays).
+    TargetAdd {
+        /// The target's name ([a-z0-9_-], 1 to 64): rules name it as `arn:anode:sqs::NAME`.
+        name: String,
+        /// Where the leader POSTs each event (`http://` or `https://`).
+        url: String,
+        /// Sent as the `Authorization` header of every POST.
+        #[arg(long, env = "ANODE_NOTIFY_AUTHORIZATION", default_value = "")]
+        authorization: String,
+    },
+    /// Remove a target no bucket rule names; its queued events are dropped.
+    TargetRm {
+        /// The target's name.
+        name: String,
+    },
+    /// The targets with their queues (events waiting, dropped because the queue was full,
+    /// the next event id to deliver).
+    Targets,
 }
 
 /// `certs` subcommands.
@@ -469,6 +498,7 @@ async fn execute(args: &CtlArgs, m: &Masters) -> anyhow::Result<Value> {
         CtlCommand::Keys { cmd } => keys(m, cmd).await,
         CtlCommand::Buckets { cmd } => buckets(m, cmd).await,
         CtlCommand::Users { cmd } => users(m, cmd).await,
+        CtlCommand::Notify { cmd } => notify(m, cmd).await,
         CtlCommand::Backup { dir } => backup(m, dir).await,
         CtlCommand::Certs { .. } | CtlCommand::Rebuild { .. } => {
             anyhow::bail!("certs and rebuild call no master")
@@ -652,6 +682,62 @@ fn chunkserver_in(status: &Value, id: u64) -> Option<Value> {
     status["chunkservers"]
         .as_array()
         .and_then(|a| a.iter().find(|c| c["id"] == id).cloned())
+}
+
+async fn notify(m: &Masters, cmd: &NotifyCmd) -> anyhow::Result<Value> {
+    match cmd {
+        NotifyCmd::TargetAdd {
+            name,
+            url,
+            authorization,
+        } => {
+            let req = SetNotificationTargetRequest {
+                name: name.clone(),
+                target: Some(NotificationTarget {
+                    name: name.clone(),
+                    url: url.clone(),
+                    authorization: authorization.clone(),
+                    ..Default::default()
+                }),
+                session: Some(one_write_session()),
+            };
+            call_leader(m, |mut c| {
+                let req = req.clone();
+                async move { c.set_notification_target(req).await }
+            })
+            .await?;
+            Ok(json!({"target": name, "url": url, "arn": format!("arn:anode:sqs::{name}")}))
+        }
+        NotifyCmd::TargetRm { name } => {
+            let req = SetNotificationTargetRequest {
+                name: name.clone(),
+                target: None,
+                session: Some(one_write_session()),
+            };
+            call_leader(m, |mut c| {
+                let req = req.clone();
+                async move { c.set_notification_target(req).await }
+            })
+            .await?;
+            Ok(json!({"removed": name}))
+        }
+        NotifyCmd::Targets => {
+            let r = call_leader(m, |mut c| async move {
+                c.list_notification_targets(ListNotificationTargetsRequest {})
+                    .await
+            })
+            .await?;
+            Ok(Value::Array(r.targets.iter().map(target_json).collect()))
+        }
+    }
+}
+
+/// One target's row (`notify targets`); the authorization value is not shown.
+fn target_json(s: &NotificationTargetStatus) -> Value {
+    let t = s.target.clone().unwrap_or_default();
+    json!({"name": t.name, "url": t.url, "arn": format!("arn:anode:sqs::{}", t.name),
+        "authorization": !t.authorization.is_empty(), "created_ms": t.created_ms,
+        "queued": s.queued, "dropped": s.dropped, "oldest_id": s.oldest_id})
 }
 
 async fn keys(m: &Masters, cmd: &KeysCmd) -> anyhow::Result<Value> {
@@ -1139,6 +1225,24 @@ fn lifecycle_line(l: &Value) -> String {
 
 fn print_human(cmd: &CtlCommand, v: &Value) {
     match cmd {
+        CtlCommand::Notify {
+            cmd: NotifyCmd::Targets,
+        } => {
+            println!(
+                "{:<20} {:>8} {:>8} {:<22} URL",
+                "NAME", "QUEUED", "DROPPED", "NEXT"
+            );
+            for t in v.as_array().into_iter().flatten() {
+                println!(
+                    "{:<20} {:>8} {:>8} {:<22} {}",
+                    t["name"].as_str().unwrap_or(""),
+                    t["queued"].to_string(),
+                    t["dropped"].to_string(),
+                    t["oldest_id"].as_str().unwrap_or(""),
+                    t["url"].as_str().unwrap_or("")
+                );
+            }
+        }
         CtlCommand::Status
         | CtlCommand::Members {
             cmd: MembersCmd::List,

@@ -15,6 +15,7 @@
 //! - `export`: the leader's periodic metadata exports to chunkservers; `rebuild`: `anode ctl
 //!   rebuild`, a backup directory from the newest good export when every master is lost.
 //! - `lifecycle`: the leader's lifecycle worker (batches of expirations through raft).
+//! - `notify`: the leader's event delivery worker (webhook POSTs of the raft-kept queues).
 //! - `join`: discovery of the group by a starting member (`--join-seeds`, `--join-dns`).
 //! - `ctl`: the operator CLI (`anode ctl`).
 //! - `status_page`: the status page and `/api/status` on the admin port, and its event ring.
@@ -28,6 +29,7 @@ pub mod limits;
 pub mod log_store;
 pub mod metrics;
 pub mod node;
+pub mod notify;
 pub mod raft_check;
 pub mod read_lease;
 pub mod rebuild;

@@ -689,6 +689,56 @@ pub fn init() {
     }
 }
 
+/// Open `Watch` streams on this member.
+pub static WATCHERS: LazyLock<IntGauge> = LazyLock::new(|| {
+    prometheus::register_int_gauge!(
+        "anode_master_watchers",
+        "open event watch streams on this member"
+    )
+    .expect("register metric")
+});
+
+/// Events the leader's delivery worker POSTed and the target accepted (2xx), by target.
+pub static NOTIFY_DELIVERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "anode_master_notify_delivered_total",
+        "events delivered to notification targets by this member as leader",
+        &["target"]
+    )
+    .expect("register metric")
+});
+
+/// Delivery attempts that failed (connection error, timeout, non-2xx), by target.
+pub static NOTIFY_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "anode_master_notify_failures_total",
+        "failed event deliveries to notification targets (retried)",
+        &["target"]
+    )
+    .expect("register metric")
+});
+
+/// Events waiting in each target's queue, and events dropped because it was full (from the
+/// leader's applied state, set by its delivery worker).
+pub static NOTIFY_QUEUED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "anode_master_notify_queued",
+        "events queued for each notification target (leader only)",
+        &["target"]
+    )
+    .expect("register metric")
+});
+
+/// Events dropped because a target's queue was full.
+pub static NOTIFY_DROPPED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "anode_master_notify_dropped",
+        "events not queued because the target's queue was full (leader only)",
+        &["target"]
+    )
+    .expect("register metric")
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -851,53 +901,3 @@ mod tests {
         assert!(series.iter().all(|l| !l.contains("902")), "{series:?}");
     }
 }
-
-/// Open `Watch` streams on this member.
-pub static WATCHERS: LazyLock<IntGauge> = LazyLock::new(|| {
-    prometheus::register_int_gauge!(
-        "anode_master_watchers",
-        "open event watch streams on this member"
-    )
-    .expect("register metric")
-});
-
-/// Events the leader's delivery worker POSTed and the target accepted (2xx), by target.
-pub static NOTIFY_DELIVERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    prometheus::register_int_counter_vec!(
-        "anode_master_notify_delivered_total",
-        "events delivered to notification targets by this member as leader",
-        &["target"]
-    )
-    .expect("register metric")
-});
-
-/// Delivery attempts that failed (connection error, timeout, non-2xx), by target.
-pub static NOTIFY_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    prometheus::register_int_counter_vec!(
-        "anode_master_notify_failures_total",
-        "failed event deliveries to notification targets (retried)",
-        &["target"]
-    )
-    .expect("register metric")
-});
-
-/// Events waiting in each target's queue, and events dropped because it was full (from the
-/// leader's applied state, set by its delivery worker).
-pub static NOTIFY_QUEUED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    prometheus::register_int_gauge_vec!(
-        "anode_master_notify_queued",
-        "events queued for each notification target (leader only)",
-        &["target"]
-    )
-    .expect("register metric")
-});
-
-/// Events dropped because a target's queue was full.
-pub static NOTIFY_DROPPED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    prometheus::register_int_gauge_vec!(
-        "anode_master_notify_dropped",
-        "events not queued because the target's queue was full (leader only)",
-        &["target"]
-    )
-    .expect("register metric")
-});

@@ -134,6 +134,13 @@ pub struct MasterArgs {
     /// proposes per second, over every bucket.
     #[arg(long, env = "ANODE_LIFECYCLE_BATCHES_PER_SEC", default_value_t = 10)]
     pub lifecycle_batches_per_sec: u32,
+    /// `awsRegion` of the S3 event records the leader sends to notification targets (the
+    /// gateways' `--region`).
+    #[arg(long, env = "ANODE_NOTIFY_REGION", default_value = "us-east-1")]
+    pub notify_region: String,
+    /// Longest wait between two attempts to deliver an event to a failing target, ms.
+    #[arg(long, env = "ANODE_NOTIFY_RETRY_MAX_MS", default_value_t = 10_000)]
+    pub notify_retry_max_ms: u64,
     /// Mutual TLS (`--certs-dir`, a master certificate with this member's id) or
     /// `--insecure-no-tls`.
     #[command(flatten)]
@@ -252,6 +259,15 @@ pub async fn start(
             args.lifecycle_interval_secs,
             args.lifecycle_batches_per_sec,
         ),
+        shutdown.clone(),
+    ));
+    tokio::spawn(crate::notify::notify_loop(
+        service.clone(),
+        crate::notify::NotifyWorkerConfig {
+            region: args.notify_region.clone(),
+            backoff_max: Duration::from_millis(args.notify_retry_max_ms.max(100)),
+            ..Default::default()
+        },
         shutdown.clone(),
     ));
     let server = grpc_server(service, &node, store, &tls)?;

@@ -1740,6 +1740,15 @@ fn publish_heal_metrics(f: &HealthFigures) {
     crate::metrics::GARBAGE_CHUNKS.set(f.summary.garbage as i64);
 }
 
+/// Counts an open watch stream in `anode_master_watchers` while it lives.
+struct WatcherGauge;
+
+impl Drop for WatcherGauge {
+    fn drop(&mut self) {
+        crate::metrics::WATCHERS.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1755,14 +1764,5 @@ mod tests {
             next_sweep_delay(interval, Duration::from_millis(1600)),
             Duration::from_millis(6400)
         );
-    }
-}
-
-/// Counts an open watch stream in `anode_master_watchers` while it lives.
-struct WatcherGauge;
-
-impl Drop for WatcherGauge {
-    fn drop(&mut self) {
-        crate::metrics::WATCHERS.dec();
     }
 }

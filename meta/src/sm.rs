@@ -39,6 +39,8 @@ mod lifecycle_apply;
 mod list;
 mod mem;
 mod notify_apply;
+#[cfg(test)]
+mod notify_tests;
 mod permissions;
 mod records;
 pub mod sessions;

@@ -1015,3 +1015,95 @@ fn cors_encodings_stay_readable() {
         true,
     );
 }
+
+fn notification_rules() -> NotificationConfig {
+    NotificationConfig {
+        rules: vec![NotificationRule {
+            id: "uploads".into(),
+            kind: 1,
+            arn: "arn:anode:sqs::hooks".into(),
+            target: "hooks".into(),
+            events: vec![
+                "s3:ObjectCreated:*".into(),
+                "s3:ObjectRemoved:Delete".into(),
+            ],
+            prefix: "logs/".into(),
+            suffix: ".gz".into(),
+        }],
+    }
+}
+
+fn v7(op: Op) -> Command {
+    Command {
+        version: 7,
+        ..v6(op)
+    }
+}
+
+#[test]
+fn notification_encodings_stay_readable() {
+    check_golden(
+        "notify_bucket_config.v1",
+        &BucketConfig {
+            notification: Some(notification_rules()),
+            ..bucket()
+        },
+        true,
+    );
+    check_golden(
+        "notify_target.v1",
+        &NotificationTarget {
+            version: 1,
+            name: "hooks".into(),
+            url: "https://hooks.example.com/s3".into(),
+            authorization: "Bearer x".into(),
+            created_ms: 1_700_000_000_000,
+        },
+        true,
+    );
+    check_golden(
+        "notify_event.v1",
+        &NotificationEvent {
+            version: 1,
+            id: "00000000000000070001".into(),
+            target: "hooks".into(),
+            configuration_id: "uploads".into(),
+            bucket: "photos".into(),
+            key: "logs/a.gz".into(),
+            event_name: "ObjectCreated:Put".into(),
+            size: 42,
+            etag: "0123456789abcdef0123456789abcdef".into(),
+            version_id: String::new(),
+            time_ms: 1_700_000_000_007,
+        },
+        true,
+    );
+    check_golden(
+        "notify_command_set_bucket_notification.v7",
+        &v7(Op::SetBucketNotification(SetBucketNotificationCmd {
+            name: "photos".into(),
+            config: Some(notification_rules()),
+        })),
+        true,
+    );
+    check_golden(
+        "notify_command_set_target.v7",
+        &v7(Op::SetNotificationTarget(SetNotificationTargetCmd {
+            name: "hooks".into(),
+            target: Some(NotificationTarget {
+                name: "hooks".into(),
+                url: "http://127.0.0.1:9000/".into(),
+                ..Default::default()
+            }),
+        })),
+        true,
+    );
+    check_golden(
+        "notify_command_ack.v7",
+        &v7(Op::AckNotifications(AckNotificationsCmd {
+            target: "hooks".into(),
+            up_to_id: "00000000000000070001".into(),
+        })),
+        true,
+    );
+}

@@ -3,9 +3,11 @@
 //! they follow the real namespace rules instead of copies of them.
 
 use anode_proto::command::Op;
-use anode_proto::{ClientSession, Command, CommandResult, ErrorDetail, COMMAND_VERSION};
+use anode_proto::{
+    ClientSession, Command, CommandResult, ErrorDetail, NotificationEvent, COMMAND_VERSION,
+};
 
-use super::{apply, check_invariants};
+use super::{apply_with_events, check_invariants};
 use crate::kv::MemKv;
 
 /// A [`MemKv`] with the next raft index and a fixed clock. [`MemState::propose`] does what the
@@ -18,6 +20,8 @@ pub struct MemState {
     pub index: u64,
     /// The leader clock every command is stamped with (`Command::now_ms`).
     pub now_ms: u64,
+    /// The object events of every applied command, in order (what watchers would get).
+    pub events: Vec<NotificationEvent>,
 }
 
 impl MemState {
@@ -50,8 +54,9 @@ impl MemState {
             session,
             op: Some(op),
         };
-        let (muts, res) = apply(&self.kv, self.index, &cmd);
+        let (muts, res, events) = apply_with_events(&self.kv, self.index, &cmd);
         self.kv.apply(&muts);
+        self.events.extend(events);
         if let Err(e) = check_invariants(&self.kv) {
             panic!(
                 "state machine invariant broken after command {}: {e}",
