@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, only when missing, the programs the cargo tests drive besides python3 + boto3
 # (scripts/setup.sh): headless Chromium (tests/s3_cors.rs makes a real cross-origin fetch) and
-# s3cmd (SigV2 URLs from `s3cmd signurl`). Sourced by scripts/test.sh before `cargo test`;
+# s3cmd (SigV2 URLs from `s3cmd signurl`), and the minio Python package (minio-py listens to
+# bucket events in tests/s3_notify.rs). Sourced by scripts/test.sh before `cargo test`;
 # not by scripts/dev.sh, which needs none of them.
 anode_test_pkgs=()
 command -v chromium >/dev/null 2>&1 || anode_test_pkgs+=(chromium)
@@ -11,4 +12,11 @@ if [ ${#anode_test_pkgs[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${anode_test_pkgs[@]}" >/dev/null
+fi
+# minio-py: ListenBucketNotification as MinIO's own client speaks it (tests/s3_notify.rs).
+if ! python3 -c 'import minio' >/dev/null 2>&1; then
+  echo "test-tools: installing minio (python)" >&2
+  # Debian's system python refuses plain pip installs (PEP 668): fall back to --user.
+  python3 -m pip install --quiet minio 2>/dev/null ||
+    python3 -m pip install --quiet --user --break-system-packages minio
 fi
