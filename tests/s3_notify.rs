@@ -60,9 +60,14 @@ async fn client_watches(cl: &Client) -> anode_client::EventStream {
     let put = |key: &'static str| {
         let cl = cl.clone();
         async move {
-            cl.put_object_bytes("watched", key, Bytes::from_static(b"data"), Default::default())
-                .await
-                .expect("put")
+            cl.put_object_bytes(
+                "watched",
+                key,
+                Bytes::from_static(b"data"),
+                Default::default(),
+            )
+            .await
+            .expect("put")
         }
     };
     let mut all = cl.watch("watched", "").await.expect("watch");
@@ -83,7 +88,9 @@ async fn client_watches(cl: &Client) -> anode_client::EventStream {
     cl.copy_object("watched", "w/a.log", "watched", "w/b.log", None)
         .await
         .expect("copy");
-    cl.delete_object("watched", "w/a.log").await.expect("delete");
+    cl.delete_object("watched", "w/a.log")
+        .await
+        .expect("delete");
     let names = |evs: &[NotificationEvent]| -> Vec<(String, String)> {
         evs.iter()
             .map(|e| (e.key.clone(), e.event_name.clone()))
@@ -123,7 +130,10 @@ async fn client_watches(cl: &Client) -> anode_client::EventStream {
         ])
     );
     let r = next_event(&mut removed).await;
-    assert_eq!((r.key.as_str(), r.id.as_str()), ("w/a.log", got[3].id.as_str()));
+    assert_eq!(
+        (r.key.as_str(), r.id.as_str()),
+        ("w/a.log", got[3].id.as_str())
+    );
     // Nothing else comes to the narrow watches (keep-alives are skipped).
     assert!(
         tokio::time::timeout(Duration::from_secs(6), removed.next())
@@ -227,16 +237,31 @@ async fn notifications_through_s3_webhooks_listen_watch_and_a_leader_failover() 
     let out = c
         .finish_python_suite(child, "notify", Duration::from_secs(400))
         .await;
-    assert!(out.contains("failover: every queued event arrived"), "{out}");
+    assert!(
+        out.contains("failover: every queued event arrived"),
+        "{out}"
+    );
     assert!(out.contains("listen: minio-py heard"), "{out}");
-    let mut again = support::wait_for("a watch under the new leader", Duration::from_secs(30), || {
-        let cl = cl.clone();
-        async move { cl.watch("watched", "after/").await.ok() }
-    })
+    let mut again = support::wait_for(
+        "a watch under the new leader",
+        Duration::from_secs(30),
+        || {
+            let cl = cl.clone();
+            async move { cl.watch("watched", "after/").await.ok() }
+        },
+    )
     .await;
-    cl.put_object_bytes("watched", "after/1", Bytes::from_static(b"1"), Default::default())
-        .await
-        .expect("put after the failover");
+    cl.put_object_bytes(
+        "watched",
+        "after/1",
+        Bytes::from_static(b"1"),
+        Default::default(),
+    )
+    .await
+    .expect("put after the failover");
     let e = next_event(&mut again).await;
-    assert_eq!((e.key.as_str(), e.event_name.as_str()), ("after/1", "ObjectCreated:Put"));
+    assert_eq!(
+        (e.key.as_str(), e.event_name.as_str()),
+        ("after/1", "ObjectCreated:Put")
+    );
 }

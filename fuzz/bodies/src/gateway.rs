@@ -394,7 +394,10 @@ pub fn xml_notification(data: &[u8]) {
     assert!(cfg.rules.len() <= anode_meta::notify::MAX_RULES);
     for r in &cfg.rules {
         assert!(!r.id.is_empty());
-        assert_eq!(anode_meta::notify::target_of_arn(&r.arn).as_ref(), Ok(&r.target));
+        assert_eq!(
+            anode_meta::notify::target_of_arn(&r.arn).as_ref(),
+            Ok(&r.target)
+        );
     }
     assert!(anode_meta::notify::validate_config(&cfg).is_ok());
     assert_eq!(anode_gateway::notify_xml::overlapping(&cfg), None);
