@@ -69,6 +69,8 @@ pub struct Ctx<'a> {
     pub authz: Authorizer<'a>,
     /// The gateway's ListenBucketNotification slots ([`crate::notify`]).
     pub listeners: &'a std::sync::Arc<tokio::sync::Semaphore>,
+    /// Turns true when the gateway shuts down (long-lived answers end then).
+    pub shutdown: &'a tokio::sync::watch::Receiver<bool>,
 }
 
 impl Ctx<'_> {

@@ -320,7 +320,7 @@ pub async fn start_with_backend(
         max_listeners: crate::notify::DEFAULT_MAX_LISTENERS,
     };
     let audit = args.audit_log()?;
-    let mut gateway = Gateway::new(backend.clone(), cfg);
+    let mut gateway = Gateway::new(backend.clone(), cfg).with_shutdown(shutdown.clone());
     if let Some(log) = &audit {
         gateway = gateway.with_audit(log.clone());
     }

@@ -18,7 +18,7 @@
 //! fails the answer ends and the client listens again, as minio-go and minio-py do). The
 //! listener holds no task of its own: the stream lives in the response body, so a client that
 //! hangs up drops it (noticed at the latest at the next keep-alive write), and with it the
-//! master stream. At most [`crate::server::ServerConfig::max_listeners`] listen at once per
+//! master stream. At gateway shutdown the answer ends, so the drain does not wait for it. At most [`crate::server::ServerConfig::max_listeners`] listen at once per
 //! gateway (then `503 SlowDown`); each also holds one of the gateway's request permits.
 //!
 //! [`Backend::watch`]: crate::backend::Backend::watch
@@ -142,7 +142,8 @@ pub async fn listen(cx: &Ctx<'_>, bucket: &str) -> Result<Response<RespBody>, S3
             None
         }
     };
-    let lines = listen_lines(events, ask.ping, cx.region.to_string(), permit);
+    let lines = listen_lines(events, ask.ping, cx.region.to_string(), permit)
+        .take_until(shutdown_of(cx.shutdown.clone()));
     let mut r = Response::new(streaming(lines.map(Ok::<_, std::io::Error>)));
     *r.status_mut() = StatusCode::OK;
     set_header(&mut r, "content-type", "application/json");
@@ -200,6 +201,11 @@ fn listen_lines(
             Ok(None) => None,
         }
     })
+}
+
+/// Resolves when `rx` turns true (never if its sender is gone without that).
+async fn shutdown_of(mut rx: tokio::sync::watch::Receiver<bool>) {
+    crate::server::wait_for_true(&mut rx).await
 }
 
 /// The semaphore bounding listeners.

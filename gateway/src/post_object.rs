@@ -432,6 +432,7 @@ impl Gateway {
                 bucket: target,
             },
             listeners: &self.listeners,
+            shutdown: &self.shutdown,
         };
         let checksum = PayloadChecksum::from_headers(&headers)?;
         let stream =

@@ -99,6 +99,8 @@ pub struct Gateway {
     cfg: ServerConfig,
     permits: Arc<Semaphore>,
     listeners: Arc<Semaphore>,
+    /// Turns true at shutdown: listen streams end then ([`Gateway::with_shutdown`]).
+    shutdown: watch::Receiver<bool>,
     ids: RequestIds,
     clock: Clock,
     audit: Option<AuditLog>,
@@ -151,6 +153,7 @@ impl Gateway {
             buckets: Arc::new(BucketCache::new(cfg.bucket_cache_ttl)),
             permits: Arc::new(Semaphore::new(cfg.max_concurrency)),
             listeners: crate::notify::listener_slots(cfg.max_listeners),
+            shutdown: watch::channel(false).1,
             cfg,
             ids: RequestIds::new(rand::random()),
             clock: Arc::new(SystemTime::now),
@@ -161,6 +164,13 @@ impl Gateway {
     /// Write one audit record per request to `log`.
     pub fn with_audit(mut self, log: AuditLog) -> Gateway {
         self.audit = Some(log);
+        self
+    }
+
+    /// End the long-lived answers (ListenBucketNotification) when `shutdown` turns true, so
+    /// that a drain does not wait for listeners.
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Gateway {
+        self.shutdown = shutdown;
         self
     }
 
@@ -415,6 +425,7 @@ impl Gateway {
                 bucket: target.clone(),
             },
             listeners: &self.listeners,
+            shutdown: &self.shutdown,
         };
         let mut body = RequestBody::new(body, decoder).with_min_rate(self.cfg.min_rate);
         if let Some(counter) = received {

@@ -2789,3 +2789,23 @@ async fn listen_needs_the_bucket_owner() {
     let r = open_stream(&h, ALICE, "/alices?events=s3%3AObjectCreated%3A%2A").await;
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn listen_ends_at_shutdown() {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let backend = Arc::new(MemBackend::with_key(AK, SK));
+    let gw = Gateway::new(backend.clone(), ServerConfig::default())
+        .with_clock(Arc::new(|| UNIX_EPOCH + Duration::from_millis(NOW_MS)))
+        .with_shutdown(rx);
+    let h = Harness { gw, backend };
+    h.put("/bkt", b"").await;
+    let resp = open_stream(&h, (AK, SK), "/bkt?events=").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    assert_eq!(next_line(&mut body).await, "{\"Records\":[]}\n");
+    tx.send(true).unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("the answer ends at shutdown");
+    assert!(end.is_none(), "{end:?}");
+}
