@@ -234,6 +234,13 @@ async fn notifications_through_s3_webhooks_listen_watch_and_a_leader_failover() 
     .await
     .expect("the watch on the killed leader ends within 30 s");
     eprintln!("the old watch ended: {ended:?}");
+    assert!(
+        matches!(
+            ended,
+            None | Some(anode_client::ClientError::Unavailable(_))
+        ),
+        "{ended:?}"
+    );
     let out = c
         .finish_python_suite(child, "notify", Duration::from_secs(400))
         .await;

@@ -85,9 +85,7 @@ where
         loop {
             match answers.next().await {
                 None => return None,
-                Some(Err(status)) => {
-                    return Some((Err(ClientError::from_status(&status)), None));
-                }
+                Some(Err(status)) => return Some((Err(stream_error(&status)), None)),
                 Some(Ok(answer)) => {
                     if let Some(event) = answer.event {
                         return Some((Ok(event), Some(answers)));
@@ -97,6 +95,19 @@ where
         }
     });
     Box::pin(stream)
+}
+
+/// The error that ended a watch: a broken connection (the member died) is `Unavailable`,
+/// the master's own refusals (`Busy` for a watcher left behind) keep their code.
+fn stream_error(status: &tonic::Status) -> ClientError {
+    match status.code() {
+        tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable
+            if crate::ErrorDetail::from_status(status).is_none() =>
+        {
+            ClientError::Unavailable(format!("the watch stream broke: {}", status.message()))
+        }
+        _ => ClientError::from_status(status),
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +138,10 @@ mod tests {
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].as_ref().unwrap().id, "a");
         assert_eq!(got[1].as_ref().unwrap().id, "b");
-        assert!(got[2].is_err());
+        assert!(
+            matches!(got[2], Err(ClientError::Unavailable(_))),
+            "{:?}",
+            got[2]
+        );
     }
 }
