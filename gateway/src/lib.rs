@@ -125,6 +125,10 @@ pub struct GatewayArgs {
     /// Most S3 requests handled at once; past it the gateway answers 503 SlowDown.
     #[arg(long, env = "ANODE_MAX_CONCURRENCY", default_value_t = 1024)]
     pub max_concurrency: usize,
+    /// Most ListenBucketNotification answers streaming at once (each also holds one of the
+    /// `--max-concurrency` slots); past it the gateway answers 503 SlowDown.
+    #[arg(long, env = "ANODE_MAX_LISTENERS", default_value_t = notify::DEFAULT_MAX_LISTENERS)]
+    pub max_listeners: usize,
     /// How long, in milliseconds, a bucket's owner, policy, ACL, ownership and
     /// PublicAccessBlock are trusted before they are read from the masters again: a change
     /// made through another gateway takes effect here within this time (changes made through
@@ -188,6 +192,7 @@ impl GatewayArgs {
             domain: Vec::new(),
             region: "us-east-1".into(),
             max_concurrency: 1024,
+            max_listeners: notify::DEFAULT_MAX_LISTENERS,
             multipart_stale_hours: 0,
             bucket_cache_ttl_ms: bucket_cache::BUCKET_CACHE_TTL.as_millis() as u64,
             tls_cert: None,
@@ -317,7 +322,7 @@ pub async fn start_with_backend(
         max_concurrency: args.max_concurrency,
         min_rate: args.min_rate(),
         bucket_cache_ttl: Duration::from_millis(args.bucket_cache_ttl_ms),
-        max_listeners: crate::notify::DEFAULT_MAX_LISTENERS,
+        max_listeners: args.max_listeners,
     };
     let audit = args.audit_log()?;
     let mut gateway = Gateway::new(backend.clone(), cfg).with_shutdown(shutdown.clone());
