@@ -330,6 +330,15 @@ fn gateway_seeds() {
     ]
     .join(sep);
     write("gateway_request", "streaming", streaming);
+    let notify = [
+        "PUT /bkt\n\n",
+        "PUT /bkt?notification\n\n<NotificationConfiguration><QueueConfiguration><Queue>arn:anode:sqs::hooks</Queue><Event>s3:ObjectCreated:*</Event></QueueConfiguration></NotificationConfiguration>",
+        "GET /bkt?notification\n\n",
+        "GET /bkt?events=s3%3AObjectCreated%3A%2A&prefix=a%2F&ping=1\n\n",
+        "PUT /bkt?notification\n\n<NotificationConfiguration/>",
+    ]
+    .join(sep);
+    write("gateway_request", "notification", notify);
     write(
         "gateway_request",
         "presigned-signed",

@@ -694,10 +694,26 @@ pub fn gateway_request(data: &[u8]) {
             let what = format!("{} {}", req.method(), req.uri());
             let resp = gw.handle(req).await;
             let status = resp.status();
-            let body = tokio::time::timeout(RESPONSE_TIMEOUT, resp.into_body().collect())
-                .await
-                .expect("a response body finishes");
-            let body = body.map(|b| b.to_bytes()).unwrap_or_default();
+            // A ListenBucketNotification answer streams until the client hangs up: its first
+            // line is read, then it is dropped (hung up).
+            let listening = status == http::StatusCode::OK
+                && resp.headers().get("content-type").map(|v| v.as_bytes())
+                    == Some(b"application/json".as_slice());
+            let body = if listening {
+                let mut b = resp.into_body();
+                let first = tokio::time::timeout(RESPONSE_TIMEOUT, b.frame())
+                    .await
+                    .expect("a listen answer starts with a keep-alive");
+                first
+                    .and_then(|f| f.ok())
+                    .and_then(|f| f.into_data().ok())
+                    .unwrap_or_default()
+            } else {
+                let body = tokio::time::timeout(RESPONSE_TIMEOUT, resp.into_body().collect())
+                    .await
+                    .expect("a response body finishes");
+                body.map(|b| b.to_bytes()).unwrap_or_default()
+            };
             if crate::debug() {
                 eprintln!("{what} -> {status} {}", String::from_utf8_lossy(&body));
             }
