@@ -2809,3 +2809,91 @@ async fn listen_ends_at_shutdown() {
         .expect("the answer ends at shutdown");
     assert!(end.is_none(), "{end:?}");
 }
+
+/// Over TCP: a listener that hangs up gives its slot back (noticed at the latest at the next
+/// keep-alive), and a listener still open does not hold up the drain.
+#[tokio::test]
+async fn listen_over_tcp_hang_up_and_drain() {
+    let backend = Arc::new(MemBackend::with_key(AK, SK));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let args = crate::GatewayArgs {
+        grpc_tls: Default::default(),
+        max_listeners: 1,
+        ..crate::GatewayArgs::local(vec![])
+    };
+    let g = crate::start_with_backend(args, backend, rx).await.unwrap();
+    let host = g.addr.to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let date = sigv4::format_amz_date(now);
+    let empty = hex::encode(Sha256::digest(b""));
+    let send = |method: &'static str, path: &'static str, query: &'static str| {
+        let (host, date, empty) = (host.clone(), date.clone(), empty.clone());
+        let addr = g.addr;
+        async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            let conn = tokio::spawn(conn);
+            let mut headers = HeaderMap::new();
+            headers.insert("host", host.parse().unwrap());
+            sigv4::sign_request(method, path, query, &mut headers, &empty, &params(&date));
+            let uri = if query.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{query}")
+            };
+            let resp = sender
+                .send_request(build(method, &uri, headers, Vec::new()))
+                .await
+                .unwrap();
+            (resp, conn)
+        }
+    };
+    let (r, _c) = send("PUT", "/tcp", "").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (resp, conn) = send("GET", "/tcp", "events=&ping=1").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"{\"Records\":[]}\n");
+    let (busy, _c) = send("GET", "/tcp", "events=&ping=1").await;
+    assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Hang up: the connection task and its socket go away.
+    conn.abort();
+    drop(body);
+    let (resp, _keep) = support_wait_ok(|| send("GET", "/tcp", "events=&ping=1")).await;
+    let mut body = resp.into_body();
+    assert!(body.frame().await.is_some());
+    // Shutdown with that listener open: the drain ends well within its 30 s.
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), g.done)
+        .await
+        .expect("drains with a listener open")
+        .unwrap()
+        .unwrap();
+}
+
+/// Retry `f` until it answers 200, for 10 s.
+async fn support_wait_ok<F, Fut, C>(mut f: F) -> (http::Response<hyper::body::Incoming>, C)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (http::Response<hyper::body::Incoming>, C)>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (r, c) = f().await;
+        if r.status() == StatusCode::OK {
+            return (r, c);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was not given back within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
