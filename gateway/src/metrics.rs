@@ -27,6 +27,8 @@ pub struct Metrics {
     pub stale_uploads_aborted: IntCounter,
     /// Open S3 connections (plain and HTTPS).
     pub connections: IntGauge,
+    /// ListenBucketNotification answers streaming.
+    pub listeners: IntGauge,
     /// Connections closed at once because `--max-connections` were open.
     pub connections_refused: IntCounter,
     /// Audit records written.
@@ -78,6 +80,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     .expect("metric registers once"),
     connections: register_int_gauge!("anode_gateway_connections", "Open S3 connections")
         .expect("metric registers once"),
+    listeners: register_int_gauge!(
+        "anode_gateway_listeners",
+        "ListenBucketNotification answers streaming"
+    )
+    .expect("metric registers once"),
     connections_refused: register_int_counter!(
         "anode_gateway_connections_refused_total",
         "Connections closed at once at the --max-connections limit"

@@ -156,7 +156,25 @@ struct Listening {
     ping: Duration,
     region: String,
     started: bool,
+    _slot: Slot,
+}
+
+/// A listener's slot, counted in `anode_gateway_listeners` while held.
+struct Slot {
     _permit: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit) -> Slot {
+        crate::metrics::METRICS.listeners.inc();
+        Slot { _permit: permit }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        crate::metrics::METRICS.listeners.dec();
+    }
 }
 
 /// The lines of a listen answer: a keep-alive first, then one line per event and a
@@ -172,7 +190,7 @@ fn listen_lines(
         ping,
         region,
         started: false,
-        _permit: permit,
+        _slot: Slot::new(permit),
     };
     futures::stream::unfold(Some(state), |state| async move {
         let mut st = state?;

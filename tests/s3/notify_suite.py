@@ -6,7 +6,7 @@
   prefix rule (InvalidArgument), EventBridge (NotImplemented).
 - A webhook receiver (an http.server thread on 127.0.0.1, made here) registered with
   `anode ctl notify target-add`: put, copy, POST Object, multipart complete, tagging put and
-  delete, delete, and a delete marker in a versioned bucket make the right event names, with
+  delete, delete, bulk delete, and a delete marker in a versioned bucket make the right event names, with
   the rules' prefix/suffix filters applied and keys encoded as S3 does; ids are unique,
   increasing, and the same in the header, `eventId` and `sequencer`.
 - Retries: while the receiver answers 500 nothing is lost.
@@ -291,6 +291,9 @@ a.delete_object_tagging(Bucket=BUCKET, Key="in/a.txt")
 a.delete_object(Bucket=BUCKET, Key="in/b.txt")
 a.delete_object(Bucket=BUCKET, Key="out/ignored.txt")
 a.delete_object(Bucket=BUCKET, Key="in/m.bin")  # suffix: none
+a.put_object(Bucket=BUCKET, Key="in/c.txt", Body=b"c")
+a.put_object(Bucket=BUCKET, Key="in/d.txt", Body=b"d")
+a.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "in/c.txt"}, {"Key": "in/d.txt"}]})
 wait_events(
     BUCKET,
     [
@@ -302,6 +305,10 @@ wait_events(
         ("in/a.txt", "ObjectTagging:Put"),
         ("in/a.txt", "ObjectTagging:Delete"),
         ("in/b.txt", "ObjectRemoved:Delete"),
+        ("in/c.txt", "ObjectCreated:Put"),
+        ("in/d.txt", "ObjectCreated:Put"),
+        ("in/c.txt", "ObjectRemoved:Delete"),
+        ("in/d.txt", "ObjectRemoved:Delete"),
     ],
 )
 records = [r for _, r in rx.records() if r["s3"]["bucket"]["name"] == BUCKET]
