@@ -624,6 +624,20 @@ impl Gateway {
                         info,
                     )
                     .await?;
+                    // `x-amz-source-expected-bucket-owner`: as the target's, for the source.
+                    if let (Some(expected), Some(b)) = (
+                        headers.get("x-amz-source-expected-bucket-owner"),
+                        source.as_deref(),
+                    ) {
+                        let owner = anode_meta::authz::canonical_id(&b.config.owner_user);
+                        if expected.as_bytes() != owner.as_bytes() {
+                            info.reason = Some(
+                                "x-amz-source-expected-bucket-owner is not the source bucket's owner"
+                                    .into(),
+                            );
+                            return Err(S3Error::AccessDenied("Access Denied".into()));
+                        }
+                    }
                 }
             }
         }
