@@ -581,6 +581,19 @@ async fn unhonored_protection_headers_are_refused() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
+    // A session token (STS) is refused, never ignored.
+    let r = h
+        .send(
+            "GET",
+            "/bkt/k",
+            &[("x-amz-security-token", "FQoGZXIvYXdzE")],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "InvalidToken".into())
+    );
     // x-amz-source-expected-bucket-owner: the copy source's owner, or 403 (nothing copied).
     let copy = |expected: &'static str| {
         [
