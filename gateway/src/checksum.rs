@@ -103,6 +103,30 @@ impl Algorithm {
     }
 }
 
+/// Headers of the `x-amz-checksum-` family that are not a checksum value.
+const CHECKSUM_SETTINGS: [&str; 3] = [
+    "x-amz-checksum-algorithm",
+    "x-amz-checksum-type",
+    "x-amz-checksum-mode",
+];
+
+/// A checksum header of an algorithm Anode does not compute (S3's newer SHA512, MD5 and
+/// XXHASH ones) is refused rather than ignored: the client asked for an integrity check that
+/// would not happen.
+fn refuse_unsupported(h: &HeaderMap) -> Result<(), S3Error> {
+    let unknown = h.keys().map(|k| k.as_str()).find(|k| {
+        k.starts_with("x-amz-checksum-")
+            && !CHECKSUM_SETTINGS.contains(k)
+            && Algorithm::from_header(k).is_none()
+    });
+    match unknown {
+        Some(k) => Err(S3Error::InvalidRequest(format!(
+            "The checksum {k} is not supported (CRC32, CRC32C, CRC64NVME, SHA1 and SHA256 are)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 enum Hasher {
     Crc(CrcDigest),
     Sha1(sha1::Sha1),
@@ -141,6 +165,7 @@ impl PayloadChecksum {
     /// `None` when it declares none. More than one declared checksum, a header value that is
     /// not base64 of the algorithm's length, or an unknown algorithm is `InvalidRequest`.
     pub fn from_headers(h: &HeaderMap) -> Result<Option<PayloadChecksum>, S3Error> {
+        refuse_unsupported(h)?;
         let mut declared = ALL.into_iter().filter_map(|a| {
             h.get(a.header())
                 .map(|v| (a, v.to_str().unwrap_or_default().to_string()))
@@ -155,10 +180,21 @@ impl PayloadChecksum {
             let expected = decode(alg, &value)?;
             return Ok(Some(PayloadChecksum::new(alg, Expected::Header(expected))));
         }
-        let trailer = h
+        let trailer = match h
             .get("x-amz-trailer")
-            .and_then(|v| v.to_str().ok())
-            .and_then(Algorithm::from_header);
+            .map(|v| v.to_str().unwrap_or_default())
+        {
+            Some(t) if t.trim().to_ascii_lowercase().starts_with("x-amz-checksum-") => {
+                Some(Algorithm::from_header(t).ok_or_else(|| {
+                    S3Error::InvalidRequest(format!(
+                        "The checksum {} in x-amz-trailer is not supported (CRC32, CRC32C, \
+                         CRC64NVME, SHA1 and SHA256 are)",
+                        t.trim()
+                    ))
+                })?)
+            }
+            _ => None,
+        };
         if let Some(alg) = trailer {
             return Ok(Some(PayloadChecksum::new(alg, Expected::Trailer)));
         }
@@ -344,6 +380,25 @@ mod tests {
             check(&t, b"1", Some("AAAA")),
             Err(S3Error::InvalidRequest(_))
         ));
+        for (k, v) in [
+            ("x-amz-checksum-sha512", "AAAA"),
+            ("x-amz-checksum-xxhash64", "AAAAAAAAAAA="),
+            ("x-amz-trailer", "x-amz-checksum-md5"),
+        ] {
+            assert!(
+                matches!(
+                    PayloadChecksum::from_headers(&headers(&[(k, v)])),
+                    Err(S3Error::InvalidRequest(m)) if m.contains("not supported")
+                ),
+                "{k}"
+            );
+        }
+        // Settings of the family are no checksum values.
+        assert!(
+            PayloadChecksum::from_headers(&headers(&[("x-amz-checksum-mode", "ENABLED")]))
+                .unwrap()
+                .is_none()
+        );
         let bad_header = headers(&[("x-amz-checksum-crc32", "not base64!")]);
         assert!(matches!(
             PayloadChecksum::from_headers(&bad_header),

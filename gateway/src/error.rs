@@ -146,6 +146,10 @@ pub enum S3Error {
     /// 400: the request is invalid as a whole; the message says why.
     #[error("{0}")]
     InvalidRequest(String),
+    /// 400: an `x-amz-security-token` was sent; Anode issues no temporary credentials, so
+    /// no token is valid (refused rather than ignored).
+    #[error("{0}")]
+    InvalidToken(String),
     /// 400: a POST Object policy document is not valid (not base64 JSON, no expiration, no
     /// conditions, a malformed condition).
     #[error("{0}")]
@@ -277,6 +281,7 @@ impl S3Error {
             OperationAborted => "OperationAborted",
             InvalidArgument(_) => "InvalidArgument",
             InvalidRequest(_) => "InvalidRequest",
+            InvalidToken(_) => "InvalidToken",
             InvalidPolicyDocument(_) => "InvalidPolicyDocument",
             MalformedPOSTRequest(_) => "MalformedPOSTRequest",
             MaxPostPreDataLengthExceeded => "MaxPostPreDataLengthExceeded",
@@ -352,6 +357,7 @@ impl S3Error {
             | InvalidBucketAclWithObjectOwnership
             | InvalidArgument(_)
             | InvalidRequest(_)
+            | InvalidToken(_)
             | InvalidPolicyDocument(_)
             | MalformedPOSTRequest(_)
             | MaxPostPreDataLengthExceeded
@@ -533,6 +539,7 @@ mod tests {
             (S3Error::OperationAborted, "OperationAborted", 409),
             (S3Error::InvalidArgument("x".into()), "InvalidArgument", 400),
             (S3Error::InvalidRequest("x".into()), "InvalidRequest", 400),
+            (S3Error::InvalidToken("x".into()), "InvalidToken", 400),
             (
                 S3Error::InvalidPolicyDocument("x".into()),
                 "InvalidPolicyDocument",

@@ -1036,11 +1036,53 @@ async fn upload_part_copy(
     if len > MAX_PART_BYTES {
         return Err(S3Error::EntityTooLarge);
     }
-    let stream: BodyStream = Box::pin(
-        cx.backend
-            .read_manifest(&sb, &src, range)
-            .map_err(|e| std::io::Error::other(e.to_string())),
-    );
+    let source = cx
+        .backend
+        .read_manifest(&sb, &src, range)
+        .map_err(|e| std::io::Error::other(e.to_string()));
+    // An upload that declared a checksum algorithm gets the copied range's checksum, as S3
+    // computes it (the part is read and written anyway), so the object's checksum can be
+    // combined at completion.
+    let upload = cx
+        .backend
+        .list_parts(ListPartsRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            max_parts: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(ce)?
+        .upload;
+    let alg = upload
+        .as_ref()
+        .and_then(|u| crate::checksum::Algorithm::from_name(&u.checksum_algorithm));
+    let (stream, cell): (BodyStream, ChecksumCell) = match alg {
+        None => (Box::pin(source), ChecksumCell::default()),
+        Some(alg) => {
+            let sum = PayloadChecksum::compute(alg);
+            let cell = sum.cell();
+            let sum = std::sync::Arc::new(std::sync::Mutex::new(Some(sum)));
+            let feed = sum.clone();
+            let body = source.map(move |piece| {
+                if let (Ok(b), Ok(mut s)) = (&piece, feed.lock()) {
+                    if let Some(s) = s.as_mut() {
+                        s.update(b);
+                    }
+                }
+                piece
+            });
+            // After the last piece: the checksum is complete (nothing to compare it with).
+            let done = futures::stream::once(async move {
+                if let Some(s) = sum.lock().ok().and_then(|mut s| s.take()) {
+                    let _ = s.finish(None);
+                }
+            })
+            .filter_map(|()| async { None });
+            (Box::pin(body.chain(done)), cell)
+        }
+    };
     let part = cx
         .backend
         .upload_part(
@@ -1052,7 +1094,7 @@ async fn upload_part_copy(
             },
             stream,
             None,
-            ChecksumCell::default(),
+            cell,
         )
         .await
         .map_err(ce)?;
@@ -1061,7 +1103,15 @@ async fn upload_part_copy(
     } else {
         part.mtime_ms
     };
-    Ok(xml_ok(xml::copy_part_result(&part.etag, mtime)))
+    let checksum = (
+        part.checksum_algorithm.as_str(),
+        part.checksum_value.as_str(),
+    );
+    Ok(xml_ok(xml::copy_part_result(
+        &part.etag,
+        mtime,
+        Some(checksum),
+    )))
 }
 
 async fn complete_multipart(

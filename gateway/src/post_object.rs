@@ -364,11 +364,11 @@ impl Gateway {
             ended: false,
         };
         let mut form = reader.read_fields().await?;
-        if form.get("tagging").is_some() {
-            return Err(S3Error::NotImplemented(
-                "A header or query you provided implies functionality that is not implemented (tagging)".into(),
-            ));
-        }
+        // A `tagging` field holds a `<Tagging>` document; the put takes it as `x-amz-tagging`.
+        let tagging = form
+            .get("tagging")
+            .map(|t| crate::tagging::parse_object_tagging(t.as_bytes()))
+            .transpose()?;
         let key_template = form
             .get("key")
             .ok_or_else(|| {
@@ -401,7 +401,15 @@ impl Gateway {
             }
             _ => (0, u64::MAX),
         };
-        let headers = form_headers(&form)?;
+        let mut headers = form_headers(&form)?;
+        if let Some(tags) = tagging.filter(|t| !t.is_empty()) {
+            let value = crate::tagging::header_value(&tags);
+            headers.insert(
+                "x-amz-tagging",
+                HeaderValue::from_str(&value)
+                    .map_err(|_| S3Error::InvalidArgument("invalid tagging field".into()))?,
+            );
+        }
         let op = S3Op::PutObject {
             bucket: bucket.clone(),
             key: key.clone(),
@@ -473,6 +481,11 @@ impl Gateway {
         let missing = |f: &str| {
             S3Error::InvalidArgument(format!("Bucket POST must contain a field named '{f}'."))
         };
+        if form.get("x-amz-security-token").is_some() {
+            return Err(S3Error::InvalidToken(
+                "The provided token is malformed or otherwise invalid (Anode issues no session tokens)".into(),
+            ));
+        }
         let v4 = form.get("x-amz-signature").is_some() || form.get("x-amz-algorithm").is_some();
         let v2 = form.get("awsaccesskeyid").is_some() || form.get("signature").is_some();
         if !v4 && !v2 {

@@ -527,6 +527,15 @@ impl Gateway {
         query: &Query,
         info: &mut ReqInfo,
     ) -> Result<(Verified, Principal), S3Error> {
+        // Session tokens come with temporary credentials (STS), which Anode does not issue:
+        // a request carrying one is refused, not served as if it had none.
+        let token = parts.headers.contains_key("x-amz-security-token")
+            || query.get("X-Amz-Security-Token").is_some();
+        if token {
+            return Err(S3Error::InvalidToken(
+                "The provided token is malformed or otherwise invalid (Anode issues no session tokens)".into(),
+            ));
+        }
         if let Some(v2) = sigv2::parse(&parts.headers, query)? {
             info.access_key = Some(v2.access_key.clone());
             let key = self
@@ -642,6 +651,20 @@ impl Gateway {
                         info,
                     )
                     .await?;
+                    // `x-amz-source-expected-bucket-owner`: as the target's, for the source.
+                    if let (Some(expected), Some(b)) = (
+                        headers.get("x-amz-source-expected-bucket-owner"),
+                        source.as_deref(),
+                    ) {
+                        let owner = anode_meta::authz::canonical_id(&b.config.owner_user);
+                        if expected.as_bytes() != owner.as_bytes() {
+                            info.reason = Some(
+                                "x-amz-source-expected-bucket-owner is not the source bucket's owner"
+                                    .into(),
+                            );
+                            return Err(S3Error::AccessDenied("Access Denied".into()));
+                        }
+                    }
                 }
             }
         }

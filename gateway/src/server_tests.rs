@@ -581,6 +581,32 @@ async fn unhonored_protection_headers_are_refused() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
+    // A session token (STS) is refused, never ignored.
+    let r = h
+        .send(
+            "GET",
+            "/bkt/k",
+            &[("x-amz-security-token", "FQoGZXIvYXdzE")],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "InvalidToken".into())
+    );
+    // x-amz-source-expected-bucket-owner: the copy source's owner, or 403 (nothing copied).
+    let copy = |expected: &'static str| {
+        [
+            ("x-amz-copy-source", "/bkt/k"),
+            ("x-amz-source-expected-bucket-owner", expected),
+        ]
+    };
+    let r = h.send("PUT", "/bkt/copy", &copy("111122223333"), b"").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(h.backend.object("bkt", "copy").is_none());
+    let owner: &'static str = Box::leak(owner.into_boxed_str());
+    let r = h.send("PUT", "/bkt/copy", &copy(owner), b"").await;
+    assert_eq!(r.status, StatusCode::OK);
     let r = h
         .send(
             "GET",

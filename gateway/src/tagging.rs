@@ -104,6 +104,20 @@ fn decode_component(s: &str) -> Result<String, S3Error> {
         .map_err(|_| header_error())
 }
 
+/// The `x-amz-tagging` value of a tag set (each key and value percent-encoded).
+pub fn header_value(tags: &[Tag]) -> String {
+    tags.iter()
+        .map(|t| {
+            format!(
+                "{}={}",
+                crate::http_util::uri_encode(&t.key, false),
+                crate::http_util::uri_encode(&t.value, false)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// Parse an `x-amz-tagging` value: URL query parameters (`k1=v1&k2`, a key without `=` has
 /// the empty value), percent-encoded UTF-8. Undecodable text is `InvalidArgument`; the
 /// object limits are `InvalidTag`. An empty value is no tags.
@@ -255,6 +269,21 @@ pub async fn put_bucket(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn header_values_round_trip() {
+        let tags = vec![
+            Tag {
+                key: "team".into(),
+                value: "data eng".into(),
+            },
+            Tag {
+                key: "k&2=x".into(),
+                value: "a/b+c%".into(),
+            },
+        ];
+        assert_eq!(parse_tagging_header(&header_value(&tags)).unwrap(), tags);
+    }
+
     use super::*;
     use anode_meta::tagging::tag;
 

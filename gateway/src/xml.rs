@@ -557,8 +557,18 @@ pub fn copy_object_result(etag: &str, mtime_ms: u64) -> String {
 }
 
 /// `CopyPartResult`.
-pub fn copy_part_result(etag: &str, mtime_ms: u64) -> String {
-    copy_result("CopyPartResult", etag, mtime_ms)
+/// With the part's checksum (`checksum` = (S3 algorithm name, value); None when the upload
+/// declared none), as `Checksum<ALG>`.
+pub fn copy_part_result(etag: &str, mtime_ms: u64, checksum: Option<(&str, &str)>) -> String {
+    let mut w = XmlWriter::new();
+    w.open_root("CopyPartResult");
+    w.elem("LastModified", &iso8601_ms(mtime_ms));
+    w.elem("ETag", &quote_etag(etag));
+    if let Some((alg, value)) = checksum.filter(|(a, v)| !a.is_empty() && !v.is_empty()) {
+        w.elem(&format!("Checksum{alg}"), value);
+    }
+    w.close("CopyPartResult");
+    w.finish()
 }
 
 fn copy_result(root: &str, etag: &str, mtime_ms: u64) -> String {
@@ -1195,7 +1205,9 @@ mod tests {
         )));
         assert!(location_constraint("eu-west-1").contains(">eu-west-1</"));
         assert!(copy_object_result("e", 0).contains("<ETag>&quot;e&quot;</ETag>"));
-        assert!(copy_part_result("e", 0).contains("<CopyPartResult"));
+        assert!(copy_part_result("e", 0, None).contains("<CopyPartResult"));
+        assert!(copy_part_result("e", 0, Some(("CRC32", "AAAAAA==")))
+            .contains("<ChecksumCRC32>AAAAAA==</ChecksumCRC32>"));
     }
 
     #[test]

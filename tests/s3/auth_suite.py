@@ -242,6 +242,20 @@ def post_object():
     check("POST SigV4: stored with ${filename} and Content-Type",
           o["Body"].read() == b"hello form" and o["ContentType"] == "text/plain", o["ContentType"])
     check("POST SigV4: ETag header", hdrs.get("etag") == o["ETag"], (hdrs, o["ETag"]))
+    # A tagging field (a <Tagging> document) tags the object, as x-amz-tagging does.
+    tagging = ("<Tagging><TagSet><Tag><Key>team</Key><Value>data eng</Value></Tag>"
+               "<Tag><Key>k&amp;2</Key><Value>a/b</Value></Tag></TagSet></Tagging>")
+    pt = v4.generate_presigned_post(b, "tagged.txt", Fields={"tagging": tagging},
+                                    Conditions=[{"tagging": tagging}], ExpiresIn=300)
+    st, body, _ = post(pt["url"], list(pt["fields"].items()), b"tagged", file_name="t.txt")
+    tags = v4.get_object_tagging(Bucket=b, Key="tagged.txt")["TagSet"] if st == 204 else []
+    check("POST: tagging field stores the tags",
+          sorted((t["Key"], t["Value"]) for t in tags) == [("k&2", "a/b"), ("team", "data eng")],
+          (st, body, tags))
+    pt = v4.generate_presigned_post(b, "badtag.txt", Fields={"tagging": "<Tagging>"},
+                                    Conditions=[{"tagging": "<Tagging>"}], ExpiresIn=300)
+    st, body, _ = post(pt["url"], list(pt["fields"].items()), b"x", file_name="t.txt")
+    check("POST: malformed tagging field", (st, error_code(body)) == (400, "MalformedXML"), (st, body))
     # Fields after the file are ignored.
     st, _, _ = post(p["url"], list(p["fields"].items()), b"x", file_name="f2.txt", after=[("key", "elsewhere")])
     check("POST: fields after file ignored", st == 204 and code(v4.head_object, Bucket=b, Key="elsewhere")[1] == 404)

@@ -194,6 +194,23 @@ def check_multipart_checksums():
     r = s3.create_multipart_upload(Bucket=BUCKET, Key="x", ChecksumAlgorithm="CRC64NVME")
     assert r["ChecksumType"] == "FULL_OBJECT"
     s3.abort_multipart_upload(Bucket=BUCKET, Key="x", UploadId=r["UploadId"])
+    # UploadPartCopy into an upload with an algorithm: the copied range's checksum is computed
+    # (CopyPartResult carries it) and the object gets its composite checksum.
+    s3.put_object(Bucket=BUCKET, Key="copy-src", Body=PART1 + PART2)
+    r = s3.create_multipart_upload(Bucket=BUCKET, Key="mp-copied", ChecksumAlgorithm="CRC32")
+    uid = r["UploadId"]
+    c = s3.upload_part_copy(Bucket=BUCKET, Key="mp-copied", UploadId=uid, PartNumber=1,
+                            CopySource={"Bucket": BUCKET, "Key": "copy-src"},
+                            CopySourceRange=f"bytes=0-{len(PART1) - 1}")["CopyPartResult"]
+    assert c["ChecksumCRC32"] == b64(digest("CRC32", PART1)), c
+    r2 = s3.upload_part(Bucket=BUCKET, Key="mp-copied", UploadId=uid, PartNumber=2, Body=PART2,
+                        ChecksumAlgorithm="CRC32")
+    parts = [{"PartNumber": 1, "ETag": c["ETag"], "ChecksumCRC32": c["ChecksumCRC32"]},
+             {"PartNumber": 2, "ETag": r2["ETag"], "ChecksumCRC32": r2["ChecksumCRC32"]}]
+    r = s3.complete_multipart_upload(Bucket=BUCKET, Key="mp-copied", UploadId=uid,
+                                     MultipartUpload={"Parts": parts})
+    want = b64(digest("CRC32", digest("CRC32", PART1) + digest("CRC32", PART2))) + "-2"
+    assert r["ChecksumCRC32"] == want, r
 
 
 def check_attributes():

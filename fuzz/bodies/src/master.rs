@@ -231,7 +231,7 @@ fn access(c: &mut Cursor<'_>) -> Vec<u8> {
 }
 
 fn op(c: &mut Cursor<'_>) -> Op {
-    match c.u8() % 26 {
+    match c.u8() % 29 {
         0 => Op::CreateBucket(CreateBucketCmd {
             config: Some(BucketConfig {
                 version: RECORD_VERSION,
@@ -251,7 +251,7 @@ fn op(c: &mut Cursor<'_>) -> Op {
             key: key(c),
             manifest: (!c.u8().is_multiple_of(8)).then(|| manifest(c)),
             if_match_etag: (c.u8().is_multiple_of(4)).then(|| etag(c)),
-            source: String::new(),
+            source: ["", "Copy", "Post", "Bad"][c.pick(4)].into(),
         }),
         3 => Op::DeleteObject(DeleteObjectCmd {
             bucket: bucket(c),
@@ -389,8 +389,54 @@ fn op(c: &mut Cursor<'_>) -> Op {
             name: bucket(c),
             tags: tags(c),
         }),
+        26 => Op::SetNotificationTarget(SetNotificationTargetCmd {
+            name: target(c),
+            target: (!c.u8().is_multiple_of(4)).then(|| NotificationTarget {
+                name: target(c),
+                url: ["http://127.0.0.1:9/h", "ftp://x", ""][c.pick(3)].into(),
+                ..Default::default()
+            }),
+        }),
+        27 => Op::SetBucketNotification(SetBucketNotificationCmd {
+            name: bucket(c),
+            config: (!c.u8().is_multiple_of(4)).then(|| NotificationConfig {
+                rules: (0..c.pick(3))
+                    .map(|i| {
+                        let t = target(c);
+                        NotificationRule {
+                            id: format!("r{i}"),
+                            kind: u32::from(c.u8() % 4),
+                            arn: format!("arn:anode:sqs::{t}"),
+                            target: t,
+                            events: vec![[
+                                "s3:ObjectCreated:*",
+                                "s3:ObjectRemoved:*",
+                                "s3:ObjectTagging:Put",
+                                "s3:Nope",
+                            ][c.pick(4)]
+                            .into()],
+                            prefix: ["", "a", "k"][c.pick(3)].into(),
+                            suffix: ["", "1"][c.pick(2)].into(),
+                        }
+                    })
+                    .collect(),
+            }),
+        }),
+        28 => Op::AckNotifications(AckNotificationsCmd {
+            target: target(c),
+            up_to_id: match c.u8() % 3 {
+                0 => anode_meta::notify::event_id(number(c) % 64, u32::from(c.u8() % 4)),
+                1 => "FFFFFFFFFFFFFFFFFFFF".into(),
+                _ => "bad".into(),
+            },
+        }),
         _ => Op::Noop(NoopCmd {}),
     }
+}
+
+/// A notification target name ("" and one the validator refuses among them).
+fn target(c: &mut Cursor<'_>) -> String {
+    ["t1", "t2", "", "Bad Name"][c.pick(4)].into()
 }
 
 /// A user name from a small alphabet ("" = none, and one the validator refuses).
@@ -417,7 +463,7 @@ pub fn master_records(data: &[u8]) {
     let which = c.u8();
     let bytes = c.rest();
     let _ = record::peek_version(bytes);
-    match which % 13 {
+    match which % 15 {
         0 => decode_round_trip::<BucketConfig>(bytes),
         1 => decode_round_trip::<Manifest>(bytes),
         2 => decode_round_trip::<AccessKey>(bytes),
@@ -430,6 +476,8 @@ pub fn master_records(data: &[u8]) {
         9 => decode_round_trip::<MemberChangeContext>(bytes),
         11 => access_round_trip(bytes),
         12 => acl_round_trip(bytes),
+        13 => decode_round_trip::<NotificationTarget>(bytes),
+        14 => decode_round_trip::<NotificationEvent>(bytes),
         _ => validators(bytes),
     }
 }

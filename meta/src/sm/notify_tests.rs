@@ -488,3 +488,43 @@ fn a_full_queue_drops_and_counts_new_events() {
     // The watchers still get it.
     assert_eq!(st.events.last().unwrap().key, "k");
 }
+
+#[test]
+fn lifecycle_expirations_are_named_as_such() {
+    let mut st = state();
+    add_target(&mut st, "hooks");
+    set_rules(
+        &mut st,
+        vec![rule("lc", "hooks", &["s3:LifecycleExpiration:*"], "", "")],
+    )
+    .unwrap();
+    put(&mut st, "tmp/a");
+    put(&mut st, "keep/b");
+    st.propose(Op::SetBucketLifecycle(SetBucketLifecycleCmd {
+        name: B.into(),
+        config: Some(LifecycleConfig {
+            rules: vec![LifecycleRule {
+                id: "r".into(),
+                enabled: true,
+                prefix: "tmp/".into(),
+                expiration_days: 1,
+                ..Default::default()
+            }],
+        }),
+    }))
+    .unwrap();
+    let day = 1_000;
+    let now = st.now_ms + 2 * day;
+    st.now_ms = now;
+    let batch = lifecycle_plan(&st.kv, B, now, day, 1, 1000, 100).expect("a pass is due");
+    st.propose(Op::LifecycleBatch(batch)).unwrap();
+    let q = queue(&st, "hooks");
+    assert_eq!(
+        names(&q),
+        [(
+            "LifecycleExpiration:Delete".to_string(),
+            "tmp/a".to_string()
+        )]
+    );
+    assert_eq!(q[0].time_ms, now);
+}
