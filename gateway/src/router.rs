@@ -577,21 +577,7 @@ impl S3Op {
             S3Op::GetMissingBucketConfig { sub, .. } => Some(*sub),
             _ => None,
         };
-        if let Some(a) = A::for_operation(self.name(), sub, self.acl_of_object()) {
-            return Some(a);
-        }
-        // Operations the shared table does not name (yet).
-        match self {
-            S3Op::GetBucketNotification { .. } => Some(A::GetBucketNotification),
-            S3Op::PutBucketNotification { .. } => Some(A::PutBucketNotification),
-            // MinIO's s3:ListenBucketNotification once the action set has it; until then
-            // s3:GetBucketNotification (reading the bucket's events is reading its
-            // notification configuration's output), owners and admins always.
-            S3Op::ListenBucketNotification { .. } => Some(
-                A::from_iam_name("s3:ListenBucketNotification").unwrap_or(A::GetBucketNotification),
-            ),
-            _ => None,
-        }
+        A::for_operation(self.name(), sub, self.acl_of_object())
     }
 
     /// Whether the operation reads a copy source (`x-amz-copy-source`).

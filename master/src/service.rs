@@ -533,7 +533,7 @@ impl Master for MasterService {
                     key: r.key,
                     manifest: r.manifest,
                     if_match_etag: r.if_match_etag,
-                    source: String::new(),
+                    source: r.source,
                 }),
             )
             .await?;
@@ -802,11 +802,19 @@ impl Master for MasterService {
         }
         crate::metrics::WATCHERS.inc();
         let guard = WatcherGauge;
-        let stream = futures::stream::unfold((rx, r, guard), |(mut rx, r, guard)| async move {
+        // The keep-alive counts from the last answer sent: events of other buckets (filtered
+        // out) do not delay it.
+        let state = (rx, r, guard, tokio::time::Instant::now());
+        let stream = futures::stream::unfold(state, |(mut rx, r, guard, sent)| async move {
             use tokio::sync::broadcast::error::RecvError;
             loop {
-                match tokio::time::timeout(WATCH_KEEPALIVE, rx.recv()).await {
-                    Err(_) => return Some((Ok(WatchResponse { event: None }), (rx, r, guard))),
+                let due = sent + WATCH_KEEPALIVE;
+                let now = tokio::time::Instant::now;
+                match tokio::time::timeout_at(due, rx.recv()).await {
+                    Err(_) => {
+                        let keep = Ok(WatchResponse { event: None });
+                        return Some((keep, (rx, r, guard, now())));
+                    }
                     Ok(Ok(e)) => {
                         let take = e.bucket == r.bucket
                             && anode_meta::notify::filter_matches(
@@ -818,13 +826,13 @@ impl Master for MasterService {
                             );
                         if take {
                             let event = Some((*e).clone());
-                            return Some((Ok(WatchResponse { event }), (rx, r, guard)));
+                            return Some((Ok(WatchResponse { event }), (rx, r, guard, now())));
                         }
                     }
                     Ok(Err(RecvError::Lagged(n))) => {
                         let msg = format!("the watcher fell {n} events behind; watch again");
                         let status = ErrorDetail::new(ErrorCode::Busy, msg).to_status();
-                        return Some((Err(status), (rx, r, guard)));
+                        return Some((Err(status), (rx, r, guard, now())));
                     }
                     Ok(Err(RecvError::Closed)) => return None,
                 }

@@ -85,6 +85,7 @@ actions! {
     PutReplicationConfiguration => "s3:PutReplicationConfiguration", Bucket;
     GetBucketNotification => "s3:GetBucketNotification", Bucket;
     PutBucketNotification => "s3:PutBucketNotification", Bucket;
+    ListenBucketNotification => "s3:ListenBucketNotification", Bucket;
     GetObject => "s3:GetObject", Object;
     GetObjectVersion => "s3:GetObjectVersion", Object;
     GetObjectAttributes => "s3:GetObjectAttributes", Object;
@@ -173,6 +174,9 @@ impl Action {
             "GetBucketLifecycleConfiguration" => Action::GetLifecycleConfiguration,
             "GetBucketCors" => Action::GetBucketCors,
             "PutBucketCors" | "DeleteBucketCors" => Action::PutBucketCors,
+            "GetBucketNotificationConfiguration" => Action::GetBucketNotification,
+            "PutBucketNotificationConfiguration" => Action::PutBucketNotification,
+            "ListenBucketNotification" => Action::ListenBucketNotification,
             "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => {
                 Action::PutLifecycleConfiguration
             }
