@@ -33,24 +33,6 @@ async fn next_event(s: &mut anode_client::EventStream) -> NotificationEvent {
         .expect("an event, not an error")
 }
 
-/// The current leader's member id.
-async fn leader(masters: &[String]) -> u64 {
-    support::wait_for("the leader", Duration::from_secs(30), || {
-        let addrs = masters.to_vec();
-        async move {
-            for a in &addrs {
-                if let Some(st) = support::status_of(a).await {
-                    if st.leader_id != 0 {
-                        return Some(st.leader_id);
-                    }
-                }
-            }
-            None
-        }
-    })
-    .await
-}
-
 /// Events through `Client::watch` on the real cluster; returns a watch left open (on the
 /// leader) for the failover.
 async fn client_watches(cl: &Client) -> anode_client::EventStream {
@@ -189,36 +171,7 @@ async fn notifications_through_s3_webhooks_listen_watch_and_a_leader_failover() 
         async move { done.then_some(()) }
     })
     .await;
-    let old = leader(&c.masters).await;
-    let name = format!("master-{old}");
-    c.procs
-        .iter_mut()
-        .find(|p| p.name == name)
-        .expect("the leader's process")
-        .kill9();
-    eprintln!("killed {name}");
-    let rest: Vec<String> = c
-        .masters
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i as u64 + 1 != old)
-        .map(|(_, a)| a.clone())
-        .collect();
-    let new = support::wait_for("a new leader", Duration::from_secs(60), || {
-        let rest = rest.clone();
-        async move {
-            for a in &rest {
-                if let Some(st) = support::status_of(a).await {
-                    if st.leader_id != 0 && st.leader_id != old {
-                        return Some(st.leader_id);
-                    }
-                }
-            }
-            None
-        }
-    })
-    .await;
-    eprintln!("new leader: member {new}");
+    c.kill_leader().await;
     std::fs::write(&failover, b"1").unwrap();
     // The watch opened on the old leader ends (an error, or the end), as documented; a new
     // one sees events under the new leader.

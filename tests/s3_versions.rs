@@ -30,50 +30,7 @@ async fn versions_locks_and_lifecycle_across_gateways_and_a_leader_failover() {
         async move { done.then_some(()) }
     })
     .await;
-    let leader = support::wait_for("the leader", Duration::from_secs(30), || {
-        let addrs = c.masters.clone();
-        async move {
-            for a in &addrs {
-                if let Some(st) = support::status_of(a).await {
-                    if st.leader_id != 0 {
-                        return Some(st.leader_id);
-                    }
-                }
-            }
-            None
-        }
-    })
-    .await;
-    let name = format!("master-{leader}");
-    let p = c
-        .procs
-        .iter_mut()
-        .find(|p| p.name == name)
-        .expect("the leader's process");
-    p.kill9();
-    eprintln!("killed {name}");
-    let rest: Vec<String> = c
-        .masters
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i as u64 + 1 != leader)
-        .map(|(_, a)| a.clone())
-        .collect();
-    let new = support::wait_for("a new leader", Duration::from_secs(60), || {
-        let rest = rest.clone();
-        async move {
-            for a in &rest {
-                if let Some(st) = support::status_of(a).await {
-                    if st.leader_id != 0 && st.leader_id != leader {
-                        return Some(st.leader_id);
-                    }
-                }
-            }
-            None
-        }
-    })
-    .await;
-    eprintln!("new leader: member {new}");
+    c.kill_leader().await;
     std::fs::write(&failover, b"1").unwrap();
     c.finish_python_suite(child, "versions", Duration::from_secs(300))
         .await;

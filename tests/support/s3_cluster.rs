@@ -182,6 +182,62 @@ impl S3Cluster {
         self.finish_python_suite(child, name, timeout).await
     }
 
+    /// The id of the member the answering masters name as leader (within 30 s).
+    #[allow(dead_code)] // not every test binary that includes the support code kills leaders
+    pub async fn leader(&self) -> u64 {
+        wait_for("the leader", Duration::from_secs(30), || {
+            let addrs = self.masters.clone();
+            async move {
+                for a in &addrs {
+                    if let Some(st) = crate::support::status_of(a).await {
+                        if st.leader_id != 0 {
+                            return Some(st.leader_id);
+                        }
+                    }
+                }
+                None
+            }
+        })
+        .await
+    }
+
+    /// `kill -9` the leader's process and wait (60 s) for another member to lead: the old
+    /// and the new leader's ids.
+    #[allow(dead_code)]
+    pub async fn kill_leader(&mut self) -> (u64, u64) {
+        let old = self.leader().await;
+        let name = format!("master-{old}");
+        self.procs
+            .iter_mut()
+            .find(|p| p.name == name)
+            .expect("the leader's process")
+            .kill9();
+        eprintln!("killed {name}");
+        let rest: Vec<String> = self
+            .masters
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u64 + 1 != old)
+            .map(|(_, a)| a.clone())
+            .collect();
+        let new = wait_for("a new leader", Duration::from_secs(60), || {
+            let rest = rest.clone();
+            async move {
+                for a in &rest {
+                    if let Some(st) = crate::support::status_of(a).await {
+                        if st.leader_id != 0 && st.leader_id != old {
+                            return Some(st.leader_id);
+                        }
+                    }
+                }
+                None
+            }
+        })
+        .await;
+        eprintln!("new leader: member {new}");
+        (old, new)
+    }
+
     /// Start the Python S3 suite `tests/s3/<script>` (see [`S3Cluster::run_python_suite`])
     /// without waiting for it, for tests that act on the cluster while it runs.
     pub fn spawn_python_suite(
