@@ -405,9 +405,13 @@ impl S3Error {
     }
 
     /// Map a client-library error by its code (local failures have codes of the same
-    /// vocabulary); the message is the error's text.
+    /// vocabulary); the message is the server's for a server's refusal (without the code in
+    /// front, which the S3 answer carries as its `Code`), else the error's text.
     pub fn from_client_error(e: &ClientError) -> S3Error {
-        Self::from_error_code(e.code(), &e.to_string())
+        match e {
+            ClientError::Remote { message, .. } => Self::from_error_code(e.code(), message),
+            _ => Self::from_error_code(e.code(), &e.to_string()),
+        }
     }
 
     /// The S3 error for an Anode error code, with its message for people. One exhaustive
