@@ -13,7 +13,8 @@
 //!   down, never above the message's term, and never below `log_term`.
 //! - `handle_append_entries`' rejection path panics when `find_conflict_by_term` walks below the
 //!   first index (`term(..) must be valid`): `log_term` may not be below the term of the local
-//!   committed entry (every later leader's log has it, with terms that only grow).
+//!   committed entry (every later leader's log has it, with terms that only grow), in an append
+//!   of the member's term or a later one (raft-rs answers an older term's append unread).
 //! - `Raft::restore` panics when a snapshot's conf state cannot be restored or restores to
 //!   something else (`unable to restore config`, `invalid restore`): a snapshot's conf state
 //!   must restore exactly (checked with raft-rs's own `Changer`), its index and term be non-zero
@@ -348,7 +349,10 @@ fn check_append(m: &Message, v: &LocalView) -> Result<(), RaftMessageError> {
     if m.index.checked_add(m.entries.len() as u64).is_none() {
         return Err(RaftMessageError::IndexOverflow);
     }
-    if m.log_term > m.term || (m.index >= v.committed && m.log_term < v.committed_term) {
+    // raft-rs answers an append of a lower term than its own without reading it (a deposed
+    // leader's, which may not know of later commits): the lower bound is for current ones.
+    let current = m.term >= v.term;
+    if m.log_term > m.term || (current && m.index >= v.committed && m.log_term < v.committed_term) {
         return Err(RaftMessageError::LogTerm {
             log_term: m.log_term,
             min: v.committed_term,

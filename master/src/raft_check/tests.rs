@@ -309,6 +309,15 @@ fn each_rule_refuses_its_case_and_passes_the_legal_one() {
             Some("log_term"),
         ),
         (
+            // A deposed leader's append, below a commit it never learned of: raft-rs answers
+            // a lower-term append without reading it, so its log_term is no danger (the
+            // whole-cluster simulation sends these after partitions heal).
+            "stale append from an older term",
+            Who::Candidate,
+            app(7, 1, &[]),
+            None,
+        ),
+        (
             "append overflow",
             Who::Follower,
             app(u64::MAX, 3, &[(0, 3)]),

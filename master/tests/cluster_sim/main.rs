@@ -40,6 +40,7 @@ use anode_lincheck::{Event, EventType, Func, History, Verdict};
 use anode_master::node::bootstrap_store;
 use anode_master::read_lease::LeaseClock;
 use anode_master::store::RaftStore;
+use anode_meta::kv::KvRead as _;
 use anode_meta::state;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -909,6 +910,26 @@ impl Sim {
         }
         let store = leader.store().expect("up");
         let view = store.view();
+        // Every member applied the same log to the same state: the state machines agree key
+        // for key (the event queues included: events and their ids come from the log only).
+        let all = view.scan(b"", None, usize::MAX);
+        for m in self.masters.values() {
+            let mine = m.store().expect("up").view().scan(b"", None, usize::MAX);
+            if mine != all {
+                let first = all
+                    .iter()
+                    .zip(&mine)
+                    .find(|(a, b)| a != b)
+                    .map(|(a, _)| String::from_utf8_lossy(&a.0).into_owned());
+                return Err(format!(
+                    "member {} state differs from the leader's ({} keys against {}; first \
+                     difference at {first:?})",
+                    m.id,
+                    mine.len(),
+                    all.len()
+                ));
+            }
+        }
         let refs = references(&view);
         for (sha, ci) in state::scan_chunks(&view, &[], usize::MAX) {
             if ci.refcount == 0 {
