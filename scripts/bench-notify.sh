@@ -7,7 +7,8 @@
 # 127.0.0.1) that answers 200 and counts events, registers it as a target, then alternates
 # R rounds of `anode-tools bench s3` (N 1 KiB PUTs, then GETs; 16 workers) into a bucket
 # without notification rules (A) and one whose rule takes every ObjectCreated event (B).
-# Prints, per round, PUT ops/s of A and B and their ratio, and for B how long the leader
+# Prints, per round, PUT ops/s of A and B and their ratio, B's PUT ops/s while the endpoint
+# refuses (events only queue) and its ratio to A, and for B how long the leader
 # took to deliver the round's events after the PUTs ended and the delivery rate over the
 # whole round (events / (bench + drain)); then the delivery rate of a backlog of N events
 # queued while the endpoint was down. Stops what it started (by pid).
@@ -93,7 +94,7 @@ s3.put_bucket_notification_configuration(Bucket="bench-notify", NotificationConf
 EOF
 count() { local c; c=$(cat "$dir/count" 2>/dev/null || true); echo "${c:-0}"; }
 put_rate() { jq -r 'select(.op == "put") | .ops_per_sec' "$1"; }
-echo "round  PUT/s without rules  PUT/s with rules  ratio  drain after bench  delivered/s"
+echo "round  PUT/s without rules  PUT/s with rules  ratio  drain after bench  delivered/s  PUT/s rules, endpoint down  ratio"
 for r in $(seq 1 "$rounds"); do
   "$tools" bench s3 --endpoint "$ep" --bucket bench-plain --size 1KiB --objects "$objects" >"$dir/a$r.txt" 2>&1
   before=$(count)
@@ -103,13 +104,19 @@ for r in $(seq 1 "$rounds"); do
   want=$((before + objects))
   for _ in $(seq 1 6000); do [ "$(count)" -ge "$want" ] && break; sleep 0.05; done
   done_at=$(date +%s.%N)
-  a=$(put_rate "$dir/a$r.txt"); b=$(put_rate "$dir/b$r.txt")
-  python3 - "$r" "$a" "$b" "$start" "$puts_end" "$done_at" "$objects" "$(count)" "$want" <<'EOF'
+  # The same writes while the endpoint refuses them: what the queue costs without the
+  # delivery (the events wait; they are delivered in the backlog phase below).
+  touch "$dir/count.down"
+  "$tools" bench s3 --endpoint "$ep" --bucket bench-notify --size 1KiB --objects "$objects" >"$dir/c$r.txt" 2>&1
+  rm "$dir/count.down"
+  for _ in $(seq 1 6000); do [ "$(count)" -ge "$((want + objects))" ] && break; sleep 0.05; done
+  a=$(put_rate "$dir/a$r.txt"); b=$(put_rate "$dir/b$r.txt"); c=$(put_rate "$dir/c$r.txt")
+  python3 - "$r" "$a" "$b" "$start" "$puts_end" "$done_at" "$objects" "$(count)" "$want" "$c" <<'EOF'
 import sys
-r, a, b, start, end, done, n, got, want = sys.argv[1:]
-a, b, start, end, done, n = float(a), float(b), float(start), float(end), float(done), int(n)
+r, a, b, start, end, done, n, got, want, c = sys.argv[1:]
+a, b, c, start, end, done, n = float(a), float(b), float(c), float(start), float(end), float(done), int(n)
 ok = "" if int(got) >= int(want) else f"  (only {int(got) - int(want) + n} of {n} delivered)"
-print(f"{r:>5}  {a:>19.1f}  {b:>16.1f}  {b / a:>5.2f}  {done - end:>14.2f} s  {n / (done - start):>11.1f}{ok}")
+print(f"{r:>5}  {a:>19.1f}  {b:>16.1f}  {b / a:>5.2f}  {done - end:>15.2f} s  {n / (done - start):>11.1f}  {c:>26.1f}  {c / a:>5.2f}{ok}")
 EOF
 done
 # A backlog: the endpoint is down while N events queue, then up; the time to deliver them all
