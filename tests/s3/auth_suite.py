@@ -24,6 +24,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from common import s3_client
+
 EP = os.environ["S3_ENDPOINT"].rstrip("/")
 AK = os.environ["AWS_ACCESS_KEY_ID"]
 SK = os.environ["AWS_SECRET_ACCESS_KEY"]
@@ -44,20 +46,7 @@ def check(name, cond, detail=""):
 
 
 def client(sig, secret=SK):
-    return boto3.client(
-        "s3",
-        endpoint_url=EP,
-        region_name="us-east-1",
-        aws_access_key_id=AK,
-        aws_secret_access_key=secret,
-        config=Config(
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": 1, "mode": "standard"},
-            signature_version=sig,
-            connect_timeout=10,
-            read_timeout=60,
-        ),
-    )
+    return s3_client(EP, access_key=AK, secret_key=secret, signature=sig)
 
 
 v4 = client("s3v4")

@@ -12,27 +12,14 @@ import hashlib
 import os
 import zlib
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from common import s3_client
 
 URL = os.environ["S3_ENDPOINT"]
 MIB = 1024 * 1024
 
-s3 = boto3.client(
-    "s3",
-    endpoint_url=URL,
-    region_name="us-east-1",
-    aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-    aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-    config=Config(
-        s3={"addressing_style": "path"},
-        retries={"max_attempts": 1, "mode": "standard"},
-        signature_version="s3v4",
-        connect_timeout=10,
-        read_timeout=60,
-    ),
-)
+s3 = s3_client(URL)
 
 
 def code(fn, **kw):

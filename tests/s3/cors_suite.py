@@ -25,9 +25,9 @@ import time
 import urllib.error
 import urllib.request
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from common import s3_client
 
 A_URL = os.environ["S3_ENDPOINT"]
 B_URL = os.environ.get("S3_ENDPOINT_2", A_URL)
@@ -35,18 +35,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "chromium")
 
 
 def client(endpoint):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        config=Config(
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": 1, "mode": "standard"},
-            signature_version="s3v4",
-        ),
-    )
+    return s3_client(endpoint)
 
 
 a = client(A_URL)

@@ -30,9 +30,9 @@ import urllib.parse
 import urllib.request
 import uuid
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from common import s3_client
 
 A_URL = os.environ["S3_ENDPOINT"]
 B_URL = os.environ.get("S3_ENDPOINT_2", A_URL)
@@ -43,20 +43,7 @@ FAILOVER_FILE = os.environ.get("FAILOVER_FILE")
 
 
 def client(endpoint):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        config=Config(
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": 5, "mode": "standard"},
-            signature_version="s3v4",
-            connect_timeout=10,
-            read_timeout=60,
-        ),
-    )
+    return s3_client(endpoint, attempts=5)
 
 
 a = client(A_URL)

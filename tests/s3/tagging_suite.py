@@ -16,12 +16,12 @@ import time
 import urllib.error
 import urllib.request
 
-import boto3
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+
+from common import s3_client
 
 A_URL = os.environ["S3_ENDPOINT"]
 B_URL = os.environ.get("S3_ENDPOINT_2", A_URL)
@@ -31,20 +31,7 @@ MIB = 1024 * 1024
 
 
 def client(endpoint):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
-        config=Config(
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": 1, "mode": "standard"},
-            signature_version="s3v4",
-            connect_timeout=10,
-            read_timeout=60,
-        ),
-    )
+    return s3_client(endpoint, access_key=KEY_ID, secret_key=SECRET)
 
 
 a = client(A_URL)

@@ -14,9 +14,9 @@ import datetime
 import os
 import time
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from common import s3_client
 
 A_URL = os.environ["S3_ENDPOINT"]
 B_URL = os.environ.get("S3_ENDPOINT_2", A_URL)
@@ -26,20 +26,7 @@ MIB = 1024 * 1024
 
 
 def client(endpoint, attempts=1):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        config=Config(
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": attempts, "mode": "standard"},
-            signature_version="s3v4",
-            connect_timeout=10,
-            read_timeout=60,
-        ),
-    )
+    return s3_client(endpoint, attempts=attempts)
 
 
 a = client(A_URL)
