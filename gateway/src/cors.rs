@@ -68,15 +68,6 @@ pub fn parse_cors(body: &[u8]) -> Result<CorsConfig, S3Error> {
     Ok(cfg)
 }
 
-fn single<'a>(node: &'a XmlNode, name: &'a str) -> Result<Option<&'a XmlNode>, S3Error> {
-    let mut it = node.children_named(name);
-    let first = it.next();
-    if it.next().is_some() {
-        return Err(S3Error::MalformedXML);
-    }
-    Ok(first)
-}
-
 fn texts(node: &XmlNode, name: &str) -> Result<Vec<String>, S3Error> {
     node.children_named(name)
         .map(|c| {
@@ -97,13 +88,14 @@ fn rule(node: &XmlNode) -> Result<CorsRule, S3Error> {
     {
         return Err(S3Error::MalformedXML);
     }
-    let id = single(node, "ID")?
+    let id = node
+        .single_child("ID")?
         .map(|n| n.text.clone())
         .unwrap_or_default();
     if id.contains('\0') {
         return Err(S3Error::MalformedXML);
     }
-    let max_age_seconds = match single(node, "MaxAgeSeconds")? {
+    let max_age_seconds = match node.single_child("MaxAgeSeconds")? {
         None => None,
         Some(n) => Some(
             n.text

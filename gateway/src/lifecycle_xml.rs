@@ -84,16 +84,6 @@ fn only(node: &XmlNode, allowed: &[&str]) -> Result<(), S3Error> {
     }
 }
 
-/// The child `name` of `node`, refusing it twice.
-fn single<'a>(node: &'a XmlNode, name: &'a str) -> Result<Option<&'a XmlNode>, S3Error> {
-    let mut it = node.children_named(name);
-    let first = it.next();
-    if it.next().is_some() {
-        return Err(S3Error::MalformedXML);
-    }
-    Ok(first)
-}
-
 /// An integer element: not an integer is `MalformedXML`.
 fn integer(node: &XmlNode) -> Result<i128, S3Error> {
     node.text
@@ -158,9 +148,10 @@ fn kept_text(node: &XmlNode) -> Result<String, S3Error> {
 
 fn tag(node: &XmlNode) -> Result<LifecycleTag, S3Error> {
     only(node, &["Key", "Value"])?;
-    let key = single(node, "Key")?.ok_or(S3Error::MalformedXML)?;
+    let key = node.single_child("Key")?.ok_or(S3Error::MalformedXML)?;
     let key = kept_text(key)?;
-    let value = single(node, "Value")?
+    let value = node
+        .single_child("Value")?
         .map(kept_text)
         .transpose()?
         .unwrap_or_default();
@@ -215,7 +206,7 @@ fn filter(r: &mut LifecycleRule, f: &XmlNode) -> Result<(), S3Error> {
                 ],
             )?;
             for name in ["Prefix", "ObjectSizeGreaterThan", "ObjectSizeLessThan"] {
-                single(and, name)?;
+                and.single_child(name)?;
             }
             and.children.iter().try_for_each(|c| condition(r, c))
         }
@@ -225,7 +216,7 @@ fn filter(r: &mut LifecycleRule, f: &XmlNode) -> Result<(), S3Error> {
         // as if they were in one; read them the same way, each at most once.
         several if several.iter().all(|c| c.name != "And") => {
             for name in ["Prefix", "ObjectSizeGreaterThan", "ObjectSizeLessThan"] {
-                single(f, name)?;
+                f.single_child(name)?;
             }
             several.iter().try_for_each(|c| condition(r, c))
         }
@@ -236,9 +227,9 @@ fn filter(r: &mut LifecycleRule, f: &XmlNode) -> Result<(), S3Error> {
 fn expiration(r: &mut LifecycleRule, e: &XmlNode) -> Result<(), S3Error> {
     only(e, &["Days", "Date", "ExpiredObjectDeleteMarker"])?;
     let (d, date, marker) = (
-        single(e, "Days")?,
-        single(e, "Date")?,
-        single(e, "ExpiredObjectDeleteMarker")?,
+        e.single_child("Days")?,
+        e.single_child("Date")?,
+        e.single_child("ExpiredObjectDeleteMarker")?,
     );
     match (d, date, marker) {
         (Some(d), None, None) => r.expiration_days = days(d)?,
@@ -251,9 +242,11 @@ fn expiration(r: &mut LifecycleRule, e: &XmlNode) -> Result<(), S3Error> {
 
 fn noncurrent_expiration(r: &mut LifecycleRule, n: &XmlNode) -> Result<(), S3Error> {
     only(n, &["NoncurrentDays", "NewerNoncurrentVersions"])?;
-    let d = single(n, "NoncurrentDays")?.ok_or(S3Error::MalformedXML)?;
+    let d = n
+        .single_child("NoncurrentDays")?
+        .ok_or(S3Error::MalformedXML)?;
     r.noncurrent_days = days(d)?;
-    if let Some(newer) = single(n, "NewerNoncurrentVersions")? {
+    if let Some(newer) = n.single_child("NewerNoncurrentVersions")? {
         r.newer_noncurrent_versions = days(newer)?;
     }
     Ok(())
@@ -261,7 +254,9 @@ fn noncurrent_expiration(r: &mut LifecycleRule, n: &XmlNode) -> Result<(), S3Err
 
 fn abort_multipart(r: &mut LifecycleRule, a: &XmlNode) -> Result<(), S3Error> {
     only(a, &["DaysAfterInitiation"])?;
-    let d = single(a, "DaysAfterInitiation")?.ok_or(S3Error::MalformedXML)?;
+    let d = a
+        .single_child("DaysAfterInitiation")?
+        .ok_or(S3Error::MalformedXML)?;
     r.abort_multipart_days = days(d)?;
     Ok(())
 }
@@ -269,7 +264,7 @@ fn abort_multipart(r: &mut LifecycleRule, a: &XmlNode) -> Result<(), S3Error> {
 fn rule(node: &XmlNode) -> Result<LifecycleRule, S3Error> {
     only(node, RULE_CHILDREN)?;
     for name in RULE_CHILDREN {
-        single(node, name)?;
+        node.single_child(name)?;
     }
     let transitions =
         node.child("Transition").is_some() || node.child("NoncurrentVersionTransition").is_some();

@@ -84,15 +84,6 @@ fn leaf(node: &XmlNode) -> Result<String, S3Error> {
     }
 }
 
-fn single<'a>(node: &'a XmlNode, name: &'a str) -> Result<Option<&'a XmlNode>, S3Error> {
-    let mut it = node.children_named(name);
-    let first = it.next();
-    if it.next().is_some() {
-        return Err(S3Error::MalformedXML);
-    }
-    Ok(first)
-}
-
 fn rule(node: &XmlNode, kind: u32, n: usize) -> Result<NotificationRule, S3Error> {
     let arn_elem = KINDS[kind as usize].1;
     if node
@@ -102,7 +93,7 @@ fn rule(node: &XmlNode, kind: u32, n: usize) -> Result<NotificationRule, S3Error
     {
         return Err(S3Error::MalformedXML);
     }
-    let arn = match single(node, arn_elem)? {
+    let arn = match node.single_child(arn_elem)? {
         Some(a) => leaf(a)?,
         None => return Err(S3Error::MalformedXML),
     };
@@ -113,7 +104,7 @@ fn rule(node: &XmlNode, kind: u32, n: usize) -> Result<NotificationRule, S3Error
     if events.is_empty() {
         return Err(S3Error::MalformedXML);
     }
-    let (prefix, suffix) = match single(node, "Filter")? {
+    let (prefix, suffix) = match node.single_child("Filter")? {
         Some(f) => filter(f)?,
         None => (String::new(), String::new()),
     };
@@ -127,7 +118,7 @@ fn rule(node: &XmlNode, kind: u32, n: usize) -> Result<NotificationRule, S3Error
         prefix,
         suffix,
     };
-    r.id = match single(node, "Id")? {
+    r.id = match node.single_child("Id")? {
         Some(id) => leaf(id)?,
         None => String::new(),
     };
@@ -155,12 +146,13 @@ fn filter(node: &XmlNode) -> Result<(String, String), S3Error> {
         {
             return Err(S3Error::MalformedXML);
         }
-        let name = single(fr, "Name")?
+        let name = fr
+            .single_child("Name")?
             .map(leaf)
             .transpose()?
             .ok_or(S3Error::MalformedXML)?;
         // The value is kept as sent (a key prefix may hold spaces).
-        let value = match single(fr, "Value")? {
+        let value = match fr.single_child("Value")? {
             Some(v) if v.children.is_empty() && !v.text.contains('\0') => v.text.clone(),
             Some(_) => return Err(S3Error::MalformedXML),
             None => String::new(),

@@ -797,6 +797,17 @@ impl XmlNode {
     pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a XmlNode> {
         self.children.iter().filter(move |c| c.name == name)
     }
+
+    /// The child named `name` if there is one; two of them is `MalformedXML` (S3's
+    /// configuration documents allow most elements once).
+    pub fn single_child(&self, name: &str) -> Result<Option<&XmlNode>, S3Error> {
+        let mut it = self.children.iter().filter(|c| c.name == name);
+        let first = it.next();
+        if it.next().is_some() {
+            return Err(S3Error::MalformedXML);
+        }
+        Ok(first)
+    }
 }
 
 /// Parse `body` into its root element. Malformed documents, more than one root, or nesting
