@@ -11,18 +11,6 @@ use std::time::{Duration, Instant};
 use anode_proto::*;
 use support::*;
 
-/// The leader id and its address, as agreed by the members that answer.
-async fn leader(addrs: &BTreeMap<u64, String>) -> Option<(u64, String)> {
-    for addr in addrs.values() {
-        if let Some(st) = status_of(addr).await {
-            if st.leader_id != 0 && st.leader_id == st.id {
-                return Some((st.id, addr.clone()));
-            }
-        }
-    }
-    None
-}
-
 fn manifest(body: &[u8]) -> Manifest {
     Manifest {
         version: MANIFEST_VERSION,
@@ -96,7 +84,10 @@ async fn master_group_failover_restart_and_membership() {
     let mut addrs: BTreeMap<u64, String> = (1..=3).map(|i| (i, addr(i))).collect();
     let all: Vec<String> = addrs.values().cloned().collect();
 
-    let (l1, _) = wait_for("first leader", Duration::from_secs(20), || leader(&addrs)).await;
+    let (l1, _) = wait_for("first leader", Duration::from_secs(20), || {
+        leader_of(&addrs)
+    })
+    .await;
     anode_master::ctl::call_leader(&support::admin_masters(&all), |mut c| async move {
         c.create_bucket(CreateBucketRequest {
             name: "bkt".into(),
@@ -144,7 +135,7 @@ async fn master_group_failover_restart_and_membership() {
     })
     .await;
     let failover = killed_at.elapsed();
-    let (l2, _) = wait_for("new leader", Duration::from_secs(10), || leader(&addrs)).await;
+    let (l2, _) = wait_for("new leader", Duration::from_secs(10), || leader_of(&addrs)).await;
     assert_ne!(l1, l2);
     println!("FAILOVER: first write committed {failover:?} after kill -9 of leader {l1}; new leader {l2}");
     assert!(
@@ -181,7 +172,7 @@ async fn master_group_failover_restart_and_membership() {
         p.start();
     }
     wait_for("leader after full restart", Duration::from_secs(30), || {
-        leader(&addrs)
+        leader_of(&addrs)
     })
     .await;
     for k in &acked {
@@ -231,7 +222,7 @@ async fn master_group_failover_restart_and_membership() {
         || {
             let all4 = all4.clone();
             async move {
-                let (_, la) = leader(&addrs_without(&all4, 1)).await?;
+                let (_, la) = leader_of(&addrs_without(&all4, 1)).await?;
                 let st = status_of(&la).await?;
                 let ids: Vec<u64> = st.members.iter().map(|m| m.id).collect();
                 (ids == vec![2, 3, 4]).then_some(st)
@@ -368,7 +359,7 @@ async fn forged_raft_messages_are_refused_and_the_group_keeps_committing() {
         .collect();
     let addrs: BTreeMap<u64, String> = (1..=3).map(|i| (i, addr(i))).collect();
     let all: Vec<String> = addrs.values().cloned().collect();
-    let (leader_id, _) = wait_for("a leader", Duration::from_secs(20), || leader(&addrs)).await;
+    let (leader_id, _) = wait_for("a leader", Duration::from_secs(20), || leader_of(&addrs)).await;
     anode_master::ctl::call_leader(&support::admin_masters(&all), |mut c| async move {
         c.create_bucket(CreateBucketRequest {
             name: "bkt".into(),

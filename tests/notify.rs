@@ -103,17 +103,6 @@ async fn serve_conn(r: Arc<Receiver>, sock: tokio::net::TcpStream) {
     }
 }
 
-async fn leader_of(addrs: &BTreeMap<u64, String>) -> Option<(u64, String)> {
-    for addr in addrs.values() {
-        if let Some(st) = status_of(addr).await {
-            if st.leader_id != 0 && st.leader_id == st.id {
-                return Some((st.id, addr.clone()));
-            }
-        }
-    }
-    None
-}
-
 async fn put(all: &[String], bucket: &str, key: &str) -> Result<Manifest, String> {
     let body = key.as_bytes();
     let req = PutObjectRequest {

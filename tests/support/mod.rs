@@ -206,6 +206,19 @@ pub async fn master_client(
     ))
 }
 
+/// The member that answers as leader of its term among `addrs` (id -> address): its id and
+/// address.
+pub async fn leader_of(addrs: &std::collections::BTreeMap<u64, String>) -> Option<(u64, String)> {
+    for addr in addrs.values() {
+        if let Some(st) = status_of(addr).await {
+            if st.leader_id != 0 && st.leader_id == st.id {
+                return Some((st.id, addr.clone()));
+            }
+        }
+    }
+    None
+}
+
 /// One member's own `Status` answer, if it answers.
 pub async fn status_of(addr: &str) -> Option<anode_proto::StatusResponse> {
     let mut c = master_client(addr).await?;
