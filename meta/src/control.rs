@@ -688,6 +688,8 @@ mod tests {
             ..Default::default()
         };
         let put = PutObjectCmd {
+            parquet: None,
+            parquet_copy: None,
             bucket: "bkt".into(),
             key: "k".into(),
             manifest: Some(manifest),

@@ -43,6 +43,7 @@ pub mod membership;
 pub mod notify;
 pub mod placement;
 pub mod planner;
+pub mod pq;
 pub mod record;
 pub mod sm;
 pub mod tagging;

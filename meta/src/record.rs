@@ -98,6 +98,8 @@ versioned! {
     LifecycleProgress => RECORD_VERSION,
     NotificationTarget => RECORD_VERSION,
     NotificationEvent => RECORD_VERSION,
+    ParquetTail => RECORD_VERSION,
+    ParquetStats => RECORD_VERSION,
 }
 
 /// Commands keep the version they were written with (version 0 reads as 1): `apply` takes every

@@ -12,6 +12,7 @@
 //! | `c/<sha256>` | `ChunkInfo` (refcount, length, servers) |
 //! | `v/<bucket>\0<key>\0<!seq u64be>`, `n/<bucket>\0<key>` | noncurrent versions and delete markers, the null version's seq ([`versions`]) |
 //! | `y/<bucket>` | `LifecycleProgress` (the lifecycle worker's cursor) |
+//! | `f/<bucket>\0<key>\0<object_version u64be>`, `g/...` | a version's Parquet tail and statistics ([`parquet_apply`]) |
 //! | `m/<bucket>\0<key>\0<upload id>` | `MultipartUpload` |
 //! | `p/<bucket>\0<key>\0<upload id>\0<part u32be>` | `PartRecord` |
 //! | `x/<counter>` | u64be counters (next chunkserver id, stats, `x/usage/...`: [`users`]) |
@@ -41,6 +42,7 @@ mod mem;
 mod notify_apply;
 #[cfg(test)]
 mod notify_tests;
+mod parquet_apply;
 mod permissions;
 mod records;
 pub mod sessions;
@@ -56,6 +58,11 @@ pub use lifecycle_apply::{lifecycle_plan, lifecycle_progress};
 pub use list::{list_object_versions, list_objects, list_parts, list_uploads};
 pub use mem::MemState;
 pub use notify_apply::{get_target, list_targets, queued_events};
+pub use parquet_apply::{
+    check_index as check_parquet_index, get_stats as get_parquet_stats,
+    get_tail as get_parquet_tail, tail_slice, MAX_PARQUET_COLUMNS, MAX_PARQUET_ROW_GROUPS,
+    MAX_PARQUET_STATS, MAX_PARQUET_TAIL, PARQUET_RECORD_VERSION,
+};
 pub use records::{check_record, decode_snapshot};
 use records::{get_msg, must_decode, scan_msgs};
 pub use users::{
@@ -498,7 +505,9 @@ pub fn command_version_for(op: &Op) -> u32 {
             .is_some_and(|u| !u.lock_mode.is_empty() || u.retain_until_ms != 0 || u.legal_hold),
         _ => false,
     };
-    if needs_v7(op) {
+    if needs_v8(op) {
+        COMMAND_VERSION.min(8)
+    } else if needs_v7(op) {
         COMMAND_VERSION.min(7)
     } else if needs_v6(op) {
         COMMAND_VERSION.min(6)
@@ -506,6 +515,16 @@ pub fn command_version_for(op: &Op) -> u32 {
         COMMAND_VERSION.min(5)
     } else {
         4
+    }
+}
+
+/// Whether `op` needs command version 8 (issue 16's Parquet indexes): `SetParquetIndex`, and
+/// puts that carry or copy an index (an older member would store the object without it).
+fn needs_v8(op: &Op) -> bool {
+    match op {
+        Op::SetParquetIndex(_) => true,
+        Op::PutObject(c) => c.parquet.is_some() || c.parquet_copy.is_some(),
+        _ => false,
     }
 }
 
@@ -896,6 +915,7 @@ fn apply_op(o: &mut Overlay<'_>, index: u64, now: u64, op: &Op, rules: Rules) ->
         Op::SetBucketNotification(c) => notify_apply::set_bucket_notification(o, c),
         Op::SetNotificationTarget(c) => notify_apply::set_target(o, now, c),
         Op::AckNotifications(c) => notify_apply::ack(o, c),
+        Op::SetParquetIndex(c) => parquet_apply::set_index(o, c),
         Op::SetBucketTagging(c) => {
             let mut cfg =
                 get_bucket(o, &c.name).ok_or_else(|| StateError::NoSuchBucket(c.name.clone()))?;
@@ -1083,14 +1103,16 @@ fn put_object(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectCmd, rules
     let old: Option<Manifest> = get_msg(o, &key);
     check_write_condition(old.as_ref(), c.if_match_etag.as_deref(), rules)?;
     check_new_refs(o, &m.chunks)?;
+    let ix = parquet_apply::index_for_put(o, c, m.size)?;
     let mut m = m;
     stored_refs(&mut m.chunks);
-    let m = Manifest {
+    let mut m = Manifest {
         version: MANIFEST_VERSION,
         mtime_ms: now,
         object_version: index,
         ..m
     };
+    parquet_apply::attach(o, &c.bucket, &c.key, &mut m, ix);
     let name = match c.source.as_str() {
         "" => "ObjectCreated:Put",
         "Copy" => "ObjectCreated:Copy",
@@ -1126,6 +1148,8 @@ fn put_objects(o: &mut Overlay<'_>, index: u64, now: u64, c: &PutObjectsCmd, rul
             manifest: p.manifest.clone(),
             if_match_etag: None,
             source: String::new(),
+            parquet: None,
+            parquet_copy: None,
         };
         put_object(o, index, now, &put, rules)?;
     }
@@ -1182,7 +1206,7 @@ fn write_version(
     track_usage(o, bucket)?;
     let installed = versions::install(o, index, now, bucket, key, &mut m)?;
     if let Some(old) = installed.replaced.filter(|r| !r.delete_marker) {
-        drop_version(o, now, bucket, &old)?;
+        drop_version(o, now, bucket, key, &old)?;
     }
     if !m.delete_marker {
         let replication = bucket_replication(o, bucket);
@@ -1208,8 +1232,10 @@ fn drop_version(
     o: &mut Overlay<'_>,
     now: u64,
     bucket: &str,
+    key: &str,
     old: &Manifest,
 ) -> Result<(), StateError> {
+    parquet_apply::drop_index(o, bucket, key, old);
     users::charge(o, bucket, -1, -(old.size as i64))?;
     adjust_refs(o, now, &old.chunks, -1, 0);
     add_u64(o, STAT_STORED, -(old.inline_data.len() as i64));
@@ -1262,7 +1288,7 @@ fn delete_objects(
         };
         let done = versions::delete(&mut entry, index, now, bucket, &target).and_then(|d| {
             if let Some(old) = &d.removed {
-                drop_version(&mut entry, now, bucket, old)?;
+                drop_version(&mut entry, now, bucket, k, old)?;
             }
             Ok(d.outcome)
         });

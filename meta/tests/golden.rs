@@ -305,6 +305,8 @@ fn command_v1() -> Command {
         now_ms: 1_700_000_000_007,
         session: None,
         op: Some(Op::PutObject(PutObjectCmd {
+            parquet: None,
+            parquet_copy: None,
             bucket: "photos".into(),
             key: "2024/cat.jpg".into(),
             manifest: Some(Manifest {
@@ -499,6 +501,8 @@ fn the_version_4_commands_apply() {
     }))
     .unwrap();
     st.propose(Op::PutObject(PutObjectCmd {
+        parquet: None,
+        parquet_copy: None,
         bucket: "photos".into(),
         key: "2024/cat.jpg".into(),
         manifest: Some(Manifest {
@@ -966,6 +970,8 @@ fn tagging_encodings_stay_readable() {
     check_golden(
         "tagging_command_put_object.v6",
         &v6(Op::PutObject(PutObjectCmd {
+            parquet: None,
+            parquet_copy: None,
             bucket: "photos".into(),
             key: "2024/cat.jpg".into(),
             manifest: Some(manifest_tagged()),

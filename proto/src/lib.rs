@@ -36,7 +36,9 @@ pub use error::Refusal;
 /// halts at the first command carrying them instead.
 /// Version 7 (issue 15) added event notifications (`SetBucketNotification`,
 /// `SetNotificationTarget`, `AckNotifications`, `BucketConfig.notification`).
-pub const COMMAND_VERSION: u32 = 7;
+/// Version 8 (issue 16) added Parquet indexes (`PutObjectCmd.parquet`, `.parquet_copy`,
+/// `SetParquetIndex`, `Manifest.parquet`).
+pub const COMMAND_VERSION: u32 = 8;
 /// Current encoding version of [`v1::Manifest`].
 pub const MANIFEST_VERSION: u32 = 1;
 /// Current encoding version of records in the master state (buckets, keys, registry, chunks).
@@ -84,4 +86,6 @@ pub const SNAPSHOT_VERSION: u32 = 3;
 /// Format 8 added event notifications: `BucketConfig.notification`, the targets (`e/`) and
 /// the event queues (`q/`, counters under `x/nq/` and `x/nd/`); formats 0-7 read as format 8
 /// with none.
-pub const STORE_FORMAT_VERSION: u32 = 8;
+/// Format 9 added Parquet indexes: `Manifest.parquet`, the tails (`f/`) and statistics (`g/`)
+/// beside the manifests; formats 0-8 read as format 9 with none.
+pub const STORE_FORMAT_VERSION: u32 = 9;

@@ -51,6 +51,8 @@ fn put_if(
     cond: Option<&str>,
 ) -> Result<Manifest, ErrorDetail> {
     st.propose(Op::PutObject(PutObjectCmd {
+        parquet: None,
+        parquet_copy: None,
         bucket: B.into(),
         key: key.into(),
         manifest: Some(Manifest {
@@ -386,6 +388,8 @@ fn uploads_and_parts_with_bad_checksums_are_refused() {
     assert!(m.checksum_value.ends_with("-1"));
     // A put of a manifest with a malformed checksum is refused.
     let put = st.propose(Op::PutObject(PutObjectCmd {
+        parquet: None,
+        parquet_copy: None,
         bucket: B.into(),
         key: "p".into(),
         manifest: Some(Manifest {
@@ -450,6 +454,8 @@ fn issue_15_commands_carry_version_6() {
     assert_eq!(command_version_for(&size_only), 6);
     let put = |m: Manifest, cond: Option<String>| {
         Op::PutObject(PutObjectCmd {
+            parquet: None,
+            parquet_copy: None,
             bucket: B.into(),
             key: "k".into(),
             manifest: Some(m),

@@ -27,6 +27,8 @@ fn state() -> MemState {
 
 fn put_src(st: &mut MemState, key: &str, source: &str) -> Result<CommandResult, ErrorDetail> {
     st.propose(Op::PutObject(PutObjectCmd {
+        parquet: None,
+        parquet_copy: None,
         bucket: B.into(),
         key: key.into(),
         manifest: Some(Manifest {
@@ -381,6 +383,8 @@ fn a_session_duplicate_queues_nothing_twice_and_a_refusal_nothing() {
     assert_eq!(st.events.len(), 1);
     // A refused write (conditional, the object exists) makes no event.
     let refused = st.propose(Op::PutObject(PutObjectCmd {
+        parquet: None,
+        parquet_copy: None,
         bucket: B.into(),
         key: "k".into(),
         manifest: Some(Manifest {

@@ -55,6 +55,8 @@ pub fn check_record(key: &[u8], value: &[u8]) -> Result<(), RecordError> {
         b"y/" => check::<LifecycleProgress>(key, value),
         b"e/" => check::<NotificationTarget>(key, value),
         b"q/" => check::<NotificationEvent>(key, value),
+        b"f/" => check::<ParquetTail>(key, value),
+        b"g/" => check::<ParquetStats>(key, value),
         b"k/" => check::<AccessKey>(key, value),
         b"i/" => check::<User>(key, value),
         b"s/" => check::<ChunkserverRecord>(key, value),

@@ -404,6 +404,8 @@ mod tests {
 
     fn put(key: &str, etag: &str) -> Op {
         Op::PutObject(PutObjectCmd {
+            parquet: None,
+            parquet_copy: None,
             bucket: "bkt".into(),
             key: key.into(),
             manifest: Some(Manifest {

@@ -67,6 +67,8 @@ fn chunk(id: u8, len: u64) -> ChunkRef {
 fn put(b: &str, k: &str, chunks: Vec<ChunkRef>) -> Op {
     let size = chunks.iter().map(|c| c.length).sum();
     Op::PutObject(PutObjectCmd {
+        parquet: None,
+        parquet_copy: None,
         bucket: b.into(),
         key: k.into(),
         manifest: Some(Manifest {
@@ -285,6 +287,8 @@ fn object_part_and_chunk_sizes_are_bounded() {
     sm.ok(bucket("big"));
     let huge = |size: u64, chunks: Vec<ChunkRef>| {
         Op::PutObject(PutObjectCmd {
+            parquet: None,
+            parquet_copy: None,
             bucket: "big".into(),
             key: "k".into(),
             manifest: Some(Manifest {
@@ -596,6 +600,7 @@ fn page_all(kv: &MemKv, bucket: &str, prefix: &str, delim: &str, max: u32) -> Ve
         let r = list_objects(
             kv,
             &ListObjectsRequest {
+                r#where: String::new(),
                 bucket: bucket.into(),
                 prefix: prefix.into(),
                 delimiter: delim.into(),
@@ -1667,6 +1672,8 @@ fn commands_carry_the_lowest_version_that_expresses_them() {
     });
     assert_eq!(command_version_for(&versioned_delete), 5);
     let locked = Op::PutObject(PutObjectCmd {
+        parquet: None,
+        parquet_copy: None,
         bucket: "b".into(),
         key: "k".into(),
         manifest: Some(Manifest {
@@ -1757,6 +1764,8 @@ fn complete_multipart_carries_the_tags_of_the_upload() {
 fn tagging_commands_and_tagged_writes_need_version_6() {
     use crate::tagging::tag;
     let tagged_put = Op::PutObject(PutObjectCmd {
+        parquet: None,
+        parquet_copy: None,
         bucket: "b".into(),
         key: "k".into(),
         manifest: Some(Manifest {
@@ -1768,6 +1777,8 @@ fn tagging_commands_and_tagged_writes_need_version_6() {
     });
     assert_eq!(command_version_for(&tagged_put), 6);
     let tagged_locked_put = Op::PutObject(PutObjectCmd {
+        parquet: None,
+        parquet_copy: None,
         bucket: "b".into(),
         key: "k".into(),
         manifest: Some(Manifest {

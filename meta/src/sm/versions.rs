@@ -671,3 +671,50 @@ pub(crate) fn set_object_lock_config(
     o.put(super::bucket_key(&c.name), cfg.encode_to_vec());
     Ok(())
 }
+
+/// Change the version of `bucket/key` whose `object_version` is `object_version` (current or
+/// noncurrent) in place with `f`; false when the key has no such version (overwritten or
+/// deleted). Noncurrent versions are scanned (a key's versions are one short range).
+pub(crate) fn update_by_object_version(
+    o: &mut Overlay<'_>,
+    bucket: &str,
+    key: &str,
+    object_version: u64,
+    f: impl FnOnce(&mut Manifest),
+) -> bool {
+    let Some((mut m, slot)) = locate_object_version(o, bucket, key, object_version) else {
+        return false;
+    };
+    f(&mut m);
+    store(o, bucket, key, &m, &slot);
+    true
+}
+
+/// The version (no delete marker) of `bucket/key` whose `object_version` is `object_version`.
+pub(crate) fn find_by_object_version(
+    kv: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+    object_version: u64,
+) -> Option<Manifest> {
+    locate_object_version(kv, bucket, key, object_version).map(|(m, _)| m)
+}
+
+fn locate_object_version(
+    kv: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+    object_version: u64,
+) -> Option<(Manifest, Slot)> {
+    let found = match get_msg::<Manifest>(kv, &object_key(bucket, key)) {
+        Some(m) if m.object_version == object_version => Some((m, Slot::Current)),
+        _ => stored_versions(kv, bucket, key, usize::MAX)
+            .into_iter()
+            .find(|m| m.object_version == object_version)
+            .map(|m| {
+                let seq = seq_of(&m);
+                (m, Slot::Versions(seq))
+            }),
+    };
+    found.filter(|(m, _)| !m.delete_marker)
+}

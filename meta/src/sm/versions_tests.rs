@@ -53,6 +53,8 @@ fn manifest(tag: u8) -> Manifest {
 
 fn put_m(st: &mut MemState, b: &str, key: &str, m: Manifest) -> Result<Manifest, ErrorDetail> {
     st.propose(Op::PutObject(PutObjectCmd {
+        parquet: None,
+        parquet_copy: None,
         bucket: b.into(),
         key: key.into(),
         manifest: Some(m),
