@@ -72,6 +72,9 @@ pub struct ClientConfig {
     /// [`anode_tls::Tls::insecure`]. Required: the default `None` is refused by
     /// [`ClientConfig::validate`].
     pub tls: Option<anode_tls::Tls>,
+    /// Parquet indexing of written objects (issue 16; docs/parquet.md): the stored tail's
+    /// window and caps. `None` turns it off (objects are stored plain).
+    pub parquet: Option<anode_pqindex::Limits>,
 }
 
 impl Default for ClientConfig {
@@ -89,6 +92,7 @@ impl Default for ClientConfig {
             manifest_cache_entries: DEFAULT_MANIFEST_CACHE_ENTRIES,
             read_ahead_chunks: DEFAULT_READ_AHEAD_CHUNKS,
             tls: None,
+            parquet: Some(anode_pqindex::Limits::default()),
         }
     }
 }

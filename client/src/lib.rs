@@ -22,6 +22,7 @@ pub mod chunker;
 pub mod config;
 pub mod error;
 pub mod master;
+pub mod parquet;
 mod pool;
 pub mod range;
 mod read;
@@ -42,10 +43,11 @@ use anode_proto::{
     PutObjectsRequest, PutPartRequest, SetBucketAccessRequest, SetBucketCorsRequest,
     SetBucketLifecycleRequest, SetBucketNotificationRequest, SetBucketObjectLockRequest,
     SetBucketTaggingCmd, SetBucketTaggingRequest, SetBucketVersioningRequest, SetObjectAclRequest,
-    SetObjectLockRequest, SetObjectTaggingCmd, SetObjectTaggingRequest,
+    SetObjectLockRequest, SetObjectTaggingCmd, SetObjectTaggingRequest, SetParquetIndexCmd,
+    SetParquetIndexRequest,
 };
 use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use lru::LruCache;
 use parking_lot::Mutex;
 
@@ -53,6 +55,9 @@ pub use anode_proto::{
     AccessKey, BucketConfig, ChunkRef, CompletePart, ListMultipartUploadsRequest,
     ListMultipartUploadsResponse, ListObjectsRequest, ListObjectsResponse, ListPartsRequest,
     ListPartsResponse, Manifest, ObjectEntry, PartRecord, Usage, User,
+};
+pub use anode_proto::{
+    ByteRangeSpec, ParquetColumn, ParquetIndex, ParquetInfo, ParquetSource, ParquetStats,
 };
 pub use anode_proto::{
     CorsConfig, CorsRule, DefaultRetention, DeleteOutcome, LifecycleConfig, LifecycleRule,
@@ -105,6 +110,25 @@ pub struct PutOptions {
     /// (`ObjectCreated:Put`), "Post" a browser form upload (`ObjectCreated:Post`). Copies are
     /// always "Copy" ([`Client::copy_from_manifest`]).
     pub event_source: String,
+    /// Where the put reports what Parquet indexing made of the body (issue 16).
+    pub parquet_outcome: parquet::OutcomeCell,
+}
+
+/// How [`Client::commit`] writes a manifest.
+struct Commit {
+    if_match_etag: Option<String>,
+    source: String,
+    parquet: Option<ParquetIndex>,
+    parquet_copy: Option<ParquetSource>,
+}
+
+/// All the bytes of a (small) read.
+async fn collect(mut s: ByteStream) -> Result<Vec<u8>, ClientError> {
+    let mut out = Vec::new();
+    while let Some(piece) = s.next().await {
+        out.extend_from_slice(&piece?);
+    }
+    Ok(out)
 }
 
 /// An S3 additional checksum: algorithm (`CRC32`, `CRC32C`, `CRC64NVME`, `SHA1`, `SHA256`),
@@ -392,10 +416,31 @@ impl Client {
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
     {
+        // Issue 16: a body that starts with `PAR1` keeps its tail for the index.
+        let limits = self.inner.cfg.parquet.clone();
+        let tap = Arc::new(parking_lot::Mutex::new(parquet::Tap::new(
+            limits.as_ref().map_or(0, |l| l.max_tail as usize),
+        )));
+        let body = {
+            let tap = tap.clone();
+            let on = limits.is_some();
+            body.inspect(move |piece| {
+                if let (true, Ok(b)) = (on, piece) {
+                    tap.lock().push(b);
+                }
+            })
+        };
         let stored = self
             .inner
             .store_body(bucket, body, true, opts.content_md5)
             .await?;
+        let (index, outcome) = match limits {
+            Some(l) if tap.lock().is_parquet() => {
+                let tail = tap.lock().tail();
+                parquet::index(&tail, stored.size, &l)
+            }
+            _ => (None, parquet::ParquetOutcome::NotParquet),
+        };
         let manifest = Manifest {
             version: anode_proto::MANIFEST_VERSION,
             size: stored.size,
@@ -416,8 +461,15 @@ impl Client {
             ..Default::default()
         };
         let manifest = with_checksum(manifest, opts.checksum.get());
-        self.commit(bucket, key, manifest, opts.if_match_etag, opts.event_source)
-            .await
+        let put = Commit {
+            if_match_etag: opts.if_match_etag,
+            source: opts.event_source,
+            parquet: index,
+            parquet_copy: None,
+        };
+        let m = self.commit(bucket, key, manifest, put).await?;
+        opts.parquet_outcome.set(outcome);
+        Ok(m)
     }
 
     /// [`Client::put_object`] for a body already in memory.
@@ -437,16 +489,17 @@ impl Client {
         bucket: &str,
         key: &str,
         manifest: Manifest,
-        if_match_etag: Option<String>,
-        source: String,
+        put: Commit,
     ) -> Result<Manifest, ClientError> {
         let req = PutObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
             manifest: Some(manifest.clone()),
-            if_match_etag,
+            if_match_etag: put.if_match_etag,
             session: None,
-            source,
+            source: put.source,
+            parquet: put.parquet,
+            parquet_copy: put.parquet_copy,
         };
         let resp = self
             .inner
@@ -532,22 +585,35 @@ impl Client {
         replace: Option<PutOptions>,
     ) -> Result<Manifest, ClientError> {
         let src = self.head_object(src_bucket, src_key).await?;
-        self.copy_from_manifest(src, dst_bucket, dst_key, replace)
+        self.copy_from_manifest(src_bucket, src_key, src, dst_bucket, dst_key, replace)
             .await
     }
 
-    /// Copy the version `src` (a manifest as read, e.g. by [`Client::get_version`]) to
-    /// `dst_bucket/dst_key` by reference; `replace` replaces the metadata.
+    /// Copy the version `src` of `src_bucket/src_key` (a manifest as read, e.g. by
+    /// [`Client::get_version`]) to `dst_bucket/dst_key` by reference; `replace` replaces the
+    /// metadata. The copy takes the source version's Parquet index, if it has one.
     pub async fn copy_from_manifest(
         &self,
+        src_bucket: &str,
+        src_key: &str,
         src: Manifest,
         dst_bucket: &str,
         dst_key: &str,
         replace: Option<PutOptions>,
     ) -> Result<Manifest, ClientError> {
+        let parquet_copy = src.parquet.is_some().then(|| ParquetSource {
+            bucket: src_bucket.to_string(),
+            key: src_key.to_string(),
+            object_version: src.object_version,
+        });
         let (manifest, if_match) = copy_manifest(src, replace);
-        self.commit(dst_bucket, dst_key, manifest, if_match, "Copy".into())
-            .await
+        let put = Commit {
+            if_match_etag: if_match,
+            source: "Copy".into(),
+            parquet: None,
+            parquet_copy,
+        };
+        self.commit(dst_bucket, dst_key, manifest, put).await
     }
 
     /// Replace the ACL of the current object `bucket/key` in place (`Manifest.acl`; empty =
@@ -700,6 +766,62 @@ impl Client {
             .await
     }
 
+    /// One page of a pruned listing (issue 16): the objects under `prefix` after
+    /// `start_after` whose Parquet statistics may hold a row matching `predicate`
+    /// (docs/parquet.md), each `indexed` with the row groups that may; objects without
+    /// statistics are listed too (not `indexed`). A bad predicate is `InvalidArgument` naming
+    /// the position. A page may be truncated with few entries (the master bounds the entries
+    /// it reads per page); continue from `next_start_after`.
+    pub async fn list_where(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        predicate: &str,
+        start_after: &str,
+    ) -> Result<ListObjectsResponse, ClientError> {
+        self.list_objects(ListObjectsRequest {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            start_after: start_after.to_string(),
+            r#where: predicate.to_string(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// [`Client::get_version`] for a read of `range` (issue 16): also the bytes of the range
+    /// when the version's stored Parquet tail covers it (and where they start), so the
+    /// caller answers without reading chunks.
+    pub async fn get_version_tail(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        include_delete_markers: bool,
+        range: Option<ByteRangeSpec>,
+    ) -> Result<(Manifest, Option<(u64, Bytes)>), ClientError> {
+        let req = GetObjectRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            allow_stale: false,
+            version_id: version_id.map(str::to_string),
+            include_delete_markers,
+            tail_range: range,
+        };
+        let resp = self
+            .inner
+            .master
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.get_object(req).await }
+            })
+            .await?;
+        let tail = resp
+            .tail_slice
+            .map(|b| (resp.tail_slice_start, Bytes::from(b)));
+        Ok((required(resp.manifest, "GetObjectResponse.manifest")?, tail))
+    }
+
     // ---- versions, object lock, lifecycle (issue 14) ----------------------------------------
 
     /// One version of `bucket/key` from the leader: `version_id` None = the newest. With
@@ -713,6 +835,7 @@ impl Client {
         include_delete_markers: bool,
     ) -> Result<Manifest, ClientError> {
         let req = GetObjectRequest {
+            tail_range: None,
             bucket: bucket.to_string(),
             key: key.to_string(),
             allow_stale: false,
@@ -1191,6 +1314,62 @@ impl Client {
         let manifest = required(resp.manifest, "CompleteMultipartResponse.manifest")?;
         self.inner.cache_put(bucket, key, &manifest);
         Ok(manifest)
+    }
+
+    /// Index the completed (multipart) version `m` of `bucket/key` if it is a Parquet file:
+    /// read its first 4 and last bytes, build the index, and store it with `SetParquetIndex`
+    /// (applied only while that version exists). What became of it is returned; reading or
+    /// storing errors are returned as errors (the object stays a plain object).
+    pub async fn index_parquet_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        m: &Manifest,
+    ) -> Result<parquet::ParquetOutcome, ClientError> {
+        let Some(limits) = self.inner.cfg.parquet.clone() else {
+            return Ok(parquet::ParquetOutcome::NotParquet);
+        };
+        if m.size < 12 || m.parquet.is_some() {
+            return Ok(parquet::ParquetOutcome::NotParquet);
+        }
+        let head = collect(self.read_manifest(bucket, m, Some((0, 3)))).await?;
+        if head != b"PAR1" {
+            return Ok(parquet::ParquetOutcome::NotParquet);
+        }
+        let last8 = collect(self.read_manifest(bucket, m, Some((m.size - 8, m.size - 1)))).await?;
+        let footer_len = u32::from_le_bytes([last8[0], last8[1], last8[2], last8[3]]) as u64;
+        if &last8[4..] != b"PAR1" || footer_len + 8 > limits.max_tail.min(m.size) {
+            return Ok(parquet::ParquetOutcome::TooLarge);
+        }
+        let want = (footer_len + 8)
+            .max(limits.window.min(m.size))
+            .min(limits.max_tail);
+        let tail =
+            collect(self.read_manifest(bucket, m, Some((m.size - want, m.size - 1)))).await?;
+        let (index, outcome) = parquet::index(&tail, m.size, &limits);
+        let Some(index) = index else {
+            return Ok(outcome);
+        };
+        let req = SetParquetIndexRequest {
+            cmd: Some(SetParquetIndexCmd {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                object_version: m.object_version,
+                index: Some(index),
+            }),
+            session: None,
+        };
+        self.inner
+            .master
+            .write(|mut c, session| {
+                let req = SetParquetIndexRequest {
+                    session: Some(session),
+                    ..req.clone()
+                };
+                async move { c.set_parquet_index(req).await }
+            })
+            .await?;
+        Ok(outcome)
     }
 
     /// Abort a multipart upload; its parts' chunks become garbage.

@@ -409,6 +409,8 @@ async fn a_put_whose_answer_was_lost_is_retried_but_applied_once() {
         let c = Cluster::start(3, 3).await;
         let cl = client(&c).await;
         let other = anode_proto::command::Op::PutObject(anode_proto::PutObjectCmd {
+            parquet: None,
+            parquet_copy: None,
             bucket: BUCKET.into(),
             key: "k".into(),
             manifest: Some(anode_proto::Manifest {

@@ -137,6 +137,35 @@ pub fn decode_continuation_token(token: &str) -> Result<String, S3Error> {
 
 // ---- ranges ---------------------------------------------------------------------------------
 
+/// The syntax of a `Range` header S3 honours (`bytes=a-b`, `bytes=a-`, `bytes=-n`), before
+/// the object's size is known; `None` = a header S3 ignores (other units, several ranges,
+/// malformed).
+pub fn parse_range(header: Option<&str>) -> Option<anode_proto::ByteRangeSpec> {
+    let set = strip_prefix_ci(header?.trim(), "bytes=")?;
+    if set.contains(',') {
+        return None;
+    }
+    let (first, last) = set.trim().split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    if first.is_empty() {
+        let n = last.parse::<u64>().ok()?;
+        return Some(anode_proto::ByteRangeSpec {
+            suffix: Some(n),
+            ..Default::default()
+        });
+    }
+    let start = first.parse::<u64>().ok()?;
+    let end = match last {
+        "" => None,
+        l => Some(l.parse::<u64>().ok().filter(|e| *e >= start)?),
+    };
+    Some(anode_proto::ByteRangeSpec {
+        start: Some(start),
+        end,
+        suffix: None,
+    })
+}
+
 /// Resolve a `Range` header against an object of `size` bytes to an inclusive `(start, end)`.
 ///
 /// `Ok(None)` means serve the whole object: no header, a unit other than `bytes`, a
@@ -145,43 +174,24 @@ pub fn decode_continuation_token(token: &str) -> Result<String, S3Error> {
 /// the single range does not overlap the object (first byte past the end, `bytes=-0`, or any
 /// range of an empty object).
 pub fn resolve_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, S3Error> {
-    let Some(spec) = header.map(str::trim) else {
+    let Some(r) = parse_range(header) else {
         return Ok(None);
     };
-    let Some(set) = strip_prefix_ci(spec, "bytes=") else {
-        return Ok(None);
-    };
-    if set.contains(',') {
-        return Ok(None);
-    }
-    let Some((first, last)) = set.trim().split_once('-') else {
-        return Ok(None);
-    };
-    let (first, last) = (first.trim(), last.trim());
-    if first.is_empty() {
-        let Ok(n) = last.parse::<u64>() else {
-            return Ok(None);
-        };
-        if n == 0 || size == 0 {
-            return Err(S3Error::InvalidRange);
+    match (r.start, r.end, r.suffix) {
+        (None, _, Some(n)) => {
+            if n == 0 || size == 0 {
+                return Err(S3Error::InvalidRange);
+            }
+            Ok(Some((size.saturating_sub(n), size - 1)))
         }
-        return Ok(Some((size.saturating_sub(n), size - 1)));
-    }
-    let Ok(start) = first.parse::<u64>() else {
-        return Ok(None);
-    };
-    let end = if last.is_empty() {
-        u64::MAX
-    } else {
-        match last.parse::<u64>() {
-            Ok(e) if e >= start => e,
-            _ => return Ok(None),
+        (Some(start), end, _) => {
+            if start >= size {
+                return Err(S3Error::InvalidRange);
+            }
+            Ok(Some((start, end.unwrap_or(u64::MAX).min(size - 1))))
         }
-    };
-    if start >= size {
-        return Err(S3Error::InvalidRange);
+        (None, _, None) => Ok(None),
     }
-    Ok(Some((start, end.min(size - 1))))
 }
 
 /// Resolve `x-amz-copy-source-range` (`bytes=first-last`, both required, inside the source).

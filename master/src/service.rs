@@ -523,6 +523,9 @@ impl Master for MasterService {
         let r = req.into_inner();
         if let Some(m) = &r.manifest {
             validate::manifest(m).map_err(invalid)?;
+            if let Some(ix) = &r.parquet {
+                state::check_parquet_index(ix, m.size).map_err(state_status)?;
+            }
         }
         let fresh = fresh_copies(r.manifest.iter().flat_map(|m| m.chunks.iter()));
         let res = self
@@ -534,6 +537,8 @@ impl Master for MasterService {
                     manifest: r.manifest,
                     if_match_etag: r.if_match_etag,
                     source: r.source,
+                    parquet: r.parquet,
+                    parquet_copy: r.parquet_copy,
                 }),
             )
             .await?;
@@ -574,19 +579,53 @@ impl Master for MasterService {
 
     async fn get_object(&self, req: Request<GetObjectRequest>) -> Rpc<GetObjectResponse> {
         let r = req.into_inner();
-        let m = self
+        // One read for the version and (issue 16) the part of its stored Parquet tail that
+        // answers the caller's range.
+        let (m, tail) = self
             .read(r.allow_stale, |kv| {
-                state::versions::get_version(
+                let m = state::versions::get_version(
                     kv,
                     &r.bucket,
                     &r.key,
                     r.version_id.as_deref(),
                     r.include_delete_markers,
-                )
+                )?;
+                let tail = match (&r.tail_range, &m.parquet) {
+                    (Some(range), Some(_)) => {
+                        state::get_parquet_tail(kv, &r.bucket, &r.key, m.object_version)
+                            .and_then(|t| state::tail_slice(&m, &t, range))
+                    }
+                    _ => None,
+                };
+                Ok((m, tail))
             })
             .await?
             .map_err(state_status)?;
-        ok(GetObjectResponse { manifest: Some(m) })
+        let (tail_slice_start, tail_slice) = match tail {
+            Some((start, bytes)) => (start, Some(bytes)),
+            None => (0, None),
+        };
+        ok(GetObjectResponse {
+            manifest: Some(m),
+            tail_slice,
+            tail_slice_start,
+        })
+    }
+
+    async fn set_parquet_index(
+        &self,
+        req: Request<SetParquetIndexRequest>,
+    ) -> Rpc<SetParquetIndexResponse> {
+        let r = req.into_inner();
+        let bad = |m: &str| state_status(state::StateError::BadCommand(m.into()));
+        let cmd = r.cmd.ok_or_else(|| bad("no command"))?;
+        let ix = cmd.index.as_ref().ok_or_else(|| bad("no index"))?;
+        // The object's size is checked when the command applies; here only the shape.
+        state::check_parquet_index(ix, u64::MAX).map_err(state_status)?;
+        let res = self.write_in(r.session, Op::SetParquetIndex(cmd)).await?;
+        ok(SetParquetIndexResponse {
+            applied: res.written == 1,
+        })
     }
 
     async fn delete_object(&self, req: Request<DeleteObjectRequest>) -> Rpc<DeleteObjectResponse> {

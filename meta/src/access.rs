@@ -250,6 +250,8 @@ fn master_roles(method: &str) -> Option<&'static [Role]> {
         "SetBucketNotification" => &[Gateway, Admin],
         "SetNotificationTarget" | "ListNotificationTargets" => &[Admin],
         "Watch" => &[Gateway, Client, Admin],
+        // Parquet indexes (issue 16): written by whoever writes objects.
+        "SetParquetIndex" => &[Gateway, Client, Admin],
         "Status" | "Leader" => ANYONE,
         _ => return None,
     })
@@ -393,6 +395,10 @@ mod tests {
             ("/anode.v1.Master/SetNotificationTarget", &[Admin]),
             ("/anode.v1.Master/ListNotificationTargets", &[Admin]),
             ("/anode.v1.Master/Watch", &[Gateway, Client, Admin]),
+            (
+                "/anode.v1.Master/SetParquetIndex",
+                &[Gateway, Client, Admin],
+            ),
             (
                 "/anode.v1.Master/ListObjectVersions",
                 &[Gateway, Client, Admin],

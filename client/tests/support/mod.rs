@@ -229,7 +229,7 @@ implemented {
         let mut st = self.gate("put_object")?;
         let r = r.into_inner();
         let refs = r.manifest.as_ref().map(|m| m.chunks.clone()).unwrap_or_default();
-        let op = Op::PutObject(PutObjectCmd { bucket: r.bucket, key: r.key, manifest: r.manifest, if_match_etag: r.if_match_etag, source: r.source });
+        let op = Op::PutObject(PutObjectCmd { bucket: r.bucket, key: r.key, manifest: r.manifest, parquet: r.parquet, parquet_copy: r.parquet_copy, if_match_etag: r.if_match_etag, source: r.source });
         let res = st.propose_fresh(r.session, op, &refs)?;
         if let Some(other) = st.lose_put_answer_then.take() {
             st.propose(other)?;
@@ -255,7 +255,7 @@ implemented {
         let st = self.gate("get_object")?;
         let r = r.into_inner();
         let m = state::get_object(&st.sm.kv, &r.bucket, &r.key).map_err(refused)?;
-        ok(GetObjectResponse { manifest: Some(m) })
+        ok(GetObjectResponse { manifest: Some(m), ..Default::default() })
     }
     async fn delete_object(&self, r: Request<DeleteObjectRequest>) -> Rpc<DeleteObjectResponse> {
         let mut st = self.gate("delete_object")?;
@@ -358,6 +358,7 @@ implemented {
     }
 }
 stubs {
+    set_parquet_index(SetParquetIndexRequest) -> SetParquetIndexResponse;
     list_object_versions(ListObjectVersionsRequest) -> ListObjectVersionsResponse;
     set_bucket_versioning(SetBucketVersioningRequest) -> SetBucketVersioningResponse;
     set_bucket_object_lock(SetBucketObjectLockRequest) -> SetBucketObjectLockResponse;

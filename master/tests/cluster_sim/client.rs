@@ -365,6 +365,8 @@ pub async fn put(io: Rc<ClientIo>, key: String, value: String, stall_ms: u64) ->
         ..Default::default()
     };
     let req = PutObjectRequest {
+        parquet: None,
+        parquet_copy: None,
         bucket: BUCKET.into(),
         key,
         manifest: Some(manifest),

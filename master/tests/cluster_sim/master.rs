@@ -335,6 +335,8 @@ impl SimMaster {
                 let fresh = fresh_copies(r.manifest.iter().flat_map(|m| m.chunks.iter()));
                 (
                     Op::PutObject(PutObjectCmd {
+                        parquet: None,
+                        parquet_copy: None,
                         bucket: r.bucket,
                         key: r.key,
                         manifest: r.manifest,
