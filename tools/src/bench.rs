@@ -219,6 +219,8 @@ async fn meta_writer(
     let mut i = 0u64;
     while Instant::now() < deadline {
         let req = PutObjectRequest {
+            parquet: None,
+            parquet_copy: None,
             bucket: bucket.clone(),
             key: format!("w{w}/k{i}"),
             manifest: Some(Manifest {

@@ -132,6 +132,7 @@ fn manifest(c: &mut Cursor<'_>) -> Manifest {
         _ => number(c),
     };
     Manifest {
+        parquet: None,
         version: c.u8() as u32 % 3,
         size,
         etag: etag(c),
@@ -247,6 +248,8 @@ fn op(c: &mut Cursor<'_>) -> Op {
         }),
         1 => Op::DeleteBucket(DeleteBucketCmd { name: bucket(c) }),
         2 => Op::PutObject(PutObjectCmd {
+            parquet: None,
+            parquet_copy: None,
             bucket: bucket(c),
             key: key(c),
             manifest: (!c.u8().is_multiple_of(8)).then(|| manifest(c)),
@@ -621,6 +624,8 @@ fn control_fixture(st: &mut MemState, ctl: &mut anode_meta::control::LeaderContr
         uploaded_ms: 900_000,
     };
     must(st.propose(Op::PutObject(PutObjectCmd {
+        parquet: None,
+        parquet_copy: None,
         bucket: "bkt".into(),
         key: "k".into(),
         manifest: Some(Manifest {
