@@ -436,6 +436,8 @@ fn master_seeds() {
             ..Default::default()
         }),
         Op::PutObject(PutObjectCmd {
+            parquet: None,
+            parquet_copy: None,
             bucket: "bkt".into(),
             key: "k".into(),
             manifest: Some(Manifest {

@@ -114,7 +114,10 @@ fn a_put_stores_the_index_and_its_tail_answers_covered_ranges() {
     let b = body(1000, 100);
     let m = put(&mut st, "a.parquet", &b, Some(index_of(&b, 300, 100, true)));
     let info = m.parquet.clone().expect("indexed");
-    assert_eq!((info.tail_len, info.footer_len, info.has_stats), (300, 100, true));
+    assert_eq!(
+        (info.tail_len, info.footer_len, info.has_stats),
+        (300, 100, true)
+    );
     let tail = get_parquet_tail(&st.kv, B, "a.parquet", m.object_version).unwrap();
     assert_eq!(tail, b[700..]);
     let stats = get_parquet_stats(&st.kv, B, "a.parquet", m.object_version).unwrap();
@@ -152,7 +155,11 @@ fn indexes_go_with_their_versions() {
     assert_eq!(index_keys(&st), 2);
     // Overwritten in an unversioned bucket: the old version's index goes with it.
     let m2 = put(&mut st, "k", &b, Some(index_of(&b, 60, 50, false)));
-    assert_eq!(index_keys(&st), 1, "tail only: the new index has no statistics");
+    assert_eq!(
+        index_keys(&st),
+        1,
+        "tail only: the new index has no statistics"
+    );
     assert!(get_parquet_tail(&st.kv, B, "k", m2.object_version).is_some());
     // A plain object replacing it drops it too.
     let m3 = put(&mut st, "k", b"plain", None);
@@ -208,7 +215,12 @@ fn a_copy_takes_the_source_versions_index() {
     let dst = st.propose(copy).unwrap().manifest.unwrap();
     let info = dst.parquet.clone().expect("the copy is indexed");
     assert_eq!(
-        (info.tail_len, info.footer_len, info.num_row_groups, info.has_stats),
+        (
+            info.tail_len,
+            info.footer_len,
+            info.num_row_groups,
+            info.has_stats
+        ),
         (200, 40, 1, true)
     );
     assert_eq!(
@@ -227,13 +239,25 @@ fn a_copy_takes_the_source_versions_index() {
             _ => unreachable!(),
         }
     });
-    assert!(st.propose(stale).unwrap().manifest.unwrap().parquet.is_none());
+    assert!(st
+        .propose(stale)
+        .unwrap()
+        .manifest
+        .unwrap()
+        .parquet
+        .is_none());
     // A manifest that claims an index it did not bring keeps none.
     let mut claimed = put_cmd("dst3", &b, None);
     if let Op::PutObject(c) = &mut claimed {
         c.manifest.as_mut().unwrap().parquet = src.parquet.clone();
     }
-    assert!(st.propose(claimed).unwrap().manifest.unwrap().parquet.is_none());
+    assert!(st
+        .propose(claimed)
+        .unwrap()
+        .manifest
+        .unwrap()
+        .parquet
+        .is_none());
 }
 
 #[test]
