@@ -241,9 +241,11 @@ fn eval(p: &P, row: &Row) -> Option<bool> {
             Some(null != *n)
         }
         P::In(c, ls, n) => {
-            let any = ls
-                .iter()
-                .fold(Some(false), |acc, l| or3(acc, compare(row, c, "=", l)));
+            // Not a `try_fold`: UNKNOWN does not end the OR, a later TRUE still wins.
+            let mut any = Some(false);
+            for l in ls {
+                any = or3(any, compare(row, c, "=", l));
+            }
             if *n {
                 not3(any)
             } else {
