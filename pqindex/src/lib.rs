@@ -34,6 +34,12 @@
 //! at least every value); a max of only 0xFF bytes is dropped. Truncated bounds are marked not
 //! exact. Statistics over [`Limits::max_stats`] encoded bytes, or with more columns or row
 //! groups than the master accepts, are left out (`has_stats` false).
+//!
+//! A footer whose schema nests deeper than [`MAX_SCHEMA_DEPTH`] is refused before the
+//! `parquet` crate sees it (its schema builder recurses once per level: a crafted footer
+//! would overflow the stack).
+
+mod guard;
 
 use std::ops::Range;
 
@@ -60,6 +66,8 @@ pub const MAX_PARQUET_COLUMNS: usize = 10_000;
 pub const MAX_PARQUET_ROW_GROUPS: usize = 100_000;
 /// The version of the statistics record (`anode_meta::sm::PARQUET_RECORD_VERSION`).
 pub const PARQUET_RECORD_VERSION: u32 = 1;
+
+pub use guard::MAX_SCHEMA_DEPTH;
 
 const MAGIC: &[u8; 4] = b"PAR1";
 const MAGIC_ENCRYPTED: &[u8; 4] = b"PARE";
@@ -170,6 +178,7 @@ fn footer(tail: &[u8], size: u64, max_tail: u64) -> Result<Option<Footer>, Index
         });
     }
     let bytes = &tail[n - need as usize..n - TRAILER as usize];
+    guard::check_schema_depth(bytes)?;
     let meta = ParquetMetaDataReader::decode_metadata(bytes)
         .map_err(|e| IndexError::Footer(e.to_string()))?;
     Ok(Some(Footer { len, meta }))

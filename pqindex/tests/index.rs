@@ -389,3 +389,49 @@ fn arbitrary_tails_never_panic() {
         let _ = row_group_ranges(&f, f.len() as u64, &[0, 1, 2]);
     }
 }
+
+/// A Parquet file of no row groups whose schema is a root, `groups` nested optional groups
+/// and an INT32 leaf, its footer encoded by hand (Thrift compact).
+fn nested_file(groups: u64) -> Vec<u8> {
+    let mut f = vec![0x15, 0x02, 0x19, 0xFC];
+    let mut n = groups + 2;
+    while n >= 0x80 {
+        f.push((n & 0x7f) as u8 | 0x80);
+        n >>= 7;
+    }
+    f.push(n as u8);
+    f.extend([0x48, 1, b'r', 0x15, 0x02, 0x00]);
+    for _ in 0..groups {
+        f.extend([0x35, 0x02, 0x18, 1, b'g', 0x15, 0x02, 0x00]);
+    }
+    f.extend([0x15, 0x02, 0x25, 0x02, 0x18, 1, b'x', 0x00]);
+    f.extend([0x16, 0x00, 0x19, 0x0C, 0x00]);
+    let mut file = b"PAR1".to_vec();
+    let len = f.len() as u32;
+    file.extend(f);
+    file.extend(len.to_le_bytes());
+    file.extend(b"PAR1");
+    file
+}
+
+#[test]
+fn a_deeply_nested_schema_is_refused_not_a_stack_overflow() {
+    // 100,000 groups: 800 KB of footer that would overflow the stack of the parquet crate's
+    // recursive schema builder.
+    let file = nested_file(100_000);
+    let got = index(&file, &Limits::default());
+    assert!(
+        matches!(&got, Err(IndexError::Corrupt(m)) if m.contains("nested deeper than 100")),
+        "{got:?}"
+    );
+    assert!(row_group_ranges(&file, file.len() as u64, &[]).is_err());
+    // At the limit it decodes (in a test thread's stack, unoptimized).
+    let ok = nested_file(MAX_SCHEMA_DEPTH as u64 - 1);
+    let ix = index(&ok, &Limits::default()).unwrap().unwrap();
+    let s = ix.stats.unwrap();
+    assert_eq!(s.columns.len(), 1);
+    assert_eq!(
+        s.columns[0].path,
+        format!("{}x", "g.".repeat(MAX_SCHEMA_DEPTH - 1))
+    );
+}
