@@ -188,9 +188,11 @@ fn footer(tail: &[u8], size: u64, max_tail: u64) -> Result<Option<Footer>, Index
 /// bytes are `PAR1` when `head_is_par1`, is a Parquet file, and build its index.
 ///
 /// The caller keeps the object's last `min(size, limits.max_tail + 8)` bytes or more.
-/// `Ok(None)`: not Parquet (no `PAR1` at either end), or a footer (with its trailer) over
-/// `limits.max_tail` (not indexed). `Err`: a file ending like Parquet whose footer is
-/// encrypted or does not decode; the caller stores it as a plain object.
+/// `Ok(None)`: not Parquet (no `PAR1` at the head or at the end), or a footer (with its
+/// trailer) over `limits.max_tail` (not indexed). `Err`: a file ending like Parquet whose
+/// footer does not decode or describes an impossible file, a schema nested deeper than
+/// [`MAX_SCHEMA_DEPTH`], or a file ending in `PARE` (an encrypted footer, whatever the head:
+/// encrypted files start with `PARE` too); the caller stores it as a plain object.
 ///
 /// The stored tail is the file's last `max(footer_len + 8, min(size, window))` bytes, at most
 /// `max_tail` (and at most what the caller passed).
