@@ -44,7 +44,9 @@
 //! column with `3`). A float NaN is neither equal to, less than nor greater than anything,
 //! so `=`, `<`, `<=`, `>`, `>=`, `BETWEEN` and `IN` are FALSE on it and `!=`, `NOT IN`,
 //! `NOT BETWEEN` TRUE. Strings compare as unsigned bytes (UTF-8), booleans `FALSE < TRUE`.
-//! A column name is the leaf's dotted path (`a.b` for field `b` of group `a`).
+//! A column name is the leaf's dotted path (`a.b` for field `b` of group `a`). There are no
+//! date or time literals: DATE, TIME and TIMESTAMP columns compare as the integers they store
+//! (days, or the column's unit since the epoch or midnight); DECIMAL columns by their value.
 //!
 //! # Pruning
 //!
