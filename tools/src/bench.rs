@@ -598,12 +598,7 @@ async fn s3_put(ctx: &S3Ctx, conn: &mut S3Conn, idx: u64) -> anyhow::Result<Stri
 async fn s3_get(ctx: &S3Ctx, conn: &mut S3Conn, idx: u64, etag: &str) -> anyhow::Result<()> {
     let (headers, body) =
         crate::s3http::get_checked(conn, &ctx.signer, &ctx.key_path(idx), "").await?;
-    Ok(check_body(
-        &headers,
-        &body,
-        etag,
-        &ctx.body(idx),
-    )?)
+    Ok(check_body(&headers, &body, etag, &ctx.body(idx))?)
 }
 
 /// Check a GET answer against what was put: ETag, length and every byte.
