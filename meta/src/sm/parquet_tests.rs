@@ -345,3 +345,145 @@ fn puts_with_an_index_need_command_version_8() {
     );
     assert!(command_version_for(&put_cmd("k", &b, None)) < 8);
 }
+
+/// An index whose one INT column `ts` has a row group per `(min, max)`.
+fn ts_index(b: &[u8], groups: &[(i64, i64)]) -> ParquetIndex {
+    let mut ix = index_of(b, 100, 50, true);
+    let stats = ix.stats.as_mut().unwrap();
+    let int = |v| {
+        Some(ParquetValue {
+            v: Some(parquet_value::V::Int(v)),
+        })
+    };
+    stats.row_groups = groups
+        .iter()
+        .map(|&(lo, hi)| RowGroupStats {
+            num_rows: 10,
+            columns: vec![ColumnStats {
+                null_count: Some(0),
+                min: int(lo),
+                max: int(hi),
+                min_exact: true,
+                max_exact: true,
+                nan_count: None,
+            }],
+        })
+        .collect();
+    ix.info.as_mut().unwrap().num_row_groups = groups.len() as u32;
+    ix
+}
+
+fn list_where(
+    st: &MemState,
+    predicate: &str,
+    start_after: &str,
+) -> Result<ListObjectsResponse, StateError> {
+    list_objects(
+        &st.kv,
+        &ListObjectsRequest {
+            bucket: B.into(),
+            r#where: predicate.into(),
+            start_after: start_after.into(),
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn a_listing_with_a_predicate_keeps_what_may_match_and_every_unindexed_object() {
+    let mut st = state();
+    let b = body(500, 50);
+    put(&mut st, "a", &b, Some(ts_index(&b, &[(0, 99), (100, 199)])));
+    put(
+        &mut st,
+        "b",
+        &b,
+        Some(ts_index(&b, &[(200, 299), (300, 399)])),
+    );
+    put(&mut st, "c", b"plain", None);
+    put(&mut st, "d", &b, Some(index_of(&b, 100, 50, false)));
+    let page = list_where(&st, "ts >= 150 AND ts < 250", "").unwrap();
+    let got: Vec<_> = page
+        .objects
+        .iter()
+        .map(|o| (o.key.as_str(), o.indexed, o.row_groups.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a", true, vec![1]),
+            ("b", true, vec![0]),
+            ("c", false, vec![]),
+            ("d", false, vec![])
+        ]
+    );
+    let page = list_where(&st, "ts > 1000", "").unwrap();
+    let keys: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["c", "d"], "files that cannot match are left out");
+    assert!(!page.is_truncated);
+    // A column the files lack never prunes them.
+    let page = list_where(&st, "other = 1", "").unwrap();
+    assert_eq!(page.objects.len(), 4);
+    assert!(page.objects[0].row_groups == [0, 1]);
+    // Without a predicate nothing is marked.
+    let page = list_where(&st, "", "").unwrap();
+    assert!(page
+        .objects
+        .iter()
+        .all(|o| !o.indexed && o.row_groups.is_empty()));
+}
+
+#[test]
+fn a_bad_predicate_is_invalid_argument_with_its_position() {
+    let mut st = state();
+    put(&mut st, "a", b"plain", None);
+    for (text, pos) in [
+        ("ts >= ", "position 6"),
+        ("ts = 'open", "position 5"),
+        ("(ts = 1", "position 7"),
+    ] {
+        match list_where(&st, text, "") {
+            Err(StateError::InvalidArgument(m)) => {
+                assert!(
+                    m.contains("x-anode-where") && m.contains(pos),
+                    "{text:?}: {m}"
+                )
+            }
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_listing_with_a_predicate_reads_a_bounded_number_of_entries_per_page() {
+    let mut st = state();
+    let b = body(500, 50);
+    for i in 0..12 {
+        let (lo, hi) = if i == 10 { (500, 600) } else { (0, 9) };
+        put(
+            &mut st,
+            &format!("f{i:02}"),
+            &b,
+            Some(ts_index(&b, &[(lo, hi)])),
+        );
+    }
+    let req = |start_after: &str| ListObjectsRequest {
+        bucket: B.into(),
+        r#where: "ts > 100".into(),
+        start_after: start_after.into(),
+        ..Default::default()
+    };
+    // 5 entries read, none matches: an empty page that says where to go on.
+    let page = list::list_objects_scanning(&st.kv, &req(""), 5).unwrap();
+    assert!(page.objects.is_empty());
+    assert!(page.is_truncated);
+    assert_eq!(page.next_start_after, "f04");
+    let page = list::list_objects_scanning(&st.kv, &req("f04"), 5).unwrap();
+    assert!(page.objects.is_empty() && page.is_truncated);
+    assert_eq!(page.next_start_after, "f09");
+    let page = list::list_objects_scanning(&st.kv, &req("f09"), 5).unwrap();
+    let keys: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["f10"]);
+    assert!(!page.is_truncated);
+    assert_eq!(list::MAX_SCANNED_WITH_PREDICATE, 10_000);
+}
