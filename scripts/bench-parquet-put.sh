@@ -66,7 +66,7 @@ for f in ("narrow", "wide"):
     print(f"{f}.parquet: {m.num_columns} columns, {m.num_row_groups} row groups, footer {m.serialized_size} bytes")
 PY
 ls -l "$dir"/*.parquet | awk '{print $5, $9}'
-put_rate() { jq -r 'select(.op == "put") | .ops_per_sec' "$1"; }
+put_rate() { jq -r 'select(.op == "put") | .ops / .seconds' "$1"; }
 run() { "$tools" bench s3 --endpoint "http://127.0.0.1:$1" --bucket "$2" --body-file "$dir/$3.parquet" \
   --objects "$objects" --concurrency 8 >"$4" 2>&1; }
 echo "file     round  PUT/s indexing  PUT/s off  ratio"

@@ -466,7 +466,7 @@ struct PhaseStats {
     wall: Duration,
 }
 
-async fn s3(args: S3BenchArgs) -> anyhow::Result<()> {
+async fn s3(mut args: S3BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be positive");
     let host = crate::s3http::endpoint_host(&args.target.endpoint)?;
     let tls = crate::s3http::endpoint_tls(&args.target.endpoint, args.target.ca_bundle.as_deref())?;
@@ -486,6 +486,8 @@ async fn s3(args: S3BenchArgs) -> anyhow::Result<()> {
             })
             .collect(),
     };
+    // Sizes in the report are the bodies' own.
+    args.size = base.len();
     let ctx = Arc::new(S3Ctx {
         signer: args.target.signer.clone(),
         prefix: format!("s{}-{nonce:x}", base.len()),
