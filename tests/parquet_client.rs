@@ -232,6 +232,33 @@ async fn parquet_files_read_back_through_anode_store() {
         );
     }
 
+    // Through the store: a put and a multipart upload are indexed too (the multipart one
+    // after completion), so their footers come from the tail as well.
+    let store = AnodeStore::new(cl.clone(), BUCKET);
+    let (_, batch, body) = &files[0];
+    store
+        .put(&Path::from("u/put.parquet"), PutPayload::from(body.clone()))
+        .await
+        .unwrap();
+    let mut up = store
+        .put_multipart(&Path::from("u/multipart.parquet"))
+        .await
+        .unwrap();
+    for piece in body.chunks(300_000) {
+        let piece = PutPayload::from(Bytes::copy_from_slice(piece));
+        up.put_part(piece).await.unwrap();
+    }
+    up.complete().await.unwrap();
+    for key in ["u/put.parquet", "u/multipart.parquet"] {
+        let m = cl.head_object(BUCKET, key).await.unwrap();
+        assert!(m.parquet.is_some(), "{key} is indexed");
+        let store = AnodeStore::new(cl.clone(), BUCKET);
+        read_back(&store, key, None, None, batch).await;
+        let s = store.stats();
+        assert!(s.tail_hits >= 1, "{key}: {s:?}");
+        assert!(s.chunk_read_end <= footer_start(body), "{key}: {s:?}");
+    }
+
     // Two row groups of one file: no more chunk bytes than their column chunks.
     let (key, batch, body) = &files[1];
     let store = AnodeStore::new(cl.clone(), BUCKET);
@@ -458,6 +485,15 @@ async fn object_store_operations() {
             .unwrap(),
         big
     );
+    // Empty objects, both ways.
+    store.put(&p("m/empty"), PutPayload::new()).await.unwrap();
+    let mut up = store.put_multipart(&p("m/empty-mp")).await.unwrap();
+    up.complete().await.unwrap();
+    for key in ["m/empty", "m/empty-mp"] {
+        let got = store.get(&p(key)).await.unwrap();
+        assert_eq!(got.meta.size, 0, "{key}");
+        assert!(got.bytes().await.unwrap().is_empty(), "{key}");
+    }
     let mut aborted = store.put_multipart(&p("m/aborted.bin")).await.unwrap();
     aborted
         .put_part(PutPayload::from(big.slice(0..(6 << 20))))

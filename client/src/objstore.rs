@@ -56,10 +56,6 @@ const STORE: &str = "Anode";
 /// S3's smallest part (all parts but the last): a multipart upload buffers to this.
 pub const MIN_PART_BYTES: usize = 5 << 20;
 
-/// Largest part a multipart upload buffers before it uploads (a `put_part` bigger than this is
-/// uploaded as it is).
-pub const MAX_BUFFERED_PART_BYTES: usize = 64 << 20;
-
 /// Most keys one listing page asks for.
 const PAGE_KEYS: u32 = 1000;
 
@@ -166,7 +162,8 @@ impl AnodeStore {
         }
     }
 
-    /// The same store whose listings (`list`, `list_with_offset`) list only the objects whose
+    /// The same store whose listings (`list`, `list_with_offset`, `list_with_delimiter`) list
+    /// only the objects whose
     /// Parquet statistics may hold a row matching `predicate` (docs/parquet.md), plus every
     /// object without statistics. Reads and writes are unchanged. The predicate is checked by
     /// the master on the first listing (a bad one fails that listing).
