@@ -85,7 +85,8 @@ pub struct StoreStats {
 pub struct StatsSnapshot {
     /// Ranged reads answered from the stored Parquet tail (no chunk read).
     pub tail_hits: u64,
-    /// Ranged reads the stored tail did not cover (read from chunkservers).
+    /// Ranged reads the stored tail did not cover (read from chunkservers), objects without
+    /// a Parquet index included.
     pub tail_misses: u64,
     /// Reads (ranges or whole bodies) sent to the chunkservers.
     pub chunk_reads: u64,
@@ -612,8 +613,10 @@ impl object_store::ObjectStore for AnodeStore {
     }
 
     /// All `ranges` from one version: one master call (which answers the last range from the
-    /// stored tail when it covers it), then the other ranges from the tail slice or the
-    /// chunkservers, merged where they overlap or touch.
+    /// stored tail when it covers it), then the other ranges from the chunkservers, merged
+    /// where they overlap or touch. A range past the end is an error (`Generic`). Parquet
+    /// readers fetch footers and page indexes with single-range reads, which the tail answers;
+    /// their multi-range reads are column chunks.
     async fn get_ranges(
         &self,
         location: &Path,
