@@ -12,9 +12,9 @@
 //! - `object_store_operations`: the `ObjectStore` trait over Anode: put modes, get ranges and
 //!   conditions, head, list (paged), list_with_delimiter, copy, copy_if_not_exists, rename,
 //!   delete, a multipart upload over S3's 5 MiB part minimum, and the error mapping.
-//! - `pruned_listing_and_scan_plan` (ignored until `anode_meta::pq` lands): `with_where`
-//!   lists only the files whose `ts` range overlaps the predicate, and `plan_scan` picks just
-//!   the row groups that may match.
+//! - `pruned_listing_and_scan_plan`: `with_where` lists only the files whose `ts` range
+//!   overlaps the predicate (and the file without statistics), a bad predicate is an error,
+//!   and `plan_scan` picks just the row groups that may match, with their byte ranges.
 
 mod support;
 
@@ -562,10 +562,7 @@ async fn object_store_operations() {
     assert!(left.is_empty());
 }
 
-/// Needs the predicate language (`anode_meta::pq`, merged by the lead): until then the master
-/// refuses every predicate and this test fails at the first listing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs meta::pq"]
 async fn pruned_listing_and_scan_plan() {
     let c = start_cluster().await;
     let cl = client(&c).await;
