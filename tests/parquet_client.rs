@@ -11,7 +11,8 @@
 //!   the same bytes.
 //! - `object_store_operations`: the `ObjectStore` trait over Anode: put modes, get ranges and
 //!   conditions, head, list (paged), list_with_delimiter, copy, copy_if_not_exists, rename,
-//!   delete, a multipart upload over S3's 5 MiB part minimum, and the error mapping.
+//!   delete, a multipart upload over S3's 5 MiB part minimum, reads of a named version in a
+//!   versioned bucket, and the error mapping.
 //! - `pruned_listing_and_scan_plan`: `with_where` lists only the files whose `ts` range
 //!   overlaps the predicate (and the file without statistics), a bad predicate is an error,
 //!   and `plan_scan` picks just the row groups that may match, with their byte ranges.
@@ -542,6 +543,44 @@ async fn object_store_operations() {
     assert_eq!(d.objects[1].size, 300_000);
     let l = store.list_with_delimiter(Some(&p("l"))).await.unwrap();
     assert_eq!(l.common_prefixes.len(), 3);
+
+    // A versioned bucket: puts answer their version ids, and a get names one.
+    cl.create_bucket("versioned", 0, "").await.unwrap();
+    // Versioning is configured by the gateway or an operator, not by `client-1`.
+    let admin_cfg = ClientConfig {
+        tls: Some(tls(anode_tls::Role::Admin, "1")),
+        ..Default::default()
+    };
+    let admin = Client::with_config(vec![c.master.clone()], admin_cfg)
+        .await
+        .unwrap();
+    admin.set_bucket_versioning("versioned", 1).await.unwrap();
+    let vstore = AnodeStore::new(cl.clone(), "versioned");
+    let first = vstore
+        .put(&p("v"), PutPayload::from_static(b"first"))
+        .await
+        .unwrap();
+    let second = vstore
+        .put(&p("v"), PutPayload::from_static(b"second"))
+        .await
+        .unwrap();
+    assert!(first.version.is_some() && first.version != second.version);
+    let old = GetOptions::new().with_version(first.version.clone());
+    let got = vstore.get_opts(&p("v"), old).await.unwrap();
+    assert_eq!(got.meta.version, first.version);
+    assert_eq!(got.bytes().await.unwrap(), &b"first"[..]);
+    let head = vstore.head(&p("v")).await.unwrap();
+    assert_eq!(head.version, second.version);
+    // A version deleted for good is NotFound; a malformed id is the caller's error.
+    cl.delete_version("versioned", "v", first.version.as_deref(), false)
+        .await
+        .unwrap();
+    let missing = GetOptions::new().with_version(first.version.clone());
+    let e = vstore.get_opts(&p("v"), missing).await.unwrap_err();
+    assert!(matches!(e, OsError::NotFound { .. }), "{e}");
+    let bad = GetOptions::new().with_version(Some("no-such-version"));
+    let e = vstore.get_opts(&p("v"), bad).await.unwrap_err();
+    assert!(matches!(e, OsError::Generic { .. }), "{e}");
 
     // Deletes (a missing key deletes fine, as object_store expects).
     store.delete(&p("d/x.bin")).await.unwrap();
