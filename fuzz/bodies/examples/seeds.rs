@@ -449,7 +449,6 @@ fn master_seeds() {
             }),
             if_match_etag: None,
             source: String::new(),
-            ..Default::default()
         }),
         Op::CreateMultipart(CreateMultipartCmd {
             upload: Some(MultipartUpload {
