@@ -511,13 +511,7 @@ impl Client {
         let resp = self
             .inner
             .master
-            .write(|mut c, session| {
-                let req = PutObjectRequest {
-                    session: Some(session),
-                    ..req.clone()
-                };
-                async move { c.put_object(req).await }
-            })
+            .write_req(req, |mut c, req| async move { c.put_object(req).await })
             .await?;
         let committed = resp.manifest.unwrap_or(manifest);
         self.inner.cache_put(bucket, key, &committed);
@@ -1276,13 +1270,7 @@ impl Client {
         };
         self.inner
             .master
-            .write(|mut c, session| {
-                let req = PutPartRequest {
-                    session: Some(session),
-                    ..req.clone()
-                };
-                async move { c.put_part(req).await }
-            })
+            .write_req(req, |mut c, req| async move { c.put_part(req).await })
             .await?;
         Ok(part)
     }
@@ -1310,13 +1298,7 @@ impl Client {
         let resp = self
             .inner
             .master
-            .write(|mut c, session| {
-                let req = CompleteMultipartRequest {
-                    session: Some(session),
-                    ..req.clone()
-                };
-                async move { c.complete_multipart(req).await }
-            })
+            .write_req(req, |mut c, req| async move { c.complete_multipart(req).await })
             .await?;
         let manifest = required(resp.manifest, "CompleteMultipartResponse.manifest")?;
         self.inner.cache_put(bucket, key, &manifest);
@@ -1368,13 +1350,7 @@ impl Client {
         };
         self.inner
             .master
-            .write(|mut c, session| {
-                let req = SetParquetIndexRequest {
-                    session: Some(session),
-                    ..req.clone()
-                };
-                async move { c.set_parquet_index(req).await }
-            })
+            .write_req(req, |mut c, req| async move { c.set_parquet_index(req).await })
             .await?;
         Ok(outcome)
     }

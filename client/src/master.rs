@@ -582,4 +582,8 @@ sessioned!(
     anode_proto::SetObjectLockRequest,
     anode_proto::SetObjectTaggingRequest,
     anode_proto::SetBucketTaggingRequest,
+    anode_proto::SetParquetIndexRequest,
+    anode_proto::PutObjectRequest,
+    anode_proto::PutPartRequest,
+    anode_proto::CompleteMultipartRequest,
 );
