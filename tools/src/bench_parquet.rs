@@ -718,7 +718,9 @@ impl Store {
             counters.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
         };
         let size = obj.size;
-        let n = footer_read.min(size).max(8.min(size));
+        // The smallest Parquet file: magic, an empty footer, its length and the magic again.
+        anyhow::ensure!(size >= 12, "{}: {size} bytes is no Parquet file", obj.key);
+        let n = footer_read.clamp(8, size);
         let mut tail = self
             .get(
                 conn,
