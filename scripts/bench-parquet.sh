@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
 done
 if [ -z "$anode" ] || [ -z "$tools" ]; then
   source scripts/setup.sh
-  cargo build --release -p anode --bin anode -p anode-tools >&2
+  cargo build --release -p anode --bin anode -p anode-tools --bin anode-tools >&2
   anode="${anode:-$CARGO_TARGET_DIR/release/anode}"
   tools="${tools:-$CARGO_TARGET_DIR/release/anode-tools}"
 fi
