@@ -4,7 +4,9 @@ dataset of Parquet files through the gateway, and the pruned listing (`x-anode-w
 Run by `tests/s3_parquet.rs` against a real multi-process cluster. By hand:
   S3_ENDPOINT=http://127.0.0.1:PORT GATEWAY_ADMIN=http://127.0.0.1:ADMINPORT \
   AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... python3 tests/s3/parquet_suite.py
-Needs boto3, pyarrow and datafusion (55.x) (scripts/test-tools.sh installs them).
+Needs boto3, pyarrow and datafusion (55.x) (scripts/test-tools.sh installs them). By hand,
+PARQUET_FILES (default 200) sizes the dataset and PARQUET_SUITE_PARTS (default
+`i,ii,iii,iv,v,bad`) picks the checks; the test runs them all.
 
 The dataset: FILES files of ROWS rows each, 2 to 4 row groups per file; `ts` (int64) rises
 across files (file i holds i*ROWS .. i*ROWS+ROWS-1), `city` (string) is drawn from a set that
