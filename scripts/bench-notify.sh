@@ -31,23 +31,7 @@ dir=$(mktemp -d /tmp/anode-bench-notify.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-read -r s3port base hookport < <(python3 - <<'EOF'
-import random, socket
-def free(p):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-while True:
-    b = random.randrange(20000, 29000)
-    ports = [b, b + 80, b + 2000] + [b + 100 + i for i in range(4)] + [b + 180 + i for i in range(4)]
-    if all(free(p) for p in ports + [b + 2500, b + 2600]):
-        print(b + 2500, b, b + 2600); break
-EOF
-)
+read -r base s3port hookport < <(python3 "$(dirname "$0")/dev-ports.py" 2500 2600)
 rnd() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 export ANODE_ACCESS_KEY="BENCHNOTIFY$(rnd 6 | tr a-f A-F)" ANODE_SECRET_KEY="$(rnd 20)"
 ANODE_NOTIFY_RETRY_MAX_MS=200 "$anode" dev --data "$dir/data" --listen "127.0.0.1:$s3port" --base-port "$base" >"$dir/anode.log" 2>&1 &

@@ -63,8 +63,9 @@ echo "== fuzz: built in $(($(date +%s) - start)) s"
 # them (aws-chunked lines are capped at 4096 bytes; request sequences are long).
 max_len() {
     case "$1" in
-        aws_chunked | gateway_request | chunkserver_rpc | master_apply) echo 16384 ;;
+        aws_chunked | gateway_request | chunkserver_rpc | master_apply | parquet_footer) echo 16384 ;;
         authz_policy) echo 24576 ;; # past the 20 KiB policy limit
+        parquet_predicate) echo 5120 ;; # past the 4 KiB predicate limit
         *) echo 4096 ;;
     esac
 }

@@ -96,24 +96,7 @@ trap 'exit 130' INT TERM
 
 # Free loopback ports: S3, and a base for `anode dev`'s internal ports (base, +80, +100..103,
 # +180..183, +2000).
-read -r s3port base < <(python3 - <<'EOF'
-import random, socket
-def free(p):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-while True:
-    b = random.randrange(20000, 29000)
-    ports = [b, b + 80, b + 2000] + [b + 100 + i for i in range(4)] + [b + 180 + i for i in range(4)]
-    s3 = b + 2500
-    if all(free(p) for p in ports + [s3]):
-        print(s3, b); break
-EOF
-)
+read -r base s3port < <(python3 "$(dirname "$0")/../scripts/dev-ports.py" 2500)
 rnd() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 export ANODE_ACCESS_KEY="S3TADMIN$(rnd 8 | tr a-f A-F)" ANODE_SECRET_KEY="$(rnd 20)"
 # The suite's lifecycle tests take a lifecycle "day" to be `lc_debug_interval` seconds (10, as

@@ -24,6 +24,8 @@ fn manifest(body: &[u8]) -> Manifest {
 /// Put through whichever member leads, following redirects; Ok only when committed.
 async fn put(addrs: &[String], bucket: &str, key: &str, body: &[u8]) -> Result<(), String> {
     let req = PutObjectRequest {
+        parquet: None,
+        parquet_copy: None,
         bucket: bucket.into(),
         key: key.into(),
         manifest: Some(manifest(body)),
@@ -604,6 +606,8 @@ async fn requests_over_limits_are_refused_at_the_edge(leader: &str) {
         uploaded_ms: 1,
     };
     let put = |m: Manifest| PutObjectRequest {
+        parquet: None,
+        parquet_copy: None,
         bucket: "bkt".into(),
         key: "edge".into(),
         manifest: Some(m),

@@ -273,6 +273,8 @@ async fn send_as(cert_id: &str, addr: &str, batch: RaftBatch) -> tonic::Status {
 
 async fn put(masters: &anode_master::ctl::Masters, key: &str) -> anyhow::Result<()> {
     let req = PutObjectRequest {
+        parquet: None,
+        parquet_copy: None,
         bucket: "tls".into(),
         key: key.into(),
         manifest: Some(Manifest {

@@ -4,6 +4,11 @@
 //! Entry point: [`Client`]. The master-calling machinery ([`MasterConn`]) is public because
 //! chunkservers use it too.
 //!
+//! Parquet readers (issue 16): [`objstore::AnodeStore`] is a bucket as an `object_store`
+//! store (footer reads answered from the master's stored tail, pruned listings), and
+//! [`Client::plan_scan`] plans a scan down to the byte ranges of the row groups that may
+//! match ([`scan`]).
+//!
 //! Architecture invariants:
 //! - A put commits its manifest only after every chunk has R acknowledged durable copies
 //!   ([`mod@write`] module docs give the order).
@@ -22,11 +27,13 @@ pub mod chunker;
 pub mod config;
 pub mod error;
 pub mod master;
+pub mod objstore;
 pub mod parquet;
 mod pool;
 pub mod range;
 mod read;
 pub mod retry;
+pub mod scan;
 pub mod trace;
 pub mod watch;
 pub mod write;

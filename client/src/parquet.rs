@@ -118,7 +118,9 @@ pub(crate) fn index(
 ) -> (Option<ParquetIndex>, ParquetOutcome) {
     match anode_pqindex::index_tail(tail, size, true, limits) {
         Ok(Some(ix)) => (Some(ix), ParquetOutcome::Indexed),
-        Ok(None) => (None, ParquetOutcome::TooLarge),
+        // No index: over the cap when it ends like Parquet, else not Parquet at all.
+        Ok(None) if tail.ends_with(b"PAR1") => (None, ParquetOutcome::TooLarge),
+        Ok(None) => (None, ParquetOutcome::NotParquet),
         Err(e) => {
             tracing::debug!(error = %e, "a body that looks like Parquet did not parse; stored plain");
             (None, ParquetOutcome::Invalid(e.to_string()))

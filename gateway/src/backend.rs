@@ -4,17 +4,18 @@
 
 use std::pin::Pin;
 
+use anode_client::parquet::ParquetOutcome;
 use anode_client::{
     AccessKey, BucketConfig, ByteStream, Client, ClientError, CompletePart,
     ListMultipartUploadsRequest, ListMultipartUploadsResponse, ListObjectsRequest,
     ListObjectsResponse, ListPartsRequest, ListPartsResponse, Manifest, PartRecord, PutOptions,
     User,
 };
+use anode_client::{ByteRangeSpec, EventStream, WatchOptions};
 use anode_client::{
     CorsConfig, DefaultRetention, DeleteOutcome, LifecycleConfig, ListObjectVersionsRequest,
     ListObjectVersionsResponse, NotificationConfig, ObjectVersionRef, SetObjectLockCmd, Tag,
 };
-use anode_client::{EventStream, WatchOptions};
 use bytes::Bytes;
 use futures::Stream;
 
@@ -84,6 +85,8 @@ pub trait Backend: Send + Sync + 'static {
     /// reference; `replace` replaces the metadata.
     async fn copy_from(
         &self,
+        src_bucket: &str,
+        src_key: &str,
         src: Manifest,
         dst_bucket: &str,
         dst_key: &str,
@@ -111,6 +114,33 @@ pub trait Backend: Send + Sync + 'static {
         version_id: Option<&str>,
         include_markers: bool,
     ) -> Result<Manifest, ClientError>;
+    /// [`Backend::get_version`] for a read of `range` (issue 16): also the range's bytes when
+    /// the version's stored Parquet tail covers it, and where they start. A backend without
+    /// stored tails answers none.
+    async fn get_version_tail(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        include_markers: bool,
+        range: Option<ByteRangeSpec>,
+    ) -> Result<(Manifest, Option<(u64, Bytes)>), ClientError> {
+        let _ = range;
+        let m = self
+            .get_version(bucket, key, version_id, include_markers)
+            .await?;
+        Ok((m, None))
+    }
+    /// Index a completed version as Parquet if it is one (issue 16); what became of it.
+    async fn index_parquet_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        m: &Manifest,
+    ) -> Result<ParquetOutcome, ClientError> {
+        let _ = (bucket, key, m);
+        Ok(ParquetOutcome::NotParquet)
+    }
     /// Delete one version for good (Some) or the S3 simple delete (None).
     async fn delete_version(
         &self,
@@ -290,12 +320,33 @@ impl Backend for Client {
     }
     async fn copy_from(
         &self,
+        src_bucket: &str,
+        src_key: &str,
         src: Manifest,
         dst_bucket: &str,
         dst_key: &str,
         replace: Option<PutOptions>,
     ) -> Result<Manifest, ClientError> {
-        Client::copy_from_manifest(self, src, dst_bucket, dst_key, replace).await
+        Client::copy_from_manifest(self, src_bucket, src_key, src, dst_bucket, dst_key, replace)
+            .await
+    }
+    async fn get_version_tail(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        include_markers: bool,
+        range: Option<ByteRangeSpec>,
+    ) -> Result<(Manifest, Option<(u64, Bytes)>), ClientError> {
+        Client::get_version_tail(self, bucket, key, version_id, include_markers, range).await
+    }
+    async fn index_parquet_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        m: &Manifest,
+    ) -> Result<ParquetOutcome, ClientError> {
+        Client::index_parquet_version(self, bucket, key, m).await
     }
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ClientError> {
         Client::delete_object(self, bucket, key).await

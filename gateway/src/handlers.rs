@@ -13,6 +13,8 @@ use futures::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use md5::{Digest, Md5};
 
+use anode_client::parquet::ParquetOutcome;
+
 use crate::access;
 use crate::authz::{Authorizer, Principal};
 use crate::backend::{Backend, BodyStream};
@@ -471,6 +473,15 @@ async fn list_objects(
         owner: (kind != ListKind::V2 || q.get("fetch-owner") == Some("true")).then(|| cx.owner()),
         ..Default::default()
     };
+    // Issue 16: a predicate over Parquet statistics prunes the listing (docs/parquet.md).
+    let predicate = q.get("x-anode-where").unwrap_or_default().to_string();
+    if predicate.len() > anode_meta::pq::MAX_PREDICATE_BYTES {
+        return Err(S3Error::InvalidArgument(format!(
+            "x-anode-where: {} bytes, at most {}",
+            predicate.len(),
+            anode_meta::pq::MAX_PREDICATE_BYTES
+        )));
+    }
     let mut next = None;
     if max_keys == 0 {
         cx.backend.head_bucket(bucket).await.map_err(ce)?;
@@ -484,6 +495,7 @@ async fn list_objects(
                 start_after: start_after.clone(),
                 max_keys,
                 allow_stale: false,
+                r#where: predicate,
             })
             .await
             .map_err(ce)?;
@@ -763,11 +775,13 @@ async fn put_object(
     let (stream, cell) =
         payload_stream(cx, body, is_chunked(cx.headers), MAX_PUT_OBJECT_BYTES, &err)?;
     opts.checksum = cell;
+    let outcome = opts.parquet_outcome.clone();
     let m = cx
         .backend
         .put_object(bucket, key, stream, opts)
         .await
         .map_err(|e| err.take().unwrap_or_else(|| ce(e)))?;
+    count_parquet(outcome.get());
     let mut r = status_only(StatusCode::OK);
     set(&mut r, "etag", &xml::quote_etag(&m.etag));
     version_header(&mut r, &m);
@@ -797,10 +811,26 @@ pub async fn put_object_stream(
     opts.acl = access::acl_for_write(cx)?;
     opts.event_source = "Post".into();
     with_lock(cx, &mut opts)?;
-    cx.backend
+    let outcome = opts.parquet_outcome.clone();
+    let m = cx
+        .backend
         .put_object(bucket, key, stream, opts)
         .await
-        .map_err(|e| err.take().unwrap_or_else(|| ce(e)))
+        .map_err(|e| err.take().unwrap_or_else(|| ce(e)))?;
+    count_parquet(outcome.get());
+    Ok(m)
+}
+
+/// Count what Parquet indexing made of a written object (issue 16; plain objects are not
+/// counted).
+fn count_parquet(outcome: Option<ParquetOutcome>) {
+    let label = match outcome {
+        None | Some(ParquetOutcome::NotParquet) => return,
+        Some(ParquetOutcome::Indexed) => "indexed",
+        Some(ParquetOutcome::TooLarge) => "too_large",
+        Some(ParquetOutcome::Invalid(_)) => "invalid",
+    };
+    METRICS.parquet_writes.with_label_values(&[label]).inc();
 }
 
 /// The object lock a write's headers ask for (`x-amz-object-lock-*`).
@@ -959,6 +989,7 @@ async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<R
     {
         // COPY keeps the source's metadata; the ACL still comes from this request.
         Some(PutOptions {
+            parquet_outcome: Default::default(),
             content_type: src.content_type.clone(),
             user_metadata: src.user_metadata.clone(),
             system_metadata: src.system_metadata.clone(),
@@ -979,7 +1010,7 @@ async fn copy_object(cx: &Ctx<'_>, bucket: &str, key: &str) -> Result<Response<R
     let src_version = (!src.version_id.is_empty()).then(|| src.version_id.clone());
     let m = cx
         .backend
-        .copy_from(src, bucket, key, replace)
+        .copy_from(&sb, &sk, src, bucket, key, replace)
         .await
         .map_err(ce)?;
     let mtime = if m.mtime_ms == 0 {
@@ -1156,6 +1187,15 @@ async fn complete_multipart(
             .ok_or(S3Error::NoSuchUpload)?,
         Err(e) => return Err(e),
     };
+    // Issue 16: a completed Parquet file is indexed from its first and last bytes; until
+    // then (or if that fails) it reads as a plain object.
+    match cx.backend.index_parquet_version(bucket, key, &m).await {
+        Ok(outcome) => count_parquet(Some(outcome)),
+        Err(e) => {
+            tracing::warn!(error = %e, bucket, key, "indexing a completed Parquet upload failed");
+            METRICS.parquet_writes.with_label_values(&["failed"]).inc();
+        }
+    }
     let host = cx.header("host").unwrap_or("localhost");
     let location = format!("http://{host}/{bucket}/{}", uri_encode(key, true));
     let sum = xml::checksum_elem(&m.checksum_algorithm)
@@ -1223,10 +1263,21 @@ pub(crate) async fn read_version(
     bucket: &str,
     key: &str,
 ) -> Result<Manifest, S3Error> {
+    Ok(read_version_tail(cx, bucket, key, None).await?.0)
+}
+
+/// [`read_version`] for a read of `range`: also the range's bytes when the version's stored
+/// Parquet tail covers them (issue 16).
+async fn read_version_tail(
+    cx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    range: Option<anode_client::ByteRangeSpec>,
+) -> Result<(Manifest, Option<(u64, Bytes)>), S3Error> {
     let vid = cx.query.get("versionId");
-    let m = cx
+    let (m, tail) = cx
         .backend
-        .get_version(bucket, key, vid, true)
+        .get_version_tail(bucket, key, vid, true, range)
         .await
         .map_err(ce)?;
     if m.delete_marker {
@@ -1240,7 +1291,7 @@ pub(crate) async fn read_version(
             version_id: anode_meta::state::versions::version_id_of(&m).to_string(),
         });
     }
-    Ok(m)
+    Ok((m, tail))
 }
 
 /// Check the part checksums a CompleteMultipartUpload names against the stored parts
@@ -1377,7 +1428,12 @@ async fn get_object(
             "Cannot specify both Range header and partNumber query parameter".into(),
         ));
     }
-    let m = read_version(cx, bucket, key).await?;
+    // A range read may be answered from the version's stored Parquet tail (issue 16).
+    let asked = match (head, part_number) {
+        (false, None) => crate::http_util::parse_range(range_header),
+        _ => None,
+    };
+    let (m, tail) = read_version_tail(cx, bucket, key, asked).await?;
     match Conditions::from_headers(cx.headers, "").evaluate(&m.etag, m.mtime_ms) {
         CondOutcome::Proceed => {}
         CondOutcome::PreconditionFailed => return Err(S3Error::PreconditionFailed),
@@ -1396,10 +1452,26 @@ async fn get_object(
         Some((a, b)) => (StatusCode::PARTIAL_CONTENT, b - a + 1),
         None => (StatusCode::OK, m.size),
     };
-    let body = if head || len == 0 {
-        empty()
-    } else {
-        object_stream(cx.backend, bucket, key, &m, range)
+    let from_tail = match (range, tail) {
+        (Some((a, b)), Some((start, bytes))) if a >= start && b - start < bytes.len() as u64 => {
+            Some(bytes.slice((a - start) as usize..=(b - start) as usize))
+        }
+        _ => None,
+    };
+    if asked.is_some() && m.parquet.is_some() {
+        let counter = match from_tail {
+            Some(_) => &METRICS.parquet_footer_hits,
+            None => &METRICS.parquet_footer_misses,
+        };
+        counter.inc();
+    }
+    let body = match from_tail {
+        _ if head || len == 0 => empty(),
+        Some(bytes) => {
+            METRICS.bytes_out.inc_by(bytes.len() as u64);
+            full(bytes)
+        }
+        None => object_stream(cx.backend, bucket, key, &m, range),
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;

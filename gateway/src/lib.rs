@@ -129,6 +129,15 @@ pub struct GatewayArgs {
     /// `--max-concurrency` slots); past it the gateway answers 503 SlowDown.
     #[arg(long, env = "ANODE_MAX_LISTENERS", default_value_t = notify::DEFAULT_MAX_LISTENERS)]
     pub max_listeners: usize,
+    /// Parquet indexing (docs/parquet.md): bytes of a Parquet file's end kept in the metadata
+    /// beside its footer, so engines' first reads of the end are answered without chunk reads
+    /// (pyarrow reads the last 64 KiB). 0 keeps the footer only.
+    #[arg(long, env = "ANODE_PARQUET_TAIL_WINDOW", default_value_t = 64 << 10)]
+    pub parquet_tail_window: u64,
+    /// Largest stored Parquet tail (footer and trailer included): files with larger footers
+    /// are stored without an index. At most 4 MiB; 0 turns Parquet indexing off.
+    #[arg(long, env = "ANODE_PARQUET_MAX_TAIL", default_value_t = 4 << 20)]
+    pub parquet_max_tail: u64,
     /// How long, in milliseconds, a bucket's owner, policy, ACL, ownership and
     /// PublicAccessBlock are trusted before they are read from the masters again: a change
     /// made through another gateway takes effect here within this time (changes made through
@@ -193,6 +202,8 @@ impl GatewayArgs {
             region: "us-east-1".into(),
             max_concurrency: 1024,
             max_listeners: notify::DEFAULT_MAX_LISTENERS,
+            parquet_tail_window: 64 << 10,
+            parquet_max_tail: 4 << 20,
             multipart_stale_hours: 0,
             bucket_cache_ttl_ms: bucket_cache::BUCKET_CACHE_TTL.as_millis() as u64,
             tls_cert: None,
@@ -261,9 +272,21 @@ pub async fn start(
     let tls = args.grpc_tls.load_as(anode_tls::Role::Gateway, None)?;
     // The gateway never reads the client's manifest cache (every GET asks the leader), so it
     // is off: no manifest clone and no LRU lock per GET and PUT.
+    anyhow::ensure!(
+        args.parquet_max_tail <= anode_meta::state::MAX_PARQUET_TAIL,
+        "--parquet-max-tail {} is over {}",
+        args.parquet_max_tail,
+        anode_meta::state::MAX_PARQUET_TAIL
+    );
+    let parquet = (args.parquet_max_tail > 0).then(|| anode_client::parquet::Limits {
+        max_tail: args.parquet_max_tail,
+        window: args.parquet_tail_window,
+        ..Default::default()
+    });
     let cfg = anode_client::ClientConfig {
         tls: Some(tls),
         manifest_cache_entries: 0,
+        parquet,
         ..anode_client::ClientConfig::default()
     };
     let client = anode_client::Client::with_config(args.masters.clone(), cfg)

@@ -37,6 +37,15 @@ pub struct Metrics {
     pub audit_dropped: IntCounter,
     /// Failed audit log writes, rotations or opens (their records are lost).
     pub audit_write_errors: IntCounter,
+    /// Range reads of Parquet objects answered from the stored tail, without chunk reads
+    /// (issue 16).
+    pub parquet_footer_hits: IntCounter,
+    /// Range reads of Parquet objects the stored tail did not cover (read from chunks).
+    pub parquet_footer_misses: IntCounter,
+    /// Written objects by what Parquet indexing made of them: `indexed`, `too_large`,
+    /// `invalid` (claimed to be Parquet, did not parse: stored plain), `failed` (a completed
+    /// upload whose indexing could not be read or stored).
+    pub parquet_writes: IntCounterVec,
 }
 
 /// The process-wide metrics, registered on first use.
@@ -73,6 +82,22 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     .expect("metric registers once"),
     bytes_out: register_int_counter!("anode_gateway_sent_bytes_total", "Object bytes sent")
         .expect("metric registers once"),
+    parquet_footer_hits: register_int_counter!(
+        "anode_gateway_parquet_footer_hits_total",
+        "Range reads of Parquet objects answered from the stored footer and tail"
+    )
+    .expect("metric registers once"),
+    parquet_footer_misses: register_int_counter!(
+        "anode_gateway_parquet_footer_misses_total",
+        "Range reads of Parquet objects outside the stored tail (read from chunkservers)"
+    )
+    .expect("metric registers once"),
+    parquet_writes: register_int_counter_vec!(
+        "anode_gateway_parquet_writes_total",
+        "Objects written that looked like Parquet, by indexing outcome",
+        &["outcome"]
+    )
+    .expect("metric registers once"),
     stale_uploads_aborted: register_int_counter!(
         "anode_gateway_stale_uploads_aborted_total",
         "Multipart uploads aborted because they were older than --multipart-stale-hours"

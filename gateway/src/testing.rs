@@ -221,6 +221,8 @@ impl MemBackend {
         source: String,
     ) -> Result<Manifest, ClientError> {
         let res = self.propose(Op::PutObject(PutObjectCmd {
+            parquet: None,
+            parquet_copy: None,
             bucket: bucket.into(),
             key: key.into(),
             manifest: Some(manifest.clone()),
@@ -422,6 +424,8 @@ impl Backend for MemBackend {
 
     async fn copy_from(
         &self,
+        _src_bucket: &str,
+        _src_key: &str,
         src: Manifest,
         dst_bucket: &str,
         dst_key: &str,

@@ -282,6 +282,11 @@ pub fn list_bucket_result(page: &ListPage, version: &ListVersion) -> String {
             owner.write(&mut w, "Owner");
         }
         w.elem("StorageClass", "STANDARD");
+        if o.indexed {
+            // Issue 16 (`x-anode-where`): the row groups that may match (docs/parquet.md).
+            let rgs: Vec<String> = o.row_groups.iter().map(u32::to_string).collect();
+            w.elem("AnodeRowGroups", &rgs.join(","));
+        }
         w.close("Contents");
     }
     write_common_prefixes(&mut w, url, &page.common_prefixes);
@@ -1069,6 +1074,9 @@ mod tests {
             encoding_url: false,
             is_truncated: true,
             objects: vec![ObjectEntry {
+                indexed: false,
+                object_version: 0,
+                row_groups: Vec::new(),
                 key: "p/a b".into(),
                 size: 3,
                 etag: "e1".into(),

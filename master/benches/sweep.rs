@@ -102,6 +102,8 @@ fn build(n: usize) -> (MemKv, Vec<u64>, Vec<Vec<Vec<u8>>>) {
             &mut kv,
             next(),
             Op::PutObject(PutObjectCmd {
+                parquet: None,
+                parquet_copy: None,
                 bucket: "bkt".into(),
                 key: format!("obj-{obj:08}"),
                 manifest: Some(Manifest {

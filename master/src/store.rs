@@ -1048,13 +1048,13 @@ mod tests {
 
     /// Formats 1 (before client sessions), 2 (before the staging column family), 3 (before
     /// users and usage counters), 4 (before access configuration), 5 (before versions) and 6
-    /// (before CORS, tags and stored checksums) and 7 (before event notifications) have the
-    /// layout of format 8 without session keys / with the state in `sm` / without users and
-    /// counters / without access fields / without versions / without issue 15's fields /
-    /// without notification targets and queues.
+    /// (before CORS, tags and stored checksums), 7 (before event notifications) and 8 (before
+    /// Parquet indexes) have the layout of format 9 without session keys / with the state in
+    /// `sm` / without users and counters / without access fields / without versions / without
+    /// issue 15's fields / without notification targets and queues / without `f/` and `g/`.
     #[test]
-    fn formats_1_to_7_are_migrated_to_8() {
-        for old in [1, 2, 3, 4, 5, 6, 7] {
+    fn formats_1_to_8_are_migrated_to_9() {
+        for old in [1, 2, 3, 4, 5, 6, 7, 8] {
             let dir = tempfile::tempdir().unwrap();
             {
                 let s = RaftStore::open(dir.path()).unwrap();
@@ -1064,7 +1064,7 @@ mod tests {
                 s.write_format(old).unwrap();
             }
             let s = RaftStore::open(dir.path()).unwrap();
-            assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (8, 8));
+            assert_eq!((s.format().unwrap(), STORE_FORMAT_VERSION), (9, 9));
             assert_eq!(s.conf_state().voters, vec![1]);
             assert_eq!(
                 (s.sm_cf_name(), s.view().get(b"u/a")),

@@ -43,6 +43,8 @@ mod notify_apply;
 #[cfg(test)]
 mod notify_tests;
 mod parquet_apply;
+#[cfg(test)]
+mod parquet_tests;
 mod permissions;
 mod records;
 pub mod sessions;
@@ -1635,6 +1637,7 @@ fn abort_multipart(o: &mut Overlay<'_>, now: u64, c: &AbortMultipartCmd) -> Res 
 pub fn check_invariants(kv: &dyn KvRead) -> Result<(), String> {
     let mut refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     let (mut objects, mut logical) = (0u64, 0u64);
+    let (mut tails, mut stats_records) = (0usize, 0usize);
     let versions = kv.scan(b"v/", prefix_end(b"v/").as_deref(), usize::MAX);
     for (k, v) in kv
         .scan(b"o/", prefix_end(b"o/").as_deref(), usize::MAX)
@@ -1650,6 +1653,19 @@ pub fn check_invariants(kv: &dyn KvRead) -> Result<(), String> {
         for c in &m.chunks {
             *refs.entry(c.sha256.clone()).or_default() += 1;
         }
+        if let Some(p) = &m.parquet {
+            tails += 1;
+            stats_records += usize::from(p.has_stats);
+        }
+    }
+    // Every Parquet index belongs to a version that says it has one (issue 16).
+    let stored = |p: &[u8]| kv.scan(p, prefix_end(p).as_deref(), usize::MAX).len();
+    if (stored(b"f/"), stored(b"g/")) != (tails, stats_records) {
+        return Err(format!(
+            "{} Parquet tails and {} statistics stored, versions name {tails} and {stats_records}",
+            stored(b"f/"),
+            stored(b"g/")
+        ));
     }
     for (k, v) in kv.scan(b"p/", prefix_end(b"p/").as_deref(), usize::MAX) {
         let p: PartRecord = crate::record::decode(&k, &v).map_err(|e| e.to_string())?;

@@ -1113,3 +1113,133 @@ fn notification_encodings_stay_readable() {
         true,
     );
 }
+
+fn v8(op: Op) -> Command {
+    Command {
+        version: 8,
+        ..v7(op)
+    }
+}
+
+fn parquet_stats() -> ParquetStats {
+    ParquetStats {
+        version: 1,
+        columns: vec![
+            ParquetColumn {
+                path: "ts".into(),
+                domain: ParquetDomain::Int as i32,
+                ..Default::default()
+            },
+            ParquetColumn {
+                path: "city".into(),
+                domain: ParquetDomain::Bytes as i32,
+                ..Default::default()
+            },
+        ],
+        row_groups: vec![RowGroupStats {
+            num_rows: 1000,
+            columns: vec![
+                ColumnStats {
+                    null_count: Some(0),
+                    min: Some(ParquetValue {
+                        v: Some(parquet_value::V::Int(15_000)),
+                    }),
+                    max: Some(ParquetValue {
+                        v: Some(parquet_value::V::Int(16_000)),
+                    }),
+                    min_exact: true,
+                    max_exact: true,
+                    nan_count: None,
+                },
+                ColumnStats {
+                    null_count: Some(3),
+                    min: Some(ParquetValue {
+                        v: Some(parquet_value::V::Bytes(b"Bergen".to_vec())),
+                    }),
+                    max: Some(ParquetValue {
+                        v: Some(parquet_value::V::Bytes(b"Oslp".to_vec())),
+                    }),
+                    min_exact: true,
+                    max_exact: false,
+                    nan_count: None,
+                },
+            ],
+        }],
+    }
+}
+
+fn parquet_index() -> ParquetIndex {
+    let mut tail = vec![0u8; 20];
+    tail.extend_from_slice(&20u32.to_le_bytes());
+    tail.extend_from_slice(b"PAR1");
+    ParquetIndex {
+        info: Some(ParquetInfo {
+            tail_len: 28,
+            footer_len: 20,
+            num_rows: 1000,
+            num_row_groups: 1,
+            schema_hash: vec![0xab; 16],
+            has_stats: true,
+        }),
+        tail,
+        stats: Some(parquet_stats()),
+    }
+}
+
+#[test]
+fn parquet_encodings_stay_readable() {
+    check_golden(
+        "parquet_tail.v1",
+        &ParquetTail {
+            version: 1,
+            data: parquet_index().tail,
+        },
+        true,
+    );
+    check_golden("parquet_stats.v1", &parquet_stats(), true);
+    check_golden(
+        "parquet_manifest.v1",
+        &Manifest {
+            parquet: parquet_index().info,
+            ..manifest()
+        },
+        true,
+    );
+    check_golden(
+        "parquet_command_put_object.v8",
+        &v8(Op::PutObject(PutObjectCmd {
+            bucket: "lake".into(),
+            key: "t/part-0.parquet".into(),
+            manifest: Some(manifest()),
+            parquet: Some(parquet_index()),
+            ..Default::default()
+        })),
+        true,
+    );
+    check_golden(
+        "parquet_command_copy.v8",
+        &v8(Op::PutObject(PutObjectCmd {
+            bucket: "lake".into(),
+            key: "t/copy.parquet".into(),
+            manifest: Some(manifest()),
+            source: "Copy".into(),
+            parquet_copy: Some(ParquetSource {
+                bucket: "lake".into(),
+                key: "t/part-0.parquet".into(),
+                object_version: 42,
+            }),
+            ..Default::default()
+        })),
+        true,
+    );
+    check_golden(
+        "parquet_command_set_index.v8",
+        &v8(Op::SetParquetIndex(SetParquetIndexCmd {
+            bucket: "lake".into(),
+            key: "t/part-0.parquet".into(),
+            object_version: 42,
+            index: Some(parquet_index()),
+        })),
+        true,
+    );
+}

@@ -225,6 +225,8 @@ async fn meta_writer(
     let mut i = 0u64;
     while Instant::now() < deadline {
         let req = PutObjectRequest {
+            parquet: None,
+            parquet_copy: None,
             bucket: bucket.clone(),
             key: format!("w{w}/k{i}"),
             manifest: Some(Manifest {
@@ -242,8 +244,6 @@ async fn meta_writer(
                 first_unanswered: i + 1,
             }),
             source: String::new(),
-            parquet: None,
-            parquet_copy: None,
         };
         let t = Instant::now();
         match c.put_object(req).await {
@@ -368,6 +368,25 @@ pub struct S3BenchArgs {
     /// payload hash, which the gateway then checks).
     #[arg(long, value_enum, default_value_t = PayloadHash::Unsigned)]
     pub payload: PayloadHash,
+    /// Put this file's bytes (`--size` is ignored), e.g. a Parquet file: its first 4 bytes and
+    /// last 64 KiB stay as they are (magic and footer), the stamps that keep objects unique go
+    /// in between.
+    #[arg(long)]
+    pub body_file: Option<std::path::PathBuf>,
+}
+
+/// [`object_body`] that leaves the first 4 bytes and the last 64 KiB of `base` as they are (a
+/// Parquet file stays one: magic, footer and the offsets in it are untouched). A base too short
+/// to stamp between them is returned as it is.
+pub(crate) fn object_body_keeping_ends(base: &[u8], nonce: u64, idx: u64) -> Vec<u8> {
+    const TAIL: usize = 64 * 1024;
+    let mut v = base.to_vec();
+    if base.len() < 4 + 24 + TAIL {
+        return v;
+    }
+    let end = base.len() - TAIL;
+    v[4..end].copy_from_slice(&object_body(&base[4..end], nonce, idx));
+    v
 }
 
 /// Parse `4096`, `1KiB`, `16MiB`, `1GiB` (also `K`, `M`, `G`, `KB`..: all binary) into bytes.
@@ -430,6 +449,14 @@ impl S3Ctx {
     fn key_path(&self, idx: u64) -> String {
         format!("/{}/{}/{idx}", self.args.bucket, self.prefix)
     }
+
+    /// The body of object `idx` of this run.
+    fn body(&self, idx: u64) -> Vec<u8> {
+        match self.args.body_file {
+            Some(_) => object_body_keeping_ends(&self.base, self.nonce, idx),
+            None => object_body(&self.base, self.nonce, idx),
+        }
+    }
 }
 
 /// Figures of one worker in one phase.
@@ -445,7 +472,7 @@ struct PhaseStats {
     wall: Duration,
 }
 
-async fn s3(args: S3BenchArgs) -> anyhow::Result<()> {
+async fn s3(mut args: S3BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be positive");
     let host = crate::s3http::endpoint_host(&args.target.endpoint)?;
     let tls = crate::s3http::endpoint_tls(&args.target.endpoint, args.target.ca_bundle.as_deref())?;
@@ -453,17 +480,23 @@ async fn s3(args: S3BenchArgs) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as u64;
     let mut seed = nonce | 1;
-    let base = (0..args.size)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8
-        })
-        .collect();
+    let base = match &args.body_file {
+        Some(path) => std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("--body-file {}: {e}", path.display()))?,
+        None => (0..args.size)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect(),
+    };
+    // Sizes in the report are the bodies' own.
+    args.size = base.len();
     let ctx = Arc::new(S3Ctx {
         signer: args.target.signer.clone(),
-        prefix: format!("s{}-{nonce:x}", args.size),
+        prefix: format!("s{}-{nonce:x}", base.len()),
         host,
         tls,
         nonce,
@@ -563,7 +596,7 @@ async fn s3_worker(
 
 /// PUT object `idx`; checks the answer's ETag is the body's MD5. Returns the ETag.
 async fn s3_put(ctx: &S3Ctx, conn: &mut S3Conn, idx: u64) -> anyhow::Result<String> {
-    let body = object_body(&ctx.base, ctx.nonce, idx);
+    let body = ctx.body(idx);
     let path = ctx.key_path(idx);
     Ok(crate::s3http::put_checked(conn, &ctx.signer, &path, body.into(), ctx.args.payload).await?)
 }
@@ -573,12 +606,7 @@ async fn s3_put(ctx: &S3Ctx, conn: &mut S3Conn, idx: u64) -> anyhow::Result<Stri
 async fn s3_get(ctx: &S3Ctx, conn: &mut S3Conn, idx: u64, etag: &str) -> anyhow::Result<()> {
     let (headers, body) =
         crate::s3http::get_checked(conn, &ctx.signer, &ctx.key_path(idx), "").await?;
-    Ok(check_body(
-        &headers,
-        &body,
-        etag,
-        &object_body(&ctx.base, ctx.nonce, idx),
-    )?)
+    Ok(check_body(&headers, &body, etag, &ctx.body(idx))?)
 }
 
 /// Check a GET answer against what was put: ETag, length and every byte.
@@ -664,5 +692,16 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a, object_body(&base, 1, 0));
         assert_eq!(object_body(&[1, 2, 3], 5, 5).len(), 3);
+        let file: Vec<u8> = (0..300 * 1024).map(|i| (i % 253) as u8).collect();
+        let (a, b) = (
+            object_body_keeping_ends(&file, 1, 0),
+            object_body_keeping_ends(&file, 1, 1),
+        );
+        assert_ne!(a, b);
+        for v in [&a, &b] {
+            assert_eq!((v.len(), &v[..4]), (file.len(), &file[..4]));
+            assert_eq!(v[file.len() - 65536..], file[file.len() - 65536..]);
+        }
+        assert_eq!(object_body_keeping_ends(&file[..1000], 1, 0), file[..1000]);
     }
 }

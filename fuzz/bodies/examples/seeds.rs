@@ -436,6 +436,8 @@ fn master_seeds() {
             ..Default::default()
         }),
         Op::PutObject(PutObjectCmd {
+            parquet: None,
+            parquet_copy: None,
             bucket: "bkt".into(),
             key: "k".into(),
             manifest: Some(Manifest {
@@ -447,6 +449,7 @@ fn master_seeds() {
             }),
             if_match_etag: None,
             source: String::new(),
+            ..Default::default()
         }),
         Op::CreateMultipart(CreateMultipartCmd {
             upload: Some(MultipartUpload {
@@ -661,6 +664,7 @@ fn main() {
     blocksums_seeds();
     authz_seeds();
     auth_seeds();
+    parquet_seeds();
     let _ = DOMAIN;
     println!("seeds written under {}", corpus().display());
 }
@@ -673,4 +677,109 @@ fn auth_seeds() {
         let n = std::fs::read_dir(corpus().join(t)).map_or(0, |d| d.count());
         assert!(n > 0, "fuzz/corpus/{t} has no seeds");
     }
+}
+
+/// Parquet awareness (issue 16): predicates covering the language (and a few errors), and
+/// small Parquet files written by the `parquet` crate (flat with NULLs, NaN and long strings;
+/// nested, repeated, unsigned and decimal leaves).
+fn parquet_seeds() {
+    for (name, text) in [
+        ("cmp", "i >= 10 AND f < 2.5e0 OR s = 'b''c'"),
+        ("flipped", "5 < i AND -0.5 <= f"),
+        (
+            "in",
+            "s NOT IN ('a', 'bb', 'c') OR u IN (1, 18446744073709551615)",
+        ),
+        (
+            "between",
+            "d BETWEEN 1 AND 2 AND NOT (i NOT BETWEEN -3 AND 3)",
+        ),
+        ("null", "x IS NULL OR r IS NOT NULL OR \"a\".b = 1"),
+        ("bool", "b = TRUE AND b <> false"),
+        ("deep", "NOT (NOT ((i = 1) OR (f != 1.0)))"),
+        ("error", "i = 'unterminated"),
+    ] {
+        write("parquet_predicate", name, text);
+    }
+    write("parquet_footer", "flat", parquet_flat());
+    write("parquet_footer", "nested", parquet_nested());
+}
+
+fn parquet_writer<'a>(
+    schema: &str,
+    out: &'a mut Vec<u8>,
+) -> parquet::file::writer::SerializedFileWriter<&'a mut Vec<u8>> {
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    let schema = std::sync::Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
+    let props = WriterProperties::builder()
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .build();
+    parquet::file::writer::SerializedFileWriter::new(out, schema, std::sync::Arc::new(props))
+        .unwrap()
+}
+
+fn parquet_flat() -> Vec<u8> {
+    use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
+    let mut out = Vec::new();
+    let mut w = parquet_writer(
+        "message t { optional int64 i; optional double f; optional binary s (STRING); }",
+        &mut out,
+    );
+    let long = "\u{ff}".repeat(50);
+    for g in 0..2i64 {
+        let mut rg = w.next_row_group().unwrap();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<Int64Type>()
+            .write_batch(&[g, g + 10], Some(&[1, 0, 1]), None)
+            .unwrap();
+        c.close().unwrap();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<DoubleType>()
+            .write_batch(&[f64::NAN, 1.5, -0.0], Some(&[1, 1, 1]), None)
+            .unwrap();
+        c.close().unwrap();
+        let mut c = rg.next_column().unwrap().unwrap();
+        let vals = [ByteArray::from("apple"), ByteArray::from(long.as_str())];
+        c.typed::<ByteArrayType>()
+            .write_batch(&vals, Some(&[1, 1, 0]), None)
+            .unwrap();
+        c.close().unwrap();
+        rg.close().unwrap();
+    }
+    w.close().unwrap();
+    out
+}
+
+fn parquet_nested() -> Vec<u8> {
+    use parquet::data_type::{Int32Type, Int64Type};
+    let mut out = Vec::new();
+    let mut w = parquet_writer(
+        "message n { optional group a { optional int32 b; } repeated int64 r; \
+         required int32 u (INTEGER(32, false)); required int32 d (DECIMAL(9, 2)); }",
+        &mut out,
+    );
+    let mut rg = w.next_row_group().unwrap();
+    let mut c = rg.next_column().unwrap().unwrap();
+    c.typed::<Int32Type>()
+        .write_batch(&[1], Some(&[2, 1]), None)
+        .unwrap();
+    c.close().unwrap();
+    let mut c = rg.next_column().unwrap().unwrap();
+    c.typed::<Int64Type>()
+        .write_batch(&[1, 2, 3], Some(&[1, 1, 1, 0]), Some(&[0, 1, 1, 0]))
+        .unwrap();
+    c.close().unwrap();
+    let mut c = rg.next_column().unwrap().unwrap();
+    c.typed::<Int32Type>()
+        .write_batch(&[-5, 5], None, None)
+        .unwrap();
+    c.close().unwrap();
+    let mut c = rg.next_column().unwrap().unwrap();
+    c.typed::<Int32Type>()
+        .write_batch(&[125, 250], None, None)
+        .unwrap();
+    c.close().unwrap();
+    rg.close().unwrap();
+    w.close().unwrap();
+    out
 }

@@ -12,6 +12,7 @@ pub mod chunkserver;
 pub mod gateway;
 pub mod input;
 pub mod master;
+pub mod parquet;
 
 pub use authz::authz_policy;
 pub use chunkserver::{blocksums, chunkserver_rpc};
@@ -21,6 +22,7 @@ pub use gateway::{
     xml_delete, xml_lifecycle, xml_notification, xml_tagging,
 };
 pub use master::{master_apply, master_control, master_ops, master_records};
+pub use parquet::{parquet_footer, parquet_predicate};
 
 /// Whether `ANODE_FUZZ_DEBUG` is set: bodies then print what the code under test answered
 /// (for writing seeds that reach deep).
@@ -59,4 +61,6 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("sigv2", sigv2),
     ("post_form", post_form),
     ("post_policy", post_policy),
+    ("parquet_predicate", parquet_predicate),
+    ("parquet_footer", parquet_footer),
 ];

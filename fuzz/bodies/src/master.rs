@@ -132,6 +132,7 @@ fn manifest(c: &mut Cursor<'_>) -> Manifest {
         _ => number(c),
     };
     Manifest {
+        parquet: None,
         version: c.u8() as u32 % 3,
         size,
         etag: etag(c),
@@ -231,7 +232,7 @@ fn access(c: &mut Cursor<'_>) -> Vec<u8> {
 }
 
 fn op(c: &mut Cursor<'_>) -> Op {
-    match c.u8() % 29 {
+    match c.u8() % 30 {
         0 => Op::CreateBucket(CreateBucketCmd {
             config: Some(BucketConfig {
                 version: RECORD_VERSION,
@@ -247,6 +248,12 @@ fn op(c: &mut Cursor<'_>) -> Op {
         }),
         1 => Op::DeleteBucket(DeleteBucketCmd { name: bucket(c) }),
         2 => Op::PutObject(PutObjectCmd {
+            parquet: c.u8().is_multiple_of(4).then(|| parquet_index(c)),
+            parquet_copy: c.u8().is_multiple_of(8).then(|| ParquetSource {
+                bucket: bucket(c),
+                key: key(c),
+                object_version: number(c) % 64,
+            }),
             bucket: bucket(c),
             key: key(c),
             manifest: (!c.u8().is_multiple_of(8)).then(|| manifest(c)),
@@ -430,7 +437,65 @@ fn op(c: &mut Cursor<'_>) -> Op {
                 _ => "bad".into(),
             },
         }),
+        29 => Op::SetParquetIndex(SetParquetIndexCmd {
+            bucket: bucket(c),
+            key: key(c),
+            object_version: number(c) % 64,
+            index: (!c.u8().is_multiple_of(8)).then(|| parquet_index(c)),
+        }),
         _ => Op::Noop(NoopCmd {}),
+    }
+}
+
+/// A Parquet index (issue 16): mostly well formed (a tail ending in the footer length and
+/// `PAR1`, statistics matching the summary), with each field sometimes off.
+fn parquet_index(c: &mut Cursor<'_>) -> ParquetIndex {
+    let footer = u32::from(c.u8() % 40);
+    let tail_len = u64::from(footer) + 8 + u64::from(c.u8() % 16);
+    let mut tail = vec![0u8; tail_len as usize - 8];
+    tail.extend_from_slice(&footer.to_le_bytes());
+    tail.extend_from_slice(if c.u8().is_multiple_of(16) {
+        b"PARX"
+    } else {
+        b"PAR1"
+    });
+    let columns = c.pick(3);
+    let groups = c.pick(3);
+    let stats = (!c.u8().is_multiple_of(4)).then(|| ParquetStats {
+        version: if c.u8().is_multiple_of(32) { 2 } else { 1 },
+        columns: (0..columns)
+            .map(|i| ParquetColumn {
+                path: format!("c{i}"),
+                domain: i32::from(c.u8() % 7),
+                ..Default::default()
+            })
+            .collect(),
+        row_groups: (0..groups)
+            .map(|_| RowGroupStats {
+                num_rows: u64::from(c.u8()),
+                columns: (0..columns + usize::from(c.u8().is_multiple_of(32)))
+                    .map(|_| ColumnStats {
+                        null_count: Some(u64::from(c.u8())),
+                        min: Some(ParquetValue {
+                            v: Some(parquet_value::V::Int(i64::from(c.u8()))),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            })
+            .collect(),
+    });
+    ParquetIndex {
+        info: Some(ParquetInfo {
+            tail_len: tail_len + u64::from(c.u8().is_multiple_of(16)),
+            footer_len: footer,
+            num_rows: u64::from(c.u8()),
+            num_row_groups: groups as u32,
+            schema_hash: vec![1; c.pick(40)],
+            has_stats: stats.is_some() != c.u8().is_multiple_of(16),
+        }),
+        tail,
+        stats,
     }
 }
 
@@ -621,6 +686,8 @@ fn control_fixture(st: &mut MemState, ctl: &mut anode_meta::control::LeaderContr
         uploaded_ms: 900_000,
     };
     must(st.propose(Op::PutObject(PutObjectCmd {
+        parquet: None,
+        parquet_copy: None,
         bucket: "bkt".into(),
         key: "k".into(),
         manifest: Some(Manifest {

@@ -58,6 +58,15 @@ pub fn list_objects(
     kv: &dyn KvRead,
     req: &ListObjectsRequest,
 ) -> Result<ListObjectsResponse, StateError> {
+    list_objects_scanning(kv, req, MAX_SCANNED_WITH_PREDICATE)
+}
+
+/// [`list_objects`] reading at most `max_scanned` entries per page with a predicate.
+pub(super) fn list_objects_scanning(
+    kv: &dyn KvRead,
+    req: &ListObjectsRequest,
+    max_scanned: usize,
+) -> Result<ListObjectsResponse, StateError> {
     get_bucket(kv, &req.bucket).ok_or_else(|| StateError::NoSuchBucket(req.bucket.clone()))?;
     let predicate = match req.r#where.as_str() {
         "" => None,
@@ -83,7 +92,7 @@ pub fn list_objects(
     // One walk for the page: objects step to the next key, a common prefix seeks past
     // itself (its keys are never read), and the entry after a full page stops it.
     kv.walk(&cursor, Some(&end), &mut |k, v| {
-        if count == max || (predicate.is_some() && scanned == MAX_SCANNED_WITH_PREDICATE) {
+        if count == max || (predicate.is_some() && scanned == max_scanned) {
             out.is_truncated = true;
             return Step::Stop;
         }
