@@ -71,6 +71,15 @@ for _ in $(seq 1 300); do
   sleep 0.2
 done
 curl -sf "$gw_metrics" >/dev/null || { echo "anode dev did not come up; log:" >&2; tail -30 "$dir/anode.log" >&2; exit 1; }
+# Writes need the three chunkservers registered (else 503 "need 3 chunkservers").
+ctl() { "$anode" ctl --masters "127.0.0.1:$base" --certs-dir "$dir/data/certs/admin-1" "$@"; }
+alive=0
+for _ in $(seq 1 300); do
+  alive=$(ctl status --json 2>/dev/null | jq '[.chunkservers[] | select(.state == "alive")] | length' 2>/dev/null || echo 0)
+  [ "$alive" = 3 ] && break
+  sleep 0.2
+done
+[ "$alive" = 3 ] || { echo "anode dev: $alive chunkservers alive, want 3; log:" >&2; tail -30 "$dir/anode.log" >&2; exit 1; }
 echo "anode dev: http://127.0.0.1:$s3port (dir $dir); $(uptime)" >&2
 "$tools" bench parquet --endpoint "http://127.0.0.1:$s3port" \
   --gateway-metrics "$gw_metrics" --chunkserver-metrics "$cs_metrics" "${bench[@]}"
