@@ -16,7 +16,7 @@
 # /metrics (the three chunkservers of `anode dev` share one process and so one registry: its
 # admin endpoint is scraped once). A peer already running (say another S3 store on
 # 127.0.0.1) gets its own copy of the dataset and the plain path in the same run. Stops what
-# it started (by pid).
+# it started (by pid) and removes its data directory (KEEP_DATA=1 keeps it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 anode=""; tools=""
@@ -41,7 +41,12 @@ if [ -z "$anode" ] || [ -z "$tools" ]; then
 fi
 dir=$(mktemp -d /tmp/anode-bench-parquet.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+# The dataset is a few GB on disk (three replicas): removed on exit unless KEEP_DATA=1.
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$dir"
+}
 trap cleanup EXIT
 read -r s3port base < <(python3 - <<'EOF'
 import random, socket
