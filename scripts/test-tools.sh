@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs, only when missing, the programs the cargo tests drive besides python3 + boto3
 # (scripts/setup.sh): headless Chromium (tests/s3_cors.rs makes a real cross-origin fetch) and
-# s3cmd (SigV2 URLs from `s3cmd signurl`), and the minio Python package (minio-py listens to
-# bucket events in tests/s3_notify.rs). Sourced by scripts/test.sh before `cargo test`;
+# s3cmd (SigV2 URLs from `s3cmd signurl`), the minio Python package (minio-py listens to
+# bucket events in tests/s3_notify.rs), and pyarrow and datafusion (the query engines of
+# tests/s3_parquet.rs). Sourced by scripts/test.sh before `cargo test`;
 # not by scripts/dev.sh, which needs none of them.
 anode_test_pkgs=()
 command -v chromium >/dev/null 2>&1 || anode_test_pkgs+=(chromium)
@@ -19,4 +20,10 @@ if ! python3 -c 'import minio' >/dev/null 2>&1; then
   # Debian's system python refuses plain pip installs (PEP 668): fall back to --user.
   python3 -m pip install --quiet minio 2>/dev/null ||
     python3 -m pip install --quiet --user --break-system-packages minio
+fi
+# pyarrow and DataFusion's Python bindings read Parquet through the gateway (tests/s3_parquet.rs).
+if ! python3 -c 'import pyarrow, datafusion' >/dev/null 2>&1; then
+  echo "test-tools: installing pyarrow, datafusion (python)" >&2
+  python3 -m pip install --quiet pyarrow 'datafusion>=55,<56' 2>/dev/null ||
+    python3 -m pip install --quiet --user --break-system-packages pyarrow 'datafusion>=55,<56'
 fi

@@ -25,6 +25,9 @@ pub struct S3Cluster {
     pub master_admin: String,
     /// S3 endpoints (`http://127.0.0.1:PORT`), one per gateway.
     pub endpoints: Vec<String>,
+    /// Each gateway's admin HTTP endpoint (`http://127.0.0.1:PORT`: `/metrics`, `/health`),
+    /// in gateway order.
+    pub gateway_admins: Vec<String>,
     /// Processes (master, chunkservers, gateways), killed on drop.
     pub procs: Vec<Proc>,
     /// Each gateway's audit log (`--audit-log`), in gateway order.
@@ -124,7 +127,7 @@ impl S3Cluster {
                 env.clone(),
             ));
             endpoints.push(format!("http://127.0.0.1:{sp}"));
-            admins.push(format!("http://127.0.0.1:{ap}/health"));
+            admins.push(format!("http://127.0.0.1:{ap}"));
             audit_logs.push(audit);
         }
         let c = S3Cluster {
@@ -132,11 +135,13 @@ impl S3Cluster {
             masters: addrs,
             master_admin: format!("127.0.0.1:{ma}"),
             endpoints,
+            gateway_admins: admins.clone(),
             procs,
             audit_logs,
             _dir: dir,
         };
-        c.wait_ready(&admins).await;
+        let health: Vec<String> = admins.iter().map(|a| format!("{a}/health")).collect();
+        c.wait_ready(&health).await;
         c
     }
 

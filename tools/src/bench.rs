@@ -7,6 +7,8 @@
 //!   (SigV4 with the gateway crate's signing code, via `crate::s3http`), one keep-alive
 //!   HTTP/1.1 connection per concurrent worker, every GET body verified.
 //! - `anode-tools bench suite` / `bench compare`: see `crate::suite`.
+//! - `anode-tools bench parquet`: a query engine's reads of a Parquet dataset, plain and
+//!   through the pruned listing (`crate::bench_parquet`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -91,6 +93,9 @@ pub enum BenchCmd {
     Fill(crate::bench_scale::FillArgs),
     /// LIST page latency of a bucket built by `fill`, with or without a delimiter.
     List(crate::bench_scale::ListArgs),
+    /// A query engine's reads of a Parquet dataset: plain S3 (footers, statistics, ranged
+    /// GETs) against the pruned listing (`x-anode-where`), with the bytes each costs.
+    Parquet(crate::bench_parquet::ParquetBenchArgs),
 }
 
 /// Run a benchmark and print its figures as one JSON line.
@@ -123,6 +128,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCmd::Compare(a) => crate::suite::compare_files(a),
         BenchCmd::Fill(a) => crate::bench_scale::fill(a).await,
         BenchCmd::List(a) => crate::bench_scale::list(a).await,
+        BenchCmd::Parquet(a) => crate::bench_parquet::run(a).await,
     }
 }
 

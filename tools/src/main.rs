@@ -4,6 +4,7 @@
 //! - `anode-tools bench suite|compare`: the benchmark matrix against any S3 endpoint, and the
 //!   ratios of two result files (`crate::suite`).
 //! - `anode-tools bench fill|list`: a large bucket of inline objects and its LIST latency.
+//! - `anode-tools bench parquet`: a Parquet dataset read plain and through the pruned listing.
 //! - `anode-tools chaos-load`: the workload recorder of the chaos scenarios (`test_scripts/`).
 //!
 //! Start-up is the same as `anode`'s (`anode_common::cli`): `--config FILE` keys become
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_parquet;
 mod bench_scale;
 mod chaos_load;
 mod s3http;

@@ -325,6 +325,10 @@ pub const QUERY_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON
     .remove(b'.')
     .remove(b'~');
 
+/// The characters a path segment keeps unencoded: the unreserved set and `/` (keys are sent
+/// as they are, each other byte percent-encoded).
+pub const PATH_UNRESERVED: &percent_encoding::AsciiSet = &QUERY_UNRESERVED.remove(b'/');
+
 /// Why a checked request ([`put_checked`], [`get_checked`]) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckedError {
