@@ -33,7 +33,11 @@ while [ $# -gt 0 ]; do
 done
 dir=$(mktemp -d /tmp/anode-bench-pqput.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The cluster's data is GBs after a run; KEEP_DATA=1 keeps it (and the logs).
+  [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$dir"
+}
 trap cleanup EXIT
 read -r base s3port s3off adminoff < <(python3 scripts/dev-ports.py 2500 2600 2700)
 rnd() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
@@ -126,4 +130,4 @@ for rows, count in ((2_000, n), (100_000, n // 5)):
             row += [dt, metric(cs_admin, "anode_chunkserver_gets_total") - g0, metric(gw_admin, "anode_gateway_parquet_footer_hits_total") - h0]
         print(f"{count:>5}  {len(bodies[0]) // 1024:>5} KiB  {label:<13}  {row[0]:>14.2f}  {row[1]:>10.0f}  {row[2]:>5.0f}  {row[3]:>8.2f}  {row[4]:>10.0f}  {row[5]:>5.0f}")
 PY
-echo "(bench output and logs in $dir)"
+if [ "${KEEP_DATA:-0}" = 1 ]; then echo "(bench output and logs in $dir)"; fi

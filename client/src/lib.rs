@@ -1298,7 +1298,10 @@ impl Client {
         let resp = self
             .inner
             .master
-            .write_req(req, |mut c, req| async move { c.complete_multipart(req).await })
+            .write_req(
+                req,
+                |mut c, req| async move { c.complete_multipart(req).await },
+            )
             .await?;
         let manifest = required(resp.manifest, "CompleteMultipartResponse.manifest")?;
         self.inner.cache_put(bucket, key, &manifest);
@@ -1350,7 +1353,10 @@ impl Client {
         };
         self.inner
             .master
-            .write_req(req, |mut c, req| async move { c.set_parquet_index(req).await })
+            .write_req(
+                req,
+                |mut c, req| async move { c.set_parquet_index(req).await },
+            )
             .await?;
         Ok(outcome)
     }
