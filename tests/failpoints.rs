@@ -501,6 +501,8 @@ async fn create_bucket(addrs: &[String], name: &str) {
 /// when committed.
 async fn put(addrs: &[String], bucket: &str, key: &str) -> Result<(), String> {
     let req = PutObjectRequest {
+        parquet: None,
+        parquet_copy: None,
         bucket: bucket.into(),
         key: key.into(),
         manifest: Some(Manifest {
