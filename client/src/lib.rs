@@ -835,23 +835,10 @@ impl Client {
         version_id: Option<&str>,
         include_delete_markers: bool,
     ) -> Result<Manifest, ClientError> {
-        let req = GetObjectRequest {
-            tail_range: None,
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            allow_stale: false,
-            version_id: version_id.map(str::to_string),
-            include_delete_markers,
-        };
-        let resp = self
-            .inner
-            .master
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.get_object(req).await }
-            })
+        let (m, _) = self
+            .get_version_tail(bucket, key, version_id, include_delete_markers, None)
             .await?;
-        required(resp.manifest, "GetObjectResponse.manifest")
+        Ok(m)
     }
 
     /// Delete one version of `bucket/key` for good (`version_id` Some; `"null"` names the null
