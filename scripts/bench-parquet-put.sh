@@ -4,8 +4,8 @@
 #   scripts/bench-parquet-put.sh [--anode BIN] [--tools BIN] [--objects N] [--rounds R]
 #                                [--open-files F]
 #
-# Starts `anode dev` (temp dir, free loopback ports; its gateway indexes Parquet) and a second
-# gateway on the same cluster with `--parquet-max-tail 0` (indexing off), writes Parquet files
+# Starts `anode dev` (temp dir, free loopback ports) and two gateway processes on it, alike
+# but for indexing (`--parquet-max-tail 4194304` and `0`), writes Parquet files
 # with pyarrow (a narrow one: 4 columns, 8 row groups, ~8 MiB; a wide one: 200 columns, 16 row
 # groups, ~6 MiB with a ~400 KiB footer), and in each of R rounds PUTs N copies of each file
 # through both gateways (`anode-tools bench s3 --body-file`, 8 workers; every copy stamped so
@@ -39,7 +39,7 @@ cleanup() {
   [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$dir"
 }
 trap cleanup EXIT
-read -r base s3port s3off adminoff < <(python3 scripts/dev-ports.py 2500 2600 2700)
+read -r base s3port s3on adminon s3off adminoff < <(python3 scripts/dev-ports.py 2500 2550 2560 2600 2700)
 rnd() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 export ANODE_ACCESS_KEY="BENCHPQPUT$(rnd 6 | tr a-f A-F)" ANODE_SECRET_KEY="$(rnd 20)"
 "$anode" dev --data "$dir/data" --listen "127.0.0.1:$s3port" --base-port "$base" >"$dir/anode.log" 2>&1 &
@@ -49,11 +49,16 @@ for _ in $(seq 1 300); do
   [ "$(ctl status --json 2>/dev/null | jq '[.chunkservers[] | select(.state == "alive")] | length')" = 3 ] && break
   sleep 0.2
 done
-"$anode" gateway --masters "127.0.0.1:$base" --certs-dir "$dir/data/certs/gateway-1" \
-  --listen "127.0.0.1:$s3off" --admin-listen "127.0.0.1:$adminoff" --parquet-max-tail 0 \
-  >"$dir/gateway-off.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 300); do curl -s -o /dev/null "http://127.0.0.1:$s3off/" && break; sleep 0.1; done
+# Two gateways of their own on the cluster, alike but for indexing (the one `anode dev` runs
+# shares its process with the masters and chunkservers, so it is not compared).
+gw() { "$anode" gateway --masters "127.0.0.1:$base" --certs-dir "$dir/data/certs/gateway-1" \
+  --listen "127.0.0.1:$1" --admin-listen "127.0.0.1:$2" --parquet-max-tail "$3" >"$dir/gateway-$1.log" 2>&1 &
+  pids+=($!); }
+gw "$s3on" "$adminon" 4194304
+gw "$s3off" "$adminoff" 0
+for p in "$s3on" "$s3off"; do
+  for _ in $(seq 1 300); do curl -s -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
+done
 python3 - "$dir" <<'PY'
 import sys, pyarrow as pa, pyarrow.parquet as pq
 d = sys.argv[1]
@@ -78,21 +83,21 @@ for f in narrow wide; do
   for r in $(seq 1 "$rounds"); do
     # Alternate which goes first, so neither always meets a warmer cluster.
     if [ $((r % 2)) = 1 ]; then
-      run "$s3port" bench-on "$f" "$dir/$f-on-$r.txt"; run "$s3off" bench-off "$f" "$dir/$f-off-$r.txt"
+      run "$s3on" bench-on "$f" "$dir/$f-on-$r.txt"; run "$s3off" bench-off "$f" "$dir/$f-off-$r.txt"
     else
-      run "$s3off" bench-off "$f" "$dir/$f-off-$r.txt"; run "$s3port" bench-on "$f" "$dir/$f-on-$r.txt"
+      run "$s3off" bench-off "$f" "$dir/$f-off-$r.txt"; run "$s3on" bench-on "$f" "$dir/$f-on-$r.txt"
     fi
     on=$(put_rate "$dir/$f-on-$r.txt"); off=$(put_rate "$dir/$f-off-$r.txt")
     python3 -c "import sys; f,r,a,b=sys.argv[1:]; print(f'{f:<8} {r:>5}  {float(a):>14.2f}  {float(b):>9.2f}  {float(a)/float(b):>5.2f}')" "$f" "$r" "$on" "$off"
   done
 done
-echo "indexing gateway:"; curl -s "http://127.0.0.1:$((base + 2000))/metrics" | grep '^anode_gateway_parquet' || true
+echo "indexing gateway:"; curl -s "http://127.0.0.1:$adminon/metrics" | grep '^anode_gateway_parquet' || true
 # Opening files: the same Parquet files written through each gateway (indexed / plain), then
 # opened with pyarrow (S3FileSystem) through the indexing gateway: footer only
 # (`read_metadata`), and whole (`read_table`). Chunk reads are the chunkservers' counters
 # (one process in `anode dev`: one registry).
 export AWS_ACCESS_KEY_ID="$ANODE_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$ANODE_SECRET_KEY" AWS_DEFAULT_REGION=us-east-1
-python3 - "$s3port" "$s3off" "$((base + 180))" "$((base + 2000))" "$open_files" <<'PY'
+python3 - "$s3on" "$s3off" "$((base + 180))" "$adminon" "$open_files" <<'PY'
 import io, sys, time, urllib.request, concurrent.futures as cf
 import boto3, pyarrow as pa, pyarrow.parquet as pq, pyarrow.fs as pafs
 on, off, cs_admin, gw_admin, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])

@@ -375,16 +375,24 @@ pub struct S3BenchArgs {
     pub body_file: Option<std::path::PathBuf>,
 }
 
-/// [`object_body`] that leaves the first 4 bytes and the last 64 KiB of `base` as they are (a
-/// Parquet file stays one: magic, footer and the offsets in it are untouched). A base too short
-/// to stamp between them is returned as it is.
+/// [`object_body`] that leaves the first 4 bytes and the end of `base` as they are: the last
+/// 64 KiB, or the whole footer of a Parquet file when it is longer (a Parquet file stays one:
+/// magic, footer and the offsets in it are untouched). A base too short to stamp between them
+/// is returned as it is.
 pub(crate) fn object_body_keeping_ends(base: &[u8], nonce: u64, idx: u64) -> Vec<u8> {
-    const TAIL: usize = 64 * 1024;
+    let n = base.len();
+    let footer = match base.get(n.saturating_sub(8)..) {
+        Some(t) if n >= 8 && t.ends_with(b"PAR1") => {
+            u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize + 8
+        }
+        _ => 0,
+    };
+    let keep = footer.max(64 * 1024);
     let mut v = base.to_vec();
-    if base.len() < 4 + 24 + TAIL {
+    if n < 4 + 24 + keep {
         return v;
     }
-    let end = base.len() - TAIL;
+    let end = n - keep;
     v[4..end].copy_from_slice(&object_body(&base[4..end], nonce, idx));
     v
 }
@@ -703,5 +711,13 @@ mod tests {
             assert_eq!(v[file.len() - 65536..], file[file.len() - 65536..]);
         }
         assert_eq!(object_body_keeping_ends(&file[..1000], 1, 0), file[..1000]);
+        // A Parquet-like end with a 100 KiB footer keeps all of it.
+        let mut pq = file.clone();
+        let n = pq.len();
+        pq[n - 8..n - 4].copy_from_slice(&(100u32 * 1024).to_le_bytes());
+        pq[n - 4..].copy_from_slice(b"PAR1");
+        let c = object_body_keeping_ends(&pq, 1, 2);
+        assert_eq!(c[n - 100 * 1024 - 8..], pq[n - 100 * 1024 - 8..]);
+        assert_ne!(c, pq);
     }
 }
