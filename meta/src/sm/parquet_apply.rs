@@ -156,34 +156,18 @@ pub(super) fn index_for_put(
     let Some(src) = &c.parquet_copy else {
         return Ok(None);
     };
-    let Some(tail) = get_tail(o, &src.bucket, &src.key, src.object_version) else {
+    // The source version's own summary and records, as stored (none when the version is gone
+    // or has no index).
+    let info = versions::find_by_object_version(o, &src.bucket, &src.key, src.object_version)
+        .and_then(|m| m.parquet);
+    let (Some(info), Some(tail)) = (info, get_tail(o, &src.bucket, &src.key, src.object_version))
+    else {
         return Ok(None);
     };
-    let stats = get_stats(o, &src.bucket, &src.key, src.object_version);
-    let n = tail.len();
-    if n < 8 {
-        return Ok(None);
-    }
-    let footer_len = u32::from_le_bytes([tail[n - 8], tail[n - 7], tail[n - 6], tail[n - 5]]);
-    let (num_rows, num_row_groups) = stats.as_ref().map_or((0, 0), |s| {
-        (
-            s.row_groups.iter().map(|rg| rg.num_rows).sum(),
-            s.row_groups.len() as u32,
-        )
-    });
-    // The source's summary travels with its manifest, which the copy's writer sent; the state
-    // machine rebuilds the parts it needs from the stored records.
     Ok(Some(ParquetIndex {
-        info: Some(ParquetInfo {
-            tail_len: n as u64,
-            footer_len,
-            num_rows,
-            num_row_groups,
-            schema_hash: Vec::new(),
-            has_stats: stats.is_some(),
-        }),
+        stats: get_stats(o, &src.bucket, &src.key, src.object_version),
+        info: Some(info),
         tail,
-        stats,
     }))
 }
 
@@ -197,13 +181,8 @@ pub(super) fn attach(
     m: &mut Manifest,
     ix: Option<ParquetIndex>,
 ) {
-    let carried = m.parquet.take();
-    if let Some(mut ix) = ix {
-        if let (Some(info), Some(src)) = (ix.info.as_mut(), carried.as_ref()) {
-            if info.schema_hash.is_empty() {
-                info.schema_hash = src.schema_hash.clone();
-            }
-        }
+    m.parquet = None;
+    if let Some(ix) = ix {
         store(o, bucket, key, m, ix);
     }
 }
