@@ -1315,16 +1315,21 @@ impl Client {
         if head != b"PAR1" {
             return Ok(parquet::ParquetOutcome::NotParquet);
         }
-        let last8 = collect(self.read_manifest(bucket, m, Some((m.size - 8, m.size - 1)))).await?;
-        let footer_len = u32::from_le_bytes([last8[0], last8[1], last8[2], last8[3]]) as u64;
-        if &last8[4..] != b"PAR1" || footer_len + 8 > limits.max_tail.min(m.size) {
+        // The window first: it holds the whole footer unless the footer is larger.
+        let window = limits.window.max(8).min(m.size);
+        let mut tail =
+            collect(self.read_manifest(bucket, m, Some((m.size - window, m.size - 1)))).await?;
+        let Some(footer_len) = anode_pqindex::trailer_footer_len(&tail) else {
+            return Ok(parquet::ParquetOutcome::NotParquet);
+        };
+        let want = u64::from(footer_len) + 8;
+        if want > limits.max_tail.min(m.size) {
             return Ok(parquet::ParquetOutcome::TooLarge);
         }
-        let want = (footer_len + 8)
-            .max(limits.window.min(m.size))
-            .min(limits.max_tail);
-        let tail =
-            collect(self.read_manifest(bucket, m, Some((m.size - want, m.size - 1)))).await?;
+        if want > window {
+            tail =
+                collect(self.read_manifest(bucket, m, Some((m.size - want, m.size - 1)))).await?;
+        }
         let (index, outcome) = parquet::index(&tail, m.size, &limits);
         let Some(index) = index else {
             return Ok(outcome);

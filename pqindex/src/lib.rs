@@ -140,6 +140,13 @@ pub enum IndexError {
     },
 }
 
+/// The footer length a Parquet file's last 8 bytes state (`<len u32 LE>PAR1`), when `tail`
+/// ends with them; nothing is checked beyond the magic.
+pub fn trailer_footer_len(tail: &[u8]) -> Option<u32> {
+    let t = tail.len().checked_sub(8).map(|i| &tail[i..])?;
+    (&t[4..] == MAGIC).then(|| u32::from_le_bytes([t[0], t[1], t[2], t[3]]))
+}
+
 /// The footer found at the end of `tail`: its length and its decoded metadata.
 struct Footer {
     len: u32,
@@ -153,14 +160,12 @@ fn footer(tail: &[u8], size: u64, max_tail: u64) -> Result<Option<Footer>, Index
     if n < TRAILER as usize || (n as u64) > size {
         return Ok(None);
     }
-    let magic = &tail[n - 4..];
-    if magic == MAGIC_ENCRYPTED {
+    if &tail[n - 4..] == MAGIC_ENCRYPTED {
         return Err(IndexError::EncryptedFooter);
     }
-    if magic != MAGIC {
+    let Some(len) = trailer_footer_len(tail) else {
         return Ok(None);
-    }
-    let len = u32::from_le_bytes([tail[n - 8], tail[n - 7], tail[n - 6], tail[n - 5]]);
+    };
     let need = len as u64 + TRAILER;
     if need > max_tail {
         return Ok(None);
